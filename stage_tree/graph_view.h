@@ -1,0 +1,24 @@
+// A Boost.Graph view of a StageTree: the scheduler's critical-path lengths and Graphviz export.
+#ifndef HIPPO_STAGE_TREE_GRAPH_VIEW_H_
+#define HIPPO_STAGE_TREE_GRAPH_VIEW_H_
+
+#include <string>
+#include <vector>
+
+#include "stage_tree/stage_tree.h"
+
+namespace hippo::stage_tree {
+
+// For every node (indexed by NodeId), the cost of the longest chain of work still to do from
+// that node down to a leaf: its own remaining cost plus the largest value among its children.
+// A node's own remaining cost is (end - start) * seconds_per_step unless it is done (0); a
+// recompute stage costs its rerun. The root's value is the whole tree's critical path.
+std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step);
+
+// Graphviz DOT text of the tree: one box per stage with its steps, state and the values of
+// every hyper-parameter at its first step; edges from parent to child.
+std::string ToDot(const StageTree& tree);
+
+}  // namespace hippo::stage_tree
+
+#endif  // HIPPO_STAGE_TREE_GRAPH_VIEW_H_

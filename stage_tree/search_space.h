@@ -1,0 +1,88 @@
+// The search space as plain data: the dimensions an algorithm samples, and how a point of
+// those dimensions becomes a trial's hyper-parameter sequences.
+//
+// A scalar parameter is one dimension ("weight_decay"); a sequence parameter has one dimension
+// per searched component ("lr.initial", "lr.milestones", "lr.warmup_steps"). Fixed values are
+// not dimensions. Non-structural numeric parameters become constant sequences, so they can be
+// changed mid-training (PBT); structural ones (and strings) go into the family key.
+#ifndef HIPPO_STAGE_TREE_SEARCH_SPACE_H_
+#define HIPPO_STAGE_TREE_SEARCH_SPACE_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hippo/v1/hippo.pb.h"
+#include "stage_tree/sequence.h"
+
+namespace hippo::stage_tree {
+
+// A value of a dimension: a number, a string, or a list of steps (milestones).
+using Value = std::variant<double, std::string, std::vector<Step>>;
+std::string ValueToString(const Value& value);
+
+enum class DimensionKind { kChoice, kInt, kFloat };
+
+struct Dimension {
+  std::string name;
+  DimensionKind kind = DimensionKind::kChoice;
+  std::vector<Value> choices;  // kChoice
+  double low = 0;              // kInt, kFloat: [low, high], both included
+  double high = 0;
+  bool log = false;
+  double step = 0;  // quantisation; kInt uses at least 1
+};
+
+enum class Shape { kScalar, kStepDecay, kCosine, kExponential, kPiecewise };
+
+// A component of a parameter: a fixed value, or the index of the dimension that searches it.
+struct Component {
+  std::optional<size_t> dimension;
+  Value fixed = 0.0;
+};
+
+struct ParameterSpec {
+  std::string name;
+  bool structural = false;
+  Shape shape = Shape::kScalar;
+  // By component name: "value" (scalar), "initial", "gamma", "milestones", "max", "min",
+  // "period", "rate", "warmup_steps".
+  std::map<std::string, Component> components;
+  std::vector<Step> boundaries;  // piecewise
+  std::vector<double> values;    // piecewise
+};
+
+struct SearchSpace {
+  std::vector<Dimension> dimensions;
+  std::vector<ParameterSpec> parameters;
+};
+
+// A point: one value per dimension, in SearchSpace::dimensions order.
+using Point = std::vector<Value>;
+
+// What a point becomes: the sequences of the dynamic parameters over [0, max_steps) and the
+// values of the structural ones.
+struct TrialPlan {
+  TrialSequences sequences;
+  std::map<std::string, Value> structural;
+};
+
+absl::StatusOr<SearchSpace> SearchSpaceFromProto(const hippo::v1::SearchSpace& proto);
+
+// Every point of a finite space, the last dimension varying fastest. InvalidArgument naming
+// the dimension if one is continuous.
+absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space);
+
+absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point,
+                                     Step max_steps);
+
+// The root key of a trial's family: the trainer's identity and every structural value.
+std::string FamilyKey(std::string_view trainer_identity,
+                      const std::map<std::string, Value>& structural);
+
+}  // namespace hippo::stage_tree
+
+#endif  // HIPPO_STAGE_TREE_SEARCH_SPACE_H_

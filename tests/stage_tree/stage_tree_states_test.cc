@@ -1,0 +1,152 @@
+// Hand-made cases for node states, splits of running and finished stages, and the accounting.
+#include <gtest/gtest.h>
+
+#include "stage_tree/stage_tree.h"
+
+namespace hippo::stage_tree {
+namespace {
+
+TrialSequences LearningRate(double before, double after, Step change, Step horizon = 100) {
+  std::vector<Segment> segments = {{0, change, SegmentFunction::Constant(before)},
+                                   {change, horizon, SegmentFunction::Constant(after)}};
+  return {{"lr", *Sequence::FromSegments(segments)}};
+}
+
+TEST(StageTreeStatesTest, FirstTrialIsOneReadyStage) {
+  StageTree tree("family", {"lr"});
+  absl::StatusOr<TrialId> trial = tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  ASSERT_TRUE(trial.ok());
+  ASSERT_EQ(tree.Path(*trial).size(), 1u);
+  const NodeView stage = tree.node(tree.Path(*trial)[0]);
+  EXPECT_EQ(stage.start, 0);
+  EXPECT_EQ(stage.end, 100);
+  EXPECT_EQ(stage.state, StageState::kReady);
+  EXPECT_EQ(tree.counts().unique_steps, 100);
+  EXPECT_EQ(tree.counts().trial_steps, 100);
+}
+
+TEST(StageTreeStatesTest, DivergingTrialCutsPendingStageWithoutAction) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  std::vector<SplitResult> splits;
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits);
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].action, SplitAction::kNone);
+  EXPECT_EQ(tree.node(splits[0].upper).end, 50);
+  EXPECT_EQ(tree.Path(first)[0], tree.Path(second)[0]);  // they share [0, 50)
+  EXPECT_EQ(tree.counts().unique_steps, 150);
+  EXPECT_EQ(tree.counts().trial_steps, 200);
+  EXPECT_EQ(tree.TrialsThrough(splits[0].upper), (std::vector<TrialId>{first, second}));
+  EXPECT_EQ(tree.node(tree.Path(second)[1]).state, StageState::kPending);
+}
+
+TEST(StageTreeStatesTest, SplittingRunningStageRequestsCheckpoint) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const NodeId stage = tree.Path(first)[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  std::vector<SplitResult> splits;
+  ASSERT_TRUE(tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits).ok());
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].action, SplitAction::kCheckpointRequested);
+  EXPECT_EQ(splits[0].upper, stage);
+  EXPECT_EQ(tree.node(splits[0].lower).state, StageState::kRunning);
+  // The checkpoint at 50 arrives: the upper part is done and the new branch can start.
+  ASSERT_TRUE(tree.MarkDone(stage).ok());
+  EXPECT_EQ(tree.ReadyNodes().size(), 1u);
+  ASSERT_TRUE(tree.MarkDone(splits[0].lower).ok());
+  EXPECT_EQ(tree.counts().executed_steps, 100);
+  EXPECT_EQ(tree.counts().recomputed_steps, 0);
+}
+
+TEST(StageTreeStatesTest, SplittingFinishedStageWithoutStateSchedulesCountedRecompute) {
+  StageTree tree("family", {"lr"});
+  const NodeId stage = tree.Path(*tree.Insert(LearningRate(0.1, 0.01, 50), 100))[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.AddCheckpoint(stage, 20).ok());
+  ASSERT_TRUE(tree.MarkDone(stage).ok());
+  std::vector<SplitResult> splits;
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits);
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].action, SplitAction::kRecomputeScheduled);
+  EXPECT_EQ(splits[0].recompute_from, 20);  // the nearest earlier checkpoint
+  EXPECT_EQ(tree.node(stage).state, StageState::kReady);
+  EXPECT_TRUE(tree.node(stage).recompute);
+  EXPECT_EQ(tree.node(splits[0].lower).state, StageState::kDone);
+  EXPECT_EQ(tree.counts().recompute_stages, 1);
+  // The new branch waits for the recomputed state at 50.
+  const NodeId branch = tree.Path(second)[1];
+  EXPECT_EQ(tree.node(branch).state, StageState::kPending);
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.MarkDone(stage).ok());
+  EXPECT_EQ(tree.node(branch).state, StageState::kReady);
+  EXPECT_EQ(tree.counts().recomputed_steps, 30);
+  EXPECT_EQ(tree.counts().executed_steps, 130);
+}
+
+TEST(StageTreeStatesTest, SplitAtKeptCheckpointNeedsNoRecompute) {
+  StageTree tree("family", {"lr"});
+  const NodeId stage = tree.Path(*tree.Insert(LearningRate(0.1, 0.01, 50), 100))[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.AddCheckpoint(stage, 50).ok());
+  ASSERT_TRUE(tree.MarkDone(stage).ok());
+  std::vector<SplitResult> splits;
+  ASSERT_TRUE(tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits).ok());
+  EXPECT_EQ(splits[0].action, SplitAction::kNone);
+  EXPECT_EQ(tree.node(stage).state, StageState::kDone);
+  EXPECT_EQ(tree.ReadyNodes().size(), 1u);
+}
+
+TEST(StageTreeStatesTest, FailedStageIsRequeued) {
+  StageTree tree("family", {"lr"});
+  const NodeId stage = tree.Path(*tree.Insert(LearningRate(0.1, 0.01, 50), 100))[0];
+  EXPECT_FALSE(tree.MarkDone(stage).ok());  // not running
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.MarkFailed(stage).ok());
+  EXPECT_EQ(tree.node(stage).state, StageState::kFailed);
+  ASSERT_TRUE(tree.Requeue(stage).ok());
+  EXPECT_EQ(tree.node(stage).state, StageState::kReady);
+  EXPECT_EQ(tree.counts().executed_steps, 0);
+}
+
+TEST(StageTreeStatesTest, ExtendingReusesSharedStages) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.01, 50), 30);
+  EXPECT_EQ(tree.counts().unique_steps, 100);
+  EXPECT_EQ(tree.Path(second).size(), 1u);
+  ASSERT_TRUE(tree.Extend(second, 100).ok());
+  EXPECT_EQ(tree.Path(second), tree.Path(first));
+  EXPECT_EQ(tree.counts().unique_steps, 100);
+  EXPECT_EQ(tree.counts().trial_steps, 200);
+  EXPECT_FALSE(tree.Extend(second, 100).ok());  // not above the current target
+  EXPECT_FALSE(tree.Extend(second, 101).ok());  // beyond the horizon
+}
+
+TEST(StageTreeStatesTest, BadTrialsAreRejectedAndChangeNothing) {
+  StageTree tree("family", {"lr"});
+  ASSERT_TRUE(tree.Insert(LearningRate(0.1, 0.01, 50), 100).ok());
+  const StepCounts before = tree.counts();
+  const size_t nodes = tree.node_count();
+  EXPECT_FALSE(tree.Insert({{"momentum", Sequence::ConstantOver(0.9, 100)}}, 100).ok());
+  EXPECT_FALSE(tree.Insert(LearningRate(0.1, 0.01, 50), 0).ok());
+  EXPECT_FALSE(tree.Insert(LearningRate(0.1, 0.01, 50), 101).ok());
+  EXPECT_FALSE(tree.Split(kRootNode, 1).ok());
+  EXPECT_FALSE(tree.Split(1, 100).ok());
+  EXPECT_FALSE(tree.Split(99, 5).ok());
+  EXPECT_EQ(tree.counts(), before);
+  EXPECT_EQ(tree.node_count(), nodes);
+}
+
+TEST(StageTreeStatesTest, SegmentsOfStageAreExact) {
+  StageTree tree("family", {"lr"});
+  const TrialId trial = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const std::vector<std::vector<Segment>> segments = tree.SegmentsOf(tree.Path(trial)[0]);
+  ASSERT_EQ(segments.size(), 1u);
+  ASSERT_EQ(segments[0].size(), 2u);
+  EXPECT_EQ(segments[0][0], (Segment{0, 50, SegmentFunction::Constant(0.1)}));
+  EXPECT_EQ(segments[0][1], (Segment{50, 100, SegmentFunction::Constant(0.01)}));
+}
+
+}  // namespace
+}  // namespace hippo::stage_tree
