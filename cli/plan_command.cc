@@ -8,23 +8,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "stage_tree/graph_view.h"
 #include "stage_tree/search_space.h"
 
 namespace hippo::cli {
 
-std::string TrainerIdentity(const hippo::v1::StudySpec& spec) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    spec.trainer().SerializeToCodedStream(&coded);
-  }
-  return absl::StrFormat("%s:%016x", spec.trainer().kind(), std::hash<std::string>{}(bytes));
-}
 
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
                                       const std::string& dot_path) {
@@ -45,7 +33,7 @@ absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int work
   }
 
   const stage_tree::Step max_steps = spec.budget().max_steps();
-  const std::string trainer = TrainerIdentity(spec);
+  const std::string trainer = stage_tree::TrainerIdentity(spec.trainer());
   std::map<std::string, stage_tree::StageTree> families;
   PlanFigures figures;
   stage_tree::Step longest_trial = 0;

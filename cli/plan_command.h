@@ -29,9 +29,6 @@ struct PlanFigures {
   double trial_based_makespan_bound = 0;  // max(longest trial, trial_steps / workers)
 };
 
-// The identity of a study's trainer: equal for two specs iff their trainer specs are equal.
-std::string TrainerIdentity(const hippo::v1::StudySpec& spec);
-
 // Builds the stage tree of every trial a grid study would run and returns its figures; writes
 // DOT to `dot_path` when set. InvalidArgument for a non-grid study or a bad spec.
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,

@@ -3,7 +3,7 @@
 // Why walk the YAML tree against the descriptor instead of converting YAML to JSON blindly: only
 // the schema knows that `low: abc` must be a number, that `name: 1e3` is the string "1e3", or that
 // `values: [3, "3"]` holds a number and a string; and protobuf's own JSON errors name neither the
-// field path as the user wrote it nor the line. The walk checks types and names and records where
+// field path nor the line. The walk checks types and names and records where
 // every field was written; protobuf's JSON mapping still builds the message, so the schema lives
 // only in hippo.proto. Semantic checks then run on the typed message (ValidateStudySpec).
 
@@ -28,12 +28,17 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/type_resolver.h"
+#include "google/protobuf/util/type_resolver_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace hippo::proto {
@@ -51,6 +56,7 @@ constexpr std::uintmax_t kMaxSpecFileBytes = 16 << 20;
 // google.protobuf.Value nests without a schema; bound it so a hostile document cannot exhaust
 // the stack.
 constexpr int kMaxValueDepth = 64;
+constexpr char kTypeUrlPrefix[] = "type.googleapis.com";
 
 const std::vector<std::string>& KnownTrainerKinds() {
   static const auto* const kinds = new std::vector<std::string>{"command", "sim", "torch"};
@@ -78,7 +84,7 @@ Issue Problem(std::string path, std::string message) {
 }
 
 std::string JoinPath(const std::string& parent, const std::string& child) {
-  return parent.empty() ? std::string(child) : absl::StrCat(parent, ".", child);
+  return parent.empty() ? child : absl::StrCat(parent, ".", child);
 }
 
 std::string IndexPath(const std::string& parent, size_t index) {
@@ -91,7 +97,9 @@ std::string FormatIssue(const std::string& source, const SpecIssue& issue) {
   if (issue.mark.has_value() && !issue.mark->is_null()) {
     absl::StrAppend(&where, ":", issue.mark->line + 1, ":", issue.mark->column + 1);
   }
-  if (issue.path.empty()) return absl::StrCat(where, ": ", issue.message);
+  if (issue.path.empty()) {
+    return absl::StrCat(where, ": ", issue.message);
+  }
   return absl::StrCat(where, ": ", issue.path, ": ", issue.message);
 }
 
@@ -155,7 +163,9 @@ std::string Describe(const YAML::Node& node) {
     case YAML::NodeType::Scalar: {
       constexpr size_t kShown = 40;
       const std::string& text = node.Scalar();
-      if (text.size() <= kShown) return QuoteJson(text);
+      if (text.size() <= kShown) {
+        return QuoteJson(text);
+      }
       return QuoteJson(text.substr(0, kShown)) + "...";
     }
     case YAML::NodeType::Sequence:
@@ -173,8 +183,12 @@ bool IsStringScalar(const YAML::Node& node) {
 }
 
 std::optional<bool> ParseYamlBool(std::string_view text) {
-  if (text == "true" || text == "True" || text == "TRUE") return true;
-  if (text == "false" || text == "False" || text == "FALSE") return false;
+  if (text == "true" || text == "True" || text == "TRUE") {
+    return true;
+  }
+  if (text == "false" || text == "False" || text == "FALSE") {
+    return false;
+  }
   return std::nullopt;
 }
 
@@ -183,20 +197,30 @@ bool IsDecimalFloatSyntax(std::string_view text) {
   size_t i = 0;
   auto digits = [&] {
     const size_t start = i;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+      ++i;
+    }
     return i - start;
   };
-  if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+  if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+    ++i;
+  }
   size_t mantissa_digits = digits();
   if (i < text.size() && text[i] == '.') {
     ++i;
     mantissa_digits += digits();
   }
-  if (mantissa_digits == 0) return false;
+  if (mantissa_digits == 0) {
+    return false;
+  }
   if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
     ++i;
-    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
-    if (digits() == 0) return false;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+      ++i;
+    }
+    if (digits() == 0) {
+      return false;
+    }
   }
   return i == text.size();
 }
@@ -218,18 +242,22 @@ std::optional<YamlInteger> ParseYamlInteger(std::string_view text) {
     base = text[1] == 'x' ? 16 : 8;
     text.remove_prefix(2);
   }
-  if (text.empty() || !std::isxdigit(static_cast<unsigned char>(text[0]))) return std::nullopt;
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), integer.magnitude,
-                                      base);
-  if (result.ptr != text.data() + text.size()) return std::nullopt;
+  if (text.empty() || !std::isxdigit(static_cast<unsigned char>(text[0]))) {
+    return std::nullopt;
+  }
+  const auto result =
+      std::from_chars(text.data(), text.data() + text.size(), integer.magnitude, base);
+  if (result.ptr != text.data() + text.size()) {
+    return std::nullopt;
+  }
   integer.overflow = result.ec == std::errc::result_out_of_range;
   return integer;
 }
 
 // Any YAML number as a double; .inf and .nan come back non-finite for the caller to refuse.
 std::optional<double> ParseYamlNumber(std::string_view text) {
-  if (text == ".inf" || text == ".Inf" || text == ".INF" || text == "+.inf" ||
-      text == "+.Inf" || text == "+.INF") {
+  if (text == ".inf" || text == ".Inf" || text == ".INF" || text == "+.inf" || text == "+.Inf" ||
+      text == "+.INF") {
     return std::numeric_limits<double>::infinity();
   }
   if (text == "-.inf" || text == "-.Inf" || text == "-.INF") {
@@ -239,7 +267,9 @@ std::optional<double> ParseYamlNumber(std::string_view text) {
     return std::numeric_limits<double>::quiet_NaN();
   }
   if (IsDecimalFloatSyntax(text)) {
-    if (text[0] == '+') text.remove_prefix(1);  // from_chars takes no '+'
+    if (text[0] == '+') {
+      text.remove_prefix(1);  // from_chars takes no '+'
+    }
     double value = 0;
     const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
     if (result.ec == std::errc::result_out_of_range) {
@@ -258,7 +288,9 @@ std::optional<double> ParseYamlNumber(std::string_view text) {
 // Edit distance, to suggest the field a typo meant.
 size_t EditDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diagonal = row[0];
     row[0] = i;
@@ -271,8 +303,13 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-std::optional<std::string> ClosestName(std::string_view typo,
+std::optional<std::string> ClosestName(const std::string& typo,
                                        const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    if (absl::EqualsIgnoreCase(name, typo)) {
+      return name;
+    }
+  }
   std::optional<std::string> best;
   size_t best_distance = std::max<size_t>(2, typo.size() / 4) + 1;
   for (const std::string& name : names) {
@@ -289,9 +326,7 @@ std::optional<std::string> ClosestName(std::string_view typo,
 // YAML → JSON, typed by a descriptor.
 // ---------------------------------------------------------------------------------------------
 
-bool IsValueMessage(const Descriptor& type) {
-  return type.full_name() == "google.protobuf.Value";
-}
+bool IsValueMessage(const Descriptor& type) { return type.full_name() == "google.protobuf.Value"; }
 
 bool IsValueField(const FieldDescriptor& field) {
   return field.cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
@@ -299,34 +334,44 @@ bool IsValueField(const FieldDescriptor& field) {
 }
 
 const FieldDescriptor* FindField(const Descriptor& type, const std::string& name) {
-  if (const FieldDescriptor* field = type.FindFieldByName(name)) return field;
+  if (const FieldDescriptor* field = type.FindFieldByName(name)) {
+    return field;
+  }
   for (int i = 0; i < type.field_count(); ++i) {
-    if (type.field(i)->json_name() == name) return type.field(i);
+    if (type.field(i)->json_name() == name) {
+      return type.field(i);
+    }
   }
   return nullptr;
 }
 
 std::vector<std::string> FieldNames(const Descriptor& type) {
   std::vector<std::string> names;
-  for (int i = 0; i < type.field_count(); ++i) names.push_back(type.field(i)->name());
+  names.reserve(type.field_count());
+  for (int i = 0; i < type.field_count(); ++i) {
+    names.push_back(type.field(i)->name());
+  }
   return names;
 }
 
 std::vector<std::string> OneofMemberNames(const OneofDescriptor& oneof) {
   std::vector<std::string> names;
-  for (int i = 0; i < oneof.field_count(); ++i) names.push_back(oneof.field(i)->name());
+  names.reserve(oneof.field_count());
+  for (int i = 0; i < oneof.field_count(); ++i) {
+    names.push_back(oneof.field(i)->name());
+  }
   return names;
 }
 
 class YamlToJson {
  public:
-  // Converts `root` to JSON for `type`. Returns false on the first problem (see issue()).
+  // Converts `root` to JSON for `type`. Returns false on the first problem (see FirstIssue()).
   bool Convert(const YAML::Node& root, const Descriptor& type) { return Message(root, type, ""); }
 
-  const std::string& json() const { return json_; }
-  const SpecIssue& issue() const { return issue_; }
+  const std::string& JsonText() const { return json_; }
+  const SpecIssue& FirstIssue() const { return issue_; }
   // Where each field path (proto names) was written, to locate later semantic errors.
-  const std::map<std::string, YAML::Mark>& marks() const { return marks_; }
+  const std::map<std::string, YAML::Mark>& FieldMarks() const { return marks_; }
 
  private:
   bool Fail(const YAML::Node& node, std::string path, std::string message) {
@@ -340,6 +385,8 @@ class YamlToJson {
   bool Singular(const YAML::Node& node, const FieldDescriptor& field, const std::string& path);
   bool WellKnown(const YAML::Node& node, const Descriptor& type, const std::string& path);
   bool Natural(const YAML::Node& node, const std::string& path, int depth);
+  bool NaturalScalar(const YAML::Node& node, const std::string& path);
+  bool NaturalMapping(const YAML::Node& node, const std::string& path, int depth);
   bool Enum(const YAML::Node& node, const EnumDescriptor& type, const std::string& path);
   bool Bool(const YAML::Node& node, const std::string& path);
   bool Float(const YAML::Node& node, const std::string& path);
@@ -353,12 +400,13 @@ class YamlToJson {
   std::map<std::string, YAML::Mark> marks_;
 };
 
-bool YamlToJson::Message(const YAML::Node& node, const Descriptor& type,
-                         const std::string& path) {
-  if (type.file()->package() == "google.protobuf") return WellKnown(node, type, path);
+bool YamlToJson::Message(const YAML::Node& node, const Descriptor& type, const std::string& path) {
+  if (type.file()->package() == "google.protobuf") {
+    return WellKnown(node, type, path);
+  }
   if (!node.IsMap()) {
-    return Fail(node, path, absl::StrCat("expected a mapping (", type.name(), "), got ",
-                                         Describe(node)));
+    return Fail(node, path,
+                absl::StrCat("expected a mapping (", type.name(), "), got ", Describe(node)));
   }
   std::map<const FieldDescriptor*, std::string> written;    // field → the key as written
   std::map<const OneofDescriptor*, std::string> oneof_set;  // oneof → the member set
@@ -371,31 +419,38 @@ bool YamlToJson::Message(const YAML::Node& node, const Descriptor& type,
       return Fail(key, path, absl::StrCat("a field name must be a word, got ", Describe(key)));
     }
     const FieldDescriptor* field = FindField(type, key.Scalar());
-    if (field == nullptr) return UnknownField(key, type, JoinPath(path, key.Scalar()));
+    if (field == nullptr) {
+      return UnknownField(key, type, JoinPath(path, key.Scalar()));
+    }
     const std::string field_path = JoinPath(path, field->name());
     if (auto [it, inserted] = written.emplace(field, key.Scalar()); !inserted) {
       return Fail(key, field_path,
-                  it->second == key.Scalar()
-                      ? "set twice; keep one"
-                      : absl::StrCat("set twice (as ", it->second, " and ", key.Scalar(),
-                                     "); keep one"));
+                  it->second == key.Scalar() ? "set twice; keep one"
+                                             : absl::StrCat("set twice (as ", it->second, " and ",
+                                                            key.Scalar(), "); keep one"));
     }
     marks_[field_path] = value.IsNull() ? key.Mark() : value.Mark();
     // Null leaves a field unset, as in protobuf's JSON mapping; a Value holds null itself.
-    if (value.IsNull() && !IsValueField(*field)) continue;
+    if (value.IsNull() && !IsValueField(*field)) {
+      continue;
+    }
     if (const OneofDescriptor* oneof = field->containing_oneof(); oneof != nullptr) {
       if (auto [it, inserted] = oneof_set.emplace(oneof, field->name()); !inserted) {
-        return Fail(key, path,
-                    absl::StrCat("both ", it->second, " and ", field->name(),
-                                 " are set, but only one of ",
-                                 absl::StrJoin(OneofMemberNames(*oneof), ", "),
-                                 " may be (they are alternatives); keep one"));
+        return Fail(
+            key, path,
+            absl::StrCat("both ", it->second, " and ", field->name(), " are set, but only one of ",
+                         absl::StrJoin(OneofMemberNames(*oneof), ", "),
+                         " may be (they are alternatives); keep one"));
       }
     }
-    if (!first) json_ += ',';
+    if (!first) {
+      json_ += ',';
+    }
     first = false;
     absl::StrAppend(&json_, QuoteJson(field->name()), ":");
-    if (!Field(value, *field, field_path)) return false;
+    if (!Field(value, *field, field_path)) {
+      return false;
+    }
   }
   json_ += '}';
   return true;
@@ -413,8 +468,12 @@ bool YamlToJson::UnknownField(const YAML::Node& key, const Descriptor& type,
 
 bool YamlToJson::Field(const YAML::Node& value, const FieldDescriptor& field,
                        const std::string& path) {
-  if (field.is_map()) return MapField(value, field, path);
-  if (!field.is_repeated()) return Singular(value, field, path);
+  if (field.is_map()) {
+    return MapField(value, field, path);
+  }
+  if (!field.is_repeated()) {
+    return Singular(value, field, path);
+  }
   if (!value.IsSequence()) {
     return Fail(value, path,
                 absl::StrCat("expected a list, got ", Describe(value),
@@ -424,8 +483,12 @@ bool YamlToJson::Field(const YAML::Node& value, const FieldDescriptor& field,
   for (size_t i = 0; i < value.size(); ++i) {
     const std::string element_path = IndexPath(path, i);
     marks_[element_path] = value[i].Mark();
-    if (i > 0) json_ += ',';
-    if (!Singular(value[i], field, element_path)) return false;
+    if (i > 0) {
+      json_ += ',';
+    }
+    if (!Singular(value[i], field, element_path)) {
+      return false;
+    }
   }
   json_ += ']';
   return true;
@@ -447,21 +510,29 @@ bool YamlToJson::MapField(const YAML::Node& value, const FieldDescriptor& field,
       return Fail(key, path, absl::StrCat("a key must be a scalar, got ", Describe(key)));
     }
     const std::string entry_path = JoinPath(path, key.Scalar());
-    if (!keys.insert(key.Scalar()).second) return Fail(key, entry_path, "set twice; keep one");
+    if (!keys.insert(key.Scalar()).second) {
+      return Fail(key, entry_path, "set twice; keep one");
+    }
     marks_[entry_path] = entry.second.Mark();
-    if (!first) json_ += ',';
+    if (!first) {
+      json_ += ',';
+    }
     first = false;
     // JSON object keys are strings; a typed key (an integer, a bool) is checked, then quoted.
     if (key_field.cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
       json_ += QuoteJson(key.Scalar());
     } else {
       const size_t start = json_.size();
-      if (!Singular(key, key_field, entry_path)) return false;
+      if (!Singular(key, key_field, entry_path)) {
+        return false;
+      }
       json_.insert(start, "\"");
       json_ += '"';
     }
     json_ += ':';
-    if (!Singular(entry.second, value_field, entry_path)) return false;
+    if (!Singular(entry.second, value_field, entry_path)) {
+      return false;
+    }
   }
   json_ += '}';
   return true;
@@ -511,79 +582,103 @@ bool YamlToJson::WellKnown(const YAML::Node& node, const Descriptor& type,
 // YAML as it reads: plain true/false are booleans, plain numbers are numbers, anything quoted
 // is a string.
 bool YamlToJson::Natural(const YAML::Node& node, const std::string& path, int depth) {
-  if (depth > kMaxValueDepth) return Fail(node, path, "nested too deeply");
+  if (depth > kMaxValueDepth) {
+    return Fail(node, path, "nested too deeply");
+  }
   switch (node.Type()) {
-    case YAML::NodeType::Scalar: {
-      const std::string& text = node.Scalar();
-      if (IsStringScalar(node)) {
-        json_ += QuoteJson(text);
-      } else if (const auto boolean = ParseYamlBool(text)) {
-        json_ += *boolean ? "true" : "false";
-      } else if (const auto number = ParseYamlNumber(text)) {
-        if (!std::isfinite(*number)) {
-          return Fail(node, path, absl::StrCat("expected a finite number, got ", text));
-        }
-        json_ += FormatNumber(*number);
-      } else {
-        json_ += QuoteJson(text);
-      }
-      return true;
-    }
+    case YAML::NodeType::Scalar:
+      return NaturalScalar(node, path);
     case YAML::NodeType::Sequence:
       json_ += '[';
       for (size_t i = 0; i < node.size(); ++i) {
-        if (i > 0) json_ += ',';
-        if (!Natural(node[i], IndexPath(path, i), depth + 1)) return false;
+        if (i > 0) {
+          json_ += ',';
+        }
+        if (!Natural(node[i], IndexPath(path, i), depth + 1)) {
+          return false;
+        }
       }
       json_ += ']';
       return true;
-    case YAML::NodeType::Map: {
-      std::set<std::string> keys;
-      json_ += '{';
-      bool first = true;
-      for (const auto& entry : node) {
-        if (!entry.first.IsScalar()) {
-          return Fail(entry.first, path,
-                      absl::StrCat("a key must be a scalar, got ", Describe(entry.first)));
-        }
-        const std::string entry_path = JoinPath(path, entry.first.Scalar());
-        if (!keys.insert(entry.first.Scalar()).second) {
-          return Fail(entry.first, entry_path, "set twice; keep one");
-        }
-        if (!first) json_ += ',';
-        first = false;
-        absl::StrAppend(&json_, QuoteJson(entry.first.Scalar()), ":");
-        if (!Natural(entry.second, entry_path, depth + 1)) return false;
-      }
-      json_ += '}';
-      return true;
-    }
+    case YAML::NodeType::Map:
+      return NaturalMapping(node, path, depth);
     default:
       json_ += "null";
       return true;
   }
 }
 
+bool YamlToJson::NaturalScalar(const YAML::Node& node, const std::string& path) {
+  const std::string& text = node.Scalar();
+  const bool is_string = IsStringScalar(node);
+  if (const auto boolean = is_string ? std::nullopt : ParseYamlBool(text)) {
+    json_ += *boolean ? "true" : "false";
+    return true;
+  }
+  if (const auto number = is_string ? std::nullopt : ParseYamlNumber(text)) {
+    if (!std::isfinite(*number)) {
+      return Fail(node, path, absl::StrCat("expected a finite number, got ", text));
+    }
+    json_ += FormatNumber(*number);
+    return true;
+  }
+  json_ += QuoteJson(text);
+  return true;
+}
+
+bool YamlToJson::NaturalMapping(const YAML::Node& node, const std::string& path, int depth) {
+  std::set<std::string> keys;
+  json_ += '{';
+  bool first = true;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) {
+      return Fail(entry.first, path,
+                  absl::StrCat("a key must be a scalar, got ", Describe(entry.first)));
+    }
+    const std::string entry_path = JoinPath(path, entry.first.Scalar());
+    if (!keys.insert(entry.first.Scalar()).second) {
+      return Fail(entry.first, entry_path, "set twice; keep one");
+    }
+    if (!first) {
+      json_ += ',';
+    }
+    first = false;
+    absl::StrAppend(&json_, QuoteJson(entry.first.Scalar()), ":");
+    if (!Natural(entry.second, entry_path, depth + 1)) {
+      return false;
+    }
+  }
+  json_ += '}';
+  return true;
+}
+
 bool YamlToJson::RequireScalar(const YAML::Node& node, const std::string& path,
                                const std::string& expected) {
-  if (node.IsScalar()) return true;
+  if (node.IsScalar()) {
+    return true;
+  }
   return Fail(node, path, absl::StrCat("expected ", expected, ", got ", Describe(node)));
 }
 
-bool YamlToJson::Enum(const YAML::Node& node, const EnumDescriptor& type,
-                      const std::string& path) {
+bool YamlToJson::Enum(const YAML::Node& node, const EnumDescriptor& type, const std::string& path) {
   std::vector<std::string> allowed;
   for (int i = 0; i < type.value_count(); ++i) {
     // The zero value means "unset"; it parses, but is not offered.
-    if (type.value(i)->number() != 0) allowed.push_back(type.value(i)->name());
+    if (type.value(i)->number() != 0) {
+      allowed.push_back(type.value(i)->name());
+    }
   }
   const std::string expected = absl::StrCat("one of ", absl::StrJoin(allowed, ", "));
-  if (!RequireScalar(node, path, expected)) return false;
+  if (!RequireScalar(node, path, expected)) {
+    return false;
+  }
   if (type.FindValueByName(node.Scalar()) == nullptr) {
-    std::string message = absl::StrCat("unknown value ", Describe(node), "; allowed: ",
-                                       absl::StrJoin(allowed, ", "));
+    std::string message =
+        absl::StrCat("unknown value ", Describe(node), "; allowed: ", absl::StrJoin(allowed, ", "));
     if (const auto suggestion = ClosestName(node.Scalar(), allowed)) {
-      absl::StrAppend(&message, " (names are case-sensitive; did you mean ", *suggestion, "?)");
+      const bool only_case_differs = absl::EqualsIgnoreCase(*suggestion, node.Scalar());
+      absl::StrAppend(&message, " (did you mean ", *suggestion, "?",
+                      only_case_differs ? " names are case-sensitive" : "", ")");
     }
     return Fail(node, path, std::move(message));
   }
@@ -592,7 +687,9 @@ bool YamlToJson::Enum(const YAML::Node& node, const EnumDescriptor& type,
 }
 
 bool YamlToJson::Bool(const YAML::Node& node, const std::string& path) {
-  if (!RequireScalar(node, path, "true or false")) return false;
+  if (!RequireScalar(node, path, "true or false")) {
+    return false;
+  }
   const auto value = ParseYamlBool(node.Scalar());
   if (!value.has_value()) {
     return Fail(node, path, absl::StrCat("expected true or false, got ", Describe(node)));
@@ -604,7 +701,9 @@ bool YamlToJson::Bool(const YAML::Node& node, const std::string& path) {
 // Quoted numbers are accepted: protobuf's JSON mapping writes 64-bit integers as strings, and
 // what StudySpecToJson writes must parse again.
 bool YamlToJson::Float(const YAML::Node& node, const std::string& path) {
-  if (!RequireScalar(node, path, "a number")) return false;
+  if (!RequireScalar(node, path, "a number")) {
+    return false;
+  }
   const auto value = ParseYamlNumber(node.Scalar());
   if (!value.has_value()) {
     return Fail(node, path, absl::StrCat("expected a number, got ", Describe(node)));
@@ -618,7 +717,9 @@ bool YamlToJson::Float(const YAML::Node& node, const std::string& path) {
 
 bool YamlToJson::Integer(const YAML::Node& node, const FieldDescriptor& field,
                          const std::string& path) {
-  if (!RequireScalar(node, path, "an integer")) return false;
+  if (!RequireScalar(node, path, "an integer")) {
+    return false;
+  }
   auto integer = ParseYamlInteger(node.Scalar());
   if (!integer.has_value()) {
     // 1e3 and 120.0 are whole numbers too; doubles stay exact up to 2^53.
@@ -648,7 +749,9 @@ bool YamlToJson::Integer(const YAML::Node& node, const FieldDescriptor& field,
 }
 
 bool YamlToJson::String(const YAML::Node& node, const std::string& path) {
-  if (!RequireScalar(node, path, "a string")) return false;
+  if (!RequireScalar(node, path, "a string")) {
+    return false;
+  }
   json_ += QuoteJson(node.Scalar());
   return true;
 }
@@ -719,7 +822,9 @@ std::vector<DomainAt> DomainsOf(const hippo::v1::SequenceParameter& sequence,
 }
 
 Issue CheckNumberNotNegative(double value, const std::string& path) {
-  if (value >= 0) return std::nullopt;
+  if (value >= 0) {
+    return std::nullopt;
+  }
   return Problem(path, absl::StrCat("must not be negative (got ", FormatNumber(value), ")"));
 }
 
@@ -756,11 +861,17 @@ Issue CheckNotNegative(const google::protobuf::Message& message, const std::stri
     } else if (field->is_repeated()) {
       for (int i = 0; i < reflection.FieldSize(message, field); ++i) {
         const auto value = number(i);
-        if (!value.has_value()) break;
-        if (Issue issue = CheckNumberNotNegative(*value, IndexPath(field_path, i))) return issue;
+        if (!value.has_value()) {
+          break;
+        }
+        if (Issue issue = CheckNumberNotNegative(*value, IndexPath(field_path, i))) {
+          return issue;
+        }
       }
     } else if (const auto value = number(-1)) {
-      if (Issue issue = CheckNumberNotNegative(*value, field_path)) return issue;
+      if (Issue issue = CheckNumberNotNegative(*value, field_path)) {
+        return issue;
+      }
     }
   }
   return std::nullopt;
@@ -781,8 +892,7 @@ class SpecValidator {
   Issue CheckSearchSpace() const;
   Issue CheckParameter(const hippo::v1::Parameter& parameter, const std::string& path) const;
   Issue CheckIntParameter(const hippo::v1::IntParameter& range, const std::string& path) const;
-  Issue CheckFloatParameter(const hippo::v1::FloatParameter& range,
-                            const std::string& path) const;
+  Issue CheckFloatParameter(const hippo::v1::FloatParameter& range, const std::string& path) const;
   Issue CheckCategorical(const hippo::v1::CategoricalParameter& categorical,
                          const std::string& path) const;
   Issue CheckSequence(const hippo::v1::SequenceParameter& sequence, bool structural,
@@ -806,11 +916,21 @@ class SpecValidator {
 };
 
 Issue SpecValidator::Check() const {
-  if (Issue issue = CheckObjective()) return issue;
-  if (Issue issue = CheckTrainer()) return issue;
-  if (Issue issue = CheckBudget()) return issue;
-  if (Issue issue = CheckNotNegative(spec_.resources(), "resources")) return issue;
-  if (Issue issue = CheckSearchSpace()) return issue;
+  if (Issue issue = CheckObjective()) {
+    return issue;
+  }
+  if (Issue issue = CheckTrainer()) {
+    return issue;
+  }
+  if (Issue issue = CheckBudget()) {
+    return issue;
+  }
+  if (Issue issue = CheckNotNegative(spec_.resources(), "resources")) {
+    return issue;
+  }
+  if (Issue issue = CheckSearchSpace()) {
+    return issue;
+  }
   return CheckAlgorithm();
 }
 
@@ -844,9 +964,8 @@ Issue SpecValidator::CheckTrainer() const {
     return Problem("trainer.command[0]", "the program name is empty");
   }
   if (trainer.kind() != "command" && !trainer.command().empty()) {
-    return Problem("trainer.command",
-                   absl::StrCat("only used when kind is command (kind is ", trainer.kind(),
-                                "); remove it"));
+    return Problem("trainer.command", absl::StrCat("only used when kind is command (kind is ",
+                                                   trainer.kind(), "); remove it"));
   }
   return CheckNotNegative(trainer, "trainer");
 }
@@ -876,7 +995,9 @@ Issue SpecValidator::CheckSearchSpace() const {
                      absl::StrCat("\"", name, "\" is also the name of search_space.parameters[",
                                   it->second, "]; parameter names must be unique"));
     }
-    if (Issue issue = CheckParameter(parameters[i], path)) return issue;
+    if (Issue issue = CheckParameter(parameters[i], path)) {
+      return issue;
+    }
   }
   return std::nullopt;
 }
@@ -931,9 +1052,8 @@ Issue SpecValidator::CheckCategorical(const hippo::v1::CategoricalParameter& cat
       return Problem(IndexPath(values_path, i), "must be a number or a string");
     }
     if (auto [it, inserted] = seen.emplace(key, i); !inserted) {
-      return Problem(IndexPath(values_path, i),
-                     absl::StrCat("repeats values[", it->second, "] (", key,
-                                  "); list each value once"));
+      return Problem(IndexPath(values_path, i), absl::StrCat("repeats values[", it->second, "] (",
+                                                             key, "); list each value once"));
     }
   }
   return std::nullopt;
@@ -986,7 +1106,9 @@ Issue SpecValidator::CheckSequence(const hippo::v1::SequenceParameter& sequence,
                    "drop structural: true");
   }
   for (const DomainAt& at : DomainsOf(sequence, path, max_steps_)) {
-    if (Issue issue = CheckNumberDomain(at)) return issue;
+    if (Issue issue = CheckNumberDomain(at)) {
+      return issue;
+    }
   }
   if (sequence.has_step_decay()) {
     const std::string milestones_path = JoinPath(path, "step_decay.milestones.choices");
@@ -998,19 +1120,23 @@ Issue SpecValidator::CheckSequence(const hippo::v1::SequenceParameter& sequence,
     }
     for (int i = 0; i < choices.size(); ++i) {
       const std::string steps_path = JoinPath(IndexPath(milestones_path, i), "steps");
-      if (Issue issue = CheckStepList(choices[i].steps(), steps_path)) return issue;
+      if (Issue issue = CheckStepList(choices[i].steps(), steps_path)) {
+        return issue;
+      }
     }
   }
   if (sequence.has_piecewise()) {
     const hippo::v1::PiecewiseSequence& piecewise = sequence.piecewise();
     const std::string piecewise_path = JoinPath(path, "piecewise");
-    if (Issue issue = CheckStepList(piecewise.boundaries(), JoinPath(piecewise_path, "boundaries")))
+    if (Issue issue =
+            CheckStepList(piecewise.boundaries(), JoinPath(piecewise_path, "boundaries"))) {
       return issue;
+    }
     if (piecewise.values_size() != piecewise.boundaries_size() + 1) {
-      return Problem(JoinPath(piecewise_path, "values"),
-                     absl::StrCat("has ", piecewise.values_size(), " values for ",
-                                  piecewise.boundaries_size(),
-                                  " boundaries; give one more value than boundaries"));
+      return Problem(
+          JoinPath(piecewise_path, "values"),
+          absl::StrCat("has ", piecewise.values_size(), " values for ", piecewise.boundaries_size(),
+                       " boundaries; give one more value than boundaries"));
     }
   }
   return std::nullopt;
@@ -1030,10 +1156,12 @@ Issue SpecValidator::CheckNumberDomain(const DomainAt& at) const {
       if (domain.choices().values().empty()) {
         return Problem(values_path, "empty; list at least one value, e.g. values: [0.1, 0.01]");
       }
-      if (!at.bounds.has_value()) return std::nullopt;
+      if (!at.bounds.has_value()) {
+        return std::nullopt;
+      }
       for (int i = 0; i < domain.choices().values_size(); ++i) {
-        if (Issue issue = CheckStepValue(domain.choices().values(i), *at.bounds,
-                                         IndexPath(values_path, i))) {
+        if (Issue issue =
+                CheckStepValue(domain.choices().values(i), *at.bounds, IndexPath(values_path, i))) {
           return issue;
         }
       }
@@ -1049,8 +1177,7 @@ Issue SpecValidator::CheckNumberDomain(const DomainAt& at) const {
       }
       if (range.log() && range.low() <= 0) {
         return Problem(JoinPath(range_path, "low"),
-                       absl::StrCat("must be > 0 when log is true (got ",
-                                    FormatNumber(range.low()),
+                       absl::StrCat("must be > 0 when log is true (got ", FormatNumber(range.low()),
                                     "); a log scale cannot reach 0 or negative numbers"));
       }
       if (at.bounds.has_value()) {
@@ -1069,12 +1196,12 @@ Issue SpecValidator::CheckNumberDomain(const DomainAt& at) const {
 Issue SpecValidator::CheckStepValue(double value, const StepBounds& bounds,
                                     const std::string& path) const {
   if (std::trunc(value) != value) {
-    return Problem(path, absl::StrCat("must be a whole number of steps (got ",
-                                      FormatNumber(value), ")"));
+    return Problem(path,
+                   absl::StrCat("must be a whole number of steps (got ", FormatNumber(value), ")"));
   }
   if (value < static_cast<double>(bounds.min)) {
-    return Problem(path, absl::StrCat("must be at least ", bounds.min, " (got ",
-                                      FormatNumber(value), ")"));
+    return Problem(
+        path, absl::StrCat("must be at least ", bounds.min, " (got ", FormatNumber(value), ")"));
   }
   if (value > static_cast<double>(bounds.max)) {
     return Problem(path, absl::StrCat("must be below budget.max_steps (", max_steps_, ") (got ",
@@ -1128,15 +1255,31 @@ Issue SpecValidator::CheckAlgorithm() const {
                    absl::StrCat("configures ", field.name(), ", but algorithm.name is \"",
                                 algorithm.name(), "\"; remove it or set name: ", field.name()));
   }
-  if (Issue issue = CheckNotNegative(algorithm, "algorithm")) return issue;
+  if (Issue issue = CheckNotNegative(algorithm, "algorithm")) {
+    return issue;
+  }
   const std::string& name = algorithm.name();
-  if (name == "grid") return CheckGridIsFinite();
-  if (name == "asha") return CheckAsha(algorithm.asha(), "algorithm.asha");
-  if (name == "hyperband") return CheckHyperband();
-  if (name == "tpe") return CheckTpe();
-  if (name == "median") return CheckMedian();
-  if (name == "pbt") return CheckPbt();
-  if (name == "evolution") return CheckEvolution();
+  if (name == "grid") {
+    return CheckGridIsFinite();
+  }
+  if (name == "asha") {
+    return CheckAsha(algorithm.asha(), "algorithm.asha");
+  }
+  if (name == "hyperband") {
+    return CheckHyperband();
+  }
+  if (name == "tpe") {
+    return CheckTpe();
+  }
+  if (name == "median") {
+    return CheckMedian();
+  }
+  if (name == "pbt") {
+    return CheckPbt();
+  }
+  if (name == "evolution") {
+    return CheckEvolution();
+  }
   return std::nullopt;
 }
 
@@ -1150,9 +1293,11 @@ Issue SpecValidator::CheckGridIsFinite() const {
                      "the values to try with categorical: {values: [...]}, or use another "
                      "algorithm (random, tpe, asha)");
     }
-    if (!parameters[i].has_sequence()) continue;
-    for (const DomainAt& at : DomainsOf(parameters[i].sequence(), JoinPath(path, "sequence"),
-                                        max_steps_)) {
+    if (!parameters[i].has_sequence()) {
+      continue;
+    }
+    for (const DomainAt& at :
+         DomainsOf(parameters[i].sequence(), JoinPath(path, "sequence"), max_steps_)) {
       if (at.domain->has_range()) {
         return Problem(JoinPath(at.path, "range"),
                        "grid search needs a finite domain, but a range is continuous; list the "
@@ -1177,10 +1322,10 @@ Issue SpecValidator::CheckAsha(const hippo::v1::AshaConfig& asha, const std::str
   const bool max_is_default = asha.max_resource() == 0;
   const std::int64_t max_resource = max_is_default ? max_steps_ : asha.max_resource();
   if (asha.min_resource() > max_resource) {
-    return Problem(JoinPath(path, "min_resource"),
-                   absl::StrCat("must not exceed ",
-                                max_is_default ? "budget.max_steps" : "max_resource", " (got ",
-                                asha.min_resource(), " > ", max_resource, ")"));
+    return Problem(
+        JoinPath(path, "min_resource"),
+        absl::StrCat("must not exceed ", max_is_default ? "budget.max_steps" : "max_resource",
+                     " (got ", asha.min_resource(), " > ", max_resource, ")"));
   }
   if (asha.reduction_factor() != 0 && asha.reduction_factor() <= 1) {
     return Problem(JoinPath(path, "reduction_factor"),
@@ -1247,9 +1392,9 @@ Issue SpecValidator::CheckPbt() const {
                                 "); the bottom fraction is replaced by the top one"));
   }
   if (pbt.resample_probability() > 1) {
-    return Problem("algorithm.pbt.resample_probability",
-                   absl::StrCat("must be at most 1 (got ",
-                                FormatNumber(pbt.resample_probability()), ")"));
+    return Problem(
+        "algorithm.pbt.resample_probability",
+        absl::StrCat("must be at most 1 (got ", FormatNumber(pbt.resample_probability()), ")"));
   }
   for (int i = 0; i < pbt.perturbation_factors_size(); ++i) {
     if (pbt.perturbation_factors(i) <= 0) {
@@ -1266,9 +1411,9 @@ Issue SpecValidator::CheckPbt() const {
       return Problem(path, absl::StrCat("no parameter named \"", name, "\" in search_space"));
     }
     if (it->structural() || it->has_fixed()) {
-      return Problem(path, absl::StrCat("\"", name, "\" is ",
-                                        it->structural() ? "structural" : "fixed",
-                                        ", so PBT cannot change it during training"));
+      return Problem(path,
+                     absl::StrCat("\"", name, "\" is ", it->structural() ? "structural" : "fixed",
+                                  ", so PBT cannot change it during training"));
     }
   }
   return std::nullopt;
@@ -1289,7 +1434,9 @@ Issue SpecValidator::CheckEvolution() const {
                    absl::StrCat("must not exceed population_size (got ", evolution.sample_size(),
                                 " > ", evolution.population_size(), ")"));
   }
-  if (evolution.has_asha()) return CheckAsha(evolution.asha(), "algorithm.evolution.asha");
+  if (evolution.has_asha()) {
+    return CheckAsha(evolution.asha(), "algorithm.evolution.asha");
+  }
   return std::nullopt;
 }
 
@@ -1320,8 +1467,9 @@ absl::StatusOr<YAML::Node> LoadDocument(std::string_view text, const std::string
   }
   if (documents.empty() || documents[0].IsNull()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(source, ": the spec is empty; expected a mapping with name, objective, "
-                             "trainer, search_space, algorithm and budget"));
+        absl::StrCat(source,
+                     ": the spec is empty; expected a mapping with name, objective, "
+                     "trainer, search_space, algorithm and budget"));
   }
   if (!documents[0].IsMap()) {
     return absl::InvalidArgumentError(FormatIssue(
@@ -1338,25 +1486,27 @@ absl::StatusOr<StudySpec> ParseSpecText(std::string_view text, const std::string
                                         SpecFormat format,
                                         const std::vector<std::string>& known_algorithms) {
   absl::StatusOr<YAML::Node> document = LoadDocument(text, source, format);
-  if (!document.ok()) return document.status();
+  if (!document.ok()) {
+    return document.status();
+  }
   YamlToJson converter;
   try {
     if (!converter.Convert(*document, *StudySpec::descriptor())) {
-      return absl::InvalidArgumentError(FormatIssue(source, converter.issue()));
+      return absl::InvalidArgumentError(FormatIssue(source, converter.FirstIssue()));
     }
   } catch (const YAML::Exception& error) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", error.what()));
   }
   StudySpec spec;
   const auto parsed = google::protobuf::util::JsonStringToMessage(
-      converter.json(), &spec, google::protobuf::util::JsonParseOptions());
+      converter.JsonText(), &spec, google::protobuf::util::JsonParseOptions());
   if (!parsed.ok()) {
     // The walk above checks what the JSON mapping checks, so this is a loader bug.
-    return absl::InvalidArgumentError(absl::StrCat(source, ": cannot convert to StudySpec: ",
-                                                   parsed.message().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": cannot convert to StudySpec: ", parsed.message().ToString()));
   }
   if (Issue issue = SpecValidator(spec, known_algorithms).Check()) {
-    LocateIssue(converter.marks(), *issue);
+    LocateIssue(converter.FieldMarks(), *issue);
     return absl::InvalidArgumentError(FormatIssue(source, *issue));
   }
   return spec;
@@ -1378,8 +1528,10 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
                                                    " bytes)"));
   }
   const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                              &std::fclose);
-  if (file == nullptr) return absl::ErrnoToStatus(errno, path);
+                                                             &std::fclose);
+  if (file == nullptr) {
+    return absl::ErrnoToStatus(errno, path);
+  }
   std::string text;
   char buffer[1 << 16];
   while (const size_t read = std::fread(buffer, 1, sizeof(buffer), file.get())) {
@@ -1388,7 +1540,9 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": too large for a spec"));
     }
   }
-  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": read"));
+  if (std::ferror(file.get())) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": read"));
+  }
   if (const size_t zero = text.find('\0'); zero != std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a text file (a NUL byte at offset ", zero, ")"));
@@ -1412,7 +1566,9 @@ absl::StatusOr<StudySpec> ParseStudySpec(std::string_view text, std::string_view
 absl::StatusOr<StudySpec> LoadStudySpecFile(const std::string& path,
                                             const std::vector<std::string>& known_algorithms) {
   absl::StatusOr<std::string> text = ReadSpecFile(path);
-  if (!text.ok()) return text.status();
+  if (!text.ok()) {
+    return text.status();
+  }
   const bool is_json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
   return ParseSpecText(*text, path, is_json ? SpecFormat::kJson : SpecFormat::kYaml,
                        known_algorithms);
@@ -1427,11 +1583,26 @@ absl::Status ValidateStudySpec(const StudySpec& spec,
 }
 
 std::string StudySpecToJson(const StudySpec& spec) {
+  // MessageToJsonString writes map entries (labels, Struct fields) in hash order, which differs
+  // between runs. Serializing deterministically sorts them by key, and printing JSON from those
+  // bytes keeps that order, so equal specs always give equal text.
+  std::string binary;
+  {
+    google::protobuf::io::StringOutputStream stream(&binary);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  static google::protobuf::util::TypeResolver* const resolver =
+      google::protobuf::util::NewTypeResolverForDescriptorPool(
+          kTypeUrlPrefix, google::protobuf::DescriptorPool::generated_pool());
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   std::string json;
-  // Printing a valid message cannot fail: no Any fields need a type resolver.
-  (void)google::protobuf::util::MessageToJsonString(spec, &json, options);
+  // Cannot fail: the bytes were just written from a message of this very type.
+  (void)google::protobuf::util::BinaryToJsonString(
+      resolver, absl::StrCat(kTypeUrlPrefix, "/", StudySpec::descriptor()->full_name()), binary,
+      &json, options);
   return json;
 }
 

@@ -4,6 +4,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "absl/strings/str_join.h"
 
 namespace hippo::stage_tree {
@@ -307,6 +310,19 @@ absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& poin
     plan.sequences[parameter.name] = *std::move(sequence);
   }
   return plan;
+}
+
+std::string TrainerIdentity(const v1::TrainerSpec& trainer) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    trainer.SerializeToCodedStream(&coded);
+  }
+  uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a
+  for (unsigned char byte : bytes) hash = (hash ^ byte) * 0x100000001b3ULL;
+  return absl::StrFormat("%s:%016x", trainer.kind(), hash);
 }
 
 std::string FamilyKey(std::string_view trainer_identity,

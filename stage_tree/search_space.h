@@ -79,6 +79,10 @@ absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space);
 absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point,
                                      Step max_steps);
 
+// The identity of a trainer spec: "<kind>:<64-bit FNV-1a of its deterministic serialization>".
+// Stable across processes and builds, so it can be stored; equal specs give equal identities.
+std::string TrainerIdentity(const hippo::v1::TrainerSpec& trainer);
+
 // The root key of a trial's family: the trainer's identity and every structural value.
 std::string FamilyKey(std::string_view trainer_identity,
                       const std::map<std::string, Value>& structural);

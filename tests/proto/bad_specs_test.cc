@@ -60,8 +60,9 @@ const std::vector<BadSpec>& Corpus() {
        "search_space.parameters[2].name: \"lr\" is also the name of search_space.parameters[0]"},
       {"bad_parameter_name.yaml", "search_space.parameters[0].name: \"learning-rate\" is not"},
       {"missing_direction.yaml", "objective.direction: required; set direction: MINIMIZE or"},
-      {"unknown_direction.yaml", "objective.direction: unknown value \"MAXIMISE\"; allowed: "
-                                 "MINIMIZE, MAXIMIZE"},
+      {"unknown_direction.yaml",
+       "objective.direction: unknown value \"MAXIMISE\"; allowed: "
+       "MINIMIZE, MAXIMIZE"},
       {"grid_over_continuous_range.yaml",
        "search_space.parameters[1].float: grid search needs a finite domain"},
       {"grid_over_sequence_range.yaml",
@@ -95,15 +96,16 @@ TEST_P(BadSpecTest, IsInvalidArgumentNamingTheFieldPath) {
   EXPECT_THAT(std::string(spec.status().message()), HasSubstr(GetParam().expected));
 }
 
-INSTANTIATE_TEST_SUITE_P(Corpus, BadSpecTest, ::testing::ValuesIn(Corpus()),
-                         [](const auto& info) {
-                           return info.param.file.substr(0, info.param.file.find('.'));
-                         });
+INSTANTIATE_TEST_SUITE_P(Corpus, BadSpecTest, ::testing::ValuesIn(Corpus()), [](const auto& info) {
+  return info.param.file.substr(0, info.param.file.find('.'));
+});
 
 // A file added to the corpus without an expected message would never be checked.
 TEST(BadSpecCorpus, EveryFileHasAnExpectedMessage) {
   std::set<std::string> listed;
-  for (const BadSpec& bad : Corpus()) listed.insert(bad.file);
+  for (const BadSpec& bad : Corpus()) {
+    listed.insert(bad.file);
+  }
   std::set<std::string> on_disk;
   for (const auto& entry : std::filesystem::directory_iterator(CorpusDirectory())) {
     on_disk.insert(entry.path().filename().string());

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace hippo::proto {
@@ -121,7 +121,8 @@ std::vector<SpecCase> AllFieldSpecs() {
       {"tpe", base + "algorithm: {name: tpe, seed: 1, tpe: {n_startup_trials: 10, "
                      "n_ei_candidates: 24, gamma: 0.25}}\n"},
       {"hyperband",
-       base + "algorithm: {name: hyperband, hyperband: {max_resource: 100, reduction_factor: 3}}\n"},
+       base +
+           "algorithm: {name: hyperband, hyperband: {max_resource: 100, reduction_factor: 3}}\n"},
       {"median", base + "algorithm: {name: median, median: {n_startup_trials: 5, "
                         "n_warmup_steps: 10, interval_steps: 2, sampler: random}}\n"},
       {"pbt", base + "algorithm: {name: pbt, pbt: {population_size: 8, perturbation_interval: 10, "
@@ -153,7 +154,9 @@ StudySpec ParseOrDie(const std::string& yaml, const std::string& source = "test.
 std::string ErrorOf(const std::string& yaml, const std::string& source = "test.yaml") {
   absl::StatusOr<StudySpec> spec = ParseStudySpec(yaml, source);
   EXPECT_FALSE(spec.ok()) << "parsed: " << yaml;
-  if (spec.ok()) return "";
+  if (spec.ok()) {
+    return "";
+  }
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << spec.status();
   return std::string(spec.status().message());
 }
@@ -163,7 +166,9 @@ bool IsWellKnown(const Descriptor& type) { return type.file()->package() == "goo
 // Every field reachable from `type`, by full name; well-known types count as leaves.
 void CollectSchemaFields(const Descriptor& type, std::set<const Descriptor*>& visited,
                          std::set<std::string>& fields) {
-  if (!visited.insert(&type).second) return;
+  if (!visited.insert(&type).second) {
+    return;
+  }
   for (int i = 0; i < type.field_count(); ++i) {
     const FieldDescriptor& field = *type.field(i);
     fields.insert(field.full_name());
@@ -205,7 +210,9 @@ TEST(SpecRoundTrip, TheAllFieldSpecsSetEveryFieldOfStudySpec) {
   }
   std::vector<std::string> never_set;
   for (const std::string& field : schema) {
-    if (set.count(field) == 0) never_set.push_back(field);
+    if (set.count(field) == 0) {
+      never_set.push_back(field);
+    }
   }
   EXPECT_THAT(never_set, ::testing::IsEmpty());
 }
@@ -318,8 +325,19 @@ budget: {max_steps: 120}
 std::string Replace(std::string text, const std::string& from, const std::string& to) {
   const size_t at = text.find(from);
   EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
+  if (at != std::string::npos) {
+    text.replace(at, from.size(), to);
+  }
   return text;
+}
+
+TEST(SpecToJson, EqualSpecsGiveEqualTextWhateverTheKeyOrder) {
+  const StudySpec forward = ParseOrDie(Replace(
+      kMinimal, "kind: sim", "kind: sim, config: {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7}"));
+  const StudySpec backward = ParseOrDie(Replace(
+      kMinimal, "kind: sim", "kind: sim, config: {g: 7, f: 6, e: 5, d: 4, c: 3, b: 2, a: 1}"));
+  EXPECT_EQ(StudySpecToJson(forward), StudySpecToJson(backward));
+  EXPECT_THAT(StudySpecToJson(forward), HasSubstr(R"("config":{"a":1,"b":2,"c":3,)"));
 }
 
 TEST(SpecErrors, TheMinimalSpecIsValid) { ParseOrDie(kMinimal); }
@@ -339,7 +357,7 @@ TEST(SpecErrors, UnknownNestedFieldListsTheAllowedFields) {
 TEST(SpecErrors, EnumsAreCaseSensitiveAndListTheirNames) {
   EXPECT_THAT(ErrorOf(Replace(kMinimal, "MAXIMIZE", "maximize")),
               HasSubstr("objective.direction: unknown value \"maximize\"; allowed: MINIMIZE, "
-                        "MAXIMIZE"));
+                        "MAXIMIZE (did you mean MAXIMIZE? names are case-sensitive)"));
 }
 
 TEST(SpecErrors, SemanticErrorsPointAtTheLine) {
@@ -360,7 +378,8 @@ TEST(SpecErrors, DocumentShapeProblems) {
               StartsWith("d.yaml:1:1: expected a mapping of study fields"));
   EXPECT_THAT(ErrorOf("- a\n- b\n"), HasSubstr("got a list"));
   EXPECT_THAT(ErrorOf(""), HasSubstr("the spec is empty"));
-  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "---\nname: second\n"), HasSubstr("2 YAML documents"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "---\nname: second\n"),
+              HasSubstr("2 YAML documents"));
 }
 
 TEST(SpecErrors, AFieldWrittenTwiceIsRefused) {
@@ -376,8 +395,9 @@ TEST(SpecErrors, IntegersAreCheckedAgainstTheirFieldType) {
   EXPECT_THAT(ErrorOf(Replace(kMinimal, "max_steps: 120", "max_steps: 99999999999999999999")),
               HasSubstr("budget.max_steps: integer out of range"));
   // Whole numbers in other spellings are integers.
-  EXPECT_EQ(ParseOrDie(Replace(kMinimal, "max_steps: 120", "max_steps: 1.2e2")).budget().max_steps(),
-            120);
+  EXPECT_EQ(
+      ParseOrDie(Replace(kMinimal, "max_steps: 120", "max_steps: 1.2e2")).budget().max_steps(),
+      120);
 }
 
 TEST(SpecErrors, NonFiniteNumbersAreRefused) {
@@ -405,15 +425,16 @@ TEST(SpecValidate, WorksOnMessagesAndNamesThePath) {
   spec.mutable_search_space()->mutable_parameters(0)->set_name("my-lr");
   const absl::Status status = ValidateStudySpec(spec);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()), StartsWith("search_space.parameters[0].name: \"my-lr\" is not a "
-                                           "valid name"));
+  EXPECT_THAT(std::string(status.message()),
+              StartsWith("search_space.parameters[0].name: \"my-lr\" is not a "
+                         "valid name"));
   EXPECT_TRUE(ValidateStudySpec(ParseOrDie(kMinimal)).ok());
 }
 
 TEST(SpecValidate, PluginAlgorithmsAreKnownOnlyWhenPassedIn) {
-  const std::string plugin = Replace(Replace(kMinimal, "name: asha", "name: my_plugin"),
-                                     "asha: {min_resource: 5, reduction_factor: 3}",
-                                     "plugin_config: {depth: 3}");
+  const std::string plugin =
+      Replace(Replace(kMinimal, "name: asha", "name: my_plugin"),
+              "asha: {min_resource: 5, reduction_factor: 3}", "plugin_config: {depth: 3}");
   EXPECT_THAT(ErrorOf(plugin), HasSubstr("algorithm.name: unknown algorithm \"my_plugin\"; known: "
                                          "grid, random, tpe, asha, hyperband, median, pbt, "
                                          "evolution, external"));
@@ -424,14 +445,14 @@ TEST(SpecValidate, PluginAlgorithmsAreKnownOnlyWhenPassedIn) {
 class SpecFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    directory_ = std::filesystem::temp_directory_path() /
-                 ("spec_loader_test_" + std::to_string(::getpid()));
+    directory_ =
+        std::filesystem::temp_directory_path() / ("spec_loader_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(directory_);
   }
   void TearDown() override { std::filesystem::remove_all(directory_); }
 
   std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = (directory_ / name).string();
+    std::string path = (directory_ / name).string();
     std::ofstream(path) << text;
     return path;
   }
@@ -447,7 +468,9 @@ TEST_F(SpecFileTest, MissingFileIsNotFoundNamingThePath) {
 }
 
 TEST_F(SpecFileTest, UnreadableFileIsPermissionDeniedNamingThePath) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads any file";
+  if (::geteuid() == 0) {
+    GTEST_SKIP() << "root reads any file";
+  }
   const std::string path = Write("secret.yaml", kMinimal);
   ASSERT_EQ(::chmod(path.c_str(), 0), 0);
   const absl::StatusOr<StudySpec> spec = LoadStudySpecFile(path);
@@ -459,7 +482,8 @@ TEST_F(SpecFileTest, DirectoryAndBinaryFilesAreRefused) {
   EXPECT_EQ(LoadStudySpecFile(directory_.string()).status().code(),
             absl::StatusCode::kInvalidArgument);
   const std::string binary = Write("binary.yaml", std::string("name: a\0b", 9));
-  EXPECT_THAT(std::string(LoadStudySpecFile(binary).status().message()), HasSubstr("not a text file"));
+  EXPECT_THAT(std::string(LoadStudySpecFile(binary).status().message()),
+              HasSubstr("not a text file"));
 }
 
 TEST_F(SpecFileTest, JsonFileRoundTripsAndErrorsNameTheFile) {

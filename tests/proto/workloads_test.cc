@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
-#include "google/protobuf/util/message_differencer.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "proto/spec_loader.h"
 
@@ -50,7 +50,9 @@ std::int64_t DomainSize(const hippo::v1::NumberDomain& domain) {
 std::int64_t GridSize(const hippo::v1::SearchSpace& space) {
   std::int64_t size = 1;
   for (const hippo::v1::Parameter& parameter : space.parameters()) {
-    if (parameter.has_categorical()) size *= parameter.categorical().values_size();
+    if (parameter.has_categorical()) {
+      size *= parameter.categorical().values_size();
+    }
     if (parameter.has_int_()) {
       const auto& range = parameter.int_();
       size *= (range.high() - range.low()) / std::max<std::int64_t>(range.step(), 1) + 1;
@@ -78,8 +80,8 @@ TEST(Workloads, W2IsAshaWith256RandomTrialsFrom5To120ByThrees) {
   EXPECT_EQ(w2.algorithm().asha().max_resource(), 120);
   EXPECT_EQ(w2.algorithm().asha().reduction_factor(), 3);
   EXPECT_EQ(w2.budget().max_trials(), 256);
-  EXPECT_TRUE(MessageDifferencer::Equals(w2.search_space(),
-                                         LoadWorkload("w1.yaml").search_space()));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(w2.search_space(), LoadWorkload("w1.yaml").search_space()));
 }
 
 TEST(Workloads, W3IsHyperbandWithR120AndEta3OverS) {
@@ -87,8 +89,8 @@ TEST(Workloads, W3IsHyperbandWithR120AndEta3OverS) {
   EXPECT_EQ(w3.algorithm().name(), "hyperband");
   EXPECT_EQ(w3.algorithm().hyperband().max_resource(), 120);
   EXPECT_EQ(w3.algorithm().hyperband().reduction_factor(), 3);
-  EXPECT_TRUE(MessageDifferencer::Equals(w3.search_space(),
-                                         LoadWorkload("w1.yaml").search_space()));
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(w3.search_space(), LoadWorkload("w1.yaml").search_space()));
 }
 
 TEST(Workloads, W4IsPbtOf16PerturbingLrAndWeightDecayEvery10Steps) {
@@ -138,7 +140,9 @@ TEST(Workloads, W6IsEvolutionOverAStructuralCnnSpaceWithAshaChildren) {
   EXPECT_EQ(parameters[1].int_().high(), 128);
   EXPECT_EQ(parameters[2].name(), "kernel");
   EXPECT_EQ(parameters[2].categorical().values_size(), 2);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(parameters[i].structural()) << parameters[i].name();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(parameters[i].structural()) << parameters[i].name();
+  }
   EXPECT_EQ(parameters[3].name(), "lr");
   EXPECT_TRUE(parameters[3].sequence().has_constant());
 }

@@ -81,3 +81,27 @@ TEST(SearchSpaceTest, BuildTrialSeparatesSequencesFromStructuralValues) {
 
 }  // namespace
 }  // namespace hippo::stage_tree
+
+namespace hippo::stage_tree {
+namespace {
+
+TEST(SearchSpaceTest, TrainerIdentityIgnoresConfigKeyOrderButNotValues) {
+  hippo::v1::TrainerSpec first;
+  first.set_kind("sim");
+  (*first.mutable_config()->mutable_fields())["model"].set_string_value("cnn");
+  (*first.mutable_config()->mutable_fields())["batch_size"].set_number_value(128);
+  hippo::v1::TrainerSpec second;
+  second.set_kind("sim");
+  (*second.mutable_config()->mutable_fields())["batch_size"].set_number_value(128);
+  (*second.mutable_config()->mutable_fields())["model"].set_string_value("cnn");
+  EXPECT_EQ(TrainerIdentity(first), TrainerIdentity(second));
+  EXPECT_EQ(TrainerIdentity(first).rfind("sim:", 0), 0u);
+  (*second.mutable_config()->mutable_fields())["batch_size"].set_number_value(256);
+  EXPECT_NE(TrainerIdentity(first), TrainerIdentity(second));
+  second = first;
+  second.set_seed(1);
+  EXPECT_NE(TrainerIdentity(first), TrainerIdentity(second));
+}
+
+}  // namespace
+}  // namespace hippo::stage_tree
