@@ -1515,6 +1515,11 @@ absl::StatusOr<StudySpec> ParseSpecText(std::string_view text, const std::string
 absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
   std::error_code error;
   const auto status = std::filesystem::status(path, error);
+  // A parent directory we may not search is not the same as a missing file.
+  if (error && error != std::errc::no_such_file_or_directory &&
+      error != std::errc::not_a_directory) {
+    return absl::ErrnoToStatus(error.value(), path);
+  }
   if (!std::filesystem::exists(status)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file"));
   }

@@ -213,7 +213,7 @@ NodeId StageTree::AddNode(NodeId parent, Step start, Step end, uint32_t piece) {
   const auto id = static_cast<NodeId>(nodes_.size());
   nodes_.push_back(Node{static_cast<StoredStep>(start), static_cast<StoredStep>(end), kNoNode,
                         kNoNode, kNoNode, piece, kNoTrial, StageState::kPending, false});
-  if (HasStateAtEnd(parent)) nodes_[id].state = StageState::kReady;
+  if (HasStateAtEnd(parent)) SetState(id, StageState::kReady);
   LinkChild(parent, id);
   counts_.unique_steps += end - start;
   return id;
@@ -340,9 +340,10 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
     const Node& upper = nodes_[node];
     nodes_.push_back(Node{static_cast<StoredStep>(step), upper.end, node, upper.first_child,
                           kNoNode,
-                          PieceContaining(upper.piece, step), upper.first_trial, upper.state,
-                          upper.recompute});
+                          PieceContaining(upper.piece, step), upper.first_trial,
+                          StageState::kPending, upper.recompute});
   }
+  SetState(lower, nodes_[node].state);
   // The lower part takes over the children and the trials that end here.
   std::vector<NodeId> children = Children(node);
   for (NodeId child : children) UnlinkChild(node, child);
@@ -381,7 +382,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
     recompute_from_[lower] = std::max(from, step);
     if (from >= step) recompute_from_[node] = LatestCheckpointBefore(node, step);
     if (upper.state != StageState::kRunning) {
-      nodes_[lower].state = CanStart(lower) ? StageState::kReady : StageState::kPending;
+      SetState(lower, CanStart(lower) ? StageState::kReady : StageState::kPending);
     }
     ++counts_.recompute_stages;
     result.action = upper.state == StageState::kRunning ? SplitAction::kCheckpointRequested
@@ -393,7 +394,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
     case StageState::kPending:
     case StageState::kReady:
     case StageState::kFailed:
-      nodes_[lower].state = StageState::kPending;
+      SetState(lower, StageState::kPending);
       break;
     case StageState::kRunning:
       result.action = SplitAction::kCheckpointRequested;
@@ -403,7 +404,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
         upper.recompute = true;
         result.recompute_from = LatestCheckpointBefore(node, step);
         recompute_from_[node] = result.recompute_from;
-        upper.state = CanStart(node) ? StageState::kReady : StageState::kPending;
+        SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
         result.action = SplitAction::kRecomputeScheduled;
         ++counts_.recompute_stages;
       }
@@ -425,7 +426,7 @@ absl::Status StageTree::MarkRunning(NodeId node) {
     return NodeError(node, absl::StrCat("only a ready stage can start; it is ",
                                         StageStateName(nodes_[node].state)));
   }
-  nodes_[node].state = StageState::kRunning;
+  SetState(node, StageState::kRunning);
   return absl::OkStatus();
 }
 
@@ -445,10 +446,27 @@ absl::Status StageTree::MarkDone(NodeId node) {
   } else {
     counts_.executed_steps += record.end - record.start;
   }
-  record.state = StageState::kDone;
+  SetState(node, StageState::kDone);
   for (NodeId child = record.first_child; child != kNoNode; child = nodes_[child].next_sibling) {
-    if (nodes_[child].state == StageState::kPending) nodes_[child].state = StageState::kReady;
+    if (nodes_[child].state == StageState::kPending) SetState(child, StageState::kReady);
   }
+  return absl::OkStatus();
+}
+
+absl::Status StageTree::MarkDoneWithoutState(NodeId node) {
+  if (absl::Status status = CheckNode(node); !status.ok()) return status;
+  Node& record = nodes_[node];
+  if (record.state != StageState::kRunning) {
+    return NodeError(node, absl::StrCat("only a running stage can finish; it is ",
+                                        StageStateName(record.state)));
+  }
+  const Step from = record.recompute ? RecomputeFrom(node) : record.start;
+  counts_.executed_steps += record.end - from;
+  if (record.recompute) counts_.recomputed_steps += record.end - from;
+  record.recompute = true;
+  recompute_from_[node] = LatestCheckpointBefore(node, record.end);
+  ++counts_.recompute_stages;
+  SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
   return absl::OkStatus();
 }
 
@@ -457,17 +475,17 @@ absl::Status StageTree::MarkFailed(NodeId node) {
   if (nodes_[node].state != StageState::kRunning) {
     return NodeError(node, "only a running stage can fail");
   }
-  nodes_[node].state = StageState::kFailed;
+  SetState(node, StageState::kFailed);
   return absl::OkStatus();
 }
 
 absl::Status StageTree::Requeue(NodeId node) {
   if (absl::Status status = CheckNode(node); !status.ok()) return status;
-  StageState& state = nodes_[node].state;
+  const StageState state = nodes_[node].state;
   if (state != StageState::kFailed && state != StageState::kRunning) {
     return NodeError(node, "only a failed or running stage can be requeued");
   }
-  state = CanStart(node) ? StageState::kReady : StageState::kPending;
+  SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
   return absl::OkStatus();
 }
 
@@ -557,11 +575,16 @@ std::vector<std::vector<Segment>> StageTree::SegmentsOf(NodeId node) const {
 }
 
 std::vector<NodeId> StageTree::ReadyNodes() const {
-  std::vector<NodeId> ready;
-  for (NodeId node = 1; node < nodes_.size(); ++node) {
-    if (nodes_[node].state == StageState::kReady) ready.push_back(node);
-  }
+  std::vector<NodeId> ready(ready_.begin(), ready_.end());
+  std::sort(ready.begin(), ready.end());
   return ready;
+}
+
+void StageTree::SetState(NodeId node, StageState state) {
+  StageState& current = nodes_[node].state;
+  if (current == StageState::kReady && state != StageState::kReady) ready_.erase(node);
+  if (state == StageState::kReady) ready_.insert(node);
+  current = state;
 }
 
 size_t StageTree::MemoryBytes() const {

@@ -104,6 +104,9 @@ class StageTree {
   absl::Status MarkRunning(NodeId node);
   // The state at the node's end exists and its steps were trained. Children become ready.
   absl::Status MarkDone(NodeId node);
+  // The steps were trained but the state at the end was lost (a requested checkpoint never
+  // came): the steps count as executed and the stage becomes a recompute stage.
+  absl::Status MarkDoneWithoutState(NodeId node);
   absl::Status MarkFailed(NodeId node);
   // A failed or running node (lost worker) goes back to pending/ready.
   absl::Status Requeue(NodeId node);
@@ -127,7 +130,8 @@ class StageTree {
   std::vector<double> ValuesAt(NodeId node, Step step) const;
   // The node's segment functions over its steps, per parameter (in parameter_names() order).
   std::vector<std::vector<Segment>> SegmentsOf(NodeId node) const;
-  std::vector<NodeId> ReadyNodes() const;
+  std::vector<NodeId> ReadyNodes() const;  // sorted
+  const absl::flat_hash_set<NodeId>& ready_set() const { return ready_; }
   const StepCounts& counts() const { return counts_; }
   // Approximate heap bytes held by the tree's own structures.
   size_t MemoryBytes() const;
@@ -224,6 +228,8 @@ class StageTree {
   // The latest state kept inside (start, before) of a node, or its start.
   Step LatestCheckpointBefore(NodeId node, Step before) const;
   absl::Status CheckNode(NodeId node) const;
+  // Every state change goes through here, so that ready_ stays exact.
+  void SetState(NodeId node, StageState state);
 
   std::string family_key_;
   std::vector<std::string> parameter_names_;
@@ -240,6 +246,7 @@ class StageTree {
   absl::flat_hash_set<NodeId> parents_with_unmapped_children_;
   // Checkpoints kept inside nodes (rare: only when asked for), by node.
   absl::flat_hash_map<NodeId, std::vector<Step>> inner_checkpoints_;
+  absl::flat_hash_set<NodeId> ready_;
   // Where each pending recompute stage starts (rare), by node.
   absl::flat_hash_map<NodeId, Step> recompute_from_;
   StepCounts counts_;

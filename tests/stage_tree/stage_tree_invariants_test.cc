@@ -263,6 +263,11 @@ TEST(StageTreeInvariantsTest, ExecutedStepsEqualUniqueStepsPlusCountedRecomputat
         continue;
       }
       const std::vector<NodeId> ready = tree.ReadyNodes();
+      std::vector<NodeId> scanned;
+      for (NodeId node = 1; node < tree.node_count(); ++node) {
+        if (tree.node(node).state == StageState::kReady) scanned.push_back(node);
+      }
+      ASSERT_EQ(ready, scanned) << "the ready set drifted from the node states";
       if (!ready.empty()) {
         const NodeId node = ready[random() % ready.size()];
         ASSERT_TRUE(tree.MarkRunning(node).ok());

@@ -97,6 +97,21 @@ TEST(StageTreeStatesTest, SplitAtKeptCheckpointNeedsNoRecompute) {
   EXPECT_EQ(tree.ReadyNodes().size(), 1u);
 }
 
+TEST(StageTreeStatesTest, StageDoneWithoutStateIsCountedAndRecomputed) {
+  StageTree tree("family", {"lr"});
+  const TrialId trial = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const NodeId stage = tree.Path(trial)[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.MarkDoneWithoutState(stage).ok());
+  EXPECT_EQ(tree.node(stage).state, StageState::kReady);
+  EXPECT_TRUE(tree.node(stage).recompute);
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.MarkDone(stage).ok());
+  EXPECT_EQ(tree.counts().executed_steps, 200);
+  EXPECT_EQ(tree.counts().recomputed_steps, 100);
+  EXPECT_EQ(tree.counts().recompute_stages, 1);
+}
+
 TEST(StageTreeStatesTest, FailedStageIsRequeued) {
   StageTree tree("family", {"lr"});
   const NodeId stage = tree.Path(*tree.Insert(LearningRate(0.1, 0.01, 50), 100))[0];

@@ -1,0 +1,192 @@
+// The trainer interface: what a worker needs from the code that trains one stage.
+//
+// A worker hands a trainer a StageTask (plain data converted from an Assign at the RPC edge), a
+// TrainingState at the stage's start step and a StageControl through which the session thread
+// cancels the stage or asks for extra checkpoints while it runs. The trainer trains the steps
+// [start_step, end_step) one by one, in order, reporting the metrics of every step and handing
+// the state at each requested step to a checkpoint callback.
+//
+// Correctness bar (DESIGN.md, "Checkpoints and forking"): training [a, c) straight and training
+// [a, b) then [b, c) with the state serialised and deserialised, or deep-copied, in between must
+// give bit-identical metrics. A trainer therefore keeps everything that influences later steps
+// inside its TrainingState, and never reads wall time, the worker, the stage id or the attempt.
+#ifndef HIPPO_WORKERS_TRAINER_H_
+#define HIPPO_WORKERS_TRAINER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "stage_tree/sequence.h"
+
+namespace hippo::workers {
+
+using Step = stage_tree::Step;
+
+// The value of a static (non-sequence) parameter: a number, a boolean or a string. Lists and
+// objects arrive as their JSON text.
+using StaticValue = std::variant<double, bool, std::string>;
+
+// Metrics of one step by name, e.g. {"loss": 0.41, "val_accuracy": 0.87}.
+using Metrics = std::map<std::string, double>;
+
+// One stage to train: plain data, converted from hippo.v1.Assign (see assignment.h).
+struct StageTask {
+  int64_t attempt_id = 0;
+  // Globally unique; the coordinator encodes family and node in it.
+  int64_t stage_id = 0;
+  // The stage trains the steps [start_step, end_step).
+  Step start_step = 0;
+  Step end_step = 0;
+  // Per hyper-parameter, contiguous segments covering at least [start_step, end_step), written
+  // in absolute steps (the functions count from their own origin, not from start_step).
+  std::map<std::string, std::vector<stage_tree::Segment>> parameters;
+  std::map<std::string, StaticValue> static_parameters;
+  std::string trainer_kind;
+  // TrainerSpec.config as a JSON object ("{}" when absent).
+  std::string trainer_config_json = "{}";
+  // TrainerSpec.seed.
+  uint64_t seed = 0;
+  // Steps whose state must be written, in (start_step, end_step]; a state "at step k" is the
+  // state after k steps were trained, i.e. ready to train step k.
+  std::vector<Step> checkpoint_steps;
+  // TrainerSpec.timeout_seconds; 0 means no limit.
+  double timeout_seconds = 0;
+
+  // The value of hyper-parameter `name` while training `step`: from its segments when it has
+  // them (step must lie in [start_step, end_step)), else from a numeric or boolean static
+  // parameter, else std::nullopt.
+  std::optional<double> ValueAt(std::string_view name, Step step) const;
+};
+
+// Checks the task's invariants: start < end, every parameter's segments contiguous and covering
+// [start_step, end_step) with well-formed functions, checkpoint steps in (start, end].
+// InvalidArgument naming the offending parameter or step otherwise.
+absl::Status ValidateStageTask(const StageTask& task);
+
+// The full training state at a step boundary. Owned by exactly one party at a time (the
+// training thread, or the fork cache); shared only through Clone().
+class TrainingState {
+ public:
+  virtual ~TrainingState() = default;
+
+  // The number of steps trained so far: the state is ready to train step `step()`.
+  virtual Step step() const = 0;
+
+  // Bytes that the same trainer kind's Trainer::Deserialize turns back into an equal state.
+  virtual absl::StatusOr<std::string> Serialize() const = 0;
+
+  // A deep copy that shares nothing mutable with this state.
+  virtual std::unique_ptr<TrainingState> Clone() const = 0;
+
+  // Approximate memory held by the state, for the fork cache's budget.
+  virtual int64_t SizeBytes() const = 0;
+};
+
+// Shared between the session thread (which cancels and requests checkpoints) and the training
+// thread (which polls). Thread-safe.
+class StageControl {
+ public:
+  StageControl() = default;
+  StageControl(const StageControl&) = delete;
+  StageControl& operator=(const StageControl&) = delete;
+
+  // Asks the trainer to stop at the next step boundary (or sleep). Idempotent.
+  void Cancel();
+  bool cancelled() const;
+
+  // Stops the stage once `deadline` passes (TrainerSpec.timeout_seconds).
+  void SetDeadline(absl::Time deadline);
+  bool timed_out() const;
+
+  // Cancelled or timed out: the trainer must return promptly (with absl::CancelledError or
+  // absl::DeadlineExceededError, see StopStatus()).
+  bool ShouldStop() const;
+  // The status a trainer returns when ShouldStop() is true.
+  absl::Status StopStatus() const;
+
+  // Asks for the state at `step` to be checkpointed. Returns false when the trainer already
+  // passed that step (the request cannot be honoured any more); true otherwise.
+  bool RequestCheckpoint(Step step);
+  // True when `step` was requested (by the Assign or a later CheckpointAt).
+  bool CheckpointRequested(Step step) const;
+  // True when `step` was requested through RequestCheckpoint after the stage was assigned
+  // (CheckpointAt), which marks a split point worth keeping in the fork cache.
+  bool RequestedMidStage(Step step) const;
+  // Records the checkpoint steps of the Assign; they do not count as mid-stage requests.
+  void SetAssignedCheckpoints(const std::vector<Step>& steps);
+
+  // Called by the trainer once the state at `step` is final for checkpointing purposes: a
+  // later request for `step` or an earlier one is refused by RequestCheckpoint.
+  void MarkPassed(Step step);
+
+  // Sleeps for `duration` unless the stage is asked to stop first. Returns ShouldStop().
+  bool SleepUnlessStopped(absl::Duration duration) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Time> deadline_ ABSL_GUARDED_BY(mu_);
+  std::set<Step> assigned_ ABSL_GUARDED_BY(mu_);
+  std::set<Step> mid_stage_ ABSL_GUARDED_BY(mu_);
+  std::optional<Step> passed_ ABSL_GUARDED_BY(mu_);
+};
+
+// Called by a trainer while it trains; both run on the training thread.
+struct TrainCallbacks {
+  // After each step s of [start_step, end_step), in order: the step just trained and the
+  // metrics measured after it.
+  std::function<void(Step step, const Metrics& metrics)> progress;
+  // With the state at step k whenever control.CheckpointRequested(k), k in (start, end]. An
+  // error fails the stage; the trainer returns it unchanged.
+  std::function<absl::Status(Step step, const TrainingState& state)> checkpoint;
+};
+
+struct StageOutcome {
+  // Simulated seconds the stage cost, when the trainer simulates time (sim with virtual_time);
+  // std::nullopt when the worker should report the wall time it measured.
+  std::optional<double> virtual_seconds;
+};
+
+// Trains stages of one trainer kind. A worker calls one trainer from one thread at a time.
+class Trainer {
+ public:
+  virtual ~Trainer() = default;
+
+  // The TrainerSpec.kind this trainer serves, e.g. "sim".
+  virtual std::string_view kind() const = 0;
+
+  // The state at step 0 of the family that `task` belongs to (a root stage).
+  virtual absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) = 0;
+
+  // Rebuilds a state from TrainingState::Serialize() bytes. InvalidArgument or DataLoss for
+  // bytes of another trainer kind or an incompatible model.
+  virtual absl::StatusOr<std::unique_ptr<TrainingState>> Deserialize(const StageTask& task,
+                                                                    std::string_view bytes) = 0;
+
+  // Trains `state` (which must be at task.start_step) through task.end_step, in place.
+  // Returns Cancelled / DeadlineExceeded when `control` says stop (state then lies at some step
+  // boundary), the callback's error if a checkpoint fails, another error if training fails.
+  virtual absl::StatusOr<StageOutcome> Train(const StageTask& task, TrainingState& state,
+                                             StageControl& control,
+                                             const TrainCallbacks& callbacks) = 0;
+};
+
+// The built-in trainer of `kind` ("sim"); NotFound for a kind this build does not provide.
+absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind);
+
+}  // namespace hippo::workers
+
+#endif  // HIPPO_WORKERS_TRAINER_H_
