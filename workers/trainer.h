@@ -117,20 +117,21 @@ class StageControl {
   // The status a trainer returns when ShouldStop() is true.
   absl::Status StopStatus() const;
 
-  // Asks for the state at `step` to be checkpointed. Returns false when the trainer already
-  // passed that step (the request cannot be honoured any more); true otherwise.
-  bool RequestCheckpoint(Step step);
-  // True when `step` was requested (by the Assign or a later CheckpointAt).
-  bool CheckpointRequested(Step step) const;
-  // True when `step` was requested through RequestCheckpoint after the stage was assigned
-  // (CheckpointAt), which marks a split point worth keeping in the fork cache.
-  bool RequestedMidStage(Step step) const;
-  // Records the checkpoint steps of the Assign; they do not count as mid-stage requests.
+  // Records the checkpoint steps of the Assign (they do not count as mid-stage requests).
   void SetAssignedCheckpoints(const std::vector<Step>& steps);
 
-  // Called by the trainer once the state at `step` is final for checkpointing purposes: a
-  // later request for `step` or an earlier one is refused by RequestCheckpoint.
-  void MarkPassed(Step step);
+  // Asks for the state at `step` to be checkpointed (CheckpointAt). Returns false when the
+  // trainer already reached that step, so the request cannot be honoured; true otherwise.
+  bool RequestCheckpoint(Step step);
+
+  // Called by the trainer when its state reaches `step` (after training step - 1). Returns
+  // whether that state must be checkpointed; from then on RequestCheckpoint refuses `step` and
+  // every earlier step. Atomic, so a request is either honoured or refused, never lost.
+  bool ReachedStep(Step step);
+
+  // True when `step` was requested through RequestCheckpoint (a split point the coordinator
+  // asked for while the stage was assigned), as opposed to a checkpoint step of the Assign.
+  bool RequestedMidStage(Step step) const;
 
   // Sleeps for `duration` unless the stage is asked to stop first. Returns ShouldStop().
   bool SleepUnlessStopped(absl::Duration duration) const;
@@ -141,7 +142,7 @@ class StageControl {
   std::optional<absl::Time> deadline_ ABSL_GUARDED_BY(mu_);
   std::set<Step> assigned_ ABSL_GUARDED_BY(mu_);
   std::set<Step> mid_stage_ ABSL_GUARDED_BY(mu_);
-  std::optional<Step> passed_ ABSL_GUARDED_BY(mu_);
+  std::optional<Step> reached_ ABSL_GUARDED_BY(mu_);
 };
 
 // Called by a trainer while it trains; both run on the training thread.
@@ -149,7 +150,7 @@ struct TrainCallbacks {
   // After each step s of [start_step, end_step), in order: the step just trained and the
   // metrics measured after it.
   std::function<void(Step step, const Metrics& metrics)> progress;
-  // With the state at step k whenever control.CheckpointRequested(k), k in (start, end]. An
+  // With the state at step k whenever control.ReachedStep(k) says so, k in (start, end]. An
   // error fails the stage; the trainer returns it unchanged.
   std::function<absl::Status(Step step, const TrainingState& state)> checkpoint;
 };

@@ -1,0 +1,60 @@
+#include "search_algos/grid_search.h"
+
+#include <charconv>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "search_algos/point_sampler.h"
+
+namespace hippo::search_algos {
+
+std::vector<Request> IndependentTrials::Suggest(int64_t max_new_trials) {
+  std::vector<Request> requests;
+  while (proposed_ < count_ && static_cast<int64_t>(requests.size()) < max_new_trials) {
+    Request request;
+    request.kind = Request::Kind::kNewTrial;
+    request.point = PointAt(proposed_++);
+    request.target = max_steps_;
+    requests.push_back(std::move(request));
+  }
+  return requests;
+}
+
+std::string IndependentTrials::SaveState() const { return absl::StrCat("proposed=", proposed_); }
+
+absl::Status IndependentTrials::LoadState(const std::string& state) {
+  constexpr std::string_view kPrefix = "proposed=";
+  int64_t proposed = 0;
+  if (state.rfind(kPrefix, 0) != 0 ||
+      std::from_chars(state.data() + kPrefix.size(), state.data() + state.size(), proposed).ec !=
+          std::errc() ||
+      proposed < 0 || proposed > count_) {
+    return absl::DataLossError(absl::StrCat("bad saved state for a grid/random search: '",
+                                            state, "'"));
+  }
+  proposed_ = proposed;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SearchAlgorithm>> GridSearch::Create(
+    const AlgorithmContext& context) {
+  absl::StatusOr<std::vector<stage_tree::Point>> points = stage_tree::GridPoints(*context.space);
+  if (!points.ok()) return points.status();
+  int64_t count = static_cast<int64_t>(points->size());
+  if (context.max_trials > 0) count = std::min(count, context.max_trials);
+  return std::unique_ptr<SearchAlgorithm>(
+      new GridSearch(*std::move(points), count, context.max_steps));
+}
+
+absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RandomSearch::Create(
+    const AlgorithmContext& context) {
+  const int64_t count = context.max_trials > 0 ? context.max_trials : 10;
+  return std::unique_ptr<SearchAlgorithm>(
+      new RandomSearch(*context.space, context.seed, count, context.max_steps));
+}
+
+stage_tree::Point RandomSearch::PointAt(int64_t index) const {
+  return SamplePoint(space_, seed_, static_cast<uint64_t>(index));
+}
+
+}  // namespace hippo::search_algos

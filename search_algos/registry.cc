@@ -1,0 +1,44 @@
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "search_algos/grid_search.h"
+#include "search_algos/search_algorithm.h"
+
+namespace hippo::search_algos {
+
+AlgorithmRegistry::AlgorithmRegistry() {
+  factories_.emplace_back("grid", &GridSearch::Create);
+  factories_.emplace_back("random", &RandomSearch::Create);
+}
+
+AlgorithmRegistry& AlgorithmRegistry::Global() {
+  static AlgorithmRegistry* registry = new AlgorithmRegistry();
+  return *registry;
+}
+
+absl::Status AlgorithmRegistry::Register(const std::string& name, AlgorithmFactory factory) {
+  for (const auto& [known, unused] : factories_) {
+    if (known == name) {
+      return absl::AlreadyExistsError(absl::StrCat("algorithm '", name, "' is already registered"));
+    }
+  }
+  factories_.emplace_back(name, std::move(factory));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SearchAlgorithm>> AlgorithmRegistry::Create(
+    const std::string& name, const AlgorithmContext& context) const {
+  for (const auto& [known, factory] : factories_) {
+    if (known == name) return factory(context);
+  }
+  return absl::NotFoundError(absl::StrCat("algorithm.name: unknown algorithm '", name,
+                                          "'; this server has: ", absl::StrJoin(Names(), ", ")));
+}
+
+std::vector<std::string> AlgorithmRegistry::Names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, unused] : factories_) names.push_back(name);
+  return names;
+}
+
+}  // namespace hippo::search_algos

@@ -1,0 +1,91 @@
+// SearchAlgorithm: the interface between a study's search plan and a search algorithm.
+//
+// Events in, requests out (DESIGN.md, "Search plans and algorithms"). An algorithm never
+// touches the stage tree or the store. It is deterministic given its seed and the events it
+// saw, and it serialises its state, so that a restarted coordinator resumes it exactly.
+//
+// Trial ids: the search plan gives the k-th kNewTrial or kFork request (counting from 0, in the
+// order requests are returned) trial id k, so an algorithm can name its trials without waiting
+// for an answer.
+#ifndef HIPPO_SEARCH_ALGOS_SEARCH_ALGORITHM_H_
+#define HIPPO_SEARCH_ALGOS_SEARCH_ALGORITHM_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hippo/v1/hippo.pb.h"
+#include "stage_tree/search_space.h"
+
+namespace hippo::search_algos {
+
+using TrialNumber = int64_t;
+using Step = stage_tree::Step;
+
+struct Request {
+  enum class Kind { kNewTrial, kExtend, kStop, kFork };
+  Kind kind = Kind::kNewTrial;
+  stage_tree::Point point;  // kNewTrial, kFork: the trial's hyper-parameters
+  Step target = 0;          // kNewTrial, kExtend, kFork: the step to train to
+  TrialNumber trial = -1;   // kExtend, kStop: the trial; kFork: the trial forked from
+  Step fork_step = 0;       // kFork: the new trial follows `trial` on [0, fork_step)
+};
+
+enum class TrialOutcome { kCompleted, kStopped, kFailed };
+
+// What an algorithm is built from.
+struct AlgorithmContext {
+  const stage_tree::SearchSpace* space = nullptr;
+  Step max_steps = 0;
+  int64_t max_trials = 0;  // 0: the algorithm decides (grid: every point)
+  uint64_t seed = 0;
+  bool minimize = false;
+  hippo::v1::Algorithm config;
+};
+
+class SearchAlgorithm {
+ public:
+  virtual ~SearchAlgorithm() = default;
+
+  // The objective of `trial` after training `step` (reported when the stage holding the step
+  // is done).
+  virtual void OnMetric(TrialNumber trial, Step step, double objective) = 0;
+  // `trial` reached its target and will not be trained further unless extended, or ended.
+  virtual void OnTrialReachedTarget(TrialNumber trial, Step target) = 0;
+  virtual void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) = 0;
+
+  // Requests to carry out now; at most `max_new_trials` new or forked trials.
+  virtual std::vector<Request> Suggest(int64_t max_new_trials) = 0;
+
+  // No more requests will come, ever.
+  virtual bool Finished() const = 0;
+
+  virtual std::string SaveState() const = 0;
+  virtual absl::Status LoadState(const std::string& state) = 0;
+};
+
+using AlgorithmFactory =
+    std::function<absl::StatusOr<std::unique_ptr<SearchAlgorithm>>(const AlgorithmContext&)>;
+
+// The registry of algorithms by name. Built-ins register themselves on first use.
+class AlgorithmRegistry {
+ public:
+  static AlgorithmRegistry& Global();
+  // AlreadyExists if the name is taken.
+  absl::Status Register(const std::string& name, AlgorithmFactory factory);
+  // NotFound naming the known algorithms if `name` is not registered.
+  absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const std::string& name,
+                                                          const AlgorithmContext& context) const;
+  std::vector<std::string> Names() const;
+
+ private:
+  AlgorithmRegistry();
+  std::vector<std::pair<std::string, AlgorithmFactory>> factories_;
+};
+
+}  // namespace hippo::search_algos
+
+#endif  // HIPPO_SEARCH_ALGOS_SEARCH_ALGORITHM_H_
