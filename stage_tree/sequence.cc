@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <numbers>
+#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -139,6 +140,53 @@ const SegmentFunction& Sequence::FunctionAt(Step step) const {
 }
 
 double Sequence::Evaluate(Step step) const { return FunctionAt(step).Evaluate(step); }
+
+std::string EncodeSequences(const TrialSequences& sequences) {
+  std::string text;
+  for (const auto& [name, sequence] : sequences) {
+    absl::StrAppend(&text, name, " ", sequence.segments().size(), "\n");
+    for (const Segment& segment : sequence.segments()) {
+      const SegmentFunction& function = segment.function;
+      absl::StrAppend(&text, segment.start, " ", segment.end, " ",
+                      static_cast<int>(function.kind), " ",
+                      absl::Hex(std::bit_cast<uint64_t>(function.first)), " ",
+                      absl::Hex(std::bit_cast<uint64_t>(function.second)), " ", function.origin,
+                      " ", function.span, "\n");
+    }
+  }
+  return text;
+}
+
+absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text) {
+  std::istringstream in(text);
+  TrialSequences sequences;
+  std::string name;
+  size_t count = 0;
+  auto corrupt = [&] {
+    return absl::DataLossError(absl::StrCat("stored sequences are corrupt near '", name, "'"));
+  };
+  while (in >> name >> count) {
+    std::vector<Segment> segments(count);
+    for (Segment& segment : segments) {
+      int kind = 0;
+      uint64_t first = 0;
+      uint64_t second = 0;
+      if (!(in >> segment.start >> segment.end >> kind >> std::hex >> first >> second >>
+            std::dec >> segment.function.origin >> segment.function.span) ||
+          kind < 0 || kind > static_cast<int>(FunctionKind::kCosine)) {
+        return corrupt();
+      }
+      segment.function.kind = static_cast<FunctionKind>(kind);
+      segment.function.first = std::bit_cast<double>(first);
+      segment.function.second = std::bit_cast<double>(second);
+    }
+    absl::StatusOr<Sequence> sequence = Sequence::FromSegments(std::move(segments));
+    if (!sequence.ok()) return corrupt();
+    sequences[name] = *std::move(sequence);
+  }
+  if (!in.eof()) return corrupt();
+  return sequences;
+}
 
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma, const std::vector<Step>& milestones,
                                    Step warmup, Step horizon) {

@@ -89,6 +89,11 @@ class Sequence {
 // A trial's sequences by hyper-parameter name (ordered, so iteration order is canonical).
 using TrialSequences = std::map<std::string, Sequence>;
 
+// A lossless text encoding of a trial's sequences (doubles as their bit patterns), for storage:
+// DecodeSequences(EncodeSequences(s)) == s. DataLoss if the text is not such an encoding.
+std::string EncodeSequences(const TrialSequences& sequences);
+absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text);
+
 // Step decay with optional linear warm-up, as WORKLOADS.md defines it: for s < warmup the value
 // is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <= s.
 // Milestones must be strictly increasing; those at or beyond the horizon are ignored.

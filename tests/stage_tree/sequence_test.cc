@@ -83,5 +83,17 @@ TEST(SequenceTest, MilestonesMustIncrease) {
   EXPECT_EQ(sequence->segments().size(), 2u);
 }
 
+TEST(SequenceTest, EncodingRoundTripsExactly) {
+  TrialSequences sequences = {
+      {"lr", *StepDecay(0.1, 0.2, {30, 60}, 5, 120)},
+      {"momentum", *CosineSchedule(0.95, 0.85, 120, 0, 120)},
+      {"weight_decay", *ExponentialSchedule(1e-4 / 3, 0.99, 0, 120)}};
+  absl::StatusOr<TrialSequences> decoded = DecodeSequences(EncodeSequences(sequences));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, sequences);
+  EXPECT_FALSE(DecodeSequences("lr 1\n0 10 9 0 0 0 0\n").ok());
+  EXPECT_FALSE(DecodeSequences("lr 2\n0 10 0 0 0 0 0\n").ok());
+}
+
 }  // namespace
 }  // namespace hippo::stage_tree

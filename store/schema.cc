@@ -1,0 +1,200 @@
+#include "store/schema.h"
+
+#include <iterator>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "store/store.h"
+
+namespace hippo::store::internal {
+namespace {
+
+// Version 1: every table. Notes on the choices:
+//  - STRICT tables, so a value of the wrong type is an error instead of a silent conversion.
+//  - Primary keys are the upsert keys of WriteBatch; upserts are INSERT ... ON CONFLICT DO
+//    UPDATE (never INSERT OR REPLACE, which deletes the old row first).
+//  - WITHOUT ROWID for tables of small rows looked up by a composite key; rowid tables where
+//    rows carry large JSON or blobs (SQLite's advice: WITHOUT ROWID suits rows well under a
+//    twentieth of a page).
+//  - metrics.value is nullable: SQLite has no NaN and stores a bound NaN as NULL, and a
+//    diverging run does report NaN losses. NULL reads back as NaN.
+//  - No foreign keys: the coordinator owns referential integrity (a tree op names a family the
+//    coordinator already holds), and checks here would make the order in which independent
+//    batches reach the writer part of the contract.
+//  - events.sequence is AUTOINCREMENT so a sequence number is never reused, even after old
+//    events are pruned: a dashboard resuming "after N" never misses or repeats an event.
+constexpr std::string_view kVersion1 = R"sql(
+CREATE TABLE families (
+  id               INTEGER PRIMARY KEY,
+  key              TEXT NOT NULL,
+  parameter_names  TEXT NOT NULL  -- JSON array of strings
+) STRICT;
+
+CREATE TABLE studies (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL,
+  spec_json    TEXT NOT NULL,
+  state        INTEGER NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  finished_ms  INTEGER NOT NULL,
+  no_merge     INTEGER NOT NULL,
+  message      TEXT NOT NULL
+) STRICT;
+CREATE INDEX studies_by_creation ON studies (created_ms, id);
+
+CREATE TABLE trials (
+  study_id        TEXT NOT NULL,
+  trial_id        INTEGER NOT NULL,
+  family_id       INTEGER NOT NULL,
+  tree_trial      INTEGER NOT NULL,
+  point_json      TEXT NOT NULL,
+  target_step     INTEGER NOT NULL,
+  state           INTEGER NOT NULL,
+  forked_from     INTEGER NOT NULL,
+  forked_at_step  INTEGER NOT NULL,
+  PRIMARY KEY (study_id, trial_id)
+) STRICT;
+
+CREATE TABLE tree_ops (
+  family_id  INTEGER NOT NULL,
+  sequence   INTEGER NOT NULL,
+  kind       INTEGER NOT NULL,
+  a          INTEGER NOT NULL,
+  b          INTEGER NOT NULL,
+  payload    BLOB NOT NULL,
+  PRIMARY KEY (family_id, sequence)
+) STRICT;
+
+CREATE TABLE stages (
+  family_id       INTEGER NOT NULL,
+  node_id         INTEGER NOT NULL,
+  parent_id       INTEGER NOT NULL,
+  lineage         INTEGER NOT NULL,
+  start_step      INTEGER NOT NULL,
+  end_step        INTEGER NOT NULL,
+  state           INTEGER NOT NULL,
+  attempts        INTEGER NOT NULL,
+  checkpoint_uri  TEXT NOT NULL,
+  worker_id       TEXT NOT NULL,
+  PRIMARY KEY (family_id, node_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE metrics (
+  family_id  INTEGER NOT NULL,
+  lineage    INTEGER NOT NULL,
+  step       INTEGER NOT NULL,
+  name       TEXT NOT NULL,
+  value      REAL,  -- NULL stands for NaN
+  PRIMARY KEY (family_id, lineage, step, name)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE attempts (
+  attempt_id        INTEGER PRIMARY KEY,
+  family_id         INTEGER NOT NULL,
+  node_id           INTEGER NOT NULL,
+  worker_id         TEXT NOT NULL,
+  lease_expires_ms  INTEGER NOT NULL,
+  state             INTEGER NOT NULL
+) STRICT;
+CREATE INDEX attempts_running ON attempts (attempt_id) WHERE state = 0;
+
+CREATE TABLE checkpoints (
+  family_id   INTEGER NOT NULL,
+  node_id     INTEGER NOT NULL,
+  step        INTEGER NOT NULL,
+  uri         TEXT NOT NULL,
+  size_bytes  INTEGER NOT NULL,
+  checksum    TEXT NOT NULL,
+  PRIMARY KEY (family_id, node_id, step)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE workers (
+  worker_id     TEXT PRIMARY KEY,
+  host          TEXT NOT NULL,
+  hello_json    TEXT NOT NULL,
+  last_seen_ms  INTEGER NOT NULL,
+  connected     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE algorithm_states (
+  study_id  TEXT PRIMARY KEY,
+  state     BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+  sequence      INTEGER PRIMARY KEY AUTOINCREMENT,
+  study_id      TEXT NOT NULL,
+  kind          TEXT NOT NULL,
+  payload_json  TEXT NOT NULL,
+  time_ms       INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE settings (
+  key    TEXT PRIMARY KEY,
+  value  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql";
+
+// Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
+// store.h to the new last version.
+constexpr Migration kMigrations[] = {
+    {1, "create every table", kVersion1},
+};
+
+constexpr bool MigrationsAreConsecutive() {
+  for (size_t i = 0; i < std::size(kMigrations); ++i) {
+    if (kMigrations[i].version != static_cast<int>(i) + 1) return false;
+  }
+  return true;
+}
+static_assert(MigrationsAreConsecutive(), "migrations must be numbered 1, 2, 3, ...");
+static_assert(std::size(kMigrations) == kSchemaVersion,
+              "the last migration's version must be kSchemaVersion");
+
+absl::Status NewerSchemaError(const Connection& connection, int64_t version) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("store ", connection.label(), ": written by a newer Hippo (schema ", version,
+                   ", this build reads up to ", kSchemaVersion, "); upgrade hippo"));
+}
+
+absl::Status Apply(Connection& connection, const Migration& migration) {
+  if (absl::Status begun = connection.Exec("BEGIN IMMEDIATE"); !begun.ok()) return begun;
+  // Re-read inside the transaction: another process may have migrated since we looked.
+  absl::StatusOr<int64_t> version = connection.QueryInt("PRAGMA user_version");
+  absl::Status status = version.status();
+  if (status.ok() && *version < migration.version) {
+    status = connection.Exec(migration.sql);
+    // Both pragmas write the file header inside this transaction, so they commit with it.
+    if (status.ok()) {
+      status = connection.Exec(absl::StrCat("PRAGMA application_id = ", kApplicationId));
+    }
+    if (status.ok()) {
+      status = connection.Exec(absl::StrCat("PRAGMA user_version = ", migration.version));
+    }
+  }
+  if (status.ok()) status = connection.Exec("COMMIT");
+  if (!status.ok()) {
+    if (connection.InTransaction()) connection.Exec("ROLLBACK").IgnoreError();
+    return absl::Status(status.code(),
+                        absl::StrCat("migration to schema ", migration.version, " (",
+                                     migration.description, ") failed: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+absl::Status Migrate(Connection& connection) {
+  absl::StatusOr<int64_t> version = connection.QueryInt("PRAGMA user_version");
+  if (!version.ok()) return version.status();
+  if (*version > kSchemaVersion) return NewerSchemaError(connection, *version);
+  for (const Migration& migration : kMigrations) {
+    if (migration.version <= *version) continue;
+    if (absl::Status applied = Apply(connection, migration); !applied.ok()) return applied;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hippo::store::internal
