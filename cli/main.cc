@@ -3,14 +3,13 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "cli/commands.h"
 #include "cli/plan_command.h"
 #include "proto/spec_loader.h"
 
 namespace {
 
-// Exit codes: 0 success, 1 runtime failure, 2 bad input (spec, flags).
-constexpr int kExitFailure = 1;
-constexpr int kExitBadInput = 2;
+using hippo::cli::kExitBadInput;
 
 int Validate(const std::string& spec_path) {
   absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(spec_path);
@@ -35,12 +34,13 @@ int Plan(const hippo::cli::PlanOptions& options) {
   if (!figures.ok()) {
     std::cerr << "hippo plan: " << options.spec_path << ": " << figures.status().message()
               << "\n";
-    return figures.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
-                                                                          : kExitFailure;
+    return figures.status().code() == absl::StatusCode::kInvalidArgument
+               ? kExitBadInput
+               : hippo::cli::kExitFailure;
   }
   if (!options.json) {
-    std::cout << "Stage tree of " << options.spec_path << " (study '" << spec->name()
-              << "', " << options.workers << " workers)\n";
+    std::cout << "Stage tree of " << options.spec_path << " (study '" << spec->name() << "', "
+              << options.workers << " workers)\n";
   }
   hippo::cli::PrintPlan(*figures, options.json, std::cout);
   if (!options.dot_path.empty() && !options.json) {
@@ -50,16 +50,32 @@ int Plan(const hippo::cli::PlanOptions& options) {
   return 0;
 }
 
+// --coordinator, --token-file and --json, shared by the client commands.
+void AddClientOptions(CLI::App* command, hippo::cli::ClientOptions& options, bool json = true) {
+  command->add_option("--coordinator", options.coordinator,
+                      "Coordinator address host:port (default: $HIPPO_COORDINATOR, else "
+                      "127.0.0.1:50051)");
+  command->add_option("--token-file", options.token_file,
+                      "File holding the coordinator's token (default: $HIPPO_TOKEN)");
+  if (json) command->add_flag("--json", options.json, "Print JSON");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Hippo: hyper-parameter optimization that trains shared stages of trials only once."};
+      "Hippo: hyper-parameter optimization that trains the stages trials share only once.\n"
+      "Start with `hippo run SPEC` (one machine), or `hippo server` + `hippo worker` + "
+      "`hippo submit SPEC` (a cluster)."};
   app.require_subcommand(1);
+  app.fallthrough(false);
 
-  std::string validate_path;
+  std::string spec_path;
+  std::string study_id;
+  hippo::cli::ClientOptions client;
+
   CLI::App* validate = app.add_subcommand("validate", "Check a study spec (YAML or JSON)");
-  validate->add_option("spec", validate_path, "Study spec file")->required();
+  validate->add_option("spec", spec_path, "Study spec file")->required();
 
   hippo::cli::PlanOptions plan_options;
   CLI::App* plan = app.add_subcommand(
@@ -72,12 +88,104 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   plan->add_flag("--json", plan_options.json, "Print one JSON object");
 
+  hippo::cli::RunOptions run_options;
+  CLI::App* run = app.add_subcommand(
+      "run", "Run one study on this machine: an embedded coordinator, local workers, a "
+             "progress bar and a summary");
+  run->add_option("spec", run_options.spec_path, "Study spec file")->required();
+  run->add_option("--workers", run_options.workers, "Local workers")
+      ->default_val(4)
+      ->check(CLI::PositiveNumber);
+  run->add_option("--db", run_options.db,
+                  "Keep the study in this SQLite file (default: a temporary one)");
+  run->add_option("--checkpoint-dir", run_options.checkpoint_dir,
+                  "Keep checkpoints here (default: a temporary directory)");
+  run->add_flag("--no-merge", run_options.no_merge,
+                "Train trial by trial, sharing nothing (the baseline merging is measured "
+                "against)");
+  run->add_flag("--json", run_options.json, "Print one JSON object at the end");
+
+  hippo::cli::ServerCommandOptions server_options;
+  CLI::App* server = app.add_subcommand("server", "Run the coordinator");
+  server->add_option("--listen", server_options.listen,
+                     "Address to listen on; a non-loopback one needs a token")
+      ->default_val("127.0.0.1:50051");
+  server->add_option("--db", server_options.db, "SQLite database file")->default_val("hippo.db");
+  server->add_option("--token-file", server_options.token_file,
+                     "File holding the shared secret clients and workers must present "
+                     "(default: $HIPPO_TOKEN)");
+  server->add_option("--lease-seconds", server_options.lease_seconds,
+                     "A stage whose worker is silent this long goes back to the queue")
+      ->default_val(10)
+      ->check(CLI::PositiveNumber);
+
+  hippo::cli::WorkerCommandOptions worker_options;
+  CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");
+  AddClientOptions(worker, worker_options.client, /*json=*/false);
+  worker->add_option("--id", worker_options.id,
+                     "Worker id, stable across restarts (default: host-pid)");
+  worker->add_option("--checkpoint-dir", worker_options.checkpoint_dir,
+                     "Checkpoint directory, shared by all workers of a study")
+      ->default_val("hippo-checkpoints");
+  worker->add_option("--cache-mb", worker_options.cache_mb,
+                     "Memory for states kept to fork children without a reload")
+      ->default_val(1024);
+
+  bool no_merge = false;
+  CLI::App* submit = app.add_subcommand("submit", "Submit a study to a coordinator");
+  submit->add_option("spec", spec_path, "Study spec file")->required();
+  submit->add_flag("--no-merge", no_merge, "Train trial by trial, sharing nothing");
+  AddClientOptions(submit, client);
+
+  CLI::App* studies = app.add_subcommand("studies", "List studies");
+  AddClientOptions(studies, client);
+
+  CLI::App* study = app.add_subcommand("study", "Show a study");
+  study->add_option("study_id", study_id, "Study id")->required();
+  AddClientOptions(study, client);
+
+  bool with_metrics = false;
+  CLI::App* trials = app.add_subcommand("trials", "List the trials of a study");
+  trials->add_option("study_id", study_id, "Study id")->required();
+  trials->add_flag("--metrics", with_metrics, "Include every metric at every step (with --json)");
+  AddClientOptions(trials, client);
+
+  CLI::App* best = app.add_subcommand("best", "Show the best trial of a study");
+  best->add_option("study_id", study_id, "Study id")->required();
+  AddClientOptions(best, client);
+
+  bool dot = false;
+  CLI::App* tree = app.add_subcommand("tree", "Show the stage tree of a study");
+  tree->add_option("study_id", study_id, "Study id")->required();
+  tree->add_flag("--dot", dot, "Print Graphviz DOT");
+  AddClientOptions(tree, client);
+
+  std::string reason;
+  CLI::App* stop = app.add_subcommand("stop", "Stop a study");
+  stop->add_option("study_id", study_id, "Study id")->required();
+  stop->add_option("--reason", reason, "Why, kept with the study");
+  AddClientOptions(stop, client);
+
+  CLI::App* workers = app.add_subcommand("workers", "List the workers of a coordinator");
+  AddClientOptions(workers, client);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : kExitBadInput;
   }
-  if (*validate) return Validate(validate_path);
+  if (*validate) return Validate(spec_path);
   if (*plan) return Plan(plan_options);
+  if (*run) return hippo::cli::RunCommand(run_options);
+  if (*server) return hippo::cli::ServerCommand(server_options);
+  if (*worker) return hippo::cli::WorkerCommand(worker_options);
+  if (*submit) return hippo::cli::SubmitCommand(client, spec_path, no_merge);
+  if (*studies) return hippo::cli::StudiesCommand(client);
+  if (*study) return hippo::cli::StudyCommand(client, study_id);
+  if (*trials) return hippo::cli::TrialsCommand(client, study_id, with_metrics);
+  if (*best) return hippo::cli::BestCommand(client, study_id);
+  if (*tree) return hippo::cli::TreeCommand(client, study_id, dot);
+  if (*stop) return hippo::cli::StopCommand(client, study_id, reason);
+  if (*workers) return hippo::cli::WorkersCommand(client);
   return kExitBadInput;
 }

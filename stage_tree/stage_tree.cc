@@ -583,8 +583,8 @@ std::vector<NodeId> StageTree::ReadyNodes() const {
 void StageTree::SetState(NodeId node, StageState state) {
   StageState& current = nodes_[node].state;
   if (current == StageState::kReady && state != StageState::kReady) ready_.erase(node);
-  if (state == StageState::kReady) ready_.insert(node);
   current = state;
+  if (state == StageState::kReady && ready_.insert(node).second && on_ready_) on_ready_(node);
 }
 
 size_t StageTree::MemoryBytes() const {

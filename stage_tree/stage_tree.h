@@ -13,6 +13,7 @@
 #define HIPPO_STAGE_TREE_STAGE_TREE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,9 @@ class StageTree {
   absl::Status Requeue(NodeId node);
   // A state at `step` inside (start, end) of a running or done node was kept.
   absl::Status AddCheckpoint(NodeId node, Step step);
+
+  // Called with every node that becomes ready, as it does (the scheduler's queue follows it).
+  void set_on_ready(std::function<void(NodeId)> on_ready) { on_ready_ = std::move(on_ready); }
 
   // Reads.
   const std::string& family_key() const { return family_key_; }
@@ -247,6 +251,7 @@ class StageTree {
   // Checkpoints kept inside nodes (rare: only when asked for), by node.
   absl::flat_hash_map<NodeId, std::vector<Step>> inner_checkpoints_;
   absl::flat_hash_set<NodeId> ready_;
+  std::function<void(NodeId)> on_ready_;
   // Where each pending recompute stage starts (rare), by node.
   absl::flat_hash_map<NodeId, Step> recompute_from_;
   StepCounts counts_;

@@ -23,7 +23,7 @@ namespace {
 //    batches reach the writer part of the contract.
 //  - events.sequence is AUTOINCREMENT so a sequence number is never reused, even after old
 //    events are pruned: a dashboard resuming "after N" never misses or repeats an event.
-constexpr std::string_view kVersion1 = R"sql(
+constexpr absl::string_view kVersion1 = R"sql(
 CREATE TABLE families (
   id               INTEGER PRIMARY KEY,
   key              TEXT NOT NULL,
@@ -151,12 +151,6 @@ static_assert(MigrationsAreConsecutive(), "migrations must be numbered 1, 2, 3, 
 static_assert(std::size(kMigrations) == kSchemaVersion,
               "the last migration's version must be kSchemaVersion");
 
-absl::Status NewerSchemaError(const Connection& connection, int64_t version) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("store ", connection.label(), ": written by a newer Hippo (schema ", version,
-                   ", this build reads up to ", kSchemaVersion, "); upgrade hippo"));
-}
-
 absl::Status Apply(Connection& connection, const Migration& migration) {
   if (absl::Status begun = connection.Exec("BEGIN IMMEDIATE"); !begun.ok()) return begun;
   // Re-read inside the transaction: another process may have migrated since we looked.
@@ -186,10 +180,16 @@ absl::Status Apply(Connection& connection, const Migration& migration) {
 
 std::span<const Migration> Migrations() { return kMigrations; }
 
+absl::Status NewerSchemaError(const std::string& path, int64_t version) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("store ", path, ": written by a newer Hippo (schema ", version,
+                   ", this build reads up to ", kSchemaVersion, "); upgrade hippo"));
+}
+
 absl::Status Migrate(Connection& connection) {
   absl::StatusOr<int64_t> version = connection.QueryInt("PRAGMA user_version");
   if (!version.ok()) return version.status();
-  if (*version > kSchemaVersion) return NewerSchemaError(connection, *version);
+  if (*version > kSchemaVersion) return NewerSchemaError(connection.label(), *version);
   for (const Migration& migration : kMigrations) {
     if (migration.version <= *version) continue;
     if (absl::Status applied = Apply(connection, migration); !applied.ok()) return applied;

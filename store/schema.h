@@ -8,9 +8,10 @@
 
 #include <cstdint>
 #include <span>
-#include <string_view>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "store/sqlite.h"
 
 namespace hippo::store::internal {
@@ -23,8 +24,8 @@ inline constexpr int32_t kApplicationId = 0x48505030;
 // N-1 or N, never in between.
 struct Migration {
   int version;
-  std::string_view description;
-  std::string_view sql;
+  absl::string_view description;
+  absl::string_view sql;
 };
 
 // Every migration, in order; the last one's version is kSchemaVersion.
@@ -33,6 +34,9 @@ std::span<const Migration> Migrations();
 // Brings a Hippo database (or an empty one, user_version 0) up to kSchemaVersion, applying
 // each missing migration in its own transaction. Refuses a version newer than this build's.
 absl::Status Migrate(Connection& connection);
+
+// FailedPrecondition for a database at schema `version` > kSchemaVersion.
+absl::Status NewerSchemaError(const std::string& path, int64_t version);
 
 }  // namespace hippo::store::internal
 

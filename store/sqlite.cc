@@ -8,9 +8,9 @@
 
 namespace hippo::store::internal {
 
-absl::Status SqliteStatus(int code, std::string_view context, std::string_view detail) {
-  std::string message = absl::StrCat(context, ": ", detail, " (", sqlite3_errstr(code),
-                                     ", SQLite code ", code, ")");
+absl::Status SqliteStatus(int code, absl::string_view context, absl::string_view detail) {
+  std::string message =
+      absl::StrCat(context, ": ", detail, " (", sqlite3_errstr(code), ", SQLite code ", code, ")");
   switch (code) {
     case SQLITE_CONSTRAINT_PRIMARYKEY:
     case SQLITE_CONSTRAINT_UNIQUE:
@@ -42,8 +42,8 @@ absl::Status SqliteStatus(int code, std::string_view context, std::string_view d
   }
 }
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& filename,
-                                                             int flags, std::string label) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& filename, int flags,
+                                                             std::string label) {
   sqlite3* db = nullptr;
   int code = sqlite3_open_v2(filename.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (code != SQLITE_OK) {
@@ -60,12 +60,12 @@ Connection::~Connection() {
   sqlite3_close_v2(db_);
 }
 
-absl::Status Connection::Error(int code, std::string_view what) const {
+absl::Status Connection::Error(int code, absl::string_view what) const {
   return SqliteStatus(code, absl::StrCat("store ", label_),
                       absl::StrCat(what, ": ", sqlite3_errmsg(db_)));
 }
 
-absl::Status Connection::Exec(std::string_view sql) {
+absl::Status Connection::Exec(absl::string_view sql) {
   std::string text(sql);
   int code = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
   if (code != SQLITE_OK) {
@@ -75,7 +75,7 @@ absl::Status Connection::Exec(std::string_view sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<sqlite3_stmt*> Connection::Prepare(std::string_view sql) {
+absl::StatusOr<sqlite3_stmt*> Connection::Prepare(absl::string_view sql) {
   std::string key(sql);
   if (auto it = statements_.find(key); it != statements_.end()) return it->second;
   sqlite3_stmt* statement = nullptr;
@@ -89,7 +89,13 @@ absl::StatusOr<sqlite3_stmt*> Connection::Prepare(std::string_view sql) {
   return statement;
 }
 
-absl::StatusOr<int64_t> Connection::QueryInt(std::string_view sql) {
+absl::Status Connection::Run(absl::string_view sql) {
+  absl::StatusOr<sqlite3_stmt*> statement = Prepare(sql);
+  if (!statement.ok()) return statement.status();
+  return Query(*this, *statement).Run();
+}
+
+absl::StatusOr<int64_t> Connection::QueryInt(absl::string_view sql) {
   absl::StatusOr<sqlite3_stmt*> statement = Prepare(sql);
   if (!statement.ok()) return statement.status();
   Query query(*this, *statement);
@@ -99,7 +105,7 @@ absl::StatusOr<int64_t> Connection::QueryInt(std::string_view sql) {
   return query.Int(0);
 }
 
-absl::StatusOr<std::string> Connection::QueryText(std::string_view sql) {
+absl::StatusOr<std::string> Connection::QueryText(absl::string_view sql) {
   absl::StatusOr<sqlite3_stmt*> statement = Prepare(sql);
   if (!statement.ok()) return statement.status();
   Query query(*this, *statement);

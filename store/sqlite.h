@@ -12,18 +12,18 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <unordered_map>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace hippo::store::internal {
 
 // Maps an SQLite result code to an absl status: constraint violations of keys become
 // AlreadyExists, other constraints InvalidArgument, busy/locked Unavailable, corruption
 // DataLoss, anything else Internal. `context` leads the message.
-absl::Status SqliteStatus(int code, std::string_view context, std::string_view detail);
+absl::Status SqliteStatus(int code, absl::string_view context, absl::string_view detail);
 
 class Connection {
  public:
@@ -37,18 +37,20 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
   ~Connection();  // finalizes the cached statements, then closes the handle
 
-  // Runs SQL that returns no rows (may hold several statements).
-  absl::Status Exec(std::string_view sql);
+  // Runs SQL that returns no rows (may hold several statements), preparing it each time.
+  absl::Status Exec(absl::string_view sql);
+  // Runs one statement that returns no rows through the statement cache (BEGIN, COMMIT, ...).
+  absl::Status Run(absl::string_view sql);
 
   // Runs a one-row, one-column query and returns its integer (e.g. a PRAGMA).
-  absl::StatusOr<int64_t> QueryInt(std::string_view sql);
-  absl::StatusOr<std::string> QueryText(std::string_view sql);
+  absl::StatusOr<int64_t> QueryInt(absl::string_view sql);
+  absl::StatusOr<std::string> QueryText(absl::string_view sql);
 
   // The cached prepared statement for `sql`, preparing it on first use.
-  absl::StatusOr<sqlite3_stmt*> Prepare(std::string_view sql);
+  absl::StatusOr<sqlite3_stmt*> Prepare(absl::string_view sql);
 
   // A status for `code` with this connection's last error message.
-  absl::Status Error(int code, std::string_view what) const;
+  absl::Status Error(int code, absl::string_view what) const;
 
   // True while a transaction is open (false after SQLite rolled one back on its own).
   bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
@@ -79,6 +81,7 @@ class Query {
   Query& Bind(double value);  // NaN is stored as NULL (SQLite has no NaN)
   Query& Bind(const std::string& text);
   Query& BindBlob(const std::string& bytes);
+  Query& Bind(const char*) = delete;  // would silently pick Bind(bool)
 
   // Steps once: true when a row is available, false when done.
   absl::StatusOr<bool> Step();

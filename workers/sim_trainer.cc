@@ -103,12 +103,12 @@ absl::StatusOr<double> ValueOr(const StageTask& task, std::string_view name, Ste
     auto it = task.static_parameters.find(std::string(name));
     if (it != task.static_parameters.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("sim trainer: parameter '", name, "' must be a number"));
+          absl::StrCat("sim trainer: parameter '", std::string(name), "' must be a number"));
     }
     return fallback;
   }
   if (!(*value >= low && *value <= high)) {
-    return absl::InvalidArgumentError(absl::StrCat("sim trainer: parameter '", name, "' is ",
+    return absl::InvalidArgumentError(absl::StrCat("sim trainer: parameter '", std::string(name), "' is ",
                                                    *value, " at step ", step, ", outside [", low,
                                                    ", ", high, "]"));
   }

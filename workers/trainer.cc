@@ -143,7 +143,7 @@ bool StageControl::SleepUnlessStopped(absl::Duration duration) const {
 absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind) {
   if (kind == SimTrainer::kKind) return std::make_unique<SimTrainer>();
   return absl::NotFoundError(
-      absl::StrCat("no built-in trainer of kind '", kind, "' (this build has: sim)"));
+      absl::StrCat("no built-in trainer of kind '", std::string(kind), "' (this build has: sim)"));
 }
 
 }  // namespace hippo::workers

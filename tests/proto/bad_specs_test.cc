@@ -8,79 +8,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/spec_loader.h"
+#include "tests/proto/bad_spec_corpus.h"
 
 namespace hippo::proto {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-const std::string& CorpusDirectory() {
-  static const auto* const directory =
-      new std::string(std::string(HIPPO_SOURCE_DIR) + "/tests/proto/bad_specs/");
-  return *directory;
-}
-
-struct BadSpec {
-  std::string file;
-  std::string expected;  // a substring of the message: the path, and what is wrong
-};
-
-const std::vector<BadSpec>& Corpus() {
-  static const auto* const corpus = new std::vector<BadSpec>{
-      {"unknown_algorithm.yaml", "algorithm.name: unknown algorithm \"bayesopt\"; known: grid"},
-      {"empty_search_space.yaml", "search_space.parameters: empty"},
-      {"negative_max_steps.yaml", "budget.max_steps: must be > 0 (got -120)"},
-      {"wrong_type.yaml", "search_space.parameters[1].float.low: expected a number, got \"abc\""},
-      {"unknown_field_top.yaml",
-       "objectve: unknown field; allowed here: name, objective, trainer, search_space"},
-      {"unknown_field_nested.yaml",
-       "algorithm.asha.reduction_factr: unknown field; allowed here: min_resource, "
-       "max_resource, reduction_factor, sampler"},
-      {"syntax_error.yaml", "syntax_error.yaml:4:8: YAML syntax error: end of map flow not found"},
-      {"not_json.json", "not_json.json:4:"},
-      {"scalar_document.yaml", "expected a mapping of study fields"},
-      {"two_oneof_members.yaml",
-       "search_space.parameters[0]: both int and float are set, but only one of categorical, "
-       "int, float, sequence, fixed may be"},
-      {"two_sequence_shapes.yaml",
-       "search_space.parameters[0].sequence: both constant and step_decay are set"},
-      {"milestones_not_increasing.yaml",
-       "search_space.parameters[0].sequence.step_decay.milestones.choices[1].steps[1]: must be "
-       "greater than the step before it (got 60 after 90)"},
-      {"milestone_past_max_steps.yaml",
-       "search_space.parameters[0].sequence.step_decay.milestones.choices[0].steps[1]: must be "
-       "below budget.max_steps (120) (got 120)"},
-      {"log_range_not_positive.yaml",
-       "search_space.parameters[0].float.low: must be > 0 when log is true (got 0)"},
-      {"low_not_below_high.yaml",
-       "search_space.parameters[0].sequence.constant.range.low: must be below high (got low=0.1, "
-       "high=0.01)"},
-      {"duplicate_parameter_names.yaml",
-       "search_space.parameters[2].name: \"lr\" is also the name of search_space.parameters[0]"},
-      {"bad_parameter_name.yaml", "search_space.parameters[0].name: \"learning-rate\" is not"},
-      {"missing_direction.yaml", "objective.direction: required; set direction: MINIMIZE or"},
-      {"unknown_direction.yaml",
-       "objective.direction: unknown value \"MAXIMISE\"; allowed: "
-       "MINIMIZE, MAXIMIZE"},
-      {"grid_over_continuous_range.yaml",
-       "search_space.parameters[1].float: grid search needs a finite domain"},
-      {"grid_over_sequence_range.yaml",
-       "search_space.parameters[0].sequence.constant.range: grid search needs a finite domain"},
-      {"command_without_command.yaml", "trainer.command: required when kind is command"},
-      {"unknown_trainer.yaml", "trainer.kind: unknown trainer \"pytorch\"; known: command, sim"},
-      {"empty_choices.yaml",
-       "search_space.parameters[0].sequence.step_decay.gamma.choices.values: empty"},
-      {"number_domain_unset.yaml",
-       "search_space.parameters[0].sequence.step_decay.gamma: required; set one of value, "
-       "choices or range"},
-      {"sequence_without_shape.yaml", "search_space.parameters[0].sequence: no shape"},
-      {"negative_count.yaml", "resources.gpus_per_stage: must not be negative (got -1)"},
-      {"asha_min_above_max.yaml", "algorithm.asha.min_resource: must not exceed max_resource"},
-      {"list_for_mapping.yaml", "budget: expected a mapping (Budget), got a list"},
-  };
-  return *corpus;
-}
+using testing_corpus::BadSpec;
+using testing_corpus::Corpus;
+using testing_corpus::CorpusDirectory;
 
 // Names the case in test output instead of dumping its bytes.
 void PrintTo(const BadSpec& bad, std::ostream* out) { *out << bad.file; }

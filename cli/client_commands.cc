@@ -1,0 +1,265 @@
+// Client commands: thin gRPC calls to StudyService with text or JSON output.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "google/protobuf/util/json_util.h"
+#include "hippo/v1/hippo.grpc.pb.h"
+#include "proto/spec_loader.h"
+
+namespace hippo::cli {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+std::string Coordinator(const ClientOptions& options) {
+  if (!options.coordinator.empty()) return options.coordinator;
+  if (const char* env = std::getenv("HIPPO_COORDINATOR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "127.0.0.1:50051";
+}
+
+// Reads the token; false (with a message) if the named file cannot be read.
+bool Token(const ClientOptions& options, std::string* token) {
+  token->clear();
+  if (options.token_file.empty()) {
+    if (const char* env = std::getenv("HIPPO_TOKEN"); env != nullptr) *token = env;
+    return true;
+  }
+  std::ifstream file(options.token_file);
+  if (!file) {
+    std::cerr << "hippo: --token-file " << options.token_file << ": cannot read it\n";
+    return false;
+  }
+  std::getline(file, *token);
+  return true;
+}
+
+class Client {
+ public:
+  explicit Client(const ClientOptions& options)
+      : address_(Coordinator(options)),
+        stub_(v1::StudyService::NewStub(
+            grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {
+    ok_ = Token(options, &token_);
+  }
+
+  bool ok() const { return ok_; }
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (!token_.empty()) context->AddMetadata("x-hippo-token", token_);
+    return context;
+  }
+
+  // Prints the failure of a call and returns the exit code for it.
+  int Fail(const grpc::Status& status) const {
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      std::cerr << "hippo: cannot reach the coordinator at " << address_
+                << " (start one with `hippo server`, or pass --coordinator ADDR): "
+                << status.error_message() << "\n";
+      return kExitFailure;
+    }
+    std::cerr << "hippo: " << status.error_message() << "\n";
+    return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                   status.error_code() == grpc::StatusCode::NOT_FOUND
+               ? kExitBadInput
+               : kExitFailure;
+  }
+
+  v1::StudyService::Stub& stub() { return *stub_; }
+
+ private:
+  std::string address_;
+  std::unique_ptr<v1::StudyService::Stub> stub_;
+  std::string token_;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
+  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path);
+  if (!spec.ok()) {
+    std::cerr << "hippo submit: " << spec.status().message() << "\n";
+    return kExitBadInput;
+  }
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::CreateStudyRequest request;
+  *request.mutable_spec() = *spec;
+  request.set_no_merge(no_merge);
+  v1::Study study;
+  grpc::Status status = client.stub().CreateStudy(client.Context().get(), request, &study);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(study) << "\n";
+  } else {
+    std::cout << study.id() << "\n";
+  }
+  return kExitOk;
+}
+
+int StudiesCommand(const ClientOptions& options) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::ListStudiesResponse response;
+  grpc::Status status =
+      client.stub().ListStudies(client.Context().get(), v1::ListStudiesRequest(), &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("%-10s %-24s %-10s %8s %12s\n", "ID", "NAME", "STATE", "TRIALS",
+                               "BEST");
+  for (const v1::Study& study : response.studies()) {
+    std::cout << absl::StrFormat(
+        "%-10s %-24s %-10s %8s %12s\n", study.id(), study.spec().name(),
+        StudyStateName(study.state()),
+        absl::StrFormat("%d/%d", study.trials_completed(), study.trials_total()),
+        study.has_best_trial() ? absl::StrFormat("%.4f", study.best_trial().objective_value())
+                               : "-");
+  }
+  return kExitOk;
+}
+
+int StudyCommand(const ClientOptions& options, const std::string& study_id) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::GetStudyRequest request;
+  request.set_study_id(study_id);
+  v1::Study study;
+  grpc::Status status = client.stub().GetStudy(client.Context().get(), request, &study);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(study) << "\n";
+  } else {
+    PrintStudySummary(study, std::cout);
+  }
+  return kExitOk;
+}
+
+int TrialsCommand(const ClientOptions& options, const std::string& study_id, bool with_metrics) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::ListTrialsRequest request;
+  request.set_study_id(study_id);
+  request.set_with_metrics(with_metrics);
+  v1::ListTrialsResponse response;
+  grpc::Status status = client.stub().ListTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("%-6s %-10s %8s %12s  %s\n", "TRIAL", "STATE", "STEP", "OBJECTIVE",
+                               "PARAMETERS");
+  for (const v1::Trial& trial : response.trials()) {
+    std::cout << absl::StrFormat(
+        "%-6d %-10s %8s %12s  %s\n", trial.id(), TrialStateName(trial.state()),
+        absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
+        trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
+        ParametersLine(trial));
+  }
+  return kExitOk;
+}
+
+int BestCommand(const ClientOptions& options, const std::string& study_id) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::GetBestTrialRequest request;
+  request.set_study_id(study_id);
+  v1::Trial trial;
+  grpc::Status status = client.stub().GetBestTrial(client.Context().get(), request, &trial);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(trial) << "\n";
+  } else {
+    std::cout << absl::StrFormat("trial %d  objective %.6f\n  %s\n", trial.id(),
+                                 trial.objective_value(), ParametersLine(trial));
+  }
+  return kExitOk;
+}
+
+int TreeCommand(const ClientOptions& options, const std::string& study_id, bool dot) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::GetStageTreeRequest request;
+  request.set_study_id(study_id);
+  request.set_dot(dot);
+  v1::StageTree tree;
+  grpc::Status status = client.stub().GetStageTree(client.Context().get(), request, &tree);
+  if (!status.ok()) return client.Fail(status);
+  if (dot) {
+    std::cout << tree.dot();
+  } else if (options.json) {
+    std::cout << ToJson(tree) << "\n";
+  } else {
+    std::cout << absl::StrFormat("%d stages  trial_steps %d  unique_steps %d  executed %d\n",
+                                 tree.stages_size(), tree.steps().trial_steps(),
+                                 tree.steps().unique_steps(), tree.steps().executed_steps());
+    std::cout << absl::StrFormat("%-14s %-14s %-12s %-8s %s\n", "STAGE", "PARENT", "STEPS",
+                                 "STATE", "TRIALS");
+    for (const v1::Stage& stage : tree.stages()) {
+      std::cout << absl::StrFormat("%-14d %-14d %-12s %-8s %d\n", stage.id(), stage.parent_id(),
+                                   absl::StrFormat("[%d,%d)", stage.start_step(),
+                                                   stage.end_step()),
+                                   StageStateName(stage.state()), stage.trial_ids_size());
+    }
+  }
+  return kExitOk;
+}
+
+int StopCommand(const ClientOptions& options, const std::string& study_id,
+                const std::string& reason) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::StopStudyRequest request;
+  request.set_study_id(study_id);
+  request.set_reason(reason);
+  v1::Study study;
+  grpc::Status status = client.stub().StopStudy(client.Context().get(), request, &study);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(study) << "\n";
+  } else {
+    std::cout << study.id() << " " << StudyStateName(study.state()) << "\n";
+  }
+  return kExitOk;
+}
+
+int WorkersCommand(const ClientOptions& options) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::ListWorkersResponse response;
+  grpc::Status status =
+      client.stub().ListWorkers(client.Context().get(), v1::ListWorkersRequest(), &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE",
+                               "STAGE", "CACHED");
+  for (const v1::WorkerInfo& worker : response.workers()) {
+    std::cout << absl::StrFormat(
+        "%-24s %-16s %-10s %-14s %d\n", worker.worker_id(), worker.host(),
+        !worker.connected() ? "gone" : worker.running_stage_id() != 0 ? "busy" : "idle",
+        worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
+        worker.cached_states());
+  }
+  return kExitOk;
+}
+
+}  // namespace hippo::cli

@@ -1,0 +1,60 @@
+// The `hippo` subcommands that talk to (or embed) a coordinator. Each returns the process exit
+// code: 0 success, 1 runtime failure (unreachable coordinator, failed study), 2 bad input.
+#ifndef HIPPO_CLI_COMMANDS_H_
+#define HIPPO_CLI_COMMANDS_H_
+
+#include <string>
+
+namespace hippo::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitBadInput = 2;
+
+// Where a client command connects, and with which token.
+struct ClientOptions {
+  std::string coordinator;  // empty: $HIPPO_COORDINATOR, else 127.0.0.1:50051
+  std::string token_file;   // empty: $HIPPO_TOKEN, else no token
+  bool json = false;
+};
+
+struct ServerCommandOptions {
+  std::string listen = "127.0.0.1:50051";
+  std::string db = "hippo.db";
+  std::string token_file;
+  double lease_seconds = 10;
+};
+
+struct WorkerCommandOptions {
+  ClientOptions client;
+  std::string id;
+  std::string checkpoint_dir = "hippo-checkpoints";
+  int64_t cache_mb = 1024;
+};
+
+struct RunOptions {
+  std::string spec_path;
+  int workers = 4;
+  std::string db;  // empty: a temporary database, removed at the end
+  std::string checkpoint_dir;  // empty: a temporary directory, removed at the end
+  bool no_merge = false;
+  bool json = false;
+};
+
+int ServerCommand(const ServerCommandOptions& options);
+int WorkerCommand(const WorkerCommandOptions& options);
+int RunCommand(const RunOptions& options);
+
+int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge);
+int StudiesCommand(const ClientOptions& options);
+int StudyCommand(const ClientOptions& options, const std::string& study_id);
+int TrialsCommand(const ClientOptions& options, const std::string& study_id, bool with_metrics);
+int BestCommand(const ClientOptions& options, const std::string& study_id);
+int TreeCommand(const ClientOptions& options, const std::string& study_id, bool dot);
+int StopCommand(const ClientOptions& options, const std::string& study_id,
+                const std::string& reason);
+int WorkersCommand(const ClientOptions& options);
+
+}  // namespace hippo::cli
+
+#endif  // HIPPO_CLI_COMMANDS_H_

@@ -1,0 +1,113 @@
+#include "cli/output.h"
+
+#include <ostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace hippo::cli {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+std::string Lower(std::string text, size_t drop_prefix) {
+  text = text.substr(drop_prefix);
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+std::string ScalarText(const google::protobuf::Value& value) {
+  if (value.kind_case() == google::protobuf::Value::kStringValue) return value.string_value();
+  return absl::StrFormat("%g", value.number_value());
+}
+
+std::string SegmentText(const v1::Segment& segment) {
+  switch (segment.function_case()) {
+    case v1::Segment::kConstant:
+      return absl::StrFormat("%g", segment.constant());
+    case v1::Segment::kLinear:
+      return absl::StrFormat("ramp(%g→%g)", segment.linear().from(), segment.linear().to());
+    case v1::Segment::kExponential:
+      return absl::StrFormat("%g×%g^s", segment.exponential().initial(),
+                             segment.exponential().rate());
+    case v1::Segment::kCosine:
+      return absl::StrFormat("cos(%g→%g)", segment.cosine().max(), segment.cosine().min());
+    default:
+      return "?";
+  }
+}
+
+}  // namespace
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+std::string StudyStateName(v1::StudyState state) {
+  return Lower(v1::StudyState_Name(state), 6);  // STUDY_
+}
+
+std::string TrialStateName(v1::TrialState state) {
+  return Lower(v1::TrialState_Name(state), 6);  // TRIAL_
+}
+
+std::string StageStateName(v1::StageState state) {
+  return Lower(v1::StageState_Name(state), 6);  // STAGE_
+}
+
+std::string ParametersLine(const v1::Trial& trial) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : trial.parameters()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> parts;
+  for (const std::string& name : names) {
+    const v1::ParameterValue& value = trial.parameters().at(name);
+    if (value.has_scalar()) {
+      parts.push_back(absl::StrCat(name, "=", ScalarText(value.scalar())));
+      continue;
+    }
+    std::vector<std::string> segments;
+    for (const v1::Segment& segment : value.segments()) {
+      segments.push_back(segment.start() == 0
+                             ? SegmentText(segment)
+                             : absl::StrCat(SegmentText(segment), "@", segment.start()));
+    }
+    parts.push_back(absl::StrCat(name, "=", absl::StrJoin(segments, ",")));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+void PrintStudySummary(const v1::Study& study, std::ostream& out) {
+  const v1::StepCounts& steps = study.steps();
+  out << absl::StrFormat("study %s (%s): %s\n", study.id(), study.spec().name(),
+                         StudyStateName(study.state()));
+  if (!study.message().empty()) out << "  " << study.message() << "\n";
+  out << absl::StrFormat("  trials          %d completed of %d\n", study.trials_completed(),
+                         study.trials_total());
+  if (study.has_best_trial()) {
+    out << absl::StrFormat("  best trial      #%d  %s = %.4f\n", study.best_trial().id(),
+                           study.spec().objective().metric(),
+                           study.best_trial().objective_value());
+    out << "                  " << ParametersLine(study.best_trial()) << "\n";
+  }
+  out << absl::StrFormat("  trial_steps     %d   (trained trial by trial)\n",
+                         steps.trial_steps());
+  out << absl::StrFormat("  unique_steps    %d   (no system can train fewer)\n",
+                         steps.unique_steps());
+  out << absl::StrFormat("  executed_steps  %d   (recomputed %d)\n", steps.executed_steps(),
+                         steps.recomputed_steps());
+  if (steps.executed_steps() > 0) {
+    out << absl::StrFormat("  merging saved   %d steps: %.2fx fewer than trial by trial\n",
+                           steps.trial_steps() - steps.executed_steps(),
+                           static_cast<double>(steps.trial_steps()) /
+                               static_cast<double>(steps.executed_steps()));
+  }
+}
+
+}  // namespace hippo::cli

@@ -1,0 +1,28 @@
+// Text and JSON rendering of the v1 views for the command line.
+#ifndef HIPPO_CLI_OUTPUT_H_
+#define HIPPO_CLI_OUTPUT_H_
+
+#include <iosfwd>
+#include <string>
+
+#include "google/protobuf/message.h"
+#include "hippo/v1/hippo.pb.h"
+
+namespace hippo::cli {
+
+// One line of JSON (protobuf's JSON mapping, snake_case field names).
+std::string ToJson(const google::protobuf::Message& message);
+
+std::string StudyStateName(hippo::v1::StudyState state);
+std::string TrialStateName(hippo::v1::TrialState state);
+std::string StageStateName(hippo::v1::StageState state);
+
+// "lr=0.1→0.01@60 weight_decay=0.0005": scalars as values, sequences by their segments.
+std::string ParametersLine(const hippo::v1::Trial& trial);
+
+// The end-of-study summary: state, trials, best trial, steps and what merging saved.
+void PrintStudySummary(const hippo::v1::Study& study, std::ostream& out);
+
+}  // namespace hippo::cli
+
+#endif  // HIPPO_CLI_OUTPUT_H_

@@ -1,0 +1,1381 @@
+#include "hippo/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+#include "proto/spec_loader.h"
+#include "stage_tree/graph_view.h"
+
+namespace hippo::coordinator {
+namespace {
+
+namespace v1 = ::hippo::v1;
+using stage_tree::NodeId;
+using stage_tree::StageState;
+using stage_tree::Step;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+v1::StageState StageStateOf(StageState state) {
+  switch (state) {
+    case StageState::kPending:
+      return v1::STAGE_PENDING;
+    case StageState::kReady:
+      return v1::STAGE_READY;
+    case StageState::kRunning:
+      return v1::STAGE_RUNNING;
+    case StageState::kDone:
+      return v1::STAGE_DONE;
+    case StageState::kFailed:
+      return v1::STAGE_FAILED;
+  }
+  return v1::STAGE_STATE_UNSPECIFIED;
+}
+
+void ToProto(const stage_tree::Segment& segment, v1::Segment* out) {
+  out->set_start(segment.start);
+  out->set_end(segment.end);
+  const stage_tree::SegmentFunction& function = segment.function;
+  switch (function.kind) {
+    case stage_tree::FunctionKind::kConstant:
+      out->set_constant(function.first);
+      break;
+    case stage_tree::FunctionKind::kLinear: {
+      v1::LinearFunction* linear = out->mutable_linear();
+      linear->set_from(function.first);
+      linear->set_to(function.second);
+      linear->set_origin(function.origin);
+      linear->set_span(function.span);
+      break;
+    }
+    case stage_tree::FunctionKind::kExponential: {
+      v1::ExponentialFunction* exponential = out->mutable_exponential();
+      exponential->set_initial(function.first);
+      exponential->set_rate(function.second);
+      exponential->set_origin(function.origin);
+      break;
+    }
+    case stage_tree::FunctionKind::kCosine: {
+      v1::CosineFunction* cosine = out->mutable_cosine();
+      cosine->set_max(function.first);
+      cosine->set_min(function.second);
+      cosine->set_origin(function.origin);
+      cosine->set_period(function.span);
+      break;
+    }
+  }
+}
+
+google::protobuf::Value ToProtoValue(const stage_tree::Value& value) {
+  google::protobuf::Value out;
+  if (const double* number = std::get_if<double>(&value)) {
+    out.set_number_value(*number);
+  } else if (const std::string* text = std::get_if<std::string>(&value)) {
+    out.set_string_value(*text);
+  } else {
+    for (Step step : std::get<std::vector<Step>>(value)) {
+      out.mutable_list_value()->add_values()->set_number_value(static_cast<double>(step));
+    }
+  }
+  return out;
+}
+
+// Points are stored as the JSON of a google.protobuf.ListValue.
+std::string PointToJson(const stage_tree::Point& point) {
+  google::protobuf::ListValue list;
+  for (const stage_tree::Value& value : point) *list.add_values() = ToProtoValue(value);
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(list, &json);
+  return json;
+}
+
+absl::StatusOr<stage_tree::Point> PointFromJson(const std::string& json) {
+  google::protobuf::ListValue list;
+  if (!google::protobuf::util::JsonStringToMessage(json, &list).ok()) {
+    return absl::DataLossError(absl::StrCat("stored point is not a JSON list: ", json));
+  }
+  stage_tree::Point point;
+  for (const google::protobuf::Value& value : list.values()) {
+    if (value.has_list_value()) {
+      std::vector<Step> steps;
+      for (const auto& step : value.list_value().values()) {
+        steps.push_back(static_cast<Step>(step.number_value()));
+      }
+      point.emplace_back(std::move(steps));
+    } else if (value.kind_case() == google::protobuf::Value::kStringValue) {
+      point.emplace_back(value.string_value());
+    } else {
+      point.emplace_back(value.number_value());
+    }
+  }
+  return point;
+}
+
+bool IsBetter(double candidate, double incumbent, bool minimize) {
+  return minimize ? candidate < incumbent : candidate > incumbent;
+}
+
+}  // namespace
+
+Engine::Engine(store::Store* store, EngineOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+// ----------------------------------------------------------------------------------------------
+// Commit protocol
+
+absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
+                                   Outbox outbox) {
+  std::future<absl::Status> committed;
+  if (!batch.empty()) committed = store_->CommitAsync(std::move(batch));
+  lock.unlock();
+  if (committed.valid()) {
+    absl::Status status = committed.get();
+    if (!status.ok()) {
+      // Memory is ahead of the store now; only a restart (which recovers from the store)
+      // makes them agree again. Fail-stop rather than acknowledge what is not durable.
+      std::fprintf(stderr, "hippo: fatal: the store failed to commit: %s\n",
+                   std::string(status.message()).c_str());
+      std::abort();
+    }
+  }
+  for (auto& [channel, message] : outbox.sends) channel->Send(message);
+  return absl::OkStatus();
+}
+
+store::EventRecord Engine::Event(const std::string& study_id, const std::string& kind,
+                                 const std::string& payload) const {
+  store::EventRecord event;
+  event.study_id = study_id;
+  event.kind = kind;
+  event.payload_json = payload;
+  event.time_ms = NowMs();
+  return event;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Families and the tree-operation log
+
+absl::StatusOr<Engine::Family*> Engine::FamilyFor(const std::string& key,
+                                                  const std::vector<std::string>& parameter_names,
+                                                  store::WriteBatch& batch) {
+  if (auto it = family_ids_.find(key); it != family_ids_.end()) {
+    Family& family = FamilyById(it->second);
+    if (family.tree->parameter_names() != parameter_names) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "search_space.parameters: studies of family '", key,
+          "' must have the same sequence parameters; it has [",
+          absl::StrJoin(family.tree->parameter_names(), ", "), "], this study has [",
+          absl::StrJoin(parameter_names, ", "), "]"));
+    }
+    return &family;
+  }
+  auto family = std::make_unique<Family>();
+  family->id = static_cast<int64_t>(families_.size()) + 1;
+  family->tree = std::make_unique<stage_tree::StageTree>(key, parameter_names);
+  family->lineage.push_back(0);
+  const int64_t family_id = family->id;
+  family->tree->set_on_ready([this, family_id](NodeId node) {
+    Family& owner = FamilyById(family_id);
+    const double priority =
+        node < owner.priorities.size() ? owner.priorities[node] : owner.seconds_per_step;
+    ready_.Push(QueuedStage{family_id, node}, priority);
+  });
+  store::FamilyRecord record;
+  record.id = family->id;
+  record.key = key;
+  record.parameter_names = family->tree->parameter_names();
+  batch.families.push_back(record);
+  family_ids_[key] = family->id;
+  families_.push_back(std::move(family));
+  return families_.back().get();
+}
+
+void Engine::AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t b,
+                      std::string payload, store::WriteBatch& batch) {
+  store::TreeOp op;
+  op.family_id = family.id;
+  op.sequence = family.next_op++;
+  op.kind = kind;
+  op.a = a;
+  op.b = b;
+  op.payload = std::move(payload);
+  batch.tree_ops.push_back(std::move(op));
+}
+
+void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
+                         Outbox& outbox) {
+  family.lineage.resize(family.tree->node_count(), 0);
+  for (NodeId node = 0; node < family.tree->node_count(); ++node) {
+    if (family.lineage[node] == 0) family.lineage[node] = node;
+  }
+  for (const stage_tree::SplitResult& split : splits) {
+    family.lineage[split.lower] = family.lineage[split.upper];
+    if (auto uri = family.end_state_uri.find(split.upper); uri != family.end_state_uri.end()) {
+      family.end_state_uri[split.lower] = uri->second;
+      family.end_state_uri.erase(uri);
+    }
+    for (auto& [name, values] : family.end_metrics) {
+      if (auto value = values.find(split.upper); value != values.end()) {
+        values[split.lower] = value->second;
+        values.erase(value);
+      }
+    }
+    if (split.action != stage_tree::SplitAction::kCheckpointRequested) continue;
+    // The running attempt now covers both parts: ask it for the state at the split step.
+    for (auto& [id, attempt] : attempts_) {
+      if (attempt.family_id != family.id) continue;
+      auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
+      if (at == attempt.chain.end()) continue;
+      attempt.chain.insert(at + 1, split.lower);
+      if (auto worker = workers_.find(attempt.worker_id);
+          worker != workers_.end() && worker->second.connected) {
+        v1::CoordinatorMessage message;
+        message.mutable_checkpoint_at()->set_attempt_id(id);
+        message.mutable_checkpoint_at()->set_step(family.tree->node(split.upper).end);
+        outbox.sends.emplace_back(worker->second.channel, std::move(message));
+      }
+      break;
+    }
+  }
+  family.priorities_dirty = true;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Studies and search plans
+
+absl::StatusOr<size_t> Engine::StudyIndex(const std::string& study_id) const {
+  auto it = study_index_.find(study_id);
+  if (it == study_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("no study '", study_id, "'"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<v1::Study> Engine::CreateStudy(const v1::StudySpec& spec, bool no_merge) {
+  if (absl::Status status = proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
+      !status.ok()) {
+    return status;
+  }
+  auto study = std::make_unique<StudyState>();
+  absl::StatusOr<stage_tree::SearchSpace> space =
+      stage_tree::SearchSpaceFromProto(spec.search_space());
+  if (!space.ok()) return space.status();
+  study->space = *std::move(space);
+  study->spec = spec;
+  study->trainer_identity = stage_tree::TrainerIdentity(spec.trainer());
+
+  std::unique_lock<std::mutex> lock(mutex_);
+  study->record.id = absl::StrFormat("s-%06d", studies_.size() + 1);
+  study->record.name = spec.name();
+  study->record.spec_json = proto::StudySpecToJson(spec);
+  study->record.state = v1::STUDY_RUNNING;
+  study->record.created_ms = NowMs();
+  study->record.no_merge = no_merge;
+  search_algos::AlgorithmContext context;
+  context.space = &study->space;
+  context.max_steps = spec.budget().max_steps();
+  context.max_trials = spec.budget().max_trials();
+  context.seed = spec.algorithm().seed();
+  context.minimize = spec.objective().direction() == v1::MINIMIZE;
+  context.config = spec.algorithm();
+  absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
+      search_algos::AlgorithmRegistry::Global().Create(spec.algorithm().name(), context);
+  if (!algorithm.ok()) return absl::InvalidArgumentError(algorithm.status().message());
+  study->algorithm = *std::move(algorithm);
+
+  const size_t index = studies_.size();
+  study_index_[study->record.id] = index;
+  studies_.push_back(std::move(study));
+  store::WriteBatch batch;
+  Outbox outbox;
+  batch.studies.push_back(studies_[index]->record);
+  batch.events.push_back(Event(studies_[index]->record.id, "study_created", ""));
+  if (absl::Status status = RunPlan(index, batch, outbox); !status.ok()) {
+    // Nothing was committed: forget the study entirely.
+    study_index_.erase(studies_[index]->record.id);
+    studies_.pop_back();
+    return status;
+  }
+  Dispatch(batch, outbox);
+  v1::Study view = StudyView(*studies_[index]);
+  (void)CommitAndSend(lock, std::move(batch), std::move(outbox));
+  return view;
+}
+
+absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox) {
+  StudyState& study = *studies_[study_index];
+  if (study.record.state != v1::STUDY_RUNNING) return absl::OkStatus();
+  int64_t capacity = std::numeric_limits<int32_t>::max();
+  if (study.spec.budget().max_parallel_trials() > 0) {
+    int64_t active = 0;
+    for (const TrialState& trial : study.trials) active += trial.state == v1::TRIAL_RUNNING;
+    capacity = std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - active);
+  }
+  std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
+  for (const search_algos::Request& request : requests) {
+    switch (request.kind) {
+      case search_algos::Request::Kind::kNewTrial:
+        if (absl::Status status = AddTrial(study_index, request, batch, outbox); !status.ok()) {
+          return status;
+        }
+        break;
+      case search_algos::Request::Kind::kExtend: {
+        TrialState& trial = study.trials.at(request.trial);
+        Family& family = FamilyById(trial.family_id);
+        std::vector<stage_tree::SplitResult> splits;
+        if (absl::Status status =
+                family.tree->Extend(trial.tree_trial, request.target, &splits);
+            !status.ok()) {
+          return status;
+        }
+        AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "",
+                 batch);
+        TrackSplits(family, splits, outbox);
+        trial.target = request.target;
+        trial.state = v1::TRIAL_RUNNING;
+        batch.trials.push_back(TrialRecordOf(study_index, request.trial));
+        break;
+      }
+      case search_algos::Request::Kind::kStop: {
+        TrialState& trial = study.trials.at(request.trial);
+        trial.state = v1::TRIAL_STOPPED;
+        batch.trials.push_back(TrialRecordOf(study_index, request.trial));
+        study.algorithm->OnTrialEnded(request.trial, search_algos::TrialOutcome::kStopped);
+        break;
+      }
+      case search_algos::Request::Kind::kFork:
+        return absl::UnimplementedError("fork requests are not supported by this coordinator yet");
+    }
+  }
+  batch.algorithm_states.emplace_back(study.record.id, study.algorithm->SaveState());
+  FinishStudyIfDone(study_index, batch);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& request,
+                              store::WriteBatch& batch, Outbox& outbox) {
+  StudyState& study = *studies_[study_index];
+  const Step max_steps = study.spec.budget().max_steps();
+  absl::StatusOr<stage_tree::TrialPlan> plan =
+      stage_tree::BuildTrial(study.space, request.point, max_steps);
+  if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
+  const int64_t number = static_cast<int64_t>(study.trials.size());
+  std::string key = stage_tree::FamilyKey(study.trainer_identity, plan->structural);
+  if (study.record.no_merge) absl::StrAppend(&key, "|study=", study.record.id, "|trial=", number);
+  std::vector<std::string> names;
+  for (const auto& [name, sequence] : plan->sequences) names.push_back(name);
+  absl::StatusOr<Family*> family = FamilyFor(key, names, batch);
+  if (!family.ok()) return family.status();
+  std::vector<stage_tree::SplitResult> splits;
+  absl::StatusOr<stage_tree::TrialId> tree_trial =
+      (*family)->tree->Insert(plan->sequences, request.target, &splits);
+  if (!tree_trial.ok()) return tree_trial.status();
+  AppendOp(**family, store::TreeOpKind::kInsert, *tree_trial, request.target,
+           stage_tree::EncodeSequences(plan->sequences), batch);
+  TrackSplits(**family, splits, outbox);
+  (*family)->owners.resize(*tree_trial + 1);
+  (*family)->owners[*tree_trial] = {study_index, number};
+
+  TrialState trial;
+  trial.family_id = (*family)->id;
+  trial.tree_trial = *tree_trial;
+  trial.point = request.point;
+  trial.structural = plan->structural;
+  trial.target = request.target;
+  study.trials.push_back(std::move(trial));
+  batch.trials.push_back(TrialRecordOf(study_index, number));
+  // A trial whose whole path is already trained (another study trained it) has its result now.
+  const NodeId leaf = (*family)->tree->Leaf(*tree_trial);
+  if ((*family)->tree->node(leaf).state == StageState::kDone) {
+    TrialReachedTarget(study_index, number, batch);
+  }
+  return absl::OkStatus();
+}
+
+void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::WriteBatch& batch) {
+  StudyState& study = *studies_[study_index];
+  TrialState& trial = study.trials[number];
+  Family& family = FamilyById(trial.family_id);
+  const NodeId leaf = family.tree->Leaf(trial.tree_trial);
+  const auto& values = family.end_metrics[study.spec.objective().metric()];
+  if (auto value = values.find(leaf); value != values.end()) {
+    trial.objective = value->second;
+    study.algorithm->OnMetric(number, trial.target - 1, value->second);
+  }
+  study.algorithm->OnTrialReachedTarget(number, trial.target);
+  if (trial.target >= study.spec.budget().max_steps()) {
+    trial.state = v1::TRIAL_COMPLETED;
+    study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kCompleted);
+  } else {
+    trial.state = v1::TRIAL_PAUSED;
+  }
+  batch.trials.push_back(TrialRecordOf(study_index, number));
+}
+
+void Engine::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch) {
+  StudyState& study = *studies_[study_index];
+  if (study.record.state != v1::STUDY_RUNNING || !study.algorithm->Finished()) return;
+  for (const TrialState& trial : study.trials) {
+    if (trial.state == v1::TRIAL_RUNNING) return;
+  }
+  study.record.state = v1::STUDY_COMPLETED;
+  study.record.finished_ms = NowMs();
+  batch.studies.push_back(study.record);
+  batch.events.push_back(Event(study.record.id, "study_completed", ""));
+}
+
+absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
+                                            const std::string& reason) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  absl::StatusOr<size_t> index = StudyIndex(study_id);
+  if (!index.ok()) return index.status();
+  StudyState& study = *studies_[*index];
+  store::WriteBatch batch;
+  if (study.record.state == v1::STUDY_RUNNING) {
+    study.record.state = v1::STUDY_STOPPED;
+    study.record.finished_ms = NowMs();
+    study.record.message = reason.empty() ? "stopped by a client" : reason;
+    for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
+      if (study.trials[number].state == v1::TRIAL_RUNNING ||
+          study.trials[number].state == v1::TRIAL_PAUSED) {
+        study.trials[number].state = v1::TRIAL_STOPPED;
+        batch.trials.push_back(TrialRecordOf(*index, number));
+      }
+    }
+    batch.studies.push_back(study.record);
+    batch.events.push_back(Event(study.record.id, "study_stopped", study.record.message));
+  }
+  v1::Study view = StudyView(study);
+  (void)CommitAndSend(lock, std::move(batch), Outbox{});
+  return view;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Scheduling and dispatch
+
+void Engine::RefreshPriorities() {
+  bool any = false;
+  for (auto& family : families_) {
+    if (!family->priorities_dirty) continue;
+    family->priorities =
+        stage_tree::RemainingCriticalPath(*family->tree, family->seconds_per_step);
+    family->priorities_dirty = false;
+    any = true;
+  }
+  if (!any) return;
+  ready_.Clear();
+  for (auto& family : families_) {
+    for (NodeId node : family->tree->ready_set()) {
+      ready_.Push(QueuedStage{family->id, node}, family->priorities[node]);
+    }
+  }
+}
+
+// Whether a stage in the queue should still run: it is ready and some live trial needs it.
+void Engine::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
+  RefreshPriorities();
+  for (auto& [id, worker] : workers_) {
+    if (!worker.connected || worker.attempt.has_value()) continue;
+    std::optional<v1::Assign> assign = AssignTo(worker, batch);
+    if (!assign) break;  // nothing ready
+    v1::CoordinatorMessage message;
+    *message.mutable_assign() = *std::move(assign);
+    outbox.sends.emplace_back(worker.channel, std::move(message));
+  }
+}
+
+std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& batch) {
+  auto still_ready = [this](const QueuedStage& stage) {
+    const Family& family = FamilyById(stage.family_id);
+    if (family.tree->node(stage.node).state != StageState::kReady) return false;
+    for (stage_tree::TrialId trial : family.tree->TrialsThrough(stage.node)) {
+      const auto& [study_index, number] = family.owners[trial];
+      const StudyState& study = *studies_[study_index];
+      if (study.record.state == v1::STUDY_RUNNING &&
+          study.trials[number].state == v1::TRIAL_RUNNING) {
+        return true;
+      }
+    }
+    return false;
+  };
+  auto is_local = [this, &worker](const QueuedStage& stage) {
+    const stage_tree::NodeView node = FamilyById(stage.family_id).tree->node(stage.node);
+    return worker.cached_stages.contains(GlobalStageId(stage.family_id, node.parent));
+  };
+  std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
+  if (!chosen) return std::nullopt;
+  Family& family = FamilyById(chosen->family_id);
+  const stage_tree::NodeView node = family.tree->node(chosen->node);
+  (void)family.tree->MarkRunning(chosen->node);
+  AppendOp(family, store::TreeOpKind::kRunning, chosen->node, 0, "", batch);
+
+  Attempt attempt;
+  attempt.id = next_attempt_++;
+  attempt.family_id = family.id;
+  attempt.chain = {chosen->node};
+  attempt.worker_id = worker.hello.worker_id();
+  attempt.lease_expires =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));
+  attempt.recompute = node.recompute;
+  worker.attempt = attempt.id;
+  ++family.attempts_of_node[chosen->node];
+  ++stats_.dispatches;
+
+  v1::Assign assign;
+  assign.set_attempt_id(attempt.id);
+  assign.set_stage_id(GlobalStageId(family.id, chosen->node));
+  assign.set_start_step(node.recompute ? node.recompute_from : node.start);
+  assign.set_end_step(node.end);
+  if (node.parent != stage_tree::kRootNode) {
+    assign.set_parent_stage_id(GlobalStageId(family.id, node.parent));
+    auto uri = family.end_state_uri.find(node.parent);
+    if (uri != family.end_state_uri.end()) assign.set_parent_state_uri(uri->second);
+    assign.set_parent_state_step(node.start);
+  }
+  if (node.recompute && node.recompute_from > node.start) {
+    // Start from a checkpoint kept inside the stage itself.
+    assign.set_parent_stage_id(GlobalStageId(family.id, chosen->node));
+    assign.set_parent_state_step(node.recompute_from);
+  }
+  const std::vector<std::vector<stage_tree::Segment>> segments =
+      family.tree->SegmentsOf(chosen->node);
+  const std::vector<std::string>& names = family.tree->parameter_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    v1::ParameterSegments* parameter = assign.add_parameters();
+    parameter->set_name(names[i]);
+    for (const stage_tree::Segment& segment : segments[i]) {
+      ToProto(segment, parameter->add_segments());
+    }
+  }
+  // Trainer and structural values come from any trial through the stage (a family shares them).
+  const stage_tree::TrialId any_trial = family.tree->TrialsThrough(chosen->node).front();
+  const auto& [study_index, number] = family.owners[any_trial];
+  const StudyState& study = *studies_[study_index];
+  *assign.mutable_trainer() = study.spec.trainer();
+  for (const auto& [name, value] : study.trials[number].structural) {
+    (*assign.mutable_static_parameters())[name] = ToProtoValue(value);
+  }
+  assign.add_checkpoint_steps(node.end);
+  assign.set_lease_seconds(options_.lease_seconds);
+
+  store::AttemptRecord record;
+  record.attempt_id = attempt.id;
+  record.family_id = family.id;
+  record.node_id = chosen->node;
+  record.worker_id = attempt.worker_id;
+  record.lease_expires_ms = NowMs() + static_cast<int64_t>(options_.lease_seconds * 1000);
+  batch.attempts.push_back(record);
+  batch.stages.push_back(StageRecordOf(family, chosen->node));
+  attempts_[attempt.id] = std::move(attempt);
+  return assign;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Workers
+
+absl::StatusOr<int64_t> Engine::Connect(const v1::WorkerHello& hello,
+                                        std::shared_ptr<WorkerChannel> channel) {
+  if (hello.worker_id().empty()) {
+    return absl::InvalidArgumentError("hello.worker_id: a worker must name itself");
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  Worker& worker = workers_[hello.worker_id()];
+  worker.hello = hello;
+  worker.channel = std::move(channel);
+  worker.session = next_session_++;
+  worker.connected = true;
+  worker.cached_stages.clear();
+  for (const v1::CachedState& state : hello.cached_states()) {
+    worker.cached_stages.insert(state.stage_id());
+  }
+  // An attempt it held before reconnecting is still its own until the lease says otherwise.
+  worker.attempt.reset();
+  for (const auto& [id, attempt] : attempts_) {
+    if (attempt.worker_id == hello.worker_id()) worker.attempt = id;
+  }
+  store::WriteBatch batch;
+  Outbox outbox;
+  store::WorkerRecord record;
+  record.worker_id = hello.worker_id();
+  record.host = hello.host();
+  (void)google::protobuf::util::MessageToJsonString(hello, &record.hello_json);
+  record.last_seen_ms = NowMs();
+  record.connected = true;
+  batch.workers.push_back(record);
+  Dispatch(batch, outbox);
+  const int64_t session = worker.session;
+  (void)CommitAndSend(lock, std::move(batch), std::move(outbox));
+  return session;
+}
+
+void Engine::Disconnect(const std::string& worker_id, int64_t session) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || it->second.session != session) return;
+  it->second.connected = false;
+  it->second.channel.reset();
+  store::WriteBatch batch;
+  store::WorkerRecord record;
+  record.worker_id = worker_id;
+  record.host = it->second.hello.host();
+  (void)google::protobuf::util::MessageToJsonString(it->second.hello, &record.hello_json);
+  record.last_seen_ms = NowMs();
+  record.connected = false;
+  batch.workers.push_back(record);
+  (void)CommitAndSend(lock, std::move(batch), Outbox{});
+}
+
+absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
+                                     const v1::WorkerMessage& message) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto worker_it = workers_.find(worker_id);
+  if (worker_it == workers_.end()) {
+    return absl::FailedPreconditionError("a worker must say hello first");
+  }
+  Worker& worker = worker_it->second;
+  store::WriteBatch batch;
+  Outbox outbox;
+  const auto lease = std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));
+
+  // Reports of an attempt that is not (or no longer) this worker's are ignored.
+  auto current = [&](int64_t attempt_id) -> Attempt* {
+    auto it = attempts_.find(attempt_id);
+    if (it == attempts_.end() || it->second.worker_id != worker_id) {
+      ++stats_.stale_reports_ignored;
+      return nullptr;
+    }
+    it->second.lease_expires = Clock::now() + lease;
+    return &it->second;
+  };
+
+  switch (message.message_case()) {
+    case v1::WorkerMessage::kHeartbeat:
+      for (int64_t attempt_id : message.heartbeat().attempt_ids()) {
+        if (auto it = attempts_.find(attempt_id);
+            it != attempts_.end() && it->second.worker_id == worker_id) {
+          it->second.lease_expires = Clock::now() + lease;
+        }
+      }
+      break;
+    case v1::WorkerMessage::kProgress: {
+      Attempt* attempt = current(message.progress().attempt_id());
+      if (attempt == nullptr) break;
+      Family& family = FamilyById(attempt->family_id);
+      const Step step = message.progress().step();
+      for (NodeId node : attempt->chain) {
+        const stage_tree::NodeView view = family.tree->node(node);
+        if (step < view.start || step >= view.end) continue;
+        for (const auto& [name, value] : message.progress().metrics()) {
+          store::MetricRecord metric;
+          metric.family_id = family.id;
+          metric.lineage = family.lineage[node];
+          metric.step = step;
+          metric.name = name;
+          metric.value = value;
+          batch.metrics.push_back(std::move(metric));
+          if (step == view.end - 1) family.end_metrics[name][node] = value;
+        }
+      }
+      break;
+    }
+    case v1::WorkerMessage::kCheckpoint: {
+      const v1::CheckpointWritten& checkpoint = message.checkpoint();
+      Attempt* attempt = current(checkpoint.attempt_id());
+      if (attempt == nullptr) break;
+      Family& family = FamilyById(attempt->family_id);
+      std::set<size_t> touched;
+      for (NodeId node : attempt->chain) {
+        const stage_tree::NodeView view = family.tree->node(node);
+        store::CheckpointRecord record;
+        record.family_id = family.id;
+        record.node_id = node;
+        record.step = checkpoint.step();
+        record.uri = checkpoint.uri();
+        record.size_bytes = checkpoint.size_bytes();
+        record.checksum = checkpoint.checksum();
+        if (checkpoint.step() == view.end && view.state == StageState::kRunning) {
+          family.end_state_uri[node] = checkpoint.uri();
+          batch.checkpoints.push_back(record);
+          (void)family.tree->MarkDone(node);
+          AppendOp(family, store::TreeOpKind::kDone, node, 0, "", batch);
+          batch.stages.push_back(StageRecordOf(family, node));
+          StageDone(family, node, batch, touched);
+        } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
+          (void)family.tree->AddCheckpoint(node, checkpoint.step());
+          AppendOp(family, store::TreeOpKind::kCheckpoint, node, checkpoint.step(), "", batch);
+          batch.checkpoints.push_back(record);
+        }
+      }
+      for (size_t study_index : touched) {
+        if (absl::Status status = RunPlan(study_index, batch, outbox); !status.ok()) {
+          std::fprintf(stderr, "hippo: study %s: %s\n", studies_[study_index]->record.id.c_str(),
+                       std::string(status.message()).c_str());
+        }
+      }
+      break;
+    }
+    case v1::WorkerMessage::kFinished: {
+      const v1::StageFinished& finished = message.finished();
+      Attempt* attempt = current(finished.attempt_id());
+      if (attempt == nullptr) break;
+      Family& family = FamilyById(attempt->family_id);
+      if (finished.ok() && finished.seconds() > 0) {
+        int64_t steps = 0;
+        for (NodeId node : attempt->chain) {
+          steps += family.tree->node(node).end - family.tree->node(node).start;
+        }
+        if (steps > 0) {
+          const double measured = finished.seconds() / static_cast<double>(steps);
+          family.seconds_per_step = 0.8 * family.seconds_per_step + 0.2 * measured;
+        }
+      }
+      worker.cached_stages.insert(
+          GlobalStageId(family.id, attempt->chain.back()));
+      EndAttempt(finished.attempt_id(), !finished.ok(), batch);
+      worker.attempt.reset();
+      break;
+    }
+    case v1::WorkerMessage::kEvicted:
+      for (const v1::CachedState& state : message.evicted().states()) {
+        worker.cached_stages.erase(state.stage_id());
+      }
+      break;
+    case v1::WorkerMessage::kHello:
+    case v1::WorkerMessage::MESSAGE_NOT_SET:
+      break;
+  }
+  Dispatch(batch, outbox);
+  return CommitAndSend(lock, std::move(batch), std::move(outbox));
+}
+
+void Engine::StageDone(Family& family, NodeId node, store::WriteBatch& batch,
+                       std::set<size_t>& touched_studies) {
+  // Trials that end at this node reached their target.
+  for (stage_tree::TrialId trial : family.tree->TrialsThrough(node)) {
+    if (family.tree->Leaf(trial) != node) continue;
+    const auto& [study_index, number] = family.owners[trial];
+    StudyState& study = *studies_[study_index];
+    if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
+    TrialReachedTarget(study_index, number, batch);
+    touched_studies.insert(study_index);
+  }
+}
+
+void Engine::EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;
+  Attempt attempt = std::move(it->second);
+  attempts_.erase(it);
+  Family& family = FamilyById(attempt.family_id);
+  std::set<size_t> touched;
+  for (NodeId node : attempt.chain) {
+    if (family.tree->node(node).state != StageState::kRunning) continue;
+    if (failed) {
+      (void)family.tree->MarkFailed(node);
+      AppendOp(family, store::TreeOpKind::kFailed, node, 0, "", batch);
+      if (family.attempts_of_node[node] < options_.max_attempts) {
+        (void)family.tree->Requeue(node);
+        AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
+      } else {
+        family.failed_for_good.insert(node);
+        for (stage_tree::TrialId trial : family.tree->TrialsThrough(node)) {
+          const auto& [study_index, number] = family.owners[trial];
+          StudyState& study = *studies_[study_index];
+          if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
+          study.trials[number].state = v1::TRIAL_FAILED;
+          study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
+          batch.trials.push_back(TrialRecordOf(study_index, number));
+          touched.insert(study_index);
+        }
+      }
+    } else {
+      // It finished without the state at this part's end (the checkpoint request came too
+      // late): the steps were trained, the state must be recomputed.
+      (void)family.tree->MarkDoneWithoutState(node);
+      AppendOp(family, store::TreeOpKind::kDone, node, 1, "", batch);
+    }
+    batch.stages.push_back(StageRecordOf(family, node));
+  }
+  store::AttemptRecord record;
+  record.attempt_id = attempt.id;
+  record.family_id = attempt.family_id;
+  record.node_id = attempt.chain.front();
+  record.worker_id = attempt.worker_id;
+  record.state = failed ? 2 : 1;
+  batch.attempts.push_back(record);
+  for (size_t study_index : touched) {
+    Outbox unused;
+    (void)RunPlan(study_index, batch, unused);
+  }
+}
+
+void Engine::ExpireLeases(Clock::time_point now) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  store::WriteBatch batch;
+  Outbox outbox;
+  std::vector<int64_t> expired;
+  for (const auto& [id, attempt] : attempts_) {
+    if (attempt.lease_expires < now) expired.push_back(id);
+  }
+  for (int64_t id : expired) {
+    Attempt& attempt = attempts_[id];
+    Family& family = FamilyById(attempt.family_id);
+    ++stats_.leases_expired;
+    for (NodeId node : attempt.chain) {
+      if (family.tree->node(node).state != StageState::kRunning) continue;
+      (void)family.tree->Requeue(node);
+      AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
+      batch.stages.push_back(StageRecordOf(family, node));
+    }
+    if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
+      if (worker->second.attempt == id) worker->second.attempt.reset();
+      if (worker->second.connected) {
+        v1::CoordinatorMessage cancel;
+        cancel.mutable_cancel()->set_attempt_id(id);
+        outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
+      }
+    }
+    store::AttemptRecord record;
+    record.attempt_id = id;
+    record.family_id = attempt.family_id;
+    record.node_id = attempt.chain.front();
+    record.worker_id = attempt.worker_id;
+    record.state = 3;
+    batch.attempts.push_back(record);
+    batch.events.push_back(Event("", "lease_expired", absl::StrCat("{\"attempt\": ", id, "}")));
+    attempts_.erase(id);
+  }
+  if (!expired.empty()) Dispatch(batch, outbox);
+  (void)CommitAndSend(lock, std::move(batch), std::move(outbox));
+}
+
+Engine::Stats Engine::stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Views
+
+store::TrialRecord Engine::TrialRecordOf(size_t study_index, int64_t number) const {
+  const StudyState& study = *studies_[study_index];
+  const TrialState& trial = study.trials[number];
+  store::TrialRecord record;
+  record.study_id = study.record.id;
+  record.trial_id = number;
+  record.family_id = trial.family_id;
+  record.tree_trial = trial.tree_trial;
+  record.point_json = PointToJson(trial.point);
+  record.target_step = trial.target;
+  record.state = trial.state;
+  return record;
+}
+
+store::StageRecord Engine::StageRecordOf(const Family& family, NodeId node) const {
+  const stage_tree::NodeView view = family.tree->node(node);
+  store::StageRecord record;
+  record.family_id = family.id;
+  record.node_id = node;
+  record.parent_id = view.parent;
+  record.lineage = family.lineage[node];
+  record.start_step = view.start;
+  record.end_step = view.end;
+  record.state = StageStateOf(view.state);
+  if (auto it = family.attempts_of_node.find(node); it != family.attempts_of_node.end()) {
+    record.attempts = it->second;
+  }
+  if (auto it = family.end_state_uri.find(node); it != family.end_state_uri.end()) {
+    record.checkpoint_uri = it->second;
+  }
+  return record;
+}
+
+v1::Trial Engine::TrialView(const StudyState& study, int64_t number) const {
+  const TrialState& trial = study.trials[number];
+  const Family& family = *families_[trial.family_id - 1];
+  v1::Trial view;
+  view.set_study_id(study.record.id);
+  view.set_id(number);
+  view.set_state(trial.state);
+  view.set_target_step(trial.target);
+  if (trial.objective) {
+    view.set_objective_value(*trial.objective);
+    view.set_has_objective_value(true);
+  }
+  Step reached = 0;
+  for (NodeId node : family.tree->Path(trial.tree_trial)) {
+    view.add_path(GlobalStageId(family.id, node));
+    const stage_tree::NodeView stage = family.tree->node(node);
+    if (stage.state == StageState::kDone && reached == stage.start) reached = stage.end;
+  }
+  view.set_reached_step(reached);
+  // Parameters: structural values as scalars, sequences as segments (and as a scalar when
+  // they are one constant).
+  for (const auto& [name, value] : trial.structural) {
+    *(*view.mutable_parameters())[name].mutable_scalar() = ToProtoValue(value);
+  }
+  const std::vector<std::string>& names = family.tree->parameter_names();
+  const std::vector<NodeId> path = family.tree->Path(trial.tree_trial);
+  for (size_t i = 0; i < names.size(); ++i) {
+    v1::ParameterValue& value = (*view.mutable_parameters())[names[i]];
+    for (NodeId node : path) {
+      for (const stage_tree::Segment& segment : family.tree->SegmentsOf(node)[i]) {
+        if (value.segments_size() > 0) {
+          v1::Segment probe;
+          ToProto(segment, &probe);
+          v1::Segment& last = *value.mutable_segments(value.segments_size() - 1);
+          probe.set_start(last.start());
+          probe.set_end(last.end());
+          if (probe.SerializeAsString() == last.SerializeAsString()) {
+            last.set_end(segment.end);
+            continue;
+          }
+        }
+        ToProto(segment, value.add_segments());
+      }
+    }
+    if (value.segments_size() == 1 && value.segments(0).has_constant()) {
+      value.mutable_scalar()->set_number_value(value.segments(0).constant());
+    }
+  }
+  return view;
+}
+
+v1::Study Engine::StudyView(const StudyState& study) const {
+  v1::Study view;
+  view.set_id(study.record.id);
+  *view.mutable_spec() = study.spec;
+  view.set_state(static_cast<v1::StudyState>(study.record.state));
+  view.mutable_created()->set_seconds(study.record.created_ms / 1000);
+  view.mutable_created()->set_nanos(static_cast<int32_t>(study.record.created_ms % 1000) *
+                                    1000000);
+  if (study.record.finished_ms > 0) {
+    view.mutable_finished()->set_seconds(study.record.finished_ms / 1000);
+  }
+  view.set_message(study.record.message);
+  view.set_trials_total(static_cast<int64_t>(study.trials.size()));
+  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
+  std::optional<int64_t> best;
+  int64_t completed = 0;
+  std::set<int64_t> families;
+  for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
+    const TrialState& trial = study.trials[number];
+    completed += trial.state == v1::TRIAL_COMPLETED;
+    families.insert(trial.family_id);
+    view.mutable_steps()->set_trial_steps(view.steps().trial_steps() + trial.target);
+    if (trial.objective && trial.state == v1::TRIAL_COMPLETED &&
+        (!best || IsBetter(*trial.objective, *study.trials[*best].objective, minimize))) {
+      best = number;
+    }
+  }
+  view.set_trials_completed(completed);
+  // Step counts of the study's families (shared with other studies of the same family).
+  for (int64_t family_id : families) {
+    const stage_tree::StepCounts& counts = families_[family_id - 1]->tree->counts();
+    view.mutable_steps()->set_unique_steps(view.steps().unique_steps() + counts.unique_steps);
+    view.mutable_steps()->set_executed_steps(view.steps().executed_steps() +
+                                             counts.executed_steps);
+    view.mutable_steps()->set_recomputed_steps(view.steps().recomputed_steps() +
+                                               counts.recomputed_steps);
+  }
+  if (best) *view.mutable_best_trial() = TrialView(study, *best);
+  return view;
+}
+
+absl::StatusOr<v1::Study> Engine::GetStudy(const std::string& study_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<size_t> index = StudyIndex(study_id);
+  if (!index.ok()) return index.status();
+  return StudyView(*studies_[*index]);
+}
+
+std::vector<v1::Study> Engine::ListStudies() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<v1::Study> views;
+  for (const auto& study : studies_) views.push_back(StudyView(*study));
+  return views;
+}
+
+absl::StatusOr<v1::ListTrialsResponse> Engine::ListTrials(const std::string& study_id,
+                                                          bool with_metrics) {
+  v1::ListTrialsResponse response;
+  struct MetricQuery {
+    int64_t trial;
+    int64_t family_id;
+    std::vector<std::pair<int64_t, NodeId>> lineages;  // (lineage, node) along the path
+    Step target;
+  };
+  std::vector<MetricQuery> queries;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    absl::StatusOr<size_t> index = StudyIndex(study_id);
+    if (!index.ok()) return index.status();
+    const StudyState& study = *studies_[*index];
+    for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
+      *response.add_trials() = TrialView(study, number);
+      if (!with_metrics) continue;
+      const TrialState& trial = study.trials[number];
+      const Family& family = *families_[trial.family_id - 1];
+      MetricQuery query{number, family.id, {}, trial.target};
+      for (NodeId node : family.tree->Path(trial.tree_trial)) {
+        query.lineages.emplace_back(family.lineage[node], node);
+      }
+      queries.push_back(std::move(query));
+    }
+  }
+  for (const MetricQuery& query : queries) {
+    std::vector<int64_t> lineages;
+    for (const auto& [lineage, node] : query.lineages) lineages.push_back(lineage);
+    std::sort(lineages.begin(), lineages.end());
+    lineages.erase(std::unique(lineages.begin(), lineages.end()), lineages.end());
+    absl::StatusOr<std::vector<store::MetricRecord>> rows =
+        store_->ListMetrics(query.family_id, lineages, 0, query.target);
+    if (!rows.ok()) return rows.status();
+    v1::TrialMetrics* metrics = response.add_metrics();
+    metrics->set_trial_id(query.trial);
+    // A lineage may hold steps of stages off this trial's path (the other part of a split):
+    // keep only the steps of the path's own stages.
+    std::map<int64_t, v1::Metric> by_step;
+    std::vector<std::tuple<Step, Step, int64_t, NodeId>> ranges;  // (start, end, lineage, node)
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const Family& family = *families_[query.family_id - 1];
+      for (const auto& [lineage, node] : query.lineages) {
+        const stage_tree::NodeView view = family.tree->node(node);
+        ranges.emplace_back(view.start, view.end, lineage, node);
+      }
+    }
+    for (const store::MetricRecord& row : *rows) {
+      for (const auto& [start, end, lineage, node] : ranges) {
+        if (row.lineage != lineage || row.step < start || row.step >= end) continue;
+        v1::Metric& metric = by_step[row.step];
+        metric.set_step(row.step);
+        metric.set_stage_id(GlobalStageId(query.family_id, node));
+        (*metric.mutable_values())[row.name] = row.value;
+      }
+    }
+    for (auto& [step, metric] : by_step) *metrics->add_metrics() = std::move(metric);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Trial> Engine::GetBestTrial(const std::string& study_id) {
+  absl::StatusOr<v1::Study> study = GetStudy(study_id);
+  if (!study.ok()) return study.status();
+  if (!study->has_best_trial()) {
+    return absl::NotFoundError(
+        absl::StrCat("study '", study_id, "' has no completed trial with an objective yet"));
+  }
+  return study->best_trial();
+}
+
+absl::StatusOr<v1::StageTree> Engine::GetStageTree(const std::string& study_id, bool dot) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<size_t> index = StudyIndex(study_id);
+  if (!index.ok()) return index.status();
+  const StudyState& study = *studies_[*index];
+  std::set<int64_t> family_ids;
+  for (const TrialState& trial : study.trials) family_ids.insert(trial.family_id);
+  v1::StageTree tree;
+  for (int64_t family_id : family_ids) {
+    const Family& family = *families_[family_id - 1];
+    const std::vector<double> remaining =
+        stage_tree::RemainingCriticalPath(*family.tree, family.seconds_per_step);
+    for (NodeId node = 1; node < family.tree->node_count(); ++node) {
+      const stage_tree::NodeView view = family.tree->node(node);
+      v1::Stage* stage = tree.add_stages();
+      stage->set_id(GlobalStageId(family.id, node));
+      stage->set_parent_id(view.parent == stage_tree::kRootNode
+                               ? 0
+                               : GlobalStageId(family.id, view.parent));
+      stage->set_family(family.tree->family_key());
+      stage->set_start_step(view.start);
+      stage->set_end_step(view.end);
+      stage->set_state(StageStateOf(view.state));
+      if (auto it = family.attempts_of_node.find(node); it != family.attempts_of_node.end()) {
+        stage->set_attempts(it->second);
+      }
+      if (auto it = family.end_state_uri.find(node); it != family.end_state_uri.end()) {
+        stage->set_checkpoint_uri(it->second);
+      }
+      stage->set_critical_path_seconds(remaining[node]);
+      for (stage_tree::TrialId trial : family.tree->TrialsThrough(node)) {
+        const auto& [owner, number] = family.owners[trial];
+        if (owner == *index) stage->add_trial_ids(number);
+      }
+    }
+    const stage_tree::StepCounts& counts = family.tree->counts();
+    tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
+    tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
+    tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() +
+                                             counts.executed_steps);
+    tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
+                                               counts.recomputed_steps);
+    if (dot) tree.set_dot(tree.dot() + stage_tree::ToDot(*family.tree));
+  }
+  return tree;
+}
+
+std::vector<v1::WorkerInfo> Engine::ListWorkers() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<v1::WorkerInfo> workers;
+  for (const auto& [id, worker] : workers_) {
+    v1::WorkerInfo& info = workers.emplace_back();
+    info.set_worker_id(id);
+    info.set_host(worker.hello.host());
+    *info.mutable_devices() = worker.hello.devices();
+    *info.mutable_trainers() = worker.hello.trainers();
+    info.set_connected(worker.connected);
+    if (worker.attempt) {
+      if (auto it = attempts_.find(*worker.attempt); it != attempts_.end()) {
+        info.set_running_stage_id(GlobalStageId(it->second.family_id, it->second.chain.front()));
+      }
+    }
+    info.set_cached_states(static_cast<int64_t>(worker.cached_stages.size()));
+  }
+  return workers;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Recovery
+
+absl::Status Engine::Recover() {
+  absl::StatusOr<store::Snapshot> snapshot = store_->LoadSnapshot();
+  if (!snapshot.ok()) return snapshot.status();
+  std::lock_guard<std::mutex> lock(mutex_);
+
+  // Studies first: trees replay trial insertions that name them.
+  for (const store::StudyRecord& record : snapshot->studies) {
+    auto study = std::make_unique<StudyState>();
+    study->record = record;
+    if (!google::protobuf::util::JsonStringToMessage(record.spec_json, &study->spec).ok()) {
+      return absl::DataLossError(absl::StrCat("study ", record.id, ": stored spec is corrupt"));
+    }
+    absl::StatusOr<stage_tree::SearchSpace> space =
+        stage_tree::SearchSpaceFromProto(study->spec.search_space());
+    if (!space.ok()) return space.status();
+    study->space = *std::move(space);
+    study->trainer_identity = stage_tree::TrainerIdentity(study->spec.trainer());
+    search_algos::AlgorithmContext context;
+    context.space = &study->space;
+    context.max_steps = study->spec.budget().max_steps();
+    context.max_trials = study->spec.budget().max_trials();
+    context.seed = study->spec.algorithm().seed();
+    context.minimize = study->spec.objective().direction() == v1::MINIMIZE;
+    context.config = study->spec.algorithm();
+    absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
+        search_algos::AlgorithmRegistry::Global().Create(study->spec.algorithm().name(), context);
+    if (!algorithm.ok()) return algorithm.status();
+    study->algorithm = *std::move(algorithm);
+    study_index_[record.id] = studies_.size();
+    studies_.push_back(std::move(study));
+  }
+  for (const auto& [study_id, state] : snapshot->algorithm_states) {
+    auto it = study_index_.find(study_id);
+    if (it == study_index_.end()) continue;
+    if (absl::Status status = studies_[it->second]->algorithm->LoadState(state); !status.ok()) {
+      return status;
+    }
+  }
+  for (const store::TrialRecord& record : snapshot->trials) {
+    auto it = study_index_.find(record.study_id);
+    if (it == study_index_.end()) continue;
+    StudyState& study = *studies_[it->second];
+    if (record.trial_id != static_cast<int64_t>(study.trials.size())) {
+      return absl::DataLossError(absl::StrCat("study ", record.study_id, ": trial ",
+                                              record.trial_id, " is out of order"));
+    }
+    absl::StatusOr<stage_tree::Point> point = PointFromJson(record.point_json);
+    if (!point.ok()) return point.status();
+    TrialState trial;
+    trial.family_id = record.family_id;
+    trial.tree_trial = static_cast<stage_tree::TrialId>(record.tree_trial);
+    trial.point = *point;
+    absl::StatusOr<stage_tree::TrialPlan> plan =
+        stage_tree::BuildTrial(study.space, trial.point, study.spec.budget().max_steps());
+    if (plan.ok()) trial.structural = plan->structural;
+    trial.target = record.target_step;
+    trial.state = static_cast<v1::TrialState>(record.state);
+    study.trials.push_back(std::move(trial));
+  }
+
+  // Trees: replay each family's log.
+  store::WriteBatch unused_batch;
+  Outbox unused_outbox;
+  for (const store::FamilyRecord& record : snapshot->families) {
+    if (record.id != static_cast<int64_t>(families_.size()) + 1) {
+      return absl::DataLossError("stored families are not numbered densely from 1");
+    }
+    absl::StatusOr<Family*> family = FamilyFor(record.key, record.parameter_names, unused_batch);
+    if (!family.ok()) return family.status();
+  }
+  for (const store::TreeOp& op : snapshot->tree_ops) {
+    if (op.family_id < 1 || op.family_id > static_cast<int64_t>(families_.size())) {
+      return absl::DataLossError(absl::StrCat("tree operation of unknown family ", op.family_id));
+    }
+    Family& family = FamilyById(op.family_id);
+    if (op.sequence != family.next_op) {
+      return absl::DataLossError(absl::StrCat("family ", op.family_id, ": operation ",
+                                              op.sequence, " found where ", family.next_op,
+                                              " was expected"));
+    }
+    ++family.next_op;
+    std::vector<stage_tree::SplitResult> splits;
+    absl::Status status;
+    const auto node = static_cast<NodeId>(op.a);
+    switch (op.kind) {
+      case store::TreeOpKind::kInsert: {
+        absl::StatusOr<stage_tree::TrialSequences> sequences =
+            stage_tree::DecodeSequences(op.payload);
+        if (!sequences.ok()) return sequences.status();
+        absl::StatusOr<stage_tree::TrialId> trial =
+            family.tree->Insert(*sequences, op.b, &splits);
+        if (!trial.ok()) return trial.status();
+        if (*trial != op.a) return absl::DataLossError("replayed trial ids diverge");
+        break;
+      }
+      case store::TreeOpKind::kExtend:
+        status = family.tree->Extend(static_cast<stage_tree::TrialId>(op.a), op.b, &splits);
+        break;
+      case store::TreeOpKind::kRunning:
+        status = family.tree->MarkRunning(node);
+        break;
+      case store::TreeOpKind::kDone:
+        status = op.b == 1 ? family.tree->MarkDoneWithoutState(node) : family.tree->MarkDone(node);
+        break;
+      case store::TreeOpKind::kFailed:
+        status = family.tree->MarkFailed(node);
+        break;
+      case store::TreeOpKind::kRequeue:
+        status = family.tree->Requeue(node);
+        break;
+      case store::TreeOpKind::kCheckpoint:
+        status = family.tree->AddCheckpoint(node, op.b);
+        break;
+    }
+    if (!status.ok()) {
+      return absl::DataLossError(absl::StrCat("replaying operation ", op.sequence,
+                                              " of family ", op.family_id, ": ",
+                                              status.message()));
+    }
+    TrackSplits(family, splits, unused_outbox);
+    if (op.kind == store::TreeOpKind::kRunning) ++family.attempts_of_node[node];
+  }
+  // Owners of tree trials.
+  for (size_t index = 0; index < studies_.size(); ++index) {
+    for (int64_t number = 0; number < static_cast<int64_t>(studies_[index]->trials.size());
+         ++number) {
+      const TrialState& trial = studies_[index]->trials[number];
+      Family& family = FamilyById(trial.family_id);
+      if (family.owners.size() <= trial.tree_trial) family.owners.resize(trial.tree_trial + 1);
+      family.owners[trial.tree_trial] = {index, number};
+    }
+  }
+  // Checkpoints: the end states of done stages.
+  for (const store::CheckpointRecord& checkpoint : snapshot->checkpoints) {
+    if (checkpoint.family_id < 1 || checkpoint.family_id > static_cast<int64_t>(families_.size())) {
+      continue;
+    }
+    Family& family = FamilyById(checkpoint.family_id);
+    const auto node = static_cast<NodeId>(checkpoint.node_id);
+    if (node < family.tree->node_count() && family.tree->node(node).end == checkpoint.step) {
+      family.end_state_uri[node] = checkpoint.uri;
+    }
+  }
+  // Objective values at the ends of done stages.
+  std::map<int64_t, std::set<std::string>> objectives;  // family -> metric names
+  for (const auto& study : studies_) {
+    for (const TrialState& trial : study->trials) {
+      objectives[trial.family_id].insert(study->spec.objective().metric());
+    }
+  }
+  for (const auto& [family_id, names] : objectives) {
+    Family& family = FamilyById(family_id);
+    std::vector<int64_t> lineages(family.lineage.begin(), family.lineage.end());
+    std::sort(lineages.begin(), lineages.end());
+    lineages.erase(std::unique(lineages.begin(), lineages.end()), lineages.end());
+    absl::StatusOr<std::vector<store::MetricRecord>> rows =
+        store_->ListMetrics(family_id, lineages, 0, std::numeric_limits<int64_t>::max());
+    if (!rows.ok()) return rows.status();
+    // Index the stages of each lineage by their last step.
+    std::map<std::pair<int64_t, Step>, NodeId> by_end;
+    for (NodeId node = 1; node < family.tree->node_count(); ++node) {
+      by_end[{family.lineage[node], family.tree->node(node).end - 1}] = node;
+    }
+    for (const store::MetricRecord& row : *rows) {
+      if (!names.contains(row.name)) continue;
+      auto it = by_end.find({row.lineage, row.step});
+      if (it != by_end.end()) family.end_metrics[row.name][it->second] = row.value;
+    }
+  }
+  // Trial objectives.
+  for (auto& study : studies_) {
+    for (TrialState& trial : study->trials) {
+      Family& family = FamilyById(trial.family_id);
+      const auto& values = family.end_metrics[study->spec.objective().metric()];
+      if (auto value = values.find(family.tree->Leaf(trial.tree_trial)); value != values.end()) {
+        trial.objective = value->second;
+      }
+    }
+  }
+  // Running attempts keep a fresh lease: their workers may reconnect and finish them.
+  const auto lease = std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));
+  for (const store::AttemptRecord& record : snapshot->attempts) {
+    next_attempt_ = std::max(next_attempt_, record.attempt_id + 1);
+    if (record.family_id < 1 || record.family_id > static_cast<int64_t>(families_.size())) continue;
+    Family& family = FamilyById(record.family_id);
+    auto node = static_cast<NodeId>(record.node_id);
+    if (node >= family.tree->node_count() ||
+        family.tree->node(node).state != StageState::kRunning) {
+      continue;
+    }
+    Attempt attempt;
+    attempt.id = record.attempt_id;
+    attempt.family_id = record.family_id;
+    attempt.worker_id = record.worker_id;
+    attempt.lease_expires = Clock::now() + lease;
+    attempt.recompute = family.tree->node(node).recompute;
+    attempt.chain = {node};
+    // Parts split off a running stage follow it with the same lineage.
+    for (bool extended = true; extended;) {
+      extended = false;
+      for (NodeId child : family.tree->Children(attempt.chain.back())) {
+        if (family.lineage[child] == family.lineage[node] &&
+            family.tree->node(child).state == StageState::kRunning) {
+          attempt.chain.push_back(child);
+          extended = true;
+          break;
+        }
+      }
+    }
+    attempts_[attempt.id] = std::move(attempt);
+  }
+  // Any running stage without an attempt (its attempt row was lost with the crash) runs again.
+  store::WriteBatch requeues;
+  for (auto& family : families_) {
+    std::set<NodeId> covered;
+    for (const auto& [id, attempt] : attempts_) {
+      if (attempt.family_id == family->id) covered.insert(attempt.chain.begin(), attempt.chain.end());
+    }
+    for (NodeId node = 1; node < family->tree->node_count(); ++node) {
+      if (family->tree->node(node).state == StageState::kRunning && !covered.contains(node)) {
+        (void)family->tree->Requeue(node);
+        AppendOp(*family, store::TreeOpKind::kRequeue, node, 0, "", requeues);
+      }
+    }
+    family->priorities_dirty = true;
+  }
+  RefreshPriorities();
+  if (!requeues.empty()) return store_->Commit(std::move(requeues));
+  return absl::OkStatus();
+}
+
+}  // namespace hippo::coordinator

@@ -1,0 +1,205 @@
+// Engine: the coordinator's state and decisions, without the RPC layer.
+//
+// It owns one stage tree per family, one search plan per study, the ready queue and the
+// attempts (leases) of running stages. Every change is applied in memory under one mutex,
+// queued to the store in the same order, and only after the store has committed it does the
+// engine answer a client or send anything to a worker (DESIGN.md, "Durability"). On start,
+// Recover() rebuilds everything from the store: trees by replaying their operation logs,
+// studies and trials from their rows, algorithms from their saved states.
+#ifndef HIPPO_HIPPO_ENGINE_H_
+#define HIPPO_HIPPO_ENGINE_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hippo/scheduler.h"
+#include "hippo/v1/hippo.pb.h"
+#include "search_algos/search_algorithm.h"
+#include "stage_tree/search_space.h"
+#include "stage_tree/stage_tree.h"
+#include "store/store.h"
+
+namespace hippo::coordinator {
+
+// Where the engine sends messages for one connected worker. Send may block briefly; it
+// returns false if the worker is gone.
+class WorkerChannel {
+ public:
+  virtual ~WorkerChannel() = default;
+  virtual bool Send(const hippo::v1::CoordinatorMessage& message) = 0;
+};
+
+struct EngineOptions {
+  double lease_seconds = 10;  // a running stage goes back to the queue after this silence
+  int max_attempts = 3;       // attempts of a stage before its trials fail
+  std::string known_algorithms_note;
+};
+
+using Clock = std::chrono::steady_clock;
+
+class Engine {
+ public:
+  Engine(store::Store* store, EngineOptions options);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Rebuilds the state from the store. Call once, before anything else.
+  absl::Status Recover();
+
+  // StudyService.
+  absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
+  absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  std::vector<hippo::v1::Study> ListStudies();
+  absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
+                                             const std::string& reason);
+  absl::StatusOr<hippo::v1::ListTrialsResponse> ListTrials(const std::string& study_id,
+                                                           bool with_metrics);
+  absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
+  absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
+  std::vector<hippo::v1::WorkerInfo> ListWorkers();
+
+  // WorkerService. Connect returns a session number for the other calls; a worker that
+  // reconnects under the same id replaces its earlier session.
+  absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
+                                  std::shared_ptr<WorkerChannel> channel);
+  void Disconnect(const std::string& worker_id, int64_t session);
+  absl::Status OnWorkerMessage(const std::string& worker_id, const hippo::v1::WorkerMessage& message);
+
+  // Requeues the stages whose lease expired; called periodically.
+  void ExpireLeases(Clock::time_point now);
+
+  // For benchmarks and tests.
+  struct Stats {
+    int64_t dispatches = 0;
+    int64_t stale_reports_ignored = 0;
+    int64_t leases_expired = 0;
+  };
+  Stats stats();
+
+ private:
+  struct Family {
+    int64_t id = 0;
+    std::unique_ptr<stage_tree::StageTree> tree;
+    int64_t next_op = 1;
+    std::vector<int64_t> lineage;  // by node id
+    // By tree trial id: the study index and trial number it belongs to.
+    std::vector<std::pair<size_t, int64_t>> owners;
+    // Objective values at each done node's last step, by metric name.
+    std::map<std::string, absl::flat_hash_map<stage_tree::NodeId, double>> end_metrics;
+    absl::flat_hash_map<stage_tree::NodeId, std::string> end_state_uri;
+    absl::flat_hash_map<stage_tree::NodeId, int64_t> attempts_of_node;
+    double seconds_per_step = 1.0;
+    bool priorities_dirty = true;
+    std::vector<double> priorities;
+    absl::flat_hash_set<stage_tree::NodeId> failed_for_good;
+  };
+
+  struct TrialState {
+    int64_t family_id = 0;
+    stage_tree::TrialId tree_trial = 0;
+    stage_tree::Point point;
+    std::map<std::string, stage_tree::Value> structural;
+    int64_t target = 0;
+    hippo::v1::TrialState state = hippo::v1::TRIAL_RUNNING;
+    std::optional<double> objective;
+  };
+
+  struct StudyState {
+    store::StudyRecord record;
+    hippo::v1::StudySpec spec;
+    stage_tree::SearchSpace space;
+    std::unique_ptr<search_algos::SearchAlgorithm> algorithm;
+    std::vector<TrialState> trials;
+    std::string trainer_identity;
+  };
+
+  struct Attempt {
+    int64_t id = 0;
+    int64_t family_id = 0;
+    std::vector<stage_tree::NodeId> chain;  // the assigned node and the parts split off it
+    std::string worker_id;
+    Clock::time_point lease_expires;
+    bool recompute = false;
+  };
+
+  struct Worker {
+    hippo::v1::WorkerHello hello;
+    std::shared_ptr<WorkerChannel> channel;
+    int64_t session = 0;
+    bool connected = false;
+    std::optional<int64_t> attempt;  // one stage at a time
+    absl::flat_hash_set<int64_t> cached_stages;  // global stage ids in its fork cache
+  };
+
+  // Messages to send once the batch that decided them is committed.
+  struct Outbox {
+    std::vector<std::pair<std::shared_ptr<WorkerChannel>, hippo::v1::CoordinatorMessage>> sends;
+  };
+
+  // Everything below runs with mutex_ held.
+  absl::StatusOr<Family*> FamilyFor(const std::string& key,
+                                    const std::vector<std::string>& parameter_names,
+                                    store::WriteBatch& batch);
+  Family& FamilyById(int64_t id) { return *families_[id - 1]; }
+  void AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t b,
+                std::string payload, store::WriteBatch& batch);
+  void TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
+                   Outbox& outbox);
+  absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
+  absl::Status AddTrial(size_t study_index, const search_algos::Request& request,
+                        store::WriteBatch& batch, Outbox& outbox);
+  void StageDone(Family& family, stage_tree::NodeId node, store::WriteBatch& batch,
+                 std::set<size_t>& touched_studies);
+  void TrialReachedTarget(size_t study_index, int64_t trial, store::WriteBatch& batch);
+  void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
+  void Dispatch(store::WriteBatch& batch, Outbox& outbox);
+  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
+  void EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch);
+  void RefreshPriorities();
+  store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
+  store::StageRecord StageRecordOf(const Family& family, stage_tree::NodeId node) const;
+  hippo::v1::Study StudyView(const StudyState& study) const;
+  hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
+  absl::StatusOr<size_t> StudyIndex(const std::string& study_id) const;
+  store::EventRecord Event(const std::string& study_id, const std::string& kind,
+                           const std::string& payload) const;
+
+  // Queues the batch in order (under the lock), then waits for it and sends the outbox
+  // (without the lock). Call with `lock` held; returns with it released.
+  absl::Status CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
+                             Outbox outbox);
+
+  store::Store* store_;
+  EngineOptions options_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Family>> families_;  // id - 1
+  absl::flat_hash_map<std::string, int64_t> family_ids_;
+  std::vector<std::unique_ptr<StudyState>> studies_;
+  absl::flat_hash_map<std::string, size_t> study_index_;
+  std::map<int64_t, Attempt> attempts_;
+  int64_t next_attempt_ = 1;
+  std::map<std::string, Worker> workers_;
+  int64_t next_session_ = 1;
+  ReadyQueue ready_;
+  Stats stats_;
+};
+
+// A stage's global id: its family in the high 32 bits, its node in the low 32.
+inline int64_t GlobalStageId(int64_t family_id, stage_tree::NodeId node) {
+  return (family_id << 32) | static_cast<int64_t>(node);
+}
+
+}  // namespace hippo::coordinator
+
+#endif  // HIPPO_HIPPO_ENGINE_H_

@@ -1,0 +1,63 @@
+// The coordinator process: the Engine behind StudyService and WorkerService on a gRPC server,
+// with the standard health service and a lease reaper.
+#ifndef HIPPO_HIPPO_SERVER_H_
+#define HIPPO_HIPPO_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "hippo/engine.h"
+#include "store/store.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace hippo::coordinator {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free one (see Server::port()).
+  std::string listen = "127.0.0.1:50051";
+  std::string db_path = "hippo.db";
+  // Shared secret expected in the "x-hippo-token" metadata of every call. Required when the
+  // listen address is not loopback.
+  std::string token;
+  double lease_seconds = 10;
+};
+
+// Whether `address` (host:port) listens on loopback only.
+bool IsLoopback(const std::string& address);
+
+class Server {
+ public:
+  // Opens the store, recovers the engine from it and starts serving. FailedPrecondition for a
+  // non-loopback address without a token, or a store that cannot be opened.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  Engine& engine() { return *engine_; }
+  // Stops accepting calls, ends open streams and the reaper. Idempotent.
+  void Shutdown();
+  // Blocks until Shutdown().
+  void Wait();
+
+ private:
+  Server() = default;
+
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<grpc::Service> study_service_;
+  std::unique_ptr<grpc::Service> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread reaper_;
+  std::atomic<bool> stopping_{false};
+  int port_ = 0;
+};
+
+}  // namespace hippo::coordinator
+
+#endif  // HIPPO_HIPPO_SERVER_H_

@@ -1,0 +1,247 @@
+#include "store/apply_batch.h"
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+
+namespace hippo::store::internal {
+namespace {
+
+constexpr absl::string_view kUpsertFamily = R"sql(
+INSERT INTO families (id, key, parameter_names) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET key = excluded.key, parameter_names = excluded.parameter_names)sql";
+
+constexpr absl::string_view kUpsertStudy = R"sql(
+INSERT INTO studies (id, name, spec_json, state, created_ms, finished_ms, no_merge, message)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec_json = excluded.spec_json,
+  state = excluded.state, created_ms = excluded.created_ms, finished_ms = excluded.finished_ms,
+  no_merge = excluded.no_merge, message = excluded.message)sql";
+
+constexpr absl::string_view kUpsertTrial = R"sql(
+INSERT INTO trials (study_id, trial_id, family_id, tree_trial, point_json, target_step, state,
+                    forked_from, forked_at_step)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (study_id, trial_id) DO UPDATE SET family_id = excluded.family_id,
+  tree_trial = excluded.tree_trial, point_json = excluded.point_json,
+  target_step = excluded.target_step, state = excluded.state,
+  forked_from = excluded.forked_from, forked_at_step = excluded.forked_at_step)sql";
+
+// Append only: a second op with the same (family_id, sequence) violates the primary key and
+// fails its batch. Replacing it would silently rewrite a tree's history.
+constexpr absl::string_view kAppendTreeOp = R"sql(
+INSERT INTO tree_ops (family_id, sequence, kind, a, b, payload) VALUES (?, ?, ?, ?, ?, ?))sql";
+
+constexpr absl::string_view kUpsertStage = R"sql(
+INSERT INTO stages (family_id, node_id, parent_id, lineage, start_step, end_step, state,
+                    attempts, checkpoint_uri, worker_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (family_id, node_id) DO UPDATE SET parent_id = excluded.parent_id,
+  lineage = excluded.lineage, start_step = excluded.start_step, end_step = excluded.end_step,
+  state = excluded.state, attempts = excluded.attempts,
+  checkpoint_uri = excluded.checkpoint_uri, worker_id = excluded.worker_id)sql";
+
+// DO NOTHING on the key only, unlike INSERT OR IGNORE, which would also swallow other
+// constraint failures.
+constexpr absl::string_view kInsertMetric = R"sql(
+INSERT INTO metrics (family_id, lineage, step, name, value) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (family_id, lineage, step, name) DO NOTHING)sql";
+
+constexpr absl::string_view kUpsertAttempt = R"sql(
+INSERT INTO attempts (attempt_id, family_id, node_id, worker_id, lease_expires_ms, state)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (attempt_id) DO UPDATE SET family_id = excluded.family_id,
+  node_id = excluded.node_id, worker_id = excluded.worker_id,
+  lease_expires_ms = excluded.lease_expires_ms, state = excluded.state)sql";
+
+constexpr absl::string_view kUpsertCheckpoint = R"sql(
+INSERT INTO checkpoints (family_id, node_id, step, uri, size_bytes, checksum)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (family_id, node_id, step) DO UPDATE SET uri = excluded.uri,
+  size_bytes = excluded.size_bytes, checksum = excluded.checksum)sql";
+
+constexpr absl::string_view kUpsertWorker = R"sql(
+INSERT INTO workers (worker_id, host, hello_json, last_seen_ms, connected) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, hello_json = excluded.hello_json,
+  last_seen_ms = excluded.last_seen_ms, connected = excluded.connected)sql";
+
+constexpr absl::string_view kUpsertAlgorithmState = R"sql(
+INSERT INTO algorithm_states (study_id, state) VALUES (?, ?)
+ON CONFLICT (study_id) DO UPDATE SET state = excluded.state)sql";
+
+// The sequence is left to SQLite (AUTOINCREMENT): it is assigned as the row is written.
+constexpr absl::string_view kAppendEvent = R"sql(
+INSERT INTO events (study_id, kind, payload_json, time_ms) VALUES (?, ?, ?, ?))sql";
+
+constexpr absl::string_view kUpsertSetting = R"sql(
+INSERT INTO settings (key, value) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value)sql";
+
+// Runs `sql` once per row; `bind` fills the parameters, `describe` names the row in errors.
+template <typename Row, typename Bind, typename Describe>
+absl::Status WriteRows(Connection& connection, absl::string_view sql, absl::string_view table,
+                       const std::vector<Row>& rows, Bind bind, Describe describe) {
+  if (rows.empty()) return absl::OkStatus();
+  absl::StatusOr<sqlite3_stmt*> statement = connection.Prepare(sql);
+  if (!statement.ok()) return statement.status();
+  for (const Row& row : rows) {
+    Query query(connection, *statement);
+    bind(query, row);
+    if (absl::Status status = query.Run(); !status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("store ", connection.label(), ": cannot write ", table, " ",
+                                       describe(row), ": ", sqlite3_errmsg(connection.handle())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string EncodeStringArray(const std::vector<std::string>& strings) {
+  std::string json = "[";
+  for (size_t i = 0; i < strings.size(); ++i) {
+    if (i > 0) json.push_back(',');
+    json.push_back('"');
+    for (unsigned char c : strings[i]) {
+      switch (c) {
+        case '"':
+          json += "\\\"";
+          break;
+        case '\\':
+          json += "\\\\";
+          break;
+        case '\n':
+          json += "\\n";
+          break;
+        case '\t':
+          json += "\\t";
+          break;
+        default:
+          if (c < 0x20) {
+            absl::StrAppendFormat(&json, "\\u%04x", c);
+          } else {
+            json.push_back(static_cast<char>(c));  // UTF-8 passes through
+          }
+      }
+    }
+    json.push_back('"');
+  }
+  json.push_back(']');
+  return json;
+}
+
+absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {
+  absl::Status status = WriteRows(
+      connection, kUpsertFamily, "family", batch.families,
+      [](Query& q, const FamilyRecord& r) {
+        q.Bind(r.id).Bind(r.key).Bind(EncodeStringArray(r.parameter_names));
+      },
+      [](const FamilyRecord& r) { return absl::StrCat(r.id); });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertStudy, "study", batch.studies,
+      [](Query& q, const StudyRecord& r) {
+        q.Bind(r.id).Bind(r.name).Bind(r.spec_json).Bind(r.state).Bind(r.created_ms);
+        q.Bind(r.finished_ms).Bind(r.no_merge).Bind(r.message);
+      },
+      [](const StudyRecord& r) { return r.id; });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertTrial, "trial", batch.trials,
+      [](Query& q, const TrialRecord& r) {
+        q.Bind(r.study_id).Bind(r.trial_id).Bind(r.family_id).Bind(r.tree_trial);
+        q.Bind(r.point_json).Bind(r.target_step).Bind(r.state).Bind(r.forked_from);
+        q.Bind(r.forked_at_step);
+      },
+      [](const TrialRecord& r) { return absl::StrCat(r.study_id, "/", r.trial_id); });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kAppendTreeOp, "tree op", batch.tree_ops,
+      [](Query& q, const TreeOp& r) {
+        q.Bind(r.family_id).Bind(r.sequence).Bind(static_cast<int>(r.kind)).Bind(r.a).Bind(r.b);
+        q.BindBlob(r.payload);
+      },
+      [](const TreeOp& r) {
+        return absl::StrCat("(family ", r.family_id, ", sequence ", r.sequence, ")");
+      });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertStage, "stage", batch.stages,
+      [](Query& q, const StageRecord& r) {
+        q.Bind(r.family_id).Bind(r.node_id).Bind(r.parent_id).Bind(r.lineage);
+        q.Bind(r.start_step).Bind(r.end_step).Bind(r.state).Bind(r.attempts);
+        q.Bind(r.checkpoint_uri).Bind(r.worker_id);
+      },
+      [](const StageRecord& r) {
+        return absl::StrCat("(family ", r.family_id, ", node ", r.node_id, ")");
+      });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kInsertMetric, "metric", batch.metrics,
+      [](Query& q, const MetricRecord& r) {
+        q.Bind(r.family_id).Bind(r.lineage).Bind(r.step).Bind(r.name).Bind(r.value);
+      },
+      [](const MetricRecord& r) {
+        return absl::StrCat("(family ", r.family_id, ", lineage ", r.lineage, ", step ", r.step,
+                            ", ", r.name, ")");
+      });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertAttempt, "attempt", batch.attempts,
+      [](Query& q, const AttemptRecord& r) {
+        q.Bind(r.attempt_id).Bind(r.family_id).Bind(r.node_id).Bind(r.worker_id);
+        q.Bind(r.lease_expires_ms).Bind(r.state);
+      },
+      [](const AttemptRecord& r) { return absl::StrCat(r.attempt_id); });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertCheckpoint, "checkpoint", batch.checkpoints,
+      [](Query& q, const CheckpointRecord& r) {
+        q.Bind(r.family_id).Bind(r.node_id).Bind(r.step).Bind(r.uri).Bind(r.size_bytes);
+        q.Bind(r.checksum);
+      },
+      [](const CheckpointRecord& r) {
+        return absl::StrCat("(family ", r.family_id, ", node ", r.node_id, ", step ", r.step, ")");
+      });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertWorker, "worker", batch.workers,
+      [](Query& q, const WorkerRecord& r) {
+        q.Bind(r.worker_id).Bind(r.host).Bind(r.hello_json).Bind(r.last_seen_ms);
+        q.Bind(r.connected);
+      },
+      [](const WorkerRecord& r) { return r.worker_id; });
+  if (!status.ok()) return status;
+
+  using Pair = std::pair<std::string, std::string>;
+  status = WriteRows(
+      connection, kUpsertAlgorithmState, "algorithm state", batch.algorithm_states,
+      [](Query& q, const Pair& r) { q.Bind(r.first).BindBlob(r.second); },
+      [](const Pair& r) { return absl::StrCat("of study ", r.first); });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kAppendEvent, "event", batch.events,
+      [](Query& q, const EventRecord& r) {
+        q.Bind(r.study_id).Bind(r.kind).Bind(r.payload_json).Bind(r.time_ms);
+      },
+      [](const EventRecord& r) { return absl::StrCat(r.kind, " of study '", r.study_id, "'"); });
+  if (!status.ok()) return status;
+
+  return WriteRows(
+      connection, kUpsertSetting, "setting", batch.settings,
+      [](Query& q, const Pair& r) { q.Bind(r.first).Bind(r.second); },
+      [](const Pair& r) { return r.first; });
+}
+
+}  // namespace hippo::store::internal

@@ -1,0 +1,121 @@
+#include "store/store.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "store/admission.h"
+#include "store/reader.h"
+#include "store/schema.h"
+#include "store/sqlite.h"
+#include "store/writer.h"
+
+namespace hippo::store {
+
+bool WriteBatch::empty() const {
+  return families.empty() && studies.empty() && trials.empty() && tree_ops.empty() &&
+         stages.empty() && metrics.empty() && attempts.empty() && checkpoints.empty() &&
+         workers.empty() && algorithm_states.empty() && events.empty() && settings.empty();
+}
+
+namespace {
+
+using internal::Connection;
+
+// How long a connection waits for a lock held by another connection before giving up. Our own
+// connections never block each other in WAL mode; this covers a checkpoint or a tool holding
+// the file briefly.
+constexpr int kBusyTimeoutMs = 5000;
+
+// After a checkpoint the log is truncated to at most this size, so a burst of writes does not
+// leave a large -wal file behind for good.
+constexpr int64_t kJournalSizeLimitBytes = 64 << 20;
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader)
+      : writer_(std::move(writer)), reader_(std::move(reader)) {}
+
+  absl::Status Commit(WriteBatch batch) override { return writer_.Commit(std::move(batch)); }
+  absl::StatusOr<Snapshot> LoadSnapshot() override { return reader_.LoadSnapshot(); }
+  absl::StatusOr<std::vector<StudyRecord>> ListStudies() override { return reader_.ListStudies(); }
+  absl::StatusOr<std::optional<StudyRecord>> GetStudy(const std::string& id) override {
+    return reader_.GetStudy(id);
+  }
+  absl::StatusOr<std::vector<TrialRecord>> ListTrials(const std::string& study_id) override {
+    return reader_.ListTrials(study_id);
+  }
+  absl::StatusOr<std::vector<StageRecord>> ListStages(int64_t family_id) override {
+    return reader_.ListStages(family_id);
+  }
+  absl::StatusOr<std::vector<MetricRecord>> ListMetrics(int64_t family_id,
+                                                        const std::vector<int64_t>& lineages,
+                                                        int64_t from_step,
+                                                        int64_t to_step) override {
+    return reader_.ListMetrics(family_id, lineages, from_step, to_step);
+  }
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override { return reader_.ListWorkers(); }
+  absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t after_sequence,
+                                                      int64_t limit) override {
+    return reader_.ListEvents(after_sequence, limit);
+  }
+  WriterStats writer_stats() const override { return writer_.stats(); }
+
+ private:
+  // Declared in this order so the reader closes first: the writer's connection is then the
+  // last one, and closing it checkpoints the log into the main file and removes -wal and -shm.
+  internal::GroupCommitWriter writer_;
+  internal::Reader reader_;
+};
+
+// Settings of the read-write connection. synchronous=FULL makes every commit reach the disk
+// before COMMIT returns: the durability rule (nothing acknowledged before it is committed)
+// holds across power loss, not only across a crash of the process.
+absl::Status ConfigureWriter(Connection& connection) {
+  sqlite3_busy_timeout(connection.handle(), kBusyTimeoutMs);
+  absl::StatusOr<std::string> mode = connection.QueryText("PRAGMA journal_mode = WAL");
+  if (!mode.ok()) return mode.status();
+  if (*mode != "wal") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", connection.label(),
+                     ": cannot switch to WAL mode (journal mode "
+                     "stays '",
+                     *mode,
+                     "'); the store needs a local file system with shared "
+                     "memory"));
+  }
+  return connection.Exec(
+      absl::StrCat("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; "
+                   "PRAGMA journal_size_limit = ",
+                   kJournalSizeLimitBytes, ";"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  // Nothing is written before the file is admitted (see admission.h).
+  absl::StatusOr<internal::Admission> admission = internal::AdmitDatabaseFile(path);
+  if (!admission.ok()) return admission.status();
+
+  int flags = SQLITE_OPEN_READWRITE;
+  if (*admission == internal::Admission::kCreate) flags |= SQLITE_OPEN_CREATE;
+  absl::StatusOr<std::unique_ptr<Connection>> writer = Connection::Open(path, flags, path);
+  if (!writer.ok()) return writer.status();
+  // The file may have changed between the admission and this open, so read the markers again
+  // before writing. Until they pass, closing this connection must not checkpoint a log another
+  // program left into the main file.
+  sqlite3_db_config((*writer)->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  if (absl::Status markers = internal::CheckHippoMarkers(**writer); !markers.ok()) return markers;
+  sqlite3_db_config((*writer)->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+  if (absl::Status configured = ConfigureWriter(**writer); !configured.ok()) return configured;
+  if (absl::Status migrated = internal::Migrate(**writer); !migrated.ok()) return migrated;
+
+  absl::StatusOr<std::unique_ptr<Connection>> reader =
+      Connection::Open(path, SQLITE_OPEN_READONLY, path);
+  if (!reader.ok()) return reader.status();
+  sqlite3_busy_timeout((*reader)->handle(), kBusyTimeoutMs);
+
+  return std::make_unique<SqliteStore>(std::move(*writer), std::move(*reader));
+}
+
+}  // namespace hippo::store

@@ -1,0 +1,121 @@
+#include "store/writer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "store/apply_batch.h"
+
+namespace hippo::store::internal {
+
+GroupCommitWriter::GroupCommitWriter(std::unique_ptr<Connection> connection)
+    : connection_(std::move(connection)), thread_([this] { Loop(); }) {}
+
+GroupCommitWriter::~GroupCommitWriter() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+absl::Status GroupCommitWriter::Commit(WriteBatch batch) {
+  if (batch.empty()) return absl::OkStatus();
+  Pending pending{std::move(batch), absl::OkStatus(), false};
+  absl::MutexLock lock(&mutex_);
+  if (stopping_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", connection_->label(), ": closing, commit refused"));
+  }
+  queue_.push_back(&pending);
+  mutex_.Await(absl::Condition(&pending.done));
+  return pending.status;
+}
+
+Store::WriterStats GroupCommitWriter::stats() const {
+  Store::WriterStats stats;
+  stats.batches = batches_.load(std::memory_order_relaxed);
+  stats.transactions = transactions_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void GroupCommitWriter::Loop() {
+  while (true) {
+    std::vector<Pending*> group;
+    {
+      absl::MutexLock lock(&mutex_);
+      mutex_.Await(absl::Condition(this, &GroupCommitWriter::HasWorkOrStopping));
+      if (queue_.empty()) return;  // stopping, and everything queued is committed
+      group.swap(queue_);
+    }
+    CommitGroup(group);
+    absl::MutexLock lock(&mutex_);
+    for (Pending* pending : group) pending->done = true;  // wakes the callers on unlock
+  }
+}
+
+absl::Status GroupCommitWriter::ApplyInSavepoint(const WriteBatch& batch) {
+  absl::Status status = connection_->Run("SAVEPOINT batch");
+  if (status.ok()) status = ApplyWriteBatch(*connection_, batch);
+  if (status.ok()) status = connection_->Run("RELEASE batch");
+  if (status.ok()) return status;
+  // Undo this batch's rows only; the batches before it in the transaction stay. Some errors
+  // (disk full, I/O) make SQLite roll the whole transaction back by itself; if that happened or
+  // the savepoint cannot be undone, end the transaction and let CommitGroup retry the others.
+  if (connection_->InTransaction()) {
+    bool undone =
+        connection_->Run("ROLLBACK TO batch").ok() && connection_->Run("RELEASE batch").ok();
+    if (!undone && connection_->InTransaction()) connection_->Run("ROLLBACK").IgnoreError();
+  }
+  return status;
+}
+
+void GroupCommitWriter::CommitGroup(const std::vector<Pending*>& group) {
+  std::vector<Pending*> undecided = group;
+  // Each round either commits or decides at least the batch that lost the transaction, so
+  // this ends.
+  while (!undecided.empty()) {
+    if (absl::Status begun = connection_->Run("BEGIN IMMEDIATE"); !begun.ok()) {
+      for (Pending* pending : undecided) pending->status = begun;
+      return;
+    }
+    std::vector<Pending*> applied;
+    std::vector<Pending*> retry;
+    bool transaction_lost = false;
+    for (Pending* pending : undecided) {
+      if (transaction_lost) {
+        retry.push_back(pending);
+        continue;
+      }
+      absl::Status status = ApplyInSavepoint(pending->batch);
+      if (status.ok()) {
+        applied.push_back(pending);
+        continue;
+      }
+      pending->status = std::move(status);
+      if (!connection_->InTransaction()) {
+        // The batches applied so far went with the transaction: apply them again, in order.
+        transaction_lost = true;
+        retry = std::move(applied);
+        applied.clear();
+      }
+    }
+    if (transaction_lost) {
+      undecided = std::move(retry);
+      continue;
+    }
+    absl::Status committed =
+        applied.empty() ? connection_->Run("ROLLBACK") : connection_->Run("COMMIT");
+    if (!committed.ok()) {
+      if (connection_->InTransaction()) connection_->Run("ROLLBACK").IgnoreError();
+      for (Pending* pending : applied) pending->status = committed;
+      return;
+    }
+    if (!applied.empty()) {
+      transactions_.fetch_add(1, std::memory_order_relaxed);
+      batches_.fetch_add(static_cast<int64_t>(applied.size()), std::memory_order_relaxed);
+    }
+    return;
+  }
+}
+
+}  // namespace hippo::store::internal

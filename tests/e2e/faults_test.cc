@@ -1,0 +1,156 @@
+// Faults with real processes: the coordinator SIGKILLed and restarted during a study, a worker
+// SIGKILLed in the middle of a stage.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "proto/spec_loader.h"
+#include "tests/e2e/harness.h"
+
+namespace hippo::e2e {
+namespace {
+
+namespace v1 = ::hippo::v1;
+using std::chrono::milliseconds;
+
+// W1 with real time per step, so that kills land while stages run.
+constexpr char kTimedConfig[] = "{model: resnet20, batch_size: 128, cost_per_step: 0.002}";
+
+struct Outcome {
+  v1::Study study;
+  TrialCurves curves;
+};
+
+// Runs W1 (timed) with a coordinator that is SIGKILLed `kills` times, `interval` apart, and
+// restarted on the same database each time.
+Outcome RunW1(int kills, milliseconds interval) {
+  TempDir dir;
+  const std::string spec_path = dir.File("w1.yaml");
+  {
+    std::ofstream spec(spec_path);
+    spec << WorkloadWithConfig("w1.yaml", kTimedConfig);
+  }
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const std::vector<std::string> server_args = {"server",          "--listen", address,
+                                                "--db",            dir.File("hippo.db"),
+                                                "--lease-seconds", "2"};
+  auto server = std::make_unique<Process>(server_args, dir.File("server.log"));
+  EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  std::vector<std::unique_ptr<Process>> workers;
+  for (int i = 0; i < 4; ++i) {
+    workers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address, "--id",
+                                 "worker-" + std::to_string(i), "--checkpoint-dir",
+                                 dir.File("checkpoints")},
+        dir.File("worker.log")));
+  }
+  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
+  EXPECT_EQ(submitted.exit_code, 0) << submitted.output;
+  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+
+  for (int kill = 0; kill < kills; ++kill) {
+    std::this_thread::sleep_for(interval);
+    server->Kill(SIGKILL);
+    EXPECT_EQ(server->Wait(), 128 + SIGKILL);
+    server = std::make_unique<Process>(server_args, dir.File("server.log"));
+    EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  }
+  Outcome outcome;
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(300));
+  EXPECT_TRUE(study.ok()) << study.status();
+  if (!study.ok()) return outcome;
+  outcome.study = *study;
+  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
+  EXPECT_TRUE(trials.ok()) << trials.status();
+  if (trials.ok()) outcome.curves = CurvesOf(*trials);
+  return outcome;
+}
+
+TEST(FaultsTest, CoordinatorKilledThreeTimesEndsLikeAnUninterruptedRun) {
+  const Outcome reference = RunW1(/*kills=*/0, milliseconds(0));
+  ASSERT_EQ(reference.study.state(), v1::STUDY_COMPLETED);
+  const Outcome interrupted = RunW1(/*kills=*/3, milliseconds(1500));
+  ASSERT_EQ(interrupted.study.state(), v1::STUDY_COMPLETED);
+
+  EXPECT_EQ(interrupted.study.trials_completed(), 96);
+  EXPECT_EQ(interrupted.study.best_trial().id(), reference.study.best_trial().id());
+  EXPECT_EQ(interrupted.study.best_trial().objective_value(),
+            reference.study.best_trial().objective_value());
+  // Every trial has exactly one value per metric at each of its 120 steps, equal to the
+  // uninterrupted run's: nothing lost, nothing counted twice.
+  ASSERT_EQ(interrupted.curves.size(), 96u);
+  for (const auto& [trial, steps] : interrupted.curves) {
+    EXPECT_EQ(steps.size(), 120u) << "trial " << trial;
+  }
+  EXPECT_EQ(interrupted.curves, reference.curves);
+  const v1::StepCounts& steps = interrupted.study.steps();
+  EXPECT_EQ(steps.unique_steps(), 7438);
+  EXPECT_GE(steps.executed_steps(), steps.unique_steps());
+}
+
+TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyFinishes) {
+  TempDir dir;
+  const std::string spec_path = dir.File("w1.yaml");
+  {
+    std::ofstream spec(spec_path);
+    spec << WorkloadWithConfig("w1.yaml",
+                               "{model: resnet20, batch_size: 128, cost_per_step: 0.01}");
+    spec << "\n";
+  }
+  // Fewer trials keep the test short: the first 8 of the grid.
+  {
+    std::ifstream in(spec_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string yaml = text.str();
+    const size_t at = yaml.find("budget: {max_steps: 120}");
+    ASSERT_NE(at, std::string::npos);
+    yaml.replace(at, 24, "budget: {max_steps: 120, max_trials: 8}");
+    std::ofstream out(spec_path);
+    out << yaml;
+  }
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"),
+                  "--lease-seconds", "1"},
+                 dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  auto victim = std::make_unique<Process>(
+      std::vector<std::string>{"worker", "--coordinator", address, "--id", "victim",
+                               "--checkpoint-dir", dir.File("checkpoints")},
+      dir.File("victim.log"));
+  // The victim connects alone, so it gets the first stage.
+  for (int i = 0; i < 100; ++i) {
+    const CommandResult listed = RunHippo({"workers", "--coordinator", address, "--json"});
+    if (listed.output.find("victim") != std::string::npos) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
+  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+  std::this_thread::sleep_for(milliseconds(300));  // mid-stage: a stage is >= 1 s of steps
+  victim->Kill(SIGKILL);
+  victim->Wait();
+  Process survivor({"worker", "--coordinator", address, "--id", "survivor", "--checkpoint-dir",
+                    dir.File("checkpoints")},
+                   dir.File("survivor.log"));
+
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(120));
+  ASSERT_TRUE(study.ok()) << study.status();
+  EXPECT_EQ(study->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(study->trials_completed(), 8);
+  // The stage the victim held ran again elsewhere.
+  auto stub = Connect(address);
+  grpc::ClientContext context;
+  v1::GetStageTreeRequest request;
+  request.set_study_id(study_id);
+  v1::StageTree tree;
+  ASSERT_TRUE(stub->GetStageTree(&context, request, &tree).ok());
+  int64_t reassigned = 0;
+  for (const v1::Stage& stage : tree.stages()) reassigned += stage.attempts() > 1;
+  EXPECT_GE(reassigned, 1);
+  EXPECT_EQ(study->steps().executed_steps(), study->steps().unique_steps());
+}
+
+}  // namespace
+}  // namespace hippo::e2e

@@ -1,0 +1,113 @@
+// A study end to end over real processes: `hippo server`, four `hippo worker` processes and
+// `hippo submit` of W1 with the sim trainer, on loopback.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "proto/spec_loader.h"
+#include "tests/e2e/harness.h"
+
+namespace hippo::e2e {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+TEST(StudyEndToEndTest, W1OverFourWorkerProcessesTrainsEachUniqueStepOnceWithStraightMetrics) {
+  TempDir dir;
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
+                 dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  std::vector<std::unique_ptr<Process>> workers;
+  for (int i = 0; i < 4; ++i) {
+    workers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address, "--id",
+                                 "worker-" + std::to_string(i), "--checkpoint-dir",
+                                 dir.File("checkpoints")},
+        dir.File("worker.log")));
+  }
+  const std::string spec_path = std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/w1.yaml";
+  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
+  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(240));
+  ASSERT_TRUE(study.ok()) << study.status();
+  EXPECT_EQ(study->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(study->trials_total(), 96);
+  EXPECT_EQ(study->trials_completed(), 96);
+  EXPECT_EQ(study->steps().trial_steps(), 11520);
+  EXPECT_EQ(study->steps().unique_steps(), 7438);
+  EXPECT_EQ(study->steps().executed_steps(), study->steps().unique_steps());
+  EXPECT_TRUE(study->has_best_trial());
+
+  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path);
+  ASSERT_TRUE(spec.ok());
+  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  const TrialCurves curves = CurvesOf(*trials);
+  ASSERT_EQ(trials->trials_size(), 96);
+  for (const v1::Trial& trial : trials->trials()) {
+    absl::StatusOr<std::map<int64_t, std::map<std::string, double>>> straight =
+        StraightRun(*spec, trial);
+    ASSERT_TRUE(straight.ok()) << straight.status();
+    ASSERT_EQ(straight->size(), 120u);
+    ASSERT_TRUE(curves.contains(trial.id())) << "trial " << trial.id() << " has no metrics";
+    EXPECT_EQ(curves.at(trial.id()), *straight) << "trial " << trial.id();
+  }
+
+  // The read commands answer with what the study holds.
+  const CommandResult best = RunHippo({"best", study_id, "--coordinator", address, "--json"});
+  EXPECT_EQ(best.exit_code, 0) << best.output;
+  EXPECT_NE(best.output.find("\"objective_value\""), std::string::npos);
+  const CommandResult tree = RunHippo({"tree", study_id, "--coordinator", address, "--dot"});
+  EXPECT_EQ(tree.exit_code, 0);
+  EXPECT_NE(tree.output.find("digraph"), std::string::npos);
+  const CommandResult listed = RunHippo({"workers", "--coordinator", address, "--json"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_NE(listed.output.find("worker-3"), std::string::npos);
+}
+
+TEST(StudyEndToEndTest, ClientCommandsExplainAnUnreachableCoordinator) {
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const CommandResult result = RunHippo({"studies", "--coordinator", address});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("cannot reach the coordinator at " + address), std::string::npos)
+      << result.output;
+}
+
+TEST(StudyEndToEndTest, NonLoopbackServerWithoutTokenIsRefused) {
+  TempDir dir;
+  const CommandResult result = RunHippo(
+      {"server", "--listen", "0.0.0.0:" + std::to_string(FreePort()), "--db", dir.File("x.db")});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.output.find("token"), std::string::npos) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("x.db")));
+}
+
+TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
+  TempDir dir;
+  {
+    std::ofstream token(dir.File("token"));
+    token << "s3cret\n";
+  }
+  const std::string port = std::to_string(FreePort());
+  const std::string address = "127.0.0.1:" + port;
+  Process server({"server", "--listen", "0.0.0.0:" + port, "--db", dir.File("hippo.db"),
+                  "--token-file", dir.File("token")},
+                 dir.File("server.log"));
+  // Without the token: refused.
+  bool refused = false;
+  for (int attempt = 0; attempt < 100 && !refused; ++attempt) {
+    const CommandResult result = RunHippo({"studies", "--coordinator", address});
+    refused = result.exit_code == 1 && result.output.find("token") != std::string::npos;
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(refused);
+  const CommandResult allowed =
+      RunHippo({"studies", "--coordinator", address, "--token-file", dir.File("token")});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+}
+
+}  // namespace
+}  // namespace hippo::e2e

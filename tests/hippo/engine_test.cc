@@ -1,0 +1,236 @@
+// The engine with a real SQLite store and in-test workers that answer its messages.
+#include "hippo/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <filesystem>
+
+namespace hippo::coordinator {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+class RecordingChannel : public WorkerChannel {
+ public:
+  bool Send(const v1::CoordinatorMessage& message) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    messages_.push_back(message);
+    return true;
+  }
+  std::optional<v1::CoordinatorMessage> Next() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (messages_.empty()) return std::nullopt;
+    v1::CoordinatorMessage message = messages_.front();
+    messages_.pop_front();
+    return message;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<v1::CoordinatorMessage> messages_;
+};
+
+// Two trials that share [0, 50) of their learning rate, then differ.
+v1::StudySpec SmallGrid() {
+  v1::StudySpec spec;
+  spec.set_name("small");
+  spec.mutable_objective()->set_metric("score");
+  spec.mutable_objective()->set_direction(v1::MAXIMIZE);
+  spec.mutable_trainer()->set_kind("sim");
+  v1::Parameter* lr = spec.mutable_search_space()->add_parameters();
+  lr->set_name("lr");
+  v1::StepDecaySequence* decay = lr->mutable_sequence()->mutable_step_decay();
+  decay->mutable_initial()->set_value(0.1);
+  decay->mutable_gamma()->mutable_choices()->add_values(0.1);
+  decay->mutable_gamma()->mutable_choices()->add_values(0.5);
+  decay->mutable_milestones()->add_choices()->add_steps(50);
+  spec.mutable_algorithm()->set_name("grid");
+  spec.mutable_budget()->set_max_steps(100);
+  return spec;
+}
+
+std::string TempDb() {
+  static int counter = 0;
+  const std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                     ("hippo-engine-test-" + std::to_string(getpid()) + "-" +
+                                      std::to_string(counter++) + ".db");
+  std::filesystem::remove(path);
+  return path.string();
+}
+
+v1::WorkerHello Hello(const std::string& id) {
+  v1::WorkerHello hello;
+  hello.set_worker_id(id);
+  hello.add_trainers("sim");
+  return hello;
+}
+
+// Plays a worker for one Assign: a score per step that depends on the lr, then the end
+// checkpoint and the finish.
+void Train(Engine& engine, const std::string& worker, const v1::Assign& assign) {
+  for (int64_t step = assign.start_step(); step < assign.end_step(); ++step) {
+    v1::WorkerMessage progress;
+    progress.mutable_progress()->set_attempt_id(assign.attempt_id());
+    progress.mutable_progress()->set_step(step);
+    double lr = 0;
+    for (const v1::Segment& segment : assign.parameters(0).segments()) {
+      if (step >= segment.start() && step < segment.end()) lr = segment.constant();
+    }
+    (*progress.mutable_progress()->mutable_metrics())["score"] = step + lr;
+    ASSERT_TRUE(engine.OnWorkerMessage(worker, progress).ok());
+  }
+  v1::WorkerMessage checkpoint;
+  checkpoint.mutable_checkpoint()->set_attempt_id(assign.attempt_id());
+  checkpoint.mutable_checkpoint()->set_stage_id(assign.stage_id());
+  checkpoint.mutable_checkpoint()->set_step(assign.end_step());
+  checkpoint.mutable_checkpoint()->set_uri("file:///checkpoints/" +
+                                           std::to_string(assign.stage_id()));
+  ASSERT_TRUE(engine.OnWorkerMessage(worker, checkpoint).ok());
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_attempt_id(assign.attempt_id());
+  finished.mutable_finished()->set_ok(true);
+  ASSERT_TRUE(engine.OnWorkerMessage(worker, finished).ok());
+}
+
+TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  EXPECT_EQ(study->trials_total(), 2);
+  EXPECT_EQ(study->steps().unique_steps(), 150);
+
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::vector<v1::Assign> assigns;
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    ASSERT_TRUE(message->has_assign());
+    assigns.push_back(message->assign());
+    Train(engine, "w", message->assign());
+  }
+  ASSERT_EQ(assigns.size(), 3u);  // [0,50), then the two branches
+  EXPECT_EQ(assigns[0].start_step(), 0);
+  EXPECT_EQ(assigns[0].end_step(), 50);
+  EXPECT_EQ(assigns[1].parent_stage_id(), assigns[0].stage_id());
+  EXPECT_EQ(assigns[1].parent_state_uri(), "file:///checkpoints/" +
+                                               std::to_string(assigns[0].stage_id()));
+  absl::StatusOr<v1::Study> done = engine.GetStudy(study->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(done->trials_completed(), 2);
+  EXPECT_EQ(done->steps().executed_steps(), 150);
+  EXPECT_EQ(done->steps().trial_steps(), 200);
+  // Best: gamma 0.5 keeps the larger lr after step 50: score 99 + 0.05.
+  EXPECT_DOUBLE_EQ(done->best_trial().objective_value(), 99 + 0.05);
+
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), true);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  for (const v1::TrialMetrics& metrics : trials->metrics()) {
+    ASSERT_EQ(metrics.metrics_size(), 100);
+    for (const v1::Metric& metric : metrics.metrics()) {
+      EXPECT_GE(metric.values().at("score"), static_cast<double>(metric.step()));
+    }
+  }
+  std::filesystem::remove(db);
+}
+
+TEST(EngineTest, ReportsOfAnotherWorkersAttemptAreIgnored) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.CreateStudy(SmallGrid(), false).ok());
+  auto owner = std::make_shared<RecordingChannel>();
+  auto intruder = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("owner"), owner).ok());
+  ASSERT_TRUE(engine.Connect(Hello("intruder"), intruder).ok());
+  std::optional<v1::CoordinatorMessage> assign = owner->Next();
+  ASSERT_TRUE(assign && assign->has_assign());
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_attempt_id(assign->assign().attempt_id());
+  finished.mutable_finished()->set_ok(true);
+  ASSERT_TRUE(engine.OnWorkerMessage("intruder", finished).ok());
+  EXPECT_EQ(engine.stats().stale_reports_ignored, 1);
+  // The stage is still the owner's: nothing else was dispatched.
+  EXPECT_FALSE(intruder->Next());
+  std::filesystem::remove(db);
+}
+
+TEST(EngineTest, ExpiredLeaseRequeuesTheStageForAnotherWorker) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  EngineOptions options;
+  options.lease_seconds = 0.05;
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.CreateStudy(SmallGrid(), false).ok());
+  auto silent = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("silent"), silent).ok());
+  std::optional<v1::CoordinatorMessage> first = silent->Next();
+  ASSERT_TRUE(first && first->has_assign());
+  engine.Disconnect("silent", 1);
+  auto healthy = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("healthy"), healthy).ok());
+  EXPECT_FALSE(healthy->Next());  // the stage is leased to the silent worker
+  engine.ExpireLeases(Clock::now() + std::chrono::seconds(1));
+  std::optional<v1::CoordinatorMessage> again = healthy->Next();
+  ASSERT_TRUE(again && again->has_assign());
+  EXPECT_EQ(again->assign().stage_id(), first->assign().stage_id());
+  EXPECT_NE(again->assign().attempt_id(), first->assign().attempt_id());
+  EXPECT_EQ(engine.stats().leases_expired, 1);
+  std::filesystem::remove(db);
+}
+
+TEST(EngineTest, RecoveryRebuildsTheSameStudyFromTheStore) {
+  const std::string db = TempDb();
+  std::string study_id;
+  v1::Study before;
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), false);
+    ASSERT_TRUE(study.ok());
+    study_id = study->id();
+    auto channel = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+    std::optional<v1::CoordinatorMessage> assign = channel->Next();
+    ASSERT_TRUE(assign);
+    Train(engine, "w", assign->assign());  // the shared stage only
+    before = *engine.GetStudy(study_id);
+  }
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine recovered(store->get(), EngineOptions{});
+  ASSERT_TRUE(recovered.Recover().ok());
+  // The branch the first engine had handed out has no worker any more: its lease runs out.
+  recovered.ExpireLeases(Clock::now() + std::chrono::minutes(1));
+  absl::StatusOr<v1::Study> after = recovered.GetStudy(study_id);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->steps().executed_steps(), before.steps().executed_steps());
+  EXPECT_EQ(after->steps().unique_steps(), before.steps().unique_steps());
+  EXPECT_EQ(after->trials_total(), 2);
+  // The two branches are ready again and get dispatched; the study then finishes.
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(recovered.Connect(Hello("w2"), channel).ok());
+  int assigns = 0;
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    if (!message->has_assign()) continue;
+    ++assigns;
+    EXPECT_EQ(message->assign().start_step(), 50);
+    Train(recovered, "w2", message->assign());
+  }
+  EXPECT_EQ(assigns, 2);
+  EXPECT_EQ(recovered.GetStudy(study_id)->state(), v1::STUDY_COMPLETED);
+  std::filesystem::remove(db);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator

@@ -1,0 +1,99 @@
+// The critical-path scheduler on hand-made trees: the stage gating the most remaining work goes
+// first; among equals, the one whose parent state the worker holds.
+#include "hippo/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include "stage_tree/graph_view.h"
+
+namespace hippo::coordinator {
+namespace {
+
+using stage_tree::NodeId;
+using stage_tree::Segment;
+using stage_tree::SegmentFunction;
+using stage_tree::Sequence;
+using stage_tree::StageTree;
+using stage_tree::TrialSequences;
+
+TrialSequences Trial(double weight_decay, double lr_after, stage_tree::Step change) {
+  return {{"lr", *Sequence::FromSegments({{0, change, SegmentFunction::Constant(0.1)},
+                                          {change, 100, SegmentFunction::Constant(lr_after)}})},
+          {"wd", Sequence::ConstantOver(weight_decay, 100)}};
+}
+
+// Queues every ready node of `tree` with its critical path, as the engine does.
+ReadyQueue QueueOf(const StageTree& tree) {
+  ReadyQueue queue;
+  const std::vector<double> priorities = stage_tree::RemainingCriticalPath(tree, 1.0);
+  for (NodeId node : tree.ReadyNodes()) queue.Push(QueuedStage{1, node}, priorities[node]);
+  return queue;
+}
+
+auto AlwaysReady = [](const QueuedStage&) { return true; };
+auto NeverLocal = [](const QueuedStage&) { return false; };
+
+TEST(SchedulerTest, LongestRemainingCriticalPathGoesFirst) {
+  StageTree tree("family", {"lr", "wd"});
+  // Two roots: wd=1e-4 leads to 100 steps of work, wd=5e-4 to 30.
+  const auto long_trial = *tree.Insert(Trial(1e-4, 0.01, 50), 100);
+  const auto short_trial = *tree.Insert(Trial(5e-4, 0.01, 50), 30);
+  ReadyQueue queue = QueueOf(tree);
+  std::optional<QueuedStage> first = queue.Pop(AlwaysReady, NeverLocal);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->node, tree.Path(long_trial)[0]);
+  std::optional<QueuedStage> second = queue.Pop(AlwaysReady, NeverLocal);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->node, tree.Path(short_trial)[0]);
+  EXPECT_FALSE(queue.Pop(AlwaysReady, NeverLocal));
+}
+
+TEST(SchedulerTest, ABranchWithMoreWorkBelowBeatsALongerStage) {
+  StageTree tree("family", {"lr", "wd"});
+  // Root A (wd=1e-4): [0,40) then two children of 60 steps: remaining 100.
+  tree.Insert(Trial(1e-4, 0.01, 40), 100).value();
+  tree.Insert(Trial(1e-4, 0.02, 40), 100).value();
+  // Root B (wd=5e-4): one stage of 90 steps: remaining 90.
+  const auto single = *tree.Insert(Trial(5e-4, 0.1, 50), 90);
+  ReadyQueue queue = QueueOf(tree);
+  std::optional<QueuedStage> first = queue.Pop(AlwaysReady, NeverLocal);
+  ASSERT_TRUE(first);
+  EXPECT_NE(first->node, tree.Path(single)[0]);
+  EXPECT_EQ(tree.node(first->node).end, 40);
+}
+
+TEST(SchedulerTest, AmongEqualPrioritiesTheWorkersCachedParentWins) {
+  StageTree tree("family", {"lr", "wd"});
+  const auto a = *tree.Insert(Trial(1e-4, 0.01, 50), 100);
+  const auto b = *tree.Insert(Trial(1e-4, 0.02, 50), 100);
+  const NodeId shared = tree.Path(a)[0];
+  ASSERT_TRUE(tree.MarkRunning(shared).ok());
+  ASSERT_TRUE(tree.MarkDone(shared).ok());
+  // Both children are ready with equal critical paths; only the worker's cache tells them
+  // apart (parent state cached: `shared`). Make locality pick the later-ordered one.
+  const NodeId child_a = tree.Path(a)[1];
+  const NodeId child_b = tree.Path(b)[1];
+  ReadyQueue queue = QueueOf(tree);
+  const NodeId wanted = std::max(child_a, child_b);
+  std::optional<QueuedStage> chosen = queue.Pop(
+      AlwaysReady, [&](const QueuedStage& stage) { return stage.node == wanted; });
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(chosen->node, wanted);
+}
+
+TEST(SchedulerTest, EntriesNoLongerReadyAreDroppedAndRequeueMovesPriority) {
+  ReadyQueue queue;
+  queue.Push(QueuedStage{1, 1}, 10);
+  queue.Push(QueuedStage{1, 2}, 5);
+  queue.Push(QueuedStage{1, 2}, 20);  // moved up, not duplicated
+  EXPECT_EQ(queue.size(), 2u);
+  std::optional<QueuedStage> first = queue.Pop(AlwaysReady, NeverLocal);
+  EXPECT_EQ(first->node, 2u);
+  std::optional<QueuedStage> none =
+      queue.Pop([](const QueuedStage&) { return false; }, NeverLocal);
+  EXPECT_FALSE(none);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator

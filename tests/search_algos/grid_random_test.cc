@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "search_algos/point_sampler.h"
+#include "search_algos/search_algorithm.h"
+
+namespace hippo::search_algos {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+stage_tree::SearchSpace Space() {
+  v1::SearchSpace proto;
+  v1::Parameter* lr = proto.add_parameters();
+  lr->set_name("lr");
+  lr->mutable_float_()->set_low(1e-4);
+  lr->mutable_float_()->set_high(1e-1);
+  lr->mutable_float_()->set_log(true);
+  v1::Parameter* depth = proto.add_parameters();
+  depth->set_name("depth");
+  depth->mutable_int_()->set_low(2);
+  depth->mutable_int_()->set_high(6);
+  v1::Parameter* optimizer = proto.add_parameters();
+  optimizer->set_name("optimizer");
+  optimizer->mutable_categorical()->add_values()->set_string_value("sgd");
+  optimizer->mutable_categorical()->add_values()->set_string_value("adam");
+  return *stage_tree::SearchSpaceFromProto(proto);
+}
+
+AlgorithmContext Context(const stage_tree::SearchSpace& space, int64_t max_trials) {
+  AlgorithmContext context;
+  context.space = &space;
+  context.max_steps = 50;
+  context.max_trials = max_trials;
+  context.seed = 7;
+  return context;
+}
+
+TEST(GridRandomTest, GridProposesEveryPointOnceThenFinishes) {
+  v1::SearchSpace proto;
+  v1::Parameter* a = proto.add_parameters();
+  a->set_name("a");
+  a->mutable_int_()->set_low(1);
+  a->mutable_int_()->set_high(3);
+  v1::Parameter* b = proto.add_parameters();
+  b->set_name("b");
+  b->mutable_categorical()->add_values()->set_number_value(0.5);
+  b->mutable_categorical()->add_values()->set_number_value(0.25);
+  const stage_tree::SearchSpace space = *stage_tree::SearchSpaceFromProto(proto);
+  auto grid = AlgorithmRegistry::Global().Create("grid", Context(space, 0));
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  std::vector<Request> first = (*grid)->Suggest(4);
+  EXPECT_EQ(first.size(), 4u);
+  EXPECT_FALSE((*grid)->Finished());
+  std::vector<Request> rest = (*grid)->Suggest(100);
+  EXPECT_EQ(rest.size(), 2u);
+  EXPECT_TRUE((*grid)->Finished());
+  std::set<stage_tree::Point> points;
+  for (const auto& request : first) points.insert(request.point);
+  for (const auto& request : rest) points.insert(request.point);
+  EXPECT_EQ(points.size(), 6u);
+  for (const auto& request : first) EXPECT_EQ(request.target, 50);
+}
+
+TEST(GridRandomTest, GridRefusesContinuousSpace) {
+  const stage_tree::SearchSpace space = Space();
+  EXPECT_FALSE(AlgorithmRegistry::Global().Create("grid", Context(space, 0)).ok());
+}
+
+TEST(GridRandomTest, RandomIsDeterministicStaysInBoundsAndResumesFromSavedState) {
+  const stage_tree::SearchSpace space = Space();
+  auto first = AlgorithmRegistry::Global().Create("random", Context(space, 20));
+  auto second = AlgorithmRegistry::Global().Create("random", Context(space, 20));
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::vector<Request> a = (*first)->Suggest(5);
+  std::vector<Request> b = (*second)->Suggest(5);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].point, b[i].point);
+  // Restore a third from the first's state: it continues with the same points.
+  auto third = AlgorithmRegistry::Global().Create("random", Context(space, 20));
+  ASSERT_TRUE((*third)->LoadState((*first)->SaveState()).ok());
+  std::vector<Request> continued = (*first)->Suggest(15);
+  std::vector<Request> resumed = (*third)->Suggest(15);
+  ASSERT_EQ(continued.size(), 15u);
+  for (size_t i = 0; i < continued.size(); ++i) EXPECT_EQ(continued[i].point, resumed[i].point);
+  EXPECT_TRUE((*first)->Finished());
+  for (const Request& request : continued) {
+    const double lr = std::get<double>(request.point[0]);
+    const double depth = std::get<double>(request.point[1]);
+    EXPECT_GE(lr, 1e-4);
+    EXPECT_LE(lr, 1e-1);
+    EXPECT_EQ(depth, std::round(depth));
+    EXPECT_GE(depth, 2);
+    EXPECT_LE(depth, 6);
+  }
+  EXPECT_FALSE((*third)->LoadState("garbage").ok());
+}
+
+TEST(GridRandomTest, LogUniformSamplingCoversDecadesEvenly) {
+  const stage_tree::SearchSpace space = Space();
+  int below_1e3 = 0;
+  constexpr int kDraws = 3000;
+  for (int i = 0; i < kDraws; ++i) {
+    below_1e3 += std::get<double>(SamplePoint(space, 1, i)[0]) < 1e-3;
+  }
+  // One decade of three: about a third of the draws.
+  EXPECT_NEAR(static_cast<double>(below_1e3) / kDraws, 1.0 / 3, 0.05);
+}
+
+TEST(GridRandomTest, UnknownAlgorithmNamesTheKnownOnes) {
+  const stage_tree::SearchSpace space = Space();
+  auto unknown = AlgorithmRegistry::Global().Create("bayesopt", Context(space, 0));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("grid"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hippo::search_algos

@@ -1,0 +1,241 @@
+#include "workers/checkpoint_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "workers/crc32c.h"
+
+namespace hippo::workers {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMagic[8] = {'H', 'I', 'P', 'P', 'O', 'C', 'K', 'P'};
+constexpr uint32_t kFormatVersion = 1;
+constexpr char kScheme[] = "file://";
+constexpr size_t kSchemeLength = sizeof(kScheme) - 1;
+
+void PutLe(uint64_t value, int bytes, char* out) {
+  for (int i = 0; i < bytes; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xFF);
+}
+
+uint64_t GetLe(const char* in, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) {
+    value |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  }
+  return value;
+}
+
+absl::Status ErrnoError(int error, std::string_view what, std::string_view path) {
+  return absl::ErrnoToStatus(error, absl::StrCat(std::string(what), " ", std::string(path)));
+}
+
+// Writes all of `data`, retrying short writes and EINTR.
+absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "cannot write checkpoint", path);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SyncDirectory(const std::string& directory) {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "cannot open checkpoint directory", directory);
+  const int synced = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (synced != 0) return ErrnoError(error, "cannot fsync checkpoint directory", directory);
+  return absl::OkStatus();
+}
+
+// Distinguishes the temporary files of concurrent writers within a process.
+std::atomic<uint64_t> temp_counter{0};
+
+}  // namespace
+
+std::string FormatChecksum(uint32_t crc32c) { return absl::StrFormat("crc32c:%08x", crc32c); }
+
+absl::StatusOr<CheckpointStore> CheckpointStore::Open(std::string_view directory) {
+  if (directory.empty()) return absl::InvalidArgumentError("checkpoint directory is empty");
+  std::error_code error;
+  fs::path path = fs::absolute(fs::path(directory), error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint directory ", std::string(directory), ": ", error.message()));
+  }
+  fs::create_directories(path, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot create checkpoint directory ",
+                                                      path.string(), ": ", error.message()));
+  }
+  fs::path canonical = fs::canonical(path, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot resolve checkpoint directory ",
+                                                      path.string(), ": ", error.message()));
+  }
+  if (!fs::is_directory(canonical, error)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint directory ", canonical.string(), " is not a directory"));
+  }
+  return CheckpointStore(canonical.string());
+}
+
+std::string CheckpointStore::UriFor(int64_t stage_id, int64_t step) const {
+  return absl::StrCat(kScheme, directory_, "/stage-", stage_id, "-step-", step, ".ckpt");
+}
+
+absl::StatusOr<std::string> CheckpointStore::PathOf(std::string_view uri) const {
+  if (!uri.starts_with(kScheme)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint uri '", std::string(uri), "' does not start with ", kScheme));
+  }
+  const std::string_view raw = uri.substr(kSchemeLength);
+  if (raw.empty() || raw.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint uri '", std::string(uri), "' does not hold an absolute path"));
+  }
+  if (raw.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError("checkpoint uri holds a NUL character");
+  }
+  const fs::path lexical = fs::path(raw).lexically_normal();
+  // Resolves symbolic links in the part that exists, so a link cannot lead outside.
+  std::error_code error;
+  fs::path resolved = fs::weakly_canonical(lexical, error);
+  if (error) resolved = lexical;
+  const fs::path relative = resolved.lexically_relative(fs::path(directory_));
+  if (relative.empty() || relative == "." || *relative.begin() == "..") {
+    return absl::PermissionDeniedError(absl::StrCat("checkpoint uri '", std::string(uri),
+                                                    "' lies outside the checkpoint directory ",
+                                                    directory_));
+  }
+  return resolved.string();
+}
+
+absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t step,
+                                                      std::string_view payload) const {
+  const std::string uri = UriFor(stage_id, step);
+  const std::string final_path = uri.substr(kSchemeLength);
+  const std::string temp_path =
+      absl::StrCat(directory_, "/.stage-", stage_id, "-step-", step, ".ckpt.tmp-", ::getpid(),
+                   "-", temp_counter.fetch_add(1));
+
+  char header[kHeaderBytes] = {};
+  std::memcpy(header, kMagic, sizeof(kMagic));
+  PutLe(kFormatVersion, 4, header + 8);
+  PutLe(kHeaderBytes, 4, header + 12);
+  PutLe(static_cast<uint64_t>(stage_id), 8, header + 16);
+  PutLe(static_cast<uint64_t>(step), 8, header + 24);
+  PutLe(payload.size(), 8, header + 32);
+  const uint32_t payload_crc = Crc32c(payload);
+  PutLe(payload_crc, 4, header + 40);
+  PutLe(Crc32c(std::string_view(header, 44)), 4, header + 44);
+
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError(errno, "cannot create checkpoint", temp_path);
+  absl::Status status = WriteAll(fd, std::string_view(header, kHeaderBytes), temp_path);
+  if (status.ok()) status = WriteAll(fd, payload, temp_path);
+  if (status.ok() && ::fsync(fd) != 0) {
+    status = ErrnoError(errno, "cannot fsync checkpoint", temp_path);
+  }
+  if (::close(fd) != 0 && status.ok()) {
+    status = ErrnoError(errno, "cannot close checkpoint", temp_path);
+  }
+  if (status.ok() && before_rename_) status = before_rename_(temp_path);
+  if (status.ok() && ::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+    status = ErrnoError(errno, "cannot rename checkpoint to", final_path);
+  }
+  if (!status.ok()) {
+    ::unlink(temp_path.c_str());
+    return status;
+  }
+  if (absl::Status synced = SyncDirectory(directory_); !synced.ok()) return synced;
+
+  CheckpointInfo info;
+  info.uri = uri;
+  info.size_bytes = kHeaderBytes + static_cast<int64_t>(payload.size());
+  info.checksum = FormatChecksum(payload_crc);
+  return info;
+}
+
+absl::StatusOr<CheckpointContents> CheckpointStore::ReadCheckpoint(std::string_view uri) const {
+  absl::StatusOr<std::string> path = PathOf(uri);
+  if (!path.ok()) return path.status();
+
+  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "cannot open checkpoint", *path);
+  std::string bytes;
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && info.st_size > 0) bytes.reserve(static_cast<size_t>(info.st_size));
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      return ErrnoError(error, "cannot read checkpoint", *path);
+    }
+    if (n == 0) break;
+    bytes.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+
+  auto corrupt = [&](std::string_view why) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", *path, " is corrupt: ", std::string(why)));
+  };
+  if (bytes.size() < static_cast<size_t>(kHeaderBytes)) {
+    return corrupt(absl::StrCat("truncated (", bytes.size(), " bytes, shorter than the header)"));
+  }
+  const char* header = bytes.data();
+  if (std::memcmp(header, kMagic, sizeof(kMagic)) != 0) return corrupt("not a Hippo checkpoint");
+  if (GetLe(header + 44, 4) != Crc32c(std::string_view(header, 44))) {
+    return corrupt("header checksum mismatch");
+  }
+  const uint64_t version = GetLe(header + 8, 4);
+  if (version != kFormatVersion || GetLe(header + 12, 4) != static_cast<uint64_t>(kHeaderBytes)) {
+    return corrupt(absl::StrCat("format version ", version, ", this build reads ",
+                                kFormatVersion));
+  }
+  const uint64_t payload_size = GetLe(header + 32, 8);
+  const uint64_t actual = bytes.size() - static_cast<size_t>(kHeaderBytes);
+  if (payload_size != actual) {
+    return corrupt(absl::StrCat(actual < payload_size ? "truncated" : "trailing bytes",
+                                ": the header says ", payload_size, " payload bytes, the file has ",
+                                actual));
+  }
+  const uint32_t crc = Crc32c(std::string_view(bytes.data() + kHeaderBytes, actual));
+  if (crc != GetLe(header + 40, 4)) {
+    return corrupt(absl::StrCat("payload checksum mismatch (stored ",
+                                FormatChecksum(static_cast<uint32_t>(GetLe(header + 40, 4))),
+                                ", computed ", FormatChecksum(crc), ")"));
+  }
+  CheckpointContents contents;
+  contents.stage_id = static_cast<int64_t>(GetLe(header + 16, 8));
+  contents.step = static_cast<int64_t>(GetLe(header + 24, 8));
+  bytes.erase(0, static_cast<size_t>(kHeaderBytes));
+  contents.payload = std::move(bytes);
+  return contents;
+}
+
+absl::StatusOr<std::string> CheckpointStore::Read(std::string_view uri) const {
+  absl::StatusOr<CheckpointContents> contents = ReadCheckpoint(uri);
+  if (!contents.ok()) return contents.status();
+  return std::move(contents->payload);
+}
+
+}  // namespace hippo::workers
