@@ -71,11 +71,9 @@ absl::Status CheckHippoMarkers(Connection& connection) {
   absl::StatusOr<int64_t> application_id = connection.QueryInt("PRAGMA application_id");
   absl::StatusOr<int64_t> version = connection.QueryInt("PRAGMA user_version");
   absl::StatusOr<int64_t> objects = connection.QueryInt("SELECT count(*) FROM sqlite_schema");
-  for (const absl::Status& status : {application_id.status(), version.status(), objects.status()}) {
-    if (!status.ok()) {
-      return Refuse(path,
-                    absl::StrCat("cannot be read as an SQLite database (", status.message(), ")"));
-    }
+  if (!application_id.ok() || !version.ok() || !objects.ok()) {
+    return Refuse(path, absl::StrCat("cannot be read as an SQLite database (",
+                                     sqlite3_errmsg(connection.handle()), ")"));
   }
   if (*application_id == kApplicationId) {
     if (*version > kSchemaVersion) return NewerSchemaError(path, *version);
@@ -86,7 +84,7 @@ absl::Status CheckHippoMarkers(Connection& connection) {
   }
   if (*application_id == 0) {
     return Refuse(path, absl::StrCat("not a Hippo database (an SQLite database with ", *objects,
-                                     " schema objects and no Hippo application_id)"));
+                                     " tables, indexes or views and no Hippo application_id)"));
   }
   return Refuse(path, absl::StrFormat("not a Hippo database (application_id 0x%08X, Hippo's is "
                                       "0x%08X)",

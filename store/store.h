@@ -84,7 +84,7 @@ struct MetricRecord {
   int64_t lineage = 0;
   int64_t step = 0;
   std::string name;
-  double value = 0;
+  double value = 0;  // NaN round-trips (stored as NULL)
 };
 
 // A stage's latest known facts, for reads (CLI, dashboard) without rebuilding trees.
@@ -183,7 +183,7 @@ class Store {
 
   // Queues the batch for the writer thread and blocks until it is committed (OkStatus) or
   // failed (the error; nothing of the batch is stored). Batches queued by many threads at once
-  // are committed in one transaction.
+  // are committed in one transaction. An empty batch returns OkStatus at once.
   virtual absl::Status Commit(WriteBatch batch) = 0;
 
   virtual absl::StatusOr<Snapshot> LoadSnapshot() = 0;
@@ -193,11 +193,13 @@ class Store {
   virtual absl::StatusOr<std::optional<StudyRecord>> GetStudy(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<TrialRecord>> ListTrials(const std::string& study_id) = 0;
   virtual absl::StatusOr<std::vector<StageRecord>> ListStages(int64_t family_id) = 0;
-  // Metrics of a family's lineages at steps in [from_step, to_step), ordered by lineage, step.
+  // Metrics of a family's lineages at steps in [from_step, to_step), ordered by lineage, step
+  // (then name). An empty `lineages` means every lineage of the family.
   virtual absl::StatusOr<std::vector<MetricRecord>> ListMetrics(
       int64_t family_id, const std::vector<int64_t>& lineages, int64_t from_step,
       int64_t to_step) = 0;
   virtual absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() = 0;
+  // Events with sequence > after_sequence, oldest first, at most `limit` (all when limit <= 0).
   virtual absl::StatusOr<std::vector<EventRecord>> ListEvents(int64_t after_sequence,
                                                               int64_t limit) = 0;
 

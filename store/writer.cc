@@ -18,17 +18,22 @@ GroupCommitWriter::~GroupCommitWriter() {
   thread_.join();
 }
 
-absl::Status GroupCommitWriter::Commit(WriteBatch batch) {
-  if (batch.empty()) return absl::OkStatus();
-  Pending pending{std::move(batch), absl::OkStatus(), false};
+std::future<absl::Status> GroupCommitWriter::CommitAsync(WriteBatch batch) {
+  auto pending = std::make_unique<Pending>();
+  pending->batch = std::move(batch);
+  std::future<absl::Status> committed = pending->committed.get_future();
+  if (pending->batch.empty()) {
+    pending->committed.set_value(absl::OkStatus());
+    return committed;
+  }
   absl::MutexLock lock(&mutex_);
   if (stopping_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("store ", connection_->label(), ": closing, commit refused"));
+    pending->committed.set_value(absl::FailedPreconditionError(
+        absl::StrCat("store ", connection_->label(), ": closing, commit refused")));
+    return committed;
   }
-  queue_.push_back(&pending);
-  mutex_.Await(absl::Condition(&pending.done));
-  return pending.status;
+  queue_.push_back(std::move(pending));  // the writer's Await sees it when the lock is released
+  return committed;
 }
 
 Store::WriterStats GroupCommitWriter::stats() const {
@@ -40,16 +45,21 @@ Store::WriterStats GroupCommitWriter::stats() const {
 
 void GroupCommitWriter::Loop() {
   while (true) {
-    std::vector<Pending*> group;
+    std::vector<std::unique_ptr<Pending>> group;
     {
       absl::MutexLock lock(&mutex_);
       mutex_.Await(absl::Condition(this, &GroupCommitWriter::HasWorkOrStopping));
       if (queue_.empty()) return;  // stopping, and everything queued is committed
       group.swap(queue_);
     }
-    CommitGroup(group);
-    absl::MutexLock lock(&mutex_);
-    for (Pending* pending : group) pending->done = true;  // wakes the callers on unlock
+    std::vector<Pending*> batches;
+    batches.reserve(group.size());
+    for (const std::unique_ptr<Pending>& pending : group) batches.push_back(pending.get());
+    CommitGroup(batches);
+    // Only now, after COMMIT returned (and the stats count the group), are the callers told.
+    for (const std::unique_ptr<Pending>& pending : group) {
+      pending->committed.set_value(std::move(pending->status));
+    }
   }
 }
 

@@ -1,9 +1,9 @@
 // The store's one writer: a thread that owns the read-write connection and commits batches in
 // groups (group commit).
 //
-// Callers queue a batch and block. The thread takes everything queued, opens one transaction
-// (BEGIN IMMEDIATE), applies each batch inside its own savepoint, commits, and only then wakes
-// the callers. With synchronous=FULL the commit is on disk when it returns, so one fsync
+// Callers queue a batch and wait for its future. The thread takes everything queued, opens one
+// transaction (BEGIN IMMEDIATE), applies each batch inside its own savepoint, commits, and only
+// then wakes the callers. With synchronous=FULL the commit is on disk when it returns, so one fsync
 // covers every batch of the group. A batch that fails (a duplicate tree op, say) is rolled
 // back to its savepoint and fails alone; the other batches of the group still commit.
 #ifndef HIPPO_STORE_WRITER_H_
@@ -11,8 +11,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,19 +34,23 @@ class GroupCommitWriter {
   // Commits every batch already queued, then stops the thread and closes the connection.
   ~GroupCommitWriter();
 
-  // Blocks until the batch is committed (OkStatus) or failed (its error; nothing of it stored).
-  // An empty batch returns OkStatus at once.
-  absl::Status Commit(WriteBatch batch);
+  // Queues the batch before returning; the future becomes ready when the batch is committed
+  // (OkStatus) or failed (its error; nothing of it stored). Batches are applied and committed
+  // in the order they were queued; a failed batch does not stop those queued after it. An empty
+  // batch gets a ready OkStatus.
+  std::future<absl::Status> CommitAsync(WriteBatch batch);
+  // CommitAsync(batch).get().
+  absl::Status Commit(WriteBatch batch) { return CommitAsync(std::move(batch)).get(); }
 
   Store::WriterStats stats() const;
 
  private:
-  // A queued batch. It lives on the caller's stack until `done`; the writer sets `status`
-  // before `done` and never touches it after.
+  // A queued batch. The writer owns it from the queue on, sets `status` while committing its
+  // group, then fulfils `committed` with it.
   struct Pending {
     WriteBatch batch;
     absl::Status status;
-    bool done = false;
+    std::promise<absl::Status> committed;
   };
 
   void Loop();
@@ -60,7 +66,7 @@ class GroupCommitWriter {
   std::unique_ptr<Connection> connection_;  // used by the writer thread only
 
   mutable absl::Mutex mutex_;
-  std::vector<Pending*> queue_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::unique_ptr<Pending>> queue_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
 
   std::atomic<int64_t> batches_{0};

@@ -8,19 +8,24 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "store/sqlite.h"
 #include "store/store.h"
+#include "store/writer.h"
 #include "tests/store/store_test_util.h"
 
 namespace hippo::store {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using testing_util::Exists;
@@ -29,6 +34,19 @@ using testing_util::RawDatabase;
 
 using StoreGroupCommit = testing_util::StoreDirectoryTest;
 using StoreDurability = testing_util::StoreDirectoryTest;
+
+// The store's writer on its own, on a database the store created (WAL, migrated), for the
+// properties the public API cannot reach: queue order and the destructor's drain.
+std::unique_ptr<internal::GroupCommitWriter> WriterOn(const std::string& path) {
+  OpenOrDie(path);  // create and migrate, then close
+  absl::StatusOr<std::unique_ptr<internal::Connection>> connection =
+      internal::Connection::Open(path, SQLITE_OPEN_READWRITE, path);
+  EXPECT_TRUE(connection.ok()) << connection.status();
+  if (!connection.ok()) return nullptr;
+  sqlite3_busy_timeout((*connection)->handle(), 5000);
+  EXPECT_TRUE((*connection)->Exec("PRAGMA synchronous = FULL").ok());
+  return std::make_unique<internal::GroupCommitWriter>(std::move(*connection));
+}
 
 std::string StudyId(int thread) { return "s-" + std::to_string(thread); }
 
@@ -39,7 +57,7 @@ WriteBatch ThreadBatch(int thread, int index) {
   trial.study_id = StudyId(thread);
   trial.trial_id = index;
   trial.family_id = thread;
-  trial.target_step = index * 10;
+  trial.target_step = int64_t{index} * 10;
   batch.trials = {trial};
   MetricRecord metric;
   metric.family_id = thread;
@@ -88,6 +106,7 @@ TEST_F(StoreGroupCommit, ConcurrentCommitsAllSucceedAndShareTransactions) {
 
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&store, &failures, t] {
       for (int i = 0; i < kBatchesPerThread; ++i) {
@@ -136,6 +155,7 @@ TEST_F(StoreGroupCommit, FailingBatchFailsAloneAndItsGroupStillCommits) {
   ASSERT_EQ(lock_holder.Exec("BEGIN IMMEDIATE"), SQLITE_OK);
 
   std::vector<std::thread> threads;
+  threads.reserve(kGoodThreads + 2);
   std::vector<absl::Status> good(kGoodThreads + 1);
   threads.emplace_back([&] { good[0] = store->Commit(ThreadBatch(0, 0)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the writer takes it and waits
@@ -192,6 +212,7 @@ TEST_F(StoreGroupCommit, FailingBatchesAmongConcurrentCommitsFailAlone) {
   std::atomic<int> good_failures{0};
   std::atomic<int> bad_successes{0};
   std::vector<std::thread> threads;
+  threads.reserve(kGoodThreads + 1);
   for (int t = 0; t < kGoodThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kBatchesPerThread; ++i) {
@@ -215,6 +236,44 @@ TEST_F(StoreGroupCommit, FailingBatchesAmongConcurrentCommitsFailAlone) {
   EXPECT_THAT(snapshot->studies, IsEmpty());
   EXPECT_THAT(snapshot->trials, SizeIs(kGoodThreads * kBatchesPerThread));
   EXPECT_EQ(store->writer_stats().batches, 1 + kGoodThreads * kBatchesPerThread);
+}
+
+// Commit() is CommitAsync().get(): the batch is queued before CommitAsync returns, batches are
+// applied in queue order, and the future is ready only once the batch is committed.
+TEST_F(StoreGroupCommit, WriterAppliesBatchesInQueueOrderAndResolvesOnlyAfterTheCommit) {
+  constexpr int kBatches = 20;
+  std::unique_ptr<internal::GroupCommitWriter> writer = WriterOn(DatabasePath());
+  ASSERT_NE(writer, nullptr);
+  RawDatabase lock_holder(DatabasePath());
+  ASSERT_EQ(lock_holder.Exec("BEGIN IMMEDIATE"), SQLITE_OK);  // nothing can commit yet
+
+  std::vector<std::future<absl::Status>> futures;
+  for (int i = 1; i <= kBatches; ++i) {
+    WriteBatch batch;
+    batch.tree_ops = {Op(1, i)};
+    batch.settings = {{"last", std::to_string(i)}};  // the last batch applied wins
+    futures.push_back(writer->CommitAsync(std::move(batch)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (std::future<absl::Status>& future : futures) {
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+        << "a batch was reported committed while the database was locked";
+  }
+  ASSERT_EQ(lock_holder.Exec("ROLLBACK"), SQLITE_OK);
+  for (std::future<absl::Status>& future : futures) {
+    absl::Status status = future.get();
+    EXPECT_TRUE(status.ok()) << status;
+  }
+  writer.reset();
+
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_THAT(snapshot->settings,
+              ElementsAre(std::pair<std::string, std::string>("last", std::to_string(kBatches))));
+  ASSERT_THAT(snapshot->tree_ops, SizeIs(kBatches));
+  for (int i = 0; i < kBatches; ++i) EXPECT_EQ(snapshot->tree_ops[i].sequence, i + 1);
 }
 
 TEST_F(StoreGroupCommit, WriterStatsCountCommittedBatchesAndTransactions) {
@@ -242,6 +301,25 @@ TEST_F(StoreDurability, DataCommittedBeforeTheStoreIsDestroyedIsThereAfterReopen
   absl::StatusOr<std::vector<TrialRecord>> trials = store->ListTrials(StudyId(0));
   ASSERT_TRUE(trials.ok()) << trials.status();
   EXPECT_THAT(*trials, SizeIs(10));
+}
+
+TEST_F(StoreDurability, DestroyingTheWriterCommitsEverythingAlreadyQueued) {
+  constexpr int kBatches = 50;
+  std::vector<std::future<absl::Status>> futures;
+  {
+    std::unique_ptr<internal::GroupCommitWriter> writer = WriterOn(DatabasePath());
+    ASSERT_NE(writer, nullptr);
+    for (int i = 0; i < kBatches; ++i) futures.push_back(writer->CommitAsync(ThreadBatch(0, i)));
+  }  // destroyed without waiting for any of them
+  for (std::future<absl::Status>& future : futures) {
+    absl::Status status = future.get();
+    EXPECT_TRUE(status.ok()) << status;
+  }
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<TrialRecord>> trials = store->ListTrials(StudyId(0));
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  EXPECT_THAT(*trials, SizeIs(kBatches));
 }
 
 // A child process commits and then dies without destroying the store (no final checkpoint, no
