@@ -10,7 +10,8 @@ namespace {
 
 std::string ToJson(const google::protobuf::Message& message, std::string_view fallback) {
   std::string json;
-  if (!google::protobuf::util::MessageToJsonString(message, &json).ok()) return std::string(fallback);
+  if (!google::protobuf::util::MessageToJsonString(message, &json).ok())
+    return std::string(fallback);
   return json;
 }
 
@@ -30,8 +31,7 @@ absl::StatusOr<stage_tree::Segment> SegmentFromProto(const hippo::v1::Segment& s
         return absl::InvalidArgumentError("linear segment with span 0");
       }
       result.function = SegmentFunction::Linear(segment.linear().from(), segment.linear().to(),
-                                                segment.linear().origin(),
-                                                segment.linear().span());
+                                                segment.linear().origin(), segment.linear().span());
       break;
     case hippo::v1::Segment::kExponential:
       result.function = SegmentFunction::Exponential(segment.exponential().initial(),
@@ -47,8 +47,8 @@ absl::StatusOr<stage_tree::Segment> SegmentFromProto(const hippo::v1::Segment& s
                                   segment.cosine().origin(), segment.cosine().period());
       break;
     case hippo::v1::Segment::FUNCTION_NOT_SET:
-      return absl::InvalidArgumentError(absl::StrCat("segment [", segment.start(), ", ",
-                                                     segment.end(), ") has no function"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("segment [", segment.start(), ", ", segment.end(), ") has no function"));
   }
   return result;
 }
@@ -80,9 +80,8 @@ absl::StatusOr<Assignment> AssignmentFromProto(const hippo::v1::Assign& assign) 
     }
     auto [it, inserted] = task.parameters.try_emplace(parameter.name());
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat("assign ", assign.attempt_id(),
-                                                     ": parameter '", parameter.name(),
-                                                     "' appears twice"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "assign ", assign.attempt_id(), ": parameter '", parameter.name(), "' appears twice"));
     }
     for (const hippo::v1::Segment& segment : parameter.segments()) {
       absl::StatusOr<stage_tree::Segment> converted = SegmentFromProto(segment);

@@ -80,13 +80,13 @@ absl::StatusOr<CheckpointStore> CheckpointStore::Open(std::string_view directory
   }
   fs::create_directories(path, error);
   if (error) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot create checkpoint directory ",
-                                                      path.string(), ": ", error.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create checkpoint directory ", path.string(), ": ", error.message()));
   }
   fs::path canonical = fs::canonical(path, error);
   if (error) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot resolve checkpoint directory ",
-                                                      path.string(), ": ", error.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resolve checkpoint directory ", path.string(), ": ", error.message()));
   }
   if (!fs::is_directory(canonical, error)) {
     return absl::FailedPreconditionError(
@@ -131,8 +131,8 @@ absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t 
   const std::string uri = UriFor(stage_id, step);
   const std::string final_path = uri.substr(kSchemeLength);
   const std::string temp_path =
-      absl::StrCat(directory_, "/.stage-", stage_id, "-step-", step, ".ckpt.tmp-", ::getpid(),
-                   "-", temp_counter.fetch_add(1));
+      absl::StrCat(directory_, "/.stage-", stage_id, "-step-", step, ".ckpt.tmp-", ::getpid(), "-",
+                   temp_counter.fetch_add(1));
 
   char header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, sizeof(kMagic));
@@ -196,7 +196,8 @@ absl::StatusOr<CheckpointContents> CheckpointStore::ReadCheckpoint(std::string_v
   ::close(fd);
 
   auto corrupt = [&](std::string_view why) {
-    return absl::DataLossError(absl::StrCat("checkpoint ", *path, " is corrupt: ", std::string(why)));
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", *path, " is corrupt: ", std::string(why)));
   };
   if (bytes.size() < static_cast<size_t>(kHeaderBytes)) {
     return corrupt(absl::StrCat("truncated (", bytes.size(), " bytes, shorter than the header)"));
@@ -208,8 +209,7 @@ absl::StatusOr<CheckpointContents> CheckpointStore::ReadCheckpoint(std::string_v
   }
   const uint64_t version = GetLe(header + 8, 4);
   if (version != kFormatVersion || GetLe(header + 12, 4) != static_cast<uint64_t>(kHeaderBytes)) {
-    return corrupt(absl::StrCat("format version ", version, ", this build reads ",
-                                kFormatVersion));
+    return corrupt(absl::StrCat("format version ", version, ", this build reads ", kFormatVersion));
   }
   const uint64_t payload_size = GetLe(header + 32, 8);
   const uint64_t actual = bytes.size() - static_cast<size_t>(kHeaderBytes);

@@ -31,9 +31,9 @@ namespace hippo::workers {
 
 // What CheckpointWritten reports.
 struct CheckpointInfo {
-  std::string uri;          // "file://" + absolute path (not percent-encoded)
-  int64_t size_bytes = 0;   // of the whole file, header included
-  std::string checksum;     // "crc32c:" + 8 lowercase hex digits, of the payload
+  std::string uri;         // "file://" + absolute path (not percent-encoded)
+  int64_t size_bytes = 0;  // of the whole file, header included
+  std::string checksum;    // "crc32c:" + 8 lowercase hex digits, of the payload
 };
 
 struct CheckpointContents {

@@ -36,8 +36,8 @@ class ForkCache {
   ForkCache& operator=(const ForkCache&) = delete;
 
   struct PutResult {
-    bool kept = false;               // false when the state alone exceeds the budget
-    std::vector<StateKey> evicted;   // least recently used first
+    bool kept = false;              // false when the state alone exceeds the budget
+    std::vector<StateKey> evicted;  // least recently used first
   };
 
   // Takes `state` as the state of `key`, replacing any previous one (a replacement is not an

@@ -25,7 +25,8 @@ class Parser {
 
  private:
   absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(absl::StrCat("invalid JSON at byte ", pos_, ": ", std::string(what)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid JSON at byte ", pos_, ": ", std::string(what)));
   }
 
   void SkipSpace() {
@@ -275,7 +276,8 @@ absl::StatusOr<double> NumberOr(const JsonValue& object, std::string_view key, d
   const JsonValue* member = object.Find(key);
   if (member == nullptr || member->is_null()) return fallback;
   if (member->type() != JsonValue::Type::kNumber) {
-    return absl::InvalidArgumentError(absl::StrCat("config.", std::string(key), " must be a number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.", std::string(key), " must be a number"));
   }
   return member->number_value();
 }
@@ -284,7 +286,8 @@ absl::StatusOr<bool> BoolOr(const JsonValue& object, std::string_view key, bool 
   const JsonValue* member = object.Find(key);
   if (member == nullptr || member->is_null()) return fallback;
   if (member->type() != JsonValue::Type::kBool) {
-    return absl::InvalidArgumentError(absl::StrCat("config.", std::string(key), " must be true or false"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.", std::string(key), " must be true or false"));
   }
   return member->bool_value();
 }

@@ -108,17 +108,17 @@ absl::StatusOr<double> ValueOr(const StageTask& task, std::string_view name, Ste
     return fallback;
   }
   if (!(*value >= low && *value <= high)) {
-    return absl::InvalidArgumentError(absl::StrCat("sim trainer: parameter '", std::string(name), "' is ",
-                                                   *value, " at step ", step, ", outside [", low,
-                                                   ", ", high, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("sim trainer: parameter '", std::string(name),
+                                                   "' is ", *value, " at step ", step,
+                                                   ", outside [", low, ", ", high, "]"));
   }
   return *value;
 }
 
 absl::StatusOr<StepValues> ValuesAt(const StageTask& task, Step step) {
   const bool named_lr = task.parameters.contains("lr") || task.static_parameters.contains("lr");
-  absl::StatusOr<double> lr = ValueOr(task, named_lr ? "lr" : "learning_rate", step, 0.01, 0.0,
-                                      1e6);
+  absl::StatusOr<double> lr =
+      ValueOr(task, named_lr ? "lr" : "learning_rate", step, 0.01, 0.0, 1e6);
   absl::StatusOr<double> weight_decay = ValueOr(task, "weight_decay", step, 0.0, 0.0, 1e6);
   absl::StatusOr<double> momentum = ValueOr(task, "momentum", step, 0.9, 0.0, 0.999);
   absl::StatusOr<double> depth = ValueOr(task, "depth", step, 4, 1, 1e4);
@@ -216,9 +216,7 @@ absl::StatusOr<std::unique_ptr<SimState>> SimState::Parse(std::string_view bytes
   return state;
 }
 
-std::unique_ptr<TrainingState> SimState::Clone() const {
-  return std::make_unique<SimState>(*this);
-}
+std::unique_ptr<TrainingState> SimState::Clone() const { return std::make_unique<SimState>(*this); }
 
 int64_t SimState::SizeBytes() const {
   return static_cast<int64_t>(sizeof(SimState) + padding_.capacity());
@@ -239,7 +237,7 @@ absl::StatusOr<std::unique_ptr<TrainingState>> SimTrainer::NewState(const StageT
 }
 
 absl::StatusOr<std::unique_ptr<TrainingState>> SimTrainer::Deserialize(const StageTask& task,
-                                                                      std::string_view bytes) {
+                                                                       std::string_view bytes) {
   (void)task;  // A sim state does not depend on the model's settings.
   absl::StatusOr<std::unique_ptr<SimState>> state = SimState::Parse(bytes);
   if (!state.ok()) return state.status();
@@ -255,10 +253,9 @@ absl::StatusOr<StageOutcome> SimTrainer::Train(const StageTask& task, TrainingSt
   }
   if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
   if (sim->step() != task.start_step) {
-    return absl::FailedPreconditionError(absl::StrCat("sim trainer: stage ", task.stage_id,
-                                                      " starts at step ", task.start_step,
-                                                      " but its parent state is at step ",
-                                                      sim->step()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("sim trainer: stage ", task.stage_id, " starts at step ", task.start_step,
+                     " but its parent state is at step ", sim->step()));
   }
   absl::StatusOr<SimConfig> config = ParseConfig(task);
   if (!config.ok()) return config.status();

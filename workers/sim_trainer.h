@@ -78,7 +78,7 @@ class SimTrainer : public Trainer {
   std::string_view kind() const override { return kKind; }
   absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) override;
   absl::StatusOr<std::unique_ptr<TrainingState>> Deserialize(const StageTask& task,
-                                                            std::string_view bytes) override;
+                                                             std::string_view bytes) override;
   absl::StatusOr<StageOutcome> Train(const StageTask& task, TrainingState& state,
                                      StageControl& control,
                                      const TrainCallbacks& callbacks) override;

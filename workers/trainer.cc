@@ -40,15 +40,13 @@ absl::Status ValidateStageTask(const StageTask& task) {
       const stage_tree::Segment& segment = segments[i];
       if (segment.start >= segment.end) {
         return absl::InvalidArgumentError(absl::StrCat("stage ", task.stage_id, ": parameter '",
-                                                       name, "' segment ", i, " [",
-                                                       segment.start, ", ", segment.end,
-                                                       ") is empty"));
+                                                       name, "' segment ", i, " [", segment.start,
+                                                       ", ", segment.end, ") is empty"));
       }
       if (i > 0 && segments[i - 1].end != segment.start) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("stage ", task.stage_id, ": parameter '", name, "' segments ", i - 1,
-                         " and ", i, " are not contiguous (", segments[i - 1].end, " vs ",
-                         segment.start, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stage ", task.stage_id, ": parameter '", name, "' segments ", i - 1, " and ", i,
+            " are not contiguous (", segments[i - 1].end, " vs ", segment.start, ")"));
       }
       const stage_tree::SegmentFunction& function = segment.function;
       if ((function.kind == stage_tree::FunctionKind::kLinear ||
@@ -60,10 +58,10 @@ absl::Status ValidateStageTask(const StageTask& task) {
       }
     }
     if (segments.front().start > task.start_step || segments.back().end < task.end_step) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "stage ", task.stage_id, ": parameter '", name, "' covers [", segments.front().start,
-          ", ", segments.back().end, "), not the stage's steps [", task.start_step, ", ",
-          task.end_step, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", task.stage_id, ": parameter '", name, "' covers [",
+                       segments.front().start, ", ", segments.back().end,
+                       "), not the stage's steps [", task.start_step, ", ", task.end_step, ")"));
     }
   }
   for (Step step : task.checkpoint_steps) {
@@ -74,9 +72,9 @@ absl::Status ValidateStageTask(const StageTask& task) {
     }
   }
   if (!(task.timeout_seconds >= 0) || std::isinf(task.timeout_seconds)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stage ", task.stage_id, ": timeout_seconds must be finite and >= 0, got ",
-        task.timeout_seconds));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage ", task.stage_id, ": timeout_seconds must be finite and >= 0, got ",
+                     task.timeout_seconds));
   }
   return absl::OkStatus();
 }

@@ -175,7 +175,7 @@ class Trainer {
   // Rebuilds a state from TrainingState::Serialize() bytes. InvalidArgument or DataLoss for
   // bytes of another trainer kind or an incompatible model.
   virtual absl::StatusOr<std::unique_ptr<TrainingState>> Deserialize(const StageTask& task,
-                                                                    std::string_view bytes) = 0;
+                                                                     std::string_view bytes) = 0;
 
   // Trains `state` (which must be at task.start_step) through task.end_step, in place.
   // Returns Cancelled / DeadlineExceeded when `control` says stop (state then lies at some step

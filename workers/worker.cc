@@ -1,12 +1,11 @@
 #include "workers/worker.h"
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <iostream>
 #include <random>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -189,8 +188,7 @@ absl::Status Worker::SessionLoop() {
 absl::Status Worker::RunSession(Backoff& backoff) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
-  std::unique_ptr<hippo::v1::WorkerService::Stub> stub =
-      hippo::v1::WorkerService::NewStub(channel);
+  std::unique_ptr<hippo::v1::WorkerService::Stub> stub = hippo::v1::WorkerService::NewStub(channel);
   grpc::ClientContext context;
   if (!options_.token.empty()) context.AddMetadata("x-hippo-token", options_.token);
   {
@@ -269,8 +267,11 @@ absl::Status Worker::RunSession(Backoff& backoff) {
         context.TryCancel();
         break;
       }
-      heartbeat = !closing && !(drained_ && !closing);
-      if (drained_ && !closing) closing = true;
+      if (drained_ && !closing) {
+        closing = true;
+      } else {
+        heartbeat = !closing;
+      }
     }
     if (closing && close_deadline == absl::InfiniteFuture()) {
       // Every stage is reported: half-close, and let the coordinator end the call.
@@ -283,7 +284,6 @@ absl::Status Worker::RunSession(Backoff& backoff) {
       }
       if (!flushed) {
         // The stream broke while draining: reconnect to deliver the outbox.
-        absl::MutexLock lock(&mu_);
         context.TryCancel();
         break;
       }
@@ -426,17 +426,16 @@ void Worker::HandleAssign(const hippo::v1::Assign& assign) {
   {
     absl::MutexLock lock(&mu_);
     const int64_t attempt = assignment->task.attempt_id;
-    const bool duplicate =
-        current_attempt_ == attempt ||
-        std::any_of(queue_.begin(), queue_.end(), [attempt](const Job& job) {
-          return job.assignment.task.attempt_id == attempt;
-        });
+    const bool duplicate = current_attempt_ == attempt ||
+                           std::any_of(queue_.begin(), queue_.end(), [attempt](const Job& job) {
+                             return job.assignment.task.attempt_id == attempt;
+                           });
     if (duplicate) return;  // re-sent after a reconnect: already held
     if (draining_ || stop_requested_) {
       refusal = "the worker is draining";
     } else if (!trainers_.contains(assignment->task.trainer_kind)) {
-      refusal = absl::StrCat("this worker has no trainer of kind '",
-                             assignment->task.trainer_kind, "'");
+      refusal =
+          absl::StrCat("this worker has no trainer of kind '", assignment->task.trainer_kind, "'");
     } else {
       Job job;
       job.control = std::make_shared<StageControl>();
@@ -521,14 +520,14 @@ void Worker::TrainingLoop() {
 }
 
 absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& trainer,
-                                                                 const Assignment& assignment) {
+                                                                  const Assignment& assignment) {
   const StageTask& task = assignment.task;
   absl::StatusOr<std::unique_ptr<TrainingState>> state;
   if (assignment.parent_state_uri.empty() && assignment.parent_stage_id == 0) {
     if (task.start_step != 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("stage ", task.stage_id, " starts at step ", task.start_step,
-                       " but names no parent state"));
+      return absl::FailedPreconditionError(absl::StrCat("stage ", task.stage_id, " starts at step ",
+                                                        task.start_step,
+                                                        " but names no parent state"));
     }
     state = trainer.NewState(task);
     if (state.ok()) {
@@ -557,10 +556,9 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
   }
   if (!state.ok()) return state.status();
   if ((*state)->step() != task.start_step) {
-    return absl::FailedPreconditionError(absl::StrCat("stage ", task.stage_id, " starts at step ",
-                                                      task.start_step,
-                                                      " but its parent state is at step ",
-                                                      (*state)->step()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", task.stage_id, " starts at step ", task.start_step,
+                     " but its parent state is at step ", (*state)->step()));
   }
   return state;
 }

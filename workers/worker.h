@@ -83,12 +83,12 @@ struct WorkerOptions {
 
 // Counters, for tests and `hippo workers`.
 struct WorkerStats {
-  int64_t sessions_opened = 0;      // hellos written
+  int64_t sessions_opened = 0;  // hellos written
   int64_t stages_succeeded = 0;
-  int64_t stages_failed = 0;        // StageFinished(ok = false), cancellations included
-  int64_t states_from_memory = 0;   // stages started from the fork cache
+  int64_t stages_failed = 0;       // StageFinished(ok = false), cancellations included
+  int64_t states_from_memory = 0;  // stages started from the fork cache
   int64_t states_from_checkpoint = 0;
-  int64_t states_fresh = 0;         // root stages
+  int64_t states_fresh = 0;  // root stages
 };
 
 class Worker {

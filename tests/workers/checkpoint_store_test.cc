@@ -61,8 +61,7 @@ TEST_F(CheckpointStoreTest, RoundTripReturnsTheBytesWritten) {
   EXPECT_EQ(info->uri, store_->UriFor(42, 17));
   EXPECT_TRUE(absl::StartsWith(info->uri, "file:///"));
   EXPECT_TRUE(absl::EndsWith(info->uri, "/stage-42-step-17.ckpt"));
-  EXPECT_EQ(info->size_bytes,
-            static_cast<int64_t>(payload.size()) + CheckpointStore::kHeaderBytes);
+  EXPECT_EQ(info->size_bytes, static_cast<int64_t>(payload.size()) + CheckpointStore::kHeaderBytes);
   EXPECT_EQ(info->size_bytes, static_cast<int64_t>(fs::file_size(PathOf(info->uri))));
   EXPECT_EQ(info->checksum, FormatChecksum(Crc32c(payload)));
 

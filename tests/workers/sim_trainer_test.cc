@@ -54,8 +54,8 @@ StageTask TaskFor(const Trial& trial, Step start, Step end) {
 // Metrics per step, in order, as the trainer reported them.
 using Curve = std::vector<std::pair<Step, Metrics>>;
 
-void TrainStage(SimTrainer& trainer, const Trial& trial, Step start, Step end,
-                TrainingState& state, Curve& curve) {
+void TrainStage(SimTrainer& trainer, const Trial& trial, Step start, Step end, TrainingState& state,
+                Curve& curve) {
   StageTask task = TaskFor(trial, start, end);
   StageControl control;
   control.SetAssignedCheckpoints(task.checkpoint_steps);
@@ -116,8 +116,8 @@ void ExpectBitIdentical(const Curve& expected, const Curve& actual, const std::s
       auto it = actual[i].second.find(name);
       ASSERT_NE(it, actual[i].second.end()) << what << " misses " << name;
       EXPECT_EQ(std::bit_cast<uint64_t>(value), std::bit_cast<uint64_t>(it->second))
-          << what << ": " << name << " at step " << expected[i].first << ": " << value
-          << " vs " << it->second;
+          << what << ": " << name << " at step " << expected[i].first << ": " << value << " vs "
+          << it->second;
     }
   }
 }

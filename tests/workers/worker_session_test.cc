@@ -1,15 +1,12 @@
 // Worker sessions against an in-test fake coordinator that serves WorkerService on a real
 // loopback port: hello first, per-step progress, checkpoints, fork-cache reuse, CheckpointAt,
 // Cancel, Drain, and reconnection after the coordinator restarts.
-#include "workers/worker.h"
-
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <bit>
 #include <filesystem>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
@@ -19,6 +16,7 @@
 #include "workers/checkpoint_store.h"
 #include "workers/crc32c.h"
 #include "workers/sim_trainer.h"
+#include "workers/worker.h"
 
 namespace hippo::workers {
 namespace {
@@ -35,9 +33,9 @@ class FakeCoordinator final : public hippo::v1::WorkerService::Service {
   explicit FakeCoordinator(std::string required_token = "")
       : required_token_(std::move(required_token)) {}
 
-  grpc::Status Session(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<CoordinatorMessage, WorkerMessage>* stream)
-      override {
+  grpc::Status Session(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<CoordinatorMessage, WorkerMessage>* stream) override {
     std::string token;
     auto it = context->client_metadata().find("x-hippo-token");
     if (it != context->client_metadata().end()) token.assign(it->second.data(), it->second.size());
@@ -91,18 +89,17 @@ class FakeCoordinator final : public hippo::v1::WorkerService::Service {
   std::vector<WorkerMessage> received_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   absl::Mutex stream_mu_;
-  grpc::ServerReaderWriter<CoordinatorMessage, WorkerMessage>* stream_
-      ABSL_GUARDED_BY(stream_mu_) = nullptr;
+  grpc::ServerReaderWriter<CoordinatorMessage, WorkerMessage>* stream_ ABSL_GUARDED_BY(stream_mu_) =
+      nullptr;
 };
 
 // A fake coordinator served on 127.0.0.1; port 0 picks a free port.
 class FakeServer {
  public:
-  FakeServer(int port, std::string required_token = "")
-      : coordinator_(std::move(required_token)) {
+  FakeServer(int port, std::string required_token = "") : coordinator_(std::move(required_token)) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                             grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                             &port_);
     builder.RegisterService(&coordinator_);
     server_ = builder.BuildAndStart();
   }
@@ -137,13 +134,11 @@ int CountHellos(const std::vector<WorkerMessage>& messages) {
   return static_cast<int>(std::count_if(messages.begin(), messages.end(),
                                         [](const WorkerMessage& m) { return m.has_hello(); }));
 }
-std::vector<WorkerMessage> ForAttempt(const std::vector<WorkerMessage>& messages,
-                                      int64_t attempt) {
+std::vector<WorkerMessage> ForAttempt(const std::vector<WorkerMessage>& messages, int64_t attempt) {
   std::vector<WorkerMessage> selected;
   for (const WorkerMessage& m : messages) {
     if ((m.has_progress() && m.progress().attempt_id() == attempt) ||
-        (m.has_checkpoint() && m.checkpoint().attempt_id() == attempt) ||
-        IsFinished(m, attempt)) {
+        (m.has_checkpoint() && m.checkpoint().attempt_id() == attempt) || IsFinished(m, attempt)) {
       selected.push_back(m);
     }
   }
@@ -333,7 +328,8 @@ TEST_F(WorkerSessionTest, SaysHelloFirstThenStreamsEveryStepACheckpointAndFinish
   // Heartbeats keep coming and list nothing once the stage is done.
   const size_t seen = coordinator.Received().size();
   ASSERT_TRUE(coordinator.WaitFor([seen](auto& m) {
-    return m.size() > seen && m.back().has_heartbeat() && m.back().heartbeat().attempt_ids().empty();
+    return m.size() > seen && m.back().has_heartbeat() &&
+           m.back().heartbeat().attempt_ids().empty();
   }));
 }
 
@@ -536,7 +532,8 @@ TEST_F(WorkerSessionTest, StageRunningAcrossADisconnectIsReportedAfterReconnecti
   const int port = first->port();
   StartWorker(Options(first->address()));
   ASSERT_TRUE(first->coordinator().WaitFor([](auto& m) { return CountHellos(m) == 1; }));
-  ASSERT_TRUE(first->coordinator().Send(AssignMessage(1, 11, 0, 100, R"({"cost_per_step": 0.01})")));
+  ASSERT_TRUE(
+      first->coordinator().Send(AssignMessage(1, 11, 0, 100, R"({"cost_per_step": 0.01})")));
   ASSERT_TRUE(first->coordinator().WaitFor([](auto& m) {
     return std::count_if(m.begin(), m.end(), [](auto& w) { return w.has_progress(); }) >= 5;
   }));
