@@ -126,7 +126,7 @@ bool IsBetter(double candidate, double incumbent, bool minimize) {
 }  // namespace
 
 Engine::Engine(store::Store* store, EngineOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store), options_(std::move(options)), committer_(store) {}
 
 // ----------------------------------------------------------------------------------------------
 // Commit protocol
@@ -134,7 +134,7 @@ Engine::Engine(store::Store* store, EngineOptions options)
 absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
                                    Outbox outbox) {
   std::future<absl::Status> committed;
-  if (!batch.empty()) committed = store_->CommitAsync(std::move(batch));
+  if (!batch.empty()) committed = committer_.Enqueue(std::move(batch));
   lock.unlock();
   if (committed.valid()) {
     absl::Status status = committed.get();
@@ -148,6 +148,11 @@ absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::Wr
   }
   for (auto& [channel, message] : outbox.sends) channel->Send(message);
   return absl::OkStatus();
+}
+
+const std::string* Engine::StateUri(const Family& family, NodeId node, int64_t step) const {
+  auto it = family.state_uri.find({family.lineage[node], step});
+  return it == family.state_uri.end() ? nullptr : &it->second;
 }
 
 store::EventRecord Engine::Event(const std::string& study_id, const std::string& kind,
@@ -218,10 +223,6 @@ void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResu
   }
   for (const stage_tree::SplitResult& split : splits) {
     family.lineage[split.lower] = family.lineage[split.upper];
-    if (auto uri = family.end_state_uri.find(split.upper); uri != family.end_state_uri.end()) {
-      family.end_state_uri[split.lower] = uri->second;
-      family.end_state_uri.erase(uri);
-    }
     for (auto& [name, values] : family.end_metrics) {
       if (auto value = values.find(split.upper); value != values.end()) {
         values[split.lower] = value->second;
@@ -508,7 +509,9 @@ std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& ba
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree->node(stage.node);
-    return worker.cached_stages.contains(GlobalStageId(stage.family_id, node.parent));
+    const Family& family = FamilyById(stage.family_id);
+    return node.parent != stage_tree::kRootNode &&
+           worker.cached_states.contains({WorkerStageId(family, node.parent), node.start});
   };
   std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
   if (!chosen) return std::nullopt;
@@ -531,19 +534,22 @@ std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& ba
 
   v1::Assign assign;
   assign.set_attempt_id(attempt.id);
-  assign.set_stage_id(GlobalStageId(family.id, chosen->node));
+  assign.set_stage_id(WorkerStageId(family, chosen->node));
   assign.set_start_step(node.recompute ? node.recompute_from : node.start);
   assign.set_end_step(node.end);
-  if (node.parent != stage_tree::kRootNode) {
-    assign.set_parent_stage_id(GlobalStageId(family.id, node.parent));
-    auto uri = family.end_state_uri.find(node.parent);
-    if (uri != family.end_state_uri.end()) assign.set_parent_state_uri(uri->second);
-    assign.set_parent_state_step(node.start);
-  }
   if (node.recompute && node.recompute_from > node.start) {
     // Start from a checkpoint kept inside the stage itself.
-    assign.set_parent_stage_id(GlobalStageId(family.id, chosen->node));
+    assign.set_parent_stage_id(WorkerStageId(family, chosen->node));
     assign.set_parent_state_step(node.recompute_from);
+    if (const std::string* uri = StateUri(family, chosen->node, node.recompute_from)) {
+      assign.set_parent_state_uri(*uri);
+    }
+  } else if (node.parent != stage_tree::kRootNode) {
+    assign.set_parent_stage_id(WorkerStageId(family, node.parent));
+    assign.set_parent_state_step(node.start);
+    if (const std::string* uri = StateUri(family, node.parent, node.start)) {
+      assign.set_parent_state_uri(*uri);
+    }
   }
   const std::vector<std::vector<stage_tree::Segment>> segments =
       family.tree->SegmentsOf(chosen->node);
@@ -592,9 +598,9 @@ absl::StatusOr<int64_t> Engine::Connect(const v1::WorkerHello& hello,
   worker.channel = std::move(channel);
   worker.session = next_session_++;
   worker.connected = true;
-  worker.cached_stages.clear();
+  worker.cached_states.clear();
   for (const v1::CachedState& state : hello.cached_states()) {
-    worker.cached_stages.insert(state.stage_id());
+    worker.cached_states.insert({state.stage_id(), state.step()});
   }
   // An attempt it held before reconnecting is still its own until the lease says otherwise.
   worker.attempt.reset();
@@ -702,7 +708,8 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
         record.size_bytes = checkpoint.size_bytes();
         record.checksum = checkpoint.checksum();
         if (checkpoint.step() == view.end && view.state == StageState::kRunning) {
-          family.end_state_uri[node] = checkpoint.uri();
+          family.state_uri[{family.lineage[node], checkpoint.step()}] = checkpoint.uri();
+          worker.cached_states.insert({WorkerStageId(family, node), checkpoint.step()});
           batch.checkpoints.push_back(record);
           (void)family.tree->MarkDone(node);
           AppendOp(family, store::TreeOpKind::kDone, node, 0, "", batch);
@@ -710,6 +717,8 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           StageDone(family, node, batch, touched);
         } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
           (void)family.tree->AddCheckpoint(node, checkpoint.step());
+          family.state_uri[{family.lineage[node], checkpoint.step()}] = checkpoint.uri();
+          worker.cached_states.insert({WorkerStageId(family, node), checkpoint.step()});
           AppendOp(family, store::TreeOpKind::kCheckpoint, node, checkpoint.step(), "", batch);
           batch.checkpoints.push_back(record);
         }
@@ -737,15 +746,13 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           family.seconds_per_step = 0.8 * family.seconds_per_step + 0.2 * measured;
         }
       }
-      worker.cached_stages.insert(
-          GlobalStageId(family.id, attempt->chain.back()));
       EndAttempt(finished.attempt_id(), !finished.ok(), batch);
       worker.attempt.reset();
       break;
     }
     case v1::WorkerMessage::kEvicted:
       for (const v1::CachedState& state : message.evicted().states()) {
-        worker.cached_stages.erase(state.stage_id());
+        worker.cached_states.erase({state.stage_id(), state.step()});
       }
       break;
     case v1::WorkerMessage::kHello:
@@ -892,8 +899,8 @@ store::StageRecord Engine::StageRecordOf(const Family& family, NodeId node) cons
   if (auto it = family.attempts_of_node.find(node); it != family.attempts_of_node.end()) {
     record.attempts = it->second;
   }
-  if (auto it = family.end_state_uri.find(node); it != family.end_state_uri.end()) {
-    record.checkpoint_uri = it->second;
+  if (view.state == StageState::kDone) {
+    if (const std::string* uri = StateUri(family, node, view.end)) record.checkpoint_uri = *uri;
   }
   return record;
 }
@@ -927,7 +934,8 @@ v1::Trial Engine::TrialView(const StudyState& study, int64_t number) const {
   for (size_t i = 0; i < names.size(); ++i) {
     v1::ParameterValue& value = (*view.mutable_parameters())[names[i]];
     for (NodeId node : path) {
-      for (const stage_tree::Segment& segment : family.tree->SegmentsOf(node)[i]) {
+      const std::vector<std::vector<stage_tree::Segment>> segments = family.tree->SegmentsOf(node);
+      for (const stage_tree::Segment& segment : segments[i]) {
         if (value.segments_size() > 0) {
           v1::Segment probe;
           ToProto(segment, &probe);
@@ -1103,8 +1111,10 @@ absl::StatusOr<v1::StageTree> Engine::GetStageTree(const std::string& study_id, 
       if (auto it = family.attempts_of_node.find(node); it != family.attempts_of_node.end()) {
         stage->set_attempts(it->second);
       }
-      if (auto it = family.end_state_uri.find(node); it != family.end_state_uri.end()) {
-        stage->set_checkpoint_uri(it->second);
+      if (view.state == StageState::kDone) {
+        if (const std::string* uri = StateUri(family, node, view.end)) {
+          stage->set_checkpoint_uri(*uri);
+        }
       }
       stage->set_critical_path_seconds(remaining[node]);
       for (stage_tree::TrialId trial : family.tree->TrialsThrough(node)) {
@@ -1139,7 +1149,7 @@ std::vector<v1::WorkerInfo> Engine::ListWorkers() {
         info.set_running_stage_id(GlobalStageId(it->second.family_id, it->second.chain.front()));
       }
     }
-    info.set_cached_states(static_cast<int64_t>(worker.cached_stages.size()));
+    info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
   }
   return workers;
 }
@@ -1286,8 +1296,8 @@ absl::Status Engine::Recover() {
     }
     Family& family = FamilyById(checkpoint.family_id);
     const auto node = static_cast<NodeId>(checkpoint.node_id);
-    if (node < family.tree->node_count() && family.tree->node(node).end == checkpoint.step) {
-      family.end_state_uri[node] = checkpoint.uri;
+    if (node < family.tree->node_count()) {
+      family.state_uri[{family.lineage[node], checkpoint.step}] = checkpoint.uri;
     }
   }
   // Objective values at the ends of done stages.

@@ -10,6 +10,7 @@
 #define HIPPO_HIPPO_ENGINE_H_
 
 #include <chrono>
+#include <future>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "hippo/ordered_committer.h"
 #include "hippo/scheduler.h"
 #include "hippo/v1/hippo.pb.h"
 #include "search_algos/search_algorithm.h"
@@ -47,6 +49,11 @@ struct EngineOptions {
 };
 
 using Clock = std::chrono::steady_clock;
+
+// A stage's global id: its family in the high 32 bits, its node in the low 32.
+inline int64_t GlobalStageId(int64_t family_id, stage_tree::NodeId node) {
+  return (family_id << 32) | static_cast<int64_t>(node);
+}
 
 class Engine {
  public:
@@ -97,7 +104,9 @@ class Engine {
     std::vector<std::pair<size_t, int64_t>> owners;
     // Objective values at each done node's last step, by metric name.
     std::map<std::string, absl::flat_hash_map<stage_tree::NodeId, double>> end_metrics;
-    absl::flat_hash_map<stage_tree::NodeId, std::string> end_state_uri;
+    // Checkpoints by (lineage, step): a state is named by the lineage of the stage that
+    // reached it, which splits do not change (the worker's cache uses the same names).
+    absl::flat_hash_map<std::pair<int64_t, int64_t>, std::string> state_uri;
     absl::flat_hash_map<stage_tree::NodeId, int64_t> attempts_of_node;
     double seconds_per_step = 1.0;
     bool priorities_dirty = true;
@@ -139,7 +148,8 @@ class Engine {
     int64_t session = 0;
     bool connected = false;
     std::optional<int64_t> attempt;  // one stage at a time
-    absl::flat_hash_set<int64_t> cached_stages;  // global stage ids in its fork cache
+    // (global lineage id, step) of the states in its fork cache.
+    absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
   };
 
   // Messages to send once the batch that decided them is committed.
@@ -172,6 +182,11 @@ class Engine {
   hippo::v1::Study StudyView(const StudyState& study) const;
   hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
   absl::StatusOr<size_t> StudyIndex(const std::string& study_id) const;
+  // The id a stage is known by to workers: its lineage (stable when stages split).
+  int64_t WorkerStageId(const Family& family, stage_tree::NodeId node) const {
+    return GlobalStageId(family.id, static_cast<stage_tree::NodeId>(family.lineage[node]));
+  }
+  const std::string* StateUri(const Family& family, stage_tree::NodeId node, int64_t step) const;
   store::EventRecord Event(const std::string& study_id, const std::string& kind,
                            const std::string& payload) const;
 
@@ -182,6 +197,7 @@ class Engine {
 
   store::Store* store_;
   EngineOptions options_;
+  OrderedCommitter committer_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<Family>> families_;  // id - 1
   absl::flat_hash_map<std::string, int64_t> family_ids_;
@@ -194,11 +210,6 @@ class Engine {
   ReadyQueue ready_;
   Stats stats_;
 };
-
-// A stage's global id: its family in the high 32 bits, its node in the low 32.
-inline int64_t GlobalStageId(int64_t family_id, stage_tree::NodeId node) {
-  return (family_id << 32) | static_cast<int64_t>(node);
-}
 
 }  // namespace hippo::coordinator
 

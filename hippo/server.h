@@ -14,6 +14,7 @@
 
 namespace grpc {
 class Server;
+class Service;
 }
 
 namespace hippo::coordinator {

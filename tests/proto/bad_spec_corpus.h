@@ -3,6 +3,7 @@
 #ifndef HIPPO_TESTS_PROTO_BAD_SPEC_CORPUS_H_
 #define HIPPO_TESTS_PROTO_BAD_SPEC_CORPUS_H_
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ inline const std::vector<BadSpec>& Corpus() {
   };
   return *corpus;
 }
+
+// Names the case in test output instead of dumping its bytes.
+inline void PrintTo(const BadSpec& bad, std::ostream* out) { *out << bad.file; }
 
 }  // namespace hippo::proto::testing_corpus
 

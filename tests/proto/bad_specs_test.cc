@@ -19,8 +19,6 @@ using testing_corpus::BadSpec;
 using testing_corpus::Corpus;
 using testing_corpus::CorpusDirectory;
 
-// Names the case in test output instead of dumping its bytes.
-void PrintTo(const BadSpec& bad, std::ostream* out) { *out << bad.file; }
 
 class BadSpecTest : public ::testing::TestWithParam<BadSpec> {};
 

@@ -1,0 +1,72 @@
+#include "hippo/ordered_committer.h"
+
+#include <iterator>
+
+namespace hippo::coordinator {
+namespace {
+
+template <typename T>
+void Move(std::vector<T>& into, std::vector<T>& from) {
+  if (into.empty()) {
+    into = std::move(from);
+  } else {
+    into.insert(into.end(), std::make_move_iterator(from.begin()),
+                std::make_move_iterator(from.end()));
+  }
+}
+
+}  // namespace
+
+void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
+  Move(into.families, from.families);
+  Move(into.studies, from.studies);
+  Move(into.trials, from.trials);
+  Move(into.tree_ops, from.tree_ops);
+  Move(into.stages, from.stages);
+  Move(into.metrics, from.metrics);
+  Move(into.attempts, from.attempts);
+  Move(into.checkpoints, from.checkpoints);
+  Move(into.workers, from.workers);
+  Move(into.algorithm_states, from.algorithm_states);
+  Move(into.events, from.events);
+  Move(into.settings, from.settings);
+}
+
+OrderedCommitter::OrderedCommitter(store::Store* store) : store_(store) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+OrderedCommitter::~OrderedCommitter() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+std::future<absl::Status> OrderedCommitter::Enqueue(store::WriteBatch batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  queue_.push_back(Pending{std::move(batch), {}});
+  std::future<absl::Status> future = queue_.back().done.get_future();
+  wake_.notify_one();
+  return future;
+}
+
+void OrderedCommitter::Loop() {
+  while (true) {
+    std::deque<Pending> group;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      group.swap(queue_);
+    }
+    store::WriteBatch merged;
+    for (Pending& pending : group) AppendBatch(merged, std::move(pending.batch));
+    const absl::Status status = store_->Commit(std::move(merged));
+    for (Pending& pending : group) pending.done.set_value(status);
+  }
+}
+
+}  // namespace hippo::coordinator

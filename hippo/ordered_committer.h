@@ -1,0 +1,51 @@
+// OrderedCommitter: commits the engine's write batches in the order they were decided.
+//
+// The engine decides under its mutex and must not hold the mutex while a commit reaches the
+// disk. Batches are enqueued under the mutex (so queue order is decision order) and a committer
+// thread merges everything queued into one store transaction (group commit), then wakes the
+// waiters. A crash can therefore lose only a suffix of decisions, never one from the middle,
+// which keeps each family's tree-operation log gap-free.
+#ifndef HIPPO_HIPPO_ORDERED_COMMITTER_H_
+#define HIPPO_HIPPO_ORDERED_COMMITTER_H_
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "store/store.h"
+
+namespace hippo::coordinator {
+
+class OrderedCommitter {
+ public:
+  explicit OrderedCommitter(store::Store* store);
+  ~OrderedCommitter();  // commits what is queued, then stops
+  OrderedCommitter(const OrderedCommitter&) = delete;
+  OrderedCommitter& operator=(const OrderedCommitter&) = delete;
+
+  // Queues `batch` after every batch queued before; the future holds its commit's status.
+  std::future<absl::Status> Enqueue(store::WriteBatch batch);
+
+ private:
+  struct Pending {
+    store::WriteBatch batch;
+    std::promise<absl::Status> done;
+  };
+  void Loop();
+
+  store::Store* store_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Appends every row of `from` to `into`, keeping order.
+void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from);
+
+}  // namespace hippo::coordinator
+
+#endif  // HIPPO_HIPPO_ORDERED_COMMITTER_H_
