@@ -15,7 +15,7 @@ namespace v1 = ::hippo::v1;
 using std::chrono::milliseconds;
 
 // W1 with real time per step, so that kills land while stages run.
-constexpr char kTimedConfig[] = "{model: resnet20, batch_size: 128, cost_per_step: 0.002}";
+constexpr char kTimedConfig[] = "{model: resnet20, batch_size: 128, cost_per_step: 0.004}";
 
 struct Outcome {
   v1::Study study;
@@ -51,6 +51,17 @@ Outcome RunW1(int kills, milliseconds interval) {
 
   for (int kill = 0; kill < kills; ++kill) {
     std::this_thread::sleep_for(interval);
+    {
+      // The kill must land in the middle of the study.
+      auto stub = Connect(address);
+      grpc::ClientContext context;
+      v1::GetStudyRequest request;
+      request.set_study_id(study_id);
+      v1::Study study;
+      EXPECT_TRUE(stub->GetStudy(&context, request, &study).ok());
+      EXPECT_EQ(study.state(), v1::STUDY_RUNNING) << "kill " << kill << " came too late";
+      EXPECT_LT(study.steps().executed_steps(), study.steps().unique_steps());
+    }
     server->Kill(SIGKILL);
     EXPECT_EQ(server->Wait(), 128 + SIGKILL);
     server = std::make_unique<Process>(server_args, dir.File("server.log"));
@@ -70,7 +81,7 @@ Outcome RunW1(int kills, milliseconds interval) {
 TEST(FaultsTest, CoordinatorKilledThreeTimesEndsLikeAnUninterruptedRun) {
   const Outcome reference = RunW1(/*kills=*/0, milliseconds(0));
   ASSERT_EQ(reference.study.state(), v1::STUDY_COMPLETED);
-  const Outcome interrupted = RunW1(/*kills=*/3, milliseconds(1500));
+  const Outcome interrupted = RunW1(/*kills=*/3, milliseconds(1200));
   ASSERT_EQ(interrupted.study.state(), v1::STUDY_COMPLETED);
 
   EXPECT_EQ(interrupted.study.trials_completed(), 96);
