@@ -132,20 +132,13 @@ Engine::Engine(store::Store* store, EngineOptions options)
 // Commit protocol
 
 absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
-                                   Outbox outbox) {
+                                   Outbox outbox, bool wait_for_commit) {
   std::future<absl::Status> committed;
   if (!batch.empty()) committed = committer_.Enqueue(std::move(batch));
   lock.unlock();
-  if (committed.valid()) {
-    absl::Status status = committed.get();
-    if (!status.ok()) {
-      // Memory is ahead of the store now; only a restart (which recovers from the store)
-      // makes them agree again. Fail-stop rather than acknowledge what is not durable.
-      std::fprintf(stderr, "hippo: fatal: the store failed to commit: %s\n",
-                   std::string(status.message()).c_str());
-      std::abort();
-    }
-  }
+  // Only what is sent must wait for the disk: a batch that acknowledges nothing (a metric, a
+  // heartbeat) is durable as soon as any later batch is, since batches commit in order.
+  if (committed.valid() && (!outbox.sends.empty() || wait_for_commit)) committed.wait();
   for (auto& [channel, message] : outbox.sends) channel->Send(message);
   return absl::OkStatus();
 }
@@ -316,9 +309,8 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
   if (study.record.state != v1::STUDY_RUNNING) return absl::OkStatus();
   int64_t capacity = std::numeric_limits<int32_t>::max();
   if (study.spec.budget().max_parallel_trials() > 0) {
-    int64_t active = 0;
-    for (const TrialState& trial : study.trials) active += trial.state == v1::TRIAL_RUNNING;
-    capacity = std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - active);
+    capacity = std::max<int64_t>(0, study.spec.budget().max_parallel_trials() -
+                                        study.running_trials);
   }
   std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
   for (const search_algos::Request& request : requests) {
@@ -341,13 +333,12 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
                  batch);
         TrackSplits(family, splits, outbox);
         trial.target = request.target;
-        trial.state = v1::TRIAL_RUNNING;
+        SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
         break;
       }
       case search_algos::Request::Kind::kStop: {
-        TrialState& trial = study.trials.at(request.trial);
-        trial.state = v1::TRIAL_STOPPED;
+        SetTrialState(study, request.trial, v1::TRIAL_STOPPED);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
         study.algorithm->OnTrialEnded(request.trial, search_algos::TrialOutcome::kStopped);
         break;
@@ -356,7 +347,11 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
         return absl::UnimplementedError("fork requests are not supported by this coordinator yet");
     }
   }
-  batch.algorithm_states.emplace_back(study.record.id, study.algorithm->SaveState());
+  std::string state = study.algorithm->SaveState();
+  if (state != study.saved_algorithm_state) {
+    study.saved_algorithm_state = state;
+    batch.algorithm_states.emplace_back(study.record.id, std::move(state));
+  }
   FinishStudyIfDone(study_index, batch);
   return absl::OkStatus();
 }
@@ -391,7 +386,9 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   trial.point = request.point;
   trial.structural = plan->structural;
   trial.target = request.target;
+  trial.state = v1::TRIAL_STATE_UNSPECIFIED;
   study.trials.push_back(std::move(trial));
+  SetTrialState(study, number, v1::TRIAL_RUNNING);
   batch.trials.push_back(TrialRecordOf(study_index, number));
   // A trial whose whole path is already trained (another study trained it) has its result now.
   const NodeId leaf = (*family)->tree->Leaf(*tree_trial);
@@ -413,10 +410,10 @@ void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::Write
   }
   study.algorithm->OnTrialReachedTarget(number, trial.target);
   if (trial.target >= study.spec.budget().max_steps()) {
-    trial.state = v1::TRIAL_COMPLETED;
+    SetTrialState(study, number, v1::TRIAL_COMPLETED);
     study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kCompleted);
   } else {
-    trial.state = v1::TRIAL_PAUSED;
+    SetTrialState(study, number, v1::TRIAL_PAUSED);
   }
   batch.trials.push_back(TrialRecordOf(study_index, number));
 }
@@ -424,13 +421,18 @@ void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::Write
 void Engine::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch) {
   StudyState& study = *studies_[study_index];
   if (study.record.state != v1::STUDY_RUNNING || !study.algorithm->Finished()) return;
-  for (const TrialState& trial : study.trials) {
-    if (trial.state == v1::TRIAL_RUNNING) return;
-  }
+  if (study.running_trials > 0) return;
   study.record.state = v1::STUDY_COMPLETED;
   study.record.finished_ms = NowMs();
   batch.studies.push_back(study.record);
   batch.events.push_back(Event(study.record.id, "study_completed", ""));
+}
+
+void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState state) {
+  v1::TrialState& current = study.trials[number].state;
+  study.running_trials += (state == v1::TRIAL_RUNNING) - (current == v1::TRIAL_RUNNING);
+  study.completed_trials += (state == v1::TRIAL_COMPLETED) - (current == v1::TRIAL_COMPLETED);
+  current = state;
 }
 
 absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
@@ -447,7 +449,7 @@ absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
     for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
       if (study.trials[number].state == v1::TRIAL_RUNNING ||
           study.trials[number].state == v1::TRIAL_PAUSED) {
-        study.trials[number].state = v1::TRIAL_STOPPED;
+        SetTrialState(study, number, v1::TRIAL_STOPPED);
         batch.trials.push_back(TrialRecordOf(*index, number));
       }
     }
@@ -760,7 +762,7 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
       break;
   }
   Dispatch(batch, outbox);
-  return CommitAndSend(lock, std::move(batch), std::move(outbox));
+  return CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
 }
 
 void Engine::StageDone(Family& family, NodeId node, store::WriteBatch& batch,
@@ -797,7 +799,7 @@ void Engine::EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batc
           const auto& [study_index, number] = family.owners[trial];
           StudyState& study = *studies_[study_index];
           if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
-          study.trials[number].state = v1::TRIAL_FAILED;
+          SetTrialState(study, number, v1::TRIAL_FAILED);
           study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
           batch.trials.push_back(TrialRecordOf(study_index, number));
           touched.insert(study_index);
@@ -1039,6 +1041,7 @@ absl::StatusOr<v1::ListTrialsResponse> Engine::ListTrials(const std::string& stu
       queries.push_back(std::move(query));
     }
   }
+  committer_.Flush();  // metrics reported so far are in the store
   for (const MetricQuery& query : queries) {
     std::vector<int64_t> lineages;
     for (const auto& [lineage, node] : query.lineages) lineages.push_back(lineage);
@@ -1213,8 +1216,9 @@ absl::Status Engine::Recover() {
         stage_tree::BuildTrial(study.space, trial.point, study.spec.budget().max_steps());
     if (plan.ok()) trial.structural = plan->structural;
     trial.target = record.target_step;
-    trial.state = static_cast<v1::TrialState>(record.state);
+    trial.state = v1::TRIAL_STATE_UNSPECIFIED;
     study.trials.push_back(std::move(trial));
+    SetTrialState(study, record.trial_id, static_cast<v1::TrialState>(record.state));
   }
 
   // Trees: replay each family's log.

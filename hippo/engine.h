@@ -131,6 +131,9 @@ class Engine {
     std::unique_ptr<search_algos::SearchAlgorithm> algorithm;
     std::vector<TrialState> trials;
     std::string trainer_identity;
+    std::string saved_algorithm_state;  // the last state written to the store
+    int64_t running_trials = 0;    // kept by SetTrialState, so no event scans every trial
+    int64_t completed_trials = 0;
   };
 
   struct Attempt {
@@ -173,6 +176,7 @@ class Engine {
                  std::set<size_t>& touched_studies);
   void TrialReachedTarget(size_t study_index, int64_t trial, store::WriteBatch& batch);
   void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
+  static void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
   void EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch);
@@ -190,10 +194,11 @@ class Engine {
   store::EventRecord Event(const std::string& study_id, const std::string& kind,
                            const std::string& payload) const;
 
-  // Queues the batch in order (under the lock), then waits for it and sends the outbox
-  // (without the lock). Call with `lock` held; returns with it released.
+  // Queues the batch in order (under the lock), then (without the lock) waits for it to be
+  // committed if anything is to be sent or `wait_for_commit`, and sends the outbox. Call with
+  // `lock` held; returns with it released.
   absl::Status CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
-                             Outbox outbox);
+                             Outbox outbox, bool wait_for_commit = true);
 
   store::Store* store_;
   EngineOptions options_;

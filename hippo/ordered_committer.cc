@@ -1,6 +1,9 @@
 #include "hippo/ordered_committer.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
+#include <string>
 
 namespace hippo::coordinator {
 namespace {
@@ -65,6 +68,11 @@ void OrderedCommitter::Loop() {
     store::WriteBatch merged;
     for (Pending& pending : group) AppendBatch(merged, std::move(pending.batch));
     const absl::Status status = store_->Commit(std::move(merged));
+    if (!status.ok()) {
+      std::fprintf(stderr, "hippo: fatal: the store failed to commit: %s\n",
+                   std::string(status.message()).c_str());
+      std::abort();
+    }
     for (Pending& pending : group) pending.done.set_value(status);
   }
 }

@@ -5,6 +5,10 @@
 // thread merges everything queued into one store transaction (group commit), then wakes the
 // waiters. A crash can therefore lose only a suffix of decisions, never one from the middle,
 // which keeps each family's tree-operation log gap-free.
+//
+// A failed commit leaves memory ahead of the store, which only a restart (recovery from the
+// store) can reconcile: the committer then stops the process rather than let anything
+// uncommitted be acknowledged.
 #ifndef HIPPO_HIPPO_ORDERED_COMMITTER_H_
 #define HIPPO_HIPPO_ORDERED_COMMITTER_H_
 
@@ -27,6 +31,9 @@ class OrderedCommitter {
 
   // Queues `batch` after every batch queued before; the future holds its commit's status.
   std::future<absl::Status> Enqueue(store::WriteBatch batch);
+
+  // Returns once everything queued so far is committed (read-your-writes for store reads).
+  void Flush() { Enqueue(store::WriteBatch()).wait(); }
 
  private:
   struct Pending {
