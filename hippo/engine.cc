@@ -210,9 +210,10 @@ void Engine::AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t
 
 void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
                          Outbox& outbox) {
-  family.lineage.resize(family.tree->node_count(), 0);
-  for (NodeId node = 0; node < family.tree->node_count(); ++node) {
-    if (family.lineage[node] == 0) family.lineage[node] = node;
+  // New nodes start their own lineage; the lower part of a split continues its upper's.
+  for (auto node = static_cast<NodeId>(family.lineage.size()); node < family.tree->node_count();
+       ++node) {
+    family.lineage.push_back(node);
   }
   for (const stage_tree::SplitResult& split : splits) {
     family.lineage[split.lower] = family.lineage[split.upper];

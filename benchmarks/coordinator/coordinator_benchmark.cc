@@ -11,6 +11,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -56,51 +58,94 @@ v1::StudySpec OneStepRandomStudy(int64_t trials) {
   return spec;
 }
 
-struct WorkerResult {
+// One simulated worker: a WorkerService stream driven by the shared completion queue. Writes
+// on a stream go one at a time, so outgoing messages wait in a queue.
+struct SimulatedWorker {
+  enum Kind { kStart, kRead, kWrite };
+  struct Op {
+    SimulatedWorker* worker;
+    Kind kind;
+  };
+
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>> stream;
+  v1::CoordinatorMessage incoming;
+  std::deque<v1::WorkerMessage> outgoing;
+  bool writing = false;
+  bool alive = true;
+  Op start_op{this, kStart};
+  Op read_op{this, kRead};
+  Op write_op{this, kWrite};
+  std::optional<Clock::time_point> finished_at;
   std::vector<double> latencies_ms;
   std::vector<Clock::time_point> assigned_at;
-};
 
-// `context` outlives the thread: main cancels it to end the stream.
-void RunWorker(const std::string& address, int index, std::atomic<bool>& stop,
-               WorkerResult& result, grpc::ClientContext* context) {
-  auto stub = v1::WorkerService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  auto stream = stub->Session(context);
-  v1::WorkerMessage hello;
-  hello.mutable_hello()->set_worker_id("bench-" + std::to_string(index));
-  hello.mutable_hello()->add_trainers("sim");
-  stream->Write(hello);
-  v1::CoordinatorMessage message;
-  std::optional<Clock::time_point> finished_at;
-  while (!stop.load() && stream->Read(&message)) {
-    if (!message.has_assign()) continue;
-    const auto now = Clock::now();
-    result.assigned_at.push_back(now);
-    if (finished_at) {
-      result.latencies_ms.push_back(
-          std::chrono::duration<double, std::milli>(now - *finished_at).count());
-    }
-    const v1::Assign& assign = message.assign();
+  void Send(v1::WorkerMessage message) {
+    outgoing.push_back(std::move(message));
+    if (!writing) WriteNext();
+  }
+
+  void WriteNext() {
+    if (outgoing.empty()) return;
+    writing = true;
+    if (outgoing.front().has_finished()) finished_at = Clock::now();
+    stream->Write(outgoing.front(), &write_op);
+  }
+
+  // Answers an Assign at once: the step's metric, the end checkpoint, done.
+  void Answer(const v1::Assign& assign) {
     v1::WorkerMessage progress;
     progress.mutable_progress()->set_attempt_id(assign.attempt_id());
     progress.mutable_progress()->set_step(assign.end_step() - 1);
     (*progress.mutable_progress()->mutable_metrics())["val_accuracy"] = 0.5;
+    Send(std::move(progress));
     v1::WorkerMessage checkpoint;
     checkpoint.mutable_checkpoint()->set_attempt_id(assign.attempt_id());
     checkpoint.mutable_checkpoint()->set_stage_id(assign.stage_id());
     checkpoint.mutable_checkpoint()->set_step(assign.end_step());
     checkpoint.mutable_checkpoint()->set_uri("file:///dev/null");
+    Send(std::move(checkpoint));
     v1::WorkerMessage finished;
     finished.mutable_finished()->set_attempt_id(assign.attempt_id());
     finished.mutable_finished()->set_ok(true);
-    stream->Write(progress);
-    stream->Write(checkpoint);
-    finished_at = Clock::now();
-    stream->Write(finished);
+    Send(std::move(finished));
   }
-  stream->WritesDone();
-}
+
+  void OnEvent(Kind kind, bool ok) {
+    if (!ok) {
+      alive = false;
+      return;
+    }
+    switch (kind) {
+      case kStart: {
+        v1::WorkerMessage hello;
+        hello.mutable_hello()->set_worker_id(
+            "bench-" + std::to_string(reinterpret_cast<uintptr_t>(this)));
+        hello.mutable_hello()->add_trainers("sim");
+        Send(std::move(hello));
+        stream->Read(&incoming, &read_op);
+        break;
+      }
+      case kRead:
+        if (incoming.has_assign()) {
+          const auto now = Clock::now();
+          assigned_at.push_back(now);
+          if (finished_at) {
+            latencies_ms.push_back(
+                std::chrono::duration<double, std::milli>(now - *finished_at).count());
+          }
+          Answer(incoming.assign());
+        }
+        stream->Read(&incoming, &read_op);
+        break;
+      case kWrite:
+        writing = false;
+        outgoing.pop_front();
+        WriteNext();
+        break;
+    }
+  }
+};
 
 double Percentile(std::vector<double> values, double fraction) {
   if (values.empty()) return 0;
@@ -140,16 +185,28 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(Clock::now() - create_start).count();
   const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
 
-  std::atomic<bool> stop{false};
-  std::vector<WorkerResult> results(workers);
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  std::vector<std::thread> threads;
+  // All simulated workers share one thread and one completion queue (asynchronous gRPC), so
+  // that the client side takes as little of the machine's two cores as it can.
+  auto stub = v1::WorkerService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue queue;
+  std::vector<std::unique_ptr<SimulatedWorker>> simulated;
   const auto start = Clock::now();
   for (int i = 0; i < workers; ++i) {
-    contexts.push_back(std::make_unique<grpc::ClientContext>());
-    threads.emplace_back(RunWorker, address, i, std::ref(stop), std::ref(results[i]),
-                         contexts.back().get());
+    simulated.push_back(std::make_unique<SimulatedWorker>());
+    SimulatedWorker& worker = *simulated.back();
+    worker.stream = stub->PrepareAsyncSession(&worker.context, &queue);
+    worker.stream->StartCall(&worker.start_op);
   }
+  std::atomic<bool> stop{false};
+  std::thread client([&queue, &stop] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue.Next(&tag, &ok)) {
+      auto* op = static_cast<SimulatedWorker::Op*>(tag);
+      if (!stop.load()) op->worker->OnEvent(op->kind, ok);
+    }
+  });
   double peak_rss = 0;
   while (true) {
     auto view = (*server)->engine().GetStudy(study->id());
@@ -159,14 +216,16 @@ int main(int argc, char** argv) {
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   stop.store(true);
-  for (auto& context : contexts) context->TryCancel();
-  for (std::thread& thread : threads) thread.join();
+  for (auto& worker : simulated) worker->context.TryCancel();
+  (*server)->Shutdown();
+  queue.Shutdown();
+  client.join();
 
   std::vector<double> latencies;
   std::vector<Clock::time_point> assigned;
-  for (const WorkerResult& result : results) {
-    latencies.insert(latencies.end(), result.latencies_ms.begin(), result.latencies_ms.end());
-    assigned.insert(assigned.end(), result.assigned_at.begin(), result.assigned_at.end());
+  for (const auto& worker : simulated) {
+    latencies.insert(latencies.end(), worker->latencies_ms.begin(), worker->latencies_ms.end());
+    assigned.insert(assigned.end(), worker->assigned_at.begin(), worker->assigned_at.end());
   }
   std::sort(assigned.begin(), assigned.end());
   const size_t window = std::max<size_t>(1, assigned.size() / 20);
@@ -186,7 +245,7 @@ int main(int argc, char** argv) {
   const double p99 = Percentile(latencies, 0.99);
   const double rss_growth = peak_rss - rss_before;
   const auto stats = (*server)->engine().stats();
-  (*server)->Shutdown();
+  simulated.clear();
   server->reset();
   std::filesystem::remove(db);
   std::filesystem::remove(db.string() + "-wal");
