@@ -41,9 +41,19 @@ struct RunOptions {
   bool json = false;
 };
 
+struct SimulateOptions {
+  std::string spec_path;
+  int workers = 8;
+  double seconds_per_step = 1.0;
+  bool no_merge = false;
+  bool compare = false;  // run merged and trial by trial, report the speedup
+  bool json = false;
+};
+
 int ServerCommand(const ServerCommandOptions& options);
 int WorkerCommand(const WorkerCommandOptions& options);
 int RunCommand(const RunOptions& options);
+int SimulateCommand(const SimulateOptions& options);
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge);
 int StudiesCommand(const ClientOptions& options);

@@ -105,6 +105,25 @@ int main(int argc, char** argv) {
                 "against)");
   run->add_flag("--json", run_options.json, "Print one JSON object at the end");
 
+  hippo::cli::SimulateOptions simulate_options;
+  CLI::App* simulate = app.add_subcommand(
+      "simulate", "Run a sim-trainer study in virtual time with N simulated workers: makespan "
+                  "against its bound, steps saved, and with --compare the speedup over trial by "
+                  "trial");
+  simulate->add_option("spec", simulate_options.spec_path, "Study spec file (trainer sim)")
+      ->required();
+  simulate->add_option("--workers", simulate_options.workers, "Simulated workers")
+      ->default_val(8)
+      ->check(CLI::PositiveNumber);
+  simulate->add_option("--seconds-per-step", simulate_options.seconds_per_step,
+                       "Virtual cost of one step")
+      ->default_val(1.0)
+      ->check(CLI::PositiveNumber);
+  simulate->add_flag("--no-merge", simulate_options.no_merge, "Trial by trial");
+  simulate->add_flag("--compare", simulate_options.compare,
+                     "Also run trial by trial and report the speedup");
+  simulate->add_flag("--json", simulate_options.json, "Print JSON");
+
   hippo::cli::ServerCommandOptions server_options;
   CLI::App* server = app.add_subcommand("server", "Run the coordinator");
   server->add_option("--listen", server_options.listen,
@@ -177,6 +196,7 @@ int main(int argc, char** argv) {
   if (*validate) return Validate(spec_path);
   if (*plan) return Plan(plan_options);
   if (*run) return hippo::cli::RunCommand(run_options);
+  if (*simulate) return hippo::cli::SimulateCommand(simulate_options);
   if (*server) return hippo::cli::ServerCommand(server_options);
   if (*worker) return hippo::cli::WorkerCommand(worker_options);
   if (*submit) return hippo::cli::SubmitCommand(client, spec_path, no_merge);

@@ -138,7 +138,10 @@ absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::Wr
   lock.unlock();
   // Only what is sent must wait for the disk: a batch that acknowledges nothing (a metric, a
   // heartbeat) is durable as soon as any later batch is, since batches commit in order.
-  if (committed.valid() && (!outbox.sends.empty() || wait_for_commit)) committed.wait();
+  if (committed.valid() && options_.durable_acknowledgements &&
+      (!outbox.sends.empty() || wait_for_commit)) {
+    committed.wait();
+  }
   for (auto& [channel, message] : outbox.sends) channel->Send(message);
   return absl::OkStatus();
 }

@@ -45,7 +45,8 @@ class WorkerChannel {
 struct EngineOptions {
   double lease_seconds = 10;  // a running stage goes back to the queue after this silence
   int max_attempts = 3;       // attempts of a stage before its trials fail
-  std::string known_algorithms_note;
+  // False only for simulation: messages go out before their batch reaches the disk.
+  bool durable_acknowledgements = true;
 };
 
 using Clock = std::chrono::steady_clock;

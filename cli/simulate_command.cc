@@ -1,0 +1,94 @@
+// `hippo simulate SPEC`: the study in virtual time with N simulated workers.
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "hippo/simulator.h"
+#include "proto/spec_loader.h"
+
+namespace hippo::cli {
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+std::string ResultJson(const coordinator::SimulationResult& result) {
+  const v1::StepCounts& steps = result.study.steps();
+  return absl::StrFormat(
+      "{\"status\": \"%s\", \"trials\": %d, \"best_value\": %.17g, \"trial_steps\": %d, "
+      "\"unique_steps\": %d, \"executed_steps\": %d, \"recomputed_steps\": %d, "
+      "\"makespan\": %.3f, \"makespan_bound\": %.3f, \"critical_path\": %.3f, "
+      "\"dispatches\": %d, \"wall_seconds\": %.3f}",
+      StudyStateName(result.study.state()), result.study.trials_total(),
+      result.study.best_trial().objective_value(), steps.trial_steps(), steps.unique_steps(),
+      steps.executed_steps(), steps.recomputed_steps(), result.makespan, result.makespan_bound,
+      result.critical_path, result.dispatches, result.wall_seconds);
+}
+
+void PrintResult(const std::string& title, const coordinator::SimulationResult& result) {
+  const v1::StepCounts& steps = result.study.steps();
+  std::cout << title << "\n";
+  PrintStudySummary(result.study, std::cout);
+  std::cout << absl::StrFormat("  makespan        %.1f virtual s (bound %.1f: %.3fx of it)\n",
+                               result.makespan, result.makespan_bound,
+                               result.makespan_bound > 0 ? result.makespan / result.makespan_bound
+                                                         : 0);
+  if (steps.unique_steps() > 0) {
+    std::cout << absl::StrFormat("  waste           %.2f%% (executed / unique - 1)\n",
+                                 100.0 * (static_cast<double>(steps.executed_steps()) /
+                                              static_cast<double>(steps.unique_steps()) -
+                                          1));
+  }
+  std::cout << absl::StrFormat("  simulated in    %.2f s of wall time, %d dispatches\n",
+                               result.wall_seconds, result.dispatches);
+}
+
+}  // namespace
+
+int SimulateCommand(const SimulateOptions& options) {
+  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  if (!spec.ok()) {
+    std::cerr << "hippo simulate: " << spec.status().message() << "\n";
+    return kExitBadInput;
+  }
+  coordinator::SimulationOptions simulation;
+  simulation.workers = options.workers;
+  simulation.seconds_per_step = options.seconds_per_step;
+  simulation.no_merge = options.no_merge && !options.compare;
+  absl::StatusOr<coordinator::SimulationResult> merged = coordinator::Simulate(*spec, simulation);
+  if (!merged.ok()) {
+    std::cerr << "hippo simulate: " << options.spec_path << ": " << merged.status().message()
+              << "\n";
+    return merged.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
+                                                                        : kExitFailure;
+  }
+  if (!options.compare) {
+    if (options.json) {
+      std::cout << ResultJson(*merged) << "\n";
+    } else {
+      PrintResult(absl::StrFormat("Simulation of %s with %d workers%s", options.spec_path,
+                                  options.workers, simulation.no_merge ? " (merging off)" : ""),
+                  *merged);
+    }
+    return kExitOk;
+  }
+  simulation.no_merge = true;
+  absl::StatusOr<coordinator::SimulationResult> baseline =
+      coordinator::Simulate(*spec, simulation);
+  if (!baseline.ok()) {
+    std::cerr << "hippo simulate: " << baseline.status().message() << "\n";
+    return kExitFailure;
+  }
+  const double speedup = merged->makespan > 0 ? baseline->makespan / merged->makespan : 0;
+  if (options.json) {
+    std::cout << absl::StrFormat("{\"merged\": %s, \"trial_based\": %s, \"speedup\": %.4f}\n",
+                                 ResultJson(*merged), ResultJson(*baseline), speedup);
+    return kExitOk;
+  }
+  PrintResult("Merged (Hippo):", *merged);
+  PrintResult("Trial by trial (--no-merge):", *baseline);
+  std::cout << absl::StrFormat("speedup %.2fx (trial-based makespan / Hippo makespan)\n", speedup);
+  return kExitOk;
+}
+
+}  // namespace hippo::cli
