@@ -21,12 +21,16 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 1200
 
-# The main job: plan W1 of WORKLOADS.md as a stage tree, print its figures, write Graphviz.
+# The main job: a real study on this machine (embedded coordinator with SQLite, 4 local workers,
+# the sim trainer), after the plan of its stage tree (figures and a Graphviz file).
 demo: build
-	@$(BUILD_DIR)/cli/hippo plan examples/workloads/w1.yaml --dot $(BUILD_DIR)/w1-stage-tree.dot
+	@$(BUILD_DIR)/cli/hippo plan examples/sim_demo.yaml --dot $(BUILD_DIR)/demo-stage-tree.dot
+	@echo
+	@$(BUILD_DIR)/cli/hippo run examples/sim_demo.yaml --workers 4 --db $(BUILD_DIR)/demo.db
 
 bench: build
-	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark
+	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark --out $(BUILD_DIR)/stage_tree_benchmark.json
+	@$(BUILD_DIR)/benchmarks/coordinator/coordinator_benchmark --out $(BUILD_DIR)/coordinator_benchmark.json
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
