@@ -320,6 +320,7 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
   for (const search_algos::Request& request : requests) {
     switch (request.kind) {
       case search_algos::Request::Kind::kNewTrial:
+      case search_algos::Request::Kind::kFork:
         if (absl::Status status = AddTrial(study_index, request, batch, outbox); !status.ok()) {
           return status;
         }
@@ -347,8 +348,6 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
         study.algorithm->OnTrialEnded(request.trial, search_algos::TrialOutcome::kStopped);
         break;
       }
-      case search_algos::Request::Kind::kFork:
-        return absl::UnimplementedError("fork requests are not supported by this coordinator yet");
     }
   }
   std::string state = study.algorithm->SaveState();
@@ -368,6 +367,21 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
       stage_tree::BuildTrial(study.space, request.point, max_steps);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
   const int64_t number = static_cast<int64_t>(study.trials.size());
+  if (request.kind == search_algos::Request::Kind::kFork) {
+    if (request.trial < 0 || request.trial >= number) {
+      return absl::InvalidArgumentError(absl::StrCat("a fork of unknown trial ", request.trial));
+    }
+    if (plan->structural != study.trials[request.trial].structural) {
+      return absl::InvalidArgumentError(
+          "a fork continues its parent's model: only sequence parameters may change");
+    }
+    absl::StatusOr<stage_tree::TrialSequences> parent = SequencesOf(study, request.trial);
+    if (!parent.ok()) return parent.status();
+    absl::StatusOr<stage_tree::TrialSequences> composed =
+        stage_tree::ComposeAt(*parent, plan->sequences, request.fork_step);
+    if (!composed.ok()) return composed.status();
+    plan->sequences = *std::move(composed);
+  }
   std::string key = stage_tree::FamilyKey(study.trainer_identity, plan->structural);
   if (study.record.no_merge) absl::StrAppend(&key, "|study=", study.record.id, "|trial=", number);
   std::vector<std::string> names;
@@ -390,6 +404,10 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   trial.point = request.point;
   trial.structural = plan->structural;
   trial.target = request.target;
+  if (request.kind == search_algos::Request::Kind::kFork) {
+    trial.forked_from = request.trial;
+    trial.forked_at = request.fork_step;
+  }
   trial.state = v1::TRIAL_STATE_UNSPECIFIED;
   study.trials.push_back(std::move(trial));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
@@ -400,6 +418,18 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
     TrialReachedTarget(study_index, number, batch);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<stage_tree::TrialSequences> Engine::SequencesOf(const StudyState& study,
+                                                               int64_t number) const {
+  const TrialState& trial = study.trials[number];
+  absl::StatusOr<stage_tree::TrialPlan> plan =
+      stage_tree::BuildTrial(study.space, trial.point, study.spec.budget().max_steps());
+  if (!plan.ok()) return plan.status();
+  if (trial.forked_from < 0) return plan->sequences;
+  absl::StatusOr<stage_tree::TrialSequences> parent = SequencesOf(study, trial.forked_from);
+  if (!parent.ok()) return parent.status();
+  return stage_tree::ComposeAt(*parent, plan->sequences, trial.forked_at);
 }
 
 void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::WriteBatch& batch) {
@@ -889,6 +919,8 @@ store::TrialRecord Engine::TrialRecordOf(size_t study_index, int64_t number) con
   record.point_json = PointToJson(trial.point);
   record.target_step = trial.target;
   record.state = trial.state;
+  record.forked_from = trial.forked_from;
+  record.forked_at_step = trial.forked_at;
   return record;
 }
 
@@ -919,6 +951,8 @@ v1::Trial Engine::TrialView(const StudyState& study, int64_t number) const {
   view.set_id(number);
   view.set_state(trial.state);
   view.set_target_step(trial.target);
+  view.set_forked_from_trial(trial.forked_from);
+  view.set_forked_at_step(trial.forked_at);
   if (trial.objective) {
     view.set_objective_value(*trial.objective);
     view.set_has_objective_value(true);
@@ -1220,6 +1254,8 @@ absl::Status Engine::Recover() {
         stage_tree::BuildTrial(study.space, trial.point, study.spec.budget().max_steps());
     if (plan.ok()) trial.structural = plan->structural;
     trial.target = record.target_step;
+    trial.forked_from = record.forked_from;
+    trial.forked_at = record.forked_at_step;
     trial.state = v1::TRIAL_STATE_UNSPECIFIED;
     study.trials.push_back(std::move(trial));
     SetTrialState(study, record.trial_id, static_cast<v1::TrialState>(record.state));

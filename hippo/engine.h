@@ -123,6 +123,8 @@ class Engine {
     int64_t target = 0;
     hippo::v1::TrialState state = hippo::v1::TRIAL_RUNNING;
     std::optional<double> objective;
+    int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
+    int64_t forked_at = 0;
   };
 
   struct StudyState {
@@ -175,6 +177,9 @@ class Engine {
                         store::WriteBatch& batch, Outbox& outbox);
   void StageDone(Family& family, stage_tree::NodeId node, store::WriteBatch& batch,
                  std::set<size_t>& touched_studies);
+  // A trial's sequences: its point's, after its parent's up to the fork step for a fork.
+  absl::StatusOr<stage_tree::TrialSequences> SequencesOf(const StudyState& study,
+                                                         int64_t trial) const;
   void TrialReachedTarget(size_t study_index, int64_t trial, store::WriteBatch& batch);
   void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
   static void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);

@@ -141,6 +141,38 @@ const SegmentFunction& Sequence::FunctionAt(Step step) const {
 
 double Sequence::Evaluate(Step step) const { return FunctionAt(step).Evaluate(step); }
 
+absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before,
+                                         const TrialSequences& after, Step step) {
+  TrialSequences composed;
+  for (const auto& [name, first] : before) {
+    auto second = after.find(name);
+    if (second == after.end() || second->second.Horizon() != first.Horizon() || step <= 0 ||
+        step >= first.Horizon()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a fork needs the same parameters over the same steps on both sides of a step inside "
+          "them; '", name, "' does not fit at step ", step));
+    }
+    std::vector<Segment> segments;
+    for (Segment segment : first.segments()) {
+      if (segment.start >= step) break;
+      segment.end = std::min(segment.end, step);
+      segments.push_back(segment);
+    }
+    for (Segment segment : second->second.segments()) {
+      if (segment.end <= step) continue;
+      segment.start = std::max(segment.start, step);
+      segments.push_back(segment);
+    }
+    absl::StatusOr<Sequence> sequence = Sequence::FromSegments(std::move(segments));
+    if (!sequence.ok()) return sequence.status();
+    composed[name] = *std::move(sequence);
+  }
+  if (composed.size() != after.size()) {
+    return absl::InvalidArgumentError("a fork must keep the parameters of the trial it forks");
+  }
+  return composed;
+}
+
 std::string EncodeSequences(const TrialSequences& sequences) {
   std::string text;
   for (const auto& [name, sequence] : sequences) {

@@ -89,6 +89,12 @@ class Sequence {
 // A trial's sequences by hyper-parameter name (ordered, so iteration order is canonical).
 using TrialSequences = std::map<std::string, Sequence>;
 
+// The sequences of a fork: `before` on [0, step), `after` from `step` on (PBT's exploit and
+// explore). Both must name the same parameters and cover the same horizon, with
+// 0 < step < horizon; InvalidArgument otherwise.
+absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before,
+                                         const TrialSequences& after, Step step);
+
 // A lossless text encoding of a trial's sequences (doubles as their bit patterns), for storage:
 // DecodeSequences(EncodeSequences(s)) == s. DataLoss if the text is not such an encoding.
 std::string EncodeSequences(const TrialSequences& sequences);

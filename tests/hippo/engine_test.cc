@@ -234,3 +234,88 @@ TEST(EngineTest, RecoveryRebuildsTheSameStudyFromTheStore) {
 
 }  // namespace
 }  // namespace hippo::coordinator
+
+namespace hippo::coordinator {
+namespace {
+
+// Trains trial 0 to step 50, then forks it there with another learning rate (PBT's exploit and
+// explore) and extends trial 0 to the end.
+class ForkOnce : public search_algos::SearchAlgorithm {
+ public:
+  explicit ForkOnce(const search_algos::AlgorithmContext& context) : context_(context) {}
+  void OnMetric(search_algos::TrialNumber, search_algos::Step, double) override {}
+  void OnTrialReachedTarget(search_algos::TrialNumber trial, search_algos::Step) override {
+    if (trial == 0 && phase_ == 1) phase_ = 2;
+  }
+  void OnTrialEnded(search_algos::TrialNumber, search_algos::TrialOutcome) override {}
+  std::vector<search_algos::Request> Suggest(int64_t) override {
+    std::vector<search_algos::Request> requests;
+    if (phase_ == 0) {
+      requests.push_back({search_algos::Request::Kind::kNewTrial, {0.1}, 50, -1, 0});
+      phase_ = 1;
+    } else if (phase_ == 2) {
+      requests.push_back({search_algos::Request::Kind::kFork, {0.05}, 100, 0, 50});
+      requests.push_back({search_algos::Request::Kind::kExtend, {}, 100, 0, 0});
+      phase_ = 3;
+    }
+    return requests;
+  }
+  bool Finished() const override { return phase_ == 3; }
+  std::string SaveState() const override { return std::to_string(phase_); }
+  absl::Status LoadState(const std::string& state) override {
+    phase_ = std::stoi(state);
+    return absl::OkStatus();
+  }
+
+ private:
+  search_algos::AlgorithmContext context_;
+  int phase_ = 0;
+};
+
+TEST(EngineTest, ForkSharesTheParentsStagesUpToTheForkStep) {
+  (void)search_algos::AlgorithmRegistry::Global().Register(
+      "fork_once", [](const search_algos::AlgorithmContext& context)
+                       -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
+        return std::make_unique<ForkOnce>(context);
+      });
+  v1::StudySpec spec = SmallGrid();
+  spec.mutable_algorithm()->set_name("fork_once");
+  v1::Parameter* lr = spec.mutable_search_space()->mutable_parameters(0);
+  lr->mutable_sequence()->Clear();
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_low(0.01);
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_high(0.2);
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    if (message->has_assign()) Train(engine, "w", message->assign());
+  }
+  absl::StatusOr<v1::Study> done = engine.GetStudy(study->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(done->trials_total(), 2);
+  EXPECT_EQ(done->steps().executed_steps(), 150);  // [0,50) once, then two branches of 50
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), true);
+  ASSERT_TRUE(trials.ok());
+  const v1::Trial& parent = trials->trials(0);
+  const v1::Trial& fork = trials->trials(1);
+  EXPECT_EQ(fork.forked_from_trial(), 0);
+  EXPECT_EQ(fork.forked_at_step(), 50);
+  ASSERT_EQ(fork.path_size(), 2);
+  EXPECT_EQ(fork.path(0), parent.path(0));
+  EXPECT_NE(fork.path(1), parent.path(1));
+  // Before the fork the two share their metrics; after it the fork's lr (0.05) shows.
+  EXPECT_EQ(trials->metrics(1).metrics(49).values().at("score"),
+            trials->metrics(0).metrics(49).values().at("score"));
+  EXPECT_DOUBLE_EQ(trials->metrics(1).metrics(50).values().at("score"), 50 + 0.05);
+  std::filesystem::remove(db);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator

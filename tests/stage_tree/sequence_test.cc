@@ -83,6 +83,19 @@ TEST(SequenceTest, MilestonesMustIncrease) {
   EXPECT_EQ(sequence->segments().size(), 2u);
 }
 
+TEST(SequenceTest, ForkFollowsTheParentBeforeTheStepAndTheNewValuesAfter) {
+  TrialSequences parent = {{"lr", *StepDecay(0.1, 0.1, {60}, 0, 120)}};
+  TrialSequences explored = {{"lr", Sequence::ConstantOver(0.08, 120)}};
+  absl::StatusOr<TrialSequences> fork = ComposeAt(parent, explored, 30);
+  ASSERT_TRUE(fork.ok()) << fork.status();
+  for (Step s = 0; s < 120; ++s) {
+    EXPECT_EQ(fork->at("lr").Evaluate(s), s < 30 ? parent.at("lr").Evaluate(s) : 0.08);
+  }
+  EXPECT_FALSE(ComposeAt(parent, explored, 0).ok());
+  EXPECT_FALSE(ComposeAt(parent, explored, 120).ok());
+  EXPECT_FALSE(ComposeAt(parent, {{"momentum", Sequence::ConstantOver(0.9, 120)}}, 30).ok());
+}
+
 TEST(SequenceTest, EncodingRoundTripsExactly) {
   TrialSequences sequences = {
       {"lr", *StepDecay(0.1, 0.2, {30, 60}, 5, 120)},
