@@ -64,7 +64,7 @@ class Simulation {
       : engine_(engine), options_(options), channels_(options.workers),
         running_(options.workers) {}
 
-  absl::Status Run(const std::string& study_id) {
+  absl::Status Run(const std::vector<std::string>& study_ids) {
     absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
         workers::MakeBuiltinTrainer("sim");
     if (!trainer.ok()) return trainer.status();
@@ -97,8 +97,12 @@ class Simulation {
         makespan_ = now_;
         if (absl::Status status = Report(event.worker, finished); !status.ok()) return status;
       }
-      absl::StatusOr<v1::Study> study = engine_.GetStudy(study_id);
-      if (study.ok() && study->state() != v1::STUDY_RUNNING) break;
+      bool all_ended = true;
+      for (const std::string& study_id : study_ids) {
+        absl::StatusOr<v1::Study> study = engine_.GetStudy(study_id);
+        all_ended &= study.ok() && study->state() != v1::STUDY_RUNNING;
+      }
+      if (all_ended) break;
     }
     return absl::OkStatus();
   }
@@ -236,17 +240,30 @@ double CriticalPath(const v1::StageTree& tree, double seconds_per_step) {
 
 }  // namespace
 
-absl::StatusOr<SimulationResult> Simulate(const v1::StudySpec& original,
+absl::StatusOr<SimulationResult> Simulate(const v1::StudySpec& spec,
                                           const SimulationOptions& options) {
+  absl::StatusOr<std::vector<SimulationResult>> results =
+      SimulateTogether(std::vector<v1::StudySpec>{spec}, options);
+  if (!results.ok()) return results.status();
+  return results->front();
+}
+
+absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
+    const std::vector<v1::StudySpec>& originals, const SimulationOptions& options) {
   if (options.workers < 1) return absl::InvalidArgumentError("workers must be at least 1");
-  if (original.trainer().kind() != "sim") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "trainer.kind: the simulator trains with 'sim'; got '", original.trainer().kind(), "'"));
+  std::vector<v1::StudySpec> specs;
+  for (const v1::StudySpec& original : originals) {
+    if (original.trainer().kind() != "sim") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trainer.kind: the simulator trains with 'sim'; got '",
+                       original.trainer().kind(), "'"));
+    }
+    // Virtual time: the trainer must not sleep.
+    v1::StudySpec spec = original;
+    (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"]
+        .set_bool_value(true);
+    specs.push_back(std::move(spec));
   }
-  // Virtual time: the trainer must not sleep.
-  v1::StudySpec spec = original;
-  (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"].set_bool_value(
-      true);
   const auto wall_start = std::chrono::steady_clock::now();
   std::string db = options.db_path;
   if (db.empty()) {
@@ -255,7 +272,7 @@ absl::StatusOr<SimulationResult> Simulate(const v1::StudySpec& original,
                        ".db"))
              .string();
   }
-  SimulationResult result;
+  std::vector<SimulationResult> results;
   {
     absl::StatusOr<std::unique_ptr<store::Store>> store = store::Store::Open(db);
     if (!store.ok()) return store.status();
@@ -263,28 +280,38 @@ absl::StatusOr<SimulationResult> Simulate(const v1::StudySpec& original,
     engine_options.durable_acknowledgements = false;
     Engine engine(store->get(), engine_options);
     if (absl::Status status = engine.Recover(); !status.ok()) return status;
-    absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, options.no_merge);
-    if (!study.ok()) return study.status();
+    std::vector<std::string> study_ids;
+    for (const v1::StudySpec& spec : specs) {
+      absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, options.no_merge);
+      if (!study.ok()) return study.status();
+      study_ids.push_back(study->id());
+    }
     Simulation simulation(engine, options);
-    if (absl::Status status = simulation.Run(study->id()); !status.ok()) return status;
-    absl::StatusOr<v1::Study> final_view = engine.GetStudy(study->id());
-    if (!final_view.ok()) return final_view.status();
-    result.study = *final_view;
-    result.makespan = simulation.makespan();
-    absl::StatusOr<v1::StageTree> tree = engine.GetStageTree(study->id(), false);
-    if (!tree.ok()) return tree.status();
-    result.critical_path = CriticalPath(*tree, options.seconds_per_step);
-    result.makespan_bound =
-        std::max(result.critical_path, static_cast<double>(result.study.steps().unique_steps()) *
-                                           options.seconds_per_step / options.workers);
-    result.dispatches = engine.stats().dispatches;
+    if (absl::Status status = simulation.Run(study_ids); !status.ok()) return status;
+    for (const std::string& study_id : study_ids) {
+      SimulationResult result;
+      absl::StatusOr<v1::Study> final_view = engine.GetStudy(study_id);
+      if (!final_view.ok()) return final_view.status();
+      result.study = *final_view;
+      result.makespan = simulation.makespan();
+      absl::StatusOr<v1::StageTree> tree = engine.GetStageTree(study_id, false);
+      if (!tree.ok()) return tree.status();
+      result.critical_path = CriticalPath(*tree, options.seconds_per_step);
+      result.makespan_bound =
+          std::max(result.critical_path,
+                   static_cast<double>(result.study.steps().unique_steps()) *
+                       options.seconds_per_step / options.workers);
+      result.dispatches = engine.stats().dispatches;
+      results.push_back(std::move(result));
+    }
   }
   if (options.db_path.empty()) {
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
   }
-  result.wall_seconds =
+  const double wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  return result;
+  for (SimulationResult& result : results) result.wall_seconds = wall_seconds;
+  return results;
 }
 
 }  // namespace hippo::coordinator

@@ -7,6 +7,7 @@
 #define HIPPO_HIPPO_SIMULATOR_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.pb.h"
@@ -31,6 +32,12 @@ struct SimulationResult {
 
 absl::StatusOr<SimulationResult> Simulate(const hippo::v1::StudySpec& spec,
                                           const SimulationOptions& options);
+
+// Several studies submitted together (W5: studies of one family share its stage tree). Each
+// result's step counts are its families' (shared ones count once per study that uses them);
+// the makespan is the time the last study ended.
+absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
+    const std::vector<hippo::v1::StudySpec>& specs, const SimulationOptions& options);
 
 }  // namespace hippo::coordinator
 

@@ -1,0 +1,121 @@
+// Workloads benchmark: W1–W6 of WORKLOADS.md in virtual time (the real engine, scheduler and
+// sim trainer; each step costs one virtual second). For each workload: trial_steps,
+// unique_steps, executed_steps, savings (trial / executed), waste (executed / unique - 1); and
+// with W simulated workers: Hippo's makespan, the bound no scheduler can beat, the makespan of
+// the same studies trial by trial (--no-merge), and the speedup.
+//
+// Usage: workloads_benchmark [--workers 8] [--out FILE]
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "hippo/simulator.h"
+#include "proto/spec_loader.h"
+
+namespace {
+
+namespace v1 = ::hippo::v1;
+
+struct Workload {
+  std::string id;
+  std::vector<std::string> files;
+};
+
+struct Row {
+  std::string id;
+  std::string status;  // "ok" or why it did not run
+  int64_t trials = 0, trial_steps = 0, unique_steps = 0, executed_steps = 0;
+  double makespan = 0, bound = 0, trial_based_makespan = 0;
+};
+
+Row Measure(const Workload& workload, int workers) {
+  Row row;
+  row.id = workload.id;
+  std::vector<v1::StudySpec> specs;
+  for (const std::string& file : workload.files) {
+    absl::StatusOr<v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(
+        std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + file);
+    if (!spec.ok()) {
+      row.status = std::string(spec.status().message());
+      return row;
+    }
+    specs.push_back(*spec);
+  }
+  hippo::coordinator::SimulationOptions options;
+  options.workers = workers;
+  auto merged = hippo::coordinator::SimulateTogether(specs, options);
+  options.no_merge = true;
+  auto baseline = hippo::coordinator::SimulateTogether(specs, options);
+  if (!merged.ok() || !baseline.ok()) {
+    row.status = std::string((merged.ok() ? baseline : merged).status().message());
+    return row;
+  }
+  row.status = "ok";
+  for (const auto& result : *merged) {
+    row.trials += result.study.trials_total();
+    row.trial_steps += result.study.steps().trial_steps();
+  }
+  // The studies of one workload share one family: its counts are the same in each view.
+  const v1::StepCounts& family = merged->front().study.steps();
+  row.unique_steps = family.unique_steps();
+  row.executed_steps = family.executed_steps();
+  row.makespan = merged->front().makespan;
+  double critical_path = 0;
+  for (const auto& result : *merged) critical_path = std::max(critical_path, result.critical_path);
+  row.bound = std::max(critical_path, static_cast<double>(row.unique_steps) / workers);
+  row.trial_based_makespan = baseline->front().makespan;
+  return row;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int workers = 8;
+  std::string out = "workloads_benchmark.json";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--workers")) workers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+  }
+  const std::vector<Workload> workloads = {
+      {"W1 grid", {"w1.yaml"}},
+      {"W2 asha", {"w2.yaml"}},
+      {"W3 hyperband", {"w3.yaml"}},
+      {"W4 pbt", {"w4.yaml"}},
+      {"W5 multi-study", {"w5-grid.yaml", "w5-asha-seed1.yaml", "w5-asha-seed2.yaml"}},
+      {"W6 nas", {"w6.yaml"}},
+  };
+  std::printf("%-16s %7s %11s %11s %11s %8s %7s %10s %10s %10s %8s %8s\n", "workload", "trials",
+              "trial_steps", "unique", "executed", "savings", "waste", "makespan", "bound",
+              "no-merge", "m/bound", "speedup");
+  std::ofstream file(out);
+  file << "{\"workers\": " << workers << ", \"workloads\": [";
+  bool first = true;
+  for (const Workload& workload : workloads) {
+    const Row row = Measure(workload, workers);
+    if (row.status != "ok") {
+      std::printf("%-16s not run: %s\n", row.id.c_str(), row.status.c_str());
+      continue;
+    }
+    const double savings = static_cast<double>(row.trial_steps) / row.executed_steps;
+    const double waste = static_cast<double>(row.executed_steps) / row.unique_steps - 1;
+    const double speedup = row.trial_based_makespan / row.makespan;
+    std::printf("%-16s %7lld %11lld %11lld %11lld %7.2fx %6.2f%% %10.0f %10.1f %10.0f %8.3f %7.2fx\n",
+                row.id.c_str(), (long long)row.trials, (long long)row.trial_steps,
+                (long long)row.unique_steps, (long long)row.executed_steps, savings, 100 * waste,
+                row.makespan, row.bound, row.trial_based_makespan, row.makespan / row.bound,
+                speedup);
+    file << (first ? "" : ", ") << "{\"id\": \"" << row.id << "\", \"trials\": " << row.trials
+         << ", \"trial_steps\": " << row.trial_steps << ", \"unique_steps\": " << row.unique_steps
+         << ", \"executed_steps\": " << row.executed_steps << ", \"savings\": " << savings
+         << ", \"waste\": " << waste << ", \"makespan\": " << row.makespan
+         << ", \"makespan_bound\": " << row.bound
+         << ", \"trial_based_makespan\": " << row.trial_based_makespan
+         << ", \"speedup\": " << speedup << "}";
+    first = false;
+  }
+  file << "]}\n";
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
