@@ -89,7 +89,8 @@ class Client {
 }  // namespace
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path);
+  // The server knows its plugins: the algorithm name is left to it.
+  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path, /*known_algorithms=*/{});
   if (!spec.ok()) {
     std::cerr << "hippo submit: " << spec.status().message() << "\n";
     return kExitBadInput;

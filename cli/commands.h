@@ -4,6 +4,7 @@
 #define HIPPO_CLI_COMMANDS_H_
 
 #include <string>
+#include <vector>
 
 namespace hippo::cli {
 
@@ -23,6 +24,7 @@ struct ServerCommandOptions {
   std::string db = "hippo.db";
   std::string token_file;
   double lease_seconds = 10;
+  std::vector<std::string> plugins;
 };
 
 struct WorkerCommandOptions {

@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
                      "A stage whose worker is silent this long goes back to the queue")
       ->default_val(10)
       ->check(CLI::PositiveNumber);
+  server->add_option("--plugin", server_options.plugins,
+                     "Shared library of search algorithms to load (repeatable; see "
+                     "examples/plugins)")
+      ->check(CLI::ExistingFile);
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");

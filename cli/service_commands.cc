@@ -44,6 +44,7 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.listen = options.listen;
   server_options.db_path = options.db;
   server_options.lease_seconds = options.lease_seconds;
+  server_options.plugins = options.plugins;
   if (!ReadToken(options.token_file, &server_options.token)) return kExitBadInput;
   const sigset_t signals = BlockStopSignals();
   absl::StatusOr<std::unique_ptr<coordinator::Server>> server =

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "search_algos/plugin.h"
 
 namespace hippo::coordinator {
 namespace {
@@ -204,6 +205,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         "--listen ", options.listen,
         " is not a loopback address: give a token (--token-file FILE or HIPPO_TOKEN) so that "
         "only holders of it can submit studies and run workers"));
+  }
+  for (const std::string& plugin : options.plugins) {
+    if (absl::Status status =
+            search_algos::LoadPlugin(plugin, search_algos::AlgorithmRegistry::Global());
+        !status.ok()) {
+      return absl::FailedPreconditionError(status.message());
+    }
   }
   std::unique_ptr<Server> server(new Server());
   absl::StatusOr<std::unique_ptr<store::Store>> store = store::Store::Open(options.db_path);

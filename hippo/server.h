@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "hippo/engine.h"
@@ -27,6 +28,8 @@ struct ServerOptions {
   // listen address is not loopback.
   std::string token;
   double lease_seconds = 10;
+  // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
+  std::vector<std::string> plugins;
 };
 
 // Whether `address` (host:port) listens on loopback only.

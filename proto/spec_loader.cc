@@ -1237,7 +1237,9 @@ Issue SpecValidator::CheckAlgorithm() const {
   if (algorithm.name().empty()) {
     return Problem("algorithm.name", absl::StrCat("required; set name: to one of ", known));
   }
-  if (!Contains(known_algorithms_, algorithm.name())) {
+  // An empty list means "any name": a client cannot know which plugins a server has loaded,
+  // so it leaves the name to the server.
+  if (!known_algorithms_.empty() && !Contains(known_algorithms_, algorithm.name())) {
     return Problem("algorithm.name",
                    absl::StrCat("unknown algorithm \"", algorithm.name(), "\"; known: ", known));
   }

@@ -26,7 +26,9 @@
 
 namespace hippo::proto {
 
-// The algorithm names built into Hippo. A server that loads plugins accepts more.
+// The algorithm names built into Hippo. A server that loads plugins accepts more. Functions
+// below that take `known_algorithms` accept any algorithm name when it is empty (a client that
+// leaves the name to its server).
 const std::vector<std::string>& BuiltInAlgorithmNames();
 
 // Parses YAML or JSON text into a StudySpec and validates it (see ValidateStudySpec).

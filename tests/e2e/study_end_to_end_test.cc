@@ -68,6 +68,36 @@ TEST(StudyEndToEndTest, W1OverFourWorkerProcessesTrainsEachUniqueStepOnceWithStr
   EXPECT_NE(listed.output.find("worker-3"), std::string::npos);
 }
 
+TEST(StudyEndToEndTest, PluginAlgorithmRunsThroughServerAndWorker) {
+  TempDir dir;
+  {
+    std::ofstream spec(dir.File("halton.yaml"));
+    spec << "name: halton-study\n"
+            "objective: {metric: val_accuracy, direction: MAXIMIZE}\n"
+            "trainer: {kind: sim, seed: 0, config: {virtual_time: true}}\n"
+            "search_space:\n"
+            "  parameters:\n"
+            "    - {name: lr, sequence: {constant: {range: {low: 0.001, high: 0.2, log: true}}}}\n"
+            "algorithm: {name: halton}\n"
+            "budget: {max_steps: 20, max_trials: 6}\n";
+  }
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"), "--plugin",
+                  HIPPO_EXAMPLE_PLUGIN},
+                 dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  Process worker({"worker", "--coordinator", address, "--checkpoint-dir", dir.File("ckpt")},
+                 dir.File("worker.log"));
+  const CommandResult submitted =
+      RunHippo({"submit", dir.File("halton.yaml"), "--coordinator", address});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
+  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(60));
+  ASSERT_TRUE(study.ok()) << study.status();
+  EXPECT_EQ(study->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(study->trials_completed(), 6);
+}
+
 TEST(StudyEndToEndTest, ClientCommandsExplainAnUnreachableCoordinator) {
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   const CommandResult result = RunHippo({"studies", "--coordinator", address});
