@@ -464,9 +464,65 @@ void Engine::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch) {
 
 void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState state) {
   v1::TrialState& current = study.trials[number].state;
+  if (current == v1::TRIAL_RUNNING && state != v1::TRIAL_RUNNING &&
+      state != v1::TRIAL_COMPLETED && state != v1::TRIAL_PAUSED) {
+    trials_ended_ = true;
+  }
   study.running_trials += (state == v1::TRIAL_RUNNING) - (current == v1::TRIAL_RUNNING);
   study.completed_trials += (state == v1::TRIAL_COMPLETED) - (current == v1::TRIAL_COMPLETED);
   current = state;
+}
+
+bool Engine::Needed(const Family& family, NodeId node) const {
+  for (stage_tree::TrialId trial : family.tree->TrialsThrough(node)) {
+    const auto& [study_index, number] = family.owners[trial];
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state == v1::STUDY_RUNNING &&
+        study.trials[number].state == v1::TRIAL_RUNNING) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Engine::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
+  if (!trials_ended_) return;
+  trials_ended_ = false;
+  std::vector<int64_t> unneeded;
+  for (const auto& [id, attempt] : attempts_) {
+    const Family& family = FamilyById(attempt.family_id);
+    if (std::none_of(attempt.chain.begin(), attempt.chain.end(),
+                     [&](NodeId node) { return Needed(family, node); })) {
+      unneeded.push_back(id);
+    }
+  }
+  for (int64_t id : unneeded) {
+    Attempt attempt = std::move(attempts_[id]);
+    attempts_.erase(id);
+    Family& family = FamilyById(attempt.family_id);
+    for (NodeId node : attempt.chain) {
+      if (family.tree->node(node).state != StageState::kRunning) continue;
+      (void)family.tree->Requeue(node);  // back in the queue, skipped until a trial needs it
+      AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
+      batch.stages.push_back(StageRecordOf(family, node));
+    }
+    if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
+      if (worker->second.attempt == id) worker->second.attempt.reset();
+      if (worker->second.connected) {
+        v1::CoordinatorMessage cancel;
+        cancel.mutable_cancel()->set_attempt_id(id);
+        outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
+      }
+    }
+    store::AttemptRecord record;
+    record.attempt_id = id;
+    record.family_id = attempt.family_id;
+    record.node_id = attempt.chain.front();
+    record.worker_id = attempt.worker_id;
+    record.state = 4;
+    batch.attempts.push_back(record);
+    ++stats_.attempts_cancelled;
+  }
 }
 
 absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
@@ -489,9 +545,13 @@ absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
     }
     batch.studies.push_back(study.record);
     batch.events.push_back(Event(study.record.id, "study_stopped", study.record.message));
+    trials_ended_ = true;
   }
+  Outbox outbox;
+  CancelUnneeded(batch, outbox);
+  Dispatch(batch, outbox);
   v1::Study view = StudyView(study);
-  (void)CommitAndSend(lock, std::move(batch), Outbox{});
+  (void)CommitAndSend(lock, std::move(batch), std::move(outbox));
   return view;
 }
 
@@ -795,6 +855,7 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
     case v1::WorkerMessage::MESSAGE_NOT_SET:
       break;
   }
+  CancelUnneeded(batch, outbox);
   Dispatch(batch, outbox);
   return CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
 }

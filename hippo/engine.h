@@ -92,6 +92,7 @@ class Engine {
     int64_t dispatches = 0;
     int64_t stale_reports_ignored = 0;
     int64_t leases_expired = 0;
+    int64_t attempts_cancelled = 0;
   };
   Stats stats();
 
@@ -182,7 +183,11 @@ class Engine {
                                                          int64_t trial) const;
   void TrialReachedTarget(size_t study_index, int64_t trial, store::WriteBatch& batch);
   void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
-  static void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
+  void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
+  // Whether a live trial (running, in a running study) passes through `node`.
+  bool Needed(const Family& family, stage_tree::NodeId node) const;
+  // Cancels the running attempts that no live trial needs any more (after trials stopped).
+  void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
   void EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch);
@@ -219,6 +224,7 @@ class Engine {
   std::map<std::string, Worker> workers_;
   int64_t next_session_ = 1;
   ReadyQueue ready_;
+  bool trials_ended_ = false;  // a running trial stopped or failed since CancelUnneeded ran
   Stats stats_;
 };
 

@@ -319,3 +319,36 @@ TEST(EngineTest, ForkSharesTheParentsStagesUpToTheForkStep) {
 
 }  // namespace
 }  // namespace hippo::coordinator
+
+namespace hippo::coordinator {
+namespace {
+
+TEST(EngineTest, StoppingTheStudyCancelsItsRunningStage) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), false);
+  ASSERT_TRUE(study.ok());
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::optional<v1::CoordinatorMessage> assign = channel->Next();
+  ASSERT_TRUE(assign && assign->has_assign());
+  ASSERT_TRUE(engine.StopStudy(study->id(), "enough").ok());
+  std::optional<v1::CoordinatorMessage> cancel = channel->Next();
+  ASSERT_TRUE(cancel && cancel->has_cancel());
+  EXPECT_EQ(cancel->cancel().attempt_id(), assign->assign().attempt_id());
+  EXPECT_EQ(engine.stats().attempts_cancelled, 1);
+  EXPECT_FALSE(channel->Next());  // nothing else to run: no trial needs any stage
+  // The worker's late report of the cancelled attempt is ignored.
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_attempt_id(assign->assign().attempt_id());
+  ASSERT_TRUE(engine.OnWorkerMessage("w", finished).ok());
+  EXPECT_EQ(engine.stats().stale_reports_ignored, 1);
+  EXPECT_EQ(engine.GetStudy(study->id())->state(), v1::STUDY_STOPPED);
+  std::filesystem::remove(db);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator
