@@ -497,32 +497,37 @@ void Engine::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
     }
   }
   for (int64_t id : unneeded) {
-    Attempt attempt = std::move(attempts_[id]);
-    attempts_.erase(id);
-    Family& family = FamilyById(attempt.family_id);
-    for (NodeId node : attempt.chain) {
-      if (family.tree->node(node).state != StageState::kRunning) continue;
-      (void)family.tree->Requeue(node);  // back in the queue, skipped until a trial needs it
-      AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
-      batch.stages.push_back(StageRecordOf(family, node));
-    }
-    if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
-      if (worker->second.attempt == id) worker->second.attempt.reset();
-      if (worker->second.connected) {
-        v1::CoordinatorMessage cancel;
-        cancel.mutable_cancel()->set_attempt_id(id);
-        outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
-      }
-    }
-    store::AttemptRecord record;
-    record.attempt_id = id;
-    record.family_id = attempt.family_id;
-    record.node_id = attempt.chain.front();
-    record.worker_id = attempt.worker_id;
-    record.state = 4;
-    batch.attempts.push_back(record);
+    Abandon(id, store::kAttemptCancelled, batch, outbox);
     ++stats_.attempts_cancelled;
   }
+}
+
+void Engine::Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch,
+                     Outbox& outbox) {
+  Attempt attempt = std::move(attempts_[attempt_id]);
+  attempts_.erase(attempt_id);
+  Family& family = FamilyById(attempt.family_id);
+  for (NodeId node : attempt.chain) {
+    if (family.tree->node(node).state != StageState::kRunning) continue;
+    (void)family.tree->Requeue(node);  // back in the queue, skipped until a trial needs it
+    AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
+    batch.stages.push_back(StageRecordOf(family, node));
+  }
+  if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
+    if (worker->second.attempt == attempt_id) worker->second.attempt.reset();
+    if (worker->second.connected) {
+      v1::CoordinatorMessage cancel;
+      cancel.mutable_cancel()->set_attempt_id(attempt_id);
+      outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
+    }
+  }
+  store::AttemptRecord record;
+  record.attempt_id = attempt_id;
+  record.family_id = attempt.family_id;
+  record.node_id = attempt.chain.front();
+  record.worker_id = attempt.worker_id;
+  record.state = record_state;
+  batch.attempts.push_back(record);
 }
 
 absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
@@ -592,16 +597,8 @@ void Engine::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
 std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& batch) {
   auto still_ready = [this](const QueuedStage& stage) {
     const Family& family = FamilyById(stage.family_id);
-    if (family.tree->node(stage.node).state != StageState::kReady) return false;
-    for (stage_tree::TrialId trial : family.tree->TrialsThrough(stage.node)) {
-      const auto& [study_index, number] = family.owners[trial];
-      const StudyState& study = *studies_[study_index];
-      if (study.record.state == v1::STUDY_RUNNING &&
-          study.trials[number].state == v1::TRIAL_RUNNING) {
-        return true;
-      }
-    }
-    return false;
+    return family.tree->node(stage.node).state == StageState::kReady &&
+           Needed(family, stage.node);
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree->node(stage.node);
@@ -913,7 +910,7 @@ void Engine::EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batc
   record.family_id = attempt.family_id;
   record.node_id = attempt.chain.front();
   record.worker_id = attempt.worker_id;
-  record.state = failed ? 2 : 1;
+  record.state = failed ? store::kAttemptFailed : store::kAttemptDone;
   batch.attempts.push_back(record);
   for (size_t study_index : touched) {
     Outbox unused;
@@ -930,32 +927,9 @@ void Engine::ExpireLeases(Clock::time_point now) {
     if (attempt.lease_expires < now) expired.push_back(id);
   }
   for (int64_t id : expired) {
-    Attempt& attempt = attempts_[id];
-    Family& family = FamilyById(attempt.family_id);
-    ++stats_.leases_expired;
-    for (NodeId node : attempt.chain) {
-      if (family.tree->node(node).state != StageState::kRunning) continue;
-      (void)family.tree->Requeue(node);
-      AppendOp(family, store::TreeOpKind::kRequeue, node, 0, "", batch);
-      batch.stages.push_back(StageRecordOf(family, node));
-    }
-    if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
-      if (worker->second.attempt == id) worker->second.attempt.reset();
-      if (worker->second.connected) {
-        v1::CoordinatorMessage cancel;
-        cancel.mutable_cancel()->set_attempt_id(id);
-        outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
-      }
-    }
-    store::AttemptRecord record;
-    record.attempt_id = id;
-    record.family_id = attempt.family_id;
-    record.node_id = attempt.chain.front();
-    record.worker_id = attempt.worker_id;
-    record.state = 3;
-    batch.attempts.push_back(record);
+    Abandon(id, store::kAttemptExpired, batch, outbox);
     batch.events.push_back(Event("", "lease_expired", absl::StrCat("{\"attempt\": ", id, "}")));
-    attempts_.erase(id);
+    ++stats_.leases_expired;
   }
   if (!expired.empty()) Dispatch(batch, outbox);
   (void)CommitAndSend(lock, std::move(batch), std::move(outbox));

@@ -188,6 +188,9 @@ class Engine {
   bool Needed(const Family& family, stage_tree::NodeId node) const;
   // Cancels the running attempts that no live trial needs any more (after trials stopped).
   void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
+  // Takes a running attempt back: its stages return to the queue, its worker is told to cancel
+  // (if connected), and the attempt is recorded in `record_state`.
+  void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
   void EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch);

@@ -101,6 +101,13 @@ struct StageRecord {
   std::string worker_id;
 };
 
+// AttemptRecord::state values.
+inline constexpr int kAttemptRunning = 0;
+inline constexpr int kAttemptDone = 1;
+inline constexpr int kAttemptFailed = 2;
+inline constexpr int kAttemptExpired = 3;
+inline constexpr int kAttemptCancelled = 4;
+
 struct AttemptRecord {
   int64_t attempt_id = 0;  // global, dense from 1
   int64_t family_id = 0;
