@@ -210,12 +210,11 @@ int TreeCommand(const ClientOptions& options, const std::string& study_id, bool 
     std::cout << absl::StrFormat("%d stages  trial_steps %d  unique_steps %d  executed %d\n",
                                  tree.stages_size(), tree.steps().trial_steps(),
                                  tree.steps().unique_steps(), tree.steps().executed_steps());
-    std::cout << absl::StrFormat("%-14s %-14s %-12s %-8s %s\n", "STAGE", "PARENT", "STEPS",
-                                 "STATE", "TRIALS");
+    std::cout << absl::StrFormat("%-14s %-14s %-12s %-8s %s\n", "STAGE", "PARENT", "STEPS", "STATE",
+                                 "TRIALS");
     for (const v1::Stage& stage : tree.stages()) {
       std::cout << absl::StrFormat("%-14d %-14d %-12s %-8s %d\n", stage.id(), stage.parent_id(),
-                                   absl::StrFormat("[%d,%d)", stage.start_step(),
-                                                   stage.end_step()),
+                                   absl::StrFormat("[%d,%d)", stage.start_step(), stage.end_step()),
                                    StageStateName(stage.state()), stage.trial_ids_size());
     }
   }
@@ -251,12 +250,14 @@ int WorkersCommand(const ClientOptions& options) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE",
-                               "STAGE", "CACHED");
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE", "STAGE",
+                               "CACHED");
   for (const v1::WorkerInfo& worker : response.workers()) {
     std::cout << absl::StrFormat(
         "%-24s %-16s %-10s %-14s %d\n", worker.worker_id(), worker.host(),
-        !worker.connected() ? "gone" : worker.running_stage_id() != 0 ? "busy" : "idle",
+        !worker.connected()              ? "gone"
+        : worker.running_stage_id() != 0 ? "busy"
+                                         : "idle",
         worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
         worker.cached_states());
   }

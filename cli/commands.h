@@ -37,7 +37,7 @@ struct WorkerCommandOptions {
 struct RunOptions {
   std::string spec_path;
   int workers = 4;
-  std::string db;  // empty: a temporary database, removed at the end
+  std::string db;              // empty: a temporary database, removed at the end
   std::string checkpoint_dir;  // empty: a temporary directory, removed at the end
   bool no_merge = false;
   bool json = false;

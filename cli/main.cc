@@ -32,11 +32,9 @@ int Plan(const hippo::cli::PlanOptions& options) {
   absl::StatusOr<hippo::cli::PlanFigures> figures =
       hippo::cli::PlanStudy(*spec, options.workers, options.dot_path);
   if (!figures.ok()) {
-    std::cerr << "hippo plan: " << options.spec_path << ": " << figures.status().message()
-              << "\n";
-    return figures.status().code() == absl::StatusCode::kInvalidArgument
-               ? kExitBadInput
-               : hippo::cli::kExitFailure;
+    std::cerr << "hippo plan: " << options.spec_path << ": " << figures.status().message() << "\n";
+    return figures.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
+                                                                         : hippo::cli::kExitFailure;
   }
   if (!options.json) {
     std::cout << "Stage tree of " << options.spec_path << " (study '" << spec->name() << "', "
@@ -79,8 +77,9 @@ int main(int argc, char** argv) {
 
   hippo::cli::PlanOptions plan_options;
   CLI::App* plan = app.add_subcommand(
-      "plan", "Build the stage tree of a grid study without training: stages, trial_steps, "
-              "unique_steps and the makespan bound");
+      "plan",
+      "Build the stage tree of a grid study without training: stages, trial_steps, "
+      "unique_steps and the makespan bound");
   plan->add_option("spec", plan_options.spec_path, "Study spec file")->required();
   plan->add_option("--dot", plan_options.dot_path, "Write the stage tree as Graphviz DOT here");
   plan->add_option("--workers", plan_options.workers, "Workers for the makespan bound")
@@ -89,9 +88,10 @@ int main(int argc, char** argv) {
   plan->add_flag("--json", plan_options.json, "Print one JSON object");
 
   hippo::cli::RunOptions run_options;
-  CLI::App* run = app.add_subcommand(
-      "run", "Run one study on this machine: an embedded coordinator, local workers, a "
-             "progress bar and a summary");
+  CLI::App* run =
+      app.add_subcommand("run",
+                         "Run one study on this machine: an embedded coordinator, local workers, a "
+                         "progress bar and a summary");
   run->add_option("spec", run_options.spec_path, "Study spec file")->required();
   run->add_option("--workers", run_options.workers, "Local workers")
       ->default_val(4)
@@ -107,16 +107,18 @@ int main(int argc, char** argv) {
 
   hippo::cli::SimulateOptions simulate_options;
   CLI::App* simulate = app.add_subcommand(
-      "simulate", "Run a sim-trainer study in virtual time with N simulated workers: makespan "
-                  "against its bound, steps saved, and with --compare the speedup over trial by "
-                  "trial");
+      "simulate",
+      "Run a sim-trainer study in virtual time with N simulated workers: makespan "
+      "against its bound, steps saved, and with --compare the speedup over trial by "
+      "trial");
   simulate->add_option("spec", simulate_options.spec_path, "Study spec file (trainer sim)")
       ->required();
   simulate->add_option("--workers", simulate_options.workers, "Simulated workers")
       ->default_val(8)
       ->check(CLI::PositiveNumber);
-  simulate->add_option("--seconds-per-step", simulate_options.seconds_per_step,
-                       "Virtual cost of one step")
+  simulate
+      ->add_option("--seconds-per-step", simulate_options.seconds_per_step,
+                   "Virtual cost of one step")
       ->default_val(1.0)
       ->check(CLI::PositiveNumber);
   simulate->add_flag("--no-merge", simulate_options.no_merge, "Trial by trial");
@@ -126,20 +128,23 @@ int main(int argc, char** argv) {
 
   hippo::cli::ServerCommandOptions server_options;
   CLI::App* server = app.add_subcommand("server", "Run the coordinator");
-  server->add_option("--listen", server_options.listen,
-                     "Address to listen on; a non-loopback one needs a token")
+  server
+      ->add_option("--listen", server_options.listen,
+                   "Address to listen on; a non-loopback one needs a token")
       ->default_val("127.0.0.1:50051");
   server->add_option("--db", server_options.db, "SQLite database file")->default_val("hippo.db");
   server->add_option("--token-file", server_options.token_file,
                      "File holding the shared secret clients and workers must present "
                      "(default: $HIPPO_TOKEN)");
-  server->add_option("--lease-seconds", server_options.lease_seconds,
-                     "A stage whose worker is silent this long goes back to the queue")
+  server
+      ->add_option("--lease-seconds", server_options.lease_seconds,
+                   "A stage whose worker is silent this long goes back to the queue")
       ->default_val(10)
       ->check(CLI::PositiveNumber);
-  server->add_option("--plugin", server_options.plugins,
-                     "Shared library of search algorithms to load (repeatable; see "
-                     "examples/plugins)")
+  server
+      ->add_option("--plugin", server_options.plugins,
+                   "Shared library of search algorithms to load (repeatable; see "
+                   "examples/plugins)")
       ->check(CLI::ExistingFile);
 
   hippo::cli::WorkerCommandOptions worker_options;
@@ -147,11 +152,13 @@ int main(int argc, char** argv) {
   AddClientOptions(worker, worker_options.client, /*json=*/false);
   worker->add_option("--id", worker_options.id,
                      "Worker id, stable across restarts (default: host-pid)");
-  worker->add_option("--checkpoint-dir", worker_options.checkpoint_dir,
-                     "Checkpoint directory, shared by all workers of a study")
+  worker
+      ->add_option("--checkpoint-dir", worker_options.checkpoint_dir,
+                   "Checkpoint directory, shared by all workers of a study")
       ->default_val("hippo-checkpoints");
-  worker->add_option("--cache-mb", worker_options.cache_mb,
-                     "Memory for states kept to fork children without a reload")
+  worker
+      ->add_option("--cache-mb", worker_options.cache_mb,
+                   "Memory for states kept to fork children without a reload")
       ->default_val(1024);
 
   bool no_merge = false;

@@ -92,21 +92,19 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
                          study.trials_total());
   if (study.has_best_trial()) {
     out << absl::StrFormat("  best trial      #%d  %s = %.4f\n", study.best_trial().id(),
-                           study.spec().objective().metric(),
-                           study.best_trial().objective_value());
+                           study.spec().objective().metric(), study.best_trial().objective_value());
     out << "                  " << ParametersLine(study.best_trial()) << "\n";
   }
-  out << absl::StrFormat("  trial_steps     %d   (trained trial by trial)\n",
-                         steps.trial_steps());
+  out << absl::StrFormat("  trial_steps     %d   (trained trial by trial)\n", steps.trial_steps());
   out << absl::StrFormat("  unique_steps    %d   (no system can train fewer)\n",
                          steps.unique_steps());
   out << absl::StrFormat("  executed_steps  %d   (recomputed %d)\n", steps.executed_steps(),
                          steps.recomputed_steps());
   if (steps.executed_steps() > 0) {
-    out << absl::StrFormat("  merging saved   %d steps: %.2fx fewer than trial by trial\n",
-                           steps.trial_steps() - steps.executed_steps(),
-                           static_cast<double>(steps.trial_steps()) /
-                               static_cast<double>(steps.executed_steps()));
+    out << absl::StrFormat(
+        "  merging saved   %d steps: %.2fx fewer than trial by trial\n",
+        steps.trial_steps() - steps.executed_steps(),
+        static_cast<double>(steps.trial_steps()) / static_cast<double>(steps.executed_steps()));
   }
 }
 

@@ -13,7 +13,6 @@
 
 namespace hippo::cli {
 
-
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
                                       const std::string& dot_path) {
   if (spec.algorithm().name() != "grid") {
@@ -63,16 +62,15 @@ absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int work
     figures.steps.trial_steps += counts.trial_steps;
     figures.steps.unique_steps += counts.unique_steps;
     figures.stages += static_cast<int64_t>(tree.node_count()) - 1;
-    figures.critical_path_steps = std::max(
-        figures.critical_path_steps, stage_tree::RemainingCriticalPath(tree, 1.0)[0]);
+    figures.critical_path_steps =
+        std::max(figures.critical_path_steps, stage_tree::RemainingCriticalPath(tree, 1.0)[0]);
     if (dot.is_open()) dot << stage_tree::ToDot(tree);
   }
   figures.families = static_cast<int64_t>(families.size());
-  figures.makespan_bound = std::max(
-      figures.critical_path_steps, static_cast<double>(figures.steps.unique_steps) / workers);
-  figures.trial_based_makespan_bound =
-      std::max(static_cast<double>(longest_trial),
-               static_cast<double>(figures.steps.trial_steps) / workers);
+  figures.makespan_bound = std::max(figures.critical_path_steps,
+                                    static_cast<double>(figures.steps.unique_steps) / workers);
+  figures.trial_based_makespan_bound = std::max(
+      static_cast<double>(longest_trial), static_cast<double>(figures.steps.trial_steps) / workers);
   return figures;
 }
 
@@ -81,9 +79,8 @@ void PrintPlan(const PlanFigures& figures, bool json, std::ostream& out) {
                              ? 0
                              : static_cast<double>(figures.steps.trial_steps) /
                                    static_cast<double>(figures.steps.unique_steps);
-  const double speedup_bound = figures.makespan_bound == 0
-                                   ? 0
-                                   : figures.trial_based_makespan_bound / figures.makespan_bound;
+  const double speedup_bound =
+      figures.makespan_bound == 0 ? 0 : figures.trial_based_makespan_bound / figures.makespan_bound;
   if (json) {
     out << absl::StrFormat(
         "{\"trials\": %d, \"families\": %d, \"stages\": %d, \"trial_steps\": %d, "
@@ -98,8 +95,7 @@ void PrintPlan(const PlanFigures& figures, bool json, std::ostream& out) {
   out << absl::StrFormat("%-34s %12d\n", "trials", figures.trials);
   out << absl::StrFormat("%-34s %12d\n", "stage trees (families)", figures.families);
   out << absl::StrFormat("%-34s %12d\n", "stages", figures.stages);
-  out << absl::StrFormat("%-34s %12d\n", "trial_steps (trial by trial)",
-                         figures.steps.trial_steps);
+  out << absl::StrFormat("%-34s %12d\n", "trial_steps (trial by trial)", figures.steps.trial_steps);
   out << absl::StrFormat("%-34s %12d\n", "unique_steps (merged)", figures.steps.unique_steps);
   out << absl::StrFormat("%-34s %12.2fx\n", "savings bound (trial/unique)", savings);
   out << absl::StrFormat("%-34s %12.0f\n", "critical path (steps)", figures.critical_path_steps);

@@ -24,8 +24,8 @@ struct PlanFigures {
   int64_t families = 0;
   int64_t stages = 0;
   stage_tree::StepCounts steps;
-  double critical_path_steps = 0;  // longest root-to-leaf chain of unique steps
-  double makespan_bound = 0;       // max(critical path, unique_steps / workers)
+  double critical_path_steps = 0;         // longest root-to-leaf chain of unique steps
+  double makespan_bound = 0;              // max(critical path, unique_steps / workers)
   double trial_based_makespan_bound = 0;  // max(longest trial, trial_steps / workers)
 };
 

@@ -88,8 +88,7 @@ int RunCommand(const RunOptions& options) {
     return kExitBadInput;
   }
   if (spec->trainer().kind() != "sim") {
-    std::cerr << "hippo run: " << options.spec_path << ": trainer.kind: '"
-              << spec->trainer().kind()
+    std::cerr << "hippo run: " << options.spec_path << ": trainer.kind: '" << spec->trainer().kind()
               << "' is not available in this build; local workers serve: sim\n";
     return kExitBadInput;
   }
@@ -126,7 +125,7 @@ int RunCommand(const RunOptions& options) {
   if (!study.ok()) {
     std::cerr << "hippo run: " << options.spec_path << ": " << study.status().message() << "\n";
     return study.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
-                                                                        : kExitFailure;
+                                                                       : kExitFailure;
   }
 
   std::vector<std::unique_ptr<workers::Worker>> local_workers;

@@ -29,10 +29,10 @@ void PrintResult(const std::string& title, const coordinator::SimulationResult& 
   const v1::StepCounts& steps = result.study.steps();
   std::cout << title << "\n";
   PrintStudySummary(result.study, std::cout);
-  std::cout << absl::StrFormat("  makespan        %.1f virtual s (bound %.1f: %.3fx of it)\n",
-                               result.makespan, result.makespan_bound,
-                               result.makespan_bound > 0 ? result.makespan / result.makespan_bound
-                                                         : 0);
+  std::cout << absl::StrFormat(
+      "  makespan        %.1f virtual s (bound %.1f: %.3fx of it)\n", result.makespan,
+      result.makespan_bound,
+      result.makespan_bound > 0 ? result.makespan / result.makespan_bound : 0);
   if (steps.unique_steps() > 0) {
     std::cout << absl::StrFormat("  waste           %.2f%% (executed / unique - 1)\n",
                                  100.0 * (static_cast<double>(steps.executed_steps()) /
@@ -73,8 +73,7 @@ int SimulateCommand(const SimulateOptions& options) {
     return kExitOk;
   }
   simulation.no_merge = true;
-  absl::StatusOr<coordinator::SimulationResult> baseline =
-      coordinator::Simulate(*spec, simulation);
+  absl::StatusOr<coordinator::SimulationResult> baseline = coordinator::Simulate(*spec, simulation);
   if (!baseline.ok()) {
     std::cerr << "hippo simulate: " << baseline.status().message() << "\n";
     return kExitFailure;

@@ -170,11 +170,11 @@ absl::StatusOr<Engine::Family*> Engine::FamilyFor(const std::string& key,
   if (auto it = family_ids_.find(key); it != family_ids_.end()) {
     Family& family = FamilyById(it->second);
     if (family.tree->parameter_names() != parameter_names) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "search_space.parameters: studies of family '", key,
-          "' must have the same sequence parameters; it has [",
-          absl::StrJoin(family.tree->parameter_names(), ", "), "], this study has [",
-          absl::StrJoin(parameter_names, ", "), "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("search_space.parameters: studies of family '", key,
+                       "' must have the same sequence parameters; it has [",
+                       absl::StrJoin(family.tree->parameter_names(), ", "), "], this study has [",
+                       absl::StrJoin(parameter_names, ", "), "]"));
     }
     return &family;
   }
@@ -258,7 +258,8 @@ absl::StatusOr<size_t> Engine::StudyIndex(const std::string& study_id) const {
 }
 
 absl::StatusOr<v1::Study> Engine::CreateStudy(const v1::StudySpec& spec, bool no_merge) {
-  if (absl::Status status = proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
+  if (absl::Status status =
+          proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
       !status.ok()) {
     return status;
   }
@@ -313,8 +314,8 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
   if (study.record.state != v1::STUDY_RUNNING) return absl::OkStatus();
   int64_t capacity = std::numeric_limits<int32_t>::max();
   if (study.spec.budget().max_parallel_trials() > 0) {
-    capacity = std::max<int64_t>(0, study.spec.budget().max_parallel_trials() -
-                                        study.running_trials);
+    capacity =
+        std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
   }
   std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
   for (const search_algos::Request& request : requests) {
@@ -329,13 +330,11 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
         TrialState& trial = study.trials.at(request.trial);
         Family& family = FamilyById(trial.family_id);
         std::vector<stage_tree::SplitResult> splits;
-        if (absl::Status status =
-                family.tree->Extend(trial.tree_trial, request.target, &splits);
+        if (absl::Status status = family.tree->Extend(trial.tree_trial, request.target, &splits);
             !status.ok()) {
           return status;
         }
-        AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "",
-                 batch);
+        AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "", batch);
         TrackSplits(family, splits, outbox);
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
@@ -464,8 +463,8 @@ void Engine::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch) {
 
 void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState state) {
   v1::TrialState& current = study.trials[number].state;
-  if (current == v1::TRIAL_RUNNING && state != v1::TRIAL_RUNNING &&
-      state != v1::TRIAL_COMPLETED && state != v1::TRIAL_PAUSED) {
+  if (current == v1::TRIAL_RUNNING && state != v1::TRIAL_RUNNING && state != v1::TRIAL_COMPLETED &&
+      state != v1::TRIAL_PAUSED) {
     trials_ended_ = true;
   }
   study.running_trials += (state == v1::TRIAL_RUNNING) - (current == v1::TRIAL_RUNNING);
@@ -567,8 +566,7 @@ void Engine::RefreshPriorities() {
   bool any = false;
   for (auto& family : families_) {
     if (!family->priorities_dirty) continue;
-    family->priorities =
-        stage_tree::RemainingCriticalPath(*family->tree, family->seconds_per_step);
+    family->priorities = stage_tree::RemainingCriticalPath(*family->tree, family->seconds_per_step);
     family->priorities_dirty = false;
     any = true;
   }
@@ -597,8 +595,7 @@ void Engine::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
 std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& batch) {
   auto still_ready = [this](const QueuedStage& stage) {
     const Family& family = FamilyById(stage.family_id);
-    return family.tree->node(stage.node).state == StageState::kReady &&
-           Needed(family, stage.node);
+    return family.tree->node(stage.node).state == StageState::kReady && Needed(family, stage.node);
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree->node(stage.node);
@@ -1038,8 +1035,7 @@ v1::Study Engine::StudyView(const StudyState& study) const {
   *view.mutable_spec() = study.spec;
   view.set_state(static_cast<v1::StudyState>(study.record.state));
   view.mutable_created()->set_seconds(study.record.created_ms / 1000);
-  view.mutable_created()->set_nanos(static_cast<int32_t>(study.record.created_ms % 1000) *
-                                    1000000);
+  view.mutable_created()->set_nanos(static_cast<int32_t>(study.record.created_ms % 1000) * 1000000);
   if (study.record.finished_ms > 0) {
     view.mutable_finished()->set_seconds(study.record.finished_ms / 1000);
   }
@@ -1064,8 +1060,7 @@ v1::Study Engine::StudyView(const StudyState& study) const {
   for (int64_t family_id : families) {
     const stage_tree::StepCounts& counts = families_[family_id - 1]->tree->counts();
     view.mutable_steps()->set_unique_steps(view.steps().unique_steps() + counts.unique_steps);
-    view.mutable_steps()->set_executed_steps(view.steps().executed_steps() +
-                                             counts.executed_steps);
+    view.mutable_steps()->set_executed_steps(view.steps().executed_steps() + counts.executed_steps);
     view.mutable_steps()->set_recomputed_steps(view.steps().recomputed_steps() +
                                                counts.recomputed_steps);
   }
@@ -1177,9 +1172,8 @@ absl::StatusOr<v1::StageTree> Engine::GetStageTree(const std::string& study_id, 
       const stage_tree::NodeView view = family.tree->node(node);
       v1::Stage* stage = tree.add_stages();
       stage->set_id(GlobalStageId(family.id, node));
-      stage->set_parent_id(view.parent == stage_tree::kRootNode
-                               ? 0
-                               : GlobalStageId(family.id, view.parent));
+      stage->set_parent_id(
+          view.parent == stage_tree::kRootNode ? 0 : GlobalStageId(family.id, view.parent));
       stage->set_family(family.tree->family_key());
       stage->set_start_step(view.start);
       stage->set_end_step(view.end);
@@ -1201,8 +1195,7 @@ absl::StatusOr<v1::StageTree> Engine::GetStageTree(const std::string& study_id, 
     const stage_tree::StepCounts& counts = family.tree->counts();
     tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
     tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
-    tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() +
-                                             counts.executed_steps);
+    tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() + counts.executed_steps);
     tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
                                                counts.recomputed_steps);
     if (dot) tree.set_dot(tree.dot() + stage_tree::ToDot(*family.tree));
@@ -1276,8 +1269,8 @@ absl::Status Engine::Recover() {
     if (it == study_index_.end()) continue;
     StudyState& study = *studies_[it->second];
     if (record.trial_id != static_cast<int64_t>(study.trials.size())) {
-      return absl::DataLossError(absl::StrCat("study ", record.study_id, ": trial ",
-                                              record.trial_id, " is out of order"));
+      return absl::DataLossError(
+          absl::StrCat("study ", record.study_id, ": trial ", record.trial_id, " is out of order"));
     }
     absl::StatusOr<stage_tree::Point> point = PointFromJson(record.point_json);
     if (!point.ok()) return point.status();
@@ -1312,9 +1305,8 @@ absl::Status Engine::Recover() {
     }
     Family& family = FamilyById(op.family_id);
     if (op.sequence != family.next_op) {
-      return absl::DataLossError(absl::StrCat("family ", op.family_id, ": operation ",
-                                              op.sequence, " found where ", family.next_op,
-                                              " was expected"));
+      return absl::DataLossError(absl::StrCat("family ", op.family_id, ": operation ", op.sequence,
+                                              " found where ", family.next_op, " was expected"));
     }
     ++family.next_op;
     std::vector<stage_tree::SplitResult> splits;
@@ -1325,8 +1317,7 @@ absl::Status Engine::Recover() {
         absl::StatusOr<stage_tree::TrialSequences> sequences =
             stage_tree::DecodeSequences(op.payload);
         if (!sequences.ok()) return sequences.status();
-        absl::StatusOr<stage_tree::TrialId> trial =
-            family.tree->Insert(*sequences, op.b, &splits);
+        absl::StatusOr<stage_tree::TrialId> trial = family.tree->Insert(*sequences, op.b, &splits);
         if (!trial.ok()) return trial.status();
         if (*trial != op.a) return absl::DataLossError("replayed trial ids diverge");
         break;
@@ -1351,9 +1342,8 @@ absl::Status Engine::Recover() {
         break;
     }
     if (!status.ok()) {
-      return absl::DataLossError(absl::StrCat("replaying operation ", op.sequence,
-                                              " of family ", op.family_id, ": ",
-                                              status.message()));
+      return absl::DataLossError(absl::StrCat("replaying operation ", op.sequence, " of family ",
+                                              op.family_id, ": ", status.message()));
     }
     TrackSplits(family, splits, unused_outbox);
     if (op.kind == store::TreeOpKind::kRunning) ++family.attempts_of_node[node];
@@ -1452,7 +1442,8 @@ absl::Status Engine::Recover() {
   for (auto& family : families_) {
     std::set<NodeId> covered;
     for (const auto& [id, attempt] : attempts_) {
-      if (attempt.family_id == family->id) covered.insert(attempt.chain.begin(), attempt.chain.end());
+      if (attempt.family_id == family->id)
+        covered.insert(attempt.chain.begin(), attempt.chain.end());
     }
     for (NodeId node = 1; node < family->tree->node_count(); ++node) {
       if (family->tree->node(node).state == StageState::kRunning && !covered.contains(node)) {

@@ -10,8 +10,8 @@
 #define HIPPO_HIPPO_ENGINE_H_
 
 #include <chrono>
-#include <future>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,7 +82,8 @@ class Engine {
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
                                   std::shared_ptr<WorkerChannel> channel);
   void Disconnect(const std::string& worker_id, int64_t session);
-  absl::Status OnWorkerMessage(const std::string& worker_id, const hippo::v1::WorkerMessage& message);
+  absl::Status OnWorkerMessage(const std::string& worker_id,
+                               const hippo::v1::WorkerMessage& message);
 
   // Requeues the stages whose lease expired; called periodically.
   void ExpireLeases(Clock::time_point now);
@@ -136,7 +137,7 @@ class Engine {
     std::vector<TrialState> trials;
     std::string trainer_identity;
     std::string saved_algorithm_state;  // the last state written to the store
-    int64_t running_trials = 0;    // kept by SetTrialState, so no event scans every trial
+    int64_t running_trials = 0;         // kept by SetTrialState, so no event scans every trial
     int64_t completed_trials = 0;
   };
 
@@ -169,8 +170,8 @@ class Engine {
                                     const std::vector<std::string>& parameter_names,
                                     store::WriteBatch& batch);
   Family& FamilyById(int64_t id) { return *families_[id - 1]; }
-  void AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t b,
-                std::string payload, store::WriteBatch& batch);
+  void AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t b, std::string payload,
+                store::WriteBatch& batch);
   void TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
                    Outbox& outbox);
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);

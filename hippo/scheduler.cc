@@ -41,8 +41,8 @@ std::optional<QueuedStage> ReadyQueue::Pop(
     }
     auto chosen = best;
     int looked = 0;
-    for (auto it = best; it != entries_.end() && std::get<0>(*it) == std::get<0>(*best) &&
-                         looked < kLocalityWindow;
+    for (auto it = best;
+         it != entries_.end() && std::get<0>(*it) == std::get<0>(*best) && looked < kLocalityWindow;
          ++it, ++looked) {
       const QueuedStage candidate{std::get<1>(*it), std::get<2>(*it)};
       if (is_local(candidate) && still_ready(candidate)) {

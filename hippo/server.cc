@@ -20,8 +20,7 @@ constexpr char kTokenHeader[] = "x-hippo-token";
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 // Checks the shared secret of a call; OK when the server has none.
@@ -100,8 +99,7 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     return Answer(context, engine_->GetStageTree(request->study_id(), request->dot()), response);
   }
 
-  grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest*,
-                   v1::AskResponse*) override {
+  grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest*, v1::AskResponse*) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "ask/tell needs the 'external' algorithm, which this server lacks");
@@ -161,7 +159,8 @@ class StreamChannel final : public WorkerChannel {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(Engine* engine, std::string token) : engine_(engine), token_(std::move(token)) {}
+  WorkerServiceImpl(Engine* engine, std::string token)
+      : engine_(engine), token_(std::move(token)) {}
 
   grpc::Status Session(
       grpc::ServerContext* context,
@@ -224,8 +223,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::Status(status.code(),
                         absl::StrCat(options.db_path, ": cannot recover: ", status.message()));
   }
-  server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(),
-                                                              options.token, &server->stopping_);
+  server->study_service_ =
+      std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token, &server->stopping_);
   server->worker_service_ =
       std::make_unique<WorkerServiceImpl>(server->engine_.get(), options.token);
   grpc::EnableDefaultHealthCheckService(true);

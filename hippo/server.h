@@ -16,7 +16,7 @@
 namespace grpc {
 class Server;
 class Service;
-}
+}  // namespace grpc
 
 namespace hippo::coordinator {
 

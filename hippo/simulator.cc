@@ -52,7 +52,7 @@ struct Event {
   int64_t sequence;  // ties: in the order scheduled
   size_t worker;
   int64_t attempt;
-  Step step;         // a checkpoint at this step, or the stage's end
+  Step step;  // a checkpoint at this step, or the stage's end
   bool operator>(const Event& other) const {
     return std::tie(time, sequence) > std::tie(other.time, other.sequence);
   }
@@ -61,12 +61,10 @@ struct Event {
 class Simulation {
  public:
   Simulation(Engine& engine, const SimulationOptions& options)
-      : engine_(engine), options_(options), channels_(options.workers),
-        running_(options.workers) {}
+      : engine_(engine), options_(options), channels_(options.workers), running_(options.workers) {}
 
   absl::Status Run(const std::vector<std::string>& study_ids) {
-    absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
-        workers::MakeBuiltinTrainer("sim");
+    absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer = workers::MakeBuiltinTrainer("sim");
     if (!trainer.ok()) return trainer.status();
     trainer_ = *std::move(trainer);
     for (auto& channel : channels_) channel = std::make_shared<QueueChannel>();
@@ -193,7 +191,8 @@ class Simulation {
     v1::WorkerMessage progress;
     progress.mutable_progress()->set_attempt_id(running.attempt);
     progress.mutable_progress()->set_step(step - 1);
-    for (const auto& [name, value] : last) (*progress.mutable_progress()->mutable_metrics())[name] = value;
+    for (const auto& [name, value] : last)
+      (*progress.mutable_progress()->mutable_metrics())[name] = value;
     v1::WorkerMessage checkpoint;
     checkpoint.mutable_checkpoint()->set_attempt_id(running.attempt);
     checkpoint.mutable_checkpoint()->set_stage_id(running.task.stage_id);
@@ -254,14 +253,13 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
   std::vector<v1::StudySpec> specs;
   for (const v1::StudySpec& original : originals) {
     if (original.trainer().kind() != "sim") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("trainer.kind: the simulator trains with 'sim'; got '",
-                       original.trainer().kind(), "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trainer.kind: the simulator trains with 'sim'; got '", original.trainer().kind(), "'"));
     }
     // Virtual time: the trainer must not sleep.
     v1::StudySpec spec = original;
-    (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"]
-        .set_bool_value(true);
+    (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"].set_bool_value(
+        true);
     specs.push_back(std::move(spec));
   }
   const auto wall_start = std::chrono::steady_clock::now();
@@ -298,9 +296,8 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
       if (!tree.ok()) return tree.status();
       result.critical_path = CriticalPath(*tree, options.seconds_per_step);
       result.makespan_bound =
-          std::max(result.critical_path,
-                   static_cast<double>(result.study.steps().unique_steps()) *
-                       options.seconds_per_step / options.workers);
+          std::max(result.critical_path, static_cast<double>(result.study.steps().unique_steps()) *
+                                             options.seconds_per_step / options.workers);
       result.dispatches = engine.stats().dispatches;
       results.push_back(std::move(result));
     }

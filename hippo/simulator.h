@@ -22,12 +22,12 @@ struct SimulationOptions {
 };
 
 struct SimulationResult {
-  hippo::v1::Study study;          // the final view (state, best trial, step counts)
-  double makespan = 0;             // virtual seconds from start to the last stage done
-  double critical_path = 0;        // longest root-to-leaf chain of the final trees, in seconds
-  double makespan_bound = 0;       // max(critical path, unique work / workers)
+  hippo::v1::Study study;     // the final view (state, best trial, step counts)
+  double makespan = 0;        // virtual seconds from start to the last stage done
+  double critical_path = 0;   // longest root-to-leaf chain of the final trees, in seconds
+  double makespan_bound = 0;  // max(critical path, unique work / workers)
   int64_t dispatches = 0;
-  double wall_seconds = 0;         // real time the simulation took
+  double wall_seconds = 0;  // real time the simulation took
 };
 
 absl::StatusOr<SimulationResult> Simulate(const hippo::v1::StudySpec& spec,

@@ -1,7 +1,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "search_algos/evolution.h"
 #include "search_algos/grid_search.h"
+#include "search_algos/median_stopping.h"
+#include "search_algos/pbt.h"
 #include "search_algos/search_algorithm.h"
 
 namespace hippo::search_algos {
@@ -9,6 +12,9 @@ namespace hippo::search_algos {
 AlgorithmRegistry::AlgorithmRegistry() {
   factories_.emplace_back("grid", &GridSearch::Create);
   factories_.emplace_back("random", &RandomSearch::Create);
+  factories_.emplace_back("median", &MedianStoppingRule::Create);
+  factories_.emplace_back("pbt", &PopulationBasedTraining::Create);
+  factories_.emplace_back("evolution", &RegularizedEvolution::Create);
 }
 
 AlgorithmRegistry& AlgorithmRegistry::Global() {

@@ -60,8 +60,8 @@ std::string ToDot(const StageTree& tree) {
       return;
     }
     const NodeView node = tree.node(id);
-    std::string label = absl::StrCat("#", id, " [", node.start, ", ", node.end, ") ",
-                                     StageStateName(node.state));
+    std::string label =
+        absl::StrCat("#", id, " [", node.start, ", ", node.end, ") ", StageStateName(node.state));
     const std::vector<double> values = tree.ValuesAt(id, node.start);
     for (size_t i = 0; i < names.size(); ++i) {
       absl::StrAppend(&label, "\\n", names[i], "=", values[i]);

@@ -5,16 +5,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "absl/strings/str_join.h"
 
 namespace hippo::stage_tree {
 namespace {
 
 namespace v1 = ::hippo::v1;
 
-absl::StatusOr<Value> FromProtoValue(const google::protobuf::Value& value, const std::string& path) {
+absl::StatusOr<Value> FromProtoValue(const google::protobuf::Value& value,
+                                     const std::string& path) {
   switch (value.kind_case()) {
     case google::protobuf::Value::kNumberValue:
       return Value(value.number_value());
@@ -131,8 +132,7 @@ absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, Para
                        "': a sequence needs a shape (constant, step_decay, cosine, exponential "
                        "or piecewise)"));
   }
-  components["warmup_steps"] =
-      builder.Number(prefix + "warmup_steps", sequence.warmup_steps(), 0);
+  components["warmup_steps"] = builder.Number(prefix + "warmup_steps", sequence.warmup_steps(), 0);
   return absl::OkStatus();
 }
 
@@ -147,8 +147,7 @@ absl::StatusOr<double> NumberOf(const ParameterSpec& parameter, const std::strin
   const Value& value = ValueOf(parameter, component, point);
   if (const double* number = std::get_if<double>(&value)) return *number;
   return absl::InvalidArgumentError(absl::StrCat("parameter '", parameter.name, "': ", component,
-                                                 " must be a number, got ",
-                                                 ValueToString(value)));
+                                                 " must be a number, got ", ValueToString(value)));
 }
 
 absl::StatusOr<Sequence> BuildSequence(const ParameterSpec& parameter, const Point& point,
@@ -230,10 +229,9 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
             static_cast<double>(parameter.int_().step()));
         break;
       case v1::Parameter::kFloat:
-        spec.components["value"] =
-            builder.Range(parameter.name(), DimensionKind::kFloat, parameter.float_().low(),
-                          parameter.float_().high(), parameter.float_().log(),
-                          parameter.float_().step());
+        spec.components["value"] = builder.Range(
+            parameter.name(), DimensionKind::kFloat, parameter.float_().low(),
+            parameter.float_().high(), parameter.float_().log(), parameter.float_().step());
         break;
       case v1::Parameter::kFixed: {
         absl::StatusOr<Value> value = FromProtoValue(parameter.fixed(), parameter.name());
@@ -248,9 +246,9 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
         }
         break;
       default:
-        return absl::InvalidArgumentError(absl::StrCat(
-            "parameter '", parameter.name(),
-            "' needs a kind: categorical, int, float, sequence or fixed"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("parameter '", parameter.name(),
+                         "' needs a kind: categorical, int, float, sequence or fixed"));
     }
     builder.space().parameters.push_back(std::move(spec));
   }
@@ -290,11 +288,10 @@ absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space) {
   return points;
 }
 
-absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point,
-                                     Step max_steps) {
+absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point, Step max_steps) {
   if (point.size() != space.dimensions.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("a point needs ", space.dimensions.size(),
-                                                   " values; got ", point.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a point needs ", space.dimensions.size(), " values; got ", point.size()));
   }
   TrialPlan plan;
   for (const ParameterSpec& parameter : space.parameters) {

@@ -76,8 +76,7 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const hippo::v1::SearchSpace& p
 // the dimension if one is continuous.
 absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space);
 
-absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point,
-                                     Step max_steps);
+absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point, Step max_steps);
 
 // The identity of a trainer spec: "<kind>:<64-bit FNV-1a of its deterministic serialization>".
 // Stable across processes and builds, so it can be stored; equal specs give equal identities.

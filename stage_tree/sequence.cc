@@ -66,8 +66,8 @@ double SegmentFunction::Evaluate(Step step) const {
       return first;
     case FunctionKind::kLinear:
       // Written in this order so that warm-up reads initial * (s + 1) / w exactly.
-      return first + (second - first) * static_cast<double>(step - origin) /
-                         static_cast<double>(span);
+      return first +
+             (second - first) * static_cast<double>(step - origin) / static_cast<double>(span);
     case FunctionKind::kExponential:
       return first * std::pow(second, static_cast<double>(step - origin));
     case FunctionKind::kCosine:
@@ -95,8 +95,8 @@ std::string SegmentFunction::ToString() const {
     case FunctionKind::kExponential:
       return absl::StrCat(first, "*", second, "^(s-", origin, ")");
     case FunctionKind::kCosine:
-      return absl::StrCat("cosine(", first, "->", second, ", origin=", origin,
-                          ", period=", span, ")");
+      return absl::StrCat("cosine(", first, "->", second, ", origin=", origin, ", period=", span,
+                          ")");
   }
   return "?";
 }
@@ -141,8 +141,8 @@ const SegmentFunction& Sequence::FunctionAt(Step step) const {
 
 double Sequence::Evaluate(Step step) const { return FunctionAt(step).Evaluate(step); }
 
-absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before,
-                                         const TrialSequences& after, Step step) {
+absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before, const TrialSequences& after,
+                                         Step step) {
   TrialSequences composed;
   for (const auto& [name, first] : before) {
     auto second = after.find(name);
@@ -150,7 +150,8 @@ absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before,
         step >= first.Horizon()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "a fork needs the same parameters over the same steps on both sides of a step inside "
-          "them; '", name, "' does not fit at step ", step));
+          "them; '",
+          name, "' does not fit at step ", step));
     }
     std::vector<Segment> segments;
     for (Segment segment : first.segments()) {
@@ -179,9 +180,8 @@ std::string EncodeSequences(const TrialSequences& sequences) {
     absl::StrAppend(&text, name, " ", sequence.segments().size(), "\n");
     for (const Segment& segment : sequence.segments()) {
       const SegmentFunction& function = segment.function;
-      absl::StrAppend(&text, segment.start, " ", segment.end, " ",
-                      static_cast<int>(function.kind), " ",
-                      absl::Hex(std::bit_cast<uint64_t>(function.first)), " ",
+      absl::StrAppend(&text, segment.start, " ", segment.end, " ", static_cast<int>(function.kind),
+                      " ", absl::Hex(std::bit_cast<uint64_t>(function.first)), " ",
                       absl::Hex(std::bit_cast<uint64_t>(function.second)), " ", function.origin,
                       " ", function.span, "\n");
     }
@@ -203,8 +203,8 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text) {
       int kind = 0;
       uint64_t first = 0;
       uint64_t second = 0;
-      if (!(in >> segment.start >> segment.end >> kind >> std::hex >> first >> second >>
-            std::dec >> segment.function.origin >> segment.function.span) ||
+      if (!(in >> segment.start >> segment.end >> kind >> std::hex >> first >> second >> std::dec >>
+            segment.function.origin >> segment.function.span) ||
           kind < 0 || kind > static_cast<int>(FunctionKind::kCosine)) {
         return corrupt();
       }
@@ -220,8 +220,8 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text) {
   return sequences;
 }
 
-absl::StatusOr<Sequence> StepDecay(double initial, double gamma, const std::vector<Step>& milestones,
-                                   Step warmup, Step horizon) {
+absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
+                                   const std::vector<Step>& milestones, Step warmup, Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
   std::vector<Segment> segments;
   Step start = 0;
@@ -233,12 +233,13 @@ absl::StatusOr<Sequence> StepDecay(double initial, double gamma, const std::vect
                        " after ", start));
     }
     if (milestone >= horizon) break;
-    segments.push_back({start, milestone,
-                        SegmentFunction::Constant(initial * std::pow(gamma, decays))});
+    segments.push_back(
+        {start, milestone, SegmentFunction::Constant(initial * std::pow(gamma, decays))});
     start = milestone;
     ++decays;
   }
-  segments.push_back({start, horizon, SegmentFunction::Constant(initial * std::pow(gamma, decays))});
+  segments.push_back(
+      {start, horizon, SegmentFunction::Constant(initial * std::pow(gamma, decays))});
   return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
 }
 
@@ -276,8 +277,7 @@ absl::StatusOr<Sequence> CosineSchedule(double max, double min, Step period, Ste
 absl::StatusOr<Sequence> ExponentialSchedule(double initial, double rate, Step warmup,
                                              Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
-  std::vector<Segment> segments = {
-      {0, horizon, SegmentFunction::Exponential(initial, rate, 0)}};
+  std::vector<Segment> segments = {{0, horizon, SegmentFunction::Exponential(initial, rate, 0)}};
   return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
 }
 

@@ -92,8 +92,8 @@ using TrialSequences = std::map<std::string, Sequence>;
 // The sequences of a fork: `before` on [0, step), `after` from `step` on (PBT's exploit and
 // explore). Both must name the same parameters and cover the same horizon, with
 // 0 < step < horizon; InvalidArgument otherwise.
-absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before,
-                                         const TrialSequences& after, Step step);
+absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before, const TrialSequences& after,
+                                         Step step);
 
 // A lossless text encoding of a trial's sequences (doubles as their bit patterns), for storage:
 // DecodeSequences(EncodeSequences(s)) == s. DataLoss if the text is not such an encoding.
@@ -103,8 +103,8 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text);
 // Step decay with optional linear warm-up, as WORKLOADS.md defines it: for s < warmup the value
 // is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <= s.
 // Milestones must be strictly increasing; those at or beyond the horizon are ignored.
-absl::StatusOr<Sequence> StepDecay(double initial, double gamma, const std::vector<Step>& milestones,
-                                   Step warmup, Step horizon);
+absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
+                                   const std::vector<Step>& milestones, Step warmup, Step horizon);
 
 // Values held between boundaries: values[i] on [boundaries[i-1], boundaries[i]).
 absl::StatusOr<Sequence> Piecewise(const std::vector<Step>& boundaries,

@@ -63,18 +63,16 @@ absl::Status StageTree::BuildPieces(const TrialSequences& sequences, Step* horiz
                   [](const std::string& name, const auto& entry) { return name == entry.first; })) {
     std::vector<std::string> given;
     for (const auto& [name, sequence] : sequences) given.push_back(name);
-    return absl::InvalidArgumentError(
-        absl::StrCat("a trial of family '", family_key_, "' needs sequences for exactly [",
-                     absl::StrJoin(parameter_names_, ", "), "]; got [",
-                     absl::StrJoin(given, ", "), "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a trial of family '", family_key_, "' needs sequences for exactly [",
+        absl::StrJoin(parameter_names_, ", "), "]; got [", absl::StrJoin(given, ", "), "]"));
   }
   *horizon = sequences.empty() ? 0 : sequences.begin()->second.Horizon();
   for (const auto& [name, sequence] : sequences) {
     if (sequence.Horizon() != *horizon || *horizon <= 0 || *horizon > kMaxStoredStep) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "every sequence of a trial must cover the same number of steps, in [1, ",
-          kMaxStoredStep, "]; '", name, "' covers ", sequence.Horizon(), ", expected ",
-          *horizon));
+          "every sequence of a trial must cover the same number of steps, in [1, ", kMaxStoredStep,
+          "]; '", name, "' covers ", sequence.Horizon(), ", expected ", *horizon));
     }
   }
   scratch_.clear();
@@ -146,7 +144,8 @@ void StageTree::Advance(TrialRun& run, Step step) const {
 uint32_t StageTree::Store(TrialRun& run) {
   if (run.stored) return run.index;
   const auto stored = static_cast<uint32_t>(pieces_.size());
-  for (size_t piece = run.index; piece < scratch_.size(); ++piece) pieces_.push_back(scratch_[piece]);
+  for (size_t piece = run.index; piece < scratch_.size(); ++piece)
+    pieces_.push_back(scratch_[piece]);
   run = TrialRun{true, stored, stored};
   return stored;
 }
@@ -339,8 +338,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
   {
     const Node& upper = nodes_[node];
     nodes_.push_back(Node{static_cast<StoredStep>(step), upper.end, node, upper.first_child,
-                          kNoNode,
-                          PieceContaining(upper.piece, step), upper.first_trial,
+                          kNoNode, PieceContaining(upper.piece, step), upper.first_trial,
                           StageState::kPending, upper.recompute});
   }
   SetState(lower, nodes_[node].state);
@@ -493,8 +491,8 @@ absl::Status StageTree::AddCheckpoint(NodeId node, Step step) {
   if (absl::Status status = CheckNode(node); !status.ok()) return status;
   const Node& record = nodes_[node];
   if (step <= record.start || step >= record.end) {
-    return NodeError(node, absl::StrCat("a checkpoint inside the stage must lie in (",
-                                        record.start, ", ", record.end, "); got ", step));
+    return NodeError(node, absl::StrCat("a checkpoint inside the stage must lie in (", record.start,
+                                        ", ", record.end, "); got ", step));
   }
   std::vector<Step>& kept = inner_checkpoints_[node];
   if (std::find(kept.begin(), kept.end(), step) == kept.end()) kept.push_back(step);
@@ -503,7 +501,7 @@ absl::Status StageTree::AddCheckpoint(NodeId node, Step step) {
 
 NodeView StageTree::node(NodeId id) const {
   const Node& record = nodes_[id];
-  return NodeView{id,           record.parent, record.start,     record.end,
+  return NodeView{id,           record.parent,    record.start,     record.end,
                   record.state, record.recompute, RecomputeFrom(id)};
 }
 
@@ -560,8 +558,9 @@ std::vector<std::vector<Segment>> StageTree::SegmentsOf(NodeId node) const {
   for (uint32_t piece = record.piece; start < record.end; ++piece) {
     const Step end = std::min(pieces_[piece].end, record.end);
     for (size_t parameter = 0; parameter < parameter_names_.size(); ++parameter) {
-      const SegmentFunction& function = functions_[function_set_members_
-          [pieces_[piece].functions * parameter_names_.size() + parameter]];
+      const SegmentFunction& function =
+          functions_[function_set_members_[pieces_[piece].functions * parameter_names_.size() +
+                                           parameter]];
       std::vector<Segment>& list = segments[parameter];
       if (!list.empty() && list.back().function == function) {
         list.back().end = end;

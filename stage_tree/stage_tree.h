@@ -182,7 +182,7 @@ class StageTree {
   // pieces_ (stored by an earlier insertion).
   struct TrialRun {
     bool stored;
-    uint32_t index;  // of the current piece
+    uint32_t index;                     // of the current piece
     uint32_t stored_from = UINT32_MAX;  // where scratch_ was copied into pieces_, if it was
   };
 

@@ -29,16 +29,16 @@ namespace hippo::store {
 inline constexpr int kSchemaVersion = 1;
 
 struct FamilyRecord {
-  int64_t id = 0;           // assigned by the coordinator, dense from 1
-  std::string key;          // the stage tree's root key
+  int64_t id = 0;   // assigned by the coordinator, dense from 1
+  std::string key;  // the stage tree's root key
   std::vector<std::string> parameter_names;
 };
 
 struct StudyRecord {
-  std::string id;           // e.g. "s-000001"
+  std::string id;  // e.g. "s-000001"
   std::string name;
-  std::string spec_json;    // hippo.v1.StudySpec as JSON
-  int state = 0;            // hippo.v1.StudyState number
+  std::string spec_json;  // hippo.v1.StudySpec as JSON
+  int state = 0;          // hippo.v1.StudyState number
   int64_t created_ms = 0;
   int64_t finished_ms = 0;  // 0 while not finished
   bool no_merge = false;
@@ -47,25 +47,25 @@ struct StudyRecord {
 
 struct TrialRecord {
   std::string study_id;
-  int64_t trial_id = 0;       // dense per study, from 0
+  int64_t trial_id = 0;  // dense per study, from 0
   int64_t family_id = 0;
-  int64_t tree_trial = 0;     // the trial's id in its family's stage tree
-  std::string point_json;     // the search-space point, as the search plan wrote it
+  int64_t tree_trial = 0;  // the trial's id in its family's stage tree
+  std::string point_json;  // the search-space point, as the search plan wrote it
   int64_t target_step = 0;
-  int state = 0;              // hippo.v1.TrialState number
-  int64_t forked_from = -1;   // -1: not a fork
+  int state = 0;             // hippo.v1.TrialState number
+  int64_t forked_from = -1;  // -1: not a fork
   int64_t forked_at_step = 0;
 };
 
 // One operation on a family's stage tree, in the order it was applied.
 enum class TreeOpKind : int {
-  kInsert = 1,     // a = tree trial id (checked on replay), b = target; payload: sequences JSON
-  kExtend = 2,     // a = tree trial id, b = new target
-  kRunning = 3,    // a = node id
-  kDone = 4,       // a = node id
-  kFailed = 5,     // a = node id
-  kRequeue = 6,    // a = node id
-  kCheckpoint = 7, // a = node id, b = step
+  kInsert = 1,      // a = tree trial id (checked on replay), b = target; payload: sequences JSON
+  kExtend = 2,      // a = tree trial id, b = new target
+  kRunning = 3,     // a = node id
+  kDone = 4,        // a = node id
+  kFailed = 5,      // a = node id
+  kRequeue = 6,     // a = node id
+  kCheckpoint = 7,  // a = node id, b = step
 };
 
 struct TreeOp {
@@ -95,7 +95,7 @@ struct StageRecord {
   int64_t lineage = 0;
   int64_t start_step = 0;
   int64_t end_step = 0;
-  int state = 0;           // hippo.v1.StageState number
+  int state = 0;  // hippo.v1.StageState number
   int64_t attempts = 0;
   std::string checkpoint_uri;
   std::string worker_id;
@@ -114,7 +114,7 @@ struct AttemptRecord {
   int64_t node_id = 0;
   std::string worker_id;
   int64_t lease_expires_ms = 0;
-  int state = 0;           // 0 running, 1 done, 2 failed, 3 expired, 4 cancelled
+  int state = 0;  // 0 running, 1 done, 2 failed, 3 expired, 4 cancelled
 };
 
 struct CheckpointRecord {
@@ -135,9 +135,9 @@ struct WorkerRecord {
 };
 
 struct EventRecord {
-  int64_t sequence = 0;    // assigned by the store on commit
-  std::string study_id;    // empty for events of no study
-  std::string kind;        // e.g. "study_created", "trial_ended", "worker_lost"
+  int64_t sequence = 0;  // assigned by the store on commit
+  std::string study_id;  // empty for events of no study
+  std::string kind;      // e.g. "study_created", "trial_ended", "worker_lost"
   std::string payload_json;
   int64_t time_ms = 0;
 };
@@ -147,17 +147,17 @@ struct EventRecord {
 // (family, lineage, step, name) keeps its first value, so a replayed report is not counted
 // twice.
 struct WriteBatch {
-  std::vector<FamilyRecord> families;        // upsert by id
-  std::vector<StudyRecord> studies;          // upsert by id
-  std::vector<TrialRecord> trials;           // upsert by (study_id, trial_id)
-  std::vector<TreeOp> tree_ops;              // append; (family_id, sequence) must be new
-  std::vector<StageRecord> stages;           // upsert by (family_id, node_id)
-  std::vector<MetricRecord> metrics;         // insert or ignore
-  std::vector<AttemptRecord> attempts;       // upsert by attempt_id
-  std::vector<CheckpointRecord> checkpoints; // upsert by (family_id, node_id, step)
-  std::vector<WorkerRecord> workers;         // upsert by worker_id
+  std::vector<FamilyRecord> families;         // upsert by id
+  std::vector<StudyRecord> studies;           // upsert by id
+  std::vector<TrialRecord> trials;            // upsert by (study_id, trial_id)
+  std::vector<TreeOp> tree_ops;               // append; (family_id, sequence) must be new
+  std::vector<StageRecord> stages;            // upsert by (family_id, node_id)
+  std::vector<MetricRecord> metrics;          // insert or ignore
+  std::vector<AttemptRecord> attempts;        // upsert by attempt_id
+  std::vector<CheckpointRecord> checkpoints;  // upsert by (family_id, node_id, step)
+  std::vector<WorkerRecord> workers;          // upsert by worker_id
   std::vector<std::pair<std::string, std::string>> algorithm_states;  // (study_id, blob) upsert
-  std::vector<EventRecord> events;           // append
+  std::vector<EventRecord> events;                                    // append
   std::vector<std::pair<std::string, std::string>> settings;          // (key, value) upsert
 
   bool empty() const;
@@ -165,11 +165,11 @@ struct WriteBatch {
 
 // Everything the coordinator needs to rebuild itself, read in one snapshot.
 struct Snapshot {
-  std::vector<FamilyRecord> families;        // by id
-  std::vector<StudyRecord> studies;          // by created_ms, id
-  std::vector<TrialRecord> trials;           // by study_id, trial_id
-  std::vector<TreeOp> tree_ops;              // by family_id, sequence
-  std::vector<AttemptRecord> attempts;       // state 0 (running) only
+  std::vector<FamilyRecord> families;   // by id
+  std::vector<StudyRecord> studies;     // by created_ms, id
+  std::vector<TrialRecord> trials;      // by study_id, trial_id
+  std::vector<TreeOp> tree_ops;         // by family_id, sequence
+  std::vector<AttemptRecord> attempts;  // state 0 (running) only
   std::vector<CheckpointRecord> checkpoints;
   std::vector<std::pair<std::string, std::string>> algorithm_states;
   std::vector<std::pair<std::string, std::string>> settings;

@@ -11,15 +11,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <deque>
-#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -119,8 +119,8 @@ struct SimulatedWorker {
     switch (kind) {
       case kStart: {
         v1::WorkerMessage hello;
-        hello.mutable_hello()->set_worker_id(
-            "bench-" + std::to_string(reinterpret_cast<uintptr_t>(this)));
+        hello.mutable_hello()->set_worker_id("bench-" +
+                                             std::to_string(reinterpret_cast<uintptr_t>(this)));
         hello.mutable_hello()->add_trainers("sim");
         Send(std::move(hello));
         stream->Read(&incoming, &read_op);
@@ -160,9 +160,12 @@ int main(int argc, char** argv) {
   int64_t trials = 100'000;
   std::string out = "coordinator_benchmark.json";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--workers")) workers = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--trials")) trials = std::stoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+    if (!std::strcmp(argv[i], "--workers"))
+      workers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--trials"))
+      trials = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out"))
+      out = argv[i + 1];
   }
   const std::filesystem::path db =
       std::filesystem::temp_directory_path() / ("hippo-bench-" + std::to_string(getpid()) + ".db");
@@ -181,14 +184,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(study.status().message()).c_str());
     return 1;
   }
-  const double create_seconds =
-      std::chrono::duration<double>(Clock::now() - create_start).count();
+  const double create_seconds = std::chrono::duration<double>(Clock::now() - create_start).count();
   const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
 
   // All simulated workers share one thread and one completion queue (asynchronous gRPC), so
   // that the client side takes as little of the machine's two cores as it can.
-  auto stub = v1::WorkerService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::WorkerService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::CompletionQueue queue;
   std::vector<std::unique_ptr<SimulatedWorker>> simulated;
   const auto start = Clock::now();
@@ -230,8 +232,8 @@ int main(int argc, char** argv) {
   std::sort(assigned.begin(), assigned.end());
   const size_t window = std::max<size_t>(1, assigned.size() / 20);
   auto per_trial_ms = [&](size_t from) {
-    return std::chrono::duration<double, std::milli>(assigned[from + window - 1] -
-                                                     assigned[from]).count() /
+    return std::chrono::duration<double, std::milli>(assigned[from + window - 1] - assigned[from])
+               .count() /
            static_cast<double>(window - 1);
   };
   const double first_ms = assigned.size() > 2 * window ? per_trial_ms(0) : 0;

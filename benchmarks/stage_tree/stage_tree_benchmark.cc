@@ -20,8 +20,8 @@
 
 namespace {
 
-using hippo::stage_tree::Sequence;
 using hippo::stage_tree::SegmentFunction;
+using hippo::stage_tree::Sequence;
 using hippo::stage_tree::Step;
 using hippo::stage_tree::TrialSequences;
 
@@ -60,9 +60,12 @@ int main(int argc, char** argv) {
   int64_t extensions = 100'000;
   std::string out = "stage_tree_benchmark.json";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--trials")) trials = std::stoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--extensions")) extensions = std::stoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+    if (!std::strcmp(argv[i], "--trials"))
+      trials = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--extensions"))
+      extensions = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out"))
+      out = argv[i + 1];
   }
 
   const double baseline_rss = CurrentResidentBytes();
@@ -113,9 +116,8 @@ int main(int argc, char** argv) {
   std::printf("%-38s %14lld\n", "unique_steps", (long long)tree.counts().unique_steps);
 
   std::ofstream file(out);
-  file << "{\"trials\": " << trials << ", \"extensions\": " << extended
-       << ", \"nodes\": " << nodes << ", \"insert_seconds\": " << insert_seconds
-       << ", \"extend_seconds\": " << extend_seconds
+  file << "{\"trials\": " << trials << ", \"extensions\": " << extended << ", \"nodes\": " << nodes
+       << ", \"insert_seconds\": " << insert_seconds << ", \"extend_seconds\": " << extend_seconds
        << ", \"total_seconds\": " << insert_seconds + extend_seconds
        << ", \"structure_bytes_per_node\": " << structure_bytes_per_node
        << ", \"peak_rss_bytes_per_node\": " << rss_bytes_per_node

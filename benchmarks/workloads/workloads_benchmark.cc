@@ -75,8 +75,10 @@ int main(int argc, char** argv) {
   int workers = 8;
   std::string out = "workloads_benchmark.json";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--workers")) workers = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+    if (!std::strcmp(argv[i], "--workers"))
+      workers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out"))
+      out = argv[i + 1];
   }
   const std::vector<Workload> workloads = {
       {"W1 grid", {"w1.yaml"}},
@@ -101,11 +103,11 @@ int main(int argc, char** argv) {
     const double savings = static_cast<double>(row.trial_steps) / row.executed_steps;
     const double waste = static_cast<double>(row.executed_steps) / row.unique_steps - 1;
     const double speedup = row.trial_based_makespan / row.makespan;
-    std::printf("%-16s %7lld %11lld %11lld %11lld %7.2fx %6.2f%% %10.0f %10.1f %10.0f %8.3f %7.2fx\n",
-                row.id.c_str(), (long long)row.trials, (long long)row.trial_steps,
-                (long long)row.unique_steps, (long long)row.executed_steps, savings, 100 * waste,
-                row.makespan, row.bound, row.trial_based_makespan, row.makespan / row.bound,
-                speedup);
+    std::printf(
+        "%-16s %7lld %11lld %11lld %11lld %7.2fx %6.2f%% %10.0f %10.1f %10.0f %8.3f %7.2fx\n",
+        row.id.c_str(), (long long)row.trials, (long long)row.trial_steps,
+        (long long)row.unique_steps, (long long)row.executed_steps, savings, 100 * waste,
+        row.makespan, row.bound, row.trial_based_makespan, row.makespan / row.bound, speedup);
     file << (first ? "" : ", ") << "{\"id\": \"" << row.id << "\", \"trials\": " << row.trials
          << ", \"trial_steps\": " << row.trial_steps << ", \"unique_steps\": " << row.unique_steps
          << ", \"executed_steps\": " << row.executed_steps << ", \"savings\": " << savings

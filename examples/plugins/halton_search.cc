@@ -68,7 +68,8 @@ class HaltonSearch : public SearchAlgorithm {
       const hippo::stage_tree::Dimension& dimension = space_.dimensions[d];
       const double unit = RadicalInverse(index, kPrimes[d % std::size(kPrimes)]);
       if (dimension.kind == hippo::stage_tree::DimensionKind::kChoice) {
-        const auto choice = static_cast<size_t>(unit * static_cast<double>(dimension.choices.size()));
+        const auto choice =
+            static_cast<size_t>(unit * static_cast<double>(dimension.choices.size()));
         point.push_back(dimension.choices[std::min(choice, dimension.choices.size() - 1)]);
         continue;
       }
@@ -77,8 +78,8 @@ class HaltonSearch : public SearchAlgorithm {
                                     unit * (std::log(dimension.high) - std::log(dimension.low)))
                          : dimension.low + unit * (dimension.high - dimension.low);
       if (dimension.step > 0) {
-        value = dimension.low +
-                std::round((value - dimension.low) / dimension.step) * dimension.step;
+        value =
+            dimension.low + std::round((value - dimension.low) / dimension.step) * dimension.step;
       }
       point.emplace_back(std::min(std::max(value, dimension.low), dimension.high));
     }
@@ -95,8 +96,9 @@ class HaltonSearch : public SearchAlgorithm {
 }  // namespace
 
 extern "C" void HippoRegisterAlgorithms(hippo::search_algos::PluginRegistrar* registrar) {
-  (void)registrar->Add("halton", [](const AlgorithmContext& context)
-                                     -> absl::StatusOr<std::unique_ptr<SearchAlgorithm>> {
-    return std::make_unique<HaltonSearch>(context);
-  });
+  (void)registrar->Add(
+      "halton",
+      [](const AlgorithmContext& context) -> absl::StatusOr<std::unique_ptr<SearchAlgorithm>> {
+        return std::make_unique<HaltonSearch>(context);
+      });
 }

@@ -43,8 +43,7 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
 }
 
 TEST(BadInputTest, RunRefusesABrokenSpecWithExitCode2) {
-  const std::string path =
-      proto::testing_corpus::CorpusDirectory() + "unknown_field_nested.yaml";
+  const std::string path = proto::testing_corpus::CorpusDirectory() + "unknown_field_nested.yaml";
   const CommandResult result = RunHippo({"run", path});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.output.find("algorithm.asha.reduction_factr"), std::string::npos)
@@ -59,8 +58,8 @@ TEST(BadInputTest, ForeignDatabaseIsRefusedAndLeftUntouched) {
     file << "these are my notes, not a database\n";
   }
   const std::string before = Bytes(db);
-  const CommandResult result = RunHippo(
-      {"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db", db});
+  const CommandResult result =
+      RunHippo({"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db", db});
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.output.find(db), std::string::npos) << result.output;
   EXPECT_EQ(Bytes(db), before);

@@ -32,9 +32,8 @@ Outcome RunW1(int kills, milliseconds interval) {
     spec << WorkloadWithConfig("w1.yaml", kTimedConfig);
   }
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  const std::vector<std::string> server_args = {"server",          "--listen", address,
-                                                "--db",            dir.File("hippo.db"),
-                                                "--lease-seconds", "2"};
+  const std::vector<std::string> server_args = {
+      "server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "2"};
   auto server = std::make_unique<Process>(server_args, dir.File("server.log"));
   EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
   std::vector<std::unique_ptr<Process>> workers;
@@ -122,9 +121,9 @@ TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyFinishes) {
     out << yaml;
   }
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"),
-                  "--lease-seconds", "1"},
-                 dir.File("server.log"));
+  Process server(
+      {"server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "1"},
+      dir.File("server.log"));
   ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
   auto victim = std::make_unique<Process>(
       std::vector<std::string>{"worker", "--coordinator", address, "--id", "victim",

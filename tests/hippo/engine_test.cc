@@ -52,9 +52,9 @@ v1::StudySpec SmallGrid() {
 
 std::string TempDb() {
   static int counter = 0;
-  const std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                     ("hippo-engine-test-" + std::to_string(getpid()) + "-" +
-                                      std::to_string(counter++) + ".db");
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("hippo-engine-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db");
   std::filesystem::remove(path);
   return path.string();
 }
@@ -116,8 +116,8 @@ TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
   EXPECT_EQ(assigns[0].start_step(), 0);
   EXPECT_EQ(assigns[0].end_step(), 50);
   EXPECT_EQ(assigns[1].parent_stage_id(), assigns[0].stage_id());
-  EXPECT_EQ(assigns[1].parent_state_uri(), "file:///checkpoints/" +
-                                               std::to_string(assigns[0].stage_id()));
+  EXPECT_EQ(assigns[1].parent_state_uri(),
+            "file:///checkpoints/" + std::to_string(assigns[0].stage_id()));
   absl::StatusOr<v1::Study> done = engine.GetStudy(study->id());
   ASSERT_TRUE(done.ok());
   EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
@@ -274,8 +274,9 @@ class ForkOnce : public search_algos::SearchAlgorithm {
 
 TEST(EngineTest, ForkSharesTheParentsStagesUpToTheForkStep) {
   (void)search_algos::AlgorithmRegistry::Global().Register(
-      "fork_once", [](const search_algos::AlgorithmContext& context)
-                       -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
+      "fork_once",
+      [](const search_algos::AlgorithmContext& context)
+          -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
         return std::make_unique<ForkOnce>(context);
       });
   v1::StudySpec spec = SmallGrid();

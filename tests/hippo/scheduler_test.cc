@@ -75,8 +75,8 @@ TEST(SchedulerTest, AmongEqualPrioritiesTheWorkersCachedParentWins) {
   const NodeId child_b = tree.Path(b)[1];
   ReadyQueue queue = QueueOf(tree);
   const NodeId wanted = std::max(child_a, child_b);
-  std::optional<QueuedStage> chosen = queue.Pop(
-      AlwaysReady, [&](const QueuedStage& stage) { return stage.node == wanted; });
+  std::optional<QueuedStage> chosen =
+      queue.Pop(AlwaysReady, [&](const QueuedStage& stage) { return stage.node == wanted; });
   ASSERT_TRUE(chosen);
   EXPECT_EQ(chosen->node, wanted);
 }
@@ -89,8 +89,7 @@ TEST(SchedulerTest, EntriesNoLongerReadyAreDroppedAndRequeueMovesPriority) {
   EXPECT_EQ(queue.size(), 2u);
   std::optional<QueuedStage> first = queue.Pop(AlwaysReady, NeverLocal);
   EXPECT_EQ(first->node, 2u);
-  std::optional<QueuedStage> none =
-      queue.Pop([](const QueuedStage&) { return false; }, NeverLocal);
+  std::optional<QueuedStage> none = queue.Pop([](const QueuedStage&) { return false; }, NeverLocal);
   EXPECT_FALSE(none);
   EXPECT_EQ(queue.size(), 0u);
 }

@@ -12,8 +12,8 @@ namespace {
 namespace v1 = ::hippo::v1;
 
 v1::StudySpec W1() {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(
-      std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/w1.yaml");
+  absl::StatusOr<v1::StudySpec> spec =
+      proto::LoadStudySpecFile(std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/w1.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }

@@ -19,7 +19,6 @@ using testing_corpus::BadSpec;
 using testing_corpus::Corpus;
 using testing_corpus::CorpusDirectory;
 
-
 class BadSpecTest : public ::testing::TestWithParam<BadSpec> {};
 
 TEST_P(BadSpecTest, IsInvalidArgumentNamingTheFieldPath) {

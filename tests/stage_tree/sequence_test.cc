@@ -39,8 +39,8 @@ TEST(SequenceTest, AdjacentEqualSegmentsMerge) {
 }
 
 TEST(SequenceTest, GapsAndEmptySegmentsAreRejected) {
-  EXPECT_FALSE(Sequence::FromSegments({{0, 10, SegmentFunction::Constant(1)},
-                                       {11, 20, SegmentFunction::Constant(2)}})
+  EXPECT_FALSE(Sequence::FromSegments(
+                   {{0, 10, SegmentFunction::Constant(1)}, {11, 20, SegmentFunction::Constant(2)}})
                    .ok());
   EXPECT_FALSE(Sequence::FromSegments({{0, 0, SegmentFunction::Constant(1)}}).ok());
   EXPECT_FALSE(Sequence::FromSegments({{1, 5, SegmentFunction::Constant(1)}}).ok());
@@ -97,10 +97,9 @@ TEST(SequenceTest, ForkFollowsTheParentBeforeTheStepAndTheNewValuesAfter) {
 }
 
 TEST(SequenceTest, EncodingRoundTripsExactly) {
-  TrialSequences sequences = {
-      {"lr", *StepDecay(0.1, 0.2, {30, 60}, 5, 120)},
-      {"momentum", *CosineSchedule(0.95, 0.85, 120, 0, 120)},
-      {"weight_decay", *ExponentialSchedule(1e-4 / 3, 0.99, 0, 120)}};
+  TrialSequences sequences = {{"lr", *StepDecay(0.1, 0.2, {30, 60}, 5, 120)},
+                              {"momentum", *CosineSchedule(0.95, 0.85, 120, 0, 120)},
+                              {"weight_decay", *ExponentialSchedule(1e-4 / 3, 0.99, 0, 120)}};
   absl::StatusOr<TrialSequences> decoded = DecodeSequences(EncodeSequences(sequences));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, sequences);

@@ -1,11 +1,11 @@
 // The invariants of DESIGN.md, checked on thousands of random trial sets against naive
 // references that work step by step.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <map>
 #include <random>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "stage_tree/stage_tree.h"
 #include "tests/stage_tree/random_trials.h"
@@ -100,7 +100,7 @@ std::string Canonical(const StageTree& tree, NodeId node, const std::vector<size
 
 struct Built {
   StageTree tree;
-  std::vector<TrialId> ids;  // by index in the trial set
+  std::vector<TrialId> ids;      // by index in the trial set
   std::vector<size_t> original;  // by TrialId: index in the trial set
 };
 

@@ -12,8 +12,8 @@ TEST(WorkloadW1Test, ScheduleSpaceBuiltDirectlyHas7438UniqueSteps) {
   StageTree tree("w1", {"lr", "weight_decay"});
   int trials = 0;
   for (double initial : {0.1, 0.05, 0.02}) {
-    for (const std::vector<Step>& milestones : std::vector<std::vector<Step>>{
-             {60, 90}, {80, 100}, {40, 80, 100}, {30, 60, 90}}) {
+    for (const std::vector<Step>& milestones :
+         std::vector<std::vector<Step>>{{60, 90}, {80, 100}, {40, 80, 100}, {30, 60, 90}}) {
       for (double gamma : {0.1, 0.2}) {
         for (Step warmup : {0, 5}) {
           for (double weight_decay : {5e-4, 1e-4}) {
@@ -54,8 +54,7 @@ TEST(WorkloadW1Test, SpecFileGivesTheSameFigures) {
   }
   EXPECT_EQ(tree->counts().trial_steps, 11520);
   EXPECT_EQ(tree->counts().unique_steps, 7438);
-  EXPECT_EQ(tree->parameter_names(),
-            (std::vector<std::string>{"lr", "momentum", "weight_decay"}));
+  EXPECT_EQ(tree->parameter_names(), (std::vector<std::string>{"lr", "momentum", "weight_decay"}));
 }
 
 }  // namespace

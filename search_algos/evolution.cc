@@ -1,0 +1,507 @@
+#include "search_algos/evolution.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "search_algos/point_sampler.h"
+
+namespace hippo::search_algos {
+namespace {
+
+using stage_tree::Dimension;
+using stage_tree::DimensionKind;
+using stage_tree::Point;
+using stage_tree::SearchSpace;
+using stage_tree::Value;
+
+bool HasSeveralValues(const Dimension& dimension) {
+  return dimension.kind == DimensionKind::kChoice ? dimension.choices.size() > 1
+                                                  : dimension.high > dimension.low;
+}
+
+// An int, a float with a step, or a choice of numbers: a value has neighbours.
+bool IsOrderedNumeric(const Dimension& dimension) {
+  if (dimension.kind == DimensionKind::kChoice) {
+    return std::all_of(dimension.choices.begin(), dimension.choices.end(),
+                       [](const Value& value) { return std::holds_alternative<double>(value); });
+  }
+  return dimension.kind == DimensionKind::kInt || dimension.step > 0;
+}
+
+// The values next to `value` in an ordered numeric dimension: one or two.
+std::vector<double> Neighbours(const Dimension& dimension, double value) {
+  std::vector<double> neighbours;
+  if (dimension.kind == DimensionKind::kChoice) {
+    std::vector<double> ordered;
+    for (const Value& choice : dimension.choices) ordered.push_back(std::get<double>(choice));
+    std::sort(ordered.begin(), ordered.end());
+    ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
+    const auto at = std::lower_bound(ordered.begin(), ordered.end(), value);
+    if (at != ordered.begin()) neighbours.push_back(*(at - 1));
+    if (at != ordered.end() && at + 1 != ordered.end()) neighbours.push_back(*(at + 1));
+    return neighbours;
+  }
+  const double tolerance = 1e-9 * dimension.step;
+  if (value - dimension.step >= dimension.low - tolerance) {
+    neighbours.push_back(value - dimension.step);
+  }
+  if (value + dimension.step <= dimension.high + tolerance) {
+    neighbours.push_back(value + dimension.step);
+  }
+  return neighbours;
+}
+
+// The saved state is text: whitespace-separated tokens; doubles in their shortest form that
+// reads back exactly; a point as one number per dimension (a choice's index, a range's value).
+void PutInt(std::string& out, int64_t value) { absl::StrAppend(&out, value, " "); }
+
+void PutDouble(std::string& out, double value) {
+  char buffer[32];
+  const std::to_chars_result written = std::to_chars(buffer, buffer + sizeof buffer, value);
+  out.append(buffer, written.ptr);
+  out.push_back(' ');
+}
+
+void PutPoint(std::string& out, const SearchSpace& space, const Point& point) {
+  for (size_t d = 0; d < space.dimensions.size(); ++d) {
+    const Dimension& dimension = space.dimensions[d];
+    if (dimension.kind == DimensionKind::kChoice) {
+      const auto found = std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
+      PutInt(out, found - dimension.choices.begin());
+    } else {
+      PutDouble(out, std::get<double>(point[d]));
+    }
+  }
+}
+
+class TokenReader {
+ public:
+  explicit TokenReader(std::string_view text) : text_(text) {}
+
+  bool Expect(std::string_view word) { return Token() == word; }
+  bool Int(int64_t& value) { return Parse(value); }
+  bool Double(double& value) { return Parse(value); }
+  bool PointOf(const SearchSpace& space, Point& point) {
+    point.clear();
+    for (const Dimension& dimension : space.dimensions) {
+      if (dimension.kind == DimensionKind::kChoice) {
+        int64_t index = 0;
+        if (!Int(index) || index < 0 || index >= static_cast<int64_t>(dimension.choices.size())) {
+          return false;
+        }
+        point.push_back(dimension.choices[index]);
+      } else {
+        double value = 0;
+        if (!Double(value)) return false;
+        point.emplace_back(value);
+      }
+    }
+    return true;
+  }
+  bool AtEnd() {
+    SkipSpace();
+    return position_ == text_.size();
+  }
+
+ private:
+  template <typename T>
+  bool Parse(T& value) {
+    const std::string_view token = Token();
+    if (token.empty()) return false;
+    const std::from_chars_result read =
+        std::from_chars(token.data(), token.data() + token.size(), value);
+    return read.ec == std::errc() && read.ptr == token.data() + token.size();
+  }
+  void SkipSpace() {
+    while (position_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[position_]))) {
+      ++position_;
+    }
+  }
+  std::string_view Token() {
+    SkipSpace();
+    const size_t start = position_;
+    while (position_ < text_.size() &&
+           !std::isspace(static_cast<unsigned char>(text_[position_]))) {
+      ++position_;
+    }
+    return text_.substr(start, position_ - start);
+  }
+
+  std::string_view text_;
+  size_t position_ = 0;
+};
+
+constexpr char kStateHeader[] = "evolution-v1";
+// Stream of SeededGenerator for children (stream 0 is SamplePoint's).
+constexpr uint64_t kChildStream = 1;
+// Redraws of a resampled value that came out equal to the parent's.
+constexpr int kResampleTries = 8;
+
+bool Scored(bool has_objective, double objective) {
+  return has_objective && !std::isnan(objective);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RegularizedEvolution::Create(
+    const AlgorithmContext& context) {
+  const hippo::v1::EvolutionConfig& config = context.config.evolution();
+  Options options;
+  if (context.max_steps <= 0) {
+    return absl::InvalidArgumentError("budget.max_steps: must be > 0 for evolution");
+  }
+  if (config.population_size() < 0) {
+    return absl::InvalidArgumentError("algorithm.evolution.population_size: must be >= 1");
+  }
+  if (config.population_size() > 0) options.population_size = config.population_size();
+  if (context.max_trials > 0 && context.max_trials < options.population_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.evolution.population_size: ", options.population_size,
+                     " exceeds budget.max_trials (", context.max_trials, ")"));
+  }
+  options.sample_size = std::min(options.sample_size, options.population_size);
+  if (config.sample_size() != 0) {
+    if (config.sample_size() < 1 || config.sample_size() > options.population_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("algorithm.evolution.sample_size: must be in [1, population_size = ",
+                       options.population_size, "]"));
+    }
+    options.sample_size = config.sample_size();
+  }
+  if (config.children() < 0) {
+    return absl::InvalidArgumentError("algorithm.evolution.children: must be >= 0");
+  }
+  if (config.children() > 0) {
+    options.children = config.children();
+  } else if (context.max_trials > 0) {
+    options.children = context.max_trials - options.population_size;
+  }
+  if (context.max_trials > 0) {
+    options.children = std::min(options.children, context.max_trials - options.population_size);
+  }
+  if (config.has_asha()) {
+    const hippo::v1::AshaConfig& asha = config.asha();
+    if (asha.min_resource() <= 0) {
+      return absl::InvalidArgumentError(
+          "algorithm.evolution.asha.min_resource: must be > 0 (the steps of the first rung)");
+    }
+    if (asha.max_resource() != 0 && asha.max_resource() != context.max_steps) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.evolution.asha.max_resource: children train to budget.max_steps (",
+          context.max_steps, "); leave it unset or set it to that"));
+    }
+    if (asha.reduction_factor() != 0) {
+      if (!(asha.reduction_factor() > 1) || !std::isfinite(asha.reduction_factor())) {
+        return absl::InvalidArgumentError(
+            "algorithm.evolution.asha.reduction_factor: must be > 1");
+      }
+      options.reduction_factor = asha.reduction_factor();
+    }
+    if (!asha.sampler().empty()) {
+      return absl::InvalidArgumentError(
+          "algorithm.evolution.asha.sampler: evolution makes its own children; leave it unset");
+    }
+    for (double rung = static_cast<double>(asha.min_resource()); rung < context.max_steps;
+         rung *= options.reduction_factor) {
+      const auto step = static_cast<Step>(std::llround(rung));
+      if (step >= context.max_steps) break;
+      if (options.rungs.empty() || step > options.rungs.back()) options.rungs.push_back(step);
+    }
+  }
+  options.max_steps = context.max_steps;
+  options.minimize = context.minimize;
+  options.seed = context.seed;
+  return std::unique_ptr<SearchAlgorithm>(
+      new RegularizedEvolution(*context.space, std::move(options)));
+}
+
+void RegularizedEvolution::OnMetric(TrialNumber trial, Step step, double objective) {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
+  Trial& record = trials_[trial];
+  if (record.has_objective && step < record.objective_step) return;
+  record.has_objective = true;
+  record.objective_step = step;
+  record.objective = objective;
+}
+
+void RegularizedEvolution::OnTrialReachedTarget(TrialNumber trial, Step target) {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
+  Trial& record = trials_[trial];
+  // At max_steps the trial completes (OnTrialEnded follows); below it, it is at a rung.
+  if (record.state != TrialState::kTraining || target >= options_.max_steps) return;
+  record.state = TrialState::kPaused;
+  record.target = target;
+  if (Scored(record.has_objective, record.objective)) {
+    rung_results_[target].push_back(record.objective);
+  }
+  paused_.push_back(trial);
+}
+
+void RegularizedEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
+  Trial& record = trials_[trial];
+  if (record.state == TrialState::kEnded) return;
+  if (record.state == TrialState::kPaused) std::erase(paused_, trial);
+  record.state = TrialState::kEnded;
+  if (outcome != TrialOutcome::kCompleted || !Scored(record.has_objective, record.objective)) {
+    return;
+  }
+  // Aging: the newest member joins at the back, the oldest leaves from the front.
+  population_.push_back(Member{trial, record.objective});
+  if (static_cast<int64_t>(population_.size()) > options_.population_size) {
+    population_.pop_front();
+  }
+}
+
+std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
+  std::vector<Request> requests;
+  while (!paused_.empty()) {
+    const TrialNumber number = paused_.front();
+    paused_.pop_front();
+    Trial& child = trials_[number];
+    Request request;
+    request.trial = number;
+    if (Promote(child, child.target)) {
+      request.kind = Request::Kind::kExtend;
+      request.target = NextTarget(child.target);
+      child.state = TrialState::kTraining;
+      child.target = request.target;
+    } else {
+      request.kind = Request::Kind::kStop;
+      child.state = TrialState::kEnded;
+    }
+    requests.push_back(std::move(request));
+  }
+
+  int64_t room = max_new_trials;
+  while (static_cast<int64_t>(trials_.size()) < options_.population_size && room > 0) {
+    Trial member;
+    member.point = SamplePoint(space_, options_.seed, trials_.size());
+    member.target = options_.max_steps;
+    requests.push_back(Request{Request::Kind::kNewTrial, member.point, member.target, -1, 0});
+    trials_.push_back(std::move(member));
+    --room;
+  }
+
+  // Children come once every initial member has ended, a few at a time (see the header).
+  if (static_cast<int64_t>(trials_.size()) < options_.population_size || population_.empty()) {
+    return requests;
+  }
+  for (TrialNumber member = 0; member < options_.population_size; ++member) {
+    if (trials_[member].state != TrialState::kEnded) return requests;
+  }
+  const int64_t most_in_flight = std::max<int64_t>(1, options_.population_size / 2);
+  int64_t in_flight = ChildrenInFlight();
+  while (ChildrenProposed() < options_.children && room > 0 && in_flight < most_in_flight) {
+    const auto number = static_cast<TrialNumber>(trials_.size());
+    std::mt19937_64 random =
+        SeededGenerator(options_.seed, kChildStream, static_cast<uint64_t>(number));
+    Trial child = MakeChild(random);
+    child.target = FirstTarget(number);
+    requests.push_back(Request{Request::Kind::kNewTrial, child.point, child.target, -1, 0});
+    trials_.push_back(std::move(child));
+    --room;
+    ++in_flight;
+  }
+  return requests;
+}
+
+bool RegularizedEvolution::Finished() const {
+  if (static_cast<int64_t>(trials_.size()) < options_.population_size) return false;
+  const bool all_ended = std::all_of(trials_.begin(), trials_.end(), [](const Trial& trial) {
+    return trial.state == TrialState::kEnded;
+  });
+  if (!all_ended) return false;
+  // With every trial ended and no member left, no child can be made any more.
+  return ChildrenProposed() >= options_.children || population_.empty();
+}
+
+const RegularizedEvolution::Lineage* RegularizedEvolution::LineageOf(TrialNumber child) const {
+  if (!IsChild(child) || child >= static_cast<TrialNumber>(trials_.size())) return nullptr;
+  return &trials_[child].lineage;
+}
+
+int64_t RegularizedEvolution::ChildrenProposed() const {
+  return std::max<int64_t>(0, static_cast<int64_t>(trials_.size()) - options_.population_size);
+}
+
+int64_t RegularizedEvolution::ChildrenInFlight() const {
+  int64_t in_flight = 0;
+  for (TrialNumber trial = options_.population_size;
+       trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
+    in_flight += trials_[trial].state != TrialState::kEnded;
+  }
+  return in_flight;
+}
+
+bool RegularizedEvolution::Promote(const Trial& child, Step rung) const {
+  if (!Scored(child.has_objective, child.objective)) return false;
+  const auto results = rung_results_.find(rung);
+  if (results == rung_results_.end()) return false;
+  const int64_t reached = static_cast<int64_t>(results->second.size());
+  const auto better =
+      std::count_if(results->second.begin(), results->second.end(),
+                    [&](double objective) { return Better(objective, child.objective); });
+  // rank = better + 1 <= ceil(reached / eta)  <=>  better * eta < reached.
+  return static_cast<double>(better) * options_.reduction_factor <
+         static_cast<double>(reached);
+}
+
+RegularizedEvolution::Trial RegularizedEvolution::MakeChild(std::mt19937_64& random) const {
+  Trial child;
+  const Member* best = nullptr;
+  for (int64_t drawn = 0; drawn < options_.sample_size; ++drawn) {
+    const Member& candidate = population_[random() % population_.size()];
+    child.lineage.sample.push_back(candidate.trial);
+    if (best == nullptr || Better(candidate.fitness, best->fitness)) best = &candidate;
+  }
+  child.lineage.parent = best->trial;
+  child.point = Mutate(trials_[best->trial].point, random);
+  return child;
+}
+
+Point RegularizedEvolution::Mutate(const Point& parent, std::mt19937_64& random) const {
+  std::vector<size_t> mutable_dimensions;
+  for (size_t d = 0; d < space_.dimensions.size(); ++d) {
+    if (HasSeveralValues(space_.dimensions[d])) mutable_dimensions.push_back(d);
+  }
+  Point child = parent;
+  if (mutable_dimensions.empty()) return child;
+  const size_t d = mutable_dimensions[random() % mutable_dimensions.size()];
+  const Dimension& dimension = space_.dimensions[d];
+  const bool step_to_neighbour = IsOrderedNumeric(dimension) && (random() & 1) == 0;
+  if (step_to_neighbour) {
+    const std::vector<double> neighbours = Neighbours(dimension, std::get<double>(parent[d]));
+    if (!neighbours.empty()) {
+      child[d] = neighbours[random() % neighbours.size()];
+      return child;
+    }
+  }
+  for (int tries = 0; tries < kResampleTries && child[d] == parent[d]; ++tries) {
+    child[d] = SampleDimension(dimension, random);
+  }
+  return child;
+}
+
+Step RegularizedEvolution::FirstTarget(TrialNumber trial) const {
+  if (!IsChild(trial) || options_.rungs.empty()) return options_.max_steps;
+  return options_.rungs.front();
+}
+
+Step RegularizedEvolution::NextTarget(Step target) const {
+  const auto next = std::upper_bound(options_.rungs.begin(), options_.rungs.end(), target);
+  return next == options_.rungs.end() ? options_.max_steps : *next;
+}
+
+std::string RegularizedEvolution::SaveState() const {
+  std::string out = absl::StrCat(kStateHeader, "\n");
+  PutInt(out, static_cast<int64_t>(trials_.size()));
+  out.push_back('\n');
+  for (const Trial& trial : trials_) {
+    PutInt(out, static_cast<int64_t>(trial.state));
+    PutInt(out, trial.target);
+    PutInt(out, trial.has_objective);
+    PutInt(out, trial.objective_step);
+    PutDouble(out, trial.objective);
+    PutPoint(out, space_, trial.point);
+    PutInt(out, trial.lineage.parent);
+    PutInt(out, static_cast<int64_t>(trial.lineage.sample.size()));
+    for (TrialNumber drawn : trial.lineage.sample) PutInt(out, drawn);
+    out.push_back('\n');
+  }
+  PutInt(out, static_cast<int64_t>(population_.size()));
+  for (const Member& member : population_) {
+    PutInt(out, member.trial);
+    PutDouble(out, member.fitness);
+  }
+  out.push_back('\n');
+  PutInt(out, static_cast<int64_t>(rung_results_.size()));
+  out.push_back('\n');
+  for (const auto& [rung, objectives] : rung_results_) {
+    PutInt(out, rung);
+    PutInt(out, static_cast<int64_t>(objectives.size()));
+    for (double objective : objectives) PutDouble(out, objective);
+    out.push_back('\n');
+  }
+  PutInt(out, static_cast<int64_t>(paused_.size()));
+  for (TrialNumber trial : paused_) PutInt(out, trial);
+  out.push_back('\n');
+  return out;
+}
+
+absl::Status RegularizedEvolution::LoadState(const std::string& state) {
+  const absl::Status bad = absl::DataLossError(
+      "bad saved state for regularized evolution (not written by this version?)");
+  TokenReader reader(state);
+  int64_t count = 0;
+  if (!reader.Expect(kStateHeader) || !reader.Int(count) || count < 0 ||
+      count > options_.population_size + options_.children) {
+    return bad;
+  }
+  std::vector<Trial> trials(count);
+  for (Trial& trial : trials) {
+    int64_t kind = 0;
+    int64_t has_objective = 0;
+    int64_t sampled = 0;
+    if (!reader.Int(kind) || kind < 0 || kind > static_cast<int64_t>(TrialState::kEnded) ||
+        !reader.Int(trial.target) || !reader.Int(has_objective) ||
+        !reader.Int(trial.objective_step) || !reader.Double(trial.objective) ||
+        !reader.PointOf(space_, trial.point) || !reader.Int(trial.lineage.parent) ||
+        trial.lineage.parent < -1 || trial.lineage.parent >= count || !reader.Int(sampled) ||
+        sampled < 0 || sampled > options_.sample_size) {
+      return bad;
+    }
+    trial.state = static_cast<TrialState>(kind);
+    trial.has_objective = has_objective != 0;
+    trial.lineage.sample.resize(sampled);
+    for (TrialNumber& drawn : trial.lineage.sample) {
+      if (!reader.Int(drawn) || drawn < 0 || drawn >= count) return bad;
+    }
+  }
+  int64_t members = 0;
+  if (!reader.Int(members) || members < 0 || members > options_.population_size) return bad;
+  std::deque<Member> population(members);
+  for (Member& member : population) {
+    if (!reader.Int(member.trial) || member.trial < 0 || member.trial >= count ||
+        !reader.Double(member.fitness)) {
+      return bad;
+    }
+  }
+  int64_t rungs = 0;
+  if (!reader.Int(rungs) || rungs < 0) return bad;
+  std::map<Step, std::vector<double>> rung_results;
+  for (int64_t i = 0; i < rungs; ++i) {
+    Step rung = 0;
+    int64_t results = 0;
+    if (!reader.Int(rung) || !reader.Int(results) || results < 0 || results > count) return bad;
+    std::vector<double>& objectives = rung_results[rung];
+    objectives.resize(results);
+    for (double& objective : objectives) {
+      if (!reader.Double(objective)) return bad;
+    }
+  }
+  int64_t paused_count = 0;
+  if (!reader.Int(paused_count) || paused_count < 0 || paused_count > count) return bad;
+  std::deque<TrialNumber> paused;
+  for (int64_t i = 0; i < paused_count; ++i) {
+    TrialNumber trial = 0;
+    if (!reader.Int(trial) || trial < 0 || trial >= count ||
+        trials[trial].state != TrialState::kPaused) {
+      return bad;
+    }
+    paused.push_back(trial);
+  }
+  if (!reader.AtEnd()) return bad;
+  trials_ = std::move(trials);
+  population_ = std::move(population);
+  rung_results_ = std::move(rung_results);
+  paused_ = std::move(paused);
+  return absl::OkStatus();
+}
+
+}  // namespace hippo::search_algos

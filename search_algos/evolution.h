@@ -1,0 +1,131 @@
+// Regularized (aging) evolution (Real et al., "Regularized Evolution for Image Classifier
+// Architecture Search", AAAI 2019, Algorithm 1).
+//
+// The population is a queue of at most population_size (P) members, oldest first. The first P
+// trials are random points trained to max_steps. Once all of them have ended, each of the
+// `children` (C) trials is
+//   - parent = the fittest of sample_size (S) members drawn uniformly from the population, with
+//     replacement as in the paper's Algorithm 1 (the first drawn wins a tie);
+//   - child = mutate(parent): one dimension, drawn uniformly among those with more than one
+//     value, changes. An ordered numeric dimension (int, float with a step, choice of numbers)
+//     steps to a neighbouring value (either side, whichever exists) half of the time and is
+//     resampled the other half; any other dimension is resampled. A resampled value differs from
+//     the parent's (redrawn a few times; a continuous draw differs almost surely).
+// A member's fitness is its final objective, the one reported at max_steps. When a trial trained
+// to max_steps joins the population and the population then holds more than P members, the
+// OLDEST is removed (aging), not the worst. A failed trial never joins.
+//
+// ASHA option (EvolutionConfig.asha set): each child, not the initial members, is trained in
+// rungs min_resource * eta^k (k = 0, 1, ... while below max_steps) and then max_steps. A child
+// that reaches a rung is extended to the next one only if it is in the top 1/eta of the n
+// children that have reached that rung so far, itself included: if its rank there (1 + the
+// number of those strictly better) is at most ceil(n / eta); otherwise it is stopped. The
+// decision is made once, when the child arrives (ASHA proper would also promote a waiting child
+// later), so the first child at a rung always goes on. A stopped child counts as one of the C
+// children but has no final objective, so it never joins the population.
+//
+// Parallelism: the paper's workers each train one child at a time; here at most
+// max(1, P / 2) children train at once (budget.max_parallel_trials can lower it further), so
+// that parents are chosen from a population that has seen most earlier children; with the
+// whole budget in flight at once, evolution would be random search.
+#ifndef HIPPO_SEARCH_ALGOS_EVOLUTION_H_
+#define HIPPO_SEARCH_ALGOS_EVOLUTION_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "search_algos/search_algorithm.h"
+
+namespace hippo::search_algos {
+
+class RegularizedEvolution : public SearchAlgorithm {
+ public:
+  // A member of the population.
+  struct Member {
+    TrialNumber trial = 0;
+    double fitness = 0;
+  };
+  // How a child was made: the members drawn for its tournament, in draw order, and the winner.
+  struct Lineage {
+    std::vector<TrialNumber> sample;
+    TrialNumber parent = -1;
+  };
+
+  // algorithm.evolution: population_size (default 20), sample_size (default 5, at most
+  // population_size), children (default budget.max_trials - population_size when max_trials is
+  // set, else 100); asha: min_resource (required), max_resource (unset or budget.max_steps),
+  // reduction_factor (default 3, > 1). proto3 cannot tell 0 from unset, so 0 means the default.
+  // InvalidArgument naming the field if one is out of range.
+  static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+
+  void OnMetric(TrialNumber trial, Step step, double objective) override;
+  void OnTrialReachedTarget(TrialNumber trial, Step target) override;
+  void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
+  // First the rung decisions for children paused at a rung (extend or stop), in the order they
+  // got there; then the initial members; then children, at most `max_new_trials` new trials in
+  // all.
+  std::vector<Request> Suggest(int64_t max_new_trials) override;
+  // Every trial was proposed (or no parent is left to make a child from) and has ended.
+  bool Finished() const override;
+  std::string SaveState() const override;
+  absl::Status LoadState(const std::string& state) override;
+
+  // The population, oldest first.
+  const std::deque<Member>& population() const { return population_; }
+  // How `child` was made; nullptr for an initial member or an unknown trial.
+  const Lineage* LineageOf(TrialNumber child) const;
+
+ private:
+  struct Options {
+    int64_t population_size = 20;
+    int64_t sample_size = 5;
+    int64_t children = 100;
+    std::vector<Step> rungs;  // ASHA rungs below max_steps; empty: children train to max_steps
+    double reduction_factor = 3;
+    Step max_steps = 0;
+    bool minimize = false;
+    uint64_t seed = 0;
+  };
+
+  enum class TrialState { kTraining, kPaused, kEnded };
+
+  struct Trial {
+    stage_tree::Point point;
+    TrialState state = TrialState::kTraining;
+    Step target = 0;
+    bool has_objective = false;
+    Step objective_step = 0;
+    double objective = 0;  // the latest reported
+    Lineage lineage;       // children only
+  };
+
+  RegularizedEvolution(const stage_tree::SearchSpace& space, Options options)
+      : space_(space), options_(std::move(options)) {}
+
+  bool IsChild(TrialNumber trial) const { return trial >= options_.population_size; }
+  int64_t ChildrenProposed() const;
+  int64_t ChildrenInFlight() const;
+  // The decision for a child paused at rung `rung`: true to promote it to the next.
+  bool Promote(const Trial& child, Step rung) const;
+  // Tournament selection and mutation for the next child.
+  Trial MakeChild(std::mt19937_64& random) const;
+  stage_tree::Point Mutate(const stage_tree::Point& parent, std::mt19937_64& random) const;
+  Step FirstTarget(TrialNumber trial) const;
+  Step NextTarget(Step target) const;
+  bool Better(double a, double b) const { return options_.minimize ? a < b : a > b; }
+
+  stage_tree::SearchSpace space_;
+  Options options_;
+  std::vector<Trial> trials_;                      // by trial number
+  std::deque<Member> population_;                  // oldest first
+  std::map<Step, std::vector<double>> rung_results_;  // objectives of children at each rung
+  std::deque<TrialNumber> paused_;                 // children awaiting a rung decision
+};
+
+}  // namespace hippo::search_algos
+
+#endif  // HIPPO_SEARCH_ALGOS_EVOLUTION_H_
