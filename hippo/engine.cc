@@ -222,8 +222,9 @@ void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResu
     family.lineage[split.lower] = family.lineage[split.upper];
     for (auto& [name, values] : family.end_metrics) {
       if (auto value = values.find(split.upper); value != values.end()) {
-        values[split.lower] = value->second;
+        const double moved = value->second;  // inserting may rehash: no iterator survives it
         values.erase(value);
+        values[split.lower] = moved;
       }
     }
     if (split.action != stage_tree::SplitAction::kCheckpointRequested) continue;
