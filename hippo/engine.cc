@@ -211,6 +211,16 @@ void Engine::AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t
   batch.tree_ops.push_back(std::move(op));
 }
 
+void Engine::AddBreakpoints(Family& family, const stage_tree::TrialSequences& sequences,
+                            int64_t target) {
+  family.breakpoints.insert(target);
+  for (const auto& [name, sequence] : sequences) {
+    for (const stage_tree::Segment& segment : sequence.segments()) {
+      if (segment.start > 0) family.breakpoints.insert(segment.start);
+    }
+  }
+}
+
 void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
                          Outbox& outbox) {
   // New nodes start their own lineage; the lower part of a split continues its upper's.
@@ -336,6 +346,7 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
           return status;
         }
         AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "", batch);
+        family.breakpoints.insert(request.target);
         TrackSplits(family, splits, outbox);
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
@@ -394,6 +405,7 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   if (!tree_trial.ok()) return tree_trial.status();
   AppendOp(**family, store::TreeOpKind::kInsert, *tree_trial, request.target,
            stage_tree::EncodeSequences(plan->sequences), batch);
+  AddBreakpoints(**family, plan->sequences, request.target);
   TrackSplits(**family, splits, outbox);
   (*family)->owners.resize(*tree_trial + 1);
   (*family)->owners[*tree_trial] = {study_index, number};
@@ -659,6 +671,10 @@ std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& ba
   *assign.mutable_trainer() = study.spec.trainer();
   for (const auto& [name, value] : study.trials[number].structural) {
     (*assign.mutable_static_parameters())[name] = ToProtoValue(value);
+  }
+  for (auto step = family.breakpoints.upper_bound(assign.start_step());
+       step != family.breakpoints.end() && *step < node.end; ++step) {
+    assign.add_checkpoint_steps(*step);
   }
   assign.add_checkpoint_steps(node.end);
   assign.set_lease_seconds(options_.lease_seconds);
@@ -1320,11 +1336,13 @@ absl::Status Engine::Recover() {
         if (!sequences.ok()) return sequences.status();
         absl::StatusOr<stage_tree::TrialId> trial = family.tree->Insert(*sequences, op.b, &splits);
         if (!trial.ok()) return trial.status();
+        AddBreakpoints(family, *sequences, op.b);
         if (*trial != op.a) return absl::DataLossError("replayed trial ids diverge");
         break;
       }
       case store::TreeOpKind::kExtend:
         status = family.tree->Extend(static_cast<stage_tree::TrialId>(op.a), op.b, &splits);
+        family.breakpoints.insert(op.b);
         break;
       case store::TreeOpKind::kRunning:
         status = family.tree->MarkRunning(node);

@@ -111,6 +111,10 @@ class Engine {
     // reached it, which splits do not change (the worker's cache uses the same names).
     absl::flat_hash_map<std::pair<int64_t, int64_t>, std::string> state_uri;
     absl::flat_hash_map<stage_tree::NodeId, int64_t> attempts_of_node;
+    // Steps where a trial of the family ends or changes a hyper-parameter: where later trials
+    // are likely to branch. Stages keep their state at these steps, so that a branch made
+    // after a stage finished needs no recomputation.
+    std::set<int64_t> breakpoints;
     double seconds_per_step = 1.0;
     bool priorities_dirty = true;
     std::vector<double> priorities;
@@ -172,6 +176,8 @@ class Engine {
   Family& FamilyById(int64_t id) { return *families_[id - 1]; }
   void AppendOp(Family& family, store::TreeOpKind kind, int64_t a, int64_t b, std::string payload,
                 store::WriteBatch& batch);
+  static void AddBreakpoints(Family& family, const stage_tree::TrialSequences& sequences,
+                             int64_t target);
   void TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
                    Outbox& outbox);
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);

@@ -163,6 +163,13 @@ class Simulation {
       }
       running.state = it->second->Clone();
     }
+    // States the stage must keep on its way (where later trials are likely to branch).
+    for (Step step : assign.checkpoint_steps()) {
+      if (step <= assign.start_step() || step >= assign.end_step()) continue;
+      events_.push(Event{now_ + static_cast<double>(step - assign.start_step()) *
+                                    options_.seconds_per_step,
+                         sequence_++, worker, running.attempt, step});
+    }
     const double end = now_ + static_cast<double>(assign.end_step() - assign.start_step()) *
                                   options_.seconds_per_step;
     events_.push(Event{end, sequence_++, worker, running.attempt, assign.end_step()});

@@ -31,9 +31,9 @@ absl::StatusOr<std::vector<Step>> AshaRungs(Step min_resource, Step max_resource
     return absl::InvalidArgumentError("algorithm.asha.min_resource: must be >= 1");
   }
   if (max_resource < min_resource) {
-    return absl::InvalidArgumentError(absl::StrCat("algorithm.asha.max_resource: must be >= ",
-                                                   "min_resource (", min_resource, "), is ",
-                                                   max_resource));
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.asha.max_resource: must be >= ", "min_resource (", min_resource,
+                     "), is ", max_resource));
   }
   std::vector<Step> rungs;
   double resource = static_cast<double>(min_resource);
@@ -81,13 +81,12 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Asha::Create(const AlgorithmCon
   const Step max_resource = config.max_resource() > 0 ? config.max_resource() : context.max_steps;
   const double reduction_factor = config.reduction_factor() > 0 ? config.reduction_factor() : 3;
   if (min_resource > max_resource) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "algorithm.asha.min_resource: must be <= max_resource (",
-        config.max_resource() > 0 ? "" : "budget.max_steps: ", max_resource, "), is ",
-        min_resource));
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.asha.min_resource: must be <= max_resource (",
+                     config.max_resource() > 0 ? "" : "budget.max_steps: ", max_resource, "), is ",
+                     min_resource));
   }
-  absl::StatusOr<std::vector<Step>> rungs =
-      AshaRungs(min_resource, max_resource, reduction_factor);
+  absl::StatusOr<std::vector<Step>> rungs = AshaRungs(min_resource, max_resource, reduction_factor);
   if (!rungs.ok()) return rungs.status();
 
   std::optional<TpeParameters> tpe_parameters;
@@ -187,8 +186,8 @@ std::vector<Request> Asha::Suggest(int64_t max_new_trials) {
     }
   }
   // Grow the bottom rung.
-  for (int64_t added = 0; static_cast<int64_t>(trials_.size()) < max_trials_ &&
-                          added < max_new_trials - promotions;
+  for (int64_t added = 0;
+       static_cast<int64_t>(trials_.size()) < max_trials_ && added < max_new_trials - promotions;
        ++added) {
     const auto index = static_cast<uint64_t>(trials_.size());
     Trial trial;
@@ -248,8 +247,7 @@ absl::Status Asha::LoadState(const std::string& state) {
   }
   std::vector<Trial> trials;
   for (size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<absl::string_view> fields =
-        absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+    const std::vector<absl::string_view> fields = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
     auto bad = [&] {
       return absl::DataLossError(absl::StrCat("bad saved state for asha: line '", lines[i], "'"));
     };
@@ -259,9 +257,8 @@ absl::Status Asha::LoadState(const std::string& state) {
     size_t count = 0;
     if (fields.size() < 6 || fields[0] != "trial" || !absl::SimpleAtoi(fields[2], &trial.rung) ||
         trial.rung >= rungs_.size() || !absl::SimpleAtoi(fields[3], &metric_step) ||
-        !absl::SimpleAtod(fields[4], &metric_objective) ||
-        !absl::SimpleAtoi(fields[5], &count) || fields.size() < 6 + count ||
-        count > trial.rung + 1) {
+        !absl::SimpleAtod(fields[4], &metric_objective) || !absl::SimpleAtoi(fields[5], &count) ||
+        fields.size() < 6 + count || count > trial.rung + 1) {
       return bad();
     }
     if (fields[1] == "running") {
@@ -280,8 +277,7 @@ absl::Status Asha::LoadState(const std::string& state) {
       trial.objectives.push_back(objective);
     }
     const std::vector<absl::string_view> point_fields(fields.begin() + 6 + count, fields.end());
-    absl::StatusOr<stage_tree::Point> point =
-        DecodePoint(space_, absl::StrJoin(point_fields, " "));
+    absl::StatusOr<stage_tree::Point> point = DecodePoint(space_, absl::StrJoin(point_fields, " "));
     if (!point.ok()) return point.status();
     trial.point = *std::move(point);
     trials.push_back(std::move(trial));

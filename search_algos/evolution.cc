@@ -197,8 +197,7 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RegularizedEvolution::Create(
     }
     if (asha.reduction_factor() != 0) {
       if (!(asha.reduction_factor() > 1) || !std::isfinite(asha.reduction_factor())) {
-        return absl::InvalidArgumentError(
-            "algorithm.evolution.asha.reduction_factor: must be > 1");
+        return absl::InvalidArgumentError("algorithm.evolution.asha.reduction_factor: must be > 1");
       }
       options.reduction_factor = asha.reduction_factor();
     }
@@ -260,6 +259,8 @@ void RegularizedEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome)
 
 std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
   std::vector<Request> requests;
+  // A promoted child runs again: it takes room as a new trial does.
+  int64_t room = max_new_trials;
   while (!paused_.empty()) {
     const TrialNumber number = paused_.front();
     paused_.pop_front();
@@ -271,6 +272,7 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
       request.target = NextTarget(child.target);
       child.state = TrialState::kTraining;
       child.target = request.target;
+      --room;
     } else {
       request.kind = Request::Kind::kStop;
       child.state = TrialState::kEnded;
@@ -278,7 +280,6 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
     requests.push_back(std::move(request));
   }
 
-  int64_t room = max_new_trials;
   while (static_cast<int64_t>(trials_.size()) < options_.population_size && room > 0) {
     Trial member;
     member.point = SamplePoint(space_, options_.seed, trials_.size());
@@ -348,8 +349,7 @@ bool RegularizedEvolution::Promote(const Trial& child, Step rung) const {
       std::count_if(results->second.begin(), results->second.end(),
                     [&](double objective) { return Better(objective, child.objective); });
   // rank = better + 1 <= ceil(reached / eta)  <=>  better * eta < reached.
-  return static_cast<double>(better) * options_.reduction_factor <
-         static_cast<double>(reached);
+  return static_cast<double>(better) * options_.reduction_factor < static_cast<double>(reached);
 }
 
 RegularizedEvolution::Trial RegularizedEvolution::MakeChild(std::mt19937_64& random) const {
@@ -435,13 +435,15 @@ std::string RegularizedEvolution::SaveState() const {
 }
 
 absl::Status RegularizedEvolution::LoadState(const std::string& state) {
-  const absl::Status bad = absl::DataLossError(
-      "bad saved state for regularized evolution (not written by this version?)");
+  auto bad = [] {
+    return absl::DataLossError(
+        "bad saved state for regularized evolution (not written by this version?)");
+  };
   TokenReader reader(state);
   int64_t count = 0;
   if (!reader.Expect(kStateHeader) || !reader.Int(count) || count < 0 ||
       count > options_.population_size + options_.children) {
-    return bad;
+    return bad();
   }
   std::vector<Trial> trials(count);
   for (Trial& trial : trials) {
@@ -454,49 +456,49 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
         !reader.PointOf(space_, trial.point) || !reader.Int(trial.lineage.parent) ||
         trial.lineage.parent < -1 || trial.lineage.parent >= count || !reader.Int(sampled) ||
         sampled < 0 || sampled > options_.sample_size) {
-      return bad;
+      return bad();
     }
     trial.state = static_cast<TrialState>(kind);
     trial.has_objective = has_objective != 0;
     trial.lineage.sample.resize(sampled);
     for (TrialNumber& drawn : trial.lineage.sample) {
-      if (!reader.Int(drawn) || drawn < 0 || drawn >= count) return bad;
+      if (!reader.Int(drawn) || drawn < 0 || drawn >= count) return bad();
     }
   }
   int64_t members = 0;
-  if (!reader.Int(members) || members < 0 || members > options_.population_size) return bad;
+  if (!reader.Int(members) || members < 0 || members > options_.population_size) return bad();
   std::deque<Member> population(members);
   for (Member& member : population) {
     if (!reader.Int(member.trial) || member.trial < 0 || member.trial >= count ||
         !reader.Double(member.fitness)) {
-      return bad;
+      return bad();
     }
   }
   int64_t rungs = 0;
-  if (!reader.Int(rungs) || rungs < 0) return bad;
+  if (!reader.Int(rungs) || rungs < 0) return bad();
   std::map<Step, std::vector<double>> rung_results;
   for (int64_t i = 0; i < rungs; ++i) {
     Step rung = 0;
     int64_t results = 0;
-    if (!reader.Int(rung) || !reader.Int(results) || results < 0 || results > count) return bad;
+    if (!reader.Int(rung) || !reader.Int(results) || results < 0 || results > count) return bad();
     std::vector<double>& objectives = rung_results[rung];
     objectives.resize(results);
     for (double& objective : objectives) {
-      if (!reader.Double(objective)) return bad;
+      if (!reader.Double(objective)) return bad();
     }
   }
   int64_t paused_count = 0;
-  if (!reader.Int(paused_count) || paused_count < 0 || paused_count > count) return bad;
+  if (!reader.Int(paused_count) || paused_count < 0 || paused_count > count) return bad();
   std::deque<TrialNumber> paused;
   for (int64_t i = 0; i < paused_count; ++i) {
     TrialNumber trial = 0;
     if (!reader.Int(trial) || trial < 0 || trial >= count ||
         trials[trial].state != TrialState::kPaused) {
-      return bad;
+      return bad();
     }
     paused.push_back(trial);
   }
-  if (!reader.AtEnd()) return bad;
+  if (!reader.AtEnd()) return bad();
   trials_ = std::move(trials);
   population_ = std::move(population);
   rung_results_ = std::move(rung_results);

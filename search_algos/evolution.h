@@ -58,16 +58,18 @@ class RegularizedEvolution : public SearchAlgorithm {
   // algorithm.evolution: population_size (default 20), sample_size (default 5, at most
   // population_size), children (default budget.max_trials - population_size when max_trials is
   // set, else 100); asha: min_resource (required), max_resource (unset or budget.max_steps),
-  // reduction_factor (default 3, > 1). proto3 cannot tell 0 from unset, so 0 means the default.
-  // InvalidArgument naming the field if one is out of range.
+  // reduction_factor (default 3, > 1). budget.max_trials, when set, caps population_size +
+  // children. proto3 cannot tell 0 from unset, so 0 means the default. InvalidArgument naming
+  // the field if one is out of range.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;
   void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
   // First the rung decisions for children paused at a rung (extend or stop), in the order they
-  // got there; then the initial members; then children, at most `max_new_trials` new trials in
-  // all.
+  // got there; then the initial members; then children. Promotions take room like new trials
+  // (the coordinator counts a paused child as not running): at most `max_new_trials` minus the
+  // promotions are new.
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   // Every trial was proposed (or no parent is left to make a child from) and has ended.
   bool Finished() const override;
@@ -120,10 +122,10 @@ class RegularizedEvolution : public SearchAlgorithm {
 
   stage_tree::SearchSpace space_;
   Options options_;
-  std::vector<Trial> trials_;                      // by trial number
-  std::deque<Member> population_;                  // oldest first
+  std::vector<Trial> trials_;                         // by trial number
+  std::deque<Member> population_;                     // oldest first
   std::map<Step, std::vector<double>> rung_results_;  // objectives of children at each rung
-  std::deque<TrialNumber> paused_;                 // children awaiting a rung decision
+  std::deque<TrialNumber> paused_;                    // children awaiting a rung decision
 };
 
 }  // namespace hippo::search_algos

@@ -90,9 +90,9 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Hyperband::Create(
   const hippo::v1::HyperbandConfig& config = context.config.hyperband();
   if (context.max_steps < 1) return absl::InvalidArgumentError("budget.max_steps: must be >= 1");
   if (config.max_resource() < 0 || config.max_resource() > context.max_steps) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("algorithm.hyperband.max_resource: must be in [1, budget.max_steps = ",
-                     context.max_steps, "] (0: budget.max_steps), is ", config.max_resource()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "algorithm.hyperband.max_resource: must be in [1, budget.max_steps = ", context.max_steps,
+        "] (0: budget.max_steps), is ", config.max_resource()));
   }
   if (config.reduction_factor() != 0 && !(config.reduction_factor() > 1)) {
     return absl::InvalidArgumentError("algorithm.hyperband.reduction_factor: must be > 1 (0: 3)");
@@ -119,8 +119,8 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Hyperband::Create(
     }
     if (brackets.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("budget.max_trials: hyperband's smallest bracket needs ",
-                       table->back().n, " trials, max_trials is ", context.max_trials));
+          absl::StrCat("budget.max_trials: hyperband's smallest bracket needs ", table->back().n,
+                       " trials, max_trials is ", context.max_trials));
     }
   }
   return std::unique_ptr<SearchAlgorithm>(new Hyperband(context, std::move(brackets)));
@@ -209,9 +209,9 @@ std::vector<Request> Hyperband::Suggest(int64_t max_new_trials) {
        ++added) {
     const auto number = static_cast<TrialNumber>(trials_.size());
     Trial trial;
-    trial.bracket = static_cast<size_t>(
-        std::upper_bound(first_trial_.begin(), first_trial_.end(), number) -
-        first_trial_.begin() - 1);
+    trial.bracket =
+        static_cast<size_t>(std::upper_bound(first_trial_.begin(), first_trial_.end(), number) -
+                            first_trial_.begin() - 1);
     Request request;
     request.kind = Request::Kind::kNewTrial;
     request.point = SamplePoint(space_, seed_, static_cast<uint64_t>(number));
@@ -255,8 +255,7 @@ absl::Status Hyperband::LoadState(const std::string& state) {
   std::vector<Progress> progress;
   std::vector<Trial> trials;
   for (size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<absl::string_view> fields =
-        absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+    const std::vector<absl::string_view> fields = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
     auto bad = [&] {
       return absl::DataLossError(
           absl::StrCat("bad saved state for hyperband: line '", lines[i], "'"));
@@ -286,9 +285,9 @@ absl::Status Hyperband::LoadState(const std::string& state) {
         (fields[5] != "-" && !absl::SimpleAtod(fields[5], &objective))) {
       return bad();
     }
-    trial.bracket = static_cast<size_t>(
-        std::upper_bound(first_trial_.begin(), first_trial_.end(), number) -
-        first_trial_.begin() - 1);
+    trial.bracket =
+        static_cast<size_t>(std::upper_bound(first_trial_.begin(), first_trial_.end(), number) -
+                            first_trial_.begin() - 1);
     if (trial.round >= brackets_[trial.bracket].rounds.size()) return bad();
     if (fields[1] == "running") {
       trial.state = TrialState::kRunning;

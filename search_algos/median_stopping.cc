@@ -129,6 +129,8 @@ void MedianStoppingRule::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
 
 std::vector<Request> MedianStoppingRule::Suggest(int64_t max_new_trials) {
   std::vector<Request> requests;
+  // An extended trial runs again: it takes room as a new trial does.
+  int64_t room = max_new_trials;
   while (!paused_.empty()) {
     const TrialNumber number = paused_.front();
     paused_.pop_front();
@@ -143,19 +145,18 @@ std::vector<Request> MedianStoppingRule::Suggest(int64_t max_new_trials) {
       request.target = std::min(trial.target + options_.interval_steps, options_.max_steps);
       trial.state = TrialState::kTraining;
       trial.target = request.target;
+      --room;
     }
     requests.push_back(std::move(request));
   }
-  int64_t proposed_now = 0;
-  while (static_cast<int64_t>(trials_.size()) < options_.max_trials &&
-         proposed_now < max_new_trials) {
+  while (static_cast<int64_t>(trials_.size()) < options_.max_trials && room > 0) {
     Request request;
     request.kind = Request::Kind::kNewTrial;
     request.point = SamplePoint(space_, options_.seed, trials_.size());
     request.target = std::min(options_.interval_steps, options_.max_steps);
     trials_.push_back(Trial{TrialState::kTraining, request.target, {}});
     requests.push_back(std::move(request));
-    ++proposed_now;
+    --room;
   }
   return requests;
 }
@@ -197,8 +198,8 @@ bool MedianStoppingRule::MedianOfRunningAverages(Step step, double* median) cons
   if (averages.empty()) return false;
   std::sort(averages.begin(), averages.end());
   const size_t middle = averages.size() / 2;
-  *median = averages.size() % 2 == 1 ? averages[middle]
-                                     : (averages[middle - 1] + averages[middle]) / 2;
+  *median =
+      averages.size() % 2 == 1 ? averages[middle] : (averages[middle - 1] + averages[middle]) / 2;
   return true;
 }
 
@@ -223,13 +224,15 @@ std::string MedianStoppingRule::SaveState() const {
 }
 
 absl::Status MedianStoppingRule::LoadState(const std::string& state) {
-  const absl::Status bad = absl::DataLossError(
-      "bad saved state for the median stopping rule (not written by this version?)");
+  auto bad = [] {
+    return absl::DataLossError(
+        "bad saved state for the median stopping rule (not written by this version?)");
+  };
   TokenReader reader(state);
   int64_t count = 0;
   if (!reader.Expect(kStateHeader) || !reader.Int(count) || count < 0 ||
       count > options_.max_trials) {
-    return bad;
+    return bad();
   }
   std::vector<Trial> trials(count);
   int64_t completed = 0;
@@ -238,29 +241,29 @@ absl::Status MedianStoppingRule::LoadState(const std::string& state) {
     int64_t objectives = 0;
     if (!reader.Int(kind) || kind < 0 || kind > static_cast<int64_t>(TrialState::kEnded) ||
         !reader.Int(trial.target) || !reader.Int(objectives) || objectives < 0) {
-      return bad;
+      return bad();
     }
     trial.state = static_cast<TrialState>(kind);
     completed += trial.state == TrialState::kCompleted;
     for (int64_t i = 0; i < objectives; ++i) {
       Step step = 0;
       double objective = 0;
-      if (!reader.Int(step) || !reader.Double(objective)) return bad;
+      if (!reader.Int(step) || !reader.Double(objective)) return bad();
       trial.objectives[step] = objective;
     }
   }
   int64_t paused_count = 0;
-  if (!reader.Int(paused_count) || paused_count < 0 || paused_count > count) return bad;
+  if (!reader.Int(paused_count) || paused_count < 0 || paused_count > count) return bad();
   std::deque<TrialNumber> paused;
   for (int64_t i = 0; i < paused_count; ++i) {
     TrialNumber trial = 0;
     if (!reader.Int(trial) || trial < 0 || trial >= count ||
         trials[trial].state != TrialState::kPaused) {
-      return bad;
+      return bad();
     }
     paused.push_back(trial);
   }
-  if (!reader.AtEnd()) return bad;
+  if (!reader.AtEnd()) return bad();
   trials_ = std::move(trials);
   paused_ = std::move(paused);
   completed_ = completed;

@@ -42,7 +42,8 @@ class MedianStoppingRule : public SearchAlgorithm {
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;
   void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
   // First the decisions for the trials paused at a target, in the order they got there (extend
-  // or stop); then new trials, at most `max_new_trials`.
+  // or stop); then new trials. Extensions take room like new trials (the coordinator counts a
+  // paused trial as not running): at most `max_new_trials` minus the extensions are new.
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   // Every trial was proposed and has ended.
   bool Finished() const override;
@@ -64,7 +65,7 @@ class MedianStoppingRule : public SearchAlgorithm {
 
   struct Trial {
     TrialState state = TrialState::kTraining;
-    Step target = 0;                  // the step it trains (or trained) to
+    Step target = 0;                    // the step it trains (or trained) to
     std::map<Step, double> objectives;  // by step
   };
 
@@ -80,8 +81,8 @@ class MedianStoppingRule : public SearchAlgorithm {
 
   stage_tree::SearchSpace space_;
   Options options_;
-  std::vector<Trial> trials_;          // by trial number; the k-th is SamplePoint(seed, k)
-  std::deque<TrialNumber> paused_;     // awaiting a decision, in the order they reached targets
+  std::vector<Trial> trials_;       // by trial number; the k-th is SamplePoint(seed, k)
+  std::deque<TrialNumber> paused_;  // awaiting a decision, in the order they reached targets
   int64_t completed_ = 0;
 };
 

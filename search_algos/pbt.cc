@@ -68,9 +68,8 @@ absl::StatusOr<std::vector<size_t>> PerturbedDimensions(
     if (!found) {
       std::vector<std::string> known;
       for (const Dimension& dimension : space.dimensions) known.push_back(dimension.name);
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " names no numeric dimension of the search space; it has: ",
-                       absl::StrJoin(known, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " names no numeric dimension; the space has: ", absl::StrJoin(known, ", ")));
     }
   }
   return std::vector<size_t>(chosen.begin(), chosen.end());
@@ -202,7 +201,8 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> PopulationBasedTraining::Create
     options.resample_probability = config.resample_probability();
   }
   if (context.max_steps <= 0) {
-    return absl::InvalidArgumentError("budget.max_steps: must be > 0 for population based training");
+    return absl::InvalidArgumentError(
+        "budget.max_steps: must be > 0 for population based training");
   }
   absl::StatusOr<std::vector<size_t>> perturbed =
       PerturbedDimensions(*context.space, config.perturbed_parameters());
@@ -254,7 +254,12 @@ std::vector<Request> PopulationBasedTraining::Suggest(int64_t max_new_trials) {
     requests.push_back(std::move(request));
     --room;
   }
-  if (RoundComplete()) ExploitAndExplore(requests);
+  if (RoundComplete()) {
+    const size_t before = requests.size();
+    ExploitAndExplore(requests);
+    // An extended member runs again: it takes room as a fork does.
+    room -= static_cast<int64_t>(requests.size() - before);
+  }
   size_t forked = 0;
   for (; forked < pending_forks_.size() && room > 0; ++forked, --room) {
     PendingFork& fork = pending_forks_[forked];
@@ -321,8 +326,8 @@ void PopulationBasedTraining::ExploitAndExplore(std::vector<Request>& requests) 
   std::stable_sort(ranked.begin(), ranked.end(), ranks_ahead);
   const size_t members = ranked.size();
   const size_t quantile =
-      std::min(static_cast<size_t>(std::ceil(static_cast<double>(members) *
-                                             options_.quantile_fraction - 1e-9)),
+      std::min(static_cast<size_t>(
+                   std::ceil(static_cast<double>(members) * options_.quantile_fraction - 1e-9)),
                members / 2);
   // Empty slots are refilled from the best member even when the quantile is empty.
   const std::vector<int64_t> top(ranked.begin(),
@@ -342,8 +347,8 @@ void PopulationBasedTraining::ExploitAndExplore(std::vector<Request>& requests) 
     }
     if (top.empty()) continue;
     // One generator per (boundary, slot): the decision does not depend on the order of others.
-    std::mt19937_64 random =
-        SeededGenerator(options_.seed, static_cast<uint64_t>(fork_step), static_cast<uint64_t>(slot));
+    std::mt19937_64 random = SeededGenerator(options_.seed, static_cast<uint64_t>(fork_step),
+                                             static_cast<uint64_t>(slot));
     const TrialNumber parent = slots_[top[random() % top.size()]];
     pending_forks_.push_back(
         PendingFork{slot, parent, fork_step, Explore(trials_[parent].point, random)});
@@ -381,8 +386,8 @@ Value PopulationBasedTraining::Perturb(const Dimension& dimension, const Value& 
   }
   double perturbed = std::clamp(*number * factor, dimension.low, dimension.high);
   if (dimension.step > 0) {
-    perturbed = dimension.low +
-                std::round((perturbed - dimension.low) / dimension.step) * dimension.step;
+    perturbed =
+        dimension.low + std::round((perturbed - dimension.low) / dimension.step) * dimension.step;
     if (perturbed > dimension.high) perturbed -= dimension.step;
     perturbed = std::clamp(perturbed, dimension.low, dimension.high);
   }
@@ -420,14 +425,16 @@ std::string PopulationBasedTraining::SaveState() const {
 }
 
 absl::Status PopulationBasedTraining::LoadState(const std::string& state) {
-  const absl::Status bad = absl::DataLossError(
-      "bad saved state for population based training (not written by this version?)");
+  auto bad = [] {
+    return absl::DataLossError(
+        "bad saved state for population based training (not written by this version?)");
+  };
   TokenReader reader(state);
   Step boundary = 0;
   int64_t count = 0;
   if (!reader.Expect(kStateHeader) || !reader.Int(boundary) || boundary <= 0 ||
       boundary > options_.max_steps || !reader.Int(count) || count < 0) {
-    return bad;
+    return bad();
   }
   std::vector<Trial> trials;
   for (int64_t i = 0; i < count; ++i) {
@@ -438,7 +445,7 @@ absl::Status PopulationBasedTraining::LoadState(const std::string& state) {
         !reader.Int(trial.reached) || !reader.Int(has_objective) ||
         !reader.Int(trial.objective_step) || !reader.Double(trial.objective) ||
         !reader.Int(ended) || !reader.PointOf(space_, trial.point)) {
-      return bad;
+      return bad();
     }
     trial.has_objective = has_objective != 0;
     trial.ended = ended != 0;
@@ -446,23 +453,23 @@ absl::Status PopulationBasedTraining::LoadState(const std::string& state) {
   }
   int64_t slot_count = 0;
   if (!reader.Int(slot_count) || slot_count < 0 || slot_count > options_.population_size) {
-    return bad;
+    return bad();
   }
   std::vector<TrialNumber> slots(slot_count);
   for (TrialNumber& member : slots) {
-    if (!reader.Int(member) || member < -1 || member >= count) return bad;
+    if (!reader.Int(member) || member < -1 || member >= count) return bad();
   }
   int64_t pending_count = 0;
-  if (!reader.Int(pending_count) || pending_count < 0 || pending_count > slot_count) return bad;
+  if (!reader.Int(pending_count) || pending_count < 0 || pending_count > slot_count) return bad();
   std::vector<PendingFork> pending(pending_count);
   for (PendingFork& fork : pending) {
     if (!reader.Int(fork.slot) || fork.slot < 0 || fork.slot >= slot_count ||
         !reader.Int(fork.parent) || fork.parent < 0 || fork.parent >= count ||
         !reader.Int(fork.fork_step) || !reader.PointOf(space_, fork.point)) {
-      return bad;
+      return bad();
     }
   }
-  if (!reader.AtEnd()) return bad;
+  if (!reader.AtEnd()) return bad();
   trials_ = std::move(trials);
   slots_ = std::move(slots);
   boundary_ = boundary;

@@ -59,8 +59,9 @@ class PopulationBasedTraining : public SearchAlgorithm {
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;
   void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
   // First the initial members, then, once a round is complete, its extensions, then its forks
-  // (each followed by the stop of the member it replaces); at most `max_new_trials` new trials
-  // and forks in all.
+  // (each followed by the stop of the member it replaces). Extensions take room like new
+  // trials (the coordinator counts a paused member as not running): at most `max_new_trials`
+  // minus the extensions are new trials or forks.
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   // The population was proposed and every member has ended (reached max_steps or failed).
   bool Finished() const override;
@@ -116,9 +117,9 @@ class PopulationBasedTraining : public SearchAlgorithm {
 
   stage_tree::SearchSpace space_;
   Options options_;
-  std::vector<Trial> trials_;             // by trial number
-  std::vector<TrialNumber> slots_;        // the member holding each slot; -1 while empty
-  Step boundary_ = 0;                     // the boundary the population trains to
+  std::vector<Trial> trials_;       // by trial number
+  std::vector<TrialNumber> slots_;  // the member holding each slot; -1 while empty
+  Step boundary_ = 0;               // the boundary the population trains to
   std::vector<PendingFork> pending_forks_;
 };
 

@@ -1,17 +1,23 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "search_algos/asha.h"
 #include "search_algos/evolution.h"
 #include "search_algos/grid_search.h"
+#include "search_algos/hyperband.h"
 #include "search_algos/median_stopping.h"
 #include "search_algos/pbt.h"
 #include "search_algos/search_algorithm.h"
+#include "search_algos/tpe.h"
 
 namespace hippo::search_algos {
 
 AlgorithmRegistry::AlgorithmRegistry() {
   factories_.emplace_back("grid", &GridSearch::Create);
   factories_.emplace_back("random", &RandomSearch::Create);
+  factories_.emplace_back("tpe", &TpeSearch::Create);
+  factories_.emplace_back("asha", &Asha::Create);
+  factories_.emplace_back("hyperband", &Hyperband::Create);
   factories_.emplace_back("median", &MedianStoppingRule::Create);
   factories_.emplace_back("pbt", &PopulationBasedTraining::Create);
   factories_.emplace_back("evolution", &RegularizedEvolution::Create);

@@ -19,7 +19,6 @@ namespace {
 using stage_tree::Dimension;
 using stage_tree::DimensionKind;
 using stage_tree::Point;
-using stage_tree::Value;
 
 constexpr double kLowestLog = -1e300;
 
@@ -31,9 +30,7 @@ std::string ExactText(double value) {
 
 // Uniform in [0, 1) from 53 random bits (as SampleDimension draws), so draws are the same on
 // every platform.
-double UnitDraw(std::mt19937_64& random) {
-  return static_cast<double>(random() >> 11) * 0x1.0p-53;
-}
+double UnitDraw(std::mt19937_64& random) { return static_cast<double>(random() >> 11) * 0x1.0p-53; }
 
 // Box–Muller: one standard normal draw from two uniform ones.
 double StandardNormalDraw(std::mt19937_64& random) {
@@ -68,9 +65,9 @@ std::vector<double> ObservationWeights(size_t n) {
   const size_t ramp = n - kFlat;
   const double first = 1.0 / static_cast<double>(n);
   for (size_t i = 0; i < ramp; ++i) {
-    weights[i] = ramp == 1 ? first
-                           : first + (1.0 - first) * static_cast<double>(i) /
-                                         static_cast<double>(ramp - 1);
+    weights[i] =
+        ramp == 1 ? first
+                  : first + (1.0 - first) * static_cast<double>(i) / static_cast<double>(ramp - 1);
   }
   return weights;
 }
@@ -123,8 +120,8 @@ struct NumericScale {
 class TruncatedGaussianMixture {
  public:
   TruncatedGaussianMixture(const std::vector<double>& observations,
-                           const std::vector<double>& observation_weights, double low,
-                           double high, double step, double prior_weight)
+                           const std::vector<double>& observation_weights, double low, double high,
+                           double step, double prior_weight)
       : lower_(low - step / 2), upper_(high + step / 2), low_(low), high_(high), step_(step) {
     const size_t n = observations.size();
     const double range = upper_ - lower_;
@@ -196,9 +193,9 @@ class TruncatedGaussianMixture {
     terms.reserve(kernels_.size());
     for (const Kernel& kernel : kernels_) {
       if (step_ > 0) {
-        const double mass = StandardNormalMass(
-            (std::max(x - step_ / 2, lower_) - kernel.mu) / kernel.sigma,
-            (std::min(x + step_ / 2, upper_) - kernel.mu) / kernel.sigma);
+        const double mass =
+            StandardNormalMass((std::max(x - step_ / 2, lower_) - kernel.mu) / kernel.sigma,
+                               (std::min(x + step_ / 2, upper_) - kernel.mu) / kernel.sigma);
         terms.push_back(kernel.log_scale + SafeLog(mass));
       } else {
         const double z = (x - kernel.mu) / kernel.sigma;
@@ -238,8 +235,8 @@ std::vector<double> ChoiceProbabilities(const std::vector<double>& observations,
   for (size_t i = 0; i < observations.size(); ++i) {
     const auto observed = static_cast<size_t>(observations[i]);
     for (size_t c = 0; c < choices; ++c) {
-      probabilities[c] += weights[i] * ((c == observed ? 1.0 : 0.0) + smoothing) /
-                          (1.0 + k * smoothing);
+      probabilities[c] +=
+          weights[i] * ((c == observed ? 1.0 : 0.0) + smoothing) / (1.0 + k * smoothing);
     }
   }
   return probabilities;
@@ -264,8 +261,7 @@ std::optional<std::vector<double>> Coordinates(const stage_tree::SearchSpace& sp
   for (size_t d = 0; d < point.size(); ++d) {
     const Dimension& dimension = space.dimensions[d];
     if (dimension.kind == DimensionKind::kChoice) {
-      const auto found =
-          std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
+      const auto found = std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
       if (found == dimension.choices.end()) return std::nullopt;
       coordinates.push_back(static_cast<double>(found - dimension.choices.begin()));
     } else {
@@ -300,8 +296,7 @@ TpeSampler::TpeSampler(const stage_tree::SearchSpace& space, uint64_t seed, bool
                        TpeParameters parameters)
     : space_(space), seed_(seed), minimize_(minimize), parameters_(parameters) {}
 
-void TpeSampler::Observe(TrialNumber trial, const Point& point, double objective,
-                         int64_t level) {
+void TpeSampler::Observe(TrialNumber trial, const Point& point, double objective, int64_t level) {
   std::optional<std::vector<double>> coordinates = Coordinates(space_, point);
   if (!coordinates.has_value() || std::isnan(objective)) return;
   observations_[trial] = Observation{*std::move(coordinates), objective, level};
@@ -339,7 +334,8 @@ Point TpeSampler::Sample(uint64_t index) const {
   for (size_t d = 0; d < space_.dimensions.size(); ++d) {
     const Dimension& dimension = space_.dimensions[d];
     std::vector<double> good_values, bad_values;
-    for (const auto& [trial, observation] : good) good_values.push_back(observation->coordinates[d]);
+    for (const auto& [trial, observation] : good)
+      good_values.push_back(observation->coordinates[d]);
     for (const auto& [trial, observation] : bad) bad_values.push_back(observation->coordinates[d]);
     const int64_t candidates = parameters_.n_ei_candidates;
 
@@ -370,9 +366,8 @@ Point TpeSampler::Sample(uint64_t index) const {
     const NumericScale scale(dimension);
     for (double& value : good_values) value = scale.ToModel(value);
     for (double& value : bad_values) value = scale.ToModel(value);
-    const TruncatedGaussianMixture l(good_values, good_weights, scale.model_low,
-                                     scale.model_high, scale.model_step,
-                                     parameters_.prior_weight);
+    const TruncatedGaussianMixture l(good_values, good_weights, scale.model_low, scale.model_high,
+                                     scale.model_step, parameters_.prior_weight);
     const TruncatedGaussianMixture g(bad_values, bad_weights, scale.model_low, scale.model_high,
                                      scale.model_step, parameters_.prior_weight);
     double best = dimension.low;
@@ -397,8 +392,7 @@ std::string EncodePoint(const stage_tree::SearchSpace& space, const Point& point
     if (d > 0) text.push_back(' ');
     const Dimension& dimension = space.dimensions[d];
     if (dimension.kind == DimensionKind::kChoice) {
-      const auto found =
-          std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
+      const auto found = std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
       absl::StrAppend(&text, found - dimension.choices.begin());
     } else if (const double* number = std::get_if<double>(&point[d])) {
       absl::StrAppend(&text, ExactText(*number));
@@ -407,13 +401,12 @@ std::string EncodePoint(const stage_tree::SearchSpace& space, const Point& point
   return text;
 }
 
-absl::StatusOr<Point> DecodePoint(const stage_tree::SearchSpace& space, std::string_view text) {
-  const std::vector<absl::string_view> fields =
-      absl::StrSplit(absl::string_view(text.data(), text.size()), ' ', absl::SkipEmpty());
+absl::StatusOr<Point> DecodePoint(const stage_tree::SearchSpace& space, absl::string_view text) {
+  const std::vector<absl::string_view> fields = absl::StrSplit(text, ' ', absl::SkipEmpty());
   if (fields.size() != space.dimensions.size()) {
     return absl::DataLossError(absl::StrCat("a saved point has ", fields.size(),
-                                            " values; the space has ",
-                                            space.dimensions.size(), " dimensions"));
+                                            " values; the space has ", space.dimensions.size(),
+                                            " dimensions"));
   }
   Point point;
   for (size_t d = 0; d < fields.size(); ++d) {
@@ -437,8 +430,7 @@ absl::StatusOr<Point> DecodePoint(const stage_tree::SearchSpace& space, std::str
   return point;
 }
 
-TpeSearch::TpeSearch(const AlgorithmContext& context, TpeParameters parameters,
-                     int64_t max_trials)
+TpeSearch::TpeSearch(const AlgorithmContext& context, TpeParameters parameters, int64_t max_trials)
     : space_(*context.space),
       parameters_(parameters),
       seed_(context.seed),
@@ -498,8 +490,8 @@ std::string TpeSearch::SaveState() const {
                        : trial.state == TrialState::kCompleted ? "completed"
                                                                : "ended";
     absl::StrAppend(&state, "trial ", name, " ",
-                    trial.last_objective.has_value() ? ExactText(*trial.last_objective) : "-",
-                    " ", EncodePoint(space_, trial.point), "\n");
+                    trial.last_objective.has_value() ? ExactText(*trial.last_objective) : "-", " ",
+                    EncodePoint(space_, trial.point), "\n");
   }
   return state;
 }
@@ -515,8 +507,8 @@ absl::Status TpeSearch::LoadState(const std::string& state) {
     const std::vector<absl::string_view> head = absl::StrSplit(lines[i], absl::MaxSplits(' ', 3));
     Trial trial;
     double objective = 0;
-    const bool known_state = head.size() == 4 && (head[1] == "running" || head[1] == "completed" ||
-                                                  head[1] == "ended");
+    const bool known_state =
+        head.size() == 4 && (head[1] == "running" || head[1] == "completed" || head[1] == "ended");
     if (!known_state || head[0] != "trial" ||
         (head[2] != "-" && !absl::SimpleAtod(head[2], &objective))) {
       return absl::DataLossError(absl::StrCat("bad saved state for tpe: line '", lines[i], "'"));
@@ -529,8 +521,7 @@ absl::Status TpeSearch::LoadState(const std::string& state) {
     if (!point.ok()) return point.status();
     trial.point = *std::move(point);
     if (trial.state == TrialState::kCompleted && trial.last_objective.has_value()) {
-      sampler.Observe(static_cast<TrialNumber>(trials.size()), trial.point,
-                      *trial.last_objective);
+      sampler.Observe(static_cast<TrialNumber>(trials.size()), trial.point, *trial.last_objective);
     }
     trials.push_back(std::move(trial));
   }

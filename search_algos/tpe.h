@@ -17,10 +17,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "search_algos/search_algorithm.h"
 
 namespace hippo::search_algos {
@@ -77,7 +77,7 @@ class TpeSampler {
 std::string EncodePoint(const stage_tree::SearchSpace& space, const stage_tree::Point& point);
 // DataLoss if `text` is not a point of `space` as EncodePoint writes it.
 absl::StatusOr<stage_tree::Point> DecodePoint(const stage_tree::SearchSpace& space,
-                                              std::string_view text);
+                                              absl::string_view text);
 
 // TPE as a study's algorithm: max_trials trials (100 when unset), each trained to max_steps,
 // the k-th suggested by TpeSampler::Sample(k) from the results of the trials completed before.
