@@ -323,12 +323,35 @@ absl::StatusOr<v1::Study> Engine::CreateStudy(const v1::StudySpec& spec, bool no
 absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox) {
   StudyState& study = *studies_[study_index];
   if (study.record.state != v1::STUDY_RUNNING) return absl::OkStatus();
-  int64_t capacity = std::numeric_limits<int32_t>::max();
-  if (study.spec.budget().max_parallel_trials() > 0) {
-    capacity =
-        std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
+  // A request can be answered at once (an extension or a new trial whose stages another trial
+  // already trained): the algorithm then hears of it and may have more to ask.
+  for (bool answered_at_once = true; answered_at_once;) {
+    answered_at_once = false;
+    int64_t capacity = std::numeric_limits<int32_t>::max();
+    if (study.spec.budget().max_parallel_trials() > 0) {
+      capacity =
+          std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
+    }
+    const int64_t reached_before = targets_reached_;
+    std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
+    if (absl::Status status = CarryOut(study_index, requests, batch, outbox); !status.ok()) {
+      return status;
+    }
+    answered_at_once = targets_reached_ != reached_before;
   }
-  std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
+  std::string state = study.algorithm->SaveState();
+  if (state != study.saved_algorithm_state) {
+    study.saved_algorithm_state = state;
+    batch.algorithm_states.emplace_back(study.record.id, std::move(state));
+  }
+  FinishStudyIfDone(study_index, batch);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::CarryOut(size_t study_index,
+                              const std::vector<search_algos::Request>& requests,
+                              store::WriteBatch& batch, Outbox& outbox) {
+  StudyState& study = *studies_[study_index];
   for (const search_algos::Request& request : requests) {
     switch (request.kind) {
       case search_algos::Request::Kind::kNewTrial:
@@ -351,6 +374,10 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
+        // Another trial may have trained the whole extension already.
+        if (family.tree->node(family.tree->Leaf(trial.tree_trial)).state == StageState::kDone) {
+          TrialReachedTarget(study_index, request.trial, batch);
+        }
         break;
       }
       case search_algos::Request::Kind::kStop: {
@@ -361,12 +388,6 @@ absl::Status Engine::RunPlan(size_t study_index, store::WriteBatch& batch, Outbo
       }
     }
   }
-  std::string state = study.algorithm->SaveState();
-  if (state != study.saved_algorithm_state) {
-    study.saved_algorithm_state = state;
-    batch.algorithm_states.emplace_back(study.record.id, std::move(state));
-  }
-  FinishStudyIfDone(study_index, batch);
   return absl::OkStatus();
 }
 
@@ -445,6 +466,7 @@ absl::StatusOr<stage_tree::TrialSequences> Engine::SequencesOf(const StudyState&
 }
 
 void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::WriteBatch& batch) {
+  ++targets_reached_;
   StudyState& study = *studies_[study_index];
   TrialState& trial = study.trials[number];
   Family& family = FamilyById(trial.family_id);

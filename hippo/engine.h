@@ -180,7 +180,11 @@ class Engine {
                              int64_t target);
   void TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
                    Outbox& outbox);
+  // Asks the study's algorithm for requests and carries them out, again while some were
+  // answered at once; then saves the algorithm state and ends the study if it is done.
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
+  absl::Status CarryOut(size_t study_index, const std::vector<search_algos::Request>& requests,
+                        store::WriteBatch& batch, Outbox& outbox);
   absl::Status AddTrial(size_t study_index, const search_algos::Request& request,
                         store::WriteBatch& batch, Outbox& outbox);
   void StageDone(Family& family, stage_tree::NodeId node, store::WriteBatch& batch,
@@ -234,7 +238,8 @@ class Engine {
   std::map<std::string, Worker> workers_;
   int64_t next_session_ = 1;
   ReadyQueue ready_;
-  bool trials_ended_ = false;  // a running trial stopped or failed since CancelUnneeded ran
+  bool trials_ended_ = false;
+  int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls  // a running trial stopped or failed since CancelUnneeded ran
   Stats stats_;
 };
 

@@ -68,6 +68,33 @@ TEST(StudyEndToEndTest, W1OverFourWorkerProcessesTrainsEachUniqueStepOnceWithStr
   EXPECT_NE(listed.output.find("worker-3"), std::string::npos);
 }
 
+// Every built-in algorithm runs to completion from a spec through `hippo run`.
+TEST(StudyEndToEndTest, EveryAlgorithmCompletesThroughHippoRun) {
+  TempDir dir;
+  std::vector<std::string> specs;
+  for (const char* workload : {"w1.yaml", "w2.yaml", "w3.yaml", "w4.yaml", "w6.yaml"}) {
+    specs.push_back(std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + workload);
+  }
+  for (const char* algorithm : {"random", "tpe", "median"}) {
+    std::string yaml = WorkloadWithConfig("w1.yaml", "{virtual_time: true}");
+    const std::string grid = "algorithm: {name: grid, seed: 0}";
+    const std::string budget = "budget: {max_steps: 120}";
+    ASSERT_NE(yaml.find(grid), std::string::npos);
+    yaml.replace(yaml.find(grid), grid.size(),
+                 std::string("algorithm: {name: ") + algorithm + ", seed: 3}");
+    ASSERT_NE(yaml.find(budget), std::string::npos);
+    yaml.replace(yaml.find(budget), budget.size(), "budget: {max_steps: 120, max_trials: 24}");
+    specs.push_back(dir.File(std::string(algorithm) + ".yaml"));
+    std::ofstream(specs.back()) << yaml;
+  }
+  for (const std::string& spec : specs) {
+    const CommandResult result = RunHippo({"run", spec, "--workers", "4", "--json"});
+    EXPECT_EQ(result.exit_code, 0) << spec << ": " << result.output;
+    EXPECT_NE(result.output.find("\"status\": \"completed\""), std::string::npos)
+        << spec << ": " << result.output;
+  }
+}
+
 TEST(StudyEndToEndTest, PluginAlgorithmRunsThroughServerAndWorker) {
   TempDir dir;
   {
