@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "search_algos/point_sampler.h"
+#include "search_algos/state_text.h"
 
 namespace hippo::search_algos {
 namespace {
@@ -56,85 +57,10 @@ std::vector<double> Neighbours(const Dimension& dimension, double value) {
   return neighbours;
 }
 
-// The saved state is text: whitespace-separated tokens; doubles in their shortest form that
-// reads back exactly; a point as one number per dimension (a choice's index, a range's value).
-void PutInt(std::string& out, int64_t value) { absl::StrAppend(&out, value, " "); }
-
-void PutDouble(std::string& out, double value) {
-  char buffer[32];
-  const std::to_chars_result written = std::to_chars(buffer, buffer + sizeof buffer, value);
-  out.append(buffer, written.ptr);
-  out.push_back(' ');
-}
-
-void PutPoint(std::string& out, const SearchSpace& space, const Point& point) {
-  for (size_t d = 0; d < space.dimensions.size(); ++d) {
-    const Dimension& dimension = space.dimensions[d];
-    if (dimension.kind == DimensionKind::kChoice) {
-      const auto found = std::find(dimension.choices.begin(), dimension.choices.end(), point[d]);
-      PutInt(out, found - dimension.choices.begin());
-    } else {
-      PutDouble(out, std::get<double>(point[d]));
-    }
-  }
-}
-
-class TokenReader {
- public:
-  explicit TokenReader(std::string_view text) : text_(text) {}
-
-  bool Expect(std::string_view word) { return Token() == word; }
-  bool Int(int64_t& value) { return Parse(value); }
-  bool Double(double& value) { return Parse(value); }
-  bool PointOf(const SearchSpace& space, Point& point) {
-    point.clear();
-    for (const Dimension& dimension : space.dimensions) {
-      if (dimension.kind == DimensionKind::kChoice) {
-        int64_t index = 0;
-        if (!Int(index) || index < 0 || index >= static_cast<int64_t>(dimension.choices.size())) {
-          return false;
-        }
-        point.push_back(dimension.choices[index]);
-      } else {
-        double value = 0;
-        if (!Double(value)) return false;
-        point.emplace_back(value);
-      }
-    }
-    return true;
-  }
-  bool AtEnd() {
-    SkipSpace();
-    return position_ == text_.size();
-  }
-
- private:
-  template <typename T>
-  bool Parse(T& value) {
-    const std::string_view token = Token();
-    if (token.empty()) return false;
-    const std::from_chars_result read =
-        std::from_chars(token.data(), token.data() + token.size(), value);
-    return read.ec == std::errc() && read.ptr == token.data() + token.size();
-  }
-  void SkipSpace() {
-    while (position_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[position_]))) {
-      ++position_;
-    }
-  }
-  std::string_view Token() {
-    SkipSpace();
-    const size_t start = position_;
-    while (position_ < text_.size() &&
-           !std::isspace(static_cast<unsigned char>(text_[position_]))) {
-      ++position_;
-    }
-    return text_.substr(start, position_ - start);
-  }
-
-  std::string_view text_;
-  size_t position_ = 0;
-};
+using state_text::PutDouble;
+using state_text::PutInt;
+using state_text::PutPoint;
+using state_text::TokenReader;
 
 constexpr char kStateHeader[] = "evolution-v1";
 // Stream of SeededGenerator for children (stream 0 is SamplePoint's).

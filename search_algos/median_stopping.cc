@@ -8,60 +8,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "search_algos/point_sampler.h"
+#include "search_algos/state_text.h"
 
 namespace hippo::search_algos {
 namespace {
 
-// The saved state is text: whitespace-separated tokens; doubles in their shortest form that
-// reads back exactly.
-void PutInt(std::string& out, int64_t value) { absl::StrAppend(&out, value, " "); }
-
-void PutDouble(std::string& out, double value) {
-  char buffer[32];
-  const std::to_chars_result written = std::to_chars(buffer, buffer + sizeof buffer, value);
-  out.append(buffer, written.ptr);
-  out.push_back(' ');
-}
-
-class TokenReader {
- public:
-  explicit TokenReader(std::string_view text) : text_(text) {}
-
-  bool Expect(std::string_view word) { return Token() == word; }
-  bool Int(int64_t& value) { return Parse(value); }
-  bool Double(double& value) { return Parse(value); }
-  bool AtEnd() {
-    SkipSpace();
-    return position_ == text_.size();
-  }
-
- private:
-  template <typename T>
-  bool Parse(T& value) {
-    const std::string_view token = Token();
-    if (token.empty()) return false;
-    const std::from_chars_result read =
-        std::from_chars(token.data(), token.data() + token.size(), value);
-    return read.ec == std::errc() && read.ptr == token.data() + token.size();
-  }
-  void SkipSpace() {
-    while (position_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[position_]))) {
-      ++position_;
-    }
-  }
-  std::string_view Token() {
-    SkipSpace();
-    const size_t start = position_;
-    while (position_ < text_.size() &&
-           !std::isspace(static_cast<unsigned char>(text_[position_]))) {
-      ++position_;
-    }
-    return text_.substr(start, position_ - start);
-  }
-
-  std::string_view text_;
-  size_t position_ = 0;
-};
+using state_text::PutDouble;
+using state_text::PutInt;
+using state_text::TokenReader;
 
 constexpr char kStateHeader[] = "median-stopping-v1";
 
