@@ -2,6 +2,7 @@
 // loopback gRPC, a progress bar, and a summary when the study ends.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -87,9 +88,11 @@ int RunCommand(const RunOptions& options) {
     std::cerr << "hippo run: " << spec.status().message() << "\n";
     return kExitBadInput;
   }
-  if (spec->trainer().kind() != "sim") {
+  if (const std::vector<std::string> kinds = workers::BuiltinTrainerKinds();
+      std::find(kinds.begin(), kinds.end(), spec->trainer().kind()) == kinds.end()) {
     std::cerr << "hippo run: " << options.spec_path << ": trainer.kind: '" << spec->trainer().kind()
-              << "' is not available in this build; local workers serve: sim\n";
+              << "' is not available in this build; local workers serve: "
+              << absl::StrJoin(kinds, ", ") << "\n";
     return kExitBadInput;
   }
   if (options.workers < 1) {
@@ -135,6 +138,7 @@ int RunCommand(const RunOptions& options) {
     worker_options.coordinator = absl::StrFormat("127.0.0.1:%d", (*server)->port());
     worker_options.worker_id = absl::StrFormat("local-%d", i);
     worker_options.checkpoint_dir = checkpoints;
+    worker_options.trainers = {spec->trainer().kind()};
     worker_options.cache_bytes = int64_t{256} << 20;
     worker_options.log = [](std::string_view) {};
     local_workers.push_back(std::make_unique<workers::Worker>(worker_options));

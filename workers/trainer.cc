@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "workers/sim_trainer.h"
 
 namespace hippo::workers {
@@ -138,10 +141,58 @@ bool StageControl::SleepUnlessStopped(absl::Duration duration) const {
   return cancelled_ || (deadline_.has_value() && absl::Now() >= *deadline_);
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind) {
-  if (kind == SimTrainer::kKind) return std::make_unique<SimTrainer>();
-  return absl::NotFoundError(
-      absl::StrCat("no built-in trainer of kind '", std::string(kind), "' (this build has: sim)"));
+namespace {
+
+struct TrainerKinds {
+  absl::Mutex mu;
+  std::map<std::string, TrainerFactory> factories ABSL_GUARDED_BY(mu);
+};
+
+TrainerKinds& Kinds() {
+  static TrainerKinds* kinds = [] {
+    auto* created = new TrainerKinds;
+    absl::MutexLock lock(&created->mu);
+    created->factories[std::string(SimTrainer::kKind)] =
+        [](const std::string&) -> absl::StatusOr<std::unique_ptr<Trainer>> {
+      return std::make_unique<SimTrainer>();
+    };
+    return created;
+  }();
+  return *kinds;
+}
+
+}  // namespace
+
+void RegisterTrainerKind(const std::string& kind, TrainerFactory factory) {
+  TrainerKinds& kinds = Kinds();
+  absl::MutexLock lock(&kinds.mu);
+  kinds.factories[kind] = std::move(factory);
+}
+
+std::vector<std::string> BuiltinTrainerKinds() {
+  TrainerKinds& kinds = Kinds();
+  absl::MutexLock lock(&kinds.mu);
+  std::vector<std::string> names;
+  for (const auto& [kind, factory] : kinds.factories) names.push_back(kind);
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind,
+                                                            const std::string& device) {
+  TrainerFactory factory;
+  {
+    TrainerKinds& kinds = Kinds();
+    absl::MutexLock lock(&kinds.mu);
+    if (auto it = kinds.factories.find(std::string(kind)); it != kinds.factories.end()) {
+      factory = it->second;
+    }
+  }
+  if (!factory) {
+    return absl::NotFoundError(absl::StrCat("no trainer of kind '", std::string(kind),
+                                            "' in this build (it has: ",
+                                            absl::StrJoin(BuiltinTrainerKinds(), ", "), ")"));
+  }
+  return factory(device);
 }
 
 }  // namespace hippo::workers

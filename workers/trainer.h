@@ -185,8 +185,22 @@ class Trainer {
                                              const TrainCallbacks& callbacks) = 0;
 };
 
-// The built-in trainer of `kind` ("sim"); NotFound for a kind this build does not provide.
-absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind);
+// Makes a trainer of one kind; `device` is the worker's --device ("cpu", "cuda:0", ...).
+using TrainerFactory =
+    std::function<absl::StatusOr<std::unique_ptr<Trainer>>(const std::string& device)>;
+
+// Adds a trainer kind to those MakeBuiltinTrainer knows. Trainers living in libraries that
+// hippo_workers must not depend on (LibTorch's) register themselves through this, called once
+// from main before any worker starts. A second registration of a kind replaces the first.
+void RegisterTrainerKind(const std::string& kind, TrainerFactory factory);
+
+// The kinds MakeBuiltinTrainer can make, sorted ("sim" and those registered).
+std::vector<std::string> BuiltinTrainerKinds();
+
+// The built-in or registered trainer of `kind` for `device`; NotFound, listing the kinds this
+// build has, for another kind.
+absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kind,
+                                                            const std::string& device = "cpu");
 
 }  // namespace hippo::workers
 

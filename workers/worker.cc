@@ -125,7 +125,7 @@ absl::Status Worker::Run() {
   }
   for (const std::string& kind : options_.trainers) {
     if (trainers_.contains(kind)) continue;
-    absl::StatusOr<std::unique_ptr<Trainer>> trainer = MakeBuiltinTrainer(kind);
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = MakeBuiltinTrainer(kind, options_.device);
     if (!trainer.ok()) return trainer.status();
     trainers_[kind] = *std::move(trainer);
   }

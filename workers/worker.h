@@ -66,6 +66,8 @@ struct WorkerOptions {
   int64_t cache_bytes = int64_t{1} << 30;
   // Built-in trainer kinds to serve (see MakeBuiltinTrainer); AddTrainer adds others.
   std::vector<std::string> trainers = {"sim"};
+  // Where trainers run: "cpu" or "cuda:N"; handed to every trainer factory.
+  std::string device = "cpu";
   // Memory reported in the hello; 0: the machine's physical memory.
   int64_t memory_bytes = 0;
   int heartbeat_ms = 1000;
