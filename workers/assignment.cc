@@ -99,6 +99,7 @@ absl::StatusOr<Assignment> AssignmentFromProto(const hippo::v1::Assign& assign) 
   task.trainer_kind = assign.trainer().kind();
   task.trainer_config_json =
       assign.trainer().has_config() ? ToJson(assign.trainer().config(), "{}") : "{}";
+  task.command.assign(assign.trainer().command().begin(), assign.trainer().command().end());
   task.seed = assign.trainer().seed();
   task.timeout_seconds = assign.trainer().timeout_seconds();
   task.checkpoint_steps.assign(assign.checkpoint_steps().begin(), assign.checkpoint_steps().end());

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "workers/command_trainer.h"
 #include "workers/sim_trainer.h"
 
 namespace hippo::workers {
@@ -155,6 +156,10 @@ TrainerKinds& Kinds() {
     created->factories[std::string(SimTrainer::kKind)] =
         [](const std::string&) -> absl::StatusOr<std::unique_ptr<Trainer>> {
       return std::make_unique<SimTrainer>();
+    };
+    created->factories[std::string(CommandTrainer::kKind)] =
+        [](const std::string&) -> absl::StatusOr<std::unique_ptr<Trainer>> {
+      return std::make_unique<CommandTrainer>();
     };
     return created;
   }();

@@ -57,6 +57,8 @@ struct StageTask {
   std::string trainer_kind;
   // TrainerSpec.config as a JSON object ("{}" when absent).
   std::string trainer_config_json = "{}";
+  // TrainerSpec.command: the program and its arguments (kind "command" only).
+  std::vector<std::string> command;
   // TrainerSpec.seed.
   uint64_t seed = 0;
   // Steps whose state must be written, in (start_step, end_step]; a state "at step k" is the
@@ -194,7 +196,7 @@ using TrainerFactory =
 // from main before any worker starts. A second registration of a kind replaces the first.
 void RegisterTrainerKind(const std::string& kind, TrainerFactory factory);
 
-// The kinds MakeBuiltinTrainer can make, sorted ("sim" and those registered).
+// The kinds MakeBuiltinTrainer can make, sorted ("command", "sim" and those registered).
 std::vector<std::string> BuiltinTrainerKinds();
 
 // The built-in or registered trainer of `kind` for `device`; NotFound, listing the kinds this

@@ -1,0 +1,1000 @@
+#include "workers/command_trainer.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "workers/json.h"
+
+extern char** environ;
+
+namespace hippo::workers {
+namespace {
+
+constexpr char kMagic[4] = {'H', 'C', 'M', 'D'};
+constexpr uint32_t kFormatVersion = 1;
+// magic, version, step, has-checkpoint flag.
+constexpr size_t kHeaderBytes = 4 + 4 + 8 + 1;
+
+// Lines of the program's output quoted in an error, and the bytes kept of each.
+constexpr size_t kTailLines = 20;
+constexpr size_t kTailLineBytes = 400;
+// A stdout line longer than this is cut there (a metrics line never is).
+constexpr size_t kMaxLineBytes = size_t{1} << 20;
+// How often the output loop wakes to check for cancellation and the timeout.
+constexpr int kPollMilliseconds = 50;
+// After the program exits, how long descendants holding its pipes open may delay the end.
+constexpr absl::Duration kDrainAfterExit = absl::Seconds(1);
+
+// The variables the trainer sets; the config's env may not name them.
+const std::set<std::string, std::less<>>& ReservedVariables() {
+  static const auto* const names = new std::set<std::string, std::less<>>{
+      "HIPPO_CONFIG",   "HIPPO_START_STEP",     "HIPPO_END_STEP",
+      "HIPPO_SEED",     "HIPPO_CHECKPOINT_IN",  "HIPPO_CHECKPOINT_OUT",
+  };
+  return *names;
+}
+
+// ---- Serialisation helpers --------------------------------------------------------------
+
+void PutU64(uint64_t value, std::string& out) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
+uint64_t GetU64(std::string_view bytes, size_t offset) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) {
+    value |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[offset + i])) << (8 * i);
+  }
+  return value;
+}
+
+// The shortest text that reads back as the same double; "null" for NaN and infinities, which
+// JSON cannot hold.
+std::string JsonNumber(double value) {
+  if (!std::isfinite(value)) return "null";
+  char buffer[32];
+  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  return std::string(buffer, result.ptr);
+}
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string StaticValueJson(const StaticValue& value) {
+  if (const double* number = std::get_if<double>(&value)) return JsonNumber(*number);
+  if (const bool* flag = std::get_if<bool>(&value)) return *flag ? "true" : "false";
+  return JsonString(std::get<std::string>(value));
+}
+
+std::string SegmentJson(const stage_tree::Segment& segment, Step start, Step end) {
+  const stage_tree::SegmentFunction& f = segment.function;
+  std::string out = absl::StrCat("{\"start\": ", std::max(segment.start, start),
+                                 ", \"end\": ", std::min(segment.end, end), ", ");
+  switch (f.kind) {
+    case stage_tree::FunctionKind::kConstant:
+      absl::StrAppend(&out, "\"function\": \"constant\", \"value\": ", JsonNumber(f.first));
+      break;
+    case stage_tree::FunctionKind::kLinear:
+      absl::StrAppend(&out, "\"function\": \"linear\", \"from\": ", JsonNumber(f.first),
+                      ", \"to\": ", JsonNumber(f.second), ", \"origin\": ", f.origin,
+                      ", \"span\": ", f.span);
+      break;
+    case stage_tree::FunctionKind::kExponential:
+      absl::StrAppend(&out, "\"function\": \"exponential\", \"initial\": ", JsonNumber(f.first),
+                      ", \"rate\": ", JsonNumber(f.second), ", \"origin\": ", f.origin);
+      break;
+    case stage_tree::FunctionKind::kCosine:
+      absl::StrAppend(&out, "\"function\": \"cosine\", \"max\": ", JsonNumber(f.first),
+                      ", \"min\": ", JsonNumber(f.second), ", \"origin\": ", f.origin,
+                      ", \"period\": ", f.span);
+      break;
+  }
+  out += "}";
+  return out;
+}
+
+// ---- Config ------------------------------------------------------------------------------
+
+struct CommandConfig {
+  std::vector<std::string> argv;
+  std::string working_dir;  // empty: the worker's
+  std::vector<std::pair<std::string, std::string>> env;
+  double kill_grace_seconds = 5;
+  std::string log_file;     // empty: none
+  std::string scratch_dir;  // empty: the system's temporary directory
+  // The config object as given, handed to the program.
+  std::string json = "{}";
+};
+
+absl::StatusOr<std::string> StringOr(const JsonValue& object, std::string_view key) {
+  const JsonValue* member = object.Find(key);
+  if (member == nullptr || member->is_null()) return std::string();
+  if (member->type() != JsonValue::Type::kString) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("command trainer: config.", std::string(key), " must be a string (a path)"));
+  }
+  return member->string_value();
+}
+
+absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
+  CommandConfig config;
+  if (task.command.empty() || task.command.front().empty()) {
+    return absl::InvalidArgumentError(
+        "command trainer: trainer.command is empty; give the program and its arguments, e.g. "
+        "command: [python3, train.py]");
+  }
+  config.argv = task.command;
+  absl::StatusOr<JsonValue> json = JsonValue::Parse(task.trainer_config_json);
+  if (!json.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("command trainer: config: ", json.status().message()));
+  }
+  if (json->type() != JsonValue::Type::kObject) {
+    return absl::InvalidArgumentError("command trainer: config must be a JSON object");
+  }
+  config.json = task.trainer_config_json;
+
+  absl::StatusOr<std::string> working_dir = StringOr(*json, "working_dir");
+  if (!working_dir.ok()) return working_dir.status();
+  config.working_dir = *working_dir;
+  if (!config.working_dir.empty() && !std::filesystem::is_directory(config.working_dir)) {
+    return absl::InvalidArgumentError(absl::StrCat("command trainer: config.working_dir '",
+                                                   config.working_dir,
+                                                   "' is not a directory on this worker"));
+  }
+  absl::StatusOr<std::string> log_file = StringOr(*json, "log_file");
+  if (!log_file.ok()) return log_file.status();
+  config.log_file = *log_file;
+  absl::StatusOr<std::string> scratch_dir = StringOr(*json, "scratch_dir");
+  if (!scratch_dir.ok()) return scratch_dir.status();
+  config.scratch_dir = *scratch_dir;
+
+  absl::StatusOr<double> grace = NumberOr(*json, "kill_grace_seconds", 5.0);
+  if (!grace.ok()) return grace.status();
+  if (!(*grace >= 0) || *grace > 3600) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "command trainer: config.kill_grace_seconds must be in [0, 3600], got ", *grace));
+  }
+  config.kill_grace_seconds = *grace;
+
+  if (const JsonValue* env = json->Find("env"); env != nullptr && !env->is_null()) {
+    if (env->type() != JsonValue::Type::kObject) {
+      return absl::InvalidArgumentError(
+          "command trainer: config.env must be an object of NAME: value, e.g. "
+          "env: {OMP_NUM_THREADS: 1}");
+    }
+    for (const auto& [name, value] : env->object()) {
+      if (name.empty() || name.find('=') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "command trainer: config.env: '", name, "' is not a variable name"));
+      }
+      if (ReservedVariables().contains(name)) {
+        return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
+                                                       " is set by the trainer; remove it"));
+      }
+      if (value.type() == JsonValue::Type::kString) {
+        config.env.emplace_back(name, value.string_value());
+      } else if (value.type() == JsonValue::Type::kNumber) {
+        config.env.emplace_back(name, JsonNumber(value.number_value()));
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
+                                                       " must be a string or a number"));
+      }
+    }
+  }
+  return config;
+}
+
+std::string CommandLine(const std::vector<std::string>& argv) {
+  std::string line = absl::StrJoin(argv, " ");
+  if (line.size() > 200) line = line.substr(0, 197) + "...";
+  return line;
+}
+
+// The program's path for execve: as given when it contains a slash (relative to the working
+// directory), else the first executable match on `path_variable`.
+absl::StatusOr<std::string> ResolveProgram(const std::string& program,
+                                           const std::string& path_variable) {
+  if (program.find('/') != std::string::npos) return program;
+  const std::vector<std::string> dirs = absl::StrSplit(path_variable, ':');
+  for (const std::string& dir : dirs) {
+    const std::string candidate = absl::StrCat(dir.empty() ? std::string(".") : dir, "/", program);
+    struct stat info;
+    if (::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("command trainer: trainer.command[0] '", program,
+                   "' is not an executable on PATH (", path_variable,
+                   "); install it or give its path"));
+}
+
+// ---- One run of the program --------------------------------------------------------------
+
+// The last lines of the program's output (stderr and non-metric stdout, in arrival order).
+class OutputTail {
+ public:
+  void Add(std::string_view line) {
+    if (line.size() > kTailLineBytes) {
+      lines_.push_back(std::string(line.substr(0, kTailLineBytes)) + "...");
+    } else {
+      lines_.emplace_back(line);
+    }
+    if (lines_.size() > kTailLines) lines_.pop_front();
+  }
+
+  std::string Describe() const {
+    if (lines_.empty()) return "; it printed nothing on stderr";
+    return absl::StrCat("; its last ", lines_.size(), " lines of output:\n  ",
+                        absl::StrJoin(lines_, "\n  "));
+  }
+
+ private:
+  std::deque<std::string> lines_;
+};
+
+// Splits a pipe's bytes into lines.
+class LineBuffer {
+ public:
+  // Appends `data` and calls `on_line` for every complete line; stops at the first error.
+  template <typename OnLine>
+  absl::Status Feed(std::string_view data, OnLine&& on_line) {
+    pending_.append(data);
+    size_t begin = 0;
+    while (true) {
+      const size_t newline = pending_.find('\n', begin);
+      if (newline == std::string::npos) break;
+      absl::Status status = on_line(std::string_view(pending_).substr(begin, newline - begin));
+      begin = newline + 1;
+      if (!status.ok()) {
+        pending_.erase(0, begin);
+        return status;
+      }
+    }
+    pending_.erase(0, begin);
+    if (pending_.size() > kMaxLineBytes) {
+      std::string line = std::move(pending_);
+      pending_.clear();
+      return on_line(line);
+    }
+    return absl::OkStatus();
+  }
+
+  // The last line when it has no newline.
+  template <typename OnLine>
+  absl::Status Finish(OnLine&& on_line) {
+    if (pending_.empty()) return absl::OkStatus();
+    std::string line = std::move(pending_);
+    pending_.clear();
+    return on_line(line);
+  }
+
+ private:
+  std::string pending_;
+};
+
+struct RunRange {
+  Step start = 0;
+  Step end = 0;
+  std::string config_path;
+  std::optional<std::string> checkpoint_in;
+  std::string checkpoint_out;
+};
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    Reset();
+    fd_ = std::exchange(other.fd_, -1);
+    return *this;
+  }
+  ~Fd() { Reset(); }
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Call right after the failing call, before anything else can change errno.
+absl::Status ErrnoError(std::string_view what, int error = errno) {
+  return absl::InternalError(
+      absl::StrCat("command trainer: ", std::string(what), ": ", std::strerror(error)));
+}
+
+// Removes a directory tree when it goes out of scope.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::filesystem::path path) : path_(std::move(path)) {}
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+  ~RemoveOnExit() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A started program: its pid (also its process group id) and its output pipes.
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // Never leaves a process behind: an unreaped child is killed with its group and reaped.
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(-pid_, SIGKILL);
+      Reap();
+    }
+  }
+
+  // Forks and execs `program` with `argv` and `envp` in `working_dir` (empty: unchanged), in a
+  // new process group, with stdin from /dev/null.
+  absl::Status Start(const std::string& program, const std::vector<std::string>& argv,
+                     const std::vector<std::string>& envp, const std::string& working_dir) {
+    // Everything the child touches is prepared here: after fork it may only make
+    // async-signal-safe calls.
+    std::vector<char*> argv_pointers;
+    for (const std::string& arg : argv) argv_pointers.push_back(const_cast<char*>(arg.c_str()));
+    argv_pointers.push_back(nullptr);
+    std::vector<char*> envp_pointers;
+    for (const std::string& entry : envp) {
+      envp_pointers.push_back(const_cast<char*>(entry.c_str()));
+    }
+    envp_pointers.push_back(nullptr);
+
+    int out_pipe[2];
+    int err_pipe[2];
+    int exec_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
+    Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
+    Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+    if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
+    Fd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
+    Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (null_in.get() < 0) return ErrnoError("open /dev/null");
+
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) return ErrnoError("fork");
+    if (pid == 0) {
+      ::setpgid(0, 0);
+      // The program dies with the worker's training thread, even when the worker is SIGKILLed.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      int error = 0;
+      if (::dup2(null_in.get(), STDIN_FILENO) < 0 || ::dup2(out_write.get(), STDOUT_FILENO) < 0 ||
+          ::dup2(err_write.get(), STDERR_FILENO) < 0) {
+        error = errno;
+      } else if (!working_dir.empty() && ::chdir(working_dir.c_str()) != 0) {
+        error = errno;
+      } else {
+        // Whatever else the worker has open (sockets, files) is not the program's business.
+#ifdef SYS_close_range
+        ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+#endif
+        ::execve(program.c_str(), argv_pointers.data(), envp_pointers.data());
+        error = errno;
+      }
+      [[maybe_unused]] ssize_t written = ::write(exec_write.get(), &error, sizeof(error));
+      ::_exit(127);
+    }
+    pid_ = pid;
+    ::setpgid(pid, pid);  // Also here, so that a kill right after fork reaches the group.
+    out_write.Reset();
+    err_write.Reset();
+    exec_write.Reset();
+    // The exec pipe closes (empty) on a successful exec, or carries the child's errno.
+    int error = 0;
+    ssize_t got;
+    do {
+      got = ::read(exec_read.get(), &error, sizeof(error));
+    } while (got < 0 && errno == EINTR);
+    if (got == sizeof(error)) {
+      Reap();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "command trainer: cannot start '", program,
+          working_dir.empty() ? "" : absl::StrCat("' in '", working_dir), "': ",
+          std::strerror(error)));
+    }
+    stdout_ = std::move(out_read);
+    stderr_ = std::move(err_read);
+    return absl::OkStatus();
+  }
+
+  pid_t pid() const { return pid_; }
+  Fd& stdout_fd() { return stdout_; }
+  Fd& stderr_fd() { return stderr_; }
+
+  // Whether the child has exited; it stays a zombie (unreaped), so its pid and process group id
+  // cannot be reused while we still signal the group.
+  bool Exited() {
+    if (reaped_) return true;
+    siginfo_t info;
+    std::memset(&info, 0, sizeof(info));
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      return false;
+    }
+    return info.si_pid == pid_;
+  }
+
+  // Kills the whole process group (descendants included) and reaps the child; returns its wait
+  // status.
+  int KillGroupAndReap() {
+    if (!reaped_) ::kill(-pid_, SIGKILL);
+    Reap();
+    return status_;
+  }
+
+  void SignalGroup(int signal) {
+    if (!reaped_) ::kill(-pid_, signal);
+  }
+
+ private:
+  void Reap() {
+    if (reaped_) return;
+    pid_t got;
+    do {
+      got = ::waitpid(pid_, &status_, 0);
+    } while (got < 0 && errno == EINTR);
+    reaped_ = true;
+  }
+
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+  Fd stdout_;
+  Fd stderr_;
+};
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int signal = WTERMSIG(status);
+    const char* name = ::sigabbrev_np(signal);
+    return absl::StrCat("was killed by signal ", signal,
+                        name != nullptr ? absl::StrCat(" (SIG", name, ")") : "");
+  }
+  return absl::StrCat("ended with wait status ", status);
+}
+
+// Appends lines to the config's log_file, one write(2) each so that workers sharing the file
+// do not tear each other's lines.
+class ProgramLog {
+ public:
+  explicit ProgramLog(const std::string& path) {
+    if (!path.empty()) fd_ = Fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                                       0644));
+  }
+  bool open() const { return fd_.get() >= 0; }
+  void Write(std::string_view prefix, std::string_view line) {
+    if (!open()) return;
+    std::string text(prefix);
+    text.append(line);
+    text.push_back('\n');
+    [[maybe_unused]] ssize_t written = ::write(fd_.get(), text.data(), text.size());
+  }
+
+ private:
+  Fd fd_;
+};
+
+// What a run needs besides its range.
+struct RunContext {
+  const StageTask& task;
+  const CommandConfig& config;
+  StageControl& control;
+  const TrainCallbacks& callbacks;
+  absl::Time deadline;
+  ProgramLog& log;
+  std::string program;                // resolved for execve
+  std::vector<std::string> base_env;  // the worker's environment plus config.env
+};
+
+absl::Status StopStatus(const RunContext& context) {
+  if (context.control.ShouldStop()) return context.control.StopStatus();
+  return absl::DeadlineExceededError(
+      absl::StrCat("command trainer: the stage ran past trainer.timeout_seconds (",
+                   context.task.timeout_seconds, " s)"));
+}
+
+bool MustStop(const RunContext& context) {
+  return context.control.ShouldStop() || absl::Now() >= context.deadline;
+}
+
+std::string StageJson(const RunContext& context, const RunRange& range) {
+  const StageTask& task = context.task;
+  std::string out = "{\n";
+  absl::StrAppend(&out, "  \"format\": 1,\n");
+  absl::StrAppend(&out, "  \"seed\": ", task.seed, ",\n");
+  absl::StrAppend(&out, "  \"start_step\": ", range.start, ",\n");
+  absl::StrAppend(&out, "  \"end_step\": ", range.end, ",\n");
+  absl::StrAppend(&out, "  \"checkpoint_in\": ",
+                  range.checkpoint_in.has_value() ? JsonString(*range.checkpoint_in) : "null",
+                  ",\n");
+  absl::StrAppend(&out, "  \"checkpoint_out\": ", JsonString(range.checkpoint_out), ",\n");
+  std::vector<std::string> values;
+  std::vector<std::string> segments;
+  for (const auto& [name, parameter_segments] : task.parameters) {
+    std::vector<std::string> per_step;
+    for (Step step = range.start; step < range.end; ++step) {
+      const std::optional<double> value = task.ValueAt(name, step);
+      per_step.push_back(value.has_value() ? JsonNumber(*value) : "null");
+    }
+    values.push_back(absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(per_step, ", "),
+                                  "]"));
+    std::vector<std::string> clipped;
+    for (const stage_tree::Segment& segment : parameter_segments) {
+      if (segment.end <= range.start || segment.start >= range.end) continue;
+      clipped.push_back(SegmentJson(segment, range.start, range.end));
+    }
+    segments.push_back(absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(clipped, ", "),
+                                    "]"));
+  }
+  absl::StrAppend(&out, "  \"parameters\": {\n", absl::StrJoin(values, ",\n"), "\n  },\n");
+  absl::StrAppend(&out, "  \"segments\": {\n", absl::StrJoin(segments, ",\n"), "\n  },\n");
+  std::vector<std::string> statics;
+  for (const auto& [name, value] : task.static_parameters) {
+    statics.push_back(absl::StrCat("    ", JsonString(name), ": ", StaticValueJson(value)));
+  }
+  absl::StrAppend(&out, "  \"static_parameters\": {\n", absl::StrJoin(statics, ",\n"),
+                  "\n  },\n");
+  absl::StrAppend(&out, "  \"config\": ", context.config.json, "\n}\n");
+  return out;
+}
+
+absl::Status WriteFile(const std::string& path, std::string_view bytes) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  file.close();
+  if (!file) return absl::InternalError(absl::StrCat("command trainer: cannot write ", path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream bytes;
+  bytes << file.rdbuf();
+  if (file.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
+  return std::move(bytes).str();
+}
+
+// Runs the program once over `range`, reporting each step's metrics as it arrives.
+absl::Status RunProgram(RunContext& context, const RunRange& range) {
+  const std::string where = absl::StrCat("command trainer: `", CommandLine(context.config.argv),
+                                         "` (steps [", range.start, ", ", range.end, "))");
+  if (absl::Status written = WriteFile(range.config_path, StageJson(context, range));
+      !written.ok()) {
+    return written;
+  }
+  std::vector<std::string> env = context.base_env;
+  env.push_back(absl::StrCat("HIPPO_CONFIG=", range.config_path));
+  env.push_back(absl::StrCat("HIPPO_START_STEP=", range.start));
+  env.push_back(absl::StrCat("HIPPO_END_STEP=", range.end));
+  env.push_back(absl::StrCat("HIPPO_SEED=", context.task.seed));
+  if (range.checkpoint_in.has_value()) {
+    env.push_back(absl::StrCat("HIPPO_CHECKPOINT_IN=", *range.checkpoint_in));
+  }
+  env.push_back(absl::StrCat("HIPPO_CHECKPOINT_OUT=", range.checkpoint_out));
+  std::error_code ignored;
+  std::filesystem::remove(range.checkpoint_out, ignored);
+
+  Child child;
+  if (absl::Status started =
+          child.Start(context.program, context.config.argv, env, context.config.working_dir);
+      !started.ok()) {
+    return started;
+  }
+
+  OutputTail tail;
+  const std::string log_prefix = absl::StrCat("[steps ", range.start, "-", range.end, "] ");
+  Step next_step = range.start;
+  int64_t line_number = 0;
+  auto on_stdout_line = [&](std::string_view line) -> absl::Status {
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return absl::OkStatus();
+    if (line[first] != '{') {
+      tail.Add(line);
+      context.log.Write(log_prefix, line);
+      return absl::OkStatus();
+    }
+    const std::string quoted(line.substr(0, std::min<size_t>(line.size(), kTailLineBytes)));
+    absl::StatusOr<JsonValue> parsed = JsonValue::Parse(line);
+    if (!parsed.ok() || parsed->type() != JsonValue::Type::kObject) {
+      return absl::InternalError(absl::StrCat(
+          where, " printed stdout line ", line_number, " that starts with '{' but is not a JSON object",
+          parsed.ok() ? "" : absl::StrCat(" (", parsed.status().message(), ")"), ": ", quoted));
+    }
+    const JsonValue* step = parsed->Find("step");
+    if (step == nullptr || step->type() != JsonValue::Type::kNumber ||
+        step->number_value() != std::floor(step->number_value())) {
+      return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number,
+                                              " has no whole-number \"step\": ", quoted));
+    }
+    if (step->number_value() != static_cast<double>(next_step)) {
+      return absl::InternalError(absl::StrCat(
+          where, ": stdout line ", line_number, " reports step ", step->number_value(),
+          next_step < range.end ? absl::StrCat(" where step ", next_step, " was expected")
+                                : absl::StrCat(" after the last step ", range.end - 1),
+          " (one metrics line per step, in order): ", quoted));
+    }
+    Metrics metrics;
+    for (const auto& [name, value] : parsed->object()) {
+      if (name == "step") continue;
+      if (value.type() != JsonValue::Type::kNumber) {
+        return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number,
+                                                ": metric \"", name,
+                                                "\" is not a number: ", quoted));
+      }
+      metrics[name] = value.number_value();
+    }
+    if (context.callbacks.progress) context.callbacks.progress(next_step, metrics);
+    ++next_step;
+    return absl::OkStatus();
+  };
+  auto on_stderr_line = [&](std::string_view line) -> absl::Status {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    tail.Add(line);
+    context.log.Write(log_prefix, line);
+    return absl::OkStatus();
+  };
+
+  // Stops the program: SIGTERM to its group, SIGKILL after the grace period.
+  auto stop_child = [&]() {
+    child.SignalGroup(SIGTERM);
+    const absl::Time kill_at = absl::Now() + absl::Seconds(context.config.kill_grace_seconds);
+    while (absl::Now() < kill_at && !child.Exited()) {
+      // Keep reading so that a program writing while it shuts down does not block on a full pipe.
+      pollfd fds[2] = {{child.stdout_fd().get(), POLLIN, 0}, {child.stderr_fd().get(), POLLIN, 0}};
+      if (::poll(fds, 2, 10) > 0) {
+        char discard[4096];
+        for (pollfd& fd : fds) {
+          if (fd.fd >= 0 && (fd.revents & (POLLIN | POLLHUP)) != 0 &&
+              ::read(fd.fd, discard, sizeof(discard)) <= 0) {
+            (fd.fd == child.stdout_fd().get() ? child.stdout_fd() : child.stderr_fd()).Reset();
+          }
+        }
+      }
+    }
+    child.KillGroupAndReap();
+  };
+
+  LineBuffer stdout_lines;
+  LineBuffer stderr_lines;
+  std::optional<absl::Time> exited_at;
+  absl::Status protocol = absl::OkStatus();
+  while (child.stdout_fd().get() >= 0 || child.stderr_fd().get() >= 0) {
+    if (MustStop(context)) {
+      stop_child();
+      return StopStatus(context);
+    }
+    if (!exited_at.has_value() && child.Exited()) exited_at = absl::Now();
+    // Descendants that inherited the pipes may keep them open after the program exits.
+    if (exited_at.has_value() && absl::Now() - *exited_at > kDrainAfterExit) break;
+    pollfd fds[2] = {{child.stdout_fd().get(), POLLIN, 0}, {child.stderr_fd().get(), POLLIN, 0}};
+    const int ready = ::poll(fds, 2, kPollMilliseconds);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("poll");
+    }
+    for (int i = 0; i < 2 && protocol.ok(); ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char buffer[65536];
+      const ssize_t got = ::read(fds[i].fd, buffer, sizeof(buffer));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        if (i == 0) {
+          protocol = stdout_lines.Finish(on_stdout_line);
+          child.stdout_fd().Reset();
+        } else {
+          protocol = stderr_lines.Finish(on_stderr_line);
+          child.stderr_fd().Reset();
+        }
+        continue;
+      }
+      const std::string_view data(buffer, static_cast<size_t>(got));
+      protocol = i == 0 ? stdout_lines.Feed(data, on_stdout_line)
+                        : stderr_lines.Feed(data, on_stderr_line);
+    }
+    if (!protocol.ok()) {
+      stop_child();
+      return absl::Status(protocol.code(), absl::StrCat(protocol.message(), tail.Describe()));
+    }
+  }
+  if (absl::Status last = stdout_lines.Finish(on_stdout_line); !last.ok()) {
+    stop_child();
+    return absl::Status(last.code(), absl::StrCat(last.message(), tail.Describe()));
+  }
+  (void)stderr_lines.Finish(on_stderr_line);
+
+  // Both pipes are closed (or held only by descendants); wait for the program itself.
+  while (!child.Exited()) {
+    if (MustStop(context)) {
+      stop_child();
+      return StopStatus(context);
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  // Whatever the program left running in its group goes with it.
+  const int status = child.KillGroupAndReap();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(
+        absl::StrCat(where, " ", DescribeWaitStatus(status), tail.Describe()));
+  }
+  if (next_step != range.end) {
+    return absl::InternalError(absl::StrCat(
+        where, " exited with status 0 after reporting ",
+        next_step == range.start ? std::string("no step")
+                                 : absl::StrCat("steps up to ", next_step - 1),
+        "; it must print one JSON metrics line for every step in [", range.start, ", ", range.end,
+        "), e.g. {\"step\": ", next_step, ", \"loss\": 0.5}", tail.Describe()));
+  }
+  if (!std::filesystem::is_regular_file(range.checkpoint_out)) {
+    return absl::InternalError(absl::StrCat(
+        where, " exited with status 0 without writing its output checkpoint (the file at "
+               "HIPPO_CHECKPOINT_OUT, ",
+        range.checkpoint_out, ")", tail.Describe()));
+  }
+  return absl::OkStatus();
+}
+
+// The worker's environment without the variables the trainer or the config set, then config.env.
+std::vector<std::string> BaseEnvironment(const CommandConfig& config) {
+  std::set<std::string, std::less<>> replaced(ReservedVariables().begin(),
+                                              ReservedVariables().end());
+  for (const auto& [name, value] : config.env) replaced.insert(name);
+  std::vector<std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const std::string_view name = text.substr(0, text.find('='));
+    if (!replaced.contains(name)) env.emplace_back(text);
+  }
+  for (const auto& [name, value] : config.env) env.push_back(absl::StrCat(name, "=", value));
+  return env;
+}
+
+std::string PathVariable(const CommandConfig& config) {
+  for (const auto& [name, value] : config.env) {
+    if (name == "PATH") return value;
+  }
+  const char* path = std::getenv("PATH");
+  return path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CommandState::Serialize() const {
+  std::string out;
+  out.reserve(kHeaderBytes + (checkpoint_.has_value() ? checkpoint_->size() : 0));
+  out.append(kMagic, sizeof(kMagic));
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((kFormatVersion >> (8 * i)) & 0xFF));
+  PutU64(static_cast<uint64_t>(step_), out);
+  out.push_back(checkpoint_.has_value() ? 1 : 0);
+  if (checkpoint_.has_value()) out.append(*checkpoint_);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<CommandState>> CommandState::Parse(std::string_view bytes) {
+  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    return absl::DataLossError("not a command trainer state (bad magic or too short)");
+  }
+  uint32_t version = 0;
+  for (int i = 0; i < 4; ++i) {
+    version |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[4 + i])) << (8 * i);
+  }
+  if (version != kFormatVersion) {
+    return absl::DataLossError(absl::StrCat("command trainer state has format version ", version,
+                                            ", this build reads ", kFormatVersion));
+  }
+  auto state = std::make_unique<CommandState>();
+  state->step_ = static_cast<Step>(GetU64(bytes, 8));
+  if (state->step_ < 0) return absl::DataLossError("command trainer state has a negative step");
+  const char flag = bytes[16];
+  if (flag == 1) {
+    state->checkpoint_ = std::string(bytes.substr(kHeaderBytes));
+  } else if (flag != 0 || bytes.size() != kHeaderBytes) {
+    return absl::DataLossError("command trainer state has a malformed checkpoint flag");
+  }
+  return state;
+}
+
+std::unique_ptr<TrainingState> CommandState::Clone() const {
+  return std::make_unique<CommandState>(*this);
+}
+
+int64_t CommandState::SizeBytes() const {
+  return static_cast<int64_t>(sizeof(CommandState) +
+                              (checkpoint_.has_value() ? checkpoint_->capacity() : 0));
+}
+
+absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::NewState(const StageTask& task) {
+  absl::StatusOr<CommandConfig> config = ParseConfig(task);
+  if (!config.ok()) return config.status();
+  return std::make_unique<CommandState>();
+}
+
+absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::Deserialize(
+    const StageTask& task, std::string_view bytes) {
+  (void)task;  // The checkpoint's meaning is the program's business.
+  absl::StatusOr<std::unique_ptr<CommandState>> state = CommandState::Parse(bytes);
+  if (!state.ok()) return state.status();
+  return std::unique_ptr<TrainingState>(*std::move(state));
+}
+
+absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, TrainingState& state,
+                                                   StageControl& control,
+                                                   const TrainCallbacks& callbacks) {
+  auto* command_state = dynamic_cast<CommandState*>(&state);
+  if (command_state == nullptr) {
+    return absl::InvalidArgumentError("command trainer: the state was made by another trainer");
+  }
+  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
+  if (command_state->step() != task.start_step) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "command trainer: stage ", task.stage_id, " starts at step ", task.start_step,
+        " but its parent state is at step ", command_state->step()));
+  }
+  absl::StatusOr<CommandConfig> config = ParseConfig(task);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::string> program = ResolveProgram(config->argv.front(), PathVariable(*config));
+  if (!program.ok()) return program.status();
+
+  // A private scratch directory for the stage's files, removed whatever happens.
+  std::error_code error;
+  const std::filesystem::path scratch_parent =
+      config->scratch_dir.empty() ? std::filesystem::temp_directory_path(error)
+                                  : std::filesystem::path(config->scratch_dir);
+  std::string pattern = (scratch_parent / "hippo-command-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    const int mkdtemp_error = errno;
+    return ErrnoError(absl::StrCat("cannot make a scratch directory in ", scratch_parent.string()),
+                      mkdtemp_error);
+  }
+  const std::filesystem::path scratch = std::filesystem::absolute(pattern);
+  const RemoveOnExit remove_scratch(scratch);
+
+  ProgramLog log(config->log_file);
+  if (!config->log_file.empty() && !log.open()) {
+    const int open_error = errno;
+    return ErrnoError(absl::StrCat("cannot open config.log_file ", config->log_file), open_error);
+  }
+  RunContext context{.task = task,
+                     .config = *config,
+                     .control = control,
+                     .callbacks = callbacks,
+                     .deadline = task.timeout_seconds > 0
+                                     ? absl::Now() + absl::Seconds(task.timeout_seconds)
+                                     : absl::InfiniteFuture(),
+                     .log = log,
+                     .program = *program,
+                     .base_env = BaseEnvironment(*config)};
+
+  std::optional<std::string> checkpoint_in;
+  if (command_state->checkpoint().has_value()) {
+    checkpoint_in = (scratch / absl::StrCat("checkpoint-", task.start_step)).string();
+    if (absl::Status written = WriteFile(*checkpoint_in, *command_state->checkpoint());
+        !written.ok()) {
+      return written;
+    }
+  }
+  std::set<Step> boundaries(task.checkpoint_steps.begin(), task.checkpoint_steps.end());
+  boundaries.insert(task.end_step);
+
+  Step start = task.start_step;
+  while (start < task.end_step) {
+    if (MustStop(context)) return StopStatus(context);
+    Step end = *boundaries.upper_bound(start);
+    // Commit to the steps this run passes: a checkpoint requested for one of them before now is
+    // honoured by ending the run there; one requested later is refused.
+    for (Step step = start + 1; step < end; ++step) {
+      if (control.ReachedStep(step)) {
+        end = step;
+        break;
+      }
+    }
+    RunRange range{.start = start,
+                   .end = end,
+                   .config_path = (scratch / absl::StrCat("steps-", start, "-", end, ".json")).string(),
+                   .checkpoint_in = checkpoint_in,
+                   .checkpoint_out = (scratch / absl::StrCat("checkpoint-", end)).string()};
+    if (absl::Status ran = RunProgram(context, range); !ran.ok()) return ran;
+    absl::StatusOr<std::string> bytes = ReadFile(range.checkpoint_out);
+    if (!bytes.ok()) {
+      return absl::InternalError(absl::StrCat("command trainer: reading the output checkpoint: ",
+                                              bytes.status().message()));
+    }
+    command_state->checkpoint_ = *std::move(bytes);
+    command_state->step_ = end;
+    if (checkpoint_in.has_value()) std::filesystem::remove(*checkpoint_in, error);
+    checkpoint_in = range.checkpoint_out;
+    std::filesystem::remove(range.config_path, error);
+    if (control.ReachedStep(end) && callbacks.checkpoint) {
+      if (absl::Status written = callbacks.checkpoint(end, *command_state); !written.ok()) {
+        return written;
+      }
+    }
+    start = end;
+  }
+  return StageOutcome{};
+}
+
+}  // namespace hippo::workers
