@@ -55,8 +55,8 @@ constexpr absl::Duration kDrainAfterExit = absl::Seconds(1);
 // The variables the trainer sets; the config's env may not name them.
 const std::set<std::string, std::less<>>& ReservedVariables() {
   static const auto* const names = new std::set<std::string, std::less<>>{
-      "HIPPO_CONFIG",   "HIPPO_START_STEP",     "HIPPO_END_STEP",
-      "HIPPO_SEED",     "HIPPO_CHECKPOINT_IN",  "HIPPO_CHECKPOINT_OUT",
+      "HIPPO_CONFIG", "HIPPO_START_STEP",    "HIPPO_END_STEP",
+      "HIPPO_SEED",   "HIPPO_CHECKPOINT_IN", "HIPPO_CHECKPOINT_OUT",
   };
   return *names;
 }
@@ -222,8 +222,8 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
     }
     for (const auto& [name, value] : env->object()) {
       if (name.empty() || name.find('=') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "command trainer: config.env: '", name, "' is not a variable name"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("command trainer: config.env: '", name, "' is not a variable name"));
       }
       if (ReservedVariables().contains(name)) {
         return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
@@ -234,8 +234,8 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
       } else if (value.type() == JsonValue::Type::kNumber) {
         config.env.emplace_back(name, JsonNumber(value.number_value()));
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
-                                                       " must be a string or a number"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("command trainer: config.env.", name, " must be a string or a number"));
       }
     }
   }
@@ -262,10 +262,9 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program,
       return candidate;
     }
   }
-  return absl::FailedPreconditionError(
-      absl::StrCat("command trainer: trainer.command[0] '", program,
-                   "' is not an executable on PATH (", path_variable,
-                   "); install it or give its path"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "command trainer: trainer.command[0] '", program, "' is not an executable on PATH (",
+      path_variable, "); install it or give its path"));
 }
 
 // ---- One run of the program --------------------------------------------------------------
@@ -468,10 +467,10 @@ class Child {
     } while (got < 0 && errno == EINTR);
     if (got == sizeof(error)) {
       Reap();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "command trainer: cannot start '", program,
-          working_dir.empty() ? "" : absl::StrCat("' in '", working_dir), "': ",
-          std::strerror(error)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("command trainer: cannot start '", program,
+                       working_dir.empty() ? "" : absl::StrCat("' in '", working_dir),
+                       "': ", std::strerror(error)));
     }
     stdout_ = std::move(out_read);
     stderr_ = std::move(err_read);
@@ -539,8 +538,8 @@ std::string DescribeWaitStatus(int status) {
 class ProgramLog {
  public:
   explicit ProgramLog(const std::string& path) {
-    if (!path.empty()) fd_ = Fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                                       0644));
+    if (!path.empty())
+      fd_ = Fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
   }
   bool open() const { return fd_.get() >= 0; }
   void Write(std::string_view prefix, std::string_view line) {
@@ -597,15 +596,15 @@ std::string StageJson(const RunContext& context, const RunRange& range) {
       const std::optional<double> value = task.ValueAt(name, step);
       per_step.push_back(value.has_value() ? JsonNumber(*value) : "null");
     }
-    values.push_back(absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(per_step, ", "),
-                                  "]"));
+    values.push_back(
+        absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(per_step, ", "), "]"));
     std::vector<std::string> clipped;
     for (const stage_tree::Segment& segment : parameter_segments) {
       if (segment.end <= range.start || segment.start >= range.end) continue;
       clipped.push_back(SegmentJson(segment, range.start, range.end));
     }
-    segments.push_back(absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(clipped, ", "),
-                                    "]"));
+    segments.push_back(
+        absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(clipped, ", "), "]"));
   }
   absl::StrAppend(&out, "  \"parameters\": {\n", absl::StrJoin(values, ",\n"), "\n  },\n");
   absl::StrAppend(&out, "  \"segments\": {\n", absl::StrJoin(segments, ",\n"), "\n  },\n");
@@ -613,8 +612,7 @@ std::string StageJson(const RunContext& context, const RunRange& range) {
   for (const auto& [name, value] : task.static_parameters) {
     statics.push_back(absl::StrCat("    ", JsonString(name), ": ", StaticValueJson(value)));
   }
-  absl::StrAppend(&out, "  \"static_parameters\": {\n", absl::StrJoin(statics, ",\n"),
-                  "\n  },\n");
+  absl::StrAppend(&out, "  \"static_parameters\": {\n", absl::StrJoin(statics, ",\n"), "\n  },\n");
   absl::StrAppend(&out, "  \"config\": ", context.config.json, "\n}\n");
   return out;
 }
@@ -681,7 +679,8 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
     absl::StatusOr<JsonValue> parsed = JsonValue::Parse(line);
     if (!parsed.ok() || parsed->type() != JsonValue::Type::kObject) {
       return absl::InternalError(absl::StrCat(
-          where, " printed stdout line ", line_number, " that starts with '{' but is not a JSON object",
+          where, " printed stdout line ", line_number,
+          " that starts with '{' but is not a JSON object",
           parsed.ok() ? "" : absl::StrCat(" (", parsed.status().message(), ")"), ": ", quoted));
     }
     const JsonValue* step = parsed->Find("step");
@@ -701,9 +700,8 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
     for (const auto& [name, value] : parsed->object()) {
       if (name == "step") continue;
       if (value.type() != JsonValue::Type::kNumber) {
-        return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number,
-                                                ": metric \"", name,
-                                                "\" is not a number: ", quoted));
+        return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number, ": metric \"",
+                                                name, "\" is not a number: ", quoted));
       }
       metrics[name] = value.number_value();
     }
@@ -809,10 +807,11 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
         "), e.g. {\"step\": ", next_step, ", \"loss\": 0.5}", tail.Describe()));
   }
   if (!std::filesystem::is_regular_file(range.checkpoint_out)) {
-    return absl::InternalError(absl::StrCat(
-        where, " exited with status 0 without writing its output checkpoint (the file at "
-               "HIPPO_CHECKPOINT_OUT, ",
-        range.checkpoint_out, ")", tail.Describe()));
+    return absl::InternalError(
+        absl::StrCat(where,
+                     " exited with status 0 without writing its output checkpoint (the file at "
+                     "HIPPO_CHECKPOINT_OUT, ",
+                     range.checkpoint_out, ")", tail.Describe()));
   }
   return absl::OkStatus();
 }
@@ -892,8 +891,8 @@ absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::NewState(const St
   return std::make_unique<CommandState>();
 }
 
-absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::Deserialize(
-    const StageTask& task, std::string_view bytes) {
+absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::Deserialize(const StageTask& task,
+                                                                           std::string_view bytes) {
   (void)task;  // The checkpoint's meaning is the program's business.
   absl::StatusOr<std::unique_ptr<CommandState>> state = CommandState::Parse(bytes);
   if (!state.ok()) return state.status();
@@ -909,9 +908,9 @@ absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, Traini
   }
   if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
   if (command_state->step() != task.start_step) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "command trainer: stage ", task.stage_id, " starts at step ", task.start_step,
-        " but its parent state is at step ", command_state->step()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("command trainer: stage ", task.stage_id, " starts at step ", task.start_step,
+                     " but its parent state is at step ", command_state->step()));
   }
   absl::StatusOr<CommandConfig> config = ParseConfig(task);
   if (!config.ok()) return config.status();
@@ -920,9 +919,9 @@ absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, Traini
 
   // A private scratch directory for the stage's files, removed whatever happens.
   std::error_code error;
-  const std::filesystem::path scratch_parent =
-      config->scratch_dir.empty() ? std::filesystem::temp_directory_path(error)
-                                  : std::filesystem::path(config->scratch_dir);
+  const std::filesystem::path scratch_parent = config->scratch_dir.empty()
+                                                   ? std::filesystem::temp_directory_path(error)
+                                                   : std::filesystem::path(config->scratch_dir);
   std::string pattern = (scratch_parent / "hippo-command-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) {
     const int mkdtemp_error = errno;
@@ -971,11 +970,12 @@ absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, Traini
         break;
       }
     }
-    RunRange range{.start = start,
-                   .end = end,
-                   .config_path = (scratch / absl::StrCat("steps-", start, "-", end, ".json")).string(),
-                   .checkpoint_in = checkpoint_in,
-                   .checkpoint_out = (scratch / absl::StrCat("checkpoint-", end)).string()};
+    RunRange range{
+        .start = start,
+        .end = end,
+        .config_path = (scratch / absl::StrCat("steps-", start, "-", end, ".json")).string(),
+        .checkpoint_in = checkpoint_in,
+        .checkpoint_out = (scratch / absl::StrCat("checkpoint-", end)).string()};
     if (absl::Status ran = RunProgram(context, range); !ran.ok()) return ran;
     absl::StatusOr<std::string> bytes = ReadFile(range.checkpoint_out);
     if (!bytes.ok()) {
