@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/spec_loader.h"
+#include "search_algos/external.h"
 #include "stage_tree/graph_view.h"
 
 namespace hippo::coordinator {
@@ -89,6 +90,11 @@ google::protobuf::Value ToProtoValue(const stage_tree::Value& value) {
 }
 
 // Points are stored as the JSON of a google.protobuf.ListValue.
+// The algorithm as ask/tell, or nullptr when the study's trials are trained by workers.
+search_algos::ExternalAskTell* AskTellOf(search_algos::SearchAlgorithm* algorithm) {
+  return dynamic_cast<search_algos::ExternalAskTell*>(algorithm);
+}
+
 std::string PointToJson(const stage_tree::Point& point) {
   google::protobuf::ListValue list;
   for (const stage_tree::Value& value : point) *list.add_values() = ToProtoValue(value);
@@ -182,9 +188,11 @@ absl::StatusOr<Engine::Family*> Engine::FamilyFor(const std::string& key,
   family->id = static_cast<int64_t>(families_.size()) + 1;
   family->tree = std::make_unique<stage_tree::StageTree>(key, parameter_names);
   family->lineage.push_back(0);
+  family->client_trained = key.starts_with(kClientTrainedPrefix);
   const int64_t family_id = family->id;
   family->tree->set_on_ready([this, family_id](NodeId node) {
     Family& owner = FamilyById(family_id);
+    if (owner.client_trained) return;
     const double priority =
         node < owner.priorities.size() ? owner.priorities[node] : owner.seconds_per_step;
     ready_.Push(QueuedStage{family_id, node}, priority);
@@ -416,6 +424,10 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   }
   std::string key = stage_tree::FamilyKey(study.trainer_identity, plan->structural);
   if (study.record.no_merge) absl::StrAppend(&key, "|study=", study.record.id, "|trial=", number);
+  const bool client_trained = AskTellOf(study.algorithm.get()) != nullptr;
+  if (client_trained) {
+    key = absl::StrCat(kClientTrainedPrefix, study.record.id, "|trial=", number);
+  }
   std::vector<std::string> names;
   for (const auto& [name, sequence] : plan->sequences) names.push_back(name);
   absl::StatusOr<Family*> family = FamilyFor(key, names, batch);
@@ -445,6 +457,13 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   study.trials.push_back(std::move(trial));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
   batch.trials.push_back(TrialRecordOf(study_index, number));
+  if (client_trained) {
+    // The client trains it: its one stage runs from now until the client ends the trial.
+    const NodeId stage = (*family)->tree->Leaf(*tree_trial);
+    (void)(*family)->tree->MarkRunning(stage);
+    AppendOp(**family, store::TreeOpKind::kRunning, stage, 0, "", batch);
+    return absl::OkStatus();
+  }
   // A trial whose whole path is already trained (another study trained it) has its result now.
   const NodeId leaf = (*family)->tree->Leaf(*tree_trial);
   if ((*family)->tree->node(leaf).state == StageState::kDone) {
@@ -608,6 +627,7 @@ void Engine::RefreshPriorities() {
   if (!any) return;
   ready_.Clear();
   for (auto& family : families_) {
+    if (family->client_trained) continue;
     for (NodeId node : family->tree->ready_set()) {
       ready_.Push(QueuedStage{family->id, node}, family->priorities[node]);
     }
@@ -1034,6 +1054,7 @@ v1::Trial Engine::TrialView(const StudyState& study, int64_t number) const {
     const stage_tree::NodeView stage = family.tree->node(node);
     if (stage.state == StageState::kDone && reached == stage.start) reached = stage.end;
   }
+  if (family.client_trained) reached = std::max(reached, trial.told_step + 1);
   view.set_reached_step(reached);
   // Parameters: structural values as scalars, sequences as segments (and as a scalar when
   // they are one constant).
@@ -1265,6 +1286,168 @@ std::vector<v1::WorkerInfo> Engine::ListWorkers() {
 // ----------------------------------------------------------------------------------------------
 // Recovery
 
+// ----------------------------------------------------------------------------------------------
+// Ask/tell
+
+absl::StatusOr<v1::AskResponse> Engine::Ask(const std::string& study_id, int64_t count) {
+  if (count < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: ask for at least 1 trial (got ", count, ")"));
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  absl::StatusOr<size_t> index = StudyIndex(study_id);
+  if (!index.ok()) return index.status();
+  StudyState& study = *studies_[*index];
+  search_algos::ExternalAskTell* ask_tell = AskTellOf(study.algorithm.get());
+  if (ask_tell == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "study '", study_id, "' uses algorithm '", study.spec.algorithm().name(),
+        "', whose trials Hippo's workers train; ask/tell needs a study with algorithm.name: "
+        "external"));
+  }
+  if (study.record.state != v1::STUDY_RUNNING) {
+    const std::string why =
+        study.algorithm->Finished()
+            ? absl::StrCat(" (all its budget.max_trials = ", study.spec.budget().max_trials(),
+                           " trials were asked and ended)")
+            : "";
+    return absl::FailedPreconditionError(absl::StrCat(
+        "study '", study_id, "' is ",
+        v1::StudyState_Name(static_cast<v1::StudyState>(study.record.state)), why,
+        ": it takes no more asks"));
+  }
+  const size_t first = study.trials.size();
+  store::WriteBatch batch;
+  Outbox outbox;
+  ask_tell->Ask(count);
+  absl::Status status = RunPlan(*index, batch, outbox);
+  ask_tell->ClearAsks();
+  if (!status.ok()) return status;
+  v1::AskResponse response;
+  for (size_t number = first; number < study.trials.size(); ++number) {
+    *response.add_trials() = TrialView(study, static_cast<int64_t>(number));
+  }
+  if (response.trials_size() == 0) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "study '", study_id, "' has made all its budget.max_trials (",
+        study.spec.budget().max_trials(), ") trials, or budget.max_parallel_trials (",
+        study.spec.budget().max_parallel_trials(), ") are running: tell results first"));
+  }
+  if (absl::Status committed = CommitAndSend(lock, std::move(batch), std::move(outbox));
+      !committed.ok()) {
+    return committed;
+  }
+  return response;
+}
+
+absl::Status Engine::Tell(const v1::TellRequest& request) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  absl::StatusOr<size_t> index = StudyIndex(request.study_id());
+  if (!index.ok()) return index.status();
+  StudyState& study = *studies_[*index];
+  if (AskTellOf(study.algorithm.get()) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("study '", request.study_id(), "' uses algorithm '",
+                     study.spec.algorithm().name(),
+                     "': its metrics come from Hippo's workers; tell needs algorithm.name: external"));
+  }
+  if (request.trial_id() < 0 || request.trial_id() >= static_cast<int64_t>(study.trials.size())) {
+    return absl::NotFoundError(absl::StrCat("study '", request.study_id(), "' has no trial ",
+                                            request.trial_id(), " (ask for trials first)"));
+  }
+  const int64_t number = request.trial_id();
+  TrialState& trial = study.trials[number];
+  if (trial.state != v1::TRIAL_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat("trial ", number, " already ended (",
+                                                      v1::TrialState_Name(trial.state), ")"));
+  }
+  const v1::TrialState final_state = request.final_state();
+  if (final_state != v1::TRIAL_STATE_UNSPECIFIED && final_state != v1::TRIAL_COMPLETED &&
+      final_state != v1::TRIAL_STOPPED && final_state != v1::TRIAL_FAILED) {
+    return absl::InvalidArgumentError(
+        "final_state: end a trial as TRIAL_COMPLETED, TRIAL_STOPPED or TRIAL_FAILED (or leave it "
+        "unset to report metrics only)");
+  }
+  if (request.values().empty() && final_state == v1::TRIAL_STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError("values: tell at least one metric, or a final_state");
+  }
+  if (!request.values().empty()) {
+    if (request.step() < 0 || request.step() >= trial.target) {
+      return absl::InvalidArgumentError(absl::StrCat("step: ", request.step(), " is outside [0, ",
+                                                     trial.target, ") (budget.max_steps)"));
+    }
+    if (request.step() <= trial.told_step) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step: steps of a trial are told in increasing order; trial ", number,
+                       " was told step ", trial.told_step, " already"));
+    }
+    for (const auto& [name, value] : request.values()) {
+      if (!std::isfinite(value)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("values[\"", name, "\"]: ", value, " is not a finite number"));
+      }
+    }
+  }
+  const std::string& objective_name = study.spec.objective().metric();
+  Family& family = FamilyById(trial.family_id);
+  const NodeId stage = family.tree->Leaf(trial.tree_trial);
+  const bool has_objective =
+      request.values().contains(objective_name) || trial.objective.has_value();
+  if (final_state == v1::TRIAL_COMPLETED && !has_objective) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "values: completing trial ", number, " needs its objective '", objective_name,
+        "' (in this tell or an earlier one)"));
+  }
+
+  store::WriteBatch batch;
+  Outbox outbox;
+  if (!request.values().empty()) {
+    trial.told_step = request.step();
+    for (const auto& [name, value] : request.values()) {
+      store::MetricRecord metric;
+      metric.family_id = family.id;
+      metric.lineage = family.lineage[stage];
+      metric.step = request.step();
+      metric.name = name;
+      metric.value = value;
+      batch.metrics.push_back(std::move(metric));
+      family.end_metrics[name][stage] = value;
+    }
+    if (auto value = request.values().find(objective_name); value != request.values().end()) {
+      trial.objective = value->second;
+      study.algorithm->OnMetric(number, request.step(), value->second);
+    }
+  }
+  switch (final_state) {
+    case v1::TRIAL_COMPLETED:
+      (void)family.tree->MarkDone(stage);
+      AppendOp(family, store::TreeOpKind::kDone, stage, 0, "", batch);
+      batch.stages.push_back(StageRecordOf(family, stage));
+      SetTrialState(study, number, v1::TRIAL_COMPLETED);
+      study.algorithm->OnTrialReachedTarget(number, trial.target);
+      study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kCompleted);
+      break;
+    case v1::TRIAL_STOPPED:
+      SetTrialState(study, number, v1::TRIAL_STOPPED);
+      study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kStopped);
+      break;
+    case v1::TRIAL_FAILED:
+      SetTrialState(study, number, v1::TRIAL_FAILED);
+      study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
+      break;
+    default:
+      break;
+  }
+  if (final_state != v1::TRIAL_STATE_UNSPECIFIED) {
+    batch.trials.push_back(TrialRecordOf(*index, number));
+    batch.events.push_back(Event(study.record.id, "trial_told",
+                                 absl::StrFormat("{\"trial\": %d, \"state\": \"%s\"}", number,
+                                                 v1::TrialState_Name(final_state))));
+  }
+  if (absl::Status status = RunPlan(*index, batch, outbox); !status.ok()) return status;
+  return CommitAndSend(lock, std::move(batch), std::move(outbox));
+}
+
 absl::Status Engine::Recover() {
   absl::StatusOr<store::Snapshot> snapshot = store_->LoadSnapshot();
   if (!snapshot.ok()) return snapshot.status();
@@ -1419,6 +1602,7 @@ absl::Status Engine::Recover() {
   }
   for (const auto& [family_id, names] : objectives) {
     Family& family = FamilyById(family_id);
+    if (family.client_trained) continue;  // below
     std::vector<int64_t> lineages(family.lineage.begin(), family.lineage.end());
     std::sort(lineages.begin(), lineages.end());
     lineages.erase(std::unique(lineages.begin(), lineages.end()), lineages.end());
@@ -1434,6 +1618,24 @@ absl::Status Engine::Recover() {
       if (!names.contains(row.name)) continue;
       auto it = by_end.find({row.lineage, row.step});
       if (it != by_end.end()) family.end_metrics[row.name][it->second] = row.value;
+    }
+  }
+  // Ask/tell trials: what the client told last.
+  for (auto& study : studies_) {
+    for (TrialState& trial : study->trials) {
+      Family& family = FamilyById(trial.family_id);
+      if (!family.client_trained) continue;
+      const NodeId leaf = family.tree->Leaf(trial.tree_trial);
+      absl::StatusOr<std::vector<store::MetricRecord>> rows = store_->ListMetrics(
+          family.id, {family.lineage[leaf]}, 0, std::numeric_limits<int64_t>::max());
+      if (!rows.ok()) return rows.status();
+      std::map<std::string, std::pair<Step, double>> last;  // by name: (step, value)
+      for (const store::MetricRecord& row : *rows) {
+        trial.told_step = std::max(trial.told_step, row.step);
+        auto [it, inserted] = last.try_emplace(row.name, row.step, row.value);
+        if (!inserted && row.step >= it->second.first) it->second = {row.step, row.value};
+      }
+      for (const auto& [name, told] : last) family.end_metrics[name][leaf] = told.second;
     }
   }
   // Trial objectives.
@@ -1481,6 +1683,8 @@ absl::Status Engine::Recover() {
   // Any running stage without an attempt (its attempt row was lost with the crash) runs again.
   store::WriteBatch requeues;
   for (auto& family : families_) {
+    family->priorities_dirty = true;
+    if (family->client_trained) continue;
     std::set<NodeId> covered;
     for (const auto& [id, attempt] : attempts_) {
       if (attempt.family_id == family->id)
@@ -1492,7 +1696,6 @@ absl::Status Engine::Recover() {
         AppendOp(*family, store::TreeOpKind::kRequeue, node, 0, "", requeues);
       }
     }
-    family->priorities_dirty = true;
   }
   RefreshPriorities();
   if (!requeues.empty()) return store_->Commit(std::move(requeues));

@@ -77,6 +77,12 @@ class Engine {
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
 
+  // Ask/tell, for studies of algorithm `external` (search_algos/external.h): Ask makes up to
+  // `count` trials for the client to train; Tell records their metrics and ends them. Both
+  // return once what they changed is committed.
+  absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
+  absl::Status Tell(const hippo::v1::TellRequest& request);
+
   // WorkerService. Connect returns a session number for the other calls; a worker that
   // reconnects under the same id replaces its earlier session.
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
@@ -119,7 +125,11 @@ class Engine {
     bool priorities_dirty = true;
     std::vector<double> priorities;
     absl::flat_hash_set<stage_tree::NodeId> failed_for_good;
+    // The stages of an ask/tell trial are trained by the client, never dispatched: one family
+    // per such trial (key kClientTrainedPrefix + study + trial), its stage running until told.
+    bool client_trained = false;
   };
+  static constexpr char kClientTrainedPrefix[] = "external|";
 
   struct TrialState {
     int64_t family_id = 0;
@@ -131,6 +141,7 @@ class Engine {
     std::optional<double> objective;
     int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
     int64_t forked_at = 0;
+    int64_t told_step = -1;  // ask/tell: the last step the client reported
   };
 
   struct StudyState {

@@ -43,12 +43,14 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
-    return Answer(context, engine_->CreateStudy(request->spec(), request->no_merge()), response);
+    return Answer(
+        context, [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); }, response);
   }
 
   grpc::Status GetStudy(grpc::ServerContext* context, const v1::GetStudyRequest* request,
                         v1::Study* response) override {
-    return Answer(context, engine_->GetStudy(request->study_id()), response);
+    return Answer(
+        context, [&] { return engine_->GetStudy(request->study_id()); }, response);
   }
 
   grpc::Status ListStudies(grpc::ServerContext* context, const v1::ListStudiesRequest*,
@@ -60,7 +62,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   grpc::Status StopStudy(grpc::ServerContext* context, const v1::StopStudyRequest* request,
                          v1::Study* response) override {
-    return Answer(context, engine_->StopStudy(request->study_id(), request->reason()), response);
+    return Answer(
+        context, [&] { return engine_->StopStudy(request->study_id(), request->reason()); }, response);
   }
 
   grpc::Status WatchStudy(grpc::ServerContext* context, const v1::WatchStudyRequest* request,
@@ -85,24 +88,26 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
                           v1::ListTrialsResponse* response) override {
-    return Answer(context, engine_->ListTrials(request->study_id(), request->with_metrics()),
-                  response);
+    return Answer(
+        context, [&] { return engine_->ListTrials(request->study_id(), request->with_metrics()); }, response);
   }
 
   grpc::Status GetBestTrial(grpc::ServerContext* context, const v1::GetBestTrialRequest* request,
                             v1::Trial* response) override {
-    return Answer(context, engine_->GetBestTrial(request->study_id()), response);
+    return Answer(
+        context, [&] { return engine_->GetBestTrial(request->study_id()); }, response);
   }
 
   grpc::Status GetStageTree(grpc::ServerContext* context, const v1::GetStageTreeRequest* request,
                             v1::StageTree* response) override {
-    return Answer(context, engine_->GetStageTree(request->study_id(), request->dot()), response);
+    return Answer(
+        context, [&] { return engine_->GetStageTree(request->study_id(), request->dot()); }, response);
   }
 
-  grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest*, v1::AskResponse*) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "ask/tell needs the 'external' algorithm, which this server lacks");
+  grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
+                   v1::AskResponse* response) override {
+    return Answer(
+        context, [&] { return engine_->Ask(request->study_id(), request->count()); }, response);
   }
 
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest*,
@@ -114,17 +119,18 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest*,
+  grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
                     v1::TellResponse*) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "ask/tell needs the 'external' algorithm, which this server lacks");
+    return ToGrpc(engine_->Tell(*request));
   }
 
  private:
-  template <typename T>
-  grpc::Status Answer(grpc::ServerContext* context, absl::StatusOr<T> result, T* response) {
+  // Runs `call` only for an authorized caller (a refused call must change nothing).
+  template <typename Call, typename T>
+  grpc::Status Answer(grpc::ServerContext* context, Call call, T* response) {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    auto result = call();
     if (!result.ok()) return ToGrpc(result.status());
     *response = *std::move(result);
     return grpc::Status::OK;

@@ -1250,7 +1250,9 @@ Issue SpecValidator::CheckAlgorithm() const {
   for (int i = 0; i < type.field_count(); ++i) {
     const FieldDescriptor& field = *type.field(i);
     if (field.cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || field.name() == "plugin_config" ||
-        field.name() == algorithm.name() || !reflection.HasField(algorithm, &field)) {
+        field.name() == algorithm.name() || !reflection.HasField(algorithm, &field) ||
+        // external's suggestions come from TPE, which algorithm.tpe configures.
+        (algorithm.name() == "external" && field.name() == "tpe")) {
       continue;
     }
     return Problem(JoinPath("algorithm", field.name()),

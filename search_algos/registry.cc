@@ -3,6 +3,7 @@
 #include "absl/strings/str_join.h"
 #include "search_algos/asha.h"
 #include "search_algos/evolution.h"
+#include "search_algos/external.h"
 #include "search_algos/grid_search.h"
 #include "search_algos/hyperband.h"
 #include "search_algos/median_stopping.h"
@@ -21,6 +22,7 @@ AlgorithmRegistry::AlgorithmRegistry() {
   factories_.emplace_back("median", &MedianStoppingRule::Create);
   factories_.emplace_back("pbt", &PopulationBasedTraining::Create);
   factories_.emplace_back("evolution", &RegularizedEvolution::Create);
+  factories_.emplace_back("external", &ExternalAskTell::Create);
 }
 
 AlgorithmRegistry& AlgorithmRegistry::Global() {
