@@ -1311,10 +1311,10 @@ absl::StatusOr<v1::AskResponse> Engine::Ask(const std::string& study_id, int64_t
             ? absl::StrCat(" (all its budget.max_trials = ", study.spec.budget().max_trials(),
                            " trials were asked and ended)")
             : "";
-    return absl::FailedPreconditionError(absl::StrCat(
-        "study '", study_id, "' is ",
-        v1::StudyState_Name(static_cast<v1::StudyState>(study.record.state)), why,
-        ": it takes no more asks"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("study '", study_id, "' is ",
+                     v1::StudyState_Name(static_cast<v1::StudyState>(study.record.state)), why,
+                     ": it takes no more asks"));
   }
   const size_t first = study.trials.size();
   store::WriteBatch batch;
@@ -1346,10 +1346,9 @@ absl::Status Engine::Tell(const v1::TellRequest& request) {
   if (!index.ok()) return index.status();
   StudyState& study = *studies_[*index];
   if (AskTellOf(study.algorithm.get()) == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("study '", request.study_id(), "' uses algorithm '",
-                     study.spec.algorithm().name(),
-                     "': its metrics come from Hippo's workers; tell needs algorithm.name: external"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "study '", request.study_id(), "' uses algorithm '", study.spec.algorithm().name(),
+        "': its metrics come from Hippo's workers; tell needs algorithm.name: external"));
   }
   if (request.trial_id() < 0 || request.trial_id() >= static_cast<int64_t>(study.trials.size())) {
     return absl::NotFoundError(absl::StrCat("study '", request.study_id(), "' has no trial ",
@@ -1358,8 +1357,8 @@ absl::Status Engine::Tell(const v1::TellRequest& request) {
   const int64_t number = request.trial_id();
   TrialState& trial = study.trials[number];
   if (trial.state != v1::TRIAL_RUNNING) {
-    return absl::FailedPreconditionError(absl::StrCat("trial ", number, " already ended (",
-                                                      v1::TrialState_Name(trial.state), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", number, " already ended (", v1::TrialState_Name(trial.state), ")"));
   }
   const v1::TrialState final_state = request.final_state();
   if (final_state != v1::TRIAL_STATE_UNSPECIFIED && final_state != v1::TRIAL_COMPLETED &&
@@ -1394,9 +1393,9 @@ absl::Status Engine::Tell(const v1::TellRequest& request) {
   const bool has_objective =
       request.values().contains(objective_name) || trial.objective.has_value();
   if (final_state == v1::TRIAL_COMPLETED && !has_objective) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "values: completing trial ", number, " needs its objective '", objective_name,
-        "' (in this tell or an earlier one)"));
+    return absl::InvalidArgumentError(absl::StrCat("values: completing trial ", number,
+                                                   " needs its objective '", objective_name,
+                                                   "' (in this tell or an earlier one)"));
   }
 
   store::WriteBatch batch;

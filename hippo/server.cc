@@ -44,7 +44,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
     return Answer(
-        context, [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); }, response);
+        context, [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); },
+        response);
   }
 
   grpc::Status GetStudy(grpc::ServerContext* context, const v1::GetStudyRequest* request,
@@ -63,7 +64,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   grpc::Status StopStudy(grpc::ServerContext* context, const v1::StopStudyRequest* request,
                          v1::Study* response) override {
     return Answer(
-        context, [&] { return engine_->StopStudy(request->study_id(), request->reason()); }, response);
+        context, [&] { return engine_->StopStudy(request->study_id(), request->reason()); },
+        response);
   }
 
   grpc::Status WatchStudy(grpc::ServerContext* context, const v1::WatchStudyRequest* request,
@@ -89,7 +91,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
                           v1::ListTrialsResponse* response) override {
     return Answer(
-        context, [&] { return engine_->ListTrials(request->study_id(), request->with_metrics()); }, response);
+        context, [&] { return engine_->ListTrials(request->study_id(), request->with_metrics()); },
+        response);
   }
 
   grpc::Status GetBestTrial(grpc::ServerContext* context, const v1::GetBestTrialRequest* request,
@@ -101,7 +104,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   grpc::Status GetStageTree(grpc::ServerContext* context, const v1::GetStageTreeRequest* request,
                             v1::StageTree* response) override {
     return Answer(
-        context, [&] { return engine_->GetStageTree(request->study_id(), request->dot()); }, response);
+        context, [&] { return engine_->GetStageTree(request->study_id(), request->dot()); },
+        response);
   }
 
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,

@@ -51,8 +51,8 @@ double ScalarOf(const v1::Trial& trial, const std::string& name) {
 class Client {
  public:
   explicit Client(int port, const std::string& token = "")
-      : stub_(v1::StudyService::NewStub(grpc::CreateChannel(
-            "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()))),
+      : stub_(v1::StudyService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                            grpc::InsecureChannelCredentials()))),
         token_(token) {}
 
   grpc::Status Create(const v1::StudySpec& spec, v1::Study* study) {
@@ -268,8 +268,8 @@ TEST(AskTellTest, RestartedCoordinatorAsksTheSameTrialsAsAnUninterruptedOne) {
       v1::AskResponse response;
       EXPECT_TRUE(client->Ask(study.id(), 2, &response).ok());
       for (const v1::Trial& trial : response.trials()) {
-        points.push_back(absl::StrCat(trial.id(), ":", ScalarOf(trial, "x"), ":",
-                                      ScalarOf(trial, "width")));
+        points.push_back(
+            absl::StrCat(trial.id(), ":", ScalarOf(trial, "x"), ":", ScalarOf(trial, "width")));
         TrainAndTell(*client, study.id(), trial);
       }
     }
