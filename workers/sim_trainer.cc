@@ -53,6 +53,7 @@ struct SimConfig {
   double cost_per_step = 0;
   bool virtual_time = false;
   int64_t state_bytes = 0;
+  double wall_seconds_per_step = 0;
 };
 
 absl::StatusOr<SimConfig> ParseConfig(const StageTask& task) {
@@ -72,6 +73,13 @@ absl::StatusOr<SimConfig> ParseConfig(const StageTask& task) {
         absl::StrCat("config.cost_per_step must be finite and >= 0, got ", *cost));
   }
   config.cost_per_step = *cost;
+  absl::StatusOr<double> wall = NumberOr(*json, "wall_seconds_per_step", 0.0);
+  if (!wall.ok()) return wall.status();
+  if (!(*wall >= 0) || std::isinf(*wall)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.wall_seconds_per_step must be finite and >= 0, got ", *wall));
+  }
+  config.wall_seconds_per_step = *wall;
   absl::StatusOr<bool> virtual_time = BoolOr(*json, "virtual_time", false);
   if (!virtual_time.ok()) return virtual_time.status();
   config.virtual_time = *virtual_time;
@@ -264,8 +272,9 @@ absl::StatusOr<StageOutcome> SimTrainer::Train(const StageTask& task, TrainingSt
     if (control.ShouldStop()) return control.StopStatus();
     absl::StatusOr<StepValues> values = ValuesAt(task, step);
     if (!values.ok()) return values.status();
-    if (!config->virtual_time && config->cost_per_step > 0 &&
-        control.SleepUnlessStopped(absl::Seconds(config->cost_per_step))) {
+    const double sleep = (config->virtual_time ? 0.0 : config->cost_per_step) +
+                         config->wall_seconds_per_step;
+    if (sleep > 0 && control.SleepUnlessStopped(absl::Seconds(sleep))) {
       return control.StopStatus();
     }
     const Dynamics next = Advance(*values, task.seed, step, *sim);

@@ -32,7 +32,10 @@
 // Config (TrainerSpec.config): "cost_per_step" seconds (default 0); "virtual_time" (default
 // false): when true the trainer does not sleep and reports cost_per_step * steps as the stage's
 // seconds, else it sleeps cost_per_step per step; "state_bytes" (default 0): padding carried in
-// the state and its checkpoints, to model a model's size for the fork cache and checkpoint I/O.
+// the state and its checkpoints, to model a model's size for the fork cache and checkpoint I/O;
+// "wall_seconds_per_step" (default 0): real seconds slept per step even with virtual_time, so
+// that stages take time (a fault test's kill lands mid-study) while the coordinator measures
+// the same virtual cost on every run.
 #ifndef HIPPO_WORKERS_SIM_TRAINER_H_
 #define HIPPO_WORKERS_SIM_TRAINER_H_
 
