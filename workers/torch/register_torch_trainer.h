@@ -1,0 +1,14 @@
+// Registration of the `torch` trainer kind. No LibTorch header here: cli/main.cc and tests that
+// include generated protobuf headers call it (GPU.md, the protobuf trap).
+#ifndef HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_
+#define HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_
+
+namespace hippo::workers {
+
+// Makes MakeBuiltinTrainer("torch", device) build a TorchTrainer. Call once from main, before
+// any worker starts; calling it again is harmless.
+void RegisterTorchTrainer();
+
+}  // namespace hippo::workers
+
+#endif  // HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_

@@ -1,0 +1,490 @@
+#include "workers/torch/torch_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "workers/json.h"
+
+namespace hippo::workers::torch_trainer {
+namespace {
+
+constexpr std::string_view kDefaultFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+// Every member trainer.config may hold; anything else is a typo worth reporting.
+const std::vector<std::string>& KnownConfigFields() {
+  static const auto* fields = new std::vector<std::string>{
+      "model",          "dataset",        "data_dir",    "train_limit",      "val_limit",
+      "image_size",     "image_channels", "data_seed",   "batch_size",       "iterations_per_step",
+      "eval_every",     "eval_batch_size", "optimizer",  "nesterov",         "precision",
+      "cuda_graph",     "threads",        "depth",       "width",            "layers",
+      "channels",       "kernel_size",    "width_multiplier", "dropout"};
+  return *fields;
+}
+
+std::string ConfigField(std::string_view key) {
+  return absl::StrCat("trainer.config.", std::string(key));
+}
+
+absl::StatusOr<std::optional<std::string>> StringField(const JsonValue& config,
+                                                       std::string_view key) {
+  const JsonValue* member = config.Find(key);
+  if (member == nullptr || member->is_null()) return std::nullopt;
+  if (member->type() != JsonValue::Type::kString) {
+    return absl::InvalidArgumentError(absl::StrCat(ConfigField(key), ": must be a string"));
+  }
+  return member->string_value();
+}
+
+absl::StatusOr<bool> BoolField(const JsonValue& config, std::string_view key, bool fallback) {
+  const JsonValue* member = config.Find(key);
+  if (member == nullptr || member->is_null()) return fallback;
+  if (member->type() != JsonValue::Type::kBool) {
+    return absl::InvalidArgumentError(absl::StrCat(ConfigField(key), ": must be true or false"));
+  }
+  return member->bool_value();
+}
+
+absl::StatusOr<int64_t> WholeField(const JsonValue& config, std::string_view key,
+                                   int64_t fallback, int64_t low, int64_t high) {
+  const JsonValue* member = config.Find(key);
+  if (member == nullptr || member->is_null()) return fallback;
+  const bool number = member->type() == JsonValue::Type::kNumber;
+  const double value = number ? member->number_value() : 0;
+  if (!number || value != std::floor(value) || value < static_cast<double>(low) ||
+      value > static_cast<double>(high)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ConfigField(key), ": must be a whole number in [", low, ", ", high, "]",
+                     number ? absl::StrCat(", got ", value) : std::string()));
+  }
+  return static_cast<int64_t>(value);
+}
+
+// A numeric setting that may come from the task's parameters (architecture), else the config.
+struct NumberSource {
+  double value = 0;
+  std::string field;  // "parameter 'depth'" or "trainer.config.depth", for messages
+  bool given = false;
+};
+
+absl::StatusOr<NumberSource> ArchitectureNumber(const StageTask& task, const JsonValue& config,
+                                                std::string_view name, double fallback) {
+  NumberSource source{.value = fallback, .field = ConfigField(name)};
+  const std::string key(name);
+  if (task.parameters.contains(key) || task.static_parameters.contains(key)) {
+    source.field = absl::StrCat("parameter '", key, "'");
+    std::optional<double> first = task.ValueAt(name, task.start_step);
+    if (!first.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(source.field, ": must be a number"));
+    }
+    if (task.parameters.contains(key)) {
+      // An architecture cannot change while training: the sequence must stay constant.
+      for (Step step = task.start_step; step < task.end_step; ++step) {
+        std::optional<double> value = task.ValueAt(name, step);
+        if (!value.has_value() || *value != *first) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              source.field, ": changes at step ", step,
+              "; architecture parameters must stay fixed (mark the parameter structural)"));
+        }
+      }
+    }
+    source.value = *first;
+    source.given = true;
+    return source;
+  }
+  const JsonValue* member = config.Find(name);
+  if (member != nullptr && !member->is_null()) {
+    if (member->type() != JsonValue::Type::kNumber) {
+      return absl::InvalidArgumentError(absl::StrCat(source.field, ": must be a number"));
+    }
+    source.value = member->number_value();
+    source.given = true;
+  }
+  return source;
+}
+
+absl::StatusOr<int64_t> WholeArchitecture(const StageTask& task, const JsonValue& config,
+                                          std::string_view name, int64_t fallback, int64_t low,
+                                          int64_t high) {
+  absl::StatusOr<NumberSource> source =
+      ArchitectureNumber(task, config, name, static_cast<double>(fallback));
+  if (!source.ok()) return source.status();
+  if (source->value != std::floor(source->value) || source->value < static_cast<double>(low) ||
+      source->value > static_cast<double>(high)) {
+    return absl::InvalidArgumentError(absl::StrCat(source->field, ": must be a whole number in [",
+                                                   low, ", ", high, "], got ", source->value));
+  }
+  return static_cast<int64_t>(source->value);
+}
+
+// A string setting from a static parameter, else the config.
+absl::StatusOr<std::optional<std::string>> StringSetting(const StageTask& task,
+                                                         const JsonValue& config,
+                                                         std::string_view name,
+                                                         std::string* field) {
+  *field = ConfigField(name);
+  if (auto it = task.static_parameters.find(std::string(name));
+      it != task.static_parameters.end()) {
+    *field = absl::StrCat("parameter '", std::string(name), "'");
+    if (const std::string* text = std::get_if<std::string>(&it->second)) return *text;
+    return absl::InvalidArgumentError(absl::StrCat(*field, ": must be a string"));
+  }
+  return StringField(config, name);
+}
+
+absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const JsonValue& config) {
+  Architecture architecture;
+  std::string field;
+  absl::StatusOr<std::optional<std::string>> model = StringSetting(task, config, "model", &field);
+  if (!model.ok()) return model.status();
+  const std::string name = model->value_or("mlp");
+  if (name == "mlp") {
+    architecture.model = ModelKind::kMlp;
+  } else if (name == "cnn") {
+    architecture.model = ModelKind::kCnn;
+  } else if (name == "resnet") {
+    architecture.model = ModelKind::kResNet;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": unknown model '", name, "'; use mlp, cnn or resnet"));
+  }
+  switch (architecture.model) {
+    case ModelKind::kMlp: {
+      absl::StatusOr<int64_t> depth = WholeArchitecture(task, config, "depth", 2, 0, 64);
+      if (!depth.ok()) return depth.status();
+      absl::StatusOr<int64_t> width = WholeArchitecture(task, config, "width", 256, 1, 1 << 16);
+      if (!width.ok()) return width.status();
+      architecture.depth = *depth;
+      architecture.width = *width;
+      break;
+    }
+    case ModelKind::kCnn: {
+      absl::StatusOr<int64_t> layers = WholeArchitecture(task, config, "layers", 2, 1, 8);
+      if (!layers.ok()) return layers.status();
+      absl::StatusOr<int64_t> channels =
+          WholeArchitecture(task, config, "channels", 32, 1, 1024);
+      if (!channels.ok()) return channels.status();
+      absl::StatusOr<int64_t> kernel = WholeArchitecture(task, config, "kernel_size", 3, 1, 11);
+      if (!kernel.ok()) return kernel.status();
+      if (*kernel % 2 == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kernel_size: must be odd (1, 3, 5, ...) so that padding keeps the image size, got ",
+            *kernel));
+      }
+      architecture.layers = *layers;
+      architecture.channels = *channels;
+      architecture.kernel_size = *kernel;
+      break;
+    }
+    case ModelKind::kResNet: {
+      absl::StatusOr<NumberSource> depth = ArchitectureNumber(task, config, "depth", 20);
+      if (!depth.ok()) return depth.status();
+      const double value = depth->value;
+      if (value != std::floor(value) || value < 8 || value > 1202 ||
+          (static_cast<int64_t>(value) - 2) % 6 != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(depth->field, ": resnet depth is ", value,
+                         "; use 6n+2 (8, 14, 20, 32, 44, 56, 110)"));
+      }
+      absl::StatusOr<NumberSource> multiplier =
+          ArchitectureNumber(task, config, "width_multiplier", 1.0);
+      if (!multiplier.ok()) return multiplier.status();
+      if (!(multiplier->value >= 1.0 / 16 && multiplier->value <= 16)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            multiplier->field, ": must be in [0.0625, 16], got ", multiplier->value));
+      }
+      architecture.depth = static_cast<int64_t>(value);
+      architecture.width_multiplier = multiplier->value;
+      break;
+    }
+  }
+  if (architecture.model != ModelKind::kResNet) {
+    architecture.dropout = task.parameters.contains("dropout") ||
+                           task.static_parameters.contains("dropout") ||
+                           (config.Find("dropout") != nullptr && !config.Find("dropout")->is_null());
+  }
+  return architecture;
+}
+
+absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
+  DataSpec data;
+  absl::StatusOr<std::optional<std::string>> dataset = StringField(config, "dataset");
+  if (!dataset.ok()) return dataset.status();
+  const std::string name = dataset->value_or("fashion_mnist");
+  if (name == "fashion_mnist") {
+    data.kind = DatasetKind::kFashionMnist;
+  } else if (name == "cifar10") {
+    data.kind = DatasetKind::kCifar10;
+  } else if (name == "synthetic") {
+    data.kind = DatasetKind::kSynthetic;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ConfigField("dataset"), ": unknown dataset '", name,
+        "'; use fashion_mnist, cifar10 or synthetic"));
+  }
+  absl::StatusOr<std::optional<std::string>> dir = StringField(config, "data_dir");
+  if (!dir.ok()) return dir.status();
+  if (data.kind == DatasetKind::kFashionMnist) {
+    data.dir = dir->value_or(std::string(kDefaultFashionMnistDir));
+  } else if (data.kind == DatasetKind::kCifar10) {
+    if (!dir->has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ConfigField("data_dir"),
+                       ": dataset cifar10 needs the folder of the CIFAR-10 binary batches "
+                       "(data_batch_1.bin ... test_batch.bin)"));
+    }
+    data.dir = **dir;
+  } else if (dir->has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ConfigField("data_dir"), ": the synthetic dataset reads no files; remove data_dir"));
+  }
+  const bool synthetic = data.kind == DatasetKind::kSynthetic;
+  constexpr int64_t kMaxExamples = int64_t{1} << 31;
+  absl::StatusOr<int64_t> train = WholeField(config, "train_limit", synthetic ? 1024 : 0,
+                                             synthetic ? 1 : 0, kMaxExamples);
+  if (!train.ok()) return train.status();
+  absl::StatusOr<int64_t> val =
+      WholeField(config, "val_limit", synthetic ? 256 : 0, synthetic ? 1 : 0, kMaxExamples);
+  if (!val.ok()) return val.status();
+  data.train_limit = *train;
+  data.val_limit = *val;
+  for (std::string_view key : {"image_size", "image_channels", "data_seed"}) {
+    if (!synthetic && config.Find(key) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ConfigField(key), ": only the synthetic dataset takes it; remove it or use "
+                            "dataset: synthetic"));
+    }
+  }
+  absl::StatusOr<int64_t> size = WholeField(config, "image_size", 28, 4, 512);
+  if (!size.ok()) return size.status();
+  absl::StatusOr<int64_t> channels = WholeField(config, "image_channels", 1, 1, 16);
+  if (!channels.ok()) return channels.status();
+  absl::StatusOr<int64_t> seed = WholeField(config, "data_seed", 0, 0, int64_t{1} << 53);
+  if (!seed.ok()) return seed.status();
+  data.image_size = *size;
+  data.image_channels = *channels;
+  data.data_seed = static_cast<uint64_t>(*seed);
+  return data;
+}
+
+const char* ModelName(ModelKind model) {
+  switch (model) {
+    case ModelKind::kMlp:
+      return "mlp";
+    case ModelKind::kCnn:
+      return "cnn";
+    case ModelKind::kResNet:
+      return "resnet";
+  }
+  return "?";
+}
+
+const char* OptimizerName(OptimizerKind optimizer) {
+  switch (optimizer) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+  }
+  return "?";
+}
+
+// The value of `name` at `step` from the task, else `fallback`; checked against [low, high].
+absl::StatusOr<double> StepValue(const StageTask& task, std::string_view name, Step step,
+                                 double fallback, double low, double high) {
+  std::optional<double> value = task.ValueAt(name, step);
+  if (!value.has_value()) {
+    if (task.static_parameters.contains(std::string(name))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter '", std::string(name), "': must be a number"));
+    }
+    return fallback;
+  }
+  if (!(*value >= low && *value <= high)) {
+    return absl::InvalidArgumentError(absl::StrCat("parameter '", std::string(name), "' is ",
+                                                   *value, " at step ", step, ", outside [",
+                                                   low, ", ", high, "]"));
+  }
+  return *value;
+}
+
+}  // namespace
+
+std::string Architecture::Describe() const {
+  switch (model) {
+    case ModelKind::kMlp:
+      return absl::StrCat("mlp depth=", depth, " width=", width,
+                          " dropout=", dropout ? "yes" : "no");
+    case ModelKind::kCnn:
+      return absl::StrCat("cnn layers=", layers, " channels=", channels,
+                          " kernel_size=", kernel_size, " dropout=", dropout ? "yes" : "no");
+    case ModelKind::kResNet:
+      return absl::StrCat("resnet depth=", depth, " width_multiplier=", width_multiplier);
+  }
+  return std::string(ModelName(model));
+}
+
+std::string DataSpec::Describe() const {
+  switch (kind) {
+    case DatasetKind::kFashionMnist:
+      return absl::StrCat("fashion_mnist dir=", dir, " train=", train_limit, " val=", val_limit);
+    case DatasetKind::kCifar10:
+      return absl::StrCat("cifar10 dir=", dir, " train=", train_limit, " val=", val_limit);
+    case DatasetKind::kSynthetic:
+      return absl::StrCat("synthetic size=", image_size, " channels=", image_channels,
+                          " seed=", data_seed, " train=", train_limit, " val=", val_limit);
+  }
+  return "?";
+}
+
+std::string TorchSettings::Signature() const {
+  return absl::StrCat("torch-state-v1 ", architecture.Describe(), "; ", data.Describe(),
+                      "; batch_size=", batch_size, " optimizer=", OptimizerName(optimizer),
+                      nesterov ? " nesterov" : "");
+}
+
+absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
+  absl::StatusOr<JsonValue> config = JsonValue::Parse(task.trainer_config_json);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trainer.config: not valid JSON: ", config.status().message()));
+  }
+  if (config->type() != JsonValue::Type::kObject) {
+    return absl::InvalidArgumentError("trainer.config: must be an object");
+  }
+  const std::vector<std::string>& known = KnownConfigFields();
+  for (const auto& [key, value] : config->object()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ConfigField(key), ": unknown field for the torch trainer; known: ",
+                       absl::StrJoin(known, ", ")));
+    }
+  }
+  TorchSettings settings;
+  absl::StatusOr<Architecture> architecture = ParseArchitecture(task, *config);
+  if (!architecture.ok()) return architecture.status();
+  settings.architecture = *architecture;
+  absl::StatusOr<DataSpec> data = ParseData(*config);
+  if (!data.ok()) return data.status();
+  settings.data = *data;
+
+  std::string field;
+  absl::StatusOr<std::optional<std::string>> optimizer =
+      StringSetting(task, *config, "optimizer", &field);
+  if (!optimizer.ok()) return optimizer.status();
+  const std::string optimizer_name = optimizer->value_or("sgd");
+  if (optimizer_name == "sgd") {
+    settings.optimizer = OptimizerKind::kSgd;
+  } else if (optimizer_name == "adam") {
+    settings.optimizer = OptimizerKind::kAdam;
+  } else if (optimizer_name == "adamw") {
+    settings.optimizer = OptimizerKind::kAdamW;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": unknown optimizer '",
+                                                   optimizer_name, "'; use sgd, adam or adamw"));
+  }
+  if (auto it = task.static_parameters.find("nesterov"); it != task.static_parameters.end()) {
+    const bool* flag = std::get_if<bool>(&it->second);
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError("parameter 'nesterov': must be true or false");
+    }
+    settings.nesterov = *flag;
+  } else {
+    absl::StatusOr<bool> nesterov = BoolField(*config, "nesterov", false);
+    if (!nesterov.ok()) return nesterov.status();
+    settings.nesterov = *nesterov;
+  }
+  if (settings.nesterov && settings.optimizer != OptimizerKind::kSgd) {
+    return absl::InvalidArgumentError(
+        "trainer.config.nesterov: Nesterov momentum is an sgd option; remove it or use "
+        "optimizer sgd");
+  }
+
+  absl::StatusOr<int64_t> batch = WholeField(*config, "batch_size", 128, 1, 1 << 20);
+  if (!batch.ok()) return batch.status();
+  settings.batch_size = *batch;
+  if (settings.data.train_limit > 0 && settings.batch_size > settings.data.train_limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ConfigField("batch_size"), ": ", settings.batch_size,
+                     " is larger than train_limit ", settings.data.train_limit,
+                     "; lower batch_size or raise train_limit"));
+  }
+  absl::StatusOr<int64_t> iterations =
+      WholeField(*config, "iterations_per_step", 0, 0, int64_t{1} << 30);
+  if (!iterations.ok()) return iterations.status();
+  settings.iterations_per_step = *iterations;
+  absl::StatusOr<int64_t> eval_every = WholeField(*config, "eval_every", 1, 1, int64_t{1} << 30);
+  if (!eval_every.ok()) return eval_every.status();
+  settings.eval_every = *eval_every;
+  absl::StatusOr<int64_t> eval_batch = WholeField(*config, "eval_batch_size", 1000, 1, 1 << 20);
+  if (!eval_batch.ok()) return eval_batch.status();
+  settings.eval_batch_size = *eval_batch;
+
+  absl::StatusOr<std::optional<std::string>> precision = StringField(*config, "precision");
+  if (!precision.ok()) return precision.status();
+  const std::string precision_name = precision->value_or("fp32");
+  if (precision_name == "fp32") {
+    settings.precision = Precision::kFloat32;
+  } else if (precision_name == "bf16") {
+    settings.precision = Precision::kBFloat16;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ConfigField("precision"), ": unknown precision '", precision_name, "'; use fp32 or bf16"));
+  }
+  absl::StatusOr<bool> graph = BoolField(*config, "cuda_graph", true);
+  if (!graph.ok()) return graph.status();
+  settings.cuda_graph = *graph;
+  absl::StatusOr<int64_t> threads = WholeField(*config, "threads", 0, 0, 1024);
+  if (!threads.ok()) return threads.status();
+  settings.threads = *threads;
+  if (const JsonValue* dropout = config->Find("dropout"); dropout != nullptr &&
+                                                          !dropout->is_null()) {
+    if (dropout->type() != JsonValue::Type::kNumber || !(dropout->number_value() >= 0) ||
+        !(dropout->number_value() < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ConfigField("dropout"), ": must be a number in [0, 1)"));
+    }
+    settings.config_dropout = dropout->number_value();
+  }
+  return settings;
+}
+
+absl::StatusOr<StepValues> StepValuesAt(const StageTask& task, const TorchSettings& settings,
+                                        Step step) {
+  const bool sgd = settings.optimizer == OptimizerKind::kSgd;
+  const bool named_lr = task.parameters.contains("lr") || task.static_parameters.contains("lr");
+  absl::StatusOr<double> lr =
+      StepValue(task, named_lr ? "lr" : "learning_rate", step, sgd ? 0.01 : 0.001, 0, 1e3);
+  absl::StatusOr<double> momentum = StepValue(task, "momentum", step, 0.9, 0, 1);
+  absl::StatusOr<double> weight_decay = StepValue(
+      task, "weight_decay", step, settings.optimizer == OptimizerKind::kAdamW ? 0.01 : 0, 0, 1e3);
+  absl::StatusOr<double> beta1 = StepValue(task, "beta1", step, 0.9, 0, 1);
+  absl::StatusOr<double> beta2 = StepValue(task, "beta2", step, 0.999, 0, 1);
+  absl::StatusOr<double> eps = StepValue(task, "eps", step, 1e-8, 1e-30, 1);
+  absl::StatusOr<double> dropout =
+      StepValue(task, "dropout", step, settings.config_dropout, 0, 0.999);
+  for (const absl::StatusOr<double>* value :
+       {&lr, &momentum, &weight_decay, &beta1, &beta2, &eps, &dropout}) {
+    if (!value->ok()) return value->status();
+  }
+  if (!sgd && (*beta1 >= 1 || *beta2 >= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameters 'beta1' and 'beta2' must be below 1 (step ", step, ")"));
+  }
+  return StepValues{.lr = *lr,
+                    .momentum = *momentum,
+                    .weight_decay = *weight_decay,
+                    .beta1 = *beta1,
+                    .beta2 = *beta2,
+                    .eps = *eps,
+                    .dropout = *dropout};
+}
+
+}  // namespace hippo::workers::torch_trainer

@@ -1,0 +1,936 @@
+#include "workers/torch/torch_trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#ifdef HIPPO_TORCH_CUDA
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "workers/torch/datasets.h"
+#include "workers/torch/models.h"
+#include "workers/torch/optimizer.h"
+#include "workers/torch/register_torch_trainer.h"
+#include "workers/torch/torch_config.h"
+
+namespace hippo::workers {
+namespace {
+
+using torch_trainer::Dataset;
+using torch_trainer::DataSpec;
+using torch_trainer::InputShape;
+using torch_trainer::NamedTensor;
+using torch_trainer::Network;
+using torch_trainer::Optimizer;
+using torch_trainer::Precision;
+using torch_trainer::StepValues;
+using torch_trainer::TorchSettings;
+
+constexpr char kMagic[8] = {'H', 'T', 'O', 'R', 'C', 'H', 'S', 'T'};
+constexpr uint64_t kFormatVersion = 1;
+// Salts that keep the seeded streams of one trial apart.
+constexpr uint64_t kInitSalt = 0x696e6974;      // "init"
+constexpr uint64_t kDropoutSalt = 0x64726f70;   // "drop"
+constexpr uint64_t kOrderSalt = 0x6f72646572;   // "order"
+constexpr char kCpuRng[] = "rng/cpu";
+constexpr char kCudaRng[] = "rng/cuda";
+// Eager iterations on the capture stream before a CUDA graph is captured (lazy initialisation,
+// cuDNN algorithm selection), as PyTorch's CUDA graph notes advise.
+constexpr int kWarmupIterations = 3;
+// Workspaces (networks, optimizer storages, graphs) kept per trainer.
+constexpr size_t kMaxWorkspaces = 2;
+
+std::atomic<int> live_trainers{0};
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// A seed for one stream of one trial: depends on the trial seed, the stream and `index` only.
+uint64_t StreamSeed(uint64_t seed, uint64_t salt, uint64_t index = 0) {
+  // CUDA generators keep 63-bit seeds happy; drop the top bit everywhere for one rule.
+  return SplitMix64(SplitMix64(seed ^ salt) + index) >> 1;
+}
+
+std::string ErrorText(const std::exception& error) {
+  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&error)) {
+    return torch_error->what_without_backtrace();
+  }
+  return error.what();
+}
+
+absl::Status TorchError(std::string_view what, const std::exception& error) {
+  return absl::InternalError(
+      absl::StrCat("torch trainer: ", std::string(what), ": ", ErrorText(error)));
+}
+
+// "cpu", "cuda" or "cuda:N".
+absl::StatusOr<at::Device> ParseDevice(const std::string& text) {
+  if (text == "cpu") return at::Device(at::kCPU);
+  int index = 0;
+  if (text != "cuda" && !(text.rfind("cuda:", 0) == 0 && absl::SimpleAtoi(text.substr(5), &index) &&
+                          index >= 0 && index < 64)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device: '", text, "' is not a device; use cpu, cuda or cuda:N"));
+  }
+#ifdef HIPPO_TORCH_CUDA
+  const int count = static_cast<int>(c10::cuda::device_count());
+  if (index >= count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--device ", text, ": this machine has ", count, " CUDA device(s); use cpu or cuda:0..",
+        count - 1));
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+#else
+  return absl::FailedPreconditionError(absl::StrCat(
+      "--device ", text, ": this build's LibTorch has no CUDA support; use --device cpu"));
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data on the device, shared by every workspace of the process.
+
+struct DeviceData {
+  std::shared_ptr<const Dataset> dataset;
+  at::Tensor train_images;  // uint8 [N, C, H, W]
+  at::Tensor train_labels;  // int64 [N]
+  at::Tensor val_images;
+  at::Tensor val_labels;
+  // Normalisation as one multiply-add: x = pixel * scale + shift, per channel [1, C, 1, 1].
+  at::Tensor scale;
+  at::Tensor shift;
+
+  InputShape shape() const {
+    return InputShape{.channels = dataset->channels,
+                      .height = dataset->height,
+                      .width = dataset->width,
+                      .classes = dataset->classes};
+  }
+};
+
+at::Tensor ImagesOn(const torch_trainer::ImageSet& set, const Dataset& dataset, at::Device device) {
+  // from_blob does not own the bytes: clone (or copy to the device) before they could go away.
+  at::Tensor images =
+      at::from_blob(const_cast<uint8_t*>(set.pixels.data()),
+                    {set.count, dataset.channels, dataset.height, dataset.width}, at::kByte);
+  return device.is_cpu() ? images.clone() : images.to(device);
+}
+
+at::Tensor LabelsOn(const torch_trainer::ImageSet& set, at::Device device) {
+  at::Tensor labels = at::from_blob(const_cast<uint8_t*>(set.labels.data()), {set.count}, at::kByte);
+  return labels.to(at::kLong).to(device);
+}
+
+absl::StatusOr<std::shared_ptr<const DeviceData>> DataOn(const DataSpec& spec, at::Device device) {
+  struct Cache {
+    absl::Mutex mu;
+    std::map<std::string, std::shared_ptr<const DeviceData>> loaded ABSL_GUARDED_BY(mu);
+  };
+  static Cache* cache = new Cache;
+  const std::string key = absl::StrCat(spec.Describe(), " on ", device.str());
+  absl::MutexLock lock(&cache->mu);
+  if (auto it = cache->loaded.find(key); it != cache->loaded.end()) return it->second;
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset = torch_trainer::LoadDataset(spec);
+  if (!dataset.ok()) return dataset.status();
+  auto data = std::make_shared<DeviceData>();
+  data->dataset = *dataset;
+  const Dataset& d = **dataset;
+  data->train_images = ImagesOn(d.train, d, device);
+  data->train_labels = LabelsOn(d.train, device);
+  data->val_images = ImagesOn(d.validation, d, device);
+  data->val_labels = LabelsOn(d.validation, device);
+  std::vector<float> scale, shift;
+  for (size_t c = 0; c < d.mean.size(); ++c) {
+    scale.push_back(1.0f / (255.0f * d.stddev[c]));
+    shift.push_back(-d.mean[c] / d.stddev[c]);
+  }
+  const at::TensorOptions options = at::TensorOptions().dtype(at::kFloat);
+  data->scale = at::tensor(scale, options).view({1, d.channels, 1, 1}).to(device);
+  data->shift = at::tensor(shift, options).view({1, d.channels, 1, 1}).to(device);
+  cache->loaded[key] = data;
+  return std::shared_ptr<const DeviceData>(data);
+}
+
+at::Tensor Normalised(const DeviceData& data, const at::Tensor& pixels) {
+  return pixels.to(at::kFloat).mul_(data.scale).add_(data.shift);
+}
+
+at::Tensor DrawOrder(uint64_t seed, int64_t epoch, int64_t count, at::Device device) {
+  const uint64_t order_seed = StreamSeed(seed, kOrderSalt, static_cast<uint64_t>(epoch));
+#ifdef HIPPO_TORCH_CUDA
+  if (device.is_cuda()) {
+    at::Generator generator = at::cuda::detail::createCUDAGenerator(device.index());
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_current_seed(order_seed);
+    }
+    return at::randperm(count, generator, at::TensorOptions().dtype(at::kLong).device(device));
+  }
+#endif
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(order_seed);
+  return at::randperm(count, generator, at::TensorOptions().dtype(at::kLong)).to(device);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The training state.
+
+class TorchState final : public TrainingState {
+ public:
+  Step step() const override { return step_; }
+  absl::StatusOr<std::string> Serialize() const override;
+  std::unique_ptr<TrainingState> Clone() const override;
+  int64_t SizeBytes() const override;
+
+  static absl::StatusOr<std::unique_ptr<TorchState>> Parse(std::string_view bytes,
+                                                           at::Device device);
+
+  const NamedTensor* Find(std::string_view name) const {
+    for (const NamedTensor& entry : tensors_) {
+      if (entry.name == name) return &entry;
+    }
+    return nullptr;
+  }
+
+  Step step_ = 0;
+  // Data position: the next batch is batch_ of epoch_.
+  int64_t epoch_ = 0;
+  int64_t batch_ = 0;
+  std::string signature_;
+  // Network parameters and buffers, optimizer state (names "parameter/...", "buffer/...",
+  // "optimizer/..."), then the generators' states ("rng/cpu", "rng/cuda", CPU bytes).
+  std::vector<NamedTensor> tensors_;
+};
+
+void PutU64(uint64_t value, std::string& out) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+}
+
+void PutText(std::string_view text, std::string& out) {
+  PutU64(text.size(), out);
+  out.append(text);
+}
+
+// Reads what PutU64 and PutText wrote; every read checks the bounds.
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  bool U64(uint64_t* value) {
+    if (bytes_.size() - offset_ < 8) return false;
+    *value = 0;
+    for (int i = 0; i < 8; ++i) {
+      *value |= static_cast<uint64_t>(static_cast<unsigned char>(bytes_[offset_ + i])) << (8 * i);
+    }
+    offset_ += 8;
+    return true;
+  }
+  bool Bytes(uint64_t size, std::string_view* out) {
+    if (bytes_.size() - offset_ < size) return false;
+    *out = bytes_.substr(offset_, size);
+    offset_ += size;
+    return true;
+  }
+  bool Text(std::string* out) {
+    uint64_t size = 0;
+    std::string_view view;
+    if (!U64(&size) || !Bytes(size, &view)) return false;
+    *out = std::string(view);
+    return true;
+  }
+  bool done() const { return offset_ == bytes_.size(); }
+
+ private:
+  std::string_view bytes_;
+  size_t offset_ = 0;
+};
+
+// Element types a state may hold, by their code in the file.
+constexpr std::pair<uint64_t, at::ScalarType> kScalarTypes[] = {
+    {1, at::kFloat}, {2, at::kDouble}, {3, at::kLong}, {4, at::kByte},
+    {5, at::kBFloat16}, {6, at::kHalf}, {7, at::kInt}};
+
+absl::StatusOr<std::string> TorchState::Serialize() const {
+  try {
+    std::string out(kMagic, sizeof(kMagic));
+    PutU64(kFormatVersion, out);
+    PutU64(static_cast<uint64_t>(step_), out);
+    PutU64(static_cast<uint64_t>(epoch_), out);
+    PutU64(static_cast<uint64_t>(batch_), out);
+    PutText(signature_, out);
+    PutU64(tensors_.size(), out);
+    for (const NamedTensor& entry : tensors_) {
+      const at::Tensor host = entry.tensor.detach().to(at::kCPU).contiguous();
+      uint64_t code = 0;
+      for (const auto& [candidate, type] : kScalarTypes) {
+        if (type == host.scalar_type()) code = candidate;
+      }
+      if (code == 0) {
+        return absl::InternalError(absl::StrCat("torch trainer: cannot save tensor ", entry.name,
+                                                " of type ", c10::toString(host.scalar_type())));
+      }
+      PutText(entry.name, out);
+      PutU64(code, out);
+      PutU64(static_cast<uint64_t>(host.dim()), out);
+      for (int64_t size : host.sizes()) PutU64(static_cast<uint64_t>(size), out);
+      const uint64_t bytes = host.numel() * host.element_size();
+      PutU64(bytes, out);
+      out.append(static_cast<const char*>(host.data_ptr()), bytes);
+    }
+    return out;
+  } catch (const std::exception& error) {
+    return TorchError("saving a state", error);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TorchState>> TorchState::Parse(std::string_view bytes,
+                                                              at::Device device) {
+  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    return absl::DataLossError("not a torch trainer state (bad magic or too short)");
+  }
+  Reader reader(bytes.substr(sizeof(kMagic)));
+  auto state = std::make_unique<TorchState>();
+  uint64_t version = 0, step = 0, epoch = 0, batch = 0, count = 0;
+  if (!reader.U64(&version) || version != kFormatVersion) {
+    return absl::DataLossError(absl::StrCat("torch trainer state has format version ", version,
+                                            ", this build reads ", kFormatVersion));
+  }
+  const absl::Status truncated = absl::DataLossError("torch trainer state is truncated");
+  if (!reader.U64(&step) || !reader.U64(&epoch) || !reader.U64(&batch) ||
+      !reader.Text(&state->signature_) || !reader.U64(&count)) {
+    return truncated;
+  }
+  state->step_ = static_cast<Step>(step);
+  state->epoch_ = static_cast<int64_t>(epoch);
+  state->batch_ = static_cast<int64_t>(batch);
+  if (state->step_ < 0 || state->epoch_ < 0 || state->batch_ < 0 || count > (1u << 20)) {
+    return absl::DataLossError("torch trainer state has negative counters or absurd sizes");
+  }
+  try {
+    for (uint64_t i = 0; i < count; ++i) {
+      NamedTensor entry;
+      uint64_t code = 0, dims = 0, size_bytes = 0;
+      if (!reader.Text(&entry.name) || !reader.U64(&code) || !reader.U64(&dims) || dims > 16) {
+        return truncated;
+      }
+      std::vector<int64_t> sizes(dims);
+      for (int64_t& size : sizes) {
+        uint64_t value = 0;
+        if (!reader.U64(&value) || value > (uint64_t{1} << 40)) return truncated;
+        size = static_cast<int64_t>(value);
+      }
+      std::optional<at::ScalarType> type;
+      for (const auto& [candidate, scalar_type] : kScalarTypes) {
+        if (candidate == code) type = scalar_type;
+      }
+      std::string_view data;
+      if (!type.has_value() || !reader.U64(&size_bytes) || !reader.Bytes(size_bytes, &data)) {
+        return truncated;
+      }
+      at::Tensor host = at::empty(at::IntArrayRef(sizes), at::TensorOptions().dtype(*type));
+      if (static_cast<uint64_t>(host.numel() * host.element_size()) != size_bytes) {
+        return absl::DataLossError(
+            absl::StrCat("torch trainer state: tensor ", entry.name, " has the wrong size"));
+      }
+      std::memcpy(host.data_ptr(), data.data(), size_bytes);
+      // Generator states are CPU bytes wherever the training runs.
+      entry.tensor = entry.name.rfind("rng/", 0) == 0 ? host : host.to(device);
+      state->tensors_.push_back(std::move(entry));
+    }
+  } catch (const std::exception& error) {
+    return TorchError("reading a state", error);
+  }
+  if (!reader.done()) return absl::DataLossError("torch trainer state has trailing bytes");
+  return state;
+}
+
+std::unique_ptr<TrainingState> TorchState::Clone() const {
+  try {
+    auto copy = std::make_unique<TorchState>();
+    copy->step_ = step_;
+    copy->epoch_ = epoch_;
+    copy->batch_ = batch_;
+    copy->signature_ = signature_;
+    for (const NamedTensor& entry : tensors_) {
+      copy->tensors_.push_back(NamedTensor{entry.name, entry.tensor.clone()});
+    }
+    return copy;
+  } catch (const std::exception&) {
+    // Out of (device) memory: no copy; the worker then forks from the checkpoint instead.
+    return nullptr;
+  }
+}
+
+int64_t TorchState::SizeBytes() const {
+  int64_t bytes = static_cast<int64_t>(sizeof(TorchState) + signature_.size());
+  for (const NamedTensor& entry : tensors_) {
+    bytes += static_cast<int64_t>(entry.name.size() + sizeof(NamedTensor)) +
+             entry.tensor.numel() * entry.tensor.element_size();
+  }
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixed precision (CUDA only): bf16 autocast around the forward pass, cache off so that a
+// captured graph recasts the weights at every replay.
+
+#ifdef HIPPO_TORCH_CUDA
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_type_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    previous_cache_ = at::autocast::is_autocast_cache_enabled();
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_cache_enabled(false);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_type_);
+    at::autocast::set_autocast_cache_enabled(previous_cache_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_type_ = at::kBFloat16;
+  bool previous_cache_ = true;
+};
+#else
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool) {}
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// A workspace: the network, optimizer and static tensors of one family on the trainer's device.
+// States are copied in and out of its storages, which stay put, so a captured CUDA graph stays
+// valid across stages and trials.
+
+struct Workspace {
+  std::string key;
+  TorchSettings settings;
+  at::Device device = at::kCPU;
+  std::shared_ptr<const DeviceData> data;
+  std::unique_ptr<Network> network;
+  std::unique_ptr<Optimizer> optimizer;
+  std::vector<at::Tensor> parameters;
+  // Parameters, buffers and optimizer state under their state names; the same storages.
+  std::vector<NamedTensor> state_tensors;
+  at::Tensor batch_indices;  // int64 [batch_size]
+  at::Tensor loss_sum;       // float64, the training losses of the current step
+  at::Tensor keep;           // float, 1 - dropout
+  at::Generator cpu_generator;
+  int64_t batches_per_epoch = 0;
+  int64_t iterations_per_step = 0;
+  // The order of the epoch being trained, cached.
+  at::Tensor order;
+  uint64_t order_seed = 0;
+  int64_t order_epoch = -1;
+  bool graph_tried = false;
+  std::string graph_error;
+#ifdef HIPPO_TORCH_CUDA
+  c10::optional<c10::cuda::CUDAStream> stream;
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+
+  bool bf16() const { return settings.precision == Precision::kBFloat16; }
+  bool has_graph() const {
+#ifdef HIPPO_TORCH_CUDA
+    return graph != nullptr;
+#else
+    return false;
+#endif
+  }
+};
+
+// The state tensors of a network and its optimizer, named as in a TorchState.
+std::vector<NamedTensor> StateTensorsOf(const Network& network, const Optimizer& optimizer) {
+  std::vector<NamedTensor> tensors;
+  for (const NamedTensor& entry : network.parameters()) {
+    tensors.push_back(NamedTensor{"parameter/" + entry.name, entry.tensor});
+  }
+  for (const NamedTensor& entry : network.buffers()) {
+    tensors.push_back(NamedTensor{"buffer/" + entry.name, entry.tensor});
+  }
+  for (const NamedTensor& entry : optimizer.state()) {
+    tensors.push_back(NamedTensor{"optimizer/" + entry.name, entry.tensor});
+  }
+  return tensors;
+}
+
+at::Generator DefaultCudaGenerator(at::Device device) {
+#ifdef HIPPO_TORCH_CUDA
+  return at::cuda::detail::getDefaultCUDAGenerator(device.index());
+#else
+  (void)device;
+  return at::Generator();
+#endif
+}
+
+// One optimizer iteration on the batch at w.batch_indices: what a CUDA graph captures.
+void Iteration(Workspace& w) {
+  const DeviceData& data = *w.data;
+  const at::Tensor images = Normalised(data, data.train_images.index_select(0, w.batch_indices));
+  const at::Tensor labels = data.train_labels.index_select(0, w.batch_indices);
+  at::Tensor loss;
+  {
+    AutocastScope autocast(w.bf16());
+    loss = at::cross_entropy_loss(w.network->Forward(images, /*training=*/true).to(at::kFloat),
+                                  labels);
+  }
+  const std::vector<at::Tensor> gradients = torch::autograd::grad({loss}, w.parameters);
+  at::NoGradGuard no_grad;
+  w.optimizer->Update(w.parameters, gradients);
+  w.loss_sum.add_(loss.detach());
+}
+
+// Validation loss and accuracy with the current weights (eval mode: running statistics, no
+// dropout, no generator touched).
+std::pair<double, double> Evaluate(Workspace& w) {
+  const DeviceData& data = *w.data;
+  at::NoGradGuard no_grad;
+  AutocastScope autocast(w.bf16());
+  const int64_t count = data.val_labels.size(0);
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(w.device));
+  at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(w.device));
+  for (int64_t begin = 0; begin < count; begin += w.settings.eval_batch_size) {
+    const int64_t end = std::min(count, begin + w.settings.eval_batch_size);
+    const at::Tensor images = Normalised(data, data.val_images.slice(0, begin, end));
+    const at::Tensor labels = data.val_labels.slice(0, begin, end);
+    const at::Tensor logits = w.network->Forward(images, /*training=*/false).to(at::kFloat);
+    loss_sum.add_(at::cross_entropy_loss(logits, labels, c10::optional<at::Tensor>(),
+                                         at::Reduction::Sum));
+    correct.add_(logits.argmax(1).eq(labels).sum());
+  }
+  const double n = static_cast<double>(count);
+  return {loss_sum.item<double>() / n, static_cast<double>(correct.item<int64_t>()) / n};
+}
+
+// Copies `state` into the workspace's storages and generators.
+absl::Status Load(Workspace& w, const TorchState& state) {
+  if (state.tensors_.size() < w.state_tensors.size()) {
+    return absl::DataLossError("torch trainer state lacks tensors its model needs");
+  }
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < w.state_tensors.size(); ++i) {
+    const NamedTensor& source = state.tensors_[i];
+    const NamedTensor& target = w.state_tensors[i];
+    if (source.name != target.name || !source.tensor.sizes().equals(target.tensor.sizes()) ||
+        source.tensor.scalar_type() != target.tensor.scalar_type()) {
+      return absl::DataLossError(absl::StrCat("torch trainer state holds ", source.name,
+                                              " where its model has ", target.name));
+    }
+    target.tensor.copy_(source.tensor);
+  }
+  const NamedTensor* cpu_rng = state.Find(kCpuRng);
+  if (cpu_rng == nullptr) return absl::DataLossError("torch trainer state has no CPU rng state");
+  {
+    std::lock_guard<std::mutex> lock(w.cpu_generator.mutex());
+    w.cpu_generator.set_state(cpu_rng->tensor);
+  }
+  if (w.device.is_cuda()) {
+    const NamedTensor* cuda_rng = state.Find(kCudaRng);
+    if (cuda_rng == nullptr) {
+      return absl::DataLossError(
+          "torch trainer state has no CUDA rng state (it was written on a CPU worker)");
+    }
+    at::Generator generator = DefaultCudaGenerator(w.device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(cuda_rng->tensor);
+  }
+  return absl::OkStatus();
+}
+
+// Copies the workspace's storages and generators into `state`.
+void Store(Workspace& w, TorchState& state) {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < w.state_tensors.size(); ++i) {
+    state.tensors_[i].tensor.copy_(w.state_tensors[i].tensor);
+  }
+  for (NamedTensor& entry : state.tensors_) {
+    if (entry.name == kCpuRng) {
+      std::lock_guard<std::mutex> lock(w.cpu_generator.mutex());
+      entry.tensor = w.cpu_generator.get_state();
+    } else if (entry.name == kCudaRng && w.device.is_cuda()) {
+      at::Generator generator = DefaultCudaGenerator(w.device);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      entry.tensor = generator.get_state();
+    }
+  }
+}
+
+// Waits for the workspace's stream: states handed out are complete.
+void Synchronize(const Workspace& w) {
+#ifdef HIPPO_TORCH_CUDA
+  if (w.stream.has_value()) w.stream->synchronize();
+#else
+  (void)w;
+#endif
+}
+
+#ifdef HIPPO_TORCH_CUDA
+// Ends a capture that an exception interrupted, so that the stream can run eager work again.
+void AbandonCapture(c10::cuda::CUDAStream stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess &&
+      status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t graph = nullptr;
+    (void)cudaStreamEndCapture(stream.stream(), &graph);
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+  }
+  (void)cudaGetLastError();
+}
+
+// Warms up on the workspace's stream, then captures one Iteration. The warm-up changes the
+// workspace's tensors; the caller loads the real state afterwards (into the same storages).
+void CaptureGraph(Workspace& w) {
+  w.graph_tried = true;
+  try {
+    c10::cuda::CUDAStreamGuard guard(*w.stream);
+    w.batch_indices.copy_(at::arange(w.settings.batch_size, w.batch_indices.options()));
+    for (int i = 0; i < kWarmupIterations; ++i) Iteration(w);
+    w.stream->synchronize();
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    Iteration(w);
+    graph->capture_end();
+    w.stream->synchronize();
+    w.graph = std::move(graph);
+  } catch (const std::exception& error) {
+    w.graph_error = ErrorText(error);
+    AbandonCapture(*w.stream);
+    // A fresh stream for the eager iterations that follow.
+    w.stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, w.device.index());
+  }
+}
+#endif
+
+void RunIteration(Workspace& w) {
+#ifdef HIPPO_TORCH_CUDA
+  if (w.graph != nullptr) {
+    w.graph->replay();
+    return;
+  }
+#endif
+  Iteration(w);
+}
+
+const at::Tensor& OrderFor(Workspace& w, uint64_t seed, int64_t epoch) {
+  if (!w.order.defined() || w.order_seed != seed || w.order_epoch != epoch) {
+    w.order = DrawOrder(seed, epoch, w.data->train_labels.size(0), w.device);
+    w.order_seed = seed;
+    w.order_epoch = epoch;
+  }
+  return w.order;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct TorchTrainer::Impl {
+  at::Device device = at::kCPU;
+  std::list<std::unique_ptr<Workspace>> workspaces;  // most recently used first
+  bool last_used_graph = false;
+  std::string last_graph_error;
+
+  absl::StatusOr<TorchSettings> Settings(const StageTask& task) const {
+    absl::StatusOr<TorchSettings> settings = torch_trainer::ParseTorchSettings(task);
+    if (!settings.ok()) return settings.status();
+    if (settings->precision == Precision::kBFloat16 && !device.is_cuda()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trainer.config.precision: bf16 needs a CUDA device and this worker "
+                       "trains on ",
+                       device.str(), "; use fp32 or --device cuda:N"));
+    }
+    return settings;
+  }
+
+  void SetThreads(const TorchSettings& settings) const {
+    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = settings.threads > 0
+                            ? static_cast<int>(settings.threads)
+                            : std::max(1, hardware / std::max(1, live_trainers.load()));
+    if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  }
+
+  absl::StatusOr<Workspace*> WorkspaceFor(const TorchSettings& settings) {
+    const std::string key =
+        absl::StrCat(settings.Signature(), " precision=",
+                     settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
+                     " graph=", settings.cuda_graph, " iterations=", settings.iterations_per_step,
+                     " eval=", settings.eval_batch_size);
+    for (auto it = workspaces.begin(); it != workspaces.end(); ++it) {
+      if ((*it)->key == key) {
+        workspaces.splice(workspaces.begin(), workspaces, it);
+        return workspaces.front().get();
+      }
+    }
+    absl::StatusOr<std::shared_ptr<const DeviceData>> data = DataOn(settings.data, device);
+    if (!data.ok()) return data.status();
+    const int64_t train_count = (*data)->train_labels.size(0);
+    if (settings.batch_size > train_count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trainer.config.batch_size: ", settings.batch_size, " is larger than the ",
+          train_count, " training examples; lower batch_size"));
+    }
+    auto w = std::make_unique<Workspace>();
+    w->key = key;
+    w->settings = settings;
+    w->device = device;
+    w->data = *data;
+    w->network = torch_trainer::MakeNetwork(settings.architecture, (*data)->shape(), device, 0);
+    w->optimizer = std::make_unique<Optimizer>(settings.optimizer, settings.nesterov,
+                                               w->network->parameters(), device);
+    for (const NamedTensor& entry : w->network->parameters()) w->parameters.push_back(entry.tensor);
+    w->state_tensors = StateTensorsOf(*w->network, *w->optimizer);
+    const at::TensorOptions on_device = at::TensorOptions().device(device);
+    w->batch_indices = at::zeros({settings.batch_size}, on_device.dtype(at::kLong));
+    w->loss_sum = at::zeros({}, on_device.dtype(at::kDouble));
+    w->keep = at::ones({}, on_device.dtype(at::kFloat));
+    w->cpu_generator = at::make_generator<at::CPUGeneratorImpl>(0);
+    if (settings.architecture.dropout) {
+      w->network->SetDropout(w->keep, device.is_cuda()
+                                          ? c10::optional<at::Generator>()
+                                          : c10::optional<at::Generator>(w->cpu_generator));
+    }
+    w->batches_per_epoch = train_count / settings.batch_size;
+    w->iterations_per_step =
+        settings.iterations_per_step > 0 ? settings.iterations_per_step : w->batches_per_epoch;
+#ifdef HIPPO_TORCH_CUDA
+    if (device.is_cuda()) {
+      w->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    }
+#endif
+    workspaces.push_front(std::move(w));
+    while (workspaces.size() > kMaxWorkspaces) workspaces.pop_back();
+    return workspaces.front().get();
+  }
+
+  absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) {
+    absl::StatusOr<TorchSettings> settings = Settings(task);
+    if (!settings.ok()) return settings.status();
+    absl::StatusOr<std::shared_ptr<const DeviceData>> data = DataOn(settings->data, device);
+    if (!data.ok()) return data.status();
+    const std::unique_ptr<Network> network = torch_trainer::MakeNetwork(
+        settings->architecture, (*data)->shape(), device, StreamSeed(task.seed, kInitSalt));
+    const Optimizer optimizer(settings->optimizer, settings->nesterov, network->parameters(),
+                              device);
+    auto state = std::make_unique<TorchState>();
+    state->signature_ = settings->Signature();
+    for (const NamedTensor& entry : StateTensorsOf(*network, optimizer)) {
+      state->tensors_.push_back(NamedTensor{entry.name, entry.tensor.detach()});
+    }
+    const uint64_t dropout_seed = StreamSeed(task.seed, kDropoutSalt);
+    state->tensors_.push_back(NamedTensor{
+        kCpuRng, at::make_generator<at::CPUGeneratorImpl>(dropout_seed).get_state()});
+#ifdef HIPPO_TORCH_CUDA
+    if (device.is_cuda()) {
+      at::Generator generator = at::cuda::detail::createCUDAGenerator(device.index());
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_current_seed(dropout_seed);
+      state->tensors_.push_back(NamedTensor{kCudaRng, generator.get_state()});
+    }
+#endif
+    return std::unique_ptr<TrainingState>(std::move(state));
+  }
+
+  absl::StatusOr<StageOutcome> Train(const StageTask& task, TorchState& state,
+                                     StageControl& control, const TrainCallbacks& callbacks) {
+    absl::StatusOr<TorchSettings> settings = Settings(task);
+    if (!settings.ok()) return settings.status();
+    if (state.signature_ != settings->Signature()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "torch trainer: the state was made for '", state.signature_, "', stage ", task.stage_id,
+          " trains '", settings->Signature(), "'"));
+    }
+    SetThreads(*settings);
+    absl::StatusOr<Workspace*> workspace = WorkspaceFor(*settings);
+    if (!workspace.ok()) return workspace.status();
+    Workspace& w = **workspace;
+
+#ifdef HIPPO_TORCH_CUDA
+    c10::optional<c10::cuda::CUDAGuard> device_guard;
+    if (device.is_cuda()) {
+      device_guard.emplace(device.index());
+      // States were made or copied on other streams.
+      c10::cuda::device_synchronize();
+      if (settings->cuda_graph && !w.graph_tried) CaptureGraph(w);
+    }
+    c10::optional<c10::cuda::CUDAStreamGuard> stream_guard;
+    if (w.stream.has_value()) stream_guard.emplace(*w.stream);
+#endif
+    last_used_graph = w.has_graph();
+    last_graph_error = w.graph_error;
+    if (absl::Status loaded = Load(w, state); !loaded.ok()) return loaded;
+
+    const int64_t batch_size = settings->batch_size;
+    for (Step step = task.start_step; step < task.end_step; ++step) {
+      if (control.ShouldStop()) {
+        Store(w, state);
+        Synchronize(w);
+        return control.StopStatus();
+      }
+      absl::StatusOr<StepValues> values = torch_trainer::StepValuesAt(task, *settings, step);
+      if (!values.ok()) return values.status();
+      w.optimizer->SetValues(*values);
+      w.keep.fill_(1.0 - values->dropout);
+      w.loss_sum.zero_();
+      for (int64_t i = 0; i < w.iterations_per_step; ++i) {
+        const at::Tensor& order = OrderFor(w, task.seed, state.epoch_);
+        w.batch_indices.copy_(order.slice(0, state.batch_ * batch_size,
+                                          (state.batch_ + 1) * batch_size));
+        RunIteration(w);
+        if (++state.batch_ == w.batches_per_epoch) {
+          state.batch_ = 0;
+          ++state.epoch_;
+        }
+      }
+      Metrics metrics;
+      metrics["loss"] = w.loss_sum.item<double>() / static_cast<double>(w.iterations_per_step);
+      if ((step + 1) % settings->eval_every == 0) {
+        const auto [val_loss, val_accuracy] = Evaluate(w);
+        metrics["val_loss"] = val_loss;
+        metrics["val_accuracy"] = val_accuracy;
+      }
+      state.step_ = step + 1;
+      if (callbacks.progress) callbacks.progress(step, metrics);
+      if (control.ReachedStep(step + 1) && callbacks.checkpoint) {
+        Store(w, state);
+        Synchronize(w);
+        if (absl::Status written = callbacks.checkpoint(step + 1, state); !written.ok()) {
+          return written;
+        }
+      }
+    }
+    Store(w, state);
+    Synchronize(w);
+    return StageOutcome{};
+  }
+};
+
+TorchTrainer::TorchTrainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  live_trainers.fetch_add(1);
+}
+
+TorchTrainer::~TorchTrainer() { live_trainers.fetch_sub(1); }
+
+absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const std::string& device) {
+  try {
+    absl::StatusOr<at::Device> parsed = ParseDevice(device);
+    if (!parsed.ok()) return parsed.status();
+    auto impl = std::make_unique<Impl>();
+    impl->device = *parsed;
+#ifdef HIPPO_TORCH_CUDA
+    // Within a process the chosen algorithms stay fixed, and GPU results need only agree
+    // within float tolerance (CPU results are bit-identical).
+    if (impl->device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+#endif
+    return std::unique_ptr<TorchTrainer>(new TorchTrainer(std::move(impl)));
+  } catch (const std::exception& error) {
+    return TorchError("starting", error);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TrainingState>> TorchTrainer::NewState(const StageTask& task) {
+  try {
+    return impl_->NewState(task);
+  } catch (const std::exception& error) {
+    return TorchError("making the initial state", error);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TrainingState>> TorchTrainer::Deserialize(const StageTask& task,
+                                                                         std::string_view bytes) {
+  absl::StatusOr<TorchSettings> settings = impl_->Settings(task);
+  if (!settings.ok()) return settings.status();
+  absl::StatusOr<std::unique_ptr<TorchState>> state = TorchState::Parse(bytes, impl_->device);
+  if (!state.ok()) return state.status();
+  if ((*state)->signature_ != settings->Signature()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("torch trainer: the checkpoint was written for '", (*state)->signature_,
+                     "', stage ", task.stage_id, " trains '", settings->Signature(), "'"));
+  }
+  return std::unique_ptr<TrainingState>(*std::move(state));
+}
+
+absl::StatusOr<StageOutcome> TorchTrainer::Train(const StageTask& task, TrainingState& state,
+                                                 StageControl& control,
+                                                 const TrainCallbacks& callbacks) {
+  auto* torch_state = dynamic_cast<TorchState*>(&state);
+  if (torch_state == nullptr) {
+    return absl::InvalidArgumentError("torch trainer: the state was made by another trainer");
+  }
+  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
+  if (torch_state->step() != task.start_step) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("torch trainer: stage ", task.stage_id, " starts at step ", task.start_step,
+                     " but its parent state is at step ", torch_state->step()));
+  }
+  try {
+    return impl_->Train(task, *torch_state, control, callbacks);
+  } catch (const std::exception& error) {
+    return TorchError(absl::StrCat("training stage ", task.stage_id), error);
+  }
+}
+
+bool TorchTrainer::last_train_used_graph() const { return impl_->last_used_graph; }
+
+std::string TorchTrainer::last_graph_error() const { return impl_->last_graph_error; }
+
+absl::StatusOr<std::vector<int64_t>> EpochOrder(uint64_t seed, int64_t epoch, int64_t count,
+                                                const std::string& device) {
+  try {
+    absl::StatusOr<at::Device> parsed = ParseDevice(device);
+    if (!parsed.ok()) return parsed.status();
+    const at::Tensor order = DrawOrder(seed, epoch, count, *parsed).to(at::kCPU).contiguous();
+    const int64_t* begin = order.data_ptr<int64_t>();
+    return std::vector<int64_t>(begin, begin + order.numel());
+  } catch (const std::exception& error) {
+    return TorchError("drawing an epoch order", error);
+  }
+}
+
+void RegisterTorchTrainer() {
+  RegisterTrainerKind(std::string(TorchTrainer::kKind),
+                      [](const std::string& device) -> absl::StatusOr<std::unique_ptr<Trainer>> {
+                        absl::StatusOr<std::unique_ptr<TorchTrainer>> trainer =
+                            TorchTrainer::Create(device);
+                        if (!trainer.ok()) return trainer.status();
+                        return std::unique_ptr<Trainer>(*std::move(trainer));
+                      });
+}
+
+}  // namespace hippo::workers
