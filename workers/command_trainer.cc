@@ -282,9 +282,11 @@ class OutputTail {
   }
 
   std::string Describe() const {
-    if (lines_.empty()) return "; it printed nothing on stderr";
-    return absl::StrCat("; its last ", lines_.size(), " lines of output:\n  ",
-                        absl::StrJoin(lines_, "\n  "));
+    if (lines_.empty()) return "; it printed nothing on stderr and no other text on stdout";
+    return absl::StrCat(
+        "; its last ",
+        lines_.size() == 1 ? std::string("line") : absl::StrCat(lines_.size(), " lines"),
+        " of output:\n  ", absl::StrJoin(lines_, "\n  "));
   }
 
  private:
