@@ -1,0 +1,485 @@
+// The torch trainer (LibTorch, CPU): a trial trained straight, in stages through checkpoint
+// bytes, and in stages through fork copies gives bit-identical metrics for every model and
+// optimizer; the data order depends on (seed, epoch) only; a sequence's change takes effect at
+// exactly its step; bad configs name their field; the Fashion-MNIST loader reads the real files.
+//
+// Tiny networks on small synthetic images keep the suite to seconds on two cores.
+#include "workers/torch/torch_trainer.h"
+
+#include <algorithm>
+#include <bit>
+#include <filesystem>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "workers/torch/datasets.h"
+#include "workers/torch/register_torch_trainer.h"
+
+namespace hippo::workers {
+namespace {
+
+using stage_tree::Segment;
+using stage_tree::SegmentFunction;
+
+constexpr char kFashionMnistDir[] = "/usr/share/datasets/fashion-mnist";
+
+// Small synthetic images: 96 training examples in batches of 16, two iterations per step.
+std::string SyntheticConfig(const std::string& model_fields) {
+  return "{\"dataset\": \"synthetic\", \"image_size\": 12, \"train_limit\": 96, "
+         "\"val_limit\": 64, \"batch_size\": 16, \"iterations_per_step\": 2, " +
+         model_fields + "}";
+}
+
+// A trial: full-length segments per hyper-parameter over [0, horizon).
+struct Trial {
+  std::map<std::string, std::vector<Segment>> parameters;
+  std::map<std::string, StaticValue> static_parameters;
+  Step horizon = 7;
+  uint64_t seed = 5;
+  std::string config;
+};
+
+std::vector<Segment> Clip(const std::vector<Segment>& segments, Step start, Step end) {
+  std::vector<Segment> clipped;
+  for (Segment segment : segments) {
+    if (segment.end <= start || segment.start >= end) continue;
+    segment.start = std::max(segment.start, start);
+    segment.end = std::min(segment.end, end);
+    clipped.push_back(segment);
+  }
+  return clipped;
+}
+
+StageTask TaskFor(const Trial& trial, Step start, Step end) {
+  StageTask task;
+  task.attempt_id = 1;
+  task.stage_id = start + 1000;  // different per stage: must not influence training
+  task.start_step = start;
+  task.end_step = end;
+  for (const auto& [name, segments] : trial.parameters) {
+    task.parameters[name] = Clip(segments, start, end);
+  }
+  task.static_parameters = trial.static_parameters;
+  task.trainer_kind = "torch";
+  task.trainer_config_json = trial.config;
+  task.seed = trial.seed;
+  task.checkpoint_steps = {end};
+  return task;
+}
+
+std::unique_ptr<TorchTrainer> CpuTrainer() {
+  absl::StatusOr<std::unique_ptr<TorchTrainer>> trainer = TorchTrainer::Create("cpu");
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return *std::move(trainer);
+}
+
+using Curve = std::vector<std::pair<Step, Metrics>>;
+
+void TrainStage(Trainer& trainer, const Trial& trial, Step start, Step end, TrainingState& state,
+                Curve& curve) {
+  StageTask task = TaskFor(trial, start, end);
+  StageControl control;
+  control.SetAssignedCheckpoints(task.checkpoint_steps);
+  TrainCallbacks callbacks;
+  callbacks.progress = [&curve](Step step, const Metrics& metrics) {
+    curve.emplace_back(step, metrics);
+  };
+  absl::StatusOr<StageOutcome> outcome = trainer.Train(task, state, control, callbacks);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  ASSERT_EQ(state.step(), end);
+}
+
+Curve TrainStraight(const Trial& trial) {
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  absl::StatusOr<std::unique_ptr<TrainingState>> state =
+      trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  EXPECT_TRUE(state.ok()) << state.status();
+  if (!state.ok()) return {};
+  Curve curve;
+  TrainStage(*trainer, trial, 0, trial.horizon, **state, curve);
+  return curve;
+}
+
+enum class Handover { kCheckpointBytes, kForkCopy };
+
+// Each stage on a fresh trainer, as if another worker trained it.
+Curve TrainInStages(const Trial& trial, const std::vector<Step>& cuts, Handover handover) {
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  absl::StatusOr<std::unique_ptr<TrainingState>> initial =
+      trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  EXPECT_TRUE(initial.ok()) << initial.status();
+  if (!initial.ok()) return {};
+  std::unique_ptr<TrainingState> state = *std::move(initial);
+  Curve curve;
+  Step start = 0;
+  std::vector<Step> ends = cuts;
+  ends.push_back(trial.horizon);
+  for (Step end : ends) {
+    TrainStage(*trainer, trial, start, end, *state, curve);
+    trainer = CpuTrainer();
+    if (handover == Handover::kCheckpointBytes) {
+      absl::StatusOr<std::string> bytes = state->Serialize();
+      EXPECT_TRUE(bytes.ok()) << bytes.status();
+      state.reset();  // nothing survives but the bytes
+      auto restored = trainer->Deserialize(TaskFor(trial, end, trial.horizon), *bytes);
+      EXPECT_TRUE(restored.ok()) << restored.status();
+      if (!restored.ok()) return curve;
+      state = *std::move(restored);
+    } else {
+      std::unique_ptr<TrainingState> copy = state->Clone();
+      state.reset();
+      state = std::move(copy);
+    }
+    start = end;
+  }
+  return curve;
+}
+
+void ExpectBitIdentical(const Curve& expected, const Curve& actual, const std::string& what) {
+  ASSERT_EQ(expected.size(), actual.size()) << what;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(expected[i].first, actual[i].first) << what;
+    ASSERT_EQ(expected[i].second.size(), actual[i].second.size()) << what;
+    for (const auto& [name, value] : expected[i].second) {
+      auto it = actual[i].second.find(name);
+      ASSERT_NE(it, actual[i].second.end()) << what << " misses " << name;
+      EXPECT_EQ(std::bit_cast<uint64_t>(value), std::bit_cast<uint64_t>(it->second))
+          << what << ": " << name << " at step " << expected[i].first << ": " << value << " vs "
+          << it->second;
+    }
+  }
+}
+
+struct ModelCase {
+  const char* name;
+  const char* config_fields;  // model and optimizer settings
+  double lr_before;           // lr on steps [0, 3)
+  double lr_after;            // lr from step 3 on: changes in the middle of a stage
+  bool dropout;
+};
+
+class TorchDeterminismTest : public ::testing::TestWithParam<ModelCase> {};
+
+TEST_P(TorchDeterminismTest, StraightStagedAndForkedRunsGiveBitIdenticalMetrics) {
+  const ModelCase& model = GetParam();
+  Trial trial;
+  trial.config = SyntheticConfig(model.config_fields);
+  trial.parameters["lr"] = {
+      Segment{0, 3, SegmentFunction::Constant(model.lr_before)},
+      Segment{3, trial.horizon, SegmentFunction::Constant(model.lr_after)}};
+  trial.parameters["weight_decay"] = {
+      Segment{0, trial.horizon, SegmentFunction::Linear(1e-3, 1e-4, 0, trial.horizon)}};
+  if (model.dropout) {
+    trial.parameters["dropout"] = {Segment{0, 4, SegmentFunction::Constant(0.2)},
+                                   Segment{4, trial.horizon, SegmentFunction::Constant(0.0)}};
+  }
+  const Curve straight = TrainStraight(trial);
+  ASSERT_EQ(straight.size(), static_cast<size_t>(trial.horizon));
+  for (const auto& [step, metrics] : straight) {
+    EXPECT_TRUE(metrics.contains("loss") && metrics.contains("val_loss") &&
+                metrics.contains("val_accuracy"))
+        << "step " << step;
+    EXPECT_TRUE(std::isfinite(metrics.at("loss"))) << "step " << step;
+  }
+  // Cuts at 2 and 5: the lr change at step 3 falls inside the middle stage.
+  ExpectBitIdentical(straight, TrainInStages(trial, {2, 5}, Handover::kCheckpointBytes),
+                     std::string(model.name) + " through checkpoint bytes");
+  ExpectBitIdentical(straight, TrainInStages(trial, {1, 3, 4}, Handover::kForkCopy),
+                     std::string(model.name) + " through fork copies");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryModelAndOptimizer, TorchDeterminismTest,
+    ::testing::Values(
+        ModelCase{"mlp_sgd_nesterov",
+                  "\"model\": \"mlp\", \"depth\": 2, \"width\": 32, \"optimizer\": \"sgd\", "
+                  "\"nesterov\": true",
+                  0.05, 0.01, true},
+        ModelCase{"mlp_adam", "\"model\": \"mlp\", \"depth\": 1, \"width\": 24, \"optimizer\": "
+                              "\"adam\"",
+                  0.003, 0.001, true},
+        ModelCase{"cnn_adamw",
+                  "\"model\": \"cnn\", \"layers\": 2, \"channels\": 4, \"kernel_size\": 3, "
+                  "\"optimizer\": \"adamw\"",
+                  0.003, 0.0005, true},
+        ModelCase{"resnet8_sgd",
+                  "\"model\": \"resnet\", \"depth\": 8, \"width_multiplier\": 0.25, "
+                  "\"optimizer\": \"sgd\"",
+                  0.05, 0.005, false}),
+    [](const ::testing::TestParamInfo<ModelCase>& info) { return std::string(info.param.name); });
+
+TEST(TorchTrainerTest, MidStageCheckpointResumesBitIdentically) {
+  Trial trial;
+  trial.config = SyntheticConfig("\"model\": \"cnn\", \"layers\": 1, \"channels\": 4");
+  trial.parameters["lr"] = {Segment{0, trial.horizon, SegmentFunction::Constant(0.05)}};
+  const Curve straight = TrainStraight(trial);
+
+  // One trainer alive at a time: the default thread count (hardware threads / torch trainers)
+  // is the same for every run, and CPU results depend on it.
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  auto state = trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  ASSERT_TRUE(state.ok()) << state.status();
+  StageTask task = TaskFor(trial, 0, trial.horizon);
+  StageControl control;
+  control.SetAssignedCheckpoints(task.checkpoint_steps);
+  ASSERT_TRUE(control.RequestCheckpoint(4));
+  std::string at_four;
+  TrainCallbacks callbacks;
+  callbacks.checkpoint = [&at_four](Step step, const TrainingState& at) -> absl::Status {
+    if (step == 4) {
+      absl::StatusOr<std::string> bytes = at.Serialize();
+      if (!bytes.ok()) return bytes.status();
+      at_four = *bytes;
+    }
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(trainer->Train(task, **state, control, callbacks).ok());
+  ASSERT_FALSE(at_four.empty());
+  trainer.reset();
+
+  auto resumed = CpuTrainer()->Deserialize(TaskFor(trial, 4, trial.horizon), at_four);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ((*resumed)->step(), 4);
+  Curve tail;
+  std::unique_ptr<TorchTrainer> other = CpuTrainer();
+  TrainStage(*other, trial, 4, trial.horizon, **resumed, tail);
+  ExpectBitIdentical(Curve(straight.begin() + 4, straight.end()), tail, "resumed at step 4");
+}
+
+TEST(TorchTrainerTest, EpochOrderDependsOnlyOnSeedAndEpoch) {
+  absl::StatusOr<std::vector<int64_t>> order = EpochOrder(7, 3, 1000);
+  ASSERT_TRUE(order.ok()) << order.status();
+  EXPECT_EQ(*order, *EpochOrder(7, 3, 1000));
+  std::vector<int64_t> sorted = *order;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> identity(1000);
+  std::iota(identity.begin(), identity.end(), 0);
+  EXPECT_EQ(sorted, identity);
+  EXPECT_NE(*order, *EpochOrder(7, 4, 1000));
+  EXPECT_NE(*order, *EpochOrder(8, 3, 1000));
+}
+
+// Two trials of one family that never change their weights (lr 0) but differ in their other
+// hyper-parameters see the same batches: their training losses agree at every step. Another
+// seed draws other batches (and weights).
+TEST(TorchTrainerTest, BatchesDependOnTheSeedNotOnTheTrial) {
+  Trial still;
+  still.horizon = 8;  // more than one epoch of 6 batches
+  still.config = SyntheticConfig("\"model\": \"mlp\", \"depth\": 1, \"width\": 16");
+  still.parameters["lr"] = {Segment{0, still.horizon, SegmentFunction::Constant(0.0)}};
+  still.parameters["momentum"] = {Segment{0, still.horizon, SegmentFunction::Constant(0.9)}};
+  Trial other = still;
+  other.parameters["momentum"] = {Segment{0, still.horizon, SegmentFunction::Constant(0.1)}};
+  other.parameters["weight_decay"] = {Segment{0, still.horizon, SegmentFunction::Constant(0.5)}};
+  const Curve a = TrainStraight(still);
+  const Curve b = TrainInStages(other, {3}, Handover::kCheckpointBytes);
+  ASSERT_EQ(a.size(), b.size());
+  std::set<double> losses;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].second.at("loss"), b[i].second.at("loss")) << "step " << i;
+    losses.insert(a[i].second.at("loss"));
+  }
+  EXPECT_GT(losses.size(), 1u) << "every step saw the same batches";
+  Trial reseeded = still;
+  reseeded.seed = still.seed + 1;
+  EXPECT_NE(TrainStraight(reseeded)[0].second.at("loss"), a[0].second.at("loss"));
+}
+
+// lr 0 until step 3, then 0.1; against lr 0 throughout. One iteration per step: the loss of
+// step s is measured before step s's update, validation after it.
+TEST(TorchTrainerTest, SequenceChangeTakesEffectAtExactlyItsStep) {
+  Trial frozen;
+  frozen.horizon = 6;
+  frozen.config =
+      "{\"dataset\": \"synthetic\", \"image_size\": 8, \"train_limit\": 64, \"val_limit\": 32, "
+      "\"batch_size\": 16, \"iterations_per_step\": 1, \"model\": \"mlp\", \"width\": 16}";
+  frozen.parameters["lr"] = {Segment{0, frozen.horizon, SegmentFunction::Constant(0.0)}};
+  Trial changed = frozen;
+  changed.parameters["lr"] = {Segment{0, 3, SegmentFunction::Constant(0.0)},
+                              Segment{3, frozen.horizon, SegmentFunction::Constant(0.1)}};
+  const Curve a = TrainStraight(frozen);
+  const Curve b = TrainStraight(changed);
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (int step = 0; step < 3; ++step) EXPECT_EQ(a[step].second, b[step].second) << step;
+  EXPECT_EQ(a[3].second.at("loss"), b[3].second.at("loss"));
+  EXPECT_NE(a[3].second.at("val_loss"), b[3].second.at("val_loss"));
+  EXPECT_NE(a[4].second.at("loss"), b[4].second.at("loss"));
+}
+
+TEST(TorchTrainerTest, ValidationFollowsTheEvalEverySchedule) {
+  Trial trial;
+  trial.horizon = 5;
+  trial.config = SyntheticConfig("\"model\": \"mlp\", \"width\": 8, \"eval_every\": 2");
+  const Curve curve = TrainStraight(trial);
+  ASSERT_EQ(curve.size(), 5u);
+  for (const auto& [step, metrics] : curve) {
+    EXPECT_EQ(metrics.contains("val_accuracy"), (step + 1) % 2 == 0) << "step " << step;
+    EXPECT_TRUE(metrics.contains("loss"));
+  }
+}
+
+TEST(TorchTrainerTest, LearnsTheSyntheticTask) {
+  Trial trial;
+  trial.horizon = 6;
+  trial.config =
+      "{\"dataset\": \"synthetic\", \"image_size\": 8, \"train_limit\": 512, \"val_limit\": 256, "
+      "\"batch_size\": 32, \"model\": \"mlp\", \"width\": 32, \"optimizer\": \"adam\"}";
+  trial.parameters["lr"] = {Segment{0, trial.horizon, SegmentFunction::Constant(0.003)}};
+  const Curve curve = TrainStraight(trial);
+  ASSERT_EQ(curve.size(), 6u);
+  EXPECT_LT(curve.back().second.at("loss"), curve.front().second.at("loss"));
+  EXPECT_GT(curve.back().second.at("val_accuracy"), 0.6);
+}
+
+TEST(TorchTrainerTest, CancelStopsAtAStepBoundary) {
+  Trial trial;
+  trial.config = SyntheticConfig("\"model\": \"mlp\", \"width\": 8");
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  auto state = trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  ASSERT_TRUE(state.ok());
+  StageControl control;
+  control.Cancel();
+  absl::StatusOr<StageOutcome> outcome =
+      trainer->Train(TaskFor(trial, 0, trial.horizon), **state, control, TrainCallbacks{});
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ((*state)->step(), 0);
+}
+
+TEST(TorchTrainerTest, CheckpointOfAnotherModelIsRefused) {
+  Trial trial;
+  trial.config = SyntheticConfig("\"model\": \"mlp\", \"width\": 8");
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  auto state = trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  ASSERT_TRUE(state.ok());
+  absl::StatusOr<std::string> bytes = (*state)->Serialize();
+  ASSERT_TRUE(bytes.ok());
+  Trial wider = trial;
+  wider.config = SyntheticConfig("\"model\": \"mlp\", \"width\": 9");
+  EXPECT_EQ(trainer->Deserialize(TaskFor(wider, 0, 7), *bytes).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(trainer->Deserialize(TaskFor(trial, 0, 7), "garbage").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(trainer->Deserialize(TaskFor(trial, 0, 7), bytes->substr(0, bytes->size() - 3))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
+struct BadConfig {
+  std::string config;
+  std::map<std::string, StaticValue> static_parameters;
+  std::string field;    // the message must name it
+  std::string advice;   // and say this
+};
+
+TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
+  const std::vector<BadConfig> cases = {
+      {"{\"model\": \"resnt\"}", {}, "trainer.config.model", "use mlp, cnn or resnet"},
+      {"{\"dataset\": \"mnist\"}", {}, "trainer.config.dataset", "fashion_mnist, cifar10"},
+      {"{\"modle\": \"cnn\"}", {}, "trainer.config.modle", "unknown field"},
+      {"{\"batch_size\": 0}", {}, "trainer.config.batch_size", "whole number"},
+      {"{\"optimizer\": \"rmsprop\"}", {}, "trainer.config.optimizer", "sgd, adam or adamw"},
+      {"{\"model\": \"resnet\", \"depth\": 21}", {}, "trainer.config.depth", "6n+2"},
+      {"{\"precision\": \"bf16\"}", {}, "trainer.config.precision", "fp32"},
+      {"{\"dataset\": \"cifar10\"}", {}, "trainer.config.data_dir", "CIFAR-10"},
+      {"{\"dataset\": \"synthetic\", \"train_limit\": 8, \"batch_size\": 16}",
+       {},
+       "trainer.config.batch_size",
+       "lower batch_size"},
+      {"{}", {{"model", StaticValue(std::string("transformer"))}}, "parameter 'model'", "use mlp"},
+      {"{\"model\": \"mlp\"}", {{"width", StaticValue(std::string("wide"))}}, "parameter 'width'",
+       "number"},
+      {"{\"optimizer\": \"adam\", \"nesterov\": true}", {}, "nesterov", "sgd"},
+      {"[1, 2]", {}, "trainer.config", "object"},
+  };
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  for (const BadConfig& bad : cases) {
+    Trial trial;
+    trial.config = bad.config;
+    trial.static_parameters = bad.static_parameters;
+    absl::StatusOr<std::unique_ptr<TrainingState>> state =
+        trainer->NewState(TaskFor(trial, 0, 3));
+    ASSERT_FALSE(state.ok()) << bad.config;
+    EXPECT_EQ(state.status().code(), absl::StatusCode::kInvalidArgument) << state.status();
+    EXPECT_NE(state.status().message().find(bad.field), absl::string_view::npos)
+        << state.status();
+    EXPECT_NE(state.status().message().find(bad.advice), absl::string_view::npos)
+        << state.status();
+  }
+}
+
+TEST(TorchTrainerTest, ArchitectureParameterThatChangesIsRefused) {
+  Trial trial;
+  trial.config = SyntheticConfig("\"model\": \"mlp\"");
+  trial.parameters["width"] = {Segment{0, 2, SegmentFunction::Constant(8)},
+                               Segment{2, 7, SegmentFunction::Constant(16)}};
+  absl::StatusOr<std::unique_ptr<TrainingState>> state =
+      CpuTrainer()->NewState(TaskFor(trial, 0, 7));
+  ASSERT_FALSE(state.ok());
+  EXPECT_EQ(state.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(state.status().message().find("structural"), absl::string_view::npos)
+      << state.status();
+}
+
+TEST(TorchTrainerTest, RegisteredKindIsBuiltForCpuAndRefusesBadDevices) {
+  RegisterTorchTrainer();
+  const std::vector<std::string> kinds = BuiltinTrainerKinds();
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "torch"), kinds.end());
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = MakeBuiltinTrainer("torch", "cpu");
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  EXPECT_EQ((*trainer)->kind(), "torch");
+  EXPECT_EQ(MakeBuiltinTrainer("torch", "gpu0").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FashionMnistTest, LoaderReadsTheRealFiles) {
+  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/t10k-labels-idx1-ubyte.gz")) {
+    GTEST_SKIP() << "Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)";
+  }
+  torch_trainer::DataSpec all;
+  all.dir = kFashionMnistDir;
+  absl::StatusOr<torch_trainer::Dataset> full = torch_trainer::LoadFashionMnist(all);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->train.count, 60000);
+  EXPECT_EQ(full->validation.count, 10000);
+  EXPECT_EQ(full->height, 28);
+  EXPECT_EQ(full->width, 28);
+  EXPECT_EQ(full->train.pixels.size(), 60000u * 784u);
+  std::set<int> labels(full->train.labels.begin(), full->train.labels.end());
+  EXPECT_EQ(labels, (std::set<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_LE(*std::max_element(full->validation.labels.begin(), full->validation.labels.end()), 9);
+
+  torch_trainer::DataSpec limited = all;
+  limited.train_limit = 500;
+  limited.val_limit = 100;
+  absl::StatusOr<torch_trainer::Dataset> subset = torch_trainer::LoadFashionMnist(limited);
+  ASSERT_TRUE(subset.ok()) << subset.status();
+  EXPECT_EQ(subset->train.count, 500);
+  EXPECT_EQ(subset->validation.count, 100);
+  EXPECT_TRUE(std::equal(subset->train.pixels.begin(), subset->train.pixels.end(),
+                         full->train.pixels.begin()));
+
+  torch_trainer::DataSpec missing = all;
+  missing.dir = "/nonexistent";
+  EXPECT_EQ(torch_trainer::LoadFashionMnist(missing).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(FashionMnistTest, SmallCnnTrainsOnASubset) {
+  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/t10k-labels-idx1-ubyte.gz")) {
+    GTEST_SKIP() << "Fashion-MNIST is not installed";
+  }
+  Trial trial;
+  trial.horizon = 2;
+  trial.config =
+      "{\"dataset\": \"fashion_mnist\", \"train_limit\": 1024, \"val_limit\": 500, "
+      "\"batch_size\": 64, \"model\": \"cnn\", \"layers\": 1, \"channels\": 8}";
+  trial.parameters["lr"] = {Segment{0, trial.horizon, SegmentFunction::Constant(0.05)}};
+  const Curve curve = TrainStraight(trial);
+  ASSERT_EQ(curve.size(), 2u);
+  EXPECT_GT(curve.back().second.at("val_accuracy"), 0.5);
+}
+
+}  // namespace
+}  // namespace hippo::workers
