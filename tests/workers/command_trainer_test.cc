@@ -295,7 +295,7 @@ TEST(CommandTrainerTest, HangingProgramIsKilledWithItsGroupAtTheTimeout) {
   ASSERT_EQ(run.status.code(), absl::StatusCode::kDeadlineExceeded) << run.status;
   EXPECT_TRUE(absl::StrContains(run.status.message(), "timeout_seconds")) << run.status;
   EXPECT_GE(took, absl::Seconds(1.5));
-  EXPECT_LT(took, absl::Seconds(4));
+  EXPECT_LT(took, absl::Seconds(5));  // timeout + grace + slack for a loaded machine
   const auto [program, grandchild] = ReadPids(dir.File("pids"));
   ASSERT_GT(program, 0);
   ASSERT_GT(grandchild, 0);
