@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The GPU checks of the torch trainer in one call (issue 6; /work/shared/GPU.md is the recipe).
+#
+# Here, once (needs apt-get and network; writes only git-ignored .gpu/):
+#   scripts/gpu-check.sh --fetch-debs
+#     Debian packages the build needs (gRPC, protobuf, abseil, SQLite, yaml-cpp, ...) into
+#     .gpu/debs, and a Fashion-MNIST subset (the study's data) into .gpu/fashion-mnist.
+#
+# On the GPU machine (the device tool's run, with carry: [".gpu"]):
+#   scripts/gpu-check.sh [--quick] [--no-study] [--no-reference] [--no-tests]
+#     unpacks .gpu/debs into /opt/deps, configures (Release, CUDA LibTorch from the python3
+#     torch wheel), builds the torch trainer, its tests, the workers tests, hippo and the
+#     benchmark, runs the tests, the C++ benchmark (benchmarks/torch_trainer), the PyTorch
+#     reference (benchmarks/torch_trainer/pytorch_reference.py) and the merging study
+#     (examples/gpu), writes every log and JSON under $OUT (./gpu-out when unset) and prints a
+#     short table last.
+#   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo" || exit 1
+
+deb_packages=(
+  libabsl-dev libabsl20220623 libboost1.74-dev libboost-graph1.74-dev libc-ares-dev libc-ares2
+  libcli11-dev libgrpc++-dev libgrpc++1.51 libgrpc-dev libgrpc29 libprotobuf-dev libprotobuf32
+  libprotoc32 libre2-9 libre2-dev libsqlite3-dev libsqlite3-0 protobuf-compiler
+  protobuf-compiler-grpc libgtest-dev libgmock-dev libyaml-cpp-dev libyaml-cpp0.7 zlib1g-dev
+  libssl-dev)
+
+fetch_debs() {
+  mkdir -p .gpu/debs .gpu/fashion-mnist
+  (cd .gpu/debs && apt-get download "${deb_packages[@]}") || return 1
+  # The study trains on the first 10000 training and 2000 test images (train_limit/val_limit in
+  # examples/gpu/w1_resnet20_fmnist.yaml); the GPU machine has no copy of the dataset.
+  python3 - <<'EOF' || return 1
+import gzip, os
+src = "/usr/share/datasets/fashion-mnist"
+dst = ".gpu/fashion-mnist"
+for name, count in [("train", 10000), ("t10k", 2000)]:
+    with gzip.open(f"{src}/{name}-images-idx3-ubyte.gz") as f:
+        data = f.read()
+    header = bytearray(data[:16]); header[4:8] = count.to_bytes(4, "big")
+    with gzip.open(f"{dst}/{name}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes(header) + data[16:16 + count * 28 * 28])
+    with gzip.open(f"{src}/{name}-labels-idx1-ubyte.gz") as f:
+        data = f.read()
+    header = bytearray(data[:8]); header[4:8] = count.to_bytes(4, "big")
+    with gzip.open(f"{dst}/{name}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes(header) + data[8:8 + count])
+EOF
+  du -sh .gpu/debs .gpu/fashion-mnist
+}
+
+if [[ "${1:-}" == "--fetch-debs" ]]; then
+  fetch_debs
+  exit $?
+fi
+
+quick=0
+study=1
+reference=1
+tests=1
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1; study=0 ;;
+    --no-study) study=0 ;;
+    --no-reference) reference=0 ;;
+    --no-tests) tests=0 ;;
+    *) echo "gpu-check: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+out=${OUT:-$repo/gpu-out}
+mkdir -p "$out"
+summary="$out/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+started=$(date +%s)
+elapsed() { echo $(($(date +%s) - started)); }
+
+export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  nvidia-smi
+  nproc
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+} >"$out/machine.txt" 2>&1
+note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores"
+
+# --- dependencies (GPU.md step 2) ---------------------------------------------------------------
+deps=/opt/deps
+if ! ls .gpu/debs/*.deb >/dev/null 2>&1; then
+  note "gpu-check: no .gpu/debs; run scripts/gpu-check.sh --fetch-debs here and carry .gpu"
+  exit 1
+fi
+for f in .gpu/debs/*.deb; do dpkg -x "$f" "$deps"; done
+lib="$deps/usr/lib/x86_64-linux-gnu"
+# libssl-dev's libssl.so points at libssl.so.3, which the machine has under /usr/lib.
+for so in libssl libcrypto; do
+  if [[ ! -e "$lib/$so.so" && -e "/usr/lib/x86_64-linux-gnu/$so.so.3" ]]; then
+    ln -sf "/usr/lib/x86_64-linux-gnu/$so.so.3" "$lib/$so.so"
+  fi
+done
+export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}" LIBRARY_PATH="$lib"
+export PATH="$deps/usr/bin:$PATH"
+if [[ -d .gpu/fashion-mnist && ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  mkdir -p /usr/share/datasets/fashion-mnist
+  cp .gpu/fashion-mnist/* /usr/share/datasets/fashion-mnist/
+fi
+
+# --- configure and build ------------------------------------------------------------------------
+build=build-cuda
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+if ! cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr;$lib/cmake" \
+    -DProtobuf_PROTOC_EXECUTABLE="$deps/usr/bin/protoc" \
+    -DProtobuf_INCLUDE_DIR="$deps/usr/include" -DProtobuf_LIBRARY="$lib/libprotobuf.so" \
+    -DSQLite3_INCLUDE_DIR="$deps/usr/include" -DSQLite3_LIBRARY="$lib/libsqlite3.so" \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DTORCH_CUDA_ARCH_LIST=9.0 \
+    >"$out/configure.log" 2>&1; then
+  note "gpu-check: configure failed after $(elapsed) s; see configure.log"
+  tail -40 "$out/configure.log"
+  exit 1
+fi
+grep -E "torch trainer|LibTorch" "$out/configure.log" | tee -a "$summary"
+
+# Only what the checks need: the torch trainer's tests, the workers tests, hippo, the benchmark.
+wanted=(hippo torch_trainer_benchmark sim_trainer_test checkpoint_store_test fork_cache_test
+        worker_session_test command_trainer_test)
+available=$(cmake --build "$build" --target help 2>/dev/null)
+while read -r name; do wanted+=("$name"); done < <(echo "$available" |
+  grep -oE '\btorch[a-z_]*_test\b' | sort -u)
+targets=()
+for target in "${wanted[@]}"; do
+  if echo "$available" | grep -qE "(^|[ :.])$target(:|$| )"; then targets+=("$target"); fi
+done
+note "building: ${targets[*]}"
+if ! cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1; then
+  note "gpu-check: build failed after $(elapsed) s; the first errors:"
+  grep -E "error|Error" "$out/build.log" | head -30 | tee -a "$summary"
+  # Keep going with whatever did build.
+fi
+note "built after $(elapsed) s"
+
+# --- tests ----------------------------------------------------------------------------------------
+if ((tests)); then
+  # Everything under tests/workers that was built (the torch trainer's tests live there too).
+  timeout 300 ctest --test-dir "$build/tests/workers" -j8 --output-on-failure \
+      -E "_NOT_BUILT" >"$out/tests.log" 2>&1
+  note "tests: $(grep -E 'tests passed|tests failed' "$out/tests.log" | tail -1) ($(elapsed) s)"
+  grep -E "^\s+[0-9]+ - .*\((Failed|Timeout|Exception|SEGFAULT|Subprocess)" "$out/tests.log" |
+    head -20 | tee -a "$summary"
+fi
+
+# --- benchmarks ------------------------------------------------------------------------------------
+bench="$build/benchmarks/torch_trainer/torch_trainer_benchmark"
+bench_args=(--device cuda:0 --json "$out/hippo_trainer.json")
+reference_args=(--json "$out/pytorch_reference.json")
+if ((quick)); then
+  bench_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
+  reference_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
+fi
+if [[ -x "$bench" ]]; then
+  timeout 300 "$bench" "${bench_args[@]}" >"$out/hippo_trainer.log" 2>&1
+  note "hippo trainer benchmark: exit $? ($(elapsed) s)"
+else
+  note "hippo trainer benchmark: not built"
+fi
+if ((reference)); then
+  timeout 240 python3 benchmarks/torch_trainer/pytorch_reference.py "${reference_args[@]}" \
+      >"$out/pytorch_reference.log" 2>&1
+  note "pytorch reference: exit $? ($(elapsed) s)"
+fi
+
+# --- the merging study ---------------------------------------------------------------------------
+if ((study)); then
+  hippo="$build/cli/hippo"
+  if [[ ! -x "$hippo" ]]; then
+    note "study: hippo not built"
+  elif ! "$hippo" run --help 2>&1 | grep -q -- "--device"; then
+    note "study: this hippo run has no --device flag; skipped"
+  else
+    spec=examples/gpu/w1_resnet20_fmnist.yaml
+    for mode in merge no-merge; do
+      flags=(--workers 1 --device cuda:0 --json)
+      [[ "$mode" == no-merge ]] && flags+=(--no-merge)
+      timeout 240 "$hippo" run "$spec" "${flags[@]}" >"$out/study-$mode.json" \
+          2>"$out/study-$mode.log"
+      note "study $mode: exit $? ($(elapsed) s)"
+    done
+  fi
+fi
+
+python3 benchmarks/torch_trainer/summarize.py "$out" | tee "$out/table.txt"
+cat "$summary"
