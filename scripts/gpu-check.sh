@@ -70,11 +70,24 @@ for arg in "$@"; do
   esac
 done
 
-out=${OUT:-$repo/gpu-out}
+# Logs and figures go to $out. Under the device tool ($OUT set) they are written to a scratch
+# folder and packed into $OUT/gpu-check.tar.gz after every phase (only 8 files come back from
+# $OUT); summary.txt and table.txt are copied beside it.
+if [[ -n "${OUT:-}" ]]; then
+  out=/tmp/gpu-check
+  pack() {
+    tar -czf "$OUT/gpu-check.tar.gz.tmp" -C "$out" . && mv "$OUT/gpu-check.tar.gz.tmp" "$OUT/gpu-check.tar.gz"
+    cp "$out"/summary.txt "$out"/table.txt "$OUT/" 2>/dev/null
+  }
+else
+  out=$repo/gpu-out
+  pack() { :; }
+fi
+rm -rf "$out"
 mkdir -p "$out"
 summary="$out/summary.txt"
 : >"$summary"
-note() { echo "$*" | tee -a "$summary"; }
+note() { echo "$*" | tee -a "$summary"; pack; }
 started=$(date +%s)
 elapsed() { echo $(($(date +%s) - started)); }
 
@@ -104,22 +117,22 @@ for so in libssl libcrypto; do
 done
 export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}" LIBRARY_PATH="$lib"
 export PATH="$deps/usr/bin:$PATH"
-if [[ -d .gpu/fashion-mnist && ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
-  mkdir -p /usr/share/datasets/fashion-mnist
-  cp .gpu/fashion-mnist/* /usr/share/datasets/fashion-mnist/
-fi
 
 # --- configure and build ------------------------------------------------------------------------
 build=build-cuda
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
+keep_going=(-- -k)
+if command -v ninja >/dev/null; then
+  generator=(-G Ninja)
+  keep_going=(-- -k 0)
+fi
 if ! cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr;$lib/cmake" \
     -DProtobuf_PROTOC_EXECUTABLE="$deps/usr/bin/protoc" \
     -DProtobuf_INCLUDE_DIR="$deps/usr/include" -DProtobuf_LIBRARY="$lib/libprotobuf.so" \
     -DSQLite3_INCLUDE_DIR="$deps/usr/include" -DSQLite3_LIBRARY="$lib/libsqlite3.so" \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DTORCH_CUDA_ARCH_LIST=9.0 \
+    -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CXX_FLAGS=-g \
     >"$out/configure.log" 2>&1; then
   note "gpu-check: configure failed after $(elapsed) s; see configure.log"
   tail -40 "$out/configure.log"
@@ -138,9 +151,10 @@ for target in "${wanted[@]}"; do
   if echo "$available" | grep -qE "(^|[ :.])$target(:|$| )"; then targets+=("$target"); fi
 done
 note "building: ${targets[*]}"
-if ! cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1; then
+if ! cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" "${keep_going[@]}" \
+    >"$out/build.log" 2>&1; then
   note "gpu-check: build failed after $(elapsed) s; the first errors:"
-  grep -E "error|Error" "$out/build.log" | head -30 | tee -a "$summary"
+  grep -E "error:|Error [0-9]|FAILED" "$out/build.log" | head -30 | tee -a "$summary"
   # Keep going with whatever did build.
 fi
 note "built after $(elapsed) s"
@@ -157,15 +171,27 @@ fi
 
 # --- benchmarks ------------------------------------------------------------------------------------
 bench="$build/benchmarks/torch_trainer/torch_trainer_benchmark"
-bench_args=(--device cuda:0 --json "$out/hippo_trainer.json")
+bench_args=(--device cuda:0)
 reference_args=(--json "$out/pytorch_reference.json")
 if ((quick)); then
   bench_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
   reference_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
 fi
+# One process per phase, so that a crash in one leaves the others' figures.
 if [[ -x "$bench" ]]; then
-  timeout 300 "$bench" "${bench_args[@]}" >"$out/hippo_trainer.log" 2>&1
-  note "hippo trainer benchmark: exit $? ($(elapsed) s)"
+  for phase in throughput fork gap; do
+    timeout 300 "$bench" "${bench_args[@]}" --phases "$phase" --json "$out/hippo_$phase.json" \
+        >"$out/hippo_$phase.log" 2>&1
+    code=$?
+    note "hippo trainer benchmark, $phase: exit $code ($(elapsed) s)"
+    if ((code != 0)); then
+      tail -40 "$out/hippo_$phase.log" | tee -a "$summary"
+      # The crash handler prints binary(+offset) frames; name them (the build has -g).
+      grep -oE "torch_trainer_benchmark\(\+0x[0-9a-f]+\)" "$out/hippo_$phase.log" |
+        grep -oE "0x[0-9a-f]+" | head -20 | xargs -r addr2line -f -C -i -e "$bench" |
+        paste - - | head -30 | tee -a "$summary"
+    fi
+  done
 else
   note "hippo trainer benchmark: not built"
 fi
@@ -177,6 +203,12 @@ fi
 
 # --- the merging study ---------------------------------------------------------------------------
 if ((study)); then
+  # The study's Fashion-MNIST subset, where the trainer looks by default (after the tests: the
+  # loader's test expects the full set or none).
+  if [[ -d .gpu/fashion-mnist && ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+    mkdir -p /usr/share/datasets/fashion-mnist
+    cp .gpu/fashion-mnist/* /usr/share/datasets/fashion-mnist/
+  fi
   hippo="$build/cli/hippo"
   if [[ ! -x "$hippo" ]]; then
     note "study: hippo not built"
@@ -187,12 +219,15 @@ if ((study)); then
     for mode in merge no-merge; do
       flags=(--workers 1 --device cuda:0 --json)
       [[ "$mode" == no-merge ]] && flags+=(--no-merge)
-      timeout 240 "$hippo" run "$spec" "${flags[@]}" >"$out/study-$mode.json" \
+      timeout 200 "$hippo" run "$spec" "${flags[@]}" >"$out/study-$mode.json" \
           2>"$out/study-$mode.log"
       note "study $mode: exit $? ($(elapsed) s)"
     done
   fi
 fi
 
-python3 benchmarks/torch_trainer/summarize.py "$out" | tee "$out/table.txt"
+python3 benchmarks/torch_trainer/summarize.py "$out" >"$out/table.txt" 2>&1
+pack
 cat "$summary"
+echo
+cat "$out/table.txt"

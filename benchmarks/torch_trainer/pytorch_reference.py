@@ -18,7 +18,7 @@ side stream, zero_grad(set_to_none=True) before capture, as PyTorch's CUDA-graph
 replayed. Writes JSON and prints a table.
 
 Usage: pytorch_reference.py [--json FILE] [--models resnet20,resnet56] [--batch-sizes 128,512]
-       [--precisions fp32,bf16] [--modes eager,graph] [--steps 5] [--iterations-per-step 50]
+       [--precisions fp32,bf16] [--modes eager,graph] [--steps 4] [--iterations-per-step 50]
 """
 import argparse
 import json
@@ -158,8 +158,8 @@ def main():
     parser.add_argument("--batch-sizes", default="128,512")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--modes", default="eager,graph")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--iterations-per-step", type=int, default=50)
     parser.add_argument("--train-examples", type=int, default=50000)
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Prints the short table of scripts/gpu-check.sh from the JSON files in one output folder.
 
-Usage: summarize.py DIR   (reads hippo_trainer.json, pytorch_reference.json,
-                           study-merge.json, study-no-merge.json; any may be missing)
+Usage: summarize.py DIR   (reads hippo_*.json, pytorch_reference.json, study-merge.json,
+                           study-no-merge.json; any may be missing)
 """
 import json
 import os
@@ -22,7 +22,23 @@ def load(directory, name):
 
 def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else "."
-    hippo = load(directory, "hippo_trainer.json")
+    # scripts/gpu-check.sh runs each phase in its own process: hippo_throughput.json,
+    # hippo_fork.json, hippo_gap.json; one run of all phases writes one file.
+    hippo = {"throughput": [], "fork": [], "gap": {}}
+    found = False
+    for name in sorted(os.listdir(directory)):
+        if not (name.startswith("hippo_") and name.endswith(".json")):
+            continue
+        part = load(directory, name)
+        if part is None:
+            continue
+        found = True
+        hippo["throughput"] += part.get("throughput", [])
+        hippo["fork"] += part.get("fork", [])
+        if part.get("gap", {}).get("status", "not run") != "not run":
+            hippo["gap"] = part["gap"]
+    if not found:
+        hippo = None
     reference = load(directory, "pytorch_reference.json")
     figures = {}
     for source, rows in (("hippo", (hippo or {}).get("throughput", [])),
