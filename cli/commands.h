@@ -32,6 +32,7 @@ struct WorkerCommandOptions {
   std::string id;
   std::string checkpoint_dir = "hippo-checkpoints";
   int64_t cache_mb = 1024;
+  std::string device = "cpu";  // "cpu" or "cuda:N", handed to every trainer
 };
 
 struct RunOptions {
@@ -41,6 +42,7 @@ struct RunOptions {
   std::string checkpoint_dir;  // empty: a temporary directory, removed at the end
   bool no_merge = false;
   bool json = false;
+  std::string device = "cpu";  // where the local workers train: "cpu" or "cuda:N"
 };
 
 struct SimulateOptions {

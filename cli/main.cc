@@ -6,6 +6,9 @@
 #include "cli/commands.h"
 #include "cli/plan_command.h"
 #include "proto/spec_loader.h"
+#ifdef HIPPO_WITH_TORCH
+#include "workers/torch/register_torch_trainer.h"
+#endif
 
 namespace {
 
@@ -61,6 +64,9 @@ void AddClientOptions(CLI::App* command, hippo::cli::ClientOptions& options, boo
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef HIPPO_WITH_TORCH
+  hippo::workers::RegisterTorchTrainer();
+#endif
   CLI::App app{
       "Hippo: hyper-parameter optimization that trains the stages trials share only once.\n"
       "Start with `hippo run SPEC` (one machine), or `hippo server` + `hippo worker` + "
@@ -104,6 +110,9 @@ int main(int argc, char** argv) {
                 "Train trial by trial, sharing nothing (the baseline merging is measured "
                 "against)");
   run->add_flag("--json", run_options.json, "Print one JSON object at the end");
+  run->add_option("--device", run_options.device,
+                  "Where the local workers train: cpu or cuda:N (trainers that ignore it: sim)")
+      ->default_val("cpu");
 
   hippo::cli::SimulateOptions simulate_options;
   CLI::App* simulate = app.add_subcommand(
@@ -160,6 +169,10 @@ int main(int argc, char** argv) {
       ->add_option("--cache-mb", worker_options.cache_mb,
                    "Memory for states kept to fork children without a reload")
       ->default_val(1024);
+  worker
+      ->add_option("--device", worker_options.device,
+                   "Where this worker trains: cpu or cuda:N (one worker per GPU)")
+      ->default_val("cpu");
 
   bool no_merge = false;
   CLI::App* submit = app.add_subcommand("submit", "Submit a study to a coordinator");

@@ -99,6 +99,13 @@ int RunCommand(const RunOptions& options) {
     std::cerr << "hippo run: --workers must be at least 1\n";
     return kExitBadInput;
   }
+  // A trainer that cannot start (a bad --device) would leave the study waiting forever.
+  if (absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
+          workers::MakeBuiltinTrainer(spec->trainer().kind(), options.device);
+      !trainer.ok()) {
+    std::cerr << "hippo run: " << trainer.status().message() << "\n";
+    return kExitBadInput;
+  }
 
   // A private directory for what the user did not name; removed at the end.
   std::filesystem::path scratch;
@@ -139,6 +146,7 @@ int RunCommand(const RunOptions& options) {
     worker_options.worker_id = absl::StrFormat("local-%d", i);
     worker_options.checkpoint_dir = checkpoints;
     worker_options.trainers = {spec->trainer().kind()};
+    worker_options.device = options.device;
     worker_options.cache_bytes = int64_t{256} << 20;
     worker_options.log = [](std::string_view) {};
     local_workers.push_back(std::make_unique<workers::Worker>(worker_options));

@@ -75,6 +75,8 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
+  worker_options.device = options.device;
+  worker_options.trainers = workers::BuiltinTrainerKinds();
   const sigset_t signals = BlockStopSignals();
   workers::Worker worker(worker_options);
   std::thread stopper([&worker, signals] {
