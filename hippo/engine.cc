@@ -139,6 +139,17 @@ Engine::Engine(store::Store* store, EngineOptions options)
 
 absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
                                    Outbox outbox, bool wait_for_commit) {
+  if (options_.send_from_committer && options_.durable_acknowledgements &&
+      !outbox.sends.empty()) {
+    // Sent in commit order by the committer thread, right after the commit.
+    std::future<absl::Status> committed =
+        committer_.Enqueue(std::move(batch), [sends = std::move(outbox.sends)] {
+          for (const auto& [channel, message] : sends) channel->Send(message);
+        });
+    lock.unlock();
+    if (wait_for_commit) committed.wait();
+    return absl::OkStatus();
+  }
   std::future<absl::Status> committed;
   if (!batch.empty()) committed = committer_.Enqueue(std::move(batch));
   lock.unlock();
@@ -439,6 +450,9 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   AppendOp(**family, store::TreeOpKind::kInsert, *tree_trial, request.target,
            stage_tree::EncodeSequences(plan->sequences), batch);
   AddBreakpoints(**family, plan->sequences, request.target);
+  for (Step step : study.algorithm->BranchSteps()) {
+    if (step > 0 && step < max_steps) (*family)->breakpoints.insert(step);
+  }
   TrackSplits(**family, splits, outbox);
   (*family)->owners.resize(*tree_trial + 1);
   (*family)->owners[*tree_trial] = {study_index, number};
@@ -1579,6 +1593,11 @@ absl::Status Engine::Recover() {
       Family& family = FamilyById(trial.family_id);
       if (family.owners.size() <= trial.tree_trial) family.owners.resize(trial.tree_trial + 1);
       family.owners[trial.tree_trial] = {index, number};
+      for (Step step : studies_[index]->algorithm->BranchSteps()) {
+        if (step > 0 && step < studies_[index]->spec.budget().max_steps()) {
+          family.breakpoints.insert(step);
+        }
+      }
     }
   }
   // Checkpoints: the end states of done stages.

@@ -181,6 +181,8 @@ class Simulation {
   // `step` (kept for the children, as a shared checkpoint store would).
   absl::Status Reach(size_t worker, Step step) {
     Running& running = running_[worker];
+    // A step asked for twice (a checkpoint step of the Assign and a CheckpointAt): once is enough.
+    if (step <= running.trained_to) return absl::OkStatus();
     workers::StageTask task = running.task;
     task.start_step = running.trained_to;
     task.end_step = step;

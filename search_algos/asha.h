@@ -63,6 +63,7 @@ class Asha : public SearchAlgorithm {
   absl::Status LoadState(const std::string& state) override;
 
   const std::vector<Step>& rungs() const { return rungs_; }
+  std::vector<Step> BranchSteps() const override { return rungs_; }
 
  private:
   enum class TrialState { kRunning, kPaused, kEnded };

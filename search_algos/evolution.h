@@ -73,6 +73,7 @@ class RegularizedEvolution : public SearchAlgorithm {
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   // Every trial was proposed (or no parent is left to make a child from) and has ended.
   bool Finished() const override;
+  std::vector<Step> BranchSteps() const override { return options_.rungs; }
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 

@@ -311,4 +311,12 @@ absl::Status Hyperband::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+std::vector<Step> Hyperband::BranchSteps() const {
+  std::vector<Step> steps;
+  for (const HyperbandBracket& bracket : brackets_) {
+    for (const HyperbandRound& round : bracket.rounds) steps.push_back(round.steps);
+  }
+  return steps;
+}
+
 }  // namespace hippo::search_algos

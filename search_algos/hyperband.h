@@ -74,6 +74,8 @@ class Hyperband : public SearchAlgorithm {
   void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   bool Finished() const override;
+  // The steps of every round of every bracket.
+  std::vector<Step> BranchSteps() const override;
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 

@@ -403,4 +403,13 @@ absl::Status PopulationBasedTraining::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+std::vector<Step> PopulationBasedTraining::BranchSteps() const {
+  std::vector<Step> steps;
+  for (Step step = options_.perturbation_interval; step < options_.max_steps;
+       step += options_.perturbation_interval) {
+    steps.push_back(step);
+  }
+  return steps;
+}
+
 }  // namespace hippo::search_algos

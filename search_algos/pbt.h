@@ -65,6 +65,8 @@ class PopulationBasedTraining : public SearchAlgorithm {
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   // The population was proposed and every member has ended (reached max_steps or failed).
   bool Finished() const override;
+  // The exploit/explore boundaries: multiples of perturbation_interval.
+  std::vector<Step> BranchSteps() const override;
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 

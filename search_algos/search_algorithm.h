@@ -63,6 +63,11 @@ class SearchAlgorithm {
   // No more requests will come, ever.
   virtual bool Finished() const = 0;
 
+  // Steps where this algorithm may later pause, stop or branch trials (rungs, exploit
+  // boundaries). Stages keep their state there, so that a trial which later pauses or branches
+  // at one of them needs no recomputation. Default: none beyond the trials' own targets.
+  virtual std::vector<Step> BranchSteps() const { return {}; }
+
   virtual std::string SaveState() const = 0;
   virtual absl::Status LoadState(const std::string& state) = 0;
 };
