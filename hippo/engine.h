@@ -34,8 +34,8 @@
 
 namespace hippo::coordinator {
 
-// Where the engine sends messages for one connected worker. Send may block briefly; it
-// returns false if the worker is gone.
+// Where the engine sends messages for one connected worker. Send may block briefly (it must
+// not, with EngineOptions::send_from_committer); it returns false if the worker is gone.
 class WorkerChannel {
  public:
   virtual ~WorkerChannel() = default;
@@ -47,6 +47,11 @@ struct EngineOptions {
   int max_attempts = 3;       // attempts of a stage before its trials fail
   // False only for simulation: messages go out before their batch reaches the disk.
   bool durable_acknowledgements = true;
+  // True where WorkerChannel::Send only queues (the gRPC server's streams): the committer
+  // thread then sends every message once its batch is committed, so that no caller waits for
+  // the disk only to send, and a worker's report returns at once. False: the caller's thread
+  // waits for the commit and sends (tests read their channels right after a call).
+  bool send_from_committer = false;
 };
 
 using Clock = std::chrono::steady_clock;

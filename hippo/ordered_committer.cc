@@ -48,9 +48,10 @@ OrderedCommitter::~OrderedCommitter() {
   thread_.join();
 }
 
-std::future<absl::Status> OrderedCommitter::Enqueue(store::WriteBatch batch) {
+std::future<absl::Status> OrderedCommitter::Enqueue(store::WriteBatch batch,
+                                                   std::function<void()> then) {
   std::lock_guard<std::mutex> lock(mutex_);
-  queue_.push_back(Pending{std::move(batch), {}});
+  queue_.push_back(Pending{std::move(batch), std::move(then), {}});
   std::future<absl::Status> future = queue_.back().done.get_future();
   wake_.notify_one();
   return future;
@@ -73,7 +74,10 @@ void OrderedCommitter::Loop() {
                    std::string(status.message()).c_str());
       std::abort();
     }
-    for (Pending& pending : group) pending.done.set_value(status);
+    for (Pending& pending : group) {
+      if (pending.then) pending.then();
+      pending.done.set_value(status);
+    }
   }
 }
 

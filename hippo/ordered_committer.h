@@ -14,6 +14,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -30,7 +31,9 @@ class OrderedCommitter {
   OrderedCommitter& operator=(const OrderedCommitter&) = delete;
 
   // Queues `batch` after every batch queued before; the future holds its commit's status.
-  std::future<absl::Status> Enqueue(store::WriteBatch batch);
+  // `then`, if given, runs on the committer thread once the batch is committed, in queue order
+  // and before the future is ready; it must not block (the engine sends messages from it).
+  std::future<absl::Status> Enqueue(store::WriteBatch batch, std::function<void()> then = {});
 
   // Returns once everything queued so far is committed (read-your-writes for store reads).
   void Flush() { Enqueue(store::WriteBatch()).wait(); }
@@ -38,6 +41,7 @@ class OrderedCommitter {
  private:
   struct Pending {
     store::WriteBatch batch;
+    std::function<void()> then;
     std::promise<absl::Status> done;
   };
   void Loop();

@@ -6,6 +6,9 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "hippo/v1/hippo.grpc.pb.h"
@@ -24,7 +27,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 }
 
 // Checks the shared secret of a call; OK when the server has none.
-grpc::Status Authorize(const grpc::ServerContext* context, const std::string& token) {
+grpc::Status Authorize(const grpc::ServerContextBase* context, const std::string& token) {
   if (token.empty()) return grpc::Status::OK;
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kTokenHeader);
@@ -145,55 +148,155 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   const std::atomic<bool>* stopping_;
 };
 
-// Sends to one worker's stream; safe to call from any thread until Close().
+// One worker's outgoing messages. Send queues a message and starts a write only when none is in
+// flight (a stream takes one write at a time); the session's OnWriteDone starts the next. The
+// engine may hold this channel after the stream ended: Send then returns false.
 class StreamChannel final : public WorkerChannel {
  public:
   explicit StreamChannel(
-      grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream)
-      : stream_(stream) {}
+      grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* reactor)
+      : reactor_(reactor) {}
 
   bool Send(const v1::CoordinatorMessage& message) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return stream_ != nullptr && stream_->Write(message);
+    const v1::CoordinatorMessage* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!open_) return false;
+      outbox_.push_back(message);
+      if (writing_) return true;
+      writing_ = true;
+      next = &outbox_.front();  // a deque keeps it in place while others are queued
+    }
+    // Outside the lock: gRPC may run OnWriteDone before StartWrite returns. The reactor cannot
+    // finish meanwhile, since Close waits for the write in flight.
+    reactor_->StartWrite(next);
+    return true;
   }
 
-  void Close() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stream_ = nullptr;
+  // The write in flight is done; starts the next, or finishes the stream if it was closed.
+  void WriteDone(bool ok) {
+    const v1::CoordinatorMessage* next = nullptr;
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      outbox_.pop_front();
+      if (!ok) open_ = false;  // the stream broke: nothing more goes out
+      if (open_ && !outbox_.empty()) {
+        next = &outbox_.front();
+      } else {
+        writing_ = false;
+        outbox_.clear();
+        finish = TakeFinish();
+      }
+    }
+    if (next != nullptr) {
+      reactor_->StartWrite(next);
+    } else if (finish) {
+      reactor_->Finish(*std::move(finish));
+    }
+  }
+
+  // Refuses further sends and finishes the stream with `status`, once the write in flight (if
+  // any) is done. Call once.
+  void Close(grpc::Status status) {
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      open_ = false;
+      finish_ = std::move(status);
+      if (!writing_) finish = TakeFinish();
+    }
+    if (finish) reactor_->Finish(*std::move(finish));
   }
 
  private:
+  // With mutex_ held: the status to finish with, once.
+  std::optional<grpc::Status> TakeFinish() {
+    if (!finish_ || finished_) return std::nullopt;
+    finished_ = true;
+    return finish_;
+  }
+
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* const reactor_;
   std::mutex mutex_;
-  grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream_;
+  std::deque<v1::CoordinatorMessage> outbox_;  // front: the write in flight, if writing_
+  bool open_ = true;
+  bool writing_ = false;
+  std::optional<grpc::Status> finish_;  // set by Close
+  bool finished_ = false;
 };
 
-class WorkerServiceImpl final : public v1::WorkerService::Service {
+// One worker's stream, on gRPC's callback API: no thread waits on a stream. A read is re-armed
+// only after the engine took the message, so a worker's messages reach it in order, one at a
+// time. The engine answers through the channel from its committer thread, after the commit.
+// Deletes itself when gRPC is done with the stream.
+class WorkerSession final
+    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  WorkerSession(grpc::CallbackServerContext* context, Engine* engine, const std::string& token)
+      : engine_(engine), channel_(std::make_shared<StreamChannel>(this)) {
+    if (grpc::Status status = Authorize(context, token); !status.ok()) {
+      End(std::move(status));
+      return;
+    }
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      End(grpc::Status::OK);  // the worker closed its side, or the call was cancelled
+      return;
+    }
+    if (!session_) {
+      if (!incoming_.has_hello()) {
+        End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                         "a worker's first message must be hello"));
+        return;
+      }
+      absl::StatusOr<int64_t> session = engine_->Connect(incoming_.hello(), channel_);
+      if (!session.ok()) {
+        End(ToGrpc(session.status()));
+        return;
+      }
+      worker_id_ = incoming_.hello().worker_id();
+      session_ = *session;
+    } else if (!engine_->OnWorkerMessage(worker_id_, incoming_).ok()) {
+      End(grpc::Status::OK);
+      return;
+    }
+    StartRead(&incoming_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::shared_ptr<StreamChannel> channel = channel_;  // may finish: OnDone deletes this
+    channel->WriteDone(ok);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Ends the session in the engine, then the stream: this may be deleted on return.
+  void End(grpc::Status status) {
+    if (session_) engine_->Disconnect(worker_id_, *session_);
+    std::shared_ptr<StreamChannel> channel = channel_;
+    channel->Close(std::move(status));
+  }
+
+  Engine* const engine_;
+  const std::shared_ptr<StreamChannel> channel_;
+  v1::WorkerMessage incoming_;
+  std::string worker_id_;
+  std::optional<int64_t> session_;  // set once the engine accepted the hello
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
   WorkerServiceImpl(Engine* engine, std::string token)
       : engine_(engine), token_(std::move(token)) {}
 
-  grpc::Status Session(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    v1::WorkerMessage message;
-    if (!stream->Read(&message)) return grpc::Status::OK;
-    if (!message.has_hello()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "a worker's first message must be hello");
-    }
-    const std::string worker_id = message.hello().worker_id();
-    auto channel = std::make_shared<StreamChannel>(stream);
-    absl::StatusOr<int64_t> session = engine_->Connect(message.hello(), channel);
-    if (!session.ok()) return ToGrpc(session.status());
-    while (stream->Read(&message)) {
-      if (absl::Status status = engine_->OnWorkerMessage(worker_id, message); !status.ok()) {
-        break;
-      }
-    }
-    channel->Close();
-    engine_->Disconnect(worker_id, *session);
-    return grpc::Status::OK;
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
+      grpc::CallbackServerContext* context) override {
+    return new WorkerSession(context, engine_, token_);
   }
 
  private:
@@ -228,6 +331,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->store_ = *std::move(store);
   EngineOptions engine_options;
   engine_options.lease_seconds = options.lease_seconds;
+  engine_options.send_from_committer = true;  // StreamChannel::Send only queues
   server->engine_ = std::make_unique<Engine>(server->store_.get(), engine_options);
   if (absl::Status status = server->engine_->Recover(); !status.ok()) {
     return absl::Status(status.code(),
@@ -239,8 +343,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       std::make_unique<WorkerServiceImpl>(server->engine_.get(), options.token);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  // One completion queue with few pollers: with a thread per worker stream already, more
-  // pollers only add thread switches on a small machine.
+  // Only the study service is synchronous (worker streams use the callback API): one
+  // completion queue with few pollers is plenty for it.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
