@@ -164,9 +164,8 @@ TEST_P(TorchDeterminismTest, StraightStagedAndForkedRunsGiveBitIdenticalMetrics)
   const ModelCase& model = GetParam();
   Trial trial;
   trial.config = SyntheticConfig(model.config_fields);
-  trial.parameters["lr"] = {
-      Segment{0, 3, SegmentFunction::Constant(model.lr_before)},
-      Segment{3, trial.horizon, SegmentFunction::Constant(model.lr_after)}};
+  trial.parameters["lr"] = {Segment{0, 3, SegmentFunction::Constant(model.lr_before)},
+                            Segment{3, trial.horizon, SegmentFunction::Constant(model.lr_after)}};
   trial.parameters["weight_decay"] = {
       Segment{0, trial.horizon, SegmentFunction::Linear(1e-3, 1e-4, 0, trial.horizon)}};
   if (model.dropout) {
@@ -195,8 +194,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "\"model\": \"mlp\", \"depth\": 2, \"width\": 32, \"optimizer\": \"sgd\", "
                   "\"nesterov\": true",
                   0.05, 0.01, true},
-        ModelCase{"mlp_adam", "\"model\": \"mlp\", \"depth\": 1, \"width\": 24, \"optimizer\": "
-                              "\"adam\"",
+        ModelCase{"mlp_adam",
+                  "\"model\": \"mlp\", \"depth\": 1, \"width\": 24, \"optimizer\": "
+                  "\"adam\"",
                   0.003, 0.001, true},
         ModelCase{"cnn_adamw",
                   "\"model\": \"cnn\", \"layers\": 2, \"channels\": 4, \"kernel_size\": 3, "
@@ -369,8 +369,8 @@ TEST(TorchTrainerTest, CheckpointOfAnotherModelIsRefused) {
 struct BadConfig {
   std::string config;
   std::map<std::string, StaticValue> static_parameters;
-  std::string field;    // the message must name it
-  std::string advice;   // and say this
+  std::string field;   // the message must name it
+  std::string advice;  // and say this
 };
 
 TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
@@ -388,24 +388,24 @@ TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
        "trainer.config.batch_size",
        "lower batch_size"},
       {"{}", {{"model", StaticValue(std::string("transformer"))}}, "parameter 'model'", "use mlp"},
-      {"{\"model\": \"mlp\"}", {{"width", StaticValue(std::string("wide"))}}, "parameter 'width'",
+      {"{\"model\": \"mlp\"}",
+       {{"width", StaticValue(std::string("wide"))}},
+       "parameter 'width'",
        "number"},
       {"{\"optimizer\": \"adam\", \"nesterov\": true}", {}, "nesterov", "sgd"},
       {"[1, 2]", {}, "trainer.config", "object"},
+      {"{\"model\": \"cnn\", \"kernel_size\": 4}", {}, "trainer.config.kernel_size", "odd"},
   };
   std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
   for (const BadConfig& bad : cases) {
     Trial trial;
     trial.config = bad.config;
     trial.static_parameters = bad.static_parameters;
-    absl::StatusOr<std::unique_ptr<TrainingState>> state =
-        trainer->NewState(TaskFor(trial, 0, 3));
+    absl::StatusOr<std::unique_ptr<TrainingState>> state = trainer->NewState(TaskFor(trial, 0, 3));
     ASSERT_FALSE(state.ok()) << bad.config;
     EXPECT_EQ(state.status().code(), absl::StatusCode::kInvalidArgument) << state.status();
-    EXPECT_NE(state.status().message().find(bad.field), absl::string_view::npos)
-        << state.status();
-    EXPECT_NE(state.status().message().find(bad.advice), absl::string_view::npos)
-        << state.status();
+    EXPECT_NE(state.status().message().find(bad.field), absl::string_view::npos) << state.status();
+    EXPECT_NE(state.status().message().find(bad.advice), absl::string_view::npos) << state.status();
   }
 }
 
@@ -418,8 +418,7 @@ TEST(TorchTrainerTest, ArchitectureParameterThatChangesIsRefused) {
       CpuTrainer()->NewState(TaskFor(trial, 0, 7));
   ASSERT_FALSE(state.ok());
   EXPECT_EQ(state.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(state.status().message().find("structural"), absl::string_view::npos)
-      << state.status();
+  EXPECT_NE(state.status().message().find("structural"), absl::string_view::npos) << state.status();
 }
 
 TEST(TorchTrainerTest, RegisteredKindIsBuiltForCpuAndRefusesBadDevices) {
@@ -462,8 +461,7 @@ TEST(FashionMnistTest, LoaderReadsTheRealFiles) {
 
   torch_trainer::DataSpec missing = all;
   missing.dir = "/nonexistent";
-  EXPECT_EQ(torch_trainer::LoadFashionMnist(missing).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(torch_trainer::LoadFashionMnist(missing).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(FashionMnistTest, SmallCnnTrainsOnASubset) {

@@ -70,12 +70,12 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Limits the examples of `set` to `limit` (0: all); checks labels.
+// DataLoss naming `where` for a label outside [0, classes).
 absl::Status CheckLabels(const ImageSet& set, int64_t classes, const std::string& where) {
   for (uint8_t label : set.labels) {
     if (label >= classes) {
-      return absl::DataLossError(absl::StrCat(where, ": label ", int{label}, " is not in [0, ",
-                                              classes, ")"));
+      return absl::DataLossError(
+          absl::StrCat(where, ": label ", int{label}, " is not in [0, ", classes, ")"));
     }
   }
   return absl::OkStatus();
@@ -104,10 +104,9 @@ absl::StatusOr<ImageSet> ReadIdx(const std::string& images_path, const std::stri
   GzipReader labels(labels_path);
   if (!labels.is_open()) return absl::NotFoundError(absl::StrCat("cannot open ", labels_path));
   uint32_t magic = 0, count = 0, rows = 0, columns = 0;
-  if (!ReadBigEndian32(images, &magic) || magic != 0x00000803 ||
-      !ReadBigEndian32(images, &count) || !ReadBigEndian32(images, &rows) ||
-      !ReadBigEndian32(images, &columns) || rows == 0 || columns == 0 || rows > 4096 ||
-      columns > 4096) {
+  if (!ReadBigEndian32(images, &magic) || magic != 0x00000803 || !ReadBigEndian32(images, &count) ||
+      !ReadBigEndian32(images, &rows) || !ReadBigEndian32(images, &columns) || rows == 0 ||
+      columns == 0 || rows > 4096 || columns > 4096) {
     return absl::DataLossError(absl::StrCat(images_path, ": not an IDX image file"));
   }
   uint32_t label_magic = 0, label_count = 0;
@@ -147,11 +146,10 @@ absl::StatusOr<Dataset> LoadFashionMnist(const DataSpec& spec) {
     int64_t limit;
     ImageSet* set;
   };
-  for (const Part& part :
-       {Part{"train-images-idx3-ubyte", "train-labels-idx1-ubyte", spec.train_limit,
-             &dataset.train},
-        Part{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", spec.val_limit,
-             &dataset.validation}}) {
+  for (const Part& part : {Part{"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                spec.train_limit, &dataset.train},
+                           Part{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", spec.val_limit,
+                                &dataset.validation}}) {
     absl::StatusOr<std::string> images = FindFile(spec.dir, part.images);
     if (!images.ok()) return images.status();
     absl::StatusOr<std::string> labels = FindFile(spec.dir, part.labels);
@@ -221,8 +219,9 @@ Dataset MakeSyntheticDataset(const DataSpec& spec) {
       const int64_t x = i % dataset.width;
       const int64_t y = (i / dataset.width) % dataset.height;
       const int64_t channel = i / (dataset.width * dataset.height);
-      const uint64_t cell = SplitMix64(spec.data_seed ^ SplitMix64(static_cast<uint64_t>(
-                                           ((c * 64 + channel) * 4096 + y / 4) * 4096 + x / 4)));
+      const uint64_t cell = SplitMix64(
+          spec.data_seed ^
+          SplitMix64(static_cast<uint64_t>(((c * 64 + channel) * 4096 + y / 4) * 4096 + x / 4)));
       patterns[static_cast<size_t>(c * image_bytes + i)] = static_cast<uint8_t>(cell >> 56);
     }
   }
@@ -272,8 +271,8 @@ absl::StatusOr<std::shared_ptr<const Dataset>> LoadDataset(const DataSpec& spec)
       break;
   }
   if (!dataset.ok()) {
-    return absl::Status(dataset.status().code(),
-                        absl::StrCat("torch trainer data (", key, "): ", dataset.status().message()));
+    return absl::Status(dataset.status().code(), absl::StrCat("torch trainer data (", key,
+                                                              "): ", dataset.status().message()));
   }
   auto shared = std::make_shared<const Dataset>(*std::move(dataset));
   cache->loaded[key] = shared;

@@ -48,10 +48,10 @@ class Cnn : public Network {
     int64_t width = input.width;
     for (int64_t i = 0; i < architecture.layers; ++i) {
       const int64_t out = architecture.channels << std::min<int64_t>(i, 20);
-      Block block{.conv = AddConv(absl::StrCat("conv", i), channels, out,
-                                  architecture.kernel_size, 1),
-                  .norm = AddBatchNorm(absl::StrCat("norm", i), out),
-                  .pool = height >= 2 && width >= 2};
+      Block block{
+          .conv = AddConv(absl::StrCat("conv", i), channels, out, architecture.kernel_size, 1),
+          .norm = AddBatchNorm(absl::StrCat("norm", i), out),
+          .pool = height >= 2 && width >= 2};
       if (block.pool) {
         height /= 2;
         width /= 2;
@@ -98,13 +98,13 @@ class ResNet : public Network {
       for (int64_t b = 0; b < blocks_per_stage; ++b) {
         const int64_t stride = stage > 0 && b == 0 ? 2 : 1;
         const std::string name = absl::StrCat("stage", stage, ".block", b);
-        blocks_.push_back(Block{
-            .conv1 = AddConv(name + ".conv1", channels, widths[stage], 3, stride),
-            .norm1 = AddBatchNorm(name + ".norm1", widths[stage]),
-            .conv2 = AddConv(name + ".conv2", widths[stage], widths[stage], 3, 1),
-            .norm2 = AddBatchNorm(name + ".norm2", widths[stage]),
-            .stride = stride,
-            .extra_channels = widths[stage] - channels});
+        blocks_.push_back(
+            Block{.conv1 = AddConv(name + ".conv1", channels, widths[stage], 3, stride),
+                  .norm1 = AddBatchNorm(name + ".norm1", widths[stage]),
+                  .conv2 = AddConv(name + ".conv2", widths[stage], widths[stage], 3, 1),
+                  .norm2 = AddBatchNorm(name + ".norm2", widths[stage]),
+                  .stride = stride,
+                  .extra_channels = widths[stage] - channels});
         channels = widths[stage];
       }
     }

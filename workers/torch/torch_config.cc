@@ -18,12 +18,30 @@ constexpr std::string_view kDefaultFashionMnistDir = "/usr/share/datasets/fashio
 
 // Every member trainer.config may hold; anything else is a typo worth reporting.
 const std::vector<std::string>& KnownConfigFields() {
-  static const auto* fields = new std::vector<std::string>{
-      "model",          "dataset",        "data_dir",    "train_limit",      "val_limit",
-      "image_size",     "image_channels", "data_seed",   "batch_size",       "iterations_per_step",
-      "eval_every",     "eval_batch_size", "optimizer",  "nesterov",         "precision",
-      "cuda_graph",     "threads",        "depth",       "width",            "layers",
-      "channels",       "kernel_size",    "width_multiplier", "dropout"};
+  static const auto* fields = new std::vector<std::string>{"model",
+                                                           "dataset",
+                                                           "data_dir",
+                                                           "train_limit",
+                                                           "val_limit",
+                                                           "image_size",
+                                                           "image_channels",
+                                                           "data_seed",
+                                                           "batch_size",
+                                                           "iterations_per_step",
+                                                           "eval_every",
+                                                           "eval_batch_size",
+                                                           "optimizer",
+                                                           "nesterov",
+                                                           "precision",
+                                                           "cuda_graph",
+                                                           "threads",
+                                                           "depth",
+                                                           "width",
+                                                           "layers",
+                                                           "channels",
+                                                           "kernel_size",
+                                                           "width_multiplier",
+                                                           "dropout"};
   return *fields;
 }
 
@@ -50,8 +68,8 @@ absl::StatusOr<bool> BoolField(const JsonValue& config, std::string_view key, bo
   return member->bool_value();
 }
 
-absl::StatusOr<int64_t> WholeField(const JsonValue& config, std::string_view key,
-                                   int64_t fallback, int64_t low, int64_t high) {
+absl::StatusOr<int64_t> WholeField(const JsonValue& config, std::string_view key, int64_t fallback,
+                                   int64_t low, int64_t high) {
   const JsonValue* member = config.Find(key);
   if (member == nullptr || member->is_null()) return fallback;
   const bool number = member->type() == JsonValue::Type::kNumber;
@@ -166,15 +184,15 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
     case ModelKind::kCnn: {
       absl::StatusOr<int64_t> layers = WholeArchitecture(task, config, "layers", 2, 1, 8);
       if (!layers.ok()) return layers.status();
-      absl::StatusOr<int64_t> channels =
-          WholeArchitecture(task, config, "channels", 32, 1, 1024);
+      absl::StatusOr<int64_t> channels = WholeArchitecture(task, config, "channels", 32, 1, 1024);
       if (!channels.ok()) return channels.status();
       absl::StatusOr<int64_t> kernel = WholeArchitecture(task, config, "kernel_size", 3, 1, 11);
       if (!kernel.ok()) return kernel.status();
       if (*kernel % 2 == 0) {
+        absl::StatusOr<NumberSource> source = ArchitectureNumber(task, config, "kernel_size", 3);
         return absl::InvalidArgumentError(absl::StrCat(
-            "kernel_size: must be odd (1, 3, 5, ...) so that padding keeps the image size, got ",
-            *kernel));
+            source.ok() ? source->field : ConfigField("kernel_size"),
+            ": must be odd (1, 3, 5, ...) so that padding keeps the image size, got ", *kernel));
       }
       architecture.layers = *layers;
       architecture.channels = *channels;
@@ -187,16 +205,15 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
       const double value = depth->value;
       if (value != std::floor(value) || value < 8 || value > 1202 ||
           (static_cast<int64_t>(value) - 2) % 6 != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(depth->field, ": resnet depth is ", value,
-                         "; use 6n+2 (8, 14, 20, 32, 44, 56, 110)"));
+        return absl::InvalidArgumentError(absl::StrCat(depth->field, ": resnet depth is ", value,
+                                                       "; use 6n+2 (8, 14, 20, 32, 44, 56, 110)"));
       }
       absl::StatusOr<NumberSource> multiplier =
           ArchitectureNumber(task, config, "width_multiplier", 1.0);
       if (!multiplier.ok()) return multiplier.status();
       if (!(multiplier->value >= 1.0 / 16 && multiplier->value <= 16)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            multiplier->field, ": must be in [0.0625, 16], got ", multiplier->value));
+        return absl::InvalidArgumentError(
+            absl::StrCat(multiplier->field, ": must be in [0.0625, 16], got ", multiplier->value));
       }
       architecture.depth = static_cast<int64_t>(value);
       architecture.width_multiplier = multiplier->value;
@@ -204,9 +221,9 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
     }
   }
   if (architecture.model != ModelKind::kResNet) {
-    architecture.dropout = task.parameters.contains("dropout") ||
-                           task.static_parameters.contains("dropout") ||
-                           (config.Find("dropout") != nullptr && !config.Find("dropout")->is_null());
+    architecture.dropout =
+        task.parameters.contains("dropout") || task.static_parameters.contains("dropout") ||
+        (config.Find("dropout") != nullptr && !config.Find("dropout")->is_null());
   }
   return architecture;
 }
@@ -223,9 +240,9 @@ absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
   } else if (name == "synthetic") {
     data.kind = DatasetKind::kSynthetic;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ConfigField("dataset"), ": unknown dataset '", name,
-        "'; use fashion_mnist, cifar10 or synthetic"));
+    return absl::InvalidArgumentError(absl::StrCat(ConfigField("dataset"), ": unknown dataset '",
+                                                   name,
+                                                   "'; use fashion_mnist, cifar10 or synthetic"));
   }
   absl::StatusOr<std::optional<std::string>> dir = StringField(config, "data_dir");
   if (!dir.ok()) return dir.status();
@@ -245,8 +262,8 @@ absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
   }
   const bool synthetic = data.kind == DatasetKind::kSynthetic;
   constexpr int64_t kMaxExamples = int64_t{1} << 31;
-  absl::StatusOr<int64_t> train = WholeField(config, "train_limit", synthetic ? 1024 : 0,
-                                             synthetic ? 1 : 0, kMaxExamples);
+  absl::StatusOr<int64_t> train =
+      WholeField(config, "train_limit", synthetic ? 1024 : 0, synthetic ? 1 : 0, kMaxExamples);
   if (!train.ok()) return train.status();
   absl::StatusOr<int64_t> val =
       WholeField(config, "val_limit", synthetic ? 256 : 0, synthetic ? 1 : 0, kMaxExamples);
@@ -255,9 +272,10 @@ absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
   data.val_limit = *val;
   for (std::string_view key : {"image_size", "image_channels", "data_seed"}) {
     if (!synthetic && config.Find(key) != nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ConfigField(key), ": only the synthetic dataset takes it; remove it or use "
-                            "dataset: synthetic"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(ConfigField(key),
+                       ": only the synthetic dataset takes it; remove it or use "
+                       "dataset: synthetic"));
     }
   }
   absl::StatusOr<int64_t> size = WholeField(config, "image_size", 28, 4, 512);
@@ -309,8 +327,8 @@ absl::StatusOr<double> StepValue(const StageTask& task, std::string_view name, S
   }
   if (!(*value >= low && *value <= high)) {
     return absl::InvalidArgumentError(absl::StrCat("parameter '", std::string(name), "' is ",
-                                                   *value, " at step ", step, ", outside [",
-                                                   low, ", ", high, "]"));
+                                                   *value, " at step ", step, ", outside [", low,
+                                                   ", ", high, "]"));
   }
   return *value;
 }
@@ -362,9 +380,9 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   const std::vector<std::string>& known = KnownConfigFields();
   for (const auto& [key, value] : config->object()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(ConfigField(key), ": unknown field for the torch trainer; known: ",
-                       absl::StrJoin(known, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          ConfigField(key),
+          ": unknown field for the torch trainer; known: ", absl::StrJoin(known, ", ")));
     }
   }
   TorchSettings settings;
@@ -387,8 +405,8 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   } else if (optimizer_name == "adamw") {
     settings.optimizer = OptimizerKind::kAdamW;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": unknown optimizer '",
-                                                   optimizer_name, "'; use sgd, adam or adamw"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": unknown optimizer '", optimizer_name, "'; use sgd, adam or adamw"));
   }
   if (auto it = task.static_parameters.find("nesterov"); it != task.static_parameters.end()) {
     const bool* flag = std::get_if<bool>(&it->second);
@@ -411,10 +429,9 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   if (!batch.ok()) return batch.status();
   settings.batch_size = *batch;
   if (settings.data.train_limit > 0 && settings.batch_size > settings.data.train_limit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ConfigField("batch_size"), ": ", settings.batch_size,
-                     " is larger than train_limit ", settings.data.train_limit,
-                     "; lower batch_size or raise train_limit"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        ConfigField("batch_size"), ": ", settings.batch_size, " is larger than train_limit ",
+        settings.data.train_limit, "; lower batch_size or raise train_limit"));
   }
   absl::StatusOr<int64_t> iterations =
       WholeField(*config, "iterations_per_step", 0, 0, int64_t{1} << 30);
@@ -444,8 +461,8 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   absl::StatusOr<int64_t> threads = WholeField(*config, "threads", 0, 0, 1024);
   if (!threads.ok()) return threads.status();
   settings.threads = *threads;
-  if (const JsonValue* dropout = config->Find("dropout"); dropout != nullptr &&
-                                                          !dropout->is_null()) {
+  if (const JsonValue* dropout = config->Find("dropout");
+      dropout != nullptr && !dropout->is_null()) {
     if (dropout->type() != JsonValue::Type::kNumber || !(dropout->number_value() >= 0) ||
         !(dropout->number_value() < 1)) {
       return absl::InvalidArgumentError(

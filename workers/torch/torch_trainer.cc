@@ -51,9 +51,9 @@ using torch_trainer::TorchSettings;
 constexpr char kMagic[8] = {'H', 'T', 'O', 'R', 'C', 'H', 'S', 'T'};
 constexpr uint64_t kFormatVersion = 1;
 // Salts that keep the seeded streams of one trial apart.
-constexpr uint64_t kInitSalt = 0x696e6974;      // "init"
-constexpr uint64_t kDropoutSalt = 0x64726f70;   // "drop"
-constexpr uint64_t kOrderSalt = 0x6f72646572;   // "order"
+constexpr uint64_t kInitSalt = 0x696e6974;     // "init"
+constexpr uint64_t kDropoutSalt = 0x64726f70;  // "drop"
+constexpr uint64_t kOrderSalt = 0x6f72646572;  // "order"
 constexpr char kCpuRng[] = "rng/cpu";
 constexpr char kCudaRng[] = "rng/cuda";
 // Eager iterations on the capture stream before a CUDA graph is captured (lazy initialisation,
@@ -101,9 +101,9 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& text) {
 #ifdef HIPPO_TORCH_CUDA
   const int count = static_cast<int>(c10::cuda::device_count());
   if (index >= count) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--device ", text, ": this machine has ", count, " CUDA device(s); use cpu or cuda:0..",
-        count - 1));
+    return absl::FailedPreconditionError(absl::StrCat("--device ", text, ": this machine has ",
+                                                      count, " CUDA device(s); use cpu or cuda:0..",
+                                                      count - 1));
   }
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
 #else
@@ -142,7 +142,8 @@ at::Tensor ImagesOn(const torch_trainer::ImageSet& set, const Dataset& dataset, 
 }
 
 at::Tensor LabelsOn(const torch_trainer::ImageSet& set, at::Device device) {
-  at::Tensor labels = at::from_blob(const_cast<uint8_t*>(set.labels.data()), {set.count}, at::kByte);
+  at::Tensor labels =
+      at::from_blob(const_cast<uint8_t*>(set.labels.data()), {set.count}, at::kByte);
   return labels.to(at::kLong).to(device);
 }
 
@@ -270,8 +271,8 @@ class Reader {
 
 // Element types a state may hold, by their code in the file.
 constexpr std::pair<uint64_t, at::ScalarType> kScalarTypes[] = {
-    {1, at::kFloat}, {2, at::kDouble}, {3, at::kLong}, {4, at::kByte},
-    {5, at::kBFloat16}, {6, at::kHalf}, {7, at::kInt}};
+    {1, at::kFloat},    {2, at::kDouble}, {3, at::kLong}, {4, at::kByte},
+    {5, at::kBFloat16}, {6, at::kHalf},   {7, at::kInt}};
 
 absl::StatusOr<std::string> TorchState::Serialize() const {
   try {
@@ -530,8 +531,8 @@ std::pair<double, double> Evaluate(Workspace& w) {
     const at::Tensor images = Normalised(data, data.val_images.slice(0, begin, end));
     const at::Tensor labels = data.val_labels.slice(0, begin, end);
     const at::Tensor logits = w.network->Forward(images, /*training=*/false).to(at::kFloat);
-    loss_sum.add_(at::cross_entropy_loss(logits, labels, c10::optional<at::Tensor>(),
-                                         at::Reduction::Sum));
+    loss_sum.add_(
+        at::cross_entropy_loss(logits, labels, c10::optional<at::Tensor>(), at::Reduction::Sum));
     correct.add_(logits.argmax(1).eq(labels).sum());
   }
   const double n = static_cast<double>(count);
@@ -688,8 +689,8 @@ struct TorchTrainer::Impl {
 
   absl::StatusOr<Workspace*> WorkspaceFor(const TorchSettings& settings) {
     const std::string key =
-        absl::StrCat(settings.Signature(), " precision=",
-                     settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
+        absl::StrCat(settings.Signature(),
+                     " precision=", settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
                      " graph=", settings.cuda_graph, " iterations=", settings.iterations_per_step,
                      " eval=", settings.eval_batch_size);
     for (auto it = workspaces.begin(); it != workspaces.end(); ++it) {
@@ -702,9 +703,9 @@ struct TorchTrainer::Impl {
     if (!data.ok()) return data.status();
     const int64_t train_count = (*data)->train_labels.size(0);
     if (settings.batch_size > train_count) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "trainer.config.batch_size: ", settings.batch_size, " is larger than the ",
-          train_count, " training examples; lower batch_size"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trainer.config.batch_size: ", settings.batch_size, " is larger than the ",
+                       train_count, " training examples; lower batch_size"));
     }
     auto w = std::make_unique<Workspace>();
     w->key = key;
@@ -754,8 +755,8 @@ struct TorchTrainer::Impl {
       state->tensors_.push_back(NamedTensor{entry.name, entry.tensor.detach()});
     }
     const uint64_t dropout_seed = StreamSeed(task.seed, kDropoutSalt);
-    state->tensors_.push_back(NamedTensor{
-        kCpuRng, at::make_generator<at::CPUGeneratorImpl>(dropout_seed).get_state()});
+    state->tensors_.push_back(
+        NamedTensor{kCpuRng, at::make_generator<at::CPUGeneratorImpl>(dropout_seed).get_state()});
 #ifdef HIPPO_TORCH_CUDA
     if (device.is_cuda()) {
       at::Generator generator = at::cuda::detail::createCUDAGenerator(device.index());
@@ -772,9 +773,9 @@ struct TorchTrainer::Impl {
     absl::StatusOr<TorchSettings> settings = Settings(task);
     if (!settings.ok()) return settings.status();
     if (state.signature_ != settings->Signature()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "torch trainer: the state was made for '", state.signature_, "', stage ", task.stage_id,
-          " trains '", settings->Signature(), "'"));
+      return absl::InvalidArgumentError(absl::StrCat("torch trainer: the state was made for '",
+                                                     state.signature_, "', stage ", task.stage_id,
+                                                     " trains '", settings->Signature(), "'"));
     }
     SetThreads(*settings);
     absl::StatusOr<Workspace*> workspace = WorkspaceFor(*settings);
@@ -810,8 +811,8 @@ struct TorchTrainer::Impl {
       w.loss_sum.zero_();
       for (int64_t i = 0; i < w.iterations_per_step; ++i) {
         const at::Tensor& order = OrderFor(w, task.seed, state.epoch_);
-        w.batch_indices.copy_(order.slice(0, state.batch_ * batch_size,
-                                          (state.batch_ + 1) * batch_size));
+        w.batch_indices.copy_(
+            order.slice(0, state.batch_ * batch_size, (state.batch_ + 1) * batch_size));
         RunIteration(w);
         if (++state.batch_ == w.batches_per_epoch) {
           state.batch_ = 0;
