@@ -523,10 +523,14 @@ void Engine::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch) {
   StudyState& study = *studies_[study_index];
   if (study.record.state != v1::STUDY_RUNNING || !study.algorithm->Finished()) return;
   if (study.running_trials > 0) return;
-  study.record.state = v1::STUDY_COMPLETED;
+  // A study whose every trial failed has no result: it failed (its message says why).
+  const bool failed = study.completed_trials == 0 && !study.trials.empty() &&
+                      std::all_of(study.trials.begin(), study.trials.end(),
+                                  [](const TrialState& t) { return t.state == v1::TRIAL_FAILED; });
+  study.record.state = failed ? v1::STUDY_FAILED : v1::STUDY_COMPLETED;
   study.record.finished_ms = NowMs();
   batch.studies.push_back(study.record);
-  batch.events.push_back(Event(study.record.id, "study_completed", ""));
+  batch.events.push_back(Event(study.record.id, failed ? "study_failed" : "study_completed", ""));
 }
 
 void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState state) {
@@ -909,7 +913,7 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           family.seconds_per_step = 0.8 * family.seconds_per_step + 0.2 * measured;
         }
       }
-      EndAttempt(finished.attempt_id(), !finished.ok(), batch);
+      EndAttempt(finished.attempt_id(), !finished.ok(), finished.error(), batch);
       worker.attempt.reset();
       break;
     }
@@ -940,7 +944,8 @@ void Engine::StageDone(Family& family, NodeId node, store::WriteBatch& batch,
   }
 }
 
-void Engine::EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch) {
+void Engine::EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+                        store::WriteBatch& batch) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   Attempt attempt = std::move(it->second);
@@ -965,6 +970,13 @@ void Engine::EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batc
           study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
           batch.trials.push_back(TrialRecordOf(study_index, number));
           touched.insert(study_index);
+          // The first failure is what a user needs to see (the summary, `hippo study`).
+          if (study.record.message.empty()) {
+            study.record.message =
+                absl::StrCat("trial ", number, " failed after ", options_.max_attempts,
+                             " attempts: ", error.empty() ? "no reason given" : error);
+            batch.studies.push_back(study.record);
+          }
         }
       }
     } else {

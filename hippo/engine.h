@@ -220,7 +220,9 @@ class Engine {
   void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
-  void EndAttempt(int64_t attempt_id, bool failed, store::WriteBatch& batch);
+  // `error` is the worker's account of a failure (empty when the attempt succeeded).
+  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+                  store::WriteBatch& batch);
   void RefreshPriorities();
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const Family& family, stage_tree::NodeId node) const;

@@ -138,6 +138,40 @@ TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
   std::filesystem::remove(db);
 }
 
+TEST(EngineTest, AStageThatFailsEveryAttemptFailsItsTrialsAndTheStudySaysWhy) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EngineOptions options;
+  options.max_attempts = 3;
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  int attempts = 0;
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    ASSERT_TRUE(message->has_assign());
+    ++attempts;
+    EXPECT_EQ(message->assign().start_step(), 0);  // the shared stage, again and again
+    v1::WorkerMessage finished;
+    finished.mutable_finished()->set_attempt_id(message->assign().attempt_id());
+    finished.mutable_finished()->set_ok(false);
+    finished.mutable_finished()->set_error("train.py exited with status 1: CUDA out of memory");
+    ASSERT_TRUE(engine.OnWorkerMessage("w", finished).ok());
+  }
+  EXPECT_EQ(attempts, 3);
+  absl::StatusOr<v1::Study> done = engine.GetStudy(study->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_FAILED);
+  EXPECT_EQ(done->trials_completed(), 0);
+  EXPECT_NE(done->message().find("failed after 3 attempts: train.py exited with status 1"),
+            std::string::npos)
+      << done->message();
+  std::filesystem::remove(db);
+}
+
 TEST(EngineTest, ReportsOfAnotherWorkersAttemptAreIgnored) {
   const std::string db = TempDb();
   auto store = store::Store::Open(db);
