@@ -15,6 +15,8 @@
 #     (examples/gpu), writes every log and JSON under $OUT (./gpu-out when unset) and prints a
 #     short table last.
 #   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
+#   --phases LIST: only these of tests, throughput, fork, gap, reference, study (default all),
+#     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults).
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,18 +59,22 @@ if [[ "${1:-}" == "--fetch-debs" ]]; then
 fi
 
 quick=0
-study=1
-reference=1
-tests=1
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1; study=0 ;;
-    --no-study) study=0 ;;
-    --no-reference) reference=0 ;;
-    --no-tests) tests=0 ;;
-    *) echo "gpu-check: unknown argument $arg" >&2; exit 2 ;;
+phases=",tests,throughput,fork,gap,reference,study,"
+while (($#)); do
+  case "$1" in
+    --quick) quick=1; phases=${phases/,study,/,} ;;
+    --no-study) phases=${phases/,study,/,} ;;
+    --no-reference) phases=${phases/,reference,/,} ;;
+    --no-tests) phases=${phases/,tests,/,} ;;
+    --phases) shift; phases=",$1," ;;
+    *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
+  shift
 done
+runs() { [[ "$phases" == *",$1,"* ]]; }
+study=0; runs study && study=1
+reference=0; runs reference && reference=1
+tests=0; runs tests && tests=1
 
 # Logs and figures go to $out. Under the device tool ($OUT set) they are written to a scratch
 # folder and packed into $OUT/gpu-check.tar.gz after every phase (only 8 files come back from
@@ -141,11 +147,15 @@ fi
 grep -E "torch trainer|LibTorch" "$out/configure.log" | tee -a "$summary"
 
 # Only what the checks need: the torch trainer's tests, the workers tests, hippo, the benchmark.
-wanted=(hippo torch_trainer_benchmark sim_trainer_test checkpoint_store_test fork_cache_test
-        worker_session_test command_trainer_test)
+wanted=(torch_trainer_benchmark)
+((study)) && wanted+=(hippo)
 available=$(cmake --build "$build" --target help 2>/dev/null)
-while read -r name; do wanted+=("$name"); done < <(echo "$available" |
-  grep -oE '\btorch[a-z_]*_test\b' | sort -u)
+if ((tests)); then
+  wanted+=(sim_trainer_test checkpoint_store_test fork_cache_test worker_session_test
+           command_trainer_test)
+  while read -r name; do wanted+=("$name"); done < <(echo "$available" |
+    grep -oE '\btorch[a-z_]*_test\b' | sort -u)
+fi
 targets=()
 for target in "${wanted[@]}"; do
   if echo "$available" | grep -qE "(^|[ :.])$target(:|$| )"; then targets+=("$target"); fi
@@ -180,6 +190,7 @@ fi
 # One process per phase, so that a crash in one leaves the others' figures.
 if [[ -x "$bench" ]]; then
   for phase in throughput fork gap; do
+    runs "$phase" || continue
     timeout 300 "$bench" "${bench_args[@]}" --phases "$phase" --json "$out/hippo_$phase.json" \
         >"$out/hippo_$phase.log" 2>&1
     code=$?
@@ -194,6 +205,22 @@ if [[ -x "$bench" ]]; then
   done
 else
   note "hippo trainer benchmark: not built"
+fi
+if runs diagnose && [[ -x "$bench" ]]; then
+  # Which step of the fork measurement leaves a fault behind, then the stack under cuda-gdb.
+  for parts in clone clone,serialize serialize,store serialize,deserialize \
+               clone,serialize,store,deserialize; do
+    timeout 90 "$bench" --device cuda:0 --phases fork --models resnet20 --repeats 2 \
+        --fork-parts "$parts" --json "$out/diagnose-$parts.json" >"$out/diagnose-$parts.log" 2>&1
+    note "fork with $parts: exit $?, last: $(grep '\[phase\]' "$out/diagnose-$parts.log" | tail -1)"
+  done
+  if command -v cuda-gdb >/dev/null; then
+    timeout 200 cuda-gdb -q -batch -ex "set pagination off" -ex run -ex bt -ex "info threads" \
+        --args "$bench" --device cuda:0 --phases fork --models resnet20 --repeats 1 \
+        --json "$out/diagnose-gdb.json" >"$out/diagnose-gdb.log" 2>&1
+    note "cuda-gdb: exit $?"
+    grep -A25 -E "received signal|^#0" "$out/diagnose-gdb.log" | head -40 | tee -a "$summary"
+  fi
 fi
 if ((reference)); then
   timeout 240 python3 benchmarks/torch_trainer/pytorch_reference.py "${reference_args[@]}" \

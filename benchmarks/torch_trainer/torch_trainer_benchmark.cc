@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,9 +70,14 @@ struct Options {
   int repeats = 7;
   std::string checkpoint_dir = "/tmp/torch_trainer_benchmark";
   std::vector<std::string> phases = {"throughput", "fork", "gap"};
+  // Steps of the fork measurement (all by default; fewer to isolate a fault).
+  std::vector<std::string> fork_parts = {"clone", "serialize", "store", "deserialize"};
 
   bool Runs(const std::string& phase) const {
     return std::find(phases.begin(), phases.end(), phase) != phases.end();
+  }
+  bool Forks(const std::string& part) const {
+    return std::find(fork_parts.begin(), fork_parts.end(), part) != fork_parts.end();
   }
 };
 
@@ -211,7 +217,9 @@ struct ForkRow {
   double serialize_ms = 0, write_ms = 0, read_ms = 0, deserialize_ms = 0;
 };
 
-ForkRow MeasureFork(const Options& options, const std::string& model) {
+// `report` gets the figures before the trainer and its states are released.
+ForkRow MeasureFork(const Options& options, const std::string& model,
+                    const std::function<void(const ForkRow&)>& report) {
   ForkRow row;
   row.model = model;
   const Config config{.model = model,
@@ -240,40 +248,48 @@ ForkRow MeasureFork(const Options& options, const std::string& model) {
   std::vector<double> clone, disk, serialize, write, read, deserialize;
   const StageTask next = MakeTask(options, config, 1, 2);
   for (int r = 0; r < options.repeats; ++r) {
-    Phase("fork: clone");
+    if (options.Forks("clone")) {
+      Phase("fork: clone");
+      Synchronize(options.device);
+      const Clock::time_point t0 = Clock::now();
+      std::unique_ptr<TrainingState> copy = (*state)->Clone();
+      Synchronize(options.device);
+      const Clock::time_point t1 = Clock::now();
+      if (copy == nullptr) return fail(absl::InternalError("Clone returned no state"));
+      clone.push_back(Milliseconds(t1 - t0));
+    }
+    if (!options.Forks("serialize")) continue;
     Synchronize(options.device);
-    const Clock::time_point t0 = Clock::now();
-    std::unique_ptr<TrainingState> copy = (*state)->Clone();
-    Synchronize(options.device);
-    const Clock::time_point t1 = Clock::now();
-    if (copy == nullptr) return fail(absl::InternalError("Clone returned no state"));
-    clone.push_back(Milliseconds(t1 - t0));
-    copy.reset();
-
-    Synchronize(options.device);
-    const Clock::time_point d0 = Clock::now();
     Phase("fork: serialize");
+    const Clock::time_point d0 = Clock::now();
     absl::StatusOr<std::string> bytes = (*state)->Serialize();
     if (!bytes.ok()) return fail(bytes.status());
     const Clock::time_point d1 = Clock::now();
-    absl::StatusOr<hippo::workers::CheckpointInfo> info = store->Write(1, 1, *bytes);
-    if (!info.ok()) return fail(info.status());
-    const Clock::time_point d2 = Clock::now();
-    absl::StatusOr<std::string> loaded = store->Read(info->uri);
-    if (!loaded.ok()) return fail(loaded.status());
-    const Clock::time_point d3 = Clock::now();
-    Phase("fork: deserialize");
-    absl::StatusOr<std::unique_ptr<TrainingState>> restored =
-        (*trainer)->Deserialize(next, *loaded);
-    if (!restored.ok()) return fail(restored.status());
-    Synchronize(options.device);
-    const Clock::time_point d4 = Clock::now();
-    row.checkpoint_bytes = info->size_bytes;
-    disk.push_back(Milliseconds(d4 - d0));
     serialize.push_back(Milliseconds(d1 - d0));
-    write.push_back(Milliseconds(d2 - d1));
-    read.push_back(Milliseconds(d3 - d2));
-    deserialize.push_back(Milliseconds(d4 - d3));
+    if (options.Forks("store")) {
+      Phase("fork: store");
+      absl::StatusOr<hippo::workers::CheckpointInfo> info = store->Write(1, 1, *bytes);
+      if (!info.ok()) return fail(info.status());
+      const Clock::time_point d2 = Clock::now();
+      absl::StatusOr<std::string> loaded = store->Read(info->uri);
+      if (!loaded.ok()) return fail(loaded.status());
+      const Clock::time_point d3 = Clock::now();
+      row.checkpoint_bytes = info->size_bytes;
+      write.push_back(Milliseconds(d2 - d1));
+      read.push_back(Milliseconds(d3 - d2));
+      *bytes = *std::move(loaded);
+    }
+    if (options.Forks("deserialize")) {
+      Phase("fork: deserialize");
+      const Clock::time_point d3 = Clock::now();
+      absl::StatusOr<std::unique_ptr<TrainingState>> restored =
+          (*trainer)->Deserialize(next, *bytes);
+      if (!restored.ok()) return fail(restored.status());
+      Synchronize(options.device);
+      const Clock::time_point d4 = Clock::now();
+      deserialize.push_back(Milliseconds(d4 - d3));
+      disk.push_back(Milliseconds(d4 - d0));
+    }
   }
   row.clone_ms = Median(clone);
   row.disk_ms = Median(disk);
@@ -281,6 +297,13 @@ ForkRow MeasureFork(const Options& options, const std::string& model) {
   row.write_ms = Median(write);
   row.read_ms = Median(read);
   row.deserialize_ms = Median(deserialize);
+  report(row);
+  // Released one by one, each announced: a fault while releasing shows where it happened.
+  Phase("fork: releasing the state");
+  state->reset();
+  Phase("fork: releasing the trainer");
+  trainer->reset();
+  Phase("fork: released");
   std::error_code ignored;
   std::filesystem::remove_all(options.checkpoint_dir, ignored);
   return row;
@@ -420,6 +443,9 @@ int main(int argc, char** argv) {
                  "Synthetic training examples (one epoch of the gap measurement)");
   app.add_option("--checkpoint-dir", options.checkpoint_dir, "Scratch directory for the disk fork");
   app.add_option("--phases", options.phases, "Any of throughput, fork, gap")->delimiter(',');
+  app.add_option("--fork-parts", options.fork_parts,
+                 "Steps of the fork measurement: clone, serialize, store, deserialize")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGSEGV, PrintStackAndDie);
   std::signal(SIGABRT, PrintStackAndDie);
@@ -470,27 +496,40 @@ int main(int argc, char** argv) {
     }
   }
 
+  GapRow gap;
+  gap.status = "not run";
   std::vector<ForkRow> forks;
+  // Written after every figure, so that a later fault loses nothing already measured.
+  auto write_json = [&]() {
+    std::ofstream out(options.json_path);
+    out << ToJson(options, throughput, forks, gap);
+    out.close();
+    if (!out) std::fprintf(stderr, "cannot write %s\n", options.json_path.c_str());
+    return static_cast<bool>(out);
+  };
+  write_json();
   std::printf("\n%-9s %12s %12s %12s   (disk = serialize + write + read + deserialize)\n",
               "model", "state MB", "clone ms", "disk ms");
   std::fflush(stdout);
+  auto report_fork = [&](const ForkRow& row) {
+    if (row.status == "ok") {
+      std::printf("%-9s %12.2f %12.3f %12.3f   (%.2f + %.2f + %.2f + %.2f)\n",
+                  row.model.c_str(), static_cast<double>(row.state_bytes) / 1e6, row.clone_ms,
+                  row.disk_ms, row.serialize_ms, row.write_ms, row.read_ms, row.deserialize_ms);
+    } else {
+      std::printf("%-9s  %s\n", row.model.c_str(), row.status.c_str());
+    }
+    std::fflush(stdout);
+    forks.push_back(row);
+    write_json();
+  };
   for (const std::string& model :
        options.Runs("fork") ? options.models : std::vector<std::string>{}) {
     Phase("fork " + model);
-    ForkRow row = MeasureFork(options, model);
-    if (row.status == "ok") {
-      std::printf("%-9s %12.2f %12.3f %12.3f   (%.2f + %.2f + %.2f + %.2f)\n", model.c_str(),
-                  static_cast<double>(row.state_bytes) / 1e6, row.clone_ms, row.disk_ms,
-                  row.serialize_ms, row.write_ms, row.read_ms, row.deserialize_ms);
-    } else {
-      std::printf("%-9s  %s\n", model.c_str(), row.status.c_str());
-    }
-    std::fflush(stdout);
-    forks.push_back(std::move(row));
+    ForkRow row = MeasureFork(options, model, report_fork);
+    if (row.status != "ok") report_fork(row);  // errors return before reporting
   }
 
-  GapRow gap;
-  gap.status = "not run";
   if (options.Runs("gap")) {
     Phase("gap");
     gap = MeasureGap(options);
@@ -506,13 +545,7 @@ int main(int argc, char** argv) {
     std::printf("\nstage switch: %s\n", gap.status.c_str());
   }
 
-  std::ofstream out(options.json_path);
-  out << ToJson(options, throughput, forks, gap);
-  out.close();
-  if (!out) {
-    std::fprintf(stderr, "cannot write %s\n", options.json_path.c_str());
-    return 1;
-  }
+  if (!write_json()) return 1;
   std::printf("figures: %s\n", options.json_path.c_str());
   bool ok = gap.status == "ok" || gap.status == "not run";
   for (const ThroughputRow& row : throughput) ok = ok && (row.status == "ok" || row.status.starts_with("skipped"));
