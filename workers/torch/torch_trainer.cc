@@ -100,6 +100,10 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& text) {
   }
 #ifdef HIPPO_TORCH_CUDA
   const int count = static_cast<int>(c10::cuda::device_count());
+  if (count == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--device ", text, ": this machine has no CUDA device; use --device cpu"));
+  }
   if (index >= count) {
     return absl::FailedPreconditionError(absl::StrCat("--device ", text, ": this machine has ",
                                                       count, " CUDA device(s); use cpu or cuda:0..",
