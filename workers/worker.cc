@@ -316,7 +316,7 @@ hippo::v1::WorkerMessage Worker::Hello() const {
   hello->set_worker_id(options_.worker_id);
   hello->set_host(options_.host);
   hippo::v1::Device* device = hello->add_devices();
-  device->set_name("cpu");
+  device->set_name(options_.device);
   device->set_memory_bytes(options_.memory_bytes);
   hello->set_memory_bytes(options_.memory_bytes);
   for (const auto& [kind, trainer] : trainers_) hello->add_trainers(kind);
