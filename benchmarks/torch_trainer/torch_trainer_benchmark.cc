@@ -22,9 +22,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -146,8 +146,7 @@ double Median(std::vector<double> values) {
 // Trains task [0, end) and returns the clock reading of every step's progress callback.
 absl::StatusOr<std::vector<Clock::time_point>> TrainTimed(TorchTrainer& trainer,
                                                           const StageTask& task,
-                                                          TrainingState& state,
-                                                          double* last_loss) {
+                                                          TrainingState& state, double* last_loss) {
   std::vector<Clock::time_point> marks;
   StageControl control;
   TrainCallbacks callbacks;
@@ -313,9 +312,9 @@ struct GapRow {
   Config config;
   std::string status = "ok";
   int64_t iterations_per_epoch = 0;
-  double epoch_ms = 0;      // B's second step: one steady one-epoch stage (median)
-  double gap_ms = 0;        // A's return -> B's first progress callback (median)
-  double overhead_ms = 0;   // gap_ms - epoch_ms
+  double epoch_ms = 0;     // B's second step: one steady one-epoch stage (median)
+  double gap_ms = 0;       // A's return -> B's first progress callback (median)
+  double overhead_ms = 0;  // gap_ms - epoch_ms
   double overhead_percent = 0;
 };
 
@@ -402,19 +401,20 @@ std::string ToJson(const Options& options, const std::vector<ThroughputRow>& thr
         ", \"state_bytes\": ", r.state_bytes, ", \"checkpoint_bytes\": ", r.checkpoint_bytes,
         ", \"clone_ms\": ", Number(r.clone_ms), ", \"disk_ms\": ", Number(r.disk_ms),
         ", \"serialize_ms\": ", Number(r.serialize_ms), ", \"write_ms\": ", Number(r.write_ms),
-        ", \"read_ms\": ", Number(r.read_ms), ", \"deserialize_ms\": ",
-        Number(r.deserialize_ms), "}"));
+        ", \"read_ms\": ", Number(r.read_ms), ", \"deserialize_ms\": ", Number(r.deserialize_ms),
+        "}"));
   }
   const std::string gap_json = absl::StrCat(
       "{\"model\": ", Quoted(gap.config.model), ", \"batch_size\": ", gap.config.batch_size,
       ", \"mode\": ", Quoted(gap.config.mode), ", \"status\": ", Quoted(gap.status),
-      ", \"iterations_per_epoch\": ", gap.iterations_per_epoch, ", \"epoch_ms\": ",
-      Number(gap.epoch_ms), ", \"gap_ms\": ", Number(gap.gap_ms), ", \"overhead_ms\": ",
-      Number(gap.overhead_ms), ", \"overhead_percent\": ", Number(gap.overhead_percent), "}");
+      ", \"iterations_per_epoch\": ", gap.iterations_per_epoch,
+      ", \"epoch_ms\": ", Number(gap.epoch_ms), ", \"gap_ms\": ", Number(gap.gap_ms),
+      ", \"overhead_ms\": ", Number(gap.overhead_ms),
+      ", \"overhead_percent\": ", Number(gap.overhead_percent), "}");
   return absl::StrCat(
       "{\"device\": ", Quoted(options.device), ", \"quick\": ", options.quick ? "true" : "false",
-      ", \"image_size\": ", options.image_size, ", \"train_examples\": ",
-      options.train_examples, ", \"iterations_per_step\": ", options.iterations_per_step,
+      ", \"image_size\": ", options.image_size, ", \"train_examples\": ", options.train_examples,
+      ", \"iterations_per_step\": ", options.iterations_per_step,
       ", \"warmup_steps\": ", options.warmup_steps, ", \"steps\": ", options.steps,
       ",\n \"throughput\": [\n  ", absl::StrJoin(rows, ",\n  "), "],\n \"fork\": [\n  ",
       absl::StrJoin(fork_rows, ",\n  "), "],\n \"gap\": ", gap_json, "}\n");
@@ -482,8 +482,7 @@ int main(int argc, char** argv) {
           if (row.status == "ok") {
             std::printf("%-9s %6lld %5s %6s %12.0f %10.3f %6s\n", model.c_str(),
                         static_cast<long long>(batch), precision.c_str(), mode.c_str(),
-                        row.images_per_second, row.ms_per_iteration,
-                        row.used_graph ? "yes" : "no");
+                        row.images_per_second, row.ms_per_iteration, row.used_graph ? "yes" : "no");
           } else {
             std::printf("%-9s %6lld %5s %6s  %s\n", model.c_str(), static_cast<long long>(batch),
                         precision.c_str(), mode.c_str(), row.status.c_str());
@@ -508,14 +507,14 @@ int main(int argc, char** argv) {
     return static_cast<bool>(out);
   };
   write_json();
-  std::printf("\n%-9s %12s %12s %12s   (disk = serialize + write + read + deserialize)\n",
-              "model", "state MB", "clone ms", "disk ms");
+  std::printf("\n%-9s %12s %12s %12s   (disk = serialize + write + read + deserialize)\n", "model",
+              "state MB", "clone ms", "disk ms");
   std::fflush(stdout);
   auto report_fork = [&](const ForkRow& row) {
     if (row.status == "ok") {
-      std::printf("%-9s %12.2f %12.3f %12.3f   (%.2f + %.2f + %.2f + %.2f)\n",
-                  row.model.c_str(), static_cast<double>(row.state_bytes) / 1e6, row.clone_ms,
-                  row.disk_ms, row.serialize_ms, row.write_ms, row.read_ms, row.deserialize_ms);
+      std::printf("%-9s %12.2f %12.3f %12.3f   (%.2f + %.2f + %.2f + %.2f)\n", row.model.c_str(),
+                  static_cast<double>(row.state_bytes) / 1e6, row.clone_ms, row.disk_ms,
+                  row.serialize_ms, row.write_ms, row.read_ms, row.deserialize_ms);
     } else {
       std::printf("%-9s  %s\n", row.model.c_str(), row.status.c_str());
     }
@@ -548,7 +547,8 @@ int main(int argc, char** argv) {
   if (!write_json()) return 1;
   std::printf("figures: %s\n", options.json_path.c_str());
   bool ok = gap.status == "ok" || gap.status == "not run";
-  for (const ThroughputRow& row : throughput) ok = ok && (row.status == "ok" || row.status.starts_with("skipped"));
+  for (const ThroughputRow& row : throughput)
+    ok = ok && (row.status == "ok" || row.status.starts_with("skipped"));
   for (const ForkRow& row : forks) ok = ok && row.status == "ok";
   return ok ? 0 : 1;
 }
