@@ -1,6 +1,42 @@
 #include "workers/torch/optimizer.h"
 
+#include <torch/version.h>
+
 namespace hippo::workers::torch_trainer {
+namespace {
+
+// Element-wise arithmetic over a whole list of tensors, each with a 0-dim factor that is itself a
+// tensor (on the device, read by the kernel: a captured graph follows its value). LibTorch 2.x
+// has multi-tensor (foreach) overloads for that, one launch for many tensors; 1.13 (the CPU
+// machines' Debian LibTorch) takes only host scalars there, so it loops, one op per tensor.
+std::vector<at::Tensor> Times(at::TensorList tensors, const at::Tensor& factor) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::_foreach_mul(tensors, factor);
+#else
+  std::vector<at::Tensor> products;
+  products.reserve(tensors.size());
+  for (const at::Tensor& tensor : tensors) products.push_back(tensor * factor);
+  return products;
+#endif
+}
+
+void MultiplyBy(at::TensorList tensors, const at::Tensor& factor) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (const at::Tensor& tensor : tensors) tensor.mul_(factor);
+#endif
+}
+
+void AddTo(at::TensorList tensors, const at::Tensor& value) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::_foreach_add_(tensors, value);
+#else
+  for (const at::Tensor& tensor : tensors) tensor.add_(value);
+#endif
+}
+
+}  // namespace
 
 Optimizer::Optimizer(OptimizerKind kind, bool nesterov, const std::vector<NamedTensor>& parameters,
                      at::Device device)
@@ -8,18 +44,19 @@ Optimizer::Optimizer(OptimizerKind kind, bool nesterov, const std::vector<NamedT
   for (const NamedTensor& parameter : parameters) {
     const at::Tensor zeros = at::zeros_like(parameter.tensor.detach());
     if (kind_ == OptimizerKind::kSgd) {
-      first_.push_back(state_.size());
       state_.push_back(NamedTensor{parameter.name + ".momentum", zeros});
+      first_.push_back(zeros);
     } else {
-      first_.push_back(state_.size());
+      const at::Tensor more_zeros = zeros.clone();
       state_.push_back(NamedTensor{parameter.name + ".exp_avg", zeros});
-      second_.push_back(state_.size());
-      state_.push_back(NamedTensor{parameter.name + ".exp_avg_sq", zeros.clone()});
+      state_.push_back(NamedTensor{parameter.name + ".exp_avg_sq", more_zeros});
+      first_.push_back(zeros);
+      second_.push_back(more_zeros);
     }
   }
   if (kind_ != OptimizerKind::kSgd) {
-    step_index_ = state_.size();
-    state_.push_back(NamedTensor{"step", Scalar(at::kDouble).zero_()});
+    step_ = Scalar(at::kDouble);
+    state_.push_back(NamedTensor{"step", step_});
   }
   negative_lr_ = Scalar();
   momentum_ = Scalar();
@@ -52,37 +89,46 @@ void Optimizer::SetValues(const StepValues& values) {
 void Optimizer::Update(const std::vector<at::Tensor>& parameters,
                        const std::vector<at::Tensor>& gradients) {
   if (kind_ == OptimizerKind::kSgd) {
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const at::Tensor& p = parameters[i];
-      const at::Tensor g = at::addcmul(gradients[i], p, weight_decay_);
-      at::Tensor& buffer = state_[first_[i]].tensor;
-      buffer.mul_(momentum_).add_(g);
-      const at::Tensor direction = nesterov_ ? at::addcmul(g, buffer, momentum_) : buffer;
-      p.addcmul_(direction, negative_lr_);
+    // direction = g + wd p
+    std::vector<at::Tensor> direction = Times(parameters, weight_decay_);
+    at::_foreach_add_(direction, gradients);
+    // b = momentum b + direction
+    MultiplyBy(first_, momentum_);
+    at::_foreach_add_(first_, direction);
+    if (nesterov_) {
+      // direction += momentum b
+      at::_foreach_add_(direction, Times(first_, momentum_));
+    } else {
+      direction = first_;
     }
+    // p += -lr direction
+    at::_foreach_add_(parameters, Times(direction, negative_lr_));
     return;
   }
-  at::Tensor& step = state_[step_index_].tensor;
-  step.add_(1);
-  const at::Tensor bias1 = 1 - at::pow(beta1_.to(at::kDouble), step);
-  const at::Tensor bias2_sqrt = at::sqrt(1 - at::pow(beta2_.to(at::kDouble), step));
+  step_.add_(1);
+  const at::Tensor bias1 = 1 - at::pow(beta1_.to(at::kDouble), step_);
+  const at::Tensor bias2_sqrt = at::sqrt(1 - at::pow(beta2_.to(at::kDouble), step_));
   const at::Tensor step_size = (negative_lr_.to(at::kDouble) / bias1).to(at::kFloat);
-  const at::Tensor bias2_root = bias2_sqrt.to(at::kFloat);
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    const at::Tensor& p = parameters[i];
-    at::Tensor g = gradients[i];
-    if (kind_ == OptimizerKind::kAdamW) {
-      p.mul_(decoupled_decay_);
-    } else {
-      g = at::addcmul(g, p, weight_decay_);
-    }
-    at::Tensor& exp_avg = state_[first_[i]].tensor;
-    at::Tensor& exp_avg_sq = state_[second_[i]].tensor;
-    exp_avg.lerp_(g, one_minus_beta1_);
-    exp_avg_sq.mul_(beta2_).addcmul_(g * one_minus_beta2_, g);
-    const at::Tensor denominator = (exp_avg_sq.sqrt() / bias2_root).add_(eps_);
-    p.addcmul_(exp_avg / denominator, step_size);
+  const at::Tensor inverse_bias2_root = (1 / bias2_sqrt).to(at::kFloat);
+  std::vector<at::Tensor> g;
+  if (kind_ == OptimizerKind::kAdamW) {
+    MultiplyBy(parameters, decoupled_decay_);
+    g = gradients;
+  } else {
+    g = Times(parameters, weight_decay_);
+    at::_foreach_add_(g, gradients);
   }
+  // m = beta1 m + (1 - beta1) g
+  MultiplyBy(first_, beta1_);
+  at::_foreach_add_(first_, Times(g, one_minus_beta1_));
+  // v = beta2 v + (1 - beta2) g^2
+  MultiplyBy(second_, beta2_);
+  at::_foreach_addcmul_(second_, Times(g, one_minus_beta2_), g);
+  // p += step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+  std::vector<at::Tensor> denominator = at::_foreach_sqrt(second_);
+  MultiplyBy(denominator, inverse_bias2_root);
+  AddTo(denominator, eps_);
+  at::_foreach_addcdiv_(parameters, Times(first_, step_size), denominator);
 }
 
 }  // namespace hippo::workers::torch_trainer
