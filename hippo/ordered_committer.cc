@@ -49,7 +49,7 @@ OrderedCommitter::~OrderedCommitter() {
 }
 
 std::future<absl::Status> OrderedCommitter::Enqueue(store::WriteBatch batch,
-                                                   std::function<void()> then) {
+                                                    std::function<void()> then) {
   std::lock_guard<std::mutex> lock(mutex_);
   queue_.push_back(Pending{std::move(batch), std::move(then), {}});
   std::future<absl::Status> future = queue_.back().done.get_future();

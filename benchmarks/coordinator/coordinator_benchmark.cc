@@ -3,12 +3,14 @@
 // An in-process coordinator (real SQLite file, durable group commit) runs a random-search study
 // of N one-step trials; W worker threads each hold a real WorkerService stream and answer every
 // Assign at once with Progress, CheckpointWritten and StageFinished. Reported: dispatches per
-// second, the dispatch latency (StageFinished sent -> next Assign received) p50/p99, the
-// coordinator's resident memory at the end, and the time per trial over the first and the last
-// 5% of the study (it must stay flat as the study grows).
+// second, the dispatch latency (StageFinished sent -> next Assign received) p50/p99, the CPU time
+// per dispatch (all threads of the process: coordinator and simulated workers, which share the
+// machine), the coordinator's resident memory at the end, and the time per trial over the first
+// and the last 5% of the study (it must stay flat as the study grows).
 //
 // Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--out FILE]
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -147,6 +149,16 @@ struct SimulatedWorker {
   }
 };
 
+// CPU seconds (user + system) of this process so far.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double Percentile(std::vector<double> values, double fraction) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
@@ -194,6 +206,7 @@ int main(int argc, char** argv) {
   grpc::CompletionQueue queue;
   std::vector<std::unique_ptr<SimulatedWorker>> simulated;
   const auto start = Clock::now();
+  const double cpu_start = CpuSeconds();
   for (int i = 0; i < workers; ++i) {
     simulated.push_back(std::make_unique<SimulatedWorker>());
     SimulatedWorker& worker = *simulated.back();
@@ -217,6 +230,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_seconds = CpuSeconds() - cpu_start;
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -247,6 +261,8 @@ int main(int argc, char** argv) {
   const double p99 = Percentile(latencies, 0.99);
   const double rss_growth = peak_rss - rss_before;
   const auto stats = (*server)->engine().stats();
+  const double cpu_per_dispatch_us =
+      1e6 * cpu_seconds / static_cast<double>(std::max<int64_t>(1, stats.dispatches));
   simulated.clear();
   server->reset();
   std::filesystem::remove(db);
@@ -259,6 +275,7 @@ int main(int argc, char** argv) {
   std::printf("%-44s %12.2f\n", "study creation (s)", create_seconds);
   std::printf("%-44s %12.2f\n", "dispatch phase (s)", seconds);
   std::printf("%-44s %12.0f\n", "dispatches per second", dispatches_per_second);
+  std::printf("%-44s %12.0f\n", "CPU per dispatch, all threads (us)", cpu_per_dispatch_us);
   std::printf("%-44s %12.2f\n", "dispatch latency p50 (ms)", p50);
   std::printf("%-44s %12.2f\n", "dispatch latency p99 (ms)", p99);
   std::printf("%-44s %12.3f\n", "time per trial, first 5% (ms)", first_ms);
@@ -268,9 +285,10 @@ int main(int argc, char** argv) {
   file << "{\"workers\": " << workers << ", \"trials\": " << trials
        << ", \"dispatches\": " << stats.dispatches << ", \"create_seconds\": " << create_seconds
        << ", \"seconds\": " << seconds << ", \"dispatches_per_second\": " << dispatches_per_second
-       << ", \"latency_p50_ms\": " << p50 << ", \"latency_p99_ms\": " << p99
-       << ", \"per_trial_first_ms\": " << first_ms << ", \"per_trial_last_ms\": " << last_ms
-       << ", \"rss_growth_bytes\": " << rss_growth << "}\n";
+       << ", \"cpu_per_dispatch_us\": " << cpu_per_dispatch_us << ", \"latency_p50_ms\": " << p50
+       << ", \"latency_p99_ms\": " << p99 << ", \"per_trial_first_ms\": " << first_ms
+       << ", \"per_trial_last_ms\": " << last_ms << ", \"rss_growth_bytes\": " << rss_growth
+       << "}\n";
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }
