@@ -168,6 +168,12 @@ if ! cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" "${keep_going[
   # Keep going with whatever did build.
 fi
 note "built after $(elapsed) s"
+# libstdc++ must come before LibTorch in the programs' library search order (workers/torch/
+# CMakeLists.txt says why); the first DT_NEEDED entry shows it.
+for program in benchmarks/torch_trainer/torch_trainer_benchmark cli/hippo; do
+  [[ -x "$build/$program" ]] || continue
+  note "$program: first library $(readelf -d "$build/$program" | grep -m1 NEEDED | grep -oE '\[.*\]')"
+done
 
 # --- tests ----------------------------------------------------------------------------------------
 if ((tests)); then
