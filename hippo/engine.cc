@@ -461,6 +461,7 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   trial.family_id = (*family)->id;
   trial.tree_trial = *tree_trial;
   trial.point = request.point;
+  trial.point_json = PointToJson(request.point);
   trial.structural = plan->structural;
   trial.target = request.target;
   if (request.kind == search_algos::Request::Kind::kFork) {
@@ -1033,7 +1034,7 @@ store::TrialRecord Engine::TrialRecordOf(size_t study_index, int64_t number) con
   record.trial_id = number;
   record.family_id = trial.family_id;
   record.tree_trial = trial.tree_trial;
-  record.point_json = PointToJson(trial.point);
+  record.point_json = trial.point_json;
   record.target_step = trial.target;
   record.state = trial.state;
   record.forked_from = trial.forked_from;
@@ -1525,6 +1526,7 @@ absl::Status Engine::Recover() {
     trial.family_id = record.family_id;
     trial.tree_trial = static_cast<stage_tree::TrialId>(record.tree_trial);
     trial.point = *point;
+    trial.point_json = record.point_json;
     absl::StatusOr<stage_tree::TrialPlan> plan =
         stage_tree::BuildTrial(study.space, trial.point, study.spec.budget().max_steps());
     if (plan.ok()) trial.structural = plan->structural;

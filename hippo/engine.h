@@ -140,6 +140,7 @@ class Engine {
     int64_t family_id = 0;
     stage_tree::TrialId tree_trial = 0;
     stage_tree::Point point;
+    std::string point_json;  // the point as stored, written once (every trial record has it)
     std::map<std::string, stage_tree::Value> structural;
     int64_t target = 0;
     hippo::v1::TrialState state = hippo::v1::TRIAL_RUNNING;
