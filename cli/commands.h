@@ -32,7 +32,10 @@ struct WorkerCommandOptions {
   std::string id;
   std::string checkpoint_dir = "hippo-checkpoints";
   int64_t cache_mb = 1024;
-  std::string device = "cpu";  // "cpu" or "cuda:N", handed to every trainer
+  // "cpu" or "cuda:N", handed to every trainer; "auto": one worker process per visible GPU
+  // (cuda:0, cuda:1, ...), or one CPU worker when there is none.
+  std::string device = "auto";
+  int cuda_devices = 0;  // visible GPUs, for "auto"
 };
 
 struct RunOptions {

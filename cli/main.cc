@@ -171,8 +171,9 @@ int main(int argc, char** argv) {
       ->default_val(1024);
   worker
       ->add_option("--device", worker_options.device,
-                   "Where this worker trains: cpu or cuda:N (one worker per GPU)")
-      ->default_val("cpu");
+                   "Where it trains: cpu, cuda:N, or auto (one worker process per visible GPU, "
+                   "else one on the CPU)")
+      ->default_val("auto");
 
   bool no_merge = false;
   CLI::App* submit = app.add_subcommand("submit", "Submit a study to a coordinator");
@@ -222,7 +223,14 @@ int main(int argc, char** argv) {
   if (*run) return hippo::cli::RunCommand(run_options);
   if (*simulate) return hippo::cli::SimulateCommand(simulate_options);
   if (*server) return hippo::cli::ServerCommand(server_options);
-  if (*worker) return hippo::cli::WorkerCommand(worker_options);
+  if (*worker) {
+#ifdef HIPPO_WITH_TORCH
+    if (worker_options.device == "auto") {
+      worker_options.cuda_devices = hippo::workers::CudaDeviceCount();
+    }
+#endif
+    return hippo::cli::WorkerCommand(worker_options);
+  }
   if (*submit) return hippo::cli::SubmitCommand(client, spec_path, no_merge);
   if (*studies) return hippo::cli::StudiesCommand(client);
   if (*study) return hippo::cli::StudyCommand(client, study_id);

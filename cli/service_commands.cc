@@ -1,9 +1,16 @@
 // `hippo server` and `hippo worker`: long-running processes stopped by SIGINT or SIGTERM.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "cli/commands.h"
 #include "hippo/server.h"
@@ -64,7 +71,68 @@ int ServerCommand(const ServerCommandOptions& options) {
   return kExitOk;
 }
 
+// `hippo worker --device auto` on a machine with GPUs: one `hippo worker --device cuda:i`
+// process per GPU (a fresh process each, so no CUDA state crosses a fork), stopped together.
+int WorkerPerGpu(const WorkerCommandOptions& options) {
+  const sigset_t signals = BlockStopSignals();  // inherited by the children, which sigwait too
+  std::vector<pid_t> children;
+  for (int gpu = 0; gpu < options.cuda_devices; ++gpu) {
+    std::vector<std::string> args = {"hippo",
+                                     "worker",
+                                     "--device",
+                                     "cuda:" + std::to_string(gpu),
+                                     "--checkpoint-dir",
+                                     options.checkpoint_dir,
+                                     "--cache-mb",
+                                     std::to_string(options.cache_mb)};
+    if (!options.client.coordinator.empty()) {
+      args.insert(args.end(), {"--coordinator", options.client.coordinator});
+    }
+    if (!options.client.token_file.empty()) {
+      args.insert(args.end(), {"--token-file", options.client.token_file});
+    }
+    if (!options.id.empty())
+      args.insert(args.end(), {"--id", options.id + "-cuda" + std::to_string(gpu)});
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (std::string& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      execv("/proc/self/exe", argv.data());
+      std::perror("hippo worker: cannot start a worker per GPU");
+      _exit(kExitFailure);
+    }
+    if (pid < 0) {
+      std::perror("hippo worker: fork");
+      break;
+    }
+    children.push_back(pid);
+  }
+  std::cout << "hippo worker: " << children.size() << " workers, one per GPU" << std::endl;
+  // Forward a stop signal to every child; wake up when they have all ended on their own.
+  std::atomic<bool> all_ended{false};
+  std::thread forwarder([&children, &all_ended, signals] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    if (all_ended.load()) return;  // their pids may belong to other processes by now
+    for (pid_t child : children) kill(child, SIGTERM);
+  });
+  int exit_code = kExitOk;
+  for (pid_t child : children) {
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != kExitOk) exit_code = code;
+  }
+  all_ended.store(true);
+  pthread_kill(forwarder.native_handle(), SIGTERM);
+  forwarder.join();
+  return children.size() == static_cast<size_t>(options.cuda_devices) ? exit_code : kExitFailure;
+}
+
 int WorkerCommand(const WorkerCommandOptions& options) {
+  if (options.device == "auto" && options.cuda_devices > 0) return WorkerPerGpu(options);
   workers::WorkerOptions worker_options;
   worker_options.coordinator = options.client.coordinator;
   if (worker_options.coordinator.empty()) {
@@ -75,7 +143,7 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
-  worker_options.device = options.device;
+  worker_options.device = options.device == "auto" ? "cpu" : options.device;
   worker_options.trainers = workers::BuiltinTrainerKinds();
   const sigset_t signals = BlockStopSignals();
   workers::Worker worker(worker_options);

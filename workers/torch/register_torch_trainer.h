@@ -9,6 +9,9 @@ namespace hippo::workers {
 // any worker starts; calling it again is harmless.
 void RegisterTorchTrainer();
 
+// The CUDA devices this process can see (0 without CUDA or in a CPU-only build).
+int CudaDeviceCount();
+
 }  // namespace hippo::workers
 
 #endif  // HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_

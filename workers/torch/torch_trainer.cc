@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -927,6 +928,8 @@ absl::StatusOr<std::vector<int64_t>> EpochOrder(uint64_t seed, int64_t epoch, in
     return TorchError("drawing an epoch order", error);
   }
 }
+
+int CudaDeviceCount() { return static_cast<int>(torch::cuda::device_count()); }
 
 void RegisterTorchTrainer() {
   RegisterTrainerKind(std::string(TorchTrainer::kKind),
