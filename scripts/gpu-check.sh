@@ -15,7 +15,7 @@
 #     (examples/gpu), writes every log and JSON under $OUT (./gpu-out when unset) and prints a
 #     short table last.
 #   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
-#   --phases LIST: only these of tests, throughput, fork, gap, reference, study (default all),
+#   --phases LIST: only these of tests, throughput, fork, gap, reference, study, workers (default all),
 #     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults).
 set -uo pipefail
 
@@ -59,7 +59,7 @@ if [[ "${1:-}" == "--fetch-debs" ]]; then
 fi
 
 quick=0
-phases=",tests,throughput,fork,gap,reference,study,"
+phases=",tests,throughput,fork,gap,reference,study,workers,"
 while (($#)); do
   case "$1" in
     --quick) quick=1; phases=${phases/,study,/,} ;;
@@ -149,6 +149,7 @@ grep -E "torch trainer|LibTorch" "$out/configure.log" | tee -a "$summary"
 # Only what the checks need: the torch trainer's tests, the workers tests, hippo, the benchmark.
 wanted=(torch_trainer_benchmark)
 ((study)) && wanted+=(hippo)
+runs workers && wanted+=(hippo)
 available=$(cmake --build "$build" --target help 2>/dev/null)
 if ((tests)); then
   wanted+=(sim_trainer_test checkpoint_store_test fork_cache_test worker_session_test
@@ -257,6 +258,31 @@ if ((study)); then
       note "study $mode: exit $? ($(elapsed) s)"
     done
   fi
+fi
+
+# --- hippo worker --device auto: one worker process per GPU ----------------------------------------
+if runs workers && [[ -x "$build/cli/hippo" ]]; then
+  hippo="$build/cli/hippo"
+  address=127.0.0.1:50151
+  rm -rf /tmp/gpu-check-workers && mkdir -p /tmp/gpu-check-workers
+  "$hippo" server --listen "$address" --db /tmp/gpu-check-workers/hippo.db \
+      >"$out/workers-server.log" 2>&1 &
+  server_pid=$!
+  sleep 3
+  "$hippo" worker --coordinator "$address" --checkpoint-dir /tmp/gpu-check-workers/ckpt \
+      >"$out/workers-worker.log" 2>&1 &
+  worker_pid=$!
+  sleep 8
+  "$hippo" workers --coordinator "$address" --json >"$out/workers-list.json" 2>&1
+  listed=$(grep -oE '"name": *"cuda:[0-9]+"' "$out/workers-list.json" | grep -oE 'cuda:[0-9]+' |
+    sort -u | tr '\n' ' ')
+  note "workers: $(nvidia-smi -L | wc -l) GPU(s); hippo worker (default --device auto): " \
+       "$(head -1 "$out/workers-worker.log"); connected devices: ${listed:-none}"
+  kill -TERM "$worker_pid"
+  wait "$worker_pid"
+  note "workers: stopped with exit $? (children left: $(pgrep -fc 'hippo worker --device cuda' || true))"
+  kill -TERM "$server_pid"
+  wait "$server_pid"
 fi
 
 python3 benchmarks/torch_trainer/summarize.py "$out" >"$out/table.txt" 2>&1
