@@ -35,7 +35,9 @@ struct WorkerCommandOptions {
   // "cpu" or "cuda:N", handed to every trainer; "auto": one worker process per visible GPU
   // (cuda:0, cuda:1, ...), or one CPU worker when there is none.
   std::string device = "auto";
-  int cuda_devices = 0;  // visible GPUs, for "auto"
+  // Counts the visible GPUs, for "auto" (unset in a build without LibTorch). Called only after
+  // the stop signals are blocked: CUDA starts threads, which must inherit that mask.
+  int (*count_cuda_devices)() = nullptr;
 };
 
 struct RunOptions {

@@ -225,9 +225,7 @@ int main(int argc, char** argv) {
   if (*server) return hippo::cli::ServerCommand(server_options);
   if (*worker) {
 #ifdef HIPPO_WITH_TORCH
-    if (worker_options.device == "auto") {
-      worker_options.cuda_devices = hippo::workers::CudaDeviceCount();
-    }
+    worker_options.count_cuda_devices = &hippo::workers::CudaDeviceCount;
 #endif
     return hippo::cli::WorkerCommand(worker_options);
   }

@@ -73,10 +73,9 @@ int ServerCommand(const ServerCommandOptions& options) {
 
 // `hippo worker --device auto` on a machine with GPUs: one `hippo worker --device cuda:i`
 // process per GPU (a fresh process each, so no CUDA state crosses a fork), stopped together.
-int WorkerPerGpu(const WorkerCommandOptions& options) {
-  const sigset_t signals = BlockStopSignals();  // inherited by the children, which sigwait too
+int WorkerPerGpu(const WorkerCommandOptions& options, int gpus, sigset_t signals) {
   std::vector<pid_t> children;
-  for (int gpu = 0; gpu < options.cuda_devices; ++gpu) {
+  for (int gpu = 0; gpu < gpus; ++gpu) {
     std::vector<std::string> args = {"hippo",
                                      "worker",
                                      "--device",
@@ -128,11 +127,18 @@ int WorkerPerGpu(const WorkerCommandOptions& options) {
   all_ended.store(true);
   pthread_kill(forwarder.native_handle(), SIGTERM);
   forwarder.join();
-  return children.size() == static_cast<size_t>(options.cuda_devices) ? exit_code : kExitFailure;
+  return children.size() == static_cast<size_t>(gpus) ? exit_code : kExitFailure;
 }
 
 int WorkerCommand(const WorkerCommandOptions& options) {
-  if (options.device == "auto" && options.cuda_devices > 0) return WorkerPerGpu(options);
+  // Blocked before anything starts a thread (CUDA does): every thread, and the per-GPU children,
+  // inherit the mask, and one thread takes the signals with sigwait.
+  const sigset_t signals = BlockStopSignals();
+  if (options.device == "auto" && options.count_cuda_devices != nullptr) {
+    if (const int gpus = options.count_cuda_devices(); gpus > 0) {
+      return WorkerPerGpu(options, gpus, signals);
+    }
+  }
   workers::WorkerOptions worker_options;
   worker_options.coordinator = options.client.coordinator;
   if (worker_options.coordinator.empty()) {
@@ -145,7 +151,6 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
   worker_options.device = options.device == "auto" ? "cpu" : options.device;
   worker_options.trainers = workers::BuiltinTrainerKinds();
-  const sigset_t signals = BlockStopSignals();
   workers::Worker worker(worker_options);
   std::thread stopper([&worker, signals] {
     int signal = 0;
