@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 
 #include "proto/spec_loader.h"
 #include "tests/e2e/harness.h"
@@ -164,6 +165,26 @@ TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
   const CommandResult allowed =
       RunHippo({"studies", "--coordinator", address, "--token-file", dir.File("token")});
   EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+
+  // Workers too: one without the token is refused (its log says why) and never listed.
+  Process stranger({"worker", "--coordinator", address, "--id", "stranger", "--device", "cpu",
+                    "--checkpoint-dir", dir.File("checkpoints")},
+                   dir.File("stranger.log"));
+  Process member({"worker", "--coordinator", address, "--id", "member", "--device", "cpu",
+                  "--token-file", dir.File("token"), "--checkpoint-dir", dir.File("checkpoints")},
+                 dir.File("member.log"));
+  std::string listed;
+  for (int attempt = 0; attempt < 100 && listed.find("member") == std::string::npos; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    listed = RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"),
+                       "--json"})
+                 .output;
+  }
+  EXPECT_NE(listed.find("member"), std::string::npos) << listed;
+  EXPECT_EQ(listed.find("stranger"), std::string::npos) << listed;
+  std::ifstream log(dir.File("stranger.log"));
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("token"), std::string::npos) << text;
 }
 
 }  // namespace
