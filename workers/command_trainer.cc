@@ -907,16 +907,9 @@ absl::StatusOr<std::unique_ptr<TrainingState>> CommandTrainer::Deserialize(const
 absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, TrainingState& state,
                                                    StageControl& control,
                                                    const TrainCallbacks& callbacks) {
-  auto* command_state = dynamic_cast<CommandState*>(&state);
-  if (command_state == nullptr) {
-    return absl::InvalidArgumentError("command trainer: the state was made by another trainer");
-  }
-  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
-  if (command_state->step() != task.start_step) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("command trainer: stage ", task.stage_id, " starts at step ", task.start_step,
-                     " but its parent state is at step ", command_state->step()));
-  }
+  absl::StatusOr<CommandState*> own = StateToTrain<CommandState>("command", task, state);
+  if (!own.ok()) return own.status();
+  CommandState* command_state = *own;
   absl::StatusOr<CommandConfig> config = ParseConfig(task);
   if (!config.ok()) return config.status();
   absl::StatusOr<std::string> program = ResolveProgram(config->argv.front(), PathVariable(*config));

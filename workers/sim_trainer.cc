@@ -255,16 +255,9 @@ absl::StatusOr<std::unique_ptr<TrainingState>> SimTrainer::Deserialize(const Sta
 absl::StatusOr<StageOutcome> SimTrainer::Train(const StageTask& task, TrainingState& state,
                                                StageControl& control,
                                                const TrainCallbacks& callbacks) {
-  auto* sim = dynamic_cast<SimState*>(&state);
-  if (sim == nullptr) {
-    return absl::InvalidArgumentError("sim trainer: the state was made by another trainer");
-  }
-  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
-  if (sim->step() != task.start_step) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sim trainer: stage ", task.stage_id, " starts at step ", task.start_step,
-                     " but its parent state is at step ", sim->step()));
-  }
+  absl::StatusOr<SimState*> own = StateToTrain<SimState>("sim", task, state);
+  if (!own.ok()) return own.status();
+  SimState* sim = *own;
   absl::StatusOr<SimConfig> config = ParseConfig(task);
   if (!config.ok()) return config.status();
 
@@ -272,8 +265,8 @@ absl::StatusOr<StageOutcome> SimTrainer::Train(const StageTask& task, TrainingSt
     if (control.ShouldStop()) return control.StopStatus();
     absl::StatusOr<StepValues> values = ValuesAt(task, step);
     if (!values.ok()) return values.status();
-    const double sleep = (config->virtual_time ? 0.0 : config->cost_per_step) +
-                         config->wall_seconds_per_step;
+    const double sleep =
+        (config->virtual_time ? 0.0 : config->cost_per_step) + config->wall_seconds_per_step;
     if (sleep > 0 && control.SleepUnlessStopped(absl::Seconds(sleep))) {
       return control.StopStatus();
     }

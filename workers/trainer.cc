@@ -142,6 +142,16 @@ bool StageControl::SleepUnlessStopped(absl::Duration duration) const {
   return cancelled_ || (deadline_.has_value() && absl::Now() >= *deadline_);
 }
 
+absl::Status CheckStageStart(std::string_view kind, const StageTask& task, Step state_step) {
+  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
+  if (state_step != task.start_step) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(std::string(kind), " trainer: stage ", task.stage_id, " starts at step ",
+                     task.start_step, " but its parent state is at step ", state_step));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 struct TrainerKinds {
@@ -193,9 +203,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> MakeBuiltinTrainer(std::string_view kin
     }
   }
   if (!factory) {
-    return absl::NotFoundError(absl::StrCat("no trainer of kind '", std::string(kind),
-                                            "' in this build (it has: ",
-                                            absl::StrJoin(BuiltinTrainerKinds(), ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("no trainer of kind '", std::string(kind),
+                     "' in this build (it has: ", absl::StrJoin(BuiltinTrainerKinds(), ", "), ")"));
   }
   return factory(device);
 }

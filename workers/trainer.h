@@ -97,6 +97,23 @@ class TrainingState {
   virtual int64_t SizeBytes() const = 0;
 };
 
+// What every trainer checks before Train: `state` is its own kind of state (S), the task is well
+// formed (ValidateStageTask) and the state lies at the task's start step. `kind` names the
+// trainer in the messages.
+absl::Status CheckStageStart(std::string_view kind, const StageTask& task, Step state_step);
+
+template <typename S>
+absl::StatusOr<S*> StateToTrain(std::string_view kind, const StageTask& task,
+                                TrainingState& state) {
+  auto* own = dynamic_cast<S*>(&state);
+  if (own == nullptr) {
+    return absl::InvalidArgumentError(std::string(kind) +
+                                      " trainer: the state was made by another trainer");
+  }
+  if (absl::Status status = CheckStageStart(kind, task, own->step()); !status.ok()) return status;
+  return own;
+}
+
 // Shared between the session thread (which cancels and requests checkpoints) and the training
 // thread (which polls). Thread-safe.
 class StageControl {

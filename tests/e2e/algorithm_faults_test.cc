@@ -83,10 +83,7 @@ Outcome RunStudy(const Case& c, const std::vector<double>& kill_at, int64_t tota
       std::this_thread::sleep_for(milliseconds(20));
     }
     EXPECT_TRUE(mid_study) << c.algorithm << ": the kill at " << fraction << " came too late";
-    server->Kill(SIGKILL);
-    EXPECT_EQ(server->Wait(), 128 + SIGKILL);
-    server = std::make_unique<Process>(server_args, dir.File("server.log"));
-    EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+    KillAndRestartServer(server, server_args, dir.File("server.log"), address);
   }
   Outcome outcome;
   absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(300));
@@ -132,22 +129,24 @@ TEST_P(AlgorithmFaultsTest, CoordinatorKilledTwiceEndsLikeAnUninterruptedRun) {
 INSTANTIATE_TEST_SUITE_P(
     EveryAlgorithm, AlgorithmFaultsTest,
     testing::Values(
-        Case{"random", "w1.yaml",
+        Case{"random",
+             "w1.yaml",
              {{"algorithm: {name: grid, seed: 0}", "algorithm: {name: random, seed: 3}"},
               {"budget: {max_steps: 120}", "budget: {max_steps: 120, max_trials: 16}"}}},
-        Case{"tpe", "w1.yaml",
+        Case{"tpe",
+             "w1.yaml",
              {{"algorithm: {name: grid, seed: 0}",
                "algorithm: {name: tpe, seed: 3, tpe: {n_startup_trials: 5}}"},
               {"budget: {max_steps: 120}",
                "budget: {max_steps: 120, max_trials: 16, max_parallel_trials: 2}"}}},
-        Case{"median", "w1.yaml",
+        Case{"median",
+             "w1.yaml",
              {{"algorithm: {name: grid, seed: 0}",
                "algorithm: {name: median, seed: 3, median: {n_startup_trials: 3, "
                "interval_steps: 10}}"},
               {"budget: {max_steps: 120}", "budget: {max_steps: 120, max_trials: 16}"}}},
         Case{"asha", "w2.yaml", {{"max_trials: 256", "max_trials: 64"}}},
-        Case{"hyperband", "w3.yaml", {}},
-        Case{"pbt", "w4.yaml", {}},
+        Case{"hyperband", "w3.yaml", {}}, Case{"pbt", "w4.yaml", {}},
         Case{"evolution", "w6.yaml", {{"children: 64", "children: 24"}}}),
     [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.algorithm); });
 

@@ -61,10 +61,7 @@ Outcome RunW1(int kills, milliseconds interval) {
       EXPECT_EQ(study.state(), v1::STUDY_RUNNING) << "kill " << kill << " came too late";
       EXPECT_LT(study.steps().executed_steps(), study.steps().unique_steps());
     }
-    server->Kill(SIGKILL);
-    EXPECT_EQ(server->Wait(), 128 + SIGKILL);
-    server = std::make_unique<Process>(server_args, dir.File("server.log"));
-    EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+    KillAndRestartServer(server, server_args, dir.File("server.log"), address);
   }
   Outcome outcome;
   absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(300));

@@ -1,6 +1,7 @@
 #include "tests/e2e/harness.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -222,6 +223,15 @@ std::string WorkloadWithConfig(const std::string& name, const std::string& confi
   text << file.rdbuf();
   return std::regex_replace(text.str(), std::regex("config: \\{[^}]*\\}"),
                             "config: " + config_yaml);
+}
+
+void KillAndRestartServer(std::unique_ptr<Process>& server,
+                          const std::vector<std::string>& server_args, const std::string& log_path,
+                          const std::string& address) {
+  server->Kill(SIGKILL);
+  EXPECT_EQ(server->Wait(), 128 + SIGKILL);
+  server = std::make_unique<Process>(server_args, log_path);
+  EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
 }
 
 }  // namespace hippo::e2e

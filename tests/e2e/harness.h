@@ -66,6 +66,12 @@ std::unique_ptr<hippo::v1::StudyService::Stub> Connect(const std::string& addres
 // Polls until the coordinator answers (true) or `timeout` passes (false).
 bool WaitForServer(const std::string& address, std::chrono::seconds timeout);
 
+// SIGKILLs the coordinator `server` and starts `hippo server_args...` again (its output appended
+// to `log_path`), waiting until it answers on `address`.
+void KillAndRestartServer(std::unique_ptr<Process>& server,
+                          const std::vector<std::string>& server_args, const std::string& log_path,
+                          const std::string& address);
+
 // Polls the study until it is no longer running; returns its final view. Retries while the
 // coordinator is down (it may be restarting).
 absl::StatusOr<hippo::v1::Study> WaitForStudy(const std::string& address,

@@ -2,9 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/cuda.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
 
 #ifdef HIPPO_TORCH_CUDA
 #include <ATen/autocast_mode.h>
@@ -895,16 +895,9 @@ absl::StatusOr<std::unique_ptr<TrainingState>> TorchTrainer::Deserialize(const S
 absl::StatusOr<StageOutcome> TorchTrainer::Train(const StageTask& task, TrainingState& state,
                                                  StageControl& control,
                                                  const TrainCallbacks& callbacks) {
-  auto* torch_state = dynamic_cast<TorchState*>(&state);
-  if (torch_state == nullptr) {
-    return absl::InvalidArgumentError("torch trainer: the state was made by another trainer");
-  }
-  if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
-  if (torch_state->step() != task.start_step) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("torch trainer: stage ", task.stage_id, " starts at step ", task.start_step,
-                     " but its parent state is at step ", torch_state->step()));
-  }
+  absl::StatusOr<TorchState*> own = StateToTrain<TorchState>("torch", task, state);
+  if (!own.ok()) return own.status();
+  TorchState* torch_state = *own;
   try {
     return impl_->Train(task, *torch_state, control, callbacks);
   } catch (const std::exception& error) {
