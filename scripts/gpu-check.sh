@@ -189,7 +189,7 @@ fi
 # --- benchmarks ------------------------------------------------------------------------------------
 bench="$build/benchmarks/torch_trainer/torch_trainer_benchmark"
 bench_args=(--device cuda:0)
-reference_args=(--json "$out/pytorch_reference.json")
+reference_args=(--json "$out/pytorch_reference.json" --layouts nchw,nhwc)
 if ((quick)); then
   bench_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
   reference_args+=(--models resnet20 --batch-sizes 128 --steps 3 --iterations-per-step 30)
@@ -198,7 +198,7 @@ fi
 if [[ -x "$bench" ]]; then
   for phase in throughput fork gap; do
     runs "$phase" || continue
-    timeout 300 "$bench" "${bench_args[@]}" --phases "$phase" --json "$out/hippo_$phase.json" \
+    timeout 500 "$bench" "${bench_args[@]}" --phases "$phase" --json "$out/hippo_$phase.json" \
         >"$out/hippo_$phase.log" 2>&1
     code=$?
     note "hippo trainer benchmark, $phase: exit $code ($(elapsed) s)"
@@ -230,7 +230,7 @@ if runs diagnose && [[ -x "$bench" ]]; then
   fi
 fi
 if ((reference)); then
-  timeout 240 python3 benchmarks/torch_trainer/pytorch_reference.py "${reference_args[@]}" \
+  timeout 480 python3 benchmarks/torch_trainer/pytorch_reference.py "${reference_args[@]}" \
       >"$out/pytorch_reference.log" 2>&1
   note "pytorch reference: exit $? ($(elapsed) s)"
 fi

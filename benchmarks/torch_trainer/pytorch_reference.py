@@ -18,7 +18,8 @@ side stream, zero_grad(set_to_none=True) before capture, as PyTorch's CUDA-graph
 replayed. Writes JSON and prints a table.
 
 Usage: pytorch_reference.py [--json FILE] [--models resnet20,resnet56] [--batch-sizes 128,512]
-       [--precisions fp32,bf16] [--modes eager,graph] [--steps 4] [--iterations-per-step 50]
+       [--precisions fp32,bf16] [--modes eager,graph] [--layouts nchw,nhwc] [--steps 4]
+       [--iterations-per-step 50]
 """
 import argparse
 import json
@@ -74,14 +75,19 @@ class ResNet(nn.Module):
         return self.output(x.mean(dim=(2, 3)))
 
 
-def measure(model_name, batch_size, precision, mode, args, data):
+def measure(model_name, batch_size, precision, mode, layout, args, data):
     device = torch.device("cuda")
     torch.manual_seed(0)
     depth = 56 if model_name == "resnet56" else 20
     model = ResNet(depth).to(device).train()
+    nhwc = layout == "nhwc"
+    if nhwc:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
     images_all, labels_all, scale, shift = data
+    if nhwc:
+        images_all = images_all.permute(0, 2, 3, 1).contiguous()
     count = labels_all.numel()
     batches_per_epoch = count // batch_size
     indices = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -98,7 +104,10 @@ def measure(model_name, batch_size, precision, mode, args, data):
         position[0] = (b + 1) % batches_per_epoch
 
     def iteration():
-        images = images_all.index_select(0, indices).float().mul_(scale).add_(shift)
+        images = images_all.index_select(0, indices)
+        if nhwc:  # stored N,H,W,C: the view N,C,H,W is channels_last, and .float() keeps it
+            images = images.permute(0, 3, 1, 2)
+        images = images.float().mul_(scale).add_(shift)
         labels = labels_all.index_select(0, indices)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             logits = model(images)
@@ -145,7 +154,7 @@ def measure(model_name, batch_size, precision, mode, args, data):
     iterations = args.steps * args.iterations_per_step
     return {
         "model": model_name, "batch_size": batch_size, "precision": precision, "mode": mode,
-        "status": "ok" if math.isfinite(loss) else "loss is not finite",
+        "layout": layout, "status": "ok" if math.isfinite(loss) else "loss is not finite",
         "images_per_second": iterations * batch_size / seconds,
         "ms_per_iteration": 1000 * seconds / iterations, "loss": loss,
     }
@@ -158,6 +167,8 @@ def main():
     parser.add_argument("--batch-sizes", default="128,512")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--modes", default="eager,graph")
+    parser.add_argument("--layouts", default="nchw",
+                        help="nchw (PyTorch's default), nhwc (channels_last), or both")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup-steps", type=int, default=1)
     parser.add_argument("--iterations-per-step", type=int, default=50)
@@ -180,24 +191,27 @@ def main():
     rows = []
     print(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)} "
           f"({args.iterations_per_step} iterations a step)")
-    print(f"{'model':9} {'batch':>6} {'prec':>5} {'mode':>6} {'images/s':>12} {'ms/iter':>10}")
+    print(f"{'model':9} {'batch':>6} {'prec':>5} {'layout':>6} {'mode':>6} {'images/s':>12} "
+          f"{'ms/iter':>10}")
     for model_name in args.models.split(","):
         for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
             for precision in args.precisions.split(","):
-                for mode in args.modes.split(","):
-                    try:
-                        row = measure(model_name, batch_size, precision, mode, args, data)
-                    except Exception as error:  # report and go on with the other rows
-                        row = {"model": model_name, "batch_size": batch_size,
-                               "precision": precision, "mode": mode, "status": repr(error)}
-                    rows.append(row)
-                    if row["status"] == "ok":
-                        print(f"{model_name:9} {batch_size:6} {precision:>5} {mode:>6} "
-                              f"{row['images_per_second']:12.0f} {row['ms_per_iteration']:10.3f}",
-                              flush=True)
-                    else:
-                        print(f"{model_name:9} {batch_size:6} {precision:>5} {mode:>6}  "
-                              f"{row['status']}", flush=True)
+                for layout in args.layouts.split(","):
+                    for mode in args.modes.split(","):
+                        try:
+                            row = measure(model_name, batch_size, precision, mode, layout, args,
+                                          data)
+                        except Exception as error:  # report and go on with the other rows
+                            row = {"model": model_name, "batch_size": batch_size,
+                                   "precision": precision, "mode": mode, "layout": layout,
+                                   "status": repr(error)}
+                        rows.append(row)
+                        label = f"{model_name:9} {batch_size:6} {precision:>5} {layout:>6} {mode:>6}"
+                        if row["status"] == "ok":
+                            print(f"{label} {row['images_per_second']:12.0f} "
+                                  f"{row['ms_per_iteration']:10.3f}", flush=True)
+                        else:
+                            print(f"{label}  {row['status']}", flush=True)
     result = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0),
               "iterations_per_step": args.iterations_per_step, "steps": args.steps,
               "warmup_steps": args.warmup_steps, "rows": rows}

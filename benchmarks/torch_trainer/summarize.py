@@ -46,24 +46,29 @@ def main():
         for row in rows:
             if row.get("status") != "ok":
                 continue
-            key = (row["model"], row["batch_size"], row["precision"])
+            key = (row["model"], row["batch_size"], row["precision"], row.get("layout", "nchw"))
             figures.setdefault(key, {})[f"{source} {row['mode']}"] = row["images_per_second"]
     if figures:
-        print("images/s (same GPU, same run)")
+        print("images/s (same GPU, same run); nchw = PyTorch's default layout, nhwc = channels_last")
         columns = ["pytorch eager", "pytorch graph", "hippo eager", "hippo graph"]
-        print(f"{'model':9} {'batch':>5} {'prec':>4} " +
-              " ".join(f"{c:>13}" for c in columns) + f" {'vs pt eager':>11} {'vs pt graph':>11}")
+        bases = ["pytorch eager", "pytorch graph", "pytorch eager nchw"]
+        print(f"{'model':9} {'batch':>5} {'prec':>4} {'layout':>6} " +
+              " ".join(f"{c:>13}" for c in columns) + " " +
+              " ".join(f"{'vs ' + b[8:]:>14}" for b in bases))
         for key in sorted(figures):
-            values = figures[key]
+            values = dict(figures[key])
+            nchw = figures.get(key[:3] + ("nchw",), {})
+            if "pytorch eager" in nchw:
+                values["pytorch eager nchw"] = nchw["pytorch eager"]
             cells = " ".join(f"{values[c]:13.0f}" if c in values else f"{'-':>13}"
                              for c in columns)
             ratios = []
-            for base in ("pytorch eager", "pytorch graph"):
+            for base in bases:
                 if "hippo graph" in values and base in values:
-                    ratios.append(f"{values['hippo graph'] / values[base]:10.2f}x")
+                    ratios.append(f"{values['hippo graph'] / values[base]:13.2f}x")
                 else:
-                    ratios.append(f"{'-':>11}")
-            print(f"{key[0]:9} {key[1]:5} {key[2]:>4} {cells} {' '.join(ratios)}")
+                    ratios.append(f"{'-':>14}")
+            print(f"{key[0]:9} {key[1]:5} {key[2]:>4} {key[3]:>6} {cells} {' '.join(ratios)}")
     if hippo:
         for row in hippo.get("fork", []):
             if row.get("status") == "ok":

@@ -62,6 +62,8 @@ struct Options {
   std::vector<int64_t> batch_sizes = {128, 512};
   std::vector<std::string> precisions = {"fp32", "bf16"};
   std::vector<std::string> modes = {"eager", "graph"};
+  // nchw = memory_format contiguous (PyTorch's default), nhwc = channels_last.
+  std::vector<std::string> layouts = {"nchw", "nhwc"};
   int64_t image_size = 32;
   int64_t train_examples = 50000;  // CIFAR-10's size: one epoch of the gap measurement
   int64_t iterations_per_step = 50;
@@ -101,8 +103,16 @@ struct Config {
   int64_t batch_size = 128;
   std::string precision = "fp32";
   std::string mode = "graph";
+  // nchw, nhwc, or auto (the trainer's default: nhwc on CUDA).
+  std::string layout = "auto";
   int64_t iterations = 50;
 };
+
+std::string MemoryFormatName(const std::string& layout) {
+  if (layout == "nchw") return "contiguous";
+  if (layout == "nhwc") return "channels_last";
+  return "auto";
+}
 
 int64_t Depth(const std::string& model) { return model == "resnet56" ? 56 : 20; }
 
@@ -120,9 +130,10 @@ StageTask MakeTask(const Options& options, const Config& config, Step start, Ste
       R"({"model": "resnet", "depth": %d, "dataset": "synthetic", "image_size": %d,)"
       R"( "image_channels": 3, "train_limit": %d, "val_limit": 256, "batch_size": %d,)"
       R"( "iterations_per_step": %d, "eval_every": 1073741824, "optimizer": "sgd",)"
-      R"( "nesterov": true, "precision": "%s", "cuda_graph": %s})",
+      R"( "nesterov": true, "precision": "%s", "cuda_graph": %s, "memory_format": "%s"})",
       Depth(config.model), options.image_size, options.train_examples, config.batch_size,
-      config.iterations, config.precision, config.mode == "graph" ? "true" : "false");
+      config.iterations, config.precision, config.mode == "graph" ? "true" : "false",
+      MemoryFormatName(config.layout));
   return task;
 }
 
@@ -389,6 +400,7 @@ std::string ToJson(const Options& options, const std::vector<ThroughputRow>& thr
     rows.push_back(absl::StrCat(
         "{\"model\": ", Quoted(r.config.model), ", \"batch_size\": ", r.config.batch_size,
         ", \"precision\": ", Quoted(r.config.precision), ", \"mode\": ", Quoted(r.config.mode),
+        ", \"layout\": ", Quoted(r.config.layout),
         ", \"status\": ", Quoted(r.status), ", \"images_per_second\": ",
         Number(r.images_per_second), ", \"ms_per_iteration\": ", Number(r.ms_per_iteration),
         ", \"loss\": ", Number(r.loss), ", \"used_graph\": ", r.used_graph ? "true" : "false",
@@ -433,6 +445,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch-sizes", options.batch_sizes, "Batch sizes")->delimiter(',');
   app.add_option("--precisions", options.precisions, "fp32 and/or bf16")->delimiter(',');
   app.add_option("--modes", options.modes, "eager and/or graph")->delimiter(',');
+  app.add_option("--layouts", options.layouts,
+                 "nchw (memory_format contiguous) and/or nhwc (channels_last)")
+      ->delimiter(',');
   app.add_option("--iterations-per-step", options.iterations_per_step,
                  "Optimizer iterations per step (one loss read, a synchronisation, per step)");
   app.add_option("--warmup-steps", options.warmup_steps, "Steps before the clock starts")
@@ -465,31 +480,37 @@ int main(int argc, char** argv) {
               static_cast<long long>(options.image_size),
               static_cast<long long>(options.iterations_per_step));
   std::vector<ThroughputRow> throughput;
-  std::printf("%-9s %6s %5s %6s %12s %10s %6s\n", "model", "batch", "prec", "mode", "images/s",
-              "ms/iter", "graph");
+  std::printf("%-9s %6s %5s %6s %6s %12s %10s %6s\n", "model", "batch", "prec", "layout", "mode",
+              "images/s", "ms/iter", "graph");
   for (const std::string& model :
        options.Runs("throughput") ? options.models : std::vector<std::string>{}) {
     for (int64_t batch : options.batch_sizes) {
       for (const std::string& precision : options.precisions) {
-        for (const std::string& mode : options.modes) {
-          const Config config{.model = model,
-                              .batch_size = batch,
-                              .precision = precision,
-                              .mode = mode,
-                              .iterations = options.iterations_per_step};
-          Phase(absl::StrCat("throughput ", model, " ", batch, " ", precision, " ", mode));
-          ThroughputRow row = MeasureThroughput(options, config);
-          if (row.status == "ok") {
-            std::printf("%-9s %6lld %5s %6s %12.0f %10.3f %6s\n", model.c_str(),
-                        static_cast<long long>(batch), precision.c_str(), mode.c_str(),
-                        row.images_per_second, row.ms_per_iteration, row.used_graph ? "yes" : "no");
-          } else {
-            std::printf("%-9s %6lld %5s %6s  %s\n", model.c_str(), static_cast<long long>(batch),
-                        precision.c_str(), mode.c_str(), row.status.c_str());
+        for (const std::string& layout : options.layouts) {
+          for (const std::string& mode : options.modes) {
+            const Config config{.model = model,
+                                .batch_size = batch,
+                                .precision = precision,
+                                .mode = mode,
+                                .layout = layout,
+                                .iterations = options.iterations_per_step};
+            Phase(absl::StrCat("throughput ", model, " ", batch, " ", precision, " ", layout, " ",
+                               mode));
+            ThroughputRow row = MeasureThroughput(options, config);
+            const std::string label =
+                absl::StrFormat("%-9s %6d %5s %6s %6s", model, batch, precision, layout, mode);
+            if (row.status == "ok") {
+              std::printf("%s %12.0f %10.3f %6s\n", label.c_str(), row.images_per_second,
+                          row.ms_per_iteration, row.used_graph ? "yes" : "no");
+            } else {
+              std::printf("%s  %s\n", label.c_str(), row.status.c_str());
+            }
+            if (!row.graph_error.empty()) {
+              std::printf("  graph error: %s\n", row.graph_error.c_str());
+            }
+            std::fflush(stdout);
+            throughput.push_back(std::move(row));
           }
-          if (!row.graph_error.empty()) std::printf("  graph error: %s\n", row.graph_error.c_str());
-          std::fflush(stdout);
-          throughput.push_back(std::move(row));
         }
       }
     }

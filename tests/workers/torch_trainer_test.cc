@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "workers/torch/datasets.h"
+#include "workers/torch/models.h"
 #include "workers/torch/register_torch_trainer.h"
 
 namespace hippo::workers {
@@ -20,6 +21,11 @@ namespace {
 
 using stage_tree::Segment;
 using stage_tree::SegmentFunction;
+using torch_trainer::Architecture;
+using torch_trainer::InputShape;
+using torch_trainer::MakeNetwork;
+using torch_trainer::ModelKind;
+using torch_trainer::Network;
 
 constexpr char kFashionMnistDir[] = "/usr/share/datasets/fashion-mnist";
 
@@ -205,8 +211,68 @@ INSTANTIATE_TEST_SUITE_P(
         ModelCase{"resnet8_sgd",
                   "\"model\": \"resnet\", \"depth\": 8, \"width_multiplier\": 0.25, "
                   "\"optimizer\": \"sgd\"",
+                  0.05, 0.005, false},
+        // Checkpoints are written contiguous and loaded into channels-last storages.
+        ModelCase{"resnet8_channels_last",
+                  "\"model\": \"resnet\", \"depth\": 8, \"width_multiplier\": 0.25, "
+                  "\"optimizer\": \"sgd\", \"memory_format\": \"channels_last\"",
                   0.05, 0.005, false}),
     [](const ::testing::TestParamInfo<ModelCase>& info) { return std::string(info.param.name); });
+
+// The memory layout changes how convolutions run, not what they compute: the same trial's
+// curves agree within float rounding, and a state moves between layouts.
+TEST(TorchTrainerTest, ChannelsLastTrainsTheSameModelAsContiguous) {
+  Trial trial;
+  trial.horizon = 4;
+  trial.parameters["lr"] = {Segment{0, trial.horizon, SegmentFunction::Constant(0.05)}};
+  const std::string model = "\"model\": \"cnn\", \"layers\": 2, \"channels\": 4";
+  trial.config = SyntheticConfig(model + ", \"memory_format\": \"contiguous\"");
+  const Curve contiguous = TrainStraight(trial);
+  trial.config = SyntheticConfig(model + ", \"memory_format\": \"channels_last\"");
+  const Curve channels_last = TrainStraight(trial);
+  ASSERT_EQ(contiguous.size(), channels_last.size());
+  ASSERT_EQ(contiguous.size(), static_cast<size_t>(trial.horizon));
+  for (size_t i = 0; i < contiguous.size(); ++i) {
+    for (const char* name : {"loss", "val_loss"}) {
+      const double expected = contiguous[i].second.at(name);
+      EXPECT_NEAR(channels_last[i].second.at(name), expected, 1e-4 * std::abs(expected))
+          << name << " at step " << contiguous[i].first;
+    }
+  }
+
+  // The layout is real: the network's convolution weights are channels-last.
+  const std::unique_ptr<Network> network = MakeNetwork(
+      Architecture{.model = ModelKind::kCnn, .layers = 2, .channels = 4},
+      InputShape{.channels = 3, .height = 12, .width = 12}, at::kCPU, 1,
+      at::MemoryFormat::ChannelsLast);
+  const at::Tensor& conv = network->parameters().front().tensor;
+  ASSERT_EQ(conv.dim(), 4);
+  EXPECT_TRUE(conv.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_FALSE(conv.is_contiguous());
+
+  // A contiguous state's checkpoint resumes on a channels-last trainer as if it had stayed.
+  trial.config = SyntheticConfig(model + ", \"memory_format\": \"contiguous\"");
+  std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
+  auto state = trainer->NewState(TaskFor(trial, 0, trial.horizon));
+  ASSERT_TRUE(state.ok()) << state.status();
+  Curve head;
+  TrainStage(*trainer, trial, 0, 2, **state, head);
+  absl::StatusOr<std::string> bytes = (*state)->Serialize();
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  trainer.reset();
+  trial.config = SyntheticConfig(model + ", \"memory_format\": \"channels_last\"");
+  std::unique_ptr<TorchTrainer> other = CpuTrainer();
+  auto resumed = other->Deserialize(TaskFor(trial, 2, trial.horizon), *bytes);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  Curve tail;
+  TrainStage(*other, trial, 2, trial.horizon, **resumed, tail);
+  ASSERT_EQ(tail.size(), 2u);
+  for (size_t i = 0; i < tail.size(); ++i) {
+    const double expected = contiguous[2 + i].second.at("loss");
+    EXPECT_NEAR(tail[i].second.at("loss"), expected, 1e-4 * std::abs(expected))
+        << "loss at step " << tail[i].first;
+  }
+}
 
 TEST(TorchTrainerTest, MidStageCheckpointResumesBitIdentically) {
   Trial trial;
@@ -395,6 +461,7 @@ TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
       {"{\"optimizer\": \"adam\", \"nesterov\": true}", {}, "nesterov", "sgd"},
       {"[1, 2]", {}, "trainer.config", "object"},
       {"{\"model\": \"cnn\", \"kernel_size\": 4}", {}, "trainer.config.kernel_size", "odd"},
+      {"{\"memory_format\": \"nhwc\"}", {}, "trainer.config.memory_format", "channels_last"},
   };
   std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
   for (const BadConfig& bad : cases) {

@@ -18,8 +18,9 @@ int64_t Scaled(int64_t base, double multiplier) {
 
 class Mlp : public Network {
  public:
-  Mlp(const Architecture& architecture, const InputShape& input, at::Device device, uint64_t seed)
-      : Network(device, seed) {
+  Mlp(const Architecture& architecture, const InputShape& input, at::Device device, uint64_t seed,
+      at::MemoryFormat memory_format)
+      : Network(device, seed, memory_format) {
     int64_t features = input.channels * input.height * input.width;
     for (int64_t i = 0; i < architecture.depth; ++i) {
       hidden_.push_back(AddLinear(absl::StrCat("hidden", i), features, architecture.width));
@@ -41,8 +42,9 @@ class Mlp : public Network {
 
 class Cnn : public Network {
  public:
-  Cnn(const Architecture& architecture, const InputShape& input, at::Device device, uint64_t seed)
-      : Network(device, seed) {
+  Cnn(const Architecture& architecture, const InputShape& input, at::Device device, uint64_t seed,
+      at::MemoryFormat memory_format)
+      : Network(device, seed, memory_format) {
     int64_t channels = input.channels;
     int64_t height = input.height;
     int64_t width = input.width;
@@ -85,8 +87,8 @@ class Cnn : public Network {
 class ResNet : public Network {
  public:
   ResNet(const Architecture& architecture, const InputShape& input, at::Device device,
-         uint64_t seed)
-      : Network(device, seed) {
+         uint64_t seed, at::MemoryFormat memory_format)
+      : Network(device, seed, memory_format) {
     const int64_t blocks_per_stage = (architecture.depth - 2) / 6;
     const int64_t widths[3] = {Scaled(16, architecture.width_multiplier),
                                Scaled(32, architecture.width_multiplier),
@@ -148,8 +150,10 @@ class ResNet : public Network {
 
 }  // namespace
 
-Network::Network(at::Device device, uint64_t seed)
-    : device_(device), init_generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+Network::Network(at::Device device, uint64_t seed, at::MemoryFormat memory_format)
+    : device_(device),
+      memory_format_(memory_format),
+      init_generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
 
 void Network::SetDropout(at::Tensor keep, c10::optional<at::Generator> generator) {
   keep_ = std::move(keep);
@@ -163,6 +167,7 @@ at::Tensor Network::Uniform(std::vector<int64_t> shape, double bound) {
 }
 
 at::Tensor Network::AddParameter(const std::string& name, at::Tensor value) {
+  if (value.dim() == 4) value = value.contiguous(memory_format_);
   at::Tensor on_device = value.to(device_).detach().set_requires_grad(true);
   parameters_.push_back(NamedTensor{name, on_device});
   return on_device;
@@ -227,14 +232,15 @@ at::Tensor Network::Dropout(const at::Tensor& x, bool training) const {
 }
 
 std::unique_ptr<Network> MakeNetwork(const Architecture& architecture, const InputShape& input,
-                                     at::Device device, uint64_t seed) {
+                                     at::Device device, uint64_t seed,
+                                     at::MemoryFormat memory_format) {
   switch (architecture.model) {
     case ModelKind::kMlp:
-      return std::make_unique<Mlp>(architecture, input, device, seed);
+      return std::make_unique<Mlp>(architecture, input, device, seed, memory_format);
     case ModelKind::kCnn:
-      return std::make_unique<Cnn>(architecture, input, device, seed);
+      return std::make_unique<Cnn>(architecture, input, device, seed, memory_format);
     case ModelKind::kResNet:
-      return std::make_unique<ResNet>(architecture, input, device, seed);
+      return std::make_unique<ResNet>(architecture, input, device, seed, memory_format);
   }
   return nullptr;
 }

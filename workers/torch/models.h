@@ -77,7 +77,8 @@ class Network {
     at::Tensor running_var;
   };
 
-  Network(at::Device device, uint64_t seed);
+  // 4-d parameters (convolution weights) are laid out in `memory_format`.
+  Network(at::Device device, uint64_t seed, at::MemoryFormat memory_format);
 
   Linear AddLinear(const std::string& name, int64_t in, int64_t out);
   Conv AddConv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride);
@@ -94,6 +95,7 @@ class Network {
   at::Tensor AddBuffer(const std::string& name, at::Tensor value);
 
   at::Device device_;
+  at::MemoryFormat memory_format_;
   at::Generator init_generator_;
   std::vector<NamedTensor> parameters_;
   std::vector<NamedTensor> buffers_;
@@ -101,9 +103,11 @@ class Network {
   c10::optional<at::Generator> dropout_generator_;
 };
 
-// The network of `architecture` for `input`, on `device`, initialised from `seed`.
+// The network of `architecture` for `input`, on `device`, initialised from `seed`, its
+// convolution weights in `memory_format` (Forward then expects images in the same format).
 std::unique_ptr<Network> MakeNetwork(const Architecture& architecture, const InputShape& input,
-                                     at::Device device, uint64_t seed);
+                                     at::Device device, uint64_t seed,
+                                     at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);
 
 }  // namespace hippo::workers::torch_trainer
 

@@ -34,6 +34,7 @@ const std::vector<std::string>& KnownConfigFields() {
                                                            "nesterov",
                                                            "precision",
                                                            "cuda_graph",
+                                                           "memory_format",
                                                            "threads",
                                                            "depth",
                                                            "width",
@@ -458,6 +459,20 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   absl::StatusOr<bool> graph = BoolField(*config, "cuda_graph", true);
   if (!graph.ok()) return graph.status();
   settings.cuda_graph = *graph;
+  absl::StatusOr<std::optional<std::string>> layout = StringField(*config, "memory_format");
+  if (!layout.ok()) return layout.status();
+  const std::string layout_name = layout->value_or("auto");
+  if (layout_name == "auto") {
+    settings.memory_format = MemoryLayout::kAuto;
+  } else if (layout_name == "contiguous") {
+    settings.memory_format = MemoryLayout::kContiguous;
+  } else if (layout_name == "channels_last") {
+    settings.memory_format = MemoryLayout::kChannelsLast;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ConfigField("memory_format"), ": unknown memory format '", layout_name,
+                     "'; use auto, contiguous or channels_last"));
+  }
   absl::StatusOr<int64_t> threads = WholeField(*config, "threads", 0, 0, 1024);
   if (!threads.ok()) return threads.status();
   settings.threads = *threads;

@@ -20,6 +20,11 @@ enum class ModelKind { kMlp, kCnn, kResNet };
 enum class DatasetKind { kFashionMnist, kCifar10, kSynthetic };
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
 enum class Precision { kFloat32, kBFloat16 };
+// How 4-d tensors (convolution weights, images, activations) lie in memory. Channels-last lets
+// cuDNN run small convolutions several times faster on a GPU; `kAuto` picks it for convolutional
+// models on CUDA and keeps PyTorch's default (contiguous NCHW) elsewhere. A training state is
+// the same whatever the layout (checkpoints are written contiguous), only speed differs.
+enum class MemoryLayout { kAuto, kContiguous, kChannelsLast };
 
 // The network's shape. Only the fields of `model` matter.
 struct Architecture {
@@ -78,6 +83,7 @@ struct TorchSettings {
   Precision precision = Precision::kFloat32;
   // CUDA only: capture the training iteration in a CUDA graph (falls back to eager).
   bool cuda_graph = true;
+  MemoryLayout memory_format = MemoryLayout::kAuto;
   // CPU intra-op threads; 0 picks hardware threads / torch trainers in the process.
   int64_t threads = 0;
   // trainer.config.dropout: the rate of steps whose task has no `dropout` parameter.

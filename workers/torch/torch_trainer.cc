@@ -42,6 +42,8 @@ namespace {
 using torch_trainer::Dataset;
 using torch_trainer::DataSpec;
 using torch_trainer::InputShape;
+using torch_trainer::MemoryLayout;
+using torch_trainer::ModelKind;
 using torch_trainer::NamedTensor;
 using torch_trainer::Network;
 using torch_trainer::Optimizer;
@@ -449,6 +451,8 @@ struct Workspace {
   TorchSettings settings;
   at::Device device = at::kCPU;
   std::shared_ptr<const DeviceData> data;
+  // Of the network's convolution weights and of the images it is fed.
+  at::MemoryFormat memory_format = at::MemoryFormat::Contiguous;
   std::unique_ptr<Network> network;
   std::unique_ptr<Optimizer> optimizer;
   std::vector<at::Tensor> parameters;
@@ -505,10 +509,15 @@ at::Generator DefaultCudaGenerator(at::Device device) {
 #endif
 }
 
+// Normalised images in the workspace's memory format, from uint8 pixels.
+at::Tensor NetworkInput(const Workspace& w, const at::Tensor& pixels) {
+  return Normalised(*w.data, pixels.contiguous(w.memory_format));
+}
+
 // One optimizer iteration on the batch at w.batch_indices: what a CUDA graph captures.
 void Iteration(Workspace& w) {
   const DeviceData& data = *w.data;
-  const at::Tensor images = Normalised(data, data.train_images.index_select(0, w.batch_indices));
+  const at::Tensor images = NetworkInput(w, data.train_images.index_select(0, w.batch_indices));
   const at::Tensor labels = data.train_labels.index_select(0, w.batch_indices);
   at::Tensor loss;
   {
@@ -533,7 +542,7 @@ std::pair<double, double> Evaluate(Workspace& w) {
   at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(w.device));
   for (int64_t begin = 0; begin < count; begin += w.settings.eval_batch_size) {
     const int64_t end = std::min(count, begin + w.settings.eval_batch_size);
-    const at::Tensor images = Normalised(data, data.val_images.slice(0, begin, end));
+    const at::Tensor images = NetworkInput(w, data.val_images.slice(0, begin, end));
     const at::Tensor labels = data.val_labels.slice(0, begin, end);
     const at::Tensor logits = w.network->Forward(images, /*training=*/false).to(at::kFloat);
     loss_sum.add_(
@@ -692,11 +701,29 @@ struct TorchTrainer::Impl {
     if (at::get_num_threads() != threads) at::set_num_threads(threads);
   }
 
+  // kAuto: channels-last for convolutional models on CUDA (cuDNN's fast path for small
+  // convolutions), PyTorch's default everywhere else.
+  at::MemoryFormat MemoryFormatFor(const TorchSettings& settings) const {
+    switch (settings.memory_format) {
+      case MemoryLayout::kContiguous:
+        return at::MemoryFormat::Contiguous;
+      case MemoryLayout::kChannelsLast:
+        return at::MemoryFormat::ChannelsLast;
+      case MemoryLayout::kAuto:
+        break;
+    }
+    const bool convolutional = settings.architecture.model != ModelKind::kMlp;
+    return device.is_cuda() && convolutional ? at::MemoryFormat::ChannelsLast
+                                             : at::MemoryFormat::Contiguous;
+  }
+
   absl::StatusOr<Workspace*> WorkspaceFor(const TorchSettings& settings) {
     const std::string key =
         absl::StrCat(settings.Signature(),
                      " precision=", settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
-                     " graph=", settings.cuda_graph, " iterations=", settings.iterations_per_step,
+                     " graph=", settings.cuda_graph, " channels_last=",
+                     MemoryFormatFor(settings) == at::MemoryFormat::ChannelsLast,
+                     " iterations=", settings.iterations_per_step,
                      " eval=", settings.eval_batch_size);
     for (auto it = workspaces.begin(); it != workspaces.end(); ++it) {
       if ((*it)->key == key) {
@@ -717,7 +744,9 @@ struct TorchTrainer::Impl {
     w->settings = settings;
     w->device = device;
     w->data = *data;
-    w->network = torch_trainer::MakeNetwork(settings.architecture, (*data)->shape(), device, 0);
+    w->memory_format = MemoryFormatFor(settings);
+    w->network = torch_trainer::MakeNetwork(settings.architecture, (*data)->shape(), device, 0,
+                                            w->memory_format);
     w->optimizer = std::make_unique<Optimizer>(settings.optimizer, settings.nesterov,
                                                w->network->parameters(), device);
     for (const NamedTensor& entry : w->network->parameters()) w->parameters.push_back(entry.tensor);
