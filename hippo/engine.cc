@@ -456,6 +456,7 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   TrackSplits(**family, splits, outbox);
   (*family)->owners.resize(*tree_trial + 1);
   (*family)->owners[*tree_trial] = {study_index, number};
+  (*family)->trial_by_trial = study.record.no_merge;
 
   TrialState trial;
   trial.family_id = (*family)->id;
@@ -539,6 +540,8 @@ void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState sta
   if (current == v1::TRIAL_RUNNING && state != v1::TRIAL_RUNNING && state != v1::TRIAL_COMPLETED &&
       state != v1::TRIAL_PAUSED) {
     trials_ended_ = true;
+    // Its continuation no longer counts in the priorities.
+    FamilyById(study.trials[number].family_id).priorities_dirty = true;
   }
   study.running_trials += (state == v1::TRIAL_RUNNING) - (current == v1::TRIAL_RUNNING);
   study.completed_trials += (state == v1::TRIAL_COMPLETED) - (current == v1::TRIAL_COMPLETED);
@@ -635,11 +638,31 @@ absl::StatusOr<v1::Study> Engine::StopStudy(const std::string& study_id,
 // ----------------------------------------------------------------------------------------------
 // Scheduling and dispatch
 
+std::vector<double> Engine::Continuations(const Family& family) const {
+  std::vector<double> continuation;
+  if (family.trial_by_trial) return continuation;
+  for (stage_tree::TrialId tree_trial = 0; tree_trial < family.owners.size(); ++tree_trial) {
+    const auto& [study_index, number] = family.owners[tree_trial];
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state != v1::STUDY_RUNNING) continue;
+    const TrialState& trial = study.trials[number];
+    const int64_t max_steps = study.spec.budget().max_steps();
+    if (trial.state != v1::TRIAL_RUNNING || trial.target >= max_steps) continue;
+    const NodeId leaf = family.tree->Leaf(tree_trial);
+    if (continuation.size() <= leaf) continuation.resize(leaf + 1, 0.0);
+    continuation[leaf] =
+        std::max(continuation[leaf],
+                 static_cast<double>(max_steps - trial.target) * family.seconds_per_step);
+  }
+  return continuation;
+}
+
 void Engine::RefreshPriorities() {
   bool any = false;
   for (auto& family : families_) {
     if (!family->priorities_dirty) continue;
-    family->priorities = stage_tree::RemainingCriticalPath(*family->tree, family->seconds_per_step);
+    family->priorities = stage_tree::RemainingCriticalPath(*family->tree, family->seconds_per_step,
+                                                           Continuations(*family));
     family->priorities_dirty = false;
     any = true;
   }
@@ -666,6 +689,32 @@ void Engine::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   }
 }
 
+Step Engine::CutStep(const Family& family, NodeId node) const {
+  const stage_tree::NodeView view = family.tree->node(node);
+  if (view.recompute || family.trial_by_trial) return 0;
+  const auto next = family.breakpoints.upper_bound(view.start);
+  return next != family.breakpoints.end() && *next < view.end ? *next : 0;
+}
+
+absl::Status Engine::Cut(Family& family, NodeId node, Step step) {
+  const double before = node < family.priorities.size() ? family.priorities[node] : 0;
+  const bool priorities_current = !family.priorities_dirty;
+  absl::StatusOr<stage_tree::SplitResult> split = family.tree->Split(node, step);
+  if (!split.ok()) return split.status();
+  Outbox unused;  // a stage not yet running needs no message
+  TrackSplits(family, {*split}, unused);
+  if (priorities_current) {
+    // The chains through the node are as long as before: only the new part needs a priority,
+    // and the tree need not be walked again.
+    const stage_tree::NodeView upper = family.tree->node(node);
+    family.priorities.resize(family.tree->node_count(), 0.0);
+    family.priorities[split->lower] =
+        before - static_cast<double>(upper.end - upper.start) * family.seconds_per_step;
+    family.priorities_dirty = false;
+  }
+  return absl::OkStatus();
+}
+
 std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& batch) {
   auto still_ready = [this](const QueuedStage& stage) {
     const Family& family = FamilyById(stage.family_id);
@@ -680,9 +729,11 @@ std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& ba
   std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
   if (!chosen) return std::nullopt;
   Family& family = FamilyById(chosen->family_id);
+  const Step cut = CutStep(family, chosen->node);
+  if (cut > 0) (void)Cut(family, chosen->node, cut);  // CutStep is strictly inside: it cannot fail
   const stage_tree::NodeView node = family.tree->node(chosen->node);
   (void)family.tree->MarkRunning(chosen->node);
-  AppendOp(family, store::TreeOpKind::kRunning, chosen->node, 0, "", batch);
+  AppendOp(family, store::TreeOpKind::kRunning, chosen->node, cut, "", batch);
 
   Attempt attempt;
   attempt.id = next_attempt_++;
@@ -1577,7 +1628,9 @@ absl::Status Engine::Recover() {
         family.breakpoints.insert(op.b);
         break;
       case store::TreeOpKind::kRunning:
-        status = family.tree->MarkRunning(node);
+        // b: the step the dispatch cut the stage at (0: not cut).
+        if (op.b > 0) status = Cut(family, node, op.b);
+        if (status.ok()) status = family.tree->MarkRunning(node);
         break;
       case store::TreeOpKind::kDone:
         status = op.b == 1 ? family.tree->MarkDoneWithoutState(node) : family.tree->MarkDone(node);
@@ -1607,6 +1660,7 @@ absl::Status Engine::Recover() {
       Family& family = FamilyById(trial.family_id);
       if (family.owners.size() <= trial.tree_trial) family.owners.resize(trial.tree_trial + 1);
       family.owners[trial.tree_trial] = {index, number};
+      family.trial_by_trial = studies_[index]->record.no_merge;
       for (Step step : studies_[index]->algorithm->BranchSteps()) {
         if (step > 0 && step < studies_[index]->spec.budget().max_steps()) {
           family.breakpoints.insert(step);

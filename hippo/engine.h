@@ -133,6 +133,9 @@ class Engine {
     // The stages of an ask/tell trial are trained by the client, never dispatched: one family
     // per such trial (key kClientTrainedPrefix + study + trial), its stage running until told.
     bool client_trained = false;
+    // One trial of a study run trial by trial (no_merge, the baseline): scheduled as a
+    // trial-based system would, each stage whole and by its known critical path only.
+    bool trial_by_trial = false;
   };
   static constexpr char kClientTrainedPrefix[] = "external|";
 
@@ -220,10 +223,21 @@ class Engine {
   // (if connected), and the attempt is recorded in `record_state`.
   void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
+  // A stage is dispatched up to the family's next breakpoint inside it at most (where its state
+  // is kept anyway): the rest becomes a stage of its own, ready when this part is done, so the
+  // scheduler chooses again there, as a preemptive scheduler would. CutStep returns that
+  // breakpoint, 0 when the whole stage goes out; Cut splits the stage there (the kRunning
+  // operation records the step, so that a replay cuts alike).
+  stage_tree::Step CutStep(const Family& family, stage_tree::NodeId node) const;
+  absl::Status Cut(Family& family, stage_tree::NodeId node, stage_tree::Step step);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
   // `error` is the worker's account of a failure (empty when the attempt succeeded).
   void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
                   store::WriteBatch& batch);
+  // Per node, the work that may still follow it: a running trial ending there below its
+  // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
+  // Counting it ranks the stages whose results decide the most work first.
+  std::vector<double> Continuations(const Family& family) const;
   void RefreshPriorities();
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const Family& family, stage_tree::NodeId node) const;
@@ -257,8 +271,8 @@ class Engine {
   std::map<std::string, Worker> workers_;
   int64_t next_session_ = 1;
   ReadyQueue ready_;
-  bool trials_ended_ = false;
-  int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls  // a running trial stopped or failed since CancelUnneeded ran
+  bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
+  int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
   Stats stats_;
 };
 

@@ -1,7 +1,8 @@
 // The ready queue of the critical-path scheduler (DESIGN.md, "Scheduling").
 //
 // Ready stages are ordered by their remaining critical path (own cost plus the longest pending
-// chain below them), longest first, so the stages that gate the most work start first. Among
+// chain below them, with the steps a running trial's algorithm may still add below its target:
+// Engine::Continuations), longest first, so the stages that gate the most work start first. Among
 // stages of equal priority, one whose parent state the asking worker holds in memory wins
 // (locality: it starts without loading a checkpoint).
 #ifndef HIPPO_HIPPO_SCHEDULER_H_

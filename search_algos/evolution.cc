@@ -223,8 +223,8 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
     if (trials_[member].state != TrialState::kEnded) return requests;
   }
   const int64_t most_in_flight = std::max<int64_t>(1, options_.population_size / 2);
-  int64_t in_flight = ChildrenInFlight();
-  while (ChildrenProposed() < options_.children && room > 0 && in_flight < most_in_flight) {
+  while (ChildrenProposed() < options_.children && room > 0 &&
+         ChildrenInFlight() < most_in_flight) {
     const auto number = static_cast<TrialNumber>(trials_.size());
     std::mt19937_64 random =
         SeededGenerator(options_.seed, kChildStream, static_cast<uint64_t>(number));
@@ -233,7 +233,6 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
     requests.push_back(Request{Request::Kind::kNewTrial, child.point, child.target, -1, 0});
     trials_.push_back(std::move(child));
     --room;
-    ++in_flight;
   }
   return requests;
 }
@@ -258,12 +257,17 @@ int64_t RegularizedEvolution::ChildrenProposed() const {
 }
 
 int64_t RegularizedEvolution::ChildrenInFlight() const {
-  int64_t in_flight = 0;
+  std::vector<const stage_tree::Point*> in_flight;
   for (TrialNumber trial = options_.population_size;
        trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
-    in_flight += trials_[trial].state != TrialState::kEnded;
+    if (trials_[trial].state == TrialState::kEnded) continue;
+    const stage_tree::Point& point = trials_[trial].point;
+    if (std::none_of(in_flight.begin(), in_flight.end(),
+                     [&](const stage_tree::Point* other) { return *other == point; })) {
+      in_flight.push_back(&point);
+    }
   }
-  return in_flight;
+  return static_cast<int64_t>(in_flight.size());
 }
 
 bool RegularizedEvolution::Promote(const Trial& child, Step rung) const {

@@ -25,9 +25,11 @@
 // children but has no final objective, so it never joins the population.
 //
 // Parallelism: the paper's workers each train one child at a time; here at most
-// max(1, P / 2) children train at once (budget.max_parallel_trials can lower it further), so
-// that parents are chosen from a population that has seen most earlier children; with the
-// whole budget in flight at once, evolution would be random search.
+// max(1, P / 2) distinct children train at once (budget.max_parallel_trials can lower it
+// further), so that parents are chosen from a population that has seen most earlier children;
+// with the whole budget in flight at once, evolution would be random search. Children with the
+// same point (a mutation can repeat one in flight) count once: the coordinator trains them as
+// one, so they take one worker, as one child of the paper would.
 #ifndef HIPPO_SEARCH_ALGOS_EVOLUTION_H_
 #define HIPPO_SEARCH_ALGOS_EVOLUTION_H_
 
@@ -111,6 +113,7 @@ class RegularizedEvolution : public SearchAlgorithm {
 
   bool IsChild(TrialNumber trial) const { return trial >= options_.population_size; }
   int64_t ChildrenProposed() const;
+  // Children not ended, those with the same point counted once.
   int64_t ChildrenInFlight() const;
   // The decision for a child paused at rung `rung`: true to promote it to the next.
   bool Promote(const Trial& child, Step rung) const;

@@ -33,6 +33,11 @@ double OwnRemainingSteps(const NodeView& node) {
 }  // namespace
 
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step) {
+  return RemainingCriticalPath(tree, seconds_per_step, {});
+}
+
+std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step,
+                                          const std::vector<double>& continuation) {
   const Graph graph = BuildGraph(tree);
   // topological_sort writes vertices in reverse topological order: children before parents.
   std::vector<Graph::vertex_descriptor> order;
@@ -40,12 +45,12 @@ std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_
   boost::topological_sort(graph, std::back_inserter(order));
   std::vector<double> remaining(tree.node_count(), 0.0);
   for (Graph::vertex_descriptor vertex : order) {
-    double longest_child = 0;
-    for (auto [edge, end] = boost::out_edges(vertex, graph); edge != end; ++edge) {
-      longest_child = std::max(longest_child, remaining[boost::target(*edge, graph)]);
-    }
     const auto node = static_cast<NodeId>(vertex);
-    remaining[node] = OwnRemainingSteps(tree.node(node)) * seconds_per_step + longest_child;
+    double below = node < continuation.size() ? continuation[node] : 0;
+    for (auto [edge, end] = boost::out_edges(vertex, graph); edge != end; ++edge) {
+      below = std::max(below, remaining[boost::target(*edge, graph)]);
+    }
+    remaining[node] = OwnRemainingSteps(tree.node(node)) * seconds_per_step + below;
   }
   return remaining;
 }

@@ -15,6 +15,13 @@ namespace hippo::stage_tree {
 // recompute stage costs its rerun. The root's value is the whole tree's critical path.
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step);
 
+// The same, where work may still be added below a node: `continuation[node]` (seconds; nodes
+// past the vector's end have none) is the longest chain that may yet follow the node's end, as
+// when a trial ending there may later be extended. A node's value is its own remaining cost
+// plus the larger of its longest child's value and its continuation.
+std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step,
+                                          const std::vector<double>& continuation);
+
 // Graphviz DOT text of the tree: one box per stage with its steps, state and the values of
 // every hyper-parameter at its first step; edges from parent to child.
 std::string ToDot(const StageTree& tree);

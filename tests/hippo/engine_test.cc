@@ -387,3 +387,91 @@ TEST(EngineTest, StoppingTheStudyCancelsItsRunningStage) {
 
 }  // namespace
 }  // namespace hippo::coordinator
+
+namespace hippo::coordinator {
+namespace {
+
+// One trial to step 100 that the algorithm may branch at steps 25 and 75.
+class BranchesAt25And75 : public search_algos::SearchAlgorithm {
+ public:
+  void OnMetric(search_algos::TrialNumber, search_algos::Step, double) override {}
+  void OnTrialReachedTarget(search_algos::TrialNumber, search_algos::Step) override {}
+  void OnTrialEnded(search_algos::TrialNumber, search_algos::TrialOutcome) override {}
+  std::vector<search_algos::Request> Suggest(int64_t) override {
+    if (proposed_) return {};
+    proposed_ = true;
+    return {{search_algos::Request::Kind::kNewTrial, {0.1}, 100, -1, 0}};
+  }
+  bool Finished() const override { return proposed_; }
+  std::vector<search_algos::Step> BranchSteps() const override { return {25, 75}; }
+  std::string SaveState() const override { return proposed_ ? "1" : "0"; }
+  absl::Status LoadState(const std::string& state) override {
+    proposed_ = state == "1";
+    return absl::OkStatus();
+  }
+
+ private:
+  bool proposed_ = false;
+};
+
+TEST(EngineTest, AStageGoesOutUpToItsNextBreakpointAndARecoveredEngineCutsItAlike) {
+  (void)search_algos::AlgorithmRegistry::Global().Register(
+      "branches_at_25_and_75",
+      [](const search_algos::AlgorithmContext&)
+          -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
+        return std::make_unique<BranchesAt25And75>();
+      });
+  v1::StudySpec spec = SmallGrid();
+  spec.mutable_algorithm()->set_name("branches_at_25_and_75");
+  v1::Parameter* lr = spec.mutable_search_space()->mutable_parameters(0);
+  lr->mutable_sequence()->Clear();
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_low(0.01);
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_high(0.2);
+  const std::string db = TempDb();
+  std::string study_id;
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    study_id = study->id();
+    auto channel = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+    std::optional<v1::CoordinatorMessage> first = channel->Next();
+    ASSERT_TRUE(first && first->has_assign());
+    EXPECT_EQ(first->assign().start_step(), 0);
+    EXPECT_EQ(first->assign().end_step(), 25);
+    Train(engine, "w", first->assign());
+    std::optional<v1::CoordinatorMessage> second = channel->Next();
+    ASSERT_TRUE(second && second->has_assign());
+    EXPECT_EQ(second->assign().start_step(), 25);
+    EXPECT_EQ(second->assign().end_step(), 75);
+    // The coordinator stops here, with [25, 75) handed out.
+  }
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine recovered(store->get(), EngineOptions{});
+  ASSERT_TRUE(recovered.Recover().ok());
+  recovered.ExpireLeases(Clock::now() + std::chrono::minutes(1));
+  EXPECT_EQ(recovered.GetStudy(study_id)->steps().executed_steps(), 25);
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(recovered.Connect(Hello("w2"), channel).ok());
+  std::vector<std::pair<int64_t, int64_t>> assigned;
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    if (!message->has_assign()) continue;
+    assigned.emplace_back(message->assign().start_step(), message->assign().end_step());
+    Train(recovered, "w2", message->assign());
+  }
+  EXPECT_EQ(assigned, (std::vector<std::pair<int64_t, int64_t>>{{25, 75}, {75, 100}}));
+  absl::StatusOr<v1::Study> done = recovered.GetStudy(study_id);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(done->steps().executed_steps(), 100);
+  EXPECT_EQ(done->steps().unique_steps(), 100);
+  std::filesystem::remove(db);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator

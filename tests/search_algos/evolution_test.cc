@@ -192,6 +192,42 @@ std::vector<TrialNumber> Trials(const std::deque<RegularizedEvolution::Member>& 
   return trials;
 }
 
+TEST(EvolutionTest, IdenticalChildrenInFlightTakeOneSlot) {
+  // One dimension of three values, P = 4: at most two distinct children in flight.
+  v1::SearchSpace proto;
+  v1::Parameter* lr = proto.add_parameters();
+  lr->set_name("lr");
+  for (double value : {0.1, 0.05, 0.02}) {
+    lr->mutable_sequence()->mutable_constant()->mutable_choices()->add_values(value);
+  }
+  const stage_tree::SearchSpace space = *stage_tree::SearchSpaceFromProto(proto);
+  std::unique_ptr<SearchAlgorithm> algorithm = Make(Context(space, 4, 2, 40, 10));
+  std::vector<Point> points;
+  size_t most_children_at_once = 0;
+  for (int round = 0; round < 100 && !algorithm->Finished(); ++round) {
+    const size_t first = points.size();
+    for (const Request& request : algorithm->Suggest(1000)) {
+      ASSERT_EQ(request.kind, Request::Kind::kNewTrial);
+      points.push_back(request.point);
+    }
+    // Every trial proposed now is in flight until the training below.
+    if (first >= 4) {
+      std::set<Point> distinct(points.begin() + static_cast<ptrdiff_t>(first), points.end());
+      EXPECT_LE(distinct.size(), 2u) << "round " << round;
+      most_children_at_once = std::max(most_children_at_once, points.size() - first);
+    }
+    for (size_t trial = first; trial < points.size(); ++trial) {
+      const auto number = static_cast<TrialNumber>(trial);
+      algorithm->OnMetric(number, 9, std::get<double>(points[trial][0]));
+      algorithm->OnTrialReachedTarget(number, 10);
+      algorithm->OnTrialEnded(number, TrialOutcome::kCompleted);
+    }
+  }
+  EXPECT_TRUE(algorithm->Finished());
+  EXPECT_EQ(points.size(), 44u);
+  EXPECT_GT(most_children_at_once, 2u);  // repeated children did not take a slot
+}
+
 TEST(EvolutionTest, AddingAChildRemovesTheOldestMemberNotTheWorst) {
   const stage_tree::SearchSpace space = Space();
   std::unique_ptr<SearchAlgorithm> algorithm = Make(Context(space, 4, 2, 2, 10));

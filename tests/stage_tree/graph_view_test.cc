@@ -27,6 +27,26 @@ TEST(GraphViewTest, CriticalPathIsLongestRemainingChainTimesCost) {
   EXPECT_DOUBLE_EQ(remaining[kRootNode], 160.0);
 }
 
+TEST(GraphViewTest, AContinuationMakesAShortBranchThatMayGrowOutrankALongerOne) {
+  StageTree tree("family", {"lr"});
+  // [0,20) then [20,100) and [20,40): the short branch's trial may later go on to 100.
+  const TrialId long_trial = *tree.Insert(Constant(0.1, 0.01, 20), 100);
+  const TrialId short_trial = *tree.Insert(Constant(0.1, 0.05, 20), 40);
+  const NodeId shared = tree.Path(long_trial)[0];
+  const NodeId long_branch = tree.Path(long_trial)[1];
+  const NodeId short_branch = tree.Path(short_trial)[1];
+  std::vector<double> continuation(tree.node_count(), 0.0);
+  continuation[short_branch] = 60.0;  // [40,100) at one second a step
+  const std::vector<double> remaining = RemainingCriticalPath(tree, 1.0, continuation);
+  EXPECT_DOUBLE_EQ(remaining[long_branch], 80.0);
+  EXPECT_DOUBLE_EQ(remaining[short_branch], 80.0);  // 20 + 60
+  EXPECT_DOUBLE_EQ(remaining[shared], 100.0);
+  continuation[short_branch] = 70.0;
+  EXPECT_GT(RemainingCriticalPath(tree, 1.0, continuation)[short_branch], remaining[long_branch]);
+  // Without continuations it is the plain critical path.
+  EXPECT_EQ(RemainingCriticalPath(tree, 1.0, {}), RemainingCriticalPath(tree, 1.0));
+}
+
 TEST(GraphViewTest, DotHasOneVertexPerStageAndOneEdgePerChild) {
   StageTree tree("family", {"lr"});
   ASSERT_TRUE(tree.Insert(Constant(0.1, 0.01, 20), 100).ok());
