@@ -35,6 +35,7 @@ const std::vector<std::string>& KnownConfigFields() {
                                                            "precision",
                                                            "cuda_graph",
                                                            "memory_format",
+                                                           "deterministic",
                                                            "threads",
                                                            "depth",
                                                            "width",
@@ -459,6 +460,9 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   absl::StatusOr<bool> graph = BoolField(*config, "cuda_graph", true);
   if (!graph.ok()) return graph.status();
   settings.cuda_graph = *graph;
+  absl::StatusOr<bool> deterministic = BoolField(*config, "deterministic", false);
+  if (!deterministic.ok()) return deterministic.status();
+  settings.deterministic = *deterministic;
   absl::StatusOr<std::optional<std::string>> layout = StringField(*config, "memory_format");
   if (!layout.ok()) return layout.status();
   const std::string layout_name = layout->value_or("auto");

@@ -84,6 +84,10 @@ struct TorchSettings {
   // CUDA only: capture the training iteration in a CUDA graph (falls back to eager).
   bool cuda_graph = true;
   MemoryLayout memory_format = MemoryLayout::kAuto;
+  // CUDA: deterministic algorithms only, so that a stage trained straight and one resumed
+  // from a checkpoint or a fork give the same bits (slower); otherwise cuDNN autotunes and GPU
+  // results agree within float tolerance. The CPU is always deterministic.
+  bool deterministic = false;
   // CPU intra-op threads; 0 picks hardware threads / torch trainers in the process.
   int64_t threads = 0;
   // trainer.config.dropout: the rate of steps whose task has no `dropout` parameter.

@@ -717,11 +717,22 @@ struct TorchTrainer::Impl {
                                              : at::MemoryFormat::Contiguous;
   }
 
+  // CUDA: cuDNN autotuning (fastest; results then agree only within float tolerance between
+  // runs) or, for `deterministic`, deterministic algorithms only (the same run gives the same
+  // bits). The CPU is deterministic either way.
+  void SetDeterminism(const TorchSettings& settings) const {
+    if (!device.is_cuda()) return;
+    at::globalContext().setBenchmarkCuDNN(!settings.deterministic);
+    at::globalContext().setDeterministicCuDNN(settings.deterministic);
+    at::globalContext().setDeterministicAlgorithms(settings.deterministic, /*warn_only=*/true);
+  }
+
   absl::StatusOr<Workspace*> WorkspaceFor(const TorchSettings& settings) {
     const std::string key =
         absl::StrCat(settings.Signature(),
                      " precision=", settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
-                     " graph=", settings.cuda_graph, " channels_last=",
+                     " graph=", settings.cuda_graph, " deterministic=", settings.deterministic,
+                     " channels_last=",
                      MemoryFormatFor(settings) == at::MemoryFormat::ChannelsLast,
                      " iterations=", settings.iterations_per_step,
                      " eval=", settings.eval_batch_size);
@@ -812,6 +823,7 @@ struct TorchTrainer::Impl {
                                                      " trains '", settings->Signature(), "'"));
     }
     SetThreads(*settings);
+    SetDeterminism(*settings);
     absl::StatusOr<Workspace*> workspace = WorkspaceFor(*settings);
     if (!workspace.ok()) return workspace.status();
     Workspace& w = **workspace;
@@ -888,11 +900,6 @@ absl::StatusOr<std::unique_ptr<TorchTrainer>> TorchTrainer::Create(const std::st
     if (!parsed.ok()) return parsed.status();
     auto impl = std::make_unique<Impl>();
     impl->device = *parsed;
-#ifdef HIPPO_TORCH_CUDA
-    // Within a process the chosen algorithms stay fixed, and GPU results need only agree
-    // within float tolerance (CPU results are bit-identical).
-    if (impl->device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-#endif
     return std::unique_ptr<TorchTrainer>(new TorchTrainer(std::move(impl)));
   } catch (const std::exception& error) {
     return TorchError("starting", error);
