@@ -3,10 +3,10 @@
 // An in-process coordinator (real SQLite file, durable group commit) runs a random-search study
 // of N one-step trials; W worker threads each hold a real WorkerService stream and answer every
 // Assign at once with Progress, CheckpointWritten and StageFinished. Reported: dispatches per
-// second, the dispatch latency (StageFinished sent -> next Assign received) p50/p99, the CPU time
-// per dispatch (all threads of the process: coordinator and simulated workers, which share the
-// machine), the coordinator's resident memory at the end, and the time per trial over the first
-// and the last 5% of the study (it must stay flat as the study grows).
+// second, the dispatch latency (StageFinished sent -> next Assign received) p50/p90/p99/p99.9,
+// the CPU time per dispatch (all threads of the process: coordinator and simulated workers,
+// which share the machine), the coordinator's resident memory at the end, and the time per trial
+// over the first and the last 5% of the study (it must stay flat as the study grows).
 //
 // Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--out FILE]
 #include <grpcpp/grpcpp.h>
@@ -258,7 +258,9 @@ int main(int argc, char** argv) {
           : std::chrono::duration<double>(assigned.back() - assigned.front()).count();
   const double dispatches_per_second = static_cast<double>(assigned.size()) / dispatch_span;
   const double p50 = Percentile(latencies, 0.50);
+  const double p90 = Percentile(latencies, 0.90);
   const double p99 = Percentile(latencies, 0.99);
+  const double p999 = Percentile(latencies, 0.999);
   const double rss_growth = peak_rss - rss_before;
   const auto stats = (*server)->engine().stats();
   const double cpu_per_dispatch_us =
@@ -277,7 +279,9 @@ int main(int argc, char** argv) {
   std::printf("%-44s %12.0f\n", "dispatches per second", dispatches_per_second);
   std::printf("%-44s %12.0f\n", "CPU per dispatch, all threads (us)", cpu_per_dispatch_us);
   std::printf("%-44s %12.2f\n", "dispatch latency p50 (ms)", p50);
+  std::printf("%-44s %12.2f\n", "dispatch latency p90 (ms)", p90);
   std::printf("%-44s %12.2f\n", "dispatch latency p99 (ms)", p99);
+  std::printf("%-44s %12.2f\n", "dispatch latency p99.9 (ms)", p999);
   std::printf("%-44s %12.3f\n", "time per trial, first 5% (ms)", first_ms);
   std::printf("%-44s %12.3f\n", "time per trial, last 5% (ms)", last_ms);
   std::printf("%-44s %12.1f\n", "peak resident memory growth (MiB)", rss_growth / (1 << 20));
@@ -286,7 +290,8 @@ int main(int argc, char** argv) {
        << ", \"dispatches\": " << stats.dispatches << ", \"create_seconds\": " << create_seconds
        << ", \"seconds\": " << seconds << ", \"dispatches_per_second\": " << dispatches_per_second
        << ", \"cpu_per_dispatch_us\": " << cpu_per_dispatch_us << ", \"latency_p50_ms\": " << p50
-       << ", \"latency_p99_ms\": " << p99 << ", \"per_trial_first_ms\": " << first_ms
+       << ", \"latency_p90_ms\": " << p90 << ", \"latency_p99_ms\": " << p99
+       << ", \"latency_p999_ms\": " << p999 << ", \"per_trial_first_ms\": " << first_ms
        << ", \"per_trial_last_ms\": " << last_ms << ", \"rss_growth_bytes\": " << rss_growth
        << "}\n";
   std::printf("wrote %s\n", out.c_str());
