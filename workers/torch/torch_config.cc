@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,6 +51,22 @@ const std::vector<std::string>& KnownConfigFields() {
 
 std::string ConfigField(std::string_view key) {
   return absl::StrCat("trainer.config.", std::string(key));
+}
+
+// The value named `name` among `choices`, else InvalidArgument "FIELD: unknown WHAT 'name'; use
+// a, b or c".
+template <typename Enum>
+absl::StatusOr<Enum> Choose(absl::string_view field, absl::string_view what, absl::string_view name,
+                            std::initializer_list<std::pair<absl::string_view, Enum>> choices) {
+  std::vector<absl::string_view> names;
+  for (const auto& [choice, value] : choices) {
+    if (name == choice) return value;
+    names.push_back(choice);
+  }
+  const absl::string_view last = names.back();
+  names.pop_back();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown ", what, " '", name, "'; use ",
+                                                 absl::StrJoin(names, ", "), " or ", last));
 }
 
 absl::StatusOr<std::optional<std::string>> StringField(const JsonValue& config,
@@ -162,17 +180,11 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
   std::string field;
   absl::StatusOr<std::optional<std::string>> model = StringSetting(task, config, "model", &field);
   if (!model.ok()) return model.status();
-  const std::string name = model->value_or("mlp");
-  if (name == "mlp") {
-    architecture.model = ModelKind::kMlp;
-  } else if (name == "cnn") {
-    architecture.model = ModelKind::kCnn;
-  } else if (name == "resnet") {
-    architecture.model = ModelKind::kResNet;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": unknown model '", name, "'; use mlp, cnn or resnet"));
-  }
+  absl::StatusOr<ModelKind> kind = Choose<ModelKind>(
+      field, "model", model->value_or("mlp"),
+      {{"mlp", ModelKind::kMlp}, {"cnn", ModelKind::kCnn}, {"resnet", ModelKind::kResNet}});
+  if (!kind.ok()) return kind.status();
+  architecture.model = *kind;
   switch (architecture.model) {
     case ModelKind::kMlp: {
       absl::StatusOr<int64_t> depth = WholeArchitecture(task, config, "depth", 2, 0, 64);
@@ -234,18 +246,13 @@ absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
   DataSpec data;
   absl::StatusOr<std::optional<std::string>> dataset = StringField(config, "dataset");
   if (!dataset.ok()) return dataset.status();
-  const std::string name = dataset->value_or("fashion_mnist");
-  if (name == "fashion_mnist") {
-    data.kind = DatasetKind::kFashionMnist;
-  } else if (name == "cifar10") {
-    data.kind = DatasetKind::kCifar10;
-  } else if (name == "synthetic") {
-    data.kind = DatasetKind::kSynthetic;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(ConfigField("dataset"), ": unknown dataset '",
-                                                   name,
-                                                   "'; use fashion_mnist, cifar10 or synthetic"));
-  }
+  absl::StatusOr<DatasetKind> kind =
+      Choose<DatasetKind>(ConfigField("dataset"), "dataset", dataset->value_or("fashion_mnist"),
+                          {{"fashion_mnist", DatasetKind::kFashionMnist},
+                           {"cifar10", DatasetKind::kCifar10},
+                           {"synthetic", DatasetKind::kSynthetic}});
+  if (!kind.ok()) return kind.status();
+  data.kind = *kind;
   absl::StatusOr<std::optional<std::string>> dir = StringField(config, "data_dir");
   if (!dir.ok()) return dir.status();
   if (data.kind == DatasetKind::kFashionMnist) {
@@ -399,17 +406,13 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   absl::StatusOr<std::optional<std::string>> optimizer =
       StringSetting(task, *config, "optimizer", &field);
   if (!optimizer.ok()) return optimizer.status();
-  const std::string optimizer_name = optimizer->value_or("sgd");
-  if (optimizer_name == "sgd") {
-    settings.optimizer = OptimizerKind::kSgd;
-  } else if (optimizer_name == "adam") {
-    settings.optimizer = OptimizerKind::kAdam;
-  } else if (optimizer_name == "adamw") {
-    settings.optimizer = OptimizerKind::kAdamW;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": unknown optimizer '", optimizer_name, "'; use sgd, adam or adamw"));
-  }
+  absl::StatusOr<OptimizerKind> optimizer_kind =
+      Choose<OptimizerKind>(field, "optimizer", optimizer->value_or("sgd"),
+                            {{"sgd", OptimizerKind::kSgd},
+                             {"adam", OptimizerKind::kAdam},
+                             {"adamw", OptimizerKind::kAdamW}});
+  if (!optimizer_kind.ok()) return optimizer_kind.status();
+  settings.optimizer = *optimizer_kind;
   if (auto it = task.static_parameters.find("nesterov"); it != task.static_parameters.end()) {
     const bool* flag = std::get_if<bool>(&it->second);
     if (flag == nullptr) {
@@ -448,15 +451,11 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
 
   absl::StatusOr<std::optional<std::string>> precision = StringField(*config, "precision");
   if (!precision.ok()) return precision.status();
-  const std::string precision_name = precision->value_or("fp32");
-  if (precision_name == "fp32") {
-    settings.precision = Precision::kFloat32;
-  } else if (precision_name == "bf16") {
-    settings.precision = Precision::kBFloat16;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ConfigField("precision"), ": unknown precision '", precision_name, "'; use fp32 or bf16"));
-  }
+  absl::StatusOr<Precision> precision_kind =
+      Choose<Precision>(ConfigField("precision"), "precision", precision->value_or("fp32"),
+                        {{"fp32", Precision::kFloat32}, {"bf16", Precision::kBFloat16}});
+  if (!precision_kind.ok()) return precision_kind.status();
+  settings.precision = *precision_kind;
   absl::StatusOr<bool> graph = BoolField(*config, "cuda_graph", true);
   if (!graph.ok()) return graph.status();
   settings.cuda_graph = *graph;
@@ -465,18 +464,13 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   settings.deterministic = *deterministic;
   absl::StatusOr<std::optional<std::string>> layout = StringField(*config, "memory_format");
   if (!layout.ok()) return layout.status();
-  const std::string layout_name = layout->value_or("auto");
-  if (layout_name == "auto") {
-    settings.memory_format = MemoryLayout::kAuto;
-  } else if (layout_name == "contiguous") {
-    settings.memory_format = MemoryLayout::kContiguous;
-  } else if (layout_name == "channels_last") {
-    settings.memory_format = MemoryLayout::kChannelsLast;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ConfigField("memory_format"), ": unknown memory format '", layout_name,
-                     "'; use auto, contiguous or channels_last"));
-  }
+  absl::StatusOr<MemoryLayout> layout_kind =
+      Choose<MemoryLayout>(ConfigField("memory_format"), "memory format", layout->value_or("auto"),
+                           {{"auto", MemoryLayout::kAuto},
+                            {"contiguous", MemoryLayout::kContiguous},
+                            {"channels_last", MemoryLayout::kChannelsLast}});
+  if (!layout_kind.ok()) return layout_kind.status();
+  settings.memory_format = *layout_kind;
   absl::StatusOr<int64_t> threads = WholeField(*config, "threads", 0, 0, 1024);
   if (!threads.ok()) return threads.status();
   settings.threads = *threads;
