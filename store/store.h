@@ -61,7 +61,7 @@ struct TrialRecord {
 enum class TreeOpKind : int {
   kInsert = 1,      // a = tree trial id (checked on replay), b = target; payload: sequences JSON
   kExtend = 2,      // a = tree trial id, b = new target
-  kRunning = 3,     // a = node id
+  kRunning = 3,     // a = node id, b = the step it was cut at when handed out (0: not cut)
   kDone = 4,        // a = node id
   kFailed = 5,      // a = node id
   kRequeue = 6,     // a = node id
