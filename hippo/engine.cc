@@ -168,6 +168,18 @@ const std::string* Engine::StateUri(const Family& family, NodeId node, int64_t s
   return it == family.state_uri.end() ? nullptr : &it->second;
 }
 
+void Engine::KeepMetric(Family& family, const std::string& name, int64_t lineage, int64_t step,
+                        double value) {
+  family.step_metrics[name].try_emplace({lineage, step}, value);
+}
+
+const double* Engine::EndMetric(const Family& family, NodeId node, const std::string& name) const {
+  auto values = family.step_metrics.find(name);
+  if (values == family.step_metrics.end()) return nullptr;
+  auto it = values->second.find({family.lineage[node], family.tree->node(node).end - 1});
+  return it == values->second.end() ? nullptr : &it->second;
+}
+
 store::EventRecord Engine::Event(const std::string& study_id, const std::string& kind,
                                  const std::string& payload) const {
   store::EventRecord event;
@@ -249,13 +261,6 @@ void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResu
   }
   for (const stage_tree::SplitResult& split : splits) {
     family.lineage[split.lower] = family.lineage[split.upper];
-    for (auto& [name, values] : family.end_metrics) {
-      if (auto value = values.find(split.upper); value != values.end()) {
-        const double moved = value->second;  // inserting may rehash: no iterator survives it
-        values.erase(value);
-        values[split.lower] = moved;
-      }
-    }
     if (split.action != stage_tree::SplitAction::kCheckpointRequested) continue;
     // The running attempt now covers both parts: ask it for the state at the split step.
     for (auto& [id, attempt] : attempts_) {
@@ -263,6 +268,14 @@ void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResu
       auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
       if (at == attempt.chain.end()) continue;
       attempt.chain.insert(at + 1, split.lower);
+      // The worker may have reported the upper part's last step already, when it was not yet
+      // a last step, and still honour the request: that report is the upper part's end metric.
+      const Step split_step = family.tree->node(split.upper).end;
+      if (attempt.last_reported_step == split_step - 1) {
+        for (const auto& [name, value] : attempt.last_reported_metrics) {
+          KeepMetric(family, name, family.lineage[split.upper], split_step - 1, value);
+        }
+      }
       if (auto worker = workers_.find(attempt.worker_id);
           worker != workers_.end() && worker->second.connected) {
         v1::CoordinatorMessage message;
@@ -506,10 +519,9 @@ void Engine::TrialReachedTarget(size_t study_index, int64_t number, store::Write
   TrialState& trial = study.trials[number];
   Family& family = FamilyById(trial.family_id);
   const NodeId leaf = family.tree->Leaf(trial.tree_trial);
-  const auto& values = family.end_metrics[study.spec.objective().metric()];
-  if (auto value = values.find(leaf); value != values.end()) {
-    trial.objective = value->second;
-    study.algorithm->OnMetric(number, trial.target - 1, value->second);
+  if (const double* value = EndMetric(family, leaf, study.spec.objective().metric())) {
+    trial.objective = *value;
+    study.algorithm->OnMetric(number, trial.target - 1, *value);
   }
   study.algorithm->OnTrialReachedTarget(number, trial.target);
   if (trial.target >= study.spec.budget().max_steps()) {
@@ -566,8 +578,9 @@ void Engine::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
   std::vector<int64_t> unneeded;
   for (const auto& [id, attempt] : attempts_) {
     const Family& family = FamilyById(attempt.family_id);
-    if (std::none_of(attempt.chain.begin(), attempt.chain.end(),
-                     [&](NodeId node) { return Needed(family, node); })) {
+    // An attempt whose parts are all done only has its finish to report.
+    if (!attempt.chain.empty() && std::none_of(attempt.chain.begin(), attempt.chain.end(),
+                                               [&](NodeId node) { return Needed(family, node); })) {
       unneeded.push_back(id);
     }
   }
@@ -599,7 +612,7 @@ void Engine::Abandon(int64_t attempt_id, int record_state, store::WriteBatch& ba
   store::AttemptRecord record;
   record.attempt_id = attempt_id;
   record.family_id = attempt.family_id;
-  record.node_id = attempt.chain.front();
+  record.node_id = attempt.assigned;
   record.worker_id = attempt.worker_id;
   record.state = record_state;
   batch.attempts.push_back(record);
@@ -738,6 +751,8 @@ std::optional<v1::Assign> Engine::AssignTo(Worker& worker, store::WriteBatch& ba
   Attempt attempt;
   attempt.id = next_attempt_++;
   attempt.family_id = family.id;
+  attempt.assigned = chosen->node;
+  attempt.steps = node.end - node.start;
   attempt.chain = {chosen->node};
   attempt.worker_id = worker.hello.worker_id();
   attempt.lease_expires =
@@ -898,6 +913,9 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
       for (NodeId node : attempt->chain) {
         const stage_tree::NodeView view = family.tree->node(node);
         if (step < view.start || step >= view.end) continue;
+        // A stage may come to end after this step later, by a split: where the state after it
+        // is kept (a breakpoint), or where a split right after this report asks for it.
+        const bool may_end_here = step == view.end - 1 || family.breakpoints.contains(step + 1);
         for (const auto& [name, value] : message.progress().metrics()) {
           store::MetricRecord metric;
           metric.family_id = family.id;
@@ -906,8 +924,13 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           metric.name = name;
           metric.value = value;
           batch.metrics.push_back(std::move(metric));
-          if (step == view.end - 1) family.end_metrics[name][node] = value;
+          if (may_end_here) KeepMetric(family, name, family.lineage[node], step, value);
         }
+      }
+      attempt->last_reported_step = step;
+      attempt->last_reported_metrics.clear();
+      for (const auto& [name, value] : message.progress().metrics()) {
+        attempt->last_reported_metrics[name] = value;
       }
       break;
     }
@@ -917,6 +940,7 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
       if (attempt == nullptr) break;
       Family& family = FamilyById(attempt->family_id);
       std::set<size_t> touched;
+      std::vector<NodeId> done;
       for (NodeId node : attempt->chain) {
         const stage_tree::NodeView view = family.tree->node(node);
         store::CheckpointRecord record;
@@ -934,6 +958,7 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           AppendOp(family, store::TreeOpKind::kDone, node, 0, "", batch);
           batch.stages.push_back(StageRecordOf(family, node));
           StageDone(family, node, batch, touched);
+          done.push_back(node);
         } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
           (void)family.tree->AddCheckpoint(node, checkpoint.step());
           family.state_uri[{family.lineage[node], checkpoint.step()}] = checkpoint.uri();
@@ -942,6 +967,9 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
           batch.checkpoints.push_back(record);
         }
       }
+      std::erase_if(attempt->chain, [&done](NodeId node) {
+        return std::find(done.begin(), done.end(), node) != done.end();
+      });
       for (size_t study_index : touched) {
         if (absl::Status status = RunPlan(study_index, batch, outbox); !status.ok()) {
           std::fprintf(stderr, "hippo: study %s: %s\n", studies_[study_index]->record.id.c_str(),
@@ -956,12 +984,8 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
       if (attempt == nullptr) break;
       Family& family = FamilyById(attempt->family_id);
       if (finished.ok() && finished.seconds() > 0) {
-        int64_t steps = 0;
-        for (NodeId node : attempt->chain) {
-          steps += family.tree->node(node).end - family.tree->node(node).start;
-        }
-        if (steps > 0) {
-          const double measured = finished.seconds() / static_cast<double>(steps);
+        if (attempt->steps > 0) {
+          const double measured = finished.seconds() / static_cast<double>(attempt->steps);
           family.seconds_per_step = 0.8 * family.seconds_per_step + 0.2 * measured;
         }
       }
@@ -1042,7 +1066,7 @@ void Engine::EndAttempt(int64_t attempt_id, bool failed, const std::string& erro
   store::AttemptRecord record;
   record.attempt_id = attempt.id;
   record.family_id = attempt.family_id;
-  record.node_id = attempt.chain.front();
+  record.node_id = attempt.assigned;
   record.worker_id = attempt.worker_id;
   record.state = failed ? store::kAttemptFailed : store::kAttemptDone;
   batch.attempts.push_back(record);
@@ -1353,7 +1377,7 @@ std::vector<v1::WorkerInfo> Engine::ListWorkers() {
     info.set_connected(worker.connected);
     if (worker.attempt) {
       if (auto it = attempts_.find(*worker.attempt); it != attempts_.end()) {
-        info.set_running_stage_id(GlobalStageId(it->second.family_id, it->second.chain.front()));
+        info.set_running_stage_id(GlobalStageId(it->second.family_id, it->second.assigned));
       }
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
@@ -1488,7 +1512,6 @@ absl::Status Engine::Tell(const v1::TellRequest& request) {
       metric.name = name;
       metric.value = value;
       batch.metrics.push_back(std::move(metric));
-      family.end_metrics[name][stage] = value;
     }
     if (auto value = request.values().find(objective_name); value != request.values().end()) {
       trial.objective = value->second;
@@ -1695,15 +1718,18 @@ absl::Status Engine::Recover() {
     absl::StatusOr<std::vector<store::MetricRecord>> rows =
         store_->ListMetrics(family_id, lineages, 0, std::numeric_limits<int64_t>::max());
     if (!rows.ok()) return rows.status();
-    // Index the stages of each lineage by their last step.
-    std::map<std::pair<int64_t, Step>, NodeId> by_end;
+    // The steps a live engine keeps (see step_metrics): the stages' last steps and the steps
+    // before breakpoints.
+    absl::flat_hash_set<std::pair<int64_t, Step>> stage_ends;
     for (NodeId node = 1; node < family.tree->node_count(); ++node) {
-      by_end[{family.lineage[node], family.tree->node(node).end - 1}] = node;
+      stage_ends.insert({family.lineage[node], family.tree->node(node).end - 1});
     }
     for (const store::MetricRecord& row : *rows) {
       if (!names.contains(row.name)) continue;
-      auto it = by_end.find({row.lineage, row.step});
-      if (it != by_end.end()) family.end_metrics[row.name][it->second] = row.value;
+      if (stage_ends.contains({row.lineage, row.step}) ||
+          family.breakpoints.contains(row.step + 1)) {
+        KeepMetric(family, row.name, row.lineage, row.step, row.value);
+      }
     }
   }
   // Ask/tell trials: what the client told last.
@@ -1721,16 +1747,19 @@ absl::Status Engine::Recover() {
         auto [it, inserted] = last.try_emplace(row.name, row.step, row.value);
         if (!inserted && row.step >= it->second.first) it->second = {row.step, row.value};
       }
-      for (const auto& [name, told] : last) family.end_metrics[name][leaf] = told.second;
+      if (auto told = last.find(study->spec.objective().metric()); told != last.end()) {
+        trial.objective = told->second.second;
+      }
     }
   }
   // Trial objectives.
   for (auto& study : studies_) {
     for (TrialState& trial : study->trials) {
-      Family& family = FamilyById(trial.family_id);
-      const auto& values = family.end_metrics[study->spec.objective().metric()];
-      if (auto value = values.find(family.tree->Leaf(trial.tree_trial)); value != values.end()) {
-        trial.objective = value->second;
+      const Family& family = FamilyById(trial.family_id);
+      if (family.client_trained) continue;  // above
+      if (const double* value = EndMetric(family, family.tree->Leaf(trial.tree_trial),
+                                          study->spec.objective().metric())) {
+        trial.objective = *value;
       }
     }
   }
@@ -1751,6 +1780,7 @@ absl::Status Engine::Recover() {
     attempt.worker_id = record.worker_id;
     attempt.lease_expires = Clock::now() + lease;
     attempt.recompute = family.tree->node(node).recompute;
+    attempt.assigned = node;
     attempt.chain = {node};
     // Parts split off a running stage follow it with the same lineage.
     for (bool extended = true; extended;) {
@@ -1763,6 +1793,9 @@ absl::Status Engine::Recover() {
           break;
         }
       }
+    }
+    for (NodeId part : attempt.chain) {
+      attempt.steps += family.tree->node(part).end - family.tree->node(part).start;
     }
     attempts_[attempt.id] = std::move(attempt);
   }

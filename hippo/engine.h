@@ -116,8 +116,13 @@ class Engine {
     std::vector<int64_t> lineage;  // by node id
     // By tree trial id: the study index and trial number it belongs to.
     std::vector<std::pair<size_t, int64_t>> owners;
-    // Objective values at each done node's last step, by metric name.
-    std::map<std::string, absl::flat_hash_map<stage_tree::NodeId, double>> end_metrics;
+    // Metric values by name, at (lineage, step) as in the store, at the steps where a stage
+    // may end: a step is kept when the state after it is or may be kept (the last step of a
+    // stage, the step before a breakpoint, the step an attempt reported last when a split asks
+    // it for the state after that step). A stage [start, end) finds its objective at
+    // (lineage, end - 1), however and whenever it was split. The first report wins, as in the
+    // store: a recomputed step does not replace it.
+    std::map<std::string, absl::flat_hash_map<std::pair<int64_t, int64_t>, double>> step_metrics;
     // Checkpoints by (lineage, step): a state is named by the lineage of the stage that
     // reached it, which splits do not change (the worker's cache uses the same names).
     absl::flat_hash_map<std::pair<int64_t, int64_t>, std::string> state_uri;
@@ -168,10 +173,19 @@ class Engine {
   struct Attempt {
     int64_t id = 0;
     int64_t family_id = 0;
-    std::vector<stage_tree::NodeId> chain;  // the assigned node and the parts split off it
+    stage_tree::NodeId assigned = 0;  // the node it was given (its records name it)
+    int64_t steps = 0;                // how many steps it was given
+    // The parts of the assigned node that it still trains: the node and the parts split off it,
+    // less those done (a later split may make a done part a stage to train again, under another
+    // attempt: it is no longer this one's).
+    std::vector<stage_tree::NodeId> chain;
     std::string worker_id;
     Clock::time_point lease_expires;
     bool recompute = false;
+    // The step it reported last and its metrics: if a split then asks for the state after that
+    // step, the worker can still honour it, and the part that ends there needs this metric.
+    int64_t last_reported_step = -1;
+    std::map<std::string, double> last_reported_metrics;
   };
 
   struct Worker {
@@ -249,6 +263,12 @@ class Engine {
     return GlobalStageId(family.id, static_cast<stage_tree::NodeId>(family.lineage[node]));
   }
   const std::string* StateUri(const Family& family, stage_tree::NodeId node, int64_t step) const;
+  // Records a reported metric value of `step` of a lineage (keeps the first, see step_metrics).
+  static void KeepMetric(Family& family, const std::string& name, int64_t lineage, int64_t step,
+                         double value);
+  // The value of metric `name` at the last step of `node`, nullptr if none was reported.
+  const double* EndMetric(const Family& family, stage_tree::NodeId node,
+                          const std::string& name) const;
   store::EventRecord Event(const std::string& study_id, const std::string& kind,
                            const std::string& payload) const;
 
