@@ -253,7 +253,7 @@ void Engine::AddBreakpoints(Family& family, const stage_tree::TrialSequences& se
 }
 
 void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
-                         Outbox& outbox) {
+                         Outbox& outbox, store::WriteBatch& batch) {
   // New nodes start their own lineage; the lower part of a split continues its upper's.
   for (auto node = static_cast<NodeId>(family.lineage.size()); node < family.tree->node_count();
        ++node) {
@@ -261,6 +261,20 @@ void Engine::TrackSplits(Family& family, const std::vector<stage_tree::SplitResu
   }
   for (const stage_tree::SplitResult& split : splits) {
     family.lineage[split.lower] = family.lineage[split.upper];
+    if (split.action == stage_tree::SplitAction::kUpperDone) {
+      // The state at the split step was kept already: the attempt goes on with the lower part
+      // only. A trial ending at the upper part is the one being inserted or extended; its caller
+      // sees the part done.
+      for (auto& [id, attempt] : attempts_) {
+        if (attempt.family_id != family.id) continue;
+        auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
+        if (at == attempt.chain.end()) continue;
+        *at = split.lower;
+        break;
+      }
+      batch.stages.push_back(StageRecordOf(family, split.upper));
+      continue;
+    }
     if (split.action != stage_tree::SplitAction::kCheckpointRequested) continue;
     // The running attempt now covers both parts: ask it for the state at the split step.
     for (auto& [id, attempt] : attempts_) {
@@ -402,7 +416,7 @@ absl::Status Engine::CarryOut(size_t study_index,
         }
         AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "", batch);
         family.breakpoints.insert(request.target);
-        TrackSplits(family, splits, outbox);
+        TrackSplits(family, splits, outbox, batch);
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
@@ -466,7 +480,7 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
   for (Step step : study.algorithm->BranchSteps()) {
     if (step > 0 && step < max_steps) (*family)->breakpoints.insert(step);
   }
-  TrackSplits(**family, splits, outbox);
+  TrackSplits(**family, splits, outbox, batch);
   (*family)->owners.resize(*tree_trial + 1);
   (*family)->owners[*tree_trial] = {study_index, number};
   (*family)->trial_by_trial = study.record.no_merge;
@@ -714,8 +728,9 @@ absl::Status Engine::Cut(Family& family, NodeId node, Step step) {
   const bool priorities_current = !family.priorities_dirty;
   absl::StatusOr<stage_tree::SplitResult> split = family.tree->Split(node, step);
   if (!split.ok()) return split.status();
-  Outbox unused;  // a stage not yet running needs no message
-  TrackSplits(family, {*split}, unused);
+  Outbox unused;  // a stage not yet running needs no message and no record
+  store::WriteBatch unused_batch;
+  TrackSplits(family, {*split}, unused, unused_batch);
   if (priorities_current) {
     // The chains through the node are as long as before: only the new part needs a priority,
     // and the tree need not be walked again.
@@ -962,6 +977,12 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
         } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
           (void)family.tree->AddCheckpoint(node, checkpoint.step());
           family.state_uri[{family.lineage[node], checkpoint.step()}] = checkpoint.uri();
+          // A split at this step makes the step before it a stage's last (see kUpperDone).
+          if (attempt->last_reported_step == checkpoint.step() - 1) {
+            for (const auto& [name, value] : attempt->last_reported_metrics) {
+              KeepMetric(family, name, family.lineage[node], checkpoint.step() - 1, value);
+            }
+          }
           worker.cached_states.insert({WorkerStageId(family, node), checkpoint.step()});
           AppendOp(family, store::TreeOpKind::kCheckpoint, node, checkpoint.step(), "", batch);
           batch.checkpoints.push_back(record);
@@ -1672,7 +1693,7 @@ absl::Status Engine::Recover() {
       return absl::DataLossError(absl::StrCat("replaying operation ", op.sequence, " of family ",
                                               op.family_id, ": ", status.message()));
     }
-    TrackSplits(family, splits, unused_outbox);
+    TrackSplits(family, splits, unused_outbox, unused_batch);
     if (op.kind == store::TreeOpKind::kRunning) ++family.attempts_of_node[node];
   }
   // Owners of tree trials.
@@ -1765,15 +1786,18 @@ absl::Status Engine::Recover() {
   }
   // Running attempts keep a fresh lease: their workers may reconnect and finish them.
   const auto lease = std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));
+  std::set<std::pair<int64_t, NodeId>> assigned_elsewhere;  // (family, node) given to an attempt
+  for (const store::AttemptRecord& record : snapshot->attempts) {
+    assigned_elsewhere.insert({record.family_id, static_cast<NodeId>(record.node_id)});
+  }
   for (const store::AttemptRecord& record : snapshot->attempts) {
     next_attempt_ = std::max(next_attempt_, record.attempt_id + 1);
     if (record.family_id < 1 || record.family_id > static_cast<int64_t>(families_.size())) continue;
     Family& family = FamilyById(record.family_id);
     auto node = static_cast<NodeId>(record.node_id);
-    if (node >= family.tree->node_count() ||
-        family.tree->node(node).state != StageState::kRunning) {
-      continue;
-    }
+    if (node >= family.tree->node_count()) continue;
+    const StageState assigned_state = family.tree->node(node).state;
+    if (assigned_state != StageState::kRunning && assigned_state != StageState::kDone) continue;
     Attempt attempt;
     attempt.id = record.attempt_id;
     attempt.family_id = record.family_id;
@@ -1781,22 +1805,39 @@ absl::Status Engine::Recover() {
     attempt.lease_expires = Clock::now() + lease;
     attempt.recompute = family.tree->node(node).recompute;
     attempt.assigned = node;
-    attempt.chain = {node};
-    // Parts split off a running stage follow it with the same lineage.
+    // Parts split off the assigned stage follow it with the same lineage; those done already
+    // (their end state came, or was kept before the split) are no longer the attempt's. A running
+    // part that another attempt was given, or that is a rerun where the attempt's parts are not
+    // (or the reverse), is a later recomputation: that attempt's, and the walk ends there.
+    std::vector<NodeId> parts = {node};
+    std::optional<bool> rerun;
     for (bool extended = true; extended;) {
       extended = false;
-      for (NodeId child : family.tree->Children(attempt.chain.back())) {
-        if (family.lineage[child] == family.lineage[node] &&
-            family.tree->node(child).state == StageState::kRunning) {
-          attempt.chain.push_back(child);
-          extended = true;
+      for (NodeId child : family.tree->Children(parts.back())) {
+        const stage_tree::NodeView view = family.tree->node(child);
+        if (family.lineage[child] != family.lineage[node]) continue;
+        if (view.state == StageState::kRunning) {
+          if (assigned_elsewhere.contains({record.family_id, child})) break;
+          if (!rerun) {
+            // A running assigned stage says; a done one, its first running part.
+            const stage_tree::NodeView assigned = family.tree->node(node);
+            rerun = assigned.state == StageState::kRunning ? assigned.recompute : view.recompute;
+          }
+          if (view.recompute != *rerun) break;
+        } else if (view.state != StageState::kDone) {
           break;
         }
+        parts.push_back(child);
+        extended = true;
+        break;
       }
     }
-    for (NodeId part : attempt.chain) {
+    for (NodeId part : parts) {
       attempt.steps += family.tree->node(part).end - family.tree->node(part).start;
+      if (family.tree->node(part).state == StageState::kRunning) attempt.chain.push_back(part);
     }
+    if (attempt.chain.empty()) continue;
+    if (rerun) attempt.recompute = *rerun;
     attempts_[attempt.id] = std::move(attempt);
   }
   // Any running stage without an attempt (its attempt row was lost with the crash) runs again.

@@ -212,8 +212,10 @@ class Engine {
                 store::WriteBatch& batch);
   static void AddBreakpoints(Family& family, const stage_tree::TrialSequences& sequences,
                              int64_t target);
+  // Follows the tree's splits: lineages, the running attempts' chains, the checkpoint requests
+  // (into `outbox`) and the records of parts done at once (into `batch`).
   void TrackSplits(Family& family, const std::vector<stage_tree::SplitResult>& splits,
-                   Outbox& outbox);
+                   Outbox& outbox, store::WriteBatch& batch);
   // Asks the study's algorithm for requests and carries them out, again while some were
   // answered at once; then saves the algorithm state and ends the study if it is done.
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);

@@ -374,6 +374,15 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
 
   SplitResult result{node, lower, SplitAction::kNone, 0};
   Node& upper = nodes_[node];
+  if (upper.state == StageState::kRunning && state_kept_at_step &&
+      (!upper.recompute || RecomputeFrom(node) < step)) {
+    // The attempt passed the step and kept its state there: the upper part's steps are trained
+    // and its end state exists. A rerun's lower part reruns from that state only.
+    if (upper.recompute) recompute_from_[lower] = step;
+    (void)MarkDone(node);
+    result.action = SplitAction::kUpperDone;
+    return result;
+  }
   if (upper.recompute) {
     // A stage that is itself waiting to be recomputed: both parts are reruns.
     const Step from = RecomputeFrom(node);

@@ -52,6 +52,9 @@ enum class SplitAction : uint8_t {
   kNone,                 // the node was pending, ready or failed: it was simply cut
   kCheckpointRequested,  // the node is running: ask its attempt for a checkpoint at the step
   kRecomputeScheduled,   // the node was done without a state at the step: it must run again
+  // The node is running and its attempt already kept the state at the step: the upper part is
+  // done at once (nothing is trained again) and the attempt goes on with the lower part.
+  kUpperDone,
 };
 
 struct SplitResult {
@@ -97,8 +100,10 @@ class StageTree {
   // Cuts `node` at `step` (start < step < end). The node keeps [start, step); a new node
   // [step, end) takes its children and the trials that end in it. A pending or ready node is
   // simply cut; a running node stays running in both parts and the caller must request a
-  // checkpoint at `step`; a done node whose state at `step` was not kept becomes a recompute
-  // stage from its nearest earlier checkpoint, and its steps count as recomputation.
+  // checkpoint at `step`, unless its state at `step` was kept already (AddCheckpoint): then the
+  // upper part is done at once, as by MarkDone; a done node whose state at `step` was not kept
+  // becomes a recompute stage from its nearest earlier checkpoint, and its steps count as
+  // recomputation.
   absl::StatusOr<SplitResult> Split(NodeId node, Step step);
 
   // State changes reported by the scheduler.

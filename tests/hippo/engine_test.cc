@@ -725,3 +725,159 @@ TEST(EngineTest, ATrialEndingWhereADoneStageKeptItsStateGetsTheMetricOfThatStep)
 
 }  // namespace
 }  // namespace hippo::coordinator
+
+namespace hippo::coordinator {
+namespace {
+
+// Trials 0 (lr 0.1) and 1 (lr 0.2) to step 20; once trial 1 reached its target, trial 2 (lr 0.1)
+// to step 13.
+class TargetAtAKeptState : public search_algos::SearchAlgorithm {
+ public:
+  void OnMetric(search_algos::TrialNumber, search_algos::Step, double) override {}
+  void OnTrialReachedTarget(search_algos::TrialNumber trial, search_algos::Step) override {
+    reached_ = std::max(reached_, static_cast<int>(trial));
+  }
+  void OnTrialEnded(search_algos::TrialNumber, search_algos::TrialOutcome) override {}
+  std::vector<search_algos::Request> Suggest(int64_t) override {
+    using Kind = search_algos::Request::Kind;
+    if (proposed_ == 0) {
+      proposed_ = 2;
+      return {{Kind::kNewTrial, {0.1}, 20, -1, 0}, {Kind::kNewTrial, {0.2}, 20, -1, 0}};
+    }
+    if (proposed_ == 2 && reached_ >= 1) {
+      proposed_ = 3;
+      return {{Kind::kNewTrial, {0.1}, 13, -1, 0}};
+    }
+    return {};
+  }
+  bool Finished() const override { return proposed_ == 3; }
+  std::string SaveState() const override { return absl::StrCat(proposed_, ",", reached_); }
+  absl::Status LoadState(const std::string& state) override {
+    const size_t comma = state.find(',');
+    proposed_ = std::stoi(state.substr(0, comma));
+    reached_ = std::stoi(state.substr(comma + 1));
+    return absl::OkStatus();
+  }
+
+ private:
+  int proposed_ = 0;
+  int reached_ = -1;
+};
+
+// Trial 2 reached step 13 with the metric of step 12 (score = step + lr); `done` says whether
+// the others reached 20 too.
+void ExpectTrialTwoEndsAtTheKeptState(Engine& engine, const std::string& study_id, bool done) {
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study_id, true);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  ASSERT_EQ(trials->trials_size(), 3);
+  const std::vector<std::pair<int64_t, double>> expected = {{20, 19.1}, {20, 19.2}, {13, 12.1}};
+  for (int i = 0; i < 3; ++i) {
+    const v1::Trial& trial = trials->trials(i);
+    EXPECT_EQ(trial.target_step(), expected[i].first) << "trial " << i;
+    if (i == 0 && !done) {
+      EXPECT_EQ(trial.state(), v1::TRIAL_RUNNING);
+      continue;
+    }
+    EXPECT_EQ(trial.state(), i == 2 ? v1::TRIAL_PAUSED : v1::TRIAL_COMPLETED) << "trial " << i;
+    ASSERT_TRUE(trial.has_objective_value()) << "trial " << i << " reached its target without it";
+    EXPECT_DOUBLE_EQ(trial.objective_value(), expected[i].second) << "trial " << i;
+    ASSERT_EQ(trials->metrics(i).metrics_size(), trial.target_step()) << "trial " << i;
+  }
+  absl::StatusOr<v1::Study> study = engine.GetStudy(study_id);
+  ASSERT_TRUE(study.ok());
+  EXPECT_EQ(study->state(), done ? v1::STUDY_COMPLETED : v1::STUDY_RUNNING);
+  EXPECT_EQ(study->steps().recomputed_steps(), 0);
+  if (done) {
+    EXPECT_EQ(study->steps().executed_steps(), study->steps().unique_steps());
+  }
+}
+
+// Worker "a" trains trial 0's [0, 20), keeps its state at 13 on its own and goes on to 16 before
+// trial 2 (target 13) arrives: the split at 13 finds that state, so [0, 13) is done at once and
+// trial 2 has its objective (the report of step 12) with nothing asked of any worker and nothing
+// trained again. A restarted coordinator has the same, and lets worker "a" finish its attempt.
+TEST(EngineTest, ASplitAtAStepWhoseStateTheRunningStageKeptCompletesItsTrialsAtOnce) {
+  (void)search_algos::AlgorithmRegistry::Global().Register(
+      "target_at_a_kept_state",
+      [](const search_algos::AlgorithmContext&)
+          -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
+        return std::make_unique<TargetAtAKeptState>();
+      });
+  v1::StudySpec spec = SmallGrid();
+  spec.mutable_algorithm()->set_name("target_at_a_kept_state");
+  spec.mutable_budget()->set_max_steps(20);
+  v1::Parameter* lr = spec.mutable_search_space()->mutable_parameters(0);
+  lr->mutable_sequence()->Clear();
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_low(0.01);
+  lr->mutable_sequence()->mutable_constant()->mutable_range()->set_high(0.3);
+
+  const std::string db = TempDb();
+  std::string study_id;
+  std::string worker_a;
+  v1::Assign stage_a;
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    study_id = study->id();
+    std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
+    std::map<double, std::pair<std::string, v1::Assign>> first;  // by lr
+    for (const std::string worker : {"a", "c"}) {
+      channels[worker] = std::make_shared<RecordingChannel>();
+      ASSERT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
+    }
+    for (auto& [worker, channel] : channels) {
+      std::optional<v1::CoordinatorMessage> message = channel->Next();
+      ASSERT_TRUE(message && message->has_assign());
+      first[LrOf(message->assign())] = {worker, message->assign()};
+    }
+    ASSERT_EQ(first.size(), 2u);
+    worker_a = first.at(0.1).first;
+    stage_a = first.at(0.1).second;
+    const auto& [worker_c, stage_c] = first.at(0.2);
+    ASSERT_EQ(stage_a.start_step(), 0);
+    ASSERT_EQ(stage_a.end_step(), 20);
+
+    for (int64_t step = 0; step < 13; ++step) ReportStep(engine, worker_a, stage_a, step);
+    WriteCheckpoint(engine, worker_a, stage_a, 13);  // not asked for: the worker's own
+    for (int64_t step = 13; step < 16; ++step) ReportStep(engine, worker_a, stage_a, step);
+    Train(engine, worker_c, stage_c);  // trial 1 reaches its target: trial 2 arrives
+    for (auto& [worker, channel] : channels) {
+      std::optional<v1::CoordinatorMessage> message = channel->Next();
+      EXPECT_FALSE(message.has_value()) << worker << " got " << message->DebugString();
+    }
+    ExpectTrialTwoEndsAtTheKeptState(engine, study_id, /*done=*/false);
+  }
+  {
+    auto store = store::Store::Open(db);  // restarted while worker "a" still trains [13, 20)
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    ExpectTrialTwoEndsAtTheKeptState(engine, study_id, /*done=*/false);
+    std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
+    for (const std::string worker : {"a", "c"}) {
+      channels[worker] = std::make_shared<RecordingChannel>();
+      ASSERT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
+    }
+    for (int64_t step = 16; step < 20; ++step) ReportStep(engine, worker_a, stage_a, step);
+    WriteCheckpoint(engine, worker_a, stage_a, 20);
+    FinishStage(engine, worker_a, stage_a);
+    for (auto& [worker, channel] : channels) {
+      std::optional<v1::CoordinatorMessage> message = channel->Next();
+      EXPECT_FALSE(message.has_value()) << worker << " got " << message->DebugString();
+    }
+    ExpectTrialTwoEndsAtTheKeptState(engine, study_id, /*done=*/true);
+  }
+  auto store = store::Store::Open(db);  // and once more, after the end
+  ASSERT_TRUE(store.ok());
+  Engine recovered(store->get(), EngineOptions{});
+  ASSERT_TRUE(recovered.Recover().ok());
+  ExpectTrialTwoEndsAtTheKeptState(recovered, study_id, /*done=*/true);
+  std::filesystem::remove(db);
+}
+
+}  // namespace
+}  // namespace hippo::coordinator

@@ -97,6 +97,57 @@ TEST(StageTreeStatesTest, SplitAtKeptCheckpointNeedsNoRecompute) {
   EXPECT_EQ(tree.ReadyNodes().size(), 1u);
 }
 
+TEST(StageTreeStatesTest, SplittingRunningStageAtItsKeptCheckpointMarksUpperDoneWithoutRecompute) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const NodeId stage = tree.Path(first)[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.AddCheckpoint(stage, 50).ok());  // the attempt kept 50 and went on
+  std::vector<SplitResult> splits;
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits);
+  const TrialId third = *tree.Insert(LearningRate(0.1, 0.05, 50), 50);  // ends at the split
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].action, SplitAction::kUpperDone);
+  EXPECT_EQ(splits[0].upper, stage);
+  EXPECT_EQ(tree.node(stage).state, StageState::kDone);
+  EXPECT_FALSE(tree.node(stage).recompute);
+  EXPECT_EQ(tree.Leaf(third), stage);
+  // The attempt goes on with [50, 100); the new branch can start from the state at 50.
+  EXPECT_EQ(tree.node(splits[0].lower).state, StageState::kRunning);
+  EXPECT_FALSE(tree.node(splits[0].lower).recompute);
+  EXPECT_EQ(tree.ReadyNodes(), (std::vector<NodeId>{tree.Path(second)[1]}));
+  ASSERT_TRUE(tree.MarkDone(splits[0].lower).ok());
+  ASSERT_TRUE(tree.MarkRunning(tree.Path(second)[1]).ok());
+  ASSERT_TRUE(tree.MarkDone(tree.Path(second)[1]).ok());
+  EXPECT_EQ(tree.counts().unique_steps, 150);
+  EXPECT_EQ(tree.counts().executed_steps, 150);
+  EXPECT_EQ(tree.counts().recomputed_steps, 0);
+  EXPECT_EQ(tree.counts().recompute_stages, 0);
+}
+
+TEST(StageTreeStatesTest, SplittingRunningRerunAtItsKeptCheckpointCountsEachStepOnce) {
+  StageTree tree("family", {"lr"});
+  const NodeId stage = tree.Path(*tree.Insert(LearningRate(0.1, 0.01, 50), 100))[0];
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.MarkDoneWithoutState(stage).ok());  // 100 steps, state lost: rerun from 0
+  ASSERT_TRUE(tree.MarkRunning(stage).ok());
+  ASSERT_TRUE(tree.AddCheckpoint(stage, 50).ok());
+  std::vector<SplitResult> splits;
+  ASSERT_TRUE(tree.Insert(LearningRate(0.1, 0.05, 50), 100, &splits).ok());
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].action, SplitAction::kUpperDone);
+  EXPECT_EQ(tree.node(stage).state, StageState::kDone);
+  EXPECT_EQ(tree.counts().recomputed_steps, 50);
+  const NodeView lower = tree.node(splits[0].lower);
+  EXPECT_EQ(lower.state, StageState::kRunning);
+  EXPECT_TRUE(lower.recompute);
+  EXPECT_EQ(lower.recompute_from, 50);
+  ASSERT_TRUE(tree.MarkDone(splits[0].lower).ok());
+  EXPECT_EQ(tree.counts().recomputed_steps, 100);
+  EXPECT_EQ(tree.counts().executed_steps, 200);
+  EXPECT_EQ(tree.counts().recompute_stages, 1);
+}
+
 TEST(StageTreeStatesTest, StageDoneWithoutStateIsCountedAndRecomputed) {
   StageTree tree("family", {"lr"});
   const TrialId trial = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
