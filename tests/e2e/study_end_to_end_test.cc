@@ -182,9 +182,18 @@ TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
   }
   EXPECT_NE(listed.find("member"), std::string::npos) << listed;
   EXPECT_EQ(listed.find("stranger"), std::string::npos) << listed;
-  std::ifstream log(dir.File("stranger.log"));
-  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  // The stranger may not have tried yet when the member is listed: wait for its log to say why.
+  std::string text;
+  for (int attempt = 0; attempt < 100 && text.find("token") == std::string::npos; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::ifstream log(dir.File("stranger.log"));
+    text.assign(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
+  }
   EXPECT_NE(text.find("token"), std::string::npos) << text;
+  EXPECT_EQ(RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"),
+                      "--json"})
+                .output.find("stranger"),
+            std::string::npos);
 }
 
 }  // namespace
