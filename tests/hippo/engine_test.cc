@@ -486,9 +486,11 @@ namespace {
 // Trials 0 (lr 0.1) and 1 (lr 0.2) to step 20; once trial 1 reached its target, trial 2 (lr 0.1)
 // to step 13, which splits trial 0's stage at 13; once trial 2 reached its, trial 3 (lr 0.1) to
 // step 7, which splits [0, 13) at 7. From trial 2 on, the algorithm may branch at step 7 (so a
-// stage that runs over it afterwards keeps its state there).
+// stage that runs over it afterwards keeps its state there). Without `then_step_seven`, it stops
+// after trial 2 and never branches.
 class LateTargets : public search_algos::SearchAlgorithm {
  public:
+  explicit LateTargets(bool then_step_seven = true) : then_step_seven_(then_step_seven) {}
   void OnMetric(search_algos::TrialNumber, search_algos::Step, double) override {}
   void OnTrialReachedTarget(search_algos::TrialNumber trial, search_algos::Step) override {
     reached_ = std::max(reached_, static_cast<int>(trial));
@@ -504,15 +506,15 @@ class LateTargets : public search_algos::SearchAlgorithm {
       proposed_ = 3;
       return {{Kind::kNewTrial, {0.1}, 13, -1, 0}};
     }
-    if (proposed_ == 3 && reached_ >= 2) {
+    if (then_step_seven_ && proposed_ == 3 && reached_ >= 2) {
       proposed_ = 4;
       return {{Kind::kNewTrial, {0.1}, 7, -1, 0}};
     }
     return {};
   }
-  bool Finished() const override { return proposed_ == 4; }
+  bool Finished() const override { return proposed_ == (then_step_seven_ ? 4 : 3); }
   std::vector<search_algos::Step> BranchSteps() const override {
-    if (proposed_ >= 3) return {7};
+    if (then_step_seven_ && proposed_ >= 3) return {7};
     return {};
   }
   std::string SaveState() const override { return absl::StrCat(proposed_, ",", reached_); }
@@ -524,6 +526,7 @@ class LateTargets : public search_algos::SearchAlgorithm {
   }
 
  private:
+  const bool then_step_seven_;
   int proposed_ = 0;
   int reached_ = -1;
 };
@@ -729,41 +732,6 @@ TEST(EngineTest, ATrialEndingWhereADoneStageKeptItsStateGetsTheMetricOfThatStep)
 namespace hippo::coordinator {
 namespace {
 
-// Trials 0 (lr 0.1) and 1 (lr 0.2) to step 20; once trial 1 reached its target, trial 2 (lr 0.1)
-// to step 13.
-class TargetAtAKeptState : public search_algos::SearchAlgorithm {
- public:
-  void OnMetric(search_algos::TrialNumber, search_algos::Step, double) override {}
-  void OnTrialReachedTarget(search_algos::TrialNumber trial, search_algos::Step) override {
-    reached_ = std::max(reached_, static_cast<int>(trial));
-  }
-  void OnTrialEnded(search_algos::TrialNumber, search_algos::TrialOutcome) override {}
-  std::vector<search_algos::Request> Suggest(int64_t) override {
-    using Kind = search_algos::Request::Kind;
-    if (proposed_ == 0) {
-      proposed_ = 2;
-      return {{Kind::kNewTrial, {0.1}, 20, -1, 0}, {Kind::kNewTrial, {0.2}, 20, -1, 0}};
-    }
-    if (proposed_ == 2 && reached_ >= 1) {
-      proposed_ = 3;
-      return {{Kind::kNewTrial, {0.1}, 13, -1, 0}};
-    }
-    return {};
-  }
-  bool Finished() const override { return proposed_ == 3; }
-  std::string SaveState() const override { return absl::StrCat(proposed_, ",", reached_); }
-  absl::Status LoadState(const std::string& state) override {
-    const size_t comma = state.find(',');
-    proposed_ = std::stoi(state.substr(0, comma));
-    reached_ = std::stoi(state.substr(comma + 1));
-    return absl::OkStatus();
-  }
-
- private:
-  int proposed_ = 0;
-  int reached_ = -1;
-};
-
 // Trial 2 reached step 13 with the metric of step 12 (score = step + lr); `done` says whether
 // the others reached 20 too.
 void ExpectTrialTwoEndsAtTheKeptState(Engine& engine, const std::string& study_id, bool done) {
@@ -801,7 +769,7 @@ TEST(EngineTest, ASplitAtAStepWhoseStateTheRunningStageKeptCompletesItsTrialsAtO
       "target_at_a_kept_state",
       [](const search_algos::AlgorithmContext&)
           -> absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> {
-        return std::make_unique<TargetAtAKeptState>();
+        return std::make_unique<LateTargets>(/*then_step_seven=*/false);
       });
   v1::StudySpec spec = SmallGrid();
   spec.mutable_algorithm()->set_name("target_at_a_kept_state");
