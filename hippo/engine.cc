@@ -895,9 +895,29 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
   if (worker_it == workers_.end()) {
     return absl::FailedPreconditionError("a worker must say hello first");
   }
-  Worker& worker = worker_it->second;
+  // Checked before any is handled, so that a refused message changes nothing.
+  for (const v1::WorkerMessage& report : message.reports().messages()) {
+    if (report.has_reports() || report.has_hello()) {
+      return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
+    }
+  }
   store::WriteBatch batch;
   Outbox outbox;
+  if (message.has_reports()) {
+    for (const v1::WorkerMessage& report : message.reports().messages()) {
+      HandleReport(worker_it->second, report, batch, outbox);
+    }
+  } else {
+    HandleReport(worker_it->second, message, batch, outbox);
+  }
+  CancelUnneeded(batch, outbox);
+  Dispatch(batch, outbox);
+  return CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
+}
+
+void Engine::HandleReport(Worker& worker, const v1::WorkerMessage& message,
+                          store::WriteBatch& batch, Outbox& outbox) {
+  const std::string& worker_id = worker.hello.worker_id();
   const auto lease = std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));
 
   // Reports of an attempt that is not (or no longer) this worker's are ignored.
@@ -1020,12 +1040,10 @@ absl::Status Engine::OnWorkerMessage(const std::string& worker_id,
       }
       break;
     case v1::WorkerMessage::kHello:
+    case v1::WorkerMessage::kReports:  // OnWorkerMessage unpacks them
     case v1::WorkerMessage::MESSAGE_NOT_SET:
       break;
   }
-  CancelUnneeded(batch, outbox);
-  Dispatch(batch, outbox);
-  return CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
 }
 
 void Engine::StageDone(Family& family, NodeId node, store::WriteBatch& batch,

@@ -225,6 +225,10 @@ class Engine {
                         store::WriteBatch& batch, Outbox& outbox);
   void StageDone(Family& family, stage_tree::NodeId node, store::WriteBatch& batch,
                  std::set<size_t>& touched_studies);
+  // One report of `worker` (progress, checkpoint, stage done, heartbeat, eviction); reports of
+  // an attempt that is not the worker's are ignored.
+  void HandleReport(Worker& worker, const hippo::v1::WorkerMessage& message,
+                    store::WriteBatch& batch, Outbox& outbox);
   // A trial's sequences: its point's, after its parent's up to the fork step for a fork.
   absl::StatusOr<stage_tree::TrialSequences> SequencesOf(const StudyState& study,
                                                          int64_t trial) const;

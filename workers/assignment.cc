@@ -126,4 +126,22 @@ hippo::v1::WorkerMessage ProgressMessage(int64_t attempt_id, Step step, const Me
   return message;
 }
 
+int64_t AttemptOf(const hippo::v1::WorkerMessage& message) {
+  switch (message.message_case()) {
+    case hippo::v1::WorkerMessage::kProgress:
+      return message.progress().attempt_id();
+    case hippo::v1::WorkerMessage::kCheckpoint:
+      return message.checkpoint().attempt_id();
+    case hippo::v1::WorkerMessage::kFinished:
+      return message.finished().attempt_id();
+    case hippo::v1::WorkerMessage::kReports:
+      for (const hippo::v1::WorkerMessage& report : message.reports().messages()) {
+        if (const int64_t attempt = AttemptOf(report); attempt != 0) return attempt;
+      }
+      return 0;
+    default:
+      return 0;
+  }
+}
+
 }  // namespace hippo::workers

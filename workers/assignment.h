@@ -35,6 +35,10 @@ StaticValue StaticValueFromProto(const google::protobuf::Value& value);
 
 hippo::v1::WorkerMessage ProgressMessage(int64_t attempt_id, Step step, const Metrics& metrics);
 
+// The attempt a report is about (of the first report in a Reports message); 0 for a hello, a
+// heartbeat or an eviction.
+int64_t AttemptOf(const hippo::v1::WorkerMessage& message);
+
 }  // namespace hippo::workers
 
 #endif  // HIPPO_WORKERS_ASSIGNMENT_H_

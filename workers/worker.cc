@@ -365,10 +365,7 @@ void Worker::Send(const hippo::v1::WorkerMessage& message, bool keep_if_disconne
 }
 
 void Worker::RecordSent(const hippo::v1::WorkerMessage& message) {
-  int64_t attempt = 0;
-  if (message.has_progress()) attempt = message.progress().attempt_id();
-  if (message.has_checkpoint()) attempt = message.checkpoint().attempt_id();
-  if (message.has_finished()) attempt = message.finished().attempt_id();
+  const int64_t attempt = AttemptOf(message);
   if (attempt == 0) return;  // hello, heartbeat, evictions: the next hello supersedes them
   auto it = std::find_if(replay_.begin(), replay_.end(),
                          [attempt](const auto& entry) { return entry.first == attempt; });
@@ -381,9 +378,10 @@ void Worker::RecordSent(const hippo::v1::WorkerMessage& message) {
   if (it->second.size() < kMaxOutboxMessages) it->second.push_back(message);
 }
 
-void Worker::SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds) {
-  hippo::v1::WorkerMessage message;
-  hippo::v1::StageFinished* finished = message.mutable_finished();
+void Worker::SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
+                          std::vector<hippo::v1::WorkerMessage> before) {
+  hippo::v1::WorkerMessage done;
+  hippo::v1::StageFinished* finished = done.mutable_finished();
   finished->set_attempt_id(attempt_id);
   finished->set_ok(ok);
   finished->set_error(std::string(error));
@@ -392,7 +390,15 @@ void Worker::SendFinished(int64_t attempt_id, bool ok, std::string_view error, d
     absl::MutexLock lock(&mu_);
     ++(ok ? stats_.stages_succeeded : stats_.stages_failed);
   }
-  Send(message, /*keep_if_disconnected=*/true);
+  if (before.empty()) {
+    Send(done, /*keep_if_disconnected=*/true);
+    return;
+  }
+  hippo::v1::WorkerMessage packed;
+  hippo::v1::Reports* reports = packed.mutable_reports();
+  for (hippo::v1::WorkerMessage& report : before) *reports->add_messages() = std::move(report);
+  *reports->add_messages() = std::move(done);
+  Send(packed, /*keep_if_disconnected=*/true);
 }
 
 void Worker::HandleMessage(const hippo::v1::CoordinatorMessage& message) {
@@ -590,12 +596,19 @@ void Worker::RunJob(Job& job) {
     return;
   }
 
+  // The last step's progress and the end checkpoint go out with stage done, as one message.
+  std::vector<hippo::v1::WorkerMessage> stage_end;
   TrainCallbacks callbacks;
-  callbacks.progress = [this, &task](Step step, const Metrics& metrics) {
-    Send(ProgressMessage(task.attempt_id, step, metrics), /*keep_if_disconnected=*/true);
+  callbacks.progress = [this, &task, &stage_end](Step step, const Metrics& metrics) {
+    hippo::v1::WorkerMessage message = ProgressMessage(task.attempt_id, step, metrics);
+    if (step == task.end_step - 1) {
+      stage_end.push_back(std::move(message));
+    } else {
+      Send(message, /*keep_if_disconnected=*/true);
+    }
   };
-  callbacks.checkpoint = [this, &task, &control](Step step,
-                                                 const TrainingState& at) -> absl::Status {
+  callbacks.checkpoint = [this, &task, &control, &stage_end](
+                             Step step, const TrainingState& at) -> absl::Status {
     absl::StatusOr<std::string> bytes = at.Serialize();
     if (!bytes.ok()) return bytes.status();
     absl::StatusOr<CheckpointInfo> info = store_->Write(task.stage_id, step, *bytes);
@@ -608,7 +621,11 @@ void Worker::RunJob(Job& job) {
     written->set_uri(info->uri);
     written->set_size_bytes(info->size_bytes);
     written->set_checksum(info->checksum);
-    Send(message, /*keep_if_disconnected=*/true);
+    if (step == task.end_step) {
+      stage_end.push_back(std::move(message));
+    } else {
+      Send(message, /*keep_if_disconnected=*/true);
+    }
     // A step the coordinator asked for mid-stage is a split point: siblings will fork there.
     if (step < task.end_step && control.RequestedMidStage(step)) {
       KeepInCache({task.stage_id, step}, at.Clone());
@@ -623,15 +640,18 @@ void Worker::RunJob(Job& job) {
     KeepInCache({task.stage_id, task.end_step}, *std::move(state));
   }
   if (control.cancelled()) {
-    SendFinished(task.attempt_id, false, "cancelled by the coordinator", seconds);
+    SendFinished(task.attempt_id, false, "cancelled by the coordinator", seconds,
+                 std::move(stage_end));
     return;
   }
   if (!outcome.ok()) {
     Log(absl::StrCat("attempt ", task.attempt_id, " failed: ", outcome.status().ToString()));
-    SendFinished(task.attempt_id, false, outcome.status().ToString(), seconds);
+    SendFinished(task.attempt_id, false, outcome.status().ToString(), seconds,
+                 std::move(stage_end));
     return;
   }
-  SendFinished(task.attempt_id, true, "", outcome->virtual_seconds.value_or(seconds));
+  SendFinished(task.attempt_id, true, "", outcome->virtual_seconds.value_or(seconds),
+               std::move(stage_end));
 }
 
 }  // namespace hippo::workers

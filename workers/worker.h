@@ -144,7 +144,9 @@ class Worker {
   // Writes `message` on the stream, or keeps it in the outbox while disconnected when
   // `keep_if_disconnected` (dropped otherwise). Serialises all writes.
   void Send(const hippo::v1::WorkerMessage& message, bool keep_if_disconnected);
-  void SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds);
+  // Stage done, after the reports in `before` (sent together as one Reports message).
+  void SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
+                    std::vector<hippo::v1::WorkerMessage> before = {});
   // Keeps a written report of an attempt for replay after a reconnect.
   void RecordSent(const hippo::v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(send_mu_);
 

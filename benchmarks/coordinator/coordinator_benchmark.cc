@@ -1,9 +1,10 @@
 // Coordinator benchmark: simulated workers over real gRPC on loopback, zero-cost stages.
 //
 // An in-process coordinator (real SQLite file, durable group commit) runs a random-search study
-// of N one-step trials; W worker threads each hold a real WorkerService stream and answer every
-// Assign at once with Progress, CheckpointWritten and StageFinished. Reported: dispatches per
-// second, the dispatch latency (StageFinished sent -> next Assign received) p50/p90/p99/p99.9,
+// of N one-step trials; W simulated workers each hold a real WorkerService stream and answer
+// every Assign at once, as the worker runtime ends a stage: one Reports message with Progress,
+// CheckpointWritten and StageFinished. Reported: dispatches per second, the dispatch latency
+// (the stage end sent -> next Assign received) p50/p90/p99/p99.9,
 // the CPU time per dispatch (all threads of the process: coordinator and simulated workers,
 // which share the machine), the coordinator's resident memory at the end, and the time per trial
 // over the first and the last 5% of the study (it must stay flat as the study grows).
@@ -90,27 +91,28 @@ struct SimulatedWorker {
   void WriteNext() {
     if (outgoing.empty()) return;
     writing = true;
-    if (outgoing.front().has_finished()) finished_at = Clock::now();
+    if (outgoing.front().has_reports()) finished_at = Clock::now();
     stream->Write(outgoing.front(), &write_op);
   }
 
-  // Answers an Assign at once: the step's metric, the end checkpoint, done.
+  // Answers an Assign at once, as the worker runtime ends a stage: one Reports message with
+  // the last step's metric, the end checkpoint and stage done.
   void Answer(const v1::Assign& assign) {
-    v1::WorkerMessage progress;
-    progress.mutable_progress()->set_attempt_id(assign.attempt_id());
-    progress.mutable_progress()->set_step(assign.end_step() - 1);
-    (*progress.mutable_progress()->mutable_metrics())["val_accuracy"] = 0.5;
-    Send(std::move(progress));
-    v1::WorkerMessage checkpoint;
-    checkpoint.mutable_checkpoint()->set_attempt_id(assign.attempt_id());
-    checkpoint.mutable_checkpoint()->set_stage_id(assign.stage_id());
-    checkpoint.mutable_checkpoint()->set_step(assign.end_step());
-    checkpoint.mutable_checkpoint()->set_uri("file:///dev/null");
-    Send(std::move(checkpoint));
-    v1::WorkerMessage finished;
-    finished.mutable_finished()->set_attempt_id(assign.attempt_id());
-    finished.mutable_finished()->set_ok(true);
-    Send(std::move(finished));
+    v1::WorkerMessage message;
+    v1::Reports* reports = message.mutable_reports();
+    v1::Progress* progress = reports->add_messages()->mutable_progress();
+    progress->set_attempt_id(assign.attempt_id());
+    progress->set_step(assign.end_step() - 1);
+    (*progress->mutable_metrics())["val_accuracy"] = 0.5;
+    v1::CheckpointWritten* checkpoint = reports->add_messages()->mutable_checkpoint();
+    checkpoint->set_attempt_id(assign.attempt_id());
+    checkpoint->set_stage_id(assign.stage_id());
+    checkpoint->set_step(assign.end_step());
+    checkpoint->set_uri("file:///dev/null");
+    v1::StageFinished* finished = reports->add_messages()->mutable_finished();
+    finished->set_attempt_id(assign.attempt_id());
+    finished->set_ok(true);
+    Send(std::move(message));
   }
 
   void OnEvent(Kind kind, bool ok) {

@@ -71,10 +71,13 @@ v1::WorkerHello Hello(const std::string& id) {
 }
 
 // Plays a worker for one Assign: a score per step that depends on the lr, then the end
-// checkpoint and the finish.
-void Train(Engine& engine, const std::string& worker, const v1::Assign& assign) {
+// checkpoint and the finish; `packed`: the last step's progress, the checkpoint and the finish
+// go as one Reports message, as the worker runtime sends them.
+void Train(Engine& engine, const std::string& worker, const v1::Assign& assign,
+           bool packed = false) {
+  std::vector<v1::WorkerMessage> reports;
   for (int64_t step = assign.start_step(); step < assign.end_step(); ++step) {
-    v1::WorkerMessage progress;
+    v1::WorkerMessage& progress = reports.emplace_back();
     progress.mutable_progress()->set_attempt_id(assign.attempt_id());
     progress.mutable_progress()->set_step(step);
     double lr = 0;
@@ -82,19 +85,26 @@ void Train(Engine& engine, const std::string& worker, const v1::Assign& assign) 
       if (step >= segment.start() && step < segment.end()) lr = segment.constant();
     }
     (*progress.mutable_progress()->mutable_metrics())["score"] = step + lr;
-    ASSERT_TRUE(engine.OnWorkerMessage(worker, progress).ok());
   }
-  v1::WorkerMessage checkpoint;
+  v1::WorkerMessage& checkpoint = reports.emplace_back();
   checkpoint.mutable_checkpoint()->set_attempt_id(assign.attempt_id());
   checkpoint.mutable_checkpoint()->set_stage_id(assign.stage_id());
   checkpoint.mutable_checkpoint()->set_step(assign.end_step());
   checkpoint.mutable_checkpoint()->set_uri("file:///checkpoints/" +
                                            std::to_string(assign.stage_id()));
-  ASSERT_TRUE(engine.OnWorkerMessage(worker, checkpoint).ok());
-  v1::WorkerMessage finished;
+  v1::WorkerMessage& finished = reports.emplace_back();
   finished.mutable_finished()->set_attempt_id(assign.attempt_id());
   finished.mutable_finished()->set_ok(true);
-  ASSERT_TRUE(engine.OnWorkerMessage(worker, finished).ok());
+  const size_t one_by_one = packed ? reports.size() - 3 : reports.size();
+  for (size_t i = 0; i < one_by_one; ++i) {
+    ASSERT_TRUE(engine.OnWorkerMessage(worker, reports[i]).ok());
+  }
+  if (!packed) return;
+  v1::WorkerMessage end;
+  for (size_t i = one_by_one; i < reports.size(); ++i) {
+    *end.mutable_reports()->add_messages() = reports[i];
+  }
+  ASSERT_TRUE(engine.OnWorkerMessage(worker, end).ok());
 }
 
 TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
@@ -139,6 +149,62 @@ TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
       EXPECT_GE(metric.values().at("score"), static_cast<double>(metric.step()));
     }
   }
+  std::filesystem::remove(db);
+}
+
+// Runs SmallGrid to its end with one worker; returns every trial's metrics.
+v1::ListTrialsResponse RunSmallGrid(bool packed) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  EXPECT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), EngineOptions{});
+  EXPECT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+  EXPECT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  EXPECT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    Train(engine, "w", message->assign(), packed);
+  }
+  EXPECT_EQ(engine.GetStudy(study->id())->state(), v1::STUDY_COMPLETED);
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), true);
+  EXPECT_TRUE(trials.ok()) << trials.status();
+  std::filesystem::remove(db);
+  return *trials;
+}
+
+TEST(EngineTest, AStageEndPackedAsReportsGivesTheSameStudyAsReportsOneByOne) {
+  const v1::ListTrialsResponse one_by_one = RunSmallGrid(/*packed=*/false);
+  const v1::ListTrialsResponse packed = RunSmallGrid(/*packed=*/true);
+  ASSERT_EQ(packed.metrics_size(), 2);
+  EXPECT_EQ(packed.SerializeAsString(), one_by_one.SerializeAsString());
+}
+
+TEST(EngineTest, ReportsWithAHelloInsideAreRefusedAndChangeNothing) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::optional<v1::CoordinatorMessage> first = channel->Next();
+  ASSERT_TRUE(first && first->has_assign());
+
+  v1::WorkerMessage bad;
+  v1::StageFinished* finished = bad.mutable_reports()->add_messages()->mutable_finished();
+  finished->set_attempt_id(first->assign().attempt_id());
+  finished->set_ok(true);
+  *bad.mutable_reports()->add_messages()->mutable_hello() = Hello("w");
+  absl::Status status = engine.OnWorkerMessage("w", bad);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("hello"), std::string::npos) << status;
+  // The finish before the hello was not taken: the stage is still this worker's to end.
+  EXPECT_FALSE(channel->Next().has_value());
+  Train(engine, "w", first->assign());
+  ASSERT_TRUE(channel->Next().has_value());  // the next stage, once the first really ended
   std::filesystem::remove(db);
 }
 

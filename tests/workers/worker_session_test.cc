@@ -53,7 +53,15 @@ class FakeCoordinator final : public hippo::v1::WorkerService::Service {
     WorkerMessage message;
     while (stream->Read(&message)) {
       absl::MutexLock lock(&mu_);
-      received_.push_back(message);
+      // Packed reports are kept one by one, in order, as the coordinator handles them.
+      if (message.has_reports()) {
+        packs_.push_back(message.reports());
+        for (const WorkerMessage& report : message.reports().messages()) {
+          received_.push_back(report);
+        }
+      } else {
+        received_.push_back(message);
+      }
     }
     absl::MutexLock lock(&stream_mu_);
     stream_ = nullptr;
@@ -78,6 +86,12 @@ class FakeCoordinator final : public hippo::v1::WorkerService::Service {
     return received_;
   }
 
+  // The Reports messages received, as sent.
+  std::vector<hippo::v1::Reports> Packs() {
+    absl::MutexLock lock(&mu_);
+    return packs_;
+  }
+
   std::vector<std::string> Tokens() {
     absl::MutexLock lock(&mu_);
     return tokens_;
@@ -87,6 +101,7 @@ class FakeCoordinator final : public hippo::v1::WorkerService::Service {
   const std::string required_token_;
   absl::Mutex mu_;
   std::vector<WorkerMessage> received_ ABSL_GUARDED_BY(mu_);
+  std::vector<hippo::v1::Reports> packs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   absl::Mutex stream_mu_;
   grpc::ServerReaderWriter<CoordinatorMessage, WorkerMessage>* stream_ ABSL_GUARDED_BY(stream_mu_) =
@@ -270,7 +285,7 @@ std::vector<Metrics> LocalCurve(int64_t end) {
   return curve;
 }
 
-TEST_F(WorkerSessionTest, SaysHelloFirstThenStreamsEveryStepACheckpointAndFinished) {
+TEST_F(WorkerSessionTest, SaysHelloFirstThenStreamsEveryStepAndPacksTheStageEnd) {
   FakeServer server(0);
   WorkerOptions options = Options(server.address());
   options.token = "secret";
@@ -324,6 +339,14 @@ TEST_F(WorkerSessionTest, SaysHelloFirstThenStreamsEveryStepACheckpointAndFinish
   ASSERT_TRUE(reports[21].has_finished());
   EXPECT_TRUE(reports[21].finished().ok()) << reports[21].finished().error();
   EXPECT_GE(reports[21].finished().seconds(), 0.0);
+
+  // The stage's end came as one message: the last step's progress, the end checkpoint, done.
+  const std::vector<hippo::v1::Reports> packs = coordinator.Packs();
+  ASSERT_EQ(packs.size(), 1u);
+  ASSERT_EQ(packs[0].messages_size(), 3);
+  EXPECT_EQ(packs[0].messages(0).progress().step(), 19);
+  EXPECT_EQ(packs[0].messages(1).checkpoint().step(), 20);
+  EXPECT_TRUE(packs[0].messages(2).has_finished());
 
   // Heartbeats keep coming and list nothing once the stage is done.
   const size_t seen = coordinator.Received().size();
