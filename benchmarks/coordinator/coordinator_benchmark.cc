@@ -7,11 +7,14 @@
 // (the stage end sent -> next Assign received) p50/p90/p99/p99.9,
 // the CPU time per dispatch (all threads of the process: coordinator and simulated workers,
 // which share the machine), the coordinator's resident memory at the end, and the time per trial
-// over the first and the last 5% of the study (it must stay flat as the study grows).
+// over the first and the last 5% of the study (it must stay flat as the study grows). It also
+// reports the load of other processes and the CPU stolen by the hypervisor during the run: on a
+// shared two-core machine, runs are comparable only when both are near zero.
 //
 // Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--out FILE]
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -161,6 +164,22 @@ double CpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+// The machine's CPU time so far from /proc/stat, in seconds: busy (all processes) and stolen
+// by the hypervisor. A run is comparable with another only when both are low.
+struct MachineTimes {
+  double busy = 0;
+  double steal = 0;
+};
+
+MachineTimes ReadMachineTimes() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {(user + nice + system + irq + softirq) / tick, steal / tick};
+}
+
 double Percentile(std::vector<double> values, double fraction) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
@@ -209,6 +228,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<SimulatedWorker>> simulated;
   const auto start = Clock::now();
   const double cpu_start = CpuSeconds();
+  const MachineTimes machine_start = ReadMachineTimes();
   for (int i = 0; i < workers; ++i) {
     simulated.push_back(std::make_unique<SimulatedWorker>());
     SimulatedWorker& worker = *simulated.back();
@@ -233,6 +253,11 @@ int main(int argc, char** argv) {
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu_seconds = CpuSeconds() - cpu_start;
+  const MachineTimes machine_end = ReadMachineTimes();
+  // Cores kept busy by other processes, and cores stolen, on average over the dispatch phase.
+  const double other_cores =
+      std::max(0.0, machine_end.busy - machine_start.busy - cpu_seconds) / seconds;
+  const double stolen_cores = (machine_end.steal - machine_start.steal) / seconds;
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -287,6 +312,8 @@ int main(int argc, char** argv) {
   std::printf("%-44s %12.3f\n", "time per trial, first 5% (ms)", first_ms);
   std::printf("%-44s %12.3f\n", "time per trial, last 5% (ms)", last_ms);
   std::printf("%-44s %12.1f\n", "peak resident memory growth (MiB)", rss_growth / (1 << 20));
+  std::printf("%-44s %12.2f\n", "other processes' load (cores)", other_cores);
+  std::printf("%-44s %12.2f\n", "CPU stolen by the hypervisor (cores)", stolen_cores);
   std::ofstream file(out);
   file << "{\"workers\": " << workers << ", \"trials\": " << trials
        << ", \"dispatches\": " << stats.dispatches << ", \"create_seconds\": " << create_seconds
@@ -295,6 +322,7 @@ int main(int argc, char** argv) {
        << ", \"latency_p90_ms\": " << p90 << ", \"latency_p99_ms\": " << p99
        << ", \"latency_p999_ms\": " << p999 << ", \"per_trial_first_ms\": " << first_ms
        << ", \"per_trial_last_ms\": " << last_ms << ", \"rss_growth_bytes\": " << rss_growth
+       << ", \"other_load_cores\": " << other_cores << ", \"stolen_cores\": " << stolen_cores
        << "}\n";
   std::printf("wrote %s\n", out.c_str());
   return 0;
