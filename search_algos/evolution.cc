@@ -215,12 +215,15 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
     --room;
   }
 
-  // Children come once every initial member has ended, a few at a time (see the header).
+  // Children come once every initial member was proposed and sample_size of them are scored
+  // (or all have ended, fewer having scored), a few at a time (see the header).
   if (static_cast<int64_t>(trials_.size()) < options_.population_size || population_.empty()) {
     return requests;
   }
-  for (TrialNumber member = 0; member < options_.population_size; ++member) {
-    if (trials_[member].state != TrialState::kEnded) return requests;
+  if (static_cast<int64_t>(population_.size()) < options_.sample_size) {
+    for (TrialNumber member = 0; member < options_.population_size; ++member) {
+      if (trials_[member].state != TrialState::kEnded) return requests;
+    }
   }
   const int64_t most_in_flight = std::max<int64_t>(1, options_.population_size / 2);
   while (ChildrenProposed() < options_.children && room > 0 &&

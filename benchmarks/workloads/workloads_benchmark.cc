@@ -2,11 +2,15 @@
 // sim trainer; each step costs one virtual second). For each workload: trial_steps,
 // unique_steps, executed_steps, savings (trial / executed), waste (executed / unique - 1); and
 // with W simulated workers: Hippo's makespan, the bound no scheduler can beat, the makespan of
-// the same studies trial by trial (--no-merge), and the speedup.
+// the same studies trial by trial (--no-merge), and the speedup; and the best objective found
+// (of the first study, for a workload of several), since the order of events changes what an
+// adaptive algorithm decides.
 //
-// Usage: workloads_benchmark [--workers 8] [--out FILE]
+// Usage: workloads_benchmark [--workers 8] [--out FILE] [--db-dir DIR]
+// --db-dir keeps each workload's store (Hippo's run) as DIR/w1.db ... DIR/w6.db, to inspect.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,6 +24,7 @@ namespace v1 = ::hippo::v1;
 
 struct Workload {
   std::string id;
+  std::string db_name;
   std::vector<std::string> files;
 };
 
@@ -28,9 +33,12 @@ struct Row {
   std::string status;  // "ok" or why it did not run
   int64_t trials = 0, trial_steps = 0, unique_steps = 0, executed_steps = 0;
   double makespan = 0, bound = 0, trial_based_makespan = 0;
+  bool has_best = false;  // the best trial's objective (the first study's, for several)
+  double best_objective = 0;
+  int64_t best_trial = 0;
 };
 
-Row Measure(const Workload& workload, int workers) {
+Row Measure(const Workload& workload, int workers, const std::string& db_dir) {
   Row row;
   row.id = workload.id;
   std::vector<v1::StudySpec> specs;
@@ -45,8 +53,14 @@ Row Measure(const Workload& workload, int workers) {
   }
   hippo::coordinator::SimulationOptions options;
   options.workers = workers;
+  if (!db_dir.empty()) {
+    options.db_path = db_dir + "/" + workload.db_name + ".db";
+    for (const char* suffix : {"", "-wal", "-shm"})
+      std::filesystem::remove(options.db_path + suffix);
+  }
   auto merged = hippo::coordinator::SimulateTogether(specs, options);
   options.no_merge = true;
+  options.db_path.clear();
   auto baseline = hippo::coordinator::SimulateTogether(specs, options);
   if (!merged.ok() || !baseline.ok()) {
     row.status = std::string((merged.ok() ? baseline : merged).status().message());
@@ -66,6 +80,12 @@ Row Measure(const Workload& workload, int workers) {
   for (const auto& result : *merged) critical_path = std::max(critical_path, result.critical_path);
   row.bound = std::max(critical_path, static_cast<double>(row.unique_steps) / workers);
   row.trial_based_makespan = baseline->front().makespan;
+  const v1::Study& study = merged->front().study;
+  if (study.has_best_trial() && study.best_trial().has_objective_value()) {
+    row.has_best = true;
+    row.best_objective = study.best_trial().objective_value();
+    row.best_trial = study.best_trial().id();
+  }
   return row;
 }
 
@@ -74,28 +94,31 @@ Row Measure(const Workload& workload, int workers) {
 int main(int argc, char** argv) {
   int workers = 8;
   std::string out = "workloads_benchmark.json";
+  std::string db_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--workers"))
       workers = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--out"))
       out = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--db-dir"))
+      db_dir = argv[i + 1];
   }
   const std::vector<Workload> workloads = {
-      {"W1 grid", {"w1.yaml"}},
-      {"W2 asha", {"w2.yaml"}},
-      {"W3 hyperband", {"w3.yaml"}},
-      {"W4 pbt", {"w4.yaml"}},
-      {"W5 multi-study", {"w5-grid.yaml", "w5-asha-seed1.yaml", "w5-asha-seed2.yaml"}},
-      {"W6 nas", {"w6.yaml"}},
+      {"W1 grid", "w1", {"w1.yaml"}},
+      {"W2 asha", "w2", {"w2.yaml"}},
+      {"W3 hyperband", "w3", {"w3.yaml"}},
+      {"W4 pbt", "w4", {"w4.yaml"}},
+      {"W5 multi-study", "w5", {"w5-grid.yaml", "w5-asha-seed1.yaml", "w5-asha-seed2.yaml"}},
+      {"W6 nas", "w6", {"w6.yaml"}},
   };
-  std::printf("%-16s %7s %11s %11s %11s %8s %7s %10s %10s %10s %8s %8s\n", "workload", "trials",
-              "trial_steps", "unique", "executed", "savings", "waste", "makespan", "bound",
-              "no-merge", "m/bound", "speedup");
+  std::printf("%-16s %7s %11s %11s %11s %8s %7s %10s %10s %10s %8s %8s %14s\n", "workload",
+              "trials", "trial_steps", "unique", "executed", "savings", "waste", "makespan",
+              "bound", "no-merge", "m/bound", "speedup", "best (trial)");
   std::ofstream file(out);
   file << "{\"workers\": " << workers << ", \"workloads\": [";
   bool first = true;
   for (const Workload& workload : workloads) {
-    const Row row = Measure(workload, workers);
+    const Row row = Measure(workload, workers, db_dir);
     if (row.status != "ok") {
       std::printf("%-16s not run: %s\n", row.id.c_str(), row.status.c_str());
       continue;
@@ -103,18 +126,29 @@ int main(int argc, char** argv) {
     const double savings = static_cast<double>(row.trial_steps) / row.executed_steps;
     const double waste = static_cast<double>(row.executed_steps) / row.unique_steps - 1;
     const double speedup = row.trial_based_makespan / row.makespan;
+    char best[32] = "-";
+    if (row.has_best) {
+      std::snprintf(best, sizeof(best), "%.4f (#%lld)", row.best_objective,
+                    (long long)row.best_trial);
+    }
     std::printf(
-        "%-16s %7lld %11lld %11lld %11lld %7.2fx %6.2f%% %10.0f %10.1f %10.0f %8.3f %7.2fx\n",
+        "%-16s %7lld %11lld %11lld %11lld %7.2fx %6.2f%% %10.0f %10.1f %10.0f %8.3f %7.2fx "
+        "%14s\n",
         row.id.c_str(), (long long)row.trials, (long long)row.trial_steps,
         (long long)row.unique_steps, (long long)row.executed_steps, savings, 100 * waste,
-        row.makespan, row.bound, row.trial_based_makespan, row.makespan / row.bound, speedup);
+        row.makespan, row.bound, row.trial_based_makespan, row.makespan / row.bound, speedup, best);
     file << (first ? "" : ", ") << "{\"id\": \"" << row.id << "\", \"trials\": " << row.trials
          << ", \"trial_steps\": " << row.trial_steps << ", \"unique_steps\": " << row.unique_steps
          << ", \"executed_steps\": " << row.executed_steps << ", \"savings\": " << savings
          << ", \"waste\": " << waste << ", \"makespan\": " << row.makespan
          << ", \"makespan_bound\": " << row.bound
          << ", \"trial_based_makespan\": " << row.trial_based_makespan
-         << ", \"speedup\": " << speedup << "}";
+         << ", \"speedup\": " << speedup;
+    if (row.has_best) {
+      file << ", \"best_objective\": " << row.best_objective
+           << ", \"best_trial\": " << row.best_trial;
+    }
+    file << "}";
     first = false;
   }
   file << "]}\n";

@@ -256,6 +256,59 @@ TEST(EvolutionTest, AddingAChildRemovesTheOldestMemberNotTheWorst) {
   EXPECT_TRUE(algorithm->Finished());
 }
 
+TEST(EvolutionTest, ChildrenStartOnceSampleSizeMembersAreTrainedNotTheWholePopulation) {
+  const stage_tree::SearchSpace space = Space();
+  // P = 4, S = 2, 4 children: P / 2 = 2 children at a time.
+  std::unique_ptr<SearchAlgorithm> algorithm = Make(Context(space, 4, 2, 4, 10));
+  ASSERT_EQ(algorithm->Suggest(100).size(), 4u);
+  auto complete = [&](TrialNumber trial, double fitness) {
+    algorithm->OnMetric(trial, 9, fitness);
+    algorithm->OnTrialReachedTarget(trial, 10);
+    algorithm->OnTrialEnded(trial, TrialOutcome::kCompleted);
+  };
+  // One member trained: no tournament of S = 2 can be drawn yet.
+  complete(2, 30);
+  EXPECT_TRUE(algorithm->Suggest(100).empty());
+  // Two trained, members 0 and 1 still training: children come, drawn from {2, 3} only.
+  complete(3, 40);
+  const std::vector<Request> children = algorithm->Suggest(100);
+  ASSERT_EQ(children.size(), 2u);
+  for (TrialNumber child = 4; child < 6; ++child) {
+    const RegularizedEvolution::Lineage* lineage = Evolution(*algorithm).LineageOf(child);
+    ASSERT_NE(lineage, nullptr);
+    for (TrialNumber drawn : lineage->sample) EXPECT_TRUE(drawn == 2 || drawn == 3) << drawn;
+  }
+  // A late initial member joins when it ends, as the youngest; aging goes by that order.
+  complete(4, 50);
+  complete(0, 10);
+  EXPECT_EQ(Trials(Evolution(*algorithm).population()), (std::vector<TrialNumber>{2, 3, 4, 0}));
+  complete(5, 20);
+  EXPECT_EQ(Trials(Evolution(*algorithm).population()), (std::vector<TrialNumber>{3, 4, 0, 5}));
+  ASSERT_EQ(algorithm->Suggest(100).size(), 2u);  // the last two children
+  complete(1, 60);
+  complete(6, 70);
+  complete(7, 80);
+  EXPECT_TRUE(algorithm->Suggest(100).empty());
+  EXPECT_TRUE(algorithm->Finished());
+  EXPECT_EQ(Trials(Evolution(*algorithm).population()), (std::vector<TrialNumber>{5, 1, 6, 7}));
+}
+
+TEST(EvolutionTest, WithFewerThanSampleSizeScoredChildrenWaitForEveryInitialMember) {
+  const stage_tree::SearchSpace space = Space();
+  std::unique_ptr<SearchAlgorithm> algorithm = Make(Context(space, 3, 2, 2, 10));
+  ASSERT_EQ(algorithm->Suggest(100).size(), 3u);
+  algorithm->OnTrialEnded(0, TrialOutcome::kFailed);
+  algorithm->OnMetric(1, 9, 5);
+  algorithm->OnTrialReachedTarget(1, 10);
+  algorithm->OnTrialEnded(1, TrialOutcome::kCompleted);
+  EXPECT_TRUE(algorithm->Suggest(100).empty());  // trial 2 may still make a tournament of 2
+  algorithm->OnTrialEnded(2, TrialOutcome::kFailed);
+  // Every initial member ended and one scored: children come from it, as before.
+  const std::vector<Request> children = algorithm->Suggest(100);
+  EXPECT_EQ(children.size(), 1u);  // P / 2 = 1 at a time
+  EXPECT_EQ(Evolution(*algorithm).LineageOf(3)->parent, 1);
+}
+
 TEST(EvolutionTest, EachParentIsTheBestOfASampleFromThePopulationAndTheChildDiffersInOneDimension) {
   const stage_tree::SearchSpace space = Space();
   FakeCoordinator coordinator(W6Context(space), W6Objective);
