@@ -143,8 +143,8 @@ absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::Wr
       !outbox.sends.empty()) {
     // Sent in commit order by the committer thread, right after the commit.
     std::future<absl::Status> committed =
-        committer_.Enqueue(std::move(batch), [sends = std::move(outbox.sends)] {
-          for (const auto& [channel, message] : sends) channel->Send(message);
+        committer_.Enqueue(std::move(batch), [sends = std::move(outbox.sends)]() mutable {
+          for (auto& [channel, message] : sends) channel->Send(std::move(message));
         });
     lock.unlock();
     if (wait_for_commit) committed.wait();
@@ -159,7 +159,7 @@ absl::Status Engine::CommitAndSend(std::unique_lock<std::mutex>& lock, store::Wr
       (!outbox.sends.empty() || wait_for_commit)) {
     committed.wait();
   }
-  for (auto& [channel, message] : outbox.sends) channel->Send(message);
+  for (auto& [channel, message] : outbox.sends) channel->Send(std::move(message));
   return absl::OkStatus();
 }
 

@@ -39,7 +39,8 @@ namespace hippo::coordinator {
 class WorkerChannel {
  public:
   virtual ~WorkerChannel() = default;
-  virtual bool Send(const hippo::v1::CoordinatorMessage& message) = 0;
+  // Takes the message by value: callers move it in (an Assign is costly to copy).
+  virtual bool Send(hippo::v1::CoordinatorMessage message) = 0;
 };
 
 struct EngineOptions {

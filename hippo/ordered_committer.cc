@@ -1,5 +1,7 @@
 #include "hippo/ordered_committer.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
@@ -36,7 +38,10 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
 }
 
 OrderedCommitter::OrderedCommitter(store::Store* store) : store_(store) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "hippo-committer");  // as `top -H` shows it
+    Loop();
+  });
 }
 
 OrderedCommitter::~OrderedCommitter() {

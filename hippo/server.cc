@@ -157,12 +157,12 @@ class StreamChannel final : public WorkerChannel {
       grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* reactor)
       : reactor_(reactor) {}
 
-  bool Send(const v1::CoordinatorMessage& message) override {
+  bool Send(v1::CoordinatorMessage message) override {
     const v1::CoordinatorMessage* next = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!open_) return false;
-      outbox_.push_back(message);
+      outbox_.push_back(std::move(message));
       if (writing_) return true;
       writing_ = true;
       next = &outbox_.front();  // a deque keeps it in place while others are queued

@@ -24,9 +24,9 @@ using workers::Step;
 // Collects what the engine sends to one simulated worker.
 class QueueChannel : public WorkerChannel {
  public:
-  bool Send(const v1::CoordinatorMessage& message) override {
+  bool Send(v1::CoordinatorMessage message) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    messages_.push_back(message);
+    messages_.push_back(std::move(message));
     return true;
   }
   std::deque<v1::CoordinatorMessage> Take() {

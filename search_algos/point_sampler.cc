@@ -1,13 +1,63 @@
 #include "search_algos/point_sampler.h"
 
+#include <array>
 #include <cmath>
 
 namespace hippo::search_algos {
+namespace {
+
+// The 624 words std::seed_seq{v...} gives a std::mt19937_64 (312 words of 64 bits), computed
+// by the algorithm of [rand.util.seedseq] with its sizes fixed at compile time. libstdc++'s
+// seed_seq takes every index modulo the size, four divisions a word, which made seeding the
+// largest single cost of a random-search dispatch; the words are the same, so are the draws.
+class FixedSeedSequence {
+ public:
+  using result_type = uint32_t;
+  static constexpr size_t kWords = 624;
+
+  explicit FixedSeedSequence(const std::array<uint32_t, 5>& v) {
+    constexpr size_t n = kWords;
+    constexpr size_t s = 5;
+    constexpr size_t t = 11;  // n >= 623
+    constexpr size_t p = (n - t) / 2;
+    constexpr size_t q = p + t;
+    // Indices below 2n, so one subtraction wraps them.
+    auto at = [](size_t i) { return i >= n ? i - n : i; };
+    auto mix = [](uint32_t x) { return x ^ (x >> 27); };
+    words_.fill(0x8b8b8b8bu);
+    std::array<uint32_t, n>& b = words_;
+    for (size_t k = 0; k < n; ++k) {  // m = max(s + 1, n) = n
+      const uint32_t r1 = 1664525u * mix(b[k] ^ b[at(k + p)] ^ b[k == 0 ? n - 1 : k - 1]);
+      const uint32_t r2 = r1 + static_cast<uint32_t>(k) + (k == 0 ? s : k <= s ? v[k - 1] : 0);
+      b[at(k + p)] += r1;
+      b[at(k + q)] += r2;
+      b[k] = r2;
+    }
+    for (size_t k = 0; k < n; ++k) {  // the standard's k = m .. m + n - 1, here k mod n
+      const uint32_t r3 = 1566083941u * mix(b[k] + b[at(k + p)] + b[k == 0 ? n - 1 : k - 1]);
+      const uint32_t r4 = r3 - static_cast<uint32_t>(k);
+      b[at(k + p)] ^= r3;
+      b[at(k + q)] ^= r4;
+      b[k] = r4;
+    }
+  }
+
+  // What std::mt19937_64's constructor calls; it asks for exactly kWords words.
+  template <typename Iterator>
+  void generate(Iterator begin, Iterator end) const {
+    for (size_t i = 0; begin != end; ++begin, ++i) *begin = words_[i % kWords];
+  }
+
+ private:
+  std::array<uint32_t, kWords> words_;
+};
+
+}  // namespace
 
 std::mt19937_64 SeededGenerator(uint64_t seed, uint64_t stream, uint64_t index) {
-  std::seed_seq sequence{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                         static_cast<uint32_t>(stream), static_cast<uint32_t>(index),
-                         static_cast<uint32_t>(index >> 32)};
+  FixedSeedSequence sequence({static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                              static_cast<uint32_t>(stream), static_cast<uint32_t>(index),
+                              static_cast<uint32_t>(index >> 32)});
   return std::mt19937_64(sequence);
 }
 

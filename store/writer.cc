@@ -1,5 +1,7 @@
 #include "store/writer.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -8,7 +10,10 @@
 namespace hippo::store::internal {
 
 GroupCommitWriter::GroupCommitWriter(std::unique_ptr<Connection> connection)
-    : connection_(std::move(connection)), thread_([this] { Loop(); }) {}
+    : connection_(std::move(connection)), thread_([this] {
+        pthread_setname_np(pthread_self(), "hippo-writer");  // as `top -H` shows it
+        Loop();
+      }) {}
 
 GroupCommitWriter::~GroupCommitWriter() {
   {

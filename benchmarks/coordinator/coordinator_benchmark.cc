@@ -237,6 +237,7 @@ int main(int argc, char** argv) {
   }
   std::atomic<bool> stop{false};
   std::thread client([&queue, &stop] {
+    pthread_setname_np(pthread_self(), "bench-workers");
     void* tag = nullptr;
     bool ok = false;
     while (queue.Next(&tag, &ok)) {

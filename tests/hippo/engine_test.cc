@@ -17,9 +17,9 @@ namespace v1 = ::hippo::v1;
 
 class RecordingChannel : public WorkerChannel {
  public:
-  bool Send(const v1::CoordinatorMessage& message) override {
+  bool Send(v1::CoordinatorMessage message) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    messages_.push_back(message);
+    messages_.push_back(std::move(message));
     return true;
   }
   std::optional<v1::CoordinatorMessage> Next() {

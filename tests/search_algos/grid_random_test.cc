@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <random>
 #include <set>
 
 #include "search_algos/point_sampler.h"
@@ -105,6 +107,28 @@ TEST(GridRandomTest, LogUniformSamplingCoversDecadesEvenly) {
   }
   // One decade of three: about a third of the draws.
   EXPECT_NEAR(static_cast<double>(below_1e3) / kDraws, 1.0 / 3, 0.05);
+}
+
+// SeededGenerator computes std::seed_seq's words itself (faster); the draws must not change.
+TEST(GridRandomTest, SeededGeneratorDrawsWhatStdSeedSeqSeedingDraws) {
+  const uint64_t values[] = {0, 1, 7, 12345, 0xffffffffull, 0x100000000ull, 0xdeadbeefcafef00dull,
+                             ~0ull};
+  for (uint64_t seed : values) {
+    for (uint64_t stream : {0ull, 1ull, 3ull}) {
+      for (uint64_t index : values) {
+        std::seed_seq reference_sequence{
+            static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+            static_cast<uint32_t>(stream), static_cast<uint32_t>(index),
+            static_cast<uint32_t>(index >> 32)};
+        std::mt19937_64 reference(reference_sequence);
+        std::mt19937_64 generator = SeededGenerator(seed, stream, index);
+        for (int draw = 0; draw < 700; ++draw) {  // past the first 312-word refill
+          ASSERT_EQ(generator(), reference())
+              << "seed " << seed << " stream " << stream << " index " << index << " draw " << draw;
+        }
+      }
+    }
+  }
 }
 
 TEST(GridRandomTest, UnknownAlgorithmNamesTheKnownOnes) {
