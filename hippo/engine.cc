@@ -1858,6 +1858,30 @@ absl::Status Engine::Recover() {
     if (rerun) attempt.recompute = *rerun;
     attempts_[attempt.id] = std::move(attempt);
   }
+  // A recovered attempt's last report (Attempt::last_reported_step) was lost with the restart:
+  // a split right after it may still make that step a stage's last, with a worker that honours
+  // the request. Which step it was is not known, so every step of its running parts that the
+  // store has is kept (the first report, as the store keeps it).
+  for (const auto& [id, attempt] : attempts_) {
+    auto names = objectives.find(attempt.family_id);
+    if (names == objectives.end()) continue;
+    Family& family = FamilyById(attempt.family_id);
+    Step from = std::numeric_limits<Step>::max();
+    Step to = 0;
+    for (NodeId part : attempt.chain) {
+      from = std::min(from, family.tree->node(part).start);
+      to = std::max(to, family.tree->node(part).end);
+    }
+    const int64_t lineage = family.lineage[attempt.chain.front()];
+    absl::StatusOr<std::vector<store::MetricRecord>> rows =
+        store_->ListMetrics(family.id, {lineage}, from, to);
+    if (!rows.ok()) return rows.status();
+    for (const store::MetricRecord& row : *rows) {
+      if (names->second.contains(row.name)) {
+        KeepMetric(family, row.name, row.lineage, row.step, row.value);
+      }
+    }
+  }
   // Any running stage without an attempt (its attempt row was lost with the crash) runs again.
   store::WriteBatch requeues;
   for (auto& family : families_) {

@@ -120,7 +120,8 @@ class Engine {
     // Metric values by name, at (lineage, step) as in the store, at the steps where a stage
     // may end: a step is kept when the state after it is or may be kept (the last step of a
     // stage, the step before a breakpoint, the step an attempt reported last when a split asks
-    // it for the state after that step). A stage [start, end) finds its objective at
+    // it for the state after that step; after a restart, every step of a running attempt's
+    // parts, as its last report is not known). A stage [start, end) finds its objective at
     // (lineage, end - 1), however and whenever it was split. The first report wins, as in the
     // store: a recomputed step does not replace it.
     std::map<std::string, absl::flat_hash_map<std::pair<int64_t, int64_t>, double>> step_metrics;

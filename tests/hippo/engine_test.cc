@@ -646,7 +646,8 @@ struct LateSplitRun {
 // splits the running stage at 13. `honour` says whether worker "a" then writes the state at 13
 // (it can only if it has not trained step 13 yet: reported == 13).
 
-void RunLateSplit(Engine& engine, int64_t reported, bool honour, LateSplitRun& run) {
+// The study of LateTargets: constant learning rates, 20 steps at most.
+v1::StudySpec LateTargetsSpec() {
   (void)search_algos::AlgorithmRegistry::Global().Register(
       "late_targets",
       [](const search_algos::AlgorithmContext&)
@@ -660,7 +661,28 @@ void RunLateSplit(Engine& engine, int64_t reported, bool honour, LateSplitRun& r
   lr->mutable_sequence()->Clear();
   lr->mutable_sequence()->mutable_constant()->mutable_range()->set_low(0.01);
   lr->mutable_sequence()->mutable_constant()->mutable_range()->set_high(0.3);
-  absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, false);
+  return spec;
+}
+
+// Trains whatever is left (recomputations) on whichever worker is free, until nothing is.
+void TrainWhatIsLeft(Engine& engine,
+                     std::map<std::string, std::shared_ptr<RecordingChannel>>& channels,
+                     LateSplitRun& run) {
+  for (bool any = true; any;) {
+    any = false;
+    for (auto& [worker, channel] : channels) {
+      while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+        if (!message->has_assign()) continue;
+        any = true;
+        run.later_assigns.push_back(message->assign());
+        TrainWithCheckpoints(engine, worker, message->assign());
+      }
+    }
+  }
+}
+
+void RunLateSplit(Engine& engine, int64_t reported, bool honour, LateSplitRun& run) {
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(LateTargetsSpec(), false);
   ASSERT_TRUE(study.ok()) << study.status();
   run.study_id = study->id();
   std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
@@ -690,18 +712,7 @@ void RunLateSplit(Engine& engine, int64_t reported, bool honour, LateSplitRun& r
   for (int64_t step = reported; step < 20; ++step) ReportStep(engine, worker_a, stage_a, step);
   WriteCheckpoint(engine, worker_a, stage_a, 20);
   FinishStage(engine, worker_a, stage_a);
-  // Whatever is left (recomputations) on whichever worker is free.
-  for (bool any = true; any;) {
-    any = false;
-    for (auto& [worker, channel] : channels) {
-      while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
-        if (!message->has_assign()) continue;
-        any = true;
-        run.later_assigns.push_back(message->assign());
-        TrainWithCheckpoints(engine, worker, message->assign());
-      }
-    }
-  }
+  TrainWhatIsLeft(engine, channels, run);
 }
 
 // Every trial has the metric reported at its target's last step (score = step + lr) and the
@@ -756,6 +767,71 @@ TEST(EngineTest, ASplitRightAfterTheWorkerReportedTheStepBeforeItKeepsThatStepsM
   Engine recovered(store->get(), EngineOptions{});
   ASSERT_TRUE(recovered.Recover().ok());
   ExpectEveryTrialHasItsLastStepsMetric(recovered, study_id);
+  std::filesystem::remove(db);
+}
+
+// As above, but the coordinator restarts (a new engine on the same store) after worker "a"
+// reported step 12 and before the split at 13: the workers reconnect and go on with the same
+// attempts, and the recovered engine knows the report of step 12 only from the store. Worker "a"
+// honours the request for the state at 13, and trial 2's objective is still that report.
+TEST(EngineTest, ASplitRightAfterARestartKeepsTheMetricOfTheStepReportedBeforeTheRestart) {
+  const std::string db = TempDb();
+  LateSplitRun run;
+  std::map<double, std::pair<std::string, v1::Assign>> first;  // by lr
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(LateTargetsSpec(), false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    run.study_id = study->id();
+    for (const std::string worker : {"a", "c"}) {
+      auto channel = std::make_shared<RecordingChannel>();
+      ASSERT_TRUE(engine.Connect(Hello(worker), channel).ok());
+      std::optional<v1::CoordinatorMessage> message = channel->Next();
+      ASSERT_TRUE(message && message->has_assign());
+      first[LrOf(message->assign())] = {worker, message->assign()};
+    }
+    ASSERT_EQ(first.size(), 2u);
+    const auto& [worker_a, stage_a] = first.at(0.1);
+    ASSERT_EQ(stage_a.start_step(), 0);
+    ASSERT_EQ(stage_a.end_step(), 20);
+    for (int64_t step = 0; step < 13; ++step) ReportStep(engine, worker_a, stage_a, step);
+  }
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
+    for (const std::string worker : {"a", "c"}) {
+      channels[worker] = std::make_shared<RecordingChannel>();
+      ASSERT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
+    }
+    const auto& [worker_a, stage_a] = first.at(0.1);
+    const auto& [worker_c, stage_c] = first.at(0.2);
+    Train(engine, worker_c, stage_c);  // trial 1 reaches its target: trial 2 arrives
+    std::optional<v1::CoordinatorMessage> request = channels[worker_a]->Next();
+    ASSERT_TRUE(request && request->has_checkpoint_at());
+    EXPECT_EQ(request->checkpoint_at().attempt_id(), stage_a.attempt_id());
+    EXPECT_EQ(request->checkpoint_at().step(), 13);
+    WriteCheckpoint(engine, worker_a, stage_a, 13);
+    for (int64_t step = 13; step < 20; ++step) ReportStep(engine, worker_a, stage_a, step);
+    WriteCheckpoint(engine, worker_a, stage_a, 20);
+    FinishStage(engine, worker_a, stage_a);
+    TrainWhatIsLeft(engine, channels, run);
+    ExpectEveryTrialHasItsLastStepsMetric(engine, run.study_id);
+    // As without the restart: only trial 3's [0, 7) is trained again.
+    ASSERT_EQ(run.later_assigns.size(), 1u);
+    EXPECT_EQ(run.later_assigns[0].end_step(), 7);
+    EXPECT_EQ(engine.GetStudy(run.study_id)->steps().recomputed_steps(), 7);
+  }
+  auto store = store::Store::Open(db);  // and once more, after the end
+  ASSERT_TRUE(store.ok());
+  Engine recovered(store->get(), EngineOptions{});
+  ASSERT_TRUE(recovered.Recover().ok());
+  ExpectEveryTrialHasItsLastStepsMetric(recovered, run.study_id);
   std::filesystem::remove(db);
 }
 
