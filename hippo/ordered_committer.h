@@ -6,6 +6,11 @@
 // waiters. A crash can therefore lose only a suffix of decisions, never one from the middle,
 // which keeps each family's tree-operation log gap-free.
 //
+// The disk is pipelined: the committer thread commits a group without waiting for the fsync
+// (Store::CommitUnsynced) and goes on with the next; a delivery thread makes the log durable
+// (Store::SyncLog, one fsync for every group committed so far) and only then runs the groups'
+// `then` callbacks and readies their futures, in commit order.
+//
 // A failed commit leaves memory ahead of the store, which only a restart (recovery from the
 // store) can reconcile: the committer then stops the process rather than let anything
 // uncommitted be acknowledged.
@@ -31,8 +36,9 @@ class OrderedCommitter {
   OrderedCommitter& operator=(const OrderedCommitter&) = delete;
 
   // Queues `batch` after every batch queued before; the future holds its commit's status.
-  // `then`, if given, runs on the committer thread once the batch is committed, in queue order
-  // and before the future is ready; it must not block (the engine sends messages from it).
+  // `then`, if given, runs on the delivery thread once the batch is committed and on disk, in
+  // queue order and before the future is ready; it must not block (the engine sends messages
+  // from it).
   std::future<absl::Status> Enqueue(store::WriteBatch batch, std::function<void()> then = {});
 
   // Returns once everything queued so far is committed (read-your-writes for store reads).
@@ -45,12 +51,19 @@ class OrderedCommitter {
     std::promise<absl::Status> done;
   };
   void Loop();
+  void DeliverLoop();
 
   store::Store* store_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
+  // Committed, not yet known to be on disk: for the delivery thread.
+  std::mutex delivery_mutex_;
+  std::condition_variable delivery_wake_;
+  std::deque<Pending> committed_;
+  bool delivery_stopping_ = false;
+  std::thread delivery_thread_;
   std::thread thread_;
 };
 

@@ -33,10 +33,15 @@ constexpr int64_t kJournalSizeLimitBytes = 64 << 20;
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader)
-      : writer_(std::move(writer)), reader_(std::move(reader)) {}
+  SqliteStore(std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader,
+              std::string wal_path)
+      : writer_(std::move(writer), std::move(wal_path)), reader_(std::move(reader)) {}
 
   absl::Status Commit(WriteBatch batch) override { return writer_.Commit(std::move(batch)); }
+  absl::Status CommitUnsynced(WriteBatch batch) override {
+    return writer_.Commit(std::move(batch), /*durable=*/false);
+  }
+  absl::Status SyncLog() override { return writer_.SyncLog(); }
   absl::StatusOr<Snapshot> LoadSnapshot() override { return reader_.LoadSnapshot(); }
   absl::StatusOr<std::vector<StudyRecord>> ListStudies() override { return reader_.ListStudies(); }
   absl::StatusOr<std::optional<StudyRecord>> GetStudy(const std::string& id) override {
@@ -68,9 +73,11 @@ class SqliteStore final : public Store {
   internal::Reader reader_;
 };
 
-// Settings of the read-write connection. synchronous=FULL makes every commit reach the disk
-// before COMMIT returns: the durability rule (nothing acknowledged before it is committed)
-// holds across power loss, not only across a crash of the process.
+// Settings of the read-write connection. synchronous=FULL while the schema is migrated, so a
+// migration is on disk when it returns; then NORMAL (store/writer.h): the writer syncs the log
+// itself before anything of a group is acknowledged, so the durability
+// rule (nothing acknowledged before it is committed) holds across power loss, not only across
+// a crash of the process.
 absl::Status ConfigureWriter(Connection& connection) {
   sqlite3_busy_timeout(connection.handle(), kBusyTimeoutMs);
   absl::StatusOr<std::string> mode = connection.QueryText("PRAGMA journal_mode = WAL");
@@ -109,13 +116,17 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   sqlite3_db_config((*writer)->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
   if (absl::Status configured = ConfigureWriter(**writer); !configured.ok()) return configured;
   if (absl::Status migrated = internal::Migrate(**writer); !migrated.ok()) return migrated;
+  // From here COMMIT only writes the log; GroupCommitWriter syncs it before telling anyone.
+  if (absl::Status normal = (*writer)->Exec("PRAGMA synchronous = NORMAL;"); !normal.ok()) {
+    return normal;
+  }
 
   absl::StatusOr<std::unique_ptr<Connection>> reader =
       Connection::Open(path, SQLITE_OPEN_READONLY, path);
   if (!reader.ok()) return reader.status();
   sqlite3_busy_timeout((*reader)->handle(), kBusyTimeoutMs);
 
-  return std::make_unique<SqliteStore>(std::move(*writer), std::move(*reader));
+  return std::make_unique<SqliteStore>(std::move(*writer), std::move(*reader), path + "-wal");
 }
 
 }  // namespace hippo::store

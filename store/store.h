@@ -192,6 +192,12 @@ class Store {
   // failed (the error; nothing of the batch is stored). Batches queued by many threads at once
   // are committed in one transaction. An empty batch returns OkStatus at once.
   virtual absl::Status Commit(WriteBatch batch) = 0;
+  // For a caller that pipelines its acknowledgements: Commit without waiting for the disk (the
+  // transaction is committed, in order, but may be lost with the machine), then SyncLog, which
+  // makes everything committed so far durable. Nothing of a batch may be acknowledged before a
+  // SyncLog that started after its CommitUnsynced returned OK.
+  virtual absl::Status CommitUnsynced(WriteBatch batch) = 0;
+  virtual absl::Status SyncLog() = 0;
 
   virtual absl::StatusOr<Snapshot> LoadSnapshot() = 0;
 

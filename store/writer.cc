@@ -1,16 +1,25 @@
 #include "store/writer.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "store/apply_batch.h"
 
 namespace hippo::store::internal {
 
-GroupCommitWriter::GroupCommitWriter(std::unique_ptr<Connection> connection)
-    : connection_(std::move(connection)), thread_([this] {
+GroupCommitWriter::GroupCommitWriter(std::unique_ptr<Connection> connection, std::string wal_path)
+    : connection_(std::move(connection)), wal_path_(std::move(wal_path)), thread_([this] {
         pthread_setname_np(pthread_self(), "hippo-writer");  // as `top -H` shows it
         Loop();
       }) {}
@@ -23,9 +32,10 @@ GroupCommitWriter::~GroupCommitWriter() {
   thread_.join();
 }
 
-std::future<absl::Status> GroupCommitWriter::CommitAsync(WriteBatch batch) {
+std::future<absl::Status> GroupCommitWriter::CommitAsync(WriteBatch batch, bool durable) {
   auto pending = std::make_unique<Pending>();
   pending->batch = std::move(batch);
+  pending->durable = durable;
   std::future<absl::Status> committed = pending->committed.get_future();
   if (pending->batch.empty()) {
     pending->committed.set_value(absl::OkStatus());
@@ -61,11 +71,45 @@ void GroupCommitWriter::Loop() {
     batches.reserve(group.size());
     for (const std::unique_ptr<Pending>& pending : group) batches.push_back(pending.get());
     CommitGroup(batches);
-    // Only now, after COMMIT returned (and the stats count the group), are the callers told.
+    // Only now, after COMMIT returned (and the stats count the group) and, for durable batches,
+    // the log is on disk, are the callers told. A committed batch whose log cannot be synced
+    // gets the sync's error: it must not be acknowledged.
+    const bool sync = std::any_of(group.begin(), group.end(), [](const auto& pending) {
+      return pending->durable && pending->status.ok();
+    });
+    const absl::Status synced = sync ? SyncLog() : absl::OkStatus();
     for (const std::unique_ptr<Pending>& pending : group) {
+      if (pending->durable && pending->status.ok() && !synced.ok()) pending->status = synced;
       pending->committed.set_value(std::move(pending->status));
     }
   }
+}
+
+absl::Status GroupCommitWriter::SyncLog() {
+  auto failure = [this](absl::string_view what, const std::string& path) {
+    return absl::DataLossError(absl::StrCat("store ", connection_->label(), ": ", what, " ",
+                                            path, ": ", std::strerror(errno),
+                                            " (the last commits may not be on disk)"));
+  };
+  absl::MutexLock lock(&sync_mutex_);
+  const int log = open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // No log: nothing was committed since the last connection checkpointed it and removed it.
+  if (log < 0 && errno == ENOENT) return absl::OkStatus();
+  if (log < 0) return failure("cannot open the log", wal_path_);
+  struct stat file {};
+  const bool synced = fstat(log, &file) == 0 && fdatasync(log) == 0;
+  close(log);
+  if (!synced) return failure("cannot sync the log", wal_path_);
+  if (file.st_ino == synced_inode_) return absl::OkStatus();
+  // A new log file: its name must be on disk too.
+  std::string directory = std::filesystem::path(wal_path_).parent_path().string();
+  if (directory.empty()) directory = ".";
+  const int dir = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool dir_synced = dir >= 0 && fsync(dir) == 0;
+  if (dir >= 0) close(dir);
+  if (!dir_synced) return failure("cannot sync the directory", directory);
+  synced_inode_ = file.st_ino;
+  return absl::OkStatus();
 }
 
 absl::Status GroupCommitWriter::ApplyInSavepoint(const WriteBatch& batch) {

@@ -37,15 +37,19 @@ using StoreDurability = testing_util::StoreDirectoryTest;
 
 // The store's writer on its own, on a database the store created (WAL, migrated), for the
 // properties the public API cannot reach: queue order and the destructor's drain.
-std::unique_ptr<internal::GroupCommitWriter> WriterOn(const std::string& path) {
+// `wal_path`: the log the writer syncs before acknowledging (the database's own by default).
+std::unique_ptr<internal::GroupCommitWriter> WriterOn(const std::string& path,
+                                                      std::string wal_path = "") {
   OpenOrDie(path);  // create and migrate, then close
   absl::StatusOr<std::unique_ptr<internal::Connection>> connection =
       internal::Connection::Open(path, SQLITE_OPEN_READWRITE, path);
   EXPECT_TRUE(connection.ok()) << connection.status();
   if (!connection.ok()) return nullptr;
   sqlite3_busy_timeout((*connection)->handle(), 5000);
-  EXPECT_TRUE((*connection)->Exec("PRAGMA synchronous = FULL").ok());
-  return std::make_unique<internal::GroupCommitWriter>(std::move(*connection));
+  EXPECT_TRUE((*connection)->Exec("PRAGMA synchronous = NORMAL").ok());
+  if (wal_path.empty()) wal_path = path + "-wal";
+  return std::make_unique<internal::GroupCommitWriter>(std::move(*connection),
+                                                       std::move(wal_path));
 }
 
 std::string StudyId(int thread) { return "s-" + std::to_string(thread); }
@@ -274,6 +278,26 @@ TEST_F(StoreGroupCommit, WriterAppliesBatchesInQueueOrderAndResolvesOnlyAfterThe
               ElementsAre(std::pair<std::string, std::string>("last", std::to_string(kBatches))));
   ASSERT_THAT(snapshot->tree_ops, SizeIs(kBatches));
   for (int i = 0; i < kBatches; ++i) EXPECT_EQ(snapshot->tree_ops[i].sequence, i + 1);
+}
+
+// COMMIT runs with synchronous=NORMAL; the acknowledgement waits for the writer's fsync of the
+// log. A log that cannot be synced (here: the writer is pointed at a path through a regular
+// file) must turn a committed batch into an error, never an acknowledgement; a batch queued as
+// not durable is acknowledged at COMMIT, and SyncLog reports the error.
+TEST_F(StoreDurability, ABatchIsAcknowledgedOnlyOnceTheLogIsSynced) {
+  {
+    std::unique_ptr<internal::GroupCommitWriter> writer = WriterOn(DatabasePath());
+    ASSERT_NE(writer, nullptr);
+    EXPECT_TRUE(writer->Commit(ThreadBatch(0, 1)).ok());
+  }
+  const std::string unsyncable = DatabasePath() + "/not-the-log";
+  std::unique_ptr<internal::GroupCommitWriter> writer = WriterOn(DatabasePath(), unsyncable);
+  ASSERT_NE(writer, nullptr);
+  absl::Status status = writer->Commit(ThreadBatch(0, 2));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_NE(status.message().find(unsyncable), std::string::npos) << status;
+  EXPECT_TRUE(writer->Commit(ThreadBatch(0, 3), /*durable=*/false).ok());
+  EXPECT_EQ(writer->SyncLog().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(StoreGroupCommit, WriterStatsCountCommittedBatchesAndTransactions) {
