@@ -20,6 +20,13 @@ void Move(std::vector<T>& into, std::vector<T>& from) {
   }
 }
 
+// Memory is ahead of the store and only a restart can reconcile them (see the header).
+[[noreturn]] void Fatal(const char* what, const absl::Status& status) {
+  std::fprintf(stderr, "hippo: fatal: the store failed to %s: %s\n", what,
+               std::string(status.message()).c_str());
+  std::abort();
+}
+
 }  // namespace
 
 void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
@@ -85,11 +92,7 @@ void OrderedCommitter::Loop() {
     for (Pending& pending : group) AppendBatch(merged, std::move(pending.batch));
     // Stopping here on a failure, before the next group, is what keeps the log a prefix.
     const absl::Status status = store_->CommitUnsynced(std::move(merged));
-    if (!status.ok()) {
-      std::fprintf(stderr, "hippo: fatal: the store failed to commit: %s\n",
-                   std::string(status.message()).c_str());
-      std::abort();
-    }
+    if (!status.ok()) Fatal("commit", status);
     {
       std::lock_guard<std::mutex> lock(delivery_mutex_);
       for (Pending& pending : group) committed_.push_back(std::move(pending));
@@ -109,11 +112,7 @@ void OrderedCommitter::DeliverLoop() {
     }
     // One fsync for everything committed before it; only then is any of it acknowledged.
     const absl::Status synced = store_->SyncLog();
-    if (!synced.ok()) {
-      std::fprintf(stderr, "hippo: fatal: the store failed to sync its log: %s\n",
-                   std::string(synced.message()).c_str());
-      std::abort();
-    }
+    if (!synced.ok()) Fatal("sync its log", synced);
     for (Pending& pending : ready) {
       if (pending.then) pending.then();
       pending.done.set_value(absl::OkStatus());

@@ -152,24 +152,39 @@ TEST(EngineTest, SharedPrefixIsTrainedOnceAndBothTrialsComplete) {
   std::filesystem::remove(db);
 }
 
+// A fresh store and engine with SmallGrid created and one worker "w" connected.
+struct SmallGridSetup {
+  SmallGridSetup() {
+    EXPECT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+    EXPECT_TRUE(study.ok()) << study.status();
+    if (study.ok()) study_id = study->id();
+    EXPECT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  }
+  ~SmallGridSetup() { std::filesystem::remove(db); }
+
+  static std::unique_ptr<store::Store> OpenStore(const std::string& path) {
+    absl::StatusOr<std::unique_ptr<store::Store>> store = store::Store::Open(path);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  const std::string db = TempDb();
+  const std::unique_ptr<store::Store> store = OpenStore(db);
+  Engine engine{store.get(), EngineOptions{}};
+  const std::shared_ptr<RecordingChannel> channel = std::make_shared<RecordingChannel>();
+  std::string study_id;
+};
+
 // Runs SmallGrid to its end with one worker; returns every trial's metrics.
 v1::ListTrialsResponse RunSmallGrid(bool packed) {
-  const std::string db = TempDb();
-  auto store = store::Store::Open(db);
-  EXPECT_TRUE(store.ok()) << store.status();
-  Engine engine(store->get(), EngineOptions{});
-  EXPECT_TRUE(engine.Recover().ok());
-  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
-  EXPECT_TRUE(study.ok()) << study.status();
-  auto channel = std::make_shared<RecordingChannel>();
-  EXPECT_TRUE(engine.Connect(Hello("w"), channel).ok());
-  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
-    Train(engine, "w", message->assign(), packed);
+  SmallGridSetup setup;
+  while (std::optional<v1::CoordinatorMessage> message = setup.channel->Next()) {
+    Train(setup.engine, "w", message->assign(), packed);
   }
-  EXPECT_EQ(engine.GetStudy(study->id())->state(), v1::STUDY_COMPLETED);
-  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), true);
+  EXPECT_EQ(setup.engine.GetStudy(setup.study_id)->state(), v1::STUDY_COMPLETED);
+  absl::StatusOr<v1::ListTrialsResponse> trials = setup.engine.ListTrials(setup.study_id, true);
   EXPECT_TRUE(trials.ok()) << trials.status();
-  std::filesystem::remove(db);
   return *trials;
 }
 
@@ -181,16 +196,9 @@ TEST(EngineTest, AStageEndPackedAsReportsGivesTheSameStudyAsReportsOneByOne) {
 }
 
 TEST(EngineTest, ReportsWithAHelloInsideAreRefusedAndChangeNothing) {
-  const std::string db = TempDb();
-  auto store = store::Store::Open(db);
-  ASSERT_TRUE(store.ok()) << store.status();
-  Engine engine(store->get(), EngineOptions{});
-  ASSERT_TRUE(engine.Recover().ok());
-  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
-  ASSERT_TRUE(study.ok()) << study.status();
-  auto channel = std::make_shared<RecordingChannel>();
-  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
-  std::optional<v1::CoordinatorMessage> first = channel->Next();
+  SmallGridSetup setup;
+  Engine& engine = setup.engine;
+  std::optional<v1::CoordinatorMessage> first = setup.channel->Next();
   ASSERT_TRUE(first && first->has_assign());
 
   v1::WorkerMessage bad;
@@ -202,10 +210,9 @@ TEST(EngineTest, ReportsWithAHelloInsideAreRefusedAndChangeNothing) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("hello"), std::string::npos) << status;
   // The finish before the hello was not taken: the stage is still this worker's to end.
-  EXPECT_FALSE(channel->Next().has_value());
+  EXPECT_FALSE(setup.channel->Next().has_value());
   Train(engine, "w", first->assign());
-  ASSERT_TRUE(channel->Next().has_value());  // the next stage, once the first really ended
-  std::filesystem::remove(db);
+  ASSERT_TRUE(setup.channel->Next().has_value());  // the next stage, once the first really ended
 }
 
 TEST(EngineTest, AStageThatFailsEveryAttemptFailsItsTrialsAndTheStudySaysWhy) {
