@@ -445,6 +445,58 @@ TEST_F(StoreUpsert, TreeOpWithAnExistingSequenceFailsItsWholeBatch) {
   EXPECT_THAT(*events, IsEmpty());
 }
 
+// Rows go to SQLite many to a statement (store/apply_batch.cc); across and within statements
+// they must behave as if written one by one: a later upsert wins, a duplicate metric keeps the
+// first value, and a failing row fails the batch, named, with nothing of the batch stored.
+TEST_F(StoreUpsert, ManyRowsOfATableInOneBatchBehaveAsWrittenOneByOne) {
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  constexpr int kRows = 40;  // more than one statement's worth
+  WriteBatch batch;
+  std::vector<StageRecord> expected_stages;
+  std::vector<MetricRecord> expected_metrics;
+  for (int i = 1; i <= kRows; ++i) {
+    batch.stages.push_back(Stage(7, i));
+    expected_stages.push_back(Stage(7, i));
+    batch.metrics.push_back(Metric(7, 1, i, "loss", i));
+    expected_metrics.push_back(Metric(7, 1, i, "loss", i));
+    batch.tree_ops.push_back(Op(7, i, TreeOpKind::kRunning, i, 0, ""));
+  }
+  // The same keys again: inside the first statement's rows, and in a later statement.
+  StageRecord rewritten = Stage(7, 3);
+  rewritten.state = 5;
+  batch.stages.insert(batch.stages.begin() + 5, rewritten);
+  StageRecord rewritten_later = Stage(7, 20);
+  rewritten_later.attempts = 9;
+  batch.stages.push_back(rewritten_later);
+  expected_stages[2] = rewritten;
+  expected_stages[19] = rewritten_later;
+  batch.metrics.insert(batch.metrics.begin() + 8, Metric(7, 1, 2, "loss", -1));  // not kept
+  batch.metrics.push_back(Metric(7, 1, 4, "loss", -1));                          // not kept
+  ASSERT_TRUE(store->Commit(batch).ok());
+
+  absl::StatusOr<std::vector<StageRecord>> stages = store->ListStages(7);
+  ASSERT_TRUE(stages.ok()) << stages.status();
+  EXPECT_EQ(*stages, expected_stages);
+  absl::StatusOr<std::vector<MetricRecord>> metrics = store->ListMetrics(7, {1}, 0, 1000);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(*metrics, expected_metrics);
+
+  // A batch whose 37th tree op repeats a sequence: refused, named, nothing of it stored.
+  WriteBatch failing;
+  failing.studies = {Study("s-many", 1)};
+  for (int i = 1; i <= kRows; ++i) {
+    failing.tree_ops.push_back(Op(7, i == 37 ? 5 : kRows + i, TreeOpKind::kDone, i, 0, ""));
+  }
+  absl::Status status = store->Commit(failing);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("sequence 5"));
+  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->tree_ops.size(), static_cast<size_t>(kRows));
+  EXPECT_THAT(snapshot->studies, IsEmpty());
+}
+
 TEST_F(StoreUpsert, EmptyBatchCommitsNothingAndSucceeds) {
   std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
   ASSERT_NE(store, nullptr);
