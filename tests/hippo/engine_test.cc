@@ -688,21 +688,32 @@ void TrainWhatIsLeft(Engine& engine,
   }
 }
 
+// Workers "a" and "c" say hello (their channels go into `channels`); returns each one's first
+// Assign by its lr (trial 0's is 0.1, trial 1's 0.2), with the worker that got it.
+std::map<double, std::pair<std::string, v1::Assign>> ConnectTwoWorkers(
+    Engine& engine, std::map<std::string, std::shared_ptr<RecordingChannel>>& channels) {
+  std::map<double, std::pair<std::string, v1::Assign>> first;
+  for (const std::string worker : {"a", "c"}) {
+    channels[worker] = std::make_shared<RecordingChannel>();
+    EXPECT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
+  }
+  for (auto& [worker, channel] : channels) {
+    std::optional<v1::CoordinatorMessage> message = channel->Next();
+    EXPECT_TRUE(message && message->has_assign());
+    if (message && message->has_assign()) {
+      first[LrOf(message->assign())] = {worker, message->assign()};
+    }
+  }
+  return first;
+}
+
 void RunLateSplit(Engine& engine, int64_t reported, bool honour, LateSplitRun& run) {
   absl::StatusOr<v1::Study> study = engine.CreateStudy(LateTargetsSpec(), false);
   ASSERT_TRUE(study.ok()) << study.status();
   run.study_id = study->id();
   std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
-  std::map<double, std::pair<std::string, v1::Assign>> first;  // by lr
-  for (const std::string worker : {"a", "c"}) {
-    channels[worker] = std::make_shared<RecordingChannel>();
-    ASSERT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
-  }
-  for (auto& [worker, channel] : channels) {
-    std::optional<v1::CoordinatorMessage> message = channel->Next();
-    ASSERT_TRUE(message && message->has_assign());
-    first[LrOf(message->assign())] = {worker, message->assign()};
-  }
+  const std::map<double, std::pair<std::string, v1::Assign>> first =
+      ConnectTwoWorkers(engine, channels);
   ASSERT_EQ(first.size(), 2u);
   // Whichever worker got it, call the one with trial 0's stage "a" from here on.
   const auto& [worker_a, stage_a] = first.at(0.1);
@@ -793,13 +804,8 @@ TEST(EngineTest, ASplitRightAfterARestartKeepsTheMetricOfTheStepReportedBeforeTh
     absl::StatusOr<v1::Study> study = engine.CreateStudy(LateTargetsSpec(), false);
     ASSERT_TRUE(study.ok()) << study.status();
     run.study_id = study->id();
-    for (const std::string worker : {"a", "c"}) {
-      auto channel = std::make_shared<RecordingChannel>();
-      ASSERT_TRUE(engine.Connect(Hello(worker), channel).ok());
-      std::optional<v1::CoordinatorMessage> message = channel->Next();
-      ASSERT_TRUE(message && message->has_assign());
-      first[LrOf(message->assign())] = {worker, message->assign()};
-    }
+    std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
+    first = ConnectTwoWorkers(engine, channels);
     ASSERT_EQ(first.size(), 2u);
     const auto& [worker_a, stage_a] = first.at(0.1);
     ASSERT_EQ(stage_a.start_step(), 0);
@@ -941,16 +947,8 @@ TEST(EngineTest, ASplitAtAStepWhoseStateTheRunningStageKeptCompletesItsTrialsAtO
     ASSERT_TRUE(study.ok()) << study.status();
     study_id = study->id();
     std::map<std::string, std::shared_ptr<RecordingChannel>> channels;
-    std::map<double, std::pair<std::string, v1::Assign>> first;  // by lr
-    for (const std::string worker : {"a", "c"}) {
-      channels[worker] = std::make_shared<RecordingChannel>();
-      ASSERT_TRUE(engine.Connect(Hello(worker), channels[worker]).ok());
-    }
-    for (auto& [worker, channel] : channels) {
-      std::optional<v1::CoordinatorMessage> message = channel->Next();
-      ASSERT_TRUE(message && message->has_assign());
-      first[LrOf(message->assign())] = {worker, message->assign()};
-    }
+    const std::map<double, std::pair<std::string, v1::Assign>> first =
+        ConnectTwoWorkers(engine, channels);
     ASSERT_EQ(first.size(), 2u);
     worker_a = first.at(0.1).first;
     stage_a = first.at(0.1).second;
