@@ -3,6 +3,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "cli/plan_command.h"
 #include "proto/spec_loader.h"
@@ -64,6 +65,9 @@ void AddClientOptions(CLI::App* command, hippo::cli::ClientOptions& options, boo
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC's locks included) would
+  // keep a lock graph for deadlock detection on each lock and unlock: a debugging aid, off here.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 #ifdef HIPPO_WITH_TORCH
   hippo::workers::RegisterTorchTrainer();
 #endif

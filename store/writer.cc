@@ -145,7 +145,10 @@ void GroupCommitWriter::CommitGroup(const std::vector<Pending*>& group) {
         retry.push_back(pending);
         continue;
       }
-      absl::Status status = ApplyInSavepoint(pending->batch);
+      // A batch alone in its transaction needs no savepoint: ROLLBACK undoes it. (The engine's
+      // committer merges its batches into one, so this is the common case.)
+      absl::Status status = undecided.size() == 1 ? ApplyWriteBatch(*connection_, pending->batch)
+                                                  : ApplyInSavepoint(pending->batch);
       if (status.ok()) {
         applied.push_back(pending);
         continue;

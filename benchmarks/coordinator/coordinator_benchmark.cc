@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "hippo/server.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 
@@ -189,6 +190,7 @@ double Percentile(std::vector<double> values, double fraction) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as cli/main.cc does
   int workers = 64;
   int64_t trials = 100'000;
   std::string out = "coordinator_benchmark.json";
