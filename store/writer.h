@@ -2,7 +2,8 @@
 // groups (group commit).
 //
 // Callers queue a batch and wait for its future. The thread takes everything queued, opens one
-// transaction (BEGIN IMMEDIATE), applies each batch inside its own savepoint, commits, makes the
+// transaction (BEGIN IMMEDIATE), applies each batch inside its own savepoint (a batch alone in
+// the transaction needs none), commits, makes the
 // log durable, and only then wakes the callers; one fsync covers every batch of the group. A
 // batch that fails (a duplicate tree op, say) is rolled back to its savepoint and fails alone;
 // the other batches of the group still commit.
