@@ -129,6 +129,18 @@ bool IsBetter(double candidate, double incumbent, bool minimize) {
   return minimize ? candidate < incumbent : candidate > incumbent;
 }
 
+// The order of a study's best trial: a better objective first, a NaN objective after every
+// number, and of equal objectives the earlier trial. A strict total order, so that the best
+// can be kept as trials change and equals what a walk over every trial would find.
+bool BetterTrial(double objective, int64_t number, double incumbent, int64_t incumbent_number,
+                 bool minimize) {
+  if (std::isnan(objective) != std::isnan(incumbent)) return std::isnan(incumbent);
+  if (!std::isnan(objective) && objective != incumbent) {
+    return IsBetter(objective, incumbent, minimize);
+  }
+  return number < incumbent_number;
+}
+
 }  // namespace
 
 Engine::Engine(store::Store* store, EngineOptions options)
@@ -417,6 +429,7 @@ absl::Status Engine::CarryOut(size_t study_index,
         AppendOp(family, store::TreeOpKind::kExtend, trial.tree_trial, request.target, "", batch);
         family.breakpoints.insert(request.target);
         TrackSplits(family, splits, outbox, batch);
+        study.trial_steps += request.target - trial.target;
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
@@ -497,7 +510,7 @@ absl::Status Engine::AddTrial(size_t study_index, const search_algos::Request& r
     trial.forked_at = request.fork_step;
   }
   trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-  study.trials.push_back(std::move(trial));
+  AppendTrial(study, std::move(trial));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
   batch.trials.push_back(TrialRecordOf(study_index, number));
   if (client_trained) {
@@ -572,6 +585,45 @@ void Engine::SetTrialState(StudyState& study, int64_t number, v1::TrialState sta
   study.running_trials += (state == v1::TRIAL_RUNNING) - (current == v1::TRIAL_RUNNING);
   study.completed_trials += (state == v1::TRIAL_COMPLETED) - (current == v1::TRIAL_COMPLETED);
   current = state;
+  UpdateBest(study, number);
+}
+
+void Engine::AppendTrial(StudyState& study, TrialState trial) {
+  study.trial_steps += trial.target;
+  study.family_ids.insert(trial.family_id);
+  study.trials.push_back(std::move(trial));
+}
+
+void Engine::UpdateBest(StudyState& study, int64_t number) {
+  if (study.best_stale) return;
+  if (study.best == number) {
+    study.best_stale = true;  // it may have got worse or left the running: look at every trial
+    return;
+  }
+  const TrialState& trial = study.trials[number];
+  if (trial.state != v1::TRIAL_COMPLETED || !trial.objective) return;
+  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
+  if (!study.best || BetterTrial(*trial.objective, number, *study.trials[*study.best].objective,
+                                 *study.best, minimize)) {
+    study.best = number;
+  }
+}
+
+std::optional<int64_t> Engine::BestTrial(const StudyState& study) const {
+  if (!study.best_stale) return study.best;
+  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
+  std::optional<int64_t> best;
+  for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
+    const TrialState& trial = study.trials[number];
+    if (trial.state != v1::TRIAL_COMPLETED || !trial.objective) continue;
+    if (!best || BetterTrial(*trial.objective, number, *study.trials[*best].objective, *best,
+                             minimize)) {
+      best = number;
+    }
+  }
+  study.best = best;
+  study.best_stale = false;
+  return best;
 }
 
 bool Engine::Needed(const Family& family, NodeId node) const {
@@ -1242,30 +1294,19 @@ v1::Study Engine::StudyView(const StudyState& study) const {
   }
   view.set_message(study.record.message);
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
-  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
-  std::optional<int64_t> best;
-  int64_t completed = 0;
-  std::set<int64_t> families;
-  for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
-    const TrialState& trial = study.trials[number];
-    completed += trial.state == v1::TRIAL_COMPLETED;
-    families.insert(trial.family_id);
-    view.mutable_steps()->set_trial_steps(view.steps().trial_steps() + trial.target);
-    if (trial.objective && trial.state == v1::TRIAL_COMPLETED &&
-        (!best || IsBetter(*trial.objective, *study.trials[*best].objective, minimize))) {
-      best = number;
-    }
-  }
-  view.set_trials_completed(completed);
+  view.set_trials_completed(study.completed_trials);
+  view.mutable_steps()->set_trial_steps(study.trial_steps);
   // Step counts of the study's families (shared with other studies of the same family).
-  for (int64_t family_id : families) {
+  for (int64_t family_id : study.family_ids) {
     const stage_tree::StepCounts& counts = families_[family_id - 1]->tree->counts();
     view.mutable_steps()->set_unique_steps(view.steps().unique_steps() + counts.unique_steps);
     view.mutable_steps()->set_executed_steps(view.steps().executed_steps() + counts.executed_steps);
     view.mutable_steps()->set_recomputed_steps(view.steps().recomputed_steps() +
                                                counts.recomputed_steps);
   }
-  if (best) *view.mutable_best_trial() = TrialView(study, *best);
+  if (const std::optional<int64_t> best = BestTrial(study)) {
+    *view.mutable_best_trial() = TrialView(study, *best);
+  }
   return view;
 }
 
@@ -1554,6 +1595,7 @@ absl::Status Engine::Tell(const v1::TellRequest& request) {
     }
     if (auto value = request.values().find(objective_name); value != request.values().end()) {
       trial.objective = value->second;
+      UpdateBest(study, number);
       study.algorithm->OnMetric(number, request.step(), value->second);
     }
   }
@@ -1647,7 +1689,7 @@ absl::Status Engine::Recover() {
     trial.forked_from = record.forked_from;
     trial.forked_at = record.forked_at_step;
     trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-    study.trials.push_back(std::move(trial));
+    AppendTrial(study, std::move(trial));
     SetTrialState(study, record.trial_id, static_cast<v1::TrialState>(record.state));
   }
 
@@ -1801,6 +1843,7 @@ absl::Status Engine::Recover() {
         trial.objective = *value;
       }
     }
+    study->best_stale = true;  // objectives were set after the trials' states
   }
   // Running attempts keep a fresh lease: their workers may reconnect and finish them.
   const auto lease = std::chrono::milliseconds(static_cast<int64_t>(options_.lease_seconds * 1000));

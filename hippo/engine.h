@@ -170,6 +170,14 @@ class Engine {
     std::string saved_algorithm_state;  // the last state written to the store
     int64_t running_trials = 0;         // kept by SetTrialState, so no event scans every trial
     int64_t completed_trials = 0;
+    // Kept as trials are added and change, so that a view of the study does not walk every
+    // trial under the engine's lock (a poll of a 100 000-trial study stalled dispatching).
+    int64_t trial_steps = 0;        // the sum of the trials' targets
+    std::set<int64_t> family_ids;   // the families its trials are in
+    // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
+    // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
+    mutable std::optional<int64_t> best;
+    mutable bool best_stale = false;
   };
 
   struct Attempt {
@@ -264,6 +272,12 @@ class Engine {
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const Family& family, stage_tree::NodeId node) const;
   hippo::v1::Study StudyView(const StudyState& study) const;
+  // The best completed trial with an objective (study.best, recomputed if stale).
+  std::optional<int64_t> BestTrial(const StudyState& study) const;
+  // Keeps study.best current after trial `number`'s state or objective changed.
+  void UpdateBest(StudyState& study, int64_t number);
+  // Adds a trial to the study and to its kept sums.
+  void AppendTrial(StudyState& study, TrialState trial);
   hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
   absl::StatusOr<size_t> StudyIndex(const std::string& study_id) const;
   // The id a stage is known by to workers: its lineage (stable when stages split).

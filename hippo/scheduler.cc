@@ -24,7 +24,7 @@ void ReadyQueue::Clear() {
   queued_priority_.clear();
 }
 
-void ReadyQueue::Erase(std::set<Entry>::iterator it) {
+void ReadyQueue::Erase(absl::btree_set<Entry>::iterator it) {
   queued_priority_.erase(Key(std::get<1>(*it), std::get<2>(*it)));
   entries_.erase(it);
 }

@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <set>
 #include <tuple>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "stage_tree/stage_tree.h"
 
@@ -43,9 +43,11 @@ class ReadyQueue {
 
  private:
   using Entry = std::tuple<double, int64_t, stage_tree::NodeId>;  // (-priority, family, node)
-  void Erase(std::set<Entry>::iterator it);
+  void Erase(absl::btree_set<Entry>::iterator it);
 
-  std::set<Entry> entries_;
+  // A B-tree, not std::set: Pop walks up to kLocalityWindow neighbours, which here share a few
+  // nodes instead of costing a cache miss each (a study of 100 000 ready stages).
+  absl::btree_set<Entry> entries_;
   absl::flat_hash_map<int64_t, double> queued_priority_;  // by global stage id
 };
 

@@ -76,16 +76,15 @@ absl::Status Connection::Exec(absl::string_view sql) {
 }
 
 absl::StatusOr<sqlite3_stmt*> Connection::Prepare(absl::string_view sql) {
-  std::string key(sql);
-  if (auto it = statements_.find(key); it != statements_.end()) return it->second;
+  if (auto it = statements_.find(sql); it != statements_.end()) return it->second;
   sqlite3_stmt* statement = nullptr;
-  int code = sqlite3_prepare_v3(db_, key.data(), static_cast<int>(key.size()),
+  int code = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &statement, nullptr);
   if (code != SQLITE_OK) {
     sqlite3_finalize(statement);
-    return Error(code, absl::StrCat("prepare ", key));
+    return Error(code, absl::StrCat("prepare ", sql));
   }
-  statements_.emplace(std::move(key), statement);
+  statements_.emplace(std::string(sql), statement);
   return statement;
 }
 
@@ -134,7 +133,15 @@ Query& Query::Bind(double value) {
 }
 
 Query& Query::Bind(const std::string& text) {
-  // SQLITE_TRANSIENT: SQLite copies, so the caller's string may go away before Step().
+  // SQLITE_STATIC: SQLite reads the caller's bytes when the statement steps (see the header).
+  int code = sqlite3_bind_text64(statement_, next_parameter_++, text.data(), text.size(),
+                                 SQLITE_STATIC, SQLITE_UTF8);
+  if (bind_error_ == SQLITE_OK) bind_error_ = code;
+  return *this;
+}
+
+Query& Query::Bind(std::string&& text) {
+  // SQLITE_TRANSIENT: SQLite copies, as the temporary goes away before the statement steps.
   int code = sqlite3_bind_text64(statement_, next_parameter_++, text.data(), text.size(),
                                  SQLITE_TRANSIENT, SQLITE_UTF8);
   if (bind_error_ == SQLITE_OK) bind_error_ = code;
@@ -143,7 +150,7 @@ Query& Query::Bind(const std::string& text) {
 
 Query& Query::BindBlob(const std::string& bytes) {
   int code = sqlite3_bind_blob64(statement_, next_parameter_++, bytes.data(), bytes.size(),
-                                 SQLITE_TRANSIENT);
+                                 SQLITE_STATIC);
   if (bind_error_ == SQLITE_OK) bind_error_ = code;
   return *this;
 }

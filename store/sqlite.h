@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -63,7 +63,8 @@ class Connection {
 
   sqlite3* db_;
   std::string label_;
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  // By SQL text; looked up by string_view, so a cached statement costs no copy of its text.
+  absl::flat_hash_map<std::string, sqlite3_stmt*> statements_;
 };
 
 // One execution of a cached statement. Bind() fills parameters left to right.
@@ -79,8 +80,11 @@ class Query {
   Query& Bind(int value) { return Bind(static_cast<int64_t>(value)); }
   Query& Bind(bool value) { return Bind(static_cast<int64_t>(value ? 1 : 0)); }
   Query& Bind(double value);  // NaN is stored as NULL (SQLite has no NaN)
+  // Text is bound without a copy: `text` must stay unchanged until the query is done (its
+  // destructor), as a row of a write batch or a caller's variable does. A temporary is copied.
   Query& Bind(const std::string& text);
-  Query& BindBlob(const std::string& bytes);
+  Query& Bind(std::string&& text);
+  Query& BindBlob(const std::string& bytes);  // not copied either, as Bind(text)
   Query& Bind(const char*) = delete;  // would silently pick Bind(bool)
 
   // Steps once: true when a row is available, false when done.

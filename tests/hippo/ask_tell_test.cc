@@ -193,6 +193,57 @@ TEST(AskTellTest, ClientTrainsAskedTrialsAndTheStudyCompletesWithTheBestTold) {
   std::filesystem::remove(db);
 }
 
+// The study's best trial is kept as trials are told (not found by walking every trial): a
+// better objective wins, of equal objectives the earlier trial, a trial still running does
+// not count; a restarted coordinator finds the same best.
+TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
+  const std::string db = TempDb("best.db");
+  std::unique_ptr<Server> server = StartServer(db);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  v1::Study study;
+  ASSERT_TRUE(client.Create(Spec(), &study).ok());
+  v1::AskResponse asked;
+  ASSERT_TRUE(client.Ask(study.id(), 5, &asked).ok());
+  ASSERT_EQ(asked.trials_size(), 5);
+  auto complete = [&](int index, double loss) {
+    const int64_t trial = asked.trials(index).id();
+    ASSERT_TRUE(client.Tell(study.id(), trial, 0, {{"loss", loss}}).ok());
+    ASSERT_TRUE(client.Tell(study.id(), trial, 0, {}, v1::TRIAL_COMPLETED).ok());
+  };
+  auto best_id = [&] {
+    const v1::Study view = client.Get(study.id());
+    return view.has_best_trial() ? view.best_trial().id() : -1;
+  };
+
+  EXPECT_EQ(best_id(), -1);
+  complete(0, 3.0);
+  EXPECT_EQ(best_id(), asked.trials(0).id());
+  complete(1, 2.0);
+  EXPECT_EQ(best_id(), asked.trials(1).id());
+  complete(2, 2.0);
+  EXPECT_EQ(best_id(), asked.trials(1).id());  // a tie: the earlier trial stays
+  ASSERT_TRUE(client.Tell(study.id(), asked.trials(3).id(), 0, {{"loss", 0.5}}).ok());
+  EXPECT_EQ(best_id(), asked.trials(1).id());  // told, but still running
+  complete(4, 1.0);
+  EXPECT_EQ(best_id(), asked.trials(4).id());
+  ASSERT_TRUE(client.Tell(study.id(), asked.trials(3).id(), 0, {}, v1::TRIAL_COMPLETED).ok());
+  EXPECT_EQ(best_id(), asked.trials(3).id());
+  EXPECT_EQ(client.Get(study.id()).trials_completed(), 5);
+
+  server.reset();
+  server = StartServer(db);
+  ASSERT_NE(server, nullptr);
+  Client restarted(server->port());
+  const v1::Study recovered = restarted.Get(study.id());
+  EXPECT_EQ(recovered.best_trial().id(), asked.trials(3).id());
+  EXPECT_DOUBLE_EQ(recovered.best_trial().objective_value(), 0.5);
+  EXPECT_EQ(recovered.trials_completed(), 5);
+  EXPECT_EQ(recovered.steps().trial_steps(), 5 * 3);
+  server.reset();
+  std::filesystem::remove(db);
+}
+
 TEST(AskTellTest, BadAsksAndTellsAreRefusedNamingTheFieldAndChangeNothing) {
   const std::string db = TempDb("errors.db");
   std::unique_ptr<Server> server = StartServer(db);
