@@ -45,71 +45,86 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
 }
 
 OrderedCommitter::OrderedCommitter(store::Store* store) : store_(store) {
+  // Named as `top -H` shows them.
   delivery_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "hippo-delivery");
     DeliverLoop();
   });
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "hippo-committer");  // as `top -H` shows it
-    Loop();
+  commit_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "hippo-committer");
+    CommitLoop();
   });
 }
 
 OrderedCommitter::~OrderedCommitter() {
+  // Each stage drains what it holds into the next before that one is stopped.
+  queued_.Stop();
+  commit_thread_.join();
+  committed_.Stop();
+  delivery_thread_.join();
+}
+
+void OrderedCommitter::Handoff::Put(Pending pending) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.push_back(std::move(pending));
+  }
+  wake_.notify_one();
+}
+
+void OrderedCommitter::Handoff::PutAll(std::deque<Pending> pending) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pending_.empty()) {
+      pending_ = std::move(pending);
+    } else {
+      for (Pending& one : pending) pending_.push_back(std::move(one));
+    }
+  }
+  wake_.notify_one();
+}
+
+std::deque<OrderedCommitter::Pending> OrderedCommitter::Handoff::TakeAll() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+  std::deque<Pending> taken;
+  taken.swap(pending_);
+  return taken;
+}
+
+void OrderedCommitter::Handoff::Stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_one();
-  thread_.join();  // everything queued is committed and handed to delivery
-  {
-    std::lock_guard<std::mutex> lock(delivery_mutex_);
-    delivery_stopping_ = true;
-  }
-  delivery_wake_.notify_one();
-  delivery_thread_.join();
 }
 
 std::future<absl::Status> OrderedCommitter::Enqueue(store::WriteBatch batch,
                                                     std::function<void()> then) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  queue_.push_back(Pending{std::move(batch), std::move(then), {}});
-  std::future<absl::Status> future = queue_.back().done.get_future();
-  wake_.notify_one();
+  Pending pending{std::move(batch), std::move(then), {}};
+  std::future<absl::Status> future = pending.done.get_future();
+  queued_.Put(std::move(pending));
   return future;
 }
 
-void OrderedCommitter::Loop() {
+void OrderedCommitter::CommitLoop() {
   while (true) {
-    std::deque<Pending> group;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      group.swap(queue_);
-    }
+    std::deque<Pending> group = queued_.TakeAll();
+    if (group.empty()) return;  // stopping, nothing left
     store::WriteBatch merged;
     for (Pending& pending : group) AppendBatch(merged, std::move(pending.batch));
     // Stopping here on a failure, before the next group, is what keeps the log a prefix.
     const absl::Status status = store_->CommitUnsynced(std::move(merged));
     if (!status.ok()) Fatal("commit", status);
-    {
-      std::lock_guard<std::mutex> lock(delivery_mutex_);
-      for (Pending& pending : group) committed_.push_back(std::move(pending));
-    }
-    delivery_wake_.notify_one();
+    committed_.PutAll(std::move(group));
   }
 }
 
 void OrderedCommitter::DeliverLoop() {
   while (true) {
-    std::deque<Pending> ready;
-    {
-      std::unique_lock<std::mutex> lock(delivery_mutex_);
-      delivery_wake_.wait(lock, [this] { return delivery_stopping_ || !committed_.empty(); });
-      if (committed_.empty()) return;  // stopping, everything delivered
-      ready.swap(committed_);
-    }
+    std::deque<Pending> ready = committed_.TakeAll();
+    if (ready.empty()) return;  // stopping, everything delivered
     // One fsync for everything committed before it; only then is any of it acknowledged.
     const absl::Status synced = store_->SyncLog();
     if (!synced.ok()) Fatal("sync its log", synced);

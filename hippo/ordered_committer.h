@@ -9,7 +9,9 @@
 // The disk is pipelined: the committer thread commits a group without waiting for the fsync
 // (Store::CommitUnsynced) and goes on with the next; a delivery thread makes the log durable
 // (Store::SyncLog, one fsync for every group committed so far) and only then runs the groups'
-// `then` callbacks and readies their futures, in commit order.
+// `then` callbacks and readies their futures, in commit order. (A third thread for the sends,
+// so that one group's sends overlap the next group's fsync, measured no better: the cores, not
+// the disk, are what the stages wait for.)
 //
 // A failed commit leaves memory ahead of the store, which only a restart (recovery from the
 // store) can reconcile: the committer then stops the process rather than let anything
@@ -50,21 +52,29 @@ class OrderedCommitter {
     std::function<void()> then;
     std::promise<absl::Status> done;
   };
-  void Loop();
+  // A hand-off between two of the threads: pending groups in order, taken all at once.
+  class Handoff {
+   public:
+    void Put(Pending pending);
+    void PutAll(std::deque<Pending> pending);
+    // Waits for pending groups and takes them all; empty once stopped and drained.
+    std::deque<Pending> TakeAll();
+    void Stop();
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Pending> pending_;
+    bool stopping_ = false;
+  };
+  void CommitLoop();
   void DeliverLoop();
 
   store::Store* store_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<Pending> queue_;
-  bool stopping_ = false;
-  // Committed, not yet known to be on disk: for the delivery thread.
-  std::mutex delivery_mutex_;
-  std::condition_variable delivery_wake_;
-  std::deque<Pending> committed_;
-  bool delivery_stopping_ = false;
+  Handoff queued_;     // enqueued, for the committer thread
+  Handoff committed_;  // committed, not yet known to be on disk: for the delivery thread
   std::thread delivery_thread_;
-  std::thread thread_;
+  std::thread commit_thread_;
 };
 
 // Appends every row of `from` to `into`, keeping order.
