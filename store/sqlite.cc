@@ -43,9 +43,9 @@ absl::Status SqliteStatus(int code, absl::string_view context, absl::string_view
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& filename, int flags,
-                                                             std::string label) {
+                                                             std::string label, const char* vfs) {
   sqlite3* db = nullptr;
-  int code = sqlite3_open_v2(filename.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  int code = sqlite3_open_v2(filename.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, vfs);
   if (code != SQLITE_OK) {
     std::string detail = db != nullptr ? sqlite3_errmsg(db) : "cannot open";
     sqlite3_close_v2(db);

@@ -28,10 +28,12 @@ absl::Status SqliteStatus(int code, absl::string_view context, absl::string_view
 class Connection {
  public:
   // Opens `filename` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is added: the store
-  // serialises access itself). `label` names the database in error messages (the path the
-  // user gave, even when `filename` is a URI).
+  // serialises access itself) through the VFS named `vfs` (the default when null). `label`
+  // names the database in error messages (the path the user gave, even when `filename` is a
+  // URI).
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& filename, int flags,
-                                                          std::string label);
+                                                          std::string label,
+                                                          const char* vfs = nullptr);
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

@@ -8,6 +8,7 @@
 #include "store/reader.h"
 #include "store/schema.h"
 #include "store/sqlite.h"
+#include "store/wal_vfs.h"
 #include "store/writer.h"
 
 namespace hippo::store {
@@ -116,7 +117,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 
   int flags = SQLITE_OPEN_READWRITE;
   if (*admission == internal::Admission::kCreate) flags |= SQLITE_OPEN_CREATE;
-  absl::StatusOr<std::unique_ptr<Connection>> writer = Connection::Open(path, flags, path);
+  // Its log frames reach the -wal file in one write per transaction (store/wal_vfs.h).
+  absl::StatusOr<std::unique_ptr<Connection>> writer =
+      Connection::Open(path, flags, path, internal::CoalescingWalVfs());
   if (!writer.ok()) return writer.status();
   // The file may have changed between the admission and this open, so read the markers again
   // before writing. Until they pass, closing this connection must not checkpoint a log another

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "store/sqlite.h"
 #include "store/store.h"
+#include "store/wal_vfs.h"
 #include "store/writer.h"
 #include "tests/store/store_test_util.h"
 
@@ -348,6 +349,45 @@ TEST_F(StoreDurability, DestroyingTheWriterCommitsEverythingAlreadyQueued) {
 
 // A child process commits and then dies without destroying the store (no final checkpoint, no
 // clean close, its writer thread still running). Whatever Commit() acknowledged must be there.
+// The writer's log frames reach the -wal file in one write per transaction (store/wal_vfs.h)
+// and before Commit returns: another connection, reading the files as SQLite does, sees every
+// row at once. 200 wide rows: a transaction of some 25 pages, 50 writes without the VFS.
+TEST_F(StoreDurability, ATransactionsLogIsWrittenOnceAndVisibleWhenCommitReturns) {
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  RawDatabase other(DatabasePath(), SQLITE_OPEN_READONLY);
+  constexpr int kRows = 200;
+  for (int round = 1; round <= 3; ++round) {
+    WriteBatch batch;
+    for (int i = 0; i < kRows; ++i) {
+      TrialRecord trial;
+      trial.study_id = "wide";
+      trial.trial_id = round * 1000 + i;
+      trial.point_json = std::string(400, 'x');
+      batch.trials.push_back(trial);
+    }
+    const int64_t writes_before = internal::CoalescedWalWrites();
+    ASSERT_TRUE(store->Commit(std::move(batch)).ok());
+    EXPECT_EQ(internal::CoalescedWalWrites() - writes_before, 1) << "round " << round;
+    EXPECT_EQ(other.QueryInt("SELECT count(*) FROM trials WHERE study_id = 'wide'"),
+              kRows * round);
+  }
+  // A transaction of some 250 pages is written 128 KiB at a time, and lands whole too.
+  WriteBatch large;
+  for (int i = 0; i < 10 * kRows; ++i) {
+    TrialRecord trial;
+    trial.study_id = "large";
+    trial.trial_id = i;
+    trial.point_json = std::string(400, 'y');
+    large.trials.push_back(trial);
+  }
+  const int64_t writes_before = internal::CoalescedWalWrites();
+  ASSERT_TRUE(store->Commit(std::move(large)).ok());
+  EXPECT_GE(internal::CoalescedWalWrites() - writes_before, 8);
+  EXPECT_LE(internal::CoalescedWalWrites() - writes_before, 12);
+  EXPECT_EQ(other.QueryInt("SELECT count(*) FROM trials WHERE study_id = 'large'"), 10 * kRows);
+}
+
 TEST_F(StoreDurability, CommitReturnedMeansCommittedEvenIfTheProcessDiesRightAfter) {
   constexpr int kBatches = 20;
   const std::string path = DatabasePath();
