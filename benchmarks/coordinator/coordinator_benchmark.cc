@@ -66,7 +66,10 @@ v1::StudySpec OneStepRandomStudy(int64_t trials) {
 }
 
 // One simulated worker: a WorkerService stream driven by the shared completion queue. Writes
-// on a stream go one at a time, so outgoing messages wait in a queue.
+// on a stream go one at a time, so outgoing messages wait in a queue. gRPC serializes a message
+// when Write is called, and a worker has at most one answer out (the next Assign comes only
+// after the coordinator read it), so the answer is one message filled in place each time: the
+// load generator allocates nothing per dispatch.
 struct SimulatedWorker {
   enum Kind { kStart, kRead, kWrite };
   struct Op {
@@ -77,7 +80,9 @@ struct SimulatedWorker {
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>> stream;
   v1::CoordinatorMessage incoming;
-  std::deque<v1::WorkerMessage> outgoing;
+  std::deque<const v1::WorkerMessage*> outgoing;  // &hello or &answer
+  v1::WorkerMessage hello;
+  v1::WorkerMessage answer;
   bool writing = false;
   bool alive = true;
   Op start_op{this, kStart};
@@ -87,36 +92,36 @@ struct SimulatedWorker {
   std::vector<double> latencies_ms;
   std::vector<Clock::time_point> assigned_at;
 
-  void Send(v1::WorkerMessage message) {
-    outgoing.push_back(std::move(message));
+  void Send(const v1::WorkerMessage* message) {
+    outgoing.push_back(message);
     if (!writing) WriteNext();
   }
 
   void WriteNext() {
     if (outgoing.empty()) return;
     writing = true;
-    if (outgoing.front().has_reports()) finished_at = Clock::now();
-    stream->Write(outgoing.front(), &write_op);
+    if (outgoing.front()->has_reports()) finished_at = Clock::now();
+    stream->Write(*outgoing.front(), &write_op);
   }
 
   // Answers an Assign at once, as the worker runtime ends a stage: one Reports message with
   // the last step's metric, the end checkpoint and stage done.
   void Answer(const v1::Assign& assign) {
-    v1::WorkerMessage message;
-    v1::Reports* reports = message.mutable_reports();
-    v1::Progress* progress = reports->add_messages()->mutable_progress();
+    v1::Reports* reports = answer.mutable_reports();
+    if (reports->messages_size() == 0) {
+      (*reports->add_messages()->mutable_progress()->mutable_metrics())["val_accuracy"] = 0.5;
+      reports->add_messages()->mutable_checkpoint()->set_uri("file:///dev/null");
+      reports->add_messages()->mutable_finished()->set_ok(true);
+    }
+    v1::Progress* progress = reports->mutable_messages(0)->mutable_progress();
     progress->set_attempt_id(assign.attempt_id());
     progress->set_step(assign.end_step() - 1);
-    (*progress->mutable_metrics())["val_accuracy"] = 0.5;
-    v1::CheckpointWritten* checkpoint = reports->add_messages()->mutable_checkpoint();
+    v1::CheckpointWritten* checkpoint = reports->mutable_messages(1)->mutable_checkpoint();
     checkpoint->set_attempt_id(assign.attempt_id());
     checkpoint->set_stage_id(assign.stage_id());
     checkpoint->set_step(assign.end_step());
-    checkpoint->set_uri("file:///dev/null");
-    v1::StageFinished* finished = reports->add_messages()->mutable_finished();
-    finished->set_attempt_id(assign.attempt_id());
-    finished->set_ok(true);
-    Send(std::move(message));
+    reports->mutable_messages(2)->mutable_finished()->set_attempt_id(assign.attempt_id());
+    Send(&answer);
   }
 
   void OnEvent(Kind kind, bool ok) {
@@ -126,11 +131,10 @@ struct SimulatedWorker {
     }
     switch (kind) {
       case kStart: {
-        v1::WorkerMessage hello;
         hello.mutable_hello()->set_worker_id("bench-" +
                                              std::to_string(reinterpret_cast<uintptr_t>(this)));
         hello.mutable_hello()->add_trainers("sim");
-        Send(std::move(hello));
+        Send(&hello);
         stream->Read(&incoming, &read_op);
         break;
       }
