@@ -129,6 +129,26 @@ v1::StudySpec Spec() {
   return *spec;
 }
 
+// A coordinator on a fresh database, a client of it, and one study of the spec above created.
+struct Session {
+  explicit Session(const std::string& name) : db(TempDb(name)), server(StartServer(db)) {
+    if (server == nullptr) return;
+    client = std::make_unique<Client>(server->port());
+    created = client->Create(Spec(), &study).ok();
+  }
+  ~Session() {
+    server.reset();
+    std::filesystem::remove(db);
+  }
+  bool ok() const { return server != nullptr && created; }
+
+  std::string db;
+  std::unique_ptr<Server> server;
+  std::unique_ptr<Client> client;
+  v1::Study study;
+  bool created = false;
+};
+
 // Trains and tells every step of `trial`, then completes it.
 void TrainAndTell(Client& client, const std::string& study, const v1::Trial& trial) {
   const double x = ScalarOf(trial, "x");
@@ -197,12 +217,10 @@ TEST(AskTellTest, ClientTrainsAskedTrialsAndTheStudyCompletesWithTheBestTold) {
 // better objective wins, of equal objectives the earlier trial, a trial still running does
 // not count; a restarted coordinator finds the same best.
 TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
-  const std::string db = TempDb("best.db");
-  std::unique_ptr<Server> server = StartServer(db);
-  ASSERT_NE(server, nullptr);
-  Client client(server->port());
-  v1::Study study;
-  ASSERT_TRUE(client.Create(Spec(), &study).ok());
+  Session session("best.db");
+  ASSERT_TRUE(session.ok());
+  Client& client = *session.client;
+  const v1::Study& study = session.study;
   v1::AskResponse asked;
   ASSERT_TRUE(client.Ask(study.id(), 5, &asked).ok());
   ASSERT_EQ(asked.trials_size(), 5);
@@ -231,26 +249,22 @@ TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
   EXPECT_EQ(best_id(), asked.trials(3).id());
   EXPECT_EQ(client.Get(study.id()).trials_completed(), 5);
 
-  server.reset();
-  server = StartServer(db);
-  ASSERT_NE(server, nullptr);
-  Client restarted(server->port());
+  session.server.reset();
+  session.server = StartServer(session.db);
+  ASSERT_NE(session.server, nullptr);
+  Client restarted(session.server->port());
   const v1::Study recovered = restarted.Get(study.id());
   EXPECT_EQ(recovered.best_trial().id(), asked.trials(3).id());
   EXPECT_DOUBLE_EQ(recovered.best_trial().objective_value(), 0.5);
   EXPECT_EQ(recovered.trials_completed(), 5);
   EXPECT_EQ(recovered.steps().trial_steps(), 5 * 3);
-  server.reset();
-  std::filesystem::remove(db);
 }
 
 TEST(AskTellTest, BadAsksAndTellsAreRefusedNamingTheFieldAndChangeNothing) {
-  const std::string db = TempDb("errors.db");
-  std::unique_ptr<Server> server = StartServer(db);
-  ASSERT_NE(server, nullptr);
-  Client client(server->port());
-  v1::Study study;
-  ASSERT_TRUE(client.Create(Spec(), &study).ok());
+  Session session("errors.db");
+  ASSERT_TRUE(session.ok());
+  Client& client = *session.client;
+  const v1::Study& study = session.study;
   v1::AskResponse response;
   ASSERT_TRUE(client.Ask(study.id(), 1, &response).ok());
   ASSERT_EQ(response.trials_size(), 1);
@@ -295,8 +309,6 @@ TEST(AskTellTest, BadAsksAndTellsAreRefusedNamingTheFieldAndChangeNothing) {
   ASSERT_TRUE(client.Tell(study.id(), silent, 0, {}, v1::TRIAL_FAILED).ok());
   expect(client.Tell(study.id(), silent, 0, {{"loss", 1.0}}), grpc::StatusCode::FAILED_PRECONDITION,
          "already ended");
-  server.reset();
-  std::filesystem::remove(db);
 }
 
 // A coordinator restarted between tells continues exactly: the trials asked after the restart
