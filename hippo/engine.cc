@@ -600,26 +600,21 @@ void Engine::UpdateBest(StudyState& study, int64_t number) {
     study.best_stale = true;  // it may have got worse or left the running: look at every trial
     return;
   }
+  if (Beats(study, number, study.best)) study.best = number;
+}
+
+bool Engine::Beats(const StudyState& study, int64_t number, std::optional<int64_t> best) {
   const TrialState& trial = study.trials[number];
-  if (trial.state != v1::TRIAL_COMPLETED || !trial.objective) return;
-  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
-  if (!study.best || BetterTrial(*trial.objective, number, *study.trials[*study.best].objective,
-                                 *study.best, minimize)) {
-    study.best = number;
-  }
+  if (trial.state != v1::TRIAL_COMPLETED || !trial.objective) return false;
+  return !best || BetterTrial(*trial.objective, number, *study.trials[*best].objective, *best,
+                              study.spec.objective().direction() == v1::MINIMIZE);
 }
 
 std::optional<int64_t> Engine::BestTrial(const StudyState& study) const {
   if (!study.best_stale) return study.best;
-  const bool minimize = study.spec.objective().direction() == v1::MINIMIZE;
   std::optional<int64_t> best;
   for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
-    const TrialState& trial = study.trials[number];
-    if (trial.state != v1::TRIAL_COMPLETED || !trial.objective) continue;
-    if (!best || BetterTrial(*trial.objective, number, *study.trials[*best].objective, *best,
-                             minimize)) {
-      best = number;
-    }
+    if (Beats(study, number, best)) best = number;
   }
   study.best = best;
   study.best_stale = false;

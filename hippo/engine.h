@@ -276,6 +276,8 @@ class Engine {
   std::optional<int64_t> BestTrial(const StudyState& study) const;
   // Keeps study.best current after trial `number`'s state or objective changed.
   void UpdateBest(StudyState& study, int64_t number);
+  // Whether trial `number` is completed with an objective and better than `best` (BetterTrial).
+  static bool Beats(const StudyState& study, int64_t number, std::optional<int64_t> best);
   // Adds a trial to the study and to its kept sums.
   void AppendTrial(StudyState& study, TrialState trial);
   hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;

@@ -129,12 +129,13 @@ v1::StudySpec Spec() {
   return *spec;
 }
 
-// A coordinator on a fresh database, a client of it, and one study of the spec above created.
+// A coordinator on a fresh database, a client of it, one study of the spec above created and
+// `ask` of its trials asked.
 struct Session {
-  explicit Session(const std::string& name) : db(TempDb(name)), server(StartServer(db)) {
+  Session(const std::string& name, int ask) : db(TempDb(name)), server(StartServer(db)) {
     if (server == nullptr) return;
     client = std::make_unique<Client>(server->port());
-    created = client->Create(Spec(), &study).ok();
+    created = client->Create(Spec(), &study).ok() && client->Ask(study.id(), ask, &asked).ok();
   }
   ~Session() {
     server.reset();
@@ -146,6 +147,7 @@ struct Session {
   std::unique_ptr<Server> server;
   std::unique_ptr<Client> client;
   v1::Study study;
+  v1::AskResponse asked;
   bool created = false;
 };
 
@@ -217,12 +219,11 @@ TEST(AskTellTest, ClientTrainsAskedTrialsAndTheStudyCompletesWithTheBestTold) {
 // better objective wins, of equal objectives the earlier trial, a trial still running does
 // not count; a restarted coordinator finds the same best.
 TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
-  Session session("best.db");
+  Session session("best.db", 5);
   ASSERT_TRUE(session.ok());
   Client& client = *session.client;
   const v1::Study& study = session.study;
-  v1::AskResponse asked;
-  ASSERT_TRUE(client.Ask(study.id(), 5, &asked).ok());
+  const v1::AskResponse& asked = session.asked;
   ASSERT_EQ(asked.trials_size(), 5);
   auto complete = [&](int index, double loss) {
     const int64_t trial = asked.trials(index).id();
@@ -261,14 +262,13 @@ TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
 }
 
 TEST(AskTellTest, BadAsksAndTellsAreRefusedNamingTheFieldAndChangeNothing) {
-  Session session("errors.db");
+  Session session("errors.db", 1);
   ASSERT_TRUE(session.ok());
   Client& client = *session.client;
   const v1::Study& study = session.study;
+  ASSERT_EQ(session.asked.trials_size(), 1);
+  const int64_t trial = session.asked.trials(0).id();
   v1::AskResponse response;
-  ASSERT_TRUE(client.Ask(study.id(), 1, &response).ok());
-  ASSERT_EQ(response.trials_size(), 1);
-  const int64_t trial = response.trials(0).id();
   ASSERT_TRUE(client.Tell(study.id(), trial, 1, {{"loss", 2.0}}).ok());
 
   auto expect = [](const grpc::Status& status, grpc::StatusCode code, const std::string& text) {
