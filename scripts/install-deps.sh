@@ -4,13 +4,23 @@
 set -euo pipefail
 
 packages=(
+  # The build: compilers, CMake and ccache (used when present).
   build-essential cmake ccache pkg-config
+  # find_package in CMakeLists.txt: Protobuf, gRPC, absl, yaml-cpp, Boost (Boost.Graph), CLI11,
+  # SQLite3 (store/, tests/store/), GTest/GMock (tests/), ZLIB (workers/torch/), Torch (optional:
+  # the torch trainer is built where LibTorch is found).
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
-  libsqlite3-dev sqlite3 libboost-graph-dev libcli11-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  graphviz
-  libtorch-dev dataset-fashion-mnist
-  python3-torch python3-numpy python3-grpcio python3-protobuf python3-pytest
+  libyaml-cpp-dev libboost-graph-dev libcli11-dev libsqlite3-dev
+  libgtest-dev libgmock-dev zlib1g-dev libtorch-dev
+  # The tests and the demo: Fashion-MNIST (torch trainer tests, `make demo`); /usr/bin/python3
+  # runs the command trainer's test fixture, and with torch and numpy the command example
+  # (tests/e2e/command_example_test.cc).
+  dataset-fashion-mnist python3 python3-torch python3-numpy
+  # The Python client and its tests (python/).
+  python3-grpcio python3-protobuf python3-pytest
+  # Tools the documentation and the CLI's output point to: Graphviz renders `hippo plan --dot`
+  # and `hippo tree --dot`; sqlite3 inspects a coordinator's database.
+  graphviz sqlite3
 )
 
 missing=()
