@@ -928,6 +928,15 @@ Issue SpecValidator::Check() const {
   if (Issue issue = CheckNotNegative(spec_.resources(), "resources")) {
     return issue;
   }
+  if (spec_.resources().gpus_per_stage() > 1) {
+    return Problem("resources.gpus_per_stage",
+                   absl::StrCat("a stage trains on one device: multi-GPU stages are not "
+                                "supported (got ",
+                                spec_.resources().gpus_per_stage(), "); use 0 or 1"));
+  }
+  if (!std::isfinite(spec_.resources().weight())) {
+    return Problem("resources.weight", "must be a finite number; 0 or absent means 1");
+  }
   if (Issue issue = CheckSearchSpace()) {
     return issue;
   }
@@ -966,6 +975,12 @@ Issue SpecValidator::CheckTrainer() const {
   if (trainer.kind() != "command" && !trainer.command().empty()) {
     return Problem("trainer.command", absl::StrCat("only used when kind is command (kind is ",
                                                    trainer.kind(), "); remove it"));
+  }
+  if (!trainer.step_unit().empty() && trainer.step_unit() != "epoch" &&
+      trainer.step_unit() != "iteration") {
+    return Problem("trainer.step_unit",
+                   absl::StrCat("unknown unit \"", trainer.step_unit(),
+                                "\"; use epoch or iteration, or leave it out (steps)"));
   }
   return CheckNotNegative(trainer, "trainer");
 }
