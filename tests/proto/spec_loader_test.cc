@@ -79,7 +79,7 @@ search_space:
     - name: activation
       fixed: relu
 budget: {max_steps: 100, max_trials: 50, max_wall_seconds: 7200, max_parallel_trials: 4}
-resources: {gpus_per_stage: 2, weight: 1.5, checkpoint_every_steps: 10}
+resources: {gpus_per_stage: 1, weight: 1.5, checkpoint_every_steps: 10}
 )yaml";
 
 // Grid needs a finite space; this one is written in lowerCamelCase (json_name) throughout.
