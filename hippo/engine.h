@@ -3,7 +3,7 @@
 // It owns one stage tree per family, one search plan per study, the ready queue and the
 // attempts (leases) of running stages. Every change is applied in memory under one mutex,
 // queued to the store in the same order, and only after the store has committed it does the
-// engine answer a client or send anything to a worker (DESIGN.md, "Durability"). On start,
+// engine answer a client or send anything to a worker (docs/durability.md). On start,
 // Recover() rebuilds everything from the store: trees by replaying their operation logs,
 // studies and trials from their rows, algorithms from their saved states.
 #ifndef HIPPO_HIPPO_ENGINE_H_
@@ -172,8 +172,8 @@ class Engine {
     int64_t completed_trials = 0;
     // Kept as trials are added and change, so that a view of the study does not walk every
     // trial under the engine's lock (a poll of a 100 000-trial study stalled dispatching).
-    int64_t trial_steps = 0;        // the sum of the trials' targets
-    std::set<int64_t> family_ids;   // the families its trials are in
+    int64_t trial_steps = 0;       // the sum of the trials' targets
+    std::set<int64_t> family_ids;  // the families its trials are in
     // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
