@@ -172,8 +172,8 @@ class Engine {
     int64_t completed_trials = 0;
     // Kept as trials are added and change, so that a view of the study does not walk every
     // trial under the engine's lock (a poll of a 100 000-trial study stalled dispatching).
-    int64_t trial_steps = 0;       // the sum of the trials' targets
-    std::set<int64_t> family_ids;  // the families its trials are in
+    int64_t trial_steps = 0;        // the sum of the trials' targets
+    std::set<int64_t> family_ids;   // the families its trials are in
     // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
