@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
       "`hippo submit SPEC` (a cluster)."};
   app.require_subcommand(1);
   app.fallthrough(false);
+  // HIPPO_VERSION is the project version of the root CMakeLists.txt (cli/CMakeLists.txt).
+  app.set_version_flag("--version", std::string("hippo ") + HIPPO_VERSION);
 
   std::string spec_path;
   std::string study_id;

@@ -1,4 +1,4 @@
-// The ready queue of the critical-path scheduler (DESIGN.md, "Scheduling").
+// The ready queue of the critical-path scheduler (docs/architecture.md).
 //
 // Ready stages are ordered by their remaining critical path (own cost plus the longest pending
 // chain below them, with the steps a running trial's algorithm may still add below its target:

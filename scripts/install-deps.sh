@@ -6,11 +6,11 @@ set -euo pipefail
 packages=(
   # The build: compilers, CMake and ccache (used when present).
   build-essential cmake ccache pkg-config
-  # find_package in CMakeLists.txt: Protobuf, gRPC, absl, yaml-cpp, Boost (Boost.Graph), CLI11,
-  # SQLite3 (store/, tests/store/), GTest/GMock (tests/), ZLIB (workers/torch/), Torch (optional:
-  # the torch trainer is built where LibTorch is found).
+  # find_package in CMakeLists.txt: Protobuf, gRPC, absl, yaml-cpp, nlohmann_json (proto/),
+  # Boost (Boost.Graph), CLI11, SQLite3 (store/, tests/store/), GTest/GMock (tests/), ZLIB
+  # (workers/torch/), Torch (optional: the torch trainer is built where LibTorch is found).
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
-  libyaml-cpp-dev libboost-graph-dev libcli11-dev libsqlite3-dev
+  libyaml-cpp-dev nlohmann-json3-dev libboost-graph-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev zlib1g-dev libtorch-dev
   # The tests and the demo: Fashion-MNIST (torch trainer tests, `make demo`); /usr/bin/python3
   # runs the command trainer's test fixture, and with torch and numpy the command example

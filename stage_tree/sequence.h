@@ -100,9 +100,9 @@ absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before, const Tri
 std::string EncodeSequences(const TrialSequences& sequences);
 absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text);
 
-// Step decay with optional linear warm-up, as WORKLOADS.md defines it: for s < warmup the value
-// is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <= s.
-// Milestones must be strictly increasing; those at or beyond the horizon are ignored.
+// Step decay with optional linear warm-up, as docs/workloads.md defines it: for s < warmup the
+// value is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <=
+// s. Milestones must be strictly increasing; those at or beyond the horizon are ignored.
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
                                    const std::vector<Step>& milestones, Step warmup, Step horizon);
 

@@ -1,4 +1,4 @@
-// Workloads benchmark: W1–W6 of WORKLOADS.md in virtual time (the real engine, scheduler and
+// Workloads benchmark: W1–W6 of docs/workloads.md in virtual time (the real engine, scheduler and
 // sim trainer; each step costs one virtual second). For each workload: trial_steps,
 // unique_steps, executed_steps, savings (trial / executed), waste (executed / unique - 1); and
 // with W simulated workers: Hippo's makespan, the bound no scheduler can beat, the makespan of

@@ -1,4 +1,4 @@
-// The example specs of examples/workloads express W1–W6 of WORKLOADS.md.
+// The example specs of examples/workloads express W1–W6 of docs/workloads.md.
 #include <cstdint>
 #include <string>
 #include <vector>
