@@ -14,7 +14,7 @@
 #include "cli/output.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/v1/hippo.grpc.pb.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::cli {
 namespace {
@@ -91,7 +91,8 @@ class Client {
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
   // The server knows its plugins: the algorithm name is left to it.
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path, /*known_algorithms=*/{});
+  absl::StatusOr<v1::StudySpec> spec =
+      search_algos::LoadStudySpecFile(spec_path, search_algos::UnknownAlgorithms::kLeaveToServer);
   if (!spec.ok()) {
     std::cerr << "hippo submit: " << spec.status().message() << "\n";
     return kExitBadInput;

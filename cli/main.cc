@@ -6,7 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "cli/plan_command.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #ifdef HIPPO_WITH_TORCH
 #include "workers/torch/register_torch_trainer.h"
 #endif
@@ -16,7 +16,7 @@ namespace {
 using hippo::cli::kExitBadInput;
 
 int Validate(const std::string& spec_path) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::search_algos::LoadStudySpecFile(spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo validate: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -28,7 +28,8 @@ int Validate(const std::string& spec_path) {
 }
 
 int Plan(const hippo::cli::PlanOptions& options) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec =
+      hippo::search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo plan: " << spec.status().message() << "\n";
     return kExitBadInput;

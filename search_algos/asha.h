@@ -53,6 +53,9 @@ class Asha : public SearchAlgorithm {
  public:
   // InvalidArgument naming the field of algorithm.asha (or algorithm.tpe) that is wrong.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.asha (and algorithm.tpe for the TPE sampler); see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;

@@ -45,6 +45,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "proto/trainer_kinds.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
@@ -76,7 +77,7 @@ class SimState : public TrainingState {
 
 class SimTrainer : public Trainer {
  public:
-  static constexpr std::string_view kKind = "sim";
+  static constexpr std::string_view kKind = proto::kSimTrainerKind;
 
   std::string_view kind() const override { return kKind; }
   absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) override;

@@ -9,9 +9,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/spec_loader.h"
+#include "search_algos/search_algorithm.h"
+#include "search_algos/spec_checks.h"
 
-namespace hippo::proto {
+namespace hippo::search_algos {
 namespace {
 
 const std::filesystem::path& ExamplesDir() {
@@ -59,10 +60,10 @@ TEST(ExampleSpecs, EveryBuiltInAlgorithmHasAnExample) {
         LoadStudySpecFile((ExamplesDir() / file).string());
     if (spec.ok()) covered.insert(spec->algorithm().name());
   }
-  for (const std::string& name : BuiltInAlgorithmNames()) {
+  for (const std::string& name : AlgorithmRegistry::Global().Names()) {
     EXPECT_TRUE(covered.contains(name)) << "no spec under examples/ uses algorithm " << name;
   }
 }
 
 }  // namespace
-}  // namespace hippo::proto
+}  // namespace hippo::search_algos

@@ -26,13 +26,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "proto/trainer_kinds.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
 
 class TorchTrainer : public Trainer {
  public:
-  static constexpr std::string_view kKind = "torch";
+  static constexpr std::string_view kKind = proto::kTorchTrainerKind;
 
   // `device` is "cpu", "cuda" or "cuda:N". InvalidArgument for another string,
   // FailedPrecondition for a CUDA device this build or machine lacks. Reads no data.
