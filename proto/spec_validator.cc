@@ -1,6 +1,7 @@
 #include "proto/spec_validator.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -218,10 +219,28 @@ Issue CheckFinite(const google::protobuf::Message& message, const std::string& p
   return std::nullopt;
 }
 
+// The family name is part of the family key (hippo.proto, StudySpec.family), so it is kept to
+// characters that cannot be confused with the key's separators.
+Issue CheckFamily(const std::string& family) {
+  constexpr size_t kMaxLength = 128;
+  const bool allowed = std::all_of(family.begin(), family.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (!allowed || family.size() > kMaxLength) {
+    return Problem("family",
+                   absl::StrCat("\"", family, "\" is not a family name; use up to ", kMaxLength,
+                                " letters, digits, '.', '_' or '-' (or leave it out)"));
+  }
+  return std::nullopt;
+}
+
 Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
   // First: the checks below compare numbers, and a NaN passes every comparison that tests for
   // the wrong case (NaN < low is false).
   if (Issue issue = CheckFinite(spec, "")) {
+    return issue;
+  }
+  if (Issue issue = CheckFamily(spec.family())) {
     return issue;
   }
   if (Issue issue = CheckObjective(spec.objective())) {

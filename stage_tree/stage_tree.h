@@ -118,6 +118,10 @@ class StageTree {
   absl::Status Requeue(NodeId node);
   // A state at `step` inside (start, end) of a running or done node was kept.
   absl::Status AddCheckpoint(NodeId node, Step step);
+  // The last step inside the node whose state was kept (AddCheckpoint), or its start if none.
+  Step LatestCheckpoint(NodeId node) const {
+    return LatestCheckpointBefore(node, nodes_[node].end);
+  }
 
   // Called with every node that becomes ready, as it does (the scheduler's queue follows it).
   void set_on_ready(std::function<void(NodeId)> on_ready) { on_ready_ = std::move(on_ready); }
