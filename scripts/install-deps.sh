@@ -11,6 +11,8 @@ packages=(
   graphviz
   libtorch-dev dataset-fashion-mnist
   python3-torch python3-numpy python3-grpcio python3-protobuf python3-pytest
+  python3-venv python3-setuptools python3-grpc-tools python3-yaml python3-tqdm python3-pandas
+  python3-optuna
 )
 
 missing=()
