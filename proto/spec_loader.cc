@@ -59,7 +59,8 @@ constexpr int kMaxValueDepth = 64;
 constexpr char kTypeUrlPrefix[] = "type.googleapis.com";
 
 const std::vector<std::string>& KnownTrainerKinds() {
-  static const auto* const kinds = new std::vector<std::string>{"command", "sim", "torch"};
+  static const auto* const kinds =
+      new std::vector<std::string>{"command", "sim", "torch", "external"};
   return *kinds;
 }
 
@@ -946,6 +947,11 @@ Issue SpecValidator::CheckObjective() const {
 }
 
 Issue SpecValidator::CheckTrainer() const {
+  // An ask/tell study's trials are trained by its client, never by Hippo's workers: it needs no
+  // trainer section (one given is checked like any other).
+  if (!spec_.has_trainer() && spec_.algorithm().name() == "external") {
+    return std::nullopt;
+  }
   const hippo::v1::TrainerSpec& trainer = spec_.trainer();
   const std::string known = absl::StrJoin(KnownTrainerKinds(), ", ");
   if (trainer.kind().empty()) {

@@ -48,7 +48,8 @@ absl::StatusOr<hippo::v1::StudySpec> LoadStudySpecFile(
     const std::string& path,
     const std::vector<std::string>& known_algorithms = BuiltInAlgorithmNames());
 
-// Semantic checks on a parsed spec: objective metric and direction set; trainer kind known;
+// Semantic checks on a parsed spec: objective metric and direction set; trainer kind known
+// (an ask/tell study, algorithm external, may have no trainer);
 // at least one parameter; unique parameter names; every domain non-empty and ordered
 // (low < high, log ranges positive, choices non-empty); milestones increasing and inside
 // (0, max_steps); budget.max_steps > 0 and no negative counts; algorithm known and its
