@@ -6,7 +6,9 @@ loop in plain Python.
 
 Per round: the plain loop's time; the SDK stage's time on the worker (Assign taken to the
 packed end of stage queued for sending, every per-step report included); and the study's wall time from CreateStudy to
-the client's seeing it COMPLETED (adds dispatch, commit and the watch poll). Medians printed.
+the client's seeing it COMPLETED (adds dispatch, commit and the watch poll). Medians printed,
+and the mean time a step spends inside stage.report (the SDK's own cost per step, which the
+sleep-based totals blur on a loaded machine).
 """
 
 import argparse
@@ -36,6 +38,9 @@ def plain_loop():
     return time.perf_counter() - started
 
 
+report_seconds = []  # time inside stage.report, every step of every round
+
+
 def sdk_round(address, directory, number):
     import hippo
     import hippo.worker
@@ -52,7 +57,10 @@ def sdk_round(address, directory, number):
 
     def train_stage(stage):
         for step in stage.steps():
-            stage.report(step, step_work(step))
+            metrics = step_work(step)
+            started = time.perf_counter()
+            stage.report(step, metrics)
+            report_seconds.append(time.perf_counter() - started)
         with open(stage.state_path, "w") as file:
             file.write("state")
 
@@ -97,6 +105,8 @@ def main():
         "study_wall_s": round(statistics.median(wall), 4),
     }
     result["sdk_overhead_pct"] = round(100 * (result["sdk_stage_s"] / result["plain_s"] - 1), 2)
+    result["report_us_mean"] = round(1e6 * statistics.mean(report_seconds), 1)
+    result["report_pct_of_step"] = round(100 * statistics.mean(report_seconds) / STEP_SECONDS, 2)
     result["study_overhead_pct"] = round(100 * (result["study_wall_s"] / result["plain_s"] - 1),
                                          2)
     print(json.dumps(result))

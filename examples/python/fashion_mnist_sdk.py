@@ -71,7 +71,8 @@ def load_data(config):
     def labels(name, limit):
         return torch.tensor(read_idx(name, limit), dtype=torch.int64)
 
-    train_limit, val_limit = config["train_limit"], config["val_limit"]
+    # trainer.config arrives as JSON numbers (floats).
+    train_limit, val_limit = int(config["train_limit"]), int(config["val_limit"])
     return (images("train-images-idx3-ubyte.gz", train_limit),
             labels("train-labels-idx1-ubyte.gz", train_limit),
             images("t10k-images-idx3-ubyte.gz", val_limit),
@@ -196,6 +197,8 @@ def main():
         study = client.create_study(SPEC, no_merge=args.no_merge)
         study.wait(progress=True)
         seconds = time.monotonic() - started
+        if study.state != "COMPLETED":
+            sys.exit(f"study {study.id} {study.state}: {study.info.message}")
         best = study.best_trial
         tree = study.stage_tree()
         print(f"study {study.id} {study.state} in {seconds:.1f} s with {args.workers} workers")
