@@ -16,8 +16,10 @@ packages=(
   # runs the command trainer's test fixture, and with torch and numpy the command example
   # (tests/e2e/command_example_test.cc).
   dataset-fashion-mnist python3 python3-torch python3-numpy
-  # The Python client and its tests (python/).
-  python3-grpcio python3-protobuf python3-pytest
+  # The Python package (python/): built into a venv with setuptools and grpc_tools, its runtime
+  # dependencies, its tests (pytest) and the benchmark against Optuna.
+  python3-venv python3-setuptools python3-grpc-tools python3-grpcio python3-protobuf
+  python3-yaml python3-tqdm python3-pandas python3-pytest python3-optuna
   # Tools the documentation and the CLI's output point to: Graphviz renders `hippo plan --dot`
   # and `hippo tree --dot`; sqlite3 inspects a coordinator's database.
   graphviz sqlite3

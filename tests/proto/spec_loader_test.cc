@@ -420,6 +420,17 @@ TEST(SpecValidate, WorksOnMessagesAndNamesThePath) {
   EXPECT_TRUE(ValidateStudySpec(ParseOrDie(kMinimal), AnyAlgorithm()).ok());
 }
 
+TEST(SpecValidate, OnlyAnAskTellStudyMayLeaveOutTheTrainer) {
+  const std::string no_trainer = Replace(kMinimal, "trainer: {kind: sim}\n", "");
+  EXPECT_THAT(ErrorOf(no_trainer), HasSubstr("trainer.kind: required"));
+  const std::string ask_tell =
+      Replace(no_trainer, "asha: {min_resource: 5, reduction_factor: 3}", "external: {}");
+  const StudySpec spec = ParseOrDie(Replace(ask_tell, "name: asha", "name: external"));
+  EXPECT_FALSE(spec.has_trainer());
+  // Python SDK workers serve trainer kind "external".
+  ParseOrDie(Replace(kMinimal, "kind: sim", "kind: external"));
+}
+
 // Rules that know one algorithm, "asha", whose check refuses min_resource 5 and counts its calls.
 struct CountingRules {
   int calls = 0;
