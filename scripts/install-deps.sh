@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev sqlite3 libboost-graph-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   graphviz
+  libcpp-httplib-dev nodejs chromium
   libtorch-dev dataset-fashion-mnist
   python3-torch python3-numpy python3-grpcio python3-protobuf python3-pytest
 )
