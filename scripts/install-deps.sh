@@ -23,6 +23,9 @@ packages=(
   # Tools the documentation and the CLI's output point to: Graphviz renders `hippo plan --dot`
   # and `hippo tree --dot`; sqlite3 inspects a coordinator's database.
   graphviz sqlite3
+  # The dashboard (dashboard/): its HTTP server, the web app's build (node and npm) and its
+  # browser tests (headless Chromium driven by playwright-core).
+  libcpp-httplib-dev nodejs chromium
 )
 
 missing=()
