@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 #include <numbers>
+#include <optional>
+#include <span>
 #include <sstream>
 
 #include "absl/status/status.h"
@@ -21,19 +23,95 @@ absl::Status CheckHorizon(Step horizon) {
   return absl::OkStatus();
 }
 
-// Replaces [0, warmup) of `segments` by a linear ramp that reaches `peak` at step warmup - 1.
-std::vector<Segment> WithWarmup(std::vector<Segment> segments, double peak, Step warmup) {
-  if (warmup <= 0) return segments;
-  std::vector<Segment> result;
-  const Step horizon = segments.back().end;
-  const Step ramp_end = std::min(warmup, horizon);
-  result.push_back({0, ramp_end, SegmentFunction::Linear(0.0, peak, -1, warmup)});
-  for (Segment& segment : segments) {
-    if (segment.end <= ramp_end) continue;
-    segment.start = std::max(segment.start, ramp_end);
-    result.push_back(segment);
+// The tree's notion of one value: the same bits, with -0.0 and 0.0 the same.
+bool SameValue(double a, double b) {
+  return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b) || (a == 0.0 && b == 0.0);
+}
+
+// Whether `function` gives the value of `segment` at every one of its steps. The end points are
+// compared first, as most candidates fail there.
+bool Reproduces(const SegmentFunction& function, const Segment& segment) {
+  if (function == segment.function) return true;
+  auto same_at = [&](Step step) {
+    return SameValue(function.Evaluate(step), segment.function.Evaluate(step));
+  };
+  if (!same_at(segment.start) || !same_at(segment.end - 1)) return false;
+  for (Step step = segment.start + 1; step < segment.end - 1; ++step) {
+    if (!same_at(step)) return false;
   }
-  return result;
+  return true;
+}
+
+// The segment's function, or the constant it amounts to on the segment's steps.
+SegmentFunction Simplified(const Segment& segment) {
+  if (segment.function.kind == FunctionKind::kConstant) return segment.function;
+  const SegmentFunction constant =
+      SegmentFunction::Constant(segment.function.Evaluate(segment.start));
+  return Reproduces(constant, segment) ? constant : segment.function;
+}
+
+bool IsStraight(const SegmentFunction& function) {
+  return function.kind == FunctionKind::kConstant || function.kind == FunctionKind::kLinear;
+}
+
+// The straight line through the values at the first and last step of `run` (contiguous
+// segments), if it gives the values of every one of them; nullopt otherwise.
+std::optional<SegmentFunction> LineThrough(std::span<const Segment> run) {
+  const Step start = run.front().start;
+  const Step final_step = run.back().end - 1;
+  if (final_step <= start) return std::nullopt;
+  const SegmentFunction line =
+      SegmentFunction::Linear(run.front().function.Evaluate(start),
+                              run.back().function.Evaluate(final_step), start, final_step - start);
+  for (const Segment& segment : run) {
+    if (!Reproduces(line, segment)) return std::nullopt;
+  }
+  return line;
+}
+
+// One function for two neighbours, if one gives the values of both.
+std::optional<SegmentFunction> MergedFunction(const Segment& a, const Segment& b) {
+  if (a.function == b.function || Reproduces(a.function, b)) return a.function;
+  if (Reproduces(b.function, a)) return b.function;
+  if (IsStraight(a.function) && IsStraight(b.function)) {
+    const Segment pair[] = {a, b};
+    return LineThrough(pair);
+  }
+  return std::nullopt;
+}
+
+// Merges neighbours greedily, after first trying one line through each maximal run of constant
+// and linear pieces (where rounding can make a greedy pairwise merge stop half way).
+std::vector<Segment> Canonical(std::vector<Segment> segments) {
+  for (Segment& segment : segments) segment.function = Simplified(segment);
+  std::vector<Segment> runs;
+  for (size_t i = 0; i < segments.size();) {
+    size_t j = i;
+    if (IsStraight(segments[i].function)) {
+      while (j + 1 < segments.size() && IsStraight(segments[j + 1].function)) ++j;
+    }
+    std::optional<SegmentFunction> line;
+    if (j > i) line = LineThrough(std::span(segments).subspan(i, j - i + 1));
+    if (line) {
+      runs.push_back({segments[i].start, segments[j].end, *line});
+      i = j + 1;
+    } else {
+      runs.push_back(segments[i]);
+      ++i;
+    }
+  }
+  std::vector<Segment> merged;
+  for (const Segment& segment : runs) {
+    std::optional<SegmentFunction> function;
+    if (!merged.empty()) function = MergedFunction(merged.back(), segment);
+    if (function) {
+      merged.back().function = *function;
+      merged.back().end = segment.end;
+    } else {
+      merged.push_back(segment);
+    }
+  }
+  return merged;
 }
 
 }  // namespace
@@ -103,7 +181,6 @@ std::string SegmentFunction::ToString() const {
 
 absl::StatusOr<Sequence> Sequence::FromSegments(std::vector<Segment> segments) {
   if (segments.empty()) return absl::InvalidArgumentError("a sequence needs at least one segment");
-  Sequence sequence;
   Step expected_start = 0;
   for (const Segment& segment : segments) {
     if (segment.start != expected_start || segment.end <= segment.start) {
@@ -118,12 +195,9 @@ absl::StatusOr<Sequence> Sequence::FromSegments(std::vector<Segment> segments) {
       return absl::InvalidArgumentError("a cosine segment needs a positive period");
     }
     expected_start = segment.end;
-    if (!sequence.segments_.empty() && sequence.segments_.back().function == segment.function) {
-      sequence.segments_.back().end = segment.end;
-    } else {
-      sequence.segments_.push_back(segment);
-    }
   }
+  Sequence sequence;
+  sequence.segments_ = Canonical(std::move(segments));
   return sequence;
 }
 
@@ -220,6 +294,23 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text) {
   return sequences;
 }
 
+absl::StatusOr<Sequence> WithWarmup(const Sequence& schedule, Step warmup, double from) {
+  if (warmup <= 0) return schedule;
+  const Step horizon = schedule.Horizon();
+  if (warmup >= horizon) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "warm-up of ", warmup, " steps leaves no step of the schedule (horizon ", horizon, ")"));
+  }
+  std::vector<Segment> segments = {
+      {0, warmup, SegmentFunction::Linear(from, schedule.Evaluate(0), -1, warmup)}};
+  for (Segment segment : schedule.segments()) {
+    if (segment.end <= warmup) continue;
+    segment.start = std::max(segment.start, warmup);
+    segments.push_back(segment);
+  }
+  return Sequence::FromSegments(std::move(segments));
+}
+
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
                                    const std::vector<Step>& milestones, Step warmup, Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
@@ -240,7 +331,9 @@ absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
   }
   segments.push_back(
       {start, horizon, SegmentFunction::Constant(initial * std::pow(gamma, decays))});
-  return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
+  absl::StatusOr<Sequence> schedule = Sequence::FromSegments(std::move(segments));
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
 }
 
 absl::StatusOr<Sequence> Piecewise(const std::vector<Step>& boundaries,
@@ -270,15 +363,36 @@ absl::StatusOr<Sequence> CosineSchedule(double max, double min, Step period, Ste
                                         Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
   if (period <= 0) return absl::InvalidArgumentError("cosine period must be positive");
-  std::vector<Segment> segments = {{0, horizon, SegmentFunction::Cosine(max, min, 0, period)}};
-  return Sequence::FromSegments(WithWarmup(std::move(segments), max, warmup));
+  absl::StatusOr<Sequence> schedule =
+      Sequence::FromSegments({{0, horizon, SegmentFunction::Cosine(max, min, 0, period)}});
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
 }
 
 absl::StatusOr<Sequence> ExponentialSchedule(double initial, double rate, Step warmup,
                                              Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
-  std::vector<Segment> segments = {{0, horizon, SegmentFunction::Exponential(initial, rate, 0)}};
-  return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
+  absl::StatusOr<Sequence> schedule =
+      Sequence::FromSegments({{0, horizon, SegmentFunction::Exponential(initial, rate, 0)}});
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
+}
+
+absl::StatusOr<Sequence> LinearSchedule(double from, double to, Step start, Step end,
+                                        Step horizon) {
+  if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
+  if (start < 0 || end <= start) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a linear ramp needs 0 <= start < end; got [", start, ", ", end, ")"));
+  }
+  std::vector<Segment> segments;
+  if (start > 0) segments.push_back({0, std::min(start, horizon), SegmentFunction::Constant(from)});
+  if (start < horizon) {
+    segments.push_back(
+        {start, std::min(end, horizon), SegmentFunction::Linear(from, to, start, end - start)});
+  }
+  if (end < horizon) segments.push_back({end, horizon, SegmentFunction::Constant(to)});
+  return Sequence::FromSegments(std::move(segments));
 }
 
 }  // namespace hippo::stage_tree
