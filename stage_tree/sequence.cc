@@ -54,19 +54,31 @@ bool IsStraight(const SegmentFunction& function) {
   return function.kind == FunctionKind::kConstant || function.kind == FunctionKind::kLinear;
 }
 
-// The straight line through the values at the first and last step of `run` (contiguous
-// segments), if it gives the values of every one of them; nullopt otherwise.
-std::optional<SegmentFunction> LineThrough(std::span<const Segment> run) {
+// A straight line that gives the values of every segment of `run` (contiguous segments), if
+// there is one: the line from the run's first value to its last, or, when `next` (the segment
+// after the run) is given, the line that reaches next's first value one step after the run,
+// which is how a linear ramp that then holds is written.
+std::optional<SegmentFunction> LineThrough(std::span<const Segment> run,
+                                           const Segment* next = nullptr) {
   const Step start = run.front().start;
-  const Step final_step = run.back().end - 1;
-  if (final_step <= start) return std::nullopt;
-  const SegmentFunction line =
-      SegmentFunction::Linear(run.front().function.Evaluate(start),
-                              run.back().function.Evaluate(final_step), start, final_step - start);
-  for (const Segment& segment : run) {
-    if (!Reproduces(line, segment)) return std::nullopt;
+  const double from = run.front().function.Evaluate(start);
+  auto reproduces_run = [&](const SegmentFunction& line) {
+    for (const Segment& segment : run) {
+      if (!Reproduces(line, segment)) return false;
+    }
+    return true;
+  };
+  const Step end = run.back().end;
+  if (next != nullptr) {
+    const SegmentFunction line =
+        SegmentFunction::Linear(from, next->function.Evaluate(end), start, end - start);
+    if (reproduces_run(line)) return line;
   }
-  return line;
+  if (end - 1 <= start) return std::nullopt;
+  const SegmentFunction line =
+      SegmentFunction::Linear(from, run.back().function.Evaluate(end - 1), start, end - 1 - start);
+  if (reproduces_run(line)) return line;
+  return std::nullopt;
 }
 
 // One function for two neighbours, if one gives the values of both.
@@ -80,18 +92,30 @@ std::optional<SegmentFunction> MergedFunction(const Segment& a, const Segment& b
   return std::nullopt;
 }
 
-// Merges neighbours greedily, after first trying one line through each maximal run of constant
-// and linear pieces (where rounding can make a greedy pairwise merge stop half way).
+// Runs of straight pieces longer than this are only tried as a whole, not prefix by prefix,
+// which is quadratic in their length.
+constexpr size_t kLongestRunTriedByPrefix = 256;
+
+// Merges neighbours greedily, after first replacing by one line the longest run of constant and
+// linear pieces from each piece on that one line reproduces (a greedy pairwise merge of a ramp
+// written piece by piece can stop half way, as rounding makes the lines through its first two
+// or three steps differ from the line through all of them).
 std::vector<Segment> Canonical(std::vector<Segment> segments) {
   for (Segment& segment : segments) segment.function = Simplified(segment);
   std::vector<Segment> runs;
   for (size_t i = 0; i < segments.size();) {
-    size_t j = i;
+    size_t last = i;
     if (IsStraight(segments[i].function)) {
-      while (j + 1 < segments.size() && IsStraight(segments[j + 1].function)) ++j;
+      while (last + 1 < segments.size() && IsStraight(segments[last + 1].function)) ++last;
     }
+    const size_t shortest = last - i + 1 > kLongestRunTriedByPrefix ? last : i + 1;
     std::optional<SegmentFunction> line;
-    if (j > i) line = LineThrough(std::span(segments).subspan(i, j - i + 1));
+    size_t j = last;
+    for (; j >= shortest; --j) {
+      line = LineThrough(std::span(segments).subspan(i, j - i + 1),
+                         j + 1 < segments.size() ? &segments[j + 1] : nullptr);
+      if (line) break;
+    }
     if (line) {
       runs.push_back({segments[i].start, segments[j].end, *line});
       i = j + 1;
