@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ccache pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libabsl-dev
-  libsqlite3-dev sqlite3 libboost-graph-dev libcli11-dev libyaml-cpp-dev
+  libsqlite3-dev sqlite3 libboost-graph-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   graphviz
   libtorch-dev dataset-fashion-mnist

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/e2e/harness.h"
 #include "tests/proto/bad_spec_corpus.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {
