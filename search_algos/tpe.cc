@@ -553,4 +553,19 @@ absl::Status TpeSearch::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+proto::Issue CheckTpeConfig(const hippo::v1::TpeConfig& config) {
+  if (config.gamma() >= 1) {
+    return proto::Problem(
+        "algorithm.tpe.gamma",
+        absl::StrCat("must be below 1 (got ", proto::FormatNumber(config.gamma()),
+                     "); it is the fraction of trials in the good group, e.g. 0.25"));
+  }
+  return std::nullopt;
+}
+
+proto::Issue TpeSearch::CheckConfig(const hippo::v1::Algorithm& config,
+                                    const hippo::v1::StudySpec&) {
+  return CheckTpeConfig(config.tpe());
+}
+
 }  // namespace hippo::search_algos

@@ -113,7 +113,7 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text);
 // returns the schedule as it is; InvalidArgument if warmup is not below the horizon.
 absl::StatusOr<Sequence> WithWarmup(const Sequence& schedule, Step warmup, double from = 0.0);
 
-// Step decay with optional linear warm-up, as WORKLOADS.md defines it: for s < warmup the value
+// Step decay with optional linear warm-up, as docs/workloads.md defines it: for s < warmup the value
 // is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <= s.
 // Milestones must be strictly increasing; those at or beyond the horizon are ignored.
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
