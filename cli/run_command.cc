@@ -16,8 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "dashboard/server/http_server.h"
 #include "hippo/server.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "workers/worker.h"
 
 namespace hippo::cli {
@@ -83,7 +84,7 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
 }  // namespace
 
 int RunCommand(const RunOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo run: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -138,6 +139,21 @@ int RunCommand(const RunOptions& options) {
                                                                        : kExitFailure;
   }
 
+  std::unique_ptr<dashboard::HttpServer> http;
+  if (options.dashboard) {
+    dashboard::HttpOptions http_options;
+    http_options.listen = options.dashboard_listen;
+    absl::StatusOr<std::unique_ptr<dashboard::HttpServer>> started =
+        dashboard::HttpServer::Start(&(*server)->engine(), http_options);
+    if (!started.ok()) {
+      std::cerr << "hippo run: --dashboard-listen: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kUnavailable ? kExitFailure
+                                                                       : kExitBadInput;
+    }
+    http = *std::move(started);
+    std::cerr << "hippo run: dashboard at " << http->url() << std::endl;
+  }
+
   std::vector<std::unique_ptr<workers::Worker>> local_workers;
   std::vector<std::thread> threads;
   for (int i = 0; i < options.workers; ++i) {
@@ -175,6 +191,7 @@ int RunCommand(const RunOptions& options) {
 
   for (auto& worker : local_workers) worker->Stop();
   for (std::thread& thread : threads) thread.join();
+  if (http) http->Shutdown();
   (*server)->Shutdown();
 
   if (options.json) {

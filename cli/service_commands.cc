@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "dashboard/server/http_server.h"
 #include "hippo/server.h"
 #include "workers/worker.h"
 
@@ -64,9 +65,26 @@ int ServerCommand(const ServerCommandOptions& options) {
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   std::cout << "hippo server listening on " << host << ":" << (*server)->port() << " (database "
             << options.db << ")" << std::endl;
+  std::unique_ptr<dashboard::HttpServer> http;
+  if (options.http != "off") {
+    dashboard::HttpOptions http_options;
+    http_options.listen = options.http;
+    http_options.token = server_options.token;
+    absl::StatusOr<std::unique_ptr<dashboard::HttpServer>> started =
+        dashboard::HttpServer::Start(&(*server)->engine(), http_options);
+    if (!started.ok()) {
+      std::cerr << "hippo server: " << started.status().message() << "\n";
+      (*server)->Shutdown();
+      return started.status().code() == absl::StatusCode::kUnavailable ? kExitFailure
+                                                                       : kExitBadInput;
+    }
+    http = *std::move(started);
+    std::cout << "hippo server: dashboard at " << http->url() << std::endl;
+  }
   int signal = 0;
   sigwait(&signals, &signal);
   std::cout << "hippo server: stopping" << std::endl;
+  if (http) http->Shutdown();
   (*server)->Shutdown();
   return kExitOk;
 }
