@@ -6,7 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "cli/plan_command.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #ifdef HIPPO_WITH_TORCH
 #include "workers/torch/register_torch_trainer.h"
 #endif
@@ -16,7 +16,7 @@ namespace {
 using hippo::cli::kExitBadInput;
 
 int Validate(const std::string& spec_path) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::search_algos::LoadStudySpecFile(spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo validate: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -28,7 +28,8 @@ int Validate(const std::string& spec_path) {
 }
 
 int Plan(const hippo::cli::PlanOptions& options) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec =
+      hippo::search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo plan: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
       "`hippo submit SPEC` (a cluster)."};
   app.require_subcommand(1);
   app.fallthrough(false);
+  // HIPPO_VERSION is the project version of the root CMakeLists.txt (cli/CMakeLists.txt).
+  app.set_version_flag("--version", std::string("hippo ") + HIPPO_VERSION);
 
   std::string spec_path;
   std::string study_id;

@@ -2,6 +2,7 @@
 #ifndef HIPPO_CLI_OUTPUT_H_
 #define HIPPO_CLI_OUTPUT_H_
 
+#include <cstdint>
 #include <iosfwd>
 #include <string>
 
@@ -19,6 +20,11 @@ std::string StageStateName(hippo::v1::StageState state);
 
 // "lr=0.1→0.01@60 weight_decay=0.0005": scalars as values, sequences by their segments.
 std::string ParametersLine(const hippo::v1::Trial& trial);
+
+// The unit of the study's steps (trainer.step_unit): "epoch", "iteration", or "step" when unset.
+std::string StepUnit(const hippo::v1::StudySpec& spec);
+// `unit` for a count: "1 epoch", "12 epochs".
+std::string CountOf(int64_t count, const std::string& unit);
 
 // The end-of-study summary: state, trials, best trial, steps and what merging saved.
 void PrintStudySummary(const hippo::v1::Study& study, std::ostream& out);

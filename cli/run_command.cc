@@ -18,7 +18,7 @@
 #include "cli/output.h"
 #include "dashboard/server/http_server.h"
 #include "hippo/server.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "workers/worker.h"
 
 namespace hippo::cli {
@@ -84,7 +84,7 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
 }  // namespace
 
 int RunCommand(const RunOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo run: " << spec.status().message() << "\n";
     return kExitBadInput;

@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "hippo/simulator.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::cli {
 namespace {
@@ -46,7 +46,7 @@ void PrintResult(const std::string& title, const coordinator::SimulationResult& 
 }  // namespace
 
 int SimulateCommand(const SimulateOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo simulate: " << spec.status().message() << "\n";
     return kExitBadInput;

@@ -9,6 +9,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "proto/spec_loader.h"
 #include "search_algos/external.h"
+#include "search_algos/spec_checks.h"
 #include "stage_tree/graph_view.h"
 
 namespace hippo::coordinator {
@@ -327,9 +328,7 @@ absl::StatusOr<size_t> Engine::StudyIndex(const std::string& study_id) const {
 }
 
 absl::StatusOr<v1::Study> Engine::CreateStudy(const v1::StudySpec& spec, bool no_merge) {
-  if (absl::Status status =
-          proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
-      !status.ok()) {
+  if (absl::Status status = search_algos::ValidateStudySpec(spec); !status.ok()) {
     return status;
   }
   auto study = std::make_unique<StudyState>();

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "tests/e2e/harness.h"
 
 namespace hippo::e2e {
@@ -42,7 +42,7 @@ TEST(StudyEndToEndTest, W1OverFourWorkerProcessesTrainsEachUniqueStepOnceWithStr
   EXPECT_EQ(study->steps().executed_steps(), study->steps().unique_steps());
   EXPECT_TRUE(study->has_best_trial());
 
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(spec_path);
   ASSERT_TRUE(spec.ok());
   absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
   ASSERT_TRUE(trials.ok()) << trials.status();

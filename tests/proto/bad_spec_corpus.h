@@ -72,6 +72,11 @@ inline const std::vector<BadSpec>& Corpus() {
       {"negative_count.yaml", "resources.gpus_per_stage: must not be negative (got -1)"},
       {"asha_min_above_max.yaml", "algorithm.asha.min_resource: must not exceed max_resource"},
       {"list_for_mapping.yaml", "budget: expected a mapping (Budget), got a list"},
+      {"unknown_step_unit.yaml",
+       "trainer.step_unit: unknown unit \"batch\"; use epoch or iteration"},
+      {"multi_gpu_stage.yaml",
+       "resources.gpus_per_stage: a stage trains on one device: multi-GPU stages are not "
+       "supported (got 4)"},
   };
   return *corpus;
 }

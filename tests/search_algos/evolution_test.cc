@@ -55,7 +55,7 @@ AlgorithmContext Context(const stage_tree::SearchSpace& space, int64_t populatio
   return context;
 }
 
-// W6 of WORKLOADS.md: P = 16, S = 4, 64 children trained with ASHA rungs 5, 15, 45, 120.
+// W6 of docs/workloads.md: P = 16, S = 4, 64 children trained with ASHA rungs 5, 15, 45, 120.
 AlgorithmContext W6Context(const stage_tree::SearchSpace& space) {
   AlgorithmContext context = Context(space, 16, 4, 64, 120);
   v1::AshaConfig* asha = context.config.mutable_evolution()->mutable_asha();

@@ -264,7 +264,7 @@ TEST(PbtTest, BottomQuantileForksFromTheTopQuantileAtTheBoundaryOthersAreExtende
   }
 }
 
-// W4 of WORKLOADS.md: population 16, a round every 10 steps, 120 steps, lr and weight_decay
+// W4 of docs/workloads.md: population 16, a round every 10 steps, 120 steps, lr and weight_decay
 // multiplied by 0.8 or 1.2 (resampled with the default probability 0.25).
 AlgorithmContext W4Context(const stage_tree::SearchSpace& space) {
   AlgorithmContext context = Context(space, /*population=*/16, /*max_steps=*/120);
