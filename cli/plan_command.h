@@ -18,7 +18,7 @@ struct PlanOptions {
   bool json = false;
 };
 
-// The figures of WORKLOADS.md for a planned study, before anything is trained.
+// The figures of docs/workloads.md for a planned study, before anything is trained.
 struct PlanFigures {
   int64_t trials = 0;
   int64_t families = 0;

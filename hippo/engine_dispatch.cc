@@ -93,11 +93,24 @@ void EngineImpl::Abandon(int64_t attempt_id, int record_state, store::WriteBatch
   attempts_.erase(attempt_id);
   FamilyState& family = FamilyById(attempt.family_id);
   for (NodeId node : attempt.chain) {
-    if (family.tree().node(node).state != StageState::kRunning) continue;
+    const stage_tree::NodeView view = family.tree().node(node);
+    if (view.state != StageState::kRunning) continue;
+    // A state the attempt kept inside the stage (resources.checkpoint_every_steps) is where the
+    // stage resumes: split there, the part above is done (its state exists) and only the rest
+    // goes back. The kRequeue operation records the step, so that a replay splits alike.
+    NodeId requeued = node;
+    const Step kept = view.recompute ? view.start : family.tree().LatestCheckpoint(node);
+    if (kept > view.start) {
+      absl::StatusOr<stage_tree::SplitResult> split = family.tree().Split(node, kept);
+      if (split.ok() && split->action == stage_tree::SplitAction::kUpperDone) {
+        TrackSplits(family, {*split}, outbox, batch);
+        requeued = split->lower;
+      }
+    }
     // A running stage can always go back to the queue, where it waits until a trial needs it.
-    (void)family.tree().Requeue(node);
-    family.AppendOp(store::TreeOpKind::kRequeue, node, 0, "", batch);
-    batch.stages.push_back(StageRecordOf(family, node));
+    (void)family.tree().Requeue(requeued);
+    family.AppendOp(store::TreeOpKind::kRequeue, node, requeued == node ? 0 : kept, "", batch);
+    batch.stages.push_back(StageRecordOf(family, requeued));
   }
   if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
     if (worker->second.attempt == attempt_id) worker->second.attempt.reset();
@@ -198,6 +211,8 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   worker.attempt = attempt.id;
   family.CountAttempt(chosen->node);
   ++stats_.dispatches;
+  // Its share of the workers (resources.weight): charged now, at the stage's estimated cost.
+  ready_.Charge(family.id(), static_cast<double>(attempt.steps) * family.seconds_per_step());
 
   v1::Assign assign;
   assign.set_attempt_id(attempt.id);
@@ -238,6 +253,17 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   }
   for (int64_t step : family.BreakpointsBetween(assign.start_step(), node.end)) {
     assign.add_checkpoint_steps(step);
+  }
+  // resources.checkpoint_every_steps: also the states at every k-th step inside the stage, so
+  // that a lost worker costs at most k steps (Abandon resumes from the last one). A stage shared
+  // by studies follows the study of the trial that also gave its trainer.
+  if (const int64_t every = study.spec.resources().checkpoint_every_steps(); every > 0) {
+    for (Step step = (assign.start_step() / every + 1) * every; step < node.end; step += every) {
+      assign.add_checkpoint_steps(step);
+    }
+    auto& steps = *assign.mutable_checkpoint_steps();
+    std::sort(steps.begin(), steps.end());
+    steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
   }
   assign.add_checkpoint_steps(node.end);
   assign.set_lease_seconds(options_.lease_seconds);

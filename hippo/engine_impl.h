@@ -150,6 +150,14 @@ class EngineImpl {
                            const std::string& payload) const;
 
   // ---- engine_studies.cc
+  // The scheduler's share group of a study (scheduler.h): a family's stages are in the group of
+  // the study whose trial created the family.
+  static int64_t ShareGroup(size_t study_index) { return static_cast<int64_t>(study_index) + 1; }
+  // Ends a running study as STUDY_STOPPED with `message`: its running and paused trials stop.
+  // The caller cancels what no live trial needs (CancelUnneeded) and dispatches.
+  void StopRunningStudy(size_t study_index, const std::string& message, store::WriteBatch& batch);
+  // Stops the running studies whose budget.max_wall_seconds has passed at `now_ms`; true if any.
+  bool EnforceWallBudgets(int64_t now_ms, store::WriteBatch& batch);
   // The family of `key`, created (and its record added to `batch`) if new. InvalidArgument
   // when it exists with other sequence parameters.
   absl::StatusOr<FamilyState*> FamilyFor(const std::string& key,
@@ -233,6 +241,8 @@ class EngineImpl {
   std::map<std::string, Worker> workers_;
   int64_t next_session_ = 1;
   ReadyQueue ready_;
+  // (deadline in wall-clock ms, study index) of the running studies with a max_wall_seconds.
+  std::set<std::pair<int64_t, size_t>> wall_deadlines_;
   bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
   int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
   Engine::Stats stats_;

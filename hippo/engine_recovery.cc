@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -123,9 +124,21 @@ absl::Status EngineImpl::Recover() {
       case store::TreeOpKind::kFailed:
         status = family.tree().MarkFailed(node);
         break;
-      case store::TreeOpKind::kRequeue:
-        status = family.tree().Requeue(node);
+      case store::TreeOpKind::kRequeue: {
+        // b: the step inside the stage it resumes from (Abandon), its part above done; 0: none.
+        NodeId requeued = node;
+        if (op.b > 0) {
+          absl::StatusOr<stage_tree::SplitResult> split = family.tree().Split(node, op.b);
+          if (!split.ok()) {
+            status = split.status();
+            break;
+          }
+          splits.push_back(*split);
+          requeued = split->lower;
+        }
+        status = family.tree().Requeue(requeued);
         break;
+      }
       case store::TreeOpKind::kCheckpoint:
         status = family.tree().AddCheckpoint(node, op.b);
         break;
@@ -150,6 +163,25 @@ absl::Status EngineImpl::Recover() {
           family.AddBreakpoint(step);
         }
       }
+    }
+  }
+  // Shares of the workers (scheduler.h): a family's stages count against the study of its first
+  // trial, each study with its weight; wall-clock budgets of running studies, counted from
+  // their creation (a budget that passed while the coordinator was down stops the study at the
+  // first lease check).
+  for (const auto& family : families_) {
+    if (family->owned_trials() > 0) {
+      ready_.SetGroup(family->id(), ShareGroup(family->OwnerOf(0).study_index));
+    }
+    family->InvalidatePriorities();  // the queue is rebuilt with the groups at the next dispatch
+  }
+  for (size_t index = 0; index < studies_.size(); ++index) {
+    const StudyState& study = *studies_[index];
+    ready_.SetWeight(ShareGroup(index), study.spec.resources().weight());
+    const double budget = study.spec.budget().max_wall_seconds();
+    if (study.record.state == v1::STUDY_RUNNING && budget > 0) {
+      wall_deadlines_.emplace(
+          study.record.created_ms + static_cast<int64_t>(std::ceil(budget * 1000)), index);
     }
   }
   // Checkpoints: the end states of done stages.

@@ -311,7 +311,9 @@ void EngineImpl::ExpireLeases(Clock::time_point now) {
     batch.events.push_back(Event("", "lease_expired", absl::StrCat("{\"attempt\": ", id, "}")));
     ++stats_.leases_expired;
   }
-  if (!expired.empty()) Dispatch(batch, outbox);
+  const bool stopped = EnforceWallBudgets(NowMs(), batch);
+  if (stopped) CancelUnneeded(batch, outbox);
+  if (!expired.empty() || stopped) Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "hippo/engine_impl.h"
 #include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::coordinator {
 
@@ -69,9 +70,7 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
 }
 
 absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, bool no_merge) {
-  if (absl::Status status =
-          proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
-      !status.ok()) {
+  if (absl::Status status = search_algos::ValidateStudySpec(spec); !status.ok()) {
     return status;
   }
   auto study = std::make_unique<StudyState>();
@@ -83,6 +82,18 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   study->trainer_identity = stage_tree::TrainerIdentity(spec.trainer());
 
   std::unique_lock<std::mutex> lock(mutex_);
+  // A family name stands for one trainer (hippo.proto, StudySpec.family).
+  if (!spec.family().empty()) {
+    for (const auto& other : studies_) {
+      if (other->spec.family() == spec.family() &&
+          other->trainer_identity != study->trainer_identity) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "family: \"", spec.family(), "\" is the family of study ", other->record.id,
+            ", whose trainer spec differs from this one; studies of one family share stages, so "
+            "they need the same trainer: use its trainer spec, or another family name"));
+      }
+    }
+  }
   study->record.id = absl::StrFormat("s-%06d", studies_.size() + 1);
   study->record.name = spec.name();
   study->record.spec_json = proto::StudySpecToJson(spec);
@@ -102,6 +113,7 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   study->algorithm = *std::move(algorithm);
 
   const size_t index = studies_.size();
+  ready_.SetWeight(ShareGroup(index), spec.resources().weight());
   study_index_[study->record.id] = index;
   studies_.push_back(std::move(study));
   store::WriteBatch batch;
@@ -113,6 +125,10 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
     study_index_.erase(studies_[index]->record.id);
     studies_.pop_back();
     return status;
+  }
+  if (const double budget = spec.budget().max_wall_seconds(); budget > 0) {
+    wall_deadlines_.emplace(
+        studies_[index]->record.created_ms + static_cast<int64_t>(std::ceil(budget * 1000)), index);
   }
   Dispatch(batch, outbox);
   v1::Study view = StudyView(*studies_[index]);
@@ -215,7 +231,12 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
     if (!composed.ok()) return composed.status();
     plan->sequences = *std::move(composed);
   }
-  std::string key = stage_tree::FamilyKey(study.trainer_identity, plan->structural);
+  // The family name, when given, is part of the key: studies share stages only under one name.
+  std::string key = stage_tree::FamilyKey(
+      study.spec.family().empty()
+          ? study.trainer_identity
+          : absl::StrCat("family=", study.spec.family(), "|", study.trainer_identity),
+      plan->structural);
   if (study.record.no_merge) absl::StrAppend(&key, "|study=", study.record.id, "|trial=", number);
   const bool client_trained = engine_internal::AskTellOf(study.algorithm.get()) != nullptr;
   if (client_trained) {
@@ -225,6 +246,8 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
   for (const auto& [name, sequence] : plan->sequences) names.push_back(name);
   absl::StatusOr<FamilyState*> family = FamilyFor(key, names, batch);
   if (!family.ok()) return family.status();
+  // A new family's stages are charged to this study (before Insert queues its first stage).
+  if ((*family)->owned_trials() == 0) ready_.SetGroup((*family)->id(), ShareGroup(study_index));
   std::vector<stage_tree::SplitResult> splits;
   absl::StatusOr<stage_tree::TrialId> tree_trial =
       (*family)->tree().Insert(plan->sequences, request.target, &splits);
@@ -371,19 +394,7 @@ absl::StatusOr<v1::Study> EngineImpl::StopStudy(const std::string& study_id,
   StudyState& study = *studies_[*index];
   store::WriteBatch batch;
   if (study.record.state == v1::STUDY_RUNNING) {
-    study.record.state = v1::STUDY_STOPPED;
-    study.record.finished_ms = NowMs();
-    study.record.message = reason.empty() ? "stopped by a client" : reason;
-    for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
-      if (study.trials[number].state == v1::TRIAL_RUNNING ||
-          study.trials[number].state == v1::TRIAL_PAUSED) {
-        SetTrialState(study, number, v1::TRIAL_STOPPED);
-        batch.trials.push_back(TrialRecordOf(*index, number));
-      }
-    }
-    batch.studies.push_back(study.record);
-    batch.events.push_back(Event(study.record.id, "study_stopped", study.record.message));
-    trials_ended_ = true;
+    StopRunningStudy(*index, reason.empty() ? "stopped by a client" : reason, batch);
   }
   Outbox outbox;
   CancelUnneeded(batch, outbox);
@@ -391,6 +402,41 @@ absl::StatusOr<v1::Study> EngineImpl::StopStudy(const std::string& study_id,
   v1::Study view = StudyView(study);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
   return view;
+}
+
+void EngineImpl::StopRunningStudy(size_t study_index, const std::string& message,
+                                  store::WriteBatch& batch) {
+  StudyState& study = *studies_[study_index];
+  study.record.state = v1::STUDY_STOPPED;
+  study.record.finished_ms = NowMs();
+  study.record.message = message;
+  for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
+    if (study.trials[number].state == v1::TRIAL_RUNNING ||
+        study.trials[number].state == v1::TRIAL_PAUSED) {
+      SetTrialState(study, number, v1::TRIAL_STOPPED);
+      batch.trials.push_back(TrialRecordOf(study_index, number));
+    }
+  }
+  batch.studies.push_back(study.record);
+  batch.events.push_back(Event(study.record.id, "study_stopped", study.record.message));
+  trials_ended_ = true;
+}
+
+bool EngineImpl::EnforceWallBudgets(int64_t now_ms, store::WriteBatch& batch) {
+  bool stopped = false;
+  while (!wall_deadlines_.empty() && wall_deadlines_.begin()->first <= now_ms) {
+    const size_t index = wall_deadlines_.begin()->second;
+    wall_deadlines_.erase(wall_deadlines_.begin());
+    if (studies_[index]->record.state != v1::STUDY_RUNNING) continue;  // it ended before
+    const double budget = studies_[index]->spec.budget().max_wall_seconds();
+    StopRunningStudy(
+        index,
+        absl::StrCat("budget.max_wall_seconds: stopped after its wall-clock budget of ",
+                     absl::StrFormat("%g", budget), " s; the trials that had not finished stopped"),
+        batch);
+    stopped = true;
+  }
+  return stopped;
 }
 
 }  // namespace hippo::coordinator

@@ -268,6 +268,11 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
       return absl::InvalidArgumentError(absl::StrCat(
           "trainer.kind: the simulator trains with 'sim'; got '", original.trainer().kind(), "'"));
     }
+    if (original.budget().max_wall_seconds() > 0) {
+      return absl::InvalidArgumentError(
+          "budget.max_wall_seconds: a simulation runs in virtual time, where a wall-clock "
+          "budget has no meaning; remove it to simulate this study");
+    }
     // Virtual time: the trainer must not sleep.
     v1::StudySpec spec = original;
     (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"].set_bool_value(

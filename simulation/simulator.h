@@ -30,6 +30,8 @@ struct SimulationResult {
   double wall_seconds = 0;  // real time the simulation took
 };
 
+// InvalidArgument for a trainer other than sim, or a budget.max_wall_seconds (virtual time has
+// no wall clock to bound).
 absl::StatusOr<SimulationResult> Simulate(const hippo::v1::StudySpec& spec,
                                           const SimulationOptions& options);
 
