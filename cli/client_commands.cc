@@ -3,14 +3,15 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/token.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 #include "search_algos/spec_checks.h"
@@ -28,29 +29,19 @@ std::string Coordinator(const ClientOptions& options) {
   return "127.0.0.1:50051";
 }
 
-// Reads the token; false (with a message) if the named file cannot be read.
-bool Token(const ClientOptions& options, std::string* token) {
-  token->clear();
-  if (options.token_file.empty()) {
-    if (const char* env = std::getenv("HIPPO_TOKEN"); env != nullptr) *token = env;
-    return true;
-  }
-  std::ifstream file(options.token_file);
-  if (!file) {
-    std::cerr << "hippo: --token-file " << options.token_file << ": cannot read it\n";
-    return false;
-  }
-  std::getline(file, *token);
-  return true;
-}
-
 class Client {
  public:
   explicit Client(const ClientOptions& options)
       : address_(Coordinator(options)),
         stub_(v1::StudyService::NewStub(
             grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {
-    ok_ = Token(options, &token_);
+    absl::StatusOr<std::string> token = ReadToken(options.token_file);
+    if (token.ok()) {
+      token_ = *std::move(token);
+    } else {
+      std::cerr << "hippo: " << token.status().message() << "\n";
+      ok_ = false;
+    }
   }
 
   bool ok() const { return ok_; }
@@ -115,10 +106,18 @@ int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bo
 int StudiesCommand(const ClientOptions& options) {
   Client client(options);
   if (!client.ok()) return kExitBadInput;
+  // Every page, gathered into one response (the JSON output is one object, as before paging).
   v1::ListStudiesResponse response;
-  grpc::Status status =
-      client.stub().ListStudies(client.Context().get(), v1::ListStudiesRequest(), &response);
-  if (!status.ok()) return client.Fail(status);
+  v1::ListStudiesRequest request;
+  do {
+    v1::ListStudiesResponse page;
+    grpc::Status status = client.stub().ListStudies(client.Context().get(), request, &page);
+    if (!status.ok()) return client.Fail(status);
+    for (v1::Study& study : *page.mutable_studies()) {
+      *response.add_studies() = std::move(study);
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
   if (options.json) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
@@ -165,11 +164,18 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-6s %-10s %8s %12s  %s\n", "TRIAL", "STATE", "STEP", "OBJECTIVE",
+  // The step column is headed by the study's unit (trainer.step_unit).
+  v1::GetStudyRequest study_request;
+  study_request.set_study_id(study_id);
+  v1::Study study;
+  status = client.stub().GetStudy(client.Context().get(), study_request, &study);
+  if (!status.ok()) return client.Fail(status);
+  std::cout << absl::StrFormat("%-6s %-10s %10s %12s  %s\n", "TRIAL", "STATE",
+                               absl::AsciiStrToUpper(StepUnit(study.spec())), "OBJECTIVE",
                                "PARAMETERS");
   for (const v1::Trial& trial : response.trials()) {
     std::cout << absl::StrFormat(
-        "%-6d %-10s %8s %12s  %s\n", trial.id(), TrialStateName(trial.state()),
+        "%-6d %-10s %10s %12s  %s\n", trial.id(), TrialStateName(trial.state()),
         absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
         trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
         ParametersLine(trial));

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace hippo::cli {
 namespace {
@@ -45,8 +46,13 @@ std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   std::string json;
+  // Fails only for an Any whose type is unknown; the v1 views hold none.
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
+}
+
+std::string JsonString(std::string_view text) {
+  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string StudyStateName(v1::StudyState state) {
@@ -83,8 +89,17 @@ std::string ParametersLine(const v1::Trial& trial) {
   return absl::StrJoin(parts, " ");
 }
 
+std::string StepUnit(const v1::StudySpec& spec) {
+  return spec.trainer().step_unit().empty() ? "step" : spec.trainer().step_unit();
+}
+
+std::string CountOf(int64_t count, const std::string& unit) {
+  return absl::StrCat(count, " ", unit, count == 1 ? "" : "s");
+}
+
 void PrintStudySummary(const v1::Study& study, std::ostream& out) {
   const v1::StepCounts& steps = study.steps();
+  const std::string unit = StepUnit(study.spec());
   out << absl::StrFormat("study %s (%s): %s\n", study.id(), study.spec().name(),
                          StudyStateName(study.state()));
   if (!study.message().empty()) out << "  " << study.message() << "\n";
@@ -95,15 +110,16 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
                            study.spec().objective().metric(), study.best_trial().objective_value());
     out << "                  " << ParametersLine(study.best_trial()) << "\n";
   }
-  out << absl::StrFormat("  trial_steps     %d   (trained trial by trial)\n", steps.trial_steps());
-  out << absl::StrFormat("  unique_steps    %d   (no system can train fewer)\n",
-                         steps.unique_steps());
-  out << absl::StrFormat("  executed_steps  %d   (recomputed %d)\n", steps.executed_steps(),
-                         steps.recomputed_steps());
+  out << absl::StrFormat("  trial_steps     %s   (trained trial by trial)\n",
+                         CountOf(steps.trial_steps(), unit));
+  out << absl::StrFormat("  unique_steps    %s   (no system can train fewer)\n",
+                         CountOf(steps.unique_steps(), unit));
+  out << absl::StrFormat("  executed_steps  %s   (recomputed %d)\n",
+                         CountOf(steps.executed_steps(), unit), steps.recomputed_steps());
   if (steps.executed_steps() > 0) {
     out << absl::StrFormat(
-        "  merging saved   %d steps: %.2fx fewer than trial by trial\n",
-        steps.trial_steps() - steps.executed_steps(),
+        "  merging saved   %s: %.2fx fewer than trial by trial\n",
+        CountOf(steps.trial_steps() - steps.executed_steps(), unit),
         static_cast<double>(steps.trial_steps()) / static_cast<double>(steps.executed_steps()));
   }
 }

@@ -2,8 +2,10 @@
 #ifndef HIPPO_CLI_OUTPUT_H_
 #define HIPPO_CLI_OUTPUT_H_
 
+#include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <string_view>
 
 #include "google/protobuf/message.h"
 #include "hippo/v1/hippo.pb.h"
@@ -13,12 +15,21 @@ namespace hippo::cli {
 // One line of JSON (protobuf's JSON mapping, snake_case field names).
 std::string ToJson(const google::protobuf::Message& message);
 
+// `text` as a JSON string, quoted and escaped (nlohmann::json), for the --json lines that the
+// commands lay out themselves; bytes that are not UTF-8 become U+FFFD.
+std::string JsonString(std::string_view text);
+
 std::string StudyStateName(hippo::v1::StudyState state);
 std::string TrialStateName(hippo::v1::TrialState state);
 std::string StageStateName(hippo::v1::StageState state);
 
 // "lr=0.1→0.01@60 weight_decay=0.0005": scalars as values, sequences by their segments.
 std::string ParametersLine(const hippo::v1::Trial& trial);
+
+// The unit of the study's steps (trainer.step_unit): "epoch", "iteration", or "step" when unset.
+std::string StepUnit(const hippo::v1::StudySpec& spec);
+// `unit` for a count: "1 epoch", "12 epochs".
+std::string CountOf(int64_t count, const std::string& unit);
 
 // The end-of-study summary: state, trials, best trial, steps and what merging saved.
 void PrintStudySummary(const hippo::v1::Study& study, std::ostream& out);

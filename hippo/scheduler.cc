@@ -1,5 +1,8 @@
 #include "hippo/scheduler.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace hippo::coordinator {
 namespace {
 
@@ -9,40 +12,73 @@ int64_t Key(int64_t family_id, stage_tree::NodeId node) {
 
 }  // namespace
 
+int64_t ReadyQueue::GroupOf(int64_t family_id) const {
+  auto it = group_of_family_.find(family_id);
+  return it == group_of_family_.end() ? 0 : it->second;
+}
+
+ReadyQueue::Group& ReadyQueue::GroupAt(int64_t group) { return groups_[group]; }
+
+void ReadyQueue::SetGroup(int64_t family_id, int64_t group) { group_of_family_[family_id] = group; }
+
+void ReadyQueue::SetWeight(int64_t group, double weight) {
+  GroupAt(group).weight = std::isfinite(weight) && weight > 0 ? weight : 1.0;
+}
+
+void ReadyQueue::Charge(int64_t family_id, double seconds) {
+  const int64_t id = GroupOf(family_id);
+  Group& group = GroupAt(id);
+  const bool active = !group.entries.empty();
+  if (active) active_.erase({group.charge, id});
+  group.charge += seconds / group.weight;
+  if (active) active_.insert({group.charge, id});
+}
+
 void ReadyQueue::Push(QueuedStage stage, double priority) {
   const int64_t key = Key(stage.family_id, stage.node);
+  const int64_t id = GroupOf(stage.family_id);
+  Group& group = GroupAt(id);
   auto [it, inserted] = queued_priority_.try_emplace(key, priority);
   if (!inserted) {
-    entries_.erase(Entry{-it->second, stage.family_id, stage.node});
+    group.entries.erase(Entry{-it->second, stage.family_id, stage.node});
     it->second = priority;
+  } else if (group.entries.empty()) {
+    // Joining the contention: no credit for the time it had nothing ready.
+    if (!active_.empty()) group.charge = std::max(group.charge, active_.begin()->first);
+    active_.insert({group.charge, id});
   }
-  entries_.insert(Entry{-priority, stage.family_id, stage.node});
+  group.entries.insert(Entry{-priority, stage.family_id, stage.node});
 }
 
 void ReadyQueue::Clear() {
-  entries_.clear();
+  for (auto& [id, group] : groups_) group.entries.clear();
+  active_.clear();
   queued_priority_.clear();
 }
 
-void ReadyQueue::Erase(absl::btree_set<Entry>::iterator it) {
+void ReadyQueue::Erase(int64_t id, absl::btree_set<Entry>::iterator it) {
+  Group& group = groups_.at(id);
   queued_priority_.erase(Key(std::get<1>(*it), std::get<2>(*it)));
-  entries_.erase(it);
+  group.entries.erase(it);
+  if (group.entries.empty()) active_.erase({group.charge, id});
 }
 
 std::optional<QueuedStage> ReadyQueue::Pop(
     const std::function<bool(const QueuedStage&)>& still_ready,
     const std::function<bool(const QueuedStage&)>& is_local) {
-  while (!entries_.empty()) {
-    auto best = entries_.begin();
+  while (!active_.empty()) {
+    const int64_t id = active_.begin()->second;
+    absl::btree_set<Entry>& entries = groups_.at(id).entries;
+    auto best = entries.begin();
     const QueuedStage top{std::get<1>(*best), std::get<2>(*best)};
     if (!still_ready(top)) {
-      Erase(best);
+      Erase(id, best);
       continue;
     }
     auto chosen = best;
     int looked = 0;
     for (auto it = best;
-         it != entries_.end() && std::get<0>(*it) == std::get<0>(*best) && looked < kLocalityWindow;
+         it != entries.end() && std::get<0>(*it) == std::get<0>(*best) && looked < kLocalityWindow;
          ++it, ++looked) {
       const QueuedStage candidate{std::get<1>(*it), std::get<2>(*it)};
       if (is_local(candidate) && still_ready(candidate)) {
@@ -51,7 +87,7 @@ std::optional<QueuedStage> ReadyQueue::Pop(
       }
     }
     const QueuedStage result{std::get<1>(*chosen), std::get<2>(*chosen)};
-    Erase(chosen);
+    Erase(id, chosen);
     return result;
   }
   return std::nullopt;

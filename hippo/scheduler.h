@@ -1,10 +1,18 @@
-// The ready queue of the critical-path scheduler (DESIGN.md, "Scheduling").
+// The ready queue of the critical-path scheduler (docs/architecture.md), shared by weight.
 //
 // Ready stages are ordered by their remaining critical path (own cost plus the longest pending
 // chain below them, with the steps a running trial's algorithm may still add below its target:
 // Engine::Continuations), longest first, so the stages that gate the most work start first. Among
 // stages of equal priority, one whose parent state the asking worker holds in memory wins
 // (locality: it starts without loading a checkpoint).
+//
+// Studies share the workers by weight (StudySpec.resources.weight). Each family's stages are
+// queued in a share group (the engine's: the study whose trial created the family) with a
+// weight; Pop serves the group that has been charged the least worker time per unit of weight
+// (start-time fair queueing: the engine charges a stage's estimated seconds when it hands it
+// out), and the critical-path order above inside that group. A group that had nothing ready
+// starts from the least charge among the groups that had, so waiting earns no credit: over any
+// stretch where groups are contended, each gets worker time in proportion to its weight.
 #ifndef HIPPO_HIPPO_SCHEDULER_H_
 #define HIPPO_HIPPO_SCHEDULER_H_
 
@@ -12,6 +20,7 @@
 #include <functional>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
@@ -30,24 +39,46 @@ class ReadyQueue {
   // How many equal-priority entries Pop looks through for a local one.
   static constexpr int kLocalityWindow = 32;
 
+  // Puts a family's stages in share group `group`; call before its first Push. A family never
+  // set is in group 0.
+  void SetGroup(int64_t family_id, int64_t group);
+  // The weight of `group` (> 0; anything else counts as 1). Groups default to 1.
+  void SetWeight(int64_t group, double weight);
+  // Counts `seconds` of worker time against the group of `family_id`.
+  void Charge(int64_t family_id, double seconds);
+
   // Adds the stage, or moves it to `priority` if it is queued already.
   void Push(QueuedStage stage, double priority);
+  // Empties the queue; groups, weights and charges stay.
   void Clear();
-  size_t size() const { return entries_.size(); }
+  size_t size() const { return queued_priority_.size(); }
 
-  // Removes and returns the best stage that `still_ready` accepts; entries it rejects are
-  // dropped on the way (they were started or cut since they were queued). Among the stages
-  // tied with the best priority, the first that `is_local` accepts is preferred.
+  // Removes and returns the best stage that `still_ready` accepts, from the least-charged group
+  // per weight that has one; entries it rejects are dropped on the way (they were started or
+  // cut since they were queued). Among the stages of that group tied with its best priority, the
+  // first that `is_local` accepts is preferred.
   std::optional<QueuedStage> Pop(const std::function<bool(const QueuedStage&)>& still_ready,
                                  const std::function<bool(const QueuedStage&)>& is_local);
 
  private:
   using Entry = std::tuple<double, int64_t, stage_tree::NodeId>;  // (-priority, family, node)
-  void Erase(absl::btree_set<Entry>::iterator it);
+  struct Group {
+    // A B-tree, not std::set: Pop walks up to kLocalityWindow neighbours, which here share a few
+    // nodes instead of costing a cache miss each (a study of 100 000 ready stages).
+    absl::btree_set<Entry> entries;
+    double weight = 1;
+    double charge = 0;  // worker seconds per unit of weight
+  };
 
-  // A B-tree, not std::set: Pop walks up to kLocalityWindow neighbours, which here share a few
-  // nodes instead of costing a cache miss each (a study of 100 000 ready stages).
-  absl::btree_set<Entry> entries_;
+  int64_t GroupOf(int64_t family_id) const;
+  Group& GroupAt(int64_t group);
+  // Removes an entry of `group`; the group leaves the active set when it empties.
+  void Erase(int64_t group, absl::btree_set<Entry>::iterator it);
+
+  absl::flat_hash_map<int64_t, Group> groups_;
+  absl::flat_hash_map<int64_t, int64_t> group_of_family_;
+  // The groups with queued stages, least charged first (ties: the lower group).
+  absl::btree_set<std::pair<double, int64_t>> active_;
   absl::flat_hash_map<int64_t, double> queued_priority_;  // by global stage id
 };
 

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -11,6 +12,8 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "hippo/study_pages.h"
+#include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 #include "search_algos/plugin.h"
 
@@ -57,10 +60,20 @@ class StudyServiceImpl final : public v1::StudyService::Service {
         context, [&] { return engine_->GetStudy(request->study_id()); }, response);
   }
 
-  grpc::Status ListStudies(grpc::ServerContext* context, const v1::ListStudiesRequest*,
+  grpc::Status ListStudies(grpc::ServerContext* context, const v1::ListStudiesRequest* request,
                            v1::ListStudiesResponse* response) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    for (v1::Study& study : engine_->ListStudies()) *response->add_studies() = std::move(study);
+    absl::StatusOr<StudyPage> page = ParseStudyPage(*request);
+    if (!page.ok()) return ToGrpc(page.status());
+    std::vector<v1::Study> studies = engine_->ListStudies();
+    if (page->offset > studies.size()) {
+      return ToGrpc(absl::InvalidArgumentError(
+          "page_token: points past the last study; pass the next_page_token of the previous "
+          "page, or none for the first page"));
+    }
+    const size_t end = std::min(studies.size(), page->offset + page->size);
+    for (size_t i = page->offset; i < end; ++i) *response->add_studies() = std::move(studies[i]);
+    if (end < studies.size()) response->set_next_page_token(StudyPageToken(end));
     return grpc::Status::OK;
   }
 
@@ -74,18 +87,14 @@ class StudyServiceImpl final : public v1::StudyService::Service {
   grpc::Status WatchStudy(grpc::ServerContext* context, const v1::WatchStudyRequest* request,
                           grpc::ServerWriter<v1::StudyEvent>* writer) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    std::string last;
+    StudyWatch watch(engine_, request->study_id());
     while (!context->IsCancelled() && !stopping_->load()) {
-      absl::StatusOr<v1::Study> study = engine_->GetStudy(request->study_id());
-      if (!study.ok()) return ToGrpc(study.status());
-      const std::string now = study->SerializeAsString();
-      if (now != last) {
-        v1::StudyEvent event;
-        *event.mutable_study() = *study;
+      absl::StatusOr<std::vector<v1::StudyEvent>> events = watch.Poll();
+      if (!events.ok()) return ToGrpc(events.status());
+      for (const v1::StudyEvent& event : *events) {
         if (!writer->Write(event)) return grpc::Status::OK;
-        last = now;
       }
-      if (study->state() != v1::STUDY_RUNNING && study->state() != v1::STUDY_PENDING) break;
+      if (watch.ended()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return grpc::Status::OK;

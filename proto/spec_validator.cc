@@ -1,6 +1,8 @@
 #include "proto/spec_validator.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -51,7 +53,27 @@ Issue CheckTrainer(const hippo::v1::TrainerSpec& trainer) {
     return Problem("trainer.command", absl::StrCat("only used when kind is command (kind is ",
                                                    trainer.kind(), "); remove it"));
   }
+  if (!trainer.step_unit().empty() && trainer.step_unit() != "epoch" &&
+      trainer.step_unit() != "iteration") {
+    return Problem("trainer.step_unit",
+                   absl::StrCat("unknown unit \"", trainer.step_unit(),
+                                "\"; use epoch or iteration, or leave it out (steps)"));
+  }
   return CheckNotNegative(trainer, "trainer");
+}
+
+// Stages train on one device.
+Issue CheckResources(const hippo::v1::Resources& resources) {
+  if (Issue issue = CheckNotNegative(resources, "resources")) {
+    return issue;
+  }
+  if (resources.gpus_per_stage() > 1) {
+    return Problem("resources.gpus_per_stage",
+                   absl::StrCat("a stage trains on one device: multi-GPU stages are not "
+                                "supported (got ",
+                                resources.gpus_per_stage(), "); use 0 or 1"));
+  }
+  return std::nullopt;
 }
 
 Issue CheckBudget(const hippo::v1::Budget& budget) {
@@ -134,17 +156,107 @@ Issue CheckNotNegative(const google::protobuf::Message& message, const std::stri
   return std::nullopt;
 }
 
+Issue CheckFinite(const google::protobuf::Message& message, const std::string& path) {
+  const google::protobuf::Descriptor& type = *message.GetDescriptor();
+  const google::protobuf::Reflection& reflection = *message.GetReflection();
+  // Struct and Value hold user data: their paths name the user's keys, not the wrappers.
+  if (type.full_name() == "google.protobuf.Struct") {
+    const FieldDescriptor& fields = *type.FindFieldByName("fields");
+    for (int i = 0; i < reflection.FieldSize(message, &fields); ++i) {
+      const google::protobuf::Message& entry = reflection.GetRepeatedMessage(message, &fields, i);
+      const google::protobuf::Reflection& entry_reflection = *entry.GetReflection();
+      const google::protobuf::Descriptor& entry_type = *entry.GetDescriptor();
+      const std::string key = entry_reflection.GetString(entry, entry_type.map_key());
+      if (Issue issue = CheckFinite(entry_reflection.GetMessage(entry, entry_type.map_value()),
+                                    JoinPath(path, key))) {
+        return issue;
+      }
+    }
+    return std::nullopt;
+  }
+  if (type.full_name() == "google.protobuf.ListValue") {
+    const FieldDescriptor& values = *type.FindFieldByName("values");
+    for (int i = 0; i < reflection.FieldSize(message, &values); ++i) {
+      if (Issue issue =
+              CheckFinite(reflection.GetRepeatedMessage(message, &values, i), IndexPath(path, i))) {
+        return issue;
+      }
+    }
+    return std::nullopt;
+  }
+  const bool is_value = type.full_name() == "google.protobuf.Value";
+  std::vector<const FieldDescriptor*> fields;
+  reflection.ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    const std::string field_path = is_value ? path : JoinPath(path, field->name());
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
+      const int count = field->is_repeated() ? reflection.FieldSize(message, field) : 1;
+      for (int i = 0; i < count; ++i) {
+        const double value = field->is_repeated() ? reflection.GetRepeatedDouble(message, field, i)
+                                                  : reflection.GetDouble(message, field);
+        if (!std::isfinite(value)) {
+          return Problem(
+              field->is_repeated() ? IndexPath(field_path, i) : field_path,
+              absl::StrCat("must be a finite number (got ",
+                           std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), ")"));
+        }
+      }
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !field->is_map()) {
+      if (!field->is_repeated()) {
+        if (Issue issue = CheckFinite(reflection.GetMessage(message, field), field_path)) {
+          return issue;
+        }
+        continue;
+      }
+      for (int i = 0; i < reflection.FieldSize(message, field); ++i) {
+        if (Issue issue = CheckFinite(reflection.GetRepeatedMessage(message, field, i),
+                                      IndexPath(field_path, i))) {
+          return issue;
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// The family name is part of the family key (hippo.proto, StudySpec.family), so it is kept to
+// characters that cannot be confused with the key's separators.
+Issue CheckFamily(const std::string& family) {
+  constexpr size_t kMaxLength = 128;
+  const bool allowed = std::all_of(family.begin(), family.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (!allowed || family.size() > kMaxLength) {
+    return Problem("family",
+                   absl::StrCat("\"", family, "\" is not a family name; use up to ", kMaxLength,
+                                " letters, digits, '.', '_' or '-' (or leave it out)"));
+  }
+  return std::nullopt;
+}
+
 Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
+  // First: the checks below compare numbers, and a NaN passes every comparison that tests for
+  // the wrong case (NaN < low is false).
+  if (Issue issue = CheckFinite(spec, "")) {
+    return issue;
+  }
+  if (Issue issue = CheckFamily(spec.family())) {
+    return issue;
+  }
   if (Issue issue = CheckObjective(spec.objective())) {
     return issue;
   }
-  if (Issue issue = CheckTrainer(spec.trainer())) {
+  // An ask/tell study's trials are trained by its client, never by Hippo's workers: it needs no
+  // trainer section (one given is checked like any other).
+  const bool ask_tell_without_trainer =
+      !spec.has_trainer() && spec.algorithm().name() == "external";
+  if (Issue issue = ask_tell_without_trainer ? std::nullopt : CheckTrainer(spec.trainer())) {
     return issue;
   }
   if (Issue issue = CheckBudget(spec.budget())) {
     return issue;
   }
-  if (Issue issue = CheckNotNegative(spec.resources(), "resources")) {
+  if (Issue issue = CheckResources(spec.resources())) {
     return issue;
   }
   if (Issue issue = CheckSearchSpace(spec.search_space(), spec.budget().max_steps())) {

@@ -28,12 +28,20 @@ struct SpecRules {
   std::function<Issue(const hippo::v1::StudySpec& spec)> check_algorithm;
 };
 
-// The first problem of `spec`, in the order a reader goes through it: objective (metric and
-// direction set); trainer (kind one of trainer_kinds.h, a command exactly when kind is command,
-// no negative counts); budget (max_steps > 0, no negative counts); resources (no negative
-// counts); search_space (search_space_checks.h; sequences use max_steps); algorithm (name set
+// The first problem of `spec`: a number that is not finite (CheckFinite); a family name of other
+// characters than letters, digits, '.', '_' and '-'; then, in the order a reader goes through
+// it: objective (metric and direction set); trainer (kind one of trainer_kinds.h, a command
+// exactly when kind is command, step_unit epoch, iteration or empty, no negative counts);
+// budget (max_steps > 0, no negative counts); resources (no negative counts, gpus_per_stage at
+// most 1); search_space (search_space_checks.h; sequences use max_steps); algorithm (name set
 // and known, no negative numbers in its config blocks); then rules.check_algorithm.
 Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules);
+
+// Every double in `message`, its sub-messages and the numbers of its Struct and Value fields is
+// finite. Spec text cannot write a NaN or an infinity (the loader refuses them), but a message
+// built in code and sent to CreateStudy can; `path` is the message's own path ("" at the top),
+// and a Struct's entries are named by their keys (trainer.config.dropout).
+Issue CheckFinite(const google::protobuf::Message& message, const std::string& path);
 
 // Every integer and double set in `message` and its sub-messages (well-known types excepted)
 // is >= 0; `path` is the message's own path.

@@ -9,7 +9,7 @@
 // the top floor(|rung k| / η) of the trials that completed rung k; it is promoted to rung k + 1.
 // If no trial is promotable, the bottom rung grows by a new trial.
 //
-// As requests (DESIGN.md, "Search plans and algorithms"):
+// As requests (docs/architecture.md):
 // - Suggest extends every promotable trial to its next rung (kExtend): a promotion happens as
 //   soon as a rung allows it, whichever trial's result made it possible. Then it proposes new
 //   trials while fewer than max_trials (100 when unset) were proposed: at most max_new_trials

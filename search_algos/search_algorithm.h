@@ -1,6 +1,6 @@
 // SearchAlgorithm: the interface between a study's search plan and a search algorithm.
 //
-// Events in, requests out (DESIGN.md, "Search plans and algorithms"). An algorithm never
+// Events in, requests out (docs/architecture.md). An algorithm never
 // touches the stage tree or the store. It is deterministic given its seed and the events it
 // saw, and it serialises its state, so that a restarted coordinator resumes it exactly.
 //

@@ -1,4 +1,4 @@
-// StageTree: the trie of stages of one family (DESIGN.md, "The stage tree").
+// StageTree: the trie of stages of one family (docs/concepts.md).
 //
 // A trial is a path from the root. A node (stage) covers steps [start, end) and its key is the
 // values of every hyper-parameter on those steps; siblings always differ at their first step.
@@ -36,7 +36,7 @@ inline constexpr NodeId kNoNode = UINT32_MAX;
 enum class StageState : uint8_t { kPending, kReady, kRunning, kDone, kFailed };
 const char* StageStateName(StageState state);
 
-// The figures of WORKLOADS.md.
+// The figures of docs/workloads.md.
 struct StepCounts {
   int64_t trial_steps = 0;       // sum over trials of their target step
   int64_t unique_steps = 0;      // size of the union of the trials' prefixes
@@ -118,6 +118,10 @@ class StageTree {
   absl::Status Requeue(NodeId node);
   // A state at `step` inside (start, end) of a running or done node was kept.
   absl::Status AddCheckpoint(NodeId node, Step step);
+  // The last step inside the node whose state was kept (AddCheckpoint), or its start if none.
+  Step LatestCheckpoint(NodeId node) const {
+    return LatestCheckpointBefore(node, nodes_[node].end);
+  }
 
   // Called with every node that becomes ready, as it does (the scheduler's queue follows it).
   void set_on_ready(std::function<void(NodeId)> on_ready) { on_ready_ = std::move(on_ready); }

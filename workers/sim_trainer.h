@@ -1,5 +1,5 @@
 // The `sim` trainer: a deterministic synthetic learning curve with a cost model, for tests,
-// benchmarks and simulated studies (WORKLOADS.md). It reacts to the hyper-parameters the way
+// benchmarks and simulated studies (docs/workloads.md). It reacts to the hyper-parameters the way
 // real training roughly does, so search algorithms make real decisions:
 //
 //   - `lr` (alias `learning_rate`) and `momentum` set the effective step size

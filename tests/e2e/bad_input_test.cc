@@ -1,15 +1,23 @@
 // Bad input through the command line: every spec of the corpus gets exit code 2 and a message
-// naming its field, and the coordinator's database is unchanged.
+// naming its field, and the coordinator's database is unchanged. And straight over the RPC,
+// where no client-side check runs first: the server's own validation refuses each spec with
+// INVALID_ARGUMENT naming the field, and stores nothing.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <sstream>
 
-#include "tests/e2e/harness.h"
+#include "search_algos/spec_checks.h"
 #include "tests/proto/bad_spec_corpus.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {
+
+namespace v1 = ::hippo::v1;
 
 std::string Bytes(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
@@ -40,6 +48,103 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
   const CommandResult studies = RunHippo({"studies", "--coordinator", address, "--json"});
   EXPECT_EQ(studies.exit_code, 0);
   EXPECT_EQ(studies.output.find("\"id\""), std::string::npos) << studies.output;
+}
+
+// A valid spec, to break one field at a time.
+v1::StudySpec ValidSpec() {
+  absl::StatusOr<v1::StudySpec> spec = search_algos::ParseStudySpec(R"yaml(
+name: valid
+objective: {metric: val_accuracy, direction: MAXIMIZE}
+trainer: {kind: sim, step_unit: epoch, config: {dropout: 0.25, layers: [32, 64]}}
+search_space:
+  parameters:
+    - {name: lr, float: {low: 0.001, high: 0.1, log: true}}
+    - {name: act, fixed: relu}
+algorithm: {name: random}
+budget: {max_steps: 10, max_trials: 2}
+)yaml",
+                                                             "valid.yaml");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  struct Case {
+    std::string expected;  // the start of the message: the field path, and what is wrong
+    std::function<void(v1::StudySpec&)> breaks;
+  };
+  const std::vector<Case> cases = {
+      {"search_space.parameters[1].fixed: must be a finite number (got nan)",
+       [&](v1::StudySpec& spec) {
+         spec.mutable_search_space()->mutable_parameters(1)->mutable_fixed()->set_number_value(
+             kNaN);
+       }},
+      {"search_space.parameters[0].float.low: must be a finite number (got nan)",
+       [&](v1::StudySpec& spec) {
+         spec.mutable_search_space()->mutable_parameters(0)->mutable_float_()->set_low(kNaN);
+       }},
+      {"trainer.config.layers[1]: must be a finite number (got -inf)",
+       [&](v1::StudySpec& spec) {
+         (*spec.mutable_trainer()->mutable_config()->mutable_fields())["layers"]
+             .mutable_list_value()
+             ->mutable_values(1)
+             ->set_number_value(-kInf);
+       }},
+      {"resources.weight: must be a finite number (got inf)",
+       [&](v1::StudySpec& spec) { spec.mutable_resources()->set_weight(kInf); }},
+      {"budget.max_wall_seconds: must be a finite number (got nan)",
+       [&](v1::StudySpec& spec) { spec.mutable_budget()->set_max_wall_seconds(kNaN); }},
+      {"objective.metric: required", [](v1::StudySpec& spec) { spec.clear_objective(); }},
+      {"objective.direction: required",
+       [](v1::StudySpec& spec) { spec.mutable_objective()->clear_direction(); }},
+      {"algorithm.name: unknown algorithm \"bayesopt\"",
+       [](v1::StudySpec& spec) { spec.mutable_algorithm()->set_name("bayesopt"); }},
+      {"trainer.kind: required", [](v1::StudySpec& spec) { spec.clear_trainer(); }},
+      {"trainer.step_unit: unknown unit \"batch\"",
+       [](v1::StudySpec& spec) { spec.mutable_trainer()->set_step_unit("batch"); }},
+      {"resources.gpus_per_stage: a stage trains on one device",
+       [](v1::StudySpec& spec) { spec.mutable_resources()->set_gpus_per_stage(2); }},
+      {"resources.checkpoint_every_steps: must not be negative (got -5)",
+       [](v1::StudySpec& spec) { spec.mutable_resources()->set_checkpoint_every_steps(-5); }},
+      {"budget.max_wall_seconds: must not be negative (got -2)",
+       [](v1::StudySpec& spec) { spec.mutable_budget()->set_max_wall_seconds(-2); }},
+      {"budget.max_steps: must be > 0", [](v1::StudySpec& spec) { spec.clear_budget(); }},
+      {"search_space.parameters: empty",
+       [](v1::StudySpec& spec) { spec.mutable_search_space()->clear_parameters(); }},
+  };
+  TempDir dir;
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string db = dir.File("hippo.db");
+  Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  const std::string before = Bytes(db) + Bytes(db + "-wal");
+  auto stub = Connect(address);
+  for (const Case& bad : cases) {
+    v1::CreateStudyRequest request;
+    *request.mutable_spec() = ValidSpec();
+    bad.breaks(*request.mutable_spec());
+    grpc::ClientContext context;
+    v1::Study study;
+    const grpc::Status status = stub->CreateStudy(&context, request, &study);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << bad.expected << ": " << status.error_message();
+    EXPECT_EQ(status.error_message().rfind(bad.expected, 0), 0u)
+        << "expected " << bad.expected << "\ngot      " << status.error_message();
+  }
+  EXPECT_EQ(Bytes(db) + Bytes(db + "-wal"), before);
+  grpc::ClientContext context;
+  v1::ListStudiesResponse studies;
+  ASSERT_TRUE(stub->ListStudies(&context, v1::ListStudiesRequest(), &studies).ok());
+  EXPECT_EQ(studies.studies_size(), 0);
+
+  // The valid spec itself is accepted: the cases fail for their own field only.
+  grpc::ClientContext create;
+  v1::CreateStudyRequest valid;
+  *valid.mutable_spec() = ValidSpec();
+  v1::Study created;
+  EXPECT_TRUE(stub->CreateStudy(&create, valid, &created).ok());
 }
 
 TEST(BadInputTest, RunRefusesABrokenSpecWithExitCode2) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "stage_tree/graph_view.h"
 
 namespace hippo::coordinator {
@@ -92,6 +94,52 @@ TEST(SchedulerTest, EntriesNoLongerReadyAreDroppedAndRequeueMovesPriority) {
   std::optional<QueuedStage> none = queue.Pop([](const QueuedStage&) { return false; }, NeverLocal);
   EXPECT_FALSE(none);
   EXPECT_EQ(queue.size(), 0u);
+}
+
+// Two share groups of weights 3 and 1, each with more ready stages than are handed out: the
+// stages go out 3:1, whatever their priorities (the light group's are all higher).
+TEST(SchedulerTest, GroupsShareStagesByWeight) {
+  ReadyQueue queue;
+  queue.SetGroup(1, 10);
+  queue.SetGroup(2, 20);
+  queue.SetWeight(10, 3);  // group 20 keeps the default weight 1
+  for (NodeId node = 1; node <= 100; ++node) {
+    queue.Push(QueuedStage{1, node}, 1);
+    queue.Push(QueuedStage{2, node}, 1000);
+  }
+  std::map<int64_t, int> popped;
+  for (int i = 0; i < 80; ++i) {
+    std::optional<QueuedStage> stage = queue.Pop(AlwaysReady, NeverLocal);
+    ASSERT_TRUE(stage);
+    ++popped[stage->family_id];
+    queue.Charge(stage->family_id, 2.0);  // every stage costs the same
+  }
+  EXPECT_EQ(popped[1], 60);
+  EXPECT_EQ(popped[2], 20);
+}
+
+// A group that had nothing ready does not catch up on the time it waited: it joins at the
+// charge of the least-charged busy group and then shares by weight from there.
+TEST(SchedulerTest, AGroupThatJoinsLateGetsNoCreditForWaiting) {
+  ReadyQueue queue;
+  queue.SetGroup(1, 1);
+  queue.SetGroup(2, 2);
+  for (NodeId node = 1; node <= 100; ++node) queue.Push(QueuedStage{1, node}, 1);
+  for (int i = 0; i < 50; ++i) {
+    std::optional<QueuedStage> stage = queue.Pop(AlwaysReady, NeverLocal);
+    ASSERT_TRUE(stage);
+    queue.Charge(stage->family_id, 1.0);
+  }
+  for (NodeId node = 1; node <= 50; ++node) queue.Push(QueuedStage{2, node}, 1);
+  std::map<int64_t, int> popped;
+  for (int i = 0; i < 20; ++i) {
+    std::optional<QueuedStage> stage = queue.Pop(AlwaysReady, NeverLocal);
+    ASSERT_TRUE(stage);
+    ++popped[stage->family_id];
+    queue.Charge(stage->family_id, 1.0);
+  }
+  EXPECT_EQ(popped[1], 10);
+  EXPECT_EQ(popped[2], 10);
 }
 
 }  // namespace

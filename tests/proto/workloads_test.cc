@@ -1,5 +1,5 @@
-// The example specs of examples/workloads express W1–W6 of WORKLOADS.md, and pass every check
-// (the generic ones and their algorithm's own, as `hippo validate` runs them).
+// The example specs of examples/workloads express W1–W6 of docs/workloads.md, and pass every
+// check (the generic ones and their algorithm's own, as `hippo validate` runs them).
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -1,4 +1,5 @@
-// W1 of WORKLOADS.md: 96 trials of the schedule space S, trial_steps 11 520, unique_steps 7 438.
+// W1 of docs/workloads.md: 96 trials of the schedule space S, trial_steps 11 520, unique_steps 7
+// 438.
 #include <gtest/gtest.h>
 
 #include "proto/spec_loader.h"

@@ -15,7 +15,7 @@
 // Serialize/Deserialize or Clone, gives bit-identical metrics (with the same thread count).
 //
 // This header includes no LibTorch header, so code that includes gRPC/protobuf headers may use
-// it (GPU.md: torch's bundled protobuf headers clash with the generated ones).
+// it (torch's bundled protobuf headers clash with the generated ones: docs/architecture.md).
 #ifndef HIPPO_WORKERS_TORCH_TORCH_TRAINER_H_
 #define HIPPO_WORKERS_TORCH_TORCH_TRAINER_H_
 
