@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <set>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
@@ -17,7 +17,7 @@ namespace v1 = ::hippo::v1;
 // A random-search sim study: `trials` trials of `steps` steps, `seconds_per_step` of real time.
 v1::StudySpec SimSpec(const std::string& name, int trials, int steps, double seconds_per_step,
                       int seed = 0) {
-  absl::StatusOr<v1::StudySpec> spec = proto::ParseStudySpec("name: " + name + R"yaml(
+  absl::StatusOr<v1::StudySpec> spec = search_algos::ParseStudySpec("name: " + name + R"yaml(
 objective: {metric: val_accuracy, direction: MAXIMIZE}
 trainer: {kind: sim, config: {model: resnet20}}
 search_space:
