@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
 #include <set>
 
 #include "proto/spec_loader.h"
@@ -135,6 +136,8 @@ TEST_F(SpecFieldsTest, WeightsThreeToOneShareContendedWorkersAboutThreeToOne) {
   EXPECT_EQ(heavy_steps, 200);
   ASSERT_GT(light_steps, 0) << "the lighter study got no worker time at all";
   const double ratio = heavy_steps / light_steps;
+  std::cout << "executed steps while both ran: heavy " << heavy_steps << ", light " << light_steps
+            << " (" << ratio << ":1)\n";
   EXPECT_GE(ratio, 2.0) << heavy_steps << " vs " << light_steps;
   EXPECT_LE(ratio, 4.5) << heavy_steps << " vs " << light_steps;
   absl::StatusOr<v1::Study> light_done =
