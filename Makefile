@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench format clean
+.PHONY: all deps configure build test unit demo bench python format clean
 
 all: build
 
@@ -29,6 +29,13 @@ demo: build
 	@$(BUILD_DIR)/cli/hippo plan examples/sim_demo.yaml --dot $(BUILD_DIR)/demo-stage-tree.dot
 	@echo
 	@$(BUILD_DIR)/cli/hippo run examples/fashion_mnist.yaml --workers 2 --db $(BUILD_DIR)/demo.db
+
+# The Python client and worker SDK (python/) into $(BUILD_DIR)/venv, as a user installs it on
+# Debian 12 without PyPI: Debian's interpreter, the system's packages, stubs generated from proto/.
+python: deps
+	@/usr/bin/python3 -m venv --system-site-packages $(BUILD_DIR)/venv
+	@$(BUILD_DIR)/venv/bin/pip install --quiet --no-deps --no-build-isolation ./python
+	@echo "installed: $(BUILD_DIR)/venv/bin/python -c 'import hippo'"
 
 bench: build
 	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark --out $(BUILD_DIR)/stage_tree_benchmark.json

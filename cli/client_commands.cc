@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -12,9 +11,10 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/token.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/v1/hippo.grpc.pb.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::cli {
 namespace {
@@ -29,29 +29,19 @@ std::string Coordinator(const ClientOptions& options) {
   return "127.0.0.1:50051";
 }
 
-// Reads the token; false (with a message) if the named file cannot be read.
-bool Token(const ClientOptions& options, std::string* token) {
-  token->clear();
-  if (options.token_file.empty()) {
-    if (const char* env = std::getenv("HIPPO_TOKEN"); env != nullptr) *token = env;
-    return true;
-  }
-  std::ifstream file(options.token_file);
-  if (!file) {
-    std::cerr << "hippo: --token-file " << options.token_file << ": cannot read it\n";
-    return false;
-  }
-  std::getline(file, *token);
-  return true;
-}
-
 class Client {
  public:
   explicit Client(const ClientOptions& options)
       : address_(Coordinator(options)),
         stub_(v1::StudyService::NewStub(
             grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {
-    ok_ = Token(options, &token_);
+    absl::StatusOr<std::string> token = ReadToken(options.token_file);
+    if (token.ok()) {
+      token_ = *std::move(token);
+    } else {
+      std::cerr << "hippo: " << token.status().message() << "\n";
+      ok_ = false;
+    }
   }
 
   bool ok() const { return ok_; }
@@ -91,7 +81,8 @@ class Client {
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
   // The server knows its plugins: the algorithm name is left to it.
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(spec_path, /*known_algorithms=*/{});
+  absl::StatusOr<v1::StudySpec> spec =
+      search_algos::LoadStudySpecFile(spec_path, search_algos::UnknownAlgorithms::kLeaveToServer);
   if (!spec.ok()) {
     std::cerr << "hippo submit: " << spec.status().message() << "\n";
     return kExitBadInput;

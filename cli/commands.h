@@ -25,6 +25,8 @@ struct ServerCommandOptions {
   std::string token_file;
   double lease_seconds = 10;
   std::vector<std::string> plugins;
+  // The dashboard's HTTP address (host:port); "off" serves none.
+  std::string http = "127.0.0.1:8080";
 };
 
 struct WorkerCommandOptions {
@@ -48,6 +50,8 @@ struct RunOptions {
   bool no_merge = false;
   bool json = false;
   std::string device = "cpu";  // where the local workers train: "cpu" or "cuda:N"
+  bool dashboard = false;      // serve the dashboard while the study runs
+  std::string dashboard_listen = "127.0.0.1:0";
 };
 
 struct SimulateOptions {

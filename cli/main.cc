@@ -6,7 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "cli/plan_command.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #ifdef HIPPO_WITH_TORCH
 #include "workers/torch/register_torch_trainer.h"
 #endif
@@ -16,7 +16,7 @@ namespace {
 using hippo::cli::kExitBadInput;
 
 int Validate(const std::string& spec_path) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::search_algos::LoadStudySpecFile(spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo validate: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -28,7 +28,8 @@ int Validate(const std::string& spec_path) {
 }
 
 int Plan(const hippo::cli::PlanOptions& options) {
-  absl::StatusOr<hippo::v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<hippo::v1::StudySpec> spec =
+      hippo::search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo plan: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
       "`hippo submit SPEC` (a cluster)."};
   app.require_subcommand(1);
   app.fallthrough(false);
+  // HIPPO_VERSION is the project version of the root CMakeLists.txt (cli/CMakeLists.txt).
+  app.set_version_flag("--version", std::string("hippo ") + HIPPO_VERSION);
 
   std::string spec_path;
   std::string study_id;
@@ -117,6 +120,11 @@ int main(int argc, char** argv) {
   run->add_option("--device", run_options.device,
                   "Where the local workers train: cpu or cuda:N (trainers that ignore it: sim)")
       ->default_val("cpu");
+  run->add_flag("--dashboard", run_options.dashboard,
+                "Serve the dashboard while the study runs (prints its URL)");
+  run->add_option("--dashboard-listen", run_options.dashboard_listen,
+                  "The dashboard's address with --dashboard (port 0: a free one)")
+      ->default_val("127.0.0.1:0");
 
   hippo::cli::SimulateOptions simulate_options;
   CLI::App* simulate = app.add_subcommand(
@@ -146,6 +154,10 @@ int main(int argc, char** argv) {
                    "Address to listen on; a non-loopback one needs a token")
       ->default_val("127.0.0.1:50051");
   server->add_option("--db", server_options.db, "SQLite database file")->default_val("hippo.db");
+  server
+      ->add_option("--http", server_options.http,
+                   "Address of the dashboard (HTTP); a non-loopback one needs a token; off: none")
+      ->default_val("127.0.0.1:8080");
   server->add_option("--token-file", server_options.token_file,
                      "File holding the shared secret clients and workers must present "
                      "(default: $HIPPO_TOKEN)");

@@ -16,8 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "dashboard/server/http_server.h"
 #include "hippo/server.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "workers/worker.h"
 
 namespace hippo::cli {
@@ -57,7 +58,7 @@ std::string ParametersJson(const v1::Trial& trial) {
       for (const v1::Segment& segment : value.segments()) segments.push_back(ToJson(segment));
       json = absl::StrCat("[", absl::StrJoin(segments, ", "), "]");
     }
-    fields.push_back(absl::StrCat("\"", name, "\": ", json));
+    fields.push_back(absl::StrCat(JsonString(name), ": ", json));
   }
   std::sort(fields.begin(), fields.end());
   return absl::StrCat("{", absl::StrJoin(fields, ", "), "}");
@@ -72,18 +73,19 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
   }
   const v1::StepCounts& steps = study.steps();
   return absl::StrFormat(
-      "{\"study_id\": \"%s\", \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
+      "{\"study_id\": %s, \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
       "\"best_trial\": %s, \"trial_steps\": %d, \"unique_steps\": %d, \"executed_steps\": %d, "
       "\"recomputed_steps\": %d, \"workers\": %d, \"no_merge\": %s, \"wall_seconds\": %.3f}",
-      study.id(), StudyStateName(study.state()), study.trials_total(), study.trials_completed(),
-      best, steps.trial_steps(), steps.unique_steps(), steps.executed_steps(),
-      steps.recomputed_steps(), options.workers, options.no_merge ? "true" : "false", seconds);
+      JsonString(study.id()), StudyStateName(study.state()), study.trials_total(),
+      study.trials_completed(), best, steps.trial_steps(), steps.unique_steps(),
+      steps.executed_steps(), steps.recomputed_steps(), options.workers,
+      options.no_merge ? "true" : "false", seconds);
 }
 
 }  // namespace
 
 int RunCommand(const RunOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo run: " << spec.status().message() << "\n";
     return kExitBadInput;
@@ -138,6 +140,21 @@ int RunCommand(const RunOptions& options) {
                                                                        : kExitFailure;
   }
 
+  std::unique_ptr<dashboard::HttpServer> http;
+  if (options.dashboard) {
+    dashboard::HttpOptions http_options;
+    http_options.listen = options.dashboard_listen;
+    absl::StatusOr<std::unique_ptr<dashboard::HttpServer>> started =
+        dashboard::HttpServer::Start(&(*server)->engine(), http_options);
+    if (!started.ok()) {
+      std::cerr << "hippo run: --dashboard-listen: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kUnavailable ? kExitFailure
+                                                                       : kExitBadInput;
+    }
+    http = *std::move(started);
+    std::cerr << "hippo run: dashboard at " << http->url() << std::endl;
+  }
+
   std::vector<std::unique_ptr<workers::Worker>> local_workers;
   std::vector<std::thread> threads;
   for (int i = 0; i < options.workers; ++i) {
@@ -175,6 +192,7 @@ int RunCommand(const RunOptions& options) {
 
   for (auto& worker : local_workers) worker->Stop();
   for (std::thread& thread : threads) thread.join();
+  if (http) http->Shutdown();
   (*server)->Shutdown();
 
   if (options.json) {

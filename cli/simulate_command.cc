@@ -4,7 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/output.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "simulation/simulator.h"
 
 namespace hippo::cli {
@@ -46,7 +46,7 @@ void PrintResult(const std::string& title, const simulation::SimulationResult& r
 }  // namespace
 
 int SimulateCommand(const SimulateOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = proto::LoadStudySpecFile(options.spec_path);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
   if (!spec.ok()) {
     std::cerr << "hippo simulate: " << spec.status().message() << "\n";
     return kExitBadInput;

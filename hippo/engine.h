@@ -3,9 +3,9 @@
 // It owns one stage tree per family, one search plan per study, the ready queue and the
 // attempts (leases) of running stages. Every change is applied in memory under one mutex,
 // queued to the store in the same order, and only after the store has committed it does the
-// engine answer a client or send anything to a worker (DESIGN.md, "Durability"). On start,
-// Recover() rebuilds everything from the store: trees by replaying their operation logs,
-// studies and trials from their rows, algorithms from their saved states.
+// engine answer a client or send anything to a worker. On start, Recover() rebuilds everything
+// from the store: trees by replaying their operation logs, studies and trials from their rows,
+// algorithms from their saved states.
 #ifndef HIPPO_HIPPO_ENGINE_H_
 #define HIPPO_HIPPO_ENGINE_H_
 

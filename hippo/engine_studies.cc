@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "hippo/engine_impl.h"
 #include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::coordinator {
 
@@ -69,9 +70,7 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
 }
 
 absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, bool no_merge) {
-  if (absl::Status status =
-          proto::ValidateStudySpec(spec, search_algos::AlgorithmRegistry::Global().Names());
-      !status.ok()) {
+  if (absl::Status status = search_algos::ValidateStudySpec(spec); !status.ok()) {
     return status;
   }
   auto study = std::make_unique<StudyState>();

@@ -1,4 +1,4 @@
-// The ready queue of the critical-path scheduler (DESIGN.md, "Scheduling"), shared by weight.
+// The ready queue of the critical-path scheduler (docs/architecture.md), shared by weight.
 //
 // Ready stages are ordered by their remaining critical path (own cost plus the longest pending
 // chain below them, with the steps a running trial's algorithm may still add below its target:

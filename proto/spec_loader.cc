@@ -16,7 +16,6 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/type_resolver.h"
 #include "google/protobuf/util/type_resolver_util.h"
-#include "proto/algorithm_checks.h"
 #include "proto/spec_validator.h"
 #include "proto/yaml_to_json.h"
 
@@ -29,10 +28,6 @@ using hippo::v1::StudySpec;
 // being read into memory.
 constexpr std::uintmax_t kMaxSpecFileBytes = 16 << 20;
 constexpr char kTypeUrlPrefix[] = "type.googleapis.com";
-
-SpecRules RulesFor(const std::vector<std::string>& known_algorithms) {
-  return SpecRules{known_algorithms, known_algorithms.empty(), &CheckBuiltInAlgorithm};
-}
 
 absl::StatusOr<StudySpec> ParseSpecText(std::string_view text, const std::string& source,
                                         SpecFormat format, const SpecRules& rules) {
@@ -100,31 +95,22 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path) {
 
 }  // namespace
 
-const std::vector<std::string>& BuiltInAlgorithmNames() {
-  static const auto* const names = new std::vector<std::string>{
-      "grid", "random", "tpe", "asha", "hyperband", "median", "pbt", "evolution", "external"};
-  return *names;
-}
-
 absl::StatusOr<StudySpec> ParseStudySpec(std::string_view text, std::string_view source,
-                                         const std::vector<std::string>& known_algorithms) {
-  return ParseSpecText(text, std::string(source), SpecFormat::kYaml, RulesFor(known_algorithms));
+                                         const SpecRules& rules) {
+  return ParseSpecText(text, std::string(source), SpecFormat::kYaml, rules);
 }
 
-absl::StatusOr<StudySpec> LoadStudySpecFile(const std::string& path,
-                                            const std::vector<std::string>& known_algorithms) {
+absl::StatusOr<StudySpec> LoadStudySpecFile(const std::string& path, const SpecRules& rules) {
   absl::StatusOr<std::string> text = ReadSpecFile(path);
   if (!text.ok()) {
     return text.status();
   }
   const bool is_json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-  return ParseSpecText(*text, path, is_json ? SpecFormat::kJson : SpecFormat::kYaml,
-                       RulesFor(known_algorithms));
+  return ParseSpecText(*text, path, is_json ? SpecFormat::kJson : SpecFormat::kYaml, rules);
 }
 
-absl::Status ValidateStudySpec(const StudySpec& spec,
-                               const std::vector<std::string>& known_algorithms) {
-  if (Issue issue = CheckStudySpec(spec, RulesFor(known_algorithms))) {
+absl::Status ValidateStudySpec(const StudySpec& spec, const SpecRules& rules) {
+  if (Issue issue = CheckStudySpec(spec, rules)) {
     return absl::InvalidArgumentError(FormatIssue(*issue));
   }
   return absl::OkStatus();

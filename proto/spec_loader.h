@@ -18,49 +18,37 @@
 
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.pb.h"
+#include "proto/spec_validator.h"
 
 namespace hippo::proto {
 
-// The algorithm names built into Hippo. A server that loads plugins accepts more. Functions
-// below that take `known_algorithms` accept any algorithm name when it is empty (a client that
-// leaves the name to its server).
-const std::vector<std::string>& BuiltInAlgorithmNames();
+// These take the rules of the algorithms (spec_validator.h) from the caller: this layer knows no
+// algorithm. search_algos/spec_checks.h has the same three functions with the rules of the
+// algorithm registry; the CLI and the coordinator call those.
 
-// Parses YAML or JSON text into a StudySpec and validates it (see ValidateStudySpec).
+// Parses YAML or JSON text into a StudySpec and checks it (see ValidateStudySpec).
 // `source` names the text in messages (a file name, or "<stdin>").
 // Returns InvalidArgument naming the field path on any error: a syntax error (with line and
 // column), an unknown field (with the fields that are allowed there), a value of the wrong type,
-// or a failed semantic check.
-absl::StatusOr<hippo::v1::StudySpec> ParseStudySpec(
-    std::string_view text, std::string_view source,
-    const std::vector<std::string>& known_algorithms = BuiltInAlgorithmNames());
+// or a failed check (at the line of the field, or of the mapping that lacks it).
+absl::StatusOr<hippo::v1::StudySpec> ParseStudySpec(std::string_view text, std::string_view source,
+                                                    const SpecRules& rules);
 
 // Reads and parses a spec file; NotFound or PermissionDenied (naming the path) if it cannot be
 // read, InvalidArgument for a directory, a binary file or one over 16 MiB. Files ending in .json
 // are parsed as JSON, everything else as YAML (a superset; one parser reads both, and a syntax
 // error in a .json file says JSON). Messages begin with `path` as given.
-absl::StatusOr<hippo::v1::StudySpec> LoadStudySpecFile(
-    const std::string& path,
-    const std::vector<std::string>& known_algorithms = BuiltInAlgorithmNames());
+absl::StatusOr<hippo::v1::StudySpec> LoadStudySpecFile(const std::string& path,
+                                                       const SpecRules& rules);
 
-// Semantic checks on a parsed spec: objective metric and direction set; trainer kind known;
-// at least one parameter; unique parameter names; every domain non-empty and ordered
-// (low < high, log ranges positive, choices non-empty); milestones increasing and inside
-// (0, max_steps); budget.max_steps > 0 and no negative counts; algorithm known and its
-// config consistent (e.g. asha.min_resource <= max_resource).
-// Also: the command trainer has a command (and no other kind has one); grid searches only
-// finite domains; no config block for an algorithm other than algorithm.name; pbt perturbs
-// searched, non-structural parameters. Returns InvalidArgument "path: what is wrong; the fix"
-// for the first problem, checking objective, trainer, budget, resources (later checks use
-// max_steps), then search_space, then algorithm.
-absl::Status ValidateStudySpec(
-    const hippo::v1::StudySpec& spec,
-    const std::vector<std::string>& known_algorithms = BuiltInAlgorithmNames());
+// Checks a parsed spec: the generic checks of CheckStudySpec (objective, trainer, budget,
+// resources, search space, algorithm name), then rules.check_algorithm. Returns InvalidArgument
+// "path: what is wrong; the fix" for the first problem.
+absl::Status ValidateStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules);
 
 // The spec as JSON (protobuf's JSON mapping, snake_case names), for storage and --json output.
 // Map and Struct keys come out sorted, so equal specs give equal text. ParseStudySpec reads it

@@ -334,7 +334,11 @@ bool YamlToJson::Natural(const YAML::Node& node, const std::string& path, int de
         if (i > 0) {
           json_ += ',';
         }
-        if (!Natural(node[i], IndexPath(path, i), depth + 1)) {
+        const std::string element_path = IndexPath(path, i);
+        if (const auto position = PositionOf(node[i].Mark())) {
+          positions_[element_path] = *position;
+        }
+        if (!Natural(node[i], element_path, depth + 1)) {
           return false;
         }
       }
@@ -383,6 +387,9 @@ bool YamlToJson::NaturalMapping(const YAML::Node& node, const std::string& path,
       json_ += ',';
     }
     first = false;
+    if (const auto position = PositionOf(entry.second.Mark())) {
+      positions_[entry_path] = *position;
+    }
     absl::StrAppend(&json_, QuoteJson(entry.first.Scalar()), ":");
     if (!Natural(entry.second, entry_path, depth + 1)) {
       return false;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the torch trainer in one call (issue 6; /work/shared/GPU.md is the recipe).
+# The GPU checks of the torch trainer in one call (issue 6).
 #
 # Here, once (needs apt-get and network; writes only git-ignored .gpu/):
 #   scripts/gpu-check.sh --fetch-debs
@@ -107,7 +107,7 @@ export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 } >"$out/machine.txt" 2>&1
 note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores"
 
-# --- dependencies (GPU.md step 2) ---------------------------------------------------------------
+# --- dependencies: the Debian packages, unpacked into a prefix ------------------------------------
 deps=/opt/deps
 if ! ls .gpu/debs/*.deb >/dev/null 2>&1; then
   note "gpu-check: no .gpu/debs; run scripts/gpu-check.sh --fetch-debs here and carry .gpu"

@@ -295,4 +295,45 @@ absl::Status Asha::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+proto::Issue Asha::CheckConfig(const hippo::v1::Algorithm& config,
+                               const hippo::v1::StudySpec& spec) {
+  const hippo::v1::AshaConfig& asha = config.asha();
+  const Step max_steps = spec.budget().max_steps();
+  if (asha.min_resource() == 0) {
+    return proto::Problem("algorithm.asha.min_resource",
+                          "required; the steps of the first rung, e.g. min_resource: 5");
+  }
+  if (asha.max_resource() > max_steps) {
+    return proto::Problem("algorithm.asha.max_resource",
+                          absl::StrCat("must not exceed budget.max_steps (", max_steps, ") (got ",
+                                       asha.max_resource(), ")"));
+  }
+  const bool max_is_default = asha.max_resource() == 0;
+  const Step max_resource = max_is_default ? max_steps : asha.max_resource();
+  if (asha.min_resource() > max_resource) {
+    return proto::Problem(
+        "algorithm.asha.min_resource",
+        absl::StrCat("must not exceed ", max_is_default ? "budget.max_steps" : "max_resource",
+                     " (got ", asha.min_resource(), " > ", max_resource, ")"));
+  }
+  if (asha.reduction_factor() != 0 && asha.reduction_factor() <= 1) {
+    return proto::Problem(
+        "algorithm.asha.reduction_factor",
+        absl::StrCat("must be > 1 (got ", proto::FormatNumber(asha.reduction_factor()),
+                     "); each rung keeps 1/reduction_factor of the trials, e.g. 3"));
+  }
+  if (!asha.sampler().empty() && asha.sampler() != "random" && asha.sampler() != "tpe") {
+    return proto::Problem(
+        "algorithm.asha.sampler",
+        absl::StrCat("unknown sampler \"", asha.sampler(), "\"; known: random, tpe"));
+  }
+  if (asha.sampler() == "tpe") return CheckTpeConfig(config.tpe());
+  if (config.has_tpe()) {
+    return proto::Problem("algorithm.tpe",
+                          "configures the TPE sampler, but algorithm.asha.sampler is not tpe; "
+                          "remove it or set sampler: tpe");
+  }
+  return std::nullopt;
+}
+
 }  // namespace hippo::search_algos

@@ -9,7 +9,7 @@
 // the top floor(|rung k| / η) of the trials that completed rung k; it is promoted to rung k + 1.
 // If no trial is promotable, the bottom rung grows by a new trial.
 //
-// As requests (DESIGN.md, "Search plans and algorithms"):
+// As requests (docs/architecture.md):
 // - Suggest extends every promotable trial to its next rung (kExtend): a promotion happens as
 //   soon as a rung allows it, whichever trial's result made it possible. Then it proposes new
 //   trials while fewer than max_trials (100 when unset) were proposed: at most max_new_trials
@@ -53,6 +53,9 @@ class Asha : public SearchAlgorithm {
  public:
   // InvalidArgument naming the field of algorithm.asha (or algorithm.tpe) that is wrong.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.asha (and algorithm.tpe for the TPE sampler); see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;

@@ -439,4 +439,58 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+proto::Issue RegularizedEvolution::CheckConfig(const hippo::v1::Algorithm& config,
+                                               const hippo::v1::StudySpec& spec) {
+  const hippo::v1::EvolutionConfig& evolution = config.evolution();
+  const Step max_steps = spec.budget().max_steps();
+  const int64_t max_trials = spec.budget().max_trials();
+  if (evolution.population_size() == 0) {
+    return proto::Problem("algorithm.evolution.population_size",
+                          "required; the number of models kept alive, e.g. population_size: 16");
+  }
+  if (max_trials > 0 && evolution.population_size() > max_trials) {
+    return proto::Problem(
+        "algorithm.evolution.population_size",
+        absl::StrCat("must not exceed budget.max_trials (got ", evolution.population_size(), " > ",
+                     max_trials, "); the first population alone would not fit"));
+  }
+  if (evolution.children() == 0) {
+    return proto::Problem("algorithm.evolution.children",
+                          "required; the number of children to train, e.g. children: 64");
+  }
+  if (evolution.sample_size() > evolution.population_size()) {
+    return proto::Problem(
+        "algorithm.evolution.sample_size",
+        absl::StrCat("must not exceed population_size (got ", evolution.sample_size(), " > ",
+                     evolution.population_size(), ")"));
+  }
+  if (!evolution.has_asha()) return std::nullopt;
+  const hippo::v1::AshaConfig& asha = evolution.asha();
+  if (asha.min_resource() == 0) {
+    return proto::Problem("algorithm.evolution.asha.min_resource",
+                          "required; the steps of the first rung, e.g. min_resource: 5");
+  }
+  if (asha.min_resource() > max_steps) {
+    return proto::Problem("algorithm.evolution.asha.min_resource",
+                          absl::StrCat("must not exceed budget.max_steps (got ",
+                                       asha.min_resource(), " > ", max_steps, ")"));
+  }
+  if (asha.max_resource() != 0 && asha.max_resource() != max_steps) {
+    return proto::Problem("algorithm.evolution.asha.max_resource",
+                          absl::StrCat("children train to budget.max_steps (", max_steps, ") (got ",
+                                       asha.max_resource(), "); leave it unset or set it to that"));
+  }
+  if (asha.reduction_factor() != 0 && asha.reduction_factor() <= 1) {
+    return proto::Problem(
+        "algorithm.evolution.asha.reduction_factor",
+        absl::StrCat("must be > 1 (got ", proto::FormatNumber(asha.reduction_factor()),
+                     "); each rung keeps 1/reduction_factor of the children, e.g. 3"));
+  }
+  if (!asha.sampler().empty()) {
+    return proto::Problem("algorithm.evolution.asha.sampler",
+                          "evolution makes its own children; remove sampler");
+  }
+  return std::nullopt;
+}
+
 }  // namespace hippo::search_algos

@@ -81,6 +81,9 @@ class RegularizedEvolution : public SearchAlgorithm {
   // children. proto3 cannot tell 0 from unset, so 0 means the default. InvalidArgument naming
   // the field if one is out of range.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.evolution, including its asha block; see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;

@@ -49,4 +49,9 @@ absl::Status ExternalAskTell::LoadState(const std::string& state) {
   return sampler_->LoadState(state);
 }
 
+proto::Issue ExternalAskTell::CheckConfig(const hippo::v1::Algorithm& config,
+                                          const hippo::v1::StudySpec&) {
+  return CheckTpeConfig(config.tpe());
+}
+
 }  // namespace hippo::search_algos

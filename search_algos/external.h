@@ -27,6 +27,9 @@ namespace hippo::search_algos {
 class ExternalAskTell : public SearchAlgorithm {
  public:
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.tpe, which configures the suggestions; see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   // The client asks for `count` more trials; Suggest makes them (up to the budget).
   void Ask(int64_t count) { asked_ += count; }

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "proto/search_space_checks.h"
 #include "search_algos/point_sampler.h"
 
 namespace hippo::search_algos {
@@ -29,8 +30,8 @@ absl::Status IndependentTrials::LoadState(const std::string& state) {
       std::from_chars(state.data() + kPrefix.size(), state.data() + state.size(), proposed).ec !=
           std::errc() ||
       proposed < 0 || proposed > count_) {
-    return absl::DataLossError(absl::StrCat("bad saved state for a grid/random search: '",
-                                            state, "'"));
+    return absl::DataLossError(
+        absl::StrCat("bad saved state for a grid/random search: '", state, "'"));
   }
   proposed_ = proposed;
   return absl::OkStatus();
@@ -55,6 +56,32 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RandomSearch::Create(
 
 stage_tree::Point RandomSearch::PointAt(int64_t index) const {
   return SamplePoint(space_, seed_, static_cast<uint64_t>(index));
+}
+
+proto::Issue GridSearch::CheckConfig(const hippo::v1::Algorithm&,
+                                     const hippo::v1::StudySpec& spec) {
+  const auto& parameters = spec.search_space().parameters();
+  for (int i = 0; i < parameters.size(); ++i) {
+    const std::string path = proto::IndexPath("search_space.parameters", i);
+    if (parameters[i].has_float_()) {
+      return proto::Problem(proto::JoinPath(path, "float"),
+                            "grid search needs a finite domain, but a float range is continuous; "
+                            "list the values to try with categorical: {values: [...]}, or use "
+                            "another algorithm (random, tpe, asha)");
+    }
+    if (!parameters[i].has_sequence()) continue;
+    for (const proto::SequenceDomain& at :
+         proto::SequenceDomains(parameters[i].sequence(), proto::JoinPath(path, "sequence"),
+                                spec.budget().max_steps())) {
+      if (at.domain->has_range()) {
+        return proto::Problem(proto::JoinPath(at.path, "range"),
+                              "grid search needs a finite domain, but a range is continuous; list "
+                              "the values to try with choices: {values: [...]}, or use another "
+                              "algorithm (random, tpe, asha)");
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace hippo::search_algos

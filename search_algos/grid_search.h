@@ -33,6 +33,9 @@ class GridSearch : public IndependentTrials {
  public:
   // InvalidArgument if the space has a continuous dimension.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // Every domain of the spec's search space is finite; see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
  private:
   GridSearch(std::vector<stage_tree::Point> points, int64_t count, Step max_steps)
@@ -48,8 +51,7 @@ class RandomSearch : public IndependentTrials {
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
 
  private:
-  RandomSearch(const stage_tree::SearchSpace& space, uint64_t seed, int64_t count,
-               Step max_steps)
+  RandomSearch(const stage_tree::SearchSpace& space, uint64_t seed, int64_t count, Step max_steps)
       : IndependentTrials(count, max_steps), space_(space), seed_(seed) {}
   stage_tree::Point PointAt(int64_t index) const override;
 

@@ -319,4 +319,34 @@ std::vector<Step> Hyperband::BranchSteps() const {
   return steps;
 }
 
+proto::Issue Hyperband::CheckConfig(const hippo::v1::Algorithm& config,
+                                    const hippo::v1::StudySpec& spec) {
+  const hippo::v1::HyperbandConfig& hyperband = config.hyperband();
+  const Step max_steps = spec.budget().max_steps();
+  if (hyperband.max_resource() > max_steps) {
+    return proto::Problem("algorithm.hyperband.max_resource",
+                          absl::StrCat("must not exceed budget.max_steps (", max_steps, ") (got ",
+                                       hyperband.max_resource(), ")"));
+  }
+  if (hyperband.reduction_factor() != 0 && hyperband.reduction_factor() <= 1) {
+    return proto::Problem(
+        "algorithm.hyperband.reduction_factor",
+        absl::StrCat("must be > 1 (got ", proto::FormatNumber(hyperband.reduction_factor()),
+                     "), e.g. reduction_factor: 3"));
+  }
+  const int64_t max_trials = spec.budget().max_trials();
+  if (max_trials == 0) return std::nullopt;
+  const absl::StatusOr<std::vector<HyperbandBracket>> brackets =
+      HyperbandBrackets(hyperband.max_resource() > 0 ? hyperband.max_resource() : max_steps,
+                        hyperband.reduction_factor() > 0 ? hyperband.reduction_factor() : 3);
+  if (brackets.ok() && !brackets->empty() && brackets->back().n > max_trials) {
+    return proto::Problem(
+        "budget.max_trials",
+        absl::StrCat("hyperband's smallest bracket starts ", brackets->back().n,
+                     " trials (got max_trials: ", max_trials, "); raise max_trials to at least ",
+                     brackets->back().n, ", or leave it 0 for every bracket"));
+  }
+  return std::nullopt;
+}
+
 }  // namespace hippo::search_algos

@@ -68,6 +68,10 @@ class Hyperband : public SearchAlgorithm {
  public:
   // InvalidArgument naming the field of algorithm.hyperband or budget that is wrong.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.hyperband, and a budget.max_trials that fits a bracket; see
+  // ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;

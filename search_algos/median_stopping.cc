@@ -224,4 +224,14 @@ absl::Status MedianStoppingRule::LoadState(const std::string& state) {
   return absl::OkStatus();
 }
 
+proto::Issue MedianStoppingRule::CheckConfig(const hippo::v1::Algorithm& config,
+                                             const hippo::v1::StudySpec&) {
+  const std::string& sampler = config.median().sampler();
+  if (!sampler.empty() && sampler != "random") {
+    return proto::Problem("algorithm.median.sampler",
+                          absl::StrCat("unknown sampler \"", sampler, "\"; known: random"));
+  }
+  return std::nullopt;
+}
+
 }  // namespace hippo::search_algos

@@ -1,5 +1,6 @@
 #include "search_algos/pbt.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -410,6 +411,57 @@ std::vector<Step> PopulationBasedTraining::BranchSteps() const {
     steps.push_back(step);
   }
   return steps;
+}
+
+proto::Issue PopulationBasedTraining::CheckConfig(const hippo::v1::Algorithm& config,
+                                                  const hippo::v1::StudySpec& spec) {
+  const hippo::v1::PbtConfig& pbt = config.pbt();
+  const Step max_steps = spec.budget().max_steps();
+  if (pbt.population_size() < 2) {
+    return proto::Problem("algorithm.pbt.population_size",
+                          absl::StrCat("must be at least 2 (got ", pbt.population_size(),
+                                       "), e.g. population_size: 16"));
+  }
+  if (pbt.perturbation_interval() <= 0 || pbt.perturbation_interval() >= max_steps) {
+    return proto::Problem("algorithm.pbt.perturbation_interval",
+                          absl::StrCat("must be between 1 and budget.max_steps - 1 (got ",
+                                       pbt.perturbation_interval(),
+                                       "); the steps between exploit/explore rounds, e.g. 10"));
+  }
+  if (pbt.quantile_fraction() > 0.5) {
+    return proto::Problem(
+        "algorithm.pbt.quantile_fraction",
+        absl::StrCat("must be at most 0.5 (got ", proto::FormatNumber(pbt.quantile_fraction()),
+                     "); the bottom fraction is replaced by the top one"));
+  }
+  if (pbt.resample_probability() > 1) {
+    return proto::Problem("algorithm.pbt.resample_probability",
+                          absl::StrCat("must be at most 1 (got ",
+                                       proto::FormatNumber(pbt.resample_probability()), ")"));
+  }
+  for (int i = 0; i < pbt.perturbation_factors_size(); ++i) {
+    if (pbt.perturbation_factors(i) <= 0) {
+      return proto::Problem(proto::IndexPath("algorithm.pbt.perturbation_factors", i),
+                            "must be > 0");
+    }
+  }
+  const auto& parameters = spec.search_space().parameters();
+  for (int i = 0; i < pbt.perturbed_parameters_size(); ++i) {
+    const std::string path = proto::IndexPath("algorithm.pbt.perturbed_parameters", i);
+    const std::string& name = pbt.perturbed_parameters(i);
+    const auto it = std::find_if(parameters.begin(), parameters.end(),
+                                 [&](const auto& parameter) { return parameter.name() == name; });
+    if (it == parameters.end()) {
+      return proto::Problem(path,
+                            absl::StrCat("no parameter named \"", name, "\" in search_space"));
+    }
+    if (it->structural() || it->has_fixed()) {
+      return proto::Problem(
+          path, absl::StrCat("\"", name, "\" is ", it->structural() ? "structural" : "fixed",
+                             ", so PBT cannot change it during training"));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace hippo::search_algos

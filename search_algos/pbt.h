@@ -54,6 +54,10 @@ class PopulationBasedTraining : public SearchAlgorithm {
   // default. InvalidArgument naming the field if a value is out of range, or if a perturbed
   // parameter is unknown, not numeric or structural (a fork cannot change the model).
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.pbt, whose perturbed parameters must be searched and may change
+  // during training; see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber trial, Step target) override;

@@ -10,8 +10,9 @@ namespace {
 class RegistryRegistrar : public PluginRegistrar {
  public:
   explicit RegistryRegistrar(AlgorithmRegistry& registry) : registry_(registry) {}
-  absl::Status Add(const std::string& name, AlgorithmFactory factory) override {
-    absl::Status status = registry_.Register(name, std::move(factory));
+  using PluginRegistrar::Add;
+  absl::Status Add(const std::string& name, AlgorithmDefinition definition) override {
+    absl::Status status = registry_.Register(name, std::move(definition));
     if (!status.ok() && first_error_.ok()) first_error_ = status;
     return status;
   }
@@ -33,9 +34,9 @@ absl::Status LoadPlugin(const std::string& path, AlgorithmRegistry& registry) {
       reinterpret_cast<RegisterAlgorithmsFunction>(dlsym(library, kRegisterAlgorithmsSymbol));
   if (registration == nullptr) {
     dlclose(library);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--plugin ", path, ": not a Hippo plugin (it exports no ", kRegisterAlgorithmsSymbol,
-        "; see search_algos/plugin.h)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--plugin ", path, ": not a Hippo plugin (it exports no ",
+                     kRegisterAlgorithmsSymbol, "; see search_algos/plugin.h)"));
   }
   RegistryRegistrar registrar(registry);
   registration(&registrar);

@@ -4,14 +4,19 @@
 //
 //   extern "C" void HippoRegisterAlgorithms(hippo::search_algos::PluginRegistrar* registrar);
 //
-// which calls registrar->Add(name, factory) for each algorithm it provides. The registrar is
-// an interface (calls go through its vtable), so a plugin needs no symbol of the server; it
-// links only what it uses itself (e.g. absl::status). Build it with the same compiler and
-// Hippo headers as the server. examples/plugins/halton_search.cc is an example.
+// which calls registrar->Add(name, {factory, config_check}) for each algorithm it provides. The
+// config check (search_algorithm.h, ConfigCheck) is how a plugin refuses a bad
+// algorithm.plugin_config: `hippo validate`, `hippo run` and the coordinator's CreateStudy run it
+// like a built-in algorithm's, and report its field path at the line the spec sets it. The
+// registrar is an interface (calls go through its vtable), so a plugin needs no symbol of the
+// server; it links only what it uses itself (e.g. absl::status, libprotobuf for the Struct of
+// plugin_config). Build it with the same compiler and Hippo headers as the server.
+// examples/plugins/halton_search.cc is an example.
 #ifndef HIPPO_SEARCH_ALGOS_PLUGIN_H_
 #define HIPPO_SEARCH_ALGOS_PLUGIN_H_
 
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "search_algos/search_algorithm.h"
@@ -21,8 +26,13 @@ namespace hippo::search_algos {
 class PluginRegistrar {
  public:
   virtual ~PluginRegistrar() = default;
-  // AlreadyExists if an algorithm of that name is registered.
-  virtual absl::Status Add(const std::string& name, AlgorithmFactory factory) = 0;
+  // Registers an algorithm: its factory, its config check and the config blocks it reads
+  // (AlgorithmDefinition). AlreadyExists if an algorithm of that name is registered.
+  virtual absl::Status Add(const std::string& name, AlgorithmDefinition definition) = 0;
+  // An algorithm with no config checks of its own.
+  absl::Status Add(const std::string& name, AlgorithmFactory factory) {
+    return Add(name, AlgorithmDefinition{std::move(factory), nullptr, {}});
+  }
 };
 
 using RegisterAlgorithmsFunction = void (*)(PluginRegistrar* registrar);

@@ -1,6 +1,6 @@
 // SearchAlgorithm: the interface between a study's search plan and a search algorithm.
 //
-// Events in, requests out (DESIGN.md, "Search plans and algorithms"). An algorithm never
+// Events in, requests out (docs/architecture.md). An algorithm never
 // touches the stage tree or the store. It is deterministic given its seed and the events it
 // saw, and it serialises its state, so that a restarted coordinator resumes it exactly.
 //
@@ -16,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.pb.h"
+#include "proto/spec_issues.h"
 #include "stage_tree/search_space.h"
 
 namespace hippo::search_algos {
@@ -75,20 +77,48 @@ class SearchAlgorithm {
 using AlgorithmFactory =
     std::function<absl::StatusOr<std::unique_ptr<SearchAlgorithm>>(const AlgorithmContext&)>;
 
+// An algorithm's own checks of its config, run on a spec that passed the generic ones
+// (proto/spec_validator.h: objective, trainer, budget, resources, search space, a known
+// algorithm.name, no negative numbers). `config` is spec.algorithm(), given on its own so that a
+// plugin reads its config without touching the StudySpec's accessors (their symbols live in the
+// server binary, which a plugin does not link). Returns the first problem, with its field path
+// (e.g. algorithm.asha.min_resource) and "what is wrong; the fix", or nullopt. A spec it accepts
+// must not be refused by the algorithm's factory.
+using ConfigCheck = std::function<proto::Issue(const hippo::v1::Algorithm& config,
+                                               const hippo::v1::StudySpec& spec)>;
+
+// What a registration carries.
+struct AlgorithmDefinition {
+  AlgorithmFactory create;
+  ConfigCheck check_config;  // empty: nothing beyond the generic checks
+  // Config blocks of hippo.v1.Algorithm the algorithm reads besides the one named after it and
+  // plugin_config (asha reads tpe for its TPE sampler). A spec that sets any other block is
+  // refused: the block would be silently ignored.
+  std::vector<std::string> other_config_blocks;
+};
+
 // The registry of algorithms by name. Built-ins register themselves on first use.
 class AlgorithmRegistry {
  public:
   static AlgorithmRegistry& Global();
   // AlreadyExists if the name is taken.
+  absl::Status Register(const std::string& name, AlgorithmDefinition definition);
+  // An algorithm with no checks of its own.
   absl::Status Register(const std::string& name, AlgorithmFactory factory);
   // NotFound naming the known algorithms if `name` is not registered.
   absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const std::string& name,
                                                           const AlgorithmContext& context) const;
+  // The first problem of the config of spec.algorithm().name(), a registered algorithm: a config
+  // block it does not read, then its own check. nullopt for a name not registered.
+  proto::Issue CheckConfig(const hippo::v1::StudySpec& spec) const;
+  // In registration order, built-ins first.
   std::vector<std::string> Names() const;
 
  private:
   AlgorithmRegistry();
-  std::vector<std::pair<std::string, AlgorithmFactory>> factories_;
+  const AlgorithmDefinition* Find(const std::string& name) const;
+
+  std::vector<std::pair<std::string, AlgorithmDefinition>> definitions_;
 };
 
 }  // namespace hippo::search_algos

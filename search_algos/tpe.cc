@@ -333,18 +333,37 @@ Point TpeSampler::Sample(uint64_t index) const {
   point.reserve(space_.dimensions.size());
   for (size_t d = 0; d < space_.dimensions.size(); ++d) {
     const Dimension& dimension = space_.dimensions[d];
+    // A dimension of one alternative of a one_of is modelled on the trials that used it.
+    std::optional<double> needed_choice;
+    if (dimension.active_if) {
+      const Dimension& chooser = space_.dimensions[*dimension.active_if];
+      needed_choice = static_cast<double>(
+          std::find(chooser.choices.begin(), chooser.choices.end(), dimension.active_if_value) -
+          chooser.choices.begin());
+    }
+    auto used = [&](const Observation& observation) {
+      return !needed_choice || observation.coordinates[*dimension.active_if] == *needed_choice;
+    };
     std::vector<double> good_values, bad_values;
-    for (const auto& [trial, observation] : good)
-      good_values.push_back(observation->coordinates[d]);
-    for (const auto& [trial, observation] : bad) bad_values.push_back(observation->coordinates[d]);
+    std::vector<double> good_used_weights, bad_used_weights;
+    for (size_t i = 0; i < good.size(); ++i) {
+      if (!used(*good[i].second)) continue;
+      good_values.push_back(good[i].second->coordinates[d]);
+      good_used_weights.push_back(good_weights[i]);
+    }
+    for (size_t i = 0; i < bad.size(); ++i) {
+      if (!used(*bad[i].second)) continue;
+      bad_values.push_back(bad[i].second->coordinates[d]);
+      bad_used_weights.push_back(bad_weights[i]);
+    }
     const int64_t candidates = parameters_.n_ei_candidates;
 
     if (dimension.kind == DimensionKind::kChoice) {
       const size_t choices = dimension.choices.size();
       const std::vector<double> l =
-          ChoiceProbabilities(good_values, good_weights, choices, parameters_.prior_weight);
+          ChoiceProbabilities(good_values, good_used_weights, choices, parameters_.prior_weight);
       const std::vector<double> g =
-          ChoiceProbabilities(bad_values, bad_weights, choices, parameters_.prior_weight);
+          ChoiceProbabilities(bad_values, bad_used_weights, choices, parameters_.prior_weight);
       size_t best = 0;
       double best_score = -std::numeric_limits<double>::infinity();
       for (int64_t i = 0; i < candidates; ++i) {
@@ -366,9 +385,9 @@ Point TpeSampler::Sample(uint64_t index) const {
     const NumericScale scale(dimension);
     for (double& value : good_values) value = scale.ToModel(value);
     for (double& value : bad_values) value = scale.ToModel(value);
-    const TruncatedGaussianMixture l(good_values, good_weights, scale.model_low, scale.model_high,
+    const TruncatedGaussianMixture l(good_values, good_used_weights, scale.model_low, scale.model_high,
                                      scale.model_step, parameters_.prior_weight);
-    const TruncatedGaussianMixture g(bad_values, bad_weights, scale.model_low, scale.model_high,
+    const TruncatedGaussianMixture g(bad_values, bad_used_weights, scale.model_low, scale.model_high,
                                      scale.model_step, parameters_.prior_weight);
     double best = dimension.low;
     double best_score = -std::numeric_limits<double>::infinity();
@@ -532,6 +551,21 @@ absl::Status TpeSearch::LoadState(const std::string& state) {
   trials_ = std::move(trials);
   sampler_ = std::move(sampler);
   return absl::OkStatus();
+}
+
+proto::Issue CheckTpeConfig(const hippo::v1::TpeConfig& config) {
+  if (config.gamma() >= 1) {
+    return proto::Problem(
+        "algorithm.tpe.gamma",
+        absl::StrCat("must be below 1 (got ", proto::FormatNumber(config.gamma()),
+                     "); it is the fraction of trials in the good group, e.g. 0.25"));
+  }
+  return std::nullopt;
+}
+
+proto::Issue TpeSearch::CheckConfig(const hippo::v1::Algorithm& config,
+                                    const hippo::v1::StudySpec&) {
+  return CheckTpeConfig(config.tpe());
 }
 
 }  // namespace hippo::search_algos

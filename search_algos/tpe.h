@@ -36,6 +36,9 @@ struct TpeParameters {
 // range.
 absl::StatusOr<TpeParameters> TpeParametersFromConfig(const hippo::v1::TpeConfig& config);
 
+// The spec checks of algorithm.tpe (for tpe, and for the algorithms that sample with TPE).
+proto::Issue CheckTpeConfig(const hippo::v1::TpeConfig& config);
+
 // The sampler on its own, so that other algorithms (ASHA) can suggest points with TPE.
 // Deterministic: the index-th suggestion is a pure function of (seed, index, results observed).
 class TpeSampler {
@@ -89,6 +92,9 @@ class TpeSearch : public SearchAlgorithm {
  public:
   // InvalidArgument naming the field of algorithm.tpe that is out of range.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  // The spec's algorithm.tpe; see ConfigCheck.
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
 
   void OnMetric(TrialNumber trial, Step step, double objective) override;
   void OnTrialReachedTarget(TrialNumber, Step) override {}

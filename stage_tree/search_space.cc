@@ -1,5 +1,6 @@
 #include "stage_tree/search_space.h"
 
+#include <charconv>
 #include <cmath>
 
 #include "absl/status/status.h"
@@ -30,6 +31,8 @@ absl::StatusOr<Value> FromProtoValue(const google::protobuf::Value& value,
 }
 
 // Adds a dimension (or keeps a fixed value) for one component and returns the component.
+// While an alternative of a one_of parameter is added, its dimensions are marked as used only
+// when that alternative is chosen.
 class SpaceBuilder {
  public:
   Component Choices(std::string name, std::vector<Value> choices) {
@@ -79,25 +82,141 @@ class SpaceBuilder {
     return Choices(std::move(name), std::move(choices));
   }
 
+  void set_condition(std::optional<size_t> dimension, Value value) {
+    condition_ = dimension;
+    condition_value_ = std::move(value);
+  }
+
   SearchSpace& space() { return space_; }
 
  private:
   Component Add(Dimension dimension) {
+    dimension.active_if = condition_;
+    if (condition_) dimension.active_if_value = condition_value_;
     space_.dimensions.push_back(std::move(dimension));
     return Component{space_.dimensions.size() - 1, 0.0};
   }
 
   SearchSpace space_;
+  std::optional<size_t> condition_;
+  Value condition_value_ = 0.0;
 };
 
-absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, ParameterSpec& spec) {
-  const v1::SequenceParameter& sequence = proto.sequence();
-  const std::string prefix = proto.name() + ".";
+// The shortest text that reads back as the same double.
+std::string ExactText(double value) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  return std::string(buffer, result.ptr);
+}
+
+const char* ShapeName(v1::SequenceParameter::ShapeCase shape) {
+  switch (shape) {
+    case v1::SequenceParameter::kConstant:
+      return "constant";
+    case v1::SequenceParameter::kStepDecay:
+      return "step_decay";
+    case v1::SequenceParameter::kCosine:
+      return "cosine";
+    case v1::SequenceParameter::kExponential:
+      return "exponential";
+    case v1::SequenceParameter::kPiecewise:
+      return "piecewise";
+    case v1::SequenceParameter::kLinear:
+      return "linear";
+    default:
+      return "none";
+  }
+}
+
+absl::Status AddPiecewise(const v1::PiecewiseSequence& piecewise, const std::string& where,
+                          const std::string& prefix, SpaceBuilder& builder, ParameterSpec& spec) {
+  auto& components = spec.components;
+  const int boundary_forms = (piecewise.boundaries_size() > 0) +
+                             (piecewise.boundary_domains_size() > 0) +
+                             (piecewise.boundary_choices().choices_size() > 0);
+  const int value_forms = (piecewise.values_size() > 0) + (piecewise.value_domains_size() > 0) +
+                          (piecewise.value_choices().choices_size() > 0);
+  if (boundary_forms > 1 || value_forms != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ".piecewise: give the boundaries at most one way (boundaries, boundary_domains or "
+        "boundary_choices) and the values exactly one way (values, value_domains or "
+        "value_choices)"));
+  }
+  size_t boundary_count = 0;
+  if (piecewise.boundary_choices().choices_size() > 0) {
+    boundary_count = piecewise.boundary_choices().choices(0).steps_size();
+    for (const v1::StepList& list : piecewise.boundary_choices().choices()) {
+      if (static_cast<size_t>(list.steps_size()) != boundary_count) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".piecewise.boundary_choices: every list needs the same number of steps"));
+      }
+    }
+    components["boundaries"] =
+        builder.StepLists(prefix + "boundaries", piecewise.boundary_choices());
+  } else if (piecewise.boundary_domains_size() > 0) {
+    boundary_count = piecewise.boundary_domains_size();
+    for (size_t i = 0; i < boundary_count; ++i) {
+      const std::string name = absl::StrCat("boundaries[", i, "]");
+      components[name] = builder.Number(prefix + name, piecewise.boundary_domains(i), 0);
+    }
+  } else {
+    boundary_count = piecewise.boundaries_size();
+    components["boundaries"] =
+        Component{std::nullopt,
+                  std::vector<Step>(piecewise.boundaries().begin(), piecewise.boundaries().end())};
+  }
+  spec.piece_count = boundary_count + 1;
+  auto check_count = [&](size_t count, const char* field) -> absl::Status {
+    if (count == spec.piece_count) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".piecewise.", field, ": has ", count, " values for ", boundary_count,
+                     " boundaries; give one more value than boundaries"));
+  };
+  if (piecewise.value_choices().choices_size() > 0) {
+    std::vector<Value> labels;
+    for (const v1::NumberList& list : piecewise.value_choices().choices()) {
+      if (absl::Status status = check_count(list.values_size(), "value_choices"); !status.ok()) {
+        return status;
+      }
+      std::vector<double> values(list.values().begin(), list.values().end());
+      std::vector<std::string> texts;
+      for (double value : values) texts.push_back(ExactText(value));
+      std::string label = absl::StrCat("[", absl::StrJoin(texts, ", "), "]");
+      spec.value_lists[label] = std::move(values);
+      labels.emplace_back(std::move(label));
+    }
+    components["values"] = builder.Choices(prefix + "values", std::move(labels));
+  } else if (piecewise.value_domains_size() > 0) {
+    if (absl::Status status = check_count(piecewise.value_domains_size(), "value_domains");
+        !status.ok()) {
+      return status;
+    }
+    for (size_t i = 0; i < spec.piece_count; ++i) {
+      const std::string name = absl::StrCat("values[", i, "]");
+      components[name] = builder.Number(prefix + name, piecewise.value_domains(i), 0);
+    }
+  } else {
+    if (absl::Status status = check_count(piecewise.values_size(), "values"); !status.ok()) {
+      return status;
+    }
+    for (size_t i = 0; i < spec.piece_count; ++i) {
+      components[absl::StrCat("values[", i, "]")] = Component{std::nullopt, piecewise.values(i)};
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The components of one shape of `sequence`, with dimensions named `prefix` + component
+// (`value_name` for a constant's value). `where` names the parameter in errors.
+absl::Status AddShape(const v1::SequenceParameter& sequence, const std::string& where,
+                      const std::string& prefix, const std::string& value_name,
+                      SpaceBuilder& builder, ParameterSpec& spec) {
   auto& components = spec.components;
   switch (sequence.shape_case()) {
     case v1::SequenceParameter::kConstant:
       spec.shape = Shape::kScalar;
-      components["value"] = builder.Number(proto.name(), sequence.constant(), 0);
+      components["value"] = builder.Number(value_name, sequence.constant(), 0);
       break;
     case v1::SequenceParameter::kStepDecay:
       spec.shape = Shape::kStepDecay;
@@ -119,80 +238,83 @@ absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, Para
           builder.Number(prefix + "initial", sequence.exponential().initial(), 0);
       components["rate"] = builder.Number(prefix + "rate", sequence.exponential().rate(), 1);
       break;
+    case v1::SequenceParameter::kLinear:
+      spec.shape = Shape::kLinear;
+      components["from"] = builder.Number(prefix + "from", sequence.linear().from(), 0);
+      components["to"] = builder.Number(prefix + "to", sequence.linear().to(), 0);
+      components["start"] = builder.Number(prefix + "start", sequence.linear().start(), 0);
+      components["end"] = builder.Number(prefix + "end", sequence.linear().end(), 0);
+      break;
     case v1::SequenceParameter::kPiecewise:
       spec.shape = Shape::kPiecewise;
-      spec.boundaries.assign(sequence.piecewise().boundaries().begin(),
-                             sequence.piecewise().boundaries().end());
-      spec.values.assign(sequence.piecewise().values().begin(),
-                         sequence.piecewise().values().end());
+      if (absl::Status status = AddPiecewise(sequence.piecewise(), where, prefix, builder, spec);
+          !status.ok()) {
+        return status;
+      }
       break;
     default:
       return absl::InvalidArgumentError(
-          absl::StrCat("parameter '", proto.name(),
-                       "': a sequence needs a shape (constant, step_decay, cosine, exponential "
-                       "or piecewise)"));
+          absl::StrCat(where,
+                       ": a sequence needs a shape (constant, step_decay, cosine, exponential, "
+                       "piecewise or linear) or one_of"));
   }
   components["warmup_steps"] = builder.Number(prefix + "warmup_steps", sequence.warmup_steps(), 0);
+  components["warmup_from"] = builder.Number(prefix + "warmup_from", sequence.warmup_from(), 0);
   return absl::OkStatus();
 }
 
-const Value& ValueOf(const ParameterSpec& parameter, const std::string& component,
-                     const Point& point) {
-  const Component& found = parameter.components.at(component);
-  return found.dimension ? point[*found.dimension] : found.fixed;
-}
-
-absl::StatusOr<double> NumberOf(const ParameterSpec& parameter, const std::string& component,
-                                const Point& point) {
-  const Value& value = ValueOf(parameter, component, point);
-  if (const double* number = std::get_if<double>(&value)) return *number;
-  return absl::InvalidArgumentError(absl::StrCat("parameter '", parameter.name, "': ", component,
-                                                 " must be a number, got ", ValueToString(value)));
-}
-
-absl::StatusOr<Sequence> BuildSequence(const ParameterSpec& parameter, const Point& point,
-                                       Step max_steps) {
-  absl::StatusOr<double> warmup = NumberOf(parameter, "warmup_steps", point);
-  if (!warmup.ok()) return warmup.status();
-  const auto warmup_steps = static_cast<Step>(std::llround(*warmup));
-  switch (parameter.shape) {
-    case Shape::kScalar: {
-      absl::StatusOr<double> value = NumberOf(parameter, "value", point);
-      if (!value.ok()) return value.status();
-      if (warmup_steps > 0) return ExponentialSchedule(*value, 1.0, warmup_steps, max_steps);
-      return Sequence::ConstantOver(*value, max_steps);
-    }
-    case Shape::kStepDecay: {
-      absl::StatusOr<double> initial = NumberOf(parameter, "initial", point);
-      absl::StatusOr<double> gamma = NumberOf(parameter, "gamma", point);
-      if (!initial.ok()) return initial.status();
-      if (!gamma.ok()) return gamma.status();
-      const auto* milestones =
-          std::get_if<std::vector<Step>>(&ValueOf(parameter, "milestones", point));
-      return StepDecay(*initial, *gamma, milestones ? *milestones : std::vector<Step>{},
-                       warmup_steps, max_steps);
-    }
-    case Shape::kCosine: {
-      absl::StatusOr<double> max = NumberOf(parameter, "max", point);
-      absl::StatusOr<double> min = NumberOf(parameter, "min", point);
-      absl::StatusOr<double> period = NumberOf(parameter, "period", point);
-      if (!max.ok()) return max.status();
-      if (!min.ok()) return min.status();
-      if (!period.ok()) return period.status();
-      const Step steps = *period > 0 ? static_cast<Step>(std::llround(*period)) : max_steps;
-      return CosineSchedule(*max, *min, steps, warmup_steps, max_steps);
-    }
-    case Shape::kExponential: {
-      absl::StatusOr<double> initial = NumberOf(parameter, "initial", point);
-      absl::StatusOr<double> rate = NumberOf(parameter, "rate", point);
-      if (!initial.ok()) return initial.status();
-      if (!rate.ok()) return rate.status();
-      return ExponentialSchedule(*initial, *rate, warmup_steps, max_steps);
-    }
-    case Shape::kPiecewise:
-      return Piecewise(parameter.boundaries, parameter.values, max_steps);
+absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, ParameterSpec& spec) {
+  const v1::SequenceParameter& sequence = proto.sequence();
+  const std::string where = absl::StrCat("parameter '", proto.name(), "'");
+  const std::string prefix = proto.name() + ".";
+  if (sequence.one_of().empty()) {
+    return AddShape(sequence, where, prefix, proto.name(), builder, spec);
   }
-  return absl::InternalError("unknown sequence shape");
+  if (sequence.shape_case() != v1::SequenceParameter::SHAPE_NOT_SET) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": set either a shape or one_of, not both"));
+  }
+  spec.shape = Shape::kOneOf;
+  std::vector<Value> labels;
+  std::map<std::string, int> seen;
+  for (const v1::SequenceParameter& alternative : sequence.one_of()) {
+    const std::string shape = ShapeName(alternative.shape_case());
+    const int count = ++seen[shape];
+    labels.emplace_back(count == 1 ? shape : absl::StrCat(shape, "_", count));
+  }
+  const Component choice = builder.Choices(prefix + "one_of", labels);
+  spec.components["one_of"] = choice;
+  for (int i = 0; i < sequence.one_of_size(); ++i) {
+    const v1::SequenceParameter& alternative = sequence.one_of(i);
+    const std::string label = std::get<std::string>(labels[i]);
+    const std::string alternative_where = absl::StrCat(where, ".one_of[", i, "]");
+    if (!alternative.one_of().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(alternative_where, ": an alternative is a plain shape, not one_of"));
+    }
+    if ((alternative.has_warmup_steps() || alternative.has_warmup_from()) &&
+        (sequence.has_warmup_steps() || sequence.has_warmup_from())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          alternative_where,
+          ": warm-up is set for all alternatives already; set it there or here, not both"));
+    }
+    ParameterSpec alternative_spec;
+    alternative_spec.name = label;
+    builder.set_condition(choice.dimension, labels[i]);
+    const std::string alternative_prefix = absl::StrCat(prefix, label, ".");
+    if (absl::Status status = AddShape(alternative, alternative_where, alternative_prefix,
+                                       absl::StrCat(prefix, label), builder, alternative_spec);
+        !status.ok()) {
+      return status;
+    }
+    builder.set_condition(std::nullopt, 0.0);
+    spec.alternatives.push_back(std::move(alternative_spec));
+  }
+  spec.components["warmup_steps"] =
+      builder.Number(prefix + "warmup_steps", sequence.warmup_steps(), 0);
+  spec.components["warmup_from"] =
+      builder.Number(prefix + "warmup_from", sequence.warmup_from(), 0);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -255,6 +377,12 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
   return std::move(builder.space());
 }
 
+bool IsActive(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
+              size_t dimension) {
+  const std::optional<size_t>& parent = dimensions[dimension].active_if;
+  return !parent || point[*parent] == dimensions[dimension].active_if_value;
+}
+
 absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space) {
   std::vector<std::vector<Value>> axes;
   for (const Dimension& dimension : space.dimensions) {
@@ -273,40 +401,23 @@ absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space) {
     }
     axes.push_back(std::move(axis));
   }
+  // A dimension a point does not use keeps its first value there, so each alternative of a
+  // one_of contributes its own grid once, not once per value of the others' dimensions.
   std::vector<Point> points = {Point{}};
-  for (const std::vector<Value>& axis : axes) {
+  for (size_t d = 0; d < axes.size(); ++d) {
     std::vector<Point> extended;
-    extended.reserve(points.size() * axis.size());
+    extended.reserve(points.size() * axes[d].size());
     for (const Point& point : points) {
-      for (const Value& value : axis) {
+      const bool active = IsActive(space.dimensions, point, d);
+      for (const Value& value : axes[d]) {
         extended.push_back(point);
         extended.back().push_back(value);
+        if (!active) break;
       }
     }
     points = std::move(extended);
   }
   return points;
-}
-
-absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& point, Step max_steps) {
-  if (point.size() != space.dimensions.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a point needs ", space.dimensions.size(), " values; got ", point.size()));
-  }
-  TrialPlan plan;
-  for (const ParameterSpec& parameter : space.parameters) {
-    if (parameter.structural) {
-      plan.structural[parameter.name] = ValueOf(parameter, "value", point);
-      continue;
-    }
-    absl::StatusOr<Sequence> sequence = BuildSequence(parameter, point, max_steps);
-    if (!sequence.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("parameter '", parameter.name, "': ", sequence.status().message()));
-    }
-    plan.sequences[parameter.name] = *std::move(sequence);
-  }
-  return plan;
 }
 
 std::string TrainerIdentity(const v1::TrainerSpec& trainer) {

@@ -2,9 +2,14 @@
 // those dimensions becomes a trial's hyper-parameter sequences.
 //
 // A scalar parameter is one dimension ("weight_decay"); a sequence parameter has one dimension
-// per searched component ("lr.initial", "lr.milestones", "lr.warmup_steps"). Fixed values are
-// not dimensions. Non-structural numeric parameters become constant sequences, so they can be
-// changed mid-training (PBT); structural ones (and strings) go into the family key.
+// per searched component ("lr.initial", "lr.milestones", "lr.warmup_steps",
+// "lr.boundaries[1]"). A one_of parameter has a dimension choosing the alternative
+// ("lr.one_of", whose choices are the alternatives' labels: their shape names, "cosine",
+// "step_decay", with "_2", "_3" added to repeated shapes) and the dimensions of each
+// alternative under its label ("lr.cosine.max"); those are used only when their alternative is
+// chosen. Fixed values are not dimensions. Non-structural numeric parameters become constant
+// sequences, so they can be changed mid-training (PBT); structural ones (and strings) go into
+// the family key.
 #ifndef HIPPO_STAGE_TREE_SEARCH_SPACE_H_
 #define HIPPO_STAGE_TREE_SEARCH_SPACE_H_
 
@@ -34,9 +39,19 @@ struct Dimension {
   double high = 0;
   bool log = false;
   double step = 0;  // quantisation; kInt uses at least 1
+  // Set for a dimension of one alternative of a one_of parameter: it is used only when the
+  // point's value of dimension `active_if` is `active_if_value` (the alternative's label).
+  // The choosing dimension comes first in the space, so a sampler can pick an alternative and
+  // then its values. A point still holds a value for an unused dimension; it changes nothing.
+  std::optional<size_t> active_if;
+  Value active_if_value;
 };
 
-enum class Shape { kScalar, kStepDecay, kCosine, kExponential, kPiecewise };
+// Whether `point` uses dimension `dimension` (see Dimension::active_if).
+bool IsActive(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
+              size_t dimension);
+
+enum class Shape { kScalar, kStepDecay, kCosine, kExponential, kPiecewise, kLinear, kOneOf };
 
 // A component of a parameter: a fixed value, or the index of the dimension that searches it.
 struct Component {
@@ -49,10 +64,15 @@ struct ParameterSpec {
   bool structural = false;
   Shape shape = Shape::kScalar;
   // By component name: "value" (scalar), "initial", "gamma", "milestones", "max", "min",
-  // "period", "rate", "warmup_steps".
+  // "period", "rate", "from", "to", "start", "end", "warmup_steps", "warmup_from"; piecewise:
+  // "boundaries" (a list) or "boundaries[i]", "values" (a list label) or "values[i]"; one_of:
+  // "one_of" (the chosen alternative's label).
   std::map<std::string, Component> components;
-  std::vector<Step> boundaries;  // piecewise
-  std::vector<double> values;    // piecewise
+  size_t piece_count = 0;  // piecewise: number of values (one more than boundaries)
+  // piecewise given value_choices: each list by the label that is its dimension's choice.
+  std::map<std::string, std::vector<double>> value_lists;
+  // one_of: the alternatives (plain shapes), each with its label in `name`.
+  std::vector<ParameterSpec> alternatives;
 };
 
 struct SearchSpace {

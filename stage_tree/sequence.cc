@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 #include <numbers>
+#include <optional>
+#include <span>
 #include <sstream>
 
 #include "absl/status/status.h"
@@ -21,19 +23,119 @@ absl::Status CheckHorizon(Step horizon) {
   return absl::OkStatus();
 }
 
-// Replaces [0, warmup) of `segments` by a linear ramp that reaches `peak` at step warmup - 1.
-std::vector<Segment> WithWarmup(std::vector<Segment> segments, double peak, Step warmup) {
-  if (warmup <= 0) return segments;
-  std::vector<Segment> result;
-  const Step horizon = segments.back().end;
-  const Step ramp_end = std::min(warmup, horizon);
-  result.push_back({0, ramp_end, SegmentFunction::Linear(0.0, peak, -1, warmup)});
-  for (Segment& segment : segments) {
-    if (segment.end <= ramp_end) continue;
-    segment.start = std::max(segment.start, ramp_end);
-    result.push_back(segment);
+// The tree's notion of one value: the same bits, with -0.0 and 0.0 the same.
+bool SameValue(double a, double b) {
+  return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b) || (a == 0.0 && b == 0.0);
+}
+
+// Whether `function` gives the value of `segment` at every one of its steps. The end points are
+// compared first, as most candidates fail there.
+bool Reproduces(const SegmentFunction& function, const Segment& segment) {
+  if (function == segment.function) return true;
+  auto same_at = [&](Step step) {
+    return SameValue(function.Evaluate(step), segment.function.Evaluate(step));
+  };
+  if (!same_at(segment.start) || !same_at(segment.end - 1)) return false;
+  for (Step step = segment.start + 1; step < segment.end - 1; ++step) {
+    if (!same_at(step)) return false;
   }
-  return result;
+  return true;
+}
+
+// The segment's function, or the constant it amounts to on the segment's steps.
+SegmentFunction Simplified(const Segment& segment) {
+  if (segment.function.kind == FunctionKind::kConstant) return segment.function;
+  const SegmentFunction constant =
+      SegmentFunction::Constant(segment.function.Evaluate(segment.start));
+  return Reproduces(constant, segment) ? constant : segment.function;
+}
+
+bool IsStraight(const SegmentFunction& function) {
+  return function.kind == FunctionKind::kConstant || function.kind == FunctionKind::kLinear;
+}
+
+// A straight line that gives the values of every segment of `run` (contiguous segments), if
+// there is one: the line from the run's first value to its last, or, when `next` (the segment
+// after the run) is given, the line that reaches next's first value one step after the run,
+// which is how a linear ramp that then holds is written.
+std::optional<SegmentFunction> LineThrough(std::span<const Segment> run,
+                                           const Segment* next = nullptr) {
+  const Step start = run.front().start;
+  const double from = run.front().function.Evaluate(start);
+  auto reproduces_run = [&](const SegmentFunction& line) {
+    for (const Segment& segment : run) {
+      if (!Reproduces(line, segment)) return false;
+    }
+    return true;
+  };
+  const Step end = run.back().end;
+  if (next != nullptr) {
+    const SegmentFunction line =
+        SegmentFunction::Linear(from, next->function.Evaluate(end), start, end - start);
+    if (reproduces_run(line)) return line;
+  }
+  if (end - 1 <= start) return std::nullopt;
+  const SegmentFunction line =
+      SegmentFunction::Linear(from, run.back().function.Evaluate(end - 1), start, end - 1 - start);
+  if (reproduces_run(line)) return line;
+  return std::nullopt;
+}
+
+// One function for two neighbours, if one gives the values of both.
+std::optional<SegmentFunction> MergedFunction(const Segment& a, const Segment& b) {
+  if (a.function == b.function || Reproduces(a.function, b)) return a.function;
+  if (Reproduces(b.function, a)) return b.function;
+  if (IsStraight(a.function) && IsStraight(b.function)) {
+    const Segment pair[] = {a, b};
+    return LineThrough(pair);
+  }
+  return std::nullopt;
+}
+
+// Runs of straight pieces longer than this are only tried as a whole, not prefix by prefix,
+// which is quadratic in their length.
+constexpr size_t kLongestRunTriedByPrefix = 256;
+
+// Merges neighbours greedily, after first replacing by one line the longest run of constant and
+// linear pieces from each piece on that one line reproduces (a greedy pairwise merge of a ramp
+// written piece by piece can stop half way, as rounding makes the lines through its first two
+// or three steps differ from the line through all of them).
+std::vector<Segment> Canonical(std::vector<Segment> segments) {
+  for (Segment& segment : segments) segment.function = Simplified(segment);
+  std::vector<Segment> runs;
+  for (size_t i = 0; i < segments.size();) {
+    size_t last = i;
+    if (IsStraight(segments[i].function)) {
+      while (last + 1 < segments.size() && IsStraight(segments[last + 1].function)) ++last;
+    }
+    const size_t shortest = last - i + 1 > kLongestRunTriedByPrefix ? last : i + 1;
+    std::optional<SegmentFunction> line;
+    size_t j = last;
+    for (; j >= shortest; --j) {
+      line = LineThrough(std::span(segments).subspan(i, j - i + 1),
+                         j + 1 < segments.size() ? &segments[j + 1] : nullptr);
+      if (line) break;
+    }
+    if (line) {
+      runs.push_back({segments[i].start, segments[j].end, *line});
+      i = j + 1;
+    } else {
+      runs.push_back(segments[i]);
+      ++i;
+    }
+  }
+  std::vector<Segment> merged;
+  for (const Segment& segment : runs) {
+    std::optional<SegmentFunction> function;
+    if (!merged.empty()) function = MergedFunction(merged.back(), segment);
+    if (function) {
+      merged.back().function = *function;
+      merged.back().end = segment.end;
+    } else {
+      merged.push_back(segment);
+    }
+  }
+  return merged;
 }
 
 }  // namespace
@@ -103,7 +205,6 @@ std::string SegmentFunction::ToString() const {
 
 absl::StatusOr<Sequence> Sequence::FromSegments(std::vector<Segment> segments) {
   if (segments.empty()) return absl::InvalidArgumentError("a sequence needs at least one segment");
-  Sequence sequence;
   Step expected_start = 0;
   for (const Segment& segment : segments) {
     if (segment.start != expected_start || segment.end <= segment.start) {
@@ -118,12 +219,9 @@ absl::StatusOr<Sequence> Sequence::FromSegments(std::vector<Segment> segments) {
       return absl::InvalidArgumentError("a cosine segment needs a positive period");
     }
     expected_start = segment.end;
-    if (!sequence.segments_.empty() && sequence.segments_.back().function == segment.function) {
-      sequence.segments_.back().end = segment.end;
-    } else {
-      sequence.segments_.push_back(segment);
-    }
   }
+  Sequence sequence;
+  sequence.segments_ = Canonical(std::move(segments));
   return sequence;
 }
 
@@ -220,6 +318,23 @@ absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text) {
   return sequences;
 }
 
+absl::StatusOr<Sequence> WithWarmup(const Sequence& schedule, Step warmup, double from) {
+  if (warmup <= 0) return schedule;
+  const Step horizon = schedule.Horizon();
+  if (warmup >= horizon) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "warm-up of ", warmup, " steps leaves no step of the schedule (horizon ", horizon, ")"));
+  }
+  std::vector<Segment> segments = {
+      {0, warmup, SegmentFunction::Linear(from, schedule.Evaluate(0), -1, warmup)}};
+  for (Segment segment : schedule.segments()) {
+    if (segment.end <= warmup) continue;
+    segment.start = std::max(segment.start, warmup);
+    segments.push_back(segment);
+  }
+  return Sequence::FromSegments(std::move(segments));
+}
+
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
                                    const std::vector<Step>& milestones, Step warmup, Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
@@ -240,7 +355,9 @@ absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
   }
   segments.push_back(
       {start, horizon, SegmentFunction::Constant(initial * std::pow(gamma, decays))});
-  return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
+  absl::StatusOr<Sequence> schedule = Sequence::FromSegments(std::move(segments));
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
 }
 
 absl::StatusOr<Sequence> Piecewise(const std::vector<Step>& boundaries,
@@ -270,15 +387,36 @@ absl::StatusOr<Sequence> CosineSchedule(double max, double min, Step period, Ste
                                         Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
   if (period <= 0) return absl::InvalidArgumentError("cosine period must be positive");
-  std::vector<Segment> segments = {{0, horizon, SegmentFunction::Cosine(max, min, 0, period)}};
-  return Sequence::FromSegments(WithWarmup(std::move(segments), max, warmup));
+  absl::StatusOr<Sequence> schedule =
+      Sequence::FromSegments({{0, horizon, SegmentFunction::Cosine(max, min, 0, period)}});
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
 }
 
 absl::StatusOr<Sequence> ExponentialSchedule(double initial, double rate, Step warmup,
                                              Step horizon) {
   if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
-  std::vector<Segment> segments = {{0, horizon, SegmentFunction::Exponential(initial, rate, 0)}};
-  return Sequence::FromSegments(WithWarmup(std::move(segments), initial, warmup));
+  absl::StatusOr<Sequence> schedule =
+      Sequence::FromSegments({{0, horizon, SegmentFunction::Exponential(initial, rate, 0)}});
+  if (!schedule.ok()) return schedule.status();
+  return WithWarmup(*schedule, warmup);
+}
+
+absl::StatusOr<Sequence> LinearSchedule(double from, double to, Step start, Step end,
+                                        Step horizon) {
+  if (absl::Status status = CheckHorizon(horizon); !status.ok()) return status;
+  if (start < 0 || end <= start) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a linear ramp needs 0 <= start < end; got [", start, ", ", end, ")"));
+  }
+  std::vector<Segment> segments;
+  if (start > 0) segments.push_back({0, std::min(start, horizon), SegmentFunction::Constant(from)});
+  if (start < horizon) {
+    segments.push_back(
+        {start, std::min(end, horizon), SegmentFunction::Linear(from, to, start, end - start)});
+  }
+  if (end < horizon) segments.push_back({end, horizon, SegmentFunction::Constant(to)});
+  return Sequence::FromSegments(std::move(segments));
 }
 
 }  // namespace hippo::stage_tree

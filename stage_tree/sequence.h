@@ -68,8 +68,15 @@ class Sequence {
  public:
   Sequence() = default;
 
-  // Checks that the segments are non-empty, contiguous and start at 0, and merges neighbours
-  // with the same function. InvalidArgument otherwise.
+  // Checks that the segments are non-empty, contiguous and start at 0 (InvalidArgument
+  // otherwise) and returns their canonical form, which has the same value at every step:
+  //  - a segment whose function gives one value on all its steps becomes that constant;
+  //  - neighbours merge when one function gives the values of both: the same function, one
+  //    continuing the other, or one straight line through a run of constant and linear pieces
+  //    (a ramp written as one-step pieces becomes one linear segment).
+  // Every check is on bit-exact values, so a segment boundary remains exactly where the values
+  // stop following one function; callers may treat segment starts as the steps where the
+  // schedule changes course.
   static absl::StatusOr<Sequence> FromSegments(std::vector<Segment> segments);
   static Sequence ConstantOver(double value, Step horizon);
 
@@ -100,13 +107,20 @@ absl::StatusOr<TrialSequences> ComposeAt(const TrialSequences& before, const Tri
 std::string EncodeSequences(const TrialSequences& sequences);
 absl::StatusOr<TrialSequences> DecodeSequences(const std::string& text);
 
-// Step decay with optional linear warm-up, as WORKLOADS.md defines it: for s < warmup the value
+// Linear warm-up: [0, warmup) of `schedule` is replaced by a ramp from `from` (v0) towards the
+// schedule's value at step 0 (v): value(s) = v0 + (v - v0) * (s + 1) / warmup, so the last
+// warm-up step has v exactly; the schedule goes on unchanged from step `warmup`. warmup <= 0
+// returns the schedule as it is; InvalidArgument if warmup is not below the horizon.
+absl::StatusOr<Sequence> WithWarmup(const Sequence& schedule, Step warmup, double from = 0.0);
+
+// Step decay with optional linear warm-up, as docs/workloads.md defines it: for s < warmup the value
 // is initial * (s + 1) / warmup, else initial * gamma^k with k the number of milestones m <= s.
 // Milestones must be strictly increasing; those at or beyond the horizon are ignored.
 absl::StatusOr<Sequence> StepDecay(double initial, double gamma,
                                    const std::vector<Step>& milestones, Step warmup, Step horizon);
 
-// Values held between boundaries: values[i] on [boundaries[i-1], boundaries[i]).
+// Values held between boundaries: values[i] on [boundaries[i-1], boundaries[i]). Boundaries
+// must be positive and strictly increasing; those at or beyond the horizon are ignored.
 absl::StatusOr<Sequence> Piecewise(const std::vector<Step>& boundaries,
                                    const std::vector<double>& values, Step horizon);
 
@@ -118,6 +132,10 @@ absl::StatusOr<Sequence> CosineSchedule(double max, double min, Step period, Ste
 // initial * rate^s with optional warm-up whose ramp ends at initial.
 absl::StatusOr<Sequence> ExponentialSchedule(double initial, double rate, Step warmup,
                                              Step horizon);
+
+// `from` before `start`, from + (to - from) * (s - start) / (end - start) on [start, end), `to`
+// from `end` on. Requires 0 <= start < end; an end beyond the horizon cuts the ramp short.
+absl::StatusOr<Sequence> LinearSchedule(double from, double to, Step start, Step end, Step horizon);
 
 }  // namespace hippo::stage_tree
 

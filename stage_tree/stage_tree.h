@@ -1,4 +1,4 @@
-// StageTree: the trie of stages of one family (DESIGN.md, "The stage tree").
+// StageTree: the trie of stages of one family (docs/concepts.md).
 //
 // A trial is a path from the root. A node (stage) covers steps [start, end) and its key is the
 // values of every hyper-parameter on those steps; siblings always differ at their first step.
@@ -36,7 +36,7 @@ inline constexpr NodeId kNoNode = UINT32_MAX;
 enum class StageState : uint8_t { kPending, kReady, kRunning, kDone, kFailed };
 const char* StageStateName(StageState state);
 
-// The figures of WORKLOADS.md.
+// The figures of docs/workloads.md.
 struct StepCounts {
   int64_t trial_steps = 0;       // sum over trials of their target step
   int64_t unique_steps = 0;      // size of the union of the trials' prefixes

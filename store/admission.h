@@ -1,9 +1,9 @@
 // Deciding whether a file may be opened as the store, without changing it.
 //
-// DESIGN.md: "A corrupt or foreign database file is refused with a clear message, never
-// overwritten." Opening a file read-write is already a change (switching it to WAL rewrites
-// its header, and closing the last connection may checkpoint), so every check here runs before
-// the store opens the file for writing, on a connection that cannot write: an immutable one
+// The rule (docs/durability.md): a corrupt or foreign database file is refused with a clear
+// message, never overwritten. Opening a file read-write is already a change (switching it to WAL
+// rewrites its header, and closing the last connection may checkpoint), so every check here runs
+// before the store opens the file for writing, on a connection that cannot write: an immutable one
 // when no write-ahead log exists (then SQLite creates no -wal or -shm file either), a
 // read-only one when a log exists (its committed transactions may hold the newest header).
 #ifndef HIPPO_STORE_ADMISSION_H_

@@ -1,4 +1,4 @@
-// Store: the coordinator's durable state in one SQLite file (DESIGN.md, "Durability").
+// Store: the coordinator's durable state in one SQLite file (docs/durability.md).
 //
 // WAL mode; every change goes through one writer thread that batches the WriteBatches it finds
 // queued into one transaction (group commit). Commit() returns only after the transaction that

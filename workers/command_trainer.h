@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "proto/trainer_kinds.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
@@ -58,7 +59,7 @@ class CommandState : public TrainingState {
 
 class CommandTrainer : public Trainer {
  public:
-  static constexpr std::string_view kKind = "command";
+  static constexpr std::string_view kKind = proto::kCommandTrainerKind;
 
   std::string_view kind() const override { return kKind; }
   absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) override;

@@ -1,7 +1,7 @@
 // ForkCache: recent training states kept in memory, so that a child stage assigned to the same
-// worker starts from its parent's state without reading a checkpoint (DESIGN.md, "Checkpoints
-// and forking"). Bounded by a byte budget (TrainingState::SizeBytes()); when full, the least
-// recently used states are evicted, and the caller reports them to the coordinator
+// worker starts from its parent's state without reading a checkpoint (docs/concepts.md,
+// "Checkpoint and fork"). Bounded by a byte budget (TrainingState::SizeBytes()); when full, the
+// least recently used states are evicted, and the caller reports them to the coordinator
 // (CacheEvicted) so the scheduler stops counting on them.
 //
 // Thread-safe.

@@ -1,5 +1,5 @@
 // The `sim` trainer: a deterministic synthetic learning curve with a cost model, for tests,
-// benchmarks and simulated studies (WORKLOADS.md). It reacts to the hyper-parameters the way
+// benchmarks and simulated studies (docs/workloads.md). It reacts to the hyper-parameters the way
 // real training roughly does, so search algorithms make real decisions:
 //
 //   - `lr` (alias `learning_rate`) and `momentum` set the effective step size
@@ -45,6 +45,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "proto/trainer_kinds.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
@@ -76,7 +77,7 @@ class SimState : public TrainingState {
 
 class SimTrainer : public Trainer {
  public:
-  static constexpr std::string_view kKind = "sim";
+  static constexpr std::string_view kKind = proto::kSimTrainerKind;
 
   std::string_view kind() const override { return kKind; }
   absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) override;

@@ -6,7 +6,7 @@
 // [start_step, end_step) one by one, in order, reporting the metrics of every step and handing
 // the state at each requested step to a checkpoint callback.
 //
-// Correctness bar (DESIGN.md, "Checkpoints and forking"): training [a, c) straight and training
+// Correctness bar (docs/concepts.md): training [a, c) straight and training
 // [a, b) then [b, c) with the state serialised and deserialised, or deep-copied, in between must
 // give bit-identical metrics. A trainer therefore keeps everything that influences later steps
 // inside its TrainingState, and never reads wall time, the worker, the stage id or the attempt.

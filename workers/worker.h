@@ -1,4 +1,4 @@
-// Worker: the process side of hippo.v1.WorkerService (DESIGN.md, "Worker protocol").
+// Worker: the process side of hippo.v1.WorkerService (docs/protocol.md).
 //
 // A worker holds one bidirectional Session stream to the coordinator. It says hello first
 // (host, devices, memory, trainers, the states in its fork cache), then trains the stages it is

@@ -1,4 +1,4 @@
-// Workloads benchmark: W1–W6 of WORKLOADS.md in virtual time (the real engine, scheduler and
+// Workloads benchmark: W1–W6 of docs/workloads.md in virtual time (the real engine, scheduler and
 // sim trainer; each step costs one virtual second). For each workload: trial_steps,
 // unique_steps, executed_steps, savings (trial / executed), waste (executed / unique - 1); and
 // with W simulated workers: Hippo's makespan, the bound no scheduler can beat, the makespan of
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "simulation/simulator.h"
 
 namespace {
@@ -43,7 +43,7 @@ Row Measure(const Workload& workload, int workers, const std::string& db_dir) {
   row.id = workload.id;
   std::vector<v1::StudySpec> specs;
   for (const std::string& file : workload.files) {
-    absl::StatusOr<v1::StudySpec> spec = hippo::proto::LoadStudySpecFile(
+    absl::StatusOr<v1::StudySpec> spec = hippo::search_algos::LoadStudySpecFile(
         std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + file);
     if (!spec.ok()) {
       row.status = std::string(spec.status().message());

@@ -2,13 +2,21 @@
 // covers a space more evenly than random draws. Load it with
 //   hippo server --plugin build/examples/plugins/libhippo_halton_search.so
 // and use `algorithm: {name: halton}` in a spec (budget.max_trials points, default 16).
+//
+// plugin_config: {skip: N} starts at the N-th point of the sequence (default 1 + seed % 1000;
+// point 0 is all zeros). The plugin checks its config itself (CheckHaltonConfig): `hippo
+// validate` and the server refuse any other key, and a skip that is not a whole number >= 1.
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "search_algos/plugin.h"
 
 namespace {
 
+using hippo::proto::Issue;
+using hippo::proto::SpecIssue;
 using hippo::search_algos::AlgorithmContext;
 using hippo::search_algos::Request;
 using hippo::search_algos::SearchAlgorithm;
@@ -25,14 +33,44 @@ double RadicalInverse(uint64_t index, uint64_t base) {
 
 constexpr uint64_t kPrimes[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53};
 
+constexpr char kSkipPath[] = "algorithm.plugin_config.skip";
+
+// The only key of plugin_config. Only inline protobuf accessors are used here (and libprotobuf's
+// own symbols): a plugin cannot call into the server's generated code.
+Issue CheckHaltonConfig(const hippo::v1::Algorithm& config, const hippo::v1::StudySpec&) {
+  for (const auto& [key, value] : config.plugin_config().fields()) {
+    if (key != "skip") {
+      return SpecIssue{"algorithm.plugin_config." + key, "unknown field; allowed here: skip",
+                       std::nullopt};
+    }
+    const double skip = value.number_value();
+    if (value.kind_case() != google::protobuf::Value::kNumberValue || skip < 1 ||
+        skip > 9007199254740992.0 || std::trunc(skip) != skip) {
+      return SpecIssue{kSkipPath,
+                       "must be a whole number >= 1, the first point of the sequence to use "
+                       "(point 0 is all zeros), e.g. skip: 1",
+                       std::nullopt};
+    }
+  }
+  return std::nullopt;
+}
+
+// plugin_config.skip if set (CheckHaltonConfig accepted it), else 1 + seed % 1000.
+uint64_t FirstIndex(const AlgorithmContext& context) {
+  const auto& fields = context.config.plugin_config().fields();
+  if (const auto it = fields.find("skip"); it != fields.end()) {
+    return static_cast<uint64_t>(it->second.number_value());
+  }
+  return 1 + context.seed % 1000;
+}
+
 class HaltonSearch : public SearchAlgorithm {
  public:
   explicit HaltonSearch(const AlgorithmContext& context)
       : space_(*context.space),
         max_steps_(context.max_steps),
         count_(context.max_trials > 0 ? context.max_trials : 16),
-        // Skip the first points (all zeros) and scramble by seed.
-        offset_(1 + context.seed % 1000) {}
+        offset_(FirstIndex(context)) {}
 
   void OnMetric(int64_t, int64_t, double) override {}
   void OnTrialReachedTarget(int64_t, int64_t) override {}
@@ -96,9 +134,13 @@ class HaltonSearch : public SearchAlgorithm {
 }  // namespace
 
 extern "C" void HippoRegisterAlgorithms(hippo::search_algos::PluginRegistrar* registrar) {
+  // A registration error (the name is taken) reaches LoadPlugin through the registrar, which
+  // reports it for the plugin; there is nothing else to do with it here.
   (void)registrar->Add(
       "halton",
-      [](const AlgorithmContext& context) -> absl::StatusOr<std::unique_ptr<SearchAlgorithm>> {
-        return std::make_unique<HaltonSearch>(context);
-      });
+      {[](const AlgorithmContext& context) -> absl::StatusOr<std::unique_ptr<SearchAlgorithm>> {
+         return std::make_unique<HaltonSearch>(context);
+       },
+       &CheckHaltonConfig,
+       {}});
 }

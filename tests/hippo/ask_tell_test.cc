@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "hippo/server.h"
 #include "hippo/v1/hippo.grpc.pb.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::coordinator {
 namespace {
@@ -124,7 +124,7 @@ std::unique_ptr<Server> StartServer(const std::string& db, const std::string& to
 }
 
 v1::StudySpec Spec() {
-  absl::StatusOr<v1::StudySpec> spec = proto::ParseStudySpec(kSpec, "ask-tell.yaml");
+  absl::StatusOr<v1::StudySpec> spec = search_algos::ParseStudySpec(kSpec, "ask-tell.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }

@@ -1,5 +1,7 @@
 // The corpus tests/proto/bad_specs: each file is refused with InvalidArgument, and the message
-// begins with the file and names the field path that is wrong.
+// begins with the file and names the field path that is wrong. The files are read as `hippo
+// validate` reads them (search_algos/spec_checks.h), so the corpus covers the algorithms' own
+// checks too (grid_over_*, asha_min_above_max).
 #include <filesystem>
 #include <ostream>
 #include <set>
@@ -7,12 +9,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "tests/proto/bad_spec_corpus.h"
 
 namespace hippo::proto {
 namespace {
 
+using search_algos::LoadStudySpecFile;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using testing_corpus::BadSpec;

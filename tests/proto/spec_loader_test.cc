@@ -78,6 +78,23 @@ search_space:
       sequence: {constant: {value: 0.9}}
     - name: activation
       fixed: relu
+    - name: clip_searched
+      sequence:
+        piecewise:
+          boundary_domains: [{choices: {values: [10, 20]}}, {value: 50}]
+          value_domains: [{value: 1.0}, {choices: {values: [0.5, 0.4]}}, {value: 0.25}]
+    - name: clip_lists
+      sequence:
+        piecewise:
+          boundary_choices: {choices: [{steps: [10, 50]}, {steps: [20, 60]}]}
+          value_choices: {choices: [{values: [1.0, 0.5, 0.25]}]}
+    - name: beta2
+      sequence:
+        one_of:
+          - constant: {value: 0.99}
+          - linear: {from: {value: 0.9}, to: {value: 0.99}, start: {value: 0}, end: {value: 30}}
+        warmup_steps: {value: 3}
+        warmup_from: {value: 0.5}
 budget: {max_steps: 100, max_trials: 50, max_wall_seconds: 7200, max_parallel_trials: 4}
 resources: {gpus_per_stage: 1, weight: 1.5, checkpoint_every_steps: 10}
 )yaml";
@@ -139,20 +156,22 @@ std::vector<SpecCase> AllFieldSpecs() {
   };
 }
 
-std::vector<std::string> AlgorithmsWithPlugin() {
-  std::vector<std::string> names = BuiltInAlgorithmNames();
-  names.push_back("my_plugin");
-  return names;
+// No algorithm is known and any name is accepted unchecked: the loader's own behaviour, without
+// any algorithm's checks (tests/search_algos/spec_checks_test.cc runs those).
+SpecRules AnyAlgorithm() {
+  SpecRules rules;
+  rules.accept_unknown_algorithms = true;
+  return rules;
 }
 
 StudySpec ParseOrDie(const std::string& yaml, const std::string& source = "test.yaml") {
-  absl::StatusOr<StudySpec> spec = ParseStudySpec(yaml, source, AlgorithmsWithPlugin());
+  absl::StatusOr<StudySpec> spec = ParseStudySpec(yaml, source, AnyAlgorithm());
   EXPECT_TRUE(spec.ok()) << spec.status();
   return spec.ok() ? *spec : StudySpec();
 }
 
 std::string ErrorOf(const std::string& yaml, const std::string& source = "test.yaml") {
-  absl::StatusOr<StudySpec> spec = ParseStudySpec(yaml, source);
+  absl::StatusOr<StudySpec> spec = ParseStudySpec(yaml, source, AnyAlgorithm());
   EXPECT_FALSE(spec.ok()) << "parsed: " << yaml;
   if (spec.ok()) {
     return "";
@@ -223,7 +242,7 @@ TEST_P(SpecRoundTripTest, JsonOfTheSpecParsesToAnEqualMessage) {
   const StudySpec first = ParseOrDie(GetParam().yaml, GetParam().name);
   const std::string json = StudySpecToJson(first);
   absl::StatusOr<StudySpec> second =
-      ParseStudySpec(json, GetParam().name + ".json", AlgorithmsWithPlugin());
+      ParseStudySpec(json, GetParam().name + ".json", AnyAlgorithm());
   ASSERT_TRUE(second.ok()) << second.status() << "\n" << json;
   std::string differences;
   MessageDifferencer differencer;
@@ -407,38 +426,83 @@ TEST(SpecErrors, NonFiniteNumbersAreRefused) {
               HasSubstr("trainer.config.x: expected a finite number"));
 }
 
-TEST(SpecErrors, AConfigBlockForAnotherAlgorithmIsRefused) {
-  EXPECT_THAT(ErrorOf(Replace(kMinimal, "name: asha", "name: random")),
-              HasSubstr("algorithm.asha: configures asha, but algorithm.name is \"random\""));
-}
-
-TEST(SpecErrors, PbtPerturbsOnlySearchedDynamicParameters) {
-  const std::string pbt = Replace(
-      Replace(kMinimal, "name: asha", "name: pbt"), "asha: {min_resource: 5, reduction_factor: 3}",
-      "pbt: {population_size: 4, perturbation_interval: 10, perturbed_parameters: [lr, wd]}");
-  EXPECT_THAT(ErrorOf(pbt),
-              HasSubstr("algorithm.pbt.perturbed_parameters[1]: no parameter named \"wd\""));
-}
-
 TEST(SpecValidate, WorksOnMessagesAndNamesThePath) {
   StudySpec spec = ParseOrDie(kMinimal);
   spec.mutable_search_space()->mutable_parameters(0)->set_name("my-lr");
-  const absl::Status status = ValidateStudySpec(spec);
+  const absl::Status status = ValidateStudySpec(spec, AnyAlgorithm());
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()),
               StartsWith("search_space.parameters[0].name: \"my-lr\" is not a "
                          "valid name"));
-  EXPECT_TRUE(ValidateStudySpec(ParseOrDie(kMinimal)).ok());
+  EXPECT_TRUE(ValidateStudySpec(ParseOrDie(kMinimal), AnyAlgorithm()).ok());
 }
 
-TEST(SpecValidate, PluginAlgorithmsAreKnownOnlyWhenPassedIn) {
-  const std::string plugin =
+TEST(SpecValidate, OnlyAnAskTellStudyMayLeaveOutTheTrainer) {
+  const std::string no_trainer = Replace(kMinimal, "trainer: {kind: sim}\n", "");
+  EXPECT_THAT(ErrorOf(no_trainer), HasSubstr("trainer.kind: required"));
+  const std::string ask_tell =
+      Replace(no_trainer, "asha: {min_resource: 5, reduction_factor: 3}", "external: {}");
+  const StudySpec spec = ParseOrDie(Replace(ask_tell, "name: asha", "name: external"));
+  EXPECT_FALSE(spec.has_trainer());
+  // Python SDK workers serve trainer kind "external".
+  ParseOrDie(Replace(kMinimal, "kind: sim", "kind: external"));
+}
+
+// Rules that know one algorithm, "asha", whose check refuses min_resource 5 and counts its calls.
+struct CountingRules {
+  int calls = 0;
+  SpecRules Rules() {
+    SpecRules rules;
+    rules.algorithms = {"asha"};
+    rules.check_algorithm = [this](const StudySpec& spec) -> Issue {
+      ++calls;
+      if (spec.algorithm().asha().min_resource() == 5) {
+        return Problem("algorithm.asha.min_resource", "five is refused; use another");
+      }
+      return std::nullopt;
+    };
+    return rules;
+  }
+};
+
+TEST(SpecRules, TheAlgorithmCheckRunsAfterTheGenericOnesAndPointsAtItsField) {
+  CountingRules counting;
+  const absl::StatusOr<StudySpec> spec = ParseStudySpec(kMinimal, "r.yaml", counting.Rules());
+  ASSERT_FALSE(spec.ok());
+  // kMinimal writes `  asha: {min_resource: 5, ...}` on line 10; the 5 is at column 24.
+  EXPECT_EQ(spec.status().message(),
+            "r.yaml:10:24: algorithm.asha.min_resource: five is refused; use another");
+  EXPECT_EQ(counting.calls, 1);
+  // A spec that fails a generic check never reaches the algorithm's.
+  EXPECT_FALSE(ParseStudySpec(Replace(kMinimal, "max_steps: 120", "max_steps: 0"), "r.yaml",
+                              counting.Rules())
+                   .ok());
+  EXPECT_EQ(counting.calls, 1);
+  // On a message there is no text: the path and the message.
+  EXPECT_EQ(ValidateStudySpec(ParseOrDie(kMinimal), counting.Rules()).message(),
+            "algorithm.asha.min_resource: five is refused; use another");
+  EXPECT_TRUE(ParseStudySpec(Replace(kMinimal, "min_resource: 5", "min_resource: 6"), "r.yaml",
+                             counting.Rules())
+                  .ok());
+}
+
+TEST(SpecRules, UnknownAlgorithmsAreRefusedOrLeftUncheckedAsTheRulesSay) {
+  CountingRules counting;
+  const std::string other =
       Replace(Replace(kMinimal, "name: asha", "name: my_plugin"),
               "asha: {min_resource: 5, reduction_factor: 3}", "plugin_config: {depth: 3}");
-  EXPECT_THAT(ErrorOf(plugin), HasSubstr("algorithm.name: unknown algorithm \"my_plugin\"; known: "
-                                         "grid, random, tpe, asha, hyperband, median, pbt, "
-                                         "evolution, external"));
-  ParseOrDie(plugin);  // with my_plugin known
+  EXPECT_THAT(
+      std::string(ParseStudySpec(other, "u.yaml", counting.Rules()).status().message()),
+      HasSubstr("u.yaml:9:9: algorithm.name: unknown algorithm \"my_plugin\"; known: asha"));
+  SpecRules leave_to_server = counting.Rules();
+  leave_to_server.accept_unknown_algorithms = true;
+  EXPECT_TRUE(ParseStudySpec(other, "u.yaml", leave_to_server).ok());
+  EXPECT_EQ(counting.calls, 0);
+  EXPECT_THAT(std::string(ParseStudySpec(Replace(kMinimal, "name: asha", "name: \"\""), "u.yaml",
+                                         leave_to_server)
+                              .status()
+                              .message()),
+              HasSubstr("algorithm.name: required; set name: to one of asha"));
 }
 
 // Files: a scratch directory per test.
@@ -462,7 +526,7 @@ class SpecFileTest : public ::testing::Test {
 
 TEST_F(SpecFileTest, MissingFileIsNotFoundNamingThePath) {
   const std::string path = (directory_ / "absent.yaml").string();
-  const absl::StatusOr<StudySpec> spec = LoadStudySpecFile(path);
+  const absl::StatusOr<StudySpec> spec = LoadStudySpecFile(path, AnyAlgorithm());
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(spec.status().message()), HasSubstr(path));
 }
@@ -473,28 +537,28 @@ TEST_F(SpecFileTest, UnreadableFileIsPermissionDeniedNamingThePath) {
   }
   const std::string path = Write("secret.yaml", kMinimal);
   ASSERT_EQ(::chmod(path.c_str(), 0), 0);
-  const absl::StatusOr<StudySpec> spec = LoadStudySpecFile(path);
+  const absl::StatusOr<StudySpec> spec = LoadStudySpecFile(path, AnyAlgorithm());
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(spec.status().message()), HasSubstr(path));
 }
 
 TEST_F(SpecFileTest, DirectoryAndBinaryFilesAreRefused) {
-  EXPECT_EQ(LoadStudySpecFile(directory_.string()).status().code(),
+  EXPECT_EQ(LoadStudySpecFile(directory_.string(), AnyAlgorithm()).status().code(),
             absl::StatusCode::kInvalidArgument);
   const std::string binary = Write("binary.yaml", std::string("name: a\0b", 9));
-  EXPECT_THAT(std::string(LoadStudySpecFile(binary).status().message()),
+  EXPECT_THAT(std::string(LoadStudySpecFile(binary, AnyAlgorithm()).status().message()),
               HasSubstr("not a text file"));
 }
 
 TEST_F(SpecFileTest, JsonFileRoundTripsAndErrorsNameTheFile) {
   const StudySpec spec = ParseOrDie(kMinimal);
   const std::string path = Write("spec.json", StudySpecToJson(spec));
-  const absl::StatusOr<StudySpec> loaded = LoadStudySpecFile(path);
+  const absl::StatusOr<StudySpec> loaded = LoadStudySpecFile(path, AnyAlgorithm());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_TRUE(MessageDifferencer::Equals(spec, *loaded));
 
   const std::string broken = Write("broken.json", "{\"name\": \"x\",\n \"budget\": {]\n}");
-  EXPECT_THAT(std::string(LoadStudySpecFile(broken).status().message()),
+  EXPECT_THAT(std::string(LoadStudySpecFile(broken, AnyAlgorithm()).status().message()),
               ::testing::MatchesRegex(".*broken\\.json:2:[0-9]+: JSON syntax error: .*"));
 }
 

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::simulation {
 namespace {
@@ -12,8 +12,8 @@ namespace {
 namespace v1 = ::hippo::v1;
 
 v1::StudySpec Workload(const std::string& name) {
-  absl::StatusOr<v1::StudySpec> spec =
-      proto::LoadStudySpecFile(std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + name);
+  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(
+      std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + name);
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }

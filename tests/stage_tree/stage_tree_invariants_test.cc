@@ -1,4 +1,4 @@
-// The invariants of DESIGN.md, checked on thousands of random trial sets against naive
+// The invariants of docs/concepts.md, checked on thousands of random trial sets against naive
 // references that work step by step.
 #include <gtest/gtest.h>
 

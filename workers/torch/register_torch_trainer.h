@@ -1,5 +1,5 @@
 // Registration of the `torch` trainer kind. No LibTorch header here: cli/main.cc and tests that
-// include generated protobuf headers call it (GPU.md, the protobuf trap).
+// include generated protobuf headers call it (docs/architecture.md, "LibTorch and protobuf").
 #ifndef HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_
 #define HIPPO_WORKERS_TORCH_REGISTER_TORCH_TRAINER_H_
 

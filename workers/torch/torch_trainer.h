@@ -15,7 +15,7 @@
 // Serialize/Deserialize or Clone, gives bit-identical metrics (with the same thread count).
 //
 // This header includes no LibTorch header, so code that includes gRPC/protobuf headers may use
-// it (GPU.md: torch's bundled protobuf headers clash with the generated ones).
+// it (torch's bundled protobuf headers clash with the generated ones: docs/architecture.md).
 #ifndef HIPPO_WORKERS_TORCH_TORCH_TRAINER_H_
 #define HIPPO_WORKERS_TORCH_TORCH_TRAINER_H_
 
@@ -26,13 +26,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "proto/trainer_kinds.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
 
 class TorchTrainer : public Trainer {
  public:
-  static constexpr std::string_view kKind = "torch";
+  static constexpr std::string_view kKind = proto::kTorchTrainerKind;
 
   // `device` is "cpu", "cuda" or "cuda:N". InvalidArgument for another string,
   // FailedPrecondition for a CUDA device this build or machine lacks. Reads no data.

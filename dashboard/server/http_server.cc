@@ -1,0 +1,333 @@
+#include "dashboard/server/http_server.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "dashboard/server/api.h"
+#include "dashboard/server/assets.h"
+#include "hippo/server.h"
+
+namespace hippo::dashboard {
+namespace {
+
+constexpr char kTokenHeader[] = "x-hippo-token";
+constexpr char kTokenCookie[] = "hippo_token";
+constexpr int kThreads = 48;  // event streams hold one each while open
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  // The dashboard's messages hold no Any: printing cannot fail on them.
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "{}";
+  return json;
+}
+
+int HttpStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    default:
+      return 500;
+  }
+}
+
+void Fail(httplib::Response& response, int code, const std::string& message) {
+  api::Error error;
+  error.set_code(code);
+  error.set_message(message);
+  response.status = code;
+  response.set_content(ToJson(error), "application/json");
+}
+
+void Fail(httplib::Response& response, const absl::Status& status) {
+  Fail(response, HttpStatusOf(status), std::string(status.message()));
+}
+
+Query QueryOf(const httplib::Request& request) {
+  Query query;
+  for (const auto& [key, value] : request.params) query[key] = value;
+  return query;
+}
+
+std::string CookieToken(const httplib::Request& request) {
+  const std::string cookies = request.get_header_value("Cookie");
+  const std::string key = absl::StrCat(kTokenCookie, "=");
+  size_t at = 0;
+  while ((at = cookies.find(key, at)) != std::string::npos) {
+    if (at == 0 || cookies[at - 1] == ' ' || cookies[at - 1] == ';') {
+      const size_t start = at + key.size();
+      const size_t end = cookies.find(';', start);
+      return cookies.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    }
+    at += key.size();
+  }
+  return "";
+}
+
+// Responses of a study's reads by URL, valid while the study's version is the same: every
+// dashboard watching a study asks for the same pages, and a 100 000-trial study's aggregates
+// are worth computing once.
+class ResponseCache {
+ public:
+  bool Find(const std::string& key, int64_t version, std::string* body) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.first != version) return false;
+    *body = it->second.second;
+    return true;
+  }
+  void Put(const std::string& key, int64_t version, std::string body) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (entries_.size() >= 512) entries_.clear();
+    entries_[key] = {version, std::move(body)};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::pair<int64_t, std::string>> entries_;
+};
+
+std::string CacheKey(const httplib::Request& request) {
+  std::string key = request.path;
+  for (const auto& [name, value] : request.params) {
+    if (name == "token") continue;
+    absl::StrAppend(&key, "&", name, "=", value);
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engine* engine,
+                                                              const HttpOptions& options) {
+  if (!coordinator::IsLoopback(options.listen) && options.token.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--http ", options.listen,
+        " is not a loopback address: give a token (--token-file FILE or HIPPO_TOKEN) so that "
+        "only holders of it can see and stop studies"));
+  }
+  const size_t colon = options.listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http ", options.listen, ": expected HOST:PORT, e.g. 127.0.0.1:8080"));
+  }
+  std::string host = options.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->token_ = options.token;
+  server->mirror_ = std::make_unique<Mirror>(engine, options.mirror);
+  server->trees_ = std::make_unique<TreeWindows>(engine);
+  server->http_ = std::make_unique<httplib::Server>();
+  server->http_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  server->Route();
+  if (port == 0) {
+    port = server->http_->bind_to_any_port(host);
+  } else if (!server->http_->bind_to_port(host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--http ", options.listen, ": cannot listen there (address in use?)"));
+  }
+  server->port_ = port;
+  const std::string shown =
+      host == "0.0.0.0" || host == "::" ? "127.0.0.1" : options.listen.substr(0, colon);
+  server->url_ = absl::StrCat("http://", shown, ":", port, "/");
+  server->mirror_->Start();
+  server->thread_ = std::thread([raw = server.get()] { raw->http_->listen_after_bind(); });
+  return server;
+}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+void HttpServer::Shutdown() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (mirror_) mirror_->Stop();  // wakes the event streams, which then end
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HttpServer::Route() {
+  httplib::Server& http = *http_;
+  Mirror* mirror = mirror_.get();
+  TreeWindows* trees = trees_.get();
+  auto cache = std::make_shared<ResponseCache>();
+
+  http.set_pre_routing_handler([this, mirror](const httplib::Request& request,
+                                              httplib::Response& response) {
+    if (!token_.empty()) {
+      std::string given = request.get_header_value(kTokenHeader);
+      const std::string authorization = request.get_header_value("Authorization");
+      if (given.empty() && absl::StartsWith(authorization, "Bearer ")) {
+        given = authorization.substr(7);
+      }
+      if (given.empty()) given = CookieToken(request);
+      if (given.empty() && request.has_param("token")) {
+        given = request.get_param_value("token");
+        if (given == token_) {
+          response.set_header("Set-Cookie", absl::StrCat(kTokenCookie, "=", token_,
+                                                         "; Path=/; HttpOnly; SameSite=Strict"));
+        }
+      }
+      if (given != token_) {
+        Fail(response, 401,
+             "this coordinator needs a token: send the header x-hippo-token (as gRPC clients "
+             "do), or open the dashboard once with ?token=TOKEN");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    if (absl::StartsWith(request.path, "/api/")) mirror->Touch();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  // A study read, answered from the cache while the study's version is unchanged.
+  auto study_read = [mirror, cache](auto make) {
+    return [mirror, cache, make](const httplib::Request& request, httplib::Response& response) {
+      const std::string study_id = request.matches[1];
+      absl::StatusOr<int64_t> version = StudyVersion(*mirror, study_id);
+      if (!version.ok()) return Fail(response, version.status());
+      const std::string key = CacheKey(request);
+      std::string body;
+      if (!cache->Find(key, *version, &body)) {
+        absl::StatusOr<std::string> made = make(study_id, QueryOf(request), *version);
+        if (!made.ok()) return Fail(response, made.status());
+        body = *std::move(made);
+        cache->Put(key, *version, body);
+      }
+      response.set_header("Cache-Control", "no-store");
+      response.set_content(body, "application/json");
+    };
+  };
+  auto json = [](auto status_or) -> absl::StatusOr<std::string> {
+    if (!status_or.ok()) return status_or.status();
+    return ToJson(*status_or);
+  };
+
+  http.Get("/api/v1/studies",
+           [mirror](const httplib::Request& request, httplib::Response& response) {
+             absl::StatusOr<api::StudiesPage> page = StudiesPage(*mirror, QueryOf(request));
+             if (!page.ok()) return Fail(response, page.status());
+             response.set_content(ToJson(*page), "application/json");
+           });
+  http.Get(R"(/api/v1/studies/([^/]+))",
+           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
+             return json(StudyRowOf(*mirror, id));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/trials)",
+           study_read([mirror, json](const std::string& id, const Query& query, int64_t) {
+             return json(TrialsPage(*mirror, id, query));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/curves)",
+           study_read([mirror, json](const std::string& id, const Query& query, int64_t) {
+             return json(Curves(*mirror, id, query));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/history)",
+           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
+             return json(HistoryOf(*mirror, id));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/parameters)",
+           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
+             return json(ParametersOf(*mirror, id));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/savings)",
+           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
+             return json(SavingsOf(*mirror, id));
+           }));
+  http.Get(R"(/api/v1/studies/([^/]+)/tree)",
+           study_read([trees, json](const std::string& id, const Query& query, int64_t version) {
+             return json(trees->Window(id, version, query));
+           }));
+  http.Post(R"(/api/v1/studies/([^/]+)/stop)", [mirror](const httplib::Request& request,
+                                                        httplib::Response& response) {
+    if (request.get_header_value("X-Hippo-Dashboard") != "1") {
+      return Fail(response, 403,
+                  "a stop needs the header X-Hippo-Dashboard: 1 (sent by the dashboard's page)");
+    }
+    const std::string reason = request.has_param("reason") ? request.get_param_value("reason")
+                                                           : "stopped from the dashboard";
+    absl::StatusOr<hippo::v1::Study> study = mirror->StopStudy(request.matches[1], reason);
+    if (!study.ok()) return Fail(response, study.status());
+    response.set_content(ToJson(*study), "application/json");
+  });
+  http.Get("/api/v1/workers", [mirror](const httplib::Request&, httplib::Response& response) {
+    response.set_content(ToJson(WorkersOf(*mirror)), "application/json");
+  });
+  http.Get("/api/v1/changes", [mirror](const httplib::Request& request,
+                                       httplib::Response& response) {
+    const Query query = QueryOf(request);
+    int64_t since = 0, timeout_ms = 25000;
+    if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
+      return Fail(response, 400, "since: expected a version (an integer)");
+    }
+    if (request.has_param("timeout_ms") &&
+        (!absl::SimpleAtoi(request.get_param_value("timeout_ms"), &timeout_ms) || timeout_ms < 0 ||
+         timeout_ms > 60000)) {
+      return Fail(response, 400, "timeout_ms: expected an integer in [0, 60000]");
+    }
+    response.set_content(
+        ToJson(mirror->WaitForChange(since, std::chrono::milliseconds(timeout_ms))),
+        "application/json");
+  });
+  http.Get("/api/v1/events", [mirror](const httplib::Request& request,
+                                      httplib::Response& response) {
+    int64_t since = mirror->version();
+    if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
+      return Fail(response, 400, "since: expected a version (an integer)");
+    }
+    // A version from before a restart of the coordinator: start from nothing.
+    if (since > mirror->version()) since = 0;
+    response.set_header("Cache-Control", "no-store");
+    auto last = std::make_shared<int64_t>(since);
+    response.set_chunked_content_provider(
+        "text/event-stream", [mirror, last](size_t, httplib::DataSink& sink) {
+          // One event per change, a comment every 15 s so that proxies keep the stream open;
+          // the stream ends when the server stops or the client is gone.
+          const api::Change change = mirror->WaitForChange(*last, std::chrono::seconds(15));
+          if (mirror->stopping()) return false;
+          std::string event;
+          if (change.version() > *last) {
+            *last = change.version();
+            event = absl::StrCat("event: change\nid: ", change.version(),
+                                 "\ndata: ", ToJson(change), "\n\n");
+          } else {
+            event = ": keep-alive\n\n";
+          }
+          return sink.write(event.data(), event.size());
+        });
+  });
+
+  // The web app: hashed assets never change; index.html is always asked again.
+  for (const Asset& asset : Assets()) {
+    const std::string path(asset.path);
+    auto serve = [asset](const httplib::Request&, httplib::Response& response) {
+      response.set_header("Cache-Control", asset.path.starts_with("/assets/")
+                                               ? "public, max-age=31536000, immutable"
+                                               : "no-cache");
+      response.set_content(asset.data.data(), asset.data.size(), std::string(asset.content_type));
+    };
+    http.Get(path, serve);
+    if (path == "/index.html") http.Get("/", serve);
+  }
+}
+
+}  // namespace hippo::dashboard

@@ -1,0 +1,379 @@
+#include "dashboard/server/mirror.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <cmath>
+#include <limits>
+#include <set>
+#include <utility>
+
+namespace hippo::dashboard {
+namespace {
+
+namespace v1 = ::hippo::v1;
+using SteadyClock = std::chrono::steady_clock;
+
+// Map fields serialize in an unspecified order unless asked: deterministic bytes make two
+// equal views compare equal.
+std::string DeterministicBytes(const google::protobuf::Message& message) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  message.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return bytes;
+}
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+// A segment's function at its first step.
+double SegmentStart(const v1::Segment& segment) {
+  const double s = static_cast<double>(segment.start());
+  switch (segment.function_case()) {
+    case v1::Segment::kConstant:
+      return segment.constant();
+    case v1::Segment::kLinear: {
+      const v1::LinearFunction& f = segment.linear();
+      if (f.span() == 0) return f.from();
+      return f.from() + (f.to() - f.from()) * (s - f.origin()) / f.span();
+    }
+    case v1::Segment::kExponential:
+      return segment.exponential().initial() *
+             std::pow(segment.exponential().rate(), s - segment.exponential().origin());
+    case v1::Segment::kCosine: {
+      const v1::CosineFunction& f = segment.cosine();
+      if (f.period() == 0) return f.max();
+      return f.min() +
+             (f.max() - f.min()) * (1 + std::cos(M_PI * (s - f.origin()) / f.period())) / 2;
+    }
+    default:
+      return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
+// The study's parameter columns from its spec (fixed parameters are left out: one value).
+std::vector<ParameterColumn> ColumnsOf(const v1::StudySpec& spec) {
+  std::vector<ParameterColumn> columns;
+  for (const v1::Parameter& parameter : spec.search_space().parameters()) {
+    if (parameter.has_fixed()) continue;
+    ParameterColumn column;
+    column.name = parameter.name();
+    if (parameter.has_categorical()) {
+      for (const google::protobuf::Value& value : parameter.categorical().values()) {
+        if (value.has_string_value()) column.categorical = true;
+      }
+      if (column.categorical) {
+        for (const google::protobuf::Value& value : parameter.categorical().values()) {
+          column.categories.push_back(value.has_string_value()
+                                          ? value.string_value()
+                                          : std::to_string(value.number_value()));
+        }
+      }
+    } else if (parameter.has_float_()) {
+      column.log = parameter.float_().log();
+    } else if (parameter.has_int_()) {
+      column.log = parameter.int_().log();
+    } else if (parameter.has_sequence()) {
+      const v1::SequenceParameter& sequence = parameter.sequence();
+      const v1::NumberDomain* initial = nullptr;
+      if (sequence.has_constant()) initial = &sequence.constant();
+      if (sequence.has_step_decay()) initial = &sequence.step_decay().initial();
+      if (sequence.has_exponential()) initial = &sequence.exponential().initial();
+      if (sequence.has_cosine()) initial = &sequence.cosine().max();
+      if (initial != nullptr && initial->has_range()) column.log = initial->range().log();
+    }
+    columns.push_back(std::move(column));
+  }
+  return columns;
+}
+
+double ColumnValue(const ParameterColumn& column, const v1::Trial& trial) {
+  auto it = trial.parameters().find(column.name);
+  if (it == trial.parameters().end()) return std::numeric_limits<double>::quiet_NaN();
+  const v1::ParameterValue& value = it->second;
+  if (value.has_scalar()) {
+    if (value.scalar().has_number_value()) return value.scalar().number_value();
+    if (value.scalar().has_string_value()) {
+      for (size_t i = 0; i < column.categories.size(); ++i) {
+        if (column.categories[i] == value.scalar().string_value()) return static_cast<double>(i);
+      }
+    }
+    if (value.scalar().has_bool_value()) return value.scalar().bool_value() ? 1 : 0;
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  if (value.segments_size() > 0) return SegmentStart(value.segments(0));
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+TrialEntry RowOf(const v1::Trial& trial, const std::vector<ParameterColumn>& columns,
+                 const v1::TrialMetrics* metrics, const std::string& metric) {
+  TrialEntry row;
+  row.bytes = DeterministicBytes(trial);
+  row.state = trial.state();
+  row.has_objective = trial.has_objective_value();
+  row.objective = trial.objective_value();
+  row.reached_step = trial.reached_step();
+  row.target_step = trial.target_step();
+  row.parameters.reserve(columns.size());
+  for (const ParameterColumn& column : columns)
+    row.parameters.push_back(ColumnValue(column, trial));
+  if (metrics != nullptr) {
+    for (const v1::Metric& point : metrics->metrics()) {
+      auto it = point.values().find(metric);
+      if (it == point.values().end()) continue;
+      row.curve_steps.push_back(static_cast<int32_t>(point.step()));
+      row.curve_values.push_back(static_cast<float>(it->second));
+    }
+  }
+  return row;
+}
+
+bool SameRow(const TrialEntry& a, const TrialEntry& b) {
+  return a.bytes == b.bytes && a.curve_steps == b.curve_steps && a.curve_values == b.curve_values;
+}
+
+}  // namespace
+
+Mirror::Mirror(coordinator::Engine* engine, Options options) : engine_(engine), options_(options) {}
+
+Mirror::~Mirror() { Stop(); }
+
+void Mirror::Start() {
+  thread_ = std::thread([this] {
+    Refresh(/*all=*/true);
+    while (!stopping_.load()) {
+      {
+        std::unique_lock<std::mutex> lock(wake_mutex_);
+        wake_.wait_for(lock, options_.tick, [this] { return stopping_.load() || urgent_.load(); });
+      }
+      if (stopping_.load()) break;
+      const bool urgent = urgent_.exchange(false);
+      const int64_t idle_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_after).count();
+      if (urgent || NowMs() - last_touch_ms_.load() < idle_ms) {
+        Refresh(urgent);
+        {
+          std::lock_guard<std::mutex> lock(wake_mutex_);
+          ++refreshes_;
+        }
+        refreshed_.notify_all();
+      }
+    }
+  });
+}
+
+void Mirror::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    stopping_.store(true);
+  }
+  wake_.notify_all();
+  refreshed_.notify_all();
+  { std::lock_guard<std::mutex> lock(change_mutex_); }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Mirror::Touch() {
+  const int64_t now = NowMs();
+  const int64_t before = last_touch_ms_.exchange(now);
+  const int64_t idle_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_after).count();
+  if (now - before < idle_ms) return;
+  std::unique_lock<std::mutex> lock(wake_mutex_);
+  const int64_t seen = refreshes_;
+  urgent_.store(true);
+  wake_.notify_all();
+  refreshed_.wait_for(lock, std::chrono::seconds(10),
+                      [&] { return refreshes_ > seen || stopping_.load(); });
+}
+
+int64_t Mirror::Bump() { return version_.fetch_add(1) + 1; }
+
+void Mirror::Notify(const std::string& study_id, bool workers) {
+  {
+    std::lock_guard<std::mutex> lock(change_mutex_);
+    const int64_t version = version_.load();
+    if (!study_id.empty()) changes_.emplace_back(version, study_id);
+    if (workers) changes_.emplace_back(version, "");
+    while (changes_.size() > 10000) changes_.pop_front();
+  }
+  changed_.notify_all();
+}
+
+api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds timeout) {
+  // A version from before a restart of the coordinator (larger than any here): the client's
+  // copy is stale, so everything counts as changed.
+  if (version > version_.load()) version = 0;
+  std::unique_lock<std::mutex> lock(change_mutex_);
+  changed_.wait_for(lock, timeout, [&] { return stopping_.load() || version_.load() > version; });
+  api::Change change;
+  change.set_version(version_.load());
+  if (change.version() <= version) return change;
+  std::set<std::string> studies;
+  const bool complete = !changes_.empty() && changes_.front().first <= version + 1;
+  for (const auto& [at, id] : changes_) {
+    if (at <= version) continue;
+    if (id.empty()) {
+      change.set_workers(true);
+    } else {
+      studies.insert(id);
+    }
+  }
+  if (!complete) {
+    // Older changes were dropped: name every study and the workers.
+    change.set_workers(true);
+    std::shared_lock read(mutex_);
+    for (const std::string& id : order_) studies.insert(id);
+  }
+  for (const std::string& id : studies) change.add_studies(id);
+  return change;
+}
+
+void Mirror::Refresh(bool all) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  for (const v1::Study& view : engine_->ListStudies()) {
+    const std::string bytes = DeterministicBytes(view);
+    {
+      std::shared_lock lock(mutex_);
+      auto it = studies_.find(view.id());
+      if (it != studies_.end() && it->second->view_bytes == bytes) continue;
+    }
+    Throttle& throttle = throttles_[view.id()];
+    if (!all && now < throttle.next) continue;  // caught on a later tick: the bytes still differ
+    RefreshTrials(view, now);
+  }
+  RefreshWorkers();
+}
+
+void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
+  const SteadyClock::time_point started = SteadyClock::now();
+  absl::StatusOr<v1::ListTrialsResponse> response = engine_->ListTrials(view.id(), true);
+  if (!response.ok()) return;  // the study vanished between the two reads: nothing to show
+  const std::vector<ParameterColumn> columns = ColumnsOf(view.spec());
+  const std::string& metric = view.spec().objective().metric();
+  std::vector<const v1::TrialMetrics*> metrics_of(response->trials_size(), nullptr);
+  for (const v1::TrialMetrics& metrics : response->metrics()) {
+    if (metrics.trial_id() >= 0 && metrics.trial_id() < response->trials_size()) {
+      metrics_of[metrics.trial_id()] = &metrics;
+    }
+  }
+  std::vector<TrialEntry> rows;
+  rows.reserve(response->trials_size());
+  std::set<int64_t> families;
+  int64_t ended = 0;
+  for (const v1::Trial& trial : response->trials()) {
+    rows.push_back(RowOf(trial, columns, metrics_of[trial.id()], metric));
+    if (trial.path_size() > 0) families.insert(trial.path(0) >> 32);
+    if (trial.state() != v1::TRIAL_RUNNING) ++ended;
+  }
+  const double elapsed = SteadyClock::now() - started > std::chrono::seconds(0)
+                             ? std::chrono::duration<double>(SteadyClock::now() - started).count()
+                             : 0;
+  throttles_[view.id()].next =
+      now +
+      std::max<SteadyClock::duration>(
+          options_.min_interval, std::chrono::duration_cast<SteadyClock::duration>(
+                                     std::chrono::duration<double>(elapsed * options_.backoff)));
+
+  {
+    std::unique_lock lock(mutex_);
+    std::unique_ptr<StudyData>& slot = studies_[view.id()];
+    if (slot == nullptr) {
+      slot = std::make_unique<StudyData>();
+      order_.push_back(view.id());
+    }
+    StudyData& study = *slot;
+    study.view = view;
+    study.view_bytes = DeterministicBytes(view);
+    study.maximize = view.spec().objective().direction() == v1::MAXIMIZE;
+    study.metric = metric;
+    study.parameters = columns;
+    study.ended_trials = ended;
+    study.family_ids.assign(families.begin(), families.end());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (i < study.trials.size() && SameRow(study.trials[i], rows[i])) continue;
+      rows[i].version = Bump();
+      study.trials_version = rows[i].version;
+      if (i < study.trials.size()) {
+        study.trials[i] = std::move(rows[i]);
+      } else {
+        study.trials.push_back(std::move(rows[i]));
+      }
+    }
+    study.version = Bump();
+    const double created =
+        static_cast<double>(view.created().seconds()) + view.created().nanos() / 1e9;
+    const double at = view.finished().seconds() > 0
+                          ? static_cast<double>(view.finished().seconds()) - created
+                          : NowSeconds() - created;
+    study.savings.push_back(
+        {at, view.steps().trial_steps(), view.steps().executed_steps(), view.trials_completed()});
+    if (study.savings.size() > options_.savings_points) {
+      // Thin to every other point, keeping the last.
+      std::vector<SavingsSample> thinned;
+      for (size_t i = 0; i < study.savings.size(); i += 2) thinned.push_back(study.savings[i]);
+      if (thinned.back().time_seconds != study.savings.back().time_seconds) {
+        thinned.push_back(study.savings.back());
+      }
+      study.savings = std::move(thinned);
+    }
+  }
+  Notify(view.id(), false);
+}
+
+void Mirror::RefreshWorkers() {
+  const std::vector<v1::WorkerInfo> infos = engine_->ListWorkers();
+  const double now = NowSeconds();
+  bool changed = false;
+  {
+    std::unique_lock lock(mutex_);
+    std::map<int64_t, std::string> study_of_family;
+    for (const std::string& id : order_) {
+      for (int64_t family : studies_.at(id)->family_ids) study_of_family.emplace(family, id);
+    }
+    for (const v1::WorkerInfo& info : infos) {
+      WorkerData& worker = workers_[info.worker_id()];
+      std::string bytes = DeterministicBytes(info);
+      if (bytes != worker.bytes) {
+        worker.info = info;
+        worker.bytes = std::move(bytes);
+        worker.version = Bump();
+        worker.running_study.clear();
+        if (info.running_stage_id() != 0) {
+          auto it = study_of_family.find(info.running_stage_id() >> 32);
+          if (it != study_of_family.end()) worker.running_study = it->second;
+        }
+        changed = true;
+      }
+      worker.samples.emplace_back(now, info.connected() && info.running_stage_id() != 0);
+      while (worker.samples.size() > options_.worker_samples) worker.samples.pop_front();
+    }
+  }
+  if (changed) Notify("", true);
+}
+
+absl::StatusOr<v1::Study> Mirror::StopStudy(const std::string& study_id,
+                                            const std::string& reason) {
+  absl::StatusOr<v1::Study> study = engine_->StopStudy(study_id, reason);
+  if (study.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      urgent_.store(true);
+    }
+    wake_.notify_all();
+  }
+  return study;
+}
+
+}  // namespace hippo::dashboard

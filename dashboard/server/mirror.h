@@ -1,0 +1,184 @@
+// Mirror: the dashboard's copy of the coordinator's read views, with a version per change.
+//
+// A refresh thread reads the engine's views (ListStudies, ListTrials with metrics, ListWorkers)
+// and keeps, per study, its trials as compact rows (serialized Trial, sortable columns, the
+// objective curve) stamped with the version of their last change. Every dashboard reads this
+// copy, so ten dashboards cost the engine what one does, and the engine is read only while
+// someone watches (a request in the last Options::idle_after) and only for studies whose view
+// changed. A study's trials are fetched again at most every Options::min_interval, and not
+// more often than its last fetch took times Options::backoff, so a large running study cannot
+// keep the engine's lock busy.
+#ifndef HIPPO_DASHBOARD_SERVER_MIRROR_H_
+#define HIPPO_DASHBOARD_SERVER_MIRROR_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dashboard/api/dashboard.pb.h"
+#include "hippo/engine.h"
+#include "hippo/v1/hippo.pb.h"
+
+namespace hippo::dashboard {
+
+// One trial as the mirror keeps it.
+struct TrialEntry {
+  std::string bytes;  // the serialized hippo.v1.Trial
+  int64_t version = 0;
+  int state = 0;  // hippo.v1.TrialState
+  bool has_objective = false;
+  double objective = 0;
+  int64_t reached_step = 0;
+  int64_t target_step = 0;
+  // Per parameter of the study (StudyData::parameters): the number a column sorts by: the
+  // value of a numeric scalar, the category index of a string, a sequence's value at step 0.
+  std::vector<double> parameters;
+  std::vector<int32_t> curve_steps;  // the objective metric by step
+  std::vector<float> curve_values;
+};
+
+// A parameter column of a study.
+struct ParameterColumn {
+  std::string name;
+  bool categorical = false;             // string values
+  std::vector<std::string> categories;  // category index -> value
+  bool log = false;                     // declared on a log scale
+};
+
+// One sample of a study's step counts, for the savings-over-time chart.
+struct SavingsSample {
+  double time_seconds = 0;
+  int64_t trial_steps = 0;
+  int64_t executed_steps = 0;
+  int64_t trials_completed = 0;
+};
+
+struct StudyData {
+  hippo::v1::Study view;
+  std::string view_bytes;
+  int64_t version = 0;         // the last change of the view or of a trial
+  int64_t trials_version = 0;  // the last change of a trial
+  bool maximize = false;
+  std::string metric;
+  std::vector<ParameterColumn> parameters;
+  std::vector<TrialEntry> trials;  // by trial number
+  int64_t ended_trials = 0;        // trials not running
+  std::vector<SavingsSample> savings;
+  std::vector<int64_t> family_ids;  // families its trials are in
+};
+
+struct WorkerData {
+  hippo::v1::WorkerInfo info;
+  std::string bytes;
+  int64_t version = 0;
+  std::string running_study;
+  std::deque<std::pair<double, bool>> samples;  // (unix seconds, busy)
+};
+
+class Mirror {
+ public:
+  struct Options {
+    std::chrono::milliseconds tick{400};          // how often the engine is polled
+    std::chrono::milliseconds min_interval{800};  // a study's trials at most this often
+    double backoff = 4;                           // ... and at most every fetch time × this
+    std::chrono::seconds idle_after{20};          // no request for this long: stop polling
+    size_t worker_samples = 900;                  // samples kept per worker
+    size_t savings_points = 2000;                 // savings points kept per study (thinned)
+  };
+
+  Mirror(coordinator::Engine* engine, Options options);
+  ~Mirror();
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  // Starts the refresh thread, which reads every study once, then polls while watched.
+  void Start();
+  void Stop();
+  bool stopping() const { return stopping_.load(); }
+
+  // Marks the mirror as watched (the refresh thread polls for the next idle_after). After an
+  // idle spell, waits for one refresh first, so that a first request sees the current state.
+  void Touch();
+
+  // The current version; WaitForChange blocks until it exceeds `version` or `timeout` passes
+  // or Stop() was called, and returns the studies that changed after `version` and whether
+  // the workers did.
+  int64_t version() const { return version_.load(); }
+  api::Change WaitForChange(int64_t version, std::chrono::milliseconds timeout);
+
+  // Runs `reader` with the study's data under a shared lock; NotFound for an unknown study.
+  template <typename Reader>
+  absl::Status ReadStudy(const std::string& study_id, Reader&& reader) const {
+    std::shared_lock lock(mutex_);
+    auto it = studies_.find(study_id);
+    if (it == studies_.end()) {
+      return absl::NotFoundError("study '" + study_id + "' is not known to this coordinator");
+    }
+    reader(*it->second);
+    return absl::OkStatus();
+  }
+  // Runs `reader` with every study (in creation order) and the workers, under a shared lock.
+  template <typename Reader>
+  void ReadAll(Reader&& reader) const {
+    std::shared_lock lock(mutex_);
+    std::vector<const StudyData*> studies;
+    for (const std::string& id : order_) studies.push_back(studies_.at(id).get());
+    reader(studies, workers_);
+  }
+
+  // Asks the engine to stop the study, then refreshes it at once.
+  absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
+                                             const std::string& reason);
+
+  // One refresh pass (the refresh thread's body); `all` reads every study's trials whatever
+  // their throttle. Public for tests and for the first load.
+  void Refresh(bool all);
+
+ private:
+  struct Throttle {
+    std::chrono::steady_clock::time_point next;
+  };
+  // Reads the study's trials (with metrics) from the engine and merges them.
+  void RefreshTrials(const hippo::v1::Study& view, std::chrono::steady_clock::time_point now);
+  void RefreshWorkers();
+  int64_t Bump();  // under mutex_: the next version, remembered as the last change
+  void Notify(const std::string& study_id, bool workers);
+
+  coordinator::Engine* engine_;
+  Options options_;
+
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, std::unique_ptr<StudyData>> studies_;
+  std::vector<std::string> order_;
+  std::map<std::string, WorkerData> workers_;
+  std::map<std::string, Throttle> throttles_;  // refresh thread only
+  std::atomic<int64_t> version_{0};
+
+  // Changes for WaitForChange: (version, study id or "" for workers).
+  std::mutex change_mutex_;
+  std::condition_variable changed_;
+  std::deque<std::pair<int64_t, std::string>> changes_;
+
+  std::atomic<int64_t> last_touch_ms_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> urgent_{false};
+  int64_t refreshes_ =
+      0;  // under wake_mutex_: refresh passes done  // refresh every study now (after a stop)
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  std::condition_variable refreshed_;
+  std::thread thread_;
+};
+
+}  // namespace hippo::dashboard
+
+#endif  // HIPPO_DASHBOARD_SERVER_MIRROR_H_

@@ -1,0 +1,110 @@
+// Parallel coordinates (canvas): one vertical axis per parameter and one for the objective, a
+// line per sampled trial coloured by objective (best ones bright, drawn last).
+import { Json, num, nums } from "../api";
+import { fmtNumber } from "../format";
+
+function color(t: number): string {
+  // From pale blue (worst) to deep orange (best).
+  const a = [165, 185, 230];
+  const b = [232, 89, 12];
+  const mix = a.map((v, i) => Math.round(v + (b[i] - v) * t));
+  return `rgba(${mix[0]}, ${mix[1]}, ${mix[2]}, ${0.25 + 0.6 * t})`;
+}
+
+export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: string, maximize: boolean) {
+  const axes: Json[] = sample.axes ?? [];
+  const values = nums(sample.values);
+  const columns = axes.length + 1;
+  const rows = columns > 0 ? Math.floor(values.length / columns) : 0;
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
+  const ctx = canvas.getContext("2d")!;
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = "11px system-ui, sans-serif";
+  if (rows === 0) {
+    ctx.fillStyle = "#868e96";
+    ctx.fillText("No completed trial yet.", 16, 24);
+    return;
+  }
+  const top = 34, bottom = height - 22, left = 40, right = width - 40;
+  const x = (i: number) => left + ((right - left) * i) / Math.max(1, columns - 1);
+  // Each axis's scale: log where declared, categories evenly spaced.
+  const ranges: { low: number; high: number; log: boolean }[] = axes.map((a) => ({
+    low: num(a.low),
+    high: num(a.high),
+    log: !!a.log && num(a.low) > 0,
+  }));
+  let objLow = Infinity, objHigh = -Infinity;
+  for (let r = 0; r < rows; r++) {
+    const v = values[r * columns + columns - 1];
+    if (Number.isFinite(v)) {
+      objLow = Math.min(objLow, v);
+      objHigh = Math.max(objHigh, v);
+    }
+  }
+  ranges.push({ low: objLow, high: objHigh, log: false });
+  const y = (c: number, v: number) => {
+    const { low, high, log } = ranges[c];
+    const t = log ? (Math.log(v) - Math.log(low)) / (Math.log(high) - Math.log(low) || 1) : (v - low) / (high - low || 1);
+    return bottom - (bottom - top) * (Number.isFinite(t) ? t : 0.5);
+  };
+  const order = [...Array(rows).keys()].map((r) => {
+    const v = values[r * columns + columns - 1];
+    const t = (v - objLow) / (objHigh - objLow || 1);
+    return { r, t: maximize ? t : 1 - t };
+  });
+  order.sort((a, b) => a.t - b.t);
+  ctx.lineWidth = 1;
+  for (const { r, t } of order) {
+    ctx.strokeStyle = color(t);
+    ctx.beginPath();
+    for (let c = 0; c < columns; c++) {
+      const v = values[r * columns + c];
+      const py = Number.isFinite(v) ? y(c, v) : bottom;
+      if (c === 0) ctx.moveTo(x(c), py);
+      else ctx.lineTo(x(c), py);
+    }
+    ctx.stroke();
+  }
+  ctx.strokeStyle = "#343a40";
+  ctx.fillStyle = "#343a40";
+  ctx.textAlign = "center";
+  for (let c = 0; c < columns; c++) {
+    ctx.beginPath();
+    ctx.moveTo(x(c), top);
+    ctx.lineTo(x(c), bottom);
+    ctx.stroke();
+    const name = c < axes.length ? axes[c].name : metric;
+    ctx.font = "600 11px system-ui, sans-serif";
+    ctx.fillText(name, x(c), 14);
+    ctx.font = "10px system-ui, sans-serif";
+    const axisInfo = axes[c];
+    if (axisInfo?.categorical) {
+      (axisInfo.categories ?? []).forEach((label: string, i: number) => ctx.fillText(label, x(c), y(c, i) - 3));
+    } else {
+      ctx.fillText(fmtNumber(ranges[c].high, 3), x(c), top - 6);
+      ctx.fillText(fmtNumber(ranges[c].low, 3), x(c), bottom + 13);
+    }
+  }
+}
+
+export function drawImportance(container: HTMLElement, sample: Json) {
+  const axes: Json[] = [...(sample.axes ?? [])].sort((a, b) => num(b.importance) - num(a.importance));
+  container.replaceChildren();
+  if (axes.length === 0 || axes.every((a) => num(a.importance) === 0)) {
+    container.innerHTML = `<p class="muted">Needs a few completed trials.</p>`;
+    return;
+  }
+  for (const a of axes) {
+    const share = num(a.importance);
+    const row = document.createElement("div");
+    row.className = "importance-row";
+    row.innerHTML = `<span class="name"></span><span class="bar"><span style="width:${(share * 100).toFixed(1)}%"></span></span><span class="value">${(share * 100).toFixed(0)} %</span>`;
+    row.querySelector(".name")!.textContent = a.name;
+    container.append(row);
+  }
+}

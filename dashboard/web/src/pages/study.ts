@@ -1,0 +1,171 @@
+// A study: summary and stop button, optimization history, learning curves, parallel
+// coordinates, parameter importance, savings over time, the stage tree, the trial table with
+// the selected trial's schedule. Each part reloads (at most every 2 s) when the study changes.
+import { ApiError, get, Json, num, post, studyPath } from "../api";
+import { drawCurves } from "../charts/curves";
+import { drawHistory } from "../charts/history";
+import { drawSavings, drawSchedule } from "../charts/misc";
+import { drawImportance, drawParallel } from "../charts/parallel";
+import { Plot } from "../charts/plot";
+import { badge, fmtDuration, fmtInt, fmtNumber, h, progressBar } from "../format";
+import { subscribe, throttle } from "../live";
+import { elapsedOf } from "./studies";
+import { TrialTable } from "../table";
+import { TreeView } from "../tree";
+
+function card(title: string, body: HTMLElement, extra: { wide?: boolean; id?: string; hint?: string } = {}) {
+  return h(
+    "section",
+    { class: `card${extra.wide ? " wide" : ""}`, id: extra.id ?? "" },
+    h("div", { class: "card-head" }, h("h2", {}, title), extra.hint ? h("span", { class: "muted small" }, extra.hint) : ""),
+    body,
+  );
+}
+
+export function mountStudy(app: HTMLElement, studyId: string): () => void {
+  const head = h("div", { class: "page-head study-head" });
+  const stats = h("div", { class: "stats" });
+  const historyBox = h("div", { class: "chart" });
+  const curvesBox = h("div", { class: "chart" });
+  const curvesLegend = h("div", { class: "legend small" });
+  const parallelCanvas = h("canvas", { class: "parallel" });
+  const importanceBox = h("div", { class: "importance" });
+  const savingsBox = h("div", { class: "chart" });
+  const scheduleBox = h("div", { class: "chart" });
+  const scheduleTitle = h("span", { class: "muted small" }, "Select a trial in the table.");
+  const tree = new TreeView(studyId);
+  let selected: Json | null = null;
+  let retry = 0;
+  let row: Json | null = null;
+  const table = new TrialTable(studyId, (trial) => {
+    selected = trial;
+    scheduleTitle.textContent = `trial ${num(trial.id)} · ${String(trial.state ?? "").replace("TRIAL_", "").toLowerCase()}`;
+    drawSchedule(schedule, trial);
+    refreshCurves();
+  });
+  const history = new Plot(historyBox, 240);
+  const curves = new Plot(curvesBox, 300);
+  const savings = new Plot(savingsBox, 220);
+  const schedule = new Plot(scheduleBox, 200);
+
+  app.append(
+    head,
+    stats,
+    h(
+      "div",
+      { class: "cards" },
+      card("Learning curves", h("div", {}, curvesBox, curvesLegend), { id: "curves", hint: "drag to zoom, double-click to reset" }),
+      card("Optimization history", historyBox, { id: "history" }),
+      card("Parallel coordinates", parallelCanvas, { id: "parallel", hint: "best trials in orange" }),
+      card("Hyper-parameter importance", importanceBox, { id: "importance", hint: "variance explained" }),
+      card("Stage tree", tree.element, { wide: true, id: "tree" }),
+      card("Trials", table.element, { wide: true, id: "trials" }),
+      card("Schedule of the selected trial", h("div", {}, scheduleTitle, scheduleBox), { id: "schedule" }),
+      card("Savings over time", savingsBox, { id: "savings", hint: "trial steps vs steps trained" }),
+    ),
+  );
+
+  const renderHead = () => {
+    if (!row) return;
+    const study: Json = row.study;
+    const steps: Json = study.steps ?? {};
+    const trialSteps = num(steps.trial_steps);
+    const executed = num(steps.executed_steps);
+    const running = study.state === "STUDY_RUNNING";
+    const stop = h("button", { class: "button danger", id: "stop-study" }, "Stop study");
+    stop.hidden = !running;
+    stop.addEventListener("click", async () => {
+      if (!confirm(`Stop study ${study.spec?.name ?? studyId}? Its running trials are stopped.`)) return;
+      stop.setAttribute("disabled", "");
+      try {
+        await post(studyPath(studyId, "stop"));
+      } catch (error) {
+        alert((error as Error).message);
+        stop.removeAttribute("disabled");
+      }
+    });
+    head.replaceChildren(
+      h("div", {}, h("a", { href: "#/", class: "muted small" }, "← Studies"), h("h1", {}, study.spec?.name || study.id, " ", badge(study.state))),
+      h("div", { class: "head-right" }, h("span", { class: "muted small" }, `${study.id} · ${study.spec?.algorithm?.name ?? ""} · ${study.spec?.objective?.direction === "MAXIMIZE" ? "maximize" : "minimize"} ${study.spec?.objective?.metric ?? ""}`), stop),
+    );
+    if (study.message) head.append(h("p", { class: "muted small message" }, study.message));
+    const best = study.best_trial;
+    const stat = (label: string, value: string | Node, sub = "") =>
+      h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), sub ? h("div", { class: "sub muted" }, sub) : "");
+    stats.replaceChildren(
+      stat("Progress", progressBar(num(row.progress)), `${(num(row.progress) * 100).toFixed(1)} %`),
+      stat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : ""),
+      stat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created"),
+      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps`),
+      stat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`),
+      stat("Elapsed", fmtDuration(elapsedOf(row))),
+      stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
+    );
+  };
+
+  const refreshStudy = throttle(async () => {
+    try {
+      row = await get(studyPath(studyId));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        head.replaceChildren(h("h1", {}, "Study not found"), h("p", { class: "muted" }, (error as Error).message));
+        // A study just submitted reaches the dashboard within a second: ask again.
+        retry = window.setTimeout(() => void all(), 1500);
+        return;
+      }
+      throw error;
+    }
+    renderHead();
+  }, 1000);
+  const refreshCurves = throttle(async () => {
+    const total = num(row?.study?.trials_total);
+    const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
+    drawCurves(curves, await get(studyPath(studyId, "curves"), { trials }), curvesLegend);
+  }, 1500);
+  const refreshHistory = throttle(async () => {
+    drawHistory(history, await get(studyPath(studyId, "history")), row?.study?.spec?.objective?.metric ?? "objective");
+  }, 1500);
+  let parameters: Json | null = null;
+  const drawParameters = () => {
+    if (!parameters) return;
+    drawParallel(parallelCanvas, parameters, row?.study?.spec?.objective?.metric ?? "objective", row?.study?.spec?.objective?.direction === "MAXIMIZE");
+    drawImportance(importanceBox, parameters);
+  };
+  const refreshParameters = throttle(async () => {
+    parameters = await get(studyPath(studyId, "parameters"));
+    drawParameters();
+  }, 2000);
+  const refreshSavings = throttle(async () => drawSavings(savings, await get(studyPath(studyId, "savings"))), 2000);
+  const refreshTree = throttle(() => tree.refresh(), 2000);
+  const refreshTable = throttle(() => table.update(), 1000);
+  const observer = new ResizeObserver(drawParameters);
+  observer.observe(parallelCanvas);
+
+  const all = async () => {
+    await refreshStudy();
+    refreshCurves();
+    refreshHistory();
+    refreshParameters();
+    refreshSavings();
+    refreshTree();
+  };
+  void all().then(() => table.reload());
+  const stop = subscribe((change) => {
+    if (!change.all && !change.studies.has(studyId)) return;
+    refreshStudy();
+    refreshCurves();
+    refreshHistory();
+    refreshParameters();
+    refreshSavings();
+    refreshTree();
+    refreshTable();
+  });
+  const timer = setInterval(renderHead, 5000); // the elapsed clock
+  return () => {
+    stop();
+    clearInterval(timer);
+    clearTimeout(retry);
+    observer.disconnect();
+    for (const plot of [history, curves, savings, schedule]) plot.destroy();
+  };
+}

@@ -1,0 +1,73 @@
+// Workers: what each runs (stage and study), its devices, the states in its fork cache, and
+// its utilisation over the last minutes (the busy share of the dashboard's samples).
+import { get, Json, num } from "../api";
+import { fmtInt, h } from "../format";
+import { subscribe, throttle } from "../live";
+
+function sparkline(samples: Json[]): HTMLCanvasElement {
+  const canvas = h("canvas", { class: "spark", width: "240", height: "36" });
+  const ctx = canvas.getContext("2d")!;
+  const n = samples.length;
+  if (n === 0) return canvas;
+  const w = 240 / n;
+  samples.forEach((sample, i) => {
+    const busy = num(sample.busy);
+    ctx.fillStyle = `rgba(66, 99, 235, ${0.15 + 0.85 * busy})`;
+    const height = 4 + 30 * busy;
+    ctx.fillRect(i * w, 36 - height, Math.max(1, w - 0.5), height);
+  });
+  return canvas;
+}
+
+export function mountWorkers(app: HTMLElement): () => void {
+  const tbody = h("tbody");
+  const summary = h("p", { class: "muted" });
+  app.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Workers"), summary),
+    h(
+      "div",
+      { class: "card flush" },
+      h(
+        "table",
+        { class: "grid workers" },
+        h("thead", {}, h("tr", {}, ...["Worker", "State", "Running", "Devices", "Fork cache", "Utilisation", "Over time (oldest → now)"].map((t) => h("th", {}, t)))),
+        tbody,
+      ),
+    ),
+  );
+  const refresh = throttle(async () => {
+    const response = await get("workers");
+    const workers: Json[] = response.workers ?? [];
+    const busy = workers.filter((w) => num(w.worker?.running_stage_id) !== 0).length;
+    summary.textContent = `${workers.filter((w) => w.worker?.connected).length} connected, ${busy} training now.`;
+    tbody.replaceChildren(
+      ...workers.map((row) => {
+        const worker: Json = row.worker;
+        const stage = num(worker.running_stage_id);
+        const running = stage
+          ? h("span", {}, row.running_study ? h("a", { href: `#/study/${encodeURIComponent(row.running_study)}` }, row.running_study) : "", h("div", { class: "muted small" }, `stage ${stage}`))
+          : h("span", { class: "muted" }, "idle");
+        return h(
+          "tr",
+          { "data-worker": worker.worker_id },
+          h("td", {}, worker.worker_id, h("div", { class: "muted small" }, worker.host ?? "")),
+          h("td", {}, h("span", { class: `badge ${worker.connected ? (stage ? "running" : "completed") : "failed"}` }, worker.connected ? (stage ? "busy" : "idle") : "gone")),
+          h("td", {}, running),
+          h("td", {}, (worker.devices ?? []).map((d: Json) => d.name).join(", ") || "cpu"),
+          h("td", { class: "num" }, `${fmtInt(num(worker.cached_states))} states`),
+          h("td", { class: "num" }, `${(num(row.utilisation) * 100).toFixed(0)} %`),
+          h("td", {}, sparkline(row.samples ?? [])),
+        );
+      }),
+    );
+  }, 1000);
+  refresh();
+  const stop = subscribe((change) => {
+    if (change.all || change.workers) refresh();
+  });
+  const timer = setInterval(refresh, 5000);
+  return () => {
+    stop();
+    clearInterval(timer);
+  };
+}

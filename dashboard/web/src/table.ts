@@ -1,0 +1,161 @@
+// The trial table: sorted and filtered on the server, any column; rows fetched by page as the
+// table scrolls (a virtual list: only the rows in view are in the DOM), so a 100 000-trial
+// study costs one page. A click on a row selects the trial.
+import { get, Json, num, studyPath } from "./api";
+import { badge, fmtInt, fmtNumber, fmtParameter, h } from "./format";
+
+const ROW = 30;
+const PAGE = 100;
+
+export class TrialTable {
+  readonly element: HTMLElement;
+  private columns: string[] = ["id", "state", "objective", "reached_step", "target_step"];
+  private sort = "id";
+  private desc = false;
+  private filters = new Map<string, string>();
+  private pages = new Map<number, Json[]>();
+  private loading = new Set<number>();
+  private matching = 0;
+  private total = 0;
+  private version = 0;
+  private generation = 0;
+  private head = h("div", { class: "trow thead" });
+  private filterRow = h("div", { class: "trow tfilter" });
+  private body = h("div", { class: "tbody" });
+  private spacer = h("div", { class: "tspacer" });
+  private viewport = h("div", { class: "tviewport" });
+  private count = h("span", { class: "muted small" });
+  selected = -1;
+
+  constructor(
+    private readonly studyId: string,
+    private readonly onSelect: (trial: Json) => void,
+  ) {
+    this.viewport.append(this.spacer, this.body);
+    this.element = h("div", { class: "trials" }, h("div", { class: "ttools" }, this.count), h("div", { class: "tscroll" }, this.head, this.filterRow, this.viewport));
+    this.viewport.addEventListener("scroll", () => this.render());
+    new ResizeObserver(() => this.render()).observe(this.viewport);
+  }
+
+  private params(offset: number): Record<string, string | number | boolean> {
+    const filter = [...this.filters].filter(([, v]) => v.trim()).map(([c, v]) => `${c}:${v.trim()}`).join(";");
+    return { page_size: PAGE, page_token: offset ? String(offset) : "", sort: this.sort, desc: this.desc, filter };
+  }
+
+  /** Drops the cached pages and loads the visible ones again (after a change). */
+  async reload() {
+    this.generation++;
+    this.pages.clear();
+    await this.load(this.firstVisiblePage());
+    this.render();
+  }
+
+  /** Reloads only if a trial changed since the version held (an incremental read). */
+  async update() {
+    const changed = await get(studyPath(this.studyId, "trials"), { since: this.version, page_size: 1 });
+    if ((changed.trials ?? []).length > 0 || num(changed.total) !== this.total) await this.reload();
+  }
+
+  private firstVisiblePage(): number {
+    return Math.floor(this.viewport.scrollTop / ROW / PAGE) * PAGE;
+  }
+
+  private async load(offset: number) {
+    if (this.loading.has(offset)) return;
+    this.loading.add(offset);
+    const generation = this.generation;
+    try {
+      const page = await get(studyPath(this.studyId, "trials"), this.params(offset));
+      if (generation !== this.generation) return;
+      const columns: string[] = page.columns ?? this.columns;
+      if (columns.join() !== this.columns.join() || this.head.childElementCount === 0) {
+        this.columns = columns;
+        this.renderHead();
+      }
+      this.matching = num(page.matching);
+      this.total = num(page.total);
+      this.version = Math.max(this.version, num(page.version));
+      this.pages.set(offset, page.trials ?? []);
+      this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
+    } finally {
+      this.loading.delete(offset);
+    }
+  }
+
+  private renderHead() {
+    this.head.replaceChildren();
+    this.filterRow.replaceChildren();
+    for (const column of this.columns) {
+      const label = column.replace(/^param:/, "");
+      const cell = h("div", { class: `tcell ${column === "id" ? "narrow" : ""}`, role: "columnheader", "data-column": column }, label);
+      if (column === this.sort) cell.append(h("span", { class: "arrow" }, this.desc ? " ▼" : " ▲"));
+      cell.addEventListener("click", () => {
+        if (this.sort === column) this.desc = !this.desc;
+        else {
+          this.sort = column;
+          this.desc = column === "objective";
+        }
+        this.renderHead();
+        void this.reload();
+      });
+      this.head.append(cell);
+      const input = h("input", {
+        class: "input tinput",
+        placeholder: column === "state" || column.startsWith("param:") ? "filter" : ">x, <x, a..b",
+        "data-filter": column,
+        value: this.filters.get(column) ?? "",
+      });
+      let timer = 0;
+      input.addEventListener("input", () => {
+        clearTimeout(timer);
+        timer = window.setTimeout(() => {
+          this.filters.set(column, input.value);
+          this.viewport.scrollTop = 0;
+          void this.reload();
+        }, 250);
+      });
+      this.filterRow.append(h("div", { class: `tcell ${column === "id" ? "narrow" : ""}` }, input));
+    }
+  }
+
+  private render() {
+    this.spacer.style.height = `${this.matching * ROW}px`;
+    const first = Math.floor(this.viewport.scrollTop / ROW);
+    const count = Math.ceil(this.viewport.clientHeight / ROW) + 2;
+    const rows: HTMLElement[] = [];
+    for (let i = first; i < Math.min(this.matching, first + count); i++) {
+      const offset = Math.floor(i / PAGE) * PAGE;
+      const page = this.pages.get(offset);
+      if (!page) {
+        // Render again once the page is here (only for the call that starts the load).
+        if (!this.loading.has(offset)) this.load(offset).then(() => this.render(), (error) => console.warn(error));
+        continue;
+      }
+      const row = page[i - offset];
+      if (row) rows.push(this.rowOf(row.trial, i));
+    }
+    this.body.style.transform = `translateY(${first * ROW}px)`;
+    this.body.replaceChildren(...rows);
+  }
+
+  private rowOf(trial: Json, index: number): HTMLElement {
+    const id = num(trial.id);
+    const row = h("div", { class: `trow${id === this.selected ? " selected" : ""}${index % 2 ? " odd" : ""}`, "data-trial": String(id) });
+    for (const column of this.columns) {
+      let content: string | Node = "";
+      if (column === "id") content = String(id);
+      else if (column === "state") content = badge(trial.state);
+      else if (column === "objective") content = trial.has_objective_value ? fmtNumber(num(trial.objective_value)) : "—";
+      else if (column === "reached_step") content = fmtInt(num(trial.reached_step));
+      else if (column === "target_step") content = fmtInt(num(trial.target_step));
+      else content = fmtParameter(trial.parameters?.[column.slice(6)]);
+      row.append(h("div", { class: `tcell ${column === "id" ? "narrow" : ""}` }, content));
+    }
+    row.addEventListener("click", () => {
+      this.selected = id;
+      this.onSelect(trial);
+      this.render();
+    });
+    return row;
+  }
+}

@@ -1,0 +1,167 @@
+"""The connection to a Hippo coordinator: hippo.connect() and Client.
+
+Defaults follow the `hippo` CLI: the address from $HIPPO_COORDINATOR, else 127.0.0.1:50051; the
+token from a token file (its first line) or $HIPPO_TOKEN, sent as gRPC metadata
+``x-hippo-token``.
+"""
+
+import os
+
+import grpc
+
+from hippo import errors
+from hippo import spec as spec_module
+from hippo.v1 import hippo_pb2
+from hippo.v1 import hippo_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+TOKEN_HEADER = "x-hippo-token"
+
+
+def default_address():
+    """$HIPPO_COORDINATOR, else 127.0.0.1:50051 (as the CLI)."""
+    return os.environ.get("HIPPO_COORDINATOR") or DEFAULT_ADDRESS
+
+
+def read_token(token=None, token_file=None):
+    """The token to send: `token`, else the first line of `token_file`, else $HIPPO_TOKEN, else
+    None."""
+    if token:
+        return token
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as file:
+                line = file.readline().rstrip("\r\n")
+        except OSError as error:
+            raise errors.HippoError(f"token file {token_file}: {error.strerror}") from None
+        if not line:
+            raise errors.HippoError(f"token file {token_file}: its first line is empty")
+        return line
+    return os.environ.get("HIPPO_TOKEN") or None
+
+
+def make_channel(address, tls=False):
+    """A gRPC channel to `address`: plaintext when tls is False; with TLS when tls is True
+    (system roots), a path to a PEM file of root certificates, or grpc.ChannelCredentials."""
+    # Reconnect within 2 s of a coordinator coming back (gRPC's default backoff grows to 120 s).
+    options = [("grpc.max_receive_message_length", 256 << 20),
+               ("grpc.max_send_message_length", 64 << 20),
+               ("grpc.initial_reconnect_backoff_ms", 100),
+               ("grpc.min_reconnect_backoff_ms", 100),
+               ("grpc.max_reconnect_backoff_ms", 2000)]
+    if tls is False or tls is None:
+        return grpc.insecure_channel(address, options=options)
+    if tls is True:
+        credentials = grpc.ssl_channel_credentials()
+    elif isinstance(tls, (str, os.PathLike)):
+        with open(tls, "rb") as file:
+            credentials = grpc.ssl_channel_credentials(root_certificates=file.read())
+    else:
+        credentials = tls
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+class Client:
+    """A connection to one coordinator's StudyService. Make one with hippo.connect().
+
+    Every method raises a HippoError subclass on failure (see hippo.errors).
+    """
+
+    def __init__(self, address=None, token=None, tls=False, token_file=None, timeout=30.0):
+        self.address = address or default_address()
+        self._token = read_token(token, token_file)
+        self._metadata = ((TOKEN_HEADER, self._token),) if self._token else ()
+        self.timeout = timeout
+        self.channel = make_channel(self.address, tls)
+        self.stub = hippo_pb2_grpc.StudyServiceStub(self.channel)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Closes the channel."""
+        self.channel.close()
+
+    @property
+    def metadata(self):
+        """The call metadata (the token), for callers that use the raw stub."""
+        return self._metadata
+
+    def call(self, method, request, invalid=errors.InvalidArgument, timeout=None):
+        """Calls StudyService `method` (e.g. "GetStudy") with the token; raises HippoError."""
+        try:
+            return getattr(self.stub, method)(request, metadata=self._metadata,
+                                              timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise errors.from_grpc(error, invalid) from None
+
+    def stream(self, method, request):
+        """Opens a server stream (e.g. "WatchStudy") with the token; the caller iterates it."""
+        return getattr(self.stub, method)(request, metadata=self._metadata)
+
+    # -- studies -------------------------------------------------------------------------------
+
+    def create_study(self, spec, no_merge=False, pruner=None):
+        """Submits a study and returns its Study handle.
+
+        `spec` is a dict with the fields of a YAML spec, a path to a YAML/JSON file, a
+        hippo.StudySpec builder or a hippo.v1.StudySpec. `no_merge` runs it trial by trial
+        (the baseline). `pruner` is used by ask/tell trials' should_prune() (default: a
+        MedianPruner, as in Optuna). Raises InvalidSpec naming the field of a bad spec.
+        """
+        from hippo.study import Study
+
+        request = hippo_pb2.CreateStudyRequest(spec=spec_module.to_proto(spec), no_merge=no_merge)
+        return Study(self, self.call("CreateStudy", request, invalid=errors.InvalidSpec),
+                     pruner=pruner)
+
+    def get_study(self, study_id, pruner=None):
+        """The Study with this id; NotFound if there is none."""
+        from hippo.study import Study
+
+        return Study(self, self.call("GetStudy", hippo_pb2.GetStudyRequest(study_id=study_id)),
+                     pruner=pruner)
+
+    def list_studies(self, page_size=0):
+        """Every study on the coordinator (following page tokens when the server pages)."""
+        from hippo.study import Study
+
+        studies, token = [], ""
+        while True:
+            request = hippo_pb2.ListStudiesRequest(page_size=page_size, page_token=token)
+            response = self.call("ListStudies", request)
+            studies.extend(Study(self, study) for study in response.studies)
+            token = response.next_page_token
+            if not token:
+                return studies
+
+    def stop_study(self, study_id, reason=""):
+        """Stops a study; returns its Study handle."""
+        from hippo.study import Study
+
+        request = hippo_pb2.StopStudyRequest(study_id=study_id, reason=reason)
+        return Study(self, self.call("StopStudy", request))
+
+    def workers(self):
+        """The workers the coordinator knows (hippo.v1.WorkerInfo messages)."""
+        return list(self.call("ListWorkers", hippo_pb2.ListWorkersRequest()).workers)
+
+
+def connect(address=None, token=None, tls=False, token_file=None, timeout=30.0):
+    """Connects to a coordinator and returns a Client.
+
+    Args:
+        address: host:port; default $HIPPO_COORDINATOR, else 127.0.0.1:50051.
+        token: the coordinator's shared secret; default the first line of `token_file`, else
+            $HIPPO_TOKEN, else none.
+        tls: False for plaintext; True for TLS with the system's roots; a PEM path of root
+            certificates; or grpc.ChannelCredentials.
+        token_file: a file whose first line is the token (as the CLI's --token-file).
+        timeout: seconds each unary call may take.
+
+    Nothing is sent until the first call, so a wrong address surfaces as Unavailable then.
+    """
+    return Client(address, token=token, tls=tls, token_file=token_file, timeout=timeout)

@@ -1,0 +1,145 @@
+// The dashboard's JSON API against a real coordinator running a sim study: paging, sorting and
+// filtering of trials, incremental reads (since a version), the change long poll, the stop
+// guard, and the token required off loopback.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { HIPPO, api, eventually, startServer, startWorker, stopAll, submit } from "./harness.mjs";
+
+const SPEC = path.join(path.dirname(fileURLToPath(import.meta.url)), "asha_sim.yaml");
+let server, studyId;
+
+before(async () => {
+  server = await startServer();
+  startWorker(server.grpc, "w1", server.dir);
+  studyId = submit(server.grpc, SPEC);
+  // Enough trials, some of them with an objective, for the reads below to mean something.
+  await eventually(async () => {
+    const page = (await api(server.url, `studies/${studyId}/trials?page_size=1&filter=objective:>0`)).body;
+    return Number(page.total ?? 0) >= 40 && Number(page.matching ?? 0) >= 5;
+  }, "40 trials, 5 with an objective", 60000);
+});
+
+after(stopAll);
+
+test("trial pages cover every trial once, in the order asked", async () => {
+  const seen = new Set();
+  let token = "";
+  let pages = 0;
+  let total = 0;
+  do {
+    const { status, body } = await api(server.url, `studies/${studyId}/trials?page_size=7&page_token=${token}`);
+    assert.equal(status, 200);
+    total = Number(body.total);
+    assert.ok(body.trials.length <= 7, "a page holds at most page_size trials");
+    for (const row of body.trials) {
+      assert.ok(!seen.has(row.trial.id), `trial ${row.trial.id} appears on two pages`);
+      seen.add(row.trial.id);
+    }
+    token = body.next_page_token ?? "";
+    pages++;
+  } while (token && pages < 1000);
+  // Trials are added while the study runs: every trial of the first read is there.
+  assert.ok(seen.size >= total - 0 && seen.size >= 40, `pages gave ${seen.size} trials of ${total}`);
+  assert.ok(pages > 1, "a study of 40+ trials needs several pages of 7");
+});
+
+test("trials sort by any column and filter by expressions", async () => {
+  const sorted = (await api(server.url, `studies/${studyId}/trials?page_size=200&sort=objective&desc=true`)).body;
+  const values = sorted.trials.filter((r) => r.trial.has_objective_value).map((r) => Number(r.trial.objective_value));
+  assert.ok(values.length > 0);
+  for (let i = 1; i < values.length; i++) assert.ok(values[i - 1] >= values[i], "objective descending");
+  const parameter = (await api(server.url, `studies/${studyId}/trials?page_size=200&sort=param:weight_decay`)).body;
+  const decays = parameter.trials.map((r) => Number(r.trial.parameters.weight_decay.scalar));
+  for (let i = 1; i < decays.length; i++) assert.ok(decays[i - 1] <= decays[i], "weight_decay ascending");
+  const filtered = (await api(server.url, `studies/${studyId}/trials?page_size=1000&filter=param:weight_decay:<0.0002;state:running`)).body;
+  for (const row of filtered.trials) {
+    assert.ok(Number(row.trial.parameters.weight_decay.scalar) < 2e-4);
+    assert.equal(row.trial.state, "TRIAL_RUNNING");
+  }
+  assert.equal(Number(filtered.matching ?? 0), filtered.trials.length);
+  const bad = await api(server.url, `studies/${studyId}/trials?filter=speed:>1`);
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.message, /filter: unknown column 'speed'.*param:weight_decay/);
+});
+
+test("a read since a version returns only what changed after it", async () => {
+  const first = (await api(server.url, `studies/${studyId}/trials?page_size=1000`)).body;
+  const version = Number(first.version);
+  // The long poll answers once something changed after that version (the study, or first
+  // only the workers).
+  let change;
+  let at = version;
+  for (let polls = 0; polls < 20; polls++) {
+    change = (await api(server.url, `changes?since=${at}&timeout_ms=20000`)).body;
+    assert.ok(Number(change.version) > at, "a long poll answers with a newer version");
+    at = Number(change.version);
+    if ((change.studies ?? []).includes(studyId)) break;
+  }
+  assert.ok(change.studies.includes(studyId));
+  const since = (await api(server.url, `studies/${studyId}/trials?page_size=1000&since=${version}`)).body;
+  assert.ok(since.trials.length > 0, "a running study changes some trials");
+  assert.ok(since.trials.length < Number(since.total), "but not all of them");
+  for (const row of since.trials) assert.ok(Number(row.version) > version, "only rows changed after the version");
+  // Once the study is stopped and read, nothing changes after the latest version.
+  const stop = await api(server.url, `studies/${studyId}/stop`, { method: "POST", headers: { "X-Hippo-Dashboard": "1" } });
+  assert.equal(stop.status, 200);
+  assert.equal(stop.body.state, "STUDY_STOPPED");
+  const settled = await eventually(async () => {
+    const row = (await api(server.url, `studies/${studyId}`)).body;
+    return row.study.state === "STUDY_STOPPED" ? row : null;
+  }, "the mirror to see the stop");
+  await new Promise((r) => setTimeout(r, 1500));
+  const latest = Number((await api(server.url, `studies/${studyId}`)).body.version);
+  assert.ok(latest >= Number(settled.version));
+  const none = (await api(server.url, `studies/${studyId}/trials?since=${latest}`)).body;
+  assert.equal((none.trials ?? []).length, 0);
+  const studies = (await api(server.url, `studies?since=${latest}`)).body;
+  assert.equal((studies.studies ?? []).length, 0);
+});
+
+test("a stop without the dashboard's header is refused", async () => {
+  const { status, body } = await api(server.url, `studies/${studyId}/stop`, { method: "POST" });
+  assert.equal(status, 403);
+  assert.match(body.message, /X-Hippo-Dashboard/);
+});
+
+test("aggregates stay bounded: curves density, history bins, a parameter sample", async () => {
+  const curves = (await api(server.url, `studies/${studyId}/curves?trials=0,1`)).body;
+  assert.equal(curves.completed_density.length, Number(curves.step_bins) * Number(curves.value_bins));
+  assert.ok(curves.best.length > 0 && curves.best.length <= 10);
+  assert.deepEqual(curves.selected.map((c) => Number(c.trial_id ?? 0)), [0, 1]);
+  const history = (await api(server.url, `studies/${studyId}/history`)).body;
+  assert.ok(history.trial.length <= 1000);
+  const parameters = (await api(server.url, `studies/${studyId}/parameters`)).body;
+  assert.deepEqual(parameters.axes.map((a) => a.name).sort(), ["lr", "optimizer", "weight_decay"]);
+  assert.equal(parameters.values.length, parameters.trial_ids.length * (parameters.axes.length + 1));
+  const tree = (await api(server.url, `studies/${studyId}/tree?depth=2&max_children=2&trial=5`)).body;
+  assert.ok(tree.nodes.length >= 1 && Number(tree.total_nodes) >= tree.nodes.length);
+  assert.ok(tree.highlighted.length >= 1, "trial 5's path is highlighted");
+  const ids = new Set(tree.nodes.map((n) => n.stage?.id ?? "0"));
+  for (const stage of tree.highlighted) assert.ok(ids.has(stage), "the highlighted path is in the window");
+});
+
+test("off loopback the dashboard needs the coordinator's token", async () => {
+  const refused = spawnSync(HIPPO, ["server", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0", "--db", path.join(server.dir, "x.db")], {
+    env: { ...process.env, HIPPO_TOKEN: "" },
+    timeout: 20000,
+  });
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr.toString(), /--http 0\.0\.0\.0:0 is not a loopback address: give a token/);
+
+  const secured = await startServer({ listen: "0.0.0.0:0", http: "0.0.0.0:0", token: "s3cret" });
+  assert.equal((await api(secured.url, "studies")).status, 401);
+  assert.equal((await api(secured.url, "studies", { headers: { "x-hippo-token": "wrong" } })).status, 401);
+  assert.equal((await api(secured.url, "studies", { headers: { "x-hippo-token": "s3cret" } })).status, 200);
+  assert.equal((await api(secured.url, "studies", { headers: { Authorization: "Bearer s3cret" } })).status, 200);
+  const page = await fetch(new URL("?token=s3cret", secured.url));
+  assert.equal(page.status, 200);
+  const cookie = page.headers.get("set-cookie");
+  assert.match(cookie, /hippo_token=s3cret/);
+  assert.equal((await api(secured.url, "studies", { headers: { Cookie: cookie.split(";")[0] } })).status, 200);
+  assert.equal((await fetch(secured.url)).status, 401, "the page itself needs the token too");
+});

@@ -1,0 +1,106 @@
+// The dashboard end to end in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): a real coordinator and two workers run a sim ASHA study; each page must
+// show it, update live without a reload, and stop a study; the page must reconnect on its own
+// after the coordinator restarts. Screenshots go to $HIPPO_ARTIFACTS.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ARTIFACTS, api, eventually, playwright, startServer, startWorker, stopAll, submit } from "./harness.mjs";
+
+const SPEC = path.join(path.dirname(fileURLToPath(import.meta.url)), "asha_sim.yaml");
+let server, browser, page, studyId;
+
+before(async () => {
+  server = await startServer();
+  startWorker(server.grpc, "w1", server.dir);
+  startWorker(server.grpc, "w2", server.dir);
+  studyId = submit(server.grpc, SPEC);
+  browser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  page.on("dialog", (dialog) => dialog.accept());
+  page.on("pageerror", (error) => console.error("page error:", error));
+});
+
+after(async () => {
+  await browser?.close();
+  stopAll();
+});
+
+const text = async (selector) => (await page.locator(selector).first().textContent()) ?? "";
+
+test("the studies page lists the running study and updates it live", async () => {
+  await page.goto(server.url);
+  const row = page.locator(`tr[data-study="${studyId}"]`);
+  await row.waitFor({ timeout: 15000 });
+  assert.match(await row.textContent(), /dashboard-asha/);
+  await page.waitForSelector("#live[data-state=live]");
+  const before = await row.locator("td").nth(5).textContent();
+  // Without a reload, the steps trained move as the study runs.
+  await eventually(async () => (await row.locator("td").nth(5).textContent()) !== before, "the steps trained to change live");
+  await page.screenshot({ path: path.join(ARTIFACTS, "studies.png") });
+});
+
+test("the study page shows curves, history, parameters, the stage tree and the trials, live", async () => {
+  await page.click(`a[href="#/study/${studyId}"]`);
+  await page.waitForSelector("#curves canvas");
+  await page.waitForSelector("#history canvas");
+  await page.waitForSelector("#parallel canvas");
+  await page.waitForSelector("#trials [data-trial]");
+  // The tree has stages drawn.
+  await eventually(async () => /^[1-9][\d,]* of [\d,]+ stages shown/.test(await text("#tree .tree-info")), "the tree to show stages");
+  const stepsBefore = await text(".stat:nth-child(4) .value");
+  await eventually(async () => (await text(".stat:nth-child(4) .value")) !== stepsBefore, "steps trained to move live", 20000);
+  // Learning curves: the leading trials' curves drawn over the density.
+  await eventually(async () => /top [1-9]/.test(await text("#curves .legend")), "the leading trials' curves", 30000);
+  // Sort the table by objective (best first) and select its first row: the schedule is drawn.
+  await page.click('#trials [data-column="objective"]');
+  await eventually(async () => (await text("#trials .thead")).includes("▼"), "the objective column sorted");
+  await page.locator("#trials .tbody [data-trial]").first().click();
+  await page.waitForSelector("#schedule canvas");
+  assert.match(await text("#schedule"), /trial \d+/);
+  // Filter by state: only running rows remain.
+  await page.fill('[data-filter="state"]', "running");
+  await eventually(async () => {
+    const states = await page.locator("#trials .tbody .badge").allTextContents();
+    return states.length > 0 && states.every((s) => s === "running");
+  }, "the table filtered to running trials", 30000);
+  await page.fill('[data-filter="state"]', "");
+  // Find a trial in the tree: its path is highlighted.
+  await page.fill("#tree input[type=search]", "0");
+  await page.press("#tree input[type=search]", "Enter");
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: path.join(ARTIFACTS, "study.png"), fullPage: true });
+});
+
+test("the workers page shows both workers and what they run", async () => {
+  await page.click('a[data-nav="workers"]');
+  await page.waitForSelector('tr[data-worker="w1"]');
+  await page.waitForSelector('tr[data-worker="w2"]');
+  assert.match(await text('tr[data-worker="w1"]'), /states/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "workers.png") });
+});
+
+test("a study is stopped from its page", async () => {
+  const fresh = submit(server.grpc, SPEC);
+  await page.goto(`${server.url}#/study/${fresh}`);
+  await page.waitForSelector("#stop-study:not([hidden])");
+  await page.click("#stop-study");
+  await eventually(async () => (await text(".study-head .badge")) === "stopped", "the page to show the study stopped");
+  assert.equal((await api(server.url, `studies/${fresh}`)).body.study.state, "STUDY_STOPPED");
+  await page.screenshot({ path: path.join(ARTIFACTS, "study-stopped.png"), fullPage: true });
+});
+
+test("the page reconnects on its own after the coordinator restarts", async () => {
+  await page.goto(`${server.url}#/`);
+  await page.waitForSelector("#live[data-state=live]");
+  const port = new URL(server.url).port;
+  server.child.kill("SIGTERM");
+  await eventually(async () => (await page.getAttribute("#live", "data-state")) === "reconnecting", "the page to notice the lost connection");
+  const again = await startServer({ dir: server.dir, http: `127.0.0.1:${port}` });
+  server = { ...again };
+  await page.waitForSelector("#live[data-state=live]", { timeout: 20000 });
+  // A study submitted after the restart appears without a reload.
+  const second = submit(server.grpc, SPEC);
+  await page.locator(`tr[data-study="${second}"]`).waitFor({ timeout: 10000 });
+});

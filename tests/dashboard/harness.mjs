@@ -1,0 +1,103 @@
+// Processes for the dashboard tests: a real coordinator (`hippo server` with its HTTP
+// dashboard), real workers and `hippo submit`, each ended by its own pid when the test ends.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+export const HIPPO = process.env.HIPPO_BIN;
+export const ARTIFACTS = process.env.HIPPO_ARTIFACTS ?? path.join(tmpdir(), "hippo-dashboard-artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+/** playwright-core, installed by the build's `npm ci` of dashboard/web. */
+export function playwright() {
+  const require = createRequire(path.join(process.env.HIPPO_NODE_MODULES, "noop.js"));
+  return require("playwright-core");
+}
+
+const children = new Set();
+export function stopAll() {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  children.clear();
+}
+process.on("exit", stopAll);
+
+// Keeps a child's output, so that a wait can match lines printed before it began.
+function record(child) {
+  child.output = "";
+  const onData = (chunk) => {
+    child.output += chunk.toString();
+    for (const waiter of child.waiters ?? []) waiter();
+  };
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+  return child;
+}
+
+function waitForLine(child, pattern, what, timeoutMs = 30000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: no line matching ${pattern} in ${timeoutMs} ms; output:\n${child.output}`)), timeoutMs);
+    const check = () => {
+      const match = child.output.match(pattern);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match);
+      }
+    };
+    child.waiters = [...(child.waiters ?? []), check];
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}; output:\n${child.output}`));
+    });
+    check();
+  });
+}
+
+/** Starts `hippo server` with the dashboard; resolves { grpc, url, dir, db, child }. */
+export async function startServer({ listen = "127.0.0.1:0", http = "127.0.0.1:0", token = "", dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-")) } = {}) {
+  const db = path.join(dir, "hippo.db");
+  const env = { ...process.env };
+  if (token) env.HIPPO_TOKEN = token;
+  else delete env.HIPPO_TOKEN;
+  const child = record(spawn(HIPPO, ["server", "--listen", listen, "--db", db, "--http", http], { env, stdio: ["ignore", "pipe", "pipe"] }));
+  children.add(child);
+  const grpc = await waitForLine(child, /listening on [^\s]*?:(\d+)/, "hippo server");
+  const url = await waitForLine(child, /dashboard at (http:\/\/\S+)/, "hippo server");
+  return { grpc: `127.0.0.1:${grpc[1]}`, url: url[1], dir, db, child };
+}
+
+export function startWorker(coordinator, id, dir, token = "") {
+  const env = { ...process.env };
+  if (token) env.HIPPO_TOKEN = token;
+  const child = spawn(HIPPO, ["worker", "--coordinator", coordinator, "--id", id, "--checkpoint-dir", path.join(dir, "ckpt")], { env, stdio: "ignore" });
+  children.add(child);
+  return child;
+}
+
+export function submit(coordinator, spec, token = "") {
+  const env = { ...process.env };
+  if (token) env.HIPPO_TOKEN = token;
+  return execFileSync(HIPPO, ["submit", spec, "--coordinator", coordinator], { env }).toString().trim();
+}
+
+export async function api(url, route, init = {}) {
+  const response = await fetch(new URL(`api/v1/${route}`, url), init);
+  return { status: response.status, body: await response.json(), headers: response.headers };
+}
+
+/** Polls `check` until it returns a truthy value. */
+export async function eventually(check, what, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}

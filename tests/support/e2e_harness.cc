@@ -1,0 +1,266 @@
+#include "tests/support/e2e_harness.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "workers/assignment.h"
+#include "workers/trainer.h"
+
+namespace hippo::e2e {
+
+namespace v1 = ::hippo::v1;
+
+Process::Process(const std::vector<std::string>& args, const std::string& log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log >= 0) {
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+    }
+    std::vector<char*> argv;
+    std::string binary = HIPPO_BINARY;
+    argv.push_back(binary.data());
+    std::vector<std::string> copies = args;
+    for (std::string& arg : copies) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+void Process::Kill(int signal) {
+  if (!reaped_) kill(pid_, signal);
+}
+
+int Process::Wait() {
+  if (reaped_) return exit_code_;
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  reaped_ = true;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
+bool Process::Alive() {
+  if (reaped_) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    reaped_ = true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+CommandResult RunHippo(const std::vector<std::string>& args) {
+  std::string command = std::string(HIPPO_BINARY);
+  for (const std::string& arg : args) command += " '" + arg + "'";
+  command += " 2>&1";
+  CommandResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t read = 0;
+  while ((read = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    result.output.append(buffer.data(), read);
+  }
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  close(fd);
+  return port;
+}
+
+std::unique_ptr<v1::StudyService::Stub> Connect(const std::string& address) {
+  return v1::StudyService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+}
+
+bool WaitForServer(const std::string& address, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto stub = Connect(address);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    v1::ListStudiesResponse response;
+    if (stub->ListStudies(&context, v1::ListStudiesRequest(), &response).ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+absl::StatusOr<v1::Study> GetStudy(const std::string& address, const std::string& study_id) {
+  auto stub = Connect(address);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::GetStudyRequest request;
+  request.set_study_id(study_id);
+  v1::Study study;
+  const grpc::Status status = stub->GetStudy(&context, request, &study);
+  if (!status.ok()) return absl::UnavailableError(status.error_message());
+  return study;
+}
+
+absl::StatusOr<v1::Study> WaitForStudy(const std::string& address, const std::string& study_id,
+                                       std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    // A failed call is retried: the coordinator may be restarting.
+    absl::StatusOr<v1::Study> study = GetStudy(address, study_id);
+    if (study.ok() && study->state() != v1::STUDY_RUNNING) return study;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError("the study did not finish in time");
+}
+
+absl::StatusOr<EndedStudy> WaitForEndedStudy(const std::string& address,
+                                             const std::string& study_id,
+                                             std::chrono::seconds timeout) {
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, timeout);
+  if (!study.ok()) return study.status();
+  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
+  if (!trials.ok()) return trials.status();
+  EndedStudy ended;
+  ended.study = *std::move(study);
+  ended.trials = *std::move(trials);
+  ended.curves = CurvesOf(ended.trials);
+  return ended;
+}
+
+absl::StatusOr<v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
+                                                         const std::string& study_id) {
+  auto stub = Connect(address);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::ListTrialsRequest request;
+  request.set_study_id(study_id);
+  request.set_with_metrics(true);
+  v1::ListTrialsResponse response;
+  grpc::Status status = stub->ListTrials(&context, request, &response);
+  if (!status.ok()) return absl::UnavailableError(status.error_message());
+  return response;
+}
+
+TrialCurves CurvesOf(const v1::ListTrialsResponse& trials) {
+  TrialCurves curves;
+  for (const v1::TrialMetrics& trial : trials.metrics()) {
+    for (const v1::Metric& metric : trial.metrics()) {
+      for (const auto& [name, value] : metric.values()) {
+        curves[trial.trial_id()][metric.step()][name] = value;
+      }
+    }
+  }
+  return curves;
+}
+
+absl::StatusOr<std::map<int64_t, std::map<std::string, double>>> StraightRun(
+    const v1::StudySpec& spec, const v1::Trial& trial) {
+  // Build the Assign a coordinator would send for the whole trial as one root stage.
+  v1::Assign assign;
+  assign.set_attempt_id(1);
+  assign.set_stage_id(1);
+  assign.set_start_step(0);
+  assign.set_end_step(trial.target_step());
+  *assign.mutable_trainer() = spec.trainer();
+  assign.add_checkpoint_steps(trial.target_step());
+  for (const auto& [name, value] : trial.parameters()) {
+    if (value.segments_size() > 0) {
+      v1::ParameterSegments* parameter = assign.add_parameters();
+      parameter->set_name(name);
+      *parameter->mutable_segments() = value.segments();
+    } else {
+      (*assign.mutable_static_parameters())[name] = value.scalar();
+    }
+  }
+  absl::StatusOr<workers::Assignment> assignment = workers::AssignmentFromProto(assign);
+  if (!assignment.ok()) return assignment.status();
+  absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
+      workers::MakeBuiltinTrainer(spec.trainer().kind());
+  if (!trainer.ok()) return trainer.status();
+  absl::StatusOr<std::unique_ptr<workers::TrainingState>> state =
+      (*trainer)->NewState(assignment->task);
+  if (!state.ok()) return state.status();
+  std::map<int64_t, std::map<std::string, double>> curve;
+  workers::StageControl control;
+  workers::TrainCallbacks callbacks;
+  callbacks.progress = [&](workers::Step step, const workers::Metrics& metrics) {
+    for (const auto& [name, value] : metrics) curve[step][name] = value;
+  };
+  callbacks.checkpoint = [](workers::Step, const workers::TrainingState&) {
+    return absl::OkStatus();
+  };
+  auto outcome = (*trainer)->Train(assignment->task, **state, control, callbacks);
+  if (!outcome.ok()) return outcome.status();
+  return curve;
+}
+
+std::string WorkloadWithConfig(const std::string& name, const std::string& config_yaml) {
+  std::ifstream file(std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/" + name);
+  std::stringstream text;
+  text << file.rdbuf();
+  return std::regex_replace(text.str(), std::regex("config: \\{[^}]*\\}"),
+                            "config: " + config_yaml);
+}
+
+Cluster::Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags)
+    : address_("127.0.0.1:" + std::to_string(FreePort())), server_log_(dir.File("server.log")) {
+  server_args_ = {"server", "--listen", address_, "--db", dir.File("hippo.db")};
+  server_args_.insert(server_args_.end(), server_flags.begin(), server_flags.end());
+  server_ = std::make_unique<Process>(server_args_, server_log_);
+  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  for (int i = 0; i < workers; ++i) {
+    workers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address_, "--id",
+                                 "worker-" + std::to_string(i), "--checkpoint-dir",
+                                 dir.File("checkpoints")},
+        dir.File("worker.log")));
+  }
+}
+
+std::string Cluster::Submit(const std::string& spec_path) const {
+  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address_});
+  EXPECT_EQ(submitted.exit_code, 0) << submitted.output;
+  if (submitted.exit_code != 0) return "";
+  return submitted.output.substr(0, submitted.output.find('\n'));
+}
+
+void Cluster::KillAndRestartServer() {
+  server_->Kill(SIGKILL);
+  EXPECT_EQ(server_->Wait(), 128 + SIGKILL);
+  server_ = std::make_unique<Process>(server_args_, server_log_);
+  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+}
+
+}  // namespace hippo::e2e
