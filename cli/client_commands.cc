@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -12,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/token.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 #include "search_algos/spec_checks.h"
@@ -29,29 +29,19 @@ std::string Coordinator(const ClientOptions& options) {
   return "127.0.0.1:50051";
 }
 
-// Reads the token; false (with a message) if the named file cannot be read.
-bool Token(const ClientOptions& options, std::string* token) {
-  token->clear();
-  if (options.token_file.empty()) {
-    if (const char* env = std::getenv("HIPPO_TOKEN"); env != nullptr) *token = env;
-    return true;
-  }
-  std::ifstream file(options.token_file);
-  if (!file) {
-    std::cerr << "hippo: --token-file " << options.token_file << ": cannot read it\n";
-    return false;
-  }
-  std::getline(file, *token);
-  return true;
-}
-
 class Client {
  public:
   explicit Client(const ClientOptions& options)
       : address_(Coordinator(options)),
         stub_(v1::StudyService::NewStub(
             grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {
-    ok_ = Token(options, &token_);
+    absl::StatusOr<std::string> token = ReadToken(options.token_file);
+    if (token.ok()) {
+      token_ = *std::move(token);
+    } else {
+      std::cerr << "hippo: " << token.status().message() << "\n";
+      ok_ = false;
+    }
   }
 
   bool ok() const { return ok_; }

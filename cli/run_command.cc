@@ -58,7 +58,7 @@ std::string ParametersJson(const v1::Trial& trial) {
       for (const v1::Segment& segment : value.segments()) segments.push_back(ToJson(segment));
       json = absl::StrCat("[", absl::StrJoin(segments, ", "), "]");
     }
-    fields.push_back(absl::StrCat("\"", name, "\": ", json));
+    fields.push_back(absl::StrCat(JsonString(name), ": ", json));
   }
   std::sort(fields.begin(), fields.end());
   return absl::StrCat("{", absl::StrJoin(fields, ", "), "}");
@@ -73,12 +73,13 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
   }
   const v1::StepCounts& steps = study.steps();
   return absl::StrFormat(
-      "{\"study_id\": \"%s\", \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
+      "{\"study_id\": %s, \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
       "\"best_trial\": %s, \"trial_steps\": %d, \"unique_steps\": %d, \"executed_steps\": %d, "
       "\"recomputed_steps\": %d, \"workers\": %d, \"no_merge\": %s, \"wall_seconds\": %.3f}",
-      study.id(), StudyStateName(study.state()), study.trials_total(), study.trials_completed(),
-      best, steps.trial_steps(), steps.unique_steps(), steps.executed_steps(),
-      steps.recomputed_steps(), options.workers, options.no_merge ? "true" : "false", seconds);
+      JsonString(study.id()), StudyStateName(study.state()), study.trials_total(),
+      study.trials_completed(), best, steps.trial_steps(), steps.unique_steps(),
+      steps.executed_steps(), steps.recomputed_steps(), options.workers,
+      options.no_merge ? "true" : "false", seconds);
 }
 
 }  // namespace

@@ -6,13 +6,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/token.h"
 #include "dashboard/server/http_server.h"
 #include "hippo/server.h"
 #include "workers/worker.h"
@@ -31,17 +31,14 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
-bool ReadToken(const std::string& token_file, std::string* token) {
-  token->clear();
-  if (token_file.empty()) {
-    if (const char* env = std::getenv("HIPPO_TOKEN"); env != nullptr) *token = env;
-    return true;
-  }
-  std::ifstream file(token_file);
-  if (!file || !std::getline(file, *token) || token->empty()) {
-    std::cerr << "hippo: --token-file " << token_file << ": cannot read a token from it\n";
+// Sets *token from the token file (cli/token.h); false, with a message, when it cannot be read.
+bool LoadToken(const std::string& token_file, std::string* token) {
+  absl::StatusOr<std::string> read = ReadToken(token_file);
+  if (!read.ok()) {
+    std::cerr << "hippo: " << read.status().message() << "\n";
     return false;
   }
+  *token = *std::move(read);
   return true;
 }
 
@@ -53,7 +50,7 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.db_path = options.db;
   server_options.lease_seconds = options.lease_seconds;
   server_options.plugins = options.plugins;
-  if (!ReadToken(options.token_file, &server_options.token)) return kExitBadInput;
+  if (!LoadToken(options.token_file, &server_options.token)) return kExitBadInput;
   const sigset_t signals = BlockStopSignals();
   absl::StatusOr<std::unique_ptr<coordinator::Server>> server =
       coordinator::Server::Start(server_options);
@@ -163,7 +160,7 @@ int WorkerCommand(const WorkerCommandOptions& options) {
     const char* env = std::getenv("HIPPO_COORDINATOR");
     worker_options.coordinator = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
-  if (!ReadToken(options.client.token_file, &worker_options.token)) return kExitBadInput;
+  if (!LoadToken(options.client.token_file, &worker_options.token)) return kExitBadInput;
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;

@@ -5,8 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
 
 namespace hippo::store::internal {
 namespace {
@@ -90,7 +90,8 @@ std::string WithRows(absl::string_view sql, size_t rows) {
   const size_t open = sql.find("VALUES (") + 7;
   const size_t close = sql.find(')', open) + 1;
   std::string expanded(sql.substr(0, close));
-  for (size_t i = 1; i < rows; ++i) absl::StrAppend(&expanded, ", ", sql.substr(open, close - open));
+  for (size_t i = 1; i < rows; ++i)
+    absl::StrAppend(&expanded, ", ", sql.substr(open, close - open));
   absl::StrAppend(&expanded, sql.substr(close));
   return expanded;
 }
@@ -116,9 +117,9 @@ absl::Status WriteRows(Connection& connection, absl::string_view sql, absl::stri
     for (size_t i = from; i < from + count; ++i) {
       if (absl::Status status = run(i, 1); !status.ok()) {
         return absl::Status(
-            status.code(), absl::StrCat("store ", connection.label(), ": cannot write ", table,
-                                        " ", describe(rows[i]), ": ",
-                                        sqlite3_errmsg(connection.handle())));
+            status.code(),
+            absl::StrCat("store ", connection.label(), ": cannot write ", table, " ",
+                         describe(rows[i]), ": ", sqlite3_errmsg(connection.handle())));
       }
     }
   }
@@ -128,36 +129,8 @@ absl::Status WriteRows(Connection& connection, absl::string_view sql, absl::stri
 }  // namespace
 
 std::string EncodeStringArray(const std::vector<std::string>& strings) {
-  std::string json = "[";
-  for (size_t i = 0; i < strings.size(); ++i) {
-    if (i > 0) json.push_back(',');
-    json.push_back('"');
-    for (unsigned char c : strings[i]) {
-      switch (c) {
-        case '"':
-          json += "\\\"";
-          break;
-        case '\\':
-          json += "\\\\";
-          break;
-        case '\n':
-          json += "\\n";
-          break;
-        case '\t':
-          json += "\\t";
-          break;
-        default:
-          if (c < 0x20) {
-            absl::StrAppendFormat(&json, "\\u%04x", c);
-          } else {
-            json.push_back(static_cast<char>(c));  // UTF-8 passes through
-          }
-      }
-    }
-    json.push_back('"');
-  }
-  json.push_back(']');
-  return json;
+  // Names come from a validated spec (UTF-8); any other byte becomes U+FFFD, never an error.
+  return nlohmann::json(strings).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "workers/crc32c.h"
+#include "workers/little_endian.h"
 
 namespace hippo::workers {
 namespace {
@@ -23,18 +24,6 @@ constexpr char kMagic[8] = {'H', 'I', 'P', 'P', 'O', 'C', 'K', 'P'};
 constexpr uint32_t kFormatVersion = 1;
 constexpr char kScheme[] = "file://";
 constexpr size_t kSchemeLength = sizeof(kScheme) - 1;
-
-void PutLe(uint64_t value, int bytes, char* out) {
-  for (int i = 0; i < bytes; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xFF);
-}
-
-uint64_t GetLe(const char* in, int bytes) {
-  uint64_t value = 0;
-  for (int i = 0; i < bytes; ++i) {
-    value |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  }
-  return value;
-}
 
 absl::Status ErrnoError(int error, std::string_view what, std::string_view path) {
   return absl::ErrnoToStatus(error, absl::StrCat(std::string(what), " ", std::string(path)));
@@ -136,14 +125,14 @@ absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t 
 
   char header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, sizeof(kMagic));
-  PutLe(kFormatVersion, 4, header + 8);
-  PutLe(kHeaderBytes, 4, header + 12);
-  PutLe(static_cast<uint64_t>(stage_id), 8, header + 16);
-  PutLe(static_cast<uint64_t>(step), 8, header + 24);
-  PutLe(payload.size(), 8, header + 32);
+  StoreLittleEndian(kFormatVersion, header + 8);
+  StoreLittleEndian(static_cast<uint32_t>(kHeaderBytes), header + 12);
+  StoreLittleEndian(static_cast<uint64_t>(stage_id), header + 16);
+  StoreLittleEndian(static_cast<uint64_t>(step), header + 24);
+  StoreLittleEndian(static_cast<uint64_t>(payload.size()), header + 32);
   const uint32_t payload_crc = Crc32c(payload);
-  PutLe(payload_crc, 4, header + 40);
-  PutLe(Crc32c(std::string_view(header, 44)), 4, header + 44);
+  StoreLittleEndian(payload_crc, header + 40);
+  StoreLittleEndian(Crc32c(std::string_view(header, 44)), header + 44);
 
   const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(errno, "cannot create checkpoint", temp_path);
@@ -204,14 +193,14 @@ absl::StatusOr<CheckpointContents> CheckpointStore::ReadCheckpoint(std::string_v
   }
   const char* header = bytes.data();
   if (std::memcmp(header, kMagic, sizeof(kMagic)) != 0) return corrupt("not a Hippo checkpoint");
-  if (GetLe(header + 44, 4) != Crc32c(std::string_view(header, 44))) {
+  if (LoadLittleEndian<uint32_t>(header + 44) != Crc32c(std::string_view(header, 44))) {
     return corrupt("header checksum mismatch");
   }
-  const uint64_t version = GetLe(header + 8, 4);
-  if (version != kFormatVersion || GetLe(header + 12, 4) != static_cast<uint64_t>(kHeaderBytes)) {
+  const auto version = LoadLittleEndian<uint32_t>(header + 8);
+  if (version != kFormatVersion || LoadLittleEndian<uint32_t>(header + 12) != kHeaderBytes) {
     return corrupt(absl::StrCat("format version ", version, ", this build reads ", kFormatVersion));
   }
-  const uint64_t payload_size = GetLe(header + 32, 8);
+  const uint64_t payload_size = LoadLittleEndian<uint64_t>(header + 32);
   const uint64_t actual = bytes.size() - static_cast<size_t>(kHeaderBytes);
   if (payload_size != actual) {
     return corrupt(absl::StrCat(actual < payload_size ? "truncated" : "trailing bytes",
@@ -219,14 +208,13 @@ absl::StatusOr<CheckpointContents> CheckpointStore::ReadCheckpoint(std::string_v
                                 actual));
   }
   const uint32_t crc = Crc32c(std::string_view(bytes.data() + kHeaderBytes, actual));
-  if (crc != GetLe(header + 40, 4)) {
-    return corrupt(absl::StrCat("payload checksum mismatch (stored ",
-                                FormatChecksum(static_cast<uint32_t>(GetLe(header + 40, 4))),
+  if (const auto stored = LoadLittleEndian<uint32_t>(header + 40); crc != stored) {
+    return corrupt(absl::StrCat("payload checksum mismatch (stored ", FormatChecksum(stored),
                                 ", computed ", FormatChecksum(crc), ")"));
   }
   CheckpointContents contents;
-  contents.stage_id = static_cast<int64_t>(GetLe(header + 16, 8));
-  contents.step = static_cast<int64_t>(GetLe(header + 24, 8));
+  contents.stage_id = static_cast<int64_t>(LoadLittleEndian<uint64_t>(header + 16));
+  contents.step = static_cast<int64_t>(LoadLittleEndian<uint64_t>(header + 24));
   bytes.erase(0, static_cast<size_t>(kHeaderBytes));
   contents.payload = std::move(bytes);
   return contents;

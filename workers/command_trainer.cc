@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -21,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,17 +30,17 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "workers/json.h"
+#include "workers/config_json.h"
+#include "workers/state_header.h"
 
 extern char** environ;
 
 namespace hippo::workers {
 namespace {
 
-constexpr char kMagic[4] = {'H', 'C', 'M', 'D'};
-constexpr uint32_t kFormatVersion = 1;
-// magic, version, step, has-checkpoint flag.
-constexpr size_t kHeaderBytes = 4 + 4 + 8 + 1;
+constexpr StateFormat kFormat = {.magic = "HCMD", .version = 1, .what = "command trainer state"};
+// The header and the has-checkpoint flag.
+constexpr size_t kHeaderBytes = kStateHeaderBytes + 1;
 
 // Lines of the program's output quoted in an error, and the bytes kept of each.
 constexpr size_t kTailLines = 20;
@@ -61,92 +61,38 @@ const std::set<std::string, std::less<>>& ReservedVariables() {
   return *names;
 }
 
-// ---- Serialisation helpers --------------------------------------------------------------
+// ---- The stage file -----------------------------------------------------------------------
 
-void PutU64(uint64_t value, std::string& out) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
-
-uint64_t GetU64(std::string_view bytes, size_t offset) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) {
-    value |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[offset + i])) << (8 * i);
-  }
-  return value;
-}
-
-// The shortest text that reads back as the same double; "null" for NaN and infinities, which
-// JSON cannot hold.
-std::string JsonNumber(double value) {
-  if (!std::isfinite(value)) return "null";
-  char buffer[32];
-  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
-
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-std::string StaticValueJson(const StaticValue& value) {
-  if (const double* number = std::get_if<double>(&value)) return JsonNumber(*number);
-  if (const bool* flag = std::get_if<bool>(&value)) return *flag ? "true" : "false";
-  return JsonString(std::get<std::string>(value));
-}
-
-std::string SegmentJson(const stage_tree::Segment& segment, Step start, Step end) {
+// The stage file's description of `segment` clipped to [start, end).
+Json SegmentJson(const stage_tree::Segment& segment, Step start, Step end) {
   const stage_tree::SegmentFunction& f = segment.function;
-  std::string out = absl::StrCat("{\"start\": ", std::max(segment.start, start),
-                                 ", \"end\": ", std::min(segment.end, end), ", ");
+  Json out = {{"start", std::max(segment.start, start)}, {"end", std::min(segment.end, end)}};
   switch (f.kind) {
     case stage_tree::FunctionKind::kConstant:
-      absl::StrAppend(&out, "\"function\": \"constant\", \"value\": ", JsonNumber(f.first));
+      out["function"] = "constant";
+      out["value"] = f.first;
       break;
     case stage_tree::FunctionKind::kLinear:
-      absl::StrAppend(&out, "\"function\": \"linear\", \"from\": ", JsonNumber(f.first),
-                      ", \"to\": ", JsonNumber(f.second), ", \"origin\": ", f.origin,
-                      ", \"span\": ", f.span);
+      out["function"] = "linear";
+      out["from"] = f.first;
+      out["to"] = f.second;
+      out["origin"] = f.origin;
+      out["span"] = f.span;
       break;
     case stage_tree::FunctionKind::kExponential:
-      absl::StrAppend(&out, "\"function\": \"exponential\", \"initial\": ", JsonNumber(f.first),
-                      ", \"rate\": ", JsonNumber(f.second), ", \"origin\": ", f.origin);
+      out["function"] = "exponential";
+      out["initial"] = f.first;
+      out["rate"] = f.second;
+      out["origin"] = f.origin;
       break;
     case stage_tree::FunctionKind::kCosine:
-      absl::StrAppend(&out, "\"function\": \"cosine\", \"max\": ", JsonNumber(f.first),
-                      ", \"min\": ", JsonNumber(f.second), ", \"origin\": ", f.origin,
-                      ", \"period\": ", f.span);
+      out["function"] = "cosine";
+      out["max"] = f.first;
+      out["min"] = f.second;
+      out["origin"] = f.origin;
+      out["period"] = f.span;
       break;
   }
-  out += "}";
   return out;
 }
 
@@ -160,17 +106,17 @@ struct CommandConfig {
   std::string log_file;     // empty: none
   std::string scratch_dir;  // empty: the system's temporary directory
   // The config object as given, handed to the program.
-  std::string json = "{}";
+  Json json = Json::object();
 };
 
-absl::StatusOr<std::string> StringOr(const JsonValue& object, std::string_view key) {
-  const JsonValue* member = object.Find(key);
-  if (member == nullptr || member->is_null()) return std::string();
-  if (member->type() != JsonValue::Type::kString) {
+absl::StatusOr<std::string> StringOr(const Json& object, std::string_view key) {
+  const Json* member = Member(object, key);
+  if (member == nullptr) return std::string();
+  if (!member->is_string()) {
     return absl::InvalidArgumentError(
         absl::StrCat("command trainer: config.", std::string(key), " must be a string (a path)"));
   }
-  return member->string_value();
+  return member->get<std::string>();
 }
 
 absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
@@ -181,15 +127,14 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
         "command: [python3, train.py]");
   }
   config.argv = task.command;
-  absl::StatusOr<JsonValue> json = JsonValue::Parse(task.trainer_config_json);
+  absl::StatusOr<Json> json = ParseJson(task.trainer_config_json);
   if (!json.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("command trainer: config: ", json.status().message()));
   }
-  if (json->type() != JsonValue::Type::kObject) {
+  if (!json->is_object()) {
     return absl::InvalidArgumentError("command trainer: config must be a JSON object");
   }
-  config.json = task.trainer_config_json;
 
   absl::StatusOr<std::string> working_dir = StringOr(*json, "working_dir");
   if (!working_dir.ok()) return working_dir.status();
@@ -214,13 +159,13 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
   }
   config.kill_grace_seconds = *grace;
 
-  if (const JsonValue* env = json->Find("env"); env != nullptr && !env->is_null()) {
-    if (env->type() != JsonValue::Type::kObject) {
+  if (const Json* env = Member(*json, "env"); env != nullptr) {
+    if (!env->is_object()) {
       return absl::InvalidArgumentError(
           "command trainer: config.env must be an object of NAME: value, e.g. "
           "env: {OMP_NUM_THREADS: 1}");
     }
-    for (const auto& [name, value] : env->object()) {
+    for (const auto& [name, value] : env->items()) {
       if (name.empty() || name.find('=') != std::string::npos) {
         return absl::InvalidArgumentError(
             absl::StrCat("command trainer: config.env: '", name, "' is not a variable name"));
@@ -229,16 +174,17 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
         return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
                                                        " is set by the trainer; remove it"));
       }
-      if (value.type() == JsonValue::Type::kString) {
-        config.env.emplace_back(name, value.string_value());
-      } else if (value.type() == JsonValue::Type::kNumber) {
-        config.env.emplace_back(name, JsonNumber(value.number_value()));
+      if (value.is_string()) {
+        config.env.emplace_back(name, value.get<std::string>());
+      } else if (value.is_number()) {
+        config.env.emplace_back(name, value.dump());
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat("command trainer: config.env.", name, " must be a string or a number"));
       }
     }
   }
+  config.json = *std::move(json);
   return config;
 }
 
@@ -582,44 +528,41 @@ bool MustStop(const RunContext& context) {
   return context.control.ShouldStop() || absl::Now() >= context.deadline;
 }
 
+// The stage file the program reads at $HIPPO_CONFIG (its format: workers/README.md, "command").
 std::string StageJson(const RunContext& context, const RunRange& range) {
   const StageTask& task = context.task;
-  std::string out = "{\n";
-  absl::StrAppend(&out, "  \"format\": 1,\n");
-  absl::StrAppend(&out, "  \"seed\": ", task.seed, ",\n");
-  absl::StrAppend(&out, "  \"start_step\": ", range.start, ",\n");
-  absl::StrAppend(&out, "  \"end_step\": ", range.end, ",\n");
-  absl::StrAppend(&out, "  \"checkpoint_in\": ",
-                  range.checkpoint_in.has_value() ? JsonString(*range.checkpoint_in) : "null",
-                  ",\n");
-  absl::StrAppend(&out, "  \"checkpoint_out\": ", JsonString(range.checkpoint_out), ",\n");
-  std::vector<std::string> values;
-  std::vector<std::string> segments;
+  Json values = Json::object();
+  Json segments = Json::object();
   for (const auto& [name, parameter_segments] : task.parameters) {
-    std::vector<std::string> per_step;
+    Json& per_step = values[name] = Json::array();
     for (Step step = range.start; step < range.end; ++step) {
       const std::optional<double> value = task.ValueAt(name, step);
-      per_step.push_back(value.has_value() ? JsonNumber(*value) : "null");
+      per_step.push_back(value.has_value() ? Json(*value) : Json());
     }
-    values.push_back(
-        absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(per_step, ", "), "]"));
-    std::vector<std::string> clipped;
+    Json& clipped = segments[name] = Json::array();
     for (const stage_tree::Segment& segment : parameter_segments) {
       if (segment.end <= range.start || segment.start >= range.end) continue;
       clipped.push_back(SegmentJson(segment, range.start, range.end));
     }
-    segments.push_back(
-        absl::StrCat("    ", JsonString(name), ": [", absl::StrJoin(clipped, ", "), "]"));
   }
-  absl::StrAppend(&out, "  \"parameters\": {\n", absl::StrJoin(values, ",\n"), "\n  },\n");
-  absl::StrAppend(&out, "  \"segments\": {\n", absl::StrJoin(segments, ",\n"), "\n  },\n");
-  std::vector<std::string> statics;
+  Json statics = Json::object();
   for (const auto& [name, value] : task.static_parameters) {
-    statics.push_back(absl::StrCat("    ", JsonString(name), ": ", StaticValueJson(value)));
+    std::visit([&statics, &name](const auto& v) { statics[name] = v; }, value);
   }
-  absl::StrAppend(&out, "  \"static_parameters\": {\n", absl::StrJoin(statics, ",\n"), "\n  },\n");
-  absl::StrAppend(&out, "  \"config\": ", context.config.json, "\n}\n");
-  return out;
+  const Json stage = {
+      {"format", 1},
+      {"seed", task.seed},
+      {"start_step", range.start},
+      {"end_step", range.end},
+      {"checkpoint_in", range.checkpoint_in.has_value() ? Json(*range.checkpoint_in) : Json()},
+      {"checkpoint_out", range.checkpoint_out},
+      {"parameters", std::move(values)},
+      {"segments", std::move(segments)},
+      {"static_parameters", std::move(statics)},
+      {"config", context.config.json},
+  };
+  // Bytes that are not UTF-8 (a path, a name) become U+FFFD rather than failing the stage.
+  return stage.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 absl::Status WriteFile(const std::string& path, std::string_view bytes) {
@@ -681,34 +624,34 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
       return absl::OkStatus();
     }
     const std::string quoted(line.substr(0, std::min<size_t>(line.size(), kTailLineBytes)));
-    absl::StatusOr<JsonValue> parsed = JsonValue::Parse(line);
-    if (!parsed.ok() || parsed->type() != JsonValue::Type::kObject) {
+    absl::StatusOr<Json> parsed = ParseJson(line);
+    if (!parsed.ok() || !parsed->is_object()) {
       return absl::InternalError(absl::StrCat(
           where, " printed stdout line ", line_number,
           " that starts with '{' but is not a JSON object",
           parsed.ok() ? "" : absl::StrCat(" (", parsed.status().message(), ")"), ": ", quoted));
     }
-    const JsonValue* step = parsed->Find("step");
-    if (step == nullptr || step->type() != JsonValue::Type::kNumber ||
-        step->number_value() != std::floor(step->number_value())) {
+    const Json* step = Member(*parsed, "step");
+    if (step == nullptr || !step->is_number() ||
+        step->get<double>() != std::floor(step->get<double>())) {
       return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number,
                                               " has no whole-number \"step\": ", quoted));
     }
-    if (step->number_value() != static_cast<double>(next_step)) {
+    if (step->get<double>() != static_cast<double>(next_step)) {
       return absl::InternalError(absl::StrCat(
-          where, ": stdout line ", line_number, " reports step ", step->number_value(),
+          where, ": stdout line ", line_number, " reports step ", step->get<double>(),
           next_step < range.end ? absl::StrCat(" where step ", next_step, " was expected")
                                 : absl::StrCat(" after the last step ", range.end - 1),
           " (one metrics line per step, in order): ", quoted));
     }
     Metrics metrics;
-    for (const auto& [name, value] : parsed->object()) {
+    for (const auto& [name, value] : parsed->items()) {
       if (name == "step") continue;
-      if (value.type() != JsonValue::Type::kNumber) {
+      if (!value.is_number()) {
         return absl::InternalError(absl::StrCat(where, ": stdout line ", line_number, ": metric \"",
                                                 name, "\" is not a number: ", quoted));
       }
-      metrics[name] = value.number_value();
+      metrics[name] = value.get<double>();
     }
     if (context.callbacks.progress) context.callbacks.progress(next_step, metrics);
     ++next_step;
@@ -849,30 +792,18 @@ std::string PathVariable(const CommandConfig& config) {
 absl::StatusOr<std::string> CommandState::Serialize() const {
   std::string out;
   out.reserve(kHeaderBytes + (checkpoint_.has_value() ? checkpoint_->size() : 0));
-  out.append(kMagic, sizeof(kMagic));
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((kFormatVersion >> (8 * i)) & 0xFF));
-  PutU64(static_cast<uint64_t>(step_), out);
+  AppendStateHeader(kFormat, step_, out);
   out.push_back(checkpoint_.has_value() ? 1 : 0);
   if (checkpoint_.has_value()) out.append(*checkpoint_);
   return out;
 }
 
 absl::StatusOr<std::unique_ptr<CommandState>> CommandState::Parse(std::string_view bytes) {
-  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::DataLossError("not a command trainer state (bad magic or too short)");
-  }
-  uint32_t version = 0;
-  for (int i = 0; i < 4; ++i) {
-    version |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[4 + i])) << (8 * i);
-  }
-  if (version != kFormatVersion) {
-    return absl::DataLossError(absl::StrCat("command trainer state has format version ", version,
-                                            ", this build reads ", kFormatVersion));
-  }
+  absl::StatusOr<Step> step = ParseStateHeader(kFormat, bytes, kHeaderBytes);
+  if (!step.ok()) return step.status();
   auto state = std::make_unique<CommandState>();
-  state->step_ = static_cast<Step>(GetU64(bytes, 8));
-  if (state->step_ < 0) return absl::DataLossError("command trainer state has a negative step");
-  const char flag = bytes[16];
+  state->step_ = *step;
+  const char flag = bytes[kStateHeaderBytes];
   if (flag == 1) {
     state->checkpoint_ = std::string(bytes.substr(kHeaderBytes));
   } else if (flag != 0 || bytes.size() != kHeaderBytes) {

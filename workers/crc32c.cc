@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "workers/little_endian.h"
+
 namespace hippo::workers {
 namespace {
 
@@ -33,9 +35,7 @@ uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
   size_t n = data.size();
   crc = ~crc;
   while (n >= 8) {
-    const uint32_t low =
-        crc ^ (static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
-               static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24);
+    const uint32_t low = crc ^ LoadLittleEndian<uint32_t>(reinterpret_cast<const char*>(p));
     crc = kTables[7][low & 0xFF] ^ kTables[6][(low >> 8) & 0xFF] ^ kTables[5][(low >> 16) & 0xFF] ^
           kTables[4][low >> 24] ^ kTables[3][p[4]] ^ kTables[2][p[5]] ^ kTables[1][p[6]] ^
           kTables[0][p[7]];

@@ -3,34 +3,22 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "workers/json.h"
+#include "workers/config_json.h"
+#include "workers/little_endian.h"
+#include "workers/state_header.h"
 
 namespace hippo::workers {
 namespace {
 
-constexpr char kMagic[4] = {'H', 'S', 'I', 'M'};
-constexpr uint32_t kFormatVersion = 1;
-// magic, version, step, three doubles, padding length.
-constexpr size_t kFixedBytes = 4 + 4 + 8 + 3 * 8 + 8;
+constexpr StateFormat kFormat = {.magic = "HSIM", .version = 1, .what = "sim trainer state"};
+// The header, three doubles, the padding length.
+constexpr size_t kFixedBytes = kStateHeaderBytes + 3 * 8 + 8;
 // Guards against absurd configs; a real model checkpoint is rarely above this.
 constexpr double kMaxStateBytes = 4.0 * 1024 * 1024 * 1024;
-
-void PutU64(uint64_t value, std::string& out) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
-
-uint64_t GetU64(std::string_view bytes, size_t offset) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) {
-    value |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[offset + i])) << (8 * i);
-  }
-  return value;
-}
 
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
@@ -57,12 +45,12 @@ struct SimConfig {
 };
 
 absl::StatusOr<SimConfig> ParseConfig(const StageTask& task) {
-  absl::StatusOr<JsonValue> json = JsonValue::Parse(task.trainer_config_json);
+  absl::StatusOr<Json> json = ParseJson(task.trainer_config_json);
   if (!json.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("sim trainer config: ", json.status().message()));
   }
-  if (json->type() != JsonValue::Type::kObject) {
+  if (!json->is_object()) {
     return absl::InvalidArgumentError("sim trainer config must be a JSON object");
   }
   SimConfig config;
@@ -186,40 +174,29 @@ Metrics Measure(const StepValues& values, uint64_t seed, Step step, const SimSta
 absl::StatusOr<std::string> SimState::Serialize() const {
   std::string out;
   out.reserve(kFixedBytes + padding_.size());
-  out.append(kMagic, sizeof(kMagic));
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((kFormatVersion >> (8 * i)) & 0xFF));
-  PutU64(static_cast<uint64_t>(step_), out);
-  PutU64(std::bit_cast<uint64_t>(progress_), out);
-  PutU64(std::bit_cast<uint64_t>(temperature_), out);
-  PutU64(std::bit_cast<uint64_t>(memorisation_), out);
-  PutU64(padding_.size(), out);
+  AppendStateHeader(kFormat, step_, out);
+  AppendDouble(progress_, out);
+  AppendDouble(temperature_, out);
+  AppendDouble(memorisation_, out);
+  AppendLittleEndian<uint64_t>(padding_.size(), out);
   out.append(padding_);
   return out;
 }
 
 absl::StatusOr<std::unique_ptr<SimState>> SimState::Parse(std::string_view bytes) {
-  if (bytes.size() < kFixedBytes || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::DataLossError("not a sim trainer state (bad magic or too short)");
-  }
-  uint32_t version = 0;
-  for (int i = 0; i < 4; ++i) {
-    version |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[4 + i])) << (8 * i);
-  }
-  if (version != kFormatVersion) {
-    return absl::DataLossError(absl::StrCat("sim trainer state has format version ", version,
-                                            ", this build reads ", kFormatVersion));
-  }
+  absl::StatusOr<Step> step = ParseStateHeader(kFormat, bytes, kFixedBytes);
+  if (!step.ok()) return step.status();
   auto state = std::make_unique<SimState>();
-  state->step_ = static_cast<Step>(GetU64(bytes, 8));
-  state->progress_ = std::bit_cast<double>(GetU64(bytes, 16));
-  state->temperature_ = std::bit_cast<double>(GetU64(bytes, 24));
-  state->memorisation_ = std::bit_cast<double>(GetU64(bytes, 32));
-  const uint64_t padding = GetU64(bytes, 40);
+  // The fixed part is all there (ParseStateHeader checked).
+  state->step_ = *step;
+  state->progress_ = std::bit_cast<double>(LoadLittleEndian<uint64_t>(bytes.data() + 16));
+  state->temperature_ = std::bit_cast<double>(LoadLittleEndian<uint64_t>(bytes.data() + 24));
+  state->memorisation_ = std::bit_cast<double>(LoadLittleEndian<uint64_t>(bytes.data() + 32));
+  const auto padding = LoadLittleEndian<uint64_t>(bytes.data() + 40);
   if (padding != bytes.size() - kFixedBytes) {
     return absl::DataLossError(absl::StrCat("sim trainer state holds ", bytes.size() - kFixedBytes,
                                             " padding bytes, its header says ", padding));
   }
-  if (state->step_ < 0) return absl::DataLossError("sim trainer state has a negative step");
   state->padding_ = std::string(bytes.substr(kFixedBytes));
   return state;
 }

@@ -95,7 +95,7 @@ class Trial:
                f"params={self.params})"
 
 
-class Stage:
+class TreeStage:
     """One stage of the stage tree: steps [start_step, end_step) shared by ``trial_ids``."""
 
     def __init__(self, message):
@@ -108,7 +108,7 @@ class Stage:
         self.trial_ids = list(message.trial_ids)
 
     def __repr__(self):
-        return f"Stage(id={self.id}, parent={self.parent_id}, steps=[{self.start_step}, " \
+        return f"TreeStage(id={self.id}, parent={self.parent_id}, steps=[{self.start_step}, " \
                f"{self.end_step}), state={self.state}, trials={self.trial_ids})"
 
 
@@ -121,7 +121,7 @@ class StageTree:
 
     def __init__(self, message):
         self.proto = message
-        self.stages = [Stage(stage) for stage in message.stages]
+        self.stages = [TreeStage(stage) for stage in message.stages]
         self.trial_steps = message.steps.trial_steps
         self.unique_steps = message.steps.unique_steps
         self.executed_steps = message.steps.executed_steps
@@ -299,7 +299,8 @@ class Study:
         bar = None
         if show:
             from tqdm import tqdm
-            bar = tqdm(total=max(self.info.trials_total, 1), unit="trial", desc=self.name or self.id)
+            bar = tqdm(total=max(self.info.trials_total, 1), unit="trial",
+                       desc=self.name or self.id)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if self.refresh().state in TERMINAL_STATES:

@@ -11,7 +11,7 @@
 #include <regex>
 #include <thread>
 
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {
@@ -52,30 +52,16 @@ Outcome RunStudy(const Case& c, const std::vector<double>& kill_at, int64_t tota
   TempDir dir;
   const std::string spec_path = dir.File("spec.yaml");
   std::ofstream(spec_path) << SpecText(c);
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  const std::vector<std::string> server_args = {
-      "server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "5"};
-  auto server = std::make_unique<Process>(server_args, dir.File("server.log"));
-  EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  Process worker({"worker", "--coordinator", address, "--id", "only-worker", "--checkpoint-dir",
-                  dir.File("checkpoints")},
-                 dir.File("worker.log"));
-  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
-  EXPECT_EQ(submitted.exit_code, 0) << submitted.output;
-  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+  Cluster cluster(dir, /*workers=*/1, {"--lease-seconds", "5"});
+  const std::string study_id = cluster.Submit(spec_path);
 
   for (double fraction : kill_at) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     bool mid_study = false;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto stub = Connect(address);
-      grpc::ClientContext context;
-      v1::GetStudyRequest request;
-      request.set_study_id(study_id);
-      v1::Study study;
-      if (stub->GetStudy(&context, request, &study).ok()) {
-        if (study.state() != v1::STUDY_RUNNING) break;
-        if (study.steps().executed_steps() >= fraction * total_steps) {
+      if (absl::StatusOr<v1::Study> study = GetStudy(cluster.address(), study_id); study.ok()) {
+        if (study->state() != v1::STUDY_RUNNING) break;
+        if (study->steps().executed_steps() >= fraction * total_steps) {
           mid_study = true;
           break;
         }
@@ -83,23 +69,21 @@ Outcome RunStudy(const Case& c, const std::vector<double>& kill_at, int64_t tota
       std::this_thread::sleep_for(milliseconds(20));
     }
     EXPECT_TRUE(mid_study) << c.algorithm << ": the kill at " << fraction << " came too late";
-    KillAndRestartServer(server, server_args, dir.File("server.log"), address);
+    cluster.KillAndRestartServer();
   }
   Outcome outcome;
-  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(300));
-  EXPECT_TRUE(study.ok()) << study.status();
-  if (!study.ok()) return outcome;
-  outcome.study = *study;
-  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
-  EXPECT_TRUE(trials.ok()) << trials.status();
-  if (!trials.ok()) return outcome;
-  for (const v1::Trial& trial : trials->trials()) {
+  absl::StatusOr<EndedStudy> ended =
+      WaitForEndedStudy(cluster.address(), study_id, std::chrono::seconds(300));
+  EXPECT_TRUE(ended.ok()) << ended.status();
+  if (!ended.ok()) return outcome;
+  outcome.study = ended->study;
+  for (const v1::Trial& trial : ended->trials.trials()) {
     v1::Trial key = trial;
     key.clear_path();  // stage ids depend on when splits happened; the rest must not
     key.clear_reached_step();
     outcome.trials.push_back(key.ShortDebugString());
   }
-  outcome.curves = CurvesOf(*trials);
+  outcome.curves = ended->curves;
   return outcome;
 }
 

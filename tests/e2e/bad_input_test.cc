@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "proto/spec_loader.h"
-#include "tests/e2e/harness.h"
 #include "tests/proto/bad_spec_corpus.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {

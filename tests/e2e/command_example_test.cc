@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 #include "workers/command_trainer.h"
 
 namespace hippo::e2e {

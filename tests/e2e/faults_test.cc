@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "proto/spec_loader.h"
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {
@@ -31,46 +31,27 @@ Outcome RunW1(int kills, milliseconds interval) {
     std::ofstream spec(spec_path);
     spec << WorkloadWithConfig("w1.yaml", kTimedConfig);
   }
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  const std::vector<std::string> server_args = {
-      "server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "2"};
-  auto server = std::make_unique<Process>(server_args, dir.File("server.log"));
-  EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  std::vector<std::unique_ptr<Process>> workers;
-  for (int i = 0; i < 4; ++i) {
-    workers.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"worker", "--coordinator", address, "--id",
-                                 "worker-" + std::to_string(i), "--checkpoint-dir",
-                                 dir.File("checkpoints")},
-        dir.File("worker.log")));
-  }
-  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
-  EXPECT_EQ(submitted.exit_code, 0) << submitted.output;
-  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+  Cluster cluster(dir, /*workers=*/4, {"--lease-seconds", "2"});
+  const std::string study_id = cluster.Submit(spec_path);
 
   for (int kill = 0; kill < kills; ++kill) {
     std::this_thread::sleep_for(interval);
-    {
-      // The kill must land in the middle of the study.
-      auto stub = Connect(address);
-      grpc::ClientContext context;
-      v1::GetStudyRequest request;
-      request.set_study_id(study_id);
-      v1::Study study;
-      EXPECT_TRUE(stub->GetStudy(&context, request, &study).ok());
-      EXPECT_EQ(study.state(), v1::STUDY_RUNNING) << "kill " << kill << " came too late";
-      EXPECT_LT(study.steps().executed_steps(), study.steps().unique_steps());
+    // The kill must land in the middle of the study.
+    absl::StatusOr<v1::Study> study = GetStudy(cluster.address(), study_id);
+    EXPECT_TRUE(study.ok()) << study.status();
+    if (study.ok()) {
+      EXPECT_EQ(study->state(), v1::STUDY_RUNNING) << "kill " << kill << " came too late";
+      EXPECT_LT(study->steps().executed_steps(), study->steps().unique_steps());
     }
-    KillAndRestartServer(server, server_args, dir.File("server.log"), address);
+    cluster.KillAndRestartServer();
   }
   Outcome outcome;
-  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(300));
-  EXPECT_TRUE(study.ok()) << study.status();
-  if (!study.ok()) return outcome;
-  outcome.study = *study;
-  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
-  EXPECT_TRUE(trials.ok()) << trials.status();
-  if (trials.ok()) outcome.curves = CurvesOf(*trials);
+  absl::StatusOr<EndedStudy> ended =
+      WaitForEndedStudy(cluster.address(), study_id, std::chrono::seconds(300));
+  EXPECT_TRUE(ended.ok()) << ended.status();
+  if (!ended.ok()) return outcome;
+  outcome.study = ended->study;
+  outcome.curves = ended->curves;
   return outcome;
 }
 

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "proto/spec_loader.h"
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {

@@ -5,8 +5,9 @@
 #include <fstream>
 #include <iterator>
 
+#include "proto/spec_loader.h"
 #include "search_algos/spec_checks.h"
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {
@@ -15,22 +16,11 @@ namespace v1 = ::hippo::v1;
 
 TEST(StudyEndToEndTest, W1OverFourWorkerProcessesTrainsEachUniqueStepOnceWithStraightMetrics) {
   TempDir dir;
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
-                 dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  std::vector<std::unique_ptr<Process>> workers;
-  for (int i = 0; i < 4; ++i) {
-    workers.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"worker", "--coordinator", address, "--id",
-                                 "worker-" + std::to_string(i), "--checkpoint-dir",
-                                 dir.File("checkpoints")},
-        dir.File("worker.log")));
-  }
+  const Cluster cluster(dir, /*workers=*/4);
+  const std::string& address = cluster.address();
   const std::string spec_path = std::string(HIPPO_SOURCE_DIR) + "/examples/workloads/w1.yaml";
-  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address});
-  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
-  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
+  const std::string study_id = cluster.Submit(spec_path);
+  ASSERT_FALSE(study_id.empty());
 
   absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(240));
   ASSERT_TRUE(study.ok()) << study.status();
@@ -109,18 +99,11 @@ TEST(StudyEndToEndTest, PluginAlgorithmRunsThroughServerAndWorker) {
             "algorithm: {name: halton}\n"
             "budget: {max_steps: 20, max_trials: 6}\n";
   }
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"), "--plugin",
-                  HIPPO_EXAMPLE_PLUGIN},
-                 dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  Process worker({"worker", "--coordinator", address, "--checkpoint-dir", dir.File("ckpt")},
-                 dir.File("worker.log"));
-  const CommandResult submitted =
-      RunHippo({"submit", dir.File("halton.yaml"), "--coordinator", address});
-  ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
-  const std::string study_id = submitted.output.substr(0, submitted.output.find('\n'));
-  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(60));
+  const Cluster cluster(dir, /*workers=*/1, {"--plugin", HIPPO_EXAMPLE_PLUGIN});
+  const std::string study_id = cluster.Submit(dir.File("halton.yaml"));
+  ASSERT_FALSE(study_id.empty());
+  absl::StatusOr<v1::Study> study =
+      WaitForStudy(cluster.address(), study_id, std::chrono::seconds(60));
   ASSERT_TRUE(study.ok()) << study.status();
   EXPECT_EQ(study->state(), v1::STUDY_COMPLETED);
   EXPECT_EQ(study->trials_completed(), 6);
@@ -176,9 +159,9 @@ TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
   std::string listed;
   for (int attempt = 0; attempt < 100 && listed.find("member") == std::string::npos; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    listed = RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"),
-                       "--json"})
-                 .output;
+    listed =
+        RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"), "--json"})
+            .output;
   }
   EXPECT_NE(listed.find("member"), std::string::npos) << listed;
   EXPECT_EQ(listed.find("stranger"), std::string::npos) << listed;
@@ -190,10 +173,10 @@ TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
     text.assign(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
   }
   EXPECT_NE(text.find("token"), std::string::npos) << text;
-  EXPECT_EQ(RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"),
-                      "--json"})
-                .output.find("stranger"),
-            std::string::npos);
+  EXPECT_EQ(
+      RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"), "--json"})
+          .output.find("stranger"),
+      std::string::npos);
 }
 
 }  // namespace

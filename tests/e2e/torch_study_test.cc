@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
 namespace {

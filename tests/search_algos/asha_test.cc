@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "search_algos/point_sampler.h"
 #include "search_algos/search_algorithm.h"
+#include "tests/support/fake_coordinator.h"
 
 namespace hippo::search_algos {
 namespace {
@@ -55,97 +56,12 @@ std::unique_ptr<SearchAlgorithm> MakeAsha(const AlgorithmContext& context) {
   return asha.ok() ? *std::move(asha) : nullptr;
 }
 
-// Plays the coordinator for a fixed number of workers: Suggest gets the free workers as
-// capacity, requests are applied and written as "new 3 ->1", "extend 2 ->3", "stop 4".
-class Coordinator {
+// Plays the coordinator for a fixed number of workers (tests/support/fake_coordinator.h):
+// Suggest gets the free workers as capacity; requests are written as "new 3 ->1", "extend 2 ->3",
+// "stop 4".
+class Coordinator : public test_support::FakeCoordinator {
  public:
-  Coordinator(int64_t workers, Step max_steps) : workers_(workers), max_steps_(max_steps) {}
-
-  std::vector<std::string> Suggest(SearchAlgorithm& algorithm) {
-    std::vector<std::string> written;
-    extended.clear();
-    for (const Request& request : algorithm.Suggest(workers_ - Running())) {
-      switch (request.kind) {
-        case Request::Kind::kNewTrial: {
-          const auto trial = static_cast<TrialNumber>(trials_.size());
-          trials_.push_back({request.target, State::kRunning, {request.target}});
-          points_.push_back(request.point);
-          written.push_back(absl::StrCat("new ", trial, " ->", request.target));
-          break;
-        }
-        case Request::Kind::kExtend:
-          EXPECT_EQ(trials_.at(request.trial).state, State::kPaused);
-          trials_[request.trial] = {request.target, State::kRunning,
-                                    trials_[request.trial].targets};
-          trials_[request.trial].targets.push_back(request.target);
-          extended.emplace_back(request.trial, request.target);
-          written.push_back(absl::StrCat("extend ", request.trial, " ->", request.target));
-          break;
-        case Request::Kind::kStop:
-          EXPECT_NE(trials_.at(request.trial).state, State::kEnded);
-          trials_[request.trial].state = State::kEnded;
-          algorithm.OnTrialEnded(request.trial, TrialOutcome::kStopped);
-          written.push_back(absl::StrCat("stop ", request.trial));
-          break;
-        case Request::Kind::kFork:
-          ADD_FAILURE() << "asha does not fork";
-          break;
-      }
-    }
-    return written;
-  }
-
-  // `trial` reaches its target with `objective`: the coordinator's events.
-  void Reach(SearchAlgorithm& algorithm, TrialNumber trial, double objective) {
-    TrialInfo& info = trials_.at(trial);
-    ASSERT_EQ(info.state, State::kRunning) << "trial " << trial;
-    algorithm.OnMetric(trial, info.target - 1, objective);
-    algorithm.OnTrialReachedTarget(trial, info.target);
-    info.state = State::kPaused;
-    if (info.target == max_steps_) {
-      info.state = State::kEnded;
-      algorithm.OnTrialEnded(trial, TrialOutcome::kCompleted);
-    }
-  }
-
-  int64_t Running() const {
-    int64_t running = 0;
-    for (const TrialInfo& trial : trials_) running += trial.state == State::kRunning;
-    return running;
-  }
-  std::vector<TrialNumber> RunningTrials() const {
-    std::vector<TrialNumber> running;
-    for (TrialNumber trial = 0; trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
-      if (trials_[trial].state == State::kRunning) running.push_back(trial);
-    }
-    return running;
-  }
-  Step target(TrialNumber trial) const { return trials_.at(trial).target; }
-  const std::vector<Step>& targets(TrialNumber trial) const { return trials_.at(trial).targets; }
-  const stage_tree::Point& point(TrialNumber trial) const { return points_.at(trial); }
-  int64_t trial_count() const { return static_cast<int64_t>(trials_.size()); }
-  bool paused(TrialNumber trial) const { return trials_.at(trial).state == State::kPaused; }
-  std::vector<std::pair<TrialNumber, Step>> extended;  // by the last Suggest: trial, target
-
-  bool all_ended() const {
-    for (const TrialInfo& trial : trials_) {
-      if (trial.state != State::kEnded) return false;
-    }
-    return true;
-  }
-
- private:
-  enum class State { kRunning, kPaused, kEnded };
-  struct TrialInfo {
-    Step target;
-    State state;
-    std::vector<Step> targets;  // every target it was given, in order
-  };
-
-  int64_t workers_;
-  Step max_steps_;
-  std::vector<TrialInfo> trials_;
-  std::vector<stage_tree::Point> points_;
+  Coordinator(int64_t workers, Step max_steps) : FakeCoordinator(max_steps, workers) {}
 };
 
 TEST(AshaTest, RungsAreMinResourceTimesPowersOfEtaCappedAtMaxResource) {
@@ -325,7 +241,7 @@ TEST(AshaTest, W2RunPromotesAsSoonAsAllowedAndOnlyWhenAllowed) {
     };
     std::vector<std::map<TrialNumber, double>> rung_objectives(rungs.size());
     auto check_promotions = [&] {
-      for (const auto& [trial, target] : coordinator.extended) {
+      for (const auto& [trial, target] : coordinator.extended()) {
         const auto k =
             static_cast<size_t>(std::find(rungs.begin(), rungs.end(), target) - rungs.begin() - 1);
         ASSERT_LT(k + 1, rungs.size());
@@ -342,7 +258,7 @@ TEST(AshaTest, W2RunPromotesAsSoonAsAllowedAndOnlyWhenAllowed) {
     std::mt19937_64 order = SeededGenerator(1, 0, 0);
     coordinator.Suggest(*asha);
     for (int events = 0; events < 10000 && coordinator.Running() > 0; ++events) {
-      const std::vector<TrialNumber> running = coordinator.RunningTrials();
+      const std::vector<TrialNumber> running = coordinator.running();
       const TrialNumber trial = running[order() % running.size()];
       const Step target = coordinator.target(trial);
       const double objective = loss(trial, target);

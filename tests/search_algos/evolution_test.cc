@@ -8,6 +8,8 @@
 #include <set>
 #include <utility>
 
+#include "tests/support/fake_coordinator.h"
+
 namespace hippo::search_algos {
 namespace {
 
@@ -87,101 +89,30 @@ double Accuracy(const Point& point, Step step) {
   return quality * (1 - 1.0 / static_cast<double>(step + 2));
 }
 
-// Plays the coordinator (hippo/engine.cc): every running trial trains to its target in one go
-// and reports objective(trial, point, target - 1); a trial at max_steps completes; a stop ends
-// it at once. With `restore`, the algorithm is rebuilt from its saved state before every
-// Suggest. Records the population each child was proposed from.
-class FakeCoordinator {
+// Plays the coordinator (tests/support/fake_coordinator.h): every running trial trains to its
+// target in one go and reports objective(trial, point, target - 1). Records the population each
+// child was proposed from.
+class FakeCoordinator : public test_support::StudyRunner {
  public:
-  struct Trial {
-    Point point;
-    Step target = 0;
-    bool running = true;
-    std::vector<Step> targets;  // every target it was given, in order
-    bool stopped = false;
-  };
-  using Objective = std::function<double(TrialNumber, const Point&, Step)>;
-
   FakeCoordinator(const AlgorithmContext& context, Objective objective, bool restore = false)
-      : context_(context),
-        algorithm_(Make(context)),
-        objective_(std::move(objective)),
-        restore_(restore) {}
-
-  std::vector<Request> Run() {
-    std::vector<Request> all;
-    for (int round = 0; round < 1000; ++round) {
-      if (restore_) {
-        std::unique_ptr<SearchAlgorithm> restored = Make(context_);
-        const std::string state = algorithm_->SaveState();
-        EXPECT_TRUE(restored->LoadState(state).ok());
-        EXPECT_EQ(restored->SaveState(), state);
-        algorithm_ = std::move(restored);
+      : StudyRunner(context, std::move(objective), restore) {
+    before_suggest = [this](SearchAlgorithm& algorithm) {
+      population_ = Evolution(algorithm).population();
+    };
+    on_request = [this](const Request& request) {
+      EXPECT_NE(request.kind, Request::Kind::kFork) << "evolution never forks";
+      if (request.kind == Request::Kind::kNewTrial) {
+        population_when_proposed[static_cast<TrialNumber>(trials().size())] = population_;
       }
-      const std::deque<RegularizedEvolution::Member> population =
-          Evolution(*algorithm_).population();
-      std::vector<Request> requests = algorithm_->Suggest(1000);
-      for (const Request& request : requests) {
-        if (request.kind == Request::Kind::kNewTrial) {
-          population_when_proposed[static_cast<TrialNumber>(trials.size())] = population;
-        }
-        Apply(request);
-      }
-      all.insert(all.end(), requests.begin(), requests.end());
-      if (std::none_of(trials.begin(), trials.end(), [](const Trial& t) { return t.running; })) {
-        EXPECT_TRUE(algorithm_->Finished());
-        return all;
-      }
-      Train();
-    }
-    ADD_FAILURE() << "the study does not end";
-    return all;
+    };
   }
 
-  RegularizedEvolution& algorithm() { return Evolution(*algorithm_); }
+  RegularizedEvolution& algorithm() { return Evolution(StudyRunner::algorithm()); }
 
-  std::vector<Trial> trials;
   std::map<TrialNumber, std::deque<RegularizedEvolution::Member>> population_when_proposed;
 
  private:
-  void Apply(const Request& request) {
-    switch (request.kind) {
-      case Request::Kind::kNewTrial:
-        trials.push_back(Trial{request.point, request.target, true, {request.target}, false});
-        break;
-      case Request::Kind::kExtend:
-        trials.at(request.trial).target = request.target;
-        trials.at(request.trial).targets.push_back(request.target);
-        trials.at(request.trial).running = true;
-        break;
-      case Request::Kind::kStop:
-        trials.at(request.trial).stopped = true;
-        trials.at(request.trial).running = false;
-        algorithm_->OnTrialEnded(request.trial, TrialOutcome::kStopped);
-        break;
-      case Request::Kind::kFork:
-        ADD_FAILURE() << "evolution never forks";
-    }
-  }
-
-  void Train() {
-    for (size_t number = 0; number < trials.size(); ++number) {
-      Trial& trial = trials[number];
-      if (!trial.running) continue;
-      trial.running = false;
-      const auto id = static_cast<TrialNumber>(number);
-      algorithm_->OnMetric(id, trial.target - 1, objective_(id, trial.point, trial.target - 1));
-      algorithm_->OnTrialReachedTarget(id, trial.target);
-      if (trial.target == context_.max_steps) {
-        algorithm_->OnTrialEnded(id, TrialOutcome::kCompleted);
-      }
-    }
-  }
-
-  AlgorithmContext context_;
-  std::unique_ptr<SearchAlgorithm> algorithm_;
-  Objective objective_;
-  bool restore_;
+  std::deque<RegularizedEvolution::Member> population_;
 };
 
 double W6Objective(TrialNumber, const Point& point, Step step) { return Accuracy(point, step); }
@@ -329,8 +260,8 @@ TEST(EvolutionTest, EachParentIsTheBestOfASampleFromThePopulationAndTheChildDiff
       if (best < 0 || fitness[drawn] > fitness[best]) best = drawn;
     }
     EXPECT_EQ(lineage->parent, best);
-    const Point& parent = coordinator.trials[lineage->parent].point;
-    const Point& point = coordinator.trials[child].point;
+    const Point& parent = coordinator.trials()[lineage->parent].point;
+    const Point& point = coordinator.trials()[child].point;
     int changed = 0;
     for (size_t d = 0; d < point.size(); ++d) changed += point[d] != parent[d];
     EXPECT_LE(changed, 1);
@@ -348,19 +279,19 @@ TEST(EvolutionTest, W6ProposesExactlyTheChildrenAndTrainsThemInAshaRungs) {
     return r.kind == Request::Kind::kNewTrial;
   });
   EXPECT_EQ(new_trials, 16 + 64);
-  ASSERT_EQ(coordinator.trials.size(), 80u);
+  ASSERT_EQ(coordinator.trials().size(), 80u);
   // The initial members train straight to max_steps; children climb the rungs 5, 15, 45, 120.
   const std::vector<Step> rungs = {5, 15, 45, 120};
   int fully_trained_children = 0;
-  for (size_t trial = 0; trial < coordinator.trials.size(); ++trial) {
-    const std::vector<Step>& targets = coordinator.trials[trial].targets;
+  for (size_t trial = 0; trial < coordinator.trials().size(); ++trial) {
+    const std::vector<Step>& targets = coordinator.trials()[trial].targets;
     if (trial < 16) {
       EXPECT_EQ(targets, std::vector<Step>{120});
       continue;
     }
     ASSERT_LE(targets.size(), rungs.size());
     EXPECT_TRUE(std::equal(targets.begin(), targets.end(), rungs.begin())) << trial;
-    EXPECT_EQ(coordinator.trials[trial].stopped, targets.back() != 120);
+    EXPECT_EQ(coordinator.trials()[trial].stopped, targets.back() != 120);
     fully_trained_children += targets.back() == 120;
   }
   // Roughly 1/3 of the children pass each rung; the first to arrive always does.
@@ -384,26 +315,17 @@ TEST(EvolutionTest, AshaPromotesAChildOnlyIfItIsInTheTopThirdOfItsRung) {
   FakeCoordinator coordinator(
       context, [&](TrialNumber trial, const Point&, Step) { return curves.at(trial); });
   coordinator.Run();
-  ASSERT_EQ(coordinator.trials.size(), 7u);
+  ASSERT_EQ(coordinator.trials().size(), 7u);
   const std::vector<std::vector<Step>> expected = {{9},       {9}, {1, 3, 9}, {1},
                                                    {1, 3, 9}, {1}, {1, 3}};
   for (size_t trial = 0; trial < expected.size(); ++trial) {
-    EXPECT_EQ(coordinator.trials[trial].targets, expected[trial]) << trial;
+    EXPECT_EQ(coordinator.trials()[trial].targets, expected[trial]) << trial;
   }
   // Stopped children never join the population; the last to complete are 2 and 4.
   EXPECT_EQ(Trials(coordinator.algorithm().population()), (std::vector<TrialNumber>{2, 4}));
 }
 
-bool SameRequests(const std::vector<Request>& a, const std::vector<Request>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].kind != b[i].kind || a[i].trial != b[i].trial || a[i].target != b[i].target ||
-        a[i].point != b[i].point) {
-      return false;
-    }
-  }
-  return true;
-}
+using test_support::SameRequests;
 
 TEST(EvolutionTest, IsDeterministicAndARestoreAtEveryStepGivesTheSameRequests) {
   const stage_tree::SearchSpace space = Space();

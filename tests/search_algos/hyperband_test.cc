@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "search_algos/point_sampler.h"
 #include "search_algos/search_algorithm.h"
+#include "tests/support/fake_coordinator.h"
 
 namespace hippo::search_algos {
 namespace {
@@ -133,56 +134,9 @@ TEST(HyperbandTest, SmallAndOddSettings) {
       std::string::npos);
 }
 
-// Plays the coordinator: every request applied at once (unbounded workers), written as
-// "new 3 ->1", "extend 2 ->3", "stop 4".
-class Coordinator {
- public:
-  explicit Coordinator(Step max_steps) : max_steps_(max_steps) {}
-
-  std::vector<std::string> Suggest(SearchAlgorithm& algorithm, int64_t capacity = 1000) {
-    std::vector<std::string> written;
-    for (const Request& request : algorithm.Suggest(capacity)) {
-      switch (request.kind) {
-        case Request::Kind::kNewTrial:
-          written.push_back(absl::StrCat("new ", targets_.size(), " ->", request.target));
-          targets_.push_back(request.target);
-          running_.insert(static_cast<TrialNumber>(targets_.size() - 1));
-          break;
-        case Request::Kind::kExtend:
-          EXPECT_EQ(running_.count(request.trial), 0u);
-          targets_.at(request.trial) = request.target;
-          running_.insert(request.trial);
-          written.push_back(absl::StrCat("extend ", request.trial, " ->", request.target));
-          break;
-        case Request::Kind::kStop:
-          EXPECT_EQ(running_.count(request.trial), 0u);
-          algorithm.OnTrialEnded(request.trial, TrialOutcome::kStopped);
-          written.push_back(absl::StrCat("stop ", request.trial));
-          break;
-        case Request::Kind::kFork:
-          ADD_FAILURE() << "hyperband does not fork";
-          break;
-      }
-    }
-    return written;
-  }
-
-  void Reach(SearchAlgorithm& algorithm, TrialNumber trial, double objective) {
-    ASSERT_EQ(running_.count(trial), 1u) << "trial " << trial;
-    running_.erase(trial);
-    algorithm.OnMetric(trial, targets_[trial] - 1, objective);
-    algorithm.OnTrialReachedTarget(trial, targets_[trial]);
-    if (targets_[trial] == max_steps_) algorithm.OnTrialEnded(trial, TrialOutcome::kCompleted);
-  }
-
-  const std::set<TrialNumber>& running() const { return running_; }
-  Step target(TrialNumber trial) const { return targets_.at(trial); }
-
- private:
-  Step max_steps_;
-  std::vector<Step> targets_;
-  std::set<TrialNumber> running_;
-};
+// Plays the coordinator (tests/support/fake_coordinator.h): every request applied at once
+// (unbounded workers), written as "new 3 ->1", "extend 2 ->3", "stop 4".
+using Coordinator = test_support::FakeCoordinator;
 
 // R = 9, η = 3: brackets s = 2 (9 trials: 9 × 1 step, 3 × 3, 1 × 9), s = 1 (5 trials: 5 × 3,
 // 1 × 9), s = 0 (3 trials × 9). Objectives are a fixed function of (trial, step); bracket

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "search_algos/point_sampler.h"
+#include "tests/support/fake_coordinator.h"
 
 namespace hippo::search_algos {
 namespace {
@@ -40,94 +41,9 @@ std::unique_ptr<SearchAlgorithm> Make(const AlgorithmContext& context) {
   return algorithm.ok() ? *std::move(algorithm) : nullptr;
 }
 
-// Plays the coordinator (hippo/engine.cc): a running trial trains to its target in one go and
-// reports objective(trial, target - 1); a trial at max_steps completes; a stop ends it at once.
-// With `restore`, the algorithm is rebuilt from its saved state before every Suggest, as after a
-// coordinator restart.
-class FakeCoordinator {
- public:
-  using Objective = std::function<double(TrialNumber, Step)>;
-
-  FakeCoordinator(const AlgorithmContext& context, Objective objective, bool restore = false)
-      : context_(context),
-        algorithm_(Make(context)),
-        objective_(std::move(objective)),
-        restore_(restore) {}
-
-  // Runs the study with at most `parallel` trials at once; returns every request, in order.
-  std::vector<Request> Run(int64_t parallel) {
-    std::vector<Request> all;
-    for (int round = 0; round < 10000; ++round) {
-      if (restore_) {
-        std::unique_ptr<SearchAlgorithm> restored = Make(context_);
-        const std::string state = algorithm_->SaveState();
-        EXPECT_TRUE(restored->LoadState(state).ok());
-        EXPECT_EQ(restored->SaveState(), state);
-        algorithm_ = std::move(restored);
-      }
-      std::vector<Request> requests = algorithm_->Suggest(parallel - Running());
-      for (const Request& request : requests) Apply(request);
-      all.insert(all.end(), requests.begin(), requests.end());
-      if (Running() == 0) {
-        if (algorithm_->Finished()) return all;
-        if (requests.empty()) {
-          ADD_FAILURE() << "the study is stuck";
-          return all;
-        }
-      }
-      Train();
-    }
-    ADD_FAILURE() << "the study does not end";
-    return all;
-  }
-
-  // By trial: the step it trains or trained to, and whether it is training now.
-  std::map<TrialNumber, Step> targets;
-  std::map<TrialNumber, bool> running;
-
- private:
-  int64_t Running() const {
-    int64_t count = 0;
-    for (const auto& [trial, is_running] : running) count += is_running;
-    return count;
-  }
-
-  void Apply(const Request& request) {
-    switch (request.kind) {
-      case Request::Kind::kNewTrial:
-      case Request::Kind::kFork: {
-        const auto number = static_cast<TrialNumber>(targets.size());
-        targets[number] = request.target;
-        running[number] = true;
-        break;
-      }
-      case Request::Kind::kExtend:
-        targets[request.trial] = request.target;
-        running[request.trial] = true;
-        break;
-      case Request::Kind::kStop:
-        running[request.trial] = false;
-        algorithm_->OnTrialEnded(request.trial, TrialOutcome::kStopped);
-        break;
-    }
-  }
-
-  void Train() {
-    for (auto& [trial, is_running] : running) {
-      if (!is_running) continue;
-      is_running = false;
-      const Step target = targets[trial];
-      algorithm_->OnMetric(trial, target - 1, objective_(trial, target - 1));
-      algorithm_->OnTrialReachedTarget(trial, target);
-      if (target == context_.max_steps) algorithm_->OnTrialEnded(trial, TrialOutcome::kCompleted);
-    }
-  }
-
-  AlgorithmContext context_;
-  std::unique_ptr<SearchAlgorithm> algorithm_;
-  Objective objective_;
-  bool restore_;
-};
+// Plays the coordinator (tests/support/fake_coordinator.h): a running trial trains to its
+// target in one go and reports objective(trial, target - 1).
+using FakeCoordinator = test_support::StudyRunner;
 
 // Hand-made curves (maximised), one value per step 0..3, and the rule worked out by hand with
 // n_startup_trials = 2 and n_warmup_steps = 1, the trials run one after another:
@@ -155,12 +71,13 @@ AlgorithmContext HandMadeContext(const stage_tree::SearchSpace& space) {
 double HandMadeObjective(TrialNumber trial, Step step) { return kCurves[trial][step]; }
 
 // (trial, the target it had reached when stopped)
-std::vector<std::pair<TrialNumber, Step>> Stops(const std::vector<Request>& requests,
-                                                const std::map<TrialNumber, Step>& targets) {
+std::vector<std::pair<TrialNumber, Step>> Stops(
+    const std::vector<Request>& requests,
+    const std::vector<test_support::FakeCoordinator::Trial>& trials) {
   std::vector<std::pair<TrialNumber, Step>> stops;
   for (const Request& request : requests) {
     if (request.kind == Request::Kind::kStop) {
-      stops.emplace_back(request.trial, targets.at(request.trial));
+      stops.emplace_back(request.trial, trials.at(request.trial).target);
     }
   }
   return stops;
@@ -172,8 +89,8 @@ TEST(MedianStoppingTest, StopsExactlyTheHandComputedTrialsAtTheHandComputedSteps
   const std::vector<Request> requests = coordinator.Run(/*parallel=*/1);
   // Trial 2 stopped after its step 1 (target 2), trial 4 after its step 2 (target 3).
   const std::vector<std::pair<TrialNumber, Step>> expected = {{2, 2}, {4, 3}};
-  EXPECT_EQ(Stops(requests, coordinator.targets), expected);
-  for (TrialNumber trial : {0, 1, 3, 5}) EXPECT_EQ(coordinator.targets[trial], 4) << trial;
+  EXPECT_EQ(Stops(requests, coordinator.trials()), expected);
+  for (TrialNumber trial : {0, 1, 3, 5}) EXPECT_EQ(coordinator.trials()[trial].target, 4) << trial;
 }
 
 TEST(MedianStoppingTest, StopsNoTrialBeforeStartupTrialsCompleteNorDuringWarmUp) {
@@ -185,24 +102,24 @@ TEST(MedianStoppingTest, StopsNoTrialBeforeStartupTrialsCompleteNorDuringWarmUp)
   FakeCoordinator waits(more_startup, HandMadeObjective);
   // With three startup trials, trial 2 is judged when only two have completed: it is not
   // stopped, completes, and raises the bar no further trial then falls below.
-  EXPECT_TRUE(Stops(waits.Run(1), waits.targets).empty());
+  EXPECT_TRUE(Stops(waits.Run(1), waits.trials()).empty());
 
   AlgorithmContext one_startup = HandMadeContext(space);
   one_startup.config.mutable_median()->set_n_startup_trials(1);
   FakeCoordinator eager(one_startup, HandMadeObjective);
   const std::vector<Request> with_one = eager.Run(1);
-  ASSERT_FALSE(Stops(with_one, eager.targets).empty());
-  EXPECT_EQ(Stops(with_one, eager.targets).front(), std::make_pair(TrialNumber{1}, Step{2}));
+  ASSERT_FALSE(Stops(with_one, eager.trials()).empty());
+  EXPECT_EQ(Stops(with_one, eager.trials()).front(), std::make_pair(TrialNumber{1}, Step{2}));
 
   AlgorithmContext long_warm_up = HandMadeContext(space);
   long_warm_up.config.mutable_median()->set_n_warmup_steps(3);
   FakeCoordinator warm(long_warm_up, HandMadeObjective);
-  EXPECT_TRUE(Stops(warm.Run(1), warm.targets).empty());
+  EXPECT_TRUE(Stops(warm.Run(1), warm.trials()).empty());
 
   AlgorithmContext no_warm_up = HandMadeContext(space);
   no_warm_up.config.mutable_median()->clear_n_warmup_steps();
   FakeCoordinator cold(no_warm_up, HandMadeObjective);
-  const std::vector<std::pair<TrialNumber, Step>> cold_stops = Stops(cold.Run(1), cold.targets);
+  const std::vector<std::pair<TrialNumber, Step>> cold_stops = Stops(cold.Run(1), cold.trials());
   ASSERT_FALSE(cold_stops.empty());
   EXPECT_EQ(cold_stops.front(), std::make_pair(TrialNumber{2}, Step{1}));
 }
@@ -215,7 +132,7 @@ TEST(MedianStoppingTest, MinimizingFlipsTheComparison) {
   FakeCoordinator coordinator(context,
                               [](TrialNumber trial, Step step) { return -kCurves[trial][step]; });
   const std::vector<std::pair<TrialNumber, Step>> expected = {{2, 2}, {4, 3}};
-  EXPECT_EQ(Stops(coordinator.Run(1), coordinator.targets), expected);
+  EXPECT_EQ(Stops(coordinator.Run(1), coordinator.trials()), expected);
 }
 
 TEST(MedianStoppingTest, TrainsInIntervalsUpToMaxSteps) {

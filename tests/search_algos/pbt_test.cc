@@ -8,6 +8,8 @@
 #include <set>
 #include <utility>
 
+#include "tests/support/fake_coordinator.h"
+
 namespace hippo::search_algos {
 namespace {
 
@@ -73,97 +75,17 @@ std::unique_ptr<SearchAlgorithm> Make(const AlgorithmContext& context) {
 // The objective: a higher lr is better (maximised), so the ranking is known.
 double LrObjective(const Point& point, Step) { return Number(point, kLr); }
 
-// Plays the coordinator (hippo/engine.cc): every running trial trains to its target in one go
-// and reports objective(point, target - 1); a trial at max_steps completes; a stop ends it at
-// once. With `restore`, the algorithm is rebuilt from its saved state before every Suggest.
-class FakeCoordinator {
+// Plays the coordinator (tests/support/fake_coordinator.h): every running trial trains to its
+// target in one go and reports objective(point, target - 1). A fork never changes depth.
+class FakeCoordinator : public test_support::StudyRunner {
  public:
-  struct Trial {
-    Point point;
-    Step target = 0;
-    bool running = true;
-    TrialNumber forked_from = -1;
-    Step fork_step = 0;
-  };
-  using Objective = std::function<double(const Point&, Step)>;
-
-  FakeCoordinator(const AlgorithmContext& context, Objective objective, bool restore = false)
-      : context_(context),
-        algorithm_(Make(context)),
-        objective_(std::move(objective)),
-        restore_(restore) {}
-
-  std::vector<Request> Run() {
-    std::vector<Request> all;
-    for (int round = 0; round < 1000; ++round) {
-      if (restore_) {
-        std::unique_ptr<SearchAlgorithm> restored = Make(context_);
-        const std::string state = algorithm_->SaveState();
-        EXPECT_TRUE(restored->LoadState(state).ok());
-        EXPECT_EQ(restored->SaveState(), state);
-        algorithm_ = std::move(restored);
-      }
-      std::vector<Request> requests = algorithm_->Suggest(1000);
-      for (const Request& request : requests) Apply(request);
-      all.insert(all.end(), requests.begin(), requests.end());
-      if (!AnyRunning()) {
-        EXPECT_TRUE(algorithm_->Finished());
-        return all;
-      }
-      Train();
-    }
-    ADD_FAILURE() << "the study does not end";
-    return all;
+  FakeCoordinator(const AlgorithmContext& context, PointObjective objective, bool restore = false)
+      : StudyRunner(context, std::move(objective), restore) {
+    on_request = [this](const Request& request) {
+      if (request.kind != Request::Kind::kFork) return;
+      EXPECT_EQ(request.point[kDepth], trials().at(request.trial).point[kDepth]);
+    };
   }
-
-  std::vector<Trial> trials;
-
- private:
-  bool AnyRunning() const {
-    return std::any_of(trials.begin(), trials.end(), [](const Trial& t) { return t.running; });
-  }
-
-  void Apply(const Request& request) {
-    switch (request.kind) {
-      case Request::Kind::kNewTrial:
-        trials.push_back(Trial{request.point, request.target, true, -1, 0});
-        break;
-      case Request::Kind::kFork:
-        EXPECT_EQ(request.point[kDepth], trials.at(request.trial).point[kDepth]);
-        EXPECT_GT(request.target, request.fork_step);
-        trials.push_back(
-            Trial{request.point, request.target, true, request.trial, request.fork_step});
-        break;
-      case Request::Kind::kExtend:
-        EXPECT_FALSE(trials.at(request.trial).running);
-        trials.at(request.trial).target = request.target;
-        trials.at(request.trial).running = true;
-        break;
-      case Request::Kind::kStop:
-        trials.at(request.trial).running = false;
-        algorithm_->OnTrialEnded(request.trial, TrialOutcome::kStopped);
-        break;
-    }
-  }
-
-  void Train() {
-    for (size_t number = 0; number < trials.size(); ++number) {
-      Trial& trial = trials[number];
-      if (!trial.running) continue;
-      trial.running = false;
-      const auto id = static_cast<TrialNumber>(number);
-      algorithm_->OnMetric(id, trial.target - 1, objective_(trial.point, trial.target - 1));
-      algorithm_->OnTrialReachedTarget(id, trial.target);
-      if (trial.target == context_.max_steps) {
-        algorithm_->OnTrialEnded(id, TrialOutcome::kCompleted);
-      }
-    }
-  }
-
-  AlgorithmContext context_;
-  std::unique_ptr<SearchAlgorithm> algorithm_;
-  Objective objective_;
-  bool restore_;
 };
 
 // Whether `child` is `parent` multiplied by one of the factors and clamped to [low, high].
@@ -289,7 +211,7 @@ TEST(PbtTest, W4RunsElevenRoundsOfFourForksAndEndsWithTheWholePopulationAtMaxSte
     stops += request.kind == Request::Kind::kStop;
     if (request.kind != Request::Kind::kFork) continue;
     ++forks_at[request.fork_step];
-    const Point& parent = coordinator.trials[request.trial].point;
+    const Point& parent = coordinator.trials()[request.trial].point;
     // batch is not perturbed: only lr and weight_decay are named.
     EXPECT_EQ(request.point[kBatch], parent[kBatch]);
     const bool lr_perturbed =
@@ -308,22 +230,13 @@ TEST(PbtTest, W4RunsElevenRoundsOfFourForksAndEndsWithTheWholePopulationAtMaxSte
   EXPECT_GT(resampled, 3);
   EXPECT_GT(perturbed, 22);
   int at_max_steps = 0;
-  for (const FakeCoordinator::Trial& trial : coordinator.trials) {
+  for (const auto& trial : coordinator.trials()) {
     at_max_steps += trial.target == 120;
   }
   EXPECT_EQ(at_max_steps, 16);
 }
 
-bool SameRequests(const std::vector<Request>& a, const std::vector<Request>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].kind != b[i].kind || a[i].trial != b[i].trial || a[i].target != b[i].target ||
-        a[i].fork_step != b[i].fork_step || a[i].point != b[i].point) {
-      return false;
-    }
-  }
-  return true;
-}
+using test_support::SameRequests;
 
 TEST(PbtTest, IsDeterministicAndARestoreAtEveryStepGivesTheSameRequests) {
   const stage_tree::SearchSpace space = Space();

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "tests/support/temp_dir.h"
 #include "workers/crc32c.h"
 
 namespace hippo::workers {
@@ -20,15 +21,10 @@ namespace fs = std::filesystem;
 class CheckpointStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("hippo-ckpt-test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
     auto store = CheckpointStore::Open((root_ / "checkpoints").string());
     ASSERT_TRUE(store.ok()) << store.status();
     store_.emplace(*std::move(store));
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   std::string PathOf(const std::string& uri) { return uri.substr(std::string("file://").size()); }
 
@@ -42,7 +38,8 @@ class CheckpointStoreTest : public ::testing::Test {
     out << bytes;
   }
 
-  fs::path root_;
+  const test_support::TempDir scratch_{"hippo-ckpt-test"};
+  const fs::path root_ = scratch_.path();
   std::optional<CheckpointStore> store_;
 };
 

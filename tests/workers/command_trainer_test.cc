@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/support/temp_dir.h"
 
 namespace hippo::workers {
 namespace {
@@ -30,21 +31,10 @@ using stage_tree::SegmentFunction;
 
 constexpr char kTestData[] = HIPPO_TEST_DATA_DIR;
 
-class ScratchDir {
+// A scratch directory per test, removed with its contents.
+class ScratchDir : public test_support::TempDir {
  public:
-  ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "command-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  ScratchDir() : TempDir("command-test") {}
 };
 
 // lr: linear from 0.1 to 0.0 over [0, 6), then 0.05 from step 6 on.

@@ -2,10 +2,10 @@
 // learning curve that responds to the hyper-parameters.
 #include "workers/sim_trainer.h"
 
-#include <bit>
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tests/support/staged_training.h"
 
 namespace hippo::workers {
 namespace {
@@ -13,113 +13,23 @@ namespace {
 using stage_tree::Segment;
 using stage_tree::SegmentFunction;
 
-// A trial: full-length segments per hyper-parameter over [0, horizon).
-struct Trial {
-  std::map<std::string, std::vector<Segment>> parameters;
-  std::map<std::string, StaticValue> static_parameters;
-  Step horizon = 0;
-  uint64_t seed = 0;
-  std::string config = "{}";
+// A sim trial: the shared straight-versus-staged harness (tests/support) with the sim trainer.
+struct Trial : test_support::TrainerTrial {
+  Trial() { kind = "sim"; }
 };
 
-// Segments of `segments` restricted to [start, end); functions keep their absolute origins.
-std::vector<Segment> Clip(const std::vector<Segment>& segments, Step start, Step end) {
-  std::vector<Segment> clipped;
-  for (Segment segment : segments) {
-    if (segment.end <= start || segment.start >= end) continue;
-    segment.start = std::max(segment.start, start);
-    segment.end = std::min(segment.end, end);
-    clipped.push_back(segment);
-  }
-  return clipped;
-}
+using test_support::Curve;
+using test_support::ExpectBitIdentical;
+using test_support::Handover;
+using test_support::TaskFor;
+using test_support::TrainStage;
 
-StageTask TaskFor(const Trial& trial, Step start, Step end) {
-  StageTask task;
-  task.attempt_id = 1;
-  task.stage_id = start + 1000;  // different per stage: must not influence the curve
-  task.start_step = start;
-  task.end_step = end;
-  for (const auto& [name, segments] : trial.parameters) {
-    task.parameters[name] = Clip(segments, start, end);
-  }
-  task.static_parameters = trial.static_parameters;
-  task.trainer_kind = "sim";
-  task.trainer_config_json = trial.config;
-  task.seed = trial.seed;
-  task.checkpoint_steps = {end};
-  return task;
-}
+std::unique_ptr<Trainer> MakeSim() { return std::make_unique<SimTrainer>(); }
 
-// Metrics per step, in order, as the trainer reported them.
-using Curve = std::vector<std::pair<Step, Metrics>>;
-
-void TrainStage(SimTrainer& trainer, const Trial& trial, Step start, Step end, TrainingState& state,
-                Curve& curve) {
-  StageTask task = TaskFor(trial, start, end);
-  StageControl control;
-  control.SetAssignedCheckpoints(task.checkpoint_steps);
-  TrainCallbacks callbacks;
-  callbacks.progress = [&curve](Step step, const Metrics& metrics) {
-    curve.emplace_back(step, metrics);
-  };
-  absl::StatusOr<StageOutcome> outcome = trainer.Train(task, state, control, callbacks);
-  ASSERT_TRUE(outcome.ok()) << outcome.status();
-  ASSERT_EQ(state.step(), end);
-}
-
-Curve TrainStraight(const Trial& trial) {
-  SimTrainer trainer;
-  auto state = trainer.NewState(TaskFor(trial, 0, trial.horizon));
-  EXPECT_TRUE(state.ok());
-  Curve curve;
-  TrainStage(trainer, trial, 0, trial.horizon, **state, curve);
-  return curve;
-}
-
-enum class Handover { kCheckpointBytes, kForkCopy };
+Curve TrainStraight(const Trial& trial) { return test_support::TrainStraight(MakeSim, trial); }
 
 Curve TrainInStages(const Trial& trial, const std::vector<Step>& cuts, Handover handover) {
-  SimTrainer trainer;
-  auto initial = trainer.NewState(TaskFor(trial, 0, trial.horizon));
-  EXPECT_TRUE(initial.ok());
-  std::unique_ptr<TrainingState> state = *std::move(initial);
-  Curve curve;
-  Step start = 0;
-  std::vector<Step> ends = cuts;
-  ends.push_back(trial.horizon);
-  for (Step end : ends) {
-    TrainStage(trainer, trial, start, end, *state, curve);
-    if (handover == Handover::kCheckpointBytes) {
-      absl::StatusOr<std::string> bytes = state->Serialize();
-      EXPECT_TRUE(bytes.ok());
-      state.reset();  // nothing survives but the bytes
-      auto restored = trainer.Deserialize(TaskFor(trial, end, trial.horizon), *bytes);
-      EXPECT_TRUE(restored.ok()) << restored.status();
-      state = *std::move(restored);
-    } else {
-      std::unique_ptr<TrainingState> copy = state->Clone();
-      state.reset();
-      state = std::move(copy);
-    }
-    start = end;
-  }
-  return curve;
-}
-
-void ExpectBitIdentical(const Curve& expected, const Curve& actual, const std::string& what) {
-  ASSERT_EQ(expected.size(), actual.size()) << what;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(expected[i].first, actual[i].first) << what;
-    ASSERT_EQ(expected[i].second.size(), actual[i].second.size()) << what;
-    for (const auto& [name, value] : expected[i].second) {
-      auto it = actual[i].second.find(name);
-      ASSERT_NE(it, actual[i].second.end()) << what << " misses " << name;
-      EXPECT_EQ(std::bit_cast<uint64_t>(value), std::bit_cast<uint64_t>(it->second))
-          << what << ": " << name << " at step " << expected[i].first << ": " << value << " vs "
-          << it->second;
-    }
-  }
+  return test_support::TrainInStages(MakeSim, trial, cuts, handover);
 }
 
 // A positive function on [origin, origin + length).

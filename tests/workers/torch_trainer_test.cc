@@ -7,12 +7,12 @@
 #include "workers/torch/torch_trainer.h"
 
 #include <algorithm>
-#include <bit>
 #include <filesystem>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/support/staged_training.h"
 #include "workers/torch/datasets.h"
 #include "workers/torch/models.h"
 #include "workers/torch/register_torch_trainer.h"
@@ -37,42 +37,21 @@ std::string SyntheticConfig(const std::string& model_fields) {
          model_fields + "}";
 }
 
-// A trial: full-length segments per hyper-parameter over [0, horizon).
-struct Trial {
-  std::map<std::string, std::vector<Segment>> parameters;
-  std::map<std::string, StaticValue> static_parameters;
-  Step horizon = 7;
-  uint64_t seed = 5;
-  std::string config;
+// A torch trial: the shared straight-versus-staged harness (tests/support) with the torch
+// trainer, seven steps by default.
+struct Trial : test_support::TrainerTrial {
+  Trial() {
+    kind = "torch";
+    horizon = 7;
+    seed = 5;
+  }
 };
 
-std::vector<Segment> Clip(const std::vector<Segment>& segments, Step start, Step end) {
-  std::vector<Segment> clipped;
-  for (Segment segment : segments) {
-    if (segment.end <= start || segment.start >= end) continue;
-    segment.start = std::max(segment.start, start);
-    segment.end = std::min(segment.end, end);
-    clipped.push_back(segment);
-  }
-  return clipped;
-}
-
-StageTask TaskFor(const Trial& trial, Step start, Step end) {
-  StageTask task;
-  task.attempt_id = 1;
-  task.stage_id = start + 1000;  // different per stage: must not influence training
-  task.start_step = start;
-  task.end_step = end;
-  for (const auto& [name, segments] : trial.parameters) {
-    task.parameters[name] = Clip(segments, start, end);
-  }
-  task.static_parameters = trial.static_parameters;
-  task.trainer_kind = "torch";
-  task.trainer_config_json = trial.config;
-  task.seed = trial.seed;
-  task.checkpoint_steps = {end};
-  return task;
-}
+using test_support::Curve;
+using test_support::ExpectBitIdentical;
+using test_support::Handover;
+using test_support::TaskFor;
+using test_support::TrainStage;
 
 std::unique_ptr<TorchTrainer> TrainerOn(const std::string& device) {
   absl::StatusOr<std::unique_ptr<TorchTrainer>> trainer = TorchTrainer::Create(device);
@@ -82,82 +61,18 @@ std::unique_ptr<TorchTrainer> TrainerOn(const std::string& device) {
 
 std::unique_ptr<TorchTrainer> CpuTrainer() { return TrainerOn("cpu"); }
 
-using Curve = std::vector<std::pair<Step, Metrics>>;
-
-void TrainStage(Trainer& trainer, const Trial& trial, Step start, Step end, TrainingState& state,
-                Curve& curve) {
-  StageTask task = TaskFor(trial, start, end);
-  StageControl control;
-  control.SetAssignedCheckpoints(task.checkpoint_steps);
-  TrainCallbacks callbacks;
-  callbacks.progress = [&curve](Step step, const Metrics& metrics) {
-    curve.emplace_back(step, metrics);
-  };
-  absl::StatusOr<StageOutcome> outcome = trainer.Train(task, state, control, callbacks);
-  ASSERT_TRUE(outcome.ok()) << outcome.status();
-  ASSERT_EQ(state.step(), end);
+test_support::TrainerFactory TrainersOn(const std::string& device) {
+  return [device]() -> std::unique_ptr<Trainer> { return TrainerOn(device); };
 }
 
 Curve TrainStraight(const Trial& trial, const std::string& device = "cpu") {
-  std::unique_ptr<TorchTrainer> trainer = TrainerOn(device);
-  absl::StatusOr<std::unique_ptr<TrainingState>> state =
-      trainer->NewState(TaskFor(trial, 0, trial.horizon));
-  EXPECT_TRUE(state.ok()) << state.status();
-  if (!state.ok()) return {};
-  Curve curve;
-  TrainStage(*trainer, trial, 0, trial.horizon, **state, curve);
-  return curve;
+  return test_support::TrainStraight(TrainersOn(device), trial);
 }
-
-enum class Handover { kCheckpointBytes, kForkCopy };
 
 // Each stage on a fresh trainer, as if another worker trained it.
 Curve TrainInStages(const Trial& trial, const std::vector<Step>& cuts, Handover handover,
                     const std::string& device = "cpu") {
-  std::unique_ptr<TorchTrainer> trainer = TrainerOn(device);
-  absl::StatusOr<std::unique_ptr<TrainingState>> initial =
-      trainer->NewState(TaskFor(trial, 0, trial.horizon));
-  EXPECT_TRUE(initial.ok()) << initial.status();
-  if (!initial.ok()) return {};
-  std::unique_ptr<TrainingState> state = *std::move(initial);
-  Curve curve;
-  Step start = 0;
-  std::vector<Step> ends = cuts;
-  ends.push_back(trial.horizon);
-  for (Step end : ends) {
-    TrainStage(*trainer, trial, start, end, *state, curve);
-    trainer = TrainerOn(device);
-    if (handover == Handover::kCheckpointBytes) {
-      absl::StatusOr<std::string> bytes = state->Serialize();
-      EXPECT_TRUE(bytes.ok()) << bytes.status();
-      state.reset();  // nothing survives but the bytes
-      auto restored = trainer->Deserialize(TaskFor(trial, end, trial.horizon), *bytes);
-      EXPECT_TRUE(restored.ok()) << restored.status();
-      if (!restored.ok()) return curve;
-      state = *std::move(restored);
-    } else {
-      std::unique_ptr<TrainingState> copy = state->Clone();
-      state.reset();
-      state = std::move(copy);
-    }
-    start = end;
-  }
-  return curve;
-}
-
-void ExpectBitIdentical(const Curve& expected, const Curve& actual, const std::string& what) {
-  ASSERT_EQ(expected.size(), actual.size()) << what;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(expected[i].first, actual[i].first) << what;
-    ASSERT_EQ(expected[i].second.size(), actual[i].second.size()) << what;
-    for (const auto& [name, value] : expected[i].second) {
-      auto it = actual[i].second.find(name);
-      ASSERT_NE(it, actual[i].second.end()) << what << " misses " << name;
-      EXPECT_EQ(std::bit_cast<uint64_t>(value), std::bit_cast<uint64_t>(it->second))
-          << what << ": " << name << " at step " << expected[i].first << ": " << value << " vs "
-          << it->second;
-    }
-  }
+  return test_support::TrainInStages(TrainersOn(device), trial, cuts, handover);
 }
 
 struct ModelCase {
@@ -245,10 +160,10 @@ TEST(TorchTrainerTest, ChannelsLastTrainsTheSameModelAsContiguous) {
   }
 
   // The layout is real: the network's convolution weights are channels-last.
-  const std::unique_ptr<Network> network = MakeNetwork(
-      Architecture{.model = ModelKind::kCnn, .layers = 2, .channels = 4},
-      InputShape{.channels = 3, .height = 12, .width = 12}, at::kCPU, 1,
-      at::MemoryFormat::ChannelsLast);
+  const std::unique_ptr<Network> network =
+      MakeNetwork(Architecture{.model = ModelKind::kCnn, .layers = 2, .channels = 4},
+                  InputShape{.channels = 3, .height = 12, .width = 12}, at::kCPU, 1,
+                  at::MemoryFormat::ChannelsLast);
   const at::Tensor& conv = network->parameters().front().tensor;
   ASSERT_EQ(conv.dim(), 4);
   EXPECT_TRUE(conv.is_contiguous(at::MemoryFormat::ChannelsLast));
@@ -288,20 +203,20 @@ TEST(TorchTrainerTest, CudaStraightStagedAndForkedAreIdenticalWhenDeterministic)
   if (!TorchTrainer::Create("cuda:0").ok()) GTEST_SKIP() << "no CUDA device";
   for (const char* precision : {"fp32", "bf16"}) {
     Trial trial;
-    trial.config = "{\"dataset\": \"synthetic\", \"image_size\": 16, \"image_channels\": 3, "
-                   "\"train_limit\": 256, \"val_limit\": 128, \"batch_size\": 32, "
-                   "\"iterations_per_step\": 4, \"model\": \"resnet\", \"depth\": 8, "
-                   "\"optimizer\": \"sgd\", \"nesterov\": true, \"deterministic\": true, "
-                   "\"precision\": \"" +
-                   std::string(precision) + "\"}";
+    trial.config =
+        "{\"dataset\": \"synthetic\", \"image_size\": 16, \"image_channels\": 3, "
+        "\"train_limit\": 256, \"val_limit\": 128, \"batch_size\": 32, "
+        "\"iterations_per_step\": 4, \"model\": \"resnet\", \"depth\": 8, "
+        "\"optimizer\": \"sgd\", \"nesterov\": true, \"deterministic\": true, "
+        "\"precision\": \"" +
+        std::string(precision) + "\"}";
     trial.parameters["lr"] = {Segment{0, 3, SegmentFunction::Constant(0.05)},
                               Segment{3, trial.horizon, SegmentFunction::Constant(0.01)}};
     const Curve straight = TrainStraight(trial, "cuda:0");
     ASSERT_EQ(straight.size(), static_cast<size_t>(trial.horizon)) << precision;
     ExpectBitIdentical(straight, TrainStraight(trial, "cuda:0"),
                        absl::StrCat(precision, ": a second straight run"));
-    ExpectBitIdentical(straight,
-                       TrainInStages(trial, {2, 5}, Handover::kCheckpointBytes, "cuda:0"),
+    ExpectBitIdentical(straight, TrainInStages(trial, {2, 5}, Handover::kCheckpointBytes, "cuda:0"),
                        absl::StrCat(precision, " through checkpoint bytes"));
     ExpectBitIdentical(straight, TrainInStages(trial, {1, 3, 4}, Handover::kForkCopy, "cuda:0"),
                        absl::StrCat(precision, " through fork copies"));

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "tests/support/temp_dir.h"
 #include "workers/checkpoint_store.h"
 #include "workers/crc32c.h"
 #include "workers/sim_trainer.h"
@@ -213,16 +214,7 @@ CoordinatorMessage ChildAssign(int64_t attempt, int64_t stage, int64_t parent_st
 
 class WorkerSessionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("hippo-worker-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-  }
-  void TearDown() override {
-    StopWorker();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { StopWorker(); }
 
   WorkerOptions Options(const std::string& address) {
     WorkerOptions options;
@@ -263,7 +255,9 @@ class WorkerSessionTest : public ::testing::Test {
 
   std::string PathOf(const std::string& uri) { return uri.substr(std::string("file://").size()); }
 
-  fs::path dir_;
+  const test_support::TempDir scratch_{"hippo-worker-test"};
+  // The workers' checkpoint directory (they create it).
+  const fs::path dir_ = scratch_.path() / "checkpoints";
   std::unique_ptr<Worker> worker_;
   std::thread thread_;
   absl::Mutex mu_;

@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "workers/json.h"
+#include "workers/config_json.h"
 
 namespace hippo::workers::torch_trainer {
 namespace {
@@ -20,32 +20,13 @@ constexpr std::string_view kDefaultFashionMnistDir = "/usr/share/datasets/fashio
 
 // Every member trainer.config may hold; anything else is a typo worth reporting.
 const std::vector<std::string>& KnownConfigFields() {
-  static const auto* fields = new std::vector<std::string>{"model",
-                                                           "dataset",
-                                                           "data_dir",
-                                                           "train_limit",
-                                                           "val_limit",
-                                                           "image_size",
-                                                           "image_channels",
-                                                           "data_seed",
-                                                           "batch_size",
-                                                           "iterations_per_step",
-                                                           "eval_every",
-                                                           "eval_batch_size",
-                                                           "optimizer",
-                                                           "nesterov",
-                                                           "precision",
-                                                           "cuda_graph",
-                                                           "memory_format",
-                                                           "deterministic",
-                                                           "threads",
-                                                           "depth",
-                                                           "width",
-                                                           "layers",
-                                                           "channels",
-                                                           "kernel_size",
-                                                           "width_multiplier",
-                                                           "dropout"};
+  static const auto* fields = new std::vector<std::string>{
+      "model",      "dataset",         "data_dir",      "train_limit", "val_limit",
+      "image_size", "image_channels",  "data_seed",     "batch_size",  "iterations_per_step",
+      "eval_every", "eval_batch_size", "optimizer",     "nesterov",    "precision",
+      "cuda_graph", "memory_format",   "deterministic", "threads",     "depth",
+      "width",      "layers",          "channels",      "kernel_size", "width_multiplier",
+      "dropout"};
   return *fields;
 }
 
@@ -69,31 +50,30 @@ absl::StatusOr<Enum> Choose(absl::string_view field, absl::string_view what, abs
                                                  absl::StrJoin(names, ", "), " or ", last));
 }
 
-absl::StatusOr<std::optional<std::string>> StringField(const JsonValue& config,
-                                                       std::string_view key) {
-  const JsonValue* member = config.Find(key);
-  if (member == nullptr || member->is_null()) return std::nullopt;
-  if (member->type() != JsonValue::Type::kString) {
+absl::StatusOr<std::optional<std::string>> StringField(const Json& config, std::string_view key) {
+  const Json* member = Member(config, key);
+  if (member == nullptr) return std::nullopt;
+  if (!member->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat(ConfigField(key), ": must be a string"));
   }
-  return member->string_value();
+  return member->get<std::string>();
 }
 
-absl::StatusOr<bool> BoolField(const JsonValue& config, std::string_view key, bool fallback) {
-  const JsonValue* member = config.Find(key);
-  if (member == nullptr || member->is_null()) return fallback;
-  if (member->type() != JsonValue::Type::kBool) {
+absl::StatusOr<bool> BoolField(const Json& config, std::string_view key, bool fallback) {
+  const Json* member = Member(config, key);
+  if (member == nullptr) return fallback;
+  if (!member->is_boolean()) {
     return absl::InvalidArgumentError(absl::StrCat(ConfigField(key), ": must be true or false"));
   }
-  return member->bool_value();
+  return member->get<bool>();
 }
 
-absl::StatusOr<int64_t> WholeField(const JsonValue& config, std::string_view key, int64_t fallback,
+absl::StatusOr<int64_t> WholeField(const Json& config, std::string_view key, int64_t fallback,
                                    int64_t low, int64_t high) {
-  const JsonValue* member = config.Find(key);
-  if (member == nullptr || member->is_null()) return fallback;
-  const bool number = member->type() == JsonValue::Type::kNumber;
-  const double value = number ? member->number_value() : 0;
+  const Json* member = Member(config, key);
+  if (member == nullptr) return fallback;
+  const bool number = member->is_number();
+  const double value = number ? member->get<double>() : 0;
   if (!number || value != std::floor(value) || value < static_cast<double>(low) ||
       value > static_cast<double>(high)) {
     return absl::InvalidArgumentError(
@@ -110,7 +90,7 @@ struct NumberSource {
   bool given = false;
 };
 
-absl::StatusOr<NumberSource> ArchitectureNumber(const StageTask& task, const JsonValue& config,
+absl::StatusOr<NumberSource> ArchitectureNumber(const StageTask& task, const Json& config,
                                                 std::string_view name, double fallback) {
   NumberSource source{.value = fallback, .field = ConfigField(name)};
   const std::string key(name);
@@ -135,18 +115,17 @@ absl::StatusOr<NumberSource> ArchitectureNumber(const StageTask& task, const Jso
     source.given = true;
     return source;
   }
-  const JsonValue* member = config.Find(name);
-  if (member != nullptr && !member->is_null()) {
-    if (member->type() != JsonValue::Type::kNumber) {
+  if (const Json* member = Member(config, name); member != nullptr) {
+    if (!member->is_number()) {
       return absl::InvalidArgumentError(absl::StrCat(source.field, ": must be a number"));
     }
-    source.value = member->number_value();
+    source.value = member->get<double>();
     source.given = true;
   }
   return source;
 }
 
-absl::StatusOr<int64_t> WholeArchitecture(const StageTask& task, const JsonValue& config,
+absl::StatusOr<int64_t> WholeArchitecture(const StageTask& task, const Json& config,
                                           std::string_view name, int64_t fallback, int64_t low,
                                           int64_t high) {
   absl::StatusOr<NumberSource> source =
@@ -161,8 +140,7 @@ absl::StatusOr<int64_t> WholeArchitecture(const StageTask& task, const JsonValue
 }
 
 // A string setting from a static parameter, else the config.
-absl::StatusOr<std::optional<std::string>> StringSetting(const StageTask& task,
-                                                         const JsonValue& config,
+absl::StatusOr<std::optional<std::string>> StringSetting(const StageTask& task, const Json& config,
                                                          std::string_view name,
                                                          std::string* field) {
   *field = ConfigField(name);
@@ -175,7 +153,7 @@ absl::StatusOr<std::optional<std::string>> StringSetting(const StageTask& task,
   return StringField(config, name);
 }
 
-absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const JsonValue& config) {
+absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json& config) {
   Architecture architecture;
   std::string field;
   absl::StatusOr<std::optional<std::string>> model = StringSetting(task, config, "model", &field);
@@ -235,14 +213,14 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
     }
   }
   if (architecture.model != ModelKind::kResNet) {
-    architecture.dropout =
-        task.parameters.contains("dropout") || task.static_parameters.contains("dropout") ||
-        (config.Find("dropout") != nullptr && !config.Find("dropout")->is_null());
+    architecture.dropout = task.parameters.contains("dropout") ||
+                           task.static_parameters.contains("dropout") ||
+                           Member(config, "dropout") != nullptr;
   }
   return architecture;
 }
 
-absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
+absl::StatusOr<DataSpec> ParseData(const Json& config) {
   DataSpec data;
   absl::StatusOr<std::optional<std::string>> dataset = StringField(config, "dataset");
   if (!dataset.ok()) return dataset.status();
@@ -280,7 +258,7 @@ absl::StatusOr<DataSpec> ParseData(const JsonValue& config) {
   data.train_limit = *train;
   data.val_limit = *val;
   for (std::string_view key : {"image_size", "image_channels", "data_seed"}) {
-    if (!synthetic && config.Find(key) != nullptr) {
+    if (!synthetic && config.contains(std::string(key))) {
       return absl::InvalidArgumentError(
           absl::StrCat(ConfigField(key),
                        ": only the synthetic dataset takes it; remove it or use "
@@ -378,16 +356,16 @@ std::string TorchSettings::Signature() const {
 }
 
 absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
-  absl::StatusOr<JsonValue> config = JsonValue::Parse(task.trainer_config_json);
+  absl::StatusOr<Json> config = ParseJson(task.trainer_config_json);
   if (!config.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("trainer.config: not valid JSON: ", config.status().message()));
   }
-  if (config->type() != JsonValue::Type::kObject) {
+  if (!config->is_object()) {
     return absl::InvalidArgumentError("trainer.config: must be an object");
   }
   const std::vector<std::string>& known = KnownConfigFields();
-  for (const auto& [key, value] : config->object()) {
+  for (const auto& [key, value] : config->items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
           ConfigField(key),
@@ -474,14 +452,12 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   absl::StatusOr<int64_t> threads = WholeField(*config, "threads", 0, 0, 1024);
   if (!threads.ok()) return threads.status();
   settings.threads = *threads;
-  if (const JsonValue* dropout = config->Find("dropout");
-      dropout != nullptr && !dropout->is_null()) {
-    if (dropout->type() != JsonValue::Type::kNumber || !(dropout->number_value() >= 0) ||
-        !(dropout->number_value() < 1)) {
+  if (const Json* dropout = Member(*config, "dropout"); dropout != nullptr) {
+    if (!dropout->is_number() || !(dropout->get<double>() >= 0) || !(dropout->get<double>() < 1)) {
       return absl::InvalidArgumentError(
           absl::StrCat(ConfigField("dropout"), ": must be a number in [0, 1)"));
     }
-    settings.config_dropout = dropout->number_value();
+    settings.config_dropout = dropout->get<double>();
   }
   return settings;
 }

@@ -30,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "workers/little_endian.h"
 #include "workers/torch/datasets.h"
 #include "workers/torch/models.h"
 #include "workers/torch/optimizer.h"
@@ -234,48 +235,6 @@ class TorchState final : public TrainingState {
   std::vector<NamedTensor> tensors_;
 };
 
-void PutU64(uint64_t value, std::string& out) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-}
-
-void PutText(std::string_view text, std::string& out) {
-  PutU64(text.size(), out);
-  out.append(text);
-}
-
-// Reads what PutU64 and PutText wrote; every read checks the bounds.
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
-  bool U64(uint64_t* value) {
-    if (bytes_.size() - offset_ < 8) return false;
-    *value = 0;
-    for (int i = 0; i < 8; ++i) {
-      *value |= static_cast<uint64_t>(static_cast<unsigned char>(bytes_[offset_ + i])) << (8 * i);
-    }
-    offset_ += 8;
-    return true;
-  }
-  bool Bytes(uint64_t size, std::string_view* out) {
-    if (bytes_.size() - offset_ < size) return false;
-    *out = bytes_.substr(offset_, size);
-    offset_ += size;
-    return true;
-  }
-  bool Text(std::string* out) {
-    uint64_t size = 0;
-    std::string_view view;
-    if (!U64(&size) || !Bytes(size, &view)) return false;
-    *out = std::string(view);
-    return true;
-  }
-  bool done() const { return offset_ == bytes_.size(); }
-
- private:
-  std::string_view bytes_;
-  size_t offset_ = 0;
-};
-
 // Element types a state may hold, by their code in the file.
 constexpr std::pair<uint64_t, at::ScalarType> kScalarTypes[] = {
     {1, at::kFloat},    {2, at::kDouble}, {3, at::kLong}, {4, at::kByte},
@@ -284,12 +243,12 @@ constexpr std::pair<uint64_t, at::ScalarType> kScalarTypes[] = {
 absl::StatusOr<std::string> TorchState::Serialize() const {
   try {
     std::string out(kMagic, sizeof(kMagic));
-    PutU64(kFormatVersion, out);
-    PutU64(static_cast<uint64_t>(step_), out);
-    PutU64(static_cast<uint64_t>(epoch_), out);
-    PutU64(static_cast<uint64_t>(batch_), out);
-    PutText(signature_, out);
-    PutU64(tensors_.size(), out);
+    AppendLittleEndian<uint64_t>(kFormatVersion, out);
+    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(step_), out);
+    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(epoch_), out);
+    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(batch_), out);
+    AppendText(signature_, out);
+    AppendLittleEndian<uint64_t>(tensors_.size(), out);
     for (const NamedTensor& entry : tensors_) {
       const at::Tensor host = entry.tensor.detach().to(at::kCPU).contiguous();
       uint64_t code = 0;
@@ -300,12 +259,13 @@ absl::StatusOr<std::string> TorchState::Serialize() const {
         return absl::InternalError(absl::StrCat("torch trainer: cannot save tensor ", entry.name,
                                                 " of type ", c10::toString(host.scalar_type())));
       }
-      PutText(entry.name, out);
-      PutU64(code, out);
-      PutU64(static_cast<uint64_t>(host.dim()), out);
-      for (int64_t size : host.sizes()) PutU64(static_cast<uint64_t>(size), out);
+      AppendText(entry.name, out);
+      AppendLittleEndian<uint64_t>(code, out);
+      AppendLittleEndian<uint64_t>(static_cast<uint64_t>(host.dim()), out);
+      for (int64_t size : host.sizes())
+        AppendLittleEndian<uint64_t>(static_cast<uint64_t>(size), out);
       const uint64_t bytes = host.numel() * host.element_size();
-      PutU64(bytes, out);
+      AppendLittleEndian<uint64_t>(bytes, out);
       out.append(static_cast<const char*>(host.data_ptr()), bytes);
     }
     return out;
@@ -319,16 +279,16 @@ absl::StatusOr<std::unique_ptr<TorchState>> TorchState::Parse(std::string_view b
   if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
     return absl::DataLossError("not a torch trainer state (bad magic or too short)");
   }
-  Reader reader(bytes.substr(sizeof(kMagic)));
+  LittleEndianReader reader(bytes.substr(sizeof(kMagic)));
   auto state = std::make_unique<TorchState>();
   uint64_t version = 0, step = 0, epoch = 0, batch = 0, count = 0;
-  if (!reader.U64(&version) || version != kFormatVersion) {
+  if (!reader.Read(&version) || version != kFormatVersion) {
     return absl::DataLossError(absl::StrCat("torch trainer state has format version ", version,
                                             ", this build reads ", kFormatVersion));
   }
   const absl::Status truncated = absl::DataLossError("torch trainer state is truncated");
-  if (!reader.U64(&step) || !reader.U64(&epoch) || !reader.U64(&batch) ||
-      !reader.Text(&state->signature_) || !reader.U64(&count)) {
+  if (!reader.Read(&step) || !reader.Read(&epoch) || !reader.Read(&batch) ||
+      !reader.Text(&state->signature_) || !reader.Read(&count)) {
     return truncated;
   }
   state->step_ = static_cast<Step>(step);
@@ -341,13 +301,13 @@ absl::StatusOr<std::unique_ptr<TorchState>> TorchState::Parse(std::string_view b
     for (uint64_t i = 0; i < count; ++i) {
       NamedTensor entry;
       uint64_t code = 0, dims = 0, size_bytes = 0;
-      if (!reader.Text(&entry.name) || !reader.U64(&code) || !reader.U64(&dims) || dims > 16) {
+      if (!reader.Text(&entry.name) || !reader.Read(&code) || !reader.Read(&dims) || dims > 16) {
         return truncated;
       }
       std::vector<int64_t> sizes(dims);
       for (int64_t& size : sizes) {
         uint64_t value = 0;
-        if (!reader.U64(&value) || value > (uint64_t{1} << 40)) return truncated;
+        if (!reader.Read(&value) || value > (uint64_t{1} << 40)) return truncated;
         size = static_cast<int64_t>(value);
       }
       std::optional<at::ScalarType> type;
@@ -355,7 +315,7 @@ absl::StatusOr<std::unique_ptr<TorchState>> TorchState::Parse(std::string_view b
         if (candidate == code) type = scalar_type;
       }
       std::string_view data;
-      if (!type.has_value() || !reader.U64(&size_bytes) || !reader.Bytes(size_bytes, &data)) {
+      if (!type.has_value() || !reader.Read(&size_bytes) || !reader.Bytes(size_bytes, &data)) {
         return truncated;
       }
       at::Tensor host = at::empty(at::IntArrayRef(sizes), at::TensorOptions().dtype(*type));
@@ -728,14 +688,12 @@ struct TorchTrainer::Impl {
   }
 
   absl::StatusOr<Workspace*> WorkspaceFor(const TorchSettings& settings) {
-    const std::string key =
-        absl::StrCat(settings.Signature(),
-                     " precision=", settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
-                     " graph=", settings.cuda_graph, " deterministic=", settings.deterministic,
-                     " channels_last=",
-                     MemoryFormatFor(settings) == at::MemoryFormat::ChannelsLast,
-                     " iterations=", settings.iterations_per_step,
-                     " eval=", settings.eval_batch_size);
+    const std::string key = absl::StrCat(
+        settings.Signature(),
+        " precision=", settings.precision == Precision::kBFloat16 ? "bf16" : "fp32",
+        " graph=", settings.cuda_graph, " deterministic=", settings.deterministic,
+        " channels_last=", MemoryFormatFor(settings) == at::MemoryFormat::ChannelsLast,
+        " iterations=", settings.iterations_per_step, " eval=", settings.eval_batch_size);
     for (auto it = workspaces.begin(); it != workspaces.end(); ++it) {
       if ((*it)->key == key) {
         workspaces.splice(workspaces.begin(), workspaces, it);

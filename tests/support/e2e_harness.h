@@ -1,6 +1,7 @@
 // End-to-end harness: real `hippo` processes on loopback, real SQLite files, real SIGKILL.
-#ifndef HIPPO_TESTS_E2E_HARNESS_H_
-#define HIPPO_TESTS_E2E_HARNESS_H_
+// Library hippo_test_support; a test that uses it depends on the `hippo` binary (HIPPO_BINARY).
+#ifndef HIPPO_TESTS_SUPPORT_E2E_HARNESS_H_
+#define HIPPO_TESTS_SUPPORT_E2E_HARNESS_H_
 
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
@@ -14,20 +15,11 @@
 
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "tests/support/temp_dir.h"
 
 namespace hippo::e2e {
 
-// A scratch directory removed at destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::filesystem::path& path() const { return path_; }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test_support::TempDir;
 
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
@@ -66,11 +58,30 @@ std::unique_ptr<hippo::v1::StudyService::Stub> Connect(const std::string& addres
 // Polls until the coordinator answers (true) or `timeout` passes (false).
 bool WaitForServer(const std::string& address, std::chrono::seconds timeout);
 
-// SIGKILLs the coordinator `server` and starts `hippo server_args...` again (its output appended
-// to `log_path`), waiting until it answers on `address`.
-void KillAndRestartServer(std::unique_ptr<Process>& server,
-                          const std::vector<std::string>& server_args, const std::string& log_path,
-                          const std::string& address);
+// A coordinator (`hippo server` on a free loopback port, its database `dir`/hippo.db) and
+// `workers` worker processes ("worker-0", ...; checkpoints in `dir`/checkpoints), the logs in
+// `dir`. The constructor returns once the coordinator answers (a test failure if it does not
+// within 20 s); the destructor SIGKILLs whatever still runs.
+class Cluster {
+ public:
+  Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {});
+
+  const std::string& address() const { return address_; }
+  // Submits the spec file; the study id, or "" with a test failure.
+  std::string Submit(const std::string& spec_path) const;
+  // SIGKILLs the coordinator and starts it again on the same database.
+  void KillAndRestartServer();
+
+ private:
+  std::string address_;
+  std::string server_log_;
+  std::vector<std::string> server_args_;
+  std::unique_ptr<Process> server_;
+  std::vector<std::unique_ptr<Process>> workers_;
+};
+
+// The study's view now (one GetStudy, 2 s deadline).
+absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& address, const std::string& study_id);
 
 // Polls the study until it is no longer running; returns its final view. Retries while the
 // coordinator is down (it may be restarting).
@@ -86,6 +97,17 @@ absl::StatusOr<hippo::v1::ListTrialsResponse> TrialsWithMetrics(const std::strin
 using TrialCurves = std::map<int64_t, std::map<int64_t, std::map<std::string, double>>>;
 TrialCurves CurvesOf(const hippo::v1::ListTrialsResponse& trials);
 
+// A study that has ended: its final view, its trials with their metrics, and the curves.
+struct EndedStudy {
+  hippo::v1::Study study;
+  hippo::v1::ListTrialsResponse trials;
+  TrialCurves curves;
+};
+// WaitForStudy, then TrialsWithMetrics.
+absl::StatusOr<EndedStudy> WaitForEndedStudy(const std::string& address,
+                                             const std::string& study_id,
+                                             std::chrono::seconds timeout);
+
 // What the `sim` trainer produces for `trial` trained straight from step 0 to its target in
 // one stage, for `spec`'s trainer.
 absl::StatusOr<std::map<int64_t, std::map<std::string, double>>> StraightRun(
@@ -96,4 +118,4 @@ std::string WorkloadWithConfig(const std::string& name, const std::string& confi
 
 }  // namespace hippo::e2e
 
-#endif  // HIPPO_TESTS_E2E_HARNESS_H_
+#endif  // HIPPO_TESTS_SUPPORT_E2E_HARNESS_H_

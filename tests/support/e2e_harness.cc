@@ -1,4 +1,4 @@
-#include "tests/e2e/harness.h"
+#include "tests/support/e2e_harness.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -21,17 +21,6 @@
 namespace hippo::e2e {
 
 namespace v1 = ::hippo::v1;
-
-TempDir::TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "hippo-e2e-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) std::abort();
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
 
 Process::Process(const std::vector<std::string>& args, const std::string& log_path) {
   pid_ = fork();
@@ -132,22 +121,42 @@ bool WaitForServer(const std::string& address, std::chrono::seconds timeout) {
   return false;
 }
 
+absl::StatusOr<v1::Study> GetStudy(const std::string& address, const std::string& study_id) {
+  auto stub = Connect(address);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::GetStudyRequest request;
+  request.set_study_id(study_id);
+  v1::Study study;
+  const grpc::Status status = stub->GetStudy(&context, request, &study);
+  if (!status.ok()) return absl::UnavailableError(status.error_message());
+  return study;
+}
+
 absl::StatusOr<v1::Study> WaitForStudy(const std::string& address, const std::string& study_id,
                                        std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  v1::Study study;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto stub = Connect(address);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::GetStudyRequest request;
-    request.set_study_id(study_id);
-    if (stub->GetStudy(&context, request, &study).ok() && study.state() != v1::STUDY_RUNNING) {
-      return study;
-    }
+    // A failed call is retried: the coordinator may be restarting.
+    absl::StatusOr<v1::Study> study = GetStudy(address, study_id);
+    if (study.ok() && study->state() != v1::STUDY_RUNNING) return study;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::DeadlineExceededError("the study did not finish in time");
+}
+
+absl::StatusOr<EndedStudy> WaitForEndedStudy(const std::string& address,
+                                             const std::string& study_id,
+                                             std::chrono::seconds timeout) {
+  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, timeout);
+  if (!study.ok()) return study.status();
+  absl::StatusOr<v1::ListTrialsResponse> trials = TrialsWithMetrics(address, study_id);
+  if (!trials.ok()) return trials.status();
+  EndedStudy ended;
+  ended.study = *std::move(study);
+  ended.trials = *std::move(trials);
+  ended.curves = CurvesOf(ended.trials);
+  return ended;
 }
 
 absl::StatusOr<v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
@@ -225,13 +234,33 @@ std::string WorkloadWithConfig(const std::string& name, const std::string& confi
                             "config: " + config_yaml);
 }
 
-void KillAndRestartServer(std::unique_ptr<Process>& server,
-                          const std::vector<std::string>& server_args, const std::string& log_path,
-                          const std::string& address) {
-  server->Kill(SIGKILL);
-  EXPECT_EQ(server->Wait(), 128 + SIGKILL);
-  server = std::make_unique<Process>(server_args, log_path);
-  EXPECT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+Cluster::Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags)
+    : address_("127.0.0.1:" + std::to_string(FreePort())), server_log_(dir.File("server.log")) {
+  server_args_ = {"server", "--listen", address_, "--db", dir.File("hippo.db")};
+  server_args_.insert(server_args_.end(), server_flags.begin(), server_flags.end());
+  server_ = std::make_unique<Process>(server_args_, server_log_);
+  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  for (int i = 0; i < workers; ++i) {
+    workers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator", address_, "--id",
+                                 "worker-" + std::to_string(i), "--checkpoint-dir",
+                                 dir.File("checkpoints")},
+        dir.File("worker.log")));
+  }
+}
+
+std::string Cluster::Submit(const std::string& spec_path) const {
+  const CommandResult submitted = RunHippo({"submit", spec_path, "--coordinator", address_});
+  EXPECT_EQ(submitted.exit_code, 0) << submitted.output;
+  if (submitted.exit_code != 0) return "";
+  return submitted.output.substr(0, submitted.output.find('\n'));
+}
+
+void Cluster::KillAndRestartServer() {
+  server_->Kill(SIGKILL);
+  EXPECT_EQ(server_->Wait(), 128 + SIGKILL);
+  server_ = std::make_unique<Process>(server_args_, server_log_);
+  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
 }
 
 }  // namespace hippo::e2e

@@ -1,12 +1,12 @@
 // The virtual-time simulator on W1: every unique step once, makespan near its bound, the same
 // best trial with merging on and off, and 1 024 workers finishing at the critical path.
-#include "hippo/simulator.h"
+#include "simulation/simulator.h"
 
 #include <gtest/gtest.h>
 
 #include "search_algos/spec_checks.h"
 
-namespace hippo::coordinator {
+namespace hippo::simulation {
 namespace {
 
 namespace v1 = ::hippo::v1;
@@ -75,4 +75,4 @@ TEST(SimulatorTest, NonSimTrainerIsRefusedNamingTheField) {
 }
 
 }  // namespace
-}  // namespace hippo::coordinator
+}  // namespace hippo::simulation
