@@ -1,17 +1,48 @@
 #include "cli/plan_command.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
-#include <map>
+#include <memory>
 #include <ostream>
+#include <set>
+#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "stage_tree/graph_view.h"
-#include "stage_tree/search_space.h"
+#include "hippo/engine.h"
+#include "store/store.h"
 
 namespace hippo::cli {
+
+namespace {
+
+// A store file for one plan, removed with its log files when the plan is done.
+class ScratchStore {
+ public:
+  ScratchStore()
+      : path_((std::filesystem::temp_directory_path() /
+               absl::StrCat("hippo-plan-", getpid(), "-",
+                            std::chrono::steady_clock::now().time_since_epoch().count(), ".db"))
+                  .string()) {}
+  ScratchStore(const ScratchStore&) = delete;
+  ScratchStore& operator=(const ScratchStore&) = delete;
+  ~ScratchStore() {
+    std::error_code ignored;  // a file left in the temporary directory harms nothing
+    for (const char* suffix : {"", "-wal", "-shm"})
+      std::filesystem::remove(path_ + suffix, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
 
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
                                       const std::string& dot_path) {
@@ -21,52 +52,45 @@ absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int work
         "'); the trials of other algorithms depend on results, so run them with a coordinator"));
   }
   if (workers <= 0) return absl::InvalidArgumentError("--workers must be at least 1");
-  absl::StatusOr<stage_tree::SearchSpace> space =
-      stage_tree::SearchSpaceFromProto(spec.search_space());
-  if (!space.ok()) return space.status();
-  absl::StatusOr<std::vector<stage_tree::Point>> points = stage_tree::GridPoints(*space);
-  if (!points.ok()) return points.status();
-  if (spec.budget().max_trials() > 0 &&
-      points->size() > static_cast<size_t>(spec.budget().max_trials())) {
-    points->resize(spec.budget().max_trials());
-  }
 
-  const stage_tree::Step max_steps = spec.budget().max_steps();
-  const std::string trainer = stage_tree::TrainerIdentity(spec.trainer());
-  std::map<std::string, stage_tree::StageTree> families;
-  PlanFigures figures;
-  stage_tree::Step longest_trial = 0;
-  for (const stage_tree::Point& point : *points) {
-    absl::StatusOr<stage_tree::TrialPlan> plan = stage_tree::BuildTrial(*space, point, max_steps);
-    if (!plan.ok()) return plan.status();
-    const std::string key = stage_tree::FamilyKey(trainer, plan->structural);
-    auto it = families.find(key);
-    if (it == families.end()) {
-      std::vector<std::string> names;
-      for (const auto& [name, sequence] : plan->sequences) names.push_back(name);
-      it = families.try_emplace(key, key, std::move(names)).first;
-    }
-    absl::StatusOr<stage_tree::TrialId> trial = it->second.Insert(plan->sequences, max_steps);
-    if (!trial.ok()) return trial.status();
-    longest_trial = std::max(longest_trial, max_steps);
-    ++figures.trials;
-  }
-
+  // The plan is the engine's own: the study is created by an Engine on a scratch store, with no
+  // worker connected, so every trial is placed in its family's tree exactly as a run places it
+  // and nothing trains. budget.max_parallel_trials only paces a run; the plan shows every trial.
+  hippo::v1::StudySpec planned = spec;
+  planned.mutable_budget()->set_max_parallel_trials(0);
   std::ofstream dot;
   if (!dot_path.empty()) {
     dot.open(dot_path);
     if (!dot) return absl::PermissionDeniedError(absl::StrCat("cannot write ", dot_path));
   }
-  for (const auto& [key, tree] : families) {
-    const stage_tree::StepCounts& counts = tree.counts();
-    figures.steps.trial_steps += counts.trial_steps;
-    figures.steps.unique_steps += counts.unique_steps;
-    figures.stages += static_cast<int64_t>(tree.node_count()) - 1;
-    figures.critical_path_steps =
-        std::max(figures.critical_path_steps, stage_tree::RemainingCriticalPath(tree, 1.0)[0]);
-    if (dot.is_open()) dot << stage_tree::ToDot(tree);
+  ScratchStore scratch;
+  absl::StatusOr<std::unique_ptr<store::Store>> store = store::Store::Open(scratch.path());
+  if (!store.ok()) return store.status();
+  coordinator::EngineOptions options;
+  options.durable_acknowledgements = false;  // the store is thrown away
+  coordinator::Engine engine(store->get(), options);
+  if (absl::Status status = engine.Recover(); !status.ok()) return status;
+  absl::StatusOr<hippo::v1::Study> study = engine.CreateStudy(planned, /*no_merge=*/false);
+  if (!study.ok()) return study.status();
+  absl::StatusOr<hippo::v1::StageTree> tree = engine.GetStageTree(study->id(), dot.is_open());
+  if (!tree.ok()) return tree.status();
+
+  PlanFigures figures;
+  figures.trials = study->trials_total();
+  figures.stages = tree->stages_size();
+  figures.steps.trial_steps = tree->steps().trial_steps();
+  figures.steps.unique_steps = tree->steps().unique_steps();
+  std::set<std::string> families;
+  // A trial's path covers [0, target) without a gap, and its target is its last stage's end:
+  // the longest root-to-leaf chain is the longest trial.
+  stage_tree::Step longest_trial = 0;
+  for (const hippo::v1::Stage& stage : tree->stages()) {
+    families.insert(stage.family());
+    longest_trial = std::max(longest_trial, stage.end_step());
   }
   figures.families = static_cast<int64_t>(families.size());
+  figures.critical_path_steps = static_cast<double>(longest_trial);
+  if (dot.is_open()) dot << tree->dot();
   figures.makespan_bound = std::max(figures.critical_path_steps,
                                     static_cast<double>(figures.steps.unique_steps) / workers);
   figures.trial_based_makespan_bound = std::max(

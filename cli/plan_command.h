@@ -29,8 +29,10 @@ struct PlanFigures {
   double trial_based_makespan_bound = 0;  // max(longest trial, trial_steps / workers)
 };
 
-// Builds the stage tree of every trial a grid study would run and returns its figures; writes
-// DOT to `dot_path` when set. InvalidArgument for a non-grid study or a bad spec.
+// The stage trees of every trial a grid study would run, built by the engine itself (an Engine
+// on a scratch store, no worker connected), so that a plan and a run never disagree; returns
+// their figures and writes DOT to `dot_path` when set. InvalidArgument for a non-grid study or a
+// bad spec.
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
                                       const std::string& dot_path);
 

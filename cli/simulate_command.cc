@@ -4,15 +4,15 @@
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/output.h"
-#include "hippo/simulator.h"
 #include "search_algos/spec_checks.h"
+#include "simulation/simulator.h"
 
 namespace hippo::cli {
 namespace {
 
 namespace v1 = ::hippo::v1;
 
-std::string ResultJson(const coordinator::SimulationResult& result) {
+std::string ResultJson(const simulation::SimulationResult& result) {
   const v1::StepCounts& steps = result.study.steps();
   return absl::StrFormat(
       "{\"status\": \"%s\", \"trials\": %d, \"best_value\": %.17g, \"trial_steps\": %d, "
@@ -25,7 +25,7 @@ std::string ResultJson(const coordinator::SimulationResult& result) {
       result.critical_path, result.dispatches, result.wall_seconds);
 }
 
-void PrintResult(const std::string& title, const coordinator::SimulationResult& result) {
+void PrintResult(const std::string& title, const simulation::SimulationResult& result) {
   const v1::StepCounts& steps = result.study.steps();
   std::cout << title << "\n";
   PrintStudySummary(result.study, std::cout);
@@ -51,11 +51,11 @@ int SimulateCommand(const SimulateOptions& options) {
     std::cerr << "hippo simulate: " << spec.status().message() << "\n";
     return kExitBadInput;
   }
-  coordinator::SimulationOptions simulation;
+  simulation::SimulationOptions simulation;
   simulation.workers = options.workers;
   simulation.seconds_per_step = options.seconds_per_step;
   simulation.no_merge = options.no_merge && !options.compare;
-  absl::StatusOr<coordinator::SimulationResult> merged = coordinator::Simulate(*spec, simulation);
+  absl::StatusOr<simulation::SimulationResult> merged = simulation::Simulate(*spec, simulation);
   if (!merged.ok()) {
     std::cerr << "hippo simulate: " << options.spec_path << ": " << merged.status().message()
               << "\n";
@@ -73,7 +73,7 @@ int SimulateCommand(const SimulateOptions& options) {
     return kExitOk;
   }
   simulation.no_merge = true;
-  absl::StatusOr<coordinator::SimulationResult> baseline = coordinator::Simulate(*spec, simulation);
+  absl::StatusOr<simulation::SimulationResult> baseline = simulation::Simulate(*spec, simulation);
   if (!baseline.ok()) {
     std::cerr << "hippo simulate: " << baseline.status().message() << "\n";
     return kExitFailure;

@@ -9,9 +9,9 @@
 // The disk is pipelined: the committer thread commits a group without waiting for the fsync
 // (Store::CommitUnsynced) and goes on with the next; a delivery thread makes the log durable
 // (Store::SyncLog, one fsync for every group committed so far) and only then runs the groups'
-// `then` callbacks and readies their futures, in commit order. (A third thread for the sends,
-// so that one group's sends overlap the next group's fsync, measured no better: the cores, not
-// the disk, are what the stages wait for.)
+// `then` callbacks and readies their futures, in commit order. The delivery thread also sends:
+// the stages wait for the cores more than for the disk, so a thread of its own for the sends
+// would not pay (benchmarks/README.md, "coordinator").
 //
 // A failed commit leaves memory ahead of the store, which only a restart (recovery from the
 // store) can reconcile: the committer then stops the process rather than let anything

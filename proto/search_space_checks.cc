@@ -22,6 +22,23 @@ bool IsValidParameterName(std::string_view name) {
   });
 }
 
+// The smallest and largest number a (checked) domain can give.
+double Lowest(const hippo::v1::NumberDomain& domain) {
+  if (domain.has_range()) return domain.range().low();
+  if (domain.has_choices() && !domain.choices().values().empty()) {
+    return *std::min_element(domain.choices().values().begin(), domain.choices().values().end());
+  }
+  return domain.value();
+}
+
+double Highest(const hippo::v1::NumberDomain& domain) {
+  if (domain.has_range()) return domain.range().high();
+  if (domain.has_choices() && !domain.choices().values().empty()) {
+    return *std::max_element(domain.choices().values().begin(), domain.choices().values().end());
+  }
+  return domain.value();
+}
+
 class SearchSpaceChecker {
  public:
   explicit SearchSpaceChecker(std::int64_t max_steps) : max_steps_(max_steps) {}
@@ -36,6 +53,11 @@ class SearchSpaceChecker {
                          const std::string& path) const;
   Issue CheckSequence(const hippo::v1::SequenceParameter& sequence, bool structural,
                       const std::string& path) const;
+  // Milestones, linear start/end and piecewise lists of one shape (no one_of).
+  Issue CheckShapeLists(const hippo::v1::SequenceParameter& sequence,
+                        const std::string& path) const;
+  Issue CheckPiecewise(const hippo::v1::PiecewiseSequence& piecewise,
+                       const std::string& path) const;
   Issue CheckNumberDomain(const SequenceDomain& at) const;
   Issue CheckStepValue(double value, const StepBounds& bounds, const std::string& path) const;
   Issue CheckStepList(const google::protobuf::RepeatedField<std::int64_t>& steps,
@@ -160,21 +182,72 @@ Issue SearchSpaceChecker::CheckFloatParameter(const hippo::v1::FloatParameter& r
 Issue SearchSpaceChecker::CheckSequence(const hippo::v1::SequenceParameter& sequence,
                                         bool structural, const std::string& path) const {
   using hippo::v1::SequenceParameter;
-  if (sequence.shape_case() == SequenceParameter::SHAPE_NOT_SET) {
+  const bool has_warmup = sequence.has_warmup_steps() || sequence.has_warmup_from();
+  if (!sequence.one_of().empty()) {
+    if (sequence.shape_case() != SequenceParameter::SHAPE_NOT_SET) {
+      return Problem(JoinPath(path, "one_of"),
+                     "set either a shape or one_of, not both; move the shape into one_of");
+    }
+    if (structural) {
+      return Problem(JoinPath(path, "one_of"),
+                     "a structural parameter cannot change during training; use constant, or "
+                     "drop structural: true");
+    }
+    for (int i = 0; i < sequence.one_of_size(); ++i) {
+      const hippo::v1::SequenceParameter& alternative = sequence.one_of(i);
+      const std::string alternative_path = IndexPath(JoinPath(path, "one_of"), i);
+      if (!alternative.one_of().empty()) {
+        return Problem(JoinPath(alternative_path, "one_of"),
+                       "an alternative is a plain shape; list every alternative in the outer "
+                       "one_of");
+      }
+      if (alternative.shape_case() == SequenceParameter::SHAPE_NOT_SET) {
+        return Problem(alternative_path,
+                       "no shape; set one of constant, step_decay, cosine, exponential, "
+                       "piecewise or linear, e.g. constant: {value: 0.1}");
+      }
+      if (has_warmup && (alternative.has_warmup_steps() || alternative.has_warmup_from())) {
+        return Problem(JoinPath(alternative_path,
+                                alternative.has_warmup_steps() ? "warmup_steps" : "warmup_from"),
+                       "warm-up is set for every alternative already (next to one_of); set it "
+                       "there or in each alternative, not both");
+      }
+    }
+  } else if (sequence.shape_case() == SequenceParameter::SHAPE_NOT_SET) {
     return Problem(path,
-                   "no shape; set one of constant, step_decay, cosine, exponential or "
-                   "piecewise, e.g. constant: {value: 0.1}");
+                   "no shape; set one of constant, step_decay, cosine, exponential, piecewise "
+                   "or linear, or one_of: [...] to choose among them, e.g. constant: {value: "
+                   "0.1}");
   }
   if (structural && sequence.shape_case() != SequenceParameter::kConstant) {
     return Problem(path,
                    "a structural parameter cannot change during training; use constant, or "
                    "drop structural: true");
   }
+  if (structural && has_warmup) {
+    return Problem(JoinPath(path, sequence.has_warmup_steps() ? "warmup_steps" : "warmup_from"),
+                   "a structural parameter cannot change during training, so it has no "
+                   "warm-up; drop it, or drop structural: true");
+  }
   for (const SequenceDomain& at : SequenceDomains(sequence, path, max_steps_)) {
     if (Issue issue = CheckNumberDomain(at)) {
       return issue;
     }
   }
+  if (!sequence.one_of().empty()) {
+    for (int i = 0; i < sequence.one_of_size(); ++i) {
+      if (Issue issue =
+              CheckShapeLists(sequence.one_of(i), IndexPath(JoinPath(path, "one_of"), i))) {
+        return issue;
+      }
+    }
+    return std::nullopt;
+  }
+  return CheckShapeLists(sequence, path);
+}
+
+Issue SearchSpaceChecker::CheckShapeLists(const hippo::v1::SequenceParameter& sequence,
+                                          const std::string& path) const {
   if (sequence.has_step_decay()) {
     const std::string milestones_path = JoinPath(path, "step_decay.milestones.choices");
     const auto& choices = sequence.step_decay().milestones().choices();
@@ -190,18 +263,85 @@ Issue SearchSpaceChecker::CheckSequence(const hippo::v1::SequenceParameter& sequ
       }
     }
   }
+  if (sequence.has_linear()) {
+    const hippo::v1::LinearSequence& linear = sequence.linear();
+    if (linear.has_start() && linear.has_end() && Highest(linear.start()) >= Lowest(linear.end())) {
+      return Problem(JoinPath(path, "linear.end"),
+                     absl::StrCat("must be above start for every choice (lowest end ",
+                                  FormatNumber(Lowest(linear.end())), ", highest start ",
+                                  FormatNumber(Highest(linear.start())), ")"));
+    }
+  }
   if (sequence.has_piecewise()) {
-    const hippo::v1::PiecewiseSequence& piecewise = sequence.piecewise();
-    const std::string piecewise_path = JoinPath(path, "piecewise");
-    if (Issue issue =
-            CheckStepList(piecewise.boundaries(), JoinPath(piecewise_path, "boundaries"))) {
+    return CheckPiecewise(sequence.piecewise(), JoinPath(path, "piecewise"));
+  }
+  return std::nullopt;
+}
+
+Issue SearchSpaceChecker::CheckPiecewise(const hippo::v1::PiecewiseSequence& piecewise,
+                                         const std::string& path) const {
+  const int boundary_forms = (piecewise.boundaries_size() > 0) +
+                             (piecewise.boundary_domains_size() > 0) +
+                             (piecewise.boundary_choices().choices_size() > 0);
+  if (boundary_forms > 1) {
+    return Problem(path,
+                   "boundaries are given more than one way; use one of boundaries, "
+                   "boundary_domains or boundary_choices");
+  }
+  const int value_forms = (piecewise.values_size() > 0) + (piecewise.value_domains_size() > 0) +
+                          (piecewise.value_choices().choices_size() > 0);
+  if (value_forms != 1) {
+    return Problem(path, absl::StrCat("values are given ", value_forms,
+                                      " ways; use exactly one of values, value_domains or "
+                                      "value_choices, e.g. values: [0.1, 0.01]"));
+  }
+  int boundary_count = piecewise.boundaries_size();
+  if (Issue issue = CheckStepList(piecewise.boundaries(), JoinPath(path, "boundaries"))) {
+    return issue;
+  }
+  const auto& boundary_lists = piecewise.boundary_choices().choices();
+  for (int i = 0; i < boundary_lists.size(); ++i) {
+    const std::string list_path = IndexPath(JoinPath(path, "boundary_choices.choices"), i);
+    if (Issue issue = CheckStepList(boundary_lists[i].steps(), JoinPath(list_path, "steps"))) {
       return issue;
     }
-    if (piecewise.values_size() != piecewise.boundaries_size() + 1) {
+    if (boundary_lists[i].steps_size() != boundary_lists[0].steps_size()) {
+      return Problem(JoinPath(list_path, "steps"),
+                     absl::StrCat("has ", boundary_lists[i].steps_size(), " steps, the first list ",
+                                  boundary_lists[0].steps_size(),
+                                  "; every list needs as many, to match the values"));
+    }
+    boundary_count = boundary_lists[0].steps_size();
+  }
+  for (int i = 1; i < piecewise.boundary_domains_size(); ++i) {
+    const double lowest = Lowest(piecewise.boundary_domains(i));
+    const double highest_before = Highest(piecewise.boundary_domains(i - 1));
+    if (lowest <= highest_before) {
       return Problem(
-          JoinPath(piecewise_path, "values"),
-          absl::StrCat("has ", piecewise.values_size(), " values for ", piecewise.boundaries_size(),
-                       " boundaries; give one more value than boundaries"));
+          IndexPath(JoinPath(path, "boundary_domains"), i),
+          absl::StrCat("every value must be above every value of boundary_domains[", i - 1,
+                       "] (lowest ", FormatNumber(lowest), ", highest before ",
+                       FormatNumber(highest_before), "), so that boundaries always increase"));
+    }
+  }
+  if (piecewise.boundary_domains_size() > 0) boundary_count = piecewise.boundary_domains_size();
+  auto check_count = [&](int count, const std::string& count_path) -> Issue {
+    if (count == boundary_count + 1) return std::nullopt;
+    return Problem(count_path, absl::StrCat("has ", count, " values for ", boundary_count,
+                                            " boundaries; give one more value than boundaries"));
+  };
+  if (piecewise.values_size() > 0) {
+    return check_count(piecewise.values_size(), JoinPath(path, "values"));
+  }
+  if (piecewise.value_domains_size() > 0) {
+    return check_count(piecewise.value_domains_size(), JoinPath(path, "value_domains"));
+  }
+  const auto& value_lists = piecewise.value_choices().choices();
+  for (int i = 0; i < value_lists.size(); ++i) {
+    if (Issue issue = check_count(
+            value_lists[i].values_size(),
+            JoinPath(IndexPath(JoinPath(path, "value_choices.choices"), i), "values"))) {
+      return issue;
     }
   }
   return std::nullopt;
@@ -325,12 +465,42 @@ std::vector<SequenceDomain> SequenceDomains(const hippo::v1::SequenceParameter& 
       add("exponential.initial", sequence.exponential().initial());
       add("exponential.rate", sequence.exponential().rate());
       break;
+    case SequenceParameter::kLinear:
+      add("linear.from", sequence.linear().from());
+      add("linear.to", sequence.linear().to());
+      if (sequence.linear().has_start()) {
+        domains.push_back({JoinPath(path, "linear.start"), &sequence.linear().start(),
+                           StepBounds{0, std::max<std::int64_t>(max_steps - 1, 0)}});
+      }
+      if (sequence.linear().has_end()) {
+        domains.push_back(
+            {JoinPath(path, "linear.end"), &sequence.linear().end(), StepBounds{1, max_steps}});
+      }
+      break;
+    case SequenceParameter::kPiecewise: {
+      const hippo::v1::PiecewiseSequence& piecewise = sequence.piecewise();
+      for (int i = 0; i < piecewise.boundary_domains_size(); ++i) {
+        domains.push_back({IndexPath(JoinPath(path, "piecewise.boundary_domains"), i),
+                           &piecewise.boundary_domains(i),
+                           StepBounds{1, std::max<std::int64_t>(max_steps - 1, 1)}});
+      }
+      for (int i = 0; i < piecewise.value_domains_size(); ++i) {
+        add(IndexPath("piecewise.value_domains", i), piecewise.value_domains(i));
+      }
+      break;
+    }
     default:
       break;
   }
   if (sequence.has_warmup_steps()) {
     domains.push_back({JoinPath(path, "warmup_steps"), &sequence.warmup_steps(),
                        StepBounds{0, std::max<std::int64_t>(max_steps - 1, 0)}});
+  }
+  if (sequence.has_warmup_from()) add("warmup_from", sequence.warmup_from());
+  for (int i = 0; i < sequence.one_of_size(); ++i) {
+    std::vector<SequenceDomain> alternative =
+        SequenceDomains(sequence.one_of(i), IndexPath(JoinPath(path, "one_of"), i), max_steps);
+    domains.insert(domains.end(), alternative.begin(), alternative.end());
   }
   return domains;
 }

@@ -27,7 +27,8 @@ struct SequenceDomain {
   std::optional<StepBounds> bounds;
 };
 
-// Every NumberDomain of `sequence` (at `path`), whatever its shape; required ones are listed
+// Every NumberDomain of `sequence` (at `path`), whatever its shape, and of each one_of
+// alternative (at path.one_of[i]); required ones are listed
 // even when unset, so that an unset one is reported. Step counts are bounded by `max_steps`.
 std::vector<SequenceDomain> SequenceDomains(const hippo::v1::SequenceParameter& sequence,
                                             const std::string& path, std::int64_t max_steps);

@@ -246,7 +246,11 @@ Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
   if (Issue issue = CheckObjective(spec.objective())) {
     return issue;
   }
-  if (Issue issue = CheckTrainer(spec.trainer())) {
+  // An ask/tell study's trials are trained by its client, never by Hippo's workers: it needs no
+  // trainer section (one given is checked like any other).
+  const bool ask_tell_without_trainer =
+      !spec.has_trainer() && spec.algorithm().name() == "external";
+  if (Issue issue = ask_tell_without_trainer ? std::nullopt : CheckTrainer(spec.trainer())) {
     return issue;
   }
   if (Issue issue = CheckBudget(spec.budget())) {

@@ -16,10 +16,12 @@ inline constexpr std::string_view kCommandTrainerKind = "command";
 inline constexpr std::string_view kSimTrainerKind = "sim";
 // The LibTorch trainer.
 inline constexpr std::string_view kTorchTrainerKind = "torch";
+// Stages served by Python SDK workers (`hippo.worker.serve`), the user's own training code.
+inline constexpr std::string_view kExternalTrainerKind = "external";
 
 // All of them, in the order messages list them.
-inline constexpr std::array<std::string_view, 3> kTrainerKinds = {
-    kCommandTrainerKind, kSimTrainerKind, kTorchTrainerKind};
+inline constexpr std::array<std::string_view, 4> kTrainerKinds = {
+    kCommandTrainerKind, kSimTrainerKind, kTorchTrainerKind, kExternalTrainerKind};
 
 }  // namespace hippo::proto
 

@@ -27,6 +27,11 @@ packages=(
   # browser tests (headless Chromium driven by playwright-core).
   libcpp-httplib-dev nodejs chromium
 )
+# dashboard/ needs npm. Debian's nodejs leaves it to the npm package; other builds of nodejs
+# (NodeSource's) bundle it and conflict with that package, so ask for it only when it is absent.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

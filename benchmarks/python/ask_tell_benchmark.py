@@ -14,7 +14,6 @@ default (10 start-up trials); Optuna uses RandomSampler / TPESampler with defaul
 
 import argparse
 import json
-import math
 import os
 import tempfile
 import time

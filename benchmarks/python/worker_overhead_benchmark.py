@@ -5,10 +5,10 @@ loop in plain Python.
     python3 benchmarks/python/worker_overhead_benchmark.py --rounds 5
 
 Per round: the plain loop's time; the SDK stage's time on the worker (Assign taken to the
-packed end of stage queued for sending, every per-step report included); and the study's wall time from CreateStudy to
-the client's seeing it COMPLETED (adds dispatch, commit and the watch poll). Medians printed,
-and the mean time a step spends inside stage.report (the SDK's own cost per step, which the
-sleep-based totals blur on a loaded machine).
+packed end of stage queued for sending, every per-step report included); and the study's wall
+time from CreateStudy to the client's seeing it COMPLETED (adds dispatch, commit and the watch
+poll). Medians printed, and the mean time a step spends inside stage.report (the SDK's own cost
+per step, which the sleep-based totals blur on a loaded machine).
 """
 
 import argparse

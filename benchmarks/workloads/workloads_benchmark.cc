@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "hippo/simulator.h"
 #include "search_algos/spec_checks.h"
+#include "simulation/simulator.h"
 
 namespace {
 
@@ -51,17 +51,17 @@ Row Measure(const Workload& workload, int workers, const std::string& db_dir) {
     }
     specs.push_back(*spec);
   }
-  hippo::coordinator::SimulationOptions options;
+  hippo::simulation::SimulationOptions options;
   options.workers = workers;
   if (!db_dir.empty()) {
     options.db_path = db_dir + "/" + workload.db_name + ".db";
     for (const char* suffix : {"", "-wal", "-shm"})
       std::filesystem::remove(options.db_path + suffix);
   }
-  auto merged = hippo::coordinator::SimulateTogether(specs, options);
+  auto merged = hippo::simulation::SimulateTogether(specs, options);
   options.no_merge = true;
   options.db_path.clear();
-  auto baseline = hippo::coordinator::SimulateTogether(specs, options);
+  auto baseline = hippo::simulation::SimulateTogether(specs, options);
   if (!merged.ok() || !baseline.ok()) {
     row.status = std::string((merged.ok() ? baseline : merged).status().message());
     return row;

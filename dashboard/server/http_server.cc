@@ -294,6 +294,8 @@ void HttpServer::Route() {
     if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
       return Fail(response, 400, "since: expected a version (an integer)");
     }
+    // A version from before a restart of the coordinator: start from nothing.
+    if (since > mirror->version()) since = 0;
     response.set_header("Cache-Control", "no-store");
     auto last = std::make_shared<int64_t>(since);
     response.set_chunked_content_provider(

@@ -15,12 +15,12 @@ from hippo.errors import (HippoError, InvalidArgument, InvalidSpec, InvalidState
                           Unauthenticated, Unavailable)
 from hippo.schedule import Schedule
 from hippo.spec import StudySpec
-from hippo.study import Event, Stage, StageTree, Study, Trial
+from hippo.study import Event, StageTree, Study, TreeStage, Trial
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AskedTrial", "Client", "Event", "HippoError", "InvalidArgument", "InvalidSpec",
-    "InvalidState", "MedianPruner", "NopPruner", "NotFound", "Schedule", "Stage", "StageTree",
+    "InvalidState", "MedianPruner", "NopPruner", "NotFound", "Schedule", "StageTree", "TreeStage",
     "Study", "StudySpec", "Trial", "Unauthenticated", "Unavailable", "connect",
 ]

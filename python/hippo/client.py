@@ -43,8 +43,12 @@ def read_token(token=None, token_file=None):
 def make_channel(address, tls=False):
     """A gRPC channel to `address`: plaintext when tls is False; with TLS when tls is True
     (system roots), a path to a PEM file of root certificates, or grpc.ChannelCredentials."""
+    # Reconnect within 2 s of a coordinator coming back (gRPC's default backoff grows to 120 s).
     options = [("grpc.max_receive_message_length", 256 << 20),
-               ("grpc.max_send_message_length", 64 << 20)]
+               ("grpc.max_send_message_length", 64 << 20),
+               ("grpc.initial_reconnect_backoff_ms", 100),
+               ("grpc.min_reconnect_backoff_ms", 100),
+               ("grpc.max_reconnect_backoff_ms", 2000)]
     if tls is False or tls is None:
         return grpc.insecure_channel(address, options=options)
     if tls is True:

@@ -26,7 +26,8 @@ def to_proto(spec):
     if isinstance(spec, (str, os.PathLike)):
         spec = load_file(os.fspath(spec))
     if not isinstance(spec, dict):
-        raise InvalidSpec(f"a spec is a dict, a file path or a StudySpec (got {type(spec).__name__})")
+        raise InvalidSpec(f"a spec is a dict, a file path or a StudySpec "
+                          f"(got {type(spec).__name__})")
     message = hippo_pb2.StudySpec()
     try:
         json_format.ParseDict(spec, message)

@@ -95,7 +95,7 @@ class Trial:
                f"params={self.params})"
 
 
-class Stage:
+class TreeStage:
     """One stage of the stage tree: steps [start_step, end_step) shared by ``trial_ids``."""
 
     def __init__(self, message):
@@ -108,7 +108,7 @@ class Stage:
         self.trial_ids = list(message.trial_ids)
 
     def __repr__(self):
-        return f"Stage(id={self.id}, parent={self.parent_id}, steps=[{self.start_step}, " \
+        return f"TreeStage(id={self.id}, parent={self.parent_id}, steps=[{self.start_step}, " \
                f"{self.end_step}), state={self.state}, trials={self.trial_ids})"
 
 
@@ -121,7 +121,7 @@ class StageTree:
 
     def __init__(self, message):
         self.proto = message
-        self.stages = [Stage(stage) for stage in message.stages]
+        self.stages = [TreeStage(stage) for stage in message.stages]
         self.trial_steps = message.steps.trial_steps
         self.unique_steps = message.steps.unique_steps
         self.executed_steps = message.steps.executed_steps
@@ -135,8 +135,14 @@ class StageTree:
 
 
 class Event:
-    """One live event of study.watch(): the study's new view (``study_state``,
-    ``trials_completed``, ...), with ``trial``/``metric`` when the server sends them."""
+    """One live event of study.watch(), with the study's view at that time (``state``,
+    ``trials_completed``, ``trials_total``, ``study``: the hippo.v1.Study).
+
+    ``trial`` (a Trial) is set when a trial is new or changed, and on a metric event;
+    ``metric`` is ``(step, {name: value})`` when metrics of ``trial`` arrived for a step. Neither
+    set: the study's own view changed. A watch started (or reconnected) late first replays the
+    study, every trial and every metric so far.
+    """
 
     def __init__(self, message, spec):
         self.proto = message
@@ -145,7 +151,8 @@ class Event:
         self.trials_total = message.study.trials_total
         self.trials_completed = message.study.trials_completed
         self.trial = Trial(message.trial, spec) if message.HasField("trial") else None
-        self.metric = message.metric if message.HasField("metric") else None
+        self.metric = ((message.metric.step, dict(message.metric.values))
+                       if message.HasField("metric") else None)
 
     def __repr__(self):
         return f"Event(state={self.state}, trials={self.trials_completed}/{self.trials_total})"
@@ -257,7 +264,8 @@ class Study:
     # -- waiting -------------------------------------------------------------------------------
 
     def watch(self, reconnect_timeout=60.0):
-        """Yields an Event each time the study changes, until it ends.
+        """Yields an Event for each change of the study, its trials and their metrics, until
+        the study ends.
 
         When the coordinator goes away (restart, network) it reconnects with backoff for up to
         `reconnect_timeout` seconds, then raises Unavailable.
@@ -299,13 +307,15 @@ class Study:
         bar = None
         if show:
             from tqdm import tqdm
-            bar = tqdm(total=max(self.info.trials_total, 1), unit="trial", desc=self.name or self.id)
+            bar = tqdm(total=max(self.info.trials_total, 1), unit="trial",
+                       desc=self.name or self.id)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if self.refresh().state in TERMINAL_STATES:
                 return self
             for event in self.watch(reconnect_timeout=reconnect_timeout):
-                if bar is not None:
+                if bar is not None and (bar.n, bar.total) != (event.trials_completed,
+                                                              max(event.trials_total, 1)):
                     bar.total = max(event.trials_total, 1)
                     bar.n = event.trials_completed
                     bar.set_postfix(best=self._best_text(event.study), refresh=False)

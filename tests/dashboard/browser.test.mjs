@@ -35,9 +35,9 @@ test("the studies page lists the running study and updates it live", async () =>
   await row.waitFor({ timeout: 15000 });
   assert.match(await row.textContent(), /dashboard-asha/);
   await page.waitForSelector("#live[data-state=live]");
-  const before = await row.locator("td").nth(4).textContent();
-  // Without a reload, the trials column moves as the study runs.
-  await eventually(async () => (await row.locator("td").nth(4).textContent()) !== before, "the trials count to change live");
+  const before = await row.locator("td").nth(5).textContent();
+  // Without a reload, the steps trained move as the study runs.
+  await eventually(async () => (await row.locator("td").nth(5).textContent()) !== before, "the steps trained to change live");
   await page.screenshot({ path: path.join(ARTIFACTS, "studies.png") });
 });
 
@@ -51,20 +51,20 @@ test("the study page shows curves, history, parameters, the stage tree and the t
   await eventually(async () => /^[1-9][\d,]* of [\d,]+ stages shown/.test(await text("#tree .tree-info")), "the tree to show stages");
   const stepsBefore = await text(".stat:nth-child(4) .value");
   await eventually(async () => (await text(".stat:nth-child(4) .value")) !== stepsBefore, "steps trained to move live", 20000);
-  // Learning curves: the best trial's curve drawn over the density.
-  await eventually(async () => !/best trial —/.test(await text("#curves .legend")), "a best trial in the curves' legend", 30000);
+  // Learning curves: the leading trials' curves drawn over the density.
+  await eventually(async () => /top [1-9]/.test(await text("#curves .legend")), "the leading trials' curves", 30000);
   // Sort the table by objective (best first) and select its first row: the schedule is drawn.
   await page.click('#trials [data-column="objective"]');
   await eventually(async () => (await text("#trials .thead")).includes("▼"), "the objective column sorted");
   await page.locator("#trials .tbody [data-trial]").first().click();
   await page.waitForSelector("#schedule canvas");
   assert.match(await text("#schedule"), /trial \d+/);
-  // Filter by state: only completed or pruned rows remain.
-  await page.fill('[data-filter="state"]', "stopped");
+  // Filter by state: only running rows remain.
+  await page.fill('[data-filter="state"]', "running");
   await eventually(async () => {
     const states = await page.locator("#trials .tbody .badge").allTextContents();
-    return states.length > 0 && states.every((s) => s === "stopped");
-  }, "the table filtered to stopped (pruned) trials", 30000);
+    return states.length > 0 && states.every((s) => s === "running");
+  }, "the table filtered to running trials", 30000);
   await page.fill('[data-filter="state"]', "");
   // Find a trial in the tree: its path is highlighted.
   await page.fill("#tree input[type=search]", "0");

@@ -6,9 +6,12 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "search_algos/search_algorithm.h"
 
 namespace hippo::coordinator {
 namespace {

@@ -69,6 +69,20 @@ inline const std::vector<BadSpec>& Corpus() {
        "search_space.parameters[0].sequence.step_decay.gamma: required; set one of value, "
        "choices or range"},
       {"sequence_without_shape.yaml", "search_space.parameters[0].sequence: no shape"},
+      {"one_of_and_shape.yaml",
+       "search_space.parameters[0].sequence.one_of: set either a shape or one_of, not both"},
+      {"one_of_warmup_twice.yaml",
+       "search_space.parameters[0].sequence.one_of[1].warmup_steps: warm-up is set for every "
+       "alternative already"},
+      {"piecewise_boundaries_overlap.yaml",
+       "search_space.parameters[0].sequence.piecewise.boundary_domains[1]: every value must be "
+       "above every value of boundary_domains[0] (lowest 50, highest before 60)"},
+      {"piecewise_value_count.yaml",
+       "search_space.parameters[0].sequence.piecewise.value_choices.choices[1].values: has 2 "
+       "values for 2 boundaries"},
+      {"linear_end_before_start.yaml",
+       "search_space.parameters[0].sequence.linear.end: must be above start for every choice "
+       "(lowest end 30, highest start 40)"},
       {"negative_count.yaml", "resources.gpus_per_stage: must not be negative (got -1)"},
       {"asha_min_above_max.yaml", "algorithm.asha.min_resource: must not exceed max_resource"},
       {"list_for_mapping.yaml", "budget: expected a mapping (Budget), got a list"},

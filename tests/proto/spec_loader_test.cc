@@ -78,6 +78,23 @@ search_space:
       sequence: {constant: {value: 0.9}}
     - name: activation
       fixed: relu
+    - name: clip_searched
+      sequence:
+        piecewise:
+          boundary_domains: [{choices: {values: [10, 20]}}, {value: 50}]
+          value_domains: [{value: 1.0}, {choices: {values: [0.5, 0.4]}}, {value: 0.25}]
+    - name: clip_lists
+      sequence:
+        piecewise:
+          boundary_choices: {choices: [{steps: [10, 50]}, {steps: [20, 60]}]}
+          value_choices: {choices: [{values: [1.0, 0.5, 0.25]}]}
+    - name: beta2
+      sequence:
+        one_of:
+          - constant: {value: 0.99}
+          - linear: {from: {value: 0.9}, to: {value: 0.99}, start: {value: 0}, end: {value: 30}}
+        warmup_steps: {value: 3}
+        warmup_from: {value: 0.5}
 budget: {max_steps: 100, max_trials: 50, max_wall_seconds: 7200, max_parallel_trials: 4}
 resources: {gpus_per_stage: 1, weight: 1.5, checkpoint_every_steps: 10}
 )yaml";

@@ -4,7 +4,6 @@ database and port: the client reconnects and its wait ends when the study comple
 import threading
 import time
 
-import hippo
 
 SPEC = {
     "name": "restart",

@@ -127,7 +127,8 @@ export class TrialTable {
       const offset = Math.floor(i / PAGE) * PAGE;
       const page = this.pages.get(offset);
       if (!page) {
-        void this.load(offset).then(() => this.render());
+        // Render again once the page is here (only for the call that starts the load).
+        if (!this.loading.has(offset)) this.load(offset).then(() => this.render(), (error) => console.warn(error));
         continue;
       }
       const row = page[i - offset];

@@ -33,7 +33,7 @@ export class TreeView {
   readonly element: HTMLElement;
   private canvas = h("canvas", { class: "tree-canvas" });
   private info = h("div", { class: "tree-info muted small" });
-  private tip = h("div", { class: "tree-tip" });
+  private tip = h("div", { class: "tree-tip", hidden: "" });
   private nodes = new Map<number, Node>();
   private windows = new Map<string, Record<string, string | number>>();
   private highlighted = new Set<number>();

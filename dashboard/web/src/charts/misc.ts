@@ -45,7 +45,7 @@ export function drawSchedule(plot: Plot, trial: Json) {
   const spread = data.slice(1).some((ys) => Math.max(...ys) / Math.min(...ys) > 20);
   plot.set(
     {
-      series: [{ label: "step" }, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 2 }))],
+      series: [{ label: "step" }, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 2, points: { show: false } }))],
       axes: [axis("step"), axis("value", { size: 60 })],
       scales: { x: { time: false }, y: positive && spread ? { distr: 3 } : {} },
     },

@@ -62,7 +62,13 @@ export function mountStudies(app: HTMLElement): () => void {
   more.addEventListener("click", () => void loadPage(nextPage));
   void loadPage("");
   const stop = subscribe((change) => {
-    if (change.all || change.studies.size > 0) refresh();
+    if (change.all) {
+      // After a reconnection the server may have restarted (its versions with it): start over.
+      version = 0;
+      void loadPage("");
+    } else if (change.studies.size > 0) {
+      refresh();
+    }
   });
   // Elapsed and time left move without any change on the server.
   const timer = setInterval(render, 5000);
@@ -70,6 +76,13 @@ export function mountStudies(app: HTMLElement): () => void {
     stop();
     clearInterval(timer);
   };
+}
+
+/** Seconds since the study began; a running study's clock moves between server updates. */
+export function elapsedOf(row: Json): number {
+  const created = Date.parse(row.study?.created ?? "");
+  if (row.study?.state === "STUDY_RUNNING" && Number.isFinite(created)) return Math.max(0, (Date.now() - created) / 1000);
+  return num(row.elapsed_seconds);
 }
 
 function rowOf(row: Json): HTMLElement {
@@ -91,7 +104,7 @@ function rowOf(row: Json): HTMLElement {
     h("td", { class: "num" }, `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`),
     h("td", { class: "num" }, `${fmtInt(executed)} / ${fmtInt(trialSteps)}`),
     h("td", { class: "num" }, h("span", { class: saved > 0 ? "saved" : "" }, `${(saved * 100).toFixed(1)} %`)),
-    h("td", { class: "num" }, fmtDuration(num(row.elapsed_seconds))),
+    h("td", { class: "num" }, fmtDuration(elapsedOf(row))),
     h("td", { class: "num" }, num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
   );
 }

@@ -9,6 +9,7 @@ import { drawImportance, drawParallel } from "../charts/parallel";
 import { Plot } from "../charts/plot";
 import { badge, fmtDuration, fmtInt, fmtNumber, h, progressBar } from "../format";
 import { subscribe, throttle } from "../live";
+import { elapsedOf } from "./studies";
 import { TrialTable } from "../table";
 import { TreeView } from "../tree";
 
@@ -34,6 +35,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const scheduleTitle = h("span", { class: "muted small" }, "Select a trial in the table.");
   const tree = new TreeView(studyId);
   let selected: Json | null = null;
+  let retry = 0;
   let row: Json | null = null;
   const table = new TrialTable(studyId, (trial) => {
     selected = trial;
@@ -96,7 +98,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       stat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created"),
       stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps`),
       stat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`),
-      stat("Elapsed", fmtDuration(num(row.elapsed_seconds))),
+      stat("Elapsed", fmtDuration(elapsedOf(row))),
       stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
     );
   };
@@ -107,6 +109,9 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
         head.replaceChildren(h("h1", {}, "Study not found"), h("p", { class: "muted" }, (error as Error).message));
+        // A study just submitted reaches the dashboard within a second: ask again.
+        retry = window.setTimeout(() => void all(), 1500);
+        return;
       }
       throw error;
     }
@@ -155,8 +160,11 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     refreshTree();
     refreshTable();
   });
+  const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
     stop();
+    clearInterval(timer);
+    clearTimeout(retry);
     observer.disconnect();
     for (const plot of [history, curves, savings, schedule]) plot.destroy();
   };

@@ -3,8 +3,8 @@
 // no wall time: each step costs `seconds_per_step` of virtual time and the simulator jumps from
 // one event to the next. So studies far larger than this machine (1 024 workers and more) run
 // in seconds, and their makespan can be set against the bound no scheduler can beat.
-#ifndef HIPPO_HIPPO_SIMULATOR_H_
-#define HIPPO_HIPPO_SIMULATOR_H_
+#ifndef HIPPO_SIMULATION_SIMULATOR_H_
+#define HIPPO_SIMULATION_SIMULATOR_H_
 
 #include <string>
 #include <vector>
@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.pb.h"
 
-namespace hippo::coordinator {
+namespace hippo::simulation {
 
 struct SimulationOptions {
   int workers = 8;
@@ -30,6 +30,8 @@ struct SimulationResult {
   double wall_seconds = 0;  // real time the simulation took
 };
 
+// InvalidArgument for a trainer other than sim, or a budget.max_wall_seconds (virtual time has
+// no wall clock to bound).
 absl::StatusOr<SimulationResult> Simulate(const hippo::v1::StudySpec& spec,
                                           const SimulationOptions& options);
 
@@ -39,6 +41,6 @@ absl::StatusOr<SimulationResult> Simulate(const hippo::v1::StudySpec& spec,
 absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
     const std::vector<hippo::v1::StudySpec>& specs, const SimulationOptions& options);
 
-}  // namespace hippo::coordinator
+}  // namespace hippo::simulation
 
-#endif  // HIPPO_HIPPO_SIMULATOR_H_
+#endif  // HIPPO_SIMULATION_SIMULATOR_H_

@@ -1,4 +1,4 @@
-#include "hippo/simulator.h"
+#include "simulation/simulator.h"
 
 #include <unistd.h>
 
@@ -15,10 +15,13 @@
 #include "workers/assignment.h"
 #include "workers/trainer.h"
 
-namespace hippo::coordinator {
+namespace hippo::simulation {
 namespace {
 
 namespace v1 = ::hippo::v1;
+using coordinator::Engine;
+using coordinator::EngineOptions;
+using coordinator::WorkerChannel;
 using workers::Step;
 
 // Collects what the engine sends to one simulated worker.
@@ -166,9 +169,9 @@ class Simulation {
     // States the stage must keep on its way (where later trials are likely to branch).
     for (Step step : assign.checkpoint_steps()) {
       if (step <= assign.start_step() || step >= assign.end_step()) continue;
-      events_.push(Event{now_ + static_cast<double>(step - assign.start_step()) *
-                                    options_.seconds_per_step,
-                         sequence_++, worker, running.attempt, step});
+      events_.push(
+          Event{now_ + static_cast<double>(step - assign.start_step()) * options_.seconds_per_step,
+                sequence_++, worker, running.attempt, step});
     }
     const double end = now_ + static_cast<double>(assign.end_step() - assign.start_step()) *
                                   options_.seconds_per_step;
@@ -265,6 +268,11 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
       return absl::InvalidArgumentError(absl::StrCat(
           "trainer.kind: the simulator trains with 'sim'; got '", original.trainer().kind(), "'"));
     }
+    if (original.budget().max_wall_seconds() > 0) {
+      return absl::InvalidArgumentError(
+          "budget.max_wall_seconds: a simulation runs in virtual time, where a wall-clock "
+          "budget has no meaning; remove it to simulate this study");
+    }
     // Virtual time: the trainer must not sleep.
     v1::StudySpec spec = original;
     (*spec.mutable_trainer()->mutable_config()->mutable_fields())["virtual_time"].set_bool_value(
@@ -320,4 +328,4 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
   return results;
 }
 
-}  // namespace hippo::coordinator
+}  // namespace hippo::simulation

@@ -1,0 +1,139 @@
+// The dashboard benchmark: a coordinator on a store holding a finished study of 100 000 trials
+// (random_100k.yaml, made once by `hippo run`) and a running one (running.yaml, two workers).
+//   1. The study page of the 100 000-trial study in headless Chromium: time to first paint, time
+//      until the learning-curve chart and the trial table are interactive, bytes transferred.
+//   2. The coordinator's dispatch rate (trials of the running study completed per second, read
+//      over gRPC with `hippo study`) with no dashboard and with 10 dashboards watching the
+//      running study (clients that do what the study page does: the event stream, and on each
+//      change the page's reads), in alternating rounds.
+// Usage: node dashboard_benchmark.mjs --db BIG.db [--rounds 3] [--seconds 20] [--out FILE]
+// Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { api, eventually, playwright, startServer, startWorker, stopAll, submit, HIPPO } from "../../tests/dashboard/harness.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values: args } = parseArgs({
+  options: { db: { type: "string" }, rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "20" }, out: { type: "string", default: "" } },
+});
+if (!args.db || !existsSync(args.db)) {
+  console.error(`--db: give the store made by: hippo run ${path.join(here, "random_100k.yaml")} --db BIG.db --workers 4`);
+  process.exit(2);
+}
+const results = {};
+
+// A copy, so that the running study does not change the prepared store.
+const server0 = await startServer();
+stopAll();
+copyFileSync(args.db, path.join(server0.dir, "hippo.db"));
+const loadStart = Date.now();
+const server = await startServer({ dir: server0.dir });
+results.coordinator_start_seconds = (Date.now() - loadStart) / 1000;
+// The dashboard's first read of the store (its mirror loads every study's trials once).
+const big = await eventually(async () => {
+  const rows = (await api(server.url, "studies")).body.studies ?? [];
+  return rows.find((row) => Number(row.study.trials_total) >= 100000);
+}, "the 100 000-trial study in the dashboard", 300000);
+results.mirror_first_load_seconds = (Date.now() - loadStart) / 1000;
+startWorker(server.grpc, "w1", server.dir);
+startWorker(server.grpc, "w2", server.dir);
+const running = submit(server.grpc, path.join(here, "running.yaml"));
+await eventually(async () => Number((await api(server.url, `studies/${running}`)).body.study?.trials_completed ?? 0) > 50, "the running study to run");
+
+// 1. The study page in Chromium, cold (a fresh browser, no cache).
+const browser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+const pageRuns = [];
+for (let run = 0; run < 3; run++) {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  let bytes = 0;
+  cdp.on("Network.loadingFinished", (event) => (bytes += event.encodedDataLength));
+  cdp.on("Network.dataReceived", () => {});
+  const started = Date.now();
+  await page.goto(`${server.url}#/study/${big.study.id}`, { waitUntil: "commit" });
+  await page.waitForFunction(() => performance.getEntriesByName("first-contentful-paint").length > 0);
+  const firstPaint = await page.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0].startTime);
+  // Interactive: the curves drawn (the best trials' lines over the density) and table rows.
+  await page.waitForFunction(() => /top [1-9]/.test(document.querySelector("#curves .legend")?.textContent ?? "") && document.querySelector("#trials [data-trial]") !== null, null, { timeout: 60000 });
+  const interactive = await page.evaluate(() => performance.now());
+  // The table answers a sort (a server-side sort of 100 000 trials) and a scroll.
+  const sortStart = Date.now();
+  await page.click('#trials [data-column="objective"]');
+  await page.waitForFunction(() => (document.querySelector("#trials .thead")?.textContent ?? "").includes("▼") && document.querySelector("#trials .tbody [data-trial]") !== null);
+  const sortMs = Date.now() - sortStart;
+  const bytesInteractive = bytes;
+  if (run === 0) await page.screenshot({ path: path.join(server.dir, "study-100k.png"), fullPage: true });
+  pageRuns.push({ first_paint_ms: firstPaint, interactive_ms: interactive, wall_ms: Date.now() - started, bytes_until_interactive: bytesInteractive, sort_ms: sortMs });
+  await context.close();
+}
+await browser.close();
+results.study_page = pageRuns;
+
+// 2. Dispatch rate, no dashboard against 10 watching. Dashboards go idle 20 s after their last
+// request (the mirror stops polling), so "none" rounds wait that long first.
+function completed() {
+  const out = execFileSync(HIPPO, ["study", running, "--coordinator", server.grpc, "--json"]).toString();
+  return Number(JSON.parse(out).trialsCompleted ?? JSON.parse(out).trials_completed ?? 0);
+}
+async function rate(seconds) {
+  const a = completed();
+  const t = Date.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  return (completed() - a) / ((Date.now() - t) / 1000);
+}
+function dashboard(url, study, signal) {
+  // What the study page does: the event stream, and on a change of the study its reads, at
+  // most every 2 s.
+  const reads = [`studies/${study}`, `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  let last = 0;
+  let busy = false;
+  const readAll = async () => {
+    if (busy || Date.now() - last < 2000) return;
+    busy = true;
+    last = Date.now();
+    try {
+      await Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal }).then((x) => x.arrayBuffer())));
+    } catch {}
+    busy = false;
+  };
+  (async () => {
+    try {
+      const response = await fetch(new URL("api/v1/events", url), { signal });
+      const decoder = new TextDecoder();
+      for await (const chunk of response.body) if (decoder.decode(chunk).includes("event: change")) void readAll();
+    } catch {}
+  })();
+  void readAll();
+}
+const seconds = Number(args.seconds);
+const rounds = { none: [], ten: [] };
+for (let round = 0; round < Number(args.rounds); round++) {
+  await new Promise((r) => setTimeout(r, 22000));
+  rounds.none.push(await rate(seconds));
+  const controller = new AbortController();
+  for (let i = 0; i < 10; i++) dashboard(server.url, running, controller.signal);
+  await new Promise((r) => setTimeout(r, 3000));
+  rounds.ten.push(await rate(seconds));
+  controller.abort();
+}
+results.dispatch_rate = rounds;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pageMedian = (key) => median(pageRuns.map((r) => r[key]));
+const summary = {
+  first_paint_ms: pageMedian("first_paint_ms"),
+  interactive_ms: pageMedian("interactive_ms"),
+  bytes_until_interactive: pageMedian("bytes_until_interactive"),
+  sort_100k_ms: pageMedian("sort_ms"),
+  dispatch_none_per_s: median(rounds.none),
+  dispatch_ten_per_s: median(rounds.ten),
+};
+results.summary = summary;
+console.log(JSON.stringify(results, null, 2));
+if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
+stopAll();
+process.exit(0);

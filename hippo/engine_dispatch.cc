@@ -1,0 +1,292 @@
+#include <algorithm>
+
+#include "hippo/engine_impl.h"
+#include "stage_tree/graph_view.h"
+
+namespace hippo::coordinator {
+
+namespace v1 = ::hippo::v1;
+using engine_internal::NowMs;
+using stage_tree::NodeId;
+using stage_tree::StageState;
+using stage_tree::Step;
+
+void EngineImpl::TrackSplits(FamilyState& family,
+                             const std::vector<stage_tree::SplitResult>& splits, Outbox& outbox,
+                             store::WriteBatch& batch) {
+  family.FollowSplits(splits);
+  for (const stage_tree::SplitResult& split : splits) {
+    if (split.action == stage_tree::SplitAction::kUpperDone) {
+      // The state at the split step was kept already: the attempt goes on with the lower part
+      // only. A trial ending at the upper part is the one being inserted or extended; its caller
+      // sees the part done.
+      for (auto& [id, attempt] : attempts_) {
+        if (attempt.family_id != family.id()) continue;
+        auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
+        if (at == attempt.chain.end()) continue;
+        *at = split.lower;
+        break;
+      }
+      batch.stages.push_back(StageRecordOf(family, split.upper));
+      continue;
+    }
+    if (split.action != stage_tree::SplitAction::kCheckpointRequested) continue;
+    // The running attempt now covers both parts: ask it for the state at the split step.
+    for (auto& [id, attempt] : attempts_) {
+      if (attempt.family_id != family.id()) continue;
+      auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
+      if (at == attempt.chain.end()) continue;
+      attempt.chain.insert(at + 1, split.lower);
+      // The worker may have reported the upper part's last step already, when it was not yet
+      // a last step, and still honour the request: that report is the upper part's end metric.
+      const Step split_step = family.tree().node(split.upper).end;
+      if (attempt.last_reported_step == split_step - 1) {
+        for (const auto& [name, value] : attempt.last_reported_metrics) {
+          family.KeepMetric(name, family.lineage(split.upper), split_step - 1, value);
+        }
+      }
+      if (auto worker = workers_.find(attempt.worker_id);
+          worker != workers_.end() && worker->second.connected) {
+        v1::CoordinatorMessage message;
+        message.mutable_checkpoint_at()->set_attempt_id(id);
+        message.mutable_checkpoint_at()->set_step(family.tree().node(split.upper).end);
+        outbox.sends.emplace_back(worker->second.channel, std::move(message));
+      }
+      break;
+    }
+  }
+}
+
+bool EngineImpl::Needed(const FamilyState& family, NodeId node) const {
+  for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
+    const auto& [study_index, number] = family.OwnerOf(trial);
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state == v1::STUDY_RUNNING &&
+        study.trials[number].state == v1::TRIAL_RUNNING) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void EngineImpl::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
+  if (!trials_ended_) return;
+  trials_ended_ = false;
+  std::vector<int64_t> unneeded;
+  for (const auto& [id, attempt] : attempts_) {
+    const FamilyState& family = FamilyById(attempt.family_id);
+    // An attempt whose parts are all done only has its finish to report.
+    if (!attempt.chain.empty() && std::none_of(attempt.chain.begin(), attempt.chain.end(),
+                                               [&](NodeId node) { return Needed(family, node); })) {
+      unneeded.push_back(id);
+    }
+  }
+  for (int64_t id : unneeded) {
+    Abandon(id, store::kAttemptCancelled, batch, outbox);
+    ++stats_.attempts_cancelled;
+  }
+}
+
+void EngineImpl::SettleCharge(const Attempt& attempt) {
+  const double took = std::chrono::duration<double>(Clock::now() - attempt.started).count();
+  ready_.Charge(attempt.family_id, took - attempt.charged_seconds);
+}
+
+void EngineImpl::Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch,
+                         Outbox& outbox) {
+  Attempt attempt = std::move(attempts_[attempt_id]);
+  attempts_.erase(attempt_id);
+  SettleCharge(attempt);
+  FamilyState& family = FamilyById(attempt.family_id);
+  for (NodeId node : attempt.chain) {
+    const stage_tree::NodeView view = family.tree().node(node);
+    if (view.state != StageState::kRunning) continue;
+    // A state the attempt kept inside the stage (resources.checkpoint_every_steps) is where the
+    // stage resumes: split there, the part above is done (its state exists) and only the rest
+    // goes back. The kRequeue operation records the step, so that a replay splits alike.
+    NodeId requeued = node;
+    const Step kept = view.recompute ? view.start : family.tree().LatestCheckpoint(node);
+    if (kept > view.start) {
+      absl::StatusOr<stage_tree::SplitResult> split = family.tree().Split(node, kept);
+      if (split.ok() && split->action == stage_tree::SplitAction::kUpperDone) {
+        TrackSplits(family, {*split}, outbox, batch);
+        requeued = split->lower;
+      }
+    }
+    // A running stage can always go back to the queue, where it waits until a trial needs it.
+    (void)family.tree().Requeue(requeued);
+    family.AppendOp(store::TreeOpKind::kRequeue, node, requeued == node ? 0 : kept, "", batch);
+    batch.stages.push_back(StageRecordOf(family, requeued));
+  }
+  if (auto worker = workers_.find(attempt.worker_id); worker != workers_.end()) {
+    if (worker->second.attempt == attempt_id) worker->second.attempt.reset();
+    if (worker->second.connected) {
+      v1::CoordinatorMessage cancel;
+      cancel.mutable_cancel()->set_attempt_id(attempt_id);
+      outbox.sends.emplace_back(worker->second.channel, std::move(cancel));
+    }
+  }
+  store::AttemptRecord record;
+  record.attempt_id = attempt_id;
+  record.family_id = attempt.family_id;
+  record.node_id = attempt.assigned;
+  record.worker_id = attempt.worker_id;
+  record.state = record_state;
+  batch.attempts.push_back(record);
+}
+
+std::vector<double> EngineImpl::Continuations(const FamilyState& family) const {
+  std::vector<double> continuation;
+  if (family.trial_by_trial()) return continuation;
+  for (stage_tree::TrialId tree_trial = 0; tree_trial < family.owned_trials(); ++tree_trial) {
+    const auto& [study_index, number] = family.OwnerOf(tree_trial);
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state != v1::STUDY_RUNNING) continue;
+    const TrialState& trial = study.trials[number];
+    const int64_t max_steps = study.spec.budget().max_steps();
+    if (trial.state != v1::TRIAL_RUNNING || trial.target >= max_steps) continue;
+    const NodeId leaf = family.tree().Leaf(tree_trial);
+    if (continuation.size() <= leaf) continuation.resize(leaf + 1, 0.0);
+    continuation[leaf] =
+        std::max(continuation[leaf],
+                 static_cast<double>(max_steps - trial.target) * family.seconds_per_step());
+  }
+  return continuation;
+}
+
+void EngineImpl::RefreshPriorities() {
+  bool any = false;
+  for (auto& family : families_) {
+    if (!family->priorities_dirty()) continue;
+    family->SetPriorities(stage_tree::RemainingCriticalPath(
+        family->tree(), family->seconds_per_step(), Continuations(*family)));
+    any = true;
+  }
+  if (!any) return;
+  ready_.Clear();
+  for (auto& family : families_) {
+    if (family->client_trained()) continue;
+    for (NodeId node : family->tree().ready_set()) {
+      ready_.Push(QueuedStage{family->id(), node}, family->Priority(node));
+    }
+  }
+}
+
+void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
+  RefreshPriorities();
+  for (auto& [id, worker] : workers_) {
+    if (!worker.connected || worker.attempt.has_value()) continue;
+    std::optional<v1::Assign> assign = AssignTo(worker, batch);
+    if (!assign) break;  // nothing ready
+    v1::CoordinatorMessage message;
+    *message.mutable_assign() = *std::move(assign);
+    outbox.sends.emplace_back(worker.channel, std::move(message));
+  }
+}
+
+std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch) {
+  // Whether a stage in the queue should still run: it is ready and some live trial needs it.
+  auto still_ready = [this](const QueuedStage& stage) {
+    const FamilyState& family = FamilyById(stage.family_id);
+    return family.tree().node(stage.node).state == StageState::kReady && Needed(family, stage.node);
+  };
+  auto is_local = [this, &worker](const QueuedStage& stage) {
+    const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);
+    const FamilyState& family = FamilyById(stage.family_id);
+    return node.parent != stage_tree::kRootNode &&
+           worker.cached_states.contains({family.WorkerStageId(node.parent), node.start});
+  };
+  std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
+  if (!chosen) return std::nullopt;
+  FamilyState& family = FamilyById(chosen->family_id);
+  const Step cut = family.CutStep(chosen->node);
+  if (cut > 0) (void)family.Cut(chosen->node, cut);  // CutStep is strictly inside: it cannot fail
+  const stage_tree::NodeView node = family.tree().node(chosen->node);
+  (void)family.tree().MarkRunning(chosen->node);  // still_ready: it is ready, which it accepts
+  family.AppendOp(store::TreeOpKind::kRunning, chosen->node, cut, "", batch);
+
+  Attempt attempt;
+  attempt.id = next_attempt_++;
+  attempt.family_id = family.id();
+  attempt.assigned = chosen->node;
+  attempt.steps = node.end - node.start;
+  attempt.chain = {chosen->node};
+  attempt.worker_id = worker.hello.worker_id();
+  attempt.lease_expires = Clock::now() + engine_internal::LeaseOf(options_);
+  attempt.recompute = node.recompute;
+  worker.attempt = attempt.id;
+  family.CountAttempt(chosen->node);
+  ++stats_.dispatches;
+  // Its share of the workers (resources.weight): charged now at the stage's estimated cost, so
+  // that workers asking at once are shared too; settled at the time it took when it ends.
+  attempt.started = Clock::now();
+  attempt.charged_seconds = static_cast<double>(attempt.steps) * family.seconds_per_step();
+  ready_.Charge(family.id(), attempt.charged_seconds);
+
+  v1::Assign assign;
+  assign.set_attempt_id(attempt.id);
+  assign.set_stage_id(family.WorkerStageId(chosen->node));
+  assign.set_start_step(node.recompute ? node.recompute_from : node.start);
+  assign.set_end_step(node.end);
+  if (node.recompute && node.recompute_from > node.start) {
+    // Start from a checkpoint kept inside the stage itself.
+    assign.set_parent_stage_id(family.WorkerStageId(chosen->node));
+    assign.set_parent_state_step(node.recompute_from);
+    if (const std::string* uri = family.StateUri(chosen->node, node.recompute_from)) {
+      assign.set_parent_state_uri(*uri);
+    }
+  } else if (node.parent != stage_tree::kRootNode) {
+    assign.set_parent_stage_id(family.WorkerStageId(node.parent));
+    assign.set_parent_state_step(node.start);
+    if (const std::string* uri = family.StateUri(node.parent, node.start)) {
+      assign.set_parent_state_uri(*uri);
+    }
+  }
+  const std::vector<std::vector<stage_tree::Segment>> segments =
+      family.tree().SegmentsOf(chosen->node);
+  const std::vector<std::string>& names = family.tree().parameter_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    v1::ParameterSegments* parameter = assign.add_parameters();
+    parameter->set_name(names[i]);
+    for (const stage_tree::Segment& segment : segments[i]) {
+      engine_internal::ToProto(segment, parameter->add_segments());
+    }
+  }
+  // Trainer and structural values come from any trial through the stage (a family shares them).
+  const stage_tree::TrialId any_trial = family.tree().TrialsThrough(chosen->node).front();
+  const auto& [study_index, number] = family.OwnerOf(any_trial);
+  const StudyState& study = *studies_[study_index];
+  *assign.mutable_trainer() = study.spec.trainer();
+  for (const auto& [name, value] : study.trials[number].structural) {
+    (*assign.mutable_static_parameters())[name] = engine_internal::ToProtoValue(value);
+  }
+  for (int64_t step : family.BreakpointsBetween(assign.start_step(), node.end)) {
+    assign.add_checkpoint_steps(step);
+  }
+  // resources.checkpoint_every_steps: also the states at every k-th step inside the stage, so
+  // that a lost worker costs at most k steps (Abandon resumes from the last one). A stage shared
+  // by studies follows the study of the trial that also gave its trainer.
+  if (const int64_t every = study.spec.resources().checkpoint_every_steps(); every > 0) {
+    for (Step step = (assign.start_step() / every + 1) * every; step < node.end; step += every) {
+      assign.add_checkpoint_steps(step);
+    }
+    auto& steps = *assign.mutable_checkpoint_steps();
+    std::sort(steps.begin(), steps.end());
+    steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
+  }
+  assign.add_checkpoint_steps(node.end);
+  assign.set_lease_seconds(options_.lease_seconds);
+
+  store::AttemptRecord record;
+  record.attempt_id = attempt.id;
+  record.family_id = family.id();
+  record.node_id = chosen->node;
+  record.worker_id = attempt.worker_id;
+  record.lease_expires_ms = NowMs() + engine_internal::LeaseOf(options_).count();
+  batch.attempts.push_back(record);
+  batch.stages.push_back(StageRecordOf(family, chosen->node));
+  attempts_[attempt.id] = std::move(attempt);
+  return assign;
+}
+
+}  // namespace hippo::coordinator

@@ -1,0 +1,278 @@
+// EngineImpl: the state and the decisions behind Engine (hippo/engine.h), which forwards to it.
+//
+// Its implementation is spread over files by concern:
+//   engine.cc            construction, the commit protocol, Engine's forwarding
+//   engine_studies.cc    creating and stopping studies, running their plans, families, trials
+//   engine_dispatch.cc   priorities, dispatch (cutting at breakpoints, assigning), cancelling
+//   engine_reports.cc    worker sessions, their reports, the end of attempts, leases
+//   engine_views.cc      read views (studies, trials, stage trees, workers) and store records
+//   engine_ask_tell.cc   Ask and Tell, for studies whose trials a client trains
+//   engine_recovery.cc   Recover: the state rebuilt from the store
+//
+// Every member function below the public API runs with mutex_ held. Each call that changes
+// state collects its store rows in one WriteBatch and its messages in one Outbox, and ends with
+// CommitAndSend: nothing is sent or answered before its batch is committed.
+#ifndef HIPPO_HIPPO_ENGINE_IMPL_H_
+#define HIPPO_HIPPO_ENGINE_IMPL_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hippo/engine.h"
+#include "hippo/family_state.h"
+#include "hippo/ordered_committer.h"
+#include "hippo/scheduler.h"
+#include "hippo/v1/hippo.pb.h"
+#include "search_algos/external.h"
+#include "search_algos/search_algorithm.h"
+#include "stage_tree/search_space.h"
+#include "stage_tree/stage_tree.h"
+#include "store/store.h"
+
+namespace hippo::coordinator {
+
+class EngineImpl {
+ public:
+  EngineImpl(store::Store* store, EngineOptions options);
+
+  // The API of Engine, with the same contracts (hippo/engine.h).
+  absl::Status Recover();
+  absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
+  absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  std::vector<hippo::v1::Study> ListStudies();
+  absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
+                                             const std::string& reason);
+  absl::StatusOr<hippo::v1::ListTrialsResponse> ListTrials(const std::string& study_id,
+                                                           bool with_metrics);
+  absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
+  absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
+  std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
+  absl::Status Tell(const hippo::v1::TellRequest& request);
+  absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
+                                  std::shared_ptr<WorkerChannel> channel);
+  void Disconnect(const std::string& worker_id, int64_t session);
+  absl::Status OnWorkerMessage(const std::string& worker_id,
+                               const hippo::v1::WorkerMessage& message);
+  void ExpireLeases(Clock::time_point now);
+  Engine::Stats stats();
+
+ private:
+  struct TrialState {
+    int64_t family_id = 0;
+    stage_tree::TrialId tree_trial = 0;
+    stage_tree::Point point;
+    std::string point_json;  // the point as stored, written once (every trial record has it)
+    std::map<std::string, stage_tree::Value> structural;
+    int64_t target = 0;
+    hippo::v1::TrialState state = hippo::v1::TRIAL_RUNNING;
+    std::optional<double> objective;
+    int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
+    int64_t forked_at = 0;
+    int64_t told_step = -1;  // ask/tell: the last step the client reported
+  };
+
+  struct StudyState {
+    store::StudyRecord record;
+    hippo::v1::StudySpec spec;
+    stage_tree::SearchSpace space;
+    std::unique_ptr<search_algos::SearchAlgorithm> algorithm;
+    std::vector<TrialState> trials;
+    std::string trainer_identity;
+    std::string saved_algorithm_state;  // the last state written to the store
+    int64_t running_trials = 0;         // kept by SetTrialState, so no event scans every trial
+    int64_t completed_trials = 0;
+    // Kept as trials are added and change, so that a view of the study does not walk every
+    // trial under the engine's lock.
+    int64_t trial_steps = 0;       // the sum of the trials' targets
+    std::set<int64_t> family_ids;  // the families its trials are in
+    // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
+    // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
+    mutable std::optional<int64_t> best;
+    mutable bool best_stale = false;
+  };
+
+  struct Attempt {
+    int64_t id = 0;
+    int64_t family_id = 0;
+    stage_tree::NodeId assigned = 0;  // the node it was given (its records name it)
+    int64_t steps = 0;                // how many steps it was given
+    // The parts of the assigned node that it still trains: the node and the parts split off it,
+    // less those done (a later split may make a done part a stage to train again, under another
+    // attempt: it is no longer this one's).
+    std::vector<stage_tree::NodeId> chain;
+    std::string worker_id;
+    Clock::time_point lease_expires;
+    bool recompute = false;
+    // The step it reported last and its metrics: if a split then asks for the state after that
+    // step, the worker can still honour it, and the part that ends there needs this metric.
+    int64_t last_reported_step = -1;
+    std::map<std::string, double> last_reported_metrics;
+    // Its worker time as charged to its share group (resources.weight): an estimate when it is
+    // handed out, replaced by the time it took when it ends (SettleCharge).
+    Clock::time_point started;
+    double charged_seconds = 0;
+  };
+
+  struct Worker {
+    hippo::v1::WorkerHello hello;
+    std::shared_ptr<WorkerChannel> channel;
+    int64_t session = 0;
+    bool connected = false;
+    std::optional<int64_t> attempt;  // one stage at a time
+    // (global lineage id, step) of the states in its fork cache.
+    absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
+  };
+
+  // Messages to send once the batch that decided them is committed.
+  struct Outbox {
+    std::vector<std::pair<std::shared_ptr<WorkerChannel>, hippo::v1::CoordinatorMessage>> sends;
+  };
+
+  // ---- engine.cc
+  // Queues the batch in order (under the lock), then (without the lock) waits for it to be
+  // committed if anything is to be sent or `wait_for_commit`, and sends the outbox. Call with
+  // `lock` held; returns with it released. It cannot fail: a failed commit stops the process
+  // (OrderedCommitter), so nothing uncommitted is ever acknowledged.
+  void CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch, Outbox outbox,
+                     bool wait_for_commit = true);
+  absl::StatusOr<size_t> StudyIndex(const std::string& study_id) const;
+  FamilyState& FamilyById(int64_t id) { return *families_[id - 1]; }
+  const FamilyState& FamilyById(int64_t id) const { return *families_[id - 1]; }
+  store::EventRecord Event(const std::string& study_id, const std::string& kind,
+                           const std::string& payload) const;
+
+  // ---- engine_studies.cc
+  // The scheduler's share group of a study (scheduler.h): a family's stages are in the group of
+  // the study whose trial created the family.
+  static int64_t ShareGroup(size_t study_index) { return static_cast<int64_t>(study_index) + 1; }
+  // Ends a running study as STUDY_STOPPED with `message`: its running and paused trials stop.
+  // The caller cancels what no live trial needs (CancelUnneeded) and dispatches.
+  void StopRunningStudy(size_t study_index, const std::string& message, store::WriteBatch& batch);
+  // Stops the running studies whose budget.max_wall_seconds has passed at `now_ms`; true if any.
+  bool EnforceWallBudgets(int64_t now_ms, store::WriteBatch& batch);
+  // The family of `key`, created (and its record added to `batch`) if new. InvalidArgument
+  // when it exists with other sequence parameters.
+  absl::StatusOr<FamilyState*> FamilyFor(const std::string& key,
+                                         const std::vector<std::string>& parameter_names,
+                                         store::WriteBatch& batch);
+  // Asks the study's algorithm for requests and carries them out, again while some were
+  // answered at once; then saves the algorithm state and ends the study if it is done.
+  absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
+  absl::Status CarryOut(size_t study_index, const std::vector<search_algos::Request>& requests,
+                        store::WriteBatch& batch, Outbox& outbox);
+  absl::Status AddTrial(size_t study_index, const search_algos::Request& request,
+                        store::WriteBatch& batch, Outbox& outbox);
+  // A trial's sequences: its point's, after its parent's up to the fork step for a fork.
+  absl::StatusOr<stage_tree::TrialSequences> SequencesOf(const StudyState& study,
+                                                         int64_t trial) const;
+  void TrialReachedTarget(size_t study_index, int64_t trial, store::WriteBatch& batch);
+  void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
+  void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
+  // Adds a trial to the study and to its kept sums.
+  void AppendTrial(StudyState& study, TrialState trial);
+  // The best completed trial with an objective (study.best, recomputed if stale).
+  std::optional<int64_t> BestTrial(const StudyState& study) const;
+  // Keeps study.best current after trial `number`'s state or objective changed.
+  void UpdateBest(StudyState& study, int64_t number);
+  // Whether trial `number` is completed with an objective and better than `best` (BetterTrial).
+  static bool Beats(const StudyState& study, int64_t number, std::optional<int64_t> best);
+
+  // ---- engine_dispatch.cc
+  // Follows the tree's splits: lineages, the running attempts' chains, the checkpoint requests
+  // (into `outbox`) and the records of parts done at once (into `batch`).
+  void TrackSplits(FamilyState& family, const std::vector<stage_tree::SplitResult>& splits,
+                   Outbox& outbox, store::WriteBatch& batch);
+  // Whether a live trial (running, in a running study) passes through `node`.
+  bool Needed(const FamilyState& family, stage_tree::NodeId node) const;
+  // Cancels the running attempts that no live trial needs any more (after trials stopped).
+  void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
+  // Takes a running attempt back: its stages return to the queue, its worker is told to cancel
+  // (if connected), and the attempt is recorded in `record_state`.
+  void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
+  // Replaces the estimate charged for `attempt` by the worker time it took until now.
+  void SettleCharge(const Attempt& attempt);
+  // Assigns ready stages to idle connected workers, best first.
+  void Dispatch(store::WriteBatch& batch, Outbox& outbox);
+  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
+  // Per node, the work that may still follow it: a running trial ending there below its
+  // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
+  // Counting it ranks the stages whose results decide the most work first.
+  std::vector<double> Continuations(const FamilyState& family) const;
+  // Recomputes stale priorities and, if any changed, rebuilds the ready queue.
+  void RefreshPriorities();
+
+  // ---- engine_reports.cc
+  // One report of `worker` (progress, checkpoint, stage done, heartbeat, eviction); reports of
+  // an attempt that is not the worker's are ignored.
+  void HandleReport(Worker& worker, const hippo::v1::WorkerMessage& message,
+                    store::WriteBatch& batch, Outbox& outbox);
+  // RunPlan after a report changed the study's trials; a failure of the plan is logged, as it
+  // must not refuse the report (the study asks again at its next event).
+  void RunPlanAfterReport(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
+  // Trials ending at `node`, now done, reached their target; their studies go to `touched`.
+  void StageDone(FamilyState& family, stage_tree::NodeId node, store::WriteBatch& batch,
+                 std::set<size_t>& touched_studies);
+  // `error` is the worker's account of a failure (empty when the attempt succeeded).
+  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+                  store::WriteBatch& batch);
+
+  // ---- engine_views.cc
+  store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
+  store::StageRecord StageRecordOf(const FamilyState& family, stage_tree::NodeId node) const;
+  hippo::v1::Study StudyView(const StudyState& study) const;
+  hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
+
+  store::Store* store_;
+  EngineOptions options_;
+  OrderedCommitter committer_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<FamilyState>> families_;  // id - 1
+  absl::flat_hash_map<std::string, int64_t> family_ids_;
+  std::vector<std::unique_ptr<StudyState>> studies_;
+  absl::flat_hash_map<std::string, size_t> study_index_;
+  std::map<int64_t, Attempt> attempts_;
+  int64_t next_attempt_ = 1;
+  std::map<std::string, Worker> workers_;
+  int64_t next_session_ = 1;
+  ReadyQueue ready_;
+  // (deadline in wall-clock ms, study index) of the running studies with a max_wall_seconds.
+  std::set<std::pair<int64_t, size_t>> wall_deadlines_;
+  bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
+  int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
+  Engine::Stats stats_;
+};
+
+// Conversions shared by the engine's files (engine_conversions.cc).
+namespace engine_internal {
+
+int64_t NowMs();  // wall-clock milliseconds since the epoch, as the store's times are
+hippo::v1::StageState StageStateOf(stage_tree::StageState state);
+void ToProto(const stage_tree::Segment& segment, hippo::v1::Segment* out);
+google::protobuf::Value ToProtoValue(const stage_tree::Value& value);
+// Points are stored as the JSON of a google.protobuf.ListValue.
+std::string PointToJson(const stage_tree::Point& point);
+absl::StatusOr<stage_tree::Point> PointFromJson(const std::string& json);
+// The lease of an attempt given or heard from now.
+std::chrono::milliseconds LeaseOf(const EngineOptions& options);
+// The algorithm as ask/tell, or nullptr when the study's trials are trained by workers.
+inline search_algos::ExternalAskTell* AskTellOf(search_algos::SearchAlgorithm* algorithm) {
+  return dynamic_cast<search_algos::ExternalAskTell*>(algorithm);
+}
+
+}  // namespace engine_internal
+
+}  // namespace hippo::coordinator
+
+#endif  // HIPPO_HIPPO_ENGINE_IMPL_H_

@@ -1,0 +1,321 @@
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/json_util.h"
+#include "hippo/engine_impl.h"
+
+namespace hippo::coordinator {
+
+namespace v1 = ::hippo::v1;
+using engine_internal::NowMs;
+using stage_tree::NodeId;
+using stage_tree::StageState;
+using stage_tree::Step;
+
+absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
+                                            std::shared_ptr<WorkerChannel> channel) {
+  if (hello.worker_id().empty()) {
+    return absl::InvalidArgumentError("hello.worker_id: a worker must name itself");
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  Worker& worker = workers_[hello.worker_id()];
+  worker.hello = hello;
+  worker.channel = std::move(channel);
+  worker.session = next_session_++;
+  worker.connected = true;
+  worker.cached_states.clear();
+  for (const v1::CachedState& state : hello.cached_states()) {
+    worker.cached_states.insert({state.stage_id(), state.step()});
+  }
+  // An attempt it held before reconnecting is still its own until the lease says otherwise.
+  worker.attempt.reset();
+  for (const auto& [id, attempt] : attempts_) {
+    if (attempt.worker_id == hello.worker_id()) worker.attempt = id;
+  }
+  store::WriteBatch batch;
+  Outbox outbox;
+  store::WorkerRecord record;
+  record.worker_id = hello.worker_id();
+  record.host = hello.host();
+  // The hello's JSON is for people reading the store; one that does not convert is left out.
+  (void)google::protobuf::util::MessageToJsonString(hello, &record.hello_json);
+  record.last_seen_ms = NowMs();
+  record.connected = true;
+  batch.workers.push_back(record);
+  Dispatch(batch, outbox);
+  const int64_t session = worker.session;
+  CommitAndSend(lock, std::move(batch), std::move(outbox));
+  return session;
+}
+
+void EngineImpl::Disconnect(const std::string& worker_id, int64_t session) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || it->second.session != session) return;
+  it->second.connected = false;
+  it->second.channel.reset();
+  store::WriteBatch batch;
+  store::WorkerRecord record;
+  record.worker_id = worker_id;
+  record.host = it->second.hello.host();
+  // As in Connect: the JSON is informational.
+  (void)google::protobuf::util::MessageToJsonString(it->second.hello, &record.hello_json);
+  record.last_seen_ms = NowMs();
+  record.connected = false;
+  batch.workers.push_back(record);
+  CommitAndSend(lock, std::move(batch), Outbox{});
+}
+
+absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
+                                         const v1::WorkerMessage& message) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto worker_it = workers_.find(worker_id);
+  if (worker_it == workers_.end()) {
+    return absl::FailedPreconditionError("a worker must say hello first");
+  }
+  // Checked before any is handled, so that a refused message changes nothing.
+  for (const v1::WorkerMessage& report : message.reports().messages()) {
+    if (report.has_reports() || report.has_hello()) {
+      return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
+    }
+  }
+  store::WriteBatch batch;
+  Outbox outbox;
+  if (message.has_reports()) {
+    for (const v1::WorkerMessage& report : message.reports().messages()) {
+      HandleReport(worker_it->second, report, batch, outbox);
+    }
+  } else {
+    HandleReport(worker_it->second, message, batch, outbox);
+  }
+  CancelUnneeded(batch, outbox);
+  Dispatch(batch, outbox);
+  CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
+  return absl::OkStatus();
+}
+
+void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
+                              store::WriteBatch& batch, Outbox& outbox) {
+  const std::string& worker_id = worker.hello.worker_id();
+  const auto lease = engine_internal::LeaseOf(options_);
+
+  // Reports of an attempt that is not (or no longer) this worker's are ignored.
+  auto current = [&](int64_t attempt_id) -> Attempt* {
+    auto it = attempts_.find(attempt_id);
+    if (it == attempts_.end() || it->second.worker_id != worker_id) {
+      ++stats_.stale_reports_ignored;
+      return nullptr;
+    }
+    it->second.lease_expires = Clock::now() + lease;
+    return &it->second;
+  };
+
+  switch (message.message_case()) {
+    case v1::WorkerMessage::kHeartbeat:
+      for (int64_t attempt_id : message.heartbeat().attempt_ids()) {
+        if (auto it = attempts_.find(attempt_id);
+            it != attempts_.end() && it->second.worker_id == worker_id) {
+          it->second.lease_expires = Clock::now() + lease;
+        }
+      }
+      break;
+    case v1::WorkerMessage::kProgress: {
+      Attempt* attempt = current(message.progress().attempt_id());
+      if (attempt == nullptr) break;
+      FamilyState& family = FamilyById(attempt->family_id);
+      const Step step = message.progress().step();
+      for (NodeId node : attempt->chain) {
+        const stage_tree::NodeView view = family.tree().node(node);
+        if (step < view.start || step >= view.end) continue;
+        // A stage may come to end after this step later, by a split: where the state after it
+        // is kept (a breakpoint), or where a split right after this report asks for it.
+        const bool may_end_here = step == view.end - 1 || family.IsBreakpoint(step + 1);
+        for (const auto& [name, value] : message.progress().metrics()) {
+          store::MetricRecord metric;
+          metric.family_id = family.id();
+          metric.lineage = family.lineage(node);
+          metric.step = step;
+          metric.name = name;
+          metric.value = value;
+          batch.metrics.push_back(std::move(metric));
+          if (may_end_here) family.KeepMetric(name, family.lineage(node), step, value);
+        }
+      }
+      attempt->last_reported_step = step;
+      attempt->last_reported_metrics.clear();
+      for (const auto& [name, value] : message.progress().metrics()) {
+        attempt->last_reported_metrics[name] = value;
+      }
+      break;
+    }
+    case v1::WorkerMessage::kCheckpoint: {
+      const v1::CheckpointWritten& checkpoint = message.checkpoint();
+      Attempt* attempt = current(checkpoint.attempt_id());
+      if (attempt == nullptr) break;
+      FamilyState& family = FamilyById(attempt->family_id);
+      std::set<size_t> touched;
+      std::vector<NodeId> done;
+      for (NodeId node : attempt->chain) {
+        const stage_tree::NodeView view = family.tree().node(node);
+        store::CheckpointRecord record;
+        record.family_id = family.id();
+        record.node_id = node;
+        record.step = checkpoint.step();
+        record.uri = checkpoint.uri();
+        record.size_bytes = checkpoint.size_bytes();
+        record.checksum = checkpoint.checksum();
+        if (checkpoint.step() == view.end && view.state == StageState::kRunning) {
+          family.SetStateUri(node, checkpoint.step(), checkpoint.uri());
+          worker.cached_states.insert({family.WorkerStageId(node), checkpoint.step()});
+          batch.checkpoints.push_back(record);
+          (void)family.tree().MarkDone(node);  // it is running, which MarkDone accepts
+          family.AppendOp(store::TreeOpKind::kDone, node, 0, "", batch);
+          batch.stages.push_back(StageRecordOf(family, node));
+          StageDone(family, node, batch, touched);
+          done.push_back(node);
+        } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
+          // The step lies inside the stage, the only condition of AddCheckpoint.
+          (void)family.tree().AddCheckpoint(node, checkpoint.step());
+          family.SetStateUri(node, checkpoint.step(), checkpoint.uri());
+          // A split at this step makes the step before it a stage's last (see kUpperDone).
+          if (attempt->last_reported_step == checkpoint.step() - 1) {
+            for (const auto& [name, value] : attempt->last_reported_metrics) {
+              family.KeepMetric(name, family.lineage(node), checkpoint.step() - 1, value);
+            }
+          }
+          worker.cached_states.insert({family.WorkerStageId(node), checkpoint.step()});
+          family.AppendOp(store::TreeOpKind::kCheckpoint, node, checkpoint.step(), "", batch);
+          batch.checkpoints.push_back(record);
+        }
+      }
+      std::erase_if(attempt->chain, [&done](NodeId node) {
+        return std::find(done.begin(), done.end(), node) != done.end();
+      });
+      for (size_t study_index : touched) RunPlanAfterReport(study_index, batch, outbox);
+      break;
+    }
+    case v1::WorkerMessage::kFinished: {
+      const v1::StageFinished& finished = message.finished();
+      Attempt* attempt = current(finished.attempt_id());
+      if (attempt == nullptr) break;
+      FamilyState& family = FamilyById(attempt->family_id);
+      if (finished.ok() && finished.seconds() > 0) {
+        family.MeasureStepTime(finished.seconds(), attempt->steps);
+      }
+      EndAttempt(finished.attempt_id(), !finished.ok(), finished.error(), batch);
+      worker.attempt.reset();
+      break;
+    }
+    case v1::WorkerMessage::kEvicted:
+      for (const v1::CachedState& state : message.evicted().states()) {
+        worker.cached_states.erase({state.stage_id(), state.step()});
+      }
+      break;
+    case v1::WorkerMessage::kHello:
+    case v1::WorkerMessage::kReports:  // OnWorkerMessage unpacks them
+    case v1::WorkerMessage::MESSAGE_NOT_SET:
+      break;
+  }
+}
+
+void EngineImpl::RunPlanAfterReport(size_t study_index, store::WriteBatch& batch, Outbox& outbox) {
+  // An error here is the study's plan (an algorithm's request that cannot be carried out), not
+  // the worker's report, which stands: the requests before it were carried out, and the study
+  // asks again at its next event. The error is logged for the operator.
+  if (absl::Status status = RunPlan(study_index, batch, outbox); !status.ok()) {
+    std::fprintf(stderr, "hippo: study %s: %s\n", studies_[study_index]->record.id.c_str(),
+                 std::string(status.message()).c_str());
+  }
+}
+
+void EngineImpl::StageDone(FamilyState& family, NodeId node, store::WriteBatch& batch,
+                           std::set<size_t>& touched_studies) {
+  // Trials that end at this node reached their target.
+  for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
+    if (family.tree().Leaf(trial) != node) continue;
+    const auto& [study_index, number] = family.OwnerOf(trial);
+    StudyState& study = *studies_[study_index];
+    if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
+    TrialReachedTarget(study_index, number, batch);
+    touched_studies.insert(study_index);
+  }
+}
+
+void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+                            store::WriteBatch& batch) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;
+  Attempt attempt = std::move(it->second);
+  attempts_.erase(it);
+  SettleCharge(attempt);
+  FamilyState& family = FamilyById(attempt.family_id);
+  std::set<size_t> touched;
+  for (NodeId node : attempt.chain) {
+    if (family.tree().node(node).state != StageState::kRunning) continue;
+    if (failed) {
+      // It is running (checked above), which MarkFailed accepts; and a failed stage, Requeue.
+      (void)family.tree().MarkFailed(node);
+      family.AppendOp(store::TreeOpKind::kFailed, node, 0, "", batch);
+      if (family.AttemptsOf(node) < options_.max_attempts) {
+        (void)family.tree().Requeue(node);
+        family.AppendOp(store::TreeOpKind::kRequeue, node, 0, "", batch);
+      } else {
+        for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
+          const auto& [study_index, number] = family.OwnerOf(trial);
+          StudyState& study = *studies_[study_index];
+          if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
+          SetTrialState(study, number, v1::TRIAL_FAILED);
+          study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
+          batch.trials.push_back(TrialRecordOf(study_index, number));
+          touched.insert(study_index);
+          // The first failure is what a user needs to see (the summary, `hippo study`).
+          if (study.record.message.empty()) {
+            study.record.message =
+                absl::StrCat("trial ", number, " failed after ", options_.max_attempts,
+                             " attempts: ", error.empty() ? "no reason given" : error);
+            batch.studies.push_back(study.record);
+          }
+        }
+      }
+    } else {
+      // It finished without the state at this part's end (the checkpoint request came too
+      // late): the steps were trained, the state must be recomputed.
+      (void)family.tree().MarkDoneWithoutState(node);  // running, as MarkDoneWithoutState needs
+      family.AppendOp(store::TreeOpKind::kDone, node, 1, "", batch);
+    }
+    batch.stages.push_back(StageRecordOf(family, node));
+  }
+  store::AttemptRecord record;
+  record.attempt_id = attempt.id;
+  record.family_id = attempt.family_id;
+  record.node_id = attempt.assigned;
+  record.worker_id = attempt.worker_id;
+  record.state = failed ? store::kAttemptFailed : store::kAttemptDone;
+  batch.attempts.push_back(record);
+  for (size_t study_index : touched) {
+    Outbox unused;
+    RunPlanAfterReport(study_index, batch, unused);
+  }
+}
+
+void EngineImpl::ExpireLeases(Clock::time_point now) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  store::WriteBatch batch;
+  Outbox outbox;
+  std::vector<int64_t> expired;
+  for (const auto& [id, attempt] : attempts_) {
+    if (attempt.lease_expires < now) expired.push_back(id);
+  }
+  for (int64_t id : expired) {
+    Abandon(id, store::kAttemptExpired, batch, outbox);
+    batch.events.push_back(Event("", "lease_expired", absl::StrCat("{\"attempt\": ", id, "}")));
+    ++stats_.leases_expired;
+  }
+  const bool stopped = EnforceWallBudgets(NowMs(), batch);
+  if (stopped) CancelUnneeded(batch, outbox);
+  if (!expired.empty() || stopped) Dispatch(batch, outbox);
+  CommitAndSend(lock, std::move(batch), std::move(outbox));
+}
+
+}  // namespace hippo::coordinator

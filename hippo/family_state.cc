@@ -1,0 +1,139 @@
+#include "hippo/family_state.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace hippo::coordinator {
+
+using stage_tree::NodeId;
+using stage_tree::Step;
+
+FamilyState::FamilyState(int64_t id, const std::string& key,
+                         const std::vector<std::string>& parameter_names)
+    : id_(id),
+      tree_(std::make_unique<stage_tree::StageTree>(key, parameter_names)),
+      client_trained_(key.starts_with(kClientTrainedPrefix)) {
+  lineage_.push_back(0);  // the root
+}
+
+void FamilyState::AppendOp(store::TreeOpKind kind, int64_t a, int64_t b, std::string payload,
+                           store::WriteBatch& batch) {
+  store::TreeOp op;
+  op.family_id = id_;
+  op.sequence = next_op_++;
+  op.kind = kind;
+  op.a = a;
+  op.b = b;
+  op.payload = std::move(payload);
+  batch.tree_ops.push_back(std::move(op));
+}
+
+absl::Status FamilyState::ExpectNextOp(int64_t sequence) {
+  if (sequence != next_op_) {
+    return absl::DataLossError(absl::StrCat("family ", id_, ": operation ", sequence,
+                                            " found where ", next_op_, " was expected"));
+  }
+  ++next_op_;
+  return absl::OkStatus();
+}
+
+void FamilyState::FollowSplits(const std::vector<stage_tree::SplitResult>& splits) {
+  for (auto node = static_cast<NodeId>(lineage_.size()); node < tree_->node_count(); ++node) {
+    lineage_.push_back(node);
+  }
+  for (const stage_tree::SplitResult& split : splits) {
+    lineage_[split.lower] = lineage_[split.upper];
+  }
+  priorities_dirty_ = true;
+}
+
+void FamilyState::KeepMetric(const std::string& name, int64_t lineage, int64_t step, double value) {
+  step_metrics_[name].try_emplace({lineage, step}, value);
+}
+
+const double* FamilyState::EndMetric(NodeId node, const std::string& name) const {
+  auto values = step_metrics_.find(name);
+  if (values == step_metrics_.end()) return nullptr;
+  auto it = values->second.find({lineage_[node], tree_->node(node).end - 1});
+  return it == values->second.end() ? nullptr : &it->second;
+}
+
+void FamilyState::SetStateUri(NodeId node, int64_t step, std::string uri) {
+  state_uri_[{lineage_[node], step}] = std::move(uri);
+}
+
+const std::string* FamilyState::StateUri(NodeId node, int64_t step) const {
+  auto it = state_uri_.find({lineage_[node], step});
+  return it == state_uri_.end() ? nullptr : &it->second;
+}
+
+void FamilyState::AddBreakpoints(const stage_tree::TrialSequences& sequences, int64_t target) {
+  breakpoints_.insert(target);
+  for (const auto& [name, sequence] : sequences) {
+    for (const stage_tree::Segment& segment : sequence.segments()) {
+      if (segment.start > 0) breakpoints_.insert(segment.start);
+    }
+  }
+}
+
+std::vector<int64_t> FamilyState::BreakpointsBetween(int64_t after, int64_t before) const {
+  std::vector<int64_t> steps;
+  for (auto step = breakpoints_.upper_bound(after); step != breakpoints_.end() && *step < before;
+       ++step) {
+    steps.push_back(*step);
+  }
+  return steps;
+}
+
+Step FamilyState::CutStep(NodeId node) const {
+  const stage_tree::NodeView view = tree_->node(node);
+  if (view.recompute || trial_by_trial_) return 0;
+  const auto next = breakpoints_.upper_bound(view.start);
+  return next != breakpoints_.end() && *next < view.end ? *next : 0;
+}
+
+absl::Status FamilyState::Cut(NodeId node, Step step) {
+  const double before = node < priorities_.size() ? priorities_[node] : 0;
+  const bool priorities_current = !priorities_dirty_;
+  absl::StatusOr<stage_tree::SplitResult> split = tree_->Split(node, step);
+  if (!split.ok()) return split.status();
+  // A ready stage is cut without further action (SplitAction::kNone): only lineages follow.
+  FollowSplits({*split});
+  if (priorities_current) {
+    // The chains through the node are as long as before: only the new part needs a priority,
+    // and the tree need not be walked again.
+    const stage_tree::NodeView upper = tree_->node(node);
+    priorities_.resize(tree_->node_count(), 0.0);
+    priorities_[split->lower] =
+        before - static_cast<double>(upper.end - upper.start) * seconds_per_step_;
+    priorities_dirty_ = false;
+  }
+  return absl::OkStatus();
+}
+
+int64_t FamilyState::AttemptsOf(NodeId node) const {
+  auto it = attempts_of_node_.find(node);
+  return it == attempts_of_node_.end() ? 0 : it->second;
+}
+
+void FamilyState::MeasureStepTime(double seconds, int64_t steps) {
+  if (steps <= 0) return;
+  const double measured = seconds / static_cast<double>(steps);
+  seconds_per_step_ = 0.8 * seconds_per_step_ + 0.2 * measured;
+}
+
+void FamilyState::SetPriorities(std::vector<double> priorities) {
+  priorities_ = std::move(priorities);
+  priorities_dirty_ = false;
+}
+
+double FamilyState::Priority(NodeId node) const {
+  return node < priorities_.size() ? priorities_[node] : seconds_per_step_;
+}
+
+void FamilyState::SetOwner(stage_tree::TrialId tree_trial, Owner owner) {
+  if (owners_.size() <= tree_trial) owners_.resize(tree_trial + 1);
+  owners_[tree_trial] = owner;
+}
+
+}  // namespace hippo::coordinator
