@@ -6,7 +6,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
-#include "nlohmann/json.hpp"
 
 namespace hippo::cli {
 namespace {
@@ -49,10 +48,6 @@ std::string ToJson(const google::protobuf::Message& message) {
   // Fails only for an Any whose type is unknown; the v1 views hold none.
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   return json;
-}
-
-std::string JsonString(std::string_view text) {
-  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string StudyStateName(v1::StudyState state) {

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
-#include <string_view>
 
 #include "google/protobuf/message.h"
 #include "hippo/v1/hippo.pb.h"
@@ -14,10 +13,6 @@ namespace hippo::cli {
 
 // One line of JSON (protobuf's JSON mapping, snake_case field names).
 std::string ToJson(const google::protobuf::Message& message);
-
-// `text` as a JSON string, quoted and escaped (nlohmann::json), for the --json lines that the
-// commands lay out themselves; bytes that are not UTF-8 become U+FFFD.
-std::string JsonString(std::string_view text);
 
 std::string StudyStateName(hippo::v1::StudyState state);
 std::string TrialStateName(hippo::v1::TrialState state);

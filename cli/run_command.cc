@@ -18,6 +18,7 @@
 #include "cli/output.h"
 #include "dashboard/server/http_server.h"
 #include "hippo/server.h"
+#include "proto/spec_issues.h"
 #include "search_algos/spec_checks.h"
 #include "workers/worker.h"
 
@@ -58,7 +59,7 @@ std::string ParametersJson(const v1::Trial& trial) {
       for (const v1::Segment& segment : value.segments()) segments.push_back(ToJson(segment));
       json = absl::StrCat("[", absl::StrJoin(segments, ", "), "]");
     }
-    fields.push_back(absl::StrCat(JsonString(name), ": ", json));
+    fields.push_back(absl::StrCat(proto::QuoteJson(name), ": ", json));
   }
   std::sort(fields.begin(), fields.end());
   return absl::StrCat("{", absl::StrJoin(fields, ", "), "}");
@@ -76,7 +77,7 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
       "{\"study_id\": %s, \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
       "\"best_trial\": %s, \"trial_steps\": %d, \"unique_steps\": %d, \"executed_steps\": %d, "
       "\"recomputed_steps\": %d, \"workers\": %d, \"no_merge\": %s, \"wall_seconds\": %.3f}",
-      JsonString(study.id()), StudyStateName(study.state()), study.trials_total(),
+      proto::QuoteJson(study.id()), StudyStateName(study.state()), study.trials_total(),
       study.trials_completed(), best, steps.trial_steps(), steps.unique_steps(),
       steps.executed_steps(), steps.recomputed_steps(), options.workers,
       options.no_merge ? "true" : "false", seconds);
