@@ -101,6 +101,7 @@ test("the page reconnects on its own after the coordinator restarts", async () =
   server = { ...again };
   await page.waitForSelector("#live[data-state=live]", { timeout: 20000 });
   // A study submitted after the restart appears without a reload.
-  const second = submit(server.grpc, SPEC);
+  // (The restarted coordinator may still be recovering: a submit can need another try.)
+  const second = await eventually(async () => submit(server.grpc, SPEC), "a study submitted to the restarted coordinator");
   await page.locator(`tr[data-study="${second}"]`).waitFor({ timeout: 10000 });
 });

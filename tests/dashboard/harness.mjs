@@ -55,15 +55,15 @@ function waitForLine(child, pattern, what, timeoutMs = 30000) {
 }
 
 /** Starts `hippo server` with the dashboard; resolves { grpc, url, dir, db, child }. */
-export async function startServer({ listen = "127.0.0.1:0", http = "127.0.0.1:0", token = "", dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-")) } = {}) {
+export async function startServer({ listen = "127.0.0.1:0", http = "127.0.0.1:0", token = "", dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-")), startTimeoutMs = 30000 } = {}) {
   const db = path.join(dir, "hippo.db");
   const env = { ...process.env };
   if (token) env.HIPPO_TOKEN = token;
   else delete env.HIPPO_TOKEN;
   const child = record(spawn(HIPPO, ["server", "--listen", listen, "--db", db, "--http", http], { env, stdio: ["ignore", "pipe", "pipe"] }));
   children.add(child);
-  const grpc = await waitForLine(child, /listening on [^\s]*?:(\d+)/, "hippo server");
-  const url = await waitForLine(child, /dashboard at (http:\/\/\S+)/, "hippo server");
+  const grpc = await waitForLine(child, /listening on [^\s]*?:(\d+)/, "hippo server", startTimeoutMs);
+  const url = await waitForLine(child, /dashboard at (http:\/\/\S+)/, "hippo server", startTimeoutMs);
   return { grpc: `127.0.0.1:${grpc[1]}`, url: url[1], dir, db, child };
 }
 
