@@ -87,10 +87,16 @@ void EngineImpl::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
   }
 }
 
+void EngineImpl::SettleCharge(const Attempt& attempt) {
+  const double took = std::chrono::duration<double>(Clock::now() - attempt.started).count();
+  ready_.Charge(attempt.family_id, took - attempt.charged_seconds);
+}
+
 void EngineImpl::Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch,
                          Outbox& outbox) {
   Attempt attempt = std::move(attempts_[attempt_id]);
   attempts_.erase(attempt_id);
+  SettleCharge(attempt);
   FamilyState& family = FamilyById(attempt.family_id);
   for (NodeId node : attempt.chain) {
     const stage_tree::NodeView view = family.tree().node(node);
@@ -211,8 +217,11 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   worker.attempt = attempt.id;
   family.CountAttempt(chosen->node);
   ++stats_.dispatches;
-  // Its share of the workers (resources.weight): charged now, at the stage's estimated cost.
-  ready_.Charge(family.id(), static_cast<double>(attempt.steps) * family.seconds_per_step());
+  // Its share of the workers (resources.weight): charged now at the stage's estimated cost, so
+  // that workers asking at once are shared too; settled at the time it took when it ends.
+  attempt.started = Clock::now();
+  attempt.charged_seconds = static_cast<double>(attempt.steps) * family.seconds_per_step();
+  ready_.Charge(family.id(), attempt.charged_seconds);
 
   v1::Assign assign;
   assign.set_attempt_id(attempt.id);

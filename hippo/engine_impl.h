@@ -119,6 +119,10 @@ class EngineImpl {
     // step, the worker can still honour it, and the part that ends there needs this metric.
     int64_t last_reported_step = -1;
     std::map<std::string, double> last_reported_metrics;
+    // Its worker time as charged to its share group (resources.weight): an estimate when it is
+    // handed out, replaced by the time it took when it ends (SettleCharge).
+    Clock::time_point started;
+    double charged_seconds = 0;
   };
 
   struct Worker {
@@ -197,6 +201,8 @@ class EngineImpl {
   // Takes a running attempt back: its stages return to the queue, its worker is told to cancel
   // (if connected), and the attempt is recorded in `record_state`.
   void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
+  // Replaces the estimate charged for `attempt` by the worker time it took until now.
+  void SettleCharge(const Attempt& attempt);
   // Assigns ready stages to idle connected workers, best first.
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);

@@ -275,6 +275,7 @@ absl::Status EngineImpl::Recover() {
     attempt.family_id = record.family_id;
     attempt.worker_id = record.worker_id;
     attempt.lease_expires = Clock::now() + lease;
+    attempt.started = Clock::now();  // charged from now on (nothing was charged since the restart)
     attempt.recompute = family.tree().node(node).recompute;
     attempt.assigned = node;
     // Parts split off the assigned stage follow it with the same lineage; those done already

@@ -248,6 +248,7 @@ void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& 
   if (it == attempts_.end()) return;
   Attempt attempt = std::move(it->second);
   attempts_.erase(it);
+  SettleCharge(attempt);
   FamilyState& family = FamilyById(attempt.family_id);
   std::set<size_t> touched;
   for (NodeId node : attempt.chain) {

@@ -135,8 +135,14 @@ class StageTree:
 
 
 class Event:
-    """One live event of study.watch(): the study's new view (``study_state``,
-    ``trials_completed``, ...), with ``trial``/``metric`` when the server sends them."""
+    """One live event of study.watch(), with the study's view at that time (``state``,
+    ``trials_completed``, ``trials_total``, ``study``: the hippo.v1.Study).
+
+    ``trial`` (a Trial) is set when a trial is new or changed, and on a metric event;
+    ``metric`` is ``(step, {name: value})`` when metrics of ``trial`` arrived for a step. Neither
+    set: the study's own view changed. A watch started (or reconnected) late first replays the
+    study, every trial and every metric so far.
+    """
 
     def __init__(self, message, spec):
         self.proto = message
@@ -145,7 +151,8 @@ class Event:
         self.trials_total = message.study.trials_total
         self.trials_completed = message.study.trials_completed
         self.trial = Trial(message.trial, spec) if message.HasField("trial") else None
-        self.metric = message.metric if message.HasField("metric") else None
+        self.metric = ((message.metric.step, dict(message.metric.values))
+                       if message.HasField("metric") else None)
 
     def __repr__(self):
         return f"Event(state={self.state}, trials={self.trials_completed}/{self.trials_total})"
@@ -257,7 +264,8 @@ class Study:
     # -- waiting -------------------------------------------------------------------------------
 
     def watch(self, reconnect_timeout=60.0):
-        """Yields an Event each time the study changes, until it ends.
+        """Yields an Event for each change of the study, its trials and their metrics, until
+        the study ends.
 
         When the coordinator goes away (restart, network) it reconnects with backoff for up to
         `reconnect_timeout` seconds, then raises Unavailable.
@@ -306,7 +314,8 @@ class Study:
             if self.refresh().state in TERMINAL_STATES:
                 return self
             for event in self.watch(reconnect_timeout=reconnect_timeout):
-                if bar is not None:
+                if bar is not None and (bar.n, bar.total) != (event.trials_completed,
+                                                              max(event.trials_total, 1)):
                     bar.total = max(event.trials_total, 1)
                     bar.n = event.trials_completed
                     bar.set_postfix(best=self._best_text(event.study), refresh=False)

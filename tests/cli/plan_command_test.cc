@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "hippo/engine.h"
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "simulation/simulator.h"
 #include "store/store.h"
 
@@ -24,7 +24,7 @@ namespace v1 = ::hippo::v1;
 
 v1::StudySpec Workload(const std::string& name) {
   absl::StatusOr<v1::StudySpec> spec =
-      proto::LoadStudySpecFile(std::string(HIPPO_SOURCE_DIR) + "/examples/" + name);
+      search_algos::LoadStudySpecFile(std::string(HIPPO_SOURCE_DIR) + "/examples/" + name);
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }

@@ -10,7 +10,7 @@
 #include <limits>
 #include <sstream>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "tests/proto/bad_spec_corpus.h"
 #include "tests/support/e2e_harness.h"
 
@@ -52,7 +52,7 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
 
 // A valid spec, to break one field at a time.
 v1::StudySpec ValidSpec() {
-  absl::StatusOr<v1::StudySpec> spec = proto::ParseStudySpec(R"yaml(
+  absl::StatusOr<v1::StudySpec> spec = search_algos::ParseStudySpec(R"yaml(
 name: valid
 objective: {metric: val_accuracy, direction: MAXIMIZE}
 trainer: {kind: sim, step_unit: epoch, config: {dropout: 0.25, layers: [32, 64]}}

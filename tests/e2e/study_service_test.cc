@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "proto/spec_loader.h"
+#include "search_algos/spec_checks.h"
 #include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
@@ -16,7 +16,7 @@ namespace v1 = ::hippo::v1;
 v1::StudySpec SimSpec(const std::string& name, int trials, int steps, double seconds_per_step,
                       const std::string& step_unit) {
   absl::StatusOr<v1::StudySpec> spec =
-      proto::ParseStudySpec("name: " + name + R"yaml(
+      search_algos::ParseStudySpec("name: " + name + R"yaml(
 objective: {metric: val_accuracy, direction: MAXIMIZE}
 trainer: {kind: sim, config: {model: resnet20, cost_per_step: )yaml" +
                                 std::to_string(seconds_per_step) + R"yaml(}}

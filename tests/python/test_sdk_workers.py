@@ -1,6 +1,7 @@
 """SDK workers train a grid study over step-decay schedules; every trial's metrics equal, bit
-for bit, the same trial trained straight in its own process without Hippo, and the workers
-trained each unique step of the stage tree exactly once."""
+for bit, the same trial trained straight in its own process without Hippo (as stored and as
+streamed by study.watch()), and the workers trained each unique step of the stage tree exactly
+once."""
 
 import json
 import os
@@ -33,15 +34,22 @@ def test_staged_trials_equal_straight_runs_and_steps_are_trained_once(server, pr
     checkpoints = tmp_path / "checkpoints"
     children = [processes.python("sdk_worker.py", "--coordinator", server.address, "--name",
                                  f"sdk-{i}", "--checkpoint-dir", checkpoints) for i in range(2)]
-    study.wait(progress=False, timeout=300)
-    assert study.state == "COMPLETED", [open(c.log_path).read()[-2000:] for c in children]
+    streamed = {}  # (trial, step) -> metrics, from the live events
+    for event in study.watch():
+        if event.metric is not None:
+            step, values = event.metric
+            streamed[(event.trial.number, step)] = values
+    assert study.refresh().state == "COMPLETED", \
+        [open(c.log_path).read()[-2000:] for c in children]
 
     tree = study.stage_tree()
     assert tree.trial_steps == 6 * 8
     assert tree.unique_steps == 30
     assert tree.executed_steps == tree.unique_steps
+    # Both usually train; on a loaded machine one may still be importing torch at the end.
     workers = {info.worker_id: list(info.trainers) for info in client.workers()}
-    assert workers == {"sdk-0": ["external"], "sdk-1": ["external"]}
+    assert workers and set(workers) <= {"sdk-0", "sdk-1"}
+    assert all(trainers == ["external"] for trainers in workers.values())
 
     trials = study.trials
     assert len(trials) == 6
@@ -56,3 +64,4 @@ def test_staged_trials_equal_straight_runs_and_steps_are_trained_once(server, pr
             assert [value for _, value in staged] == [m[name] for m in straight], \
                 (trial.number, name)
         assert trial.value == straight[-1]["val_loss"]
+        assert [streamed[(trial.number, step)] for step in range(8)] == straight
