@@ -259,7 +259,12 @@ void Mirror::Refresh(bool all) {
 void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
   const SteadyClock::time_point started = SteadyClock::now();
   absl::StatusOr<v1::ListTrialsResponse> response = engine_->ListTrials(view.id(), true);
-  if (!response.ok()) return;  // the study vanished between the two reads: nothing to show
+  if (!response.ok()) {
+    // Not found: the study vanished between the two reads. Another failure (the store): try
+    // again later, not on every tick.
+    throttles_[view.id()].next = now + options_.min_interval * 10;
+    return;
+  }
   const std::vector<ParameterColumn> columns = ColumnsOf(view.spec());
   const std::string& metric = view.spec().objective().metric();
   std::vector<const v1::TrialMetrics*> metrics_of(response->trials_size(), nullptr);

@@ -95,8 +95,10 @@ test("the page reconnects on its own after the coordinator restarts", async () =
   await page.goto(`${server.url}#/`);
   await page.waitForSelector("#live[data-state=live]");
   const port = new URL(server.url).port;
+  const exited = new Promise((resolve) => server.child.once("exit", resolve));
   server.child.kill("SIGTERM");
   await eventually(async () => (await page.getAttribute("#live", "data-state")) === "reconnecting", "the page to notice the lost connection");
+  await exited; // the store and the port are free again
   const again = await startServer({ dir: server.dir, http: `127.0.0.1:${port}` });
   server = { ...again };
   await page.waitForSelector("#live[data-state=live]", { timeout: 20000 });
