@@ -24,9 +24,11 @@ search_space:
   parameters:
     - {name: lr, float: {low: 0.001, high: 0.1, log: true}}
 algorithm: {name: random, seed: 1}
+budget: {max_steps: 1}
 )yaml",
                                                              "sim.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
+  // budget above is a placeholder, replaced here.
   (*spec->mutable_trainer()->mutable_config()->mutable_fields())["cost_per_step"].set_number_value(
       seconds_per_step);
   spec->mutable_trainer()->set_seed(seed);
