@@ -29,6 +29,7 @@ budget: {max_steps: 1}
 )yaml",
                                                              "sim.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
+  // budget above is a placeholder, replaced here.
   (*spec->mutable_trainer()->mutable_config()->mutable_fields())["cost_per_step"].set_number_value(
       seconds_per_step);
   spec->mutable_trainer()->set_seed(seed);
