@@ -43,7 +43,7 @@ struct WorkerCommandOptions {
 };
 
 struct RunOptions {
-  std::string spec_path;
+  std::vector<std::string> spec_paths;  // one or more, run together by one coordinator
   int workers = 4;
   std::string db;              // empty: a temporary database, removed at the end
   std::string checkpoint_dir;  // empty: a temporary directory, removed at the end
@@ -55,7 +55,7 @@ struct RunOptions {
 };
 
 struct SimulateOptions {
-  std::string spec_path;
+  std::vector<std::string> spec_paths;  // one or more, simulated together
   int workers = 8;
   double seconds_per_step = 1.0;
   bool no_merge = false;

@@ -1,8 +1,10 @@
 // hippo: the command line of the Hippo hyper-parameter optimization service.
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "cli/plan_command.h"
@@ -28,21 +30,28 @@ int Validate(const std::string& spec_path) {
 }
 
 int Plan(const hippo::cli::PlanOptions& options) {
-  absl::StatusOr<hippo::v1::StudySpec> spec =
-      hippo::search_algos::LoadStudySpecFile(options.spec_path);
-  if (!spec.ok()) {
-    std::cerr << "hippo plan: " << spec.status().message() << "\n";
-    return kExitBadInput;
+  std::vector<hippo::v1::StudySpec> specs;
+  for (const std::string& path : options.spec_paths) {
+    absl::StatusOr<hippo::v1::StudySpec> spec = hippo::search_algos::LoadStudySpecFile(path);
+    if (!spec.ok()) {
+      std::cerr << "hippo plan: " << spec.status().message() << "\n";
+      return kExitBadInput;
+    }
+    specs.push_back(*std::move(spec));
   }
+  const std::string paths = absl::StrJoin(options.spec_paths, ", ");
   absl::StatusOr<hippo::cli::PlanFigures> figures =
-      hippo::cli::PlanStudy(*spec, options.workers, options.dot_path);
+      hippo::cli::PlanStudies(specs, options.workers, options.dot_path);
   if (!figures.ok()) {
-    std::cerr << "hippo plan: " << options.spec_path << ": " << figures.status().message() << "\n";
+    std::cerr << "hippo plan: " << paths << ": " << figures.status().message() << "\n";
     return figures.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
                                                                          : hippo::cli::kExitFailure;
   }
   if (!options.json) {
-    std::cout << "Stage tree of " << options.spec_path << " (study '" << spec->name() << "', "
+    std::vector<std::string> names;
+    for (const hippo::v1::StudySpec& spec : specs) names.push_back("'" + spec.name() + "'");
+    std::cout << "Stage tree" << (specs.size() > 1 ? "s" : "") << " of " << paths << " (stud"
+              << (specs.size() > 1 ? "ies " : "y ") << absl::StrJoin(names, ", ") << ", "
               << options.workers << " workers)\n";
   }
   hippo::cli::PrintPlan(*figures, options.json, std::cout);
@@ -93,7 +102,9 @@ int main(int argc, char** argv) {
       "plan",
       "Build the stage tree of a grid study without training: stages, trial_steps, "
       "unique_steps and the makespan bound");
-  plan->add_option("spec", plan_options.spec_path, "Study spec file")->required();
+  plan->add_option("spec", plan_options.spec_paths,
+                   "Study spec files; several are planned together (one family shares one tree)")
+      ->required();
   plan->add_option("--dot", plan_options.dot_path, "Write the stage tree as Graphviz DOT here");
   plan->add_option("--workers", plan_options.workers, "Workers for the makespan bound")
       ->default_val(8)
@@ -103,9 +114,11 @@ int main(int argc, char** argv) {
   hippo::cli::RunOptions run_options;
   CLI::App* run =
       app.add_subcommand("run",
-                         "Run one study on this machine: an embedded coordinator, local workers, a "
+                         "Run studies on this machine: an embedded coordinator, local workers, a "
                          "progress bar and a summary");
-  run->add_option("spec", run_options.spec_path, "Study spec file")->required();
+  run->add_option("spec", run_options.spec_paths,
+                  "Study spec files; several run together, studies of one family sharing its tree")
+      ->required();
   run->add_option("--workers", run_options.workers, "Local workers")
       ->default_val(4)
       ->check(CLI::PositiveNumber);
@@ -132,7 +145,9 @@ int main(int argc, char** argv) {
       "Run a sim-trainer study in virtual time with N simulated workers: makespan "
       "against its bound, steps saved, and with --compare the speedup over trial by "
       "trial");
-  simulate->add_option("spec", simulate_options.spec_path, "Study spec file (trainer sim)")
+  simulate
+      ->add_option("spec", simulate_options.spec_paths,
+                   "Study spec files (trainer sim); several are simulated together")
       ->required();
   simulate->add_option("--workers", simulate_options.workers, "Simulated workers")
       ->default_val(8)

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <set>
@@ -44,20 +45,21 @@ class ScratchStore {
 
 }  // namespace
 
-absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
-                                      const std::string& dot_path) {
-  if (spec.algorithm().name() != "grid") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "algorithm.name: plan enumerates grid studies only (got '", spec.algorithm().name(),
-        "'); the trials of other algorithms depend on results, so run them with a coordinator"));
+absl::StatusOr<PlanFigures> PlanStudies(const std::vector<hippo::v1::StudySpec>& specs, int workers,
+                                        const std::string& dot_path) {
+  if (specs.empty()) return absl::InvalidArgumentError("no study spec to plan");
+  for (const hippo::v1::StudySpec& spec : specs) {
+    if (spec.algorithm().name() != "grid") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.name: plan enumerates grid studies only (got '", spec.algorithm().name(),
+          "'); the trials of other algorithms depend on results, so run them with a coordinator"));
+    }
   }
   if (workers <= 0) return absl::InvalidArgumentError("--workers must be at least 1");
 
-  // The plan is the engine's own: the study is created by an Engine on a scratch store, with no
-  // worker connected, so every trial is placed in its family's tree exactly as a run places it
-  // and nothing trains. budget.max_parallel_trials only paces a run; the plan shows every trial.
-  hippo::v1::StudySpec planned = spec;
-  planned.mutable_budget()->set_max_parallel_trials(0);
+  // The plan is the engine's own: the studies are created by one Engine on a scratch store, with
+  // no worker connected, so every trial is placed in its family's tree exactly as a run places it
+  // (studies of one family share one tree) and nothing trains.
   std::ofstream dot;
   if (!dot_path.empty()) {
     dot.open(dot_path);
@@ -70,32 +72,69 @@ absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int work
   options.durable_acknowledgements = false;  // the store is thrown away
   coordinator::Engine engine(store->get(), options);
   if (absl::Status status = engine.Recover(); !status.ok()) return status;
-  absl::StatusOr<hippo::v1::Study> study = engine.CreateStudy(planned, /*no_merge=*/false);
-  if (!study.ok()) return study.status();
-  absl::StatusOr<hippo::v1::StageTree> tree = engine.GetStageTree(study->id(), dot.is_open());
-  if (!tree.ok()) return tree.status();
+  std::vector<hippo::v1::Study> studies;
+  for (const hippo::v1::StudySpec& spec : specs) {
+    // budget.max_parallel_trials only paces a run; the plan shows every trial.
+    hippo::v1::StudySpec planned = spec;
+    planned.mutable_budget()->set_max_parallel_trials(0);
+    absl::StatusOr<hippo::v1::Study> study = engine.CreateStudy(planned, /*no_merge=*/false);
+    if (!study.ok()) return study.status();
+    studies.push_back(*std::move(study));
+  }
 
+  // Stages are counted once however many studies' trees hold them; a tree's step counts are its
+  // family's, so trial_steps adds up each study's own trials (each to its target step).
   PlanFigures figures;
-  figures.trials = study->trials_total();
-  figures.stages = tree->stages_size();
-  figures.steps.trial_steps = tree->steps().trial_steps();
-  figures.steps.unique_steps = tree->steps().unique_steps();
+  std::map<int64_t, std::pair<stage_tree::Step, stage_tree::Step>> stages;  // id -> [start, end)
   std::set<std::string> families;
+  std::set<std::string> dot_families;
+  for (const hippo::v1::Study& study : studies) {
+    figures.trials += study.trials_total();
+    absl::StatusOr<hippo::v1::StageTree> tree = engine.GetStageTree(study.id(), dot.is_open());
+    if (!tree.ok()) return tree.status();
+    for (const hippo::v1::Stage& stage : tree->stages()) {
+      stages[stage.id()] = {stage.start_step(), stage.end_step()};
+      families.insert(stage.family());
+    }
+    if (specs.size() == 1) figures.steps.trial_steps = tree->steps().trial_steps();
+    if (dot.is_open()) {
+      bool new_family = false;
+      for (const hippo::v1::Stage& stage : tree->stages()) {
+        new_family = dot_families.insert(stage.family()).second || new_family;
+      }
+      if (new_family) dot << tree->dot();
+    }
+  }
+  if (specs.size() > 1) {
+    for (const hippo::v1::Study& study : studies) {
+      absl::StatusOr<hippo::v1::ListTrialsResponse> trials =
+          engine.ListTrials(study.id(), /*with_metrics=*/false);
+      if (!trials.ok()) return trials.status();
+      for (const hippo::v1::Trial& trial : trials->trials()) {
+        figures.steps.trial_steps += trial.target_step();
+      }
+    }
+  }
   // A trial's path covers [0, target) without a gap, and its target is its last stage's end:
   // the longest root-to-leaf chain is the longest trial.
   stage_tree::Step longest_trial = 0;
-  for (const hippo::v1::Stage& stage : tree->stages()) {
-    families.insert(stage.family());
-    longest_trial = std::max(longest_trial, stage.end_step());
+  for (const auto& [id, range] : stages) {
+    figures.steps.unique_steps += range.second - range.first;
+    longest_trial = std::max(longest_trial, range.second);
   }
+  figures.stages = static_cast<int64_t>(stages.size());
   figures.families = static_cast<int64_t>(families.size());
   figures.critical_path_steps = static_cast<double>(longest_trial);
-  if (dot.is_open()) dot << tree->dot();
   figures.makespan_bound = std::max(figures.critical_path_steps,
                                     static_cast<double>(figures.steps.unique_steps) / workers);
   figures.trial_based_makespan_bound = std::max(
       static_cast<double>(longest_trial), static_cast<double>(figures.steps.trial_steps) / workers);
   return figures;
+}
+
+absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
+                                      const std::string& dot_path) {
+  return PlanStudies({spec}, workers, dot_path);
 }
 
 void PrintPlan(const PlanFigures& figures, bool json, std::ostream& out) {

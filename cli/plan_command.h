@@ -4,6 +4,7 @@
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "hippo/v1/hippo.pb.h"
@@ -12,8 +13,8 @@
 namespace hippo::cli {
 
 struct PlanOptions {
-  std::string spec_path;
-  std::string dot_path;  // empty: no Graphviz file
+  std::vector<std::string> spec_paths;  // one or more; studies of one family share one tree
+  std::string dot_path;                 // empty: no Graphviz file
   int workers = 8;
   bool json = false;
 };
@@ -35,6 +36,12 @@ struct PlanFigures {
 // bad spec.
 absl::StatusOr<PlanFigures> PlanStudy(const hippo::v1::StudySpec& spec, int workers,
                                       const std::string& dot_path);
+
+// The same for several grid studies planned together in one engine, as `hippo run` with several
+// specs runs them: studies of one family share its tree, so a stage is counted once; trial_steps
+// adds up every study's trials.
+absl::StatusOr<PlanFigures> PlanStudies(const std::vector<hippo::v1::StudySpec>& specs, int workers,
+                                        const std::string& dot_path);
 
 void PrintPlan(const PlanFigures& figures, bool json, std::ostream& out);
 

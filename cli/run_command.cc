@@ -1,4 +1,4 @@
-// `hippo run SPEC`: an embedded coordinator with its own SQLite file, N local workers over
+// `hippo run SPEC...`: an embedded coordinator with its own SQLite file, N local workers over
 // loopback gRPC, a progress bar, and a summary when the study ends.
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -83,30 +84,59 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
       options.no_merge ? "true" : "false", seconds);
 }
 
+// Several studies at once: the share of their trials completed.
+std::string CombinedProgressBar(const std::vector<v1::Study>& studies, double seconds) {
+  int64_t completed = 0, total = 0, running = 0;
+  for (const v1::Study& study : studies) {
+    completed += study.trials_completed();
+    total += study.trials_total();
+    if (study.state() == v1::STUDY_RUNNING) ++running;
+  }
+  const double fraction =
+      total == 0 ? 0 : std::min(1.0, static_cast<double>(completed) / static_cast<double>(total));
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(std::lround(fraction * kWidth));
+  return absl::StrFormat("\r[%s%s] %3.0f%%  studies running %d/%d  trials %d/%d  %.1fs ",
+                         std::string(filled, '#'), std::string(kWidth - filled, '.'),
+                         100 * fraction, running, studies.size(), completed, total, seconds);
+}
+
 }  // namespace
 
 int RunCommand(const RunOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
-  if (!spec.ok()) {
-    std::cerr << "hippo run: " << spec.status().message() << "\n";
+  if (options.spec_paths.empty()) {
+    std::cerr << "hippo run: no study spec given\n";
     return kExitBadInput;
   }
-  if (const std::vector<std::string> kinds = workers::BuiltinTrainerKinds();
-      std::find(kinds.begin(), kinds.end(), spec->trainer().kind()) == kinds.end()) {
-    std::cerr << "hippo run: " << options.spec_path << ": trainer.kind: '" << spec->trainer().kind()
-              << "' is not available in this build; local workers serve: "
-              << absl::StrJoin(kinds, ", ") << "\n";
-    return kExitBadInput;
+  std::vector<v1::StudySpec> specs;
+  std::vector<std::string> kinds;  // the trainer kinds the local workers serve
+  for (const std::string& path : options.spec_paths) {
+    absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(path);
+    if (!spec.ok()) {
+      std::cerr << "hippo run: " << spec.status().message() << "\n";
+      return kExitBadInput;
+    }
+    if (const std::vector<std::string> builtin = workers::BuiltinTrainerKinds();
+        std::find(builtin.begin(), builtin.end(), spec->trainer().kind()) == builtin.end()) {
+      std::cerr << "hippo run: " << path << ": trainer.kind: '" << spec->trainer().kind()
+                << "' is not available in this build; local workers serve: "
+                << absl::StrJoin(builtin, ", ") << "\n";
+      return kExitBadInput;
+    }
+    if (std::find(kinds.begin(), kinds.end(), spec->trainer().kind()) == kinds.end()) {
+      // A trainer that cannot start (a bad --device) would leave the study waiting forever.
+      if (absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
+              workers::MakeBuiltinTrainer(spec->trainer().kind(), options.device);
+          !trainer.ok()) {
+        std::cerr << "hippo run: " << trainer.status().message() << "\n";
+        return kExitBadInput;
+      }
+      kinds.push_back(spec->trainer().kind());
+    }
+    specs.push_back(*std::move(spec));
   }
   if (options.workers < 1) {
     std::cerr << "hippo run: --workers must be at least 1\n";
-    return kExitBadInput;
-  }
-  // A trainer that cannot start (a bad --device) would leave the study waiting forever.
-  if (absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer =
-          workers::MakeBuiltinTrainer(spec->trainer().kind(), options.device);
-      !trainer.ok()) {
-    std::cerr << "hippo run: " << trainer.status().message() << "\n";
     return kExitBadInput;
   }
 
@@ -134,11 +164,18 @@ int RunCommand(const RunOptions& options) {
     return kExitFailure;
   }
   const auto start = Clock::now();
-  absl::StatusOr<v1::Study> study = (*server)->engine().CreateStudy(*spec, options.no_merge);
-  if (!study.ok()) {
-    std::cerr << "hippo run: " << options.spec_path << ": " << study.status().message() << "\n";
-    return study.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
-                                                                       : kExitFailure;
+  // All studies are created before any worker connects, so studies of one family are planned
+  // into one tree from the start.
+  std::vector<v1::Study> current;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    absl::StatusOr<v1::Study> study = (*server)->engine().CreateStudy(specs[i], options.no_merge);
+    if (!study.ok()) {
+      std::cerr << "hippo run: " << options.spec_paths[i] << ": " << study.status().message()
+                << "\n";
+      return study.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
+                                                                         : kExitFailure;
+    }
+    current.push_back(*std::move(study));
   }
 
   std::unique_ptr<dashboard::HttpServer> http;
@@ -163,27 +200,38 @@ int RunCommand(const RunOptions& options) {
     worker_options.coordinator = absl::StrFormat("127.0.0.1:%d", (*server)->port());
     worker_options.worker_id = absl::StrFormat("local-%d", i);
     worker_options.checkpoint_dir = checkpoints;
-    worker_options.trainers = {spec->trainer().kind()};
+    worker_options.trainers = kinds;
     worker_options.device = options.device;
     worker_options.cache_bytes = int64_t{256} << 20;
     worker_options.log = [](std::string_view) {};
     local_workers.push_back(std::make_unique<workers::Worker>(worker_options));
+    // Run returns when Stop is called; its status says only why the session ended.
     threads.emplace_back([worker = local_workers.back().get()] { (void)worker->Run(); });
   }
 
   std::signal(SIGINT, OnInterrupt);
   const bool show_progress = !options.json && isatty(STDERR_FILENO);
-  v1::Study current = *study;
   while (true) {
-    absl::StatusOr<v1::Study> latest = (*server)->engine().GetStudy(study->id());
-    if (latest.ok()) current = *latest;
+    bool running = false;
+    for (v1::Study& study : current) {
+      absl::StatusOr<v1::Study> latest = (*server)->engine().GetStudy(study.id());
+      if (latest.ok()) study = *std::move(latest);
+      running = running || study.state() == v1::STUDY_RUNNING;
+    }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (show_progress) std::cerr << ProgressBar(current, seconds) << std::flush;
-    if (current.state() != v1::STUDY_RUNNING) break;
+    if (show_progress) {
+      std::cerr << (current.size() == 1 ? ProgressBar(current[0], seconds)
+                                        : CombinedProgressBar(current, seconds))
+                << std::flush;
+    }
+    if (!running) break;
     if (interrupted.load()) {
-      absl::StatusOr<v1::Study> stopped =
-          (*server)->engine().StopStudy(study->id(), "interrupted (Ctrl-C)");
-      if (stopped.ok()) current = *stopped;
+      for (v1::Study& study : current) {
+        if (study.state() != v1::STUDY_RUNNING) continue;
+        absl::StatusOr<v1::Study> stopped =
+            (*server)->engine().StopStudy(study.id(), "interrupted (Ctrl-C)");
+        if (stopped.ok()) study = *std::move(stopped);
+      }
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -196,10 +244,30 @@ int RunCommand(const RunOptions& options) {
   if (http) http->Shutdown();
   (*server)->Shutdown();
 
+  bool all_completed = true;
+  for (const v1::Study& study : current) {
+    all_completed = all_completed && study.state() == v1::STUDY_COMPLETED;
+  }
   if (options.json) {
-    std::cout << SummaryJson(current, seconds, options) << std::endl;
+    if (current.size() == 1) {
+      std::cout << SummaryJson(current[0], seconds, options) << std::endl;
+    } else {
+      std::vector<std::string> studies;
+      for (const v1::Study& study : current)
+        studies.push_back(SummaryJson(study, seconds, options));
+      std::cout << absl::StrFormat("{\"studies\": [%s], \"workers\": %d, \"wall_seconds\": %.3f}",
+                                   absl::StrJoin(studies, ", "), options.workers, seconds)
+                << std::endl;
+    }
   } else {
-    PrintStudySummary(current, std::cout);
+    for (size_t i = 0; i < current.size(); ++i) {
+      if (current.size() > 1) std::cout << options.spec_paths[i] << ":\n";
+      PrintStudySummary(current[i], std::cout);
+    }
+    if (current.size() > 1) {
+      std::cout << "  (a study's step counts are its families'; studies of one family share "
+                   "them)\n";
+    }
     std::cout << absl::StrFormat("  wall time       %.2f s with %d workers%s\n", seconds,
                                  options.workers, options.no_merge ? " (merging off)" : "");
     if (!options.db.empty()) std::cout << "  database        " << options.db << "\n";
@@ -209,7 +277,7 @@ int RunCommand(const RunOptions& options) {
     std::error_code ignored;
     std::filesystem::remove_all(scratch, ignored);
   }
-  return current.state() == v1::STUDY_COMPLETED ? kExitOk : kExitFailure;
+  return all_completed ? kExitOk : kExitFailure;
 }
 
 }  // namespace hippo::cli

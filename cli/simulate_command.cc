@@ -1,7 +1,11 @@
-// `hippo simulate SPEC`: the study in virtual time with N simulated workers.
+// `hippo simulate SPEC...`: the study in virtual time with N simulated workers.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "search_algos/spec_checks.h"
@@ -43,22 +47,76 @@ void PrintResult(const std::string& title, const simulation::SimulationResult& r
                                result.wall_seconds, result.dispatches);
 }
 
+// Several specs: simulated together (studies of one family share its tree), one result each.
+int SimulateTogetherCommand(const SimulateOptions& options,
+                            const std::vector<v1::StudySpec>& specs) {
+  if (options.compare) {
+    std::cerr << "hippo simulate: --compare takes one spec\n";
+    return kExitBadInput;
+  }
+  simulation::SimulationOptions simulation;
+  simulation.workers = options.workers;
+  simulation.seconds_per_step = options.seconds_per_step;
+  simulation.no_merge = options.no_merge;
+  absl::StatusOr<std::vector<simulation::SimulationResult>> results =
+      simulation::SimulateTogether(specs, simulation);
+  if (!results.ok()) {
+    std::cerr << "hippo simulate: " << absl::StrJoin(options.spec_paths, ", ") << ": "
+              << results.status().message() << "\n";
+    return results.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
+                                                                         : kExitFailure;
+  }
+  double makespan = 0;
+  for (const simulation::SimulationResult& result : *results) {
+    makespan = std::max(makespan, result.makespan);
+  }
+  if (options.json) {
+    std::vector<std::string> studies;
+    for (const simulation::SimulationResult& result : *results) {
+      studies.push_back(ResultJson(result));
+    }
+    std::cout << absl::StrFormat("{\"studies\": [%s], \"makespan\": %.3f}\n",
+                                 absl::StrJoin(studies, ", "), makespan);
+    return kExitOk;
+  }
+  for (size_t i = 0; i < results->size(); ++i) {
+    PrintResult(absl::StrFormat("Simulation of %s with %d workers, together with the others%s",
+                                options.spec_paths[i], options.workers,
+                                simulation.no_merge ? " (merging off)" : ""),
+                (*results)[i]);
+  }
+  std::cout << absl::StrFormat(
+      "all %d studies ended after %.1f virtual s (a study's step counts are its families')\n",
+      results->size(), makespan);
+  return kExitOk;
+}
+
 }  // namespace
 
 int SimulateCommand(const SimulateOptions& options) {
-  absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(options.spec_path);
-  if (!spec.ok()) {
-    std::cerr << "hippo simulate: " << spec.status().message() << "\n";
+  std::vector<v1::StudySpec> specs;
+  for (const std::string& path : options.spec_paths) {
+    absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(path);
+    if (!spec.ok()) {
+      std::cerr << "hippo simulate: " << spec.status().message() << "\n";
+      return kExitBadInput;
+    }
+    specs.push_back(*std::move(spec));
+  }
+  if (specs.empty()) {
+    std::cerr << "hippo simulate: no study spec given\n";
     return kExitBadInput;
   }
+  if (specs.size() > 1) return SimulateTogetherCommand(options, specs);
+  const std::string& spec_path = options.spec_paths[0];
+  const v1::StudySpec* spec = &specs[0];
   simulation::SimulationOptions simulation;
   simulation.workers = options.workers;
   simulation.seconds_per_step = options.seconds_per_step;
   simulation.no_merge = options.no_merge && !options.compare;
   absl::StatusOr<simulation::SimulationResult> merged = simulation::Simulate(*spec, simulation);
   if (!merged.ok()) {
-    std::cerr << "hippo simulate: " << options.spec_path << ": " << merged.status().message()
-              << "\n";
+    std::cerr << "hippo simulate: " << spec_path << ": " << merged.status().message() << "\n";
     return merged.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadInput
                                                                         : kExitFailure;
   }
@@ -66,8 +124,8 @@ int SimulateCommand(const SimulateOptions& options) {
     if (options.json) {
       std::cout << ResultJson(*merged) << "\n";
     } else {
-      PrintResult(absl::StrFormat("Simulation of %s with %d workers%s", options.spec_path,
-                                  options.workers, simulation.no_merge ? " (merging off)" : ""),
+      PrintResult(absl::StrFormat("Simulation of %s with %d workers%s", spec_path, options.workers,
+                                  simulation.no_merge ? " (merging off)" : ""),
                   *merged);
     }
     return kExitOk;

@@ -7,12 +7,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/commands.h"
 #include "hippo/engine.h"
+#include "nlohmann/json.hpp"
 #include "search_algos/spec_checks.h"
 #include "simulation/simulator.h"
 #include "store/store.h"
@@ -98,6 +103,87 @@ TEST(PlanCommandTest, NonGridStudyIsRefusedNamingTheAlgorithm) {
   ASSERT_FALSE(figures.ok());
   EXPECT_EQ(figures.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(figures.status().message().find("algorithm.name"), std::string::npos);
+}
+
+// Two small grid studies of one sim family (same trainer): lr decays at step 4 in both, to
+// different values in each, so they share the first four steps of every trial.
+constexpr char kSmallStudy[] = R"yaml(name: NAME
+objective: {metric: val_accuracy, direction: MAXIMIZE}
+trainer: {kind: sim, seed: SEED, config: {model: resnet20}}
+search_space:
+  parameters:
+    - name: lr
+      sequence:
+        step_decay:
+          initial: {value: 0.1}
+          milestones: {choices: [{steps: [4]}]}
+          gamma: {choices: {values: [GAMMAS]}}
+algorithm: {name: grid}
+budget: {max_steps: 10}
+)yaml";
+
+v1::StudySpec SmallStudy(const std::string& name, int seed, const std::string& gammas) {
+  std::string text = kSmallStudy;
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"NAME", name}, {"SEED", std::to_string(seed)}, {"GAMMAS", gammas}}) {
+    text.replace(text.find(from), from.size(), to);
+  }
+  absl::StatusOr<v1::StudySpec> spec = search_algos::ParseStudySpec(text, name + ".yaml");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+TEST(PlanCommandTest, StudiesOfOneFamilyPlannedTogetherShareTheirTree) {
+  const v1::StudySpec a = SmallStudy("a", 0, "0.1, 0.2");
+  const v1::StudySpec b = SmallStudy("b", 0, "0.3, 0.5");
+  absl::StatusOr<PlanFigures> together = PlanStudies({a, b}, 4, "");
+  ASSERT_TRUE(together.ok()) << together.status();
+  EXPECT_EQ(together->trials, 4);
+  EXPECT_EQ(together->families, 1);
+  EXPECT_EQ(together->steps.trial_steps, 4 * 10);
+  // Steps 0-3 once, then 6 steps per distinct gamma.
+  EXPECT_EQ(together->steps.unique_steps, 4 + 4 * 6);
+
+  // Another seed is another family: nothing is shared between the two studies.
+  absl::StatusOr<PlanFigures> apart = PlanStudies({a, SmallStudy("c", 1, "0.3, 0.5")}, 4, "");
+  ASSERT_TRUE(apart.ok()) << apart.status();
+  EXPECT_EQ(apart->families, 2);
+  EXPECT_EQ(apart->steps.unique_steps, 2 * (4 + 2 * 6));
+}
+
+TEST(RunCommandTest, SeveralSpecsRunTogetherAndTrainTheirSharedTreeOnce) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / absl::StrCat("run_command_test-", getpid());
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> paths;
+  for (const auto& [name, gammas] :
+       std::vector<std::pair<std::string, std::string>>{{"a", "0.1, 0.2"}, {"b", "0.3, 0.5"}}) {
+    std::string text = kSmallStudy;
+    text.replace(text.find("NAME"), 4, name);
+    text.replace(text.find("SEED"), 4, "0");
+    text.replace(text.find("GAMMAS"), 6, gammas);
+    const std::filesystem::path path = dir / (name + ".yaml");
+    std::ofstream(path) << text;
+    paths.push_back(path.string());
+  }
+  RunOptions options;
+  options.spec_paths = paths;
+  options.workers = 2;
+  options.json = true;
+  testing::internal::CaptureStdout();
+  const int exit_code = RunCommand(options);
+  const std::string output = testing::internal::GetCapturedStdout();
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(exit_code, kExitOk) << output;
+  const nlohmann::json result = nlohmann::json::parse(output);
+  ASSERT_EQ(result["studies"].size(), 2u) << output;
+  for (const nlohmann::json& study : result["studies"]) {
+    EXPECT_EQ(study["status"], "completed") << output;
+    // A study's counts are its family's: the one tree both studies share, trained once.
+    EXPECT_EQ(study["unique_steps"], 4 + 4 * 6) << output;
+    EXPECT_EQ(study["executed_steps"], 4 + 4 * 6) << output;
+    EXPECT_EQ(study["trial_steps"], 4 * 10) << output;
+  }
 }
 
 }  // namespace
