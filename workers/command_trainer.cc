@@ -1,20 +1,14 @@
 #include "workers/command_trainer.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -27,9 +21,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "workers/command_process.h"
 #include "workers/config_json.h"
 #include "workers/state_header.h"
 
@@ -38,15 +32,20 @@ extern char** environ;
 namespace hippo::workers {
 namespace {
 
+using command_internal::Child;
+using command_internal::DescribeWaitStatus;
+using command_internal::ErrnoError;
+using command_internal::kTailLineBytes;
+using command_internal::LineBuffer;
+using command_internal::OutputTail;
+using command_internal::ProgramLog;
+using command_internal::RemoveOnExit;
+using command_internal::ResolveProgram;
+
 constexpr StateFormat kFormat = {.magic = "HCMD", .version = 1, .what = "command trainer state"};
 // The header and the has-checkpoint flag.
 constexpr size_t kHeaderBytes = kStateHeaderBytes + 1;
 
-// Lines of the program's output quoted in an error, and the bytes kept of each.
-constexpr size_t kTailLines = 20;
-constexpr size_t kTailLineBytes = 400;
-// A stdout line longer than this is cut there (a metrics line never is).
-constexpr size_t kMaxLineBytes = size_t{1} << 20;
 // How often the output loop wakes to check for cancellation and the timeout.
 constexpr int kPollMilliseconds = 50;
 // After the program exits, how long descendants holding its pipes open may delay the end.
@@ -194,90 +193,7 @@ std::string CommandLine(const std::vector<std::string>& argv) {
   return line;
 }
 
-// The program's path for execve: as given when it contains a slash (relative to the working
-// directory), else the first executable match on `path_variable`.
-absl::StatusOr<std::string> ResolveProgram(const std::string& program,
-                                           const std::string& path_variable) {
-  if (program.find('/') != std::string::npos) return program;
-  const std::vector<std::string> dirs = absl::StrSplit(path_variable, ':');
-  for (const std::string& dir : dirs) {
-    const std::string candidate = absl::StrCat(dir.empty() ? std::string(".") : dir, "/", program);
-    struct stat info;
-    if (::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
-        ::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "command trainer: trainer.command[0] '", program, "' is not an executable on PATH (",
-      path_variable, "); install it or give its path"));
-}
-
 // ---- One run of the program --------------------------------------------------------------
-
-// The last lines of the program's output (stderr and non-metric stdout, in arrival order).
-class OutputTail {
- public:
-  void Add(std::string_view line) {
-    if (line.size() > kTailLineBytes) {
-      lines_.push_back(std::string(line.substr(0, kTailLineBytes)) + "...");
-    } else {
-      lines_.emplace_back(line);
-    }
-    if (lines_.size() > kTailLines) lines_.pop_front();
-  }
-
-  std::string Describe() const {
-    if (lines_.empty()) return "; it printed nothing on stderr and no other text on stdout";
-    return absl::StrCat(
-        "; its last ",
-        lines_.size() == 1 ? std::string("line") : absl::StrCat(lines_.size(), " lines"),
-        " of output:\n  ", absl::StrJoin(lines_, "\n  "));
-  }
-
- private:
-  std::deque<std::string> lines_;
-};
-
-// Splits a pipe's bytes into lines.
-class LineBuffer {
- public:
-  // Appends `data` and calls `on_line` for every complete line; stops at the first error.
-  template <typename OnLine>
-  absl::Status Feed(std::string_view data, OnLine&& on_line) {
-    pending_.append(data);
-    size_t begin = 0;
-    while (true) {
-      const size_t newline = pending_.find('\n', begin);
-      if (newline == std::string::npos) break;
-      absl::Status status = on_line(std::string_view(pending_).substr(begin, newline - begin));
-      begin = newline + 1;
-      if (!status.ok()) {
-        pending_.erase(0, begin);
-        return status;
-      }
-    }
-    pending_.erase(0, begin);
-    if (pending_.size() > kMaxLineBytes) {
-      std::string line = std::move(pending_);
-      pending_.clear();
-      return on_line(line);
-    }
-    return absl::OkStatus();
-  }
-
-  // The last line when it has no newline.
-  template <typename OnLine>
-  absl::Status Finish(OnLine&& on_line) {
-    if (pending_.empty()) return absl::OkStatus();
-    std::string line = std::move(pending_);
-    pending_.clear();
-    return on_line(line);
-  }
-
- private:
-  std::string pending_;
-};
 
 struct RunRange {
   Step start = 0;
@@ -285,224 +201,6 @@ struct RunRange {
   std::string config_path;
   std::optional<std::string> checkpoint_in;
   std::string checkpoint_out;
-};
-
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    Reset();
-    fd_ = std::exchange(other.fd_, -1);
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-// Call right after the failing call, before anything else can change errno.
-absl::Status ErrnoError(std::string_view what, int error = errno) {
-  return absl::InternalError(
-      absl::StrCat("command trainer: ", std::string(what), ": ", std::strerror(error)));
-}
-
-// Removes a directory tree when it goes out of scope.
-class RemoveOnExit {
- public:
-  explicit RemoveOnExit(std::filesystem::path path) : path_(std::move(path)) {}
-  RemoveOnExit(const RemoveOnExit&) = delete;
-  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
-  ~RemoveOnExit() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-
- private:
-  std::filesystem::path path_;
-};
-
-// A started program: its pid (also its process group id) and its output pipes.
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  // Never leaves a process behind: an unreaped child is killed with its group and reaped.
-  ~Child() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(-pid_, SIGKILL);
-      Reap();
-    }
-  }
-
-  // Forks and execs `program` with `argv` and `envp` in `working_dir` (empty: unchanged), in a
-  // new process group, with stdin from /dev/null.
-  absl::Status Start(const std::string& program, const std::vector<std::string>& argv,
-                     const std::vector<std::string>& envp, const std::string& working_dir) {
-    // Everything the child touches is prepared here: after fork it may only make
-    // async-signal-safe calls.
-    std::vector<char*> argv_pointers;
-    for (const std::string& arg : argv) argv_pointers.push_back(const_cast<char*>(arg.c_str()));
-    argv_pointers.push_back(nullptr);
-    std::vector<char*> envp_pointers;
-    for (const std::string& entry : envp) {
-      envp_pointers.push_back(const_cast<char*>(entry.c_str()));
-    }
-    envp_pointers.push_back(nullptr);
-
-    int out_pipe[2];
-    int err_pipe[2];
-    int exec_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
-    Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
-    if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
-    Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
-    if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe");
-    Fd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
-    Fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (null_in.get() < 0) return ErrnoError("open /dev/null");
-
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) return ErrnoError("fork");
-    if (pid == 0) {
-      ::setpgid(0, 0);
-      // The program dies with the worker's training thread, even when the worker is SIGKILLed.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      int error = 0;
-      if (::dup2(null_in.get(), STDIN_FILENO) < 0 || ::dup2(out_write.get(), STDOUT_FILENO) < 0 ||
-          ::dup2(err_write.get(), STDERR_FILENO) < 0) {
-        error = errno;
-      } else if (!working_dir.empty() && ::chdir(working_dir.c_str()) != 0) {
-        error = errno;
-      } else {
-        // Whatever else the worker has open (sockets, files) is not the program's business.
-#ifdef SYS_close_range
-        ::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
-#endif
-        ::execve(program.c_str(), argv_pointers.data(), envp_pointers.data());
-        error = errno;
-      }
-      [[maybe_unused]] ssize_t written = ::write(exec_write.get(), &error, sizeof(error));
-      ::_exit(127);
-    }
-    pid_ = pid;
-    ::setpgid(pid, pid);  // Also here, so that a kill right after fork reaches the group.
-    out_write.Reset();
-    err_write.Reset();
-    exec_write.Reset();
-    // The exec pipe closes (empty) on a successful exec, or carries the child's errno.
-    int error = 0;
-    ssize_t got;
-    do {
-      got = ::read(exec_read.get(), &error, sizeof(error));
-    } while (got < 0 && errno == EINTR);
-    if (got == sizeof(error)) {
-      Reap();
-      return absl::FailedPreconditionError(
-          absl::StrCat("command trainer: cannot start '", program,
-                       working_dir.empty() ? "" : absl::StrCat("' in '", working_dir),
-                       "': ", std::strerror(error)));
-    }
-    stdout_ = std::move(out_read);
-    stderr_ = std::move(err_read);
-    return absl::OkStatus();
-  }
-
-  pid_t pid() const { return pid_; }
-  Fd& stdout_fd() { return stdout_; }
-  Fd& stderr_fd() { return stderr_; }
-
-  // Whether the child has exited; it stays a zombie (unreaped), so its pid and process group id
-  // cannot be reused while we still signal the group.
-  bool Exited() {
-    if (reaped_) return true;
-    siginfo_t info;
-    std::memset(&info, 0, sizeof(info));
-    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
-      // ECHILD: someone set SIGCHLD to SIG_IGN and the kernel reaped the child; its status is
-      // lost, and the checks on its output decide.
-      if (errno == ECHILD) reaped_ = true;
-      return reaped_;
-    }
-    return info.si_pid == pid_;
-  }
-
-  // Kills the whole process group (descendants included) and reaps the child; returns its wait
-  // status.
-  int KillGroupAndReap() {
-    if (!reaped_) ::kill(-pid_, SIGKILL);
-    Reap();
-    return status_;
-  }
-
-  void SignalGroup(int signal) {
-    if (!reaped_) ::kill(-pid_, signal);
-  }
-
- private:
-  void Reap() {
-    if (reaped_) return;
-    pid_t got;
-    do {
-      got = ::waitpid(pid_, &status_, 0);
-    } while (got < 0 && errno == EINTR);
-    reaped_ = true;
-  }
-
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int status_ = 0;
-  Fd stdout_;
-  Fd stderr_;
-};
-
-std::string DescribeWaitStatus(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const int signal = WTERMSIG(status);
-    const char* name = ::sigabbrev_np(signal);
-    return absl::StrCat("was killed by signal ", signal,
-                        name != nullptr ? absl::StrCat(" (SIG", name, ")") : "");
-  }
-  return absl::StrCat("ended with wait status ", status);
-}
-
-// Appends lines to the config's log_file, one write(2) each so that workers sharing the file
-// do not tear each other's lines.
-class ProgramLog {
- public:
-  explicit ProgramLog(const std::string& path) {
-    if (!path.empty())
-      fd_ = Fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
-  }
-  bool open() const { return fd_.get() >= 0; }
-  void Write(std::string_view prefix, std::string_view line) {
-    if (!open()) return;
-    std::string text(prefix);
-    text.append(line);
-    text.push_back('\n');
-    [[maybe_unused]] ssize_t written = ::write(fd_.get(), text.data(), text.size());
-  }
-
- private:
-  Fd fd_;
 };
 
 // What a run needs besides its range.
