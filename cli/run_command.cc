@@ -265,8 +265,8 @@ int RunCommand(const RunOptions& options) {
       PrintStudySummary(current[i], std::cout);
     }
     if (current.size() > 1) {
-      std::cout << "  (a study's step counts are its families'; studies of one family share "
-                   "them)\n";
+      std::cout << "  (a study's unique and executed steps are its families'; studies of one "
+                   "family share them)\n";
     }
     std::cout << absl::StrFormat("  wall time       %.2f s with %d workers%s\n", seconds,
                                  options.workers, options.no_merge ? " (merging off)" : "");

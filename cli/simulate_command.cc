@@ -86,7 +86,8 @@ int SimulateTogetherCommand(const SimulateOptions& options,
                 (*results)[i]);
   }
   std::cout << absl::StrFormat(
-      "all %d studies ended after %.1f virtual s (a study's step counts are its families')\n",
+      "all %d studies ended after %.1f virtual s (a study's unique and executed steps are its "
+      "families')\n",
       results->size(), makespan);
   return kExitOk;
 }
