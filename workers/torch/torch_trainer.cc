@@ -17,47 +17,47 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <exception>
 #include <list>
-#include <map>
 #include <mutex>
 #include <thread>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "workers/little_endian.h"
 #include "workers/torch/datasets.h"
 #include "workers/torch/models.h"
 #include "workers/torch/optimizer.h"
 #include "workers/torch/register_torch_trainer.h"
 #include "workers/torch/torch_config.h"
+#include "workers/torch/torch_data.h"
+#include "workers/torch/torch_state.h"
 
 namespace hippo::workers {
 namespace {
 
-using torch_trainer::Dataset;
+using torch_trainer::DataOn;
 using torch_trainer::DataSpec;
-using torch_trainer::InputShape;
+using torch_trainer::DeviceData;
+using torch_trainer::DrawOrder;
+using torch_trainer::ErrorText;
 using torch_trainer::MemoryLayout;
 using torch_trainer::ModelKind;
 using torch_trainer::NamedTensor;
 using torch_trainer::Network;
+using torch_trainer::Normalised;
 using torch_trainer::Optimizer;
 using torch_trainer::Precision;
 using torch_trainer::StepValues;
+using torch_trainer::StreamSeed;
+using torch_trainer::TorchError;
 using torch_trainer::TorchSettings;
+using torch_trainer::TorchState;
 
-constexpr char kMagic[8] = {'H', 'T', 'O', 'R', 'C', 'H', 'S', 'T'};
-constexpr uint64_t kFormatVersion = 1;
-// Salts that keep the seeded streams of one trial apart.
+// Salts that keep the seeded streams of one trial apart (the epoch orders' is torch_data.cc's).
 constexpr uint64_t kInitSalt = 0x696e6974;     // "init"
 constexpr uint64_t kDropoutSalt = 0x64726f70;  // "drop"
-constexpr uint64_t kOrderSalt = 0x6f72646572;  // "order"
 constexpr char kCpuRng[] = "rng/cpu";
 constexpr char kCudaRng[] = "rng/cuda";
 // Eager iterations on the capture stream before a CUDA graph is captured (lazy initialisation,
@@ -67,31 +67,6 @@ constexpr int kWarmupIterations = 3;
 constexpr size_t kMaxWorkspaces = 2;
 
 std::atomic<int> live_trainers{0};
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-// A seed for one stream of one trial: depends on the trial seed, the stream and `index` only.
-uint64_t StreamSeed(uint64_t seed, uint64_t salt, uint64_t index = 0) {
-  // CUDA generators keep 63-bit seeds happy; drop the top bit everywhere for one rule.
-  return SplitMix64(SplitMix64(seed ^ salt) + index) >> 1;
-}
-
-std::string ErrorText(const std::exception& error) {
-  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&error)) {
-    return torch_error->what_without_backtrace();
-  }
-  return error.what();
-}
-
-absl::Status TorchError(std::string_view what, const std::exception& error) {
-  return absl::InternalError(
-      absl::StrCat("torch trainer: ", std::string(what), ": ", ErrorText(error)));
-}
 
 // "cpu", "cuda" or "cuda:N".
 absl::StatusOr<at::Device> ParseDevice(const std::string& text) {
@@ -118,247 +93,6 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& text) {
   return absl::FailedPreconditionError(absl::StrCat(
       "--device ", text, ": this build's LibTorch has no CUDA support; use --device cpu"));
 #endif
-}
-
-// ---------------------------------------------------------------------------------------------
-// Data on the device, shared by every workspace of the process.
-
-struct DeviceData {
-  std::shared_ptr<const Dataset> dataset;
-  at::Tensor train_images;  // uint8 [N, C, H, W]
-  at::Tensor train_labels;  // int64 [N]
-  at::Tensor val_images;
-  at::Tensor val_labels;
-  // Normalisation as one multiply-add: x = pixel * scale + shift, per channel [1, C, 1, 1].
-  at::Tensor scale;
-  at::Tensor shift;
-
-  InputShape shape() const {
-    return InputShape{.channels = dataset->channels,
-                      .height = dataset->height,
-                      .width = dataset->width,
-                      .classes = dataset->classes};
-  }
-};
-
-at::Tensor ImagesOn(const torch_trainer::ImageSet& set, const Dataset& dataset, at::Device device) {
-  // from_blob does not own the bytes: clone (or copy to the device) before they could go away.
-  at::Tensor images =
-      at::from_blob(const_cast<uint8_t*>(set.pixels.data()),
-                    {set.count, dataset.channels, dataset.height, dataset.width}, at::kByte);
-  return device.is_cpu() ? images.clone() : images.to(device);
-}
-
-at::Tensor LabelsOn(const torch_trainer::ImageSet& set, at::Device device) {
-  at::Tensor labels =
-      at::from_blob(const_cast<uint8_t*>(set.labels.data()), {set.count}, at::kByte);
-  return labels.to(at::kLong).to(device);
-}
-
-absl::StatusOr<std::shared_ptr<const DeviceData>> DataOn(const DataSpec& spec, at::Device device) {
-  struct Cache {
-    absl::Mutex mu;
-    std::map<std::string, std::shared_ptr<const DeviceData>> loaded ABSL_GUARDED_BY(mu);
-  };
-  static Cache* cache = new Cache;
-  const std::string key = absl::StrCat(spec.Describe(), " on ", device.str());
-  absl::MutexLock lock(&cache->mu);
-  if (auto it = cache->loaded.find(key); it != cache->loaded.end()) return it->second;
-  absl::StatusOr<std::shared_ptr<const Dataset>> dataset = torch_trainer::LoadDataset(spec);
-  if (!dataset.ok()) return dataset.status();
-  auto data = std::make_shared<DeviceData>();
-  data->dataset = *dataset;
-  const Dataset& d = **dataset;
-  data->train_images = ImagesOn(d.train, d, device);
-  data->train_labels = LabelsOn(d.train, device);
-  data->val_images = ImagesOn(d.validation, d, device);
-  data->val_labels = LabelsOn(d.validation, device);
-  std::vector<float> scale, shift;
-  for (size_t c = 0; c < d.mean.size(); ++c) {
-    scale.push_back(1.0f / (255.0f * d.stddev[c]));
-    shift.push_back(-d.mean[c] / d.stddev[c]);
-  }
-  const at::TensorOptions options = at::TensorOptions().dtype(at::kFloat);
-  data->scale = at::tensor(scale, options).view({1, d.channels, 1, 1}).to(device);
-  data->shift = at::tensor(shift, options).view({1, d.channels, 1, 1}).to(device);
-  cache->loaded[key] = data;
-  return std::shared_ptr<const DeviceData>(data);
-}
-
-at::Tensor Normalised(const DeviceData& data, const at::Tensor& pixels) {
-  return pixels.to(at::kFloat).mul_(data.scale).add_(data.shift);
-}
-
-at::Tensor DrawOrder(uint64_t seed, int64_t epoch, int64_t count, at::Device device) {
-  const uint64_t order_seed = StreamSeed(seed, kOrderSalt, static_cast<uint64_t>(epoch));
-#ifdef HIPPO_TORCH_CUDA
-  if (device.is_cuda()) {
-    at::Generator generator = at::cuda::detail::createCUDAGenerator(device.index());
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_current_seed(order_seed);
-    }
-    return at::randperm(count, generator, at::TensorOptions().dtype(at::kLong).device(device));
-  }
-#endif
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(order_seed);
-  return at::randperm(count, generator, at::TensorOptions().dtype(at::kLong)).to(device);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The training state.
-
-class TorchState final : public TrainingState {
- public:
-  Step step() const override { return step_; }
-  absl::StatusOr<std::string> Serialize() const override;
-  std::unique_ptr<TrainingState> Clone() const override;
-  int64_t SizeBytes() const override;
-
-  static absl::StatusOr<std::unique_ptr<TorchState>> Parse(std::string_view bytes,
-                                                           at::Device device);
-
-  const NamedTensor* Find(std::string_view name) const {
-    for (const NamedTensor& entry : tensors_) {
-      if (entry.name == name) return &entry;
-    }
-    return nullptr;
-  }
-
-  Step step_ = 0;
-  // Data position: the next batch is batch_ of epoch_.
-  int64_t epoch_ = 0;
-  int64_t batch_ = 0;
-  std::string signature_;
-  // Network parameters and buffers, optimizer state (names "parameter/...", "buffer/...",
-  // "optimizer/..."), then the generators' states ("rng/cpu", "rng/cuda", CPU bytes).
-  std::vector<NamedTensor> tensors_;
-};
-
-// Element types a state may hold, by their code in the file.
-constexpr std::pair<uint64_t, at::ScalarType> kScalarTypes[] = {
-    {1, at::kFloat},    {2, at::kDouble}, {3, at::kLong}, {4, at::kByte},
-    {5, at::kBFloat16}, {6, at::kHalf},   {7, at::kInt}};
-
-absl::StatusOr<std::string> TorchState::Serialize() const {
-  try {
-    std::string out(kMagic, sizeof(kMagic));
-    AppendLittleEndian<uint64_t>(kFormatVersion, out);
-    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(step_), out);
-    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(epoch_), out);
-    AppendLittleEndian<uint64_t>(static_cast<uint64_t>(batch_), out);
-    AppendText(signature_, out);
-    AppendLittleEndian<uint64_t>(tensors_.size(), out);
-    for (const NamedTensor& entry : tensors_) {
-      const at::Tensor host = entry.tensor.detach().to(at::kCPU).contiguous();
-      uint64_t code = 0;
-      for (const auto& [candidate, type] : kScalarTypes) {
-        if (type == host.scalar_type()) code = candidate;
-      }
-      if (code == 0) {
-        return absl::InternalError(absl::StrCat("torch trainer: cannot save tensor ", entry.name,
-                                                " of type ", c10::toString(host.scalar_type())));
-      }
-      AppendText(entry.name, out);
-      AppendLittleEndian<uint64_t>(code, out);
-      AppendLittleEndian<uint64_t>(static_cast<uint64_t>(host.dim()), out);
-      for (int64_t size : host.sizes())
-        AppendLittleEndian<uint64_t>(static_cast<uint64_t>(size), out);
-      const uint64_t bytes = host.numel() * host.element_size();
-      AppendLittleEndian<uint64_t>(bytes, out);
-      out.append(static_cast<const char*>(host.data_ptr()), bytes);
-    }
-    return out;
-  } catch (const std::exception& error) {
-    return TorchError("saving a state", error);
-  }
-}
-
-absl::StatusOr<std::unique_ptr<TorchState>> TorchState::Parse(std::string_view bytes,
-                                                              at::Device device) {
-  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    return absl::DataLossError("not a torch trainer state (bad magic or too short)");
-  }
-  LittleEndianReader reader(bytes.substr(sizeof(kMagic)));
-  auto state = std::make_unique<TorchState>();
-  uint64_t version = 0, step = 0, epoch = 0, batch = 0, count = 0;
-  if (!reader.Read(&version) || version != kFormatVersion) {
-    return absl::DataLossError(absl::StrCat("torch trainer state has format version ", version,
-                                            ", this build reads ", kFormatVersion));
-  }
-  const absl::Status truncated = absl::DataLossError("torch trainer state is truncated");
-  if (!reader.Read(&step) || !reader.Read(&epoch) || !reader.Read(&batch) ||
-      !reader.Text(&state->signature_) || !reader.Read(&count)) {
-    return truncated;
-  }
-  state->step_ = static_cast<Step>(step);
-  state->epoch_ = static_cast<int64_t>(epoch);
-  state->batch_ = static_cast<int64_t>(batch);
-  if (state->step_ < 0 || state->epoch_ < 0 || state->batch_ < 0 || count > (1u << 20)) {
-    return absl::DataLossError("torch trainer state has negative counters or absurd sizes");
-  }
-  try {
-    for (uint64_t i = 0; i < count; ++i) {
-      NamedTensor entry;
-      uint64_t code = 0, dims = 0, size_bytes = 0;
-      if (!reader.Text(&entry.name) || !reader.Read(&code) || !reader.Read(&dims) || dims > 16) {
-        return truncated;
-      }
-      std::vector<int64_t> sizes(dims);
-      for (int64_t& size : sizes) {
-        uint64_t value = 0;
-        if (!reader.Read(&value) || value > (uint64_t{1} << 40)) return truncated;
-        size = static_cast<int64_t>(value);
-      }
-      std::optional<at::ScalarType> type;
-      for (const auto& [candidate, scalar_type] : kScalarTypes) {
-        if (candidate == code) type = scalar_type;
-      }
-      std::string_view data;
-      if (!type.has_value() || !reader.Read(&size_bytes) || !reader.Bytes(size_bytes, &data)) {
-        return truncated;
-      }
-      at::Tensor host = at::empty(at::IntArrayRef(sizes), at::TensorOptions().dtype(*type));
-      if (static_cast<uint64_t>(host.numel() * host.element_size()) != size_bytes) {
-        return absl::DataLossError(
-            absl::StrCat("torch trainer state: tensor ", entry.name, " has the wrong size"));
-      }
-      std::memcpy(host.data_ptr(), data.data(), size_bytes);
-      // Generator states are CPU bytes wherever the training runs.
-      entry.tensor = entry.name.rfind("rng/", 0) == 0 ? host : host.to(device);
-      state->tensors_.push_back(std::move(entry));
-    }
-  } catch (const std::exception& error) {
-    return TorchError("reading a state", error);
-  }
-  if (!reader.done()) return absl::DataLossError("torch trainer state has trailing bytes");
-  return state;
-}
-
-std::unique_ptr<TrainingState> TorchState::Clone() const {
-  try {
-    auto copy = std::make_unique<TorchState>();
-    copy->step_ = step_;
-    copy->epoch_ = epoch_;
-    copy->batch_ = batch_;
-    copy->signature_ = signature_;
-    for (const NamedTensor& entry : tensors_) {
-      copy->tensors_.push_back(NamedTensor{entry.name, entry.tensor.clone()});
-    }
-    return copy;
-  } catch (const std::exception&) {
-    // Out of (device) memory: no copy; the worker then forks from the checkpoint instead.
-    return nullptr;
-  }
-}
-
-int64_t TorchState::SizeBytes() const {
-  int64_t bytes = static_cast<int64_t>(sizeof(TorchState) + signature_.size());
-  for (const NamedTensor& entry : tensors_) {
-    bytes += static_cast<int64_t>(entry.name.size() + sizeof(NamedTensor)) +
-             entry.tensor.numel() * entry.tensor.element_size();
-  }
-  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------
