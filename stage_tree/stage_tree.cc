@@ -379,7 +379,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
     // The attempt passed the step and kept its state there: the upper part's steps are trained
     // and its end state exists. A rerun's lower part reruns from that state only.
     if (upper.recompute) recompute_from_[lower] = step;
-    (void)MarkDone(node);
+    (void)MarkDone(node);  // it is running (checked above), which MarkDone accepts
     result.action = SplitAction::kUpperDone;
     return result;
   }

@@ -428,6 +428,8 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
     stop_child();
     return absl::Status(last.code(), absl::StrCat(last.message(), tail.Describe()));
   }
+  // stderr is only logged and kept as the failure's tail: an unfinished last line there does not
+  // change the stage's outcome.
   (void)stderr_lines.Finish(on_stderr_line);
 
   // Both pipes are closed (or held only by descendants); wait for the program itself.

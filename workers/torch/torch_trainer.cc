@@ -311,6 +311,8 @@ void Synchronize(const Workspace& w) {
 
 #ifdef HIPPO_TORCH_CUDA
 // Ends a capture that an exception interrupted, so that the stream can run eager work again.
+// Best effort: the exception being handled is the error reported; the CUDA calls' own statuses
+// are dropped, and the sticky error they may leave is cleared last.
 void AbandonCapture(c10::cuda::CUDAStream stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess &&
