@@ -148,6 +148,16 @@ Issue SearchSpaceChecker::CheckCategorical(const hippo::v1::CategoricalParameter
 
 Issue SearchSpaceChecker::CheckIntParameter(const hippo::v1::IntParameter& range,
                                             const std::string& path) const {
+  // Ranges are enumerated in doubles (stage_tree/search_space.cc): beyond 2^53 a step no longer
+  // changes the value.
+  constexpr std::int64_t kMaxMagnitude = std::int64_t{1} << 53;
+  for (const auto& [name, value] : {std::pair{"low", range.low()}, {"high", range.high()}}) {
+    if (value > kMaxMagnitude || value < -kMaxMagnitude) {
+      return Problem(JoinPath(path, name),
+                     absl::StrCat("must be within ±2^53 (", kMaxMagnitude, ") (got ", value,
+                                  "); integers beyond it are not exact in a double"));
+    }
+  }
   if (range.low() > range.high()) {
     return Problem(JoinPath(path, "low"),
                    absl::StrCat("must not exceed high (got low=", range.low(),

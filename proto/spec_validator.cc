@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string_view>
 
@@ -81,6 +82,11 @@ Issue CheckBudget(const hippo::v1::Budget& budget) {
     return Problem("budget.max_steps",
                    absl::StrCat("must be > 0 (got ", budget.max_steps(),
                                 "); set the steps of a fully trained trial, e.g. max_steps: 120"));
+  }
+  if (budget.max_steps() > kMaxBudgetSteps) {
+    return Problem("budget.max_steps",
+                   absl::StrCat("must be at most ", kMaxBudgetSteps, " (got ", budget.max_steps(),
+                                "); count steps in epochs or iterations, not samples"));
   }
   return CheckNotNegative(budget, "budget");
 }
@@ -234,6 +240,59 @@ Issue CheckFamily(const std::string& family) {
   return std::nullopt;
 }
 
+namespace {
+
+// `text` at `path` is at most `max_length` bytes and holds no control character (NUL included):
+// names end up in logs, terminals and database keys.
+Issue CheckText(const std::string& text, const std::string& path, size_t max_length) {
+  if (text.size() > max_length) {
+    return Problem(path, absl::StrCat("too long: ", text.size(), " characters, at most ",
+                                      max_length, "; use a shorter one"));
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return Problem(path, absl::StrCat("holds a control character (code ", static_cast<int>(c),
+                                        ") at position ", i, "; use printable characters"));
+    }
+  }
+  return std::nullopt;
+}
+
+Issue CheckNames(const hippo::v1::StudySpec& spec) {
+  if (Issue issue = CheckText(spec.name(), "name", kMaxNameLength)) {
+    return issue;
+  }
+  if (Issue issue = CheckText(spec.objective().metric(), "objective.metric", kMaxNameLength)) {
+    return issue;
+  }
+  const auto& parameters = spec.search_space().parameters();
+  for (int i = 0; i < parameters.size(); ++i) {
+    if (Issue issue =
+            CheckText(parameters[i].name(),
+                      JoinPath(IndexPath("search_space.parameters", i), "name"), kMaxNameLength)) {
+      return issue;
+    }
+  }
+  if (spec.labels_size() > kMaxLabels) {
+    return Problem("labels", absl::StrCat("has ", spec.labels_size(), " entries, at most ",
+                                          kMaxLabels, "; keep fewer labels"));
+  }
+  // Sorted, so that the problem reported does not depend on the map's order.
+  std::map<std::string, std::string> labels(spec.labels().begin(), spec.labels().end());
+  for (const auto& [key, value] : labels) {
+    if (Issue issue = CheckText(key, "labels", kMaxNameLength)) {
+      return Problem(issue->path, absl::StrCat("a key ", issue->message));
+    }
+    if (Issue issue = CheckText(value, JoinPath("labels", key), kMaxLabelValueLength)) {
+      return issue;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
   // First: the checks below compare numbers, and a NaN passes every comparison that tests for
   // the wrong case (NaN < low is false).
@@ -241,6 +300,9 @@ Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
     return issue;
   }
   if (Issue issue = CheckFamily(spec.family())) {
+    return issue;
+  }
+  if (Issue issue = CheckNames(spec)) {
     return issue;
   }
   if (Issue issue = CheckObjective(spec.objective())) {

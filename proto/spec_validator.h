@@ -6,6 +6,8 @@
 #ifndef HIPPO_PROTO_SPEC_VALIDATOR_H_
 #define HIPPO_PROTO_SPEC_VALIDATOR_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -28,8 +30,15 @@ struct SpecRules {
   std::function<Issue(const hippo::v1::StudySpec& spec)> check_algorithm;
 };
 
+// Bounds on what one spec may ask of the coordinator (docs/security.md lists them).
+inline constexpr std::int64_t kMaxBudgetSteps = 1'000'000'000;
+inline constexpr size_t kMaxNameLength = 256;  // study, parameter, metric names; label keys
+inline constexpr size_t kMaxLabelValueLength = 1024;
+inline constexpr int kMaxLabels = 64;
+
 // The first problem of `spec`: a number that is not finite (CheckFinite); a family name of other
-// characters than letters, digits, '.', '_' and '-'; then, in the order a reader goes through
+// characters than letters, digits, '.', '_' and '-'; a name, metric, label key or value too long
+// or holding a control character (bounds above); then, in the order a reader goes through
 // it: objective (metric and direction set); trainer (kind one of trainer_kinds.h, a command
 // exactly when kind is command, step_unit epoch, iteration or empty, no negative counts);
 // budget (max_steps > 0, no negative counts); resources (no negative counts, gpus_per_stage at

@@ -28,6 +28,12 @@ using google::protobuf::OneofDescriptor;
 // the stack.
 constexpr int kMaxValueDepth = 64;
 
+// A YAML alias (*name) repeats its anchor's whole subtree, so a short document can expand to
+// billions of nodes ("billion laughs"). Conversion counts every node it writes, aliases
+// included, and stops past these bounds; a real spec has a few hundred nodes.
+constexpr int64_t kMaxNodes = 100'000;
+constexpr size_t kMaxJsonBytes = 16 << 20;  // the limit on a spec file (spec_loader.cc)
+
 std::optional<TextPosition> PositionOf(const YAML::Mark& mark) {
   if (mark.is_null()) {
     return std::nullopt;
@@ -113,6 +119,8 @@ class YamlToJson {
     return false;
   }
 
+  // Counts `node` (at `path`) towards kMaxNodes and checks the output against kMaxJsonBytes.
+  bool Count(const YAML::Node& node, const std::string& path);
   bool Message(const YAML::Node& node, const Descriptor& type, const std::string& path);
   bool Field(const YAML::Node& value, const FieldDescriptor& field, const std::string& path);
   bool MapField(const YAML::Node& value, const FieldDescriptor& field, const std::string& path);
@@ -130,9 +138,21 @@ class YamlToJson {
   bool UnknownField(const YAML::Node& key, const Descriptor& type, const std::string& path);
 
   std::string json_;
+  int64_t nodes_ = 0;
   SpecIssue issue_;
   std::map<std::string, TextPosition> positions_;
 };
+
+bool YamlToJson::Count(const YAML::Node& node, const std::string& path) {
+  if (++nodes_ > kMaxNodes || json_.size() > kMaxJsonBytes) {
+    return Fail(
+        node, path,
+        absl::StrCat("the document expands to more than ", kMaxNodes, " nodes or ", kMaxJsonBytes,
+                     " bytes (YAML aliases repeat their anchor's content each time); "
+                     "remove the aliases (*name) that repeat large parts, or shrink it"));
+  }
+  return true;
+}
 
 bool YamlToJson::Message(const YAML::Node& node, const Descriptor& type, const std::string& path) {
   if (type.file()->package() == "google.protobuf") {
@@ -280,6 +300,9 @@ bool YamlToJson::MapField(const YAML::Node& value, const FieldDescriptor& field,
 
 bool YamlToJson::Singular(const YAML::Node& node, const FieldDescriptor& field,
                           const std::string& path) {
+  if (!Count(node, path)) {
+    return false;
+  }
   switch (field.cpp_type()) {
     case FieldDescriptor::CPPTYPE_MESSAGE:
       return Message(node, *field.message_type(), path);
@@ -322,6 +345,9 @@ bool YamlToJson::WellKnown(const YAML::Node& node, const Descriptor& type,
 // YAML as it reads: plain true/false are booleans, plain numbers are numbers, anything quoted
 // is a string.
 bool YamlToJson::Natural(const YAML::Node& node, const std::string& path, int depth) {
+  if (!Count(node, path)) {
+    return false;
+  }
   if (depth > kMaxValueDepth) {
     return Fail(node, path, "nested too deeply");
   }

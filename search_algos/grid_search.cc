@@ -1,6 +1,8 @@
 #include "search_algos/grid_search.h"
 
 #include <charconv>
+#include <cstdint>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -58,9 +60,55 @@ stage_tree::Point RandomSearch::PointAt(int64_t index) const {
   return SamplePoint(space_, seed_, static_cast<uint64_t>(index));
 }
 
+namespace {
+
+// Saturating product: the grid's size only matters up to kMaxGridPoints.
+std::int64_t TimesAtMost(std::int64_t a, std::int64_t b) {
+  if (a != 0 && b > std::numeric_limits<std::int64_t>::max() / a) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+  return a * b;
+}
+
+// The number of values an int range contributes to a grid, computed without enumerating it;
+// bounds are within ±2^53 (proto/search_space_checks.cc), so the difference cannot overflow.
+std::int64_t IntAxisSize(const hippo::v1::IntParameter& range) {
+  const std::int64_t step = std::max<std::int64_t>(range.step(), 1);
+  return (range.high() - range.low()) / step + 1;
+}
+
+}  // namespace
+
 proto::Issue GridSearch::CheckConfig(const hippo::v1::Algorithm&,
                                      const hippo::v1::StudySpec& spec) {
   const auto& parameters = spec.search_space().parameters();
+  // An upper bound of the grid's size (one_of alternatives count as a product, not a sum), so
+  // a grid is refused before it is expanded in memory.
+  std::int64_t grid_size = 1;
+  for (int i = 0; i < parameters.size(); ++i) {
+    const std::string path = proto::IndexPath("search_space.parameters", i);
+    std::int64_t axis = 1;
+    if (parameters[i].has_categorical()) axis = parameters[i].categorical().values_size();
+    if (parameters[i].has_int_()) axis = IntAxisSize(parameters[i].int_());
+    if (parameters[i].has_sequence()) {
+      for (const proto::SequenceDomain& at :
+           proto::SequenceDomains(parameters[i].sequence(), proto::JoinPath(path, "sequence"),
+                                  spec.budget().max_steps())) {
+        if (at.domain->has_choices()) {
+          axis = TimesAtMost(axis, std::max(at.domain->choices().values_size(), 1));
+        }
+      }
+    }
+    grid_size = TimesAtMost(grid_size, std::max<std::int64_t>(axis, 1));
+    if (grid_size > kMaxGridPoints) {
+      return proto::Problem(
+          path, absl::StrCat("the grid has more than ", kMaxGridPoints,
+                             " points with this parameter (grid search expands every point "
+                             "before budget.max_trials applies); use random search "
+                             "(algorithm: {name: random}) with budget.max_trials, or list "
+                             "fewer values"));
+    }
+  }
   for (int i = 0; i < parameters.size(); ++i) {
     const std::string path = proto::IndexPath("search_space.parameters", i);
     if (parameters[i].has_float_()) {

@@ -33,7 +33,10 @@ class GridSearch : public IndependentTrials {
  public:
   // InvalidArgument if the space has a continuous dimension.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
-  // Every domain of the spec's search space is finite; see ConfigCheck.
+  // The most points a grid may have: Create expands every point in memory.
+  static constexpr std::int64_t kMaxGridPoints = 1'000'000;
+  // Every domain of the spec's search space is finite, and the grid has at most kMaxGridPoints
+  // points; see ConfigCheck.
   static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
                                   const hippo::v1::StudySpec& spec);
 

@@ -91,6 +91,19 @@ inline const std::vector<BadSpec>& Corpus() {
       {"multi_gpu_stage.yaml",
        "resources.gpus_per_stage: a stage trains on one device: multi-GPU stages are not "
        "supported (got 4)"},
+      {"grid_too_large.yaml",
+       "search_space.parameters[1]: the grid has more than 1000000 points with this parameter"},
+      {"int_beyond_2p53.yaml",
+       "search_space.parameters[0].int.high: must be within ±2^53 (9007199254740992) (got "
+       "9007199254740999)"},
+      {"max_steps_too_large.yaml",
+       "budget.max_steps: must be at most 1000000000 (got 9223372036854775807)"},
+      {"yaml_alias_bomb.yaml",
+       "trainer.config.e[7][8][8][8][2]: the document expands to more than 100000 nodes"},
+      {"study_name_too_long.yaml", "name: too long: 300 characters, at most 256"},
+      {"metric_control_character.yaml",
+       "objective.metric: holds a control character (code 27) at position 3"},
+      {"label_value_too_long.yaml", "labels.team: too long: 2000 characters, at most 1024"},
   };
   return *corpus;
 }

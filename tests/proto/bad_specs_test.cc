@@ -2,6 +2,7 @@
 // begins with the file and names the field path that is wrong. The files are read as `hippo
 // validate` reads them (search_algos/spec_checks.h), so the corpus covers the algorithms' own
 // checks too (grid_over_*, asha_min_above_max).
+#include <chrono>
 #include <filesystem>
 #include <ostream>
 #include <set>
@@ -36,6 +37,18 @@ TEST_P(BadSpecTest, IsInvalidArgumentNamingTheFieldPath) {
 INSTANTIATE_TEST_SUITE_P(Corpus, BadSpecTest, ::testing::ValuesIn(Corpus()), [](const auto& info) {
   return info.param.file.substr(0, info.param.file.find('.'));
 });
+
+// A document whose aliases expand to 10^9 nodes is refused after a bounded amount of work, not
+// expanded (unbounded, it ran for minutes and took gigabytes).
+TEST(BadSpecCorpus, AliasBombFailsFast) {
+  const auto start = std::chrono::steady_clock::now();
+  const absl::StatusOr<hippo::v1::StudySpec> spec =
+      LoadStudySpecFile(CorpusDirectory() + "yaml_alias_bomb.yaml");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("expands to more than 100000"));
+  EXPECT_LT(elapsed, std::chrono::seconds(5));
+}
 
 // A file added to the corpus without an expected message would never be checked.
 TEST(BadSpecCorpus, EveryFileHasAnExpectedMessage) {
