@@ -9,10 +9,18 @@ namespace hippo::coordinator {
 namespace v1 = ::hippo::v1;
 using stage_tree::NodeId;
 
+namespace {
+
+// The most trials one Ask may request: the engine proposes them under its lock, so an unbounded
+// count would hold every other study up (docs/security.md).
+constexpr int64_t kMaxAskCount = 1000;
+
+}  // namespace
+
 absl::StatusOr<v1::AskResponse> EngineImpl::Ask(const std::string& study_id, int64_t count) {
-  if (count < 1) {
+  if (count < 1 || count > kMaxAskCount) {
     return absl::InvalidArgumentError(
-        absl::StrCat("count: ask for at least 1 trial (got ", count, ")"));
+        absl::StrCat("count: ask for 1 to ", kMaxAskCount, " trials at a time (got ", count, ")"));
   }
   std::unique_lock<std::mutex> lock(mutex_);
   absl::StatusOr<size_t> index = StudyIndex(study_id);

@@ -261,6 +261,27 @@ TEST(AskTellTest, BestTrialIsTheEarliestOfTheBestTold) {
   EXPECT_EQ(recovered.steps().trial_steps(), 5 * 3);
 }
 
+// One Ask cannot hold the engine: a count past the limit is refused at once, and the study
+// still answers a reasonable Ask afterwards.
+TEST(AskTellTest, AskForTooManyTrialsIsRefusedNamingCount) {
+  Session session("too_many.db", 1);
+  ASSERT_TRUE(session.ok());
+  Client& client = *session.client;
+  const v1::Study& study = session.study;
+  v1::AskResponse response;
+  const grpc::Status just_over = client.Ask(study.id(), 1001, &response);
+  ASSERT_EQ(just_over.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << just_over.error_message();
+  EXPECT_NE(just_over.error_message().find("count: ask for 1 to 1000"), std::string::npos)
+      << just_over.error_message();
+  const grpc::Status huge = client.Ask(study.id(), 1'000'000'000, &response);
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << huge.error_message();
+  EXPECT_NE(huge.error_message().find("(got 1000000000)"), std::string::npos)
+      << huge.error_message();
+  ASSERT_TRUE(client.Ask(study.id(), 2, &response).ok());
+  EXPECT_EQ(response.trials_size(), 2);
+}
+
 TEST(AskTellTest, BadAsksAndTellsAreRefusedNamingTheFieldAndChangeNothing) {
   Session session("errors.db", 1);
   ASSERT_TRUE(session.ok());
