@@ -63,7 +63,7 @@ search_space:
 algorithm: {name: random}
 budget: {max_steps: 10, max_trials: 2}
 )yaml",
-                                                             "valid.yaml");
+                                                                    "valid.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }
@@ -113,6 +113,40 @@ TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) 
       {"budget.max_steps: must be > 0", [](v1::StudySpec& spec) { spec.clear_budget(); }},
       {"search_space.parameters: empty",
        [](v1::StudySpec& spec) { spec.mutable_search_space()->clear_parameters(); }},
+      // Bounded inputs (docs/security.md): none of these may reach the engine.
+      {"name: holds a control character (code 0) at position 3",
+       [](v1::StudySpec& spec) { spec.set_name(std::string("bad\0name", 8)); }},
+      {"search_space.parameters[0].name: too long: 300 characters, at most 256",
+       [](v1::StudySpec& spec) {
+         spec.mutable_search_space()->mutable_parameters(0)->set_name(std::string(300, 'p'));
+       }},
+      {"objective.metric: too long: 257 characters, at most 256",
+       [](v1::StudySpec& spec) { spec.mutable_objective()->set_metric(std::string(257, 'm')); }},
+      {"labels: has 65 entries, at most 64",
+       [](v1::StudySpec& spec) {
+         for (int i = 0; i < 65; ++i) (*spec.mutable_labels())["k" + std::to_string(i)] = "v";
+       }},
+      {"labels.team: holds a control character (code 10)",
+       [](v1::StudySpec& spec) { (*spec.mutable_labels())["team"] = "a\nb"; }},
+      {"budget.max_steps: must be at most 1000000000 (got 9223372036854775807)",
+       [](v1::StudySpec& spec) {
+         spec.mutable_budget()->set_max_steps(std::numeric_limits<int64_t>::max());
+       }},
+      {"search_space.parameters[0].int.low: must be within ±2^53",
+       [](v1::StudySpec& spec) {
+         v1::IntParameter& range =
+             *spec.mutable_search_space()->mutable_parameters(0)->mutable_int_();
+         range.set_low(-(int64_t{1} << 60));
+         range.set_high(0);
+       }},
+      {"search_space.parameters[0]: the grid has more than 1000000 points",
+       [](v1::StudySpec& spec) {
+         spec.mutable_algorithm()->set_name("grid");
+         v1::IntParameter& range =
+             *spec.mutable_search_space()->mutable_parameters(0)->mutable_int_();
+         range.set_low(1);
+         range.set_high(2'000'000);
+       }},
   };
   TempDir dir;
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
