@@ -91,7 +91,11 @@ class EngineImpl {
     std::vector<TrialState> trials;
     std::string trainer_identity;
     std::string saved_algorithm_state;  // the last state written to the store
-    int64_t running_trials = 0;         // kept by SetTrialState, so no event scans every trial
+    // The algorithm's journal (SearchAlgorithm::TakeStateDelta): the last entry's sequence, and
+    // how many entries follow saved_algorithm_state.
+    int64_t journal_sequence = 0;
+    int64_t journal_entries = 0;
+    int64_t running_trials = 0;  // kept by SetTrialState, so no event scans every trial
     int64_t completed_trials = 0;
     // Kept as trials are added and change, so that a view of the study does not walk every
     // trial under the engine's lock.
@@ -170,6 +174,8 @@ class EngineImpl {
   // Asks the study's algorithm for requests and carries them out, again while some were
   // answered at once; then saves the algorithm state and ends the study if it is done.
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
+  // Writes what changed in the study's algorithm state to `batch` (engine_studies.cc).
+  void SaveAlgorithmState(StudyState& study, store::WriteBatch& batch);
   absl::Status CarryOut(size_t study_index, const std::vector<search_algos::Request>& requests,
                         store::WriteBatch& batch, Outbox& outbox);
   absl::Status AddTrial(size_t study_index, const search_algos::Request& request,

@@ -50,6 +50,20 @@ absl::Status EngineImpl::Recover() {
     if (absl::Status status = studies_[it->second]->algorithm->LoadState(state); !status.ok()) {
       return status;
     }
+    studies_[it->second]->saved_algorithm_state = state;
+  }
+  // Then each study's journal, in order (SaveAlgorithmState).
+  for (const store::AlgorithmDelta& entry : snapshot->algorithm_deltas) {
+    auto it = study_index_.find(entry.study_id);
+    if (it == study_index_.end()) continue;
+    StudyState& study = *studies_[it->second];
+    if (absl::Status status = study.algorithm->ApplyStateDelta(entry.delta); !status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("study ", entry.study_id, ": algorithm journal entry ",
+                                       entry.sequence, ": ", status.message()));
+    }
+    study.journal_sequence = entry.sequence;
+    ++study.journal_entries;
   }
   for (const store::TrialRecord& record : snapshot->trials) {
     auto it = study_index_.find(record.study_id);

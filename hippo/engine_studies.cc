@@ -155,13 +155,39 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
     }
     answered_at_once = targets_reached_ != reached_before;
   }
-  std::string state = study.algorithm->SaveState();
-  if (state != study.saved_algorithm_state) {
-    study.saved_algorithm_state = state;
-    batch.algorithm_states.emplace_back(study.record.id, std::move(state));
-  }
+  SaveAlgorithmState(study, batch);
   FinishStudyIfDone(study_index, batch);
   return absl::OkStatus();
+}
+
+// An algorithm with a journal appends what changed, and its whole state every
+// kJournalEntriesPerSnapshot entries (which trims the entries it covers), so each event costs
+// O(1) amortised instead of a write of the whole state. Any other algorithm's whole state is
+// written whenever it changed.
+constexpr int64_t kJournalEntriesPerSnapshot = 1000;
+
+void EngineImpl::SaveAlgorithmState(StudyState& study, store::WriteBatch& batch) {
+  search_algos::SearchAlgorithm& algorithm = *study.algorithm;
+  const bool journal = algorithm.SupportsStateDelta();
+  if (journal && !study.saved_algorithm_state.empty() &&
+      study.journal_entries < kJournalEntriesPerSnapshot) {
+    std::string delta = algorithm.TakeStateDelta();
+    if (delta.empty()) return;
+    ++study.journal_entries;
+    batch.algorithm_deltas.push_back(
+        store::AlgorithmDelta{study.record.id, ++study.journal_sequence, std::move(delta)});
+    return;
+  }
+  // The snapshot covers whatever the next delta would hold.
+  if (journal) algorithm.TakeStateDelta();
+  std::string state = algorithm.SaveState();
+  if (state == study.saved_algorithm_state) return;
+  study.saved_algorithm_state = state;
+  batch.algorithm_states.emplace_back(study.record.id, std::move(state));
+  if (study.journal_entries > 0) {
+    batch.algorithm_journal_trims.emplace_back(study.record.id, study.journal_sequence);
+    study.journal_entries = 0;
+  }
 }
 
 absl::Status EngineImpl::CarryOut(size_t study_index,

@@ -40,6 +40,8 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
   Move(into.checkpoints, from.checkpoints);
   Move(into.workers, from.workers);
   Move(into.algorithm_states, from.algorithm_states);
+  Move(into.algorithm_deltas, from.algorithm_deltas);
+  Move(into.algorithm_journal_trims, from.algorithm_journal_trims);
   Move(into.events, from.events);
   Move(into.settings, from.settings);
 }

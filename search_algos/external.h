@@ -42,6 +42,11 @@ class ExternalAskTell : public SearchAlgorithm {
   bool Finished() const override;
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
+  bool SupportsStateDelta() const override { return sampler_->SupportsStateDelta(); }
+  std::string TakeStateDelta() override { return sampler_->TakeStateDelta(); }
+  absl::Status ApplyStateDelta(const std::string& delta) override {
+    return sampler_->ApplyStateDelta(delta);
+  }
 
  private:
   explicit ExternalAskTell(std::unique_ptr<SearchAlgorithm> sampler)

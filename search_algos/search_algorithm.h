@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "hippo/v1/hippo.pb.h"
 #include "proto/spec_issues.h"
 #include "stage_tree/search_space.h"
@@ -72,6 +73,21 @@ class SearchAlgorithm {
 
   virtual std::string SaveState() const = 0;
   virtual absl::Status LoadState(const std::string& state) = 0;
+
+  // An optional append-only journal of the state, so that the coordinator need not write the
+  // whole state after every event. An algorithm that supports it returns true, and then:
+  //  - TakeStateDelta() returns what changed in the state since the last TakeStateDelta(),
+  //    LoadState() or ApplyStateDelta() (empty: nothing changed), and forgets it;
+  //  - LoadState(s) followed by ApplyStateDelta(d1), ..., ApplyStateDelta(dk), where s was saved
+  //    and d1..dk taken after it in order, leaves the algorithm exactly as it was when dk was
+  //    taken (and with nothing left to take).
+  // Default: no journal; the coordinator saves the whole state after every change.
+  virtual bool SupportsStateDelta() const { return false; }
+  virtual std::string TakeStateDelta() { return {}; }
+  virtual absl::Status ApplyStateDelta(const std::string& delta) {
+    return absl::UnimplementedError(absl::StrCat(
+        "this algorithm keeps no state journal; cannot apply a delta of ", delta.size(), " bytes"));
+  }
 };
 
 using AlgorithmFactory =

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "search_algos/point_sampler.h"
 
 namespace hippo::search_algos {
@@ -385,10 +386,10 @@ Point TpeSampler::Sample(uint64_t index) const {
     const NumericScale scale(dimension);
     for (double& value : good_values) value = scale.ToModel(value);
     for (double& value : bad_values) value = scale.ToModel(value);
-    const TruncatedGaussianMixture l(good_values, good_used_weights, scale.model_low, scale.model_high,
-                                     scale.model_step, parameters_.prior_weight);
-    const TruncatedGaussianMixture g(bad_values, bad_used_weights, scale.model_low, scale.model_high,
-                                     scale.model_step, parameters_.prior_weight);
+    const TruncatedGaussianMixture l(good_values, good_used_weights, scale.model_low,
+                                     scale.model_high, scale.model_step, parameters_.prior_weight);
+    const TruncatedGaussianMixture g(bad_values, bad_used_weights, scale.model_low,
+                                     scale.model_high, scale.model_step, parameters_.prior_weight);
     double best = dimension.low;
     double best_score = -std::numeric_limits<double>::infinity();
     for (int64_t i = 0; i < candidates; ++i) {
@@ -468,13 +469,17 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> TpeSearch::Create(
 
 void TpeSearch::OnMetric(TrialNumber trial, Step, double objective) {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
-  if (trials_[trial].state == TrialState::kRunning) trials_[trial].last_objective = objective;
+  if (trials_[trial].state == TrialState::kRunning) {
+    trials_[trial].last_objective = objective;
+    changed_.insert(trial);
+  }
 }
 
 void TpeSearch::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
   Trial& ended = trials_[trial];
   if (ended.state != TrialState::kRunning) return;
+  changed_.insert(trial);
   if (outcome == TrialOutcome::kCompleted && ended.last_objective.has_value()) {
     ended.state = TrialState::kCompleted;
     sampler_.Observe(trial, ended.point, *ended.last_objective);
@@ -494,6 +499,7 @@ std::vector<Request> TpeSearch::Suggest(int64_t max_new_trials) {
     request.point = trial.point;
     request.target = max_steps_;
     requests.push_back(std::move(request));
+    changed_.insert(static_cast<TrialNumber>(trials_.size()));
     trials_.push_back(std::move(trial));
   }
   return requests;
@@ -501,48 +507,60 @@ std::vector<Request> TpeSearch::Suggest(int64_t max_new_trials) {
 
 bool TpeSearch::Finished() const { return static_cast<int64_t>(trials_.size()) >= max_trials_; }
 
+std::string TpeSearch::TrialText(const Trial& trial) const {
+  const char* name = trial.state == TrialState::kRunning     ? "running"
+                     : trial.state == TrialState::kCompleted ? "completed"
+                                                             : "ended";
+  return absl::StrCat(name, " ",
+                      trial.last_objective.has_value() ? ExactText(*trial.last_objective) : "-",
+                      " ", EncodePoint(space_, trial.point));
+}
+
+absl::StatusOr<TpeSearch::Trial> TpeSearch::TrialFromText(absl::string_view text,
+                                                          absl::string_view line) const {
+  const std::vector<absl::string_view> head = absl::StrSplit(text, absl::MaxSplits(' ', 2));
+  Trial trial;
+  double objective = 0;
+  const bool known_state =
+      head.size() == 3 && (head[0] == "running" || head[0] == "completed" || head[0] == "ended");
+  if (!known_state || (head[1] != "-" && !absl::SimpleAtod(head[1], &objective))) {
+    return absl::DataLossError(absl::StrCat("bad saved state for tpe: line '", line, "'"));
+  }
+  trial.state = head[0] == "running"     ? TrialState::kRunning
+                : head[0] == "completed" ? TrialState::kCompleted
+                                         : TrialState::kEnded;
+  if (head[1] != "-") trial.last_objective = objective;
+  absl::StatusOr<Point> point = DecodePoint(space_, head[2]);
+  if (!point.ok()) return point.status();
+  trial.point = *std::move(point);
+  return trial;
+}
+
 // One line per trial: "trial <running|completed|ended> <last objective or -> <point>".
 std::string TpeSearch::SaveState() const {
   std::string state = "tpe\n";
-  for (const Trial& trial : trials_) {
-    const char* name = trial.state == TrialState::kRunning     ? "running"
-                       : trial.state == TrialState::kCompleted ? "completed"
-                                                               : "ended";
-    absl::StrAppend(&state, "trial ", name, " ",
-                    trial.last_objective.has_value() ? ExactText(*trial.last_objective) : "-", " ",
-                    EncodePoint(space_, trial.point), "\n");
-  }
+  for (const Trial& trial : trials_) absl::StrAppend(&state, "trial ", TrialText(trial), "\n");
   return state;
 }
 
 absl::Status TpeSearch::LoadState(const std::string& state) {
-  const std::vector<absl::string_view> lines = absl::StrSplit(state, '\n', absl::SkipEmpty());
+  std::vector<absl::string_view> lines = absl::StrSplit(state, '\n', absl::SkipEmpty());
   if (lines.empty() || lines.front() != "tpe") {
     return absl::DataLossError("bad saved state for tpe: it does not start with 'tpe'");
   }
   std::vector<Trial> trials;
   TpeSampler sampler(space_, seed_, minimize_, parameters_);
   for (size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<absl::string_view> head = absl::StrSplit(lines[i], absl::MaxSplits(' ', 3));
-    Trial trial;
-    double objective = 0;
-    const bool known_state =
-        head.size() == 4 && (head[1] == "running" || head[1] == "completed" || head[1] == "ended");
-    if (!known_state || head[0] != "trial" ||
-        (head[2] != "-" && !absl::SimpleAtod(head[2], &objective))) {
+    if (!absl::ConsumePrefix(&lines[i], "trial ")) {
       return absl::DataLossError(absl::StrCat("bad saved state for tpe: line '", lines[i], "'"));
     }
-    trial.state = head[1] == "running"     ? TrialState::kRunning
-                  : head[1] == "completed" ? TrialState::kCompleted
-                                           : TrialState::kEnded;
-    if (head[2] != "-") trial.last_objective = objective;
-    absl::StatusOr<Point> point = DecodePoint(space_, head[3]);
-    if (!point.ok()) return point.status();
-    trial.point = *std::move(point);
-    if (trial.state == TrialState::kCompleted && trial.last_objective.has_value()) {
-      sampler.Observe(static_cast<TrialNumber>(trials.size()), trial.point, *trial.last_objective);
+    absl::StatusOr<Trial> trial = TrialFromText(lines[i], lines[i]);
+    if (!trial.ok()) return trial.status();
+    if (trial->state == TrialState::kCompleted && trial->last_objective.has_value()) {
+      sampler.Observe(static_cast<TrialNumber>(trials.size()), trial->point,
+                      *trial->last_objective);
     }
-    trials.push_back(std::move(trial));
+    trials.push_back(*std::move(trial));
   }
   if (static_cast<int64_t>(trials.size()) > max_trials_) {
     return absl::DataLossError(absl::StrCat("bad saved state for tpe: ", trials.size(),
@@ -550,6 +568,40 @@ absl::Status TpeSearch::LoadState(const std::string& state) {
   }
   trials_ = std::move(trials);
   sampler_ = std::move(sampler);
+  changed_.clear();
+  return absl::OkStatus();
+}
+
+// One line per trial proposed or changed: "trial <number> <as in SaveState>".
+std::string TpeSearch::TakeStateDelta() {
+  std::string delta;
+  for (TrialNumber trial : changed_) {
+    absl::StrAppend(&delta, "trial ", trial, " ", TrialText(trials_[trial]), "\n");
+  }
+  changed_.clear();
+  return delta;
+}
+
+absl::Status TpeSearch::ApplyStateDelta(const std::string& delta) {
+  for (absl::string_view line : absl::StrSplit(delta, '\n', absl::SkipEmpty())) {
+    const std::vector<absl::string_view> head = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    int64_t number = -1;
+    if (head.size() != 3 || head[0] != "trial" || !absl::SimpleAtoi(head[1], &number) ||
+        number < 0 || number > static_cast<int64_t>(trials_.size()) || number >= max_trials_) {
+      return absl::DataLossError(absl::StrCat("bad state delta for tpe: line '", line,
+                                              "' (trial numbers follow the trials saved)"));
+    }
+    absl::StatusOr<Trial> trial = TrialFromText(head[2], line);
+    if (!trial.ok()) return trial.status();
+    if (trial->state == TrialState::kCompleted && trial->last_objective.has_value()) {
+      sampler_.Observe(number, trial->point, *trial->last_objective);
+    }
+    if (number == static_cast<int64_t>(trials_.size())) {
+      trials_.push_back(*std::move(trial));
+    } else {
+      trials_[number] = *std::move(trial);
+    }
+  }
   return absl::OkStatus();
 }
 

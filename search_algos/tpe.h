@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,11 @@ class TpeSearch : public SearchAlgorithm {
   bool Finished() const override;
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
+  // A delta holds one line per trial proposed or changed since the last one, as SaveState
+  // writes it with the trial's number after "trial".
+  bool SupportsStateDelta() const override { return true; }
+  std::string TakeStateDelta() override;
+  absl::Status ApplyStateDelta(const std::string& delta) override;
 
  private:
   enum class TrialState { kRunning, kCompleted, kEnded };
@@ -113,6 +119,10 @@ class TpeSearch : public SearchAlgorithm {
   };
 
   TpeSearch(const AlgorithmContext& context, TpeParameters parameters, int64_t max_trials);
+  // "<running|completed|ended> <last objective or -> <point>", and back (DataLoss naming
+  // `line` if it is not one).
+  std::string TrialText(const Trial& trial) const;
+  absl::StatusOr<Trial> TrialFromText(absl::string_view text, absl::string_view line) const;
 
   stage_tree::SearchSpace space_;
   TpeParameters parameters_;
@@ -121,7 +131,8 @@ class TpeSearch : public SearchAlgorithm {
   Step max_steps_;
   int64_t max_trials_;
   TpeSampler sampler_;
-  std::vector<Trial> trials_;  // by trial number
+  std::vector<Trial> trials_;      // by trial number
+  std::set<TrialNumber> changed_;  // trials proposed or changed since the last delta
 };
 
 }  // namespace hippo::search_algos

@@ -73,6 +73,12 @@ constexpr absl::string_view kUpsertAlgorithmState = R"sql(
 INSERT INTO algorithm_states (study_id, state) VALUES (?, ?)
 ON CONFLICT (study_id) DO UPDATE SET state = excluded.state)sql";
 
+constexpr absl::string_view kAppendAlgorithmDelta = R"sql(
+INSERT INTO algorithm_journal (study_id, sequence, delta) VALUES (?, ?, ?))sql";
+
+constexpr absl::string_view kTrimAlgorithmJournal = R"sql(
+DELETE FROM algorithm_journal WHERE study_id = ? AND sequence <= ?)sql";
+
 // The sequence is left to SQLite (AUTOINCREMENT): it is assigned as the row is written.
 constexpr absl::string_view kAppendEvent = R"sql(
 INSERT INTO events (study_id, kind, payload_json, time_ms) VALUES (?, ?, ?, ?))sql";
@@ -230,6 +236,28 @@ absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {
       [](Query& q, const Pair& r) { q.Bind(r.first).BindBlob(r.second); },
       [](const Pair& r) { return absl::StrCat("of study ", r.first); });
   if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kAppendAlgorithmDelta, "algorithm journal entry", batch.algorithm_deltas,
+      [](Query& q, const AlgorithmDelta& r) {
+        q.Bind(r.study_id).Bind(r.sequence).BindBlob(r.delta);
+      },
+      [](const AlgorithmDelta& r) { return absl::StrCat(r.sequence, " of study ", r.study_id); });
+  if (!status.ok()) return status;
+
+  // A DELETE has no VALUES tuple to repeat, so each trim is a statement of its own.
+  for (const auto& [study_id, sequence] : batch.algorithm_journal_trims) {
+    absl::StatusOr<sqlite3_stmt*> statement = connection.Prepare(kTrimAlgorithmJournal);
+    if (!statement.ok()) return statement.status();
+    Query query(connection, *statement);
+    query.Bind(study_id).Bind(sequence);
+    if (absl::Status trimmed = query.Run(); !trimmed.ok()) {
+      return absl::Status(trimmed.code(),
+                          absl::StrCat("store ", connection.label(),
+                                       ": cannot trim the algorithm journal of study ", study_id,
+                                       " up to ", sequence, ": ", trimmed.message()));
+    }
+  }
 
   status = WriteRows(
       connection, kAppendEvent, "event", batch.events,

@@ -31,6 +31,8 @@ constexpr absl::string_view kSelectCheckpoints =
     "ORDER BY family_id, node_id, step";
 constexpr absl::string_view kSelectAlgorithmStates =
     "SELECT study_id, state FROM algorithm_states ORDER BY study_id";
+constexpr absl::string_view kSelectAlgorithmJournal =
+    "SELECT study_id, sequence, delta FROM algorithm_journal ORDER BY study_id, sequence";
 constexpr absl::string_view kSelectSettings = "SELECT key, value FROM settings ORDER BY key";
 constexpr absl::string_view kSelectStages =
     "SELECT family_id, node_id, parent_id, lineage, start_step, end_step, state, attempts, "
@@ -234,6 +236,14 @@ absl::StatusOr<Snapshot> Reader::LoadSnapshotLocked() {
     status = SelectAll(
         c, kSelectAlgorithmStates, [](const Query& q) { return Pair(q.Text(0), q.Blob(1)); },
         s.algorithm_states);
+  }
+  if (status.ok()) {
+    status = SelectAll(
+        c, kSelectAlgorithmJournal,
+        [](const Query& q) {
+          return AlgorithmDelta{q.Text(0), q.Int(1), q.Blob(2)};
+        },
+        s.algorithm_deltas);
   }
   if (status.ok()) {
     status = SelectAll(

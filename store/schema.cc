@@ -135,10 +135,22 @@ CREATE TABLE settings (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// The algorithm journal (store.h, AlgorithmDelta): a study's state is its algorithm_states row
+// followed by its entries here in sequence order.
+constexpr absl::string_view kVersion2 = R"sql(
+CREATE TABLE algorithm_journal (
+  study_id  TEXT NOT NULL,
+  sequence  INTEGER NOT NULL,
+  delta     BLOB NOT NULL,
+  PRIMARY KEY (study_id, sequence)
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
+    {2, "add the algorithm journal", kVersion2},
 };
 
 constexpr bool MigrationsAreConsecutive() {

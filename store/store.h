@@ -26,7 +26,7 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
@@ -142,6 +142,13 @@ struct EventRecord {
   int64_t time_ms = 0;
 };
 
+// One entry of a study's algorithm journal.
+struct AlgorithmDelta {
+  std::string study_id;
+  int64_t sequence = 0;  // increasing per study, never reused
+  std::string delta;     // blob
+};
+
 // A set of changes committed together (all or nothing). Upserts replace the row with the
 // same key; appends add rows. Metrics are insert-or-ignore: a metric already stored for
 // (family, lineage, step, name) keeps its first value, so a replayed report is not counted
@@ -157,8 +164,15 @@ struct WriteBatch {
   std::vector<CheckpointRecord> checkpoints;  // upsert by (family_id, node_id, step)
   std::vector<WorkerRecord> workers;          // upsert by worker_id
   std::vector<std::pair<std::string, std::string>> algorithm_states;  // (study_id, blob) upsert
-  std::vector<EventRecord> events;                                    // append
-  std::vector<std::pair<std::string, std::string>> settings;          // (key, value) upsert
+  // Appended to a study's algorithm journal: what changed in its algorithm's state since the
+  // previous entry (SearchAlgorithm::TakeStateDelta). (study_id, sequence) must be new.
+  std::vector<AlgorithmDelta> algorithm_deltas;
+  // (study_id, sequence): the study's journal entries up to `sequence` are covered by an
+  // algorithm state of this batch or an earlier one, and are deleted. Applied after the deltas
+  // and the states, so a batch may hold entries that its own trim removes.
+  std::vector<std::pair<std::string, int64_t>> algorithm_journal_trims;
+  std::vector<EventRecord> events;                            // append
+  std::vector<std::pair<std::string, std::string>> settings;  // (key, value) upsert
 
   bool empty() const;
 };
@@ -172,6 +186,9 @@ struct Snapshot {
   std::vector<AttemptRecord> attempts;  // state 0 (running) only
   std::vector<CheckpointRecord> checkpoints;
   std::vector<std::pair<std::string, std::string>> algorithm_states;
+  // Every study's journal entries not yet trimmed, by study_id, sequence: recovery loads the
+  // study's state, then applies these in order.
+  std::vector<AlgorithmDelta> algorithm_deltas;
   std::vector<std::pair<std::string, std::string>> settings;
 };
 

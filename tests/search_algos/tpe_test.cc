@@ -309,6 +309,42 @@ TEST(TpeTest, RestoredStateGivesTheSameNextSuggestions) {
   EXPECT_FALSE(restored->LoadState("tpe\ntrial running - 1 2 3\n").ok());
 }
 
+// Recovery from the journal: a snapshot, then the deltas taken after it in order, leaves the
+// algorithm as it was, so it continues with the suggestions of one that never stopped.
+TEST(TpeTest, SnapshotPlusDeltasGiveTheSameNextSuggestions) {
+  const stage_tree::SearchSpace space = MixedSpace();
+  std::unique_ptr<SearchAlgorithm> original = MakeTpe(Context(space, 23, 80, true));
+  ASSERT_TRUE(original->SupportsStateDelta());
+  TwoInFlight events;
+  events.Run(*original, 10);
+  const std::string snapshot = original->SaveState();
+  original->TakeStateDelta();  // covered by the snapshot
+  std::vector<std::string> deltas;
+  for (int rounds : {1, 4, 9}) {
+    events.Run(*original, rounds);
+    deltas.push_back(original->TakeStateDelta());
+    EXPECT_FALSE(deltas.back().empty());
+  }
+  // A metric of a running trial, told without its end, is a change too.
+  original->OnMetric(events.next_to_end, 3, 0.25);
+  deltas.push_back(original->TakeStateDelta());
+  EXPECT_TRUE(original->TakeStateDelta().empty());  // nothing changed since
+
+  std::unique_ptr<SearchAlgorithm> restored = MakeTpe(Context(space, 23, 80, true));
+  ASSERT_TRUE(restored->LoadState(snapshot).ok());
+  for (const std::string& delta : deltas) ASSERT_TRUE(restored->ApplyStateDelta(delta).ok());
+  EXPECT_EQ(restored->SaveState(), original->SaveState());
+  EXPECT_TRUE(restored->TakeStateDelta().empty());
+  TwoInFlight same_events = events;
+  EXPECT_EQ(events.Run(*original, 25), same_events.Run(*restored, 25));
+  EXPECT_EQ(restored->SaveState(), original->SaveState());
+  EXPECT_EQ(restored->TakeStateDelta(), original->TakeStateDelta());
+
+  // A delta that skips trials, or is not one, is refused.
+  EXPECT_FALSE(restored->ApplyStateDelta("trial 1000 running - 1 2 3\n").ok());
+  EXPECT_FALSE(restored->ApplyStateDelta("garbage\n").ok());
+}
+
 TEST(TpeTest, StopsProposingAtMaxTrials) {
   const stage_tree::SearchSpace space = MixedSpace();
   std::unique_ptr<SearchAlgorithm> tpe = MakeTpe(Context(space, 1, 0, true));

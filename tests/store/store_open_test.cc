@@ -79,7 +79,7 @@ TEST_F(StoreMigration, NewFileGetsTheSchemaVersionAndHipposApplicationId) {
   EXPECT_EQ(raw.QueryText("PRAGMA journal_mode"), "wal");
   for (const char* table :
        {"families", "studies", "trials", "tree_ops", "stages", "metrics", "attempts", "checkpoints",
-        "workers", "algorithm_states", "events", "settings"}) {
+        "workers", "algorithm_states", "algorithm_journal", "events", "settings"}) {
     EXPECT_EQ(raw.QueryInt(std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
                                        "AND name = '") +
                            table + "'"),

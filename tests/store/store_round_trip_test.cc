@@ -16,6 +16,7 @@ namespace hippo::store {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing_util::OpenOrDie;
 
@@ -192,6 +193,40 @@ TEST_F(StoreRoundTrip, EveryRecordTypeComesBackFromLoadSnapshotFieldForField) {
   EXPECT_THAT(snapshot->checkpoints, ElementsAre(checkpoint_b, checkpoint_a));
   EXPECT_THAT(snapshot->algorithm_states, ElementsAre(state_a, state_b));
   EXPECT_THAT(snapshot->settings, ElementsAre(setting_a, setting_b));
+}
+
+// The journal comes back by study and sequence; a trim deletes the study's entries up to its
+// sequence, after the batch's own entries are written, and leaves other studies' alone.
+TEST_F(StoreRoundTrip, AlgorithmJournalComesBackInOrderAndTrimsDeleteTheCoveredEntries) {
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  const AlgorithmDelta a1{"s-a", 1, std::string("one\0", 4)};
+  const AlgorithmDelta a2{"s-a", 2, "two"};
+  const AlgorithmDelta a3{"s-a", 3, "three"};
+  const AlgorithmDelta b1{"s-b", 1, "b one"};
+  WriteBatch first;
+  first.algorithm_deltas = {b1, a2, a1};
+  ASSERT_TRUE(store->Commit(first).ok());
+  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_THAT(snapshot->algorithm_deltas, ElementsAre(a1, a2, b1));
+
+  // One batch: a state covering s-a up to 3 (so 3 itself, written in the batch, goes too).
+  WriteBatch second;
+  second.algorithm_states = {{"s-a", "snapshot"}};
+  second.algorithm_deltas = {a3};
+  second.algorithm_journal_trims = {{"s-a", 3}};
+  ASSERT_TRUE(store->Commit(second).ok());
+  snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_THAT(snapshot->algorithm_deltas, ElementsAre(b1));
+
+  // A sequence already in the journal is refused, naming it.
+  WriteBatch repeated;
+  repeated.algorithm_deltas = {b1};
+  const absl::Status status = store->Commit(repeated);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("1 of study s-b"));
 }
 
 TEST_F(StoreRoundTrip, StudiesTrialsStagesAndWorkersComeBackFromTheListReads) {

@@ -51,6 +51,7 @@ inline auto Fields(const WorkerRecord& r) {
 inline auto Fields(const EventRecord& r) {
   return std::tie(r.sequence, r.study_id, r.kind, r.payload_json, r.time_ms);
 }
+inline auto Fields(const AlgorithmDelta& r) { return std::tie(r.study_id, r.sequence, r.delta); }
 
 #define HIPPO_STORE_TEST_EQUALITY(Type)                                                   \
   inline bool operator==(const Type& a, const Type& b) { return Fields(a) == Fields(b); } \
@@ -66,6 +67,7 @@ HIPPO_STORE_TEST_EQUALITY(AttemptRecord)
 HIPPO_STORE_TEST_EQUALITY(CheckpointRecord)
 HIPPO_STORE_TEST_EQUALITY(WorkerRecord)
 HIPPO_STORE_TEST_EQUALITY(EventRecord)
+HIPPO_STORE_TEST_EQUALITY(AlgorithmDelta)
 #undef HIPPO_STORE_TEST_EQUALITY
 
 // Metrics compare NaN equal to NaN (a stored NaN must come back as NaN).
