@@ -118,6 +118,7 @@ std::unique_ptr<Server> StartServer(const std::string& db, const std::string& to
   options.listen = "127.0.0.1:0";
   options.db_path = db;
   options.token = token;
+  options.insecure = token.empty();  // the in-process tests without a token trust every caller
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
   EXPECT_TRUE(server.ok()) << server.status();
   return server.ok() ? *std::move(server) : nullptr;
