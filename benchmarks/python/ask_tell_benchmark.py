@@ -78,7 +78,10 @@ def summary(stamps, window):
     return {"trials": done, "seconds": round(stamps[-1] - stamps[0], 2), "window": window,
             "first_per_s": round(first, 1), "last_per_s": round(last, 1),
             "first_ms_per_trial": round(1000 / first, 3),
-            "last_ms_per_trial": round(1000 / last, 3)}
+            "last_ms_per_trial": round(1000 / last, 3),
+            "ms_per_trial_by_window": [
+                round(1000 * (stamps[end] - stamps[end - window]) / window, 3)
+                for end in range(window, done + 1, window)]}
 
 
 def main():
