@@ -137,3 +137,22 @@ def test_a_study_of_one_categorical_of_strings_asks_and_tells(server, max_steps)
     assert study.refresh().state == "COMPLETED"
     assert study.best_trial.params == {"optimizer": "adam"} and study.best_value == 1.0
     assert all(t.reached_step == max_steps for t in study.trials)
+
+
+def test_the_builder_refuses_bad_values_naming_the_field():
+    with pytest.raises(hippo.InvalidSpec) as raised:
+        hippo.StudySpec("s", metric="loss", direction="down")
+    assert raised.value.field == "objective.direction"
+    with pytest.raises(hippo.InvalidSpec) as raised:
+        hippo.StudySpec("s", metric="loss", max_steps=-1)
+    assert raised.value.field == "budget.max_steps"
+    built = hippo.StudySpec("s", metric="loss", direction="Minimize", algorithm="external",
+                            max_steps=3, max_trials=8)
+    built.add(hippo.spec.float_param("lr", 1e-4, 1e-1, log=True))
+    with pytest.raises(hippo.InvalidSpec) as raised:
+        built.add(hippo.spec.int_param("lr", 1, 4))
+    assert raised.value.field == "search_space.parameters[1].name"
+    as_dict = built.to_dict()
+    assert as_dict["objective"] == {"metric": "loss", "direction": "MINIMIZE"}
+    assert as_dict["budget"] == {"max_steps": 3, "max_trials": 8}
+    assert [p["name"] for p in as_dict["search_space"]["parameters"]] == ["lr"]
