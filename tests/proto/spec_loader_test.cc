@@ -421,9 +421,9 @@ TEST(SpecErrors, IntegersAreCheckedAgainstTheirFieldType) {
 
 TEST(SpecErrors, NonFiniteNumbersAreRefused) {
   EXPECT_THAT(ErrorOf(Replace(kMinimal, "high: 0.1", "high: .inf")),
-              HasSubstr("search_space.parameters[0].float.high: expected a finite number"));
+              HasSubstr("search_space.parameters[0].float.high: must be a finite number (got inf)"));
   EXPECT_THAT(ErrorOf(Replace(kMinimal, "kind: sim", "kind: sim, config: {x: .nan}")),
-              HasSubstr("trainer.config.x: expected a finite number"));
+              HasSubstr("trainer.config.x: must be a finite number (got nan)"));
 }
 
 TEST(SpecValidate, WorksOnMessagesAndNamesThePath) {

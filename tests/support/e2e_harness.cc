@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,9 +23,14 @@ namespace hippo::e2e {
 
 namespace v1 = ::hippo::v1;
 
-Process::Process(const std::vector<std::string>& args, const std::string& log_path) {
+Process::Process(const std::vector<std::string>& args, const std::string& log_path,
+                 ProcessLimits limits) {
   pid_ = fork();
   if (pid_ == 0) {
+    if (limits.address_space_bytes > 0) {
+      const rlimit limit{limits.address_space_bytes, limits.address_space_bytes};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(126);
+    }
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       dup2(log, STDOUT_FILENO);

@@ -21,11 +21,17 @@ namespace hippo::e2e {
 
 using test_support::TempDir;
 
+// Resource limits of a child process; 0 leaves one as inherited.
+struct ProcessLimits {
+  size_t address_space_bytes = 0;  // RLIMIT_AS, as `ulimit -v` sets it
+};
+
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
  public:
-  // Starts `hippo args...` with stdout and stderr appended to `log_path`.
-  Process(const std::vector<std::string>& args, const std::string& log_path);
+  // Starts `hippo args...` with stdout and stderr appended to `log_path`, under `limits`.
+  Process(const std::vector<std::string>& args, const std::string& log_path,
+          ProcessLimits limits = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
