@@ -93,9 +93,13 @@ class Engine {
   // WorkerService. Connect returns a session number for the other calls; a worker that
   // reconnects under the same id replaces its earlier session, and keeps the attempt it held
   // until that attempt's lease says otherwise. Disconnect of an older session is ignored.
+  // Connect refuses a hello out of bounds (report_bounds.h) with INVALID_ARGUMENT.
   // OnWorkerMessage handles one report or a packed `reports` (in order, all or none refused);
-  // reports of an attempt that is not the worker's are ignored (counted in Stats).
-  // FailedPrecondition before the worker's Connect.
+  // reports of an attempt that is not the worker's are ignored (counted in Stats). A report
+  // out of bounds (report_bounds.h; a checkpoint of another stage than its attempt's) refuses
+  // the whole message: nothing of it is stored, and the attempt it is about, if the worker's,
+  // fails with the problem as its reason. INVALID_ARGUMENT for more reports in one message than
+  // allowed; FailedPrecondition before the worker's Connect.
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
                                   std::shared_ptr<WorkerChannel> channel);
   void Disconnect(const std::string& worker_id, int64_t session);

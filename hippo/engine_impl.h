@@ -224,6 +224,16 @@ class EngineImpl {
   // an attempt that is not the worker's are ignored.
   void HandleReport(Worker& worker, const hippo::v1::WorkerMessage& message,
                     store::WriteBatch& batch, Outbox& outbox);
+  // The problem of a report in `reports` that only the engine's state shows (a checkpoint of
+  // another stage than its attempt's), as "field: what is wrong" with the attempt it is about.
+  std::optional<std::pair<int64_t, std::string>> StateProblem(
+      const Worker& worker, const std::vector<const hippo::v1::WorkerMessage*>& reports) const;
+  // A report of `worker` about `attempt_id` broke a bound (`problem`): nothing of it is stored.
+  // An attempt the worker holds fails with the problem as its reason (the trainer produced
+  // it, so a retry may do better, and the study's message shows it) and the worker is told to
+  // cancel it; a report of any other attempt is ignored. Logged either way.
+  void RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
+                    store::WriteBatch& batch, Outbox& outbox);
   // RunPlan after a report changed the study's trials; a failure of the plan is logged, as it
   // must not refuse the report (the study asks again at its next event).
   void RunPlanAfterReport(size_t study_index, store::WriteBatch& batch, Outbox& outbox);

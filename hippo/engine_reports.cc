@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/engine_impl.h"
+#include "hippo/report_bounds.h"
 
 namespace hippo::coordinator {
 
@@ -15,9 +16,7 @@ using stage_tree::Step;
 
 absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
                                             std::shared_ptr<WorkerChannel> channel) {
-  if (hello.worker_id().empty()) {
-    return absl::InvalidArgumentError("hello.worker_id: a worker must name itself");
-  }
+  if (absl::Status status = CheckHello(hello); !status.ok()) return status;
   std::unique_lock<std::mutex> lock(mutex_);
   Worker& worker = workers_[hello.worker_id()];
   worker.hello = hello;
@@ -69,30 +68,89 @@ void EngineImpl::Disconnect(const std::string& worker_id, int64_t session) {
 
 absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
                                          const v1::WorkerMessage& message) {
+  // Checked before any is handled, so that a refused message changes nothing; the checks that
+  // need no state run before the lock (report_bounds.h).
+  if (message.reports().messages_size() > kMaxReportsPerMessage) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reports.messages: ", message.reports().messages_size(),
+                     " reports in one message, at most ", kMaxReportsPerMessage));
+  }
+  std::vector<const v1::WorkerMessage*> reports;
+  if (message.has_reports()) {
+    for (const v1::WorkerMessage& report : message.reports().messages()) {
+      if (report.has_reports() || report.has_hello()) {
+        return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
+      }
+      reports.push_back(&report);
+    }
+  } else {
+    reports.push_back(&message);
+  }
+  std::optional<std::pair<int64_t, std::string>> refused;
+  for (const v1::WorkerMessage* report : reports) {
+    if (std::optional<std::string> problem = ReportProblem(*report)) {
+      refused.emplace(AttemptOfReport(*report), *std::move(problem));
+      break;
+    }
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   auto worker_it = workers_.find(worker_id);
   if (worker_it == workers_.end()) {
     return absl::FailedPreconditionError("a worker must say hello first");
   }
-  // Checked before any is handled, so that a refused message changes nothing.
-  for (const v1::WorkerMessage& report : message.reports().messages()) {
-    if (report.has_reports() || report.has_hello()) {
-      return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
-    }
-  }
+  if (!refused) refused = StateProblem(worker_it->second, reports);
   store::WriteBatch batch;
   Outbox outbox;
-  if (message.has_reports()) {
-    for (const v1::WorkerMessage& report : message.reports().messages()) {
-      HandleReport(worker_it->second, report, batch, outbox);
-    }
+  if (refused) {
+    RefuseReport(worker_it->second, refused->first, refused->second, batch, outbox);
   } else {
-    HandleReport(worker_it->second, message, batch, outbox);
+    for (const v1::WorkerMessage* report : reports) {
+      HandleReport(worker_it->second, *report, batch, outbox);
+    }
   }
   CancelUnneeded(batch, outbox);
   Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
   return absl::OkStatus();
+}
+
+std::optional<std::pair<int64_t, std::string>> EngineImpl::StateProblem(
+    const Worker& worker, const std::vector<const v1::WorkerMessage*>& reports) const {
+  for (const v1::WorkerMessage* report : reports) {
+    if (!report->has_checkpoint()) continue;
+    const v1::CheckpointWritten& checkpoint = report->checkpoint();
+    auto it = attempts_.find(checkpoint.attempt_id());
+    if (it == attempts_.end() || it->second.worker_id != worker.hello.worker_id()) continue;
+    const int64_t stage_id = FamilyById(it->second.family_id).WorkerStageId(it->second.assigned);
+    if (checkpoint.stage_id() != stage_id) {
+      return std::pair{checkpoint.attempt_id(),
+                       absl::StrCat("checkpoint.stage_id: ", checkpoint.stage_id(),
+                                    " is not the stage of attempt ", checkpoint.attempt_id(), " (",
+                                    stage_id, ")")};
+    }
+  }
+  return std::nullopt;
+}
+
+void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
+                              store::WriteBatch& batch, Outbox& outbox) {
+  const std::string& worker_id = worker.hello.worker_id();
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end() || it->second.worker_id != worker_id) {
+    ++stats_.stale_reports_ignored;
+    std::fprintf(stderr, "hippo: worker %s: report ignored: %s\n", worker_id.c_str(),
+                 problem.c_str());
+    return;
+  }
+  std::fprintf(stderr, "hippo: worker %s: report refused, attempt %lld fails: %s\n",
+               worker_id.c_str(), static_cast<long long>(attempt_id), problem.c_str());
+  EndAttempt(attempt_id, /*failed=*/true, problem, batch);
+  if (worker.attempt == attempt_id) worker.attempt.reset();
+  if (worker.connected) {
+    v1::CoordinatorMessage cancel;
+    cancel.mutable_cancel()->set_attempt_id(attempt_id);
+    outbox.sends.emplace_back(worker.channel, std::move(cancel));
+  }
 }
 
 void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
@@ -203,7 +261,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       if (finished.ok() && finished.seconds() > 0) {
         family.MeasureStepTime(finished.seconds(), attempt->steps);
       }
-      EndAttempt(finished.attempt_id(), !finished.ok(), finished.error(), batch);
+      EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), batch);
       worker.attempt.reset();
       break;
     }

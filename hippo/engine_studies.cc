@@ -80,6 +80,22 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   study->space = *std::move(space);
   study->spec = spec;
   study->trainer_identity = stage_tree::TrainerIdentity(spec.trainer());
+  // What depends on the spec alone is made before the lock, so that a large spec (a grid at its
+  // cap, a trainer config near the size limit) does not hold up the studies and workers that
+  // wait for the engine.
+  study->record.name = spec.name();
+  study->record.spec_json = proto::StudySpecToJson(spec);
+  search_algos::AlgorithmContext context;
+  context.space = &study->space;
+  context.max_steps = spec.budget().max_steps();
+  context.max_trials = spec.budget().max_trials();
+  context.seed = spec.algorithm().seed();
+  context.minimize = spec.objective().direction() == v1::MINIMIZE;
+  context.config = spec.algorithm();
+  absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
+      search_algos::AlgorithmRegistry::Global().Create(spec.algorithm().name(), context);
+  if (!algorithm.ok()) return absl::InvalidArgumentError(algorithm.status().message());
+  study->algorithm = *std::move(algorithm);
 
   std::unique_lock<std::mutex> lock(mutex_);
   // A family name stands for one trainer (hippo.proto, StudySpec.family).
@@ -95,22 +111,9 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
     }
   }
   study->record.id = absl::StrFormat("s-%06d", studies_.size() + 1);
-  study->record.name = spec.name();
-  study->record.spec_json = proto::StudySpecToJson(spec);
   study->record.state = v1::STUDY_RUNNING;
   study->record.created_ms = NowMs();
   study->record.no_merge = no_merge;
-  search_algos::AlgorithmContext context;
-  context.space = &study->space;
-  context.max_steps = spec.budget().max_steps();
-  context.max_trials = spec.budget().max_trials();
-  context.seed = spec.algorithm().seed();
-  context.minimize = spec.objective().direction() == v1::MINIMIZE;
-  context.config = spec.algorithm();
-  absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
-      search_algos::AlgorithmRegistry::Global().Create(spec.algorithm().name(), context);
-  if (!algorithm.ok()) return absl::InvalidArgumentError(algorithm.status().message());
-  study->algorithm = *std::move(algorithm);
 
   const size_t index = studies_.size();
   ready_.SetWeight(ShareGroup(index), spec.resources().weight());

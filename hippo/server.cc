@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "hippo/report_bounds.h"
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
@@ -313,8 +314,9 @@ class WorkerSession final
       }
       worker_id_ = incoming_->hello().worker_id();
       session_ = *session;
-    } else if (!engine_->OnWorkerMessage(worker_id_, *incoming_).ok()) {
-      End(grpc::Status::OK);
+    } else if (absl::Status status = engine_->OnWorkerMessage(worker_id_, *incoming_);
+               !status.ok()) {
+      End(ToGrpc(status));  // the worker learns why its stream ends
       return;
     }
     ReadNext();
@@ -424,6 +426,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  // Explicit, not gRPC's default: the bound every message is checked under (report_bounds.h).
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->study_service_.get());
   builder.RegisterService(server->worker_service_.get());

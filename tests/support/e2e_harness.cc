@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,8 +120,8 @@ std::string TokenFileOf(const std::string& address) {
   return it == TokenFiles().end() ? "" : it->second;
 }
 
-Process::Process(const std::vector<std::string>& args, const std::string& log_path,
-                 const Env& env) {
+Process::Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env,
+                 ProcessLimits limits) {
   RememberServer(args);
   // The child's argv and environment are built here: after fork only async-signal-safe calls.
   std::vector<std::string> strings = {HIPPO_BINARY};
@@ -139,6 +140,10 @@ Process::Process(const std::vector<std::string>& args, const std::string& log_pa
   envp.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
+    if (limits.address_space_bytes > 0) {
+      const rlimit limit{limits.address_space_bytes, limits.address_space_bytes};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(126);
+    }
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       dup2(log, STDOUT_FILENO);

@@ -33,12 +33,18 @@ using Env = std::map<std::string, std::string>;
 // The token file of the coordinator started at `address`; "" when none is known.
 std::string TokenFileOf(const std::string& address);
 
+// Resource limits of a child process; 0 leaves one as inherited.
+struct ProcessLimits {
+  size_t address_space_bytes = 0;  // RLIMIT_AS, as `ulimit -v` sets it
+};
+
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
  public:
   // Starts `hippo args...` with stdout and stderr appended to `log_path`, `env` added to the
-  // environment (after the token's, see above).
-  Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env = {});
+  // environment (after the token's, see above), under `limits`.
+  Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env = {},
+          ProcessLimits limits = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
