@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -22,9 +23,11 @@ namespace hippo::e2e {
 
 namespace v1 = ::hippo::v1;
 
-Process::Process(const std::vector<std::string>& args, const std::string& log_path) {
+Process::Process(const std::vector<std::string>& args, const std::string& log_path,
+                 const std::vector<std::pair<std::string, std::string>>& env) {
   pid_ = fork();
   if (pid_ == 0) {
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       dup2(log, STDOUT_FILENO);
@@ -257,10 +260,20 @@ std::string Cluster::Submit(const std::string& spec_path) const {
 }
 
 void Cluster::KillAndRestartServer() {
+  KillServer();
+  StartServer(/*wait=*/true);
+}
+
+void Cluster::KillServer() {
   server_->Kill(SIGKILL);
-  EXPECT_EQ(server_->Wait(), 128 + SIGKILL);
+  EXPECT_EQ(server_->Wait(), 128 + SIGKILL) << "the coordinator had exited; see " << server_log_;
+}
+
+void Cluster::StartServer(bool wait) {
   server_ = std::make_unique<Process>(server_args_, server_log_);
-  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  if (wait) {
+    EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  }
 }
 
 }  // namespace hippo::e2e

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,8 +25,10 @@ using test_support::TempDir;
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
  public:
-  // Starts `hippo args...` with stdout and stderr appended to `log_path`.
-  Process(const std::vector<std::string>& args, const std::string& log_path);
+  // Starts `hippo args...` with stdout and stderr appended to `log_path`, and `env` (name,
+  // value) added to the child's environment.
+  Process(const std::vector<std::string>& args, const std::string& log_path,
+          const std::vector<std::pair<std::string, std::string>>& env = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -71,6 +74,12 @@ class Cluster {
   std::string Submit(const std::string& spec_path) const;
   // SIGKILLs the coordinator and starts it again on the same database.
   void KillAndRestartServer();
+  // SIGKILLs the coordinator (a test failure if it had exited on its own).
+  void KillServer();
+  // Starts the coordinator again on the same database; with `wait`, returns once it answers
+  // (a test failure if it does not within 20 s).
+  void StartServer(bool wait);
+  const std::string& server_log() const { return server_log_; }
 
  private:
   std::string address_;
