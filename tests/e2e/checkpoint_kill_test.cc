@@ -62,8 +62,7 @@ TEST_P(CheckpointKillTest, WorkerKilledAroundACheckpointRenameLeavesTheResultsUn
                                                 "victim", "--checkpoint-dir", checkpoints};
   auto victim =
       std::make_unique<Process>(victim_args, dir.File("victim.log"),
-                                std::vector<std::pair<std::string, std::string>>{
-                                    {"HIPPO_TEST_SIGKILL_AT_CHECKPOINT",
+                                Env{{"HIPPO_TEST_SIGKILL_AT_CHECKPOINT",
                                      absl::StrCat(GetParam().when, ":", GetParam().nth)}});
   // The victim connects first, so that it gets the first stage.
   for (int i = 0; i < 100; ++i) {
