@@ -276,8 +276,11 @@ absl::Status EngineImpl::Recover() {
   for (const store::AttemptRecord& record : snapshot->attempts) {
     assigned_elsewhere.insert({record.family_id, static_cast<NodeId>(record.node_id)});
   }
+  // Attempt ids go on after the last one given, running or not: a worker may still hold an
+  // attempt that ended here (its lease expired) and re-sends the reports of its last ones after
+  // a reconnect, and a new attempt under the same id would take them for its own.
+  next_attempt_ = std::max(next_attempt_, snapshot->last_attempt_id + 1);
   for (const store::AttemptRecord& record : snapshot->attempts) {
-    next_attempt_ = std::max(next_attempt_, record.attempt_id + 1);
     if (record.family_id < 1 || record.family_id > static_cast<int64_t>(families_.size())) continue;
     FamilyState& family = FamilyById(record.family_id);
     auto node = static_cast<NodeId>(record.node_id);

@@ -184,6 +184,7 @@ struct Snapshot {
   std::vector<TrialRecord> trials;      // by study_id, trial_id
   std::vector<TreeOp> tree_ops;         // by family_id, sequence
   std::vector<AttemptRecord> attempts;  // state 0 (running) only
+  int64_t last_attempt_id = 0;          // the highest attempt id stored, in any state
   std::vector<CheckpointRecord> checkpoints;
   std::vector<std::pair<std::string, std::string>> algorithm_states;
   // Every study's journal entries not yet trimmed, by study_id, sequence: recovery loads the

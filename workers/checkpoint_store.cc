@@ -152,6 +152,9 @@ absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t 
     ::unlink(temp_path.c_str());
     return status;
   }
+  if (after_rename_) {
+    if (absl::Status hooked = after_rename_(final_path); !hooked.ok()) return hooked;
+  }
   if (absl::Status synced = SyncDirectory(directory_); !synced.ok()) return synced;
 
   CheckpointInfo info;

@@ -76,12 +76,18 @@ class CheckpointStore {
   void SetBeforeRenameHookForTesting(std::function<absl::Status(const std::string&)> hook) {
     before_rename_ = std::move(hook);
   }
+  // Called right after the rename that publishes a checkpoint (before the directory's fsync),
+  // with the final path; an error fails the write. For tests of crashes around the rename.
+  void SetAfterRenameHookForTesting(std::function<absl::Status(const std::string&)> hook) {
+    after_rename_ = std::move(hook);
+  }
 
  private:
   explicit CheckpointStore(std::string directory) : directory_(std::move(directory)) {}
 
   std::string directory_;  // absolute, canonical, no trailing slash
   std::function<absl::Status(const std::string&)> before_rename_;
+  std::function<absl::Status(const std::string&)> after_rename_;
 };
 
 // Formats a checksum the way CheckpointInfo::checksum does.

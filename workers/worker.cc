@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "workers/fault_injection.h"
 
 namespace hippo::workers {
 namespace {
@@ -133,6 +134,7 @@ absl::Status Worker::Run() {
   absl::StatusOr<CheckpointStore> store = CheckpointStore::Open(options_.checkpoint_dir);
   if (!store.ok()) return store.status();
   store_.emplace(*std::move(store));
+  if (absl::Status status = InjectCheckpointFaultsFromEnv(*store_); !status.ok()) return status;
 
   training_thread_ = std::thread([this] { TrainingLoop(); });
   absl::Status status = SessionLoop();

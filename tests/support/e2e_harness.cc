@@ -375,10 +375,20 @@ std::string Cluster::Submit(const std::string& spec_path) const {
 }
 
 void Cluster::KillAndRestartServer() {
+  KillServer();
+  StartServer(/*wait=*/true);
+}
+
+void Cluster::KillServer() {
   server_->Kill(SIGKILL);
-  EXPECT_EQ(server_->Wait(), 128 + SIGKILL);
+  EXPECT_EQ(server_->Wait(), 128 + SIGKILL) << "the coordinator had exited; see " << server_log_;
+}
+
+void Cluster::StartServer(bool wait) {
   server_ = std::make_unique<Process>(server_args_, server_log_);
-  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  if (wait) {
+    EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  }
 }
 
 }  // namespace hippo::e2e

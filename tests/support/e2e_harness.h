@@ -91,6 +91,12 @@ class Cluster {
   std::string Submit(const std::string& spec_path) const;
   // SIGKILLs the coordinator and starts it again on the same database.
   void KillAndRestartServer();
+  // SIGKILLs the coordinator (a test failure if it had exited on its own).
+  void KillServer();
+  // Starts the coordinator again on the same database; with `wait`, returns once it answers
+  // (a test failure if it does not within 20 s).
+  void StartServer(bool wait);
+  const std::string& server_log() const { return server_log_; }
 
  private:
   std::string address_;
