@@ -23,12 +23,13 @@ using std::chrono::milliseconds;
 
 constexpr int kLeaseSeconds = 30;
 
-// One trial of 100 steps at 40 ms each: one stage of 4 s.
+// One trial of 100 steps at 80 ms each: one stage of 8 s, long enough for a coordinator restart
+// to land inside it on a loaded machine.
 constexpr char kOneStage[] = R"(name: one-stage
 objective: {metric: val_accuracy, direction: MAXIMIZE}
 trainer:
   kind: sim
-  config: {cost_per_step: 0.04}
+  config: {cost_per_step: 0.08}
 search_space:
   parameters:
     - name: lr
@@ -119,8 +120,6 @@ TEST_F(WorkerHelloTest, AttemptTheWorkerStillHoldsContinuesAfterACoordinatorSigk
   KillServer();
   StartServer();
   const auto restarted = Clock::now();
-  // The restarted coordinator sees at once that the stage is still the worker's.
-  ASSERT_TRUE(WaitForWorker(address_, "keeper", Busy, std::chrono::seconds(10)));
   absl::StatusOr<v1::Study> study = WaitForStudy(address_, study_id, std::chrono::seconds(60));
   ASSERT_TRUE(study.ok()) << study.status();
   const double seconds = std::chrono::duration<double>(Clock::now() - restarted).count();
@@ -151,7 +150,13 @@ TEST_F(WorkerHelloTest, AttemptNoWorkerHoldsIsReassignedAtOnceNotAfterItsLease) 
   StartServer();
   const auto started = Clock::now();
   worker = StartWorker("lost");
-  ASSERT_TRUE(WaitForWorker(address_, "lost", Busy, std::chrono::seconds(kLeaseSeconds * 2)));
+  // A second attempt of the stage: the new process trains it (the coordinator's view of the
+  // worker alone would say busy from the hello on, held or not).
+  while (AttemptsOfTheStage(address_, study_id) < 2 &&
+         Clock::now() - started < std::chrono::seconds(kLeaseSeconds * 2)) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(AttemptsOfTheStage(address_, study_id), 2);
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::cout << "stage reassigned " << seconds << " s after the worker restarted (lease "
             << kLeaseSeconds << " s)" << std::endl;
@@ -169,8 +174,8 @@ TEST_F(WorkerHelloTest, StudyNoConnectedWorkerCanTrainWaitsAndSaysWhy) {
   ASSERT_TRUE(WaitForWorker(
       address_, "sim-only", [](auto& w) { return w.connected(); }, std::chrono::seconds(20)));
   std::string yaml = kOneStage;
-  yaml.replace(yaml.find("  kind: sim\n  config: {cost_per_step: 0.04}\n"),
-               std::string("  kind: sim\n  config: {cost_per_step: 0.04}\n").size(),
+  yaml.replace(yaml.find("  kind: sim\n  config: {cost_per_step: 0.08}\n"),
+               std::string("  kind: sim\n  config: {cost_per_step: 0.08}\n").size(),
                "  kind: command\n  command: [train.sh]\n");
   const CommandResult submitted =
       RunHippo({"submit", WriteSpec(dir_, yaml), "--coordinator", address_});
