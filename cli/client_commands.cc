@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/token.h"
@@ -267,16 +268,16 @@ int WorkersCommand(const ClientOptions& options) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE", "STAGE",
-                               "CACHED");
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %-8s %s\n", "WORKER", "HOST", "STATE",
+                               "STAGE", "CACHED", "TRAINERS");
   for (const v1::WorkerInfo& worker : response.workers()) {
     std::cout << absl::StrFormat(
-        "%-24s %-16s %-10s %-14s %d\n", worker.worker_id(), worker.host(),
+        "%-24s %-16s %-10s %-14s %-8d %s\n", worker.worker_id(), worker.host(),
         !worker.connected()              ? "gone"
         : worker.running_stage_id() != 0 ? "busy"
                                          : "idle",
         worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
-        worker.cached_states());
+        worker.cached_states(), absl::StrJoin(worker.trainers(), ","));
   }
   return kExitOk;
 }

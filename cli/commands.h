@@ -44,6 +44,11 @@ struct WorkerCommandOptions {
   // Counts the visible GPUs, for "auto" (unset in a build without LibTorch). Called only after
   // the stop signals are blocked: CUDA starts threads, which must inherit that mask.
   int (*count_cuda_devices)() = nullptr;
+  // The trainer kinds it serves (--trainers): those named; empty means the default, sim and
+  // (where built) torch. `command` is served only when named, and needs allow_dirs.
+  std::vector<std::string> trainers;
+  // --allow-dir: the directories whose programs the command trainer may run.
+  std::vector<std::string> allow_dirs;
 };
 
 struct RunOptions {
@@ -66,6 +71,9 @@ struct SimulateOptions {
   bool compare = false;  // run merged and trial by trial, report the speedup
   bool json = false;
 };
+
+// What `hippo worker` serves without --trainers: sim and, where built, torch; never command.
+std::vector<std::string> DefaultWorkerTrainers();
 
 int ServerCommand(const ServerCommandOptions& options);
 int WorkerCommand(const WorkerCommandOptions& options);

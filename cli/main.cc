@@ -219,6 +219,14 @@ int main(int argc, char** argv) {
                    "Where it trains: cpu, cuda:N, or auto (one worker process per visible GPU, "
                    "else one on the CPU)")
       ->default_val("auto");
+  worker
+      ->add_option("--trainers", worker_options.trainers,
+                   "Trainer kinds it serves, comma-separated (default: sim and, where built, "
+                   "torch); command must be named, with --allow-dir")
+      ->delimiter(',');
+  worker->add_option("--allow-dir", worker_options.allow_dirs,
+                     "Directory whose programs the command trainer may run (repeatable; none by "
+                     "default, which refuses --trainers command)");
 
   bool no_merge = false;
   CLI::App* submit = app.add_subcommand("submit", "Submit a study to a coordinator");

@@ -115,6 +115,8 @@ class Engine {
     int64_t stale_reports_ignored = 0;
     int64_t leases_expired = 0;
     int64_t attempts_cancelled = 0;
+    // Attempts taken back when their worker's hello did not list them.
+    int64_t attempts_not_held = 0;
   };
   Stats stats();
 

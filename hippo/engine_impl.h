@@ -209,7 +209,13 @@ class EngineImpl {
   void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
   // Replaces the estimate charged for `attempt` by the worker time it took until now.
   void SettleCharge(const Attempt& attempt);
-  // Assigns ready stages to idle connected workers, best first.
+  // Whether `worker` said in its hello that it serves trainer `kind`.
+  static bool Serves(const Worker& worker, const std::string& kind);
+  // Why a running study waits (hippo.v1.Study.waiting): no connected worker serves its trainer
+  // kind; "" when one does, and for ask/tell studies.
+  std::string WaitingReason(const StudyState& study) const;
+  // Assigns ready stages to idle connected workers, best first, each only stages of a trainer
+  // kind it serves.
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
   // Per node, the work that may still follow it: a running trial ending there below its

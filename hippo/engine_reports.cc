@@ -22,18 +22,48 @@ absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
   worker.hello = hello;
   worker.channel = std::move(channel);
   worker.session = next_session_++;
-  worker.connected = true;
+  worker.connected = false;  // until its attempts are settled: Abandon sends it nothing
   worker.cached_states.clear();
   for (const v1::CachedState& state : hello.cached_states()) {
     worker.cached_states.insert({state.stage_id(), state.step()});
   }
-  // An attempt it held before reconnecting is still its own until the lease says otherwise.
-  worker.attempt.reset();
-  for (const auto& [id, attempt] : attempts_) {
-    if (attempt.worker_id == hello.worker_id()) worker.attempt = id;
-  }
   store::WriteBatch batch;
   Outbox outbox;
+  // The attempts given to this worker. A hello that lists what the worker holds settles them at
+  // once: one listed stays its own (with a fresh lease), one not listed never reached it or was
+  // lost with a restarted worker and goes back to the queue now. A hello that does not say
+  // leaves each to its lease.
+  worker.attempt.reset();
+  std::vector<int64_t> not_held;
+  const auto lease = engine_internal::LeaseOf(options_);
+  const absl::flat_hash_set<int64_t> held(hello.held().attempt_ids().begin(),
+                                          hello.held().attempt_ids().end());
+  for (auto& [id, attempt] : attempts_) {
+    if (attempt.worker_id != hello.worker_id()) continue;
+    if (!hello.has_held() || held.contains(id)) {
+      worker.attempt = id;
+      if (hello.has_held()) attempt.lease_expires = Clock::now() + lease;
+    } else {
+      not_held.push_back(id);
+    }
+  }
+  for (int64_t id : not_held) {
+    Abandon(id, store::kAttemptExpired, batch, outbox);
+    batch.events.push_back(Event("", "attempt_not_held", absl::StrCat("{\"attempt\": ", id, "}")));
+    ++stats_.attempts_not_held;
+  }
+  worker.connected = true;
+  // A listed attempt that is not (or no longer) this worker's, e.g. one whose lease expired
+  // while the worker was away: it is trained for nothing, so the worker is told to stop it.
+  for (int64_t id : held) {
+    if (auto it = attempts_.find(id);
+        it != attempts_.end() && it->second.worker_id == hello.worker_id()) {
+      continue;
+    }
+    v1::CoordinatorMessage cancel;
+    cancel.mutable_cancel()->set_attempt_id(id);
+    outbox.sends.emplace_back(worker.channel, std::move(cancel));
+  }
   store::WorkerRecord record;
   record.worker_id = hello.worker_id();
   record.host = hello.host();

@@ -111,6 +111,7 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
     view.mutable_finished()->set_seconds(study.record.finished_ms / 1000);
   }
   view.set_message(study.record.message);
+  view.set_waiting(WaitingReason(study));
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
