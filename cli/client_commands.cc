@@ -257,17 +257,38 @@ int WorkersCommand(const ClientOptions& options) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE", "STAGE",
-                               "CACHED");
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %-7s %s\n", "WORKER", "HOST", "STATE",
+                               "STAGE", "CACHED", "HEALTH");
   for (const v1::WorkerInfo& worker : response.workers()) {
     std::cout << absl::StrFormat(
-        "%-24s %-16s %-10s %-14s %d\n", worker.worker_id(), worker.host(),
+        "%-24s %-16s %-10s %-14s %-7d %s\n", worker.worker_id(), worker.host(),
         !worker.connected()              ? "gone"
         : worker.running_stage_id() != 0 ? "busy"
                                          : "idle",
         worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
-        worker.cached_states());
+        worker.cached_states(),
+        worker.healthy() ? std::string("healthy")
+                         : absl::StrCat("UNHEALTHY: ", worker.health_message()));
   }
+  return kExitOk;
+}
+
+int RetryCommand(const ClientOptions& options, const std::string& study_id,
+                 const std::vector<int64_t>& trial_ids) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::RetryTrialsRequest request;
+  request.set_study_id(study_id);
+  for (int64_t id : trial_ids) request.add_trial_ids(id);
+  v1::RetryTrialsResponse response;
+  grpc::Status status = client.stub().RetryTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << response.study().id() << " " << StudyStateName(response.study().state())
+            << ": retrying " << response.retried_trial_ids_size() << " trial(s)\n";
   return kExitOk;
 }
 

@@ -174,21 +174,35 @@ void EngineImpl::RefreshPriorities() {
 
 void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   RefreshPriorities();
+  const Clock::time_point now = Clock::now();
   for (auto& [id, worker] : workers_) {
-    if (!worker.connected || worker.attempt.has_value()) continue;
-    std::optional<v1::Assign> assign = AssignTo(worker, batch);
-    if (!assign) break;  // nothing ready
+    if (!worker.connected || worker.attempt.has_value() || Drained(worker, now)) continue;
+    bool left_to_another = false;
+    std::optional<v1::Assign> assign = AssignTo(worker, batch, left_to_another);
+    if (!assign && left_to_another) continue;  // another worker may take what this one left
+    if (!assign) break;                        // nothing ready
     v1::CoordinatorMessage message;
     *message.mutable_assign() = *std::move(assign);
     outbox.sends.emplace_back(worker.channel, std::move(message));
   }
 }
 
-std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch) {
+std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch,
+                                               bool& left_to_another) {
   // Whether a stage in the queue should still run: it is ready and some live trial needs it.
-  auto still_ready = [this](const QueuedStage& stage) {
+  // One this worker failed on, which another worker can take, is left (and queued again below).
+  std::vector<QueuedStage> left;
+  auto still_ready = [this, &worker, &left](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
-    return family.tree().node(stage.node).state == StageState::kReady && Needed(family, stage.node);
+    if (family.tree().node(stage.node).state != StageState::kReady ||
+        !Needed(family, stage.node)) {
+      return false;
+    }
+    if (LeaveToAnother(worker, stage)) {
+      left.push_back(stage);
+      return false;
+    }
+    return true;
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);
@@ -197,6 +211,10 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
            worker.cached_states.contains({family.WorkerStageId(node.parent), node.start});
   };
   std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
+  for (const QueuedStage& stage : left) {
+    ready_.Push(stage, FamilyById(stage.family_id).Priority(stage.node));
+  }
+  left_to_another = !left.empty();
   if (!chosen) return std::nullopt;
   FamilyState& family = FamilyById(chosen->family_id);
   const Step cut = family.CutStep(chosen->node);

@@ -71,6 +71,12 @@ class Cluster {
   std::string Submit(const std::string& spec_path) const;
   // SIGKILLs the coordinator and starts it again on the same database.
   void KillAndRestartServer();
+  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path`; the
+  // cluster keeps it (SIGKILLed at the end if still alive).
+  Process& AddWorker(const std::string& id, const std::string& checkpoint_dir,
+                     const std::string& log_path);
+  // Polls ListWorkers until `count` workers are connected (false after `timeout`).
+  bool WaitForWorkers(size_t count, std::chrono::seconds timeout) const;
 
  private:
   std::string address_;
