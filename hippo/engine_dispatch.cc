@@ -194,8 +194,7 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   std::vector<QueuedStage> left;
   auto still_ready = [this, &worker, &left](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
-    if (family.tree().node(stage.node).state != StageState::kReady ||
-        !Needed(family, stage.node)) {
+    if (family.tree().node(stage.node).state != StageState::kReady || !Needed(family, stage.node)) {
       return false;
     }
     if (LeaveToAnother(worker, stage)) {

@@ -142,7 +142,7 @@ class EngineImpl {
     std::optional<int64_t> attempt;  // one stage at a time
     // Health (EngineOptions::unhealthy_after_failures), kept across reconnects.
     int64_t consecutive_failures = 0;
-    int drains = 0;                              // drains in a row, for the doubling
+    int drains = 0;                                  // drains in a row, for the doubling
     std::optional<Clock::time_point> drained_until;  // given no stage before then
     std::string last_error;
     // (global lineage id, step) of the states in its fork cache.

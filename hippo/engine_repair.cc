@@ -34,10 +34,10 @@ bool EngineImpl::RepairLostState(const Attempt& attempt, store::WriteBatch& batc
   if (family.tree().LoseState(owner, step).ok()) {
     family.AppendOp(store::TreeOpKind::kStateLost, owner, step, "", batch);
     batch.stages.push_back(StageRecordOf(family, owner));
-    batch.events.push_back(Event(
-        "", "state_lost",
-        absl::StrCat("{\"stage\": ", GlobalStageId(family.id(), owner), ", \"step\": ", step,
-                     ", \"attempt\": ", attempt.id, "}")));
+    batch.events.push_back(
+        Event("", "state_lost",
+              absl::StrCat("{\"stage\": ", GlobalStageId(family.id(), owner), ", \"step\": ", step,
+                           ", \"attempt\": ", attempt.id, "}")));
     ++stats_.states_lost;
   }
   return true;

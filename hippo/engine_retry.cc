@@ -58,9 +58,8 @@ void EngineImpl::StageFailed(FamilyState& family, NodeId node, const std::string
     return;
   }
   retry.due.reset();
-  const std::string message =
-      absl::StrCat("stage ", GlobalStageId(family.id(), node), " failed after ", failures,
-                   " attempts: ", reason);
+  const std::string message = absl::StrCat("stage ", GlobalStageId(family.id(), node),
+                                           " failed after ", failures, " attempts: ", reason);
   for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
     const auto& [study_index, number] = family.OwnerOf(trial);
     if (studies_[study_index]->trials[number].state != v1::TRIAL_RUNNING) continue;
@@ -137,18 +136,19 @@ void EngineImpl::NoteWorkerOutcome(Worker& worker, bool failed, const std::strin
   worker.last_error = Bounded(error);
   const int threshold = options_.unhealthy_after_failures;
   if (threshold <= 0 || worker.consecutive_failures < threshold) return;
-  const double seconds = options_.drain_seconds * static_cast<double>(1 << std::min(worker.drains, 4));
+  const double seconds =
+      options_.drain_seconds * static_cast<double>(1 << std::min(worker.drains, 4));
   ++worker.drains;
   worker.drained_until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                             std::chrono::duration<double>(seconds));
   ++stats_.workers_drained;
   const nlohmann::json payload = {{"worker", worker.hello.worker_id()},
-                                   {"failures", worker.consecutive_failures},
-                                   {"seconds", seconds},
-                                   {"error", worker.last_error}};
-  batch.events.push_back(Event("", "worker_drained",
-                               payload.dump(-1, ' ', false,
-                                            nlohmann::json::error_handler_t::replace)));
+                                  {"failures", worker.consecutive_failures},
+                                  {"seconds", seconds},
+                                  {"error", worker.last_error}};
+  batch.events.push_back(
+      Event("", "worker_drained",
+            payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 bool EngineImpl::Drained(const Worker& worker, Clock::time_point now) const {
@@ -210,8 +210,8 @@ void EngineImpl::RecoverFailedStages(store::WriteBatch& batch) {
       if (family->tree().node(node).state != StageState::kFailed || !Needed(*family, node)) {
         continue;
       }
-      RequeueFailed(*family, node,
-                    family->BudgetedAttemptsOf(node) >= options_.max_attempts, batch);
+      RequeueFailed(*family, node, family->BudgetedAttemptsOf(node) >= options_.max_attempts,
+                    batch);
     }
   }
   Outbox unused;  // no worker is connected yet: what is ready goes out when they say hello
@@ -250,9 +250,8 @@ void EngineImpl::EndStalledStudy(size_t study_index, const std::string& why,
   const bool failed = study.completed_trials == 0;
   study.record.state = failed ? v1::STUDY_FAILED : v1::STUDY_COMPLETED;
   study.record.finished_ms = NowMs();
-  study.record.message = study.record.message.empty()
-                             ? why
-                             : absl::StrCat(why, "; ", study.record.message);
+  study.record.message =
+      study.record.message.empty() ? why : absl::StrCat(why, "; ", study.record.message);
   batch.studies.push_back(study.record);
   batch.events.push_back(Event(study.record.id, failed ? "study_failed" : "study_completed", why));
 }
@@ -307,8 +306,8 @@ absl::StatusOr<v1::RetryTrialsResponse> EngineImpl::RetryTrials(
   }
   study.record.message.clear();
   batch.studies.push_back(study.record);
-  batch.events.push_back(Event(study.record.id, "trials_retried",
-                               absl::StrCat("{\"trials\": ", numbers.size(), "}")));
+  batch.events.push_back(
+      Event(study.record.id, "trials_retried", absl::StrCat("{\"trials\": ", numbers.size(), "}")));
   v1::RetryTrialsResponse response;
   for (int64_t number : numbers) {
     TrialState& trial = study.trials[number];

@@ -147,7 +147,8 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
   // algorithm then hears of it and may have more to ask. Rounds that only fail trials are
   // bounded: a study without a trial limit could otherwise propose failing trials forever.
   int rounds_failing = 0;
-  for (bool answered_at_once = true; answered_at_once && rounds_failing < kMaxRoundsFailingAtOnce;) {
+  for (bool answered_at_once = true;
+       answered_at_once && rounds_failing < kMaxRoundsFailingAtOnce;) {
     answered_at_once = false;
     int64_t capacity = std::numeric_limits<int32_t>::max();
     if (study.spec.budget().max_parallel_trials() > 0) {

@@ -287,11 +287,11 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
           worker.drained_until
               ? std::chrono::duration<double>(*worker.drained_until - Clock::now()).count()
               : 0;
-      info.set_health_message(absl::StrCat(
-          worker.consecutive_failures, " stages failed in a row; ",
-          drained_for > 0 ? absl::StrFormat("drained for %.0f s more", drained_for)
-                          : std::string("on probation: its next stage decides"),
-          "; last error: ", worker.last_error));
+      info.set_health_message(
+          absl::StrCat(worker.consecutive_failures, " stages failed in a row; ",
+                       drained_for > 0 ? absl::StrFormat("drained for %.0f s more", drained_for)
+                                       : std::string("on probation: its next stage decides"),
+                       "; last error: ", worker.last_error));
     }
   }
   return workers;

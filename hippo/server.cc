@@ -137,7 +137,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
                            v1::RetryTrialsResponse* response) override {
-    return Answer(context, [&] { return engine_->RetryTrials(*request); }, response);
+    return Answer(
+        context, [&] { return engine_->RetryTrials(*request); }, response);
   }
 
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,

@@ -36,14 +36,14 @@ v1::StageTree TreeOf(const std::string& address, const std::string& study_id) {
 
 TEST(SelfRepairTest, AWorkerThatCannotWriteCheckpointsIsDrainedAndTheStudyEndsOnTheOther) {
   TempDir dir;
-  std::string spec = WorkloadWithConfig("w1.yaml", "{model: resnet20, batch_size: 128, "
-                                                   "cost_per_step: 0.002}");
+  std::string spec = WorkloadWithConfig("w1.yaml",
+                                        "{model: resnet20, batch_size: 128, "
+                                        "cost_per_step: 0.002}");
   const size_t at = spec.find("budget: {max_steps: 120}");
   ASSERT_NE(at, std::string::npos);
   spec.replace(at, 24, "budget: {max_steps: 120, max_trials: 8}");
   std::ofstream(dir.File("w1.yaml")) << spec;
-  Cluster cluster(dir, /*workers=*/0,
-                  {"--retry-backoff-seconds", "0.1", "--unhealthy-after", "3"});
+  Cluster cluster(dir, /*workers=*/0, {"--retry-backoff-seconds", "0.1", "--unhealthy-after", "3"});
   // "a-full" comes first in the coordinator's order of workers, so it is offered stages first.
   cluster.AddWorker("a-full", dir.File("full"), dir.File("full.log"));
   cluster.AddWorker("b-healthy", dir.File("healthy"), dir.File("healthy.log"));
@@ -162,8 +162,7 @@ TEST(SelfRepairTest, CorruptAndMissingCheckpointsAreRecomputedAndTrialsBelowEndA
   ASSERT_TRUE(straight.ok()) << straight.status();
   ASSERT_EQ(ended->curves.at(0).size(), 120u);
   EXPECT_EQ(ended->curves.at(0), *straight);
-  EXPECT_EQ(ended->study.best_trial().objective_value(),
-            straight->at(119).at("val_accuracy"));
+  EXPECT_EQ(ended->study.best_trial().objective_value(), straight->at(119).at("val_accuracy"));
   // The first study's results are untouched.
   absl::StatusOr<v1::Study> again = GetStudy(cluster.address(), first);
   ASSERT_TRUE(again.ok());

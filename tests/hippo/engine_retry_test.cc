@@ -118,8 +118,14 @@ TEST(EngineRetryTest, NewTrialsOfAStudyBelowAStageItSawFailFailAtOnceAndTheStudy
   ASSERT_TRUE(engine.Recover().ok());
   // Every trial is the same point, so every trial needs the one stage that fails.
   v1::StudySpec spec = SmallGrid();
-  spec.mutable_search_space()->mutable_parameters(0)->mutable_sequence()->mutable_step_decay()
-      ->mutable_gamma()->mutable_choices()->mutable_values()->RemoveLast();
+  spec.mutable_search_space()
+      ->mutable_parameters(0)
+      ->mutable_sequence()
+      ->mutable_step_decay()
+      ->mutable_gamma()
+      ->mutable_choices()
+      ->mutable_values()
+      ->RemoveLast();
   spec.mutable_algorithm()->set_name("random");
   spec.mutable_budget()->set_max_trials(4);
   spec.mutable_budget()->set_max_parallel_trials(1);
@@ -226,6 +232,7 @@ TEST(EngineRetryTest, AFailedStageBacksOffThenGoesToAnotherWorkerFirst) {
   ASSERT_TRUE(store.ok()) << store.status();
   EngineOptions options = Immediate();
   options.retry_backoff_seconds = 100;
+  options.retry_backoff_max_seconds = 1000;
   Engine engine(store->get(), options);
   ASSERT_TRUE(engine.Recover().ok());
   ASSERT_TRUE(engine.CreateStudy(SmallGrid(), false).ok());

@@ -257,10 +257,10 @@ std::string Cluster::Submit(const std::string& spec_path) const {
 }
 
 Process& Cluster::AddWorker(const std::string& id, const std::string& checkpoint_dir,
-                           const std::string& log_path) {
+                            const std::string& log_path) {
   workers_.push_back(std::make_unique<Process>(
-      std::vector<std::string>{"worker", "--coordinator", address_, "--id", id,
-                               "--checkpoint-dir", checkpoint_dir},
+      std::vector<std::string>{"worker", "--coordinator", address_, "--id", id, "--checkpoint-dir",
+                               checkpoint_dir},
       log_path));
   return *workers_.back();
 }
