@@ -61,7 +61,8 @@ TEST(SelfRepairTest, AWorkerThatCannotWriteCheckpointsIsDrainedAndTheStudyEndsOn
   EXPECT_EQ(study->steps().executed_steps(), study->steps().unique_steps());
 
   int64_t retried = 0;
-  for (const v1::Stage& stage : TreeOf(cluster.address(), study_id).stages()) {
+  const v1::StageTree tree = TreeOf(cluster.address(), study_id);
+  for (const v1::Stage& stage : tree.stages()) {
     // A stage that failed on the full worker went to the healthy one next.
     EXPECT_LE(stage.attempts(), 2) << "stage " << stage.id();
     retried += stage.attempts() == 2;
