@@ -179,6 +179,8 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
         absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
         trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
         ParametersLine(trial));
+    // Why a failed trial failed (`hippo retry` trains it again).
+    if (!trial.message().empty()) std::cout << "       " << trial.message() << "\n";
   }
   return kExitOk;
 }
