@@ -170,5 +170,47 @@ TEST(SelfRepairTest, CorruptAndMissingCheckpointsAreRecomputedAndTrialsBelowEndA
   EXPECT_EQ(again->best_trial().objective_value(), done->best_trial().objective_value());
 }
 
+TEST(SelfRepairTest, AfterTheFaultIsGoneAnIdenticalStudyAndHippoRetryFinishWhatFailed) {
+  TempDir dir;
+  std::ofstream(dir.File("spec.yaml")) << PiecewiseSpec("flaky", "0.001");
+  Cluster cluster(dir, /*workers=*/0,
+                  {"--retry-backoff-seconds", "0.05", "--unhealthy-after", "0"});
+  cluster.AddWorker("only", dir.File("checkpoints"), dir.File("worker.log"));
+  ASSERT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(20)));
+  fs::remove_all(dir.File("checkpoints"));
+  std::ofstream(dir.File("checkpoints")) << "not a directory";
+  const std::string first = cluster.Submit(dir.File("spec.yaml"));
+  absl::StatusOr<v1::Study> failed =
+      WaitForStudy(cluster.address(), first, std::chrono::seconds(60));
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  ASSERT_EQ(failed->state(), v1::STUDY_FAILED);
+  const CommandResult trials = RunHippo({"trials", first, "--coordinator", cluster.address()});
+  EXPECT_NE(trials.output.find("failed after 3 attempts"), std::string::npos) << trials.output;
+
+  // The disk is back. An identical study trains the stage that used up its attempts again.
+  fs::remove(dir.File("checkpoints"));
+  fs::create_directory(dir.File("checkpoints"));
+  const std::string second = cluster.Submit(dir.File("spec.yaml"));
+  absl::StatusOr<v1::Study> done =
+      WaitForStudy(cluster.address(), second, std::chrono::seconds(60));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED) << done->message();
+  EXPECT_EQ(done->trials_completed(), 1);
+
+  // `hippo retry` revives the first study: its trial's stages are all trained by now.
+  const CommandResult retried = RunHippo({"retry", first, "--coordinator", cluster.address()});
+  EXPECT_EQ(retried.exit_code, 0) << retried.output;
+  EXPECT_NE(retried.output.find("retrying 1 trial"), std::string::npos) << retried.output;
+  absl::StatusOr<v1::Study> revived =
+      WaitForStudy(cluster.address(), first, std::chrono::seconds(60));
+  ASSERT_TRUE(revived.ok()) << revived.status();
+  EXPECT_EQ(revived->state(), v1::STUDY_COMPLETED) << revived->message();
+  EXPECT_EQ(revived->best_trial().objective_value(), done->best_trial().objective_value());
+  // Nothing failed is left to retry: exit code 1 (FAILED_PRECONDITION), with the reason.
+  const CommandResult again = RunHippo({"retry", first, "--coordinator", cluster.address()});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("no failed trial"), std::string::npos) << again.output;
+}
+
 }  // namespace
 }  // namespace hippo::e2e
