@@ -190,6 +190,8 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
         absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
         trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
         ParametersLine(trial));
+    // Why a failed trial failed (`hippo retry` trains it again).
+    if (!trial.message().empty()) std::cout << "       " << trial.message() << "\n";
   }
   return kExitOk;
 }
@@ -268,17 +270,38 @@ int WorkersCommand(const ClientOptions& options) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %-8s %s\n", "WORKER", "HOST", "STATE",
-                               "STAGE", "CACHED", "TRAINERS");
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %-7s %-12s %s\n", "WORKER", "HOST", "STATE",
+                               "STAGE", "CACHED", "TRAINERS", "HEALTH");
   for (const v1::WorkerInfo& worker : response.workers()) {
     std::cout << absl::StrFormat(
-        "%-24s %-16s %-10s %-14s %-8d %s\n", worker.worker_id(), worker.host(),
+        "%-24s %-16s %-10s %-14s %-7d %-12s %s\n", worker.worker_id(), worker.host(),
         !worker.connected()              ? "gone"
         : worker.running_stage_id() != 0 ? "busy"
                                          : "idle",
         worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
-        worker.cached_states(), absl::StrJoin(worker.trainers(), ","));
+        worker.cached_states(), absl::StrJoin(worker.trainers(), ","),
+        worker.healthy() ? std::string("healthy")
+                         : absl::StrCat("UNHEALTHY: ", worker.health_message()));
   }
+  return kExitOk;
+}
+
+int RetryCommand(const ClientOptions& options, const std::string& study_id,
+                 const std::vector<int64_t>& trial_ids) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::RetryTrialsRequest request;
+  request.set_study_id(study_id);
+  for (int64_t id : trial_ids) request.add_trial_ids(id);
+  v1::RetryTrialsResponse response;
+  grpc::Status status = client.stub().RetryTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << response.study().id() << " " << StudyStateName(response.study().state())
+            << ": retrying " << response.retried_trial_ids_size() << " trial(s)\n";
   return kExitOk;
 }
 

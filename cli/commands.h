@@ -28,6 +28,9 @@ struct ServerCommandOptions {
   std::string tls_cert;    // PEM certificate chain and private key: both or neither
   std::string tls_key;
   double lease_seconds = 10;
+  double retry_backoff_seconds = 0.5;
+  int unhealthy_after = 3;
+  double drain_seconds = 60;
   std::vector<std::string> plugins;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";
@@ -89,6 +92,9 @@ int TreeCommand(const ClientOptions& options, const std::string& study_id, bool 
 int StopCommand(const ClientOptions& options, const std::string& study_id,
                 const std::string& reason);
 int WorkersCommand(const ClientOptions& options);
+// Retries the failed trials `trial_ids` of the study (every failed one when empty).
+int RetryCommand(const ClientOptions& options, const std::string& study_id,
+                 const std::vector<int64_t>& trial_ids);
 
 }  // namespace hippo::cli
 

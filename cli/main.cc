@@ -196,6 +196,23 @@ int main(int argc, char** argv) {
       ->default_val(10)
       ->check(CLI::PositiveNumber);
   server
+      ->add_option("--retry-backoff-seconds", server_options.retry_backoff_seconds,
+                   "A failed stage waits this long before its second attempt, doubling for "
+                   "each further one (at most 30 s, +-20 % at random); 0: at once")
+      ->default_val(0.5)
+      ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--unhealthy-after", server_options.unhealthy_after,
+                   "A worker whose last N stages failed is drained (given no stage) for "
+                   "--drain-seconds, then given one stage on probation; 0: never")
+      ->default_val(3)
+      ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--drain-seconds", server_options.drain_seconds,
+                   "How long an unhealthy worker is drained, doubling while it keeps failing")
+      ->default_val(60)
+      ->check(CLI::PositiveNumber);
+  server
       ->add_option("--plugin", server_options.plugins,
                    "Shared library of search algorithms to load (repeatable; see "
                    "examples/plugins)")
@@ -266,6 +283,13 @@ int main(int argc, char** argv) {
   CLI::App* workers = app.add_subcommand("workers", "List the workers of a coordinator");
   AddClientOptions(workers, client);
 
+  std::vector<int64_t> trial_ids;
+  CLI::App* retry = app.add_subcommand(
+      "retry", "Train failed trials of a study again (all of them when none is named)");
+  retry->add_option("study_id", study_id, "Study id")->required();
+  retry->add_option("trial_ids", trial_ids, "Trial ids")->check(CLI::NonNegativeNumber);
+  AddClientOptions(retry, client);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -290,5 +314,6 @@ int main(int argc, char** argv) {
   if (*tree) return hippo::cli::TreeCommand(client, study_id, dot);
   if (*stop) return hippo::cli::StopCommand(client, study_id, reason);
   if (*workers) return hippo::cli::WorkersCommand(client);
+  if (*retry) return hippo::cli::RetryCommand(client, study_id, trial_ids);
   return kExitBadInput;
 }

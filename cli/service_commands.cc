@@ -90,6 +90,9 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.listen = options.listen;
   server_options.db_path = options.db;
   server_options.lease_seconds = options.lease_seconds;
+  server_options.retry_backoff_seconds = options.retry_backoff_seconds;
+  server_options.unhealthy_after_failures = options.unhealthy_after;
+  server_options.drain_seconds = options.drain_seconds;
   server_options.plugins = options.plugins;
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;

@@ -48,6 +48,11 @@ absl::StatusOr<hippo::v1::StageTree> Engine::GetStageTree(const std::string& stu
 
 std::vector<hippo::v1::WorkerInfo> Engine::ListWorkers() { return impl_->ListWorkers(); }
 
+absl::StatusOr<hippo::v1::RetryTrialsResponse> Engine::RetryTrials(
+    const hippo::v1::RetryTrialsRequest& request) {
+  return impl_->RetryTrials(request);
+}
+
 absl::StatusOr<hippo::v1::AskResponse> Engine::Ask(const std::string& study_id, int64_t count) {
   return impl_->Ask(study_id, count);
 }

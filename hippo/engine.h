@@ -34,6 +34,16 @@ class WorkerChannel {
 struct EngineOptions {
   double lease_seconds = 10;  // a running stage goes back to the queue after this silence
   int max_attempts = 3;       // attempts of a stage before its trials fail
+  // A stage whose attempt failed waits retry_backoff_seconds × 2^(failures − 1), at most
+  // retry_backoff_max_seconds, each ±20 % at random, before it is handed out again, to a
+  // worker it has not failed on when one is connected; 0: at once.
+  double retry_backoff_seconds = 0.5;
+  double retry_backoff_max_seconds = 30;
+  // A worker whose last `unhealthy_after_failures` attempts failed is unhealthy: drained (given
+  // no stage) for drain_seconds, doubling while it keeps failing (up to 16×), then given one
+  // stage on probation; a stage it finishes makes it healthy again. 0: never drained.
+  int unhealthy_after_failures = 3;
+  double drain_seconds = 60;
   // False only for simulation: messages go out before their batch reaches the disk.
   bool durable_acknowledgements = true;
   // True where WorkerChannel::Send only queues (the gRPC server's streams): the committer
@@ -82,6 +92,13 @@ class Engine {
   // The stages of the study's families (shared ones included), with Graphviz text if `dot`.
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  // Trains the named failed trials (every failed trial when none is named) again: the failed
+  // stages on their paths get a new budget of attempts, the trials run again, and a study that
+  // had ended runs again until they end. The study's algorithm counted them as failed and is
+  // not told again. NotFound for an unknown study or trial; FailedPrecondition for a trial that
+  // did not fail, a stopped study, or an ask/tell study (its client retries).
+  absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
+      const hippo::v1::RetryTrialsRequest& request);
 
   // Ask/tell, for studies of algorithm `external` (search_algos/external.h): Ask makes up to
   // `count` trials for the client to train; Tell records their metrics and ends them. Both
@@ -117,6 +134,9 @@ class Engine {
     int64_t attempts_cancelled = 0;
     // Attempts taken back when their worker's hello did not list them.
     int64_t attempts_not_held = 0;
+    int64_t attempts_failed = 0;
+    int64_t states_lost = 0;      // starting states reported missing or corrupt, then recomputed
+    int64_t workers_drained = 0;  // times a worker became unhealthy
   };
   Stats stats();
 

@@ -202,21 +202,35 @@ std::string EngineImpl::WaitingReason(const StudyState& study) const {
 
 void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   RefreshPriorities();
+  const Clock::time_point now = Clock::now();
   for (auto& [id, worker] : workers_) {
-    if (!worker.connected || worker.attempt.has_value()) continue;
-    std::optional<v1::Assign> assign = AssignTo(worker, batch);
-    if (!assign) continue;  // nothing ready that this worker serves
+    if (!worker.connected || worker.attempt.has_value() || Drained(worker, now)) continue;
+    bool left_to_another = false;
+    std::optional<v1::Assign> assign = AssignTo(worker, batch, left_to_another);
+    // Nothing ready that this worker serves, or only stages left to another worker: the next
+    // worker may still take something.
+    if (!assign) continue;
     v1::CoordinatorMessage message;
     *message.mutable_assign() = *std::move(assign);
     outbox.sends.emplace_back(worker.channel, std::move(message));
   }
 }
 
-std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch) {
+std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch,
+                                               bool& left_to_another) {
   // Whether a stage in the queue should still run: it is ready and some live trial needs it.
-  auto still_ready = [this](const QueuedStage& stage) {
+  // One this worker failed on, which another worker can take, is left (and queued again below).
+  std::vector<QueuedStage> left;
+  auto still_ready = [this, &worker, &left](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
-    return family.tree().node(stage.node).state == StageState::kReady && Needed(family, stage.node);
+    if (family.tree().node(stage.node).state != StageState::kReady || !Needed(family, stage.node)) {
+      return false;
+    }
+    if (LeaveToAnother(worker, stage)) {
+      left.push_back(stage);
+      return false;
+    }
+    return true;
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);
@@ -233,6 +247,11 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
     return Serves(worker, kind);
   };
   std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local, serves_group);
+  for (const QueuedStage& stage : left) {
+    ready_.Push(stage, FamilyById(stage.family_id).Priority(stage.node));
+  }
+  left_to_another = !left.empty();
+
   if (!chosen) return std::nullopt;
   FamilyState& family = FamilyById(chosen->family_id);
   const Step cut = family.CutStep(chosen->node);

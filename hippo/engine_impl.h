@@ -7,6 +7,8 @@
 //   engine_reports.cc    worker sessions, their reports, the end of attempts, leases
 //   engine_views.cc      read views (studies, trials, stage trees, workers) and store records
 //   engine_ask_tell.cc   Ask and Tell, for studies whose trials a client trains
+//   engine_retry.cc      failed stages: backoff, retries, worker health, `hippo retry`
+//   engine_repair.cc     lost states: a starting state that cannot be read is recomputed
 //   engine_recovery.cc   Recover: the state rebuilt from the store
 //
 // Every member function below the public API runs with mutex_ held. Each call that changes
@@ -20,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
@@ -58,6 +61,8 @@ class EngineImpl {
   absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
+      const hippo::v1::RetryTrialsRequest& request);
   absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
   absl::Status Tell(const hippo::v1::TellRequest& request);
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
@@ -135,8 +140,20 @@ class EngineImpl {
     int64_t session = 0;
     bool connected = false;
     std::optional<int64_t> attempt;  // one stage at a time
+    // Health (EngineOptions::unhealthy_after_failures), kept across reconnects.
+    int64_t consecutive_failures = 0;
+    int drains = 0;                                  // drains in a row, for the doubling
+    std::optional<Clock::time_point> drained_until;  // given no stage before then
+    std::string last_error;
     // (global lineage id, step) of the states in its fork cache.
     absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
+  };
+
+  // A stage whose attempts failed: while it waits out its backoff (`due`), and the workers it
+  // failed on, which it avoids while another worker can take it.
+  struct StageRetry {
+    std::optional<Clock::time_point> due;
+    std::set<std::string> failed_on;
   };
 
   // Messages to send once the batch that decided them is committed.
@@ -217,7 +234,10 @@ class EngineImpl {
   // Assigns ready stages to idle connected workers, best first, each only stages of a trainer
   // kind it serves.
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
-  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
+  // The best ready stage for `worker`, or none; `left_to_another` is set when a ready stage
+  // was left for another worker (LeaveToAnother), so others may still take something.
+  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch,
+                                            bool& left_to_another);
   // Per node, the work that may still follow it: a running trial ending there below its
   // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
   // Counting it ranks the stages whose results decide the most work first.
@@ -246,9 +266,57 @@ class EngineImpl {
   // Trials ending at `node`, now done, reached their target; their studies go to `touched`.
   void StageDone(FamilyState& family, stage_tree::NodeId node, store::WriteBatch& batch,
                  std::set<size_t>& touched_studies);
-  // `error` is the worker's account of a failure (empty when the attempt succeeded).
-  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+  // `error` is the worker's account of a failure (empty when the attempt succeeded);
+  // `state_lost`: it failed because its starting state could not be read (engine_repair.cc).
+  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error, bool state_lost,
                   store::WriteBatch& batch);
+
+  // ---- engine_retry.cc
+  // An attempt of running `node` failed on `worker_id`: the node fails, and goes back to the
+  // queue after its backoff while it has attempts left; else the trials through it fail.
+  void StageFailed(FamilyState& family, stage_tree::NodeId node, const std::string& worker_id,
+                   const std::string& error, store::WriteBatch& batch,
+                   std::set<size_t>& touched_studies);
+  // Failed `node` goes back to the queue; with `new_budget`, with all its attempts again.
+  void RequeueFailed(FamilyState& family, stage_tree::NodeId node, bool new_budget,
+                     store::WriteBatch& batch);
+  // `node` is done: it has no failure and no retry to wait for any more.
+  void ForgetFailure(FamilyState& family, stage_tree::NodeId node);
+  // Requeues the failed stages whose backoff ended by `now` and ends the drains that ended;
+  // true if anything can be dispatched anew.
+  bool RetryWhatIsDue(Clock::time_point now, store::WriteBatch& batch);
+  // Counts an attempt's outcome in its worker's health; drains it after too many failures.
+  void NoteWorkerOutcome(Worker& worker, bool failed, const std::string& error,
+                         store::WriteBatch& batch);
+  bool Drained(const Worker& worker, Clock::time_point now) const;
+  // Whether `worker` should leave `stage` to another connected worker (it failed there and
+  // another, not drained, did not).
+  bool LeaveToAnother(const Worker& worker, const QueuedStage& stage) const;
+  // A trial just added, extended or retried (`by_client`: `hippo retry`) passes through failed
+  // stages whose attempts are used up: each is tried again with a new budget, unless the
+  // trial's own study already saw it fail (not by_client): then the trial fails at once.
+  // Returns whether it failed.
+  bool ReviveFailedPath(size_t study_index, int64_t number, bool by_client,
+                        store::WriteBatch& batch);
+  // Fails running trial `number` because a stage it needs failed; its algorithm hears of it.
+  void FailTrial(size_t study_index, int64_t number, const std::string& error,
+                 store::WriteBatch& batch);
+  // Recover: failed stages that a live trial needs go back to the queue (a restart is a new
+  // chance), and running studies with nothing running and nothing to propose end.
+  void RecoverFailedStages(store::WriteBatch& batch);
+  // Why failed trial `number` failed: the failed stage on its path and its error ("" if none).
+  std::string TrialFailure(const StudyState& study, int64_t number) const;
+  // Ends a running study that cannot progress (no trial runs, its algorithm proposes none):
+  // COMPLETED if a trial completed, else FAILED, with `why` in its message.
+  void EndStalledStudy(size_t study_index, const std::string& why, store::WriteBatch& batch);
+
+  // ---- engine_repair.cc
+  // The attempt could not read the state it was to start from: that state is marked lost in
+  // the tree (its stage becomes a recompute stage, from its nearest kept ancestor state), so
+  // the attempt's stages wait for it. False when the loss cannot be repaired (the root's
+  // state, or a stage whose states were lost too often: workers that cannot read each other's
+  // checkpoint directories): the attempt then counts as failed.
+  bool RepairLostState(const Attempt& attempt, store::WriteBatch& batch);
 
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
@@ -273,6 +341,10 @@ class EngineImpl {
   std::set<std::pair<int64_t, size_t>> wall_deadlines_;
   bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
   int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
+  int64_t failed_at_once_ = 0;   // counts trials failed by ReviveFailedPath
+  absl::flat_hash_map<int64_t, StageRetry> retries_;  // by global stage id
+  absl::flat_hash_map<int64_t, int> repairs_;         // lost states repaired, by global stage id
+  std::mt19937_64 jitter_;                            // the backoffs' jitter
   Engine::Stats stats_;
 };
 

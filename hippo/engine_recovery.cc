@@ -134,9 +134,14 @@ absl::Status EngineImpl::Recover() {
       case store::TreeOpKind::kDone:
         status =
             op.b == 1 ? family.tree().MarkDoneWithoutState(node) : family.tree().MarkDone(node);
+        if (op.b != 1) family.ClearFailure(node);
         break;
       case store::TreeOpKind::kFailed:
         status = family.tree().MarkFailed(node);
+        family.SetFailure(node, op.payload.empty() ? "no reason given" : op.payload);
+        break;
+      case store::TreeOpKind::kStateLost:
+        status = family.tree().LoseState(node, op.b);
         break;
       case store::TreeOpKind::kRequeue: {
         // b: the step inside the stage it resumes from (Abandon), its part above done; 0: none.
@@ -151,6 +156,9 @@ absl::Status EngineImpl::Recover() {
           requeued = split->lower;
         }
         status = family.tree().Requeue(requeued);
+        // The payload says how the attempts count (RequeueFailed, EndAttempt).
+        if (op.payload == "retry") family.ResetAttemptBudget(requeued);
+        if (op.payload == "state-lost") family.ForgiveAttempt(requeued);
         break;
       }
       case store::TreeOpKind::kCheckpoint:
@@ -371,6 +379,8 @@ absl::Status EngineImpl::Recover() {
       }
     }
   }
+  // Failed stages a live trial needs are tried again; stalled studies end.
+  RecoverFailedStages(requeues);
   RefreshPriorities();
   if (!requeues.empty()) return store_->Commit(std::move(requeues));
   return absl::OkStatus();

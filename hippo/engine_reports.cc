@@ -259,6 +259,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
           batch.checkpoints.push_back(record);
           (void)family.tree().MarkDone(node);  // it is running, which MarkDone accepts
           family.AppendOp(store::TreeOpKind::kDone, node, 0, "", batch);
+          ForgetFailure(family, node);
           batch.stages.push_back(StageRecordOf(family, node));
           StageDone(family, node, batch, touched);
           done.push_back(node);
@@ -291,7 +292,12 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       if (finished.ok() && finished.seconds() > 0) {
         family.MeasureStepTime(finished.seconds(), attempt->steps);
       }
-      EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), batch);
+      const bool state_lost = !finished.ok() && finished.parent_state_lost();
+      EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), state_lost,
+                 batch);
+      // A state that could not be read is no fault of the worker that tried.
+      if (!state_lost)
+        NoteWorkerOutcome(worker, !finished.ok(), BoundedError(finished.error()), batch);
       worker.attempt.reset();
       break;
     }
@@ -331,7 +337,7 @@ void EngineImpl::StageDone(FamilyState& family, NodeId node, store::WriteBatch& 
 }
 
 void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
-                            store::WriteBatch& batch) {
+                            bool state_lost, store::WriteBatch& batch) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   Attempt attempt = std::move(it->second);
@@ -339,33 +345,19 @@ void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& 
   SettleCharge(attempt);
   FamilyState& family = FamilyById(attempt.family_id);
   std::set<size_t> touched;
+  // A lost starting state is recomputed: the attempt's stages wait for it, and this attempt
+  // does not count against the stage's budget.
+  const bool repaired = failed && state_lost && RepairLostState(attempt, batch);
+  if (failed) ++stats_.attempts_failed;
   for (NodeId node : attempt.chain) {
     if (family.tree().node(node).state != StageState::kRunning) continue;
-    if (failed) {
-      // It is running (checked above), which MarkFailed accepts; and a failed stage, Requeue.
-      (void)family.tree().MarkFailed(node);
-      family.AppendOp(store::TreeOpKind::kFailed, node, 0, "", batch);
-      if (family.AttemptsOf(node) < options_.max_attempts) {
-        (void)family.tree().Requeue(node);
-        family.AppendOp(store::TreeOpKind::kRequeue, node, 0, "", batch);
-      } else {
-        for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
-          const auto& [study_index, number] = family.OwnerOf(trial);
-          StudyState& study = *studies_[study_index];
-          if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
-          SetTrialState(study, number, v1::TRIAL_FAILED);
-          study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
-          batch.trials.push_back(TrialRecordOf(study_index, number));
-          touched.insert(study_index);
-          // The first failure is what a user needs to see (the summary, `hippo study`).
-          if (study.record.message.empty()) {
-            study.record.message =
-                absl::StrCat("trial ", number, " failed after ", options_.max_attempts,
-                             " attempts: ", error.empty() ? "no reason given" : error);
-            batch.studies.push_back(study.record);
-          }
-        }
-      }
+    if (repaired) {
+      const bool assigned = node == attempt.assigned;
+      if (assigned) family.ForgiveAttempt(node);
+      (void)family.tree().Requeue(node);  // it is running, which Requeue accepts
+      family.AppendOp(store::TreeOpKind::kRequeue, node, 0, assigned ? "state-lost" : "", batch);
+    } else if (failed) {
+      StageFailed(family, node, attempt.worker_id, error, batch, touched);
     } else {
       // It finished without the state at this part's end (the checkpoint request came too
       // late): the steps were trained, the state must be recomputed.
@@ -402,7 +394,8 @@ void EngineImpl::ExpireLeases(Clock::time_point now) {
   }
   const bool stopped = EnforceWallBudgets(NowMs(), batch);
   if (stopped) CancelUnneeded(batch, outbox);
-  if (!expired.empty() || stopped) Dispatch(batch, outbox);
+  const bool due = RetryWhatIsDue(now, batch);
+  if (!expired.empty() || stopped || due) Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
 }
 

@@ -2,6 +2,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "hippo/engine_impl.h"
 #include "stage_tree/graph_view.h"
 
@@ -55,6 +56,7 @@ v1::Trial EngineImpl::TrialView(const StudyState& study, int64_t number) const {
   view.set_target_step(trial.target);
   view.set_forked_from_trial(trial.forked_from);
   view.set_forked_at_step(trial.forked_at);
+  view.set_message(TrialFailure(study, number));
   if (trial.objective) {
     view.set_objective_value(*trial.objective);
     view.set_has_objective_value(true);
@@ -278,6 +280,20 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
       }
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
+    const int threshold = options_.unhealthy_after_failures;
+    info.set_consecutive_failures(worker.consecutive_failures);
+    info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);
+    if (!info.healthy()) {
+      const double drained_for =
+          worker.drained_until
+              ? std::chrono::duration<double>(*worker.drained_until - Clock::now()).count()
+              : 0;
+      info.set_health_message(
+          absl::StrCat(worker.consecutive_failures, " stages failed in a row; ",
+                       drained_for > 0 ? absl::StrFormat("drained for %.0f s more", drained_for)
+                                       : std::string("on probation: its next stage decides"),
+                       "; last error: ", worker.last_error));
+    }
   }
   return workers;
 }

@@ -180,6 +180,12 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
+                           v1::RetryTrialsResponse* response) override {
+    return Answer(
+        context, [&] { return engine_->RetryTrials(*request); }, response);
+  }
+
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
                     v1::TellResponse*) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
@@ -409,6 +415,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->store_ = *std::move(store);
   EngineOptions engine_options;
   engine_options.lease_seconds = options.lease_seconds;
+  engine_options.retry_backoff_seconds = options.retry_backoff_seconds;
+  engine_options.unhealthy_after_failures = options.unhealthy_after_failures;
+  engine_options.drain_seconds = options.drain_seconds;
   engine_options.send_from_committer = true;  // StreamChannel::Send only queues
   server->engine_ = std::make_unique<Engine>(server->store_.get(), engine_options);
   if (absl::Status status = server->engine_->Recover(); !status.ok()) {

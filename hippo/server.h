@@ -35,6 +35,10 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   double lease_seconds = 10;
+  // Failed stages and unhealthy workers (EngineOptions).
+  double retry_backoff_seconds = 0.5;
+  int unhealthy_after_failures = 3;
+  double drain_seconds = 60;
   // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
   std::vector<std::string> plugins;
 };

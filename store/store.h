@@ -59,13 +59,16 @@ struct TrialRecord {
 
 // One operation on a family's stage tree, in the order it was applied.
 enum class TreeOpKind : int {
-  kInsert = 1,      // a = tree trial id (checked on replay), b = target; payload: sequences JSON
-  kExtend = 2,      // a = tree trial id, b = new target
-  kRunning = 3,     // a = node id, b = the step it was cut at when handed out (0: not cut)
-  kDone = 4,        // a = node id
-  kFailed = 5,      // a = node id
-  kRequeue = 6,     // a = node id
+  kInsert = 1,   // a = tree trial id (checked on replay), b = target; payload: sequences JSON
+  kExtend = 2,   // a = tree trial id, b = new target
+  kRunning = 3,  // a = node id, b = the step it was cut at when handed out (0: not cut)
+  kDone = 4,     // a = node id
+  kFailed = 5,   // a = node id; payload: the worker's error
+  // a = node id, b = the step it resumes from (0: none); payload "retry": its attempt budget
+  // starts again (a new study, a restart or `hippo retry` needs a stage that used it up)
+  kRequeue = 6,
   kCheckpoint = 7,  // a = node id, b = step
+  kStateLost = 8,   // a = node id, b = step: the state kept there is gone (to be recomputed)
 };
 
 struct TreeOp {

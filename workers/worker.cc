@@ -427,13 +427,14 @@ void Worker::RecordSent(const hippo::v1::WorkerMessage& message) {
 }
 
 void Worker::SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
-                          std::vector<hippo::v1::WorkerMessage> before) {
+                          std::vector<hippo::v1::WorkerMessage> before, bool parent_state_lost) {
   hippo::v1::WorkerMessage done;
   hippo::v1::StageFinished* finished = done.mutable_finished();
   finished->set_attempt_id(attempt_id);
   finished->set_ok(ok);
   finished->set_error(std::string(error));
   finished->set_seconds(seconds);
+  finished->set_parent_state_lost(parent_state_lost);
   {
     absl::MutexLock lock(&mu_);
     ++(ok ? stats_.stages_succeeded : stats_.stages_failed);
@@ -574,7 +575,8 @@ void Worker::TrainingLoop() {
 }
 
 absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& trainer,
-                                                                  const Assignment& assignment) {
+                                                                  const Assignment& assignment,
+                                                                  bool& state_lost) {
   const StageTask& task = assignment.task;
   absl::StatusOr<std::unique_ptr<TrainingState>> state;
   if (assignment.parent_state_uri.empty() && assignment.parent_stage_id == 0) {
@@ -596,13 +598,17 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
     ++stats_.states_from_memory;
   } else if (!assignment.parent_state_uri.empty()) {
     absl::StatusOr<std::string> bytes = store_->Read(assignment.parent_state_uri);
-    if (!bytes.ok()) return bytes.status();
+    if (!bytes.ok()) {
+      state_lost = absl::IsNotFound(bytes.status()) || absl::IsDataLoss(bytes.status());
+      return bytes.status();
+    }
     state = trainer.Deserialize(task, *bytes);
     if (state.ok()) {
       absl::MutexLock lock(&mu_);
       ++stats_.states_from_checkpoint;
     }
   } else {
+    state_lost = true;
     return absl::FailedPreconditionError(absl::StrCat(
         "the parent state of stage ", task.stage_id, " (stage ", assignment.parent_stage_id,
         " at step ", assignment.parent_state_step,
@@ -636,11 +642,13 @@ void Worker::RunJob(Job& job) {
   if (task.timeout_seconds > 0) control.SetDeadline(started + absl::Seconds(task.timeout_seconds));
   Trainer& trainer = *trainers_.at(task.trainer_kind);
 
-  absl::StatusOr<std::unique_ptr<TrainingState>> state = StartState(trainer, job.assignment);
+  bool state_lost = false;
+  absl::StatusOr<std::unique_ptr<TrainingState>> state =
+      StartState(trainer, job.assignment, state_lost);
   if (!state.ok()) {
     Log(absl::StrCat("attempt ", task.attempt_id, " failed: ", state.status().ToString()));
     SendFinished(task.attempt_id, false, state.status().ToString(),
-                 absl::ToDoubleSeconds(absl::Now() - started));
+                 absl::ToDoubleSeconds(absl::Now() - started), {}, state_lost);
     return;
   }
 

@@ -160,16 +160,22 @@ class Worker {
   // `keep_if_disconnected` (dropped otherwise). Serialises all writes.
   void Send(const hippo::v1::WorkerMessage& message, bool keep_if_disconnected);
   // Stage done, after the reports in `before` (sent together as one Reports message).
+  // `parent_state_lost`: it failed because the state to start from could not be read.
   void SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
-                    std::vector<hippo::v1::WorkerMessage> before = {});
+                    std::vector<hippo::v1::WorkerMessage> before = {},
+                    bool parent_state_lost = false);
   // Keeps a written report of an attempt for replay after a reconnect.
   void RecordSent(const hippo::v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(send_mu_);
 
   // Training side (the training thread).
   void TrainingLoop();
   void RunJob(Job& job);
+  // The state the stage starts from. `state_lost` is set when it fails because that state is
+  // nowhere to be read: not in the fork cache, and its checkpoint missing or corrupt (or not
+  // named), which the coordinator repairs by recomputing it.
   absl::StatusOr<std::unique_ptr<TrainingState>> StartState(Trainer& trainer,
-                                                            const Assignment& assignment);
+                                                            const Assignment& assignment,
+                                                            bool& state_lost);
   void KeepInCache(StateKey key, std::unique_ptr<TrainingState> state);
 
   WorkerOptions options_;

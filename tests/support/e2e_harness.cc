@@ -374,6 +374,32 @@ std::string Cluster::Submit(const std::string& spec_path) const {
   return submitted.output.substr(0, submitted.output.find('\n'));
 }
 
+Process& Cluster::AddWorker(const std::string& id, const std::string& checkpoint_dir,
+                            const std::string& log_path) {
+  workers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"worker", "--coordinator", address_, "--id", id, "--checkpoint-dir",
+                               checkpoint_dir},
+      log_path));
+  return *workers_.back();
+}
+
+bool Cluster::WaitForWorkers(size_t count, std::chrono::seconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto stub = Connect(address_);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::ListWorkersResponse response;
+    if (stub->ListWorkers(&context, v1::ListWorkersRequest(), &response).ok()) {
+      size_t connected = 0;
+      for (const v1::WorkerInfo& worker : response.workers()) connected += worker.connected();
+      if (connected >= count) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 void Cluster::KillAndRestartServer() {
   KillServer();
   StartServer(/*wait=*/true);
