@@ -3,6 +3,9 @@
 // (a few appends) and signals the listeners; the next reader stamps the trials concerned with
 // a new version (ResolveChanges), so the write path never walks trials and a reader pays for
 // the changes only.
+#include <algorithm>
+#include <tuple>
+
 #include "hippo/engine_impl.h"
 
 namespace hippo::coordinator {
@@ -48,15 +51,15 @@ void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
         break;
     }
   }
-  // A metric row is named by its stage's lineage, whose first node is the stage it started as:
-  // the trials through that node include every trial the metric belongs to.
+  // A metric row is named by its stage's lineage and step; the stage is found when stamped.
   for (const store::MetricRecord& metric : batch.metrics) {
-    const std::pair<int64_t, int64_t> node(metric.family_id, metric.lineage);
-    if (noted_nodes_.empty() || noted_nodes_.back() != node) noted_nodes_.push_back(node);
+    const std::tuple<int64_t, int64_t, int64_t> at(metric.family_id, metric.lineage, metric.step);
+    if (noted_metrics_.empty() || noted_metrics_.back() != at) noted_metrics_.push_back(at);
     changed = true;
   }
   if (!changed) return;
-  if (noted_trials_.size() + noted_nodes_.size() + noted_extends_.size() > kMaxNoted) {
+  if (noted_trials_.size() + noted_nodes_.size() + noted_extends_.size() + noted_metrics_.size() >
+      kMaxNoted) {
     ResolveChanges();
   }
   for (const std::function<void()>& listener : listeners_) listener();
@@ -72,7 +75,10 @@ void EngineImpl::StampTrial(StudyState& study, int64_t number, int64_t version) 
 }
 
 void EngineImpl::ResolveChanges() {
-  if (noted_trials_.empty() && noted_nodes_.empty() && noted_extends_.empty()) return;
+  if (noted_trials_.empty() && noted_nodes_.empty() && noted_extends_.empty() &&
+      noted_metrics_.empty()) {
+    return;
+  }
   const int64_t version = ++view_version_;
   for (const auto& [study_index, number] : noted_trials_) {
     StampTrial(*studies_[study_index], number, version);
@@ -82,6 +88,28 @@ void EngineImpl::ResolveChanges() {
     const FamilyState::Owner& owner = family.OwnerOf(tree_trial);
     StampTrial(*studies_[owner.study_index], owner.trial, version);
   };
+  // A metric's stage: the node of its lineage that holds its step. A lineage starts at the node
+  // of its id; when that node is split, its lower part (a child) continues the lineage.
+  std::sort(noted_metrics_.begin(), noted_metrics_.end());
+  noted_metrics_.erase(std::unique(noted_metrics_.begin(), noted_metrics_.end()),
+                       noted_metrics_.end());
+  for (const auto& [family_id, lineage, step] : noted_metrics_) {
+    if (family_id < 1 || family_id > static_cast<int64_t>(families_.size())) continue;
+    const FamilyState& family = FamilyById(family_id);
+    if (lineage < 1 || lineage >= static_cast<int64_t>(family.tree().node_count())) continue;
+    auto node = static_cast<stage_tree::NodeId>(lineage);
+    while (step >= family.tree().node(node).end) {
+      stage_tree::NodeId next = node;
+      for (stage_tree::NodeId child : family.tree().Children(node)) {
+        if (family.lineage(child) == lineage) next = child;
+      }
+      if (next == node) break;
+      node = next;
+    }
+    if (noted_nodes_.empty() || noted_nodes_.back() != std::make_pair(family_id, int64_t{node})) {
+      noted_nodes_.emplace_back(family_id, node);
+    }
+  }
   std::sort(noted_nodes_.begin(), noted_nodes_.end());
   noted_nodes_.erase(std::unique(noted_nodes_.begin(), noted_nodes_.end()), noted_nodes_.end());
   for (const auto& [family_id, node] : noted_nodes_) {
@@ -100,6 +128,7 @@ void EngineImpl::ResolveChanges() {
   noted_trials_.clear();
   noted_nodes_.clear();
   noted_extends_.clear();
+  noted_metrics_.clear();
 }
 
 }  // namespace hippo::coordinator

@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -282,7 +283,8 @@ class EngineImpl {
   int64_t view_version_ = 1;
   std::vector<std::pair<size_t, int64_t>> noted_trials_;
   std::vector<std::pair<int64_t, int64_t>> noted_nodes_;
-  std::vector<std::pair<int64_t, int64_t>> noted_extends_;  // (family id, tree trial)
+  std::vector<std::pair<int64_t, int64_t>> noted_extends_;            // (family id, tree trial)
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> noted_metrics_;  // (family, lineage, step)
   std::vector<std::function<void()>> listeners_;
 };
 

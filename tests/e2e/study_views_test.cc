@@ -30,7 +30,8 @@ search_space:
   parameters:
     - {name: lr, float: {low: 0.001, high: 0.1, log: true}}
 algorithm: {name: random, seed: 1}
-budget: {max_steps: )yaml" << steps << ", max_trials: " << trials << "}\n";
+budget: {max_steps: )yaml"
+                      << steps << ", max_trials: " << trials << "}\n";
   return path;
 }
 
