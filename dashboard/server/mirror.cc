@@ -368,6 +368,8 @@ void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColum
     study.trials_version = rows[i].version;
     row = std::move(rows[i]);
   }
+  // Listed as changed while a long first read goes on, not only once it ends.
+  study.version = std::max(study.version, study.trials_version);
 }
 
 void Mirror::RefreshWorkers() {
