@@ -316,9 +316,8 @@ TEST(StudyViewsTest, WatchersOverTheCapAreRefusedAndIdleOnesCostNoCpu) {
   const std::string id = cluster.Submit(WriteSpec(dir, "idle", 200, 10, 0.05));
   const pid_t server = ServerPid(cluster.address());
   ASSERT_GT(server, 0);
-  constexpr int kCap = 64;  // WatchStreams::Options::max_streams
-  auto channel = grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials());
-  auto stub = v1::StudyService::NewStub(channel);
+  constexpr int kCap = 64;                 // WatchStreams::Options::max_streams
+  auto stub = Connect(cluster.address());  // one channel: every stream shares it
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<v1::StudyEvent>>> readers;
   v1::WatchStudyRequest request;
