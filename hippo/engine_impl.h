@@ -6,6 +6,7 @@
 //   engine_dispatch.cc   priorities, dispatch (cutting at breakpoints, assigning), cancelling
 //   engine_reports.cc    worker sessions, their reports, the end of attempts, leases
 //   engine_views.cc      read views (studies, trials, stage trees, workers) and store records
+//   engine_changes.cc    the versions of the read views, and the change listeners
 //   engine_ask_tell.cc   Ask and Tell, for studies whose trials a client trains
 //   engine_retry.cc      failed stages: backoff, retries, worker health, `hippo retry`
 //   engine_repair.cc     lost states: a starting state that cannot be read is recomputed
@@ -18,6 +19,7 @@
 #define HIPPO_HIPPO_ENGINE_IMPL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,9 +27,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -60,9 +64,12 @@ class EngineImpl {
                                                            bool with_metrics);
   absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
+  absl::StatusOr<TrialPage> ListTrialsPage(const std::string& study_id, const TrialQuery& query);
+  absl::StatusOr<StagePage> GetStageTreePage(const std::string& study_id, const StageQuery& query);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
   absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
       const hippo::v1::RetryTrialsRequest& request);
+  void AddChangeListener(std::function<void()> listener);
   absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
   absl::Status Tell(const hippo::v1::TellRequest& request);
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
@@ -85,7 +92,8 @@ class EngineImpl {
     std::optional<double> objective;
     int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
     int64_t forked_at = 0;
-    int64_t told_step = -1;  // ask/tell: the last step the client reported
+    int64_t told_step = -1;    // ask/tell: the last step the client reported
+    int64_t view_version = 0;  // when its view or metrics last changed (0: not since recovery)
   };
 
   struct StudyState {
@@ -110,6 +118,9 @@ class EngineImpl {
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
     mutable bool best_stale = false;
+    // (view_version, trial number) of every trial that changed since recovery, so that the
+    // trials changed after a version are found without a walk over the study.
+    absl::btree_set<std::pair<int64_t, int64_t>> changed_trials;
   };
 
   struct Attempt {
@@ -318,6 +329,15 @@ class EngineImpl {
   // checkpoint directories): the attempt then counts as failed.
   bool RepairLostState(const Attempt& attempt, store::WriteBatch& batch);
 
+  // ---- engine_changes.cc: the versions of the read views
+  // Notes what `batch` changes in the read views (trials, the stages on their paths, their
+  // metrics) and signals the change listeners. Cheap: the noted changes are stamped with a
+  // version by the next reader (ResolveChanges), or once many have gathered.
+  void NoteChanges(const store::WriteBatch& batch);
+  // Stamps every trial noted since the last call with a new version (view_version_).
+  void ResolveChanges();
+  void StampTrial(StudyState& study, int64_t number, int64_t version);
+
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const FamilyState& family, stage_tree::NodeId node) const;
@@ -346,6 +366,14 @@ class EngineImpl {
   absl::flat_hash_map<int64_t, int> repairs_;         // lost states repaired, by global stage id
   std::mt19937_64 jitter_;                            // the backoffs' jitter
   Engine::Stats stats_;
+  // The read views' versions (engine_changes.cc): the current one, and what changed since it
+  // was stamped: trials as (study index, number), stages as (family id, node).
+  int64_t view_version_ = 1;
+  std::vector<std::pair<size_t, int64_t>> noted_trials_;
+  std::vector<std::pair<int64_t, int64_t>> noted_nodes_;
+  std::vector<std::pair<int64_t, int64_t>> noted_extends_;            // (family id, tree trial)
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> noted_metrics_;  // (family, lineage, step)
+  std::vector<std::function<void()>> listeners_;
 };
 
 // Conversions shared by the engine's files (engine_conversions.cc).

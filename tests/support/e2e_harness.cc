@@ -280,15 +280,23 @@ absl::StatusOr<EndedStudy> WaitForEndedStudy(const std::string& address,
 absl::StatusOr<v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
                                                          const std::string& study_id) {
   auto stub = Connect(address);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::ListTrialsRequest request;
   request.set_study_id(study_id);
   request.set_with_metrics(true);
-  v1::ListTrialsResponse response;
-  grpc::Status status = stub->ListTrials(&context, request, &response);
-  if (!status.ok()) return absl::UnavailableError(status.error_message());
-  return response;
+  request.set_page_size(1000);
+  v1::ListTrialsResponse all;
+  do {  // every page
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ListTrialsResponse page;
+    grpc::Status status = stub->ListTrials(&context, request, &page);
+    if (!status.ok()) return absl::UnavailableError(status.error_message());
+    if (all.version() == 0) all.set_version(page.version());
+    all.mutable_trials()->MergeFrom(page.trials());
+    all.mutable_metrics()->MergeFrom(page.metrics());
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  return all;
 }
 
 TrialCurves CurvesOf(const v1::ListTrialsResponse& trials) {

@@ -121,7 +121,7 @@ absl::StatusOr<hippo::v1::Study> WaitForStudy(const std::string& address,
                                               const std::string& study_id,
                                               std::chrono::seconds timeout);
 
-// The trials of a study with all their metrics.
+// The trials of a study with all their metrics (every page of ListTrials).
 absl::StatusOr<hippo::v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
                                                                 const std::string& study_id);
 
