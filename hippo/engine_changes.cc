@@ -43,6 +43,7 @@ void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
       case store::TreeOpKind::kDone:  // reached steps of the trials through it
       case store::TreeOpKind::kFailed:
       case store::TreeOpKind::kRequeue:
+      case store::TreeOpKind::kStateLost:  // its stage is trained again
         noted_nodes_.emplace_back(op.family_id, op.a);
         changed = true;
         break;

@@ -174,7 +174,9 @@ void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::str
   }
   std::fprintf(stderr, "hippo: worker %s: report refused, attempt %lld fails: %s\n",
                worker_id.c_str(), static_cast<long long>(attempt_id), problem.c_str());
-  EndAttempt(attempt_id, /*failed=*/true, problem, batch);
+  EndAttempt(attempt_id, /*failed=*/true, problem, /*state_lost=*/false, batch);
+  // A worker whose reports break the protocol's bounds counts as failing, like any failure.
+  NoteWorkerOutcome(worker, /*failed=*/true, problem, batch);
   if (worker.attempt == attempt_id) worker.attempt.reset();
   if (worker.connected) {
     v1::CoordinatorMessage cancel;
