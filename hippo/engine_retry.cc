@@ -29,7 +29,9 @@ constexpr size_t kMaxErrorBytes = 2000;
 
 std::string Bounded(const std::string& error) {
   if (error.empty()) return "no reason given";
-  return error.size() <= kMaxErrorBytes ? error : error.substr(0, kMaxErrorBytes);
+  // The end, where a program's output names its cause (as report_bounds.h keeps it).
+  return error.size() <= kMaxErrorBytes ? error
+                                        : "..." + error.substr(error.size() - kMaxErrorBytes);
 }
 
 }  // namespace
