@@ -1,6 +1,7 @@
 #include "hippo/configurations.h"
 
 #include <algorithm>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 

@@ -201,9 +201,14 @@ std::vector<Request> Asha::Suggest(int64_t max_new_trials) {
     Trial trial;
     // The random sampler has a point for every index below max_trials_ (at most the space's
     // configurations), unless new ones became too rare to find in a huge space: then a repeat.
-    trial.point = tpe_.has_value() ? tpe_->Sample(index)
-                                   : random_->PointAt(static_cast<int64_t>(index))
-                                         .value_or(SamplePoint(space_, seed_, index));
+    if (tpe_.has_value()) {
+      trial.point = tpe_->Sample(index);
+    } else if (std::optional<stage_tree::Point> point =
+                   random_->PointAt(static_cast<int64_t>(index))) {
+      trial.point = *std::move(point);
+    } else {
+      trial.point = SamplePoint(space_, seed_, index);
+    }
     Request request;
     request.kind = Request::Kind::kNewTrial;
     request.point = trial.point;

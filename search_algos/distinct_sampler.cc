@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -103,6 +104,8 @@ std::string DistinctSampler::Key(const Point& point) const {
 }
 
 std::optional<Point> DistinctSampler::PointAt(int64_t index) {
+  // Independent draws need no memory: the index-th is a pure function of (seed, index).
+  if (configurations_ == 0) return SamplePoint(space_, seed_, static_cast<uint64_t>(index));
   while (drawn() <= index) {
     if (!DrawNext()) return std::nullopt;
   }
@@ -110,10 +113,6 @@ std::optional<Point> DistinctSampler::PointAt(int64_t index) {
 }
 
 bool DistinctSampler::DrawNext() {
-  if (configurations_ == 0) {
-    points_.push_back(SamplePoint(space_, seed_, stream_++));
-    return true;
-  }
   if (drawn() >= configurations_) return false;
   for (int64_t repeats = 0; !remaining_.has_value(); ++repeats) {
     Point point = SamplePoint(space_, seed_, stream_++);

@@ -29,7 +29,8 @@ class DistinctSampler {
   DistinctSampler(stage_tree::SearchSpace space, uint64_t seed, bool with_replacement);
 
   // The index-th point, or nullopt when the space has fewer than index + 1 configurations (it
-  // is exhausted). Points are drawn in order; an earlier index is answered from memory.
+  // is exhausted). Without replacement, points are drawn in order and kept (an earlier index is
+  // answered from memory); with it, each is drawn on its own.
   std::optional<stage_tree::Point> PointAt(int64_t index);
 
   // Whether draws never repeat a configuration (the option and the space allow it).
@@ -38,6 +39,7 @@ class DistinctSampler {
   int64_t configurations() const { return configurations_; }
   // Whether every configuration was drawn.
   bool exhausted() const { return configurations_ > 0 && drawn() >= configurations_; }
+  // Configurations drawn so far without replacement.
   int64_t drawn() const { return static_cast<int64_t>(points_.size()); }
   const stage_tree::SearchSpace& space() const { return space_; }
   uint64_t seed() const { return seed_; }

@@ -1,5 +1,6 @@
 #include "search_algos/grid_search.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <limits>
@@ -127,12 +128,12 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RandomSearch::Create(
 stage_tree::Point RandomSearch::PointAt(int64_t index) const {
   // nullopt only if new configurations became too rare to find (DistinctSampler gives up after
   // a million repeats in a huge space): a repeat is then the one point left to give.
-  return sampler_.PointAt(index).value_or(
-      SamplePoint(sampler_.space(), sampler_.seed(), static_cast<uint64_t>(index)));
+  if (std::optional<stage_tree::Point> point = sampler_.PointAt(index)) return *std::move(point);
+  return SamplePoint(sampler_.space(), sampler_.seed(), static_cast<uint64_t>(index));
 }
 
 std::string RandomSearch::EndReason() const {
-  return count_ < requested_ ? sampler_.ExhaustedMessage() : std::string();
+  return trials_ < requested_ ? sampler_.ExhaustedMessage() : std::string();
 }
 
 namespace {

@@ -73,13 +73,13 @@ class RandomSearch : public IndependentTrials {
       : IndependentTrials(count, max_steps),
         sampler_(std::move(sampler)),
         requested_(requested),
-        count_(count) {}
+        trials_(count) {}
   stage_tree::Point PointAt(int64_t index) const override;
 
   // Draws are made in index order and kept: a cache behind the const PointAt.
   mutable DistinctSampler sampler_;
   int64_t requested_;  // max_trials, or the default
-  int64_t count_;      // at most the space's configurations
+  int64_t trials_;     // what it proposes: at most the space's configurations
 };
 
 }  // namespace hippo::search_algos
