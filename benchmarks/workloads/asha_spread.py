@@ -99,8 +99,9 @@ def main():
                 else:
                     cells.append(f"{low} / {middle:g} / {high}")
             print(f"{case:9}" + "".join(f"{cell:>32}" for cell in cells), flush=True)
-    with open(args.out, "w") as out:
-        json.dump(report, out, indent=1)
+            # After each workload, so that an interrupted run keeps what it measured.
+            with open(args.out, "w") as out:
+                json.dump(report, out, indent=1)
     print(f"wrote {args.out}")
 
 
