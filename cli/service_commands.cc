@@ -50,6 +50,8 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.db_path = options.db;
   server_options.lease_seconds = options.lease_seconds;
   server_options.plugins = options.plugins;
+  server_options.collect_checkpoints = !options.no_checkpoint_gc;
+  server_options.keep_best_states = options.keep_best_checkpoints;
   if (!LoadToken(options.token_file, &server_options.token)) return kExitBadInput;
   const sigset_t signals = BlockStopSignals();
   absl::StatusOr<std::unique_ptr<coordinator::Server>> server =
@@ -98,7 +100,9 @@ int WorkerPerGpu(const WorkerCommandOptions& options, int gpus, sigset_t signals
                                      "--checkpoint-dir",
                                      options.checkpoint_dir,
                                      "--cache-mb",
-                                     std::to_string(options.cache_mb)};
+                                     std::to_string(options.cache_mb),
+                                     "--checkpoint-budget",
+                                     std::to_string(options.checkpoint_budget_bytes)};
     if (!options.client.coordinator.empty()) {
       args.insert(args.end(), {"--coordinator", options.client.coordinator});
     }
@@ -164,6 +168,7 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
+  worker_options.checkpoint_budget_bytes = options.checkpoint_budget_bytes;
   worker_options.device = options.device == "auto" ? "cpu" : options.device;
   worker_options.trainers = workers::BuiltinTrainerKinds();
   workers::Worker worker(worker_options);

@@ -48,6 +48,12 @@ absl::StatusOr<hippo::v1::StageTree> Engine::GetStageTree(const std::string& stu
 
 std::vector<hippo::v1::WorkerInfo> Engine::ListWorkers() { return impl_->ListWorkers(); }
 
+hippo::v1::CollectGarbageResponse Engine::CollectGarbage() { return impl_->CollectGarbage(); }
+
+absl::StatusOr<hippo::v1::DeleteStudyResponse> Engine::DeleteStudy(const std::string& study_id) {
+  return impl_->DeleteStudy(study_id);
+}
+
 absl::StatusOr<hippo::v1::AskResponse> Engine::Ask(const std::string& study_id, int64_t count) {
   return impl_->Ask(study_id, count);
 }

@@ -8,6 +8,8 @@
 //   engine_views.cc      read views (studies, trials, stage trees, workers) and store records
 //   engine_ask_tell.cc   Ask and Tell, for studies whose trials a client trains
 //   engine_recovery.cc   Recover: the state rebuilt from the store
+//   engine_gc.cc         checkpoint garbage collection: what is kept, releasing, deleting
+//   engine_delete.cc     DeleteStudy
 //
 // Every member function below the public API runs with mutex_ held. Each call that changes
 // state collects its store rows in one WriteBatch and its messages in one Outbox, and ends with
@@ -29,6 +31,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "hippo/checkpoint_ledger.h"
 #include "hippo/engine.h"
 #include "hippo/family_state.h"
 #include "hippo/ordered_committer.h"
@@ -58,6 +61,8 @@ class EngineImpl {
   absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  hippo::v1::CollectGarbageResponse CollectGarbage();
+  absl::StatusOr<hippo::v1::DeleteStudyResponse> DeleteStudy(const std::string& study_id);
   absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
   absl::Status Tell(const hippo::v1::TellRequest& request);
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
@@ -105,6 +110,9 @@ class EngineImpl {
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
     mutable bool best_stale = false;
+    // Deleted (DeleteStudy): no longer in study_index_ nor in any view; kept in studies_ only so
+    // that the indices of the others stay valid until the next start.
+    bool deleted = false;
   };
 
   struct Attempt {
@@ -234,6 +242,36 @@ class EngineImpl {
   void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
                   store::WriteBatch& batch);
 
+  // ---- engine_gc.cc
+  // What a collection released, per directory: (bytes, files).
+  using Freed = std::map<std::string, std::pair<int64_t, int64_t>>;
+  // Records a reported checkpoint in the ledger (a file it replaces becomes garbage).
+  void LedgerKeep(const FamilyState& family, stage_tree::NodeId node, int64_t step,
+                  const std::string& uri, int64_t size_bytes, store::WriteBatch& batch);
+  // Releases what no known work needs (`unneeded`), and in directories over their budget what
+  // could be recomputed, until they are under it.
+  Freed Collect(bool unneeded, store::WriteBatch& batch, Outbox& outbox);
+  // Collect when a study ended since the last collection (or a directory is over its budget).
+  void CollectIfDue(store::WriteBatch& batch, Outbox& outbox);
+  // Releases the state after `step` of `node`: the tree forgets it (a done node becomes a
+  // recompute stage), its checkpoint row goes, its file becomes garbage. Adds to `freed`.
+  void ReleaseState(FamilyState& family, stage_tree::NodeId node, int64_t step, Freed& freed,
+                    store::WriteBatch& batch);
+  // Sends the garbage not yet sent to a connected worker of each directory (all of a
+  // directory's garbage to `fresh`, a worker that just connected).
+  // `resend`: also what was sent before and not yet confirmed.
+  void SendGarbage(Outbox& outbox, const Worker* fresh = nullptr, bool resend = false);
+  // A worker's CheckpointsDeleted: the files are gone; stages held back for them may go.
+  void GarbageDeleted(const hippo::v1::CheckpointsDeleted& deleted, store::WriteBatch& batch);
+  // Whether `worker` must not train `node` now: it would write a state whose old file in its
+  // directory still waits to be deleted.
+  bool BlockedByGarbage(const Worker& worker, const FamilyState& family,
+                        stage_tree::NodeId node) const;
+  // The node of `lineage` whose steps (start, end] hold `step`, kNoNode if none.
+  static stage_tree::NodeId NodeOfState(
+      const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
+      const FamilyState& family, int64_t lineage, int64_t step);
+
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const FamilyState& family, stage_tree::NodeId node) const;
@@ -258,10 +296,20 @@ class EngineImpl {
   bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
   int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
   Engine::Stats stats_;
+  CheckpointLedger ledger_;
+  bool collection_due_ = false;  // a study ended since the last collection
+  // Directories still over their budget after a collection, with the bytes kept then.
+  std::map<std::string, int64_t> futile_collections_;
+  std::set<int64_t> blocked_by_garbage_;  // families with a stage held back by BlockedByGarbage
+  int64_t last_study_number_ = 0;         // the highest study number given, deleted ones included
 };
 
 // Conversions shared by the engine's files (engine_conversions.cc).
 namespace engine_internal {
+
+// The setting that keeps the highest study number given (DeleteStudy writes it), so that a
+// deleted study's number is not given again after a restart.
+inline constexpr char kLastStudyNumberSetting[] = "last_study_number";
 
 int64_t NowMs();  // wall-clock milliseconds since the epoch, as the store's times are
 hippo::v1::StageState StageStateOf(stage_tree::StageState state);

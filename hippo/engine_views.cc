@@ -138,7 +138,9 @@ absl::StatusOr<v1::Study> EngineImpl::GetStudy(const std::string& study_id) {
 std::vector<v1::Study> EngineImpl::ListStudies() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<v1::Study> views;
-  for (const auto& study : studies_) views.push_back(StudyView(*study));
+  for (const auto& study : studies_) {
+    if (!study->deleted) views.push_back(StudyView(*study));
+  }
   return views;
 }
 

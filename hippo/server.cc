@@ -135,6 +135,19 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status CollectGarbage(grpc::ServerContext* context, const v1::CollectGarbageRequest*,
+                              v1::CollectGarbageResponse* response) override {
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    *response = engine_->CollectGarbage();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteStudy(grpc::ServerContext* context, const v1::DeleteStudyRequest* request,
+                           v1::DeleteStudyResponse* response) override {
+    return Answer(
+        context, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
+  }
+
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
                     v1::TellResponse*) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
@@ -351,6 +364,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->store_ = *std::move(store);
   EngineOptions engine_options;
   engine_options.lease_seconds = options.lease_seconds;
+  engine_options.collect_checkpoints = options.collect_checkpoints;
+  engine_options.keep_best_states = options.keep_best_states;
   engine_options.send_from_committer = true;  // StreamChannel::Send only queues
   server->engine_ = std::make_unique<Engine>(server->store_.get(), engine_options);
   if (absl::Status status = server->engine_->Recover(); !status.ok()) {

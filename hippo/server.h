@@ -28,6 +28,9 @@ struct ServerOptions {
   // listen address is not loopback.
   std::string token;
   double lease_seconds = 10;
+  // Checkpoint garbage collection (EngineOptions::collect_checkpoints, keep_best_states).
+  bool collect_checkpoints = true;
+  int keep_best_states = 0;
   // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
   std::vector<std::string> plugins;
 };
