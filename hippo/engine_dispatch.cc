@@ -70,6 +70,23 @@ bool EngineImpl::Needed(const FamilyState& family, NodeId node) const {
   return false;
 }
 
+bool EngineImpl::RecomputeNeeded(const FamilyState& family, NodeId node) const {
+  for (NodeId child : family.tree().Children(node)) {
+    if (family.tree().node(child).state != StageState::kDone && Needed(family, child)) return true;
+  }
+  for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
+    if (family.tree().Leaf(trial) != node) continue;
+    const auto& [study_index, number] = family.OwnerOf(trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state == v1::STUDY_RUNNING &&
+        study.trials[number].state == v1::TRIAL_RUNNING) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void EngineImpl::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
   if (!trials_ended_) return;
   trials_ended_ = false;
@@ -190,7 +207,9 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   // Whether a stage in the queue should still run: it is ready and some live trial needs it.
   auto still_ready = [this](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
-    return family.tree().node(stage.node).state == StageState::kReady && Needed(family, stage.node);
+    const stage_tree::NodeView view = family.tree().node(stage.node);
+    return view.state == StageState::kReady && Needed(family, stage.node) &&
+           (!view.recompute || RecomputeNeeded(family, stage.node));
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);

@@ -210,6 +210,10 @@ class EngineImpl {
                    Outbox& outbox, store::WriteBatch& batch);
   // Whether a live trial (running, in a running study) passes through `node`.
   bool Needed(const FamilyState& family, stage_tree::NodeId node) const;
+  // Whether the end state of recompute stage `node` is wanted: a stage below it that is not
+  // done and is needed starts from it, or a live trial ends there. A state released by garbage
+  // collection is recomputed only then, not merely because a live trial passes through it.
+  bool RecomputeNeeded(const FamilyState& family, stage_tree::NodeId node) const;
   // Cancels the running attempts that no live trial needs any more (after trials stopped).
   void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
   // Takes a running attempt back: its stages return to the queue, its worker is told to cancel

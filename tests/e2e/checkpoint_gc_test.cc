@@ -57,7 +57,8 @@ v1::CollectGarbageResponse CollectGarbage(const std::string& address) {
 void WaitForDeletions(const std::string& address) {
   for (int i = 0; i < 200; ++i) {
     int64_t pending = 0;
-    for (const auto& usage : CollectGarbage(address).directories()) {
+    const v1::CollectGarbageResponse collected = CollectGarbage(address);
+    for (const auto& usage : collected.directories()) {
       pending += usage.pending_deletions();
     }
     if (pending == 0) return;
@@ -66,22 +67,22 @@ void WaitForDeletions(const std::string& address) {
   ADD_FAILURE() << "the workers did not delete the released checkpoints within 20 s";
 }
 
-struct Run {
+struct W1Run {
   EndedStudy ended;
   int64_t max_bytes = 0;  // the most the checkpoint directory held while the study ran
   int64_t final_bytes = 0;
   int64_t checkpoint_bytes = 0;  // the size of one checkpoint file
 };
 
-Run RunW1(const std::vector<std::string>& server_flags,
-          const std::vector<std::string>& worker_flags) {
+W1Run RunW1(const std::vector<std::string>& server_flags,
+            const std::vector<std::string>& worker_flags) {
   TempDir dir;
   const std::string spec_path = dir.File("w1.yaml");
   std::ofstream(spec_path) << WorkloadWithConfig("w1.yaml", kConfig);
   Cluster cluster(dir, /*workers=*/3, server_flags, worker_flags);
   const std::string study_id = cluster.Submit(spec_path);
   const std::string checkpoints = dir.File("checkpoints");
-  Run run;
+  W1Run run;
   while (true) {
     absl::StatusOr<v1::Study> study = GetStudy(cluster.address(), study_id);
     const auto [bytes, files] = Usage(checkpoints);
@@ -100,13 +101,13 @@ Run RunW1(const std::vector<std::string>& server_flags,
 }
 
 TEST(CheckpointGcTest, LongStudyStaysUnderItsBudgetWithTheResultsOfARunWithoutCollection) {
-  const Run kept_all = RunW1({"--no-checkpoint-gc"}, {});
+  const W1Run kept_all = RunW1({"--no-checkpoint-gc"}, {});
   ASSERT_EQ(kept_all.ended.study.state(), v1::STUDY_COMPLETED);
   // Without collection every state the study kept stays: far more than the budget below.
   constexpr int64_t kBudget = 1 << 20;  // 1 MiB: about 60 checkpoints of 16 KiB
   ASSERT_GT(kept_all.final_bytes, 4 * kBudget);
 
-  const Run collected = RunW1({}, {"--checkpoint-budget", "1MiB"});
+  const W1Run collected = RunW1({}, {"--checkpoint-budget", "1MiB"});
   ASSERT_EQ(collected.ended.study.state(), v1::STUDY_COMPLETED);
   // The budget holds while the study runs, give or take the files the three workers are
   // writing and those released but not yet deleted when the directory was looked at.
