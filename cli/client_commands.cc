@@ -32,11 +32,21 @@ std::string Coordinator(const ClientOptions& options) {
 
 class Client {
  public:
-  explicit Client(const ClientOptions& options)
-      : address_(Coordinator(options)),
-        stub_(v1::StudyService::NewStub(
-            grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {
-    absl::StatusOr<std::string> token = ReadToken(options.token_file);
+  explicit Client(const ClientOptions& options) : address_(Coordinator(options)) {
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options.tls_ca.empty()) {
+      absl::StatusOr<std::string> ca = ReadTlsCa(options.tls_ca);
+      if (!ca.ok()) {
+        std::cerr << "hippo: " << ca.status().message() << "\n";
+        ok_ = false;
+        return;
+      }
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = *std::move(ca);
+      credentials = grpc::SslCredentials(ssl);
+    }
+    stub_ = v1::StudyService::NewStub(grpc::CreateChannel(address_, credentials));
+    absl::StatusOr<std::string> token = ClientToken(options.token_file);
     if (token.ok()) {
       token_ = *std::move(token);
     } else {

@@ -15,14 +15,18 @@ inline constexpr int kExitBadInput = 2;
 // Where a client command connects, and with which token.
 struct ClientOptions {
   std::string coordinator;  // empty: $HIPPO_COORDINATOR, else 127.0.0.1:50051
-  std::string token_file;   // empty: $HIPPO_TOKEN, else no token
+  std::string token_file;   // empty: $HIPPO_TOKEN, $HIPPO_TOKEN_FILE, ./hippo.db.token (token.h)
+  std::string tls_ca;  // PEM file of the CA that signed the server's certificate; empty: plaintext
   bool json = false;
 };
 
 struct ServerCommandOptions {
   std::string listen = "127.0.0.1:50051";
   std::string db = "hippo.db";
-  std::string token_file;
+  std::string token_file;  // empty: $HIPPO_TOKEN, else <db>.token, made on first start
+  bool insecure = false;   // no token, plaintext allowed off loopback
+  std::string tls_cert;    // PEM certificate chain and private key: both or neither
+  std::string tls_key;
   double lease_seconds = 10;
   std::vector<std::string> plugins;
   bool no_checkpoint_gc = false;

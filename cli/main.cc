@@ -62,13 +62,18 @@ int Plan(const hippo::cli::PlanOptions& options) {
   return 0;
 }
 
-// --coordinator, --token-file and --json, shared by the client commands.
+// --coordinator, --token-file, --tls-ca and --json, shared by the client commands.
 void AddClientOptions(CLI::App* command, hippo::cli::ClientOptions& options, bool json = true) {
   command->add_option("--coordinator", options.coordinator,
                       "Coordinator address host:port (default: $HIPPO_COORDINATOR, else "
                       "127.0.0.1:50051)");
   command->add_option("--token-file", options.token_file,
-                      "File holding the coordinator's token (default: $HIPPO_TOKEN)");
+                      "File holding the coordinator's token, the one `hippo server` printed "
+                      "(default: $HIPPO_TOKEN, else the file $HIPPO_TOKEN_FILE, else "
+                      "./hippo.db.token if it exists)");
+  command->add_option("--tls-ca", options.tls_ca,
+                      "Speak TLS, trusting the coordinator's certificate if this PEM file's CA "
+                      "signed it");
   if (json) command->add_flag("--json", options.json, "Print JSON");
 }
 
@@ -166,16 +171,25 @@ int main(int argc, char** argv) {
   CLI::App* server = app.add_subcommand("server", "Run the coordinator");
   server
       ->add_option("--listen", server_options.listen,
-                   "Address to listen on; a non-loopback one needs a token")
+                   "Address to listen on; a non-loopback one needs TLS (or --insecure)")
       ->default_val("127.0.0.1:50051");
   server->add_option("--db", server_options.db, "SQLite database file")->default_val("hippo.db");
   server
       ->add_option("--http", server_options.http,
-                   "Address of the dashboard (HTTP); a non-loopback one needs a token; off: none")
+                   "Address of the dashboard (HTTP, HTTPS with TLS); a non-loopback one needs "
+                   "TLS (or --insecure); off: none")
       ->default_val("127.0.0.1:8080");
   server->add_option("--token-file", server_options.token_file,
-                     "File holding the shared secret clients and workers must present "
-                     "(default: $HIPPO_TOKEN)");
+                     "File holding the token clients and workers must present (default: "
+                     "$HIPPO_TOKEN, else DB.token beside the database, created with mode 0600 "
+                     "on first start)");
+  server->add_flag("--insecure", server_options.insecure,
+                   "Check no token and allow plaintext off loopback: whoever reaches the "
+                   "address can run programs on the workers");
+  server->add_option("--tls-cert", server_options.tls_cert,
+                     "PEM certificate chain: serve gRPC and the dashboard over TLS (with "
+                     "--tls-key)");
+  server->add_option("--tls-key", server_options.tls_key, "PEM private key of --tls-cert");
   server
       ->add_option("--lease-seconds", server_options.lease_seconds,
                    "A stage whose worker is silent this long goes back to the queue")

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/token.h"
 #include "dashboard/server/http_server.h"
 #include "hippo/server.h"
 #include "proto/spec_issues.h"
@@ -157,6 +158,14 @@ int RunCommand(const RunOptions& options) {
   coordinator::ServerOptions server_options;
   server_options.listen = "127.0.0.1:0";
   server_options.db_path = db;
+  // The embedded coordinator listens on loopback for its own workers only: a token made for
+  // this run keeps every other local process out.
+  absl::StatusOr<std::string> token = NewToken();
+  if (!token.ok()) {
+    std::cerr << "hippo run: " << token.status().message() << "\n";
+    return kExitFailure;
+  }
+  server_options.token = *token;
   absl::StatusOr<std::unique_ptr<coordinator::Server>> server =
       coordinator::Server::Start(server_options);
   if (!server.ok()) {
@@ -182,6 +191,7 @@ int RunCommand(const RunOptions& options) {
   if (options.dashboard) {
     dashboard::HttpOptions http_options;
     http_options.listen = options.dashboard_listen;
+    http_options.token = *token;
     absl::StatusOr<std::unique_ptr<dashboard::HttpServer>> started =
         dashboard::HttpServer::Start(&(*server)->engine(), http_options);
     if (!started.ok()) {
@@ -190,7 +200,8 @@ int RunCommand(const RunOptions& options) {
                                                                        : kExitBadInput;
     }
     http = *std::move(started);
-    std::cerr << "hippo run: dashboard at " << http->url() << std::endl;
+    // The URL carries the token once (Jupyter's way): the page then keeps it in a cookie.
+    std::cerr << "hippo run: dashboard at " << http->login_url() << std::endl;
   }
 
   std::vector<std::unique_ptr<workers::Worker>> local_workers;
@@ -198,6 +209,7 @@ int RunCommand(const RunOptions& options) {
   for (int i = 0; i < options.workers; ++i) {
     workers::WorkerOptions worker_options;
     worker_options.coordinator = absl::StrFormat("127.0.0.1:%d", (*server)->port());
+    worker_options.token = *token;
     worker_options.worker_id = absl::StrFormat("local-%d", i);
     worker_options.checkpoint_dir = checkpoints;
     worker_options.trainers = kinds;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -31,14 +32,45 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
-// Sets *token from the token file (cli/token.h); false, with a message, when it cannot be read.
-bool LoadToken(const std::string& token_file, std::string* token) {
-  absl::StatusOr<std::string> read = ReadToken(token_file);
+// Sets *token to the client's token (cli/token.h); false, with a message, when it cannot be
+// read.
+bool LoadClientToken(const std::string& token_file, std::string* token) {
+  absl::StatusOr<std::string> read = ClientToken(token_file);
   if (!read.ok()) {
     std::cerr << "hippo: " << read.status().message() << "\n";
     return false;
   }
   *token = *std::move(read);
+  return true;
+}
+
+// Sets *token to the server's token, made beside the database on first start; "" with
+// --insecure, after a warning. False, with a message, when there is none to be had.
+bool LoadServerToken(const ServerCommandOptions& options, std::string* token) {
+  if (options.insecure) {
+    if (!options.token_file.empty()) {
+      std::cerr << "hippo server: --insecure and --token-file contradict each other: drop one\n";
+      return false;
+    }
+    std::cerr << "hippo server: WARNING: --insecure: no token is checked, and no TLS is required "
+                 "off loopback: whoever can reach "
+              << options.listen
+              << " can submit studies, and so run programs as the workers' user\n";
+    return true;
+  }
+  absl::StatusOr<ServerToken> loaded = LoadOrCreateServerToken(options.token_file, options.db);
+  if (!loaded.ok()) {
+    std::cerr << "hippo server: " << loaded.status().message() << "\n";
+    return false;
+  }
+  *token = loaded->token;
+  if (loaded->file.empty()) {
+    std::cout << "hippo server: token from $HIPPO_TOKEN" << std::endl;
+  } else {
+    const std::string path = std::filesystem::absolute(loaded->file).string();
+    std::cout << "hippo server: token " << (loaded->created ? "created in " : "read from ") << path
+              << " (clients: --token-file " << path << ", or HIPPO_TOKEN_FILE)" << std::endl;
+  }
   return true;
 }
 
@@ -52,23 +84,32 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.plugins = options.plugins;
   server_options.collect_checkpoints = !options.no_checkpoint_gc;
   server_options.keep_best_states = options.keep_best_checkpoints;
-  if (!LoadToken(options.token_file, &server_options.token)) return kExitBadInput;
+  server_options.insecure = options.insecure;
+  server_options.tls_cert_file = options.tls_cert;
+  server_options.tls_key_file = options.tls_key;
+  if (!LoadServerToken(options, &server_options.token)) return kExitBadInput;
   const sigset_t signals = BlockStopSignals();
   absl::StatusOr<std::unique_ptr<coordinator::Server>> server =
       coordinator::Server::Start(server_options);
   if (!server.ok()) {
     std::cerr << "hippo server: " << server.status().message() << "\n";
-    return server.status().code() == absl::StatusCode::kFailedPrecondition ? kExitBadInput
-                                                                           : kExitFailure;
+    return server.status().code() == absl::StatusCode::kFailedPrecondition ||
+                   server.status().code() == absl::StatusCode::kInvalidArgument
+               ? kExitBadInput
+               : kExitFailure;
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  std::cout << "hippo server listening on " << host << ":" << (*server)->port() << " (database "
-            << options.db << ")" << std::endl;
+  std::cout << "hippo server listening on " << host << ":" << (*server)->port()
+            << (options.tls_cert.empty() ? "" : " (TLS)") << " (database " << options.db << ")"
+            << std::endl;
   std::unique_ptr<dashboard::HttpServer> http;
   if (options.http != "off") {
     dashboard::HttpOptions http_options;
     http_options.listen = options.http;
     http_options.token = server_options.token;
+    http_options.insecure = options.insecure;
+    http_options.tls_cert_file = options.tls_cert;
+    http_options.tls_key_file = options.tls_key;
     absl::StatusOr<std::unique_ptr<dashboard::HttpServer>> started =
         dashboard::HttpServer::Start(&(*server)->engine(), http_options);
     if (!started.ok()) {
@@ -78,7 +119,8 @@ int ServerCommand(const ServerCommandOptions& options) {
                                                                        : kExitBadInput;
     }
     http = *std::move(started);
-    std::cout << "hippo server: dashboard at " << http->url() << std::endl;
+    // The URL carries the token once (Jupyter's way): the page then keeps it in a cookie.
+    std::cout << "hippo server: dashboard at " << http->login_url() << std::endl;
   }
   int signal = 0;
   sigwait(&signals, &signal);
@@ -108,6 +150,9 @@ int WorkerPerGpu(const WorkerCommandOptions& options, int gpus, sigset_t signals
     }
     if (!options.client.token_file.empty()) {
       args.insert(args.end(), {"--token-file", options.client.token_file});
+    }
+    if (!options.client.tls_ca.empty()) {
+      args.insert(args.end(), {"--tls-ca", options.client.tls_ca});
     }
     if (!options.id.empty())
       args.insert(args.end(), {"--id", options.id + "-cuda" + std::to_string(gpu)});
@@ -164,7 +209,15 @@ int WorkerCommand(const WorkerCommandOptions& options) {
     const char* env = std::getenv("HIPPO_COORDINATOR");
     worker_options.coordinator = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
-  if (!LoadToken(options.client.token_file, &worker_options.token)) return kExitBadInput;
+  if (!LoadClientToken(options.client.token_file, &worker_options.token)) return kExitBadInput;
+  if (!options.client.tls_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadTlsCa(options.client.tls_ca);
+    if (!ca.ok()) {
+      std::cerr << "hippo worker: " << ca.status().message() << "\n";
+      return kExitBadInput;
+    }
+    worker_options.tls_root_certs = *std::move(ca);
+  }
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;

@@ -8,8 +8,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "hippo/study_pages.h"
@@ -29,17 +31,59 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-// Checks the shared secret of a call; OK when the server has none.
+// Checks the shared secret of a call; OK when the server has none (`insecure`).
 grpc::Status Authorize(const grpc::ServerContextBase* context, const std::string& token) {
   if (token.empty()) return grpc::Status::OK;
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kTokenHeader);
-  if (it == metadata.end() || std::string(it->second.data(), it->second.size()) != token) {
+  if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "this coordinator needs a token: pass --token-file FILE (or set "
-                        "HIPPO_TOKEN) with the server's shared secret");
+                        "this coordinator needs a token: pass --token-file FILE with the file "
+                        "`hippo server` printed (or set HIPPO_TOKEN_FILE or HIPPO_TOKEN)");
+  }
+  if (!TokenMatches(std::string_view(it->second.data(), it->second.size()), token)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "the token given is not this coordinator's: pass --token-file FILE with "
+                        "the file `hippo server` printed (or set HIPPO_TOKEN_FILE or HIPPO_TOKEN)");
   }
   return grpc::Status::OK;
+}
+
+// The contents of a PEM file named by `flag`.
+absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& flag) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  if (!file || text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", path, ": cannot read a PEM file there"));
+  }
+  return text.str();
+}
+
+// The server's credentials: TLS from the PEM files, else plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key: give both (the certificate chain and its private key) or "
+        "neither");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!IsLoopback(options.listen) && !options.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--listen ", options.listen,
+          " is not a loopback address: serve TLS (--tls-cert FILE --tls-key FILE) so that the "
+          "token and the studies do not cross the network in plaintext, or pass --insecure"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  absl::StatusOr<std::string> cert = ReadPem(options.tls_cert_file, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem(options.tls_key_file, "--tls-key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  return grpc::SslServerCredentials(ssl);
 }
 
 class StudyServiceImpl final : public v1::StudyService::Service {
@@ -344,13 +388,25 @@ bool IsLoopback(const std::string& address) {
   return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
-  if (!IsLoopback(options.listen) && options.token.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--listen ", options.listen,
-        " is not a loopback address: give a token (--token-file FILE or HIPPO_TOKEN) so that "
-        "only holders of it can submit studies and run workers"));
+bool TokenMatches(std::string_view given, std::string_view expected) {
+  // Every byte of `expected` is compared whatever `given` holds; volatile keeps the compiler
+  // from ending the loop at the first difference.
+  volatile unsigned char difference = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char byte = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    difference = difference | (byte ^ static_cast<unsigned char>(expected[i]));
   }
+  return difference == 0;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (options.token.empty() && !options.insecure) {
+    return absl::FailedPreconditionError(
+        "no token: give one (--token-file FILE or HIPPO_TOKEN; by default `hippo server` makes "
+        "one beside its database), or pass --insecure to let every caller in");
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = Credentials(options);
+  if (!credentials.ok()) return credentials.status();
   for (const std::string& plugin : options.plugins) {
     if (absl::Status status =
             search_algos::LoadPlugin(plugin, search_algos::AlgorithmRegistry::Global());
@@ -383,7 +439,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->study_service_.get());
   builder.RegisterService(server->worker_service_.get());
   server->server_ = builder.BuildAndStart();

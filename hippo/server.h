@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -24,9 +25,15 @@ struct ServerOptions {
   // host:port; port 0 picks a free one (see Server::port()).
   std::string listen = "127.0.0.1:50051";
   std::string db_path = "hippo.db";
-  // Shared secret expected in the "x-hippo-token" metadata of every call. Required when the
-  // listen address is not loopback.
+  // Shared secret expected in the "x-hippo-token" metadata of every call (compared in constant
+  // time). Required unless `insecure`.
   std::string token;
+  // Allows an empty token (every caller is trusted) and plaintext on a non-loopback address.
+  bool insecure = false;
+  // PEM files of the server's certificate chain and private key: both or neither. With them the
+  // server speaks TLS only; a non-loopback address requires them unless `insecure`.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   double lease_seconds = 10;
   // Checkpoint garbage collection (EngineOptions::collect_checkpoints, keep_best_states).
   bool collect_checkpoints = true;
@@ -38,10 +45,15 @@ struct ServerOptions {
 // Whether `address` (host:port) listens on loopback only.
 bool IsLoopback(const std::string& address);
 
+// Whether `given` equals `expected`, in a time that depends only on expected's length (so that
+// a caller cannot find the token byte by byte from the time a refusal takes).
+bool TokenMatches(std::string_view given, std::string_view expected);
+
 class Server {
  public:
-  // Opens the store, recovers the engine from it and starts serving. FailedPrecondition for a
-  // non-loopback address without a token, or a store that cannot be opened.
+  // Opens the store, recovers the engine from it and starts serving. FailedPrecondition without
+  // a token or without TLS on a non-loopback address (unless `insecure`), or for a store that
+  // cannot be opened; InvalidArgument for unreadable TLS files.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();
 

@@ -269,6 +269,7 @@ if runs workers && [[ -x "$build/cli/hippo" ]]; then
       >"$out/workers-server.log" 2>&1 &
   server_pid=$!
   sleep 3
+  export HIPPO_TOKEN_FILE=/tmp/gpu-check-workers/hippo.db.token  # written by the server
   "$hippo" worker --coordinator "$address" --checkpoint-dir /tmp/gpu-check-workers/ckpt \
       >"$out/workers-worker.log" 2>&1 &
   worker_pid=$!

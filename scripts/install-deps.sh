@@ -26,6 +26,9 @@ packages=(
   # The dashboard (dashboard/): its HTTP server, the web app's build (node and npm) and its
   # browser tests (headless Chromium driven by playwright-core).
   libcpp-httplib-dev nodejs chromium
+  # TLS: OpenSSL for cpp-httplib's HTTPS server (the dashboard with --tls-cert), and the openssl
+  # command that makes the tests' certificates (tests/e2e/auth_test.cc, tests/python).
+  libssl-dev openssl
 )
 # dashboard/ needs npm. Debian's nodejs leaves it to the npm package; other builds of nodejs
 # (NodeSource's) bundle it and conflict with that package, so ask for it only when it is absent.

@@ -295,37 +295,49 @@ absl::StatusOr<TpeParameters> TpeParametersFromConfig(const hippo::v1::TpeConfig
 
 TpeSampler::TpeSampler(const stage_tree::SearchSpace& space, uint64_t seed, bool minimize,
                        TpeParameters parameters)
-    : space_(space), seed_(seed), minimize_(minimize), parameters_(parameters) {}
+    : space_(space),
+      seed_(seed),
+      minimize_(minimize),
+      parameters_(parameters),
+      ranked_(RankOrder{minimize}) {}
 
 void TpeSampler::Observe(TrialNumber trial, const Point& point, double objective, int64_t level) {
   std::optional<std::vector<double>> coordinates = Coordinates(space_, point);
   if (!coordinates.has_value() || std::isnan(objective)) return;
+  if (auto old = observations_.find(trial); old != observations_.end()) {
+    ranked_.erase(RankKey{old->second.level, old->second.objective, trial});
+  }
   observations_[trial] = Observation{*std::move(coordinates), objective, level};
+  ranked_.insert(RankKey{level, objective, trial});
 }
 
 Point TpeSampler::Sample(uint64_t index) const {
   if (observation_count() < std::max<int64_t>(parameters_.n_startup_trials, 1)) {
     return SamplePoint(space_, seed_, index);
   }
-  // Rank: higher level first, then better objective, then earlier trial.
-  std::vector<std::pair<TrialNumber, const Observation*>> ranked;
-  for (const auto& [trial, observation] : observations_) ranked.emplace_back(trial, &observation);
-  std::stable_sort(ranked.begin(), ranked.end(), [&](const auto& a, const auto& b) {
-    if (a.second->level != b.second->level) return a.second->level > b.second->level;
-    return minimize_ ? a.second->objective < b.second->objective
-                     : a.second->objective > b.second->objective;
-  });
-  const auto n = static_cast<int64_t>(ranked.size());
+  // The good group: the best ceil(gamma n) results, at most max_good, from the ranking kept up
+  // to date by Observe. The bad group: the newest max_bad other results. Each group in trial
+  // order, for the weights that fade old results.
+  const auto n = static_cast<int64_t>(ranked_.size());
   const int64_t n_good = std::clamp<int64_t>(
-      static_cast<int64_t>(std::ceil(parameters_.gamma * static_cast<double>(n) - 1e-9)), 1, n);
-  // Each group in trial order, for the weights that fade old results.
+      static_cast<int64_t>(std::ceil(parameters_.gamma * static_cast<double>(n) - 1e-9)), 1,
+      std::clamp<int64_t>(parameters_.max_good, 1, n));
+  std::vector<std::pair<TrialNumber, const Observation*>> good;
+  good.reserve(n_good);
+  std::set<TrialNumber> good_trials;
+  for (auto key = ranked_.begin(); static_cast<int64_t>(good.size()) < n_good; ++key) {
+    good.emplace_back(key->trial, &observations_.at(key->trial));
+    good_trials.insert(key->trial);
+  }
   auto by_trial = [](const auto& a, const auto& b) { return a.first < b.first; };
-  std::vector<std::pair<TrialNumber, const Observation*>> good(ranked.begin(),
-                                                               ranked.begin() + n_good);
-  std::vector<std::pair<TrialNumber, const Observation*>> bad(ranked.begin() + n_good,
-                                                              ranked.end());
   std::sort(good.begin(), good.end(), by_trial);
-  std::sort(bad.begin(), bad.end(), by_trial);
+  std::vector<std::pair<TrialNumber, const Observation*>> bad;
+  const int64_t max_bad = std::max<int64_t>(parameters_.max_bad, 1);
+  for (auto it = observations_.rbegin();
+       it != observations_.rend() && static_cast<int64_t>(bad.size()) < max_bad; ++it) {
+    if (!good_trials.contains(it->first)) bad.emplace_back(it->first, &it->second);
+  }
+  std::reverse(bad.begin(), bad.end());
   const std::vector<double> good_weights = ObservationWeights(good.size());
   const std::vector<double> bad_weights = ObservationWeights(bad.size());
 

@@ -9,6 +9,12 @@
 // the distances to the neighbouring kernels; for choices a histogram smoothed by a uniform
 // prior. n_ei_candidates values are drawn from l(x) and the one with the greatest l(x) / g(x)
 // (the greatest expected improvement) is kept.
+//
+// The model's size is bounded, so that a suggestion costs the same after 100 or 100 000 results:
+// as Optuna's default gamma, the good group holds at most max_good results (the best ones), and
+// g(x) models the newest max_bad of the others (older ones already weigh little: see
+// ObservationWeights). The results are kept ranked as they arrive, so a suggestion never sorts
+// them all.
 #ifndef HIPPO_SEARCH_ALGOS_TPE_H_
 #define HIPPO_SEARCH_ALGOS_TPE_H_
 
@@ -31,6 +37,8 @@ struct TpeParameters {
   int64_t n_ei_candidates = 24;   // draws from l(x) scored per dimension and suggestion
   double gamma = 0.25;            // fraction of the results in the good group
   double prior_weight = 1.0;      // weight of the prior kernel against one result's
+  int64_t max_good = 25;          // at most this many results in the good group (as Optuna)
+  int64_t max_bad = 500;          // g(x) models the newest this many of the other results
 };
 
 // algorithm.tpe with its defaults filled in; InvalidArgument naming the field if one is out of
@@ -68,12 +76,29 @@ class TpeSampler {
     double objective = 0;
     int64_t level = 0;
   };
+  // Orders results best first: higher level, then better objective, then earlier trial.
+  struct RankKey {
+    int64_t level;
+    double objective;
+    TrialNumber trial;
+  };
+  struct RankOrder {
+    bool minimize;
+    bool operator()(const RankKey& a, const RankKey& b) const {
+      if (a.level != b.level) return a.level > b.level;
+      if (a.objective != b.objective) {
+        return minimize ? a.objective < b.objective : a.objective > b.objective;
+      }
+      return a.trial < b.trial;
+    }
+  };
 
   stage_tree::SearchSpace space_;
   uint64_t seed_;
   bool minimize_;
   TpeParameters parameters_;
   std::map<TrialNumber, Observation> observations_;
+  std::set<RankKey, RankOrder> ranked_;  // one key per entry of observations_
 };
 
 // A point as one line of text: per dimension the index of its choice, or its number written

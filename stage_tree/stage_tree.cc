@@ -67,7 +67,9 @@ absl::Status StageTree::BuildPieces(const TrialSequences& sequences, Step* horiz
         "a trial of family '", family_key_, "' needs sequences for exactly [",
         absl::StrJoin(parameter_names_, ", "), "]; got [", absl::StrJoin(given, ", "), "]"));
   }
-  *horizon = sequences.empty() ? 0 : sequences.begin()->second.Horizon();
+  // A family whose hyper-parameters are all structural has no sequences to bound its trials:
+  // they may reach any step that can be stored.
+  *horizon = sequences.empty() ? kMaxStoredStep : sequences.begin()->second.Horizon();
   for (const auto& [name, sequence] : sequences) {
     if (sequence.Horizon() != *horizon || *horizon <= 0 || *horizon > kMaxStoredStep) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -88,7 +88,8 @@ class StageTree {
   // Inserts a trial trained up to `target` and returns its id. Walks the trie from the root,
   // reusing every node whose values match, splitting the first node that diverges (see Split)
   // and adding a leaf for the rest. InvalidArgument if the sequences do not name exactly the
-  // family's parameters, do not share one horizon, or the target is outside (0, horizon].
+  // family's parameters, do not share one horizon, or the target is outside (0, horizon]. A
+  // family without parameters (all structural) has the largest horizon a step can be stored in.
   // `splits` (optional) receives the splits the insertion made, for the caller to act on.
   absl::StatusOr<TrialId> Insert(const TrialSequences& sequences, Step target,
                                  std::vector<SplitResult>* splits = nullptr);

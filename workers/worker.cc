@@ -186,8 +186,13 @@ absl::Status Worker::SessionLoop() {
 }
 
 absl::Status Worker::RunSession(Backoff& backoff) {
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options_.tls_root_certs.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_root_certs;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(options_.coordinator, credentials);
   std::unique_ptr<hippo::v1::WorkerService::Stub> stub = hippo::v1::WorkerService::NewStub(channel);
   grpc::ClientContext context;
   if (!options_.token.empty()) context.AddMetadata("x-hippo-token", options_.token);

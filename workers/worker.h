@@ -55,6 +55,8 @@ struct WorkerOptions {
   std::string coordinator = "127.0.0.1:50051";
   // Sent as gRPC metadata "x-hippo-token" when non-empty.
   std::string token;
+  // PEM root certificates to verify the coordinator's TLS certificate with; empty: plaintext.
+  std::string tls_root_certs;
   // Stable across reconnects; defaults to "<host>-<pid>".
   std::string worker_id;
   // Defaults to the machine's host name.

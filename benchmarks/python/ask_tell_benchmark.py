@@ -6,8 +6,8 @@ storage, same sampler family, trivial objective.
         --optuna-seconds 600
 
 Each side runs one client loop: ask, evaluate (x - 2)^2 + 0.1 n, tell. Reports trials/s over the
-first and the last 1 000 trials (or over the first and last tenth when fewer ran) and the time
-per trial; a side that hits its time limit reports the trials it finished. Hippo's random
+first and the last 1 000 trials (or over the first and last tenth when fewer ran), the time
+per trial, and the time per trial of every consecutive window (ms_per_trial_by_window); a side that hits its time limit reports the trials it finished. Hippo's random
 sampler is its TPE with every trial a start-up trial (tpe.n_startup_trials = trials), TPE its
 default (10 start-up trials); Optuna uses RandomSampler / TPESampler with default settings.
 """
@@ -78,7 +78,10 @@ def summary(stamps, window):
     return {"trials": done, "seconds": round(stamps[-1] - stamps[0], 2), "window": window,
             "first_per_s": round(first, 1), "last_per_s": round(last, 1),
             "first_ms_per_trial": round(1000 / first, 3),
-            "last_ms_per_trial": round(1000 / last, 3)}
+            "last_ms_per_trial": round(1000 / last, 3),
+            "ms_per_trial_by_window": [
+                round(1000 * (stamps[end] - stamps[end - window]) / window, 3)
+                for end in range(window, done + 1, window)]}
 
 
 def main():

@@ -18,7 +18,6 @@ namespace hippo::dashboard {
 namespace {
 
 constexpr char kTokenHeader[] = "x-hippo-token";
-constexpr char kTokenCookie[] = "hippo_token";
 constexpr int kThreads = 48;  // event streams hold one each while open
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -64,9 +63,9 @@ Query QueryOf(const httplib::Request& request) {
   return query;
 }
 
-std::string CookieToken(const httplib::Request& request) {
+std::string CookieToken(const httplib::Request& request, const std::string& name) {
   const std::string cookies = request.get_header_value("Cookie");
-  const std::string key = absl::StrCat(kTokenCookie, "=");
+  const std::string key = absl::StrCat(name, "=");
   size_t at = 0;
   while ((at = cookies.find(key, at)) != std::string::npos) {
     if (at == 0 || cookies[at - 1] == ' ' || cookies[at - 1] == ';') {
@@ -115,11 +114,21 @@ std::string CacheKey(const httplib::Request& request) {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engine* engine,
                                                               const HttpOptions& options) {
-  if (!coordinator::IsLoopback(options.listen) && options.token.empty()) {
+  if (options.token.empty() && !options.insecure) {
+    return absl::FailedPreconditionError(
+        "the dashboard needs the coordinator's token (or --insecure to let every caller in)");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key: give both (the certificate chain and its private key) or "
+        "neither");
+  }
+  const bool tls = !options.tls_cert_file.empty();
+  if (!coordinator::IsLoopback(options.listen) && !tls && !options.insecure) {
     return absl::FailedPreconditionError(absl::StrCat(
         "--http ", options.listen,
-        " is not a loopback address: give a token (--token-file FILE or HIPPO_TOKEN) so that "
-        "only holders of it can see and stop studies"));
+        " is not a loopback address: serve HTTPS (--tls-cert FILE --tls-key FILE) so that the "
+        "token does not cross the network in plaintext, or pass --insecure"));
   }
   const size_t colon = options.listen.rfind(':');
   int port = 0;
@@ -136,7 +145,20 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engin
   server->token_ = options.token;
   server->mirror_ = std::make_unique<Mirror>(engine, options.mirror);
   server->trees_ = std::make_unique<TreeWindows>(engine);
-  server->http_ = std::make_unique<httplib::Server>();
+  if (tls) {
+    auto https = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                      options.tls_key_file.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tls-cert ", options.tls_cert_file,
+                                                     " --tls-key ", options.tls_key_file,
+                                                     ": cannot load them as a PEM certificate "
+                                                     "chain and its private key"));
+    }
+    server->http_ = std::move(https);
+  } else {
+    server->http_ = std::make_unique<httplib::Server>();
+  }
+  server->secure_ = tls;
   server->http_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
   server->Route();
   if (port == 0) {
@@ -149,12 +171,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engin
         absl::StrCat("--http ", options.listen, ": cannot listen there (address in use?)"));
   }
   server->port_ = port;
+  server->cookie_name_ = absl::StrCat("hippo_token_", port);
   const std::string shown =
       host == "0.0.0.0" || host == "::" ? "127.0.0.1" : options.listen.substr(0, colon);
-  server->url_ = absl::StrCat("http://", shown, ":", port, "/");
+  server->url_ = absl::StrCat(tls ? "https://" : "http://", shown, ":", port, "/");
   server->mirror_->Start();
   server->thread_ = std::thread([raw = server.get()] { raw->http_->listen_after_bind(); });
   return server;
+}
+
+std::string HttpServer::login_url() const {
+  return token_.empty() ? url_ : absl::StrCat(url_, "?token=", token_);
 }
 
 HttpServer::~HttpServer() { Shutdown(); }
@@ -173,32 +200,33 @@ void HttpServer::Route() {
   TreeWindows* trees = trees_.get();
   auto cache = std::make_shared<ResponseCache>();
 
-  http.set_pre_routing_handler([this, mirror](const httplib::Request& request,
-                                              httplib::Response& response) {
-    if (!token_.empty()) {
-      std::string given = request.get_header_value(kTokenHeader);
-      const std::string authorization = request.get_header_value("Authorization");
-      if (given.empty() && absl::StartsWith(authorization, "Bearer ")) {
-        given = authorization.substr(7);
-      }
-      if (given.empty()) given = CookieToken(request);
-      if (given.empty() && request.has_param("token")) {
-        given = request.get_param_value("token");
-        if (given == token_) {
-          response.set_header("Set-Cookie", absl::StrCat(kTokenCookie, "=", token_,
-                                                         "; Path=/; HttpOnly; SameSite=Strict"));
+  http.set_pre_routing_handler(
+      [this, mirror](const httplib::Request& request, httplib::Response& response) {
+        if (!token_.empty()) {
+          std::string given = request.get_header_value(kTokenHeader);
+          const std::string authorization = request.get_header_value("Authorization");
+          if (given.empty() && absl::StartsWith(authorization, "Bearer ")) {
+            given = authorization.substr(7);
+          }
+          if (given.empty()) given = CookieToken(request, cookie_name_);
+          if (given.empty() && request.has_param("token")) {
+            given = request.get_param_value("token");
+            if (coordinator::TokenMatches(given, token_)) {
+              response.set_header("Set-Cookie", absl::StrCat(cookie_name_, "=", token_,
+                                                             "; Path=/; HttpOnly; SameSite=Strict",
+                                                             secure_ ? "; Secure" : ""));
+            }
+          }
+          if (!coordinator::TokenMatches(given, token_)) {
+            Fail(response, 401,
+                 "this coordinator needs its token: open the dashboard once with the URL `hippo "
+                 "server` printed (it ends in ?token=...), or send the header x-hippo-token");
+            return httplib::Server::HandlerResponse::Handled;
+          }
         }
-      }
-      if (given != token_) {
-        Fail(response, 401,
-             "this coordinator needs a token: send the header x-hippo-token (as gRPC clients "
-             "do), or open the dashboard once with ?token=TOKEN");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    if (absl::StartsWith(request.path, "/api/")) mirror->Touch();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+        if (absl::StartsWith(request.path, "/api/")) mirror->Touch();
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
 
   // A study read, answered from the cache while the study's version is unchanged.
   auto study_read = [mirror, cache](auto make) {

@@ -19,8 +19,10 @@
 // Errors answer api.Error with the HTTP status (400 bad parameter, 401 token, 404 unknown).
 //
 // A token, when set, is required on every request: the header x-hippo-token (as gRPC),
-// "Authorization: Bearer TOKEN", the cookie hippo_token, or ?token= (which sets the cookie, so
-// the browser's later requests and its EventSource carry it).
+// "Authorization: Bearer TOKEN", the cookie hippo_token_PORT, or ?token= (which sets the
+// cookie, so the browser's later requests and its EventSource carry it: login_url() is the URL
+// to open once). The cookie is named after the port because browsers share cookies between the
+// ports of one host. With a certificate the dashboard speaks HTTPS only.
 #ifndef HIPPO_DASHBOARD_SERVER_HTTP_SERVER_H_
 #define HIPPO_DASHBOARD_SERVER_HTTP_SERVER_H_
 
@@ -42,14 +44,22 @@ namespace hippo::dashboard {
 struct HttpOptions {
   // host:port; port 0 picks a free one (see HttpServer::port()).
   std::string listen = "127.0.0.1:8080";
-  // Required when `listen` is not loopback: the coordinator's gRPC token.
+  // The coordinator's gRPC token, required on every request. Required unless `insecure`.
   std::string token;
+  // Allows an empty token and plain HTTP on a non-loopback address.
+  bool insecure = false;
+  // PEM files of the certificate chain and private key (the coordinator's): both or neither.
+  // With them the dashboard serves HTTPS; a non-loopback address requires them unless
+  // `insecure`.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   Mirror::Options mirror;
 };
 
 class HttpServer {
  public:
-  // Starts serving. FailedPrecondition for a non-loopback address without a token,
+  // Starts serving. FailedPrecondition without a token, or without TLS on a non-loopback
+  // address (unless `insecure`); InvalidArgument for a bad address or unusable TLS files;
   // Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(coordinator::Engine* engine,
                                                            const HttpOptions& options);
@@ -58,8 +68,11 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   int port() const { return port_; }
-  // http://HOST:PORT/ as a browser would open it.
+  // http://HOST:PORT/ (https with TLS) as a browser would open it.
   std::string url() const { return url_; }
+  // url() with ?token=TOKEN: opened once, it lets the browser in (the cookie). url() without a
+  // token.
+  std::string login_url() const;
   // Stops serving, ends open event streams. Idempotent.
   void Shutdown();
 
@@ -72,6 +85,8 @@ class HttpServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::string token_;
+  std::string cookie_name_;
+  bool secure_ = false;
   int port_ = 0;
   std::string url_;
   bool stopped_ = false;

@@ -4,6 +4,9 @@ trains and tells.
     hippo server --listen 127.0.0.1:50051 --db hippo.db &
     python3 examples/python/ask_tell.py            # or --coordinator HOST:PORT
 
+Run from the server's directory, the client finds the token the server wrote beside its
+database (./hippo.db.token); from elsewhere, set HIPPO_TOKEN_FILE to that file.
+
 The objective is a toy "training curve" so the example runs in seconds; replace `train` with
 your own code.
 """

@@ -180,12 +180,15 @@ def main():
             children.append(subprocess.Popen(
                 [find_hippo(args.hippo), "server", "--listen", args.coordinator, "--db",
                  os.path.join(scratch, "hippo.db")], stdout=log, stderr=subprocess.STDOUT))
-        client = hippo.connect(args.coordinator)
+            # The server writes its token beside its database before it listens; this process
+            # and the SDK workers below find it through $HIPPO_TOKEN_FILE.
+            os.environ["HIPPO_TOKEN_FILE"] = os.path.join(scratch, "hippo.db.token")
         for attempt in range(100):
             try:
+                client = hippo.connect(args.coordinator)
                 client.list_studies()
                 break
-            except hippo.Unavailable:
+            except hippo.HippoError:  # not listening yet, or its token file not written yet
                 time.sleep(0.2)
         for i in range(args.workers):
             children.append(subprocess.Popen(

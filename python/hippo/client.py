@@ -1,11 +1,13 @@
 """The connection to a Hippo coordinator: hippo.connect() and Client.
 
 Defaults follow the `hippo` CLI: the address from $HIPPO_COORDINATOR, else 127.0.0.1:50051; the
-token from a token file (its first line) or $HIPPO_TOKEN, sent as gRPC metadata
-``x-hippo-token``.
+token from `token`, a token file, $HIPPO_TOKEN, the file $HIPPO_TOKEN_FILE, or ./hippo.db.token
+(the file `hippo server` writes beside its default database), sent as gRPC metadata
+``x-hippo-token``. Token files that other users may read are refused, as by the CLI.
 """
 
 import os
+import stat
 
 import grpc
 
@@ -23,21 +25,54 @@ def default_address():
     return os.environ.get("HIPPO_COORDINATOR") or DEFAULT_ADDRESS
 
 
+# The file `hippo server` writes beside its default database (`--db hippo.db`).
+DEFAULT_TOKEN_FILE = "hippo.db.token"
+
+
+def _checked(text, where):
+    """`text` stripped of surrounding whitespace, as the CLI does; a HippoError if it is no
+    token (empty, or not printable ASCII without spaces)."""
+    token = text.strip()
+    if not token:
+        raise errors.HippoError(f"{where}: holds no token")
+    if len(token) > 4096 or any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        raise errors.HippoError(f"{where}: the token may hold only printable ASCII characters "
+                                f"without spaces, at most 4096")
+    return token
+
+
+def read_token_file(path, where="token file"):
+    """The token in `path`; a HippoError when it cannot be read or other users may read it."""
+    label = f"{where} {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as error:
+        raise errors.HippoError(f"{label}: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise errors.HippoError(f"{label}: not a regular file")
+        if info.st_mode & 0o077:
+            raise errors.HippoError(f"{label}: its mode is {stat.S_IMODE(info.st_mode):04o}, so "
+                                    f"other users may read the token: run chmod 600 {path}")
+        text = file.read(8192).decode("ascii", errors="replace")
+    return _checked(text, label)
+
+
 def read_token(token=None, token_file=None):
-    """The token to send: `token`, else the first line of `token_file`, else $HIPPO_TOKEN, else
-    None."""
+    """The token to send: `token`, else `token_file`'s, else $HIPPO_TOKEN, else the file
+    $HIPPO_TOKEN_FILE's, else ./hippo.db.token's if it exists, else None."""
     if token:
-        return token
+        return _checked(token, "token")
     if token_file:
-        try:
-            with open(token_file, encoding="utf-8") as file:
-                line = file.readline().rstrip("\r\n")
-        except OSError as error:
-            raise errors.HippoError(f"token file {token_file}: {error.strerror}") from None
-        if not line:
-            raise errors.HippoError(f"token file {token_file}: its first line is empty")
-        return line
-    return os.environ.get("HIPPO_TOKEN") or None
+        return read_token_file(token_file)
+    if os.environ.get("HIPPO_TOKEN"):
+        return _checked(os.environ["HIPPO_TOKEN"], "$HIPPO_TOKEN")
+    if os.environ.get("HIPPO_TOKEN_FILE"):
+        return read_token_file(os.environ["HIPPO_TOKEN_FILE"], "$HIPPO_TOKEN_FILE")
+    if os.path.exists(DEFAULT_TOKEN_FILE):
+        return read_token_file(DEFAULT_TOKEN_FILE)
+    return None
 
 
 def make_channel(address, tls=False):
@@ -155,11 +190,13 @@ def connect(address=None, token=None, tls=False, token_file=None, timeout=30.0):
 
     Args:
         address: host:port; default $HIPPO_COORDINATOR, else 127.0.0.1:50051.
-        token: the coordinator's shared secret; default the first line of `token_file`, else
-            $HIPPO_TOKEN, else none.
+        token: the coordinator's shared secret; default the token in `token_file`, else
+            $HIPPO_TOKEN, else the token in the file $HIPPO_TOKEN_FILE, else in
+            ./hippo.db.token (what `hippo server` makes beside its default database), else none.
         tls: False for plaintext; True for TLS with the system's roots; a PEM path of root
             certificates; or grpc.ChannelCredentials.
-        token_file: a file whose first line is the token (as the CLI's --token-file).
+        token_file: a file holding the token (as the CLI's --token-file; whitespace around it is
+            ignored; refused if other users may read it).
         timeout: seconds each unary call may take.
 
     Nothing is sent until the first call, so a wrong address surfaces as Unavailable then.

@@ -123,7 +123,13 @@ class StudySpec:
     def __init__(self, name, metric, direction="maximize", algorithm="grid", max_steps=1,
                  max_trials=0, trainer=None, seed=0, algorithm_config=None, budget=None,
                  resources=None, family=None, labels=None):
-        self.name, self.metric, self.direction = name, metric, direction
+        if str(direction).lower() not in ("minimize", "maximize"):
+            raise InvalidSpec(f"objective.direction: {direction!r} is neither 'minimize' nor "
+                              f"'maximize'", field="objective.direction")
+        for field, value in (("budget.max_steps", max_steps), ("budget.max_trials", max_trials)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidSpec(f"{field}: {value!r} is not a whole number >= 0", field=field)
+        self.name, self.metric, self.direction = name, metric, str(direction).lower()
         self.algorithm, self.max_steps, self.max_trials = algorithm, max_steps, max_trials
         self.trainer, self.seed = trainer, seed
         self.algorithm_config, self.budget = algorithm_config, budget or {}
@@ -131,8 +137,18 @@ class StudySpec:
         self.parameters = []
 
     def add(self, *parameters):
-        """Adds parameters (dicts, e.g. from float_param); returns self."""
-        self.parameters.extend(parameters)
+        """Adds parameters (dicts, e.g. from float_param); returns self. InvalidSpec naming
+        the field if one is not a parameter or repeats a name."""
+        for parameter in parameters:
+            index = len(self.parameters)
+            field = f"search_space.parameters[{index}]"
+            if not isinstance(parameter, dict) or not parameter.get("name"):
+                raise InvalidSpec(f"{field}: a parameter is a dict with a name (use float_param, "
+                                  f"int_param, categorical, fixed or step_decay)", field=field)
+            if any(p["name"] == parameter["name"] for p in self.parameters):
+                raise InvalidSpec(f"{field}.name: '{parameter['name']}' is already a parameter",
+                                  field=f"{field}.name")
+            self.parameters.append(parameter)
         return self
 
     def to_dict(self):

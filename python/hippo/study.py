@@ -210,11 +210,19 @@ class Study:
         return self
 
     def get_trials(self, with_metrics=True):
-        """Every trial, with metric histories when `with_metrics`."""
-        request = hippo_pb2.ListTrialsRequest(study_id=self.id, with_metrics=with_metrics)
-        response = self._client.call("ListTrials", request)
-        metrics = {m.trial_id: m.metrics for m in response.metrics}
-        return [Trial(t, self.spec, metrics.get(t.id)) for t in response.trials]
+        """Every trial, with metric histories when `with_metrics` (following page tokens when
+        the coordinator answers a page at a time)."""
+        trials, token = [], ""
+        while True:
+            request = hippo_pb2.ListTrialsRequest(study_id=self.id, with_metrics=with_metrics)
+            if token:
+                request.page_token = token
+            response = self._client.call("ListTrials", request)
+            metrics = {m.trial_id: m.metrics for m in response.metrics}
+            trials.extend(Trial(t, self.spec, metrics.get(t.id)) for t in response.trials)
+            token = getattr(response, "next_page_token", "")
+            if not token:
+                return trials
 
     @property
     def trials(self):
@@ -299,9 +307,9 @@ class Study:
     def wait(self, progress=None, timeout=None, reconnect_timeout=60.0):
         """Blocks until the study ends; returns self (refreshed).
 
-        progress: None shows a tqdm bar of finished trials when stderr is a terminal; True
-        always; False never. timeout: seconds before TimeoutError (None: no limit). Survives
-        a coordinator restart (see watch()).
+        progress: None shows a tqdm bar of finished trials (with the best objective so far)
+        when stderr is a terminal; True always; False never. timeout: seconds before
+        TimeoutError (None: no limit). Survives a coordinator restart (see watch()).
         """
         show = sys.stderr.isatty() if progress is None else bool(progress)
         bar = None
@@ -311,15 +319,12 @@ class Study:
                        desc=self.name or self.id)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if self.refresh().state in TERMINAL_STATES:
+            self.refresh()
+            self._show(bar, self.info)
+            if self.state in TERMINAL_STATES:
                 return self
             for event in self.watch(reconnect_timeout=reconnect_timeout):
-                if bar is not None and (bar.n, bar.total) != (event.trials_completed,
-                                                              max(event.trials_total, 1)):
-                    bar.total = max(event.trials_total, 1)
-                    bar.n = event.trials_completed
-                    bar.set_postfix(best=self._best_text(event.study), refresh=False)
-                    bar.refresh()
+                self._show(bar, event.study)
                 if event.state in TERMINAL_STATES:
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -328,6 +333,17 @@ class Study:
         finally:
             if bar is not None:
                 bar.close()
+
+    @classmethod
+    def _show(cls, bar, study):
+        """Moves the progress bar (if any) to `study`'s counts and best value."""
+        if bar is None or (bar.n, bar.total) == (study.trials_completed,
+                                                 max(study.trials_total, 1)):
+            return
+        bar.total = max(study.trials_total, 1)
+        bar.n = study.trials_completed
+        bar.set_postfix(best=cls._best_text(study), refresh=False)
+        bar.refresh()
 
     @staticmethod
     def _best_text(study):

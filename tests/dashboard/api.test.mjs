@@ -1,6 +1,6 @@
 // The dashboard's JSON API against a real coordinator running a sim study: paging, sorting and
 // filtering of trials, incremental reads (since a version), the change long poll, the stop
-// guard, and the token required off loopback.
+// guard, the token, and plain HTTP refused off loopback.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -13,8 +13,8 @@ let server, studyId;
 
 before(async () => {
   server = await startServer();
-  startWorker(server.grpc, "w1", server.dir);
-  studyId = submit(server.grpc, SPEC);
+  startWorker(server, "w1");
+  studyId = submit(server, SPEC);
   // Enough trials, some of them with an objective, for the reads below to mean something.
   await eventually(async () => {
     const page = (await api(server.url, `studies/${studyId}/trials?page_size=1&filter=objective:>0`)).body;
@@ -123,23 +123,32 @@ test("aggregates stay bounded: curves density, history bins, a parameter sample"
   for (const stage of tree.highlighted) assert.ok(ids.has(stage), "the highlighted path is in the window");
 });
 
-test("off loopback the dashboard needs the coordinator's token", async () => {
+test("the dashboard needs the coordinator's token, from a header, a bearer or the login URL's cookie", async () => {
+  const port = new URL(server.url).port;
+  const token = server.token;
+  assert.match(token, /^[0-9a-f]{64}$/, "the token the server made, carried by the URL it printed");
+  assert.equal((await api(server.url, "studies", { token: "" })).status, 401);
+  assert.equal((await api(server.url, "studies", { token: "wrong" })).status, 401);
+  assert.equal((await api(server.url, "studies", { headers: { Authorization: `Bearer ${token}` } })).status, 200);
+  assert.equal((await fetch(server.url)).status, 401, "the page itself needs the token too");
+  const login = await fetch(server.loginUrl);
+  assert.equal(login.status, 200);
+  const cookie = login.headers.get("set-cookie");
+  assert.match(cookie, new RegExp(`^hippo_token_${port}=${token}; Path=/; HttpOnly; SameSite=Strict`));
+  assert.equal((await api(server.url, "studies", { headers: { Cookie: cookie.split(";")[0] } })).status, 200);
+  assert.equal((await api(server.url, "studies", { headers: { Cookie: `hippo_token_${port}=wrong` } })).status, 401);
+});
+
+test("off loopback plain HTTP is refused; --insecure serves it to anyone, after a warning", async () => {
   const refused = spawnSync(HIPPO, ["server", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0", "--db", path.join(server.dir, "x.db")], {
-    env: { ...process.env, HIPPO_TOKEN: "" },
+    env: { ...process.env, HIPPO_TOKEN: "s3cret" },
     timeout: 20000,
   });
   assert.equal(refused.status, 2);
-  assert.match(refused.stderr.toString(), /--http 0\.0\.0\.0:0 is not a loopback address: give a token/);
+  assert.match(refused.stderr.toString(), /--http 0\.0\.0\.0:0 is not a loopback address: serve HTTPS \(--tls-cert FILE --tls-key FILE\)/);
 
-  const secured = await startServer({ listen: "0.0.0.0:0", http: "0.0.0.0:0", token: "s3cret" });
-  assert.equal((await api(secured.url, "studies")).status, 401);
-  assert.equal((await api(secured.url, "studies", { headers: { "x-hippo-token": "wrong" } })).status, 401);
-  assert.equal((await api(secured.url, "studies", { headers: { "x-hippo-token": "s3cret" } })).status, 200);
-  assert.equal((await api(secured.url, "studies", { headers: { Authorization: "Bearer s3cret" } })).status, 200);
-  const page = await fetch(new URL("?token=s3cret", secured.url));
-  assert.equal(page.status, 200);
-  const cookie = page.headers.get("set-cookie");
-  assert.match(cookie, /hippo_token=s3cret/);
-  assert.equal((await api(secured.url, "studies", { headers: { Cookie: cookie.split(";")[0] } })).status, 200);
-  assert.equal((await fetch(secured.url)).status, 401, "the page itself needs the token too");
+  const insecure = await startServer({ listen: "0.0.0.0:0", http: "0.0.0.0:0", args: ["--insecure"] });
+  assert.match(insecure.child.output, /WARNING: --insecure/);
+  assert.equal(insecure.token, "");
+  assert.equal((await api(insecure.url, "studies")).status, 200);
 });

@@ -13,9 +13,9 @@ let server, browser, page, studyId;
 
 before(async () => {
   server = await startServer();
-  startWorker(server.grpc, "w1", server.dir);
-  startWorker(server.grpc, "w2", server.dir);
-  studyId = submit(server.grpc, SPEC);
+  startWorker(server, "w1");
+  startWorker(server, "w2");
+  studyId = submit(server, SPEC);
   browser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
   page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
   page.on("dialog", (dialog) => dialog.accept());
@@ -30,6 +30,8 @@ after(async () => {
 const text = async (selector) => (await page.locator(selector).first().textContent()) ?? "";
 
 test("the studies page lists the running study and updates it live", async () => {
+  // The URL the server printed lets the browser in once; the cookie it sets does from then on.
+  await page.goto(server.loginUrl);
   await page.goto(server.url);
   const row = page.locator(`tr[data-study="${studyId}"]`);
   await row.waitFor({ timeout: 15000 });
@@ -82,7 +84,7 @@ test("the workers page shows both workers and what they run", async () => {
 });
 
 test("a study is stopped from its page", async () => {
-  const fresh = submit(server.grpc, SPEC);
+  const fresh = submit(server, SPEC);
   await page.goto(`${server.url}#/study/${fresh}`);
   await page.waitForSelector("#stop-study:not([hidden])");
   await page.click("#stop-study");
@@ -104,6 +106,6 @@ test("the page reconnects on its own after the coordinator restarts", async () =
   await page.waitForSelector("#live[data-state=live]", { timeout: 20000 });
   // A study submitted after the restart appears without a reload.
   // (The restarted coordinator may still be recovering: a submit can need another try.)
-  const second = await eventually(async () => submit(server.grpc, SPEC), "a study submitted to the restarted coordinator");
+  const second = await eventually(async () => submit(server, SPEC), "a study submitted to the restarted coordinator");
   await page.locator(`tr[data-study="${second}"]`).waitFor({ timeout: 10000 });
 });

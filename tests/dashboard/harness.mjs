@@ -54,35 +54,65 @@ function waitForLine(child, pattern, what, timeoutMs = 30000) {
   });
 }
 
-/** Starts `hippo server` with the dashboard; resolves { grpc, url, dir, db, child }. */
-export async function startServer({ listen = "127.0.0.1:0", http = "127.0.0.1:0", token = "", dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-")), startTimeoutMs = 30000 } = {}) {
+// The token of each dashboard's origin, presented by api() (authentication is on by default).
+const tokens = new Map();
+
+/**
+ * Starts `hippo server` with the dashboard; resolves { grpc, url, loginUrl, token, tokenFile,
+ * dir, db, child }. Without `token` the server makes its own token file beside the database;
+ * `loginUrl` is the URL it printed, which carries the token once (a browser opens it first).
+ */
+export async function startServer({ listen = "127.0.0.1:0", http = "127.0.0.1:0", token = "", args = [], dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-")), startTimeoutMs = 30000 } = {}) {
   const db = path.join(dir, "hippo.db");
   const env = { ...process.env };
   if (token) env.HIPPO_TOKEN = token;
   else delete env.HIPPO_TOKEN;
-  const child = record(spawn(HIPPO, ["server", "--listen", listen, "--db", db, "--http", http], { env, stdio: ["ignore", "pipe", "pipe"] }));
+  const child = record(spawn(HIPPO, ["server", "--listen", listen, "--db", db, "--http", http, ...args], { env, stdio: ["ignore", "pipe", "pipe"] }));
   children.add(child);
   const grpc = await waitForLine(child, /listening on [^\s]*?:(\d+)/, "hippo server", startTimeoutMs);
-  const url = await waitForLine(child, /dashboard at (http:\/\/\S+)/, "hippo server", startTimeoutMs);
-  return { grpc: `127.0.0.1:${grpc[1]}`, url: url[1], dir, db, child };
+  const printed = await waitForLine(child, /dashboard at (https?:\/\/\S+)/, "hippo server", startTimeoutMs);
+  const loginUrl = printed[1];
+  const url = new URL(loginUrl);
+  const serverToken = url.searchParams.get("token") ?? "";
+  url.search = "";
+  tokens.set(url.origin, serverToken);
+  const tokenFile = token || args.includes("--insecure") ? "" : `${db}.token`;
+  return { grpc: `127.0.0.1:${grpc[1]}`, url: url.href, loginUrl, token: serverToken, tokenFile, dir, db, child };
 }
 
-export function startWorker(coordinator, id, dir, token = "") {
+/** The environment of a client of `server`: the token file the server wrote, or its token. */
+function clientEnv(server) {
   const env = { ...process.env };
-  if (token) env.HIPPO_TOKEN = token;
-  const child = spawn(HIPPO, ["worker", "--coordinator", coordinator, "--id", id, "--checkpoint-dir", path.join(dir, "ckpt")], { env, stdio: "ignore" });
+  delete env.HIPPO_TOKEN;
+  delete env.HIPPO_TOKEN_FILE;
+  if (server.tokenFile) env.HIPPO_TOKEN_FILE = server.tokenFile;
+  else if (server.token) env.HIPPO_TOKEN = server.token;
+  return env;
+}
+
+export function startWorker(server, id) {
+  const child = spawn(HIPPO, ["worker", "--coordinator", server.grpc, "--id", id, "--checkpoint-dir", path.join(server.dir, "ckpt")], { env: clientEnv(server), stdio: "ignore" });
   children.add(child);
   return child;
 }
 
-export function submit(coordinator, spec, token = "") {
-  const env = { ...process.env };
-  if (token) env.HIPPO_TOKEN = token;
-  return execFileSync(HIPPO, ["submit", spec, "--coordinator", coordinator], { env }).toString().trim();
+export function submit(server, spec) {
+  return execFileSync(HIPPO, ["submit", spec, "--coordinator", server.grpc], { env: clientEnv(server) }).toString().trim();
 }
 
-export async function api(url, route, init = {}) {
-  const response = await fetch(new URL(`api/v1/${route}`, url), init);
+/**
+ * A JSON API call. The dashboard's token goes as the header x-hippo-token, unless `token` says
+ * otherwise ("" sends none) or the call authenticates itself (x-hippo-token, Authorization or
+ * Cookie among its headers).
+ */
+export async function api(url, route, { token, ...init } = {}) {
+  const base = new URL(url);
+  const own = Object.keys(init.headers ?? {}).map((name) => name.toLowerCase());
+  const authenticated = own.some((name) => ["x-hippo-token", "authorization", "cookie"].includes(name));
+  const given = token ?? (authenticated ? "" : tokens.get(base.origin) ?? "");
+  const headers = { ...(init.headers ?? {}) };
+  if (given) headers["x-hippo-token"] = given;
+  const response = await fetch(new URL(`api/v1/${route}`, base), { ...init, headers });
   return { status: response.status, body: await response.json(), headers: response.headers };
 }
 

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <iterator>
 
 #include "proto/spec_loader.h"
 #include "search_algos/spec_checks.h"
@@ -115,68 +114,6 @@ TEST(StudyEndToEndTest, ClientCommandsExplainAnUnreachableCoordinator) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.output.find("cannot reach the coordinator at " + address), std::string::npos)
       << result.output;
-}
-
-TEST(StudyEndToEndTest, NonLoopbackServerWithoutTokenIsRefused) {
-  TempDir dir;
-  const CommandResult result = RunHippo(
-      {"server", "--listen", "0.0.0.0:" + std::to_string(FreePort()), "--db", dir.File("x.db")});
-  EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.output.find("token"), std::string::npos) << result.output;
-  EXPECT_FALSE(std::filesystem::exists(dir.File("x.db")));
-}
-
-TEST(StudyEndToEndTest, TokenIsRequiredWhenTheServerHasOne) {
-  TempDir dir;
-  {
-    std::ofstream token(dir.File("token"));
-    token << "s3cret\n";
-  }
-  const std::string port = std::to_string(FreePort());
-  const std::string address = "127.0.0.1:" + port;
-  Process server({"server", "--listen", "0.0.0.0:" + port, "--db", dir.File("hippo.db"),
-                  "--token-file", dir.File("token")},
-                 dir.File("server.log"));
-  // Without the token: refused.
-  bool refused = false;
-  for (int attempt = 0; attempt < 100 && !refused; ++attempt) {
-    const CommandResult result = RunHippo({"studies", "--coordinator", address});
-    refused = result.exit_code == 1 && result.output.find("token") != std::string::npos;
-    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_TRUE(refused);
-  const CommandResult allowed =
-      RunHippo({"studies", "--coordinator", address, "--token-file", dir.File("token")});
-  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
-
-  // Workers too: one without the token is refused (its log says why) and never listed.
-  Process stranger({"worker", "--coordinator", address, "--id", "stranger", "--device", "cpu",
-                    "--checkpoint-dir", dir.File("checkpoints")},
-                   dir.File("stranger.log"));
-  Process member({"worker", "--coordinator", address, "--id", "member", "--device", "cpu",
-                  "--token-file", dir.File("token"), "--checkpoint-dir", dir.File("checkpoints")},
-                 dir.File("member.log"));
-  std::string listed;
-  for (int attempt = 0; attempt < 100 && listed.find("member") == std::string::npos; ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    listed =
-        RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"), "--json"})
-            .output;
-  }
-  EXPECT_NE(listed.find("member"), std::string::npos) << listed;
-  EXPECT_EQ(listed.find("stranger"), std::string::npos) << listed;
-  // The stranger may not have tried yet when the member is listed: wait for its log to say why.
-  std::string text;
-  for (int attempt = 0; attempt < 100 && text.find("token") == std::string::npos; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::ifstream log(dir.File("stranger.log"));
-    text.assign(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
-  }
-  EXPECT_NE(text.find("token"), std::string::npos) << text;
-  EXPECT_EQ(
-      RunHippo({"workers", "--coordinator", address, "--token-file", dir.File("token"), "--json"})
-          .output.find("stranger"),
-      std::string::npos);
 }
 
 }  // namespace

@@ -34,18 +34,24 @@ def free_port():
 
 
 class Server:
-    """A `hippo server` process; restart() starts a new one on the same port and database."""
+    """A `hippo server` process; restart() starts a new one on the same port and database.
 
-    def __init__(self, directory, token=None, extra_args=()):
+    Without `token` the server makes its token file beside the database (`token_file`); with
+    one, the token goes to a 0600 file passed as --token-file. With `tls` (a (cert, key) pair of
+    PEM files) it speaks TLS, and `tls_ca` is what clients trust."""
+
+    def __init__(self, directory, token=None, extra_args=(), tls=None):
         self.directory = str(directory)
         self.db = os.path.join(self.directory, "hippo.db")
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.token = token
-        self.token_file = None
+        self.token_file = self.db + ".token"
+        self.tls = tls
+        self.explicit_token_file = token is not None
         if token is not None:
             self.token_file = os.path.join(self.directory, "token")
-            with open(self.token_file, "w") as file:
+            with open(os.open(self.token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as file:
                 file.write(token + "\n")
         self.extra_args = list(extra_args)
         self.process = None
@@ -54,8 +60,10 @@ class Server:
     def start(self):
         args = [hippo_binary(), "server", "--listen", self.address, "--db", self.db,
                 *self.extra_args]
-        if self.token_file:
+        if self.explicit_token_file:
             args += ["--token-file", self.token_file]
+        if self.tls:
+            args += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         log = open(self.log_path, "a")
         env = {k: v for k, v in os.environ.items() if k != "HIPPO_TOKEN"}
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -68,7 +76,12 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hippo server exited: {self.log()}")
-            channel = grpc.insecure_channel(self.address)
+            if self.tls:
+                with open(self.tls[0], "rb") as file:
+                    credentials = grpc.ssl_channel_credentials(root_certificates=file.read())
+                channel = grpc.secure_channel(self.address, credentials)
+            else:
+                channel = grpc.insecure_channel(self.address)
             try:
                 grpc.channel_ready_future(channel).result(timeout=0.5)
                 return
@@ -79,8 +92,10 @@ class Server:
         raise RuntimeError(f"hippo server not ready on {self.address}: {self.log()}")
 
     def client(self, **kwargs):
-        if self.token is not None and "token" not in kwargs and "token_file" not in kwargs:
-            kwargs["token"] = self.token
+        if "token" not in kwargs and "token_file" not in kwargs:
+            kwargs["token_file"] = self.token_file
+        if self.tls and "tls" not in kwargs:
+            kwargs["tls"] = self.tls[0]
         return hippo.connect(self.address, **kwargs)
 
     def kill(self):
@@ -107,8 +122,12 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, monkeypatch):
+    """A server with its own token file, which this test's clients and child processes find
+    through $HIPPO_TOKEN_FILE (as a user's shell would)."""
     started = Server(tmp_path).start()
+    monkeypatch.delenv("HIPPO_TOKEN", raising=False)
+    monkeypatch.setenv("HIPPO_TOKEN_FILE", started.token_file)
     yield started
     started.stop()
 

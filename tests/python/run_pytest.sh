@@ -12,6 +12,8 @@ mkdir -p "$work_dir"
 "$python" -m venv --system-site-packages "$venv"
 # Build from a copy so that setuptools' build files stay out of the source tree.
 cp -r "$source_dir/python" "$work_dir/package"
+# Build outputs of an earlier `pip install ./python` in the checkout would be installed instead.
+rm -rf "$work_dir/package/build" "$work_dir/package/"*.egg-info
 HIPPO_PROTO_DIR=$source_dir/proto "$venv/bin/pip" install --quiet --no-deps \
   --no-build-isolation --no-index "$work_dir/package"
 

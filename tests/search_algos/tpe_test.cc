@@ -2,12 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <numbers>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "search_algos/point_sampler.h"
 #include "search_algos/search_algorithm.h"
@@ -385,6 +389,65 @@ TEST(TpeSamplerTest, HigherLevelResultsFormTheGoodGroup) {
     near_eight += std::abs(std::get<double>(sampler.Sample(index)[0]) - 8) < 1.5;
   }
   EXPECT_GE(near_eight, 40);
+}
+
+// The trials whose results a bounded model uses: the best max_good (lower value first, then
+// earlier trial) and the newest max_bad others.
+std::set<TrialNumber> BestAndNewest(const std::vector<double>& values,
+                                    const TpeParameters& parameters) {
+  std::vector<std::pair<double, TrialNumber>> ranked;
+  for (TrialNumber trial = 0; trial < static_cast<TrialNumber>(values.size()); ++trial) {
+    ranked.emplace_back(values[trial], trial);
+  }
+  std::sort(ranked.begin(), ranked.end());
+  std::set<TrialNumber> good;
+  for (int64_t i = 0; i < parameters.max_good; ++i) good.insert(ranked[i].second);
+  std::set<TrialNumber> kept = good;
+  int64_t bad = 0;
+  for (auto trial = static_cast<TrialNumber>(values.size()) - 1;
+       trial >= 0 && bad < parameters.max_bad; --trial) {
+    if (!good.contains(trial)) {
+      kept.insert(trial);
+      ++bad;
+    }
+  }
+  return kept;
+}
+
+// The model is bounded: after 3 000 results a suggestion depends only on the best max_good and
+// the newest max_bad others, so a sampler that saw just those suggests the same points (and a
+// suggestion costs the same however many results came before). Replacing a result re-ranks it.
+TEST(TpeSamplerTest, ModelsOnlyTheBestAndTheNewestResults) {
+  const stage_tree::SearchSpace space = MixedSpace();
+  const TpeParameters parameters;
+  constexpr TrialNumber kResults = 3000;
+  std::vector<double> values;
+  for (TrialNumber trial = 0; trial < kResults; ++trial) {
+    values.push_back(std::fmod(static_cast<double>(trial) * 0.618034, 1.0));  // spread out
+  }
+  auto point_of = [&](TrialNumber trial) {
+    return SamplePoint(space, 11, static_cast<uint64_t>(trial));
+  };
+  TpeSampler all(space, 4, /*minimize=*/true, parameters);
+  for (TrialNumber trial = 0; trial < kResults; ++trial) {
+    all.Observe(trial, point_of(trial), values[trial]);
+  }
+  auto expect_same_as_subset = [&](uint64_t first_index) {
+    TpeSampler kept(space, 4, /*minimize=*/true, parameters);
+    for (TrialNumber trial : BestAndNewest(values, parameters)) {
+      kept.Observe(trial, point_of(trial), values[trial]);
+    }
+    ASSERT_EQ(kept.observation_count(), parameters.max_good + parameters.max_bad);
+    for (uint64_t index = first_index; index < first_index + 20; ++index) {
+      EXPECT_EQ(all.Sample(index), kept.Sample(index)) << index;
+    }
+  };
+  expect_same_as_subset(kResults);
+  const auto best =
+      static_cast<TrialNumber>(std::min_element(values.begin(), values.end()) - values.begin());
+  values[best] = 2.0;  // now the worst
+  all.Observe(best, point_of(best), values[best]);
+  expect_same_as_subset(kResults + 100);
 }
 
 TEST(TpeSamplerTest, EncodedPointsDecodeExactly) {

@@ -189,6 +189,22 @@ TEST(StageTreeStatesTest, ExtendingReusesSharedStages) {
   EXPECT_FALSE(tree.Extend(second, 101).ok());  // beyond the horizon
 }
 
+// A family whose hyper-parameters are all structural (say one categorical of strings) has no
+// sequences: its trials share their prefix and may be extended, whatever their targets.
+TEST(StageTreeStatesTest, FamilyWithoutSequencesTakesTrialsOfAnyTarget) {
+  StageTree tree("family", {});
+  const absl::StatusOr<TrialId> short_trial = tree.Insert({}, 2);
+  ASSERT_TRUE(short_trial.ok()) << short_trial.status();
+  const absl::StatusOr<TrialId> long_trial = tree.Insert({}, 5);
+  ASSERT_TRUE(long_trial.ok()) << long_trial.status();
+  EXPECT_EQ(tree.Path(*long_trial)[0], tree.Path(*short_trial)[0]);
+  EXPECT_EQ(tree.counts().unique_steps, 5);
+  EXPECT_EQ(tree.counts().trial_steps, 7);
+  ASSERT_TRUE(tree.Extend(*short_trial, 9).ok());
+  EXPECT_EQ(tree.counts().unique_steps, 9);
+  EXPECT_FALSE(tree.Insert({}, 0).ok());
+}
+
 TEST(StageTreeStatesTest, BadTrialsAreRejectedAndChangeNothing) {
   StageTree tree("family", {"lr"});
   ASSERT_TRUE(tree.Insert(LearningRate(0.1, 0.01, 50), 100).ok());

@@ -1,6 +1,7 @@
 #include "tests/support/e2e_harness.h"
 
 #include <fcntl.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -22,7 +24,119 @@ namespace hippo::e2e {
 
 namespace v1 = ::hippo::v1;
 
-Process::Process(const std::vector<std::string>& args, const std::string& log_path) {
+namespace {
+
+std::mutex token_files_mutex;
+std::map<std::string, std::string>& TokenFiles() {
+  static auto* files = new std::map<std::string, std::string>();
+  return *files;
+}
+
+// The value of `flag` in `args` ("--flag VALUE" or "--flag=VALUE"); `otherwise` when absent.
+std::string FlagValue(const std::vector<std::string>& args, const std::string& flag,
+                      const std::string& otherwise = "") {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == flag && i + 1 < args.size()) return args[i + 1];
+    if (args[i].rfind(flag + "=", 0) == 0) return args[i].substr(flag.size() + 1);
+  }
+  return otherwise;
+}
+
+bool HasFlag(const std::vector<std::string>& args, const std::string& flag) {
+  for (const std::string& arg : args) {
+    if (arg == flag || arg.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Remembers the token file of a `hippo server` about to start (see TokenFileOf), under its
+// address and, for a wildcard address, under 127.0.0.1 too.
+void RememberServer(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "server" || HasFlag(args, "--insecure")) return;
+  const std::string listen = FlagValue(args, "--listen", "127.0.0.1:50051");
+  const std::string file =
+      FlagValue(args, "--token-file", FlagValue(args, "--db", "hippo.db") + ".token");
+  std::lock_guard<std::mutex> lock(token_files_mutex);
+  TokenFiles()[listen] = file;
+  const size_t colon = listen.rfind(':');
+  const std::string host = listen.substr(0, colon);
+  if (host == "0.0.0.0" || host == "[::]") {
+    TokenFiles()["127.0.0.1" + listen.substr(colon)] = file;
+  }
+}
+
+// `env` with HIPPO_TOKEN_FILE added for a client of a remembered coordinator.
+Env WithToken(const std::vector<std::string>& args, const Env& env) {
+  Env with = env;
+  if (args.empty() || args[0] == "server" || HasFlag(args, "--token-file")) return with;
+  const std::string file = TokenFileOf(FlagValue(args, "--coordinator"));
+  if (!file.empty()) with.emplace("HIPPO_TOKEN_FILE", file);  // env's own value wins
+  return with;
+}
+
+// The token in `path`, whitespace trimmed; "" when it cannot be read (yet).
+std::string ReadToken(const std::string& path) {
+  std::ifstream file(path);
+  std::string token;
+  file >> token;
+  return token;
+}
+
+// Adds the token of a coordinator's file to every call of a channel.
+class TokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (!token_.empty() &&
+        methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"x-hippo-token", token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string token_;
+};
+
+class TokenInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token_file) : token_file_(std::move(token_file)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(ReadToken(token_file_));
+  }
+
+ private:
+  std::string token_file_;
+};
+
+}  // namespace
+
+std::string TokenFileOf(const std::string& address) {
+  std::lock_guard<std::mutex> lock(token_files_mutex);
+  auto it = TokenFiles().find(address);
+  return it == TokenFiles().end() ? "" : it->second;
+}
+
+Process::Process(const std::vector<std::string>& args, const std::string& log_path,
+                 const Env& env) {
+  RememberServer(args);
+  // The child's argv and environment are built here: after fork only async-signal-safe calls.
+  std::vector<std::string> strings = {HIPPO_BINARY};
+  strings.insert(strings.end(), args.begin(), args.end());
+  std::vector<std::string> environment;
+  const Env added = WithToken(args, env);
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string variable(*entry);
+    if (!added.contains(variable.substr(0, variable.find('=')))) environment.push_back(variable);
+  }
+  for (const auto& [name, value] : added) environment.push_back(name + "=" + value);
+  std::vector<char*> argv, envp;
+  for (std::string& arg : strings) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  for (std::string& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -30,13 +144,7 @@ Process::Process(const std::vector<std::string>& args, const std::string& log_pa
       dup2(log, STDOUT_FILENO);
       dup2(log, STDERR_FILENO);
     }
-    std::vector<char*> argv;
-    std::string binary = HIPPO_BINARY;
-    argv.push_back(binary.data());
-    std::vector<std::string> copies = args;
-    for (std::string& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
 }
@@ -72,8 +180,11 @@ bool Process::Alive() {
   return true;
 }
 
-CommandResult RunHippo(const std::vector<std::string>& args) {
-  std::string command = std::string(HIPPO_BINARY);
+CommandResult RunHippo(const std::vector<std::string>& args, const Env& env) {
+  RememberServer(args);
+  std::string command;
+  for (const auto& [name, value] : WithToken(args, env)) command += name + "='" + value + "' ";
+  command += std::string(HIPPO_BINARY);
   for (const std::string& arg : args) command += " '" + arg + "'";
   command += " 2>&1";
   CommandResult result;
@@ -104,8 +215,10 @@ int FreePort() {
 }
 
 std::unique_ptr<v1::StudyService::Stub> Connect(const std::string& address) {
-  return v1::StudyService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<TokenInterceptorFactory>(TokenFileOf(address)));
+  return v1::StudyService::NewStub(grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories)));
 }
 
 bool WaitForServer(const std::string& address, std::chrono::seconds timeout) {

@@ -21,11 +21,24 @@ namespace hippo::e2e {
 
 using test_support::TempDir;
 
+// Environment variables set for one child process.
+using Env = std::map<std::string, std::string>;
+
+// Tokens. Authentication is on by default: a `hippo server` started by Process (or RunHippo)
+// is remembered with the token file it reads (`--token-file`, else `<db>.token`, which it
+// creates; none with --insecure). A later `hippo` process given `--coordinator ADDR` of such a
+// server, without --token-file, gets HIPPO_TOKEN_FILE pointing there, as a user's shell would;
+// `env` overrides that (HIPPO_TOKEN_FILE set to "" sends no token). Connect() presents the
+// token too.
+// The token file of the coordinator started at `address`; "" when none is known.
+std::string TokenFileOf(const std::string& address);
+
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
  public:
-  // Starts `hippo args...` with stdout and stderr appended to `log_path`.
-  Process(const std::vector<std::string>& args, const std::string& log_path);
+  // Starts `hippo args...` with stdout and stderr appended to `log_path`, `env` added to the
+  // environment (after the token's, see above).
+  Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -47,12 +60,13 @@ struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together
 };
-CommandResult RunHippo(const std::vector<std::string>& args);
+CommandResult RunHippo(const std::vector<std::string>& args, const Env& env = {});
 
 // A loopback port that was free a moment ago.
 int FreePort();
 
-// A StudyService client for `address`.
+// A StudyService client for `address`, presenting the token of the coordinator started there
+// (TokenFileOf, read at each call: it may appear after the client was made).
 std::unique_ptr<hippo::v1::StudyService::Stub> Connect(const std::string& address);
 
 // Polls until the coordinator answers (true) or `timeout` passes (false).
