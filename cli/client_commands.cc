@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/token.h"
@@ -88,6 +89,23 @@ class Client {
   bool ok_ = true;
 };
 
+// Calls `rpc` (a StudyService stub method) for every page of `request`, first to last, handing
+// each page to `on_page`; the first failure ends it.
+template <typename Request, typename Response, typename OnPage>
+grpc::Status ForEachPage(Client& client, Request request,
+                         grpc::Status (v1::StudyService::Stub::*rpc)(grpc::ClientContext*,
+                                                                     const Request&, Response*),
+                         OnPage on_page) {
+  do {
+    Response page;
+    grpc::Status status = (client.stub().*rpc)(client.Context().get(), request, &page);
+    if (!status.ok()) return status;
+    request.set_page_token(page.next_page_token());
+    on_page(page);
+  } while (!request.page_token().empty());
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
@@ -119,16 +137,14 @@ int StudiesCommand(const ClientOptions& options) {
   if (!client.ok()) return kExitBadInput;
   // Every page, gathered into one response (the JSON output is one object, as before paging).
   v1::ListStudiesResponse response;
-  v1::ListStudiesRequest request;
-  do {
-    v1::ListStudiesResponse page;
-    grpc::Status status = client.stub().ListStudies(client.Context().get(), request, &page);
-    if (!status.ok()) return client.Fail(status);
-    for (v1::Study& study : *page.mutable_studies()) {
-      *response.add_studies() = std::move(study);
-    }
-    request.set_page_token(page.next_page_token());
-  } while (!request.page_token().empty());
+  grpc::Status status =
+      ForEachPage(client, v1::ListStudiesRequest(), &v1::StudyService::Stub::ListStudies,
+                  [&](v1::ListStudiesResponse& page) {
+                    for (v1::Study& study : *page.mutable_studies()) {
+                      *response.add_studies() = std::move(study);
+                    }
+                  });
+  if (!status.ok()) return client.Fail(status);
   if (options.json) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
@@ -168,10 +184,19 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
   v1::ListTrialsRequest request;
   request.set_study_id(study_id);
   request.set_with_metrics(with_metrics);
-  v1::ListTrialsResponse response;
-  grpc::Status status = client.stub().ListTrials(client.Context().get(), request, &response);
-  if (!status.ok()) return client.Fail(status);
+  request.set_page_size(1000);
   if (options.json) {
+    // Every page, gathered into one response (the output is one object, as before paging).
+    v1::ListTrialsResponse response;
+    grpc::Status status = ForEachPage(client, request, &v1::StudyService::Stub::ListTrials,
+                                      [&](v1::ListTrialsResponse& page) {
+                                        if (response.version() == 0) {
+                                          response.set_version(page.version());
+                                        }
+                                        response.mutable_trials()->MergeFrom(page.trials());
+                                        response.mutable_metrics()->MergeFrom(page.metrics());
+                                      });
+    if (!status.ok()) return client.Fail(status);
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
@@ -179,18 +204,25 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
   v1::GetStudyRequest study_request;
   study_request.set_study_id(study_id);
   v1::Study study;
-  status = client.stub().GetStudy(client.Context().get(), study_request, &study);
+  grpc::Status status = client.stub().GetStudy(client.Context().get(), study_request, &study);
   if (!status.ok()) return client.Fail(status);
   std::cout << absl::StrFormat("%-6s %-10s %10s %12s  %s\n", "TRIAL", "STATE",
                                absl::AsciiStrToUpper(StepUnit(study.spec())), "OBJECTIVE",
                                "PARAMETERS");
-  for (const v1::Trial& trial : response.trials()) {
-    std::cout << absl::StrFormat(
-        "%-6d %-10s %10s %12s  %s\n", trial.id(), TrialStateName(trial.state()),
-        absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
-        trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
-        ParametersLine(trial));
-  }
+  // Printed a page at a time: a study of any size lists in bounded memory.
+  status = ForEachPage(
+      client, request, &v1::StudyService::Stub::ListTrials, [&](v1::ListTrialsResponse& page) {
+        for (const v1::Trial& trial : page.trials()) {
+          std::cout << absl::StrFormat(
+              "%-6d %-10s %10s %12s  %s\n", trial.id(), TrialStateName(trial.state()),
+              absl::StrFormat("%d/%d", trial.reached_step(), trial.target_step()),
+              trial.has_objective_value() ? absl::StrFormat("%.4f", trial.objective_value()) : "-",
+              ParametersLine(trial));
+          // Why a failed trial failed (`hippo retry` trains it again).
+          if (!trial.message().empty()) std::cout << "       " << trial.message() << "\n";
+        }
+      });
+  if (!status.ok()) return client.Fail(status);
   return kExitOk;
 }
 
@@ -217,8 +249,14 @@ int TreeCommand(const ClientOptions& options, const std::string& study_id, bool 
   v1::GetStageTreeRequest request;
   request.set_study_id(study_id);
   request.set_dot(dot);
+  // Every page, gathered (the tree's stages are at most a few per trial).
   v1::StageTree tree;
-  grpc::Status status = client.stub().GetStageTree(client.Context().get(), request, &tree);
+  grpc::Status status =
+      ForEachPage(client, request, &v1::StudyService::Stub::GetStageTree, [&](v1::StageTree& page) {
+        if (!page.dot().empty()) tree.set_dot(page.dot());
+        *tree.mutable_steps() = page.steps();
+        tree.mutable_stages()->MergeFrom(page.stages());
+      });
   if (!status.ok()) return client.Fail(status);
   if (dot) {
     std::cout << tree.dot();
@@ -262,23 +300,47 @@ int WorkersCommand(const ClientOptions& options) {
   if (!client.ok()) return kExitBadInput;
   v1::ListWorkersResponse response;
   grpc::Status status =
-      client.stub().ListWorkers(client.Context().get(), v1::ListWorkersRequest(), &response);
+      ForEachPage(client, v1::ListWorkersRequest(), &v1::StudyService::Stub::ListWorkers,
+                  [&](v1::ListWorkersResponse& page) {
+                    response.mutable_workers()->MergeFrom(page.workers());
+                  });
   if (!status.ok()) return client.Fail(status);
   if (options.json) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %s\n", "WORKER", "HOST", "STATE", "STAGE",
-                               "CACHED");
+  std::cout << absl::StrFormat("%-24s %-16s %-10s %-14s %-7s %-12s %s\n", "WORKER", "HOST", "STATE",
+                               "STAGE", "CACHED", "TRAINERS", "HEALTH");
   for (const v1::WorkerInfo& worker : response.workers()) {
     std::cout << absl::StrFormat(
-        "%-24s %-16s %-10s %-14s %d\n", worker.worker_id(), worker.host(),
+        "%-24s %-16s %-10s %-14s %-7d %-12s %s\n", worker.worker_id(), worker.host(),
         !worker.connected()              ? "gone"
         : worker.running_stage_id() != 0 ? "busy"
                                          : "idle",
         worker.running_stage_id() != 0 ? absl::StrCat(worker.running_stage_id()) : "-",
-        worker.cached_states());
+        worker.cached_states(), absl::StrJoin(worker.trainers(), ","),
+        worker.healthy() ? std::string("healthy")
+                         : absl::StrCat("UNHEALTHY: ", worker.health_message()));
   }
+  return kExitOk;
+}
+
+int RetryCommand(const ClientOptions& options, const std::string& study_id,
+                 const std::vector<int64_t>& trial_ids) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::RetryTrialsRequest request;
+  request.set_study_id(study_id);
+  for (int64_t id : trial_ids) request.add_trial_ids(id);
+  v1::RetryTrialsResponse response;
+  grpc::Status status = client.stub().RetryTrials(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << response.study().id() << " " << StudyStateName(response.study().state())
+            << ": retrying " << response.retried_trial_ids_size() << " trial(s)\n";
   return kExitOk;
 }
 

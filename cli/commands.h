@@ -28,6 +28,9 @@ struct ServerCommandOptions {
   std::string tls_cert;    // PEM certificate chain and private key: both or neither
   std::string tls_key;
   double lease_seconds = 10;
+  double retry_backoff_seconds = 0.5;
+  int unhealthy_after = 3;
+  double drain_seconds = 60;
   std::vector<std::string> plugins;
   bool no_checkpoint_gc = false;
   int keep_best_checkpoints = 0;
@@ -47,6 +50,11 @@ struct WorkerCommandOptions {
   // Counts the visible GPUs, for "auto" (unset in a build without LibTorch). Called only after
   // the stop signals are blocked: CUDA starts threads, which must inherit that mask.
   int (*count_cuda_devices)() = nullptr;
+  // The trainer kinds it serves (--trainers): those named; empty means the default, sim and
+  // (where built) torch. `command` is served only when named, and needs allow_dirs.
+  std::vector<std::string> trainers;
+  // --allow-dir: the directories whose programs the command trainer may run.
+  std::vector<std::string> allow_dirs;
 };
 
 struct RunOptions {
@@ -70,6 +78,9 @@ struct SimulateOptions {
   bool json = false;
 };
 
+// What `hippo worker` serves without --trainers: sim and, where built, torch; never command.
+std::vector<std::string> DefaultWorkerTrainers();
+
 int ServerCommand(const ServerCommandOptions& options);
 int WorkerCommand(const WorkerCommandOptions& options);
 int RunCommand(const RunOptions& options);
@@ -88,6 +99,9 @@ int WorkersCommand(const ClientOptions& options);
 int GcCommand(const ClientOptions& options);
 // `hippo delete STUDY`: removes the study and the checkpoints only it used.
 int DeleteCommand(const ClientOptions& options, const std::string& study_id);
+// Retries the failed trials `trial_ids` of the study (every failed one when empty).
+int RetryCommand(const ClientOptions& options, const std::string& study_id,
+                 const std::vector<int64_t>& trial_ids);
 
 }  // namespace hippo::cli
 

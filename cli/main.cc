@@ -196,6 +196,23 @@ int main(int argc, char** argv) {
       ->default_val(10)
       ->check(CLI::PositiveNumber);
   server
+      ->add_option("--retry-backoff-seconds", server_options.retry_backoff_seconds,
+                   "A failed stage waits this long before its second attempt, doubling for "
+                   "each further one (at most 30 s, +-20 % at random); 0: at once")
+      ->default_val(0.5)
+      ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--unhealthy-after", server_options.unhealthy_after,
+                   "A worker whose last N stages failed is drained (given no stage) for "
+                   "--drain-seconds, then given one stage on probation; 0: never")
+      ->default_val(3)
+      ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--drain-seconds", server_options.drain_seconds,
+                   "How long an unhealthy worker is drained, doubling while it keeps failing")
+      ->default_val(60)
+      ->check(CLI::PositiveNumber);
+  server
       ->add_option("--plugin", server_options.plugins,
                    "Shared library of search algorithms to load (repeatable; see "
                    "examples/plugins)")
@@ -231,6 +248,14 @@ int main(int argc, char** argv) {
                    "Where it trains: cpu, cuda:N, or auto (one worker process per visible GPU, "
                    "else one on the CPU)")
       ->default_val("auto");
+  worker
+      ->add_option("--trainers", worker_options.trainers,
+                   "Trainer kinds it serves, comma-separated (default: sim and, where built, "
+                   "torch); command must be named, with --allow-dir")
+      ->delimiter(',');
+  worker->add_option("--allow-dir", worker_options.allow_dirs,
+                     "Directory whose programs the command trainer may run (repeatable; none by "
+                     "default, which refuses --trainers command)");
 
   bool no_merge = false;
   CLI::App* submit = app.add_subcommand("submit", "Submit a study to a coordinator");
@@ -281,6 +306,13 @@ int main(int argc, char** argv) {
   remove->add_option("study_id", study_id, "Study id")->required();
   AddClientOptions(remove, client);
 
+  std::vector<int64_t> trial_ids;
+  CLI::App* retry = app.add_subcommand(
+      "retry", "Train failed trials of a study again (all of them when none is named)");
+  retry->add_option("study_id", study_id, "Study id")->required();
+  retry->add_option("trial_ids", trial_ids, "Trial ids")->check(CLI::NonNegativeNumber);
+  AddClientOptions(retry, client);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -307,5 +339,6 @@ int main(int argc, char** argv) {
   if (*workers) return hippo::cli::WorkersCommand(client);
   if (*gc) return hippo::cli::GcCommand(client);
   if (*remove) return hippo::cli::DeleteCommand(client, study_id);
+  if (*retry) return hippo::cli::RetryCommand(client, study_id, trial_ids);
   return kExitBadInput;
 }

@@ -98,6 +98,7 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
   out << absl::StrFormat("study %s (%s): %s\n", study.id(), study.spec().name(),
                          StudyStateName(study.state()));
   if (!study.message().empty()) out << "  " << study.message() << "\n";
+  if (!study.waiting().empty()) out << "  " << study.waiting() << "\n";
   out << absl::StrFormat("  trials          %d completed of %d\n", study.trials_completed(),
                          study.trials_total());
   if (study.has_best_trial()) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/token.h"
@@ -22,6 +23,7 @@
 #include "hippo/server.h"
 #include "proto/spec_issues.h"
 #include "search_algos/spec_checks.h"
+#include "workers/command_trainer.h"
 #include "workers/worker.h"
 
 namespace hippo::cli {
@@ -102,6 +104,54 @@ std::string CombinedProgressBar(const std::vector<v1::Study>& studies, double se
                          100 * fraction, running, studies.size(), completed, total, seconds);
 }
 
+// The directories `hippo run`'s local workers allow (--allow-dir) for a command spec: where its
+// program is found as the command trainer used to find it (a bare name on PATH, a relative path
+// under config.working_dir or the current directory), and where its links lead. `hippo run` is
+// the user's own command on their own machine, so it runs what the spec names, and says so.
+absl::StatusOr<std::vector<std::string>> CommandAllowDirs(const v1::StudySpec& spec) {
+  namespace fs = std::filesystem;
+  if (spec.trainer().command().empty() || spec.trainer().command(0).empty()) {
+    return absl::InvalidArgumentError(
+        "trainer.command is empty; give the program and its arguments");
+  }
+  const std::string& program = spec.trainer().command(0);
+  std::error_code error;
+  fs::path base = fs::current_path(error);
+  if (auto it = spec.trainer().config().fields().find("working_dir");
+      it != spec.trainer().config().fields().end() && it->second.has_string_value()) {
+    base = fs::absolute(it->second.string_value(), error);
+  }
+  fs::path found;
+  fs::path found_in;
+  if (fs::path(program).is_absolute()) {
+    found = program;
+    found_in = found.parent_path();
+  } else if (program.find('/') != std::string::npos) {
+    found = base / program;
+    found_in = base;
+  } else {
+    const char* path = std::getenv("PATH");
+    for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "", ':')) {
+      const fs::path candidate = fs::path(std::string(dir.empty() ? "." : dir)) / program;
+      if (::access(candidate.c_str(), X_OK) == 0 && fs::is_regular_file(candidate, error)) {
+        found = fs::absolute(candidate, error);
+        found_in = found.parent_path();
+        break;
+      }
+    }
+  }
+  const fs::path resolved = found.empty() ? fs::path() : fs::canonical(found, error);
+  if (found.empty() || error) {
+    return absl::NotFoundError(absl::StrCat("trainer.command[0] '", program,
+                                            "': no such program on this machine (PATH, or "
+                                            "relative to ",
+                                            base.string(), ")"));
+  }
+  std::vector<std::string> dirs = {fs::canonical(found_in, error).string()};
+  if (resolved.parent_path() != dirs.front()) dirs.push_back(resolved.parent_path().string());
+  return dirs;
+}
+
 }  // namespace
 
 int RunCommand(const RunOptions& options) {
@@ -110,7 +160,8 @@ int RunCommand(const RunOptions& options) {
     return kExitBadInput;
   }
   std::vector<v1::StudySpec> specs;
-  std::vector<std::string> kinds;  // the trainer kinds the local workers serve
+  std::vector<std::string> kinds;       // the trainer kinds the local workers serve
+  std::vector<std::string> allow_dirs;  // where their command trainer may run programs
   for (const std::string& path : options.spec_paths) {
     absl::StatusOr<v1::StudySpec> spec = search_algos::LoadStudySpecFile(path);
     if (!spec.ok()) {
@@ -133,6 +184,23 @@ int RunCommand(const RunOptions& options) {
         return kExitBadInput;
       }
       kinds.push_back(spec->trainer().kind());
+    }
+    if (spec->trainer().kind() == workers::CommandTrainer::kKind) {
+      absl::StatusOr<std::vector<std::string>> dirs = CommandAllowDirs(*spec);
+      if (!dirs.ok()) {
+        std::cerr << "hippo run: " << path << ": " << dirs.status().message() << "\n";
+        return kExitBadInput;
+      }
+      std::cerr << "hippo run: " << path
+                << " uses the command trainer: the local workers serve it and run programs "
+                   "under "
+                << absl::StrJoin(*dirs, " and ") << " (as hippo worker --trainers command"
+                << absl::StrCat(" --allow-dir ", absl::StrJoin(*dirs, " --allow-dir ")) << ")\n";
+      for (std::string& dir : *dirs) {
+        if (std::find(allow_dirs.begin(), allow_dirs.end(), dir) == allow_dirs.end()) {
+          allow_dirs.push_back(std::move(dir));
+        }
+      }
     }
     specs.push_back(*std::move(spec));
   }
@@ -213,6 +281,7 @@ int RunCommand(const RunOptions& options) {
     worker_options.worker_id = absl::StrFormat("local-%d", i);
     worker_options.checkpoint_dir = checkpoints;
     worker_options.trainers = kinds;
+    worker_options.allow_dirs = allow_dirs;
     worker_options.device = options.device;
     worker_options.cache_bytes = int64_t{256} << 20;
     worker_options.log = [](std::string_view) {};

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/token.h"
 #include "dashboard/server/http_server.h"
@@ -76,11 +77,22 @@ bool LoadServerToken(const ServerCommandOptions& options, std::string* token) {
 
 }  // namespace
 
+std::vector<std::string> DefaultWorkerTrainers() {
+  std::vector<std::string> kinds;
+  for (const std::string& kind : workers::BuiltinTrainerKinds()) {
+    if (kind == "sim" || kind == "torch") kinds.push_back(kind);
+  }
+  return kinds;
+}
+
 int ServerCommand(const ServerCommandOptions& options) {
   coordinator::ServerOptions server_options;
   server_options.listen = options.listen;
   server_options.db_path = options.db;
   server_options.lease_seconds = options.lease_seconds;
+  server_options.retry_backoff_seconds = options.retry_backoff_seconds;
+  server_options.unhealthy_after_failures = options.unhealthy_after;
+  server_options.drain_seconds = options.drain_seconds;
   server_options.plugins = options.plugins;
   server_options.collect_checkpoints = !options.no_checkpoint_gc;
   server_options.keep_best_states = options.keep_best_checkpoints;
@@ -156,6 +168,12 @@ int WorkerPerGpu(const WorkerCommandOptions& options, int gpus, sigset_t signals
     }
     if (!options.id.empty())
       args.insert(args.end(), {"--id", options.id + "-cuda" + std::to_string(gpu)});
+    if (!options.trainers.empty()) {
+      args.insert(args.end(), {"--trainers", absl::StrJoin(options.trainers, ",")});
+    }
+    for (const std::string& dir : options.allow_dirs) {
+      args.insert(args.end(), {"--allow-dir", dir});
+    }
     const pid_t pid = fork();
     if (pid == 0) {
       std::vector<char*> argv;
@@ -223,7 +241,8 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
   worker_options.checkpoint_budget_bytes = options.checkpoint_budget_bytes;
   worker_options.device = options.device == "auto" ? "cpu" : options.device;
-  worker_options.trainers = workers::BuiltinTrainerKinds();
+  worker_options.trainers = options.trainers.empty() ? DefaultWorkerTrainers() : options.trainers;
+  worker_options.allow_dirs = options.allow_dirs;
   workers::Worker worker(worker_options);
   std::thread stopper([&worker, signals] {
     int signal = 0;
@@ -236,7 +255,10 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   stopper.join();
   if (!status.ok()) {
     std::cerr << "hippo worker: " << status.message() << "\n";
-    return status.code() == absl::StatusCode::kInvalidArgument ? kExitBadInput : kExitFailure;
+    // Bad flags (an unknown trainer kind, command without --allow-dir) are the user's to fix.
+    const bool bad_flags = status.code() == absl::StatusCode::kInvalidArgument ||
+                           status.code() == absl::StatusCode::kNotFound;
+    return bad_flags ? kExitBadInput : kExitFailure;
   }
   return kExitOk;
 }

@@ -46,12 +46,31 @@ absl::StatusOr<hippo::v1::StageTree> Engine::GetStageTree(const std::string& stu
   return impl_->GetStageTree(study_id, dot);
 }
 
+absl::StatusOr<TrialPage> Engine::ListTrialsPage(const std::string& study_id,
+                                                 const TrialQuery& query) {
+  return impl_->ListTrialsPage(study_id, query);
+}
+
+absl::StatusOr<StagePage> Engine::GetStageTreePage(const std::string& study_id,
+                                                   const StageQuery& query) {
+  return impl_->GetStageTreePage(study_id, query);
+}
+
+void Engine::AddChangeListener(std::function<void()> listener) {
+  impl_->AddChangeListener(std::move(listener));
+}
+
 std::vector<hippo::v1::WorkerInfo> Engine::ListWorkers() { return impl_->ListWorkers(); }
 
 hippo::v1::CollectGarbageResponse Engine::CollectGarbage() { return impl_->CollectGarbage(); }
 
 absl::StatusOr<hippo::v1::DeleteStudyResponse> Engine::DeleteStudy(const std::string& study_id) {
   return impl_->DeleteStudy(study_id);
+}
+
+absl::StatusOr<hippo::v1::RetryTrialsResponse> Engine::RetryTrials(
+    const hippo::v1::RetryTrialsRequest& request) {
+  return impl_->RetryTrials(request);
 }
 
 absl::StatusOr<hippo::v1::AskResponse> Engine::Ask(const std::string& study_id, int64_t count) {
@@ -86,6 +105,7 @@ EngineImpl::EngineImpl(store::Store* store, EngineOptions options)
 
 void EngineImpl::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
                                Outbox outbox, bool wait_for_commit) {
+  NoteChanges(batch);
   if (options_.send_from_committer && options_.durable_acknowledgements && !outbox.sends.empty()) {
     // Sent in commit order by the committer thread, right after the commit.
     std::future<absl::Status> committed =

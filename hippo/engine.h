@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,16 @@ class WorkerChannel {
 struct EngineOptions {
   double lease_seconds = 10;  // a running stage goes back to the queue after this silence
   int max_attempts = 3;       // attempts of a stage before its trials fail
+  // A stage whose attempt failed waits retry_backoff_seconds × 2^(failures − 1), at most
+  // retry_backoff_max_seconds, each ±20 % at random, before it is handed out again, to a
+  // worker it has not failed on when one is connected; 0: at once.
+  double retry_backoff_seconds = 0.5;
+  double retry_backoff_max_seconds = 30;
+  // A worker whose last `unhealthy_after_failures` attempts failed is unhealthy: drained (given
+  // no stage) for drain_seconds, doubling while it keeps failing (up to 16×), then given one
+  // stage on probation; a stage it finishes makes it healthy again. 0: never drained.
+  int unhealthy_after_failures = 3;
+  double drain_seconds = 60;
   // False only for simulation: messages go out before their batch reaches the disk.
   bool durable_acknowledgements = true;
   // True where WorkerChannel::Send only queues (the gRPC server's streams): the committer
@@ -52,6 +63,44 @@ struct EngineOptions {
 using Clock = std::chrono::steady_clock;
 
 class EngineImpl;  // hippo/engine_impl.h
+
+// Which of a study's trials Engine::ListTrialsPage lists, and from where.
+struct TrialQuery {
+  // 0: every trial, by number. Else only the trials whose view or metrics changed after this
+  // version (a TrialPage's), in the order they changed; a version larger than the current one
+  // (from before a restart) lists every trial.
+  int64_t changed_since = 0;
+  // Where the previous page ended (its TrialPage::last_version and last_trial); the first page
+  // leaves them as they are.
+  int64_t after_version = 0;
+  int64_t after_trial = -1;
+  size_t limit = 100;  // trials at most
+  bool with_metrics = false;
+  std::vector<std::string> metric_names;  // with_metrics: only these (empty: all)
+  // With metrics, the page ends after the trial that brings it to this many metric points.
+  size_t max_metric_points = 100000;
+};
+
+struct TrialPage {
+  hippo::v1::ListTrialsResponse response;  // trials, metrics (if asked) and version
+  bool more = false;                       // trials follow: ask again from last_*
+  int64_t last_version = 0;
+  int64_t last_trial = -1;
+};
+
+// A page of a study's stages, by stage id.
+struct StageQuery {
+  bool dot = false;              // Graphviz text of the whole tree (only with after_stage 0)
+  int64_t after_stage = 0;       // the last stage id of the previous page
+  size_t limit = SIZE_MAX;       // stages at most
+  size_t max_dot_stages = 5000;  // dot of a larger tree is FailedPrecondition
+};
+
+struct StagePage {
+  hippo::v1::StageTree tree;  // stages, step counts, dot
+  bool more = false;
+  int64_t last_stage = 0;
+};
 
 // Every method is thread-safe. Errors name the offending field and how to fix it.
 class Engine {
@@ -79,14 +128,21 @@ class Engine {
   // attempts no other study needs are cancelled.
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
                                              const std::string& reason);
-  // Every trial of the study, with its reported metrics by step when `with_metrics` (read from
-  // the store after what was reported so far is committed).
+  // One page of the study's trials (TrialQuery), with their reported metrics by step when
+  // asked (read from the store after what was reported so far is committed). The engine's lock
+  // is held for the trials of the page only: a large study is read a page at a time, and
+  // a reader that follows it (changed_since) pays for the changes, not for the study's size.
+  absl::StatusOr<TrialPage> ListTrialsPage(const std::string& study_id, const TrialQuery& query);
+  // Every trial of the study (page by page, the lock released between pages).
   absl::StatusOr<hippo::v1::ListTrialsResponse> ListTrials(const std::string& study_id,
                                                            bool with_metrics);
   // NotFound while no trial completed with an objective.
   absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
-  // The stages of the study's families (shared ones included), with Graphviz text if `dot`.
+  // A page of the stages of the study's families (shared ones included), by stage id.
+  absl::StatusOr<StagePage> GetStageTreePage(const std::string& study_id, const StageQuery& query);
+  // Every stage, with Graphviz text if `dot` (of any size).
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
+  // Every worker known since the start, by id.
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
   // Collects checkpoint garbage now (even with collect_checkpoints off): the states nothing
   // needs, and in a directory over its budget those that could be recomputed; the released
@@ -96,6 +152,19 @@ class Engine {
   // the checkpoints only it used; other studies of its families keep what they need. NotFound
   // for an unknown id.
   absl::StatusOr<hippo::v1::DeleteStudyResponse> DeleteStudy(const std::string& study_id);
+  // Trains the named failed trials (every failed trial when none is named) again: the failed
+  // stages on their paths get a new budget of attempts, the trials run again, and a study that
+  // had ended runs again until they end. The study's algorithm counted them as failed and is
+  // not told again. NotFound for an unknown study or trial; FailedPrecondition for a trial that
+  // did not fail, a stopped study, or an ask/tell study (its client retries).
+  absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
+      const hippo::v1::RetryTrialsRequest& request);
+
+  // Change signals, for readers that follow the views (WatchStudy, the dashboard): `listener`
+  // is called after every change of a study, trial, stage or metric, with the engine's lock
+  // held, so it must only signal (set a flag, notify a condition variable) and never call the
+  // engine. Listeners are kept until the engine is destroyed.
+  void AddChangeListener(std::function<void()> listener);
 
   // Ask/tell, for studies of algorithm `external` (search_algos/external.h): Ask makes up to
   // `count` trials for the client to train; Tell records their metrics and ends them. Both
@@ -107,9 +176,13 @@ class Engine {
   // WorkerService. Connect returns a session number for the other calls; a worker that
   // reconnects under the same id replaces its earlier session, and keeps the attempt it held
   // until that attempt's lease says otherwise. Disconnect of an older session is ignored.
+  // Connect refuses a hello out of bounds (report_bounds.h) with INVALID_ARGUMENT.
   // OnWorkerMessage handles one report or a packed `reports` (in order, all or none refused);
-  // reports of an attempt that is not the worker's are ignored (counted in Stats).
-  // FailedPrecondition before the worker's Connect.
+  // reports of an attempt that is not the worker's are ignored (counted in Stats). A report
+  // out of bounds (report_bounds.h; a checkpoint of another stage than its attempt's) refuses
+  // the whole message: nothing of it is stored, and the attempt it is about, if the worker's,
+  // fails with the problem as its reason. INVALID_ARGUMENT for more reports in one message than
+  // allowed; FailedPrecondition before the worker's Connect.
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
                                   std::shared_ptr<WorkerChannel> channel);
   void Disconnect(const std::string& worker_id, int64_t session);
@@ -125,6 +198,11 @@ class Engine {
     int64_t stale_reports_ignored = 0;
     int64_t leases_expired = 0;
     int64_t attempts_cancelled = 0;
+    // Attempts taken back when their worker's hello did not list them.
+    int64_t attempts_not_held = 0;
+    int64_t attempts_failed = 0;
+    int64_t states_lost = 0;      // starting states reported missing or corrupt, then recomputed
+    int64_t workers_drained = 0;  // times a worker became unhealthy
   };
   Stats stats();
 

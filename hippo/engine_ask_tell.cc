@@ -1,8 +1,7 @@
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hippo/engine_impl.h"
+#include "proto/report_checks.h"
 
 namespace hippo::coordinator {
 
@@ -66,6 +65,10 @@ absl::StatusOr<v1::AskResponse> EngineImpl::Ask(const std::string& study_id, int
 }
 
 absl::Status EngineImpl::Tell(const v1::TellRequest& request) {
+  // Checked before the lock: what a tell may store, as a worker's Progress (report_checks.h).
+  if (proto::Issue issue = proto::CheckMetrics(request.values(), "values")) {
+    return absl::InvalidArgumentError(proto::FormatIssue(*issue));
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   absl::StatusOr<size_t> index = StudyIndex(request.study_id());
   if (!index.ok()) return index.status();
@@ -104,12 +107,6 @@ absl::Status EngineImpl::Tell(const v1::TellRequest& request) {
       return absl::InvalidArgumentError(
           absl::StrCat("step: steps of a trial are told in increasing order; trial ", number,
                        " was told step ", trial.told_step, " already"));
-    }
-    for (const auto& [name, value] : request.values()) {
-      if (!std::isfinite(value)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("values[\"", name, "\"]: ", value, " is not a finite number"));
-      }
     }
   }
   const std::string& objective_name = study.spec.objective().metric();

@@ -1,5 +1,7 @@
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "hippo/engine_impl.h"
 #include "stage_tree/graph_view.h"
 
@@ -191,25 +193,65 @@ void EngineImpl::RefreshPriorities() {
   }
 }
 
+bool EngineImpl::Serves(const Worker& worker, const std::string& kind) {
+  const auto& kinds = worker.hello.trainers();
+  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+}
+
+std::string EngineImpl::WaitingReason(const StudyState& study) const {
+  if (study.record.state != v1::STUDY_RUNNING ||
+      engine_internal::AskTellOf(study.algorithm.get()) != nullptr) {
+    return "";
+  }
+  const std::string& kind = study.spec.trainer().kind();
+  std::set<std::string> served;
+  bool any_connected = false;
+  for (const auto& [id, worker] : workers_) {
+    if (!worker.connected) continue;
+    any_connected = true;
+    if (Serves(worker, kind)) return "";
+    served.insert(worker.hello.trainers().begin(), worker.hello.trainers().end());
+  }
+  if (!any_connected) return "waiting for a worker: none is connected";
+  return absl::StrCat("waiting for a worker that serves trainer kind '", kind,
+                      "': the connected workers serve ", absl::StrJoin(served, ", "),
+                      "; start one with hippo worker --trainers ", kind,
+                      kind == "command" ? " --allow-dir DIR" : "");
+}
+
 void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   RefreshPriorities();
+  const Clock::time_point now = Clock::now();
   for (auto& [id, worker] : workers_) {
-    if (!worker.connected || worker.attempt.has_value()) continue;
-    std::optional<v1::Assign> assign = AssignTo(worker, batch);
-    if (!assign) break;  // nothing ready
+    if (!worker.connected || worker.attempt.has_value() || Drained(worker, now)) continue;
+    bool left_to_another = false;
+    std::optional<v1::Assign> assign = AssignTo(worker, batch, left_to_another);
+    // Nothing ready that this worker serves, or only stages left to another worker: the next
+    // worker may still take something.
+    if (!assign) continue;
     v1::CoordinatorMessage message;
     *message.mutable_assign() = *std::move(assign);
     outbox.sends.emplace_back(worker.channel, std::move(message));
   }
 }
 
-std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch) {
+std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch,
+                                               bool& left_to_another) {
   // Whether a stage in the queue should still run: it is ready and some live trial needs it.
-  auto still_ready = [this](const QueuedStage& stage) {
+  // One this worker failed on, which another worker can take, is left (and queued again below).
+  std::vector<QueuedStage> left;
+  auto still_ready = [this, &worker, &left](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
     const stage_tree::NodeView view = family.tree().node(stage.node);
-    return view.state == StageState::kReady && Needed(family, stage.node) &&
-           (!view.recompute || RecomputeNeeded(family, stage.node));
+    if (view.state != StageState::kReady || !Needed(family, stage.node) ||
+        (view.recompute && !RecomputeNeeded(family, stage.node))) {
+      return false;
+    }
+    if (LeaveToAnother(worker, stage)) {
+      left.push_back(stage);
+      return false;
+    }
+    return true;
   };
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);
@@ -217,7 +259,20 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
     return node.parent != stage_tree::kRootNode &&
            worker.cached_states.contains({family.WorkerStageId(node.parent), node.start});
   };
-  std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local);
+  // Only stages of a trainer kind the worker said it serves: a share group is one study's, and
+  // all its stages have that study's trainer (ShareGroup).
+  auto serves_group = [this, &worker](int64_t group) {
+    if (group < ShareGroup(0) || group >= ShareGroup(studies_.size())) return true;
+    const std::string& kind =
+        studies_[static_cast<size_t>(group - ShareGroup(0))]->spec.trainer().kind();
+    return Serves(worker, kind);
+  };
+  std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local, serves_group);
+  for (const QueuedStage& stage : left) {
+    ready_.Push(stage, FamilyById(stage.family_id).Priority(stage.node));
+  }
+  left_to_another = !left.empty();
+
   if (!chosen) return std::nullopt;
   FamilyState& family = FamilyById(chosen->family_id);
   if (BlockedByGarbage(worker, family, chosen->node)) {

@@ -6,7 +6,10 @@
 //   engine_dispatch.cc   priorities, dispatch (cutting at breakpoints, assigning), cancelling
 //   engine_reports.cc    worker sessions, their reports, the end of attempts, leases
 //   engine_views.cc      read views (studies, trials, stage trees, workers) and store records
+//   engine_changes.cc    the versions of the read views, and the change listeners
 //   engine_ask_tell.cc   Ask and Tell, for studies whose trials a client trains
+//   engine_retry.cc      failed stages: backoff, retries, worker health, `hippo retry`
+//   engine_repair.cc     lost states: a starting state that cannot be read is recomputed
 //   engine_recovery.cc   Recover: the state rebuilt from the store
 //   engine_gc.cc         checkpoint garbage collection: what is kept, releasing, deleting
 //   engine_delete.cc     DeleteStudy
@@ -18,15 +21,19 @@
 #define HIPPO_HIPPO_ENGINE_IMPL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -60,9 +67,14 @@ class EngineImpl {
                                                            bool with_metrics);
   absl::StatusOr<hippo::v1::Trial> GetBestTrial(const std::string& study_id);
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
+  absl::StatusOr<TrialPage> ListTrialsPage(const std::string& study_id, const TrialQuery& query);
+  absl::StatusOr<StagePage> GetStageTreePage(const std::string& study_id, const StageQuery& query);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
   hippo::v1::CollectGarbageResponse CollectGarbage();
   absl::StatusOr<hippo::v1::DeleteStudyResponse> DeleteStudy(const std::string& study_id);
+  absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
+      const hippo::v1::RetryTrialsRequest& request);
+  void AddChangeListener(std::function<void()> listener);
   absl::StatusOr<hippo::v1::AskResponse> Ask(const std::string& study_id, int64_t count);
   absl::Status Tell(const hippo::v1::TellRequest& request);
   absl::StatusOr<int64_t> Connect(const hippo::v1::WorkerHello& hello,
@@ -85,7 +97,8 @@ class EngineImpl {
     std::optional<double> objective;
     int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
     int64_t forked_at = 0;
-    int64_t told_step = -1;  // ask/tell: the last step the client reported
+    int64_t told_step = -1;    // ask/tell: the last step the client reported
+    int64_t view_version = 0;  // when its view or metrics last changed (0: not since recovery)
   };
 
   struct StudyState {
@@ -113,6 +126,9 @@ class EngineImpl {
     // Deleted (DeleteStudy): no longer in study_index_ nor in any view; kept in studies_ only so
     // that the indices of the others stay valid until the next start.
     bool deleted = false;
+    // (view_version, trial number) of every trial that changed since recovery, so that the
+    // trials changed after a version are found without a walk over the study.
+    absl::btree_set<std::pair<int64_t, int64_t>> changed_trials;
   };
 
   struct Attempt {
@@ -143,8 +159,20 @@ class EngineImpl {
     int64_t session = 0;
     bool connected = false;
     std::optional<int64_t> attempt;  // one stage at a time
+    // Health (EngineOptions::unhealthy_after_failures), kept across reconnects.
+    int64_t consecutive_failures = 0;
+    int drains = 0;                                  // drains in a row, for the doubling
+    std::optional<Clock::time_point> drained_until;  // given no stage before then
+    std::string last_error;
     // (global lineage id, step) of the states in its fork cache.
     absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
+  };
+
+  // A stage whose attempts failed: while it waits out its backoff (`due`), and the workers it
+  // failed on, which it avoids while another worker can take it.
+  struct StageRetry {
+    std::optional<Clock::time_point> due;
+    std::set<std::string> failed_on;
   };
 
   // Messages to send once the batch that decided them is committed.
@@ -221,9 +249,18 @@ class EngineImpl {
   void Abandon(int64_t attempt_id, int record_state, store::WriteBatch& batch, Outbox& outbox);
   // Replaces the estimate charged for `attempt` by the worker time it took until now.
   void SettleCharge(const Attempt& attempt);
-  // Assigns ready stages to idle connected workers, best first.
+  // Whether `worker` said in its hello that it serves trainer `kind`.
+  static bool Serves(const Worker& worker, const std::string& kind);
+  // Why a running study waits (hippo.v1.Study.waiting): no connected worker serves its trainer
+  // kind; "" when one does, and for ask/tell studies.
+  std::string WaitingReason(const StudyState& study) const;
+  // Assigns ready stages to idle connected workers, best first, each only stages of a trainer
+  // kind it serves.
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
-  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch);
+  // The best ready stage for `worker`, or none; `left_to_another` is set when a ready stage
+  // was left for another worker (LeaveToAnother), so others may still take something.
+  std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch,
+                                            bool& left_to_another);
   // Per node, the work that may still follow it: a running trial ending there below its
   // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
   // Counting it ranks the stages whose results decide the most work first.
@@ -236,14 +273,25 @@ class EngineImpl {
   // an attempt that is not the worker's are ignored.
   void HandleReport(Worker& worker, const hippo::v1::WorkerMessage& message,
                     store::WriteBatch& batch, Outbox& outbox);
+  // The problem of a report in `reports` that only the engine's state shows (a checkpoint of
+  // another stage than its attempt's), as "field: what is wrong" with the attempt it is about.
+  std::optional<std::pair<int64_t, std::string>> StateProblem(
+      const Worker& worker, const std::vector<const hippo::v1::WorkerMessage*>& reports) const;
+  // A report of `worker` about `attempt_id` broke a bound (`problem`): nothing of it is stored.
+  // An attempt the worker holds fails with the problem as its reason (the trainer produced
+  // it, so a retry may do better, and the study's message shows it) and the worker is told to
+  // cancel it; a report of any other attempt is ignored. Logged either way.
+  void RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
+                    store::WriteBatch& batch, Outbox& outbox);
   // RunPlan after a report changed the study's trials; a failure of the plan is logged, as it
   // must not refuse the report (the study asks again at its next event).
   void RunPlanAfterReport(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
   // Trials ending at `node`, now done, reached their target; their studies go to `touched`.
   void StageDone(FamilyState& family, stage_tree::NodeId node, store::WriteBatch& batch,
                  std::set<size_t>& touched_studies);
-  // `error` is the worker's account of a failure (empty when the attempt succeeded).
-  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
+  // `error` is the worker's account of a failure (empty when the attempt succeeded);
+  // `state_lost`: it failed because its starting state could not be read (engine_repair.cc).
+  void EndAttempt(int64_t attempt_id, bool failed, const std::string& error, bool state_lost,
                   store::WriteBatch& batch);
 
   // ---- engine_gc.cc
@@ -275,6 +323,61 @@ class EngineImpl {
   static stage_tree::NodeId NodeOfState(
       const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
       const FamilyState& family, int64_t lineage, int64_t step);
+  // ---- engine_retry.cc
+  // An attempt of running `node` failed on `worker_id`: the node fails, and goes back to the
+  // queue after its backoff while it has attempts left; else the trials through it fail.
+  void StageFailed(FamilyState& family, stage_tree::NodeId node, const std::string& worker_id,
+                   const std::string& error, store::WriteBatch& batch,
+                   std::set<size_t>& touched_studies);
+  // Failed `node` goes back to the queue; with `new_budget`, with all its attempts again.
+  void RequeueFailed(FamilyState& family, stage_tree::NodeId node, bool new_budget,
+                     store::WriteBatch& batch);
+  // `node` is done: it has no failure and no retry to wait for any more.
+  void ForgetFailure(FamilyState& family, stage_tree::NodeId node);
+  // Requeues the failed stages whose backoff ended by `now` and ends the drains that ended;
+  // true if anything can be dispatched anew.
+  bool RetryWhatIsDue(Clock::time_point now, store::WriteBatch& batch);
+  // Counts an attempt's outcome in its worker's health; drains it after too many failures.
+  void NoteWorkerOutcome(Worker& worker, bool failed, const std::string& error,
+                         store::WriteBatch& batch);
+  bool Drained(const Worker& worker, Clock::time_point now) const;
+  // Whether `worker` should leave `stage` to another connected worker (it failed there and
+  // another, not drained, did not).
+  bool LeaveToAnother(const Worker& worker, const QueuedStage& stage) const;
+  // A trial just added, extended or retried (`by_client`: `hippo retry`) passes through failed
+  // stages whose attempts are used up: each is tried again with a new budget, unless the
+  // trial's own study already saw it fail (not by_client): then the trial fails at once.
+  // Returns whether it failed.
+  bool ReviveFailedPath(size_t study_index, int64_t number, bool by_client,
+                        store::WriteBatch& batch);
+  // Fails running trial `number` because a stage it needs failed; its algorithm hears of it.
+  void FailTrial(size_t study_index, int64_t number, const std::string& error,
+                 store::WriteBatch& batch);
+  // Recover: failed stages that a live trial needs go back to the queue (a restart is a new
+  // chance), and running studies with nothing running and nothing to propose end.
+  void RecoverFailedStages(store::WriteBatch& batch);
+  // Why failed trial `number` failed: the failed stage on its path and its error ("" if none).
+  std::string TrialFailure(const StudyState& study, int64_t number) const;
+  // Ends a running study that cannot progress (no trial runs, its algorithm proposes none):
+  // COMPLETED if a trial completed, else FAILED, with `why` in its message.
+  void EndStalledStudy(size_t study_index, const std::string& why, store::WriteBatch& batch);
+
+  // ---- engine_repair.cc
+  // The attempt could not read the state it was to start from: that state is marked lost in
+  // the tree (its stage becomes a recompute stage, from its nearest kept ancestor state), so
+  // the attempt's stages wait for it. False when the loss cannot be repaired (the root's
+  // state, or a stage whose states were lost too often: workers that cannot read each other's
+  // checkpoint directories): the attempt then counts as failed.
+  bool RepairLostState(const Attempt& attempt, store::WriteBatch& batch);
+
+  // ---- engine_changes.cc: the versions of the read views
+  // Notes what `batch` changes in the read views (trials, the stages on their paths, their
+  // metrics) and signals the change listeners. Cheap: the noted changes are stamped with a
+  // version by the next reader (ResolveChanges), or once many have gathered.
+  void NoteChanges(const store::WriteBatch& batch);
+  // Stamps every trial noted since the last call with a new version (view_version_).
+  void ResolveChanges();
+  void StampTrial(StudyState& study, int64_t number, int64_t version);
 
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
@@ -299,6 +402,10 @@ class EngineImpl {
   std::set<std::pair<int64_t, size_t>> wall_deadlines_;
   bool trials_ended_ = false;    // a running trial stopped or failed since CancelUnneeded ran
   int64_t targets_reached_ = 0;  // counts TrialReachedTarget calls
+  int64_t failed_at_once_ = 0;   // counts trials failed by ReviveFailedPath
+  absl::flat_hash_map<int64_t, StageRetry> retries_;  // by global stage id
+  absl::flat_hash_map<int64_t, int> repairs_;         // lost states repaired, by global stage id
+  std::mt19937_64 jitter_;                            // the backoffs' jitter
   Engine::Stats stats_;
   CheckpointLedger ledger_;
   bool collection_due_ = false;  // a study ended since the last collection
@@ -306,6 +413,14 @@ class EngineImpl {
   std::map<std::string, int64_t> futile_collections_;
   std::set<int64_t> blocked_by_garbage_;  // families with a stage held back by BlockedByGarbage
   int64_t last_study_number_ = 0;         // the highest study number given, deleted ones included
+  // The read views' versions (engine_changes.cc): the current one, and what changed since it
+  // was stamped: trials as (study index, number), stages as (family id, node).
+  int64_t view_version_ = 1;
+  std::vector<std::pair<size_t, int64_t>> noted_trials_;
+  std::vector<std::pair<int64_t, int64_t>> noted_nodes_;
+  std::vector<std::pair<int64_t, int64_t>> noted_extends_;            // (family id, tree trial)
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> noted_metrics_;  // (family, lineage, step)
+  std::vector<std::function<void()>> listeners_;
 };
 
 // Conversions shared by the engine's files (engine_conversions.cc).

@@ -146,9 +146,14 @@ absl::Status EngineImpl::Recover() {
       case store::TreeOpKind::kDone:
         status =
             op.b == 1 ? family.tree().MarkDoneWithoutState(node) : family.tree().MarkDone(node);
+        if (op.b != 1) family.ClearFailure(node);
         break;
       case store::TreeOpKind::kFailed:
         status = family.tree().MarkFailed(node);
+        family.SetFailure(node, op.payload.empty() ? "no reason given" : op.payload);
+        break;
+      case store::TreeOpKind::kStateLost:
+        status = family.tree().LoseState(node, op.b);
         break;
       case store::TreeOpKind::kRequeue: {
         // b: the step inside the stage it resumes from (Abandon), its part above done; 0: none.
@@ -163,6 +168,9 @@ absl::Status EngineImpl::Recover() {
           requeued = split->lower;
         }
         status = family.tree().Requeue(requeued);
+        // The payload says how the attempts count (RequeueFailed, EndAttempt).
+        if (op.payload == "retry") family.ResetAttemptBudget(requeued);
+        if (op.payload == "state-lost") family.ForgiveAttempt(requeued);
         break;
       }
       case store::TreeOpKind::kCheckpoint:
@@ -301,8 +309,11 @@ absl::Status EngineImpl::Recover() {
   for (const store::AttemptRecord& record : snapshot->attempts) {
     assigned_elsewhere.insert({record.family_id, static_cast<NodeId>(record.node_id)});
   }
+  // Attempt ids go on after the last one given, running or not: a worker may still hold an
+  // attempt that ended here (its lease expired) and re-sends the reports of its last ones after
+  // a reconnect, and a new attempt under the same id would take them for its own.
+  next_attempt_ = std::max(next_attempt_, snapshot->last_attempt_id + 1);
   for (const store::AttemptRecord& record : snapshot->attempts) {
-    next_attempt_ = std::max(next_attempt_, record.attempt_id + 1);
     if (record.family_id < 1 || record.family_id > static_cast<int64_t>(families_.size())) continue;
     FamilyState& family = FamilyById(record.family_id);
     auto node = static_cast<NodeId>(record.node_id);
@@ -393,6 +404,8 @@ absl::Status EngineImpl::Recover() {
       }
     }
   }
+  // Failed stages a live trial needs are tried again; stalled studies end.
+  RecoverFailedStages(requeues);
   RefreshPriorities();
   if (!requeues.empty()) return store_->Commit(std::move(requeues));
   return absl::OkStatus();

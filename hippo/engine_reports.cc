@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/engine_impl.h"
+#include "hippo/report_bounds.h"
 
 namespace hippo::coordinator {
 
@@ -15,26 +16,54 @@ using stage_tree::Step;
 
 absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
                                             std::shared_ptr<WorkerChannel> channel) {
-  if (hello.worker_id().empty()) {
-    return absl::InvalidArgumentError("hello.worker_id: a worker must name itself");
-  }
+  if (absl::Status status = CheckHello(hello); !status.ok()) return status;
   std::unique_lock<std::mutex> lock(mutex_);
   Worker& worker = workers_[hello.worker_id()];
   worker.hello = hello;
   worker.channel = std::move(channel);
   worker.session = next_session_++;
-  worker.connected = true;
+  worker.connected = false;  // until its attempts are settled: Abandon sends it nothing
   worker.cached_states.clear();
   for (const v1::CachedState& state : hello.cached_states()) {
     worker.cached_states.insert({state.stage_id(), state.step()});
   }
-  // An attempt it held before reconnecting is still its own until the lease says otherwise.
-  worker.attempt.reset();
-  for (const auto& [id, attempt] : attempts_) {
-    if (attempt.worker_id == hello.worker_id()) worker.attempt = id;
-  }
   store::WriteBatch batch;
   Outbox outbox;
+  // The attempts given to this worker. A hello that lists what the worker holds settles them at
+  // once: one listed stays its own (with a fresh lease), one not listed never reached it or was
+  // lost with a restarted worker and goes back to the queue now. A hello that does not say
+  // leaves each to its lease.
+  worker.attempt.reset();
+  std::vector<int64_t> not_held;
+  const auto lease = engine_internal::LeaseOf(options_);
+  const absl::flat_hash_set<int64_t> held(hello.held().attempt_ids().begin(),
+                                          hello.held().attempt_ids().end());
+  for (auto& [id, attempt] : attempts_) {
+    if (attempt.worker_id != hello.worker_id()) continue;
+    if (!hello.has_held() || held.contains(id)) {
+      worker.attempt = id;
+      if (hello.has_held()) attempt.lease_expires = Clock::now() + lease;
+    } else {
+      not_held.push_back(id);
+    }
+  }
+  for (int64_t id : not_held) {
+    Abandon(id, store::kAttemptExpired, batch, outbox);
+    batch.events.push_back(Event("", "attempt_not_held", absl::StrCat("{\"attempt\": ", id, "}")));
+    ++stats_.attempts_not_held;
+  }
+  worker.connected = true;
+  // A listed attempt that is not (or no longer) this worker's, e.g. one whose lease expired
+  // while the worker was away: it is trained for nothing, so the worker is told to stop it.
+  for (int64_t id : held) {
+    if (auto it = attempts_.find(id);
+        it != attempts_.end() && it->second.worker_id == hello.worker_id()) {
+      continue;
+    }
+    v1::CoordinatorMessage cancel;
+    cancel.mutable_cancel()->set_attempt_id(id);
+    outbox.sends.emplace_back(worker.channel, std::move(cancel));
+  }
   store::WorkerRecord record;
   record.worker_id = hello.worker_id();
   record.host = hello.host();
@@ -72,31 +101,92 @@ void EngineImpl::Disconnect(const std::string& worker_id, int64_t session) {
 
 absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
                                          const v1::WorkerMessage& message) {
+  // Checked before any is handled, so that a refused message changes nothing; the checks that
+  // need no state run before the lock (report_bounds.h).
+  if (message.reports().messages_size() > kMaxReportsPerMessage) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reports.messages: ", message.reports().messages_size(),
+                     " reports in one message, at most ", kMaxReportsPerMessage));
+  }
+  std::vector<const v1::WorkerMessage*> reports;
+  if (message.has_reports()) {
+    for (const v1::WorkerMessage& report : message.reports().messages()) {
+      if (report.has_reports() || report.has_hello()) {
+        return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
+      }
+      reports.push_back(&report);
+    }
+  } else {
+    reports.push_back(&message);
+  }
+  std::optional<std::pair<int64_t, std::string>> refused;
+  for (const v1::WorkerMessage* report : reports) {
+    if (std::optional<std::string> problem = ReportProblem(*report)) {
+      refused.emplace(AttemptOfReport(*report), *std::move(problem));
+      break;
+    }
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   auto worker_it = workers_.find(worker_id);
   if (worker_it == workers_.end()) {
     return absl::FailedPreconditionError("a worker must say hello first");
   }
-  // Checked before any is handled, so that a refused message changes nothing.
-  for (const v1::WorkerMessage& report : message.reports().messages()) {
-    if (report.has_reports() || report.has_hello()) {
-      return absl::InvalidArgumentError("reports: hello and nested reports are not allowed");
-    }
-  }
+  if (!refused) refused = StateProblem(worker_it->second, reports);
   store::WriteBatch batch;
   Outbox outbox;
-  if (message.has_reports()) {
-    for (const v1::WorkerMessage& report : message.reports().messages()) {
-      HandleReport(worker_it->second, report, batch, outbox);
-    }
+  if (refused) {
+    RefuseReport(worker_it->second, refused->first, refused->second, batch, outbox);
   } else {
-    HandleReport(worker_it->second, message, batch, outbox);
+    for (const v1::WorkerMessage* report : reports) {
+      HandleReport(worker_it->second, *report, batch, outbox);
+    }
   }
   CollectIfDue(batch, outbox);
   CancelUnneeded(batch, outbox);
   Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
   return absl::OkStatus();
+}
+
+std::optional<std::pair<int64_t, std::string>> EngineImpl::StateProblem(
+    const Worker& worker, const std::vector<const v1::WorkerMessage*>& reports) const {
+  for (const v1::WorkerMessage* report : reports) {
+    if (!report->has_checkpoint()) continue;
+    const v1::CheckpointWritten& checkpoint = report->checkpoint();
+    auto it = attempts_.find(checkpoint.attempt_id());
+    if (it == attempts_.end() || it->second.worker_id != worker.hello.worker_id()) continue;
+    const int64_t stage_id = FamilyById(it->second.family_id).WorkerStageId(it->second.assigned);
+    if (checkpoint.stage_id() != stage_id) {
+      return std::pair{checkpoint.attempt_id(),
+                       absl::StrCat("checkpoint.stage_id: ", checkpoint.stage_id(),
+                                    " is not the stage of attempt ", checkpoint.attempt_id(), " (",
+                                    stage_id, ")")};
+    }
+  }
+  return std::nullopt;
+}
+
+void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
+                              store::WriteBatch& batch, Outbox& outbox) {
+  const std::string& worker_id = worker.hello.worker_id();
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end() || it->second.worker_id != worker_id) {
+    ++stats_.stale_reports_ignored;
+    std::fprintf(stderr, "hippo: worker %s: report ignored: %s\n", worker_id.c_str(),
+                 problem.c_str());
+    return;
+  }
+  std::fprintf(stderr, "hippo: worker %s: report refused, attempt %lld fails: %s\n",
+               worker_id.c_str(), static_cast<long long>(attempt_id), problem.c_str());
+  EndAttempt(attempt_id, /*failed=*/true, problem, /*state_lost=*/false, batch);
+  // A worker whose reports break the protocol's bounds counts as failing, like any failure.
+  NoteWorkerOutcome(worker, /*failed=*/true, problem, batch);
+  if (worker.attempt == attempt_id) worker.attempt.reset();
+  if (worker.connected) {
+    v1::CoordinatorMessage cancel;
+    cancel.mutable_cancel()->set_attempt_id(attempt_id);
+    outbox.sends.emplace_back(worker.channel, std::move(cancel));
+  }
 }
 
 void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
@@ -177,6 +267,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
           batch.checkpoints.push_back(record);
           (void)family.tree().MarkDone(node);  // it is running, which MarkDone accepts
           family.AppendOp(store::TreeOpKind::kDone, node, 0, "", batch);
+          ForgetFailure(family, node);
           batch.stages.push_back(StageRecordOf(family, node));
           StageDone(family, node, batch, touched);
           done.push_back(node);
@@ -211,7 +302,12 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       if (finished.ok() && finished.seconds() > 0) {
         family.MeasureStepTime(finished.seconds(), attempt->steps);
       }
-      EndAttempt(finished.attempt_id(), !finished.ok(), finished.error(), batch);
+      const bool state_lost = !finished.ok() && finished.parent_state_lost();
+      EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), state_lost,
+                 batch);
+      // A state that could not be read is no fault of the worker that tried.
+      if (!state_lost)
+        NoteWorkerOutcome(worker, !finished.ok(), BoundedError(finished.error()), batch);
       worker.attempt.reset();
       break;
     }
@@ -255,7 +351,7 @@ void EngineImpl::StageDone(FamilyState& family, NodeId node, store::WriteBatch& 
 }
 
 void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
-                            store::WriteBatch& batch) {
+                            bool state_lost, store::WriteBatch& batch) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   Attempt attempt = std::move(it->second);
@@ -263,34 +359,19 @@ void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& 
   SettleCharge(attempt);
   FamilyState& family = FamilyById(attempt.family_id);
   std::set<size_t> touched;
+  // A lost starting state is recomputed: the attempt's stages wait for it, and this attempt
+  // does not count against the stage's budget.
+  const bool repaired = failed && state_lost && RepairLostState(attempt, batch);
+  if (failed) ++stats_.attempts_failed;
   for (NodeId node : attempt.chain) {
     if (family.tree().node(node).state != StageState::kRunning) continue;
-    if (failed) {
-      // It is running (checked above), which MarkFailed accepts; and a failed stage, Requeue.
-      (void)family.tree().MarkFailed(node);
-      family.AppendOp(store::TreeOpKind::kFailed, node, 0, "", batch);
-      if (family.AttemptsOf(node) < options_.max_attempts) {
-        (void)family.tree().Requeue(node);
-        family.AppendOp(store::TreeOpKind::kRequeue, node, 0, "", batch);
-      } else {
-        for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
-          const auto& [study_index, number] = family.OwnerOf(trial);
-          if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
-          StudyState& study = *studies_[study_index];
-          if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
-          SetTrialState(study, number, v1::TRIAL_FAILED);
-          study.algorithm->OnTrialEnded(number, search_algos::TrialOutcome::kFailed);
-          batch.trials.push_back(TrialRecordOf(study_index, number));
-          touched.insert(study_index);
-          // The first failure is what a user needs to see (the summary, `hippo study`).
-          if (study.record.message.empty()) {
-            study.record.message =
-                absl::StrCat("trial ", number, " failed after ", options_.max_attempts,
-                             " attempts: ", error.empty() ? "no reason given" : error);
-            batch.studies.push_back(study.record);
-          }
-        }
-      }
+    if (repaired) {
+      const bool assigned = node == attempt.assigned;
+      if (assigned) family.ForgiveAttempt(node);
+      (void)family.tree().Requeue(node);  // it is running, which Requeue accepts
+      family.AppendOp(store::TreeOpKind::kRequeue, node, 0, assigned ? "state-lost" : "", batch);
+    } else if (failed) {
+      StageFailed(family, node, attempt.worker_id, error, batch, touched);
     } else {
       // It finished without the state at this part's end (the checkpoint request came too
       // late): the steps were trained, the state must be recomputed.
@@ -329,7 +410,8 @@ void EngineImpl::ExpireLeases(Clock::time_point now) {
   if (stopped) CancelUnneeded(batch, outbox);
   CollectIfDue(batch, outbox);
   SendGarbage(outbox, nullptr, /*resend=*/true);  // what a worker that left did not confirm
-  if (!expired.empty() || stopped) Dispatch(batch, outbox);
+  const bool due = RetryWhatIsDue(now, batch);
+  if (!expired.empty() || stopped || due) Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
 }
 

@@ -19,6 +19,9 @@ using stage_tree::Step;
 
 namespace {
 
+// See RunPlan.
+constexpr int kMaxRoundsFailingAtOnce = 1000;
+
 bool IsBetter(double candidate, double incumbent, bool minimize) {
   return minimize ? candidate < incumbent : candidate > incumbent;
 }
@@ -80,6 +83,22 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   study->space = *std::move(space);
   study->spec = spec;
   study->trainer_identity = stage_tree::TrainerIdentity(spec.trainer());
+  // What depends on the spec alone is made before the lock, so that a large spec (a grid at its
+  // cap, a trainer config near the size limit) does not hold up the studies and workers that
+  // wait for the engine.
+  study->record.name = spec.name();
+  study->record.spec_json = proto::StudySpecToJson(spec);
+  search_algos::AlgorithmContext context;
+  context.space = &study->space;
+  context.max_steps = spec.budget().max_steps();
+  context.max_trials = spec.budget().max_trials();
+  context.seed = spec.algorithm().seed();
+  context.minimize = spec.objective().direction() == v1::MINIMIZE;
+  context.config = spec.algorithm();
+  absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
+      search_algos::AlgorithmRegistry::Global().Create(spec.algorithm().name(), context);
+  if (!algorithm.ok()) return absl::InvalidArgumentError(algorithm.status().message());
+  study->algorithm = *std::move(algorithm);
 
   std::unique_lock<std::mutex> lock(mutex_);
   // A family name stands for one trainer (hippo.proto, StudySpec.family).
@@ -98,22 +117,9 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   // Numbers are never reused, also those of deleted studies (DeleteStudy keeps the highest).
   last_study_number_ = std::max<int64_t>(last_study_number_, static_cast<int64_t>(studies_.size()));
   study->record.id = absl::StrFormat("s-%06d", ++last_study_number_);
-  study->record.name = spec.name();
-  study->record.spec_json = proto::StudySpecToJson(spec);
   study->record.state = v1::STUDY_RUNNING;
   study->record.created_ms = NowMs();
   study->record.no_merge = no_merge;
-  search_algos::AlgorithmContext context;
-  context.space = &study->space;
-  context.max_steps = spec.budget().max_steps();
-  context.max_trials = spec.budget().max_trials();
-  context.seed = spec.algorithm().seed();
-  context.minimize = spec.objective().direction() == v1::MINIMIZE;
-  context.config = spec.algorithm();
-  absl::StatusOr<std::unique_ptr<search_algos::SearchAlgorithm>> algorithm =
-      search_algos::AlgorithmRegistry::Global().Create(spec.algorithm().name(), context);
-  if (!algorithm.ok()) return absl::InvalidArgumentError(algorithm.status().message());
-  study->algorithm = *std::move(algorithm);
 
   const size_t index = studies_.size();
   ready_.SetWeight(ShareGroup(index), spec.resources().weight());
@@ -144,8 +150,12 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
   StudyState& study = *studies_[study_index];
   if (study.record.state != v1::STUDY_RUNNING) return absl::OkStatus();
   // A request can be answered at once (an extension or a new trial whose stages another trial
-  // already trained): the algorithm then hears of it and may have more to ask.
-  for (bool answered_at_once = true; answered_at_once;) {
+  // already trained, or a new trial that fails at once below a stage that failed): the
+  // algorithm then hears of it and may have more to ask. Rounds that only fail trials are
+  // bounded: a study without a trial limit could otherwise propose failing trials forever.
+  int rounds_failing = 0;
+  for (bool answered_at_once = true;
+       answered_at_once && rounds_failing < kMaxRoundsFailingAtOnce;) {
     answered_at_once = false;
     int64_t capacity = std::numeric_limits<int32_t>::max();
     if (study.spec.budget().max_parallel_trials() > 0) {
@@ -153,14 +163,28 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
           std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
     }
     const int64_t reached_before = targets_reached_;
+    const int64_t failed_before = failed_at_once_;
     std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);
     if (absl::Status status = CarryOut(study_index, requests, batch, outbox); !status.ok()) {
       return status;
     }
-    answered_at_once = targets_reached_ != reached_before;
+    answered_at_once = targets_reached_ != reached_before || failed_at_once_ != failed_before;
+    rounds_failing = targets_reached_ == reached_before && failed_at_once_ != failed_before
+                         ? rounds_failing + 1
+                         : 0;
   }
   SaveAlgorithmState(study, batch);
   FinishStudyIfDone(study_index, batch);
+  // Workers' reports are the only events of a study its workers train: with no trial running
+  // and nothing proposed, none will come, and the study would wait forever.
+  if (study.record.state == v1::STUDY_RUNNING && study.running_trials == 0 &&
+      engine_internal::AskTellOf(study.algorithm.get()) == nullptr) {
+    EndStalledStudy(study_index,
+                    rounds_failing >= kMaxRoundsFailingAtOnce
+                        ? "ended: its new trials keep failing at once below failed stages"
+                        : "ended: no trial can run and the algorithm proposes no other",
+                    batch);
+  }
   return absl::OkStatus();
 }
 
@@ -221,6 +245,7 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
+        if (ReviveFailedPath(study_index, request.trial, /*by_client=*/false, batch)) break;
         // Another trial may have trained the whole extension already.
         if (family.tree().node(family.tree().Leaf(trial.tree_trial)).state == StageState::kDone) {
           TrialReachedTarget(study_index, request.trial, batch);
@@ -315,6 +340,7 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
     (*family)->AppendOp(store::TreeOpKind::kRunning, stage, 0, "", batch);
     return absl::OkStatus();
   }
+  if (ReviveFailedPath(study_index, number, /*by_client=*/false, batch)) return absl::OkStatus();
   // A trial whose whole path is already trained (another study trained it) has its result now.
   const NodeId leaf = (*family)->tree().Leaf(*tree_trial);
   if ((*family)->tree().node(leaf).state == StageState::kDone) {

@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <limits>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "hippo/engine_impl.h"
 #include "stage_tree/graph_view.h"
 
@@ -55,6 +57,7 @@ v1::Trial EngineImpl::TrialView(const StudyState& study, int64_t number) const {
   view.set_target_step(trial.target);
   view.set_forked_from_trial(trial.forked_from);
   view.set_forked_at_step(trial.forked_at);
+  view.set_message(TrialFailure(study, number));
   if (trial.objective) {
     view.set_objective_value(*trial.objective);
     view.set_has_objective_value(true);
@@ -111,6 +114,7 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
     view.mutable_finished()->set_seconds(study.record.finished_ms / 1000);
   }
   view.set_message(study.record.message);
+  view.set_waiting(WaitingReason(study));
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
@@ -144,13 +148,14 @@ std::vector<v1::Study> EngineImpl::ListStudies() {
   return views;
 }
 
-absl::StatusOr<v1::ListTrialsResponse> EngineImpl::ListTrials(const std::string& study_id,
-                                                              bool with_metrics) {
-  v1::ListTrialsResponse response;
+absl::StatusOr<TrialPage> EngineImpl::ListTrialsPage(const std::string& study_id,
+                                                     const TrialQuery& query) {
+  TrialPage page;
   struct MetricQuery {
     int64_t trial;
     int64_t family_id;
-    std::vector<std::pair<int64_t, NodeId>> lineages;  // (lineage, node) along the path
+    std::vector<std::pair<int64_t, NodeId>> lineages;             // (lineage, node) along the path
+    std::vector<std::tuple<Step, Step, int64_t, NodeId>> ranges;  // (start, end, lineage, node)
     Step target;
   };
   std::vector<MetricQuery> queries;
@@ -158,54 +163,108 @@ absl::StatusOr<v1::ListTrialsResponse> EngineImpl::ListTrials(const std::string&
     std::lock_guard<std::mutex> lock(mutex_);
     absl::StatusOr<size_t> index = StudyIndex(study_id);
     if (!index.ok()) return index.status();
+    ResolveChanges();
     const StudyState& study = *studies_[*index];
-    for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
-      *response.add_trials() = TrialView(study, number);
-      if (!with_metrics) continue;
-      const TrialState& trial = study.trials[number];
-      const FamilyState& family = FamilyById(trial.family_id);
-      MetricQuery query{number, family.id(), {}, trial.target};
-      for (NodeId node : family.tree().Path(trial.tree_trial)) {
-        query.lineages.emplace_back(family.lineage(node), node);
+    page.response.set_version(view_version_);
+    const int64_t count = static_cast<int64_t>(study.trials.size());
+    // Every trial by number: the first page of a full listing (or of one from a version this
+    // engine never handed out), and the pages after it (their position has no version).
+    const bool by_number = query.changed_since <= 0 || query.changed_since > view_version_ ||
+                           (query.after_version == 0 && query.after_trial >= 0);
+    std::vector<std::pair<int64_t, int64_t>> listed;  // (version, number)
+    if (by_number) {
+      for (int64_t number = std::max<int64_t>(0, query.after_trial + 1);
+           number < count && listed.size() < query.limit; ++number) {
+        listed.emplace_back(0, number);
       }
-      queries.push_back(std::move(query));
+      page.more = !listed.empty() && listed.back().second + 1 < count;
+    } else {
+      const std::pair<int64_t, int64_t> after =
+          query.after_version > 0
+              ? std::make_pair(query.after_version, query.after_trial)
+              : std::make_pair(query.changed_since, std::numeric_limits<int64_t>::max());
+      auto it = study.changed_trials.upper_bound(after);
+      for (; it != study.changed_trials.end() && listed.size() < query.limit; ++it) {
+        listed.push_back(*it);
+      }
+      page.more = it != study.changed_trials.end();
+    }
+    size_t points = 0;
+    for (size_t i = 0; i < listed.size(); ++i) {
+      const auto& [version, number] = listed[i];
+      *page.response.add_trials() = TrialView(study, number);
+      page.last_version = version;
+      page.last_trial = number;
+      if (query.with_metrics) {
+        const TrialState& trial = study.trials[number];
+        const FamilyState& family = FamilyById(trial.family_id);
+        MetricQuery metric_query{number, family.id(), {}, {}, trial.target};
+        for (NodeId node : family.tree().Path(trial.tree_trial)) {
+          metric_query.lineages.emplace_back(family.lineage(node), node);
+          const stage_tree::NodeView view = family.tree().node(node);
+          metric_query.ranges.emplace_back(view.start, view.end, family.lineage(node), node);
+        }
+        queries.push_back(std::move(metric_query));
+        // Every step of its target, as an estimate of the points it brings.
+        points += static_cast<size_t>(std::max<int64_t>(1, trial.target)) *
+                  std::max<size_t>(1, query.metric_names.size());
+        if (points >= query.max_metric_points) {
+          page.more = page.more || i + 1 < listed.size();
+          break;
+        }
+      }
     }
   }
+  if (queries.empty()) return page;
   committer_.Flush();  // metrics reported so far are in the store
-  for (const MetricQuery& query : queries) {
+  const std::set<std::string> names(query.metric_names.begin(), query.metric_names.end());
+  for (const MetricQuery& metric_query : queries) {
     std::vector<int64_t> lineages;
-    for (const auto& [lineage, node] : query.lineages) lineages.push_back(lineage);
+    for (const auto& [lineage, node] : metric_query.lineages) lineages.push_back(lineage);
     std::sort(lineages.begin(), lineages.end());
     lineages.erase(std::unique(lineages.begin(), lineages.end()), lineages.end());
     absl::StatusOr<std::vector<store::MetricRecord>> rows =
-        store_->ListMetrics(query.family_id, lineages, 0, query.target);
+        store_->ListMetrics(metric_query.family_id, lineages, 0, metric_query.target);
     if (!rows.ok()) return rows.status();
-    v1::TrialMetrics* metrics = response.add_metrics();
-    metrics->set_trial_id(query.trial);
+    v1::TrialMetrics* metrics = page.response.add_metrics();
+    metrics->set_trial_id(metric_query.trial);
     // A lineage may hold steps of stages off this trial's path (the other part of a split):
-    // keep only the steps of the path's own stages.
+    // keep only the steps of the path's own stages, as they were when the page was read.
     std::map<int64_t, v1::Metric> by_step;
-    std::vector<std::tuple<Step, Step, int64_t, NodeId>> ranges;  // (start, end, lineage, node)
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const FamilyState& family = FamilyById(query.family_id);
-      for (const auto& [lineage, node] : query.lineages) {
-        const stage_tree::NodeView view = family.tree().node(node);
-        ranges.emplace_back(view.start, view.end, lineage, node);
-      }
-    }
     for (const store::MetricRecord& row : *rows) {
-      for (const auto& [start, end, lineage, node] : ranges) {
+      if (!names.empty() && !names.contains(row.name)) continue;
+      for (const auto& [start, end, lineage, node] : metric_query.ranges) {
         if (row.lineage != lineage || row.step < start || row.step >= end) continue;
         v1::Metric& metric = by_step[row.step];
         metric.set_step(row.step);
-        metric.set_stage_id(GlobalStageId(query.family_id, node));
+        metric.set_stage_id(GlobalStageId(metric_query.family_id, node));
         (*metric.mutable_values())[row.name] = row.value;
       }
     }
     for (auto& [step, metric] : by_step) *metrics->add_metrics() = std::move(metric);
   }
-  return response;
+  return page;
+}
+
+absl::StatusOr<v1::ListTrialsResponse> EngineImpl::ListTrials(const std::string& study_id,
+                                                              bool with_metrics) {
+  v1::ListTrialsResponse all;
+  TrialQuery query;
+  query.limit = 1000;
+  query.with_metrics = with_metrics;
+  query.max_metric_points = std::numeric_limits<size_t>::max();
+  while (true) {
+    absl::StatusOr<TrialPage> page = ListTrialsPage(study_id, query);
+    if (!page.ok()) return page.status();
+    if (all.version() == 0) all.set_version(page->response.version());
+    for (v1::Trial& trial : *page->response.mutable_trials()) *all.add_trials() = std::move(trial);
+    for (v1::TrialMetrics& metrics : *page->response.mutable_metrics()) {
+      *all.add_metrics() = std::move(metrics);
+    }
+    if (!page->more) return all;
+    query.after_version = page->last_version;
+    query.after_trial = page->last_trial;
+  }
 }
 
 absl::StatusOr<v1::Trial> EngineImpl::GetBestTrial(const std::string& study_id) {
@@ -218,19 +277,53 @@ absl::StatusOr<v1::Trial> EngineImpl::GetBestTrial(const std::string& study_id) 
   return study->best_trial();
 }
 
-absl::StatusOr<v1::StageTree> EngineImpl::GetStageTree(const std::string& study_id, bool dot) {
+absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_id,
+                                                       const StageQuery& query) {
   std::lock_guard<std::mutex> lock(mutex_);
   absl::StatusOr<size_t> index = StudyIndex(study_id);
   if (!index.ok()) return index.status();
   const StudyState& study = *studies_[*index];
-  std::set<int64_t> family_ids;
-  for (const TrialState& trial : study.trials) family_ids.insert(trial.family_id);
-  v1::StageTree tree;
-  for (int64_t family_id : family_ids) {
+  StagePage page;
+  v1::StageTree& tree = page.tree;
+  if (query.dot && query.after_stage == 0) {
+    size_t stages = 0;
+    for (int64_t family_id : study.family_ids) {
+      stages += FamilyById(family_id).tree().node_count() - 1;
+    }
+    if (stages > query.max_dot_stages) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "dot: the stage tree of study '", study_id, "' has ", stages, " stages, more than the ",
+          query.max_dot_stages, " that Graphviz text is made for; list the stages instead"));
+    }
+  }
+  // Families in id order, and stage ids have the family in their high bits: stage ids grow
+  // along the listing.
+  for (int64_t family_id : study.family_ids) {
     const FamilyState& family = FamilyById(family_id);
+    const stage_tree::StepCounts& counts = family.tree().counts();
+    tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
+    tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
+    tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() + counts.executed_steps);
+    tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
+                                               counts.recomputed_steps);
+    if (query.dot && query.after_stage == 0) {
+      tree.set_dot(tree.dot() + stage_tree::ToDot(family.tree()));
+    }
+    const NodeId nodes = static_cast<NodeId>(family.tree().node_count());
+    if (nodes <= 1 || page.more || GlobalStageId(family.id(), nodes - 1) <= query.after_stage) {
+      continue;
+    }
+    NodeId first = 1;
+    if (GlobalStageId(family.id(), 0) < query.after_stage) {
+      first = static_cast<NodeId>(query.after_stage - GlobalStageId(family.id(), 0)) + 1;
+    }
     const std::vector<double> remaining =
         stage_tree::RemainingCriticalPath(family.tree(), family.seconds_per_step());
-    for (NodeId node = 1; node < family.tree().node_count(); ++node) {
+    for (NodeId node = first; node < nodes; ++node) {
+      if (static_cast<size_t>(tree.stages_size()) >= query.limit) {
+        page.more = true;
+        break;
+      }
       const stage_tree::NodeView view = family.tree().node(node);
       v1::Stage* stage = tree.add_stages();
       stage->set_id(GlobalStageId(family.id(), node));
@@ -251,16 +344,19 @@ absl::StatusOr<v1::StageTree> EngineImpl::GetStageTree(const std::string& study_
         const auto& [owner, number] = family.OwnerOf(trial);
         if (owner == *index) stage->add_trial_ids(number);
       }
+      page.last_stage = stage->id();
     }
-    const stage_tree::StepCounts& counts = family.tree().counts();
-    tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
-    tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
-    tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() + counts.executed_steps);
-    tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
-                                               counts.recomputed_steps);
-    if (dot) tree.set_dot(tree.dot() + stage_tree::ToDot(family.tree()));
   }
-  return tree;
+  return page;
+}
+
+absl::StatusOr<v1::StageTree> EngineImpl::GetStageTree(const std::string& study_id, bool dot) {
+  StageQuery query;
+  query.dot = dot;
+  query.max_dot_stages = std::numeric_limits<size_t>::max();
+  absl::StatusOr<StagePage> page = GetStageTreePage(study_id, query);
+  if (!page.ok()) return page.status();
+  return std::move(page->tree);
 }
 
 std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
@@ -279,6 +375,20 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
       }
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
+    const int threshold = options_.unhealthy_after_failures;
+    info.set_consecutive_failures(worker.consecutive_failures);
+    info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);
+    if (!info.healthy()) {
+      const double drained_for =
+          worker.drained_until
+              ? std::chrono::duration<double>(*worker.drained_until - Clock::now()).count()
+              : 0;
+      info.set_health_message(
+          absl::StrCat(worker.consecutive_failures, " stages failed in a row; ",
+                       drained_for > 0 ? absl::StrFormat("drained for %.0f s more", drained_for)
+                                       : std::string("on probation: its next stage decides"),
+                       "; last error: ", worker.last_error));
+    }
   }
   return workers;
 }

@@ -122,6 +122,11 @@ int64_t FamilyState::AttemptsOf(NodeId node) const {
   return it == attempts_of_node_.end() ? 0 : it->second;
 }
 
+int64_t FamilyState::BudgetedAttemptsOf(NodeId node) const {
+  auto base = budget_base_.find(node);
+  return AttemptsOf(node) - (base == budget_base_.end() ? 0 : base->second);
+}
+
 void FamilyState::MeasureStepTime(double seconds, int64_t steps) {
   if (steps <= 0) return;
   const double measured = seconds / static_cast<double>(steps);

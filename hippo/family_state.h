@@ -118,6 +118,23 @@ class FamilyState {
   // ---- Attempts per node (a stage's attempts, lost parts included)
   void CountAttempt(stage_tree::NodeId node) { ++attempts_of_node_[node]; }
   int64_t AttemptsOf(stage_tree::NodeId node) const;
+  // The attempts that count against the stage's budget (EngineOptions::max_attempts): those
+  // since its budget last started again (ResetAttemptBudget), less those that failed only
+  // because their starting state was lost (ForgiveAttempt).
+  int64_t BudgetedAttemptsOf(stage_tree::NodeId node) const;
+  void ResetAttemptBudget(stage_tree::NodeId node) { budget_base_[node] = AttemptsOf(node); }
+  void ForgiveAttempt(stage_tree::NodeId node) { ++budget_base_[node]; }
+  // The last error of a failed attempt of `node`, kept until the node is done ("" if none).
+  void SetFailure(stage_tree::NodeId node, std::string error) {
+    failures_[node] = std::move(error);
+  }
+  void ClearFailure(stage_tree::NodeId node) { failures_.erase(node); }
+  // Whether any node has a failure: every failed node has one, so none is failed otherwise.
+  bool has_failures() const { return !failures_.empty(); }
+  const std::string* FailureOf(stage_tree::NodeId node) const {
+    auto it = failures_.find(node);
+    return it == failures_.end() ? nullptr : &it->second;
+  }
 
   // ---- Cost and scheduling priorities
   double seconds_per_step() const { return seconds_per_step_; }
@@ -157,6 +174,8 @@ class FamilyState {
   std::map<std::string, absl::flat_hash_map<std::pair<int64_t, int64_t>, double>> step_metrics_;
   absl::flat_hash_map<std::pair<int64_t, int64_t>, std::string> state_uri_;  // (lineage, step)
   absl::flat_hash_map<stage_tree::NodeId, int64_t> attempts_of_node_;
+  absl::flat_hash_map<stage_tree::NodeId, int64_t> budget_base_;
+  absl::flat_hash_map<stage_tree::NodeId, std::string> failures_;
   std::set<int64_t> breakpoints_;
   double seconds_per_step_ = 1.0;
   bool priorities_dirty_ = true;

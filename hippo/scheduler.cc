@@ -65,14 +65,22 @@ void ReadyQueue::Erase(int64_t id, absl::btree_set<Entry>::iterator it) {
 
 std::optional<QueuedStage> ReadyQueue::Pop(
     const std::function<bool(const QueuedStage&)>& still_ready,
-    const std::function<bool(const QueuedStage&)>& is_local) {
-  while (!active_.empty()) {
-    const int64_t id = active_.begin()->second;
+    const std::function<bool(const QueuedStage&)>& is_local,
+    const std::function<bool(int64_t group)>& serves_group) {
+  auto group_it = active_.begin();
+  while (group_it != active_.end()) {
+    const int64_t id = group_it->second;
+    if (serves_group && !serves_group(id)) {
+      ++group_it;
+      continue;
+    }
     absl::btree_set<Entry>& entries = groups_.at(id).entries;
     auto best = entries.begin();
     const QueuedStage top{std::get<1>(*best), std::get<2>(*best)};
     if (!still_ready(top)) {
-      Erase(id, best);
+      const std::pair<double, int64_t> key = *group_it;
+      Erase(id, best);  // may take the group out of active_, which moves active_'s iterators
+      group_it = active_.lower_bound(key);
       continue;
     }
     auto chosen = best;

@@ -13,6 +13,10 @@
 // out), and the critical-path order above inside that group. A group that had nothing ready
 // starts from the least charge among the groups that had, so waiting earns no credit: over any
 // stretch where groups are contended, each gets worker time in proportion to its weight.
+//
+// A worker serves only some trainer kinds, and a group's stages all have one (a family's
+// trainer is part of its identity, and a family is in the group of a study with that trainer):
+// Pop skips, and keeps, the groups the asking worker cannot serve.
 #ifndef HIPPO_HIPPO_SCHEDULER_H_
 #define HIPPO_HIPPO_SCHEDULER_H_
 
@@ -54,11 +58,13 @@ class ReadyQueue {
   size_t size() const { return queued_priority_.size(); }
 
   // Removes and returns the best stage that `still_ready` accepts, from the least-charged group
-  // per weight that has one; entries it rejects are dropped on the way (they were started or
-  // cut since they were queued). Among the stages of that group tied with its best priority, the
-  // first that `is_local` accepts is preferred.
+  // per weight that has one and that `serves_group` accepts (groups it rejects keep their
+  // stages; none given: every group); entries `still_ready` rejects are dropped on the way (they
+  // were started or cut since they were queued). Among the stages of that group tied with its best
+  // priority, the first that `is_local` accepts is preferred.
   std::optional<QueuedStage> Pop(const std::function<bool(const QueuedStage&)>& still_ready,
-                                 const std::function<bool(const QueuedStage&)>& is_local);
+                                 const std::function<bool(const QueuedStage&)>& is_local,
+                                 const std::function<bool(int64_t group)>& serves_group = nullptr);
 
  private:
   using Entry = std::tuple<double, int64_t, stage_tree::NodeId>;  // (-priority, family, node)

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "hippo/report_bounds.h"
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
@@ -86,10 +87,16 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(ssl);
 }
 
-class StudyServiceImpl final : public v1::StudyService::Service {
+// The study service: synchronous, but for WatchStudy, whose streams are served on gRPC's
+// callback API by one thread for them all (WatchStreams).
+class StudyServiceImpl final
+    : public v1::StudyService::WithCallbackMethod_WatchStudy<v1::StudyService::Service> {
  public:
-  StudyServiceImpl(Engine* engine, std::string token, const std::atomic<bool>* stopping)
-      : engine_(engine), token_(std::move(token)), stopping_(stopping) {}
+  StudyServiceImpl(Engine* engine, std::string token)
+      : engine_(engine), token_(std::move(token)), watchers_(engine, WatchStreams::Options()) {}
+
+  // Ends the open WatchStudy streams; later ones are refused.
+  void StopWatches() { watchers_.Stop(); }
 
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
@@ -128,27 +135,44 @@ class StudyServiceImpl final : public v1::StudyService::Service {
         response);
   }
 
-  grpc::Status WatchStudy(grpc::ServerContext* context, const v1::WatchStudyRequest* request,
-                          grpc::ServerWriter<v1::StudyEvent>* writer) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    StudyWatch watch(engine_, request->study_id());
-    while (!context->IsCancelled() && !stopping_->load()) {
-      absl::StatusOr<std::vector<v1::StudyEvent>> events = watch.Poll();
-      if (!events.ok()) return ToGrpc(events.status());
-      for (const v1::StudyEvent& event : *events) {
-        if (!writer->Write(event)) return grpc::Status::OK;
-      }
-      if (watch.ended()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return grpc::Status::OK;
+  grpc::ServerWriteReactor<v1::StudyEvent>* WatchStudy(
+      grpc::CallbackServerContext* context, const v1::WatchStudyRequest* request) override {
+    return watchers_.Open(request->study_id(), Authorize(context, token_));
   }
 
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
                           v1::ListTrialsResponse* response) override {
-    return Answer(
-        context, [&] { return engine_->ListTrials(request->study_id(), request->with_metrics()); },
-        response);
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    absl::StatusOr<size_t> size =
+        PageSizeOf(request->page_size(), kDefaultTrialPageSize, kMaxTrialPageSize, "trials");
+    if (!size.ok()) return ToGrpc(size.status());
+    if (request->changed_since() < 0) {
+      return ToGrpc(absl::InvalidArgumentError(
+          "changed_since: must not be negative; 0 lists every trial, else pass the version of "
+          "the first page of an earlier listing"));
+    }
+    TrialQuery query;
+    query.changed_since = request->changed_since();
+    query.limit = *size;
+    query.with_metrics = request->with_metrics();
+    query.metric_names.assign(request->metric_names().begin(), request->metric_names().end());
+    // The listing a token belongs to: the study and the filter (changed_since).
+    const std::string list =
+        absl::StrCat("trials.", request->study_id(), ".", request->changed_since());
+    if (!request->page_token().empty()) {
+      absl::StatusOr<std::vector<int64_t>> after =
+          ParsePageToken(list, "ListTrials", request->page_token(), 2);
+      if (!after.ok()) return ToGrpc(after.status());
+      query.after_version = (*after)[0];
+      query.after_trial = (*after)[1];
+    }
+    absl::StatusOr<TrialPage> page = engine_->ListTrialsPage(request->study_id(), query);
+    if (!page.ok()) return ToGrpc(page.status());
+    *response = std::move(page->response);
+    if (page->more) {
+      response->set_next_page_token(PageToken(list, {page->last_version, page->last_trial}));
+    }
+    return grpc::Status::OK;
   }
 
   grpc::Status GetBestTrial(grpc::ServerContext* context, const v1::GetBestTrialRequest* request,
@@ -159,9 +183,25 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   grpc::Status GetStageTree(grpc::ServerContext* context, const v1::GetStageTreeRequest* request,
                             v1::StageTree* response) override {
-    return Answer(
-        context, [&] { return engine_->GetStageTree(request->study_id(), request->dot()); },
-        response);
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    absl::StatusOr<size_t> size =
+        PageSizeOf(request->page_size(), kDefaultStagePageSize, kMaxStagePageSize, "stages");
+    if (!size.ok()) return ToGrpc(size.status());
+    StageQuery query;
+    query.dot = request->dot();
+    query.limit = *size;
+    const std::string list = absl::StrCat("stages.", request->study_id());
+    if (!request->page_token().empty()) {
+      absl::StatusOr<std::vector<int64_t>> after =
+          ParsePageToken(list, "GetStageTree", request->page_token(), 1);
+      if (!after.ok()) return ToGrpc(after.status());
+      query.after_stage = (*after)[0];
+    }
+    absl::StatusOr<StagePage> page = engine_->GetStageTreePage(request->study_id(), query);
+    if (!page.ok()) return ToGrpc(page.status());
+    *response = std::move(page->tree);
+    if (page->more) response->set_next_page_token(PageToken(list, {page->last_stage}));
+    return grpc::Status::OK;
   }
 
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
@@ -170,11 +210,33 @@ class StudyServiceImpl final : public v1::StudyService::Service {
         context, [&] { return engine_->Ask(request->study_id(), request->count()); }, response);
   }
 
-  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest*,
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    for (v1::WorkerInfo& worker : engine_->ListWorkers()) {
-      *response->add_workers() = std::move(worker);
+    absl::StatusOr<size_t> size =
+        PageSizeOf(request->page_size(), kDefaultWorkerPageSize, kMaxWorkerPageSize, "workers");
+    if (!size.ok()) return ToGrpc(size.status());
+    // Workers are listed by id: the token holds the last id of the previous page.
+    std::string after;
+    if (!request->page_token().empty()) {
+      absl::StatusOr<std::string> key =
+          ParsePageTokenAfterKey("workers.after", "ListWorkers", request->page_token());
+      if (!key.ok()) return ToGrpc(key.status());
+      after = *std::move(key);
+    }
+    std::vector<v1::WorkerInfo> workers = engine_->ListWorkers();  // sorted by id
+    auto it = request->page_token().empty()
+                  ? workers.begin()
+                  : std::upper_bound(workers.begin(), workers.end(), after,
+                                     [](const std::string& key, const v1::WorkerInfo& worker) {
+                                       return key < worker.worker_id();
+                                     });
+    for (; it != workers.end() && static_cast<size_t>(response->workers_size()) < *size; ++it) {
+      *response->add_workers() = std::move(*it);
+    }
+    if (it != workers.end()) {
+      response->set_next_page_token(PageTokenAfterKey(
+          "workers.after", response->workers(response->workers_size() - 1).worker_id()));
     }
     return grpc::Status::OK;
   }
@@ -190,6 +252,12 @@ class StudyServiceImpl final : public v1::StudyService::Service {
                            v1::DeleteStudyResponse* response) override {
     return Answer(
         context, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
+  }
+
+  grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
+                           v1::RetryTrialsResponse* response) override {
+    return Answer(
+        context, [&] { return engine_->RetryTrials(*request); }, response);
   }
 
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
@@ -211,7 +279,7 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
   Engine* engine_;
   std::string token_;
-  const std::atomic<bool>* stopping_;
+  WatchStreams watchers_;
 };
 
 // One worker's outgoing messages. Send queues a message and starts a write only when none is in
@@ -326,8 +394,9 @@ class WorkerSession final
       }
       worker_id_ = incoming_->hello().worker_id();
       session_ = *session;
-    } else if (!engine_->OnWorkerMessage(worker_id_, *incoming_).ok()) {
-      End(grpc::Status::OK);
+    } else if (absl::Status status = engine_->OnWorkerMessage(worker_id_, *incoming_);
+               !status.ok()) {
+      End(ToGrpc(status));  // the worker learns why its stream ends
       return;
     }
     ReadNext();
@@ -422,14 +491,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   engine_options.lease_seconds = options.lease_seconds;
   engine_options.collect_checkpoints = options.collect_checkpoints;
   engine_options.keep_best_states = options.keep_best_states;
+  engine_options.retry_backoff_seconds = options.retry_backoff_seconds;
+  engine_options.unhealthy_after_failures = options.unhealthy_after_failures;
+  engine_options.drain_seconds = options.drain_seconds;
   engine_options.send_from_committer = true;  // StreamChannel::Send only queues
   server->engine_ = std::make_unique<Engine>(server->store_.get(), engine_options);
   if (absl::Status status = server->engine_->Recover(); !status.ok()) {
     return absl::Status(status.code(),
                         absl::StrCat(options.db_path, ": cannot recover: ", status.message()));
   }
-  server->study_service_ =
-      std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token, &server->stopping_);
+  server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token);
   server->worker_service_ =
       std::make_unique<WorkerServiceImpl>(server->engine_.get(), options.token);
   grpc::EnableDefaultHealthCheckService(true);
@@ -439,6 +510,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  // Explicit, not gRPC's default: the bound every message is checked under (report_bounds.h).
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->study_service_.get());
   builder.RegisterService(server->worker_service_.get());
@@ -458,6 +531,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
 void Server::Shutdown() {
   if (stopping_.exchange(true)) return;
+  if (study_service_) static_cast<StudyServiceImpl*>(study_service_.get())->StopWatches();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (reaper_.joinable()) reaper_.join();
 }

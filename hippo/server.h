@@ -38,6 +38,10 @@ struct ServerOptions {
   // Checkpoint garbage collection (EngineOptions::collect_checkpoints, keep_best_states).
   bool collect_checkpoints = true;
   int keep_best_states = 0;
+  // Failed stages and unhealthy workers (EngineOptions).
+  double retry_backoff_seconds = 0.5;
+  int unhealthy_after_failures = 3;
+  double drain_seconds = 60;
   // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
   std::vector<std::string> plugins;
 };

@@ -1,15 +1,21 @@
-// Paging of StudyService.ListStudies: page sizes and the opaque page token.
+// Paging of StudyService's lists (ListStudies, ListTrials, GetStageTree, ListWorkers): page
+// sizes and opaque page tokens.
 //
-// Studies are listed in the order they were created, which never changes (a study is never
-// removed), so a page is an offset into that order and the token carries the offset of the
-// next page. The token is opaque to clients: they pass next_page_token back unchanged.
+// A token is web-safe base64 of "hippo.<list>:<fields>", where <list> names the list (and, for
+// a study's lists, the study and the listing's filter) and the fields are the position after
+// the previous page. Clients pass next_page_token back unchanged; a token of another list,
+// another study or another filter, or text that is no token, is INVALID_ARGUMENT naming
+// page_token.
 #ifndef HIPPO_HIPPO_STUDY_PAGES_H_
 #define HIPPO_HIPPO_STUDY_PAGES_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "hippo/v1/hippo.pb.h"
 
 namespace hippo::coordinator {
@@ -17,14 +23,38 @@ namespace hippo::coordinator {
 // page_size 0 asks for the default; larger sizes than the maximum are lowered to it.
 inline constexpr size_t kDefaultStudyPageSize = 100;
 inline constexpr size_t kMaxStudyPageSize = 1000;
+inline constexpr size_t kDefaultTrialPageSize = 100;
+inline constexpr size_t kMaxTrialPageSize = 1000;
+inline constexpr size_t kDefaultStagePageSize = 1000;
+inline constexpr size_t kMaxStagePageSize = 5000;
+inline constexpr size_t kDefaultWorkerPageSize = 100;
+inline constexpr size_t kMaxWorkerPageSize = 1000;
+
+// The page size a request asks for: `fallback` for 0, at most `max`. InvalidArgument naming
+// page_size when negative; `items` names what is listed ("studies").
+absl::StatusOr<size_t> PageSizeOf(int32_t page_size, size_t fallback, size_t max,
+                                  absl::string_view items);
+
+// The token of the position `fields` in `list`.
+std::string PageToken(absl::string_view list, const std::vector<int64_t>& fields);
+// The position a token holds: exactly `count` integers, the token being one of `list`.
+// InvalidArgument naming page_token, and `rpc` whose next_page_token it must be, otherwise.
+absl::StatusOr<std::vector<int64_t>> ParsePageToken(absl::string_view list, absl::string_view rpc,
+                                                    const std::string& token, size_t count);
+
+// The same for a list ordered by a text key: the token holds the last key listed.
+std::string PageTokenAfterKey(absl::string_view list, absl::string_view key);
+absl::StatusOr<std::string> ParsePageTokenAfterKey(absl::string_view list, absl::string_view rpc,
+                                                   const std::string& token);
 
 struct StudyPage {
   size_t offset = 0;  // index of the page's first study in creation order
   size_t size = kDefaultStudyPageSize;
 };
 
-// The page a request asks for. InvalidArgument naming page_size (negative) or page_token (not
-// one this server hands out).
+// Studies are listed in the order they were created, which never changes (a study is never
+// removed), so a page is an offset into that order. InvalidArgument naming page_size
+// (negative) or page_token (not one this server hands out).
 absl::StatusOr<StudyPage> ParseStudyPage(const hippo::v1::ListStudiesRequest& request);
 
 // The token of the page that starts at `offset`.

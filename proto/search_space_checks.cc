@@ -138,6 +138,18 @@ Issue SearchSpaceChecker::CheckCategorical(const hippo::v1::CategoricalParameter
     } else {
       return Problem(IndexPath(values_path, i), "must be a number or a string");
     }
+    // One type: a trainer reads the choice as one type, and an algorithm that orders or models
+    // the choices (TPE, evolution) compares them.
+    if (value.kind_case() != categorical.values(0).kind_case()) {
+      const auto type_of = [](const google::protobuf::Value& v) {
+        return v.kind_case() == google::protobuf::Value::kNumberValue ? "a number" : "a string";
+      };
+      return Problem(
+          IndexPath(values_path, i),
+          absl::StrCat("is ", type_of(value), ", values[0] ", type_of(categorical.values(0)),
+                       "; list choices of one type (quote numbers to make them "
+                       "strings)"));
+    }
     if (auto [it, inserted] = seen.emplace(key, i); !inserted) {
       return Problem(IndexPath(values_path, i), absl::StrCat("repeats values[", it->second, "] (",
                                                              key, "); list each value once"));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -109,6 +110,26 @@ Issue CheckNumberNotNegative(double value, const std::string& path) {
     return std::nullopt;
   }
   return Problem(path, absl::StrCat("must not be negative (got ", FormatNumber(value), ")"));
+}
+
+std::string NotFiniteMessage(double value) {
+  return absl::StrCat("must be a finite number (got ",
+                      std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), ")");
+}
+
+Issue CheckText(const std::string& text, const std::string& path, size_t max_length) {
+  if (text.size() > max_length) {
+    return Problem(path, absl::StrCat("too long: ", text.size(), " characters, at most ",
+                                      max_length, "; use a shorter one"));
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return Problem(path, absl::StrCat("holds a control character (code ", static_cast<int>(c),
+                                        ") at position ", i, "; use printable characters"));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace hippo::proto

@@ -66,6 +66,15 @@ std::optional<std::string> ClosestName(const std::string& typo,
 // Counts and amounts are never negative: an issue at `path` if `value` is.
 Issue CheckNumberNotNegative(double value, const std::string& path);
 
+// "must be a finite number (got nan)" (or inf, -inf): the one wording for a NaN or an infinity,
+// whether the spec loader, the coordinator's spec checks or its report checks find it.
+std::string NotFiniteMessage(double value);
+
+// `text` at `path` is at most `max_length` bytes and holds no control character (codes 0-31 and
+// 127, NUL included): names end up in logs, terminals and database keys. The message quotes
+// none of `text`, which may be long or hold escape codes.
+Issue CheckText(const std::string& text, const std::string& path, size_t max_length);
+
 }  // namespace hippo::proto
 
 #endif  // HIPPO_PROTO_SPEC_ISSUES_H_

@@ -201,10 +201,8 @@ Issue CheckFinite(const google::protobuf::Message& message, const std::string& p
         const double value = field->is_repeated() ? reflection.GetRepeatedDouble(message, field, i)
                                                   : reflection.GetDouble(message, field);
         if (!std::isfinite(value)) {
-          return Problem(
-              field->is_repeated() ? IndexPath(field_path, i) : field_path,
-              absl::StrCat("must be a finite number (got ",
-                           std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), ")"));
+          return Problem(field->is_repeated() ? IndexPath(field_path, i) : field_path,
+                         NotFiniteMessage(value));
         }
       }
     } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !field->is_map()) {
@@ -242,21 +240,62 @@ Issue CheckFamily(const std::string& family) {
 
 namespace {
 
-// `text` at `path` is at most `max_length` bytes and holds no control character (NUL included):
-// names end up in logs, terminals and database keys.
-Issue CheckText(const std::string& text, const std::string& path, size_t max_length) {
-  if (text.size() > max_length) {
-    return Problem(path, absl::StrCat("too long: ", text.size(), " characters, at most ",
-                                      max_length, "; use a shorter one"));
-  }
-  for (size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
-      return Problem(path, absl::StrCat("holds a control character (code ", static_cast<int>(c),
-                                        ") at position ", i, "; use printable characters"));
+// The path of the field of `message` (at `path`) that holds most of its encoding, descending
+// through messages of our own schema and into the largest entry of a repeated one.
+std::string LargestField(const google::protobuf::Message& message, const std::string& path) {
+  const google::protobuf::Reflection& reflection = *message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection.ListFields(message, &fields);
+  const FieldDescriptor* largest = nullptr;
+  int largest_index = -1;  // the largest entry of a repeated message field
+  size_t largest_size = 0;
+  for (const FieldDescriptor* field : fields) {
+    size_t size = 0;
+    int index = -1;
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && field->is_repeated()) {
+      size_t entry_largest = 0;
+      for (int i = 0; i < reflection.FieldSize(message, field); ++i) {
+        const size_t entry = reflection.GetRepeatedMessage(message, field, i).ByteSizeLong();
+        size += entry;
+        if (entry > entry_largest) {
+          entry_largest = entry;
+          index = i;
+        }
+      }
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      size = reflection.GetMessage(message, field).ByteSizeLong();
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING && !field->is_repeated()) {
+      size = reflection.GetString(message, field).size();
+    }
+    if (size > largest_size) {
+      largest = field;
+      largest_size = size;
+      largest_index = index;
     }
   }
-  return std::nullopt;
+  if (largest == nullptr) return path;
+  const std::string field_path = JoinPath(path, largest->name());
+  if (largest->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || largest->is_map() ||
+      largest->message_type()->file()->package() == "google.protobuf") {
+    return field_path;
+  }
+  if (largest->is_repeated()) {
+    return LargestField(reflection.GetRepeatedMessage(message, largest, largest_index),
+                        IndexPath(field_path, largest_index));
+  }
+  return LargestField(reflection.GetMessage(message, largest), field_path);
+}
+
+// The spec's encoding within kMaxStudySpecBytes.
+Issue CheckSize(const hippo::v1::StudySpec& spec) {
+  const size_t size = spec.ByteSizeLong();
+  if (size <= kMaxStudySpecBytes) {
+    return std::nullopt;
+  }
+  return Problem(LargestField(spec, ""),
+                 absl::StrCat("holds most of a spec of ", size, " bytes (encoded), at most ",
+                              kMaxStudySpecBytes,
+                              "; keep large data in files the trainer reads, not in the spec"));
 }
 
 Issue CheckNames(const hippo::v1::StudySpec& spec) {
@@ -294,6 +333,9 @@ Issue CheckNames(const hippo::v1::StudySpec& spec) {
 }  // namespace
 
 Issue CheckStudySpec(const hippo::v1::StudySpec& spec, const SpecRules& rules) {
+  if (Issue issue = CheckSize(spec)) {
+    return issue;
+  }
   // First: the checks below compare numbers, and a NaN passes every comparison that tests for
   // the wrong case (NaN < low is false).
   if (Issue issue = CheckFinite(spec, "")) {

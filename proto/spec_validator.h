@@ -35,8 +35,11 @@ inline constexpr std::int64_t kMaxBudgetSteps = 1'000'000'000;
 inline constexpr size_t kMaxNameLength = 256;  // study, parameter, metric names; label keys
 inline constexpr size_t kMaxLabelValueLength = 1024;
 inline constexpr int kMaxLabels = 64;
+// The spec as a protobuf message, encoded: what CreateStudy carries and the store keeps.
+inline constexpr size_t kMaxStudySpecBytes = 1 << 20;
 
-// The first problem of `spec`: a number that is not finite (CheckFinite); a family name of other
+// The first problem of `spec`: an encoding larger than kMaxStudySpecBytes (at the top-level
+// field that holds most of it); a number that is not finite (CheckFinite); a family name of other
 // characters than letters, digits, '.', '_' and '-'; a name, metric, label key or value too long
 // or holding a control character (bounds above); then, in the order a reader goes through
 // it: objective (metric and direction set); trainer (kind one of trainer_kinds.h, a command

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
 #include "hippo/v1/hippo.pb.h"
+#include "proto/spec_issues.h"
 #include "proto/yaml_scalars.h"
 #include "yaml-cpp/yaml.h"
 
@@ -387,7 +388,7 @@ bool YamlToJson::NaturalScalar(const YAML::Node& node, const std::string& path) 
   }
   if (const auto number = is_string ? std::nullopt : ParseYamlNumber(text)) {
     if (!std::isfinite(*number)) {
-      return Fail(node, path, absl::StrCat("expected a finite number, got ", text));
+      return Fail(node, path, NotFiniteMessage(*number));
     }
     json_ += FormatNumber(*number);
     return true;
@@ -482,7 +483,7 @@ bool YamlToJson::Float(const YAML::Node& node, const std::string& path) {
     return Fail(node, path, absl::StrCat("expected a number, got ", Describe(node)));
   }
   if (!std::isfinite(*value)) {
-    return Fail(node, path, absl::StrCat("expected a finite number, got ", node.Scalar()));
+    return Fail(node, path, NotFiniteMessage(*value));
   }
   json_ += FormatNumber(*value);
   return true;

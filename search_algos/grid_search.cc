@@ -41,12 +41,77 @@ absl::Status IndependentTrials::LoadState(const std::string& state) {
 
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> GridSearch::Create(
     const AlgorithmContext& context) {
-  absl::StatusOr<std::vector<stage_tree::Point>> points = stage_tree::GridPoints(*context.space);
-  if (!points.ok()) return points.status();
-  int64_t count = static_cast<int64_t>(points->size());
+  std::vector<std::vector<stage_tree::Value>> axes;
+  for (const stage_tree::Dimension& dimension : context.space->dimensions) {
+    std::vector<stage_tree::Value> axis;
+    if (dimension.kind == stage_tree::DimensionKind::kChoice) {
+      axis = dimension.choices;
+    } else if (dimension.step > 0) {
+      // As stage_tree::GridPoints steps through a range.
+      for (double value = dimension.low; value <= dimension.high + 1e-9 * dimension.step;
+           value += dimension.step) {
+        axis.emplace_back(value);
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dimension '", dimension.name,
+                       "' is continuous; grid search needs choices or a range with a step"));
+    }
+    if (axis.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dimension '", dimension.name, "' has no value to take"));
+    }
+    axes.push_back(std::move(axis));
+  }
+  std::unique_ptr<GridSearch> grid(
+      new GridSearch(context.space->dimensions, std::move(axes), 0, context.max_steps));
+  // The points, counted without keeping them (one_of alternatives make the count less than the
+  // product of the axes).
+  int64_t count = 1;
+  while (grid->Advance()) ++count;
+  grid->Reset();
   if (context.max_trials > 0) count = std::min(count, context.max_trials);
-  return std::unique_ptr<SearchAlgorithm>(
-      new GridSearch(*std::move(points), count, context.max_steps));
+  return std::unique_ptr<SearchAlgorithm>(new GridSearch(
+      std::move(grid->dimensions_), std::move(grid->axes_), count, context.max_steps));
+}
+
+GridSearch::GridSearch(std::vector<stage_tree::Dimension> dimensions,
+                       std::vector<std::vector<stage_tree::Value>> axes, int64_t count,
+                       Step max_steps)
+    : IndependentTrials(count, max_steps),
+      dimensions_(std::move(dimensions)),
+      axes_(std::move(axes)) {
+  Reset();
+}
+
+void GridSearch::Reset() const {
+  digits_.assign(axes_.size(), 0);
+  point_.clear();
+  for (const auto& axis : axes_) point_.push_back(axis.front());
+  at_ = 0;
+}
+
+bool GridSearch::Advance() const {
+  for (size_t d = axes_.size(); d-- > 0;) {
+    if (!stage_tree::IsActive(dimensions_, point_, d) || digits_[d] + 1 >= axes_[d].size()) {
+      continue;
+    }
+    point_[d] = axes_[d][++digits_[d]];
+    for (size_t e = d + 1; e < axes_.size(); ++e) {
+      digits_[e] = 0;
+      point_[e] = axes_[e].front();
+    }
+    ++at_;
+    return true;
+  }
+  return false;
+}
+
+stage_tree::Point GridSearch::PointAt(int64_t index) const {
+  if (index < at_) Reset();
+  while (at_ < index && Advance()) {
+  }
+  return point_;
 }
 
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RandomSearch::Create(

@@ -33,7 +33,7 @@ class GridSearch : public IndependentTrials {
  public:
   // InvalidArgument if the space has a continuous dimension.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
-  // The most points a grid may have: Create expands every point in memory.
+  // The most points a grid may have (docs/security.md): Create counts them one by one.
   static constexpr std::int64_t kMaxGridPoints = 1'000'000;
   // Every domain of the spec's search space is finite, and the grid has at most kMaxGridPoints
   // points; see ConfigCheck.
@@ -41,11 +41,22 @@ class GridSearch : public IndependentTrials {
                                   const hippo::v1::StudySpec& spec);
 
  private:
-  GridSearch(std::vector<stage_tree::Point> points, int64_t count, Step max_steps)
-      : IndependentTrials(count, max_steps), points_(std::move(points)) {}
-  stage_tree::Point PointAt(int64_t index) const override { return points_[index]; }
+  GridSearch(std::vector<stage_tree::Dimension> dimensions,
+             std::vector<std::vector<stage_tree::Value>> axes, int64_t count, Step max_steps);
+  // The grid in GridPoints order without holding it in memory: an odometer over the axes, the
+  // last dimension turning fastest and a dimension inactive at the point (one_of) staying at
+  // its first value. Points are asked for in order, so each is one step from the last; an
+  // earlier index (after LoadState) starts again from the first point.
+  stage_tree::Point PointAt(int64_t index) const override;
+  // Turns the odometer to the next point; false after the last.
+  bool Advance() const;
+  void Reset() const;
 
-  std::vector<stage_tree::Point> points_;
+  std::vector<stage_tree::Dimension> dimensions_;
+  std::vector<std::vector<stage_tree::Value>> axes_;
+  mutable std::vector<size_t> digits_;  // the odometer: an index into each axis
+  mutable stage_tree::Point point_;     // the point at the odometer, at index at_
+  mutable int64_t at_ = 0;
 };
 
 // Random search: max_trials points (10 when unset), the k-th drawn from (seed, k).

@@ -541,6 +541,42 @@ absl::Status StageTree::DropState(NodeId node, Step step) {
   return absl::OkStatus();
 }
 
+absl::Status StageTree::LoseState(NodeId node, Step step) {
+  if (absl::Status status = CheckNode(node); !status.ok()) return status;
+  Node& record = nodes_[node];
+  if (node == kRootNode) return NodeError(node, "the root's state is never lost");
+  if (step == record.end) {
+    if (!HasStateAtEnd(node)) {
+      return NodeError(node, absl::StrCat("holds no state at its end step ", step));
+    }
+    record.recompute = true;
+    recompute_from_[node] = LatestCheckpointBefore(node, record.end);
+    ++counts_.recompute_stages;
+    SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
+    for (NodeId child = record.first_child; child != kNoNode; child = nodes_[child].next_sibling) {
+      if (nodes_[child].state == StageState::kReady && !CanStart(child)) {
+        SetState(child, StageState::kPending);
+      }
+    }
+    return absl::OkStatus();
+  }
+  auto kept = inner_checkpoints_.find(node);
+  auto at = kept == inner_checkpoints_.end()
+                ? std::vector<Step>::iterator()
+                : std::find(kept->second.begin(), kept->second.end(), step);
+  if (kept == inner_checkpoints_.end() || at == kept->second.end()) {
+    return NodeError(node, absl::StrCat("keeps no state at step ", step));
+  }
+  kept->second.erase(at);
+  if (record.recompute && RecomputeFrom(node) == step) {
+    recompute_from_[node] = LatestCheckpointBefore(node, step);
+    if (record.state == StageState::kReady && !CanStart(node)) {
+      SetState(node, StageState::kPending);
+    }
+  }
+  return absl::OkStatus();
+}
+
 NodeView StageTree::node(NodeId id) const {
   const Node& record = nodes_[id];
   return NodeView{id,           record.parent,    record.start,     record.end,

@@ -125,6 +125,12 @@ class StageTree {
   // only if something needs it; its done children are unaffected, new ones wait for it.
   // FailedPrecondition for the end of a node that is not done (its state is not kept yet).
   absl::Status DropState(NodeId node, Step step);
+  // The state kept at `step` of `node` is gone (its file is missing or corrupt). At the end of
+  // a done node: the node becomes a recompute stage from its latest earlier kept state (its
+  // steps count as recomputation when it is done again) and its children that needed the state
+  // wait for it. Inside the node: that kept state is forgotten (a recompute stage starting there
+  // starts from an earlier one). FailedPrecondition for a state the tree does not hold.
+  absl::Status LoseState(NodeId node, Step step);
   // The last step inside the node whose state was kept (AddCheckpoint), or its start if none.
   Step LatestCheckpoint(NodeId node) const {
     return LatestCheckpointBefore(node, nodes_[node].end);

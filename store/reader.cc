@@ -26,6 +26,9 @@ constexpr absl::string_view kSelectTreeOps =
 constexpr absl::string_view kSelectRunningAttempts =
     "SELECT attempt_id, family_id, node_id, worker_id, lease_expires_ms, state FROM attempts "
     "WHERE state = 0 ORDER BY attempt_id";
+// The highest attempt id ever given, in any state (0: none): ids are never given twice.
+constexpr absl::string_view kSelectLastAttemptId =
+    "SELECT COALESCE(MAX(attempt_id), 0) FROM attempts";
 constexpr absl::string_view kSelectCheckpoints =
     "SELECT family_id, node_id, step, uri, size_bytes, checksum FROM checkpoints "
     "ORDER BY family_id, node_id, step";
@@ -232,6 +235,12 @@ absl::StatusOr<Snapshot> Reader::LoadSnapshotLocked() {
   }
   if (status.ok()) status = SelectAll(c, kSelectTreeOps, ReadTreeOp, s.tree_ops);
   if (status.ok()) status = SelectAll(c, kSelectRunningAttempts, ReadAttempt, s.attempts);
+  if (status.ok()) {
+    std::vector<int64_t> last;
+    status = SelectAll(
+        c, kSelectLastAttemptId, [](const Query& q) { return q.Int(0); }, last);
+    if (status.ok() && !last.empty()) s.last_attempt_id = last.front();
+  }
   if (status.ok()) status = SelectAll(c, kSelectCheckpoints, ReadCheckpoint, s.checkpoints);
   using Pair = std::pair<std::string, std::string>;
   if (status.ok()) {

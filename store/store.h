@@ -59,14 +59,17 @@ struct TrialRecord {
 
 // One operation on a family's stage tree, in the order it was applied.
 enum class TreeOpKind : int {
-  kInsert = 1,      // a = tree trial id (checked on replay), b = target; payload: sequences JSON
-  kExtend = 2,      // a = tree trial id, b = new target
-  kRunning = 3,     // a = node id, b = the step it was cut at when handed out (0: not cut)
-  kDone = 4,        // a = node id
-  kFailed = 5,      // a = node id
-  kRequeue = 6,     // a = node id
+  kInsert = 1,   // a = tree trial id (checked on replay), b = target; payload: sequences JSON
+  kExtend = 2,   // a = tree trial id, b = new target
+  kRunning = 3,  // a = node id, b = the step it was cut at when handed out (0: not cut)
+  kDone = 4,     // a = node id
+  kFailed = 5,   // a = node id; payload: the worker's error
+  // a = node id, b = the step it resumes from (0: none); payload "retry": its attempt budget
+  // starts again (a new study, a restart or `hippo retry` needs a stage that used it up)
+  kRequeue = 6,
   kCheckpoint = 7,  // a = node id, b = step
-  kDropState = 8,   // a = node id, b = step: the state after it was released (collected)
+  kStateLost = 8,   // a = node id, b = step: the state kept there is gone (to be recomputed)
+  kDropState = 9,   // a = node id, b = step: the state after it was released (collected)
 };
 
 struct TreeOp {
@@ -204,6 +207,7 @@ struct Snapshot {
   std::vector<TrialRecord> trials;      // by study_id, trial_id
   std::vector<TreeOp> tree_ops;         // by family_id, sequence
   std::vector<AttemptRecord> attempts;  // state 0 (running) only
+  int64_t last_attempt_id = 0;          // the highest attempt id stored, in any state
   std::vector<CheckpointRecord> checkpoints;
   std::vector<std::pair<std::string, std::string>> algorithm_states;
   // Every study's journal entries not yet trimmed, by study_id, sequence: recovery loads the

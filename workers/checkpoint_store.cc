@@ -1,6 +1,7 @@
 #include "workers/checkpoint_store.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
+#include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "workers/crc32c.h"
@@ -40,6 +44,40 @@ absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
+}
+
+// Temporary files are "<final name>.tmp-<host>-<pid>-<counter>", hidden by a leading dot.
+constexpr char kTempMarker[] = ".ckpt.tmp-";
+constexpr size_t kTempMarkerLength = sizeof(kTempMarker) - 1;
+
+std::string LocalHost() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+// The writer of a temporary file, from its name: (host, pid). The host is empty in names from
+// before it was recorded ("...ckpt.tmp-<pid>-<counter>"). Nullopt for any other name.
+std::optional<std::pair<std::string, pid_t>> TempWriter(std::string_view name) {
+  const size_t marker = name.find(kTempMarker);
+  if (!name.starts_with(".stage-") || marker == std::string_view::npos) return std::nullopt;
+  const std::string_view rest = name.substr(marker + kTempMarkerLength);
+  const size_t counter_dash = rest.rfind('-');
+  if (counter_dash == std::string_view::npos || counter_dash == 0) return std::nullopt;
+  const size_t pid_dash = rest.rfind('-', counter_dash - 1);
+  const std::string_view pid_text = pid_dash == std::string_view::npos
+                                        ? rest.substr(0, counter_dash)
+                                        : rest.substr(pid_dash + 1, counter_dash - pid_dash - 1);
+  uint64_t counter = 0;
+  int pid = 0;
+  const std::string_view counter_text = rest.substr(counter_dash + 1);
+  if (!absl::SimpleAtoi(absl::string_view(counter_text.data(), counter_text.size()), &counter) ||
+      !absl::SimpleAtoi(absl::string_view(pid_text.data(), pid_text.size()), &pid) || pid <= 0) {
+    return std::nullopt;
+  }
+  const std::string host(pid_dash == std::string_view::npos ? std::string_view()
+                                                            : rest.substr(0, pid_dash));
+  return std::make_pair(host, static_cast<pid_t>(pid));
 }
 
 absl::Status SyncDirectory(const std::string& directory) {
@@ -81,7 +119,33 @@ absl::StatusOr<CheckpointStore> CheckpointStore::Open(std::string_view directory
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint directory ", canonical.string(), " is not a directory"));
   }
-  return CheckpointStore(canonical.string());
+  return CheckpointStore(canonical.string(), LocalHost());
+}
+
+absl::StatusOr<std::vector<std::string>> CheckpointStore::RemoveOrphanTemporaries() const {
+  std::vector<std::string> removed;
+  std::error_code error;
+  for (fs::directory_iterator it(directory_, error), end; !error && it != end;
+       it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    const std::optional<std::pair<std::string, pid_t>> writer = TempWriter(name);
+    if (!writer.has_value()) continue;
+    const auto& [host, pid] = *writer;
+    // Another host's writer may be alive: only this host's processes can be checked.
+    if (!host.empty() && host != host_) continue;
+    // This process has written nothing yet, so a file of its pid is a dead namesake's.
+    const bool writer_alive = pid != ::getpid() && (::kill(pid, 0) == 0 || errno == EPERM);
+    if (writer_alive) continue;
+    if (::unlink(it->path().c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, "cannot remove an orphan temporary checkpoint", it->path().string());
+    }
+    removed.push_back(it->path().string());
+  }
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot list checkpoint directory ", directory_, ": ", error.message()));
+  }
+  return removed;
 }
 
 std::string CheckpointStore::UriFor(int64_t stage_id, int64_t step) const {
@@ -129,8 +193,8 @@ absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t 
   const std::string uri = UriFor(stage_id, step);
   const std::string final_path = uri.substr(kSchemeLength);
   const std::string temp_path =
-      absl::StrCat(directory_, "/.stage-", stage_id, "-step-", step, ".ckpt.tmp-", ::getpid(), "-",
-                   temp_counter.fetch_add(1));
+      absl::StrCat(directory_, "/.stage-", stage_id, "-step-", step, kTempMarker, host_, "-",
+                   ::getpid(), "-", temp_counter.fetch_add(1));
 
   char header[kHeaderBytes] = {};
   std::memcpy(header, kMagic, sizeof(kMagic));
@@ -160,6 +224,9 @@ absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t 
   if (!status.ok()) {
     ::unlink(temp_path.c_str());
     return status;
+  }
+  if (after_rename_) {
+    if (absl::Status hooked = after_rename_(final_path); !hooked.ok()) return hooked;
   }
   if (absl::Status synced = SyncDirectory(directory_); !synced.ok()) return synced;
 

@@ -11,7 +11,10 @@
 //          40  uint32   CRC-32C of the payload
 //          44  uint32   CRC-32C of bytes [0, 44)
 // A file is written under a temporary name in the same directory, fsynced, renamed to its
-// final name and the directory fsynced, so a reader sees either no file or a complete one.
+// final name and the directory fsynced, so a reader sees either no file or a complete one. The
+// temporary name (".stage-<id>-step-<step>.ckpt.tmp-<host>-<pid>-<n>") names its writer, so
+// that the file of a writer that died mid-write can be told from one being written
+// (RemoveOrphanTemporaries).
 // Paths are confined to the directory: a uri that resolves outside it (through "..", or a
 // symbolic link) is refused with PermissionDenied.
 //
@@ -23,6 +26,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -73,6 +77,12 @@ class CheckpointStore {
   // The local path of a uri, after the confinement check (see ReadCheckpoint for the errors).
   absl::StatusOr<std::string> PathOf(std::string_view uri) const;
 
+  // Deletes the temporary files whose writer is dead: those of this host whose process no
+  // longer exists (or has this process's pid, as nothing was written by it yet), and those
+  // whose name records no host. Another host's are left alone (their writer may be alive).
+  // Finished checkpoints are never touched. Returns the paths removed. Call before writing.
+  absl::StatusOr<std::vector<std::string>> RemoveOrphanTemporaries() const;
+
   const std::string& directory() const { return directory_; }
 
   // Called between the temporary file's fsync and its rename, with the temporary path; an
@@ -80,12 +90,20 @@ class CheckpointStore {
   void SetBeforeRenameHookForTesting(std::function<absl::Status(const std::string&)> hook) {
     before_rename_ = std::move(hook);
   }
+  // Called right after the rename that publishes a checkpoint (before the directory's fsync),
+  // with the final path; an error fails the write. For tests of crashes around the rename.
+  void SetAfterRenameHookForTesting(std::function<absl::Status(const std::string&)> hook) {
+    after_rename_ = std::move(hook);
+  }
 
  private:
-  explicit CheckpointStore(std::string directory) : directory_(std::move(directory)) {}
+  CheckpointStore(std::string directory, std::string host)
+      : directory_(std::move(directory)), host_(std::move(host)) {}
 
   std::string directory_;  // absolute, canonical, no trailing slash
+  std::string host_;       // this machine's name, recorded in temporary file names
   std::function<absl::Status(const std::string&)> before_rename_;
+  std::function<absl::Status(const std::string&)> after_rename_;
 };
 
 // Formats a checksum the way CheckpointInfo::checksum does.

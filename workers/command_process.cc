@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,26 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 
 namespace hippo::workers::command_internal {
-
-absl::StatusOr<std::string> ResolveProgram(const std::string& program,
-                                           const std::string& path_variable) {
-  if (program.find('/') != std::string::npos) return program;
-  const std::vector<std::string> dirs = absl::StrSplit(path_variable, ':');
-  for (const std::string& dir : dirs) {
-    const std::string candidate = absl::StrCat(dir.empty() ? std::string(".") : dir, "/", program);
-    struct stat info;
-    if (::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
-        ::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "command trainer: trainer.command[0] '", program, "' is not an executable on PATH (",
-      path_variable, "); install it or give its path"));
-}
 
 void OutputTail::Add(std::string_view line) {
   if (line.size() > kTailLineBytes) {

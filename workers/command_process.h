@@ -29,11 +29,6 @@ inline constexpr size_t kTailLineBytes = 400;
 // A stdout line longer than this is cut there (a metrics line never is).
 inline constexpr size_t kMaxLineBytes = size_t{1} << 20;
 
-// The program's path for execve: as given when it contains a slash (relative to the working
-// directory), else the first executable match on `path_variable`.
-absl::StatusOr<std::string> ResolveProgram(const std::string& program,
-                                           const std::string& path_variable);
-
 // The last lines of the program's output (stderr and non-metric stdout, in arrival order).
 class OutputTail {
  public:

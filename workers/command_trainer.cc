@@ -40,7 +40,6 @@ using command_internal::LineBuffer;
 using command_internal::OutputTail;
 using command_internal::ProgramLog;
 using command_internal::RemoveOnExit;
-using command_internal::ResolveProgram;
 
 constexpr StateFormat kFormat = {.magic = "HCMD", .version = 1, .what = "command trainer state"};
 // The header and the has-checkpoint flag.
@@ -168,6 +167,13 @@ absl::StatusOr<CommandConfig> ParseConfig(const StageTask& task) {
       if (name.empty() || name.find('=') != std::string::npos) {
         return absl::InvalidArgumentError(
             absl::StrCat("command trainer: config.env: '", name, "' is not a variable name"));
+      }
+      if (name.starts_with("LD_")) {
+        // The dynamic loader's variables would load any code into an allowed program.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "command trainer: config.env.", name,
+            ": the dynamic loader's variables (LD_*) are refused; a worker runs only the "
+            "programs it allows"));
       }
       if (ReservedVariables().contains(name)) {
         return absl::InvalidArgumentError(absl::StrCat("command trainer: config.env.", name,
@@ -464,7 +470,12 @@ absl::Status RunProgram(RunContext& context, const RunRange& range) {
   return absl::OkStatus();
 }
 
-// The worker's environment without the variables the trainer or the config set, then config.env.
+// Whether an inherited variable carries the coordinator's token (HIPPO_TOKEN, HIPPO_TOKEN_FILE,
+// ...): a study's program must not be able to act as a client or a worker with it.
+bool IsTokenVariable(std::string_view name) { return name.starts_with("HIPPO_TOKEN"); }
+
+// The worker's environment without the token and the variables the trainer or the config set,
+// then config.env.
 std::vector<std::string> BaseEnvironment(const CommandConfig& config) {
   std::set<std::string, std::less<>> replaced(ReservedVariables().begin(),
                                               ReservedVariables().end());
@@ -473,18 +484,10 @@ std::vector<std::string> BaseEnvironment(const CommandConfig& config) {
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
     const std::string_view name = text.substr(0, text.find('='));
-    if (!replaced.contains(name)) env.emplace_back(text);
+    if (!replaced.contains(name) && !IsTokenVariable(name)) env.emplace_back(text);
   }
   for (const auto& [name, value] : config.env) env.push_back(absl::StrCat(name, "=", value));
   return env;
-}
-
-std::string PathVariable(const CommandConfig& config) {
-  for (const auto& [name, value] : config.env) {
-    if (name == "PATH") return value;
-  }
-  const char* path = std::getenv("PATH");
-  return path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
 }
 
 }  // namespace
@@ -543,7 +546,7 @@ absl::StatusOr<StageOutcome> CommandTrainer::Train(const StageTask& task, Traini
   CommandState* command_state = *own;
   absl::StatusOr<CommandConfig> config = ParseConfig(task);
   if (!config.ok()) return config.status();
-  absl::StatusOr<std::string> program = ResolveProgram(config->argv.front(), PathVariable(*config));
+  absl::StatusOr<std::string> program = allowed_.Resolve(config->argv.front());
   if (!program.ok()) return program.status();
 
   // A private scratch directory for the stage's files, removed whatever happens.

@@ -19,6 +19,10 @@
 //   "log_file"            a file to append the program's non-metric output to (default: none)
 //   "scratch_dir"         where the per-stage scratch directory is made (default: $TMPDIR)
 // TrainerSpec.timeout_seconds bounds each Train call; a program past it is killed.
+//
+// Only programs that AllowedPrograms accepts are started (the worker's --allow-dir; none by
+// default, so a trainer made without them refuses every program). The program's environment is
+// the worker's without the coordinator token (HIPPO_TOKEN*), plus config.env and HIPPO_*.
 #ifndef HIPPO_WORKERS_COMMAND_TRAINER_H_
 #define HIPPO_WORKERS_COMMAND_TRAINER_H_
 
@@ -27,9 +31,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "proto/trainer_kinds.h"
+#include "workers/allowed_programs.h"
 #include "workers/trainer.h"
 
 namespace hippo::workers {
@@ -61,6 +67,10 @@ class CommandTrainer : public Trainer {
  public:
   static constexpr std::string_view kKind = proto::kCommandTrainerKind;
 
+  // Refuses every program (no directory allowed).
+  CommandTrainer() = default;
+  explicit CommandTrainer(AllowedPrograms allowed) : allowed_(std::move(allowed)) {}
+
   std::string_view kind() const override { return kKind; }
   absl::StatusOr<std::unique_ptr<TrainingState>> NewState(const StageTask& task) override;
   absl::StatusOr<std::unique_ptr<TrainingState>> Deserialize(const StageTask& task,
@@ -77,6 +87,9 @@ class CommandTrainer : public Trainer {
   absl::StatusOr<StageOutcome> Train(const StageTask& task, TrainingState& state,
                                      StageControl& control,
                                      const TrainCallbacks& callbacks) override;
+
+ private:
+  AllowedPrograms allowed_;
 };
 
 }  // namespace hippo::workers

@@ -11,6 +11,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "workers/allowed_programs.h"
+#include "workers/command_trainer.h"
+#include "workers/fault_injection.h"
 
 namespace hippo::workers {
 namespace {
@@ -125,6 +128,18 @@ absl::Status Worker::Run() {
   }
   for (const std::string& kind : options_.trainers) {
     if (trainers_.contains(kind)) continue;
+    if (kind == CommandTrainer::kKind) {
+      if (options_.allow_dirs.empty()) {
+        return absl::InvalidArgumentError(
+            "worker options: the command trainer runs only programs under allowed directories; "
+            "give at least one (hippo worker --allow-dir DIR) or leave command out of "
+            "--trainers");
+      }
+      absl::StatusOr<AllowedPrograms> allowed = AllowedPrograms::Create(options_.allow_dirs);
+      if (!allowed.ok()) return allowed.status();
+      trainers_[kind] = std::make_unique<CommandTrainer>(*std::move(allowed));
+      continue;
+    }
     absl::StatusOr<std::unique_ptr<Trainer>> trainer = MakeBuiltinTrainer(kind, options_.device);
     if (!trainer.ok()) return trainer.status();
     trainers_[kind] = *std::move(trainer);
@@ -133,6 +148,14 @@ absl::Status Worker::Run() {
   absl::StatusOr<CheckpointStore> store = CheckpointStore::Open(options_.checkpoint_dir);
   if (!store.ok()) return store.status();
   store_.emplace(*std::move(store));
+  if (absl::Status status = InjectCheckpointFaultsFromEnv(*store_); !status.ok()) return status;
+  absl::StatusOr<std::vector<std::string>> orphans = store_->RemoveOrphanTemporaries();
+  if (!orphans.ok()) return orphans.status();
+  if (!orphans->empty()) {
+    Log(absl::StrCat("removed ", orphans->size(),
+                     " temporary checkpoint file(s) left by a writer that died mid-write, e.g. ",
+                     orphans->front()));
+  }
 
   training_thread_ = std::thread([this] { TrainingLoop(); });
   absl::Status status = SessionLoop();
@@ -208,9 +231,10 @@ absl::Status Worker::RunSession(Backoff& backoff) {
   // Hello first, then what was reported while disconnected, in order; only then may other
   // threads write, so nothing overtakes the hello.
   bool connected = false;
+  const std::vector<int64_t> holding = HeldAttempts();
   {
     absl::MutexLock send_lock(&send_mu_);
-    connected = stream->Write(Hello());
+    connected = stream->Write(Hello(holding));
     // Reports the previous session may have lost in flight (a write that returned true only
     // reached the transport): those of the last two attempts, sent again.
     for (const auto& [attempt, reports] : replay_) {
@@ -315,7 +339,15 @@ absl::Status Worker::RunSession(Backoff& backoff) {
   return status;
 }
 
-hippo::v1::WorkerMessage Worker::Hello() const {
+std::vector<int64_t> Worker::HeldAttempts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<int64_t> held;
+  if (current_attempt_ != 0) held.push_back(current_attempt_);
+  for (const Job& job : queue_) held.push_back(job.assignment.task.attempt_id);
+  return held;
+}
+
+hippo::v1::WorkerMessage Worker::Hello(const std::vector<int64_t>& holding) const {
   hippo::v1::WorkerMessage message;
   hippo::v1::WorkerHello* hello = message.mutable_hello();
   hello->set_worker_id(options_.worker_id);
@@ -331,6 +363,17 @@ hippo::v1::WorkerMessage Worker::Hello() const {
     hippo::v1::CachedState* cached = hello->add_cached_states();
     cached->set_stage_id(key.stage_id);
     cached->set_step(key.step);
+  }
+  // An attempt that finished while the stream was down is still held until its reports, sent
+  // right after this hello, arrive; one whose reports are replayed may have lost them.
+  std::vector<int64_t> held = holding;
+  for (const hippo::v1::WorkerMessage& report : outbox_) held.push_back(AttemptOf(report));
+  for (const auto& [attempt, reports] : replay_) held.push_back(attempt);
+  std::sort(held.begin(), held.end());
+  held.erase(std::unique(held.begin(), held.end()), held.end());
+  hippo::v1::HeldAttempts* listed = hello->mutable_held();
+  for (int64_t attempt : held) {
+    if (attempt != 0) listed->add_attempt_ids(attempt);
   }
   return message;
 }
@@ -386,13 +429,14 @@ void Worker::RecordSent(const hippo::v1::WorkerMessage& message) {
 }
 
 void Worker::SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
-                          std::vector<hippo::v1::WorkerMessage> before) {
+                          std::vector<hippo::v1::WorkerMessage> before, bool parent_state_lost) {
   hippo::v1::WorkerMessage done;
   hippo::v1::StageFinished* finished = done.mutable_finished();
   finished->set_attempt_id(attempt_id);
   finished->set_ok(ok);
   finished->set_error(std::string(error));
   finished->set_seconds(seconds);
+  finished->set_parent_state_lost(parent_state_lost);
   {
     absl::MutexLock lock(&mu_);
     ++(ok ? stats_.stages_succeeded : stats_.stages_failed);
@@ -557,7 +601,8 @@ void Worker::TrainingLoop() {
 }
 
 absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& trainer,
-                                                                  const Assignment& assignment) {
+                                                                  const Assignment& assignment,
+                                                                  bool& state_lost) {
   const StageTask& task = assignment.task;
   absl::StatusOr<std::unique_ptr<TrainingState>> state;
   if (assignment.parent_state_uri.empty() && assignment.parent_stage_id == 0) {
@@ -579,13 +624,17 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
     ++stats_.states_from_memory;
   } else if (!assignment.parent_state_uri.empty()) {
     absl::StatusOr<std::string> bytes = store_->Read(assignment.parent_state_uri);
-    if (!bytes.ok()) return bytes.status();
+    if (!bytes.ok()) {
+      state_lost = absl::IsNotFound(bytes.status()) || absl::IsDataLoss(bytes.status());
+      return bytes.status();
+    }
     state = trainer.Deserialize(task, *bytes);
     if (state.ok()) {
       absl::MutexLock lock(&mu_);
       ++stats_.states_from_checkpoint;
     }
   } else {
+    state_lost = true;
     return absl::FailedPreconditionError(absl::StrCat(
         "the parent state of stage ", task.stage_id, " (stage ", assignment.parent_stage_id,
         " at step ", assignment.parent_state_step,
@@ -619,11 +668,13 @@ void Worker::RunJob(Job& job) {
   if (task.timeout_seconds > 0) control.SetDeadline(started + absl::Seconds(task.timeout_seconds));
   Trainer& trainer = *trainers_.at(task.trainer_kind);
 
-  absl::StatusOr<std::unique_ptr<TrainingState>> state = StartState(trainer, job.assignment);
+  bool state_lost = false;
+  absl::StatusOr<std::unique_ptr<TrainingState>> state =
+      StartState(trainer, job.assignment, state_lost);
   if (!state.ok()) {
     Log(absl::StrCat("attempt ", task.attempt_id, " failed: ", state.status().ToString()));
     SendFinished(task.attempt_id, false, state.status().ToString(),
-                 absl::ToDoubleSeconds(absl::Now() - started));
+                 absl::ToDoubleSeconds(absl::Now() - started), {}, state_lost);
     return;
   }
 

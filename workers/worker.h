@@ -5,7 +5,9 @@
 // assigned, one at a time on a training thread, reporting Progress after every step,
 // CheckpointWritten for every requested checkpoint, CacheEvicted when its fork cache drops
 // states, and StageFinished at the end; a Heartbeat every heartbeat_ms lists the attempts it
-// holds. When the stream breaks it reconnects with exponential backoff and says hello again.
+// holds. When the stream breaks it reconnects with exponential backoff and says hello again,
+// listing the attempts it holds, so that a coordinator (restarted or not) takes back at once
+// the ones the worker never received.
 //
 // A stage running when the connection breaks keeps training. Its reports (Progress,
 // CheckpointWritten, StageFinished, and CacheEvicted) are kept in order while disconnected and
@@ -69,8 +71,13 @@ struct WorkerOptions {
   int64_t checkpoint_budget_bytes = 0;
   // Byte budget of the fork cache; 0 disables it.
   int64_t cache_bytes = int64_t{1} << 30;
-  // Built-in trainer kinds to serve (see MakeBuiltinTrainer); AddTrainer adds others.
+  // Built-in trainer kinds to serve (see MakeBuiltinTrainer); AddTrainer adds others. The
+  // worker refuses an Assign of any other kind, and says which it serves in its hello, so that
+  // the coordinator sends it no other.
   std::vector<std::string> trainers = {"sim"};
+  // The directories whose programs the `command` trainer may run (AllowedPrograms). Serving
+  // `command` requires at least one: Run() refuses to start otherwise.
+  std::vector<std::string> allow_dirs;
   // Where trainers run: "cpu" or "cuda:N"; handed to every trainer factory.
   std::string device = "cpu";
   // Memory reported in the hello; 0: the machine's physical memory.
@@ -110,10 +117,11 @@ class Worker {
   // Serves `trainer` for its kind (replacing a built-in of the same kind). Call before Run().
   absl::Status AddTrainer(std::unique_ptr<Trainer> trainer);
 
-  // Connects and serves until Stop() or a completed Drain; then returns OK. Returns an error at
-  // once for bad options (unknown trainer kind, unusable checkpoint directory), and when the
-  // coordinator refuses the worker for good (Unauthenticated, PermissionDenied, Unimplemented).
-  // May be called once.
+  // Removes the temporary files of checkpoint writers that died mid-write (CheckpointStore::
+  // RemoveOrphanTemporaries), then connects and serves until Stop() or a completed Drain; then
+  // returns OK. Returns an error at once for bad options (unknown trainer kind, `command`
+  // without allow_dirs, unusable checkpoint directory), and when the coordinator refuses the
+  // worker for good (Unauthenticated, PermissionDenied, Unimplemented). May be called once.
   absl::Status Run();
 
   // Makes Run() return soon: cancels the running stage (unreported), drops queued ones and
@@ -145,23 +153,34 @@ class Worker {
   void HandleCancel(int64_t attempt_id);
   void HandleDrain();
   void HandleDeleteCheckpoints(const hippo::v1::DeleteCheckpoints& request);
-  hippo::v1::WorkerMessage Hello() const;
+  // The hello: `holding` (the running and queued attempts, read under mu_ before send_mu_ was
+  // taken) plus the attempts whose reports wait in the outbox or will be replayed.
+  hippo::v1::WorkerMessage Hello(const std::vector<int64_t>& holding) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(send_mu_);
+  // The running attempt and the queued ones.
+  std::vector<int64_t> HeldAttempts() const;
   hippo::v1::WorkerMessage Heartbeat() const;
 
   // Writes `message` on the stream, or keeps it in the outbox while disconnected when
   // `keep_if_disconnected` (dropped otherwise). Serialises all writes.
   void Send(const hippo::v1::WorkerMessage& message, bool keep_if_disconnected);
   // Stage done, after the reports in `before` (sent together as one Reports message).
+  // `parent_state_lost`: it failed because the state to start from could not be read.
   void SendFinished(int64_t attempt_id, bool ok, std::string_view error, double seconds,
-                    std::vector<hippo::v1::WorkerMessage> before = {});
+                    std::vector<hippo::v1::WorkerMessage> before = {},
+                    bool parent_state_lost = false);
   // Keeps a written report of an attempt for replay after a reconnect.
   void RecordSent(const hippo::v1::WorkerMessage& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(send_mu_);
 
   // Training side (the training thread).
   void TrainingLoop();
   void RunJob(Job& job);
+  // The state the stage starts from. `state_lost` is set when it fails because that state is
+  // nowhere to be read: not in the fork cache, and its checkpoint missing or corrupt (or not
+  // named), which the coordinator repairs by recomputing it.
   absl::StatusOr<std::unique_ptr<TrainingState>> StartState(Trainer& trainer,
-                                                            const Assignment& assignment);
+                                                            const Assignment& assignment,
+                                                            bool& state_lost);
   void KeepInCache(StateKey key, std::unique_ptr<TrainingState> state);
 
   WorkerOptions options_;

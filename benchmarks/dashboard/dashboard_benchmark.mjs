@@ -6,11 +6,12 @@
 //      from the store's file) with no dashboard and with 10 dashboards watching the
 //      running study (clients that do what the study page does: the event stream, and on each
 //      change the page's reads), in alternating rounds.
-// Usage: node dashboard_benchmark.mjs --db BIG.db [--rounds 3] [--seconds 20] [--out FILE]
+// Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 3] [--seconds 20]
+//        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -18,13 +19,13 @@ import { api, eventually, playwright, startServer, startWorker, stopAll, submit 
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
-  options: { db: { type: "string" }, rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "20" }, out: { type: "string", default: "" } },
+  options: { db: { type: "string" }, "page-runs": { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "20" }, out: { type: "string", default: "" } },
 });
 if (!args.db || !existsSync(args.db)) {
   console.error(`--db: give the store made by: hippo run ${path.join(here, "random_100k.yaml")} --db BIG.db --workers 4`);
   process.exit(2);
 }
-const results = {};
+const results = { machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", load_average_start: loadavg() } };
 
 // A copy, so that the running study does not change the prepared store.
 const dir = mkdtempSync(path.join(tmpdir(), "hippo-dash-bench-"));
@@ -47,7 +48,7 @@ await eventually(async () => Number((await api(server.url, `studies/${running}`)
 // 1. The study page in Chromium, cold (a fresh browser, no cache).
 const browser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 const pageRuns = [];
-for (let run = 0; run < 3; run++) {
+for (let run = 0; run < Number(args["page-runs"]); run++) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
@@ -137,6 +138,7 @@ const summary = {
   dispatch_ten_per_s: median(rounds.ten),
 };
 results.summary = summary;
+results.machine.load_average_end = loadavg();
 console.log(JSON.stringify(results, null, 2));
 if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
 stopAll();

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -149,6 +150,7 @@ Mirror::Mirror(coordinator::Engine* engine, Options options) : engine_(engine), 
 Mirror::~Mirror() { Stop(); }
 
 void Mirror::Start() {
+  engine_->AddChangeListener([changed = engine_changed_] { changed->store(true); });
   thread_ = std::thread([this] {
     Refresh(/*all=*/true);
     while (!stopping_.load()) {
@@ -242,6 +244,12 @@ api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds tim
 
 void Mirror::Refresh(bool all) {
   const SteadyClock::time_point now = SteadyClock::now();
+  // Studies whose trials were not read for their throttle keep the flag set.
+  if (!engine_changed_->exchange(false) && !all) {
+    RefreshWorkers();
+    return;
+  }
+  bool deferred = false;
   for (const v1::Study& view : engine_->ListStudies()) {
     const std::string bytes = DeterministicBytes(view);
     {
@@ -250,72 +258,55 @@ void Mirror::Refresh(bool all) {
       if (it != studies_.end() && it->second->view_bytes == bytes) continue;
     }
     Throttle& throttle = throttles_[view.id()];
-    if (!all && now < throttle.next) continue;  // caught on a later tick: the bytes still differ
+    if (!all && now < throttle.next) {
+      deferred = true;  // caught on a later tick: the bytes still differ
+      continue;
+    }
     RefreshTrials(view, now);
   }
+  if (deferred) engine_changed_->store(true);
   RefreshWorkers();
 }
 
 void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
   const SteadyClock::time_point started = SteadyClock::now();
-  absl::StatusOr<v1::ListTrialsResponse> response = engine_->ListTrials(view.id(), true);
-  if (!response.ok()) {
-    // Not found: the study vanished between the two reads. Another failure (the store): try
-    // again later, not on every tick.
-    throttles_[view.id()].next = now + options_.min_interval * 10;
-    return;
-  }
   const std::vector<ParameterColumn> columns = ColumnsOf(view.spec());
   const std::string& metric = view.spec().objective().metric();
-  std::vector<const v1::TrialMetrics*> metrics_of(response->trials_size(), nullptr);
-  for (const v1::TrialMetrics& metrics : response->metrics()) {
-    if (metrics.trial_id() >= 0 && metrics.trial_id() < response->trials_size()) {
-      metrics_of[metrics.trial_id()] = &metrics;
+  Throttle& throttle = throttles_[view.id()];
+  // Only the trials changed since the last read, a page at a time (the engine's lock is held
+  // for one page): a study's first read costs its size, every later one its changes.
+  coordinator::TrialQuery query;
+  query.changed_since = throttle.since;
+  query.limit = 1000;
+  query.with_metrics = true;
+  query.metric_names = {metric};
+  int64_t listing_version = 0;
+  while (true) {
+    absl::StatusOr<coordinator::TrialPage> page = engine_->ListTrialsPage(view.id(), query);
+    if (!page.ok()) {
+      // Not found: the study vanished between the two reads. Another failure (the store): try
+      // again later, not on every tick.
+      throttle.next = now + options_.min_interval * 10;
+      return;
     }
+    if (listing_version == 0) listing_version = page->response.version();
+    MergeTrials(view, columns, page->response);
+    if (!page->more) break;
+    query.after_version = page->last_version;
+    query.after_trial = page->last_trial;
   }
-  std::vector<TrialEntry> rows;
-  rows.reserve(response->trials_size());
-  std::set<int64_t> families;
-  int64_t ended = 0;
-  for (const v1::Trial& trial : response->trials()) {
-    rows.push_back(RowOf(trial, columns, metrics_of[trial.id()], metric));
-    if (trial.path_size() > 0) families.insert(trial.path(0) >> 32);
-    if (trial.state() != v1::TRIAL_RUNNING) ++ended;
-  }
-  const double elapsed = SteadyClock::now() - started > std::chrono::seconds(0)
-                             ? std::chrono::duration<double>(SteadyClock::now() - started).count()
-                             : 0;
-  throttles_[view.id()].next =
-      now +
-      std::max<SteadyClock::duration>(
-          options_.min_interval, std::chrono::duration_cast<SteadyClock::duration>(
-                                     std::chrono::duration<double>(elapsed * options_.backoff)));
+  throttle.since = listing_version;
+  const double elapsed = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  throttle.next = now + std::max<SteadyClock::duration>(
+                            options_.min_interval,
+                            std::chrono::duration_cast<SteadyClock::duration>(
+                                std::chrono::duration<double>(elapsed * options_.backoff)));
 
   {
     std::unique_lock lock(mutex_);
-    std::unique_ptr<StudyData>& slot = studies_[view.id()];
-    if (slot == nullptr) {
-      slot = std::make_unique<StudyData>();
-      order_.push_back(view.id());
-    }
-    StudyData& study = *slot;
+    StudyData& study = *studies_.at(view.id());
     study.view = view;
     study.view_bytes = DeterministicBytes(view);
-    study.maximize = view.spec().objective().direction() == v1::MAXIMIZE;
-    study.metric = metric;
-    study.parameters = columns;
-    study.ended_trials = ended;
-    study.family_ids.assign(families.begin(), families.end());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (i < study.trials.size() && SameRow(study.trials[i], rows[i])) continue;
-      rows[i].version = Bump();
-      study.trials_version = rows[i].version;
-      if (i < study.trials.size()) {
-        study.trials[i] = std::move(rows[i]);
-      } else {
-        study.trials.push_back(std::move(rows[i]));
-      }
-    }
     study.version = Bump();
     const double created =
         static_cast<double>(view.created().seconds()) + view.created().nanos() / 1e9;
@@ -335,6 +326,50 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     }
   }
   Notify(view.id(), false);
+}
+
+void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColumn>& columns,
+                         const v1::ListTrialsResponse& page) {
+  const std::string& metric = view.spec().objective().metric();
+  std::vector<const v1::TrialMetrics*> metrics_of(page.trials_size(), nullptr);
+  for (int i = 0, m = 0; i < page.trials_size() && m < page.metrics_size(); ++i) {
+    // Metrics come in the order of the trials, one entry per trial.
+    if (page.metrics(m).trial_id() == page.trials(i).id()) metrics_of[i] = &page.metrics(m++);
+  }
+  std::vector<TrialEntry> rows;
+  rows.reserve(page.trials_size());
+  for (int i = 0; i < page.trials_size(); ++i) {
+    rows.push_back(RowOf(page.trials(i), columns, metrics_of[i], metric));
+  }
+  std::unique_lock lock(mutex_);
+  std::unique_ptr<StudyData>& slot = studies_[view.id()];
+  if (slot == nullptr) {
+    slot = std::make_unique<StudyData>();
+    order_.push_back(view.id());
+  }
+  StudyData& study = *slot;
+  study.maximize = view.spec().objective().direction() == v1::MAXIMIZE;
+  study.metric = metric;
+  study.parameters = columns;
+  for (int i = 0; i < page.trials_size(); ++i) {
+    const v1::Trial& trial = page.trials(i);
+    const size_t number = static_cast<size_t>(trial.id());
+    if (trial.path_size() > 0) {
+      const int64_t family = trial.path(0) >> 32;
+      study.family_ids.insert(family);
+    }
+    // A trial not listed yet (a later one of this listing changed first) waits as a running
+    // placeholder; the listing fills it before it ends.
+    while (study.trials.size() <= number) study.trials.emplace_back().state = v1::TRIAL_RUNNING;
+    TrialEntry& row = study.trials[number];
+    if (SameRow(row, rows[i])) continue;
+    study.ended_trials += (rows[i].state != v1::TRIAL_RUNNING) - (row.state != v1::TRIAL_RUNNING);
+    rows[i].version = Bump();
+    study.trials_version = rows[i].version;
+    row = std::move(rows[i]);
+  }
+  // Listed as changed while a long first read goes on, not only once it ends.
+  study.version = std::max(study.version, study.trials_version);
 }
 
 void Mirror::RefreshWorkers() {

@@ -1,13 +1,14 @@
 // Mirror: the dashboard's copy of the coordinator's read views, with a version per change.
 //
-// A refresh thread reads the engine's views (ListStudies, ListTrials with metrics, ListWorkers)
-// and keeps, per study, its trials as compact rows (serialized Trial, sortable columns, the
-// objective curve) stamped with the version of their last change. Every dashboard reads this
-// copy, so ten dashboards cost the engine what one does, and the engine is read only while
-// someone watches (a request in the last Options::idle_after) and only for studies whose view
-// changed. A study's trials are fetched again at most every Options::min_interval, and not
-// more often than its last fetch took times Options::backoff, so a large running study cannot
-// keep the engine's lock busy.
+// A refresh thread reads the engine's views (ListStudies, ListTrialsPage, ListWorkers) and keeps,
+// per study, its trials as compact rows (serialized Trial, sortable columns, the objective
+// curve) stamped with the version of their last change. Every dashboard reads this copy, so ten
+// dashboards cost the engine what one does, and the engine is read only while someone watches
+// (a request in the last Options::idle_after), only after it signalled a change, and only for
+// studies whose view changed. Trials are read a page at a time, and after a study's first read
+// only those the engine says changed since (TrialQuery::changed_since): a refresh costs the
+// changes, not the study's size. A study's trials are fetched again at most every
+// Options::min_interval, and not more often than its last fetch took times Options::backoff.
 #ifndef HIPPO_DASHBOARD_SERVER_MIRROR_H_
 #define HIPPO_DASHBOARD_SERVER_MIRROR_H_
 
@@ -19,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -73,7 +75,7 @@ struct StudyData {
   std::vector<TrialEntry> trials;  // by trial number
   int64_t ended_trials = 0;        // trials not running
   std::vector<SavingsSample> savings;
-  std::vector<int64_t> family_ids;  // families its trials are in
+  std::set<int64_t> family_ids;  // families its trials are in
 };
 
 struct WorkerData {
@@ -146,9 +148,15 @@ class Mirror {
  private:
   struct Throttle {
     std::chrono::steady_clock::time_point next;
+    int64_t since = 0;  // the engine's version of the trials last read (0: none read)
   };
-  // Reads the study's trials (with metrics) from the engine and merges them.
+  // Reads the study's trials changed since the last read (with the objective's metric) from
+  // the engine and merges them.
   void RefreshTrials(const hippo::v1::Study& view, std::chrono::steady_clock::time_point now);
+  // Merges one page of trials into the study's rows (creating the study), bumping the version
+  // of each row that changed.
+  void MergeTrials(const hippo::v1::Study& view, const std::vector<ParameterColumn>& columns,
+                   const hippo::v1::ListTrialsResponse& page);
   void RefreshWorkers();
   int64_t Bump();  // under mutex_: the next version, remembered as the last change
   void Notify(const std::string& study_id, bool workers);
@@ -168,6 +176,10 @@ class Mirror {
   std::condition_variable changed_;
   std::deque<std::pair<int64_t, std::string>> changes_;
 
+  // Set by the engine's change listener (shared with it, so that it stays valid whichever of
+  // the engine and the mirror goes first): the studies are read again only after a change.
+  const std::shared_ptr<std::atomic<bool>> engine_changed_ =
+      std::make_shared<std::atomic<bool>>(true);
   std::atomic<int64_t> last_touch_ms_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> urgent_{false};

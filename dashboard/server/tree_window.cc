@@ -101,9 +101,19 @@ absl::StatusOr<std::shared_ptr<const TreeWindows::Built>> TreeWindows::Get(
       return it->second;
     }
   }
-  absl::StatusOr<v1::StageTree> tree = engine_->GetStageTree(study_id, false);
-  if (!tree.ok()) return tree.status();
-  std::shared_ptr<const Built> built = Build(*std::move(tree), version);
+  // A page at a time: the engine's lock is held for 5 000 stages at most.
+  v1::StageTree tree;
+  coordinator::StageQuery query;
+  query.limit = 5000;
+  while (true) {
+    absl::StatusOr<coordinator::StagePage> page = engine_->GetStageTreePage(study_id, query);
+    if (!page.ok()) return page.status();
+    *tree.mutable_steps() = page->tree.steps();
+    for (v1::Stage& stage : *page->tree.mutable_stages()) *tree.add_stages() = std::move(stage);
+    if (!page->more) break;
+    query.after_stage = page->last_stage;
+  }
+  std::shared_ptr<const Built> built = Build(std::move(tree), version);
   std::lock_guard<std::mutex> lock(mutex_);
   built_[study_id] = built;
   return built;

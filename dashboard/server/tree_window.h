@@ -1,5 +1,5 @@
 // TreeWindows: windows of a study's stage tree for the dashboard (api.h's query parameters
-// root, depth, max_children, trial), from the engine's GetStageTree, cached per study and
+// root, depth, max_children, trial), from the engine's GetStageTreePage, cached per study and
 // rebuilt at most once a second while the study changes.
 #ifndef HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_
 #define HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_

@@ -180,9 +180,20 @@ class Client:
         request = hippo_pb2.StopStudyRequest(study_id=study_id, reason=reason)
         return Study(self, self.call("StopStudy", request))
 
+    def pages(self, method, request):
+        """Yields every page of a paged list RPC (`method`, e.g. "ListTrials"), following
+        next_page_token from `request` (a request message with page_token) to the last page."""
+        while True:
+            response = self.call(method, request)
+            yield response
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
     def workers(self):
-        """The workers the coordinator knows (hippo.v1.WorkerInfo messages)."""
-        return list(self.call("ListWorkers", hippo_pb2.ListWorkersRequest()).workers)
+        """The workers the coordinator knows (hippo.v1.WorkerInfo messages), every page."""
+        return [worker for page in self.pages("ListWorkers", hippo_pb2.ListWorkersRequest())
+                for worker in page.workers]
 
 
 def connect(address=None, token=None, tls=False, token_file=None, timeout=30.0):

@@ -210,19 +210,14 @@ class Study:
         return self
 
     def get_trials(self, with_metrics=True):
-        """Every trial, with metric histories when `with_metrics` (following page tokens when
-        the coordinator answers a page at a time)."""
-        trials, token = [], ""
-        while True:
-            request = hippo_pb2.ListTrialsRequest(study_id=self.id, with_metrics=with_metrics)
-            if token:
-                request.page_token = token
-            response = self._client.call("ListTrials", request)
-            metrics = {m.trial_id: m.metrics for m in response.metrics}
-            trials.extend(Trial(t, self.spec, metrics.get(t.id)) for t in response.trials)
-            token = getattr(response, "next_page_token", "")
-            if not token:
-                return trials
+        """Every trial, with metric histories when `with_metrics` (read a page at a time)."""
+        request = hippo_pb2.ListTrialsRequest(study_id=self.id, with_metrics=with_metrics,
+                                              page_size=1000)
+        trials = []
+        for page in self._client.pages("ListTrials", request):
+            metrics = {m.trial_id: m.metrics for m in page.metrics}
+            trials.extend(Trial(t, self.spec, metrics.get(t.id)) for t in page.trials)
+        return trials
 
     @property
     def trials(self):
@@ -249,7 +244,14 @@ class Study:
     def stage_tree(self, dot=False):
         """The stage tree (StageTree), with Graphviz text in ``.dot`` when `dot`."""
         request = hippo_pb2.GetStageTreeRequest(study_id=self.id, dot=dot)
-        return StageTree(self._client.call("GetStageTree", request))
+        tree = None
+        for page in self._client.pages("GetStageTree", request):
+            if tree is None:
+                tree = page
+            else:
+                tree.stages.extend(page.stages)
+        tree.next_page_token = ""
+        return StageTree(tree)
 
     def trials_dataframe(self):
         """The trials as a pandas DataFrame: number, state, value, reached_step and one

@@ -12,6 +12,7 @@
 
 #include "search_algos/spec_checks.h"
 #include "tests/proto/bad_spec_corpus.h"
+#include "tests/support/db_digest.h"
 #include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
@@ -32,7 +33,7 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
   const std::string db = dir.File("hippo.db");
   Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
   ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  const std::string before = Bytes(db) + Bytes(db + "-wal");
+  const std::string before = test_support::DatabaseSha256(db);
   for (const auto& bad : proto::testing_corpus::Corpus()) {
     const std::string path = proto::testing_corpus::CorpusDirectory() + bad.file;
     const CommandResult result = RunHippo({"submit", path, "--coordinator", address});
@@ -44,7 +45,7 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
       RunHippo({"submit", dir.File("does-not-exist.yaml"), "--coordinator", address});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.output.find("does-not-exist.yaml"), std::string::npos);
-  EXPECT_EQ(Bytes(db) + Bytes(db + "-wal"), before);
+  EXPECT_EQ(test_support::DatabaseSha256(db), before);
   const CommandResult studies = RunHippo({"studies", "--coordinator", address, "--json"});
   EXPECT_EQ(studies.exit_code, 0);
   EXPECT_EQ(studies.output.find("\"id\""), std::string::npos) << studies.output;
@@ -139,6 +140,37 @@ TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) 
          range.set_low(-(int64_t{1} << 60));
          range.set_high(0);
        }},
+      {"search_space.parameters[1].categorical.values[1]: must be a finite number (got nan)",
+       [&](v1::StudySpec& spec) {
+         auto& values = *spec.mutable_search_space()
+                             ->mutable_parameters(1)
+                             ->mutable_categorical()
+                             ->mutable_values();
+         values.Add()->set_number_value(0.5);
+         values.Add()->set_number_value(kNaN);
+       }},
+      {"search_space.parameters[1].categorical.values[1]: is a string, values[0] a number",
+       [](v1::StudySpec& spec) {
+         auto& values = *spec.mutable_search_space()
+                             ->mutable_parameters(1)
+                             ->mutable_categorical()
+                             ->mutable_values();
+         values.Add()->set_number_value(64);
+         values.Add()->set_string_value("128");
+       }},
+      {"search_space.parameters[1].categorical.values[2]: repeats values[0] (\"relu\")",
+       [](v1::StudySpec& spec) {
+         auto& values = *spec.mutable_search_space()
+                             ->mutable_parameters(1)
+                             ->mutable_categorical()
+                             ->mutable_values();
+         for (const char* value : {"relu", "gelu", "relu"}) values.Add()->set_string_value(value);
+       }},
+      {"trainer.config: holds most of a spec of",
+       [](v1::StudySpec& spec) {
+         (*spec.mutable_trainer()->mutable_config()->mutable_fields())["blob"].set_string_value(
+             std::string(2 << 20, 'b'));
+       }},
       {"search_space.parameters[0]: the grid has more than 1000000 points",
        [](v1::StudySpec& spec) {
          spec.mutable_algorithm()->set_name("grid");
@@ -153,7 +185,7 @@ TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) 
   const std::string db = dir.File("hippo.db");
   Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
   ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
-  const std::string before = Bytes(db) + Bytes(db + "-wal");
+  const std::string before = test_support::DatabaseSha256(db);
   auto stub = Connect(address);
   for (const Case& bad : cases) {
     v1::CreateStudyRequest request;
@@ -167,7 +199,7 @@ TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) 
     EXPECT_EQ(status.error_message().rfind(bad.expected, 0), 0u)
         << "expected " << bad.expected << "\ngot      " << status.error_message();
   }
-  EXPECT_EQ(Bytes(db) + Bytes(db + "-wal"), before);
+  EXPECT_EQ(test_support::DatabaseSha256(db), before);
   grpc::ClientContext context;
   v1::ListStudiesResponse studies;
   ASSERT_TRUE(stub->ListStudies(&context, v1::ListStudiesRequest(), &studies).ok());

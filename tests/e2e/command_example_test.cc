@@ -56,6 +56,9 @@ TEST(CommandExampleTest, TinyFashionMnistStudyCompletesThroughHippoRun) {
   }
   const CommandResult result = RunHippo({"run", dir.File("tiny.yaml"), "--workers", "2", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
+  // hippo run serves the command trainer for this spec, and says what it allows.
+  EXPECT_TRUE(absl::StrContains(result.output, "--trainers command --allow-dir /usr/bin"))
+      << result.output;
   EXPECT_TRUE(absl::StrContains(result.output, "\"status\": \"completed\"")) << result.output;
   EXPECT_TRUE(absl::StrContains(result.output, "\"trials_completed\": 2")) << result.output;
   EXPECT_TRUE(absl::StrContains(result.output, "\"trial_steps\": 8")) << result.output;
@@ -90,7 +93,10 @@ TEST(CommandExampleTest, StageTrainedStraightOrSplitGivesIdenticalMetrics) {
     task.checkpoint_steps = {end};
     return task;
   };
-  workers::CommandTrainer trainer;
+  // The script runs under /usr/bin/python3, so that is the directory this worker allows.
+  absl::StatusOr<workers::AllowedPrograms> allowed = workers::AllowedPrograms::Create({"/usr/bin"});
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  workers::CommandTrainer trainer(*std::move(allowed));
   auto train = [&](const workers::StageTask& stage, workers::TrainingState& state,
                    std::map<Step, Metrics>& metrics, std::string* checkpoint) {
     workers::StageControl control;

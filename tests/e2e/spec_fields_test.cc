@@ -27,7 +27,7 @@ search_space:
 algorithm: {name: random, seed: 1}
 budget: {max_steps: 1}
 )yaml",
-                                                             "sim.yaml");
+                                                                    "sim.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
   // budget above is a placeholder, replaced here.
   (*spec->mutable_trainer()->mutable_config()->mutable_fields())["cost_per_step"].set_number_value(

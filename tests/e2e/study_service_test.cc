@@ -19,14 +19,14 @@ v1::StudySpec SimSpec(const std::string& name, int trials, int steps, double sec
       search_algos::ParseStudySpec("name: " + name + R"yaml(
 objective: {metric: val_accuracy, direction: MAXIMIZE}
 trainer: {kind: sim, config: {model: resnet20, cost_per_step: )yaml" +
-                                std::to_string(seconds_per_step) + R"yaml(}}
+                                       std::to_string(seconds_per_step) + R"yaml(}}
 search_space:
   parameters:
     - {name: lr, float: {low: 0.001, high: 0.1, log: true}}
 algorithm: {name: random, seed: 1}
 budget: {max_steps: )yaml" + std::to_string(steps) +
-                                ", max_trials: " + std::to_string(trials) + "}\n",
-                            "sim.yaml");
+                                       ", max_trials: " + std::to_string(trials) + "}\n",
+                                   "sim.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
   spec->mutable_trainer()->set_step_unit(step_unit);
   return *spec;

@@ -133,6 +133,7 @@ TEST(EngineTest, AStageThatFailsEveryAttemptFailsItsTrialsAndTheStudySaysWhy) {
   ASSERT_TRUE(store.ok()) << store.status();
   EngineOptions options;
   options.max_attempts = 3;
+  options.retry_backoff_seconds = 0;  // each attempt at once (engine_retry_test: the backoff)
   Engine engine(store->get(), options);
   ASSERT_TRUE(engine.Recover().ok());
   absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);

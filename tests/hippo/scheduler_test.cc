@@ -142,5 +142,27 @@ TEST(SchedulerTest, AGroupThatJoinsLateGetsNoCreditForWaiting) {
   EXPECT_EQ(popped[2], 10);
 }
 
+TEST(SchedulerTest, GroupsTheWorkerCannotServeAreSkippedAndKeepTheirStages) {
+  ReadyQueue queue;
+  queue.SetGroup(1, 1);  // say, a command study's family
+  queue.SetGroup(2, 2);  // a sim study's
+  queue.Push(QueuedStage{1, 1}, 100.0);
+  queue.Push(QueuedStage{1, 2}, 90.0);
+  queue.Push(QueuedStage{2, 1}, 10.0);
+  auto sim_only = [](int64_t group) { return group == 2; };
+  // The least-charged group with the longest stage is group 1's, which this worker cannot train.
+  std::optional<QueuedStage> stage = queue.Pop(AlwaysReady, NeverLocal, sim_only);
+  ASSERT_TRUE(stage);
+  EXPECT_EQ(*stage, (QueuedStage{2, 1}));
+  EXPECT_FALSE(queue.Pop(AlwaysReady, NeverLocal, sim_only));
+  EXPECT_EQ(queue.size(), 2u) << "the skipped group's stages stay queued";
+  // A stage the skipped group no longer needs is dropped when a worker that serves it asks.
+  auto all = [](int64_t) { return true; };
+  stage = queue.Pop([](const QueuedStage& s) { return s.node != 1; }, NeverLocal, all);
+  ASSERT_TRUE(stage);
+  EXPECT_EQ(*stage, (QueuedStage{1, 2}));
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 }  // namespace
 }  // namespace hippo::coordinator

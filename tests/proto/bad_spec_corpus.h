@@ -104,6 +104,15 @@ inline const std::vector<BadSpec>& Corpus() {
       {"metric_control_character.yaml",
        "objective.metric: holds a control character (code 27) at position 3"},
       {"label_value_too_long.yaml", "labels.team: too long: 2000 characters, at most 1024"},
+      // The same messages as the coordinator's for a message built in code (bad_input_test.cc).
+      {"nan_fixed.yaml", "search_space.parameters[1].fixed: must be a finite number (got nan)"},
+      {"inf_categorical.yaml",
+       "search_space.parameters[0].categorical.values[1]: must be a finite number (got inf)"},
+      {"nan_trainer_config.yaml", "trainer.config.layers[1]: must be a finite number (got -inf)"},
+      {"mixed_type_categorical.yaml",
+       "search_space.parameters[1].categorical.values[1]: is a string, values[0] a number"},
+      {"duplicate_categorical.yaml",
+       "search_space.parameters[1].categorical.values[2]: repeats values[0] (1)"},
   };
   return *corpus;
 }

@@ -52,7 +52,7 @@ trainer:
 search_space:
   parameters:
     - name: optimizer
-      categorical: {values: [sgd, adam, 3, 2.5e-3]}
+      categorical: {values: [1, 0.5, 3, 2.5e-3]}
     - name: depth
       int: {low: 2, high: 64, step: 2, log: true}
       structural: true
@@ -272,7 +272,7 @@ TEST(SpecParse, ValuesArriveTypedByTheSchema) {
 
   const auto& parameters = spec.search_space().parameters();
   const auto& categorical = parameters[0].categorical().values();
-  EXPECT_EQ(categorical[0].string_value(), "sgd");
+  EXPECT_EQ(categorical[0].number_value(), 1);  // one type per parameter: numbers here
   EXPECT_EQ(categorical[2].number_value(), 3);
   EXPECT_EQ(categorical[3].number_value(), 2.5e-3);
   EXPECT_TRUE(parameters[1].structural());
@@ -420,10 +420,11 @@ TEST(SpecErrors, IntegersAreCheckedAgainstTheirFieldType) {
 }
 
 TEST(SpecErrors, NonFiniteNumbersAreRefused) {
-  EXPECT_THAT(ErrorOf(Replace(kMinimal, "high: 0.1", "high: .inf")),
-              HasSubstr("search_space.parameters[0].float.high: expected a finite number"));
+  EXPECT_THAT(
+      ErrorOf(Replace(kMinimal, "high: 0.1", "high: .inf")),
+      HasSubstr("search_space.parameters[0].float.high: must be a finite number (got inf)"));
   EXPECT_THAT(ErrorOf(Replace(kMinimal, "kind: sim", "kind: sim, config: {x: .nan}")),
-              HasSubstr("trainer.config.x: expected a finite number"));
+              HasSubstr("trainer.config.x: must be a finite number (got nan)"));
 }
 
 TEST(SpecValidate, WorksOnMessagesAndNamesThePath) {

@@ -6,6 +6,7 @@
 
 #include "search_algos/point_sampler.h"
 #include "search_algos/search_algorithm.h"
+#include "search_algos/spec_checks.h"
 
 namespace hippo::search_algos {
 namespace {
@@ -65,6 +66,31 @@ TEST(GridRandomTest, GridProposesEveryPointOnceThenFinishes) {
   for (const auto& request : first) EXPECT_EQ(request.target, 50);
 }
 
+// The grid is walked, not held: its points are GridPoints' (the reference enumeration), in its
+// order, with one_of alternatives whose dimensions are inactive; also after a restore.
+TEST(GridRandomTest, GridWalksThePointsOfGridPointsInTheirOrderAlsoAfterARestore) {
+  absl::StatusOr<v1::StudySpec> spec =
+      LoadStudySpecFile(std::string(HIPPO_SOURCE_DIR) + "/examples/schedules.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const stage_tree::SearchSpace space = *stage_tree::SearchSpaceFromProto(spec->search_space());
+  absl::StatusOr<std::vector<stage_tree::Point>> expected = stage_tree::GridPoints(space);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  ASSERT_GT(expected->size(), 8u);
+  auto grid = AlgorithmRegistry::Global().Create("grid", Context(space, 0));
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  std::vector<stage_tree::Point> walked;
+  for (const Request& request : (*grid)->Suggest(5)) walked.push_back(request.point);
+  const std::string saved = (*grid)->SaveState();
+  for (const Request& request : (*grid)->Suggest(1'000'000)) walked.push_back(request.point);
+  EXPECT_TRUE((*grid)->Finished());
+  EXPECT_EQ(walked, *expected);
+  // A restore goes back to an earlier index.
+  ASSERT_TRUE((*grid)->LoadState(saved).ok());
+  std::vector<Request> again = (*grid)->Suggest(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].point, (*expected)[5]);
+}
+
 TEST(GridRandomTest, GridRefusesContinuousSpace) {
   const stage_tree::SearchSpace space = Space();
   EXPECT_FALSE(AlgorithmRegistry::Global().Create("grid", Context(space, 0)).ok());
@@ -111,8 +137,8 @@ TEST(GridRandomTest, LogUniformSamplingCoversDecadesEvenly) {
 
 // SeededGenerator computes std::seed_seq's words itself (faster); the draws must not change.
 TEST(GridRandomTest, SeededGeneratorDrawsWhatStdSeedSeqSeedingDraws) {
-  const uint64_t values[] = {0, 1, 7, 12345, 0xffffffffull, 0x100000000ull, 0xdeadbeefcafef00dull,
-                             ~0ull};
+  const uint64_t values[] = {
+      0, 1, 7, 12345, 0xffffffffull, 0x100000000ull, 0xdeadbeefcafef00dull, ~0ull};
   for (uint64_t seed : values) {
     for (uint64_t stream : {0ull, 1ull, 3ull}) {
       for (uint64_t index : values) {

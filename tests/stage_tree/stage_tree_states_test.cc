@@ -175,6 +175,36 @@ TEST(StageTreeStatesTest, FailedStageIsRequeued) {
   EXPECT_EQ(tree.counts().executed_steps, 0);
 }
 
+TEST(StageTreeStatesTest, ALostEndStateMakesItsStageARecomputeFromItsLatestKeptState) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 100);
+  const NodeId shared = tree.Path(first)[0];
+  ASSERT_TRUE(tree.MarkRunning(shared).ok());
+  ASSERT_TRUE(tree.AddCheckpoint(shared, 20).ok());
+  ASSERT_TRUE(tree.MarkDone(shared).ok());
+  const NodeId branch = tree.Path(second)[1];
+  EXPECT_EQ(tree.node(branch).state, StageState::kReady);
+  EXPECT_FALSE(tree.LoseState(shared, 30).ok());  // no state kept there
+
+  ASSERT_TRUE(tree.LoseState(shared, 50).ok());
+  EXPECT_TRUE(tree.node(shared).recompute);
+  EXPECT_EQ(tree.node(shared).recompute_from, 20);
+  EXPECT_EQ(tree.node(shared).state, StageState::kReady);  // from its own state at 20
+  EXPECT_EQ(tree.node(branch).state, StageState::kPending);
+  EXPECT_FALSE(tree.LoseState(shared, 50).ok());  // lost already
+  // The state at 20 is lost too: the rerun starts from the stage's start (the root's state).
+  ASSERT_TRUE(tree.LoseState(shared, 20).ok());
+  EXPECT_EQ(tree.node(shared).recompute_from, 0);
+  EXPECT_EQ(tree.node(shared).state, StageState::kReady);
+  ASSERT_TRUE(tree.MarkRunning(shared).ok());
+  ASSERT_TRUE(tree.MarkDone(shared).ok());
+  EXPECT_EQ(tree.counts().recomputed_steps, 50);
+  EXPECT_EQ(tree.counts().executed_steps, 100);
+  EXPECT_EQ(tree.node(branch).state, StageState::kReady);
+  EXPECT_FALSE(tree.node(shared).recompute);
+}
+
 TEST(StageTreeStatesTest, ExtendingReusesSharedStages) {
   StageTree tree("family", {"lr"});
   const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);

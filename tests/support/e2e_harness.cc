@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,8 +120,8 @@ std::string TokenFileOf(const std::string& address) {
   return it == TokenFiles().end() ? "" : it->second;
 }
 
-Process::Process(const std::vector<std::string>& args, const std::string& log_path,
-                 const Env& env) {
+Process::Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env,
+                 ProcessLimits limits) {
   RememberServer(args);
   // The child's argv and environment are built here: after fork only async-signal-safe calls.
   std::vector<std::string> strings = {HIPPO_BINARY};
@@ -139,6 +140,10 @@ Process::Process(const std::vector<std::string>& args, const std::string& log_pa
   envp.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
+    if (limits.address_space_bytes > 0) {
+      const rlimit limit{limits.address_space_bytes, limits.address_space_bytes};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(126);
+    }
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       dup2(log, STDOUT_FILENO);
@@ -275,15 +280,23 @@ absl::StatusOr<EndedStudy> WaitForEndedStudy(const std::string& address,
 absl::StatusOr<v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
                                                          const std::string& study_id) {
   auto stub = Connect(address);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::ListTrialsRequest request;
   request.set_study_id(study_id);
   request.set_with_metrics(true);
-  v1::ListTrialsResponse response;
-  grpc::Status status = stub->ListTrials(&context, request, &response);
-  if (!status.ok()) return absl::UnavailableError(status.error_message());
-  return response;
+  request.set_page_size(1000);
+  v1::ListTrialsResponse all;
+  do {  // every page
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ListTrialsResponse page;
+    grpc::Status status = stub->ListTrials(&context, request, &page);
+    if (!status.ok()) return absl::UnavailableError(status.error_message());
+    if (all.version() == 0) all.set_version(page.version());
+    all.mutable_trials()->MergeFrom(page.trials());
+    all.mutable_metrics()->MergeFrom(page.metrics());
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  return all;
 }
 
 TrialCurves CurvesOf(const v1::ListTrialsResponse& trials) {
@@ -370,11 +383,47 @@ std::string Cluster::Submit(const std::string& spec_path) const {
   return submitted.output.substr(0, submitted.output.find('\n'));
 }
 
+Process& Cluster::AddWorker(const std::string& id, const std::string& checkpoint_dir,
+                            const std::string& log_path) {
+  workers_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"worker", "--coordinator", address_, "--id", id, "--checkpoint-dir",
+                               checkpoint_dir},
+      log_path));
+  return *workers_.back();
+}
+
+bool Cluster::WaitForWorkers(size_t count, std::chrono::seconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto stub = Connect(address_);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::ListWorkersResponse response;
+    if (stub->ListWorkers(&context, v1::ListWorkersRequest(), &response).ok()) {
+      size_t connected = 0;
+      for (const v1::WorkerInfo& worker : response.workers()) connected += worker.connected();
+      if (connected >= count) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 void Cluster::KillAndRestartServer() {
+  KillServer();
+  StartServer(/*wait=*/true);
+}
+
+void Cluster::KillServer() {
   server_->Kill(SIGKILL);
-  EXPECT_EQ(server_->Wait(), 128 + SIGKILL);
+  EXPECT_EQ(server_->Wait(), 128 + SIGKILL) << "the coordinator had exited; see " << server_log_;
+}
+
+void Cluster::StartServer(bool wait) {
   server_ = std::make_unique<Process>(server_args_, server_log_);
-  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  if (wait) {
+    EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  }
 }
 
 }  // namespace hippo::e2e

@@ -33,12 +33,18 @@ using Env = std::map<std::string, std::string>;
 // The token file of the coordinator started at `address`; "" when none is known.
 std::string TokenFileOf(const std::string& address);
 
+// Resource limits of a child process; 0 leaves one as inherited.
+struct ProcessLimits {
+  size_t address_space_bytes = 0;  // RLIMIT_AS, as `ulimit -v` sets it
+};
+
 // A child process running the hippo binary; killed (SIGKILL) at destruction if still alive.
 class Process {
  public:
   // Starts `hippo args...` with stdout and stderr appended to `log_path`, `env` added to the
-  // environment (after the token's, see above).
-  Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env = {});
+  // environment (after the token's, see above), under `limits`.
+  Process(const std::vector<std::string>& args, const std::string& log_path, const Env& env = {},
+          ProcessLimits limits = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -87,6 +93,18 @@ class Cluster {
   std::string Submit(const std::string& spec_path) const;
   // SIGKILLs the coordinator and starts it again on the same database.
   void KillAndRestartServer();
+  // SIGKILLs the coordinator (a test failure if it had exited on its own).
+  void KillServer();
+  // Starts the coordinator again on the same database; with `wait`, returns once it answers
+  // (a test failure if it does not within 20 s).
+  void StartServer(bool wait);
+  const std::string& server_log() const { return server_log_; }
+  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path`; the
+  // cluster keeps it (SIGKILLed at the end if still alive).
+  Process& AddWorker(const std::string& id, const std::string& checkpoint_dir,
+                     const std::string& log_path);
+  // Polls ListWorkers until `count` workers are connected (false after `timeout`).
+  bool WaitForWorkers(size_t count, std::chrono::seconds timeout) const;
 
  private:
   std::string address_;
@@ -105,7 +123,7 @@ absl::StatusOr<hippo::v1::Study> WaitForStudy(const std::string& address,
                                               const std::string& study_id,
                                               std::chrono::seconds timeout);
 
-// The trials of a study with all their metrics.
+// The trials of a study with all their metrics (every page of ListTrials).
 absl::StatusOr<hippo::v1::ListTrialsResponse> TrialsWithMetrics(const std::string& address,
                                                                 const std::string& study_id);
 

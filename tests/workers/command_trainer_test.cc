@@ -26,6 +26,7 @@
 namespace hippo::workers {
 namespace {
 
+namespace fs = std::filesystem;
 using stage_tree::Segment;
 using stage_tree::SegmentFunction;
 
@@ -88,8 +89,15 @@ StageRun Train(CommandTrainer& trainer, const StageTask& task, TrainingState& st
   return run;
 }
 
+// The fixture runs under /usr/bin/python3: a trainer allowing that directory.
+AllowedPrograms PythonDirectory() {
+  absl::StatusOr<AllowedPrograms> allowed = AllowedPrograms::Create({"/usr/bin"});
+  EXPECT_TRUE(allowed.ok()) << allowed.status();
+  return allowed.ok() ? *std::move(allowed) : AllowedPrograms();
+}
+
 StageRun TrainFresh(const StageTask& task) {
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   absl::StatusOr<std::unique_ptr<TrainingState>> state = trainer.NewState(task);
   EXPECT_TRUE(state.ok()) << state.status();
   StageControl control;
@@ -129,7 +137,7 @@ TEST(CommandTrainerTest, ConfigFileAndEnvironmentReachTheProgramForEveryStep) {
   StageTask task = Task(4, 9,
                         absl::StrCat(R"({"mode": "echo", "env": {"MY_VAR": 2.5}, "working_dir": ")",
                                      kTestData, R"("})"));
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   auto state = *trainer.NewState(task);
   // Train [0, 4) first so that the state at 4 holds a checkpoint the program wrote.
   StageControl first_control;
@@ -175,7 +183,7 @@ TEST(CommandTrainerTest, StraightAndStagedThroughBytesAndClonesGiveIdenticalMetr
   ASSERT_TRUE(straight.status.ok()) << straight.status;
   ASSERT_EQ(straight.metrics.size(), 12u);
 
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   // [0, 5) then [5, 12) through Serialize/Deserialize.
   auto state = *trainer.NewState(Task(0, 5));
   StageControl first_control;
@@ -216,7 +224,7 @@ TEST(CommandTrainerTest, CheckpointStepsInsideAStageGiveStatesThatResumeExactly)
   ASSERT_TRUE(run.checkpoints.contains(3) && run.checkpoints.contains(8));
 
   // Resuming from the state at 8 reproduces steps 8..11.
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   auto at8 = trainer.Deserialize(Task(8, 12), run.checkpoints.at(8));
   ASSERT_TRUE(at8.ok()) << at8.status();
   StageControl control;
@@ -230,7 +238,7 @@ TEST(CommandTrainerTest, MidStageRequestsAreHonouredOrRefusedNeverLost) {
   const StageRun straight = TrainFresh(Task(0, 10));
   ASSERT_TRUE(straight.status.ok()) << straight.status;
 
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   StageTask task = Task(0, 10);
   auto state = *trainer.NewState(task);
   StageControl control;
@@ -297,7 +305,7 @@ TEST(CommandTrainerTest, CancellationKillsTheProgramPromptly) {
   ScratchDir dir;
   StageTask task =
       Task(0, 3, absl::StrCat(R"({"mode": "hang", "pid_file": ")", dir.File("pids"), R"("})"));
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   auto state = *trainer.NewState(task);
   StageControl control;
   std::thread canceller([&] {
@@ -352,7 +360,7 @@ TEST(CommandTrainerTest, NonMetricOutputGoesToTheLogFile) {
 }
 
 TEST(CommandTrainerTest, BadConfigAndMissingProgramAreExplained) {
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   StageTask no_command = Task(0, 2);
   no_command.command.clear();
   absl::StatusOr<std::unique_ptr<TrainingState>> fresh = trainer.NewState(no_command);
@@ -367,18 +375,79 @@ TEST(CommandTrainerTest, BadConfigAndMissingProgramAreExplained) {
   StageTask missing = Task(0, 2);
   missing.command = {"hippo-no-such-program"};
   const StageRun run = TrainFresh(missing);
-  EXPECT_EQ(run.status.code(), absl::StatusCode::kFailedPrecondition) << run.status;
+  EXPECT_EQ(run.status.code(), absl::StatusCode::kNotFound) << run.status;
   EXPECT_TRUE(absl::StrContains(run.status.message(), "hippo-no-such-program")) << run.status;
 
-  StageTask not_executable = Task(0, 2);
-  not_executable.command = {std::string(kTestData) + "/command_fixture.py"};  // no exec bit
-  const StageRun refused = TrainFresh(not_executable);
-  EXPECT_EQ(refused.status.code(), absl::StatusCode::kFailedPrecondition) << refused.status;
-  EXPECT_TRUE(absl::StrContains(refused.status.message(), "cannot start")) << refused.status;
+  StageTask loader = Task(0, 2, R"({"env": {"LD_PRELOAD": "/tmp/x.so"}})");
+  EXPECT_EQ(trainer.NewState(loader).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CommandTrainerTest, ProgramsOutsideTheAllowedDirectoriesNeverStart) {
+  ScratchDir dir;
+  const std::string marker = dir.File("ran");
+  const std::string script = dir.File("mark.sh");
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\ntouch " << marker << "\n";
+  }
+  fs::permissions(script, fs::perms::owner_all);
+  StageTask task = Task(0, 2);
+  task.command = {script};
+
+  CommandTrainer nothing_allowed;  // what a trainer made without --allow-dir does
+  auto state = *nothing_allowed.NewState(task);
+  StageControl control;
+  StageRun refused = Train(nothing_allowed, task, *state, control);
+  EXPECT_EQ(refused.status.code(), absl::StatusCode::kPermissionDenied) << refused.status;
+  EXPECT_TRUE(absl::StrContains(refused.status.message(), "--allow-dir")) << refused.status;
+
+  const StageRun elsewhere = TrainFresh(task);  // only /usr/bin allowed
+  EXPECT_EQ(elsewhere.status.code(), absl::StatusCode::kPermissionDenied) << elsewhere.status;
+  EXPECT_TRUE(absl::StrContains(elsewhere.status.message(), "outside")) << elsewhere.status;
+  EXPECT_FALSE(fs::exists(marker)) << "a refused program ran";
+}
+
+TEST(CommandTrainerTest, TheCoordinatorTokenIsNotInTheProgramsEnvironment) {
+  ScratchDir dir;
+  // A program that prints its environment (not metrics lines: they go to the log file).
+  const fs::path programs = dir.path() / "programs";
+  fs::create_directories(programs);
+  {
+    std::ofstream out(programs / "print-env.sh");
+    out << "#!/bin/sh\n"
+           "env\n"
+           "echo '{\"step\": 0, \"loss\": 1}'\n"
+           "echo state > \"$HIPPO_CHECKPOINT_OUT\"\n";
+  }
+  fs::permissions(programs / "print-env.sh", fs::perms::owner_all);
+  absl::StatusOr<AllowedPrograms> allowed = AllowedPrograms::Create({programs.string()});
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  CommandTrainer trainer(*std::move(allowed));
+  const std::string log = dir.File("env.log");
+  StageTask task = Task(0, 1, absl::StrCat(R"({"log_file": ")", log, R"("})"));
+  task.command = {"print-env.sh"};  // relative: looked up in the allowed directory
+
+  ASSERT_EQ(setenv("HIPPO_TOKEN", "s3cret-token", 1), 0);
+  ASSERT_EQ(setenv("HIPPO_TOKEN_FILE", "/etc/hippo/token", 1), 0);
+  ASSERT_EQ(setenv("HIPPO_TEST_VISIBLE", "passed-through", 1), 0);
+  auto state = *trainer.NewState(task);
+  StageControl control;
+  const StageRun run = Train(trainer, task, *state, control);
+  unsetenv("HIPPO_TOKEN");
+  unsetenv("HIPPO_TOKEN_FILE");
+  unsetenv("HIPPO_TEST_VISIBLE");
+  ASSERT_TRUE(run.status.ok()) << run.status;
+
+  std::ifstream in(log);
+  const std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(absl::StrContains(printed, "HIPPO_TEST_VISIBLE=passed-through")) << printed;
+  EXPECT_TRUE(absl::StrContains(printed, "HIPPO_START_STEP=0")) << printed;
+  EXPECT_FALSE(absl::StrContains(printed, "s3cret-token")) << printed;
+  EXPECT_FALSE(absl::StrContains(printed, "HIPPO_TOKEN")) << printed;
 }
 
 TEST(CommandTrainerTest, StatesRoundTripAndForeignBytesAreRefused) {
-  CommandTrainer trainer;
+  CommandTrainer trainer(PythonDirectory());
   StageTask task = Task(0, 2);
   EXPECT_EQ(trainer.Deserialize(task, "not a state").status().code(), absl::StatusCode::kDataLoss);
   const StageRun run = TrainFresh(task);
@@ -393,10 +462,15 @@ TEST(CommandTrainerTest, StatesRoundTripAndForeignBytesAreRefused) {
   EXPECT_GT((*restored)->SizeBytes(), static_cast<int64_t>(command_state->checkpoint()->size()));
 }
 
-TEST(CommandTrainerTest, IsABuiltinKind) {
+TEST(CommandTrainerTest, IsABuiltinKindThatRunsNothingUntilDirectoriesAreAllowed) {
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = MakeBuiltinTrainer("command");
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   EXPECT_EQ((*trainer)->kind(), "command");
+  const StageTask task = Task(0, 2);
+  auto state = *(*trainer)->NewState(task);
+  StageControl control;
+  EXPECT_EQ((*trainer)->Train(task, *state, control, TrainCallbacks{}).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

@@ -1,14 +1,18 @@
 // Worker sessions against an in-test fake coordinator that serves WorkerService on a real
 // loopback port: hello first, per-step progress, checkpoints, fork-cache reuse, CheckpointAt,
-// Cancel, Drain, and reconnection after the coordinator restarts.
+// Cancel, Drain, reconnection after the coordinator restarts (the hello listing the attempts
+// held), the trainer kinds served, and the cleaning of orphan temporary checkpoints at start.
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bit>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -298,6 +302,8 @@ TEST_F(WorkerSessionTest, SaysHelloFirstThenStreamsEveryStepAndPacksTheStageEnd)
   ASSERT_EQ(hello.trainers_size(), 1);
   EXPECT_EQ(hello.trainers(0), "sim");
   EXPECT_EQ(hello.cached_states_size(), 0);
+  ASSERT_TRUE(hello.has_held()) << "a worker says which attempts it holds, none at first";
+  EXPECT_EQ(hello.held().attempt_ids_size(), 0);
   EXPECT_EQ(coordinator.Tokens(), std::vector<std::string>{"secret"});
 
   ASSERT_TRUE(coordinator.Send(AssignMessage(1, 11, 0, 20)));
@@ -560,7 +566,11 @@ TEST_F(WorkerSessionTest, StageRunningAcrossADisconnectIsReportedAfterReconnecti
   ASSERT_TRUE(second.coordinator().WaitFor([](auto& m) { return HasFinished(m, 1); }));
 
   const std::vector<WorkerMessage> after = second.coordinator().Received();
-  EXPECT_TRUE(after.front().has_hello());
+  ASSERT_TRUE(after.front().has_hello());
+  // The hello says the stage is still the worker's, so the coordinator need not wait for its
+  // lease to know.
+  ASSERT_EQ(after.front().hello().held().attempt_ids_size(), 1);
+  EXPECT_EQ(after.front().hello().held().attempt_ids(0), 1);
   std::set<int64_t> steps;
   for (const WorkerMessage& m : first->coordinator().Received()) {
     if (m.has_progress()) steps.insert(m.progress().step());
@@ -623,6 +633,64 @@ TEST_F(WorkerSessionTest, InvalidAssignAndUnknownTrainerFailWithoutTraining) {
     EXPECT_FALSE(FinishedOf(received, attempt)->ok());
     EXPECT_EQ(ForAttempt(received, attempt).size(), 1u) << "no progress for attempt " << attempt;
   }
+}
+
+TEST_F(WorkerSessionTest, ServesOnlyItsTrainerKindsAndCommandOnlyWithAllowedDirectories) {
+  FakeServer server(0);
+  StartWorker(Options(server.address()));  // sim only
+  FakeCoordinator& coordinator = server.coordinator();
+  ASSERT_TRUE(coordinator.WaitFor([](auto& m) { return CountHellos(m) == 1; }));
+  CoordinatorMessage command = AssignMessage(1, 11, 0, 5);
+  command.mutable_assign()->mutable_trainer()->set_kind("command");
+  command.mutable_assign()->mutable_trainer()->add_command("/bin/sh");
+  ASSERT_TRUE(coordinator.Send(command));
+  ASSERT_TRUE(coordinator.WaitFor([](auto& m) { return HasFinished(m, 1); }));
+  const std::vector<WorkerMessage> received = coordinator.Received();
+  EXPECT_FALSE(FinishedOf(received, 1)->ok());
+  EXPECT_TRUE(absl::StrContains(FinishedOf(received, 1)->error(), "no trainer of kind 'command'"))
+      << FinishedOf(received, 1)->error();
+  StopWorker();
+
+  // Serving command needs a directory to run programs from: refused before connecting.
+  WorkerOptions options = Options(server.address());
+  options.trainers = {"sim", "command"};
+  Worker refused(options);
+  const absl::Status status = refused.Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "--allow-dir")) << status;
+  options.allow_dirs = {(scratch_.path() / "no-such-dir").string()};
+  Worker missing(options);
+  EXPECT_EQ(missing.Run().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerSessionTest, StartingRemovesTemporaryCheckpointsOfDeadWritersOnly) {
+  absl::StatusOr<CheckpointStore> store = CheckpointStore::Open(dir_.string());
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<CheckpointInfo> finished = store->Write(3, 4, "a finished checkpoint");
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  // A writer that died mid-write: a process of this host that no longer exists.
+  const pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ASSERT_GT(dead, 0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  const fs::path orphan = dir_ / absl::StrCat(".stage-3-step-8.ckpt.tmp-", host, "-", dead, "-0");
+  // A writer still alive (this test's parent), and one on another host: possibly mid-write.
+  const fs::path live =
+      dir_ / absl::StrCat(".stage-3-step-9.ckpt.tmp-", host, "-", getppid(), "-1");
+  const fs::path elsewhere = dir_ / ".stage-3-step-9.ckpt.tmp-other-host.example-1-2";
+  for (const fs::path& path : {orphan, live, elsewhere}) std::ofstream(path) << "partial";
+
+  FakeServer server(0);
+  StartWorker(Options(server.address()));
+  ASSERT_TRUE(server.coordinator().WaitFor([](auto& m) { return CountHellos(m) == 1; }));
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(elsewhere));
+  absl::StatusOr<std::string> kept = store->Read(finished->uri);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, "a finished checkpoint");
 }
 
 TEST_F(WorkerSessionTest, RejectedTokenEndsRunWithUnauthenticated) {

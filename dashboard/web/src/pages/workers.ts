@@ -51,7 +51,13 @@ export function mountWorkers(app: HTMLElement): () => void {
           "tr",
           { "data-worker": worker.worker_id },
           h("td", {}, worker.worker_id, h("div", { class: "muted small" }, worker.host ?? "")),
-          h("td", {}, h("span", { class: `badge ${worker.connected ? (stage ? "running" : "completed") : "failed"}` }, worker.connected ? (stage ? "busy" : "idle") : "gone")),
+          h(
+            "td",
+            {},
+            h("span", { class: `badge ${worker.connected ? (stage ? "running" : "completed") : "failed"}` }, worker.connected ? (stage ? "busy" : "idle") : "gone"),
+            // health_message is set only while the worker is unhealthy (drained or on probation).
+            worker.health_message ? h("div", { class: "small" }, h("span", { class: "badge failed" }, "unhealthy"), " ", worker.health_message) : "",
+          ),
           h("td", {}, running),
           h("td", {}, (worker.devices ?? []).map((d: Json) => d.name).join(", ") || "cpu"),
           h("td", { class: "num" }, `${fmtInt(num(worker.cached_states))} states`),

@@ -1,0 +1,270 @@
+// Hostile input from the client side, beyond the study specs of bad_input_test.cc: tells out of
+// bounds change nothing stored (the database's SHA-256 is compared), and a coordinator whose
+// address space is limited (as `ulimit -v` limits it) to what a normal study needs stays up
+// and answers while a client sends it the largest requests the limits allow, and many it
+// refuses (docs/security.md, "Bounded inputs").
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "tests/support/db_digest.h"
+#include "tests/support/e2e_harness.h"
+
+namespace hippo::e2e {
+namespace {
+
+namespace v1 = ::hippo::v1;
+using test_support::DatabaseSha256;
+
+// The coordinator's address-space limit: its threads' stacks and malloc's arenas are reserved
+// address space (a coordinator answering a few dozen calls at once reserves about 2 GiB, and
+// Ask(1000) needed more than 4 GiB of it while keeping under 200 MiB resident), so this is far
+// above what it keeps resident, which is bounded separately (kResidentLimitKiB). A normal study
+// fits in it (the last part of the test runs one).
+constexpr size_t kAddressSpaceLimit = size_t{8} << 30;
+
+constexpr int64_t kResidentLimitKiB = 1 << 20;  // 1 GiB
+
+// A line "Name:   123 kB" of /proc/PID/status, in KiB; -1 if absent.
+int64_t StatusKiB(pid_t pid, const std::string& name) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(name + ":", 0) == 0) return std::stoll(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+std::string Bytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  return bytes.str();
+}
+
+v1::StudySpec ExternalStudy(int64_t max_trials) {
+  v1::StudySpec spec;
+  spec.set_name("ask-tell");
+  spec.mutable_objective()->set_metric("loss");
+  spec.mutable_objective()->set_direction(v1::MINIMIZE);
+  v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
+  lr.set_name("lr");
+  lr.mutable_float_()->set_low(0.001);
+  lr.mutable_float_()->set_high(0.1);
+  spec.mutable_algorithm()->set_name("external");
+  spec.mutable_budget()->set_max_steps(10);
+  spec.mutable_budget()->set_max_trials(max_trials);
+  return spec;
+}
+
+v1::StudySpec SimStudy(const std::string& name, int64_t max_trials) {
+  v1::StudySpec spec;
+  spec.set_name(name);
+  spec.mutable_objective()->set_metric("val_loss");
+  spec.mutable_objective()->set_direction(v1::MINIMIZE);
+  spec.mutable_trainer()->set_kind("sim");
+  v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
+  lr.set_name("lr");
+  lr.mutable_float_()->set_low(0.001);
+  lr.mutable_float_()->set_high(0.1);
+  spec.mutable_algorithm()->set_name("random");
+  spec.mutable_budget()->set_max_steps(4);
+  spec.mutable_budget()->set_max_trials(max_trials);
+  return spec;
+}
+
+grpc::Status Create(v1::StudyService::Stub& stub, const v1::StudySpec& spec, v1::Study* study) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::CreateStudyRequest request;
+  *request.mutable_spec() = spec;
+  return stub.CreateStudy(&context, request, study);
+}
+
+grpc::Status Tell(v1::StudyService::Stub& stub, const v1::TellRequest& request) {
+  grpc::ClientContext context;
+  v1::TellResponse response;
+  return stub.Tell(&context, request, &response);
+}
+
+TEST(HostileClientTest, TellsOutOfBoundsAreRefusedNamingTheFieldAndChangeNothing) {
+  TempDir dir;
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string db = dir.File("hippo.db");
+  Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  auto stub = Connect(address);
+  v1::Study study;
+  ASSERT_TRUE(Create(*stub, ExternalStudy(10), &study).ok());
+  grpc::ClientContext ask_context;
+  v1::AskRequest ask;
+  ask.set_study_id(study.id());
+  ask.set_count(1);
+  v1::AskResponse asked;
+  ASSERT_TRUE(stub->Ask(&ask_context, ask, &asked).ok());
+  const std::string before = DatabaseSha256(db);
+
+  struct Case {
+    std::string expected;  // the start of the message
+    std::map<std::string, double> values;
+  };
+  std::map<std::string, double> too_many;
+  for (int i = 0; i < 257; ++i) too_many["m" + std::to_string(i)] = i;
+  const std::vector<Case> cases = {
+      {"values: a metric name is empty", {{"", 1.0}}},
+      {"values: a metric name too long: 100000 characters, at most 256",
+       {{std::string(100'000, 'm'), 1.0}}},
+      {"values: a metric name holds a control character (code 10)", {{"lo\nss", 1.0}}},
+      {"values: has 257 metrics, at most 256", too_many},
+      {"values[\"loss\"]: must be a finite number (got nan)",
+       {{"loss", std::numeric_limits<double>::quiet_NaN()}}},
+      {"values[\"loss\"]: must be a finite number (got inf)",
+       {{"loss", std::numeric_limits<double>::infinity()}}},
+  };
+  for (const Case& bad : cases) {
+    v1::TellRequest request;
+    request.set_study_id(study.id());
+    request.set_trial_id(asked.trials(0).id());
+    request.set_step(1);
+    for (const auto& [name, value] : bad.values) (*request.mutable_values())[name] = value;
+    const grpc::Status status = Tell(*stub, request);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad.expected;
+    EXPECT_EQ(status.error_message().rfind(bad.expected, 0), 0u)
+        << "expected " << bad.expected << "\ngot      " << status.error_message();
+  }
+  EXPECT_EQ(DatabaseSha256(db), before);
+}
+
+TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemoryLimit) {
+  TempDir dir;
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
+                 dir.File("server.log"), /*env=*/{}, ProcessLimits{kAddressSpaceLimit});
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  auto stub = Connect(address);
+  std::mutex mutex;
+  std::vector<std::string> created;  // stopped before the normal study runs
+  auto keep = [&](const v1::Study& study) {
+    std::lock_guard<std::mutex> lock(mutex);
+    created.push_back(study.id());
+  };
+
+  // Grids at the cap: 1000 x 1000 points each.
+  for (int i = 0; i < 3; ++i) {
+    v1::StudySpec grid = SimStudy("grid-" + std::to_string(i), 5);
+    grid.mutable_search_space()->clear_parameters();
+    for (const char* name : {"a", "b"}) {
+      v1::Parameter& parameter = *grid.mutable_search_space()->add_parameters();
+      parameter.set_name(name);
+      parameter.mutable_int_()->set_low(1);
+      parameter.mutable_int_()->set_high(1000);
+    }
+    grid.mutable_algorithm()->set_name("grid");
+    v1::Study study;
+    const grpc::Status status = Create(*stub, grid, &study);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    keep(study);
+  }
+  // The most trials one Ask may ask for, three times over.
+  v1::Study external;
+  ASSERT_TRUE(Create(*stub, ExternalStudy(100'000), &external).ok());
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::AskRequest ask;
+    ask.set_study_id(external.id());
+    ask.set_count(1000);
+    v1::AskResponse asked;
+    const grpc::Status status = stub->Ask(&context, ask, &asked);
+    ASSERT_TRUE(status.ok()) << status.error_message() << "\n"
+                             << Bytes(dir.File("server.log")).substr(0, 4000);
+    EXPECT_EQ(asked.trials_size(), 1000);
+  }
+  // Specs just under the size limit, with names at theirs, from four clients at once; and
+  // requests over the limits: a spec twice the limit, one above the server's receive limit,
+  // names of megabytes.
+  std::vector<std::thread> clients;
+  for (int client = 0; client < 4; ++client) {
+    clients.emplace_back([&address, &keep, client] {
+      auto own = Connect(address);
+      for (int i = 0; i < 3; ++i) {
+        v1::StudySpec large = SimStudy(std::string(256, 'n'), 2);
+        large.set_name(std::string(255, 'n') + std::to_string(client));
+        large.mutable_objective()->set_metric(std::string(256, 'm'));
+        large.mutable_search_space()->mutable_parameters(0)->set_name(std::string(256, 'p'));
+        (*large.mutable_trainer()->mutable_config()->mutable_fields())["blob"].set_string_value(
+            std::string((1 << 20) - 4096, 'b'));
+        v1::Study study;
+        grpc::Status status = Create(*own, large, &study);
+        EXPECT_TRUE(status.ok()) << status.error_message();
+        keep(study);
+
+        v1::StudySpec twice = SimStudy("twice", 2);
+        (*twice.mutable_trainer()->mutable_config()->mutable_fields())["blob"].set_string_value(
+            std::string(2 << 20, 'b'));
+        status = Create(*own, twice, &study);
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+        v1::StudySpec huge = SimStudy(std::string(9 << 20, 'n'), 2);
+        status = Create(*own, huge, &study);
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+        v1::StudySpec named = SimStudy(std::string(7 << 20, 'n'), 2);
+        status = Create(*own, named, &study);
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  // Reading it all back.
+  {
+    grpc::ClientContext context;
+    v1::ListTrialsRequest request;
+    request.set_study_id(external.id());
+    request.set_with_metrics(true);
+    v1::ListTrialsResponse trials;
+    const grpc::Status status = stub->ListTrials(&context, request, &trials);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_TRUE(server.Alive()) << Bytes(dir.File("server.log"));
+  for (const std::string& id : created) {
+    grpc::ClientContext context;
+    v1::StopStudyRequest request;
+    request.set_study_id(id);
+    v1::Study stopped;
+    EXPECT_TRUE(stub->StopStudy(&context, request, &stopped).ok()) << id;
+  }
+
+  // It still runs a normal study to its end, with a worker.
+  v1::Study normal;
+  // Its own family (another trainer config): the grids' family has other parameters.
+  v1::StudySpec normal_spec = SimStudy("normal", 4);
+  (*normal_spec.mutable_trainer()->mutable_config()->mutable_fields())["state_bytes"]
+      .set_number_value(0);
+  const grpc::Status normal_status = Create(*stub, normal_spec, &normal);
+  ASSERT_TRUE(normal_status.ok()) << normal_status.error_message();
+  Process worker({"worker", "--coordinator", address, "--id", "worker-0", "--checkpoint-dir",
+                  dir.File("checkpoints")},
+                 dir.File("worker.log"));
+  absl::StatusOr<v1::Study> ended = WaitForStudy(address, normal.id(), std::chrono::seconds(120));
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), v1::STUDY_COMPLETED) << ended->message();
+  EXPECT_TRUE(server.Alive());
+  const int64_t resident_peak = StatusKiB(server.pid(), "VmHWM");
+  EXPECT_GT(resident_peak, 0);
+  EXPECT_LT(resident_peak, kResidentLimitKiB);
+  std::printf("coordinator: resident peak %lld KiB, address space peak %lld KiB\n",
+              static_cast<long long>(resident_peak),
+              static_cast<long long>(StatusKiB(server.pid(), "VmPeak")));
+  EXPECT_EQ(Bytes(dir.File("server.log")).find("bad_alloc"), std::string::npos)
+      << Bytes(dir.File("server.log"));
+}
+
+}  // namespace
+}  // namespace hippo::e2e
