@@ -26,6 +26,10 @@ absl::StatusOr<hippo::v1::Study> Engine::GetStudy(const std::string& study_id) {
   return impl_->GetStudy(study_id);
 }
 
+absl::StatusOr<int64_t> Engine::DistinctStepsOf(const std::vector<std::string>& study_ids) {
+  return impl_->DistinctStepsOf(study_ids);
+}
+
 std::vector<hippo::v1::Study> Engine::ListStudies() { return impl_->ListStudies(); }
 
 absl::StatusOr<hippo::v1::Study> Engine::StopStudy(const std::string& study_id,

@@ -123,6 +123,9 @@ class Engine {
   // NotFound for an unknown study id.
   absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
   absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  // distinct_steps over several studies together: a configuration that several of them train
+  // counts once, to its furthest target in any (the figure of a multi-study workload).
+  absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
   // Stops a running study and its running or paused trials (a no-op on an ended study);
   // attempts no other study needs are cancelled.

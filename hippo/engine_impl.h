@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "hippo/checkpoint_ledger.h"
+#include "hippo/configurations.h"
 #include "hippo/engine.h"
 #include "hippo/family_state.h"
 #include "hippo/ordered_committer.h"
@@ -60,6 +61,7 @@ class EngineImpl {
   absl::Status Recover();
   absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
   absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
                                              const std::string& reason);
@@ -97,8 +99,9 @@ class EngineImpl {
     std::optional<double> objective;
     int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
     int64_t forked_at = 0;
-    int64_t told_step = -1;    // ask/tell: the last step the client reported
-    int64_t view_version = 0;  // when its view or metrics last changed (0: not since recovery)
+    int32_t configuration = -1;  // its id in the study's Configurations
+    int64_t told_step = -1;      // ask/tell: the last step the client reported
+    int64_t view_version = 0;    // when its view or metrics last changed (0: not since recovery)
   };
 
   struct StudyState {
@@ -117,8 +120,10 @@ class EngineImpl {
     int64_t completed_trials = 0;
     // Kept as trials are added and change, so that a view of the study does not walk every
     // trial under the engine's lock.
-    int64_t trial_steps = 0;       // the sum of the trials' targets
-    std::set<int64_t> family_ids;  // the families its trials are in
+    int64_t trial_steps = 0;          // the sum of the trials' targets
+    int64_t forked_prefix_steps = 0;  // the sum of the forks' fork steps (inherited prefixes)
+    Configurations configurations;    // distinct_steps
+    std::set<int64_t> family_ids;     // the families its trials are in
     // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
@@ -223,7 +228,8 @@ class EngineImpl {
   void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
   void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
   // Adds a trial to the study and to its kept sums.
-  void AppendTrial(StudyState& study, TrialState trial);
+  // `configuration`: the trial's Configurations::KeyOf.
+  void AppendTrial(StudyState& study, TrialState trial, std::string configuration);
   // The best completed trial with an objective (study.best, recomputed if stale).
   std::optional<int64_t> BestTrial(const StudyState& study) const;
   // Keeps study.best current after trial `number`'s state or objective changed.

@@ -99,7 +99,24 @@ absl::Status EngineImpl::Recover() {
     trial.forked_from = record.forked_from;
     trial.forked_at = record.forked_at_step;
     trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-    AppendTrial(study, std::move(trial));
+    // Its configuration, as AddTrial keyed it (a fork: composed with its parent's sequences).
+    std::string configuration;
+    if (plan.ok()) {
+      absl::StatusOr<stage_tree::TrialSequences> sequences = plan->sequences;
+      if (trial.forked_from >= 0 && trial.forked_from < record.trial_id) {
+        absl::StatusOr<stage_tree::TrialSequences> parent = SequencesOf(study, trial.forked_from);
+        sequences =
+            parent.ok() ? stage_tree::ComposeAt(*parent, plan->sequences, trial.forked_at) : parent;
+      }
+      if (sequences.ok()) {
+        configuration =
+            Configurations::KeyOf(plan->structural, stage_tree::EncodeSequences(*sequences));
+      }
+    }
+    // A point the space no longer builds (it cannot happen for a stored study: its spec is
+    // stored with it) is a configuration of its own.
+    if (configuration.empty()) configuration = absl::StrCat("trial=", record.trial_id);
+    AppendTrial(study, std::move(trial), std::move(configuration));
     SetTrialState(study, record.trial_id, static_cast<v1::TrialState>(record.state));
   }
 

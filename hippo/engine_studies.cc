@@ -242,6 +242,7 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
         family.AddBreakpoint(request.target);
         TrackSplits(family, splits, outbox, batch);
         study.trial_steps += request.target - trial.target;
+        study.configurations.Raise(trial.configuration, request.target);
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
@@ -307,8 +308,10 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
   absl::StatusOr<stage_tree::TrialId> tree_trial =
       (*family)->tree().Insert(plan->sequences, request.target, &splits);
   if (!tree_trial.ok()) return tree_trial.status();
-  (*family)->AppendOp(store::TreeOpKind::kInsert, *tree_trial, request.target,
-                      stage_tree::EncodeSequences(plan->sequences), batch);
+  std::string encoded = stage_tree::EncodeSequences(plan->sequences);
+  std::string configuration = Configurations::KeyOf(plan->structural, encoded);
+  (*family)->AppendOp(store::TreeOpKind::kInsert, *tree_trial, request.target, std::move(encoded),
+                      batch);
   (*family)->AddBreakpoints(plan->sequences, request.target);
   for (Step step : study.algorithm->BranchSteps()) {
     if (step > 0 && step < max_steps) (*family)->AddBreakpoint(step);
@@ -329,7 +332,7 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
     trial.forked_at = request.fork_step;
   }
   trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-  AppendTrial(study, std::move(trial));
+  AppendTrial(study, std::move(trial), std::move(configuration));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
   batch.trials.push_back(TrialRecordOf(study_index, number));
   if (client_trained) {
@@ -391,6 +394,8 @@ void EngineImpl::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch)
                                   [](const TrialState& t) { return t.state == v1::TRIAL_FAILED; });
   study.record.state = failed ? v1::STUDY_FAILED : v1::STUDY_COMPLETED;
   collection_due_ = true;  // its checkpoints may be garbage now
+  // Ended short of the spec (its search space ran out of new configurations): say why.
+  if (!failed && study.record.message.empty()) study.record.message = study.algorithm->EndReason();
   study.record.finished_ms = NowMs();
   batch.studies.push_back(study.record);
   batch.events.push_back(Event(study.record.id, failed ? "study_failed" : "study_completed", ""));
@@ -410,8 +415,10 @@ void EngineImpl::SetTrialState(StudyState& study, int64_t number, v1::TrialState
   UpdateBest(study, number);
 }
 
-void EngineImpl::AppendTrial(StudyState& study, TrialState trial) {
+void EngineImpl::AppendTrial(StudyState& study, TrialState trial, std::string configuration) {
   study.trial_steps += trial.target;
+  if (trial.forked_from >= 0) study.forked_prefix_steps += trial.forked_at;
+  trial.configuration = study.configurations.Add(std::move(configuration), trial.target);
   study.family_ids.insert(trial.family_id);
   study.trials.push_back(std::move(trial));
 }
