@@ -205,7 +205,7 @@ def main():
     parser.add_argument("--workers", type=number_list(int), default=[1, 2])
     parser.add_argument("--runs", type=int, default=1, help="runs per side (the table: medians)")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--initial", type=number_list(float), default=[0.1, 0.05, 0.02])
+    parser.add_argument("--initial", type=number_list(float), default=[0.1, 0.02])
     parser.add_argument("--milestones", type=lambda t: [[int(m) for m in c.split("-")]
                                                         for c in t.split(",")],
                         default=[[2], [4]], help="choices, e.g. 2,4 or 2-4,3")
@@ -215,9 +215,9 @@ def main():
     parser.add_argument("--asha-trials", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-limit", type=int, default=2000)
+    parser.add_argument("--train-limit", type=int, default=500)
     parser.add_argument("--val-limit", type=int, default=1000)
-    parser.add_argument("--overhead-trials", type=int, default=300,
+    parser.add_argument("--overhead-trials", type=int, default=200,
                         help="trials of the service-overhead loop per system (0: skip)")
     parser.add_argument("--hippo", help="the hippo binary (default build/cli/hippo)")
     parser.add_argument("--out", default="build/vs_optuna_benchmark.json")
