@@ -104,9 +104,9 @@ def table(summary):
             f"{_f(per_epoch, 3)} | {_f(row['best_accuracy'], 4)} | "
             f"{load[0]:.1f}–{load[1]:.1f} |")
     lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
-              "epochs = unique | epoch gain | wall gain | wall/epoch gain (≥ 0.95) | "
+              "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
               "vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | same config, same acc. |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for goal in summary["goals"]:
         vs = goal.get("vs_optuna")
         unique = ", ".join(f"{e}/{u}" for e, u, _ in goal["unique_epochs"])
@@ -119,7 +119,8 @@ def table(summary):
             f"| {goal['algorithm']} | {goal['model']} | {goal['workers']} | {goal['trials']} "
             f"({goal['distinct_configs']}) | {'yes' if goal['same_configs'] else 'NO'} | "
             f"{unique} {'ok' if goal['trains_unique_epochs'] else 'MISSED'} | "
-            f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('wall_gain'))}× | "
+            f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('cpu_gain'))}× | "
+            f"{_f(goal.get('wall_gain'))}× | "
             f"{_f(ratio)} {'' if ratio is None else 'ok' if ratio >= 0.95 else 'MISSED'} | "
             + (f"{vs['epochs']:.2f}×, {vs['wall']:.2f}×, {vs['cpu']:.2f}× | " if vs else "– | ")
             + f"{best} | {pairs.get('identical', 0)}/{pairs.get('shared', 0)} |")

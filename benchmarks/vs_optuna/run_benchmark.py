@@ -204,6 +204,11 @@ def main():
     parser.add_argument("--models", type=number_list(str), default=["mlp"])
     parser.add_argument("--workers", type=number_list(int), default=[1, 2])
     parser.add_argument("--runs", type=int, default=1, help="runs per side (the table: medians)")
+    parser.add_argument("--first-run", type=int, default=0,
+                        help="number of the first run (sets the sides' order), to add runs to "
+                             "an earlier invocation's")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="run nothing: print the tables of these files' runs together")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--initial", type=number_list(float), default=[0.1, 0.02])
     parser.add_argument("--milestones", type=lambda t: [[int(m) for m in c.split("-")]
@@ -222,6 +227,8 @@ def main():
     parser.add_argument("--hippo", help="the hippo binary (default build/cli/hippo)")
     parser.add_argument("--out", default="build/vs_optuna_benchmark.json")
     args = parser.parse_args()
+    if args.report:
+        return print_report(args.report)
     study = Study(args)
     import optuna
 
@@ -229,10 +236,21 @@ def main():
 
     results, known = [], {}
     started = time.time()
+    summary = {"arguments": dict(vars(args)), "results": results, "service_overhead": None}
+
+    def save():
+        """Writes what is measured so far: an interrupted run keeps its figures."""
+        summary["seconds"] = time.time() - started
+        summary["rows"], summary["goals"] = report.summarise(results, args.val_limit)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".tmp", "w") as file:
+            json.dump(summary, file, indent=1)
+        os.replace(args.out + ".tmp", args.out)
+
     with tempfile.TemporaryDirectory(prefix="hippo-vs-optuna-") as scratch:
         for workers in args.workers:
             with Session(os.path.join(scratch, f"w{workers}"), workers, args) as session:
-                for run in range(args.runs):
+                for run in range(args.first_run, args.first_run + args.runs):
                     # Rotate the sides' order between runs; Hippo goes first in the first run
                     # because its sampler decides the configurations Optuna is given.
                     order = SIDES[run % 3:] + SIDES[:run % 3] if run else SIDES
@@ -241,35 +259,51 @@ def main():
                     for algorithm in args.algorithms:
                         for model in args.models:
                             for side in order:
-                                tag = f"{algorithm}-{model}-w{workers}-r{run}-{side}"
-                                key = (algorithm, model)
-                                if side == "optuna":
-                                    if key not in known:
-                                        raise SystemExit(f"{tag}: no Hippo run gave its configs")
-                                    result = session.run_optuna(study, algorithm, model,
-                                                                known[key], tag)
-                                else:
-                                    result = session.run_hippo(study, algorithm, model,
-                                                               side == "hippo-no-merge", tag)
-                                    known.setdefault(key, [tuple(c) for c in result["configs"]])
-                                result.update(algorithm=algorithm, model=model, workers=workers,
-                                              run=run, side=side)
-                                results.append(result)
-                                print(report.progress_line(result), flush=True)
-        overhead = service_overhead(args, scratch) if args.overhead_trials else None
-
-    summary = {"arguments": {k: v for k, v in vars(args).items()},
-               "seconds": time.time() - started, "val_limit": args.val_limit,
-               "results": results, "service_overhead": overhead}
-    summary["rows"], summary["goals"] = report.summarise(results, args.val_limit)
+                                results.append(run_side(session, study, known, algorithm, model,
+                                                        workers, run, side))
+                                print(report.progress_line(results[-1]), flush=True)
+                                save()
+        if args.overhead_trials:
+            summary["service_overhead"] = service_overhead(args, scratch)
+    save()
     print()
     print(report.table(summary))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as file:
-        json.dump(summary, file, indent=1)
     print(f"\nwritten: {args.out}")
     if not all(goal["same_configs"] for goal in summary["goals"]):
         raise SystemExit("the sides did not evaluate the same configurations")
+
+
+def print_report(paths):
+    """The tables of several invocations' runs together (e.g. added with --first-run)."""
+    summaries = []
+    for path in paths:
+        with open(path) as file:
+            summaries.append(json.load(file))
+    val_limits = {s["arguments"]["val_limit"] for s in summaries}
+    if len(val_limits) != 1:
+        raise SystemExit(f"--report: the files' --val-limit differ ({sorted(val_limits)})")
+    results = [r for s in summaries for r in s["results"]]
+    summary = {"results": results,
+               "service_overhead": next((s["service_overhead"] for s in reversed(summaries)
+                                         if s["service_overhead"]), None)}
+    summary["rows"], summary["goals"] = report.summarise(results, val_limits.pop())
+    print(report.table(summary))
+
+
+def run_side(session, study, known, algorithm, model, workers, run, side):
+    """One study on one side; Hippo's first run of (algorithm, model) fixes the configurations
+    that Optuna is given."""
+    tag = f"{algorithm}-{model}-w{workers}-r{run}-{side}"
+    key = (algorithm, model)
+    if side == "optuna":
+        if key not in known:
+            raise SystemExit(f"{tag}: no Hippo run gave its configurations")
+        result = session.run_optuna(study, algorithm, model, known[key], tag)
+    else:
+        result = session.run_hippo(study, algorithm, model, side == "hippo-no-merge", tag)
+        known.setdefault(key, [tuple(c) for c in result["configs"]])
+    result.update(algorithm=algorithm, model=model, workers=workers, run=run, side=side)
+    return result
 
 
 if __name__ == "__main__":
