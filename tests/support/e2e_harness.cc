@@ -384,11 +384,11 @@ std::string Cluster::Submit(const std::string& spec_path) const {
 }
 
 Process& Cluster::AddWorker(const std::string& id, const std::string& checkpoint_dir,
-                            const std::string& log_path) {
+                            const std::string& log_path, const Env& env) {
   workers_.push_back(std::make_unique<Process>(
       std::vector<std::string>{"worker", "--coordinator", address_, "--id", id, "--checkpoint-dir",
                                checkpoint_dir},
-      log_path));
+      log_path, env));
   return *workers_.back();
 }
 

@@ -99,10 +99,10 @@ class Cluster {
   // (a test failure if it does not within 20 s).
   void StartServer(bool wait);
   const std::string& server_log() const { return server_log_; }
-  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path`; the
-  // cluster keeps it (SIGKILLed at the end if still alive).
+  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path` and
+  // `env` added to its environment; the cluster keeps it (SIGKILLed at the end if still alive).
   Process& AddWorker(const std::string& id, const std::string& checkpoint_dir,
-                     const std::string& log_path);
+                     const std::string& log_path, const Env& env = {});
   // Polls ListWorkers until `count` workers are connected (false after `timeout`).
   bool WaitForWorkers(size_t count, std::chrono::seconds timeout) const;
 
