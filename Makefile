@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-workloads bench-dashboard python format clean
+.PHONY: all deps configure build test unit demo bench bench-workloads bench-dashboard bench-vs-optuna python format clean
 
 all: build
 
@@ -51,6 +51,13 @@ bench-workloads: build
 # The dashboard with a 100 000-trial study in headless Chromium (makes the store once; minutes).
 bench-dashboard: build
 	@benchmarks/dashboard/run_benchmark.sh $(BUILD_DIR)
+
+# Hippo (merging on), Hippo --no-merge and Optuna 3.1 on the same PyTorch study, grid, ASHA and
+# Hyperband, 1 and 2 workers (benchmarks/vs_optuna; the default size takes about 10 minutes on 2
+# loaded cores). More: make bench-vs-optuna ARGS="--runs 3 --models mlp,cnn --train-limit 4000"
+bench-vs-optuna: build python
+	@$(BUILD_DIR)/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --hippo $(BUILD_DIR)/cli/hippo \
+	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -66,6 +66,12 @@ void Engine::AddChangeListener(std::function<void()> listener) {
 
 std::vector<hippo::v1::WorkerInfo> Engine::ListWorkers() { return impl_->ListWorkers(); }
 
+hippo::v1::CollectGarbageResponse Engine::CollectGarbage() { return impl_->CollectGarbage(); }
+
+absl::StatusOr<hippo::v1::DeleteStudyResponse> Engine::DeleteStudy(const std::string& study_id) {
+  return impl_->DeleteStudy(study_id);
+}
+
 absl::StatusOr<hippo::v1::RetryTrialsResponse> Engine::RetryTrials(
     const hippo::v1::RetryTrialsRequest& request) {
   return impl_->RetryTrials(request);

@@ -104,6 +104,7 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   // A family name stands for one trainer (hippo.proto, StudySpec.family).
   if (!spec.family().empty()) {
     for (const auto& other : studies_) {
+      if (other->deleted) continue;
       if (other->spec.family() == spec.family() &&
           other->trainer_identity != study->trainer_identity) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -113,7 +114,9 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
       }
     }
   }
-  study->record.id = absl::StrFormat("s-%06d", studies_.size() + 1);
+  // Numbers are never reused, also those of deleted studies (DeleteStudy keeps the highest).
+  last_study_number_ = std::max<int64_t>(last_study_number_, static_cast<int64_t>(studies_.size()));
+  study->record.id = absl::StrFormat("s-%06d", ++last_study_number_);
   study->record.state = v1::STUDY_RUNNING;
   study->record.created_ms = NowMs();
   study->record.no_merge = no_merge;
@@ -129,6 +132,7 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   if (absl::Status status = RunPlan(index, batch, outbox); !status.ok()) {
     // Nothing was committed: forget the study entirely.
     study_index_.erase(studies_[index]->record.id);
+    --last_study_number_;
     studies_.pop_back();
     return status;
   }
@@ -389,6 +393,7 @@ void EngineImpl::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch)
                       std::all_of(study.trials.begin(), study.trials.end(),
                                   [](const TrialState& t) { return t.state == v1::TRIAL_FAILED; });
   study.record.state = failed ? v1::STUDY_FAILED : v1::STUDY_COMPLETED;
+  collection_due_ = true;  // its checkpoints may be garbage now
   // Ended short of the spec (its search space ran out of new configurations): say why.
   if (!failed && study.record.message.empty()) study.record.message = study.algorithm->EndReason();
   study.record.finished_ms = NowMs();
@@ -457,6 +462,7 @@ absl::StatusOr<v1::Study> EngineImpl::StopStudy(const std::string& study_id,
   }
   Outbox outbox;
   CancelUnneeded(batch, outbox);
+  CollectIfDue(batch, outbox);
   Dispatch(batch, outbox);
   v1::Study view = StudyView(study);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
@@ -468,6 +474,7 @@ void EngineImpl::StopRunningStudy(size_t study_index, const std::string& message
   StudyState& study = *studies_[study_index];
   study.record.state = v1::STUDY_STOPPED;
   study.record.finished_ms = NowMs();
+  collection_due_ = true;  // its checkpoints may be garbage now
   study.record.message = message;
   for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
     if (study.trials[number].state == v1::TRIAL_RUNNING ||

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <tuple>
 
@@ -13,6 +14,27 @@ namespace v1 = ::hippo::v1;
 using stage_tree::NodeId;
 using stage_tree::StageState;
 using stage_tree::Step;
+
+namespace {
+
+constexpr size_t kForkCacheShown = 64;
+
+// WorkerInfo.fork_cache: a bounded list of the worker's cached states, the most recent stages
+// (highest ids) first, so that a worker holding thousands of states keeps its view small.
+void AddForkCache(const absl::flat_hash_set<std::pair<int64_t, int64_t>>& cached,
+                  v1::WorkerInfo& info) {
+  std::vector<std::pair<int64_t, int64_t>> states(cached.begin(), cached.end());
+  const size_t shown = std::min(states.size(), kForkCacheShown);
+  std::partial_sort(states.begin(), states.begin() + shown, states.end(),
+                    std::greater<std::pair<int64_t, int64_t>>());
+  for (size_t i = 0; i < shown; ++i) {
+    v1::CachedState* state = info.add_fork_cache();
+    state->set_stage_id(states[i].first);
+    state->set_step(states[i].second);
+  }
+}
+
+}  // namespace
 
 store::TrialRecord EngineImpl::TrialRecordOf(size_t study_index, int64_t number) const {
   const StudyState& study = *studies_[study_index];
@@ -157,7 +179,9 @@ absl::StatusOr<int64_t> EngineImpl::DistinctStepsOf(const std::vector<std::strin
 std::vector<v1::Study> EngineImpl::ListStudies() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<v1::Study> views;
-  for (const auto& study : studies_) views.push_back(StudyView(*study));
+  for (const auto& study : studies_) {
+    if (!study->deleted) views.push_back(StudyView(*study));
+  }
   return views;
 }
 
@@ -390,6 +414,7 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
       }
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
+    AddForkCache(worker.cached_states, info);
     const int threshold = options_.unhealthy_after_failures;
     info.set_consecutive_failures(worker.consecutive_failures);
     info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);

@@ -526,6 +526,37 @@ absl::Status StageTree::AddCheckpoint(NodeId node, Step step) {
   return absl::OkStatus();
 }
 
+absl::Status StageTree::DropState(NodeId node, Step step) {
+  if (absl::Status status = CheckNode(node); !status.ok()) return status;
+  Node& record = nodes_[node];
+  if (node == kRootNode || step <= record.start || step > record.end) {
+    return NodeError(node, absl::StrCat("a dropped state must lie in (", record.start, ", ",
+                                        record.end, "]; got ", step));
+  }
+  if (step < record.end) {
+    if (auto it = inner_checkpoints_.find(node); it != inner_checkpoints_.end()) {
+      std::erase(it->second, step);
+      if (it->second.empty()) inner_checkpoints_.erase(it);
+    }
+    if (record.recompute && RecomputeFrom(node) == step) {
+      recompute_from_[node] = LatestCheckpointBefore(node, step);
+      if (record.state == StageState::kReady && !CanStart(node)) {
+        SetState(node, StageState::kPending);
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (!HasStateAtEnd(node)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", node, " holds no state at its end ", step, " to drop (it is ",
+                     StageStateName(record.state), record.recompute ? ", to be recomputed)" : ")"));
+  }
+  record.recompute = true;
+  recompute_from_[node] = LatestCheckpointBefore(node, record.end);
+  SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
+  return absl::OkStatus();
+}
+
 absl::Status StageTree::LoseState(NodeId node, Step step) {
   if (absl::Status status = CheckNode(node); !status.ok()) return status;
   Node& record = nodes_[node];

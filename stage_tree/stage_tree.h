@@ -122,6 +122,12 @@ class StageTree {
   absl::Status Requeue(NodeId node);
   // A state at `step` inside (start, end) of a running or done node was kept.
   absl::Status AddCheckpoint(NodeId node, Step step);
+  // The state after `step` of `node` was deleted (checkpoint garbage collection). A step inside
+  // (start, end) forgets that checkpoint; the end of a done node makes it a recompute stage from
+  // its latest kept checkpoint (ready or pending as it can start), which the caller runs again
+  // only if something needs it; its done children are unaffected, new ones wait for it.
+  // FailedPrecondition for the end of a node that is not done (its state is not kept yet).
+  absl::Status DropState(NodeId node, Step step);
   // The state kept at `step` of `node` is gone (its file is missing or corrupt). At the end of
   // a done node: the node becomes a recompute stage from its latest earlier kept state (its
   // steps count as recomputation when it is done again) and its children that needed the state

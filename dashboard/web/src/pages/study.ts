@@ -7,7 +7,7 @@ import { drawHistory } from "../charts/history";
 import { drawSavings, drawSchedule } from "../charts/misc";
 import { drawImportance, drawParallel } from "../charts/parallel";
 import { Plot } from "../charts/plot";
-import { badge, fmtDuration, fmtInt, fmtNumber, h, progressBar } from "../format";
+import { badge, fmtDuration, fmtInt, fmtNumber, h, markOnce, progressBar } from "../format";
 import { subscribe, throttle } from "../live";
 import { elapsedOf } from "./studies";
 import { TrialTable } from "../table";
@@ -102,6 +102,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       stat("Elapsed", fmtDuration(elapsedOf(row))),
       stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
     );
+    markOnce("hippo:summary");
   };
 
   const refreshStudy = throttle(async () => {
@@ -122,6 +123,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
     drawCurves(curves, await get(studyPath(studyId, "curves"), { trials }), curvesLegend);
+    markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
     drawHistory(history, await get(studyPath(studyId, "history")), row?.study?.spec?.objective?.metric ?? "objective");
@@ -142,24 +144,25 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const observer = new ResizeObserver(drawParameters);
   observer.observe(parallelCanvas);
 
-  const all = async () => {
-    await refreshStudy();
-    refreshCurves();
+  // First what the page is judged by (the summary, the learning curves, the trial table), then
+  // the rest: a browser opens 6 connections to the coordinator, one held by the event stream,
+  // so the later reads would otherwise queue the first ones behind them.
+  const rest = () => {
     refreshHistory();
     refreshParameters();
     refreshSavings();
     refreshTree();
   };
-  void all().then(() => table.reload());
-  const stop = subscribe((change) => {
-    if (!change.all && !change.studies.has(studyId)) return;
+  const all = () => {
     refreshStudy();
     refreshCurves();
-    refreshHistory();
-    refreshParameters();
-    refreshSavings();
-    refreshTree();
     refreshTable();
+    rest();
+  };
+  const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
+  void first.then(rest);
+  const stop = subscribe((change) => {
+    if (change.all || change.studies.has(studyId)) all();
   });
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
