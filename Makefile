@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-dashboard bench-vs-optuna python format clean
+.PHONY: all deps configure build test unit demo bench bench-workloads bench-dashboard bench-vs-optuna python format clean
 
 all: build
 
@@ -40,6 +40,13 @@ python: deps
 bench: build
 	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark --out $(BUILD_DIR)/stage_tree_benchmark.json
 	@$(BUILD_DIR)/benchmarks/coordinator/coordinator_benchmark --out $(BUILD_DIR)/coordinator_benchmark.json
+
+# W1-W6 in virtual time (savings against trial by trial, distinct configurations and
+# checkpoint-copying PBT; makespans), then the ASHA-driven workloads with real workers, 10 runs
+# each, for the spread that the order of results makes (minutes).
+bench-workloads: build
+	@$(BUILD_DIR)/benchmarks/workloads/workloads_benchmark --workers 8 --out $(BUILD_DIR)/workloads_benchmark.json
+	@benchmarks/workloads/asha_spread.py $(BUILD_DIR)/cli/hippo --runs 10 --workers 8 --out $(BUILD_DIR)/asha_spread.json
 
 # The dashboard with a 100 000-trial study in headless Chromium (makes the store once; minutes).
 bench-dashboard: build
