@@ -43,7 +43,7 @@ class LocalServer:
                 if os.path.exists(token_file):
                     hippo.connect(self.address).list_studies()
                     return self
-            except hippo.Unavailable:
+            except hippo.HippoError:  # not listening yet, or its token file not written yet
                 pass
             time.sleep(0.1)
         raise SystemExit(f"hippo server did not start on {self.address}")

@@ -93,15 +93,16 @@ def _f(value, digits=2):
 
 def table(summary):
     lines = ["| algorithm | model | workers | side | runs | wall s | CPU s | epochs | "
-             "s per epoch | best val. acc. | load avg. |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "s per epoch | wall − training / workers, s | best val. acc. | load avg. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in summary["rows"]:
         per_epoch = row["epoch_s"] / row["epochs"] if row["epochs"] else None
         load = row["load_average"]
         lines.append(
             f"| {row['algorithm']} | {row['model']} | {row['workers']} | {row['side']} | "
             f"{row['runs']} | {_f(row['wall_s'])} | {_f(row['cpu_s'])} | {row['epochs']:g} | "
-            f"{_f(per_epoch, 3)} | {_f(row['best_accuracy'], 4)} | "
+            f"{_f(per_epoch, 3)} | {_f(row['wall_s'] - row['epoch_s'] / row['workers'])} | "
+            f"{_f(row['best_accuracy'], 4)} | "
             f"{load[0]:.1f}–{load[1]:.1f} |")
     lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
               "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
