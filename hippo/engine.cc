@@ -27,6 +27,9 @@ absl::StatusOr<hippo::v1::Study> Engine::GetStudy(const std::string& study_id) {
 }
 
 std::vector<hippo::v1::Study> Engine::ListStudies() { return impl_->ListStudies(); }
+std::vector<hippo::v1::Study> Engine::ListStudies(size_t offset, size_t limit, size_t* total) {
+  return impl_->ListStudies(offset, limit, total);
+}
 
 absl::StatusOr<hippo::v1::Study> Engine::StopStudy(const std::string& study_id,
                                                    const std::string& reason) {

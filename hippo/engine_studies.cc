@@ -153,11 +153,11 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
   for (bool answered_at_once = true;
        answered_at_once && rounds_failing < kMaxRoundsFailingAtOnce;) {
     answered_at_once = false;
-    int64_t capacity = std::numeric_limits<int32_t>::max();
-    if (study.spec.budget().max_parallel_trials() > 0) {
-      capacity =
-          std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
-    }
+    const int64_t parallel =
+        study.spec.budget().max_parallel_trials() > 0
+            ? std::min(study.spec.budget().max_parallel_trials(), kMaxTrialsPlannedAhead)
+            : kMaxTrialsPlannedAhead;
+    const int64_t capacity = std::max<int64_t>(0, parallel - study.running_trials);
     const int64_t reached_before = targets_reached_;
     const int64_t failed_before = failed_at_once_;
     std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);

@@ -146,6 +146,16 @@ std::vector<v1::Study> EngineImpl::ListStudies() {
   return views;
 }
 
+std::vector<v1::Study> EngineImpl::ListStudies(size_t offset, size_t limit, size_t* total) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  *total = studies_.size();
+  std::vector<v1::Study> views;
+  for (size_t i = offset; i < studies_.size() && views.size() < limit; ++i) {
+    views.push_back(StudyView(*studies_[i]));
+  }
+  return views;
+}
+
 absl::StatusOr<TrialPage> EngineImpl::ListTrialsPage(const std::string& study_id,
                                                      const TrialQuery& query) {
   TrialPage page;
