@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-workloads bench-dashboard bench-vs-optuna python format clean
+.PHONY: all deps configure build test unit demo bench bench-hostile bench-workloads bench-dashboard bench-vs-optuna python format clean
 
 all: build
 
@@ -40,6 +40,12 @@ python: deps
 bench: build
 	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark --out $(BUILD_DIR)/stage_tree_benchmark.json
 	@$(BUILD_DIR)/benchmarks/coordinator/coordinator_benchmark --out $(BUILD_DIR)/coordinator_benchmark.json
+
+# The coordinator's dispatch rate while a hostile client sends it the largest requests the
+# limits allow, against an idle coordinator: 3 rounds of each, alternating (minutes).
+bench-hostile: build
+	@$(BUILD_DIR)/benchmarks/coordinator/coordinator_benchmark --trials 30000 --hostile-rounds 3 \
+	  --out $(BUILD_DIR)/coordinator_hostile_benchmark.json
 
 # W1-W6 in virtual time (savings against trial by trial, distinct configurations and
 # checkpoint-copying PBT; makespans), then the ASHA-driven workloads with real workers, 10 runs

@@ -167,6 +167,16 @@ int RunCommand(const RunOptions& options) {
     std::cerr << "hippo run: no study spec given\n";
     return kExitBadInput;
   }
+  // `hippo run`'s dashboard is plain HTTP with no --tls-cert or --insecure of its own (those
+  // are `hippo server`'s): off loopback its token would cross the network in plaintext.
+  if (options.dashboard && !coordinator::IsLoopback(options.dashboard_listen)) {
+    std::cerr << "hippo run: --dashboard-listen " << options.dashboard_listen
+              << " is not a loopback address: hippo run serves its dashboard over plain HTTP, "
+                 "on loopback only; use a loopback address (e.g. 127.0.0.1:0) and reach it "
+                 "through an SSH tunnel (ssh -L), or run hippo server with --http ADDRESS "
+                 "--tls-cert FILE --tls-key FILE and start hippo worker processes beside it\n";
+    return kExitBadInput;
+  }
   std::vector<v1::StudySpec> specs;
   std::vector<std::string> kinds;       // the trainer kinds the local workers serve
   std::vector<std::string> allow_dirs;  // where their command trainer may run programs

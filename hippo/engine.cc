@@ -31,6 +31,9 @@ absl::StatusOr<int64_t> Engine::DistinctStepsOf(const std::vector<std::string>& 
 }
 
 std::vector<hippo::v1::Study> Engine::ListStudies() { return impl_->ListStudies(); }
+std::vector<hippo::v1::Study> Engine::ListStudies(size_t offset, size_t limit, size_t* total) {
+  return impl_->ListStudies(offset, limit, total);
+}
 
 absl::StatusOr<hippo::v1::Study> Engine::StopStudy(const std::string& study_id,
                                                    const std::string& reason) {

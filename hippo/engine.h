@@ -32,6 +32,12 @@ class WorkerChannel {
   virtual bool Send(hippo::v1::CoordinatorMessage message) = 0;
 };
 
+// The most trials a study has running at once, whatever its budget.max_parallel_trials (0
+// included): the algorithm is asked for more as they end, so that a large budget.max_trials is
+// planned in windows (a study of 10^9 trials costs what one of 4096 does until they train), not
+// inside CreateStudy. Far above the workers one coordinator serves, so no worker waits for it.
+inline constexpr int64_t kMaxTrialsPlannedAhead = 4096;
+
 struct EngineOptions {
   double lease_seconds = 10;  // a running stage goes back to the queue after this silence
   int max_attempts = 3;       // attempts of a stage before its trials fail
@@ -127,6 +133,9 @@ class Engine {
   // counts once, to its furthest target in any (the figure of a multi-study workload).
   absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
+  // The views of `limit` studies from the `offset`-th, in creation order, and how many studies
+  // there are: only the page's views are made (a view holds its spec) while the engine is locked.
+  std::vector<hippo::v1::Study> ListStudies(size_t offset, size_t limit, size_t* total);
   // Stops a running study and its running or paused trials (a no-op on an ended study);
   // attempts no other study needs are cancelled.
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,

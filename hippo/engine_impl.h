@@ -63,6 +63,7 @@ class EngineImpl {
   absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
   absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
+  std::vector<hippo::v1::Study> ListStudies(size_t offset, size_t limit, size_t* total);
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
                                              const std::string& reason);
   absl::StatusOr<hippo::v1::ListTrialsResponse> ListTrials(const std::string& study_id,
@@ -286,8 +287,10 @@ class EngineImpl {
   // A report of `worker` about `attempt_id` broke a bound (`problem`): nothing of it is stored.
   // An attempt the worker holds fails with the problem as its reason (the trainer produced
   // it, so a retry may do better, and the study's message shows it) and the worker is told to
-  // cancel it; a report of any other attempt is ignored. Logged either way.
-  void RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
+  // cancel it; a report of any other attempt is ignored. Logged either way. The failure counts
+  // against the worker's health unless the trial `diverged` (ReportsDivergence): a worker is not
+  // drained for what the hyper-parameters did.
+  void RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem, bool diverged,
                     store::WriteBatch& batch, Outbox& outbox);
   // RunPlan after a report changed the study's trials; a failure of the plan is logged, as it
   // must not refuse the report (the study asks again at its next event).

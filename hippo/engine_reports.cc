@@ -120,9 +120,11 @@ absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
     reports.push_back(&message);
   }
   std::optional<std::pair<int64_t, std::string>> refused;
+  bool diverged = false;
   for (const v1::WorkerMessage* report : reports) {
     if (std::optional<std::string> problem = ReportProblem(*report)) {
       refused.emplace(AttemptOfReport(*report), *std::move(problem));
+      diverged = ReportsDivergence(*report);
       break;
     }
   }
@@ -135,7 +137,7 @@ absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
   store::WriteBatch batch;
   Outbox outbox;
   if (refused) {
-    RefuseReport(worker_it->second, refused->first, refused->second, batch, outbox);
+    RefuseReport(worker_it->second, refused->first, refused->second, diverged, batch, outbox);
   } else {
     for (const v1::WorkerMessage* report : reports) {
       HandleReport(worker_it->second, *report, batch, outbox);
@@ -167,7 +169,7 @@ std::optional<std::pair<int64_t, std::string>> EngineImpl::StateProblem(
 }
 
 void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::string& problem,
-                              store::WriteBatch& batch, Outbox& outbox) {
+                              bool diverged, store::WriteBatch& batch, Outbox& outbox) {
   const std::string& worker_id = worker.hello.worker_id();
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end() || it->second.worker_id != worker_id) {
@@ -179,8 +181,9 @@ void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::str
   std::fprintf(stderr, "hippo: worker %s: report refused, attempt %lld fails: %s\n",
                worker_id.c_str(), static_cast<long long>(attempt_id), problem.c_str());
   EndAttempt(attempt_id, /*failed=*/true, problem, /*state_lost=*/false, batch);
-  // A worker whose reports break the protocol's bounds counts as failing, like any failure.
-  NoteWorkerOutcome(worker, /*failed=*/true, problem, batch);
+  // A worker whose reports break the protocol's bounds counts as failing, like any failure; a
+  // trial that diverged is the hyper-parameters' doing, not the worker's.
+  if (!diverged) NoteWorkerOutcome(worker, /*failed=*/true, problem, batch);
   if (worker.attempt == attempt_id) worker.attempt.reset();
   if (worker.connected) {
     v1::CoordinatorMessage cancel;

@@ -157,11 +157,13 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
   for (bool answered_at_once = true;
        answered_at_once && rounds_failing < kMaxRoundsFailingAtOnce;) {
     answered_at_once = false;
-    int64_t capacity = std::numeric_limits<int32_t>::max();
-    if (study.spec.budget().max_parallel_trials() > 0) {
-      capacity =
-          std::max<int64_t>(0, study.spec.budget().max_parallel_trials() - study.running_trials);
-    }
+    const int64_t limit = study.spec.budget().max_parallel_trials();
+    const bool windowed = limit <= 0 || limit > kMaxTrialsPlannedAhead;
+    int64_t capacity =
+        std::max<int64_t>(0, (windowed ? kMaxTrialsPlannedAhead : limit) - study.running_trials);
+    // A window is refilled once half of it has ended, not trial by trial: new trials make the
+    // stage priorities be computed again over the whole tree (RefreshPriorities).
+    if (windowed && study.running_trials > kMaxTrialsPlannedAhead / 2) capacity = 0;
     const int64_t reached_before = targets_reached_;
     const int64_t failed_before = failed_at_once_;
     std::vector<search_algos::Request> requests = study.algorithm->Suggest(capacity);

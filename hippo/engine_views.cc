@@ -185,6 +185,20 @@ std::vector<v1::Study> EngineImpl::ListStudies() {
   return views;
 }
 
+std::vector<v1::Study> EngineImpl::ListStudies(size_t offset, size_t limit, size_t* total) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Positions count the studies a listing shows: deleted ones are skipped.
+  std::vector<v1::Study> views;
+  size_t shown = 0;
+  for (const auto& study : studies_) {
+    if (study->deleted) continue;
+    if (shown >= offset && views.size() < limit) views.push_back(StudyView(*study));
+    ++shown;
+  }
+  *total = shown;
+  return views;
+}
+
 absl::StatusOr<TrialPage> EngineImpl::ListTrialsPage(const std::string& study_id,
                                                      const TrialQuery& query) {
   TrialPage page;

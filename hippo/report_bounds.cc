@@ -91,6 +91,18 @@ std::optional<std::string> ReportProblem(const v1::WorkerMessage& report) {
   }
 }
 
+bool ReportsDivergence(const v1::WorkerMessage& report) {
+  if (!report.has_progress()) return false;
+  bool any_not_finite = false;
+  // The same metrics with finite values: if they pass, a value was the only problem.
+  google::protobuf::Map<std::string, double> finite;
+  for (const auto& [name, value] : report.progress().metrics()) {
+    any_not_finite = any_not_finite || !std::isfinite(value);
+    finite[name] = 0.0;
+  }
+  return any_not_finite && !proto::CheckMetrics(finite, "progress.metrics");
+}
+
 int64_t AttemptOfReport(const v1::WorkerMessage& report) {
   switch (report.message_case()) {
     case v1::WorkerMessage::kProgress:

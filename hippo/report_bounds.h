@@ -37,6 +37,11 @@ absl::Status CheckHello(const hippo::v1::WorkerHello& hello);
 // nullopt when none is broken.
 std::optional<std::string> ReportProblem(const hippo::v1::WorkerMessage& report);
 
+// Whether `report` is progress whose metrics break no bound but a value's being finite: the
+// trial's training diverged, which says nothing about the worker that ran it (its attempt still
+// fails, but the worker's health does not count it; engine_retry.cc).
+bool ReportsDivergence(const hippo::v1::WorkerMessage& report);
+
 // The attempt `report` is about (progress, checkpoint, finished); 0 for other reports.
 int64_t AttemptOfReport(const hippo::v1::WorkerMessage& report);
 

@@ -116,15 +116,16 @@ class StudyServiceImpl final
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
     absl::StatusOr<StudyPage> page = ParseStudyPage(*request);
     if (!page.ok()) return ToGrpc(page.status());
-    std::vector<v1::Study> studies = engine_->ListStudies();
-    if (page->offset > studies.size()) {
+    size_t total = 0;
+    std::vector<v1::Study> studies = engine_->ListStudies(page->offset, page->size, &total);
+    if (page->offset > total) {
       return ToGrpc(absl::InvalidArgumentError(
           "page_token: points past the last study; pass the next_page_token of the previous "
           "page, or none for the first page"));
     }
-    const size_t end = std::min(studies.size(), page->offset + page->size);
-    for (size_t i = page->offset; i < end; ++i) *response->add_studies() = std::move(studies[i]);
-    if (end < studies.size()) response->set_next_page_token(StudyPageToken(end));
+    for (v1::Study& study : studies) *response->add_studies() = std::move(study);
+    const size_t end = page->offset + studies.size();
+    if (end < total) response->set_next_page_token(StudyPageToken(end));
     return grpc::Status::OK;
   }
 

@@ -25,6 +25,12 @@ std::string ExactText(double value) {
 
 }  // namespace
 
+int64_t HyperbandMaxTrials(const std::vector<HyperbandBracket>& brackets) {
+  int64_t cycle = 0;
+  for (const HyperbandBracket& bracket : brackets) cycle += bracket.n;
+  return cycle * kMaxHyperbandCycles;
+}
+
 absl::StatusOr<std::vector<HyperbandBracket>> HyperbandBrackets(Step max_resource,
                                                                 double reduction_factor) {
   const double eta = reduction_factor;
@@ -104,6 +110,11 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Hyperband::Create(
   if (!table.ok()) return table.status();
 
   std::vector<HyperbandBracket> brackets;
+  if (context.max_trials > HyperbandMaxTrials(*table)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "budget.max_trials: at most ", HyperbandMaxTrials(*table), " for hyperband (",
+        kMaxHyperbandCycles, " cycles of its brackets; got ", context.max_trials, ")"));
+  }
   if (context.max_trials <= 0) {
     brackets = *std::move(table);
   } else {
@@ -339,6 +350,13 @@ proto::Issue Hyperband::CheckConfig(const hippo::v1::Algorithm& config,
   const absl::StatusOr<std::vector<HyperbandBracket>> brackets =
       HyperbandBrackets(hyperband.max_resource() > 0 ? hyperband.max_resource() : max_steps,
                         hyperband.reduction_factor() > 0 ? hyperband.reduction_factor() : 3);
+  if (brackets.ok() && max_trials > HyperbandMaxTrials(*brackets)) {
+    return proto::Problem(
+        "budget.max_trials",
+        absl::StrCat("at most ", HyperbandMaxTrials(*brackets), " for hyperband (",
+                     kMaxHyperbandCycles, " cycles of its brackets; got ", max_trials,
+                     "); a study that long is many studies, or use asha"));
+  }
   if (brackets.ok() && !brackets->empty() && brackets->back().n > max_trials) {
     return proto::Problem(
         "budget.max_trials",

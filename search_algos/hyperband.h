@@ -64,6 +64,14 @@ struct HyperbandBracket {
 absl::StatusOr<std::vector<HyperbandBracket>> HyperbandBrackets(Step max_resource,
                                                                 double reduction_factor);
 
+// Hyperband runs its brackets in cycles, each kept in memory from the start: a study's
+// max_trials may fill at most kMaxHyperbandCycles cycles (about 10^5 trials at the defaults),
+// so that a large max_trials cannot hold the coordinator while it lays them out.
+inline constexpr int64_t kMaxHyperbandCycles = 1000;
+
+// The most trials `brackets` (one cycle) allow in budget.max_trials.
+int64_t HyperbandMaxTrials(const std::vector<HyperbandBracket>& brackets);
+
 class Hyperband : public SearchAlgorithm {
  public:
   // InvalidArgument naming the field of algorithm.hyperband or budget that is wrong.

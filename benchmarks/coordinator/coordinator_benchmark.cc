@@ -11,7 +11,11 @@
 // reports the load of other processes and the CPU stolen by the hypervisor during the run: on a
 // shared two-core machine, runs are comparable only when both are near zero.
 //
-// Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--out FILE]
+// With --hostile-rounds N, it runs the study N times on an idle coordinator and N times while a
+// hostile client sends it the largest requests the limits allow (hostile_load.h), alternating,
+// and prints the medians side by side: the goal is a hostile dispatch rate within 10% of idle.
+//
+// Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--hostile-rounds N] [--out FILE]
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -20,17 +24,21 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "benchmarks/coordinator/hostile_load.h"
 #include "hippo/server.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 
@@ -191,21 +199,21 @@ double Percentile(std::vector<double> values, double fraction) {
   return values[std::min(values.size() - 1, static_cast<size_t>(fraction * values.size()))];
 }
 
-}  // namespace
+struct Figures {
+  bool hostile = false;
+  int workers = 0;
+  int64_t trials = 0;
+  int64_t dispatches = 0;
+  double create_seconds = 0, seconds = 0, dispatches_per_second = 0, cpu_per_dispatch_us = 0;
+  double p50 = 0, p90 = 0, p99 = 0, p999 = 0, first_ms = 0, last_ms = 0, rss_growth = 0;
+  double other_cores = 0, stolen_cores = 0;
+  int64_t hostile_requests = 0, hostile_refused = 0, hostile_worker_messages = 0,
+          hostile_worker_bytes = 0;
+};
 
-int main(int argc, char** argv) {
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as cli/main.cc does
-  int workers = 64;
-  int64_t trials = 100'000;
-  std::string out = "coordinator_benchmark.json";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--workers"))
-      workers = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--trials"))
-      trials = std::stoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--out"))
-      out = argv[i + 1];
-  }
+// One study on a fresh in-process coordinator; with `hostile`, a HostileLoad client hammers it
+// meanwhile.
+Figures RunOnce(int workers, int64_t trials, bool hostile) {
   const std::filesystem::path db =
       std::filesystem::temp_directory_path() / ("hippo-bench-" + std::to_string(getpid()) + ".db");
   hippo::coordinator::ServerOptions options;
@@ -215,14 +223,14 @@ int main(int argc, char** argv) {
   auto server = hippo::coordinator::Server::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "%s\n", std::string(server.status().message()).c_str());
-    return 1;
+    std::exit(1);
   }
   const double rss_before = ResidentBytes();
   const auto create_start = Clock::now();
   auto study = (*server)->engine().CreateStudy(OneStepRandomStudy(trials), false);
   if (!study.ok()) {
     std::fprintf(stderr, "%s\n", std::string(study.status().message()).c_str());
-    return 1;
+    std::exit(1);
   }
   const double create_seconds = std::chrono::duration<double>(Clock::now() - create_start).count();
   const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
@@ -242,6 +250,9 @@ int main(int argc, char** argv) {
     worker.stream = stub->PrepareAsyncSession(&worker.context, &queue);
     worker.stream->StartCall(&worker.start_op);
   }
+  // The hostile client starts with the workers and stops when the study has ended.
+  std::unique_ptr<hippo::benchmarks::HostileLoad> hostile_load;
+  if (hostile) hostile_load = std::make_unique<hippo::benchmarks::HostileLoad>(address);
   std::atomic<bool> stop{false};
   std::thread client([&queue, &stop] {
     pthread_setname_np(pthread_self(), "bench-workers");
@@ -260,12 +271,20 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  Figures figures;
+  if (hostile_load) {
+    figures.hostile_requests = hostile_load->client_requests();
+    figures.hostile_refused = hostile_load->client_refused();
+    figures.hostile_worker_messages = hostile_load->worker_messages();
+    figures.hostile_worker_bytes = hostile_load->worker_bytes();
+  }
   const double cpu_seconds = CpuSeconds() - cpu_start;
   const MachineTimes machine_end = ReadMachineTimes();
   // Cores kept busy by other processes, and cores stolen, on average over the dispatch phase.
   const double other_cores =
       std::max(0.0, machine_end.busy - machine_start.busy - cpu_seconds) / seconds;
   const double stolen_cores = (machine_end.steal - machine_start.steal) / seconds;
+  hostile_load.reset();
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -306,32 +325,143 @@ int main(int argc, char** argv) {
   std::filesystem::remove(db.string() + "-wal");
   std::filesystem::remove(db.string() + "-shm");
 
-  std::printf("%-44s %12d\n", "simulated workers (gRPC streams)", workers);
-  std::printf("%-44s %12lld\n", "trials (one zero-cost stage each)", (long long)trials);
-  std::printf("%-44s %12lld\n", "dispatches", (long long)stats.dispatches);
-  std::printf("%-44s %12.2f\n", "study creation (s)", create_seconds);
-  std::printf("%-44s %12.2f\n", "dispatch phase (s)", seconds);
-  std::printf("%-44s %12.0f\n", "dispatches per second", dispatches_per_second);
-  std::printf("%-44s %12.0f\n", "CPU per dispatch, all threads (us)", cpu_per_dispatch_us);
-  std::printf("%-44s %12.2f\n", "dispatch latency p50 (ms)", p50);
-  std::printf("%-44s %12.2f\n", "dispatch latency p90 (ms)", p90);
-  std::printf("%-44s %12.2f\n", "dispatch latency p99 (ms)", p99);
-  std::printf("%-44s %12.2f\n", "dispatch latency p99.9 (ms)", p999);
-  std::printf("%-44s %12.3f\n", "time per trial, first 5% (ms)", first_ms);
-  std::printf("%-44s %12.3f\n", "time per trial, last 5% (ms)", last_ms);
-  std::printf("%-44s %12.1f\n", "peak resident memory growth (MiB)", rss_growth / (1 << 20));
-  std::printf("%-44s %12.2f\n", "other processes' load (cores)", other_cores);
-  std::printf("%-44s %12.2f\n", "CPU stolen by the hypervisor (cores)", stolen_cores);
+  figures.hostile = hostile;
+  figures.workers = workers;
+  figures.trials = trials;
+  figures.dispatches = stats.dispatches;
+  figures.create_seconds = create_seconds;
+  figures.seconds = seconds;
+  figures.dispatches_per_second = dispatches_per_second;
+  figures.cpu_per_dispatch_us = cpu_per_dispatch_us;
+  figures.p50 = p50;
+  figures.p90 = p90;
+  figures.p99 = p99;
+  figures.p999 = p999;
+  figures.first_ms = first_ms;
+  figures.last_ms = last_ms;
+  figures.rss_growth = rss_growth;
+  figures.other_cores = other_cores;
+  figures.stolen_cores = stolen_cores;
+  return figures;
+}
+
+void Print(const Figures& f) {
+  std::printf("%-44s %12d\n", "simulated workers (gRPC streams)", f.workers);
+  std::printf("%-44s %12lld\n", "trials (one zero-cost stage each)", (long long)f.trials);
+  std::printf("%-44s %12lld\n", "dispatches", (long long)f.dispatches);
+  std::printf("%-44s %12.2f\n", "study creation (s)", f.create_seconds);
+  std::printf("%-44s %12.2f\n", "dispatch phase (s)", f.seconds);
+  std::printf("%-44s %12.0f\n", "dispatches per second", f.dispatches_per_second);
+  std::printf("%-44s %12.0f\n", "CPU per dispatch, all threads (us)", f.cpu_per_dispatch_us);
+  std::printf("%-44s %12.2f\n", "dispatch latency p50 (ms)", f.p50);
+  std::printf("%-44s %12.2f\n", "dispatch latency p90 (ms)", f.p90);
+  std::printf("%-44s %12.2f\n", "dispatch latency p99 (ms)", f.p99);
+  std::printf("%-44s %12.2f\n", "dispatch latency p99.9 (ms)", f.p999);
+  std::printf("%-44s %12.3f\n", "time per trial, first 5% (ms)", f.first_ms);
+  std::printf("%-44s %12.3f\n", "time per trial, last 5% (ms)", f.last_ms);
+  std::printf("%-44s %12.1f\n", "peak resident memory growth (MiB)", f.rss_growth / (1 << 20));
+  std::printf("%-44s %12.2f\n", "other processes' load (cores)", f.other_cores);
+  std::printf("%-44s %12.2f\n", "CPU stolen by the hypervisor (cores)", f.stolen_cores);
+  if (f.hostile) {
+    std::printf("%-44s %12lld\n", "hostile client: study-service requests",
+                (long long)f.hostile_requests);
+    std::printf("%-44s %12lld\n", "hostile client: refused as they must be",
+                (long long)f.hostile_refused);
+    std::printf("%-44s %12lld\n", "hostile worker: messages", (long long)f.hostile_worker_messages);
+    std::printf("%-44s %12.0f\n", "hostile worker: MiB sent",
+                static_cast<double>(f.hostile_worker_bytes) / (1 << 20));
+  }
+}
+
+std::string Json(const Figures& f) {
+  std::ostringstream json;
+  json << "{\"hostile\": " << (f.hostile ? "true" : "false") << ", \"workers\": " << f.workers
+       << ", \"trials\": " << f.trials << ", \"dispatches\": " << f.dispatches
+       << ", \"create_seconds\": " << f.create_seconds << ", \"seconds\": " << f.seconds
+       << ", \"dispatches_per_second\": " << f.dispatches_per_second
+       << ", \"cpu_per_dispatch_us\": " << f.cpu_per_dispatch_us
+       << ", \"latency_p50_ms\": " << f.p50 << ", \"latency_p90_ms\": " << f.p90
+       << ", \"latency_p99_ms\": " << f.p99 << ", \"latency_p999_ms\": " << f.p999
+       << ", \"per_trial_first_ms\": " << f.first_ms << ", \"per_trial_last_ms\": " << f.last_ms
+       << ", \"rss_growth_bytes\": " << f.rss_growth << ", \"other_load_cores\": " << f.other_cores
+       << ", \"stolen_cores\": " << f.stolen_cores
+       << ", \"hostile_requests\": " << f.hostile_requests
+       << ", \"hostile_refused\": " << f.hostile_refused
+       << ", \"hostile_worker_messages\": " << f.hostile_worker_messages
+       << ", \"hostile_worker_bytes\": " << f.hostile_worker_bytes << "}";
+  return json.str();
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n == 0 ? 0 : n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as cli/main.cc does
+  int workers = 64;
+  int64_t trials = 100'000;
+  int rounds = 0;
+  std::string out = "coordinator_benchmark.json";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--workers"))
+      workers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--trials"))
+      trials = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out"))
+      out = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--hostile-rounds"))
+      rounds = std::stoi(argv[i + 1]);
+  }
+  if (rounds <= 0) {
+    const Figures figures = RunOnce(workers, trials, /*hostile=*/false);
+    Print(figures);
+    std::ofstream(out) << Json(figures) << "\n";
+    std::printf("wrote %s\n", out.c_str());
+    return 0;
+  }
+  // Idle and hostile runs alternate, the order swapped every round (idle, hostile, hostile,
+  // idle, ...), so that a drift of the machine's speed falls on both alike.
+  std::vector<Figures> idle, hostile;
   std::ofstream file(out);
-  file << "{\"workers\": " << workers << ", \"trials\": " << trials
-       << ", \"dispatches\": " << stats.dispatches << ", \"create_seconds\": " << create_seconds
-       << ", \"seconds\": " << seconds << ", \"dispatches_per_second\": " << dispatches_per_second
-       << ", \"cpu_per_dispatch_us\": " << cpu_per_dispatch_us << ", \"latency_p50_ms\": " << p50
-       << ", \"latency_p90_ms\": " << p90 << ", \"latency_p99_ms\": " << p99
-       << ", \"latency_p999_ms\": " << p999 << ", \"per_trial_first_ms\": " << first_ms
-       << ", \"per_trial_last_ms\": " << last_ms << ", \"rss_growth_bytes\": " << rss_growth
-       << ", \"other_load_cores\": " << other_cores << ", \"stolen_cores\": " << stolen_cores
-       << "}\n";
+  file << "{\"runs\": [";
+  for (int round = 0; round < rounds; ++round) {
+    for (int i = 0; i < 2; ++i) {
+      const bool is_hostile = (i == 1) != (round % 2 == 1);
+      std::printf("--- round %d, %s coordinator\n", round + 1, is_hostile ? "hostile" : "idle");
+      Figures figures = RunOnce(workers, trials, is_hostile);
+      Print(figures);
+      std::fflush(stdout);
+      file << (round + i > 0 ? ", " : "") << Json(figures);
+      (is_hostile ? hostile : idle).push_back(figures);
+    }
+  }
+  auto median = [](const std::vector<Figures>& runs, double Figures::*field) {
+    std::vector<double> values;
+    for (const Figures& f : runs) values.push_back(f.*field);
+    return Median(values);
+  };
+  const double idle_rate = median(idle, &Figures::dispatches_per_second);
+  const double hostile_rate = median(hostile, &Figures::dispatches_per_second);
+  std::printf("--- medians of %d rounds          %12s %12s %8s\n", rounds, "idle", "hostile",
+              "ratio");
+  for (const auto& [name, field] : std::vector<std::pair<const char*, double Figures::*>>{
+           {"dispatches per second", &Figures::dispatches_per_second},
+           {"CPU per dispatch, all threads (us)", &Figures::cpu_per_dispatch_us},
+           {"dispatch latency p50 (ms)", &Figures::p50},
+           {"dispatch latency p99 (ms)", &Figures::p99},
+           {"other processes' load (cores)", &Figures::other_cores}}) {
+    const double a = median(idle, field);
+    const double b = median(hostile, field);
+    std::printf("%-44s %12.2f %12.2f %8.3f\n", name, a, b, a > 0 ? b / a : 0);
+  }
+  std::printf("%-44s %12s %12s\n", "hostile rate / idle rate (goal: at least 0.9)", "",
+              hostile_rate >= 0.9 * idle_rate ? "met" : "missed");
+  file << "], \"idle_dispatches_per_second\": " << idle_rate
+       << ", \"hostile_dispatches_per_second\": " << hostile_rate << "}\n";
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }

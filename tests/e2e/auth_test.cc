@@ -216,6 +216,27 @@ TEST(AuthTest, OffLoopbackPlaintextIsRefused) {
       << http_refused.output;
 }
 
+// `hippo run` has neither --insecure nor --tls-cert: its refusal of a dashboard off loopback
+// names its own flag and a way that exists, before anything starts.
+TEST(AuthTest, HippoRunRefusesADashboardOffLoopbackNamingAFixItHas) {
+  TempDir dir;
+  const CommandResult refused =
+      RunHippo({"run", std::string(HIPPO_SOURCE_DIR) + "/examples/sim_demo.yaml", "--db",
+                dir.File("run.db"), "--dashboard", "--dashboard-listen", "0.0.0.0:0"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("--dashboard-listen 0.0.0.0:0 is not a loopback address"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("127.0.0.1:0"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("hippo server with --http ADDRESS --tls-cert FILE"),
+            std::string::npos)
+      << refused.output;
+  // Not the flags of `hippo server`, which `hippo run` would refuse as unknown.
+  EXPECT_EQ(refused.output.find("--insecure"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("--http 0.0.0.0:0"), std::string::npos) << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("run.db")));
+}
+
 // A self-signed certificate for localhost and 127.0.0.1 made by the openssl command, and its key:
 // dir/cert.pem, dir/key.pem.
 void MakeCertificate(const TempDir& dir) {

@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
+#include "hippo/engine.h"
 #include "tests/support/db_digest.h"
 #include "tests/support/e2e_harness.h"
 
@@ -264,6 +266,80 @@ TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemor
               static_cast<long long>(StatusKiB(server.pid(), "VmPeak")));
   EXPECT_EQ(Bytes(dir.File("server.log")).find("bad_alloc"), std::string::npos)
       << Bytes(dir.File("server.log"));
+}
+
+// A study's trials are planned in windows of kMaxTrialsPlannedAhead, more as they end: a
+// max_trials of 10^9 (with max_parallel_trials unset, or as large) answers as quickly as a small
+// one and plans one window, whatever the algorithm; hyperband, which lays out its brackets for
+// the whole budget, refuses a max_trials beyond its documented limit, naming the field.
+TEST(HostileClientTest, AHugeMaxTrialsIsPlannedInWindowsAnsweredQuicklyInBoundedMemory) {
+  TempDir dir;
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
+                 dir.File("server.log"), /*env=*/{}, ProcessLimits{kAddressSpaceLimit});
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  auto stub = Connect(address);
+  constexpr int64_t kHuge = 1'000'000'000;
+  struct Case {
+    std::string algorithm;
+    int64_t max_parallel_trials;
+    std::function<void(v1::Algorithm&)> configure;  // the fields the algorithm requires
+  };
+  const auto none = [](v1::Algorithm&) {};
+  const std::vector<Case> cases = {
+      {"random", 0, none},
+      {"random", kHuge, none},
+      {"tpe", 0, none},
+      {"asha", 0, [](v1::Algorithm& a) { a.mutable_asha()->set_min_resource(5); }},
+      {"median", 0, none},
+      {"pbt", 0,
+       [](v1::Algorithm& a) {
+         a.mutable_pbt()->set_population_size(16);
+         a.mutable_pbt()->set_perturbation_interval(10);
+       }},
+      {"evolution", 0,
+       [](v1::Algorithm& a) {
+         a.mutable_evolution()->set_population_size(16);
+         a.mutable_evolution()->set_children(kHuge);
+       }},
+  };
+  for (const Case& huge : cases) {
+    v1::StudySpec spec = SimStudy("huge-" + huge.algorithm, kHuge);
+    spec.mutable_budget()->set_max_steps(100);
+    spec.mutable_budget()->set_max_parallel_trials(huge.max_parallel_trials);
+    spec.mutable_algorithm()->set_name(huge.algorithm);
+    huge.configure(*spec.mutable_algorithm());
+    const auto start = std::chrono::steady_clock::now();
+    v1::Study study;
+    // Create's deadline is 60 s; planning 10^9 trials would take hours.
+    const grpc::Status status = Create(*stub, spec, &study);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(status.ok()) << huge.algorithm << ": " << status.error_message();
+    EXPECT_GT(study.trials_total(), 0) << huge.algorithm;
+    EXPECT_LE(study.trials_total(), coordinator::kMaxTrialsPlannedAhead) << huge.algorithm;
+    std::printf("%s (max_parallel_trials %lld): created in %.2f s, %lld trials planned\n",
+                huge.algorithm.c_str(), static_cast<long long>(huge.max_parallel_trials), seconds,
+                static_cast<long long>(study.trials_total()));
+    grpc::ClientContext context;
+    v1::StopStudyRequest stop;
+    stop.set_study_id(study.id());
+    v1::Study stopped;
+    EXPECT_TRUE(stub->StopStudy(&context, stop, &stopped).ok()) << huge.algorithm;
+  }
+  v1::StudySpec hyperband = SimStudy("huge-hyperband", kHuge);
+  hyperband.mutable_budget()->set_max_steps(100);
+  hyperband.mutable_algorithm()->set_name("hyperband");
+  v1::Study refused;
+  const grpc::Status status = Create(*stub, hyperband, &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message().rfind("budget.max_trials: at most ", 0), 0u)
+      << status.error_message();
+  ASSERT_TRUE(server.Alive()) << Bytes(dir.File("server.log"));
+  const int64_t resident_peak = StatusKiB(server.pid(), "VmHWM");
+  EXPECT_GT(resident_peak, 0);
+  EXPECT_LT(resident_peak, kResidentLimitKiB / 2);
+  std::printf("coordinator: resident peak %lld KiB\n", static_cast<long long>(resident_peak));
 }
 
 }  // namespace

@@ -120,20 +120,26 @@ v1::WorkerMessage CheckpointOf(const v1::Assign& assign) {
 
 // A coordinator with leases long enough that none expires during a test, and the study
 // service to create studies with. It runs --insecure: these tests forge worker messages, and
-// authentication has its own tests (auth_test.cc). A failed stage is retried only after 10
-// minutes and the one raw worker is never drained, so the assignments a test receives are those
-// of the studies it creates, in order (retries and health: engine_retry_test, self_repair_test).
+// authentication has its own tests (auth_test.cc). Retries and health keep their defaults
+// (engine_retry_test, self_repair_test) unless a fixture below says.
 class HostileWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     address_ = "127.0.0.1:" + std::to_string(FreePort());
     server_ = std::make_unique<Process>(
-        std::vector<std::string>{"server", "--listen", address_, "--db", db(), "--lease-seconds",
-                                 "600", "--insecure"},
+        [this] {
+          std::vector<std::string> args = {"server", "--listen",        address_, "--db",
+                                           db(),     "--lease-seconds", "600",    "--insecure"};
+          for (const std::string& flag : ServerFlags()) args.push_back(flag);
+          return args;
+        }(),
         log());
     ASSERT_TRUE(WaitForServer(address_, std::chrono::seconds(20)));
     stub_ = Connect(address_);
   }
+
+  // More flags of the server, for a fixture that needs them.
+  virtual std::vector<std::string> ServerFlags() const { return {}; }
 
   std::string db() const { return dir_.File("hippo.db"); }
   std::string log() const { return dir_.File("server.log"); }
@@ -300,12 +306,18 @@ TEST_F(HostileWorkerTest, ReportsOfNoAttemptOfTheWorkerChangeNothingStored) {
   EXPECT_EQ(ended->state(), v1::STUDY_COMPLETED) << ended->message();
 }
 
-// DISABLED: since the retry and health work merged, the one raw worker of this test gets no
-// assignment after three refused reports although a new study has a stage queued, even with
-// retries deferred and draining off: a dispatch stall to find and fix first. The NaN case below
-// still checks one report bound end to end.
-TEST_F(HostileWorkerTest,
-       DISABLED_AReportOutOfBoundsFailsItsAttemptNamingTheFieldAndStoresNothing) {
+// A server that retries a failed stage only after 10 minutes and never drains a worker: each
+// case of a test fails an attempt of its one raw worker, which would otherwise be drained as
+// unhealthy after three (health, and the exemption of diverged trials: engine_retry_test), and
+// the assignments it receives are those of the studies it creates, in order.
+class HostileWorkerReportsTest : public HostileWorkerTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {"--retry-backoff-seconds", "600", "--unhealthy-after", "1000"};
+  }
+};
+
+TEST_F(HostileWorkerReportsTest, AReportOutOfBoundsFailsItsAttemptNamingTheFieldAndStoresNothing) {
   struct Case {
     std::string expected;  // in the log line of the refusal: the field, and what is wrong
     std::function<v1::WorkerMessage(const v1::Assign&)> report;

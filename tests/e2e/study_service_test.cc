@@ -1,8 +1,16 @@
 // StudyService over real gRPC to a `hippo server` process: ListStudies paging (through the RPC
-// and `hippo studies`), WatchStudy's trial and metric events, and the step unit in the CLI.
+// and `hippo studies`), WatchStudy's trial and metric events, and the step unit in the CLI; and
+// that the harness's servers need no dashboard port.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <memory>
 #include <set>
+#include <sstream>
 
 #include "search_algos/spec_checks.h"
 #include "tests/support/e2e_harness.h"
@@ -11,6 +19,13 @@ namespace hippo::e2e {
 namespace {
 
 namespace v1 = ::hippo::v1;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
 
 // A small sim study: `trials` random trials of `steps` steps, sleeping `seconds_per_step`.
 v1::StudySpec SimSpec(const std::string& name, int trials, int steps, double seconds_per_step,
@@ -194,6 +209,40 @@ TEST_F(StudyServiceTest, WatchOfAnUnknownStudyIsNotFound) {
   v1::StudyEvent event;
   EXPECT_FALSE(reader->Read(&event));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// The harness starts servers without a dashboard unless a test passes --http: with the default
+// port 8080 held (here by the test itself, as by any other process or test at once), servers
+// started by the harness still come up, and none serves a dashboard.
+TEST(TestHarnessTest, ServersStartedAtOnceNeedNoDashboardPort) {
+  const int held = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(8080);
+  // Taken already (by another process) serves as well as taken here.
+  if (bind(held, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+    ASSERT_EQ(listen(held, 1), 0);
+  }
+  TempDir dir;
+  std::vector<std::unique_ptr<Process>> servers;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    addresses.push_back("127.0.0.1:" + std::to_string(FreePort()));
+    servers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"server", "--listen", addresses.back(), "--db",
+                                 dir.File("hippo" + std::to_string(i) + ".db")},
+        dir.File("server" + std::to_string(i) + ".log")));
+  }
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(WaitForServer(addresses[i], std::chrono::seconds(20)))
+        << ReadFile(dir.File("server" + std::to_string(i) + ".log"));
+    EXPECT_TRUE(servers[i]->Alive());
+    EXPECT_EQ(ReadFile(dir.File("server" + std::to_string(i) + ".log")).find("dashboard at"),
+              std::string::npos);
+  }
+  close(held);
 }
 
 }  // namespace

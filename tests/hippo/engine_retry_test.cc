@@ -4,7 +4,9 @@
 // drained and shown unhealthy; a lost starting state is recomputed from the nearest kept one.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include "hippo/engine.h"
@@ -291,6 +293,60 @@ TEST(EngineRetryTest, AWorkerThatKeepsFailingIsDrainedShownUnhealthyThenOnProbat
   EXPECT_TRUE(workers[0].healthy());
   EXPECT_EQ(workers[0].consecutive_failures(), 0);
   EXPECT_EQ(engine.GetStudy(study->id())->state(), v1::STUDY_COMPLETED);
+  std::filesystem::remove(db);
+}
+
+// A trial whose training diverges (a non-finite metric) fails its attempt, but the worker that
+// ran it stays healthy: with one worker, counting divergence would drain it, and every study on
+// it would wait out the drain. A report that breaks another bound still counts.
+TEST(EngineRetryTest, ADivergingTrialFailsItsAttemptsButNeverDrainsItsWorker) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EngineOptions options = Immediate();
+  options.max_attempts = 10;
+  options.unhealthy_after_failures = 2;
+  options.drain_seconds = 1000;
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.CreateStudy(SmallGrid(), false).ok());
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  const auto report = [&](const v1::Assign& assign, const std::string& name, double value) {
+    v1::WorkerMessage progress;
+    progress.mutable_progress()->set_attempt_id(assign.attempt_id());
+    progress.mutable_progress()->set_step(assign.start_step());
+    (*progress.mutable_progress()->mutable_metrics())[name] = value;
+    ASSERT_TRUE(engine.OnWorkerMessage("w", progress).ok());
+  };
+  const auto next_assign = [&]() -> std::optional<v1::Assign> {
+    while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+      if (message->has_assign()) return message->assign();
+    }
+    return std::nullopt;
+  };
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (double diverged : {std::nan(""), kInf, -kInf, std::nan("")}) {
+    const std::optional<v1::Assign> assign = next_assign();
+    ASSERT_TRUE(assign.has_value()) << "drained after a diverged trial (" << diverged << ")";
+    report(*assign, "score", diverged);
+  }
+  EXPECT_EQ(engine.stats().attempts_failed, 4);
+  std::vector<v1::WorkerInfo> workers = engine.ListWorkers();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_TRUE(workers[0].healthy());
+  EXPECT_EQ(workers[0].consecutive_failures(), 0);
+  EXPECT_EQ(engine.stats().workers_drained, 0);
+
+  // Reports out of other bounds (a metric name with a control character) count as failures.
+  for (int i = 0; i < 2; ++i) {
+    const std::optional<v1::Assign> assign = next_assign();
+    ASSERT_TRUE(assign.has_value()) << i;
+    report(*assign, "score\x1b[31m", 1.0);
+  }
+  EXPECT_FALSE(next_assign().has_value());
+  EXPECT_EQ(engine.stats().workers_drained, 1);
+  EXPECT_FALSE(engine.ListWorkers()[0].healthy());
   std::filesystem::remove(db);
 }
 

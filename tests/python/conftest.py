@@ -60,6 +60,9 @@ class Server:
     def start(self):
         args = [hippo_binary(), "server", "--listen", self.address, "--db", self.db,
                 *self.extra_args]
+        # No dashboard unless a test asks: tests at once would collide on its default port.
+        if "--http" not in self.extra_args:
+            args += ["--http", "off"]
         if self.explicit_token_file:
             args += ["--token-file", self.token_file]
         if self.tls:

@@ -290,6 +290,23 @@ TEST(HyperbandTest, MaxTrialsTakesWholeBracketsThatFit) {
   EXPECT_NE(too_few.status().message().find("budget.max_trials"), std::string::npos);
 }
 
+// Brackets are laid out for the whole budget: a max_trials beyond kMaxHyperbandCycles cycles (143
+// trials each at R = 81, η = 3) is refused at once, naming the field and the limit, and the
+// largest allowed one is laid out.
+TEST(HyperbandTest, AMaxTrialsBeyondTheCycleLimitIsRefusedNamingTheField) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = Context(space, 81, true, /*max_trials=*/1'000'000'000);
+  absl::StatusOr<std::unique_ptr<SearchAlgorithm>> huge = Hyperband::Create(context);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(huge.status().message().rfind("budget.max_trials: at most 143000 for hyperband", 0), 0u)
+      << huge.status().message();
+  context.max_trials = 143 * kMaxHyperbandCycles;
+  std::unique_ptr<SearchAlgorithm> largest = MakeHyperband(context);
+  ASSERT_NE(largest, nullptr);
+  EXPECT_EQ(dynamic_cast<Hyperband&>(*largest).brackets().size(), 5u * kMaxHyperbandCycles);
+}
+
 TEST(HyperbandTest, ConfigErrorsNameTheField) {
   const stage_tree::SearchSpace space = Space();
   AlgorithmContext context = Context(space, 81, true);

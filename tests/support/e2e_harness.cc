@@ -66,6 +66,17 @@ void RememberServer(const std::vector<std::string>& args) {
   }
 }
 
+// `args` with `--http off` added for a `hippo server` that does not name its dashboard's
+// address: on the default one (127.0.0.1:8080) tests running at once would collide, or reach
+// each other's dashboards.
+std::vector<std::string> WithDashboardOff(const std::vector<std::string>& args) {
+  std::vector<std::string> with = args;
+  if (!args.empty() && args[0] == "server" && !HasFlag(args, "--http")) {
+    with.insert(with.end(), {"--http", "off"});
+  }
+  return with;
+}
+
 // `env` with HIPPO_TOKEN_FILE added for a client of a remembered coordinator.
 Env WithToken(const std::vector<std::string>& args, const Env& env) {
   Env with = env;
@@ -125,7 +136,7 @@ Process::Process(const std::vector<std::string>& args, const std::string& log_pa
   RememberServer(args);
   // The child's argv and environment are built here: after fork only async-signal-safe calls.
   std::vector<std::string> strings = {HIPPO_BINARY};
-  strings.insert(strings.end(), args.begin(), args.end());
+  for (std::string& arg : WithDashboardOff(args)) strings.push_back(std::move(arg));
   std::vector<std::string> environment;
   const Env added = WithToken(args, env);
   for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -190,7 +201,7 @@ CommandResult RunHippo(const std::vector<std::string>& args, const Env& env) {
   std::string command;
   for (const auto& [name, value] : WithToken(args, env)) command += name + "='" + value + "' ";
   command += std::string(HIPPO_BINARY);
-  for (const std::string& arg : args) command += " '" + arg + "'";
+  for (const std::string& arg : WithDashboardOff(args)) command += " '" + arg + "'";
   command += " 2>&1";
   CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");

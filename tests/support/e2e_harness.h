@@ -29,7 +29,8 @@ using Env = std::map<std::string, std::string>;
 // creates; none with --insecure). A later `hippo` process given `--coordinator ADDR` of such a
 // server, without --token-file, gets HIPPO_TOKEN_FILE pointing there, as a user's shell would;
 // `env` overrides that (HIPPO_TOKEN_FILE set to "" sends no token). Connect() presents the
-// token too.
+// token too. Such a server serves no dashboard (`--http off` is added) unless `--http` is
+// given: tests running at once must not share the default 127.0.0.1:8080.
 // The token file of the coordinator started at `address`; "" when none is known.
 std::string TokenFileOf(const std::string& address);
 
