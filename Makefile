@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-dashboard bench-morphism python format clean
+.PHONY: all deps configure build test unit demo bench bench-dashboard python format clean
 
 all: build
 
@@ -44,11 +44,6 @@ bench: build
 # The dashboard with a 100 000-trial study in headless Chromium (makes the store once; minutes).
 bench-dashboard: build
 	@benchmarks/dashboard/run_benchmark.sh $(BUILD_DIR)
-
-# Morphism (children inherit their parent's weights) against evolution from scratch: a small CNN
-# space on a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md; minutes on 2 cores).
-bench-morphism: build
-	@benchmarks/morphism/run_benchmark.sh $(BUILD_DIR)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -9,10 +9,9 @@ using stage_tree::NodeId;
 using stage_tree::Step;
 
 FamilyState::FamilyState(int64_t id, const std::string& key,
-                         const std::vector<std::string>& parameter_names, Inheritance inheritance)
+                         const std::vector<std::string>& parameter_names)
     : id_(id),
-      inheritance_(inheritance),
-      tree_(std::make_unique<stage_tree::StageTree>(key, parameter_names, inheritance.step)),
+      tree_(std::make_unique<stage_tree::StageTree>(key, parameter_names)),
       client_trained_(key.starts_with(kClientTrainedPrefix)) {
   lineage_.push_back(0);  // the root
 }

@@ -146,20 +146,11 @@ CREATE TABLE algorithm_journal (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-// A family may inherit another family's trained state (FamilyRecord::inherits_*); older
-// families inherit nothing (0).
-constexpr absl::string_view kVersion3 = R"sql(
-ALTER TABLE families ADD COLUMN inherits_family INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE families ADD COLUMN inherits_lineage INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE families ADD COLUMN inherits_step INTEGER NOT NULL DEFAULT 0;
-)sql";
-
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
     {2, "add the algorithm journal", kVersion2},
-    {3, "record the state a family inherits", kVersion3},
 };
 
 constexpr bool MigrationsAreConsecutive() {

@@ -137,33 +137,6 @@ TEST_F(StoreMigration, ReopeningAnExistingDatabaseKeepsItsDataAndVersion) {
   EXPECT_EQ(BigEndianAt(bytes, kApplicationIdOffset), internal::kApplicationId);
 }
 
-// A database of schema 2 (before families recorded inherited states) opens with its families
-// inheriting nothing, at the current version.
-TEST_F(StoreMigration, SchemaTwoFamiliesMigrateToInheritingNothing) {
-  {
-    RawDatabase raw(DatabasePath());
-    for (const internal::Migration& migration : internal::Migrations()) {
-      if (migration.version > 2) break;
-      raw.Exec(std::string(migration.sql));
-    }
-    raw.Exec("PRAGMA application_id = " + std::to_string(internal::kApplicationId));
-    raw.Exec("PRAGMA user_version = 2");
-    raw.Exec("INSERT INTO families (id, key, parameter_names) VALUES (1, 'old', '[\"lr\"]')");
-  }
-  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
-  ASSERT_NE(store, nullptr);
-  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
-  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-  ASSERT_EQ(snapshot->families.size(), 1u);
-  EXPECT_EQ(snapshot->families[0].key, "old");
-  EXPECT_EQ(snapshot->families[0].inherits_family, 0);
-  EXPECT_EQ(snapshot->families[0].inherits_lineage, 0);
-  EXPECT_EQ(snapshot->families[0].inherits_step, 0);
-  store.reset();
-  RawDatabase raw(DatabasePath(), SQLITE_OPEN_READONLY);
-  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), kSchemaVersion);
-}
-
 TEST_F(StoreMigration, ClosingTheStoreLeavesNoLogBehind) {
   {
     std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
