@@ -142,6 +142,17 @@ bool StageControl::SleepUnlessStopped(absl::Duration duration) const {
   return cancelled_ || (deadline_.has_value() && absl::Now() >= *deadline_);
 }
 
+absl::StatusOr<std::unique_ptr<TrainingState>> Trainer::Morph(const StageTask& parent,
+                                                              const StageTask& task,
+                                                              const TrainingState& state) {
+  (void)parent;
+  (void)state;
+  return absl::UnimplementedError(absl::StrCat(
+      "the ", std::string(kind()), " trainer cannot start stage ", task.stage_id,
+      " from another family's state (no morphism); use the torch trainer or a study without "
+      "inherited states"));
+}
+
 absl::Status CheckStageStart(std::string_view kind, const StageTask& task, Step state_step) {
   if (absl::Status valid = ValidateStageTask(task); !valid.ok()) return valid;
   if (state_step != task.start_step) {

@@ -196,6 +196,15 @@ class Trainer {
   virtual absl::StatusOr<std::unique_ptr<TrainingState>> Deserialize(const StageTask& task,
                                                                      std::string_view bytes) = 0;
 
+  // The start state of a stage whose family inherits another family's trained state (a
+  // function-preserving morphism, docs/concepts.md "Morphism"): `state` was trained under
+  // `parent` (a task of the parent family, read for its settings only) and the result is the
+  // same function reshaped for `task`'s family, at the same step. The default refuses:
+  // Unimplemented naming the trainer kind.
+  virtual absl::StatusOr<std::unique_ptr<TrainingState>> Morph(const StageTask& parent,
+                                                               const StageTask& task,
+                                                               const TrainingState& state);
+
   // Trains `state` (which must be at task.start_step) through task.end_step, in place.
   // Returns Cancelled / DeadlineExceeded when `control` says stop (state then lies at some step
   // boundary), the callback's error if a checkpoint fails, another error if training fails.

@@ -45,23 +45,17 @@ class Cnn : public Network {
   Cnn(const Architecture& architecture, const InputShape& input, at::Device device, uint64_t seed,
       at::MemoryFormat memory_format)
       : Network(device, seed, memory_format) {
+    const CnnLayout layout = CnnLayoutOf(architecture, input);
     int64_t channels = input.channels;
-    int64_t height = input.height;
-    int64_t width = input.width;
     for (int64_t i = 0; i < architecture.layers; ++i) {
       const int64_t out = architecture.channels << std::min<int64_t>(i, 20);
-      Block block{
+      blocks_.push_back(Block{
           .conv = AddConv(absl::StrCat("conv", i), channels, out, architecture.kernel_size, 1),
           .norm = AddBatchNorm(absl::StrCat("norm", i), out),
-          .pool = height >= 2 && width >= 2};
-      if (block.pool) {
-        height /= 2;
-        width /= 2;
-      }
-      blocks_.push_back(std::move(block));
+          .pool = layout.pools[static_cast<size_t>(i)]});
       channels = out;
     }
-    output_ = AddLinear("output", channels * height * width, input.classes);
+    output_ = AddLinear("output", channels * layout.height * layout.width, input.classes);
   }
 
   at::Tensor Forward(const at::Tensor& images, bool training) override {
@@ -150,6 +144,20 @@ class ResNet : public Network {
 
 }  // namespace
 
+CnnLayout CnnLayoutOf(const Architecture& architecture, const InputShape& input) {
+  CnnLayout layout{.pools = {}, .height = input.height, .width = input.width};
+  for (int64_t i = 0; i < architecture.layers; ++i) {
+    const bool pool = (architecture.pool_layers < 0 || i < architecture.pool_layers) &&
+                      layout.height >= 2 && layout.width >= 2;
+    if (pool) {
+      layout.height /= 2;
+      layout.width /= 2;
+    }
+    layout.pools.push_back(pool);
+  }
+  return layout;
+}
+
 Network::Network(at::Device device, uint64_t seed, at::MemoryFormat memory_format)
     : device_(device),
       memory_format_(memory_format),
@@ -221,7 +229,7 @@ at::Tensor Network::Apply(const Conv& layer, const at::Tensor& x) {
 
 at::Tensor Network::Apply(const BatchNorm& layer, const at::Tensor& x, bool training) {
   return at::batch_norm(x, layer.weight, layer.bias, layer.running_mean, layer.running_var,
-                        training, /*momentum=*/0.1, /*eps=*/1e-5, /*cudnn_enabled=*/true);
+                        training, /*momentum=*/0.1, kBatchNormEps, /*cudnn_enabled=*/true);
 }
 
 at::Tensor Network::Dropout(const at::Tensor& x, bool training) const {

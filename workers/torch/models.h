@@ -5,7 +5,7 @@
 //
 //   mlp     flatten, `depth` x (linear `width`, ReLU, dropout), linear
 //   cnn     `layers` x (conv k x k with `channels` doubling per layer, batch norm, ReLU, 2x2
-//           max-pool), flatten, dropout, linear
+//           max-pool in the first `pool_layers` blocks), flatten, dropout, linear
 //   resnet  He et al.'s CIFAR ResNet (depth 6n+2: 20, 32, 56, ...): a 3x3 stem, three stages of
 //           n basic blocks with 16, 32, 64 channels (times width_multiplier), identity
 //           shortcuts with zero-padded channels (option A), global average pool, linear.
@@ -32,6 +32,9 @@ struct NamedTensor {
   std::string name;
   at::Tensor tensor;
 };
+
+// Batch norm's epsilon (added to the variance) in every network.
+inline constexpr double kBatchNormEps = 1e-5;
 
 // The input a network is built for.
 struct InputShape {
@@ -102,6 +105,16 @@ class Network {
   at::Tensor keep_;
   c10::optional<at::Generator> dropout_generator_;
 };
+
+// cnn: whether each block of `architecture` max-pools on `input` (the first `pool_layers`
+// blocks, or all when it is -1, as long as the image is at least 2x2), and the image's height and
+// width after the last block.
+struct CnnLayout {
+  std::vector<bool> pools;
+  int64_t height = 0;
+  int64_t width = 0;
+};
+CnnLayout CnnLayoutOf(const Architecture& architecture, const InputShape& input);
 
 // The network of `architecture` for `input`, on `device`, initialised from `seed`, its
 // convolution weights in `memory_format` (Forward then expects images in the same format).

@@ -26,7 +26,7 @@ const std::vector<std::string>& KnownConfigFields() {
       "eval_every", "eval_batch_size", "optimizer",     "nesterov",    "precision",
       "cuda_graph", "memory_format",   "deterministic", "threads",     "depth",
       "width",      "layers",          "channels",      "kernel_size", "width_multiplier",
-      "dropout"};
+      "dropout",    "pool_layers"};
   return *fields;
 }
 
@@ -186,6 +186,10 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
             source.ok() ? source->field : ConfigField("kernel_size"),
             ": must be odd (1, 3, 5, ...) so that padding keeps the image size, got ", *kernel));
       }
+      // -1 (the default): every block pools.
+      absl::StatusOr<int64_t> pool = WholeArchitecture(task, config, "pool_layers", -1, -1, 8);
+      if (!pool.ok()) return pool.status();
+      architecture.pool_layers = *pool;
       architecture.layers = *layers;
       architecture.channels = *channels;
       architecture.kernel_size = *kernel;
@@ -329,7 +333,9 @@ std::string Architecture::Describe() const {
                           " dropout=", dropout ? "yes" : "no");
     case ModelKind::kCnn:
       return absl::StrCat("cnn layers=", layers, " channels=", channels,
-                          " kernel_size=", kernel_size, " dropout=", dropout ? "yes" : "no");
+                          " kernel_size=", kernel_size,
+                          pool_layers >= 0 ? absl::StrCat(" pool_layers=", pool_layers) : "",
+                          " dropout=", dropout ? "yes" : "no");
     case ModelKind::kResNet:
       return absl::StrCat("resnet depth=", depth, " width_multiplier=", width_multiplier);
   }

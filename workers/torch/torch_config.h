@@ -38,6 +38,10 @@ struct Architecture {
   // cnn: channels of the first layer, doubling with every layer.
   int64_t channels = 32;
   int64_t kernel_size = 3;
+  // cnn: only the first `pool_layers` blocks max-pool (-1: every block while the image is at
+  // least 2x2). Blocks after them keep the image size, so a block can be appended to a trained
+  // network without changing its function (workers/torch/morphism.h).
+  int64_t pool_layers = -1;
   // resnet: channels 16, 32, 64 of the three stages are multiplied by this.
   double width_multiplier = 1.0;
   // mlp and cnn: a dropout layer exists when the task names `dropout` (its rate may then follow

@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "workers/torch/datasets.h"
 #include "workers/torch/models.h"
+#include "workers/torch/morphism.h"
 #include "workers/torch/optimizer.h"
 #include "workers/torch/register_torch_trainer.h"
 #include "workers/torch/torch_config.h"
@@ -507,6 +508,52 @@ struct TorchTrainer::Impl {
     return std::unique_ptr<TrainingState>(std::move(state));
   }
 
+  absl::StatusOr<std::unique_ptr<TrainingState>> Morph(const StageTask& parent_task,
+                                                       const StageTask& task,
+                                                       const TorchState& parent) {
+    absl::StatusOr<TorchSettings> from = Settings(parent_task);
+    if (!from.ok()) return from.status();
+    absl::StatusOr<TorchSettings> to = Settings(task);
+    if (!to.ok()) return to.status();
+    if (parent.signature_ != from->Signature()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("torch trainer: the inherited state was made "
+                       "for '",
+                       parent.signature_, "', its parent task trains '", from->Signature(), "'"));
+    }
+    TorchSettings same_but_architecture = *from;
+    same_but_architecture.architecture = to->architecture;
+    if (same_but_architecture.Signature() != to->Signature()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "torch trainer: stage ", task.stage_id, " cannot inherit a state trained under '",
+          from->Signature(), "' as it trains '", to->Signature(),
+          "': a morphism changes the architecture only"));
+    }
+    absl::StatusOr<std::shared_ptr<const DeviceData>> data = DataOn(to->data, device);
+    if (!data.ok()) return data.status();
+    const std::unique_ptr<Network> network =
+        torch_trainer::MakeNetwork(to->architecture, (*data)->shape(), device, 0);
+    const Optimizer optimizer(to->optimizer, to->nesterov, network->parameters(), device);
+    absl::StatusOr<std::vector<NamedTensor>> tensors = torch_trainer::MorphTensors(
+        from->architecture, to->architecture, (*data)->shape(), parent.tensors_,
+        StateTensorsOf(*network, optimizer), task.seed);
+    if (!tensors.ok()) return tensors.status();
+    auto state = std::make_unique<TorchState>();
+    state->step_ = parent.step_;
+    state->epoch_ = parent.epoch_;
+    state->batch_ = parent.batch_;
+    state->signature_ = to->Signature();
+    for (NamedTensor& entry : *tensors) {
+      state->tensors_.push_back(NamedTensor{entry.name, entry.tensor.detach()});
+    }
+    for (const char* generator : {kCpuRng, kCudaRng}) {
+      if (const NamedTensor* rng = parent.Find(generator); rng != nullptr) {
+        state->tensors_.push_back(NamedTensor{rng->name, rng->tensor.clone()});
+      }
+    }
+    return std::unique_ptr<TrainingState>(std::move(state));
+  }
+
   absl::StatusOr<StageOutcome> Train(const StageTask& task, TorchState& state,
                                      StageControl& control, const TrainCallbacks& callbacks) {
     absl::StatusOr<TorchSettings> settings = Settings(task);
@@ -632,6 +679,22 @@ absl::StatusOr<StageOutcome> TorchTrainer::Train(const StageTask& task, Training
     return impl_->Train(task, *torch_state, control, callbacks);
   } catch (const std::exception& error) {
     return TorchError(absl::StrCat("training stage ", task.stage_id), error);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TrainingState>> TorchTrainer::Morph(const StageTask& parent,
+                                                                   const StageTask& task,
+                                                                   const TrainingState& state) {
+  const auto* torch_state = dynamic_cast<const TorchState*>(&state);
+  if (torch_state == nullptr) {
+    return absl::InvalidArgumentError(
+        "torch trainer: the inherited state was made by another "
+        "trainer");
+  }
+  try {
+    return impl_->Morph(parent, task, *torch_state);
+  } catch (const std::exception& error) {
+    return TorchError(absl::StrCat("morphing the state of stage ", task.stage_id), error);
   }
 }
 

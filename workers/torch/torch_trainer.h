@@ -47,6 +47,12 @@ class TorchTrainer : public Trainer {
   absl::StatusOr<StageOutcome> Train(const StageTask& task, TrainingState& state,
                                      StageControl& control,
                                      const TrainCallbacks& callbacks) override;
+  // Net2Net widening and deepening of an mlp or cnn (workers/torch/morphism.h); the settings of
+  // `parent` and `task` may differ in their architecture only. The data position, generators
+  // and step carry over.
+  absl::StatusOr<std::unique_ptr<TrainingState>> Morph(const StageTask& parent,
+                                                       const StageTask& task,
+                                                       const TrainingState& state) override;
 
   // Whether the last Train on a CUDA device replayed a captured CUDA graph (false on the CPU,
   // with cuda_graph: false, or after a failed capture; see last_graph_error()).
