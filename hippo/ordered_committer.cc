@@ -39,6 +39,7 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
   Move(into.attempts, from.attempts);
   Move(into.checkpoints, from.checkpoints);
   Move(into.workers, from.workers);
+  Move(into.worker_health, from.worker_health);
   Move(into.algorithm_states, from.algorithm_states);
   Move(into.algorithm_deltas, from.algorithm_deltas);
   Move(into.algorithm_journal_trims, from.algorithm_journal_trims);

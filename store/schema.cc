@@ -146,11 +146,23 @@ CREATE TABLE algorithm_journal (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Worker health (store.h, WorkerHealthRecord): a drained worker stays drained across a restart.
+constexpr absl::string_view kVersion3 = R"sql(
+CREATE TABLE worker_health (
+  worker_id             TEXT PRIMARY KEY,
+  consecutive_failures  INTEGER NOT NULL,
+  drains                INTEGER NOT NULL,
+  drained_until_ms      INTEGER NOT NULL,
+  last_error            TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
     {2, "add the algorithm journal", kVersion2},
+    {3, "add worker health", kVersion3},
 };
 
 constexpr bool MigrationsAreConsecutive() {

@@ -16,8 +16,9 @@ namespace hippo::store {
 bool WriteBatch::empty() const {
   return families.empty() && studies.empty() && trials.empty() && tree_ops.empty() &&
          stages.empty() && metrics.empty() && attempts.empty() && checkpoints.empty() &&
-         workers.empty() && algorithm_states.empty() && algorithm_deltas.empty() &&
-         algorithm_journal_trims.empty() && events.empty() && settings.empty();
+         workers.empty() && worker_health.empty() && algorithm_states.empty() &&
+         algorithm_deltas.empty() && algorithm_journal_trims.empty() && events.empty() &&
+         settings.empty();
 }
 
 namespace {
