@@ -146,8 +146,22 @@ CREATE TABLE algorithm_journal (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
-// Worker health (store.h, WorkerHealthRecord): a drained worker stays drained across a restart.
+// Checkpoint garbage collection (store.h, GarbageRecord): released files until a worker of their
+// directory deleted them; checkpoint rows are removed by uri when their state is released.
 constexpr absl::string_view kVersion3 = R"sql(
+CREATE TABLE checkpoint_garbage (
+  uri         TEXT PRIMARY KEY,
+  directory   TEXT NOT NULL,
+  size_bytes  INTEGER NOT NULL,
+  stage_id    INTEGER NOT NULL,
+  step        INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX checkpoints_by_uri ON checkpoints (family_id, uri);
+CREATE INDEX events_by_study ON events (study_id);
+)sql";
+
+// Worker health (store.h, WorkerHealthRecord): a drained worker stays drained across a restart.
+constexpr absl::string_view kVersion4 = R"sql(
 CREATE TABLE worker_health (
   worker_id             TEXT PRIMARY KEY,
   consecutive_failures  INTEGER NOT NULL,
@@ -162,7 +176,8 @@ CREATE TABLE worker_health (
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
     {2, "add the algorithm journal", kVersion2},
-    {3, "add worker health", kVersion3},
+    {3, "add checkpoint garbage", kVersion3},
+    {4, "add worker health", kVersion4},
 };
 
 constexpr bool MigrationsAreConsecutive() {

@@ -18,7 +18,8 @@ bool WriteBatch::empty() const {
          stages.empty() && metrics.empty() && attempts.empty() && checkpoints.empty() &&
          workers.empty() && worker_health.empty() && algorithm_states.empty() &&
          algorithm_deltas.empty() && algorithm_journal_trims.empty() && events.empty() &&
-         settings.empty();
+         settings.empty() && checkpoint_removals.empty() && garbage.empty() &&
+         garbage_deleted.empty() && study_deletions.empty() && metric_lineage_deletions.empty();
 }
 
 namespace {
@@ -103,11 +104,10 @@ absl::Status ConfigureWriter(Connection& connection) {
                      "'); the store needs a local file system with shared "
                      "memory"));
   }
-  return connection.Exec(
-      absl::StrCat("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; "
-                   "PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ",
-                   kCheckpointFrames, "; PRAGMA journal_size_limit = ", kJournalSizeLimitBytes,
-                   ";"));
+  return connection.Exec(absl::StrCat(
+      "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; "
+      "PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ",
+      kCheckpointFrames, "; PRAGMA journal_size_limit = ", kJournalSizeLimitBytes, ";"));
 }
 
 }  // namespace

@@ -26,7 +26,7 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
@@ -69,6 +69,7 @@ enum class TreeOpKind : int {
   kRequeue = 6,
   kCheckpoint = 7,  // a = node id, b = step
   kStateLost = 8,   // a = node id, b = step: the state kept there is gone (to be recomputed)
+  kDropState = 9,   // a = node id, b = step: the state after it was released (collected)
 };
 
 struct TreeOp {
@@ -137,7 +138,7 @@ struct WorkerRecord {
   bool connected = false;
 };
 
-// A worker's health (schema 3), kept so that a restarted coordinator does not send stages
+// A worker's health (schema 4), kept so that a restarted coordinator does not send stages
 // straight back to a worker it drained: its failures in a row, its drains in a row (the drain
 // doubles with each), until when it is drained (wall-clock ms since the epoch; 0: not drained)
 // and its last error.
@@ -162,6 +163,16 @@ struct AlgorithmDelta {
   std::string study_id;
   int64_t sequence = 0;  // increasing per study, never reused
   std::string delta;     // blob
+};
+
+// A checkpoint file released by the coordinator (no state it keeps is there any more) and not
+// yet confirmed deleted by a worker of its directory (schema 3).
+struct GarbageRecord {
+  std::string uri;
+  std::string directory;  // the canonical directory the file is in
+  int64_t size_bytes = 0;
+  int64_t stage_id = 0;  // the global stage id and step of the state it held
+  int64_t step = 0;
 };
 
 // A set of changes committed together (all or nothing). Upserts replace the row with the
@@ -191,6 +202,15 @@ struct WriteBatch {
   std::vector<EventRecord> events;                            // append
   std::vector<std::pair<std::string, std::string>> settings;  // (key, value) upsert
 
+  // Removals, applied after every write above (store/apply_removals.cc), in this order.
+  // Checkpoint rows (family_id, uri) of states the coordinator released.
+  std::vector<std::pair<int64_t, std::string>> checkpoint_removals;
+  std::vector<GarbageRecord> garbage;        // upsert by uri
+  std::vector<std::string> garbage_deleted;  // uris a worker deleted: their rows go
+  // Studies removed with their trials, algorithm state and journal, and events.
+  std::vector<std::string> study_deletions;
+  std::vector<std::pair<int64_t, int64_t>> metric_lineage_deletions;  // (family_id, lineage)
+
   bool empty() const;
 };
 
@@ -208,6 +228,7 @@ struct Snapshot {
   // study's state, then applies these in order.
   std::vector<AlgorithmDelta> algorithm_deltas;
   std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<GarbageRecord> garbage;             // by uri
   std::vector<WorkerHealthRecord> worker_health;  // by worker_id
 };
 

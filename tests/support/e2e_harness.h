@@ -81,10 +81,12 @@ bool WaitForServer(const std::string& address, std::chrono::seconds timeout);
 // A coordinator (`hippo server` on a free loopback port, its database `dir`/hippo.db) and
 // `workers` worker processes ("worker-0", ...; checkpoints in `dir`/checkpoints), the logs in
 // `dir`. The constructor returns once the coordinator answers (a test failure if it does not
-// within 20 s); the destructor SIGKILLs whatever still runs.
+// within 20 s); the destructor SIGKILLs whatever still runs. `worker_flags` are added to every
+// worker's command line.
 class Cluster {
  public:
-  Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {});
+  Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {},
+          const std::vector<std::string>& worker_flags = {});
 
   const std::string& address() const { return address_; }
   // Submits the spec file; the study id, or "" with a test failure.
