@@ -165,7 +165,8 @@ class EngineImpl {
     int64_t session = 0;
     bool connected = false;
     std::optional<int64_t> attempt;  // one stage at a time
-    // Health (EngineOptions::unhealthy_after_failures), kept across reconnects.
+    // Health (EngineOptions::unhealthy_after_failures), kept across reconnects and, in the
+    // store (worker_health), across restarts.
     int64_t consecutive_failures = 0;
     int drains = 0;                                  // drains in a row, for the doubling
     std::optional<Clock::time_point> drained_until;  // given no stage before then
@@ -346,9 +347,14 @@ class EngineImpl {
   // Requeues the failed stages whose backoff ended by `now` and ends the drains that ended;
   // true if anything can be dispatched anew.
   bool RetryWhatIsDue(Clock::time_point now, store::WriteBatch& batch);
-  // Counts an attempt's outcome in its worker's health; drains it after too many failures.
+  // Counts an attempt's outcome in its worker's health; drains it after too many failures. A
+  // change of health is written to the store (worker_health), so that a drain outlives a restart.
   void NoteWorkerOutcome(Worker& worker, bool failed, const std::string& error,
                          store::WriteBatch& batch);
+  static store::WorkerHealthRecord HealthRecord(const Worker& worker);
+  // At recovery: the workers that were unhealthy, with their failures and what is left of their
+  // drain, listed as disconnected until they say hello again.
+  void RecoverWorkerHealth(const std::vector<store::WorkerHealthRecord>& records);
   bool Drained(const Worker& worker, Clock::time_point now) const;
   // Whether `worker` should leave `stage` to another connected worker (it failed there and
   // another, not drained, did not).

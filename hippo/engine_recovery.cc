@@ -404,6 +404,7 @@ absl::Status EngineImpl::Recover() {
       }
     }
   }
+  RecoverWorkerHealth(snapshot->worker_health);
   // Any running stage without an attempt (its attempt row was lost with the crash) runs again.
   store::WriteBatch requeues;
   for (auto& family : families_) {

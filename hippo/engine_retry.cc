@@ -130,21 +130,28 @@ bool EngineImpl::RetryWhatIsDue(Clock::time_point now, store::WriteBatch& batch)
 void EngineImpl::NoteWorkerOutcome(Worker& worker, bool failed, const std::string& error,
                                    store::WriteBatch& batch) {
   if (!failed) {
+    const bool changed =
+        worker.consecutive_failures != 0 || worker.drains != 0 || worker.drained_until;
     worker.consecutive_failures = 0;
     worker.drains = 0;
     worker.drained_until.reset();
+    if (changed) batch.worker_health.push_back(HealthRecord(worker));
     return;
   }
   ++worker.consecutive_failures;
   worker.last_error = Bounded(error);
   const int threshold = options_.unhealthy_after_failures;
-  if (threshold <= 0 || worker.consecutive_failures < threshold) return;
+  if (threshold <= 0 || worker.consecutive_failures < threshold) {
+    batch.worker_health.push_back(HealthRecord(worker));
+    return;
+  }
   const double seconds =
       options_.drain_seconds * static_cast<double>(1 << std::min(worker.drains, 4));
   ++worker.drains;
   worker.drained_until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                             std::chrono::duration<double>(seconds));
   ++stats_.workers_drained;
+  batch.worker_health.push_back(HealthRecord(worker));
   const nlohmann::json payload = {{"worker", worker.hello.worker_id()},
                                   {"failures", worker.consecutive_failures},
                                   {"seconds", seconds},
@@ -152,6 +159,38 @@ void EngineImpl::NoteWorkerOutcome(Worker& worker, bool failed, const std::strin
   batch.events.push_back(
       Event("", "worker_drained",
             payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+store::WorkerHealthRecord EngineImpl::HealthRecord(const Worker& worker) {
+  store::WorkerHealthRecord record;
+  record.worker_id = worker.hello.worker_id();
+  record.consecutive_failures = worker.consecutive_failures;
+  record.drains = worker.drains;
+  if (worker.drained_until) {
+    // Stored in wall-clock time: the steady clock starts again with the process.
+    record.drained_until_ms =
+        NowMs() +
+        std::chrono::ceil<std::chrono::milliseconds>(*worker.drained_until - Clock::now()).count();
+  }
+  record.last_error = worker.last_error;
+  return record;
+}
+
+void EngineImpl::RecoverWorkerHealth(const std::vector<store::WorkerHealthRecord>& records) {
+  const int64_t now_ms = NowMs();
+  for (const store::WorkerHealthRecord& record : records) {
+    if (record.consecutive_failures == 0 && record.drains == 0) continue;  // healthy
+    // Listed (disconnected) until it says hello again, which keeps what is set here.
+    Worker& worker = workers_[record.worker_id];
+    worker.hello.set_worker_id(record.worker_id);
+    worker.consecutive_failures = record.consecutive_failures;
+    worker.drains = static_cast<int>(record.drains);
+    worker.last_error = record.last_error;
+    if (record.drained_until_ms > now_ms) {
+      worker.drained_until =
+          Clock::now() + std::chrono::milliseconds(record.drained_until_ms - now_ms);
+    }  // else its drain ended while the coordinator was down: on probation
+  }
 }
 
 bool EngineImpl::Drained(const Worker& worker, Clock::time_point now) const {

@@ -39,11 +39,17 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
   Move(into.attempts, from.attempts);
   Move(into.checkpoints, from.checkpoints);
   Move(into.workers, from.workers);
+  Move(into.worker_health, from.worker_health);
   Move(into.algorithm_states, from.algorithm_states);
   Move(into.algorithm_deltas, from.algorithm_deltas);
   Move(into.algorithm_journal_trims, from.algorithm_journal_trims);
   Move(into.events, from.events);
   Move(into.settings, from.settings);
+  Move(into.checkpoint_removals, from.checkpoint_removals);
+  Move(into.garbage, from.garbage);
+  Move(into.garbage_deleted, from.garbage_deleted);
+  Move(into.study_deletions, from.study_deletions);
+  Move(into.metric_lineage_deletions, from.metric_lineage_deletions);
 }
 
 OrderedCommitter::OrderedCommitter(store::Store* store) : store_(store) {

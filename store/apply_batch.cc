@@ -69,6 +69,13 @@ INSERT INTO workers (worker_id, host, hello_json, last_seen_ms, connected) VALUE
 ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, hello_json = excluded.hello_json,
   last_seen_ms = excluded.last_seen_ms, connected = excluded.connected)sql";
 
+constexpr absl::string_view kUpsertWorkerHealth = R"sql(
+INSERT INTO worker_health (worker_id, consecutive_failures, drains, drained_until_ms, last_error)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (worker_id) DO UPDATE SET consecutive_failures = excluded.consecutive_failures,
+  drains = excluded.drains, drained_until_ms = excluded.drained_until_ms,
+  last_error = excluded.last_error)sql";
+
 constexpr absl::string_view kUpsertAlgorithmState = R"sql(
 INSERT INTO algorithm_states (study_id, state) VALUES (?, ?)
 ON CONFLICT (study_id) DO UPDATE SET state = excluded.state)sql";
@@ -228,6 +235,15 @@ absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {
         q.Bind(r.connected);
       },
       [](const WorkerRecord& r) { return r.worker_id; });
+  if (!status.ok()) return status;
+
+  status = WriteRows(
+      connection, kUpsertWorkerHealth, "worker health", batch.worker_health,
+      [](Query& q, const WorkerHealthRecord& r) {
+        q.Bind(r.worker_id).Bind(r.consecutive_failures).Bind(r.drains).Bind(r.drained_until_ms);
+        q.Bind(r.last_error);
+      },
+      [](const WorkerHealthRecord& r) { return r.worker_id; });
   if (!status.ok()) return status;
 
   using Pair = std::pair<std::string, std::string>;

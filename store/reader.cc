@@ -51,6 +51,9 @@ constexpr absl::string_view kSelectMetricsOfFamily =
 constexpr absl::string_view kSelectWorkers =
     "SELECT worker_id, host, hello_json, last_seen_ms, connected FROM workers "
     "ORDER BY worker_id";
+constexpr absl::string_view kSelectWorkerHealth =
+    "SELECT worker_id, consecutive_failures, drains, drained_until_ms, last_error "
+    "FROM worker_health ORDER BY worker_id";
 constexpr absl::string_view kSelectEvents =
     "SELECT sequence, study_id, kind, payload_json, time_ms FROM events "
     "WHERE sequence > ? ORDER BY sequence LIMIT ?";
@@ -137,6 +140,16 @@ MetricRecord ReadMetric(const Query& q) {
   r.step = q.Int(2);
   r.name = q.Text(3);
   r.value = q.Double(4);
+  return r;
+}
+
+WorkerHealthRecord ReadWorkerHealth(const Query& q) {
+  WorkerHealthRecord r;
+  r.worker_id = q.Text(0);
+  r.consecutive_failures = q.Int(1);
+  r.drains = q.Int(2);
+  r.drained_until_ms = q.Int(3);
+  r.last_error = q.Text(4);
   return r;
 }
 
@@ -268,6 +281,7 @@ absl::StatusOr<Snapshot> Reader::LoadSnapshotLocked() {
     status = SelectAll(
         c, kSelectSettings, [](const Query& q) { return Pair(q.Text(0), q.Text(1)); }, s.settings);
   }
+  if (status.ok()) status = SelectAll(c, kSelectWorkerHealth, ReadWorkerHealth, s.worker_health);
   if (!status.ok()) return status;
   return s;
 }

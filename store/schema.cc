@@ -160,12 +160,24 @@ CREATE INDEX checkpoints_by_uri ON checkpoints (family_id, uri);
 CREATE INDEX events_by_study ON events (study_id);
 )sql";
 
+// Worker health (store.h, WorkerHealthRecord): a drained worker stays drained across a restart.
+constexpr absl::string_view kVersion4 = R"sql(
+CREATE TABLE worker_health (
+  worker_id             TEXT PRIMARY KEY,
+  consecutive_failures  INTEGER NOT NULL,
+  drains                INTEGER NOT NULL,
+  drained_until_ms      INTEGER NOT NULL,
+  last_error            TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
     {2, "add the algorithm journal", kVersion2},
     {3, "add checkpoint garbage", kVersion3},
+    {4, "add worker health", kVersion4},
 };
 
 constexpr bool MigrationsAreConsecutive() {

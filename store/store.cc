@@ -16,10 +16,10 @@ namespace hippo::store {
 bool WriteBatch::empty() const {
   return families.empty() && studies.empty() && trials.empty() && tree_ops.empty() &&
          stages.empty() && metrics.empty() && attempts.empty() && checkpoints.empty() &&
-         workers.empty() && algorithm_states.empty() && algorithm_deltas.empty() &&
-         algorithm_journal_trims.empty() && events.empty() && settings.empty() &&
-         checkpoint_removals.empty() && garbage.empty() && garbage_deleted.empty() &&
-         study_deletions.empty() && metric_lineage_deletions.empty();
+         workers.empty() && worker_health.empty() && algorithm_states.empty() &&
+         algorithm_deltas.empty() && algorithm_journal_trims.empty() && events.empty() &&
+         settings.empty() && checkpoint_removals.empty() && garbage.empty() &&
+         garbage_deleted.empty() && study_deletions.empty() && metric_lineage_deletions.empty();
 }
 
 namespace {

@@ -26,7 +26,7 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
@@ -138,6 +138,18 @@ struct WorkerRecord {
   bool connected = false;
 };
 
+// A worker's health (schema 4), kept so that a restarted coordinator does not send stages
+// straight back to a worker it drained: its failures in a row, its drains in a row (the drain
+// doubles with each), until when it is drained (wall-clock ms since the epoch; 0: not drained)
+// and its last error.
+struct WorkerHealthRecord {
+  std::string worker_id;
+  int64_t consecutive_failures = 0;
+  int64_t drains = 0;
+  int64_t drained_until_ms = 0;
+  std::string last_error;
+};
+
 struct EventRecord {
   int64_t sequence = 0;  // assigned by the store on commit
   std::string study_id;  // empty for events of no study
@@ -177,6 +189,8 @@ struct WriteBatch {
   std::vector<AttemptRecord> attempts;        // upsert by attempt_id
   std::vector<CheckpointRecord> checkpoints;  // upsert by (family_id, node_id, step)
   std::vector<WorkerRecord> workers;          // upsert by worker_id
+  // upsert by worker_id
+  std::vector<WorkerHealthRecord> worker_health;
   std::vector<std::pair<std::string, std::string>> algorithm_states;  // (study_id, blob) upsert
   // Appended to a study's algorithm journal: what changed in its algorithm's state since the
   // previous entry (SearchAlgorithm::TakeStateDelta). (study_id, sequence) must be new.
@@ -214,7 +228,8 @@ struct Snapshot {
   // study's state, then applies these in order.
   std::vector<AlgorithmDelta> algorithm_deltas;
   std::vector<std::pair<std::string, std::string>> settings;
-  std::vector<GarbageRecord> garbage;  // by uri
+  std::vector<GarbageRecord> garbage;             // by uri
+  std::vector<WorkerHealthRecord> worker_health;  // by worker_id
 };
 
 class Store {

@@ -350,6 +350,75 @@ TEST(EngineRetryTest, ADivergingTrialFailsItsAttemptsButNeverDrainsItsWorker) {
   std::filesystem::remove(db);
 }
 
+TEST(EngineRetryTest, ADrainedWorkerStaysDrainedAfterARestartUntilItsDrainEnds) {
+  const std::string db = TempDb();
+  EngineOptions options = Immediate();
+  options.max_attempts = 5;
+  options.unhealthy_after_failures = 2;
+  options.drain_seconds = 1000;
+  std::string study_id;
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Engine engine(store->get(), options);
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    study_id = study->id();
+    auto channel = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+    for (int i = 0; i < 2; ++i) {
+      std::optional<v1::CoordinatorMessage> message = channel->Next();
+      ASSERT_TRUE(message.has_value() && message->has_assign()) << i;
+      Fail(engine, "w", message->assign());
+    }
+    ASSERT_FALSE(engine.ListWorkers()[0].healthy());
+  }
+  // The coordinator restarts within the drain: the worker is still unhealthy, and when it
+  // connects again it gets nothing, though the stage is ready (another worker takes it).
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Engine engine(store->get(), options);
+    ASSERT_TRUE(engine.Recover().ok());
+    std::vector<v1::WorkerInfo> workers = engine.ListWorkers();
+    ASSERT_EQ(workers.size(), 1u);
+    EXPECT_EQ(workers[0].worker_id(), "w");
+    EXPECT_FALSE(workers[0].connected());
+    EXPECT_FALSE(workers[0].healthy());
+    EXPECT_EQ(workers[0].consecutive_failures(), 2);
+    EXPECT_NE(workers[0].health_message().find("drained for"), std::string::npos)
+        << workers[0].health_message();
+    EXPECT_NE(workers[0].health_message().find("No space left on device"), std::string::npos)
+        << workers[0].health_message();
+    auto channel = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+    EXPECT_FALSE(channel->Next().has_value()) << "a drained worker got a stage after the restart";
+    auto other = std::make_shared<RecordingChannel>();
+    absl::StatusOr<int64_t> session = engine.Connect(Hello("v"), other);
+    ASSERT_TRUE(session.ok());
+    std::optional<v1::CoordinatorMessage> taken = other->Next();
+    ASSERT_TRUE(taken.has_value() && taken->has_assign());
+    engine.Disconnect("v", *session);  // its stage goes back when its lease expires, below
+
+    // Its drain ends: a stage on probation, which it finishes, and it is healthy again.
+    engine.ExpireLeases(Clock::now() + std::chrono::seconds(2000));
+    std::optional<v1::CoordinatorMessage> probation = channel->Next();
+    ASSERT_TRUE(probation.has_value() && probation->has_assign());
+    Train(engine, "w", probation->assign());
+    for (const v1::WorkerInfo& worker : engine.ListWorkers()) EXPECT_TRUE(worker.healthy());
+  }
+  // Healthy is what the next restart remembers too.
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  for (const v1::WorkerInfo& worker : engine.ListWorkers()) {
+    EXPECT_TRUE(worker.healthy()) << worker.worker_id();
+  }
+  std::filesystem::remove(db);
+}
+
 TEST(EngineRetryTest, LostParentAndGrandparentStatesAreRecomputedAndCounted) {
   const std::string db = TempDb();
   std::string study_id;

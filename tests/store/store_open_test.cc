@@ -77,9 +77,9 @@ TEST_F(StoreMigration, NewFileGetsTheSchemaVersionAndHipposApplicationId) {
   EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), kSchemaVersion);
   EXPECT_EQ(raw.QueryInt("PRAGMA application_id"), internal::kApplicationId);
   EXPECT_EQ(raw.QueryText("PRAGMA journal_mode"), "wal");
-  for (const char* table :
-       {"families", "studies", "trials", "tree_ops", "stages", "metrics", "attempts", "checkpoints",
-        "workers", "algorithm_states", "algorithm_journal", "events", "settings"}) {
+  for (const char* table : {"families", "studies", "trials", "tree_ops", "stages", "metrics",
+                            "attempts", "checkpoints", "workers", "algorithm_states",
+                            "algorithm_journal", "events", "settings", "worker_health"}) {
     EXPECT_EQ(raw.QueryInt(std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
                                        "AND name = '") +
                            table + "'"),

@@ -356,6 +356,7 @@ TEST_F(StoreUpsert, UpsertsReplaceTheRowWithTheSameKey) {
   before.workers = {Worker("w", true)};
   before.algorithm_states = {{"s-1", "old state"}};
   before.settings = {{"k", "old"}};
+  before.worker_health = {WorkerHealthRecord{"w", 3, 1, 1'700'000'060'000, "No space left"}};
   ASSERT_TRUE(store->Commit(before).ok());
 
   // Same keys, every other field changed.
@@ -408,6 +409,8 @@ TEST_F(StoreUpsert, UpsertsReplaceTheRowWithTheSameKey) {
   after.workers = {worker};
   after.algorithm_states = {{"s-1", "new state"}};
   after.settings = {{"k", "new"}};
+  const WorkerHealthRecord health{"w", 0, 0, 0, ""};  // healthy again
+  after.worker_health = {health};
   ASSERT_TRUE(store->Commit(after).ok());
 
   absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
@@ -420,6 +423,7 @@ TEST_F(StoreUpsert, UpsertsReplaceTheRowWithTheSameKey) {
   EXPECT_THAT(snapshot->algorithm_states,
               ElementsAre(std::pair<std::string, std::string>("s-1", "new state")));
   EXPECT_THAT(snapshot->settings, ElementsAre(std::pair<std::string, std::string>("k", "new")));
+  EXPECT_THAT(snapshot->worker_health, ElementsAre(health));
   absl::StatusOr<std::vector<StageRecord>> stages = store->ListStages(7);
   ASSERT_TRUE(stages.ok());
   EXPECT_THAT(*stages, ElementsAre(stage));

@@ -48,6 +48,9 @@ inline auto Fields(const CheckpointRecord& r) {
 inline auto Fields(const WorkerRecord& r) {
   return std::tie(r.worker_id, r.host, r.hello_json, r.last_seen_ms, r.connected);
 }
+inline auto Fields(const WorkerHealthRecord& r) {
+  return std::tie(r.worker_id, r.consecutive_failures, r.drains, r.drained_until_ms, r.last_error);
+}
 inline auto Fields(const EventRecord& r) {
   return std::tie(r.sequence, r.study_id, r.kind, r.payload_json, r.time_ms);
 }
@@ -66,6 +69,7 @@ HIPPO_STORE_TEST_EQUALITY(StageRecord)
 HIPPO_STORE_TEST_EQUALITY(AttemptRecord)
 HIPPO_STORE_TEST_EQUALITY(CheckpointRecord)
 HIPPO_STORE_TEST_EQUALITY(WorkerRecord)
+HIPPO_STORE_TEST_EQUALITY(WorkerHealthRecord)
 HIPPO_STORE_TEST_EQUALITY(EventRecord)
 HIPPO_STORE_TEST_EQUALITY(AlgorithmDelta)
 #undef HIPPO_STORE_TEST_EQUALITY
