@@ -140,6 +140,8 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
+  view.mutable_steps()->set_distinct_steps(study.configurations.steps());
+  view.mutable_steps()->set_checkpoint_copy_steps(study.trial_steps - study.forked_prefix_steps);
   // Step counts of the study's families (shared with other studies of the same family).
   for (int64_t family_id : study.family_ids) {
     const stage_tree::StepCounts& counts = FamilyById(family_id).tree().counts();
@@ -147,6 +149,8 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
     view.mutable_steps()->set_executed_steps(view.steps().executed_steps() + counts.executed_steps);
     view.mutable_steps()->set_recomputed_steps(view.steps().recomputed_steps() +
                                                counts.recomputed_steps);
+    view.mutable_steps()->set_reached_trial_steps(view.steps().reached_trial_steps() +
+                                                  counts.reached_trial_steps);
   }
   if (const std::optional<int64_t> best = BestTrial(study)) {
     *view.mutable_best_trial() = TrialView(study, *best);
@@ -161,10 +165,23 @@ absl::StatusOr<v1::Study> EngineImpl::GetStudy(const std::string& study_id) {
   return StudyView(*studies_[*index]);
 }
 
+absl::StatusOr<int64_t> EngineImpl::DistinctStepsOf(const std::vector<std::string>& study_ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<const Configurations*> sets;
+  for (const std::string& study_id : study_ids) {
+    absl::StatusOr<size_t> index = StudyIndex(study_id);
+    if (!index.ok()) return index.status();
+    sets.push_back(&studies_[*index]->configurations);
+  }
+  return Configurations::StepsOfUnion(sets);
+}
+
 std::vector<v1::Study> EngineImpl::ListStudies() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<v1::Study> views;
-  for (const auto& study : studies_) views.push_back(StudyView(*study));
+  for (const auto& study : studies_) {
+    if (!study->deleted) views.push_back(StudyView(*study));
+  }
   return views;
 }
 
@@ -324,6 +341,8 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
     tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
     tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
     tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() + counts.executed_steps);
+    tree.mutable_steps()->set_reached_trial_steps(tree.steps().reached_trial_steps() +
+                                                  counts.reached_trial_steps);
     tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
                                                counts.recomputed_steps);
     if (query.dot && query.after_stage == 0) {

@@ -313,8 +313,10 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     const double at = view.finished().seconds() > 0
                           ? static_cast<double>(view.finished().seconds()) - created
                           : NowSeconds() - created;
-    study.savings.push_back(
-        {at, view.steps().trial_steps(), view.steps().executed_steps(), view.trials_completed()});
+    // Like for like: the trial-by-trial steps of the work done so far (each trial up to the
+    // step it reached), not every trial's full target.
+    study.savings.push_back({at, view.steps().reached_trial_steps(), view.steps().executed_steps(),
+                             view.trials_completed()});
     if (study.savings.size() > options_.savings_points) {
       // Thin to every other point, keeping the last.
       std::vector<SavingsSample> thinned;

@@ -69,7 +69,8 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (!row) return;
     const study: Json = row.study;
     const steps: Json = study.steps ?? {};
-    const trialSteps = num(steps.trial_steps);
+    // The trial-by-trial steps of the work done so far (each trial up to the step it reached).
+    const trialSteps = num(steps.reached_trial_steps);
     const executed = num(steps.executed_steps);
     const running = study.state === "STUDY_RUNNING";
     const stop = h("button", { class: "button danger", id: "stop-study" }, "Stop study");
@@ -96,7 +97,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       stat("Progress", progressBar(num(row.progress)), `${(num(row.progress) * 100).toFixed(1)} %`),
       stat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : ""),
       stat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created"),
-      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps`),
+      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps so far`),
       stat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`),
       stat("Elapsed", fmtDuration(elapsedOf(row))),
       stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
