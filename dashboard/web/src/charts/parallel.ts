@@ -58,7 +58,8 @@ export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: st
     return { r, v: Number.isFinite(v) ? (maximize ? v : -v) : -Infinity, t: 0 };
   });
   order.sort((a, b) => a.v - b.v);
-  order.forEach((entry, i) => (entry.t = rows > 1 ? i / (rows - 1) : 1));
+  // Cubed, so that only the leading trials stand out in orange.
+  order.forEach((entry, i) => (entry.t = rows > 1 ? (i / (rows - 1)) ** 3 : 1));
   ctx.lineWidth = 1;
   for (const { r, t } of order) {
     ctx.strokeStyle = color(t);
