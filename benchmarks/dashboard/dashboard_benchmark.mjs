@@ -11,7 +11,7 @@
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,9 +67,11 @@ for (let run = 0; run < Number(args["page-runs"]); run++) {
   await page.goto(studyUrl(big.study.id), { waitUntil: "commit" });
   await page.waitForFunction(() => performance.getEntriesByName("first-contentful-paint").length > 0);
   const firstPaint = await page.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0].startTime);
-  // Interactive: the curves drawn (the best trials' lines over the density) and table rows.
-  await page.waitForFunction(() => /top [1-9]/.test(document.querySelector("#curves .legend")?.textContent ?? "") && document.querySelector("#trials [data-trial]") !== null, null, { timeout: 60000, polling: 20 });
-  const interactive = await page.evaluate(() => performance.now());
+  // Interactive: the curves drawn (the best trials' lines over the density) and table rows,
+  // checked at every animation frame in the page: the time is that frame's.
+  const interactive = await (
+    await page.waitForFunction(() => /top [1-9]/.test(document.querySelector("#curves .legend")?.textContent ?? "") && document.querySelector("#trials [data-trial]") !== null && performance.now(), null, { timeout: 60000, polling: "raf" })
+  ).jsonValue();
   const bytesInteractive = bytes;
   // Where the time went: each request (start, first byte, end, bytes), the app's own marks
   // (summary shown, curves drawn, table rows shown), the long tasks.
@@ -110,11 +112,21 @@ function completed() {
   const sql = `select count(*) from trials where study_id = '${running}' and state = 2`;
   return Number(execFileSync("sqlite3", [path.join(dir, "hippo.db"), sql]).toString().trim());
 }
-async function rate(seconds) {
+// The coordinator's CPU time (user + system, in clock ticks of 1/100 s) from /proc: its CPU per
+// trial tells the dashboards' cost apart from the machine's other load, which moves the rate.
+function cpuSeconds() {
+  const fields = readFileSync(`/proc/${server.child.pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+const cpuPerTrial = { none: [], node: [], chromium: [] };
+async function rate(seconds, kind) {
   const a = completed();
+  const cpu = cpuSeconds();
   const t = Date.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  return (completed() - a) / ((Date.now() - t) / 1000);
+  const trials = completed() - a;
+  cpuPerTrial[kind].push((1000 * (cpuSeconds() - cpu)) / Math.max(1, trials));
+  return trials / ((Date.now() - t) / 1000);
 }
 // A node client doing what the study page does: the event stream, and on a change of the
 // study its reads, at most every 2 s. Cheap on the client's side, so that it measures the
@@ -147,27 +159,30 @@ const rounds = { none: [], node: [], chromium: [] };
 const pagesBrowser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 for (let round = 0; round < Number(args.rounds); round++) {
   await new Promise((r) => setTimeout(r, 22000));
-  rounds.none.push(await rate(seconds));
+  rounds.none.push(await rate(seconds, "none"));
   const controller = new AbortController();
   for (let i = 0; i < 10; i++) nodeDashboard(server.url, running, controller.signal);
   await new Promise((r) => setTimeout(r, 3000));
-  rounds.node.push(await rate(seconds));
+  rounds.node.push(await rate(seconds, "node"));
   controller.abort();
   // Ten real study pages of the running study, each in its own context (its own renderer).
   const contexts = [];
   for (let i = 0; i < 10; i++) {
     const context = await pagesBrowser.newContext({ viewport: { width: 1440, height: 1000 } });
     const page = await context.newPage();
-    await page.goto(studyUrl(running));
+    // On this loaded machine a navigation can fail once (a connection refused as Chromium
+    // opens it): try again.
+    await eventually(async () => (await page.goto(studyUrl(running), { waitUntil: "commit", timeout: 60000 }), true), "a study page of the running study", 120000);
     contexts.push(context);
   }
   await new Promise((r) => setTimeout(r, 5000));
-  rounds.chromium.push(await rate(seconds));
+  rounds.chromium.push(await rate(seconds, "chromium"));
   for (const context of contexts) await context.close();
 }
 await pagesBrowser.close();
 await browser.close();
 results.dispatch_rate = rounds;
+results.coordinator_cpu_ms_per_trial = cpuPerTrial;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pageMedian = (key) => median(pageRuns.map((r) => r[key]));
 const summary = {
@@ -178,6 +193,9 @@ const summary = {
   dispatch_none_per_s: median(rounds.none),
   dispatch_node_clients_per_s: median(rounds.node),
   dispatch_chromium_pages_per_s: median(rounds.chromium),
+  coordinator_cpu_ms_per_trial_none: median(cpuPerTrial.none),
+  coordinator_cpu_ms_per_trial_node: median(cpuPerTrial.node),
+  coordinator_cpu_ms_per_trial_chromium: median(cpuPerTrial.chromium),
 };
 results.summary = summary;
 results.machine.load_average_end = loadavg();

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -109,19 +110,35 @@ class ResponseCache {
       entry = slot;
     }
     std::lock_guard<std::mutex> lock(entry->mutex);
-    if (entry->body != nullptr && entry->version == version) return entry->body;
+    const auto now = std::chrono::steady_clock::now();
+    if (entry->body != nullptr &&
+        (entry->version == version || now - entry->made_at < entry->fresh_for)) {
+      return entry->body;
+    }
     absl::StatusOr<std::string> made = make();
     if (!made.ok()) return made.status();
     entry->body = MakeBody(*std::move(made), kJson);
     entry->version = version;
+    entry->made_at = std::chrono::steady_clock::now();
+    entry->fresh_for = std::min<std::chrono::steady_clock::duration>(
+        kMaxStale, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       (entry->made_at - now) * kStaleBackoff));
     return entry->body;
   }
 
  private:
+  // A body that was expensive to make (a large running study's aggregates) is answered while
+  // its study changes for up to kStaleBackoff times what it cost, at most kMaxStale: the
+  // dashboard's share of the coordinator's CPU stays bounded, and pages still update within
+  // 2 s. Cheap bodies are made again at every version.
+  static constexpr double kStaleBackoff = 8;
+  static constexpr std::chrono::milliseconds kMaxStale{1500};
   struct Entry {
     std::mutex mutex;  // held while the body is made
     int64_t version = 0;
     std::shared_ptr<const CompressedBody> body;
+    std::chrono::steady_clock::time_point made_at;
+    std::chrono::steady_clock::duration fresh_for{0};
   };
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;

@@ -15,6 +15,10 @@ namespace v1 = ::hippo::v1;
 constexpr int kTrialIdsPerStage = 8;
 constexpr size_t kMaxNodes = 5000;
 constexpr auto kRebuildEvery = std::chrono::seconds(1);
+// A tree is rebuilt at most every kRebuildBackoff times its last build took: a running study's
+// tree of tens of thousands of stages takes a good part of a second to read and index, and
+// rebuilding it every second would cost the coordinator that share of a core (and its lock).
+constexpr double kRebuildBackoff = 8;
 
 absl::StatusOr<int64_t> Param(const Query& query, const std::string& key, int64_t fallback,
                               int64_t low, int64_t high) {
@@ -30,7 +34,7 @@ absl::StatusOr<int64_t> Param(const Query& query, const std::string& key, int64_
 
 }  // namespace
 
-std::shared_ptr<const TreeWindows::Built> TreeWindows::Build(v1::StageTree tree, int64_t version) {
+std::shared_ptr<TreeWindows::Built> TreeWindows::Build(v1::StageTree tree, int64_t version) {
   auto built = std::make_shared<Built>();
   built->version = version;
   built->at = std::chrono::steady_clock::now();
@@ -96,11 +100,17 @@ absl::StatusOr<std::shared_ptr<const TreeWindows::Built>> TreeWindows::Get(
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = built_.find(study_id);
-    if (it != built_.end() && (it->second->version == version ||
-                               std::chrono::steady_clock::now() - it->second->at < kRebuildEvery)) {
-      return it->second;
+    if (it != built_.end()) {
+      const Built& built = *it->second;
+      const auto wait = std::max<std::chrono::steady_clock::duration>(
+          kRebuildEvery, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             built.build_time * kRebuildBackoff));
+      if (built.version == version || std::chrono::steady_clock::now() - built.at < wait) {
+        return it->second;
+      }
     }
   }
+  const auto started = std::chrono::steady_clock::now();
   // A page at a time: the engine's lock is held for 5 000 stages at most.
   v1::StageTree tree;
   coordinator::StageQuery query;
@@ -113,7 +123,8 @@ absl::StatusOr<std::shared_ptr<const TreeWindows::Built>> TreeWindows::Get(
     if (!page->more) break;
     query.after_stage = page->last_stage;
   }
-  std::shared_ptr<const Built> built = Build(std::move(tree), version);
+  std::shared_ptr<Built> built = Build(std::move(tree), version);
+  built->build_time = std::chrono::steady_clock::now() - started;
   std::lock_guard<std::mutex> lock(mutex_);
   built_[study_id] = built;
   return built;

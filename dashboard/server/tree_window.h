@@ -1,6 +1,7 @@
 // TreeWindows: windows of a study's stage tree for the dashboard (api.h's query parameters
 // root, depth, max_children, trial), from the engine's GetStageTreePage, cached per study and
-// rebuilt at most once a second while the study changes.
+// rebuilt while the study changes at most once a second, and at most every 8 times as long as
+// the last build took.
 #ifndef HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_
 #define HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_
 
@@ -33,17 +34,18 @@ class TreeWindows {
   struct Built {
     int64_t version = 0;
     std::chrono::steady_clock::time_point at;
-    std::vector<hippo::v1::Stage> stages;        // index + 1 is the node (0: the root)
-    std::vector<std::vector<int32_t>> children;  // by node, most stages below first
-    std::vector<int32_t> parent;                 // by node
-    std::vector<int64_t> descendants;            // by node
-    std::vector<int64_t> trial_counts;           // by node
+    std::chrono::duration<double> build_time{0};  // reading the tree and indexing it
+    std::vector<hippo::v1::Stage> stages;         // index + 1 is the node (0: the root)
+    std::vector<std::vector<int32_t>> children;   // by node, most stages below first
+    std::vector<int32_t> parent;                  // by node
+    std::vector<int64_t> descendants;             // by node
+    std::vector<int64_t> trial_counts;            // by node
     std::map<int64_t, int32_t> node_of_stage;
     std::vector<int32_t> deepest_of_trial;  // by trial number: its last stage (node)
     hippo::v1::StepCounts steps;
   };
   absl::StatusOr<std::shared_ptr<const Built>> Get(const std::string& study_id, int64_t version);
-  static std::shared_ptr<const Built> Build(hippo::v1::StageTree tree, int64_t version);
+  static std::shared_ptr<Built> Build(hippo::v1::StageTree tree, int64_t version);
 
   coordinator::Engine* engine_;
   std::mutex mutex_;

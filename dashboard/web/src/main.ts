@@ -30,4 +30,7 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-route();
+// The shell (the top bar, in index.html) is painted before the page is built, so that the first
+// paint does not wait for the page's work. A hidden tab paints no frame: it builds at once.
+if (document.visibilityState === "visible") requestAnimationFrame(() => setTimeout(route, 0));
+else route();

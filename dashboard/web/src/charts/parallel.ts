@@ -1,5 +1,5 @@
 // Parallel coordinates (canvas): one vertical axis per parameter and one for the objective, a
-// line per sampled trial coloured by objective (best ones bright, drawn last).
+// line per sampled trial coloured by its objective's rank (best ones bright, drawn last).
 import { Json, num, nums } from "../api";
 import { fmtNumber } from "../format";
 
@@ -52,12 +52,14 @@ export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: st
     const t = log ? (Math.log(v) - Math.log(low)) / (Math.log(high) - Math.log(low) || 1) : (v - low) / (high - low || 1);
     return bottom - (bottom - top) * (Number.isFinite(t) ? t : 0.5);
   };
+  // Coloured by rank, not by value: a skewed objective would otherwise paint most lines alike.
   const order = [...Array(rows).keys()].map((r) => {
     const v = values[r * columns + columns - 1];
-    const t = (v - objLow) / (objHigh - objLow || 1);
-    return { r, t: maximize ? t : 1 - t };
+    return { r, v: Number.isFinite(v) ? (maximize ? v : -v) : -Infinity, t: 0 };
   });
-  order.sort((a, b) => a.t - b.t);
+  order.sort((a, b) => a.v - b.v);
+  // Cubed, so that only the leading trials stand out in orange.
+  order.forEach((entry, i) => (entry.t = rows > 1 ? (i / (rows - 1)) ** 3 : 1));
   ctx.lineWidth = 1;
   for (const { r, t } of order) {
     ctx.strokeStyle = color(t);

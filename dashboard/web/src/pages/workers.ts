@@ -70,7 +70,7 @@ export function mountWorkers(app: HTMLElement): () => void {
         const worker: Json = row.worker;
         const stage = num(worker.running_stage_id);
         const running = stage
-          ? h("span", {}, row.running_study ? h("a", { href: `#/study/${encodeURIComponent(row.running_study)}` }, row.running_study) : "", h("div", { class: "muted small" }, `stage ${stage}`))
+          ? h("span", {}, row.running_study ? h("a", { href: `#/study/${encodeURIComponent(row.running_study)}` }, row.running_study) : "", h("div", { class: "muted small" }, `stage ${stageName(stage)}`))
           : h("span", { class: "muted" }, "idle");
         return h(
           "tr",
