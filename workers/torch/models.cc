@@ -22,9 +22,10 @@ class Mlp : public Network {
       at::MemoryFormat memory_format)
       : Network(device, seed, memory_format) {
     int64_t features = input.channels * input.height * input.width;
-    for (int64_t i = 0; i < architecture.depth; ++i) {
-      hidden_.push_back(AddLinear(absl::StrCat("hidden", i), features, architecture.width));
-      features = architecture.width;
+    const std::vector<int64_t> widths = architecture.MlpWidths();
+    for (size_t i = 0; i < widths.size(); ++i) {
+      hidden_.push_back(AddLinear(absl::StrCat("hidden", i), features, widths[i]));
+      features = widths[i];
     }
     output_ = AddLinear("output", features, input.classes);
   }
@@ -48,8 +49,9 @@ class Cnn : public Network {
     int64_t channels = input.channels;
     int64_t height = input.height;
     int64_t width = input.width;
-    for (int64_t i = 0; i < architecture.layers; ++i) {
-      const int64_t out = architecture.channels << std::min<int64_t>(i, 20);
+    const std::vector<int64_t> sizes = architecture.CnnChannels();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const int64_t out = sizes[i];
       Block block{
           .conv = AddConv(absl::StrCat("conv", i), channels, out, architecture.kernel_size, 1),
           .norm = AddBatchNorm(absl::StrCat("norm", i), out),
