@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-dashboard python format clean
+.PHONY: all deps configure build test unit demo bench bench-workloads bench-dashboard bench-vs-optuna python format clean
 
 all: build
 
@@ -41,9 +41,23 @@ bench: build
 	@$(BUILD_DIR)/benchmarks/stage_tree/stage_tree_benchmark --out $(BUILD_DIR)/stage_tree_benchmark.json
 	@$(BUILD_DIR)/benchmarks/coordinator/coordinator_benchmark --out $(BUILD_DIR)/coordinator_benchmark.json
 
+# W1-W6 in virtual time (savings against trial by trial, distinct configurations and
+# checkpoint-copying PBT; makespans), then the ASHA-driven workloads with real workers, 10 runs
+# each, for the spread that the order of results makes (minutes).
+bench-workloads: build
+	@$(BUILD_DIR)/benchmarks/workloads/workloads_benchmark --workers 8 --out $(BUILD_DIR)/workloads_benchmark.json
+	@benchmarks/workloads/asha_spread.py $(BUILD_DIR)/cli/hippo --runs 10 --workers 8 --out $(BUILD_DIR)/asha_spread.json
+
 # The dashboard with a 100 000-trial study in headless Chromium (makes the store once; minutes).
 bench-dashboard: build
 	@benchmarks/dashboard/run_benchmark.sh $(BUILD_DIR)
+
+# Hippo (merging on), Hippo --no-merge and Optuna 3.1 on the same PyTorch study, grid, ASHA and
+# Hyperband, 1 and 2 workers (benchmarks/vs_optuna; the default size takes about 10 minutes on 2
+# loaded cores). More: make bench-vs-optuna ARGS="--runs 3 --models mlp,cnn --train-limit 4000"
+bench-vs-optuna: build python
+	@$(BUILD_DIR)/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --hippo $(BUILD_DIR)/cli/hippo \
+	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -340,6 +341,70 @@ int RetryCommand(const ClientOptions& options, const std::string& study_id,
   }
   std::cout << response.study().id() << " " << StudyStateName(response.study().state())
             << ": retrying " << response.retried_trial_ids_size() << " trial(s)\n";
+  return kExitOk;
+}
+
+}  // namespace hippo::cli
+
+namespace hippo::cli {
+
+namespace {
+
+std::string Bytes(int64_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", value, kUnits[unit]);
+}
+
+}  // namespace
+
+int GcCommand(const ClientOptions& options) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::CollectGarbageResponse response;
+  grpc::Status status =
+      client.stub().CollectGarbage(client.Context().get(), v1::CollectGarbageRequest(), &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << "freed " << response.freed_checkpoints() << " checkpoints, "
+            << Bytes(response.freed_bytes()) << "\n";
+  for (const v1::CheckpointDirectoryUsage& usage : response.directories()) {
+    // Directories are the workers' words: escaped, so that no escape code reaches the terminal.
+    std::cout << "  " << absl::CHexEscape(usage.directory()) << ": freed "
+              << usage.freed_checkpoints() << " (" << Bytes(usage.freed_bytes()) << "), kept "
+              << usage.kept_checkpoints() << " (" << Bytes(usage.kept_bytes()) << ")";
+    if (usage.budget_bytes() > 0) std::cout << ", budget " << Bytes(usage.budget_bytes());
+    if (usage.pending_deletions() > 0) {
+      std::cout << ", " << usage.pending_deletions() << " to be deleted by its workers";
+    }
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
+int DeleteCommand(const ClientOptions& options, const std::string& study_id) {
+  Client client(options);
+  if (!client.ok()) return kExitBadInput;
+  v1::DeleteStudyRequest request;
+  request.set_study_id(study_id);
+  v1::DeleteStudyResponse response;
+  grpc::Status status = client.stub().DeleteStudy(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (options.json) {
+    std::cout << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  std::cout << "deleted " << absl::CHexEscape(response.study_id()) << ": "
+            << response.trials_deleted() << " trials, " << response.freed_checkpoints()
+            << " checkpoints (" << Bytes(response.freed_bytes()) << ") released\n";
   return kExitOk;
 }
 

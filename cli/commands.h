@@ -32,6 +32,8 @@ struct ServerCommandOptions {
   int unhealthy_after = 3;
   double drain_seconds = 60;
   std::vector<std::string> plugins;
+  bool no_checkpoint_gc = false;
+  int keep_best_checkpoints = 0;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";
 };
@@ -41,6 +43,7 @@ struct WorkerCommandOptions {
   std::string id;
   std::string checkpoint_dir = "hippo-checkpoints";
   int64_t cache_mb = 1024;
+  int64_t checkpoint_budget_bytes = 0;  // --checkpoint-budget; 0: none
   // "cpu" or "cuda:N", handed to every trainer; "auto": one worker process per visible GPU
   // (cuda:0, cuda:1, ...), or one CPU worker when there is none.
   std::string device = "auto";
@@ -92,6 +95,10 @@ int TreeCommand(const ClientOptions& options, const std::string& study_id, bool 
 int StopCommand(const ClientOptions& options, const std::string& study_id,
                 const std::string& reason);
 int WorkersCommand(const ClientOptions& options);
+// `hippo gc`: collects checkpoint garbage now and prints what it freed per directory.
+int GcCommand(const ClientOptions& options);
+// `hippo delete STUDY`: removes the study and the checkpoints only it used.
+int DeleteCommand(const ClientOptions& options, const std::string& study_id);
 // Retries the failed trials `trial_ids` of the study (every failed one when empty).
 int RetryCommand(const ClientOptions& options, const std::string& study_id,
                  const std::vector<int64_t>& trial_ids);

@@ -217,6 +217,13 @@ int main(int argc, char** argv) {
                    "Shared library of search algorithms to load (repeatable; see "
                    "examples/plugins)")
       ->check(CLI::ExistingFile);
+  server->add_flag("--no-checkpoint-gc", server_options.no_checkpoint_gc,
+                   "Keep every checkpoint (collect only on `hippo gc`)");
+  server
+      ->add_option("--keep-best-checkpoints", server_options.keep_best_checkpoints,
+                   "Keep the final states of each study's N best trials")
+      ->default_val(0)
+      ->check(CLI::NonNegativeNumber);
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");
@@ -227,6 +234,11 @@ int main(int argc, char** argv) {
       ->add_option("--checkpoint-dir", worker_options.checkpoint_dir,
                    "Checkpoint directory, shared by all workers of a study")
       ->default_val("hippo-checkpoints");
+  worker
+      ->add_option("--checkpoint-budget", worker_options.checkpoint_budget_bytes,
+                   "Bytes of checkpoints its directory may hold (e.g. 2GiB); beyond it the "
+                   "coordinator deletes states that can be recomputed. Default: no budget")
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false));
   worker
       ->add_option("--cache-mb", worker_options.cache_mb,
                    "Memory for states kept to fork children without a reload")
@@ -283,6 +295,17 @@ int main(int argc, char** argv) {
   CLI::App* workers = app.add_subcommand("workers", "List the workers of a coordinator");
   AddClientOptions(workers, client);
 
+  CLI::App* gc = app.add_subcommand(
+      "gc", "Delete the checkpoints no study needs now; print what was freed per directory");
+  AddClientOptions(gc, client);
+
+  CLI::App* remove = app.add_subcommand(
+      "delete",
+      "Delete a study (stopping it first), its trials, metrics and the checkpoints "
+      "only it used");
+  remove->add_option("study_id", study_id, "Study id")->required();
+  AddClientOptions(remove, client);
+
   std::vector<int64_t> trial_ids;
   CLI::App* retry = app.add_subcommand(
       "retry", "Train failed trials of a study again (all of them when none is named)");
@@ -314,6 +337,8 @@ int main(int argc, char** argv) {
   if (*tree) return hippo::cli::TreeCommand(client, study_id, dot);
   if (*stop) return hippo::cli::StopCommand(client, study_id, reason);
   if (*workers) return hippo::cli::WorkersCommand(client);
+  if (*gc) return hippo::cli::GcCommand(client);
+  if (*remove) return hippo::cli::DeleteCommand(client, study_id);
   if (*retry) return hippo::cli::RetryCommand(client, study_id, trial_ids);
   return kExitBadInput;
 }

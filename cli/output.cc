@@ -106,18 +106,72 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
                            study.spec().objective().metric(), study.best_trial().objective_value());
     out << "                  " << ParametersLine(study.best_trial()) << "\n";
   }
-  out << absl::StrFormat("  trial_steps     %s   (trained trial by trial)\n",
+  out << absl::StrFormat("  trial_steps     %s   (trained trial by trial, to every target)\n",
                          CountOf(steps.trial_steps(), unit));
+  out << absl::StrFormat("  distinct_steps  %s   (each distinct configuration once)\n",
+                         CountOf(steps.distinct_steps(), unit));
+  if (steps.checkpoint_copy_steps() != steps.trial_steps()) {
+    out << absl::StrFormat("  checkpoint_copy %s   (trial by trial, forks copying a checkpoint)\n",
+                           CountOf(steps.checkpoint_copy_steps(), unit));
+  }
   out << absl::StrFormat("  unique_steps    %s   (no system can train fewer)\n",
                          CountOf(steps.unique_steps(), unit));
   out << absl::StrFormat("  executed_steps  %s   (recomputed %d)\n",
                          CountOf(steps.executed_steps(), unit), steps.recomputed_steps());
-  if (steps.executed_steps() > 0) {
+  PrintSavings(study, out);
+}
+
+void PrintSavings(const v1::Study& study, std::ostream& out) {
+  const v1::StepCounts& steps = study.steps();
+  const std::string unit = StepUnit(study.spec());
+  if (steps.executed_steps() <= 0) return;
+  const bool whole = WorkIsWhole(study);
+  // The work done, trial by trial: each trial up to the step it reached. For a whole study
+  // that is trial_steps.
+  const int64_t done = whole ? steps.trial_steps() : steps.reached_trial_steps();
+  out << absl::StrFormat(
+      "  merging saved   %s: %.2fx fewer than trial by trial%s\n",
+      CountOf(done - steps.executed_steps(), unit), Ratio(done, steps.executed_steps()),
+      whole ? "" : " on the work done so far (each trial up to the step it reached)");
+  if (whole) {
     out << absl::StrFormat(
-        "  merging saved   %s: %.2fx fewer than trial by trial\n",
-        CountOf(steps.trial_steps() - steps.executed_steps(), unit),
-        static_cast<double>(steps.trial_steps()) / static_cast<double>(steps.executed_steps()));
+        "                  %.2fx fewer than distinct configurations (each trained once: what "
+        "is left once duplicate trials are taken out)\n",
+        Ratio(steps.distinct_steps(), steps.executed_steps()));
+    if (steps.checkpoint_copy_steps() != steps.trial_steps()) {
+      out << absl::StrFormat(
+          "                  %.2fx fewer than checkpoint-copying PBT (each fork trains only its "
+          "own steps)\n",
+          Ratio(steps.checkpoint_copy_steps(), steps.executed_steps()));
+    }
+  } else if (study.state() == v1::STUDY_RUNNING && steps.unique_steps() > 0) {
+    out << absl::StrFormat(
+        "  projection      %.2fx fewer than trial by trial if the trials known now reach their "
+        "current targets (trial_steps / unique_steps; the algorithm may still add trials or "
+        "raise targets)\n",
+        Ratio(steps.trial_steps(), steps.unique_steps()));
   }
+}
+
+bool WorkIsWhole(const v1::Study& study) {
+  return study.state() == v1::STUDY_COMPLETED &&
+         study.steps().reached_trial_steps() >= study.steps().trial_steps();
+}
+
+double Ratio(int64_t steps, int64_t executed) {
+  return executed > 0 ? static_cast<double>(steps) / static_cast<double>(executed) : 0;
+}
+
+std::string SavingsJsonFields(const v1::StepCounts& steps) {
+  return absl::StrFormat(
+      "\"distinct_steps\": %d, \"checkpoint_copy_steps\": %d, \"reached_trial_steps\": %d, "
+      "\"savings_vs_trial_by_trial\": %.4f, \"savings_vs_distinct\": %.4f, "
+      "\"savings_vs_checkpoint_copy\": %.4f, \"savings_so_far\": %.4f",
+      steps.distinct_steps(), steps.checkpoint_copy_steps(), steps.reached_trial_steps(),
+      Ratio(steps.trial_steps(), steps.executed_steps()),
+      Ratio(steps.distinct_steps(), steps.executed_steps()),
+      Ratio(steps.checkpoint_copy_steps(), steps.executed_steps()),
+      Ratio(steps.reached_trial_steps(), steps.executed_steps()));
 }
 
 }  // namespace hippo::cli

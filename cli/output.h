@@ -29,6 +29,21 @@ std::string CountOf(int64_t count, const std::string& unit);
 // The end-of-study summary: state, trials, best trial, steps and what merging saved.
 void PrintStudySummary(const hippo::v1::Study& study, std::ostream& out);
 
+// What merging saved, like for like. A completed study whose trials all reached their targets
+// (WorkIsWhole): executed steps against trial by trial, distinct configurations and (with
+// forks) checkpoint-copying PBT. Any other (running, stopped, failed): against the work done so
+// far, each trial counted up to the step it reached (reached_trial_steps); while it runs, also a
+// projection labelled as one (trial_steps / unique_steps of the trials known now).
+void PrintSavings(const hippo::v1::Study& study, std::ostream& out);
+bool WorkIsWhole(const hippo::v1::Study& study);
+// steps / executed, or 0 when nothing was executed.
+double Ratio(int64_t steps, int64_t executed);
+// `"distinct_steps": .., "checkpoint_copy_steps": .., "reached_trial_steps": .., "savings_vs_
+// trial_by_trial": .., "savings_vs_distinct": .., "savings_vs_checkpoint_copy": ..,
+// "savings_so_far": ..` (ratios to executed_steps; 0 when nothing was executed), for the
+// commands' JSON.
+std::string SavingsJsonFields(const hippo::v1::StepCounts& steps);
+
 }  // namespace hippo::cli
 
 #endif  // HIPPO_CLI_OUTPUT_H_

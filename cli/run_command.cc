@@ -45,10 +45,16 @@ std::string ProgressBar(const v1::Study& study, double seconds) {
                               static_cast<double>(steps.unique_steps()));
   constexpr int kWidth = 30;
   const int filled = static_cast<int>(std::lround(fraction * kWidth));
-  return absl::StrFormat("\r[%s%s] %3.0f%%  trials %d/%d  steps %d/%d  %.1fs ",
+  // The saving on the work done so far (each trial up to the step it reached), like for like.
+  const std::string saved =
+      steps.executed_steps() > 0
+          ? absl::StrFormat("  %.2fx fewer than trial by trial so far",
+                            Ratio(steps.reached_trial_steps(), steps.executed_steps()))
+          : "";
+  return absl::StrFormat("\r[%s%s] %3.0f%%  trials %d/%d  steps %d/%d%s  %.1fs ",
                          std::string(filled, '#'), std::string(kWidth - filled, '.'),
                          100 * fraction, study.trials_completed(), study.trials_total(),
-                         steps.executed_steps(), steps.unique_steps(), seconds);
+                         steps.executed_steps(), steps.unique_steps(), saved, seconds);
 }
 
 // {"lr": 0.1, "schedule": [{"start": 0, ...}, ...]}: scalars as values, sequences as segments.
@@ -80,11 +86,13 @@ std::string SummaryJson(const v1::Study& study, double seconds, const RunOptions
   return absl::StrFormat(
       "{\"study_id\": %s, \"status\": \"%s\", \"trials\": %d, \"trials_completed\": %d, "
       "\"best_trial\": %s, \"trial_steps\": %d, \"unique_steps\": %d, \"executed_steps\": %d, "
-      "\"recomputed_steps\": %d, \"workers\": %d, \"no_merge\": %s, \"wall_seconds\": %.3f}",
+      "\"recomputed_steps\": %d, %s, \"message\": %s, \"workers\": %d, \"no_merge\": %s, "
+      "\"wall_seconds\": %.3f}",
       proto::QuoteJson(study.id()), StudyStateName(study.state()), study.trials_total(),
       study.trials_completed(), best, steps.trial_steps(), steps.unique_steps(),
-      steps.executed_steps(), steps.recomputed_steps(), options.workers,
-      options.no_merge ? "true" : "false", seconds);
+      steps.executed_steps(), steps.recomputed_steps(), SavingsJsonFields(steps),
+      proto::QuoteJson(study.message()), options.workers, options.no_merge ? "true" : "false",
+      seconds);
 }
 
 // Several studies at once: the share of their trials completed.
@@ -336,8 +344,16 @@ int RunCommand(const RunOptions& options) {
       std::vector<std::string> studies;
       for (const v1::Study& study : current)
         studies.push_back(SummaryJson(study, seconds, options));
-      std::cout << absl::StrFormat("{\"studies\": [%s], \"workers\": %d, \"wall_seconds\": %.3f}",
-                                   absl::StrJoin(studies, ", "), options.workers, seconds)
+      // Distinct configurations across the studies (a configuration several of them train
+      // counts once): the baseline of a multi-study run. -1 if it could not be read.
+      std::vector<std::string> ids;
+      for (const v1::Study& study : current) ids.push_back(study.id());
+      absl::StatusOr<int64_t> distinct = (*server)->engine().DistinctStepsOf(ids);
+      std::cout << absl::StrFormat(
+                       "{\"studies\": [%s], \"distinct_steps_together\": %d, \"workers\": %d, "
+                       "\"wall_seconds\": %.3f}",
+                       absl::StrJoin(studies, ", "), distinct.ok() ? *distinct : -1,
+                       options.workers, seconds)
                 << std::endl;
     }
   } else {

@@ -94,6 +94,8 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.unhealthy_after_failures = options.unhealthy_after;
   server_options.drain_seconds = options.drain_seconds;
   server_options.plugins = options.plugins;
+  server_options.collect_checkpoints = !options.no_checkpoint_gc;
+  server_options.keep_best_states = options.keep_best_checkpoints;
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;
   server_options.tls_key_file = options.tls_key;
@@ -152,7 +154,9 @@ int WorkerPerGpu(const WorkerCommandOptions& options, int gpus, sigset_t signals
                                      "--checkpoint-dir",
                                      options.checkpoint_dir,
                                      "--cache-mb",
-                                     std::to_string(options.cache_mb)};
+                                     std::to_string(options.cache_mb),
+                                     "--checkpoint-budget",
+                                     std::to_string(options.checkpoint_budget_bytes)};
     if (!options.client.coordinator.empty()) {
       args.insert(args.end(), {"--coordinator", options.client.coordinator});
     }
@@ -235,6 +239,7 @@ int WorkerCommand(const WorkerCommandOptions& options) {
   worker_options.worker_id = options.id;
   worker_options.checkpoint_dir = options.checkpoint_dir;
   worker_options.cache_bytes = options.cache_mb * 1024 * 1024;
+  worker_options.checkpoint_budget_bytes = options.checkpoint_budget_bytes;
   worker_options.device = options.device == "auto" ? "cpu" : options.device;
   worker_options.trainers = options.trainers.empty() ? DefaultWorkerTrainers() : options.trainers;
   worker_options.allow_dirs = options.allow_dirs;

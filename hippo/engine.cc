@@ -26,6 +26,10 @@ absl::StatusOr<hippo::v1::Study> Engine::GetStudy(const std::string& study_id) {
   return impl_->GetStudy(study_id);
 }
 
+absl::StatusOr<int64_t> Engine::DistinctStepsOf(const std::vector<std::string>& study_ids) {
+  return impl_->DistinctStepsOf(study_ids);
+}
+
 std::vector<hippo::v1::Study> Engine::ListStudies() { return impl_->ListStudies(); }
 
 absl::StatusOr<hippo::v1::Study> Engine::StopStudy(const std::string& study_id,
@@ -61,6 +65,12 @@ void Engine::AddChangeListener(std::function<void()> listener) {
 }
 
 std::vector<hippo::v1::WorkerInfo> Engine::ListWorkers() { return impl_->ListWorkers(); }
+
+hippo::v1::CollectGarbageResponse Engine::CollectGarbage() { return impl_->CollectGarbage(); }
+
+absl::StatusOr<hippo::v1::DeleteStudyResponse> Engine::DeleteStudy(const std::string& study_id) {
+  return impl_->DeleteStudy(study_id);
+}
 
 absl::StatusOr<hippo::v1::RetryTrialsResponse> Engine::RetryTrials(
     const hippo::v1::RetryTrialsRequest& request) {

@@ -52,6 +52,12 @@ struct EngineOptions {
   // the disk only to send, and a worker's report returns at once. False: the caller's thread
   // waits for the commit and sends (tests read their channels right after a call).
   bool send_from_committer = false;
+  // Checkpoint garbage collection (docs/durability.md): release the states no known work needs
+  // as studies end, and more (to be recomputed if ever needed) in a directory over its budget.
+  bool collect_checkpoints = true;
+  // Keep the final states of each study's this many best completed trials (to fork or resume
+  // from them later) even when nothing else needs them.
+  int keep_best_states = 0;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -117,6 +123,9 @@ class Engine {
   // NotFound for an unknown study id.
   absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
   absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  // distinct_steps over several studies together: a configuration that several of them train
+  // counts once, to its furthest target in any (the figure of a multi-study workload).
+  absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
   // Stops a running study and its running or paused trials (a no-op on an ended study);
   // attempts no other study needs are cancelled.
@@ -138,6 +147,14 @@ class Engine {
   absl::StatusOr<hippo::v1::StageTree> GetStageTree(const std::string& study_id, bool dot);
   // Every worker known since the start, by id.
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  // Collects checkpoint garbage now (even with collect_checkpoints off): the states nothing
+  // needs, and in a directory over its budget those that could be recomputed; the released
+  // files are deleted by the workers of their directory. Returns once it is committed.
+  hippo::v1::CollectGarbageResponse CollectGarbage();
+  // Removes a study (stopped first if running), its trials, metrics and events, and releases
+  // the checkpoints only it used; other studies of its families keep what they need. NotFound
+  // for an unknown id.
+  absl::StatusOr<hippo::v1::DeleteStudyResponse> DeleteStudy(const std::string& study_id);
   // Trains the named failed trials (every failed trial when none is named) again: the failed
   // stages on their paths get a new budget of attempts, the trials run again, and a study that
   // had ended runs again until they end. The study's algorithm counted them as failed and is

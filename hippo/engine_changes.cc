@@ -44,6 +44,7 @@ void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
       case store::TreeOpKind::kFailed:
       case store::TreeOpKind::kRequeue:
       case store::TreeOpKind::kStateLost:  // its stage is trained again
+      case store::TreeOpKind::kDropState:  // its stage is done no more (recomputed if needed)
         noted_nodes_.emplace_back(op.family_id, op.a);
         changed = true;
         break;
@@ -87,6 +88,7 @@ void EngineImpl::ResolveChanges() {
   auto stamp_owner = [&](const FamilyState& family, stage_tree::TrialId tree_trial) {
     if (tree_trial >= family.owned_trials()) return;
     const FamilyState::Owner& owner = family.OwnerOf(tree_trial);
+    if (owner.deleted()) return;  // of a deleted study: no view shows it
     StampTrial(*studies_[owner.study_index], owner.trial, version);
   };
   // A metric's stage: the node of its lineage that holds its step. A lineage starts at the node

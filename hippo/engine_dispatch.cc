@@ -62,6 +62,24 @@ void EngineImpl::TrackSplits(FamilyState& family,
 bool EngineImpl::Needed(const FamilyState& family, NodeId node) const {
   for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
     const auto& [study_index, number] = family.OwnerOf(trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
+    const StudyState& study = *studies_[study_index];
+    if (study.record.state == v1::STUDY_RUNNING &&
+        study.trials[number].state == v1::TRIAL_RUNNING) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool EngineImpl::RecomputeNeeded(const FamilyState& family, NodeId node) const {
+  for (NodeId child : family.tree().Children(node)) {
+    if (family.tree().node(child).state != StageState::kDone && Needed(family, child)) return true;
+  }
+  for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
+    if (family.tree().Leaf(trial) != node) continue;
+    const auto& [study_index, number] = family.OwnerOf(trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
     const StudyState& study = *studies_[study_index];
     if (study.record.state == v1::STUDY_RUNNING &&
         study.trials[number].state == v1::TRIAL_RUNNING) {
@@ -142,6 +160,7 @@ std::vector<double> EngineImpl::Continuations(const FamilyState& family) const {
   if (family.trial_by_trial()) return continuation;
   for (stage_tree::TrialId tree_trial = 0; tree_trial < family.owned_trials(); ++tree_trial) {
     const auto& [study_index, number] = family.OwnerOf(tree_trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
     const StudyState& study = *studies_[study_index];
     if (study.record.state != v1::STUDY_RUNNING) continue;
     const TrialState& trial = study.trials[number];
@@ -223,7 +242,9 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   std::vector<QueuedStage> left;
   auto still_ready = [this, &worker, &left](const QueuedStage& stage) {
     const FamilyState& family = FamilyById(stage.family_id);
-    if (family.tree().node(stage.node).state != StageState::kReady || !Needed(family, stage.node)) {
+    const stage_tree::NodeView view = family.tree().node(stage.node);
+    if (view.state != StageState::kReady || !Needed(family, stage.node) ||
+        (view.recompute && !RecomputeNeeded(family, stage.node))) {
       return false;
     }
     if (LeaveToAnother(worker, stage)) {
@@ -254,6 +275,12 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
 
   if (!chosen) return std::nullopt;
   FamilyState& family = FamilyById(chosen->family_id);
+  if (BlockedByGarbage(worker, family, chosen->node)) {
+    // Back in the queue until the old file is deleted (GarbageDeleted).
+    ready_.Push(*chosen, family.Priority(chosen->node));
+    blocked_by_garbage_.insert(family.id());
+    return std::nullopt;
+  }
   const Step cut = family.CutStep(chosen->node);
   if (cut > 0) (void)family.Cut(chosen->node, cut);  // CutStep is strictly inside: it cannot fail
   const stage_tree::NodeView node = family.tree().node(chosen->node);
@@ -307,8 +334,15 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
       engine_internal::ToProto(segment, parameter->add_segments());
     }
   }
-  // Trainer and structural values come from any trial through the stage (a family shares them).
-  const stage_tree::TrialId any_trial = family.tree().TrialsThrough(chosen->node).front();
+  // Trainer and structural values come from any trial through the stage (a family shares them)
+  // that is not a deleted study's; Needed found a live one.
+  stage_tree::TrialId any_trial = family.tree().TrialsThrough(chosen->node).front();
+  for (stage_tree::TrialId trial : family.tree().TrialsThrough(chosen->node)) {
+    if (!family.OwnerOf(trial).deleted()) {
+      any_trial = trial;
+      break;
+    }
+  }
   const auto& [study_index, number] = family.OwnerOf(any_trial);
   const StudyState& study = *studies_[study_index];
   *assign.mutable_trainer() = study.spec.trainer();

@@ -11,6 +11,8 @@
 //   engine_retry.cc      failed stages: backoff, retries, worker health, `hippo retry`
 //   engine_repair.cc     lost states: a starting state that cannot be read is recomputed
 //   engine_recovery.cc   Recover: the state rebuilt from the store
+//   engine_gc.cc         checkpoint garbage collection: what is kept, releasing, deleting
+//   engine_delete.cc     DeleteStudy
 //
 // Every member function below the public API runs with mutex_ held. Each call that changes
 // state collects its store rows in one WriteBatch and its messages in one Outbox, and ends with
@@ -36,6 +38,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "hippo/checkpoint_ledger.h"
+#include "hippo/configurations.h"
 #include "hippo/engine.h"
 #include "hippo/family_state.h"
 #include "hippo/ordered_committer.h"
@@ -57,6 +61,7 @@ class EngineImpl {
   absl::Status Recover();
   absl::StatusOr<hippo::v1::Study> CreateStudy(const hippo::v1::StudySpec& spec, bool no_merge);
   absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& study_id);
+  absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
                                              const std::string& reason);
@@ -67,6 +72,8 @@ class EngineImpl {
   absl::StatusOr<TrialPage> ListTrialsPage(const std::string& study_id, const TrialQuery& query);
   absl::StatusOr<StagePage> GetStageTreePage(const std::string& study_id, const StageQuery& query);
   std::vector<hippo::v1::WorkerInfo> ListWorkers();
+  hippo::v1::CollectGarbageResponse CollectGarbage();
+  absl::StatusOr<hippo::v1::DeleteStudyResponse> DeleteStudy(const std::string& study_id);
   absl::StatusOr<hippo::v1::RetryTrialsResponse> RetryTrials(
       const hippo::v1::RetryTrialsRequest& request);
   void AddChangeListener(std::function<void()> listener);
@@ -92,8 +99,9 @@ class EngineImpl {
     std::optional<double> objective;
     int64_t forked_from = -1;  // PBT: the trial this one continues on [0, forked_at)
     int64_t forked_at = 0;
-    int64_t told_step = -1;    // ask/tell: the last step the client reported
-    int64_t view_version = 0;  // when its view or metrics last changed (0: not since recovery)
+    int32_t configuration = -1;  // its id in the study's Configurations
+    int64_t told_step = -1;      // ask/tell: the last step the client reported
+    int64_t view_version = 0;    // when its view or metrics last changed (0: not since recovery)
   };
 
   struct StudyState {
@@ -112,12 +120,17 @@ class EngineImpl {
     int64_t completed_trials = 0;
     // Kept as trials are added and change, so that a view of the study does not walk every
     // trial under the engine's lock.
-    int64_t trial_steps = 0;       // the sum of the trials' targets
-    std::set<int64_t> family_ids;  // the families its trials are in
+    int64_t trial_steps = 0;          // the sum of the trials' targets
+    int64_t forked_prefix_steps = 0;  // the sum of the forks' fork steps (inherited prefixes)
+    Configurations configurations;    // distinct_steps
+    std::set<int64_t> family_ids;     // the families its trials are in
     // The best completed trial (BetterTrial's order), or none; recomputed by BestTrial when
     // stale (the best trial itself changed). Mutable: a cache, filled by const readers.
     mutable std::optional<int64_t> best;
     mutable bool best_stale = false;
+    // Deleted (DeleteStudy): no longer in study_index_ nor in any view; kept in studies_ only so
+    // that the indices of the others stay valid until the next start.
+    bool deleted = false;
     // (view_version, trial number) of every trial that changed since recovery, so that the
     // trials changed after a version are found without a walk over the study.
     absl::btree_set<std::pair<int64_t, int64_t>> changed_trials;
@@ -215,7 +228,8 @@ class EngineImpl {
   void FinishStudyIfDone(size_t study_index, store::WriteBatch& batch);
   void SetTrialState(StudyState& study, int64_t number, hippo::v1::TrialState state);
   // Adds a trial to the study and to its kept sums.
-  void AppendTrial(StudyState& study, TrialState trial);
+  // `configuration`: the trial's Configurations::KeyOf.
+  void AppendTrial(StudyState& study, TrialState trial, std::string configuration);
   // The best completed trial with an objective (study.best, recomputed if stale).
   std::optional<int64_t> BestTrial(const StudyState& study) const;
   // Keeps study.best current after trial `number`'s state or objective changed.
@@ -230,6 +244,10 @@ class EngineImpl {
                    Outbox& outbox, store::WriteBatch& batch);
   // Whether a live trial (running, in a running study) passes through `node`.
   bool Needed(const FamilyState& family, stage_tree::NodeId node) const;
+  // Whether the end state of recompute stage `node` is wanted: a stage below it that is not
+  // done and is needed starts from it, or a live trial ends there. A state released by garbage
+  // collection is recomputed only then, not merely because a live trial passes through it.
+  bool RecomputeNeeded(const FamilyState& family, stage_tree::NodeId node) const;
   // Cancels the running attempts that no live trial needs any more (after trials stopped).
   void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
   // Takes a running attempt back: its stages return to the queue, its worker is told to cancel
@@ -282,6 +300,35 @@ class EngineImpl {
   void EndAttempt(int64_t attempt_id, bool failed, const std::string& error, bool state_lost,
                   store::WriteBatch& batch);
 
+  // ---- engine_gc.cc
+  // What a collection released, per directory: (bytes, files).
+  using Freed = std::map<std::string, std::pair<int64_t, int64_t>>;
+  // Records a reported checkpoint in the ledger (a file it replaces becomes garbage).
+  void LedgerKeep(const FamilyState& family, stage_tree::NodeId node, int64_t step,
+                  const std::string& uri, int64_t size_bytes, store::WriteBatch& batch);
+  // Releases what no known work needs (`unneeded`), and in directories over their budget what
+  // could be recomputed, until they are under it.
+  Freed Collect(bool unneeded, store::WriteBatch& batch, Outbox& outbox);
+  // Collect when a study ended since the last collection (or a directory is over its budget).
+  void CollectIfDue(store::WriteBatch& batch, Outbox& outbox);
+  // Releases the state after `step` of `node`: the tree forgets it (a done node becomes a
+  // recompute stage), its checkpoint row goes, its file becomes garbage. Adds to `freed`.
+  void ReleaseState(FamilyState& family, stage_tree::NodeId node, int64_t step, Freed& freed,
+                    store::WriteBatch& batch);
+  // Sends the garbage not yet sent to a connected worker of each directory (all of a
+  // directory's garbage to `fresh`, a worker that just connected).
+  // `resend`: also what was sent before and not yet confirmed.
+  void SendGarbage(Outbox& outbox, const Worker* fresh = nullptr, bool resend = false);
+  // A worker's CheckpointsDeleted: the files are gone; stages held back for them may go.
+  void GarbageDeleted(const hippo::v1::CheckpointsDeleted& deleted, store::WriteBatch& batch);
+  // Whether `worker` must not train `node` now: it would write a state whose old file in its
+  // directory still waits to be deleted.
+  bool BlockedByGarbage(const Worker& worker, const FamilyState& family,
+                        stage_tree::NodeId node) const;
+  // The node of `lineage` whose steps (start, end] hold `step`, kNoNode if none.
+  static stage_tree::NodeId NodeOfState(
+      const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
+      const FamilyState& family, int64_t lineage, int64_t step);
   // ---- engine_retry.cc
   // An attempt of running `node` failed on `worker_id`: the node fails, and goes back to the
   // queue after its backoff while it has attempts left; else the trials through it fail.
@@ -366,6 +413,12 @@ class EngineImpl {
   absl::flat_hash_map<int64_t, int> repairs_;         // lost states repaired, by global stage id
   std::mt19937_64 jitter_;                            // the backoffs' jitter
   Engine::Stats stats_;
+  CheckpointLedger ledger_;
+  bool collection_due_ = false;  // a study ended since the last collection
+  // Directories still over their budget after a collection, with the bytes kept then.
+  std::map<std::string, int64_t> futile_collections_;
+  std::set<int64_t> blocked_by_garbage_;  // families with a stage held back by BlockedByGarbage
+  int64_t last_study_number_ = 0;         // the highest study number given, deleted ones included
   // The read views' versions (engine_changes.cc): the current one, and what changed since it
   // was stamped: trials as (study index, number), stages as (family id, node).
   int64_t view_version_ = 1;
@@ -378,6 +431,10 @@ class EngineImpl {
 
 // Conversions shared by the engine's files (engine_conversions.cc).
 namespace engine_internal {
+
+// The setting that keeps the highest study number given (DeleteStudy writes it), so that a
+// deleted study's number is not given again after a restart.
+inline constexpr char kLastStudyNumberSetting[] = "last_study_number";
 
 int64_t NowMs();  // wall-clock milliseconds since the epoch, as the store's times are
 hippo::v1::StageState StageStateOf(stage_tree::StageState state);

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "hippo/engine_impl.h"
@@ -9,6 +10,7 @@
 namespace hippo::coordinator {
 
 namespace v1 = ::hippo::v1;
+using engine_internal::kLastStudyNumberSetting;
 using stage_tree::NodeId;
 using stage_tree::StageState;
 using stage_tree::Step;
@@ -43,6 +45,16 @@ absl::Status EngineImpl::Recover() {
     study->algorithm = *std::move(algorithm);
     study_index_[record.id] = studies_.size();
     studies_.push_back(std::move(study));
+  }
+  // Study numbers are never reused: the highest given, deleted studies' included.
+  for (const auto& [key, value] : snapshot->settings) {
+    if (key == kLastStudyNumberSetting) (void)absl::SimpleAtoi(value, &last_study_number_);
+  }
+  for (const auto& study : studies_) {
+    int64_t number = 0;
+    if (absl::SimpleAtoi(absl::string_view(study->record.id).substr(2), &number)) {
+      last_study_number_ = std::max(last_study_number_, number);
+    }
   }
   for (const auto& [study_id, state] : snapshot->algorithm_states) {
     auto it = study_index_.find(study_id);
@@ -87,7 +99,24 @@ absl::Status EngineImpl::Recover() {
     trial.forked_from = record.forked_from;
     trial.forked_at = record.forked_at_step;
     trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-    AppendTrial(study, std::move(trial));
+    // Its configuration, as AddTrial keyed it (a fork: composed with its parent's sequences).
+    std::string configuration;
+    if (plan.ok()) {
+      absl::StatusOr<stage_tree::TrialSequences> sequences = plan->sequences;
+      if (trial.forked_from >= 0 && trial.forked_from < record.trial_id) {
+        absl::StatusOr<stage_tree::TrialSequences> parent = SequencesOf(study, trial.forked_from);
+        sequences =
+            parent.ok() ? stage_tree::ComposeAt(*parent, plan->sequences, trial.forked_at) : parent;
+      }
+      if (sequences.ok()) {
+        configuration =
+            Configurations::KeyOf(plan->structural, stage_tree::EncodeSequences(*sequences));
+      }
+    }
+    // A point the space no longer builds (it cannot happen for a stored study: its spec is
+    // stored with it) is a configuration of its own.
+    if (configuration.empty()) configuration = absl::StrCat("trial=", record.trial_id);
+    AppendTrial(study, std::move(trial), std::move(configuration));
     SetTrialState(study, record.trial_id, static_cast<v1::TrialState>(record.state));
   }
 
@@ -164,6 +193,13 @@ absl::Status EngineImpl::Recover() {
       case store::TreeOpKind::kCheckpoint:
         status = family.tree().AddCheckpoint(node, op.b);
         break;
+      case store::TreeOpKind::kDropState:
+        status = family.tree().DropState(node, op.b);
+        break;
+      default:
+        status =
+            absl::DataLossError(absl::StrCat("unknown operation kind ", static_cast<int>(op.kind)));
+        break;
     }
     if (!status.ok()) {
       return absl::DataLossError(absl::StrCat("replaying operation ", op.sequence, " of family ",
@@ -192,8 +228,10 @@ absl::Status EngineImpl::Recover() {
   // their creation (a budget that passed while the coordinator was down stops the study at the
   // first lease check).
   for (const auto& family : families_) {
-    if (family->owned_trials() > 0) {
-      ready_.SetGroup(family->id(), ShareGroup(family->OwnerOf(0).study_index));
+    for (stage_tree::TrialId trial = 0; trial < family->owned_trials(); ++trial) {
+      if (family->OwnerOf(trial).deleted()) continue;
+      ready_.SetGroup(family->id(), ShareGroup(family->OwnerOf(trial).study_index));
+      break;
     }
     family->InvalidatePriorities();  // the queue is rebuilt with the groups at the next dispatch
   }
@@ -215,8 +253,12 @@ absl::Status EngineImpl::Recover() {
     const auto node = static_cast<NodeId>(checkpoint.node_id);
     if (node < family.tree().node_count()) {
       family.SetStateUri(node, checkpoint.step, checkpoint.uri);
+      store::WriteBatch unused;  // the rows are as the ledger would write them
+      LedgerKeep(family, node, checkpoint.step, checkpoint.uri, checkpoint.size_bytes, unused);
     }
   }
+  // Files released and not yet confirmed deleted: sent again to the workers of their directory.
+  for (store::GarbageRecord& garbage : snapshot->garbage) ledger_.AddGarbage(std::move(garbage));
   // Objective values at the ends of done stages.
   std::map<int64_t, std::set<std::string>> objectives;  // family -> metric names
   for (const auto& study : studies_) {

@@ -72,6 +72,9 @@ absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
   record.last_seen_ms = NowMs();
   record.connected = true;
   batch.workers.push_back(record);
+  ledger_.SetBudget(hello.worker_id(), hello.checkpoint_dir(), hello.checkpoint_budget_bytes());
+  SendGarbage(outbox, &worker);  // before any Assign: the files go before a stage rewrites them
+  CollectIfDue(batch, outbox);
   Dispatch(batch, outbox);
   const int64_t session = worker.session;
   CommitAndSend(lock, std::move(batch), std::move(outbox));
@@ -138,6 +141,7 @@ absl::Status EngineImpl::OnWorkerMessage(const std::string& worker_id,
       HandleReport(worker_it->second, *report, batch, outbox);
     }
   }
+  CollectIfDue(batch, outbox);
   CancelUnneeded(batch, outbox);
   Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox), /*wait_for_commit=*/false);
@@ -257,6 +261,8 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
         record.checksum = checkpoint.checksum();
         if (checkpoint.step() == view.end && view.state == StageState::kRunning) {
           family.SetStateUri(node, checkpoint.step(), checkpoint.uri());
+          LedgerKeep(family, node, checkpoint.step(), checkpoint.uri(), checkpoint.size_bytes(),
+                     batch);
           worker.cached_states.insert({family.WorkerStageId(node), checkpoint.step()});
           batch.checkpoints.push_back(record);
           (void)family.tree().MarkDone(node);  // it is running, which MarkDone accepts
@@ -269,6 +275,8 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
           // The step lies inside the stage, the only condition of AddCheckpoint.
           (void)family.tree().AddCheckpoint(node, checkpoint.step());
           family.SetStateUri(node, checkpoint.step(), checkpoint.uri());
+          LedgerKeep(family, node, checkpoint.step(), checkpoint.uri(), checkpoint.size_bytes(),
+                     batch);
           // A split at this step makes the step before it a stage's last (see kUpperDone).
           if (attempt->last_reported_step == checkpoint.step() - 1) {
             for (const auto& [name, value] : attempt->last_reported_metrics) {
@@ -303,6 +311,9 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       worker.attempt.reset();
       break;
     }
+    case v1::WorkerMessage::kDeleted:
+      GarbageDeleted(message.deleted(), batch);
+      break;
     case v1::WorkerMessage::kEvicted:
       for (const v1::CachedState& state : message.evicted().states()) {
         worker.cached_states.erase({state.stage_id(), state.step()});
@@ -331,6 +342,7 @@ void EngineImpl::StageDone(FamilyState& family, NodeId node, store::WriteBatch& 
   for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
     if (family.tree().Leaf(trial) != node) continue;
     const auto& [study_index, number] = family.OwnerOf(trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
     StudyState& study = *studies_[study_index];
     if (study.trials[number].state != v1::TRIAL_RUNNING) continue;
     TrialReachedTarget(study_index, number, batch);
@@ -396,6 +408,8 @@ void EngineImpl::ExpireLeases(Clock::time_point now) {
   }
   const bool stopped = EnforceWallBudgets(NowMs(), batch);
   if (stopped) CancelUnneeded(batch, outbox);
+  CollectIfDue(batch, outbox);
+  SendGarbage(outbox, nullptr, /*resend=*/true);  // what a worker that left did not confirm
   const bool due = RetryWhatIsDue(now, batch);
   if (!expired.empty() || stopped || due) Dispatch(batch, outbox);
   CommitAndSend(lock, std::move(batch), std::move(outbox));

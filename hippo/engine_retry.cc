@@ -64,6 +64,7 @@ void EngineImpl::StageFailed(FamilyState& family, NodeId node, const std::string
                                            " failed after ", failures, " attempts: ", reason);
   for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
     const auto& [study_index, number] = family.OwnerOf(trial);
+    if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
     if (studies_[study_index]->trials[number].state != v1::TRIAL_RUNNING) continue;
     FailTrial(study_index, number, message, batch);
     touched_studies.insert(study_index);

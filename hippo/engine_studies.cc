@@ -104,6 +104,7 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   // A family name stands for one trainer (hippo.proto, StudySpec.family).
   if (!spec.family().empty()) {
     for (const auto& other : studies_) {
+      if (other->deleted) continue;
       if (other->spec.family() == spec.family() &&
           other->trainer_identity != study->trainer_identity) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -113,7 +114,9 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
       }
     }
   }
-  study->record.id = absl::StrFormat("s-%06d", studies_.size() + 1);
+  // Numbers are never reused, also those of deleted studies (DeleteStudy keeps the highest).
+  last_study_number_ = std::max<int64_t>(last_study_number_, static_cast<int64_t>(studies_.size()));
+  study->record.id = absl::StrFormat("s-%06d", ++last_study_number_);
   study->record.state = v1::STUDY_RUNNING;
   study->record.created_ms = NowMs();
   study->record.no_merge = no_merge;
@@ -129,6 +132,7 @@ absl::StatusOr<v1::Study> EngineImpl::CreateStudy(const v1::StudySpec& spec, boo
   if (absl::Status status = RunPlan(index, batch, outbox); !status.ok()) {
     // Nothing was committed: forget the study entirely.
     study_index_.erase(studies_[index]->record.id);
+    --last_study_number_;
     studies_.pop_back();
     return status;
   }
@@ -238,6 +242,7 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
         family.AddBreakpoint(request.target);
         TrackSplits(family, splits, outbox, batch);
         study.trial_steps += request.target - trial.target;
+        study.configurations.Raise(trial.configuration, request.target);
         trial.target = request.target;
         SetTrialState(study, request.trial, v1::TRIAL_RUNNING);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
@@ -303,8 +308,10 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
   absl::StatusOr<stage_tree::TrialId> tree_trial =
       (*family)->tree().Insert(plan->sequences, request.target, &splits);
   if (!tree_trial.ok()) return tree_trial.status();
-  (*family)->AppendOp(store::TreeOpKind::kInsert, *tree_trial, request.target,
-                      stage_tree::EncodeSequences(plan->sequences), batch);
+  std::string encoded = stage_tree::EncodeSequences(plan->sequences);
+  std::string configuration = Configurations::KeyOf(plan->structural, encoded);
+  (*family)->AppendOp(store::TreeOpKind::kInsert, *tree_trial, request.target, std::move(encoded),
+                      batch);
   (*family)->AddBreakpoints(plan->sequences, request.target);
   for (Step step : study.algorithm->BranchSteps()) {
     if (step > 0 && step < max_steps) (*family)->AddBreakpoint(step);
@@ -325,7 +332,7 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
     trial.forked_at = request.fork_step;
   }
   trial.state = v1::TRIAL_STATE_UNSPECIFIED;
-  AppendTrial(study, std::move(trial));
+  AppendTrial(study, std::move(trial), std::move(configuration));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
   batch.trials.push_back(TrialRecordOf(study_index, number));
   if (client_trained) {
@@ -386,6 +393,9 @@ void EngineImpl::FinishStudyIfDone(size_t study_index, store::WriteBatch& batch)
                       std::all_of(study.trials.begin(), study.trials.end(),
                                   [](const TrialState& t) { return t.state == v1::TRIAL_FAILED; });
   study.record.state = failed ? v1::STUDY_FAILED : v1::STUDY_COMPLETED;
+  collection_due_ = true;  // its checkpoints may be garbage now
+  // Ended short of the spec (its search space ran out of new configurations): say why.
+  if (!failed && study.record.message.empty()) study.record.message = study.algorithm->EndReason();
   study.record.finished_ms = NowMs();
   batch.studies.push_back(study.record);
   batch.events.push_back(Event(study.record.id, failed ? "study_failed" : "study_completed", ""));
@@ -405,8 +415,10 @@ void EngineImpl::SetTrialState(StudyState& study, int64_t number, v1::TrialState
   UpdateBest(study, number);
 }
 
-void EngineImpl::AppendTrial(StudyState& study, TrialState trial) {
+void EngineImpl::AppendTrial(StudyState& study, TrialState trial, std::string configuration) {
   study.trial_steps += trial.target;
+  if (trial.forked_from >= 0) study.forked_prefix_steps += trial.forked_at;
+  trial.configuration = study.configurations.Add(std::move(configuration), trial.target);
   study.family_ids.insert(trial.family_id);
   study.trials.push_back(std::move(trial));
 }
@@ -450,6 +462,7 @@ absl::StatusOr<v1::Study> EngineImpl::StopStudy(const std::string& study_id,
   }
   Outbox outbox;
   CancelUnneeded(batch, outbox);
+  CollectIfDue(batch, outbox);
   Dispatch(batch, outbox);
   v1::Study view = StudyView(study);
   CommitAndSend(lock, std::move(batch), std::move(outbox));
@@ -461,6 +474,7 @@ void EngineImpl::StopRunningStudy(size_t study_index, const std::string& message
   StudyState& study = *studies_[study_index];
   study.record.state = v1::STUDY_STOPPED;
   study.record.finished_ms = NowMs();
+  collection_due_ = true;  // its checkpoints may be garbage now
   study.record.message = message;
   for (int64_t number = 0; number < static_cast<int64_t>(study.trials.size()); ++number) {
     if (study.trials[number].state == v1::TRIAL_RUNNING ||

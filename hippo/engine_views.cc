@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <tuple>
 
@@ -13,6 +14,27 @@ namespace v1 = ::hippo::v1;
 using stage_tree::NodeId;
 using stage_tree::StageState;
 using stage_tree::Step;
+
+namespace {
+
+constexpr size_t kForkCacheShown = 64;
+
+// WorkerInfo.fork_cache: a bounded list of the worker's cached states, the most recent stages
+// (highest ids) first, so that a worker holding thousands of states keeps its view small.
+void AddForkCache(const absl::flat_hash_set<std::pair<int64_t, int64_t>>& cached,
+                  v1::WorkerInfo& info) {
+  std::vector<std::pair<int64_t, int64_t>> states(cached.begin(), cached.end());
+  const size_t shown = std::min(states.size(), kForkCacheShown);
+  std::partial_sort(states.begin(), states.begin() + shown, states.end(),
+                    std::greater<std::pair<int64_t, int64_t>>());
+  for (size_t i = 0; i < shown; ++i) {
+    v1::CachedState* state = info.add_fork_cache();
+    state->set_stage_id(states[i].first);
+    state->set_step(states[i].second);
+  }
+}
+
+}  // namespace
 
 store::TrialRecord EngineImpl::TrialRecordOf(size_t study_index, int64_t number) const {
   const StudyState& study = *studies_[study_index];
@@ -118,6 +140,8 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
+  view.mutable_steps()->set_distinct_steps(study.configurations.steps());
+  view.mutable_steps()->set_checkpoint_copy_steps(study.trial_steps - study.forked_prefix_steps);
   // Step counts of the study's families (shared with other studies of the same family).
   for (int64_t family_id : study.family_ids) {
     const stage_tree::StepCounts& counts = FamilyById(family_id).tree().counts();
@@ -125,6 +149,8 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
     view.mutable_steps()->set_executed_steps(view.steps().executed_steps() + counts.executed_steps);
     view.mutable_steps()->set_recomputed_steps(view.steps().recomputed_steps() +
                                                counts.recomputed_steps);
+    view.mutable_steps()->set_reached_trial_steps(view.steps().reached_trial_steps() +
+                                                  counts.reached_trial_steps);
   }
   if (const std::optional<int64_t> best = BestTrial(study)) {
     *view.mutable_best_trial() = TrialView(study, *best);
@@ -139,10 +165,23 @@ absl::StatusOr<v1::Study> EngineImpl::GetStudy(const std::string& study_id) {
   return StudyView(*studies_[*index]);
 }
 
+absl::StatusOr<int64_t> EngineImpl::DistinctStepsOf(const std::vector<std::string>& study_ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<const Configurations*> sets;
+  for (const std::string& study_id : study_ids) {
+    absl::StatusOr<size_t> index = StudyIndex(study_id);
+    if (!index.ok()) return index.status();
+    sets.push_back(&studies_[*index]->configurations);
+  }
+  return Configurations::StepsOfUnion(sets);
+}
+
 std::vector<v1::Study> EngineImpl::ListStudies() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<v1::Study> views;
-  for (const auto& study : studies_) views.push_back(StudyView(*study));
+  for (const auto& study : studies_) {
+    if (!study->deleted) views.push_back(StudyView(*study));
+  }
   return views;
 }
 
@@ -302,6 +341,8 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
     tree.mutable_steps()->set_trial_steps(tree.steps().trial_steps() + counts.trial_steps);
     tree.mutable_steps()->set_unique_steps(tree.steps().unique_steps() + counts.unique_steps);
     tree.mutable_steps()->set_executed_steps(tree.steps().executed_steps() + counts.executed_steps);
+    tree.mutable_steps()->set_reached_trial_steps(tree.steps().reached_trial_steps() +
+                                                  counts.reached_trial_steps);
     tree.mutable_steps()->set_recomputed_steps(tree.steps().recomputed_steps() +
                                                counts.recomputed_steps);
     if (query.dot && query.after_stage == 0) {
@@ -373,6 +414,7 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
       }
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
+    AddForkCache(worker.cached_states, info);
     const int threshold = options_.unhealthy_after_failures;
     info.set_consecutive_failures(worker.consecutive_failures);
     info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);

@@ -58,6 +58,12 @@ const double* FamilyState::EndMetric(NodeId node, const std::string& name) const
   return it == values->second.end() ? nullptr : &it->second;
 }
 
+void FamilyState::ForgetMetrics(int64_t lineage) {
+  for (auto& [name, values] : step_metrics_) {
+    absl::erase_if(values, [lineage](const auto& entry) { return entry.first.first == lineage; });
+  }
+}
+
 void FamilyState::SetStateUri(NodeId node, int64_t step, std::string uri) {
   state_uri_[{lineage_[node], step}] = std::move(uri);
 }

@@ -83,6 +83,8 @@ class FamilyState {
   void KeepMetric(const std::string& name, int64_t lineage, int64_t step, double value);
   // The value of metric `name` at the last step of `node`, nullptr if none was kept.
   const double* EndMetric(stage_tree::NodeId node, const std::string& name) const;
+  // Forgets every value kept for `lineage` (its study was deleted, and its metrics with it).
+  void ForgetMetrics(int64_t lineage);
 
   // ---- Kept states
   // Records where the state after `step` of `node`'s lineage is (a checkpoint's URI). A state is
@@ -90,6 +92,8 @@ class FamilyState {
   void SetStateUri(stage_tree::NodeId node, int64_t step, std::string uri);
   // The URI of the state after `step` of `node`'s lineage, nullptr if none is known.
   const std::string* StateUri(stage_tree::NodeId node, int64_t step) const;
+  // The state after `step` of `lineage` is no longer kept (checkpoint garbage collection).
+  void ForgetStateUri(int64_t lineage, int64_t step) { state_uri_.erase({lineage, step}); }
 
   // ---- Breakpoints: steps where a trial ends or changes a hyper-parameter, where later trials
   // are likely to branch. Stages keep their state at these steps, so that a branch made after a
@@ -146,13 +150,17 @@ class FamilyState {
   double Priority(stage_tree::NodeId node) const;
 
   // ---- The trials of the tree: the study (index in the engine) and trial number of each.
+  // A tree trial of a deleted study has no owner (kNoStudy): it stays in the tree, which its
+  // operation log rebuilds, but nothing runs for it and no view shows it.
+  static constexpr size_t kNoStudy = SIZE_MAX;
   struct Owner {
-    size_t study_index = 0;
+    size_t study_index = kNoStudy;
     int64_t trial = 0;
+    bool deleted() const { return study_index == kNoStudy; }
   };
   void SetOwner(stage_tree::TrialId tree_trial, Owner owner);
   const Owner& OwnerOf(stage_tree::TrialId tree_trial) const { return owners_[tree_trial]; }
-  // Tree trials with an owner are numbered [0, owned_trials()).
+  // Tree trials with an owner record (deleted or not) are numbered [0, owned_trials()).
   size_t owned_trials() const { return owners_.size(); }
 
  private:

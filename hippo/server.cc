@@ -241,6 +241,19 @@ class StudyServiceImpl final
     return grpc::Status::OK;
   }
 
+  grpc::Status CollectGarbage(grpc::ServerContext* context, const v1::CollectGarbageRequest*,
+                              v1::CollectGarbageResponse* response) override {
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    *response = engine_->CollectGarbage();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteStudy(grpc::ServerContext* context, const v1::DeleteStudyRequest* request,
+                           v1::DeleteStudyResponse* response) override {
+    return Answer(
+        context, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
+  }
+
   grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
                            v1::RetryTrialsResponse* response) override {
     return Answer(
@@ -476,6 +489,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->store_ = *std::move(store);
   EngineOptions engine_options;
   engine_options.lease_seconds = options.lease_seconds;
+  engine_options.collect_checkpoints = options.collect_checkpoints;
+  engine_options.keep_best_states = options.keep_best_states;
   engine_options.retry_backoff_seconds = options.retry_backoff_seconds;
   engine_options.unhealthy_after_failures = options.unhealthy_after_failures;
   engine_options.drain_seconds = options.drain_seconds;

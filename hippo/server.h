@@ -35,6 +35,9 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   double lease_seconds = 10;
+  // Checkpoint garbage collection (EngineOptions::collect_checkpoints, keep_best_states).
+  bool collect_checkpoints = true;
+  int keep_best_states = 0;
   // Failed stages and unhealthy workers (EngineOptions).
   double retry_backoff_seconds = 0.5;
   int unhealthy_after_failures = 3;

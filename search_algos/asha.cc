@@ -55,8 +55,16 @@ Asha::Asha(const AlgorithmContext& context, std::vector<Step> rungs, double redu
       rungs_(std::move(rungs)),
       reduction_factor_(reduction_factor),
       max_trials_(max_trials),
-      tpe_parameters_(tpe_parameters) {
-  if (tpe_parameters_.has_value()) tpe_.emplace(space_, seed_, minimize_, *tpe_parameters_);
+      tpe_parameters_(tpe_parameters),
+      requested_trials_(max_trials) {
+  if (tpe_parameters_.has_value()) {
+    tpe_.emplace(space_, seed_, minimize_, *tpe_parameters_);
+  } else {
+    random_.emplace(space_, seed_, context.config.sample_with_replacement());
+    if (random_->without_replacement()) {
+      max_trials_ = std::min(max_trials_, random_->configurations());
+    }
+  }
 }
 
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Asha::Create(const AlgorithmContext& context) {
@@ -191,7 +199,16 @@ std::vector<Request> Asha::Suggest(int64_t max_new_trials) {
        ++added) {
     const auto index = static_cast<uint64_t>(trials_.size());
     Trial trial;
-    trial.point = tpe_.has_value() ? tpe_->Sample(index) : SamplePoint(space_, seed_, index);
+    // The random sampler has a point for every index below max_trials_ (at most the space's
+    // configurations), unless new ones became too rare to find in a huge space: then a repeat.
+    if (tpe_.has_value()) {
+      trial.point = tpe_->Sample(index);
+    } else if (std::optional<stage_tree::Point> point =
+                   random_->PointAt(static_cast<int64_t>(index))) {
+      trial.point = *std::move(point);
+    } else {
+      trial.point = SamplePoint(space_, seed_, index);
+    }
     Request request;
     request.kind = Request::Kind::kNewTrial;
     request.point = trial.point;
@@ -213,6 +230,11 @@ std::vector<Request> Asha::Suggest(int64_t max_new_trials) {
     }
   }
   return requests;
+}
+
+std::string Asha::EndReason() const {
+  return max_trials_ < requested_trials_ && random_.has_value() ? random_->ExhaustedMessage()
+                                                                : std::string();
 }
 
 bool Asha::Finished() const {

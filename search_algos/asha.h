@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "search_algos/distinct_sampler.h"
 #include "search_algos/search_algorithm.h"
 #include "search_algos/tpe.h"
 
@@ -62,6 +63,7 @@ class Asha : public SearchAlgorithm {
   void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
   std::vector<Request> Suggest(int64_t max_new_trials) override;
   bool Finished() const override;
+  std::string EndReason() const override;
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 
@@ -95,7 +97,11 @@ class Asha : public SearchAlgorithm {
   int64_t max_trials_;
   std::optional<TpeParameters> tpe_parameters_;  // set when the sampler is "tpe"
   std::optional<TpeSampler> tpe_;
-  std::vector<Trial> trials_;  // by trial number
+  // The random sampler (when the sampler is not tpe): without replacement unless
+  // algorithm.sample_with_replacement, so max_trials_ is at most the space's configurations.
+  std::optional<DistinctSampler> random_;
+  int64_t requested_trials_ = 0;  // budget.max_trials, or the default
+  std::vector<Trial> trials_;     // by trial number
 };
 
 }  // namespace hippo::search_algos

@@ -1,5 +1,6 @@
 #include "search_algos/grid_search.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <limits>
@@ -116,13 +117,23 @@ stage_tree::Point GridSearch::PointAt(int64_t index) const {
 
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RandomSearch::Create(
     const AlgorithmContext& context) {
-  const int64_t count = context.max_trials > 0 ? context.max_trials : 10;
+  const int64_t requested = context.max_trials > 0 ? context.max_trials : 10;
+  DistinctSampler sampler(*context.space, context.seed, context.config.sample_with_replacement());
+  const int64_t count =
+      sampler.without_replacement() ? std::min(requested, sampler.configurations()) : requested;
   return std::unique_ptr<SearchAlgorithm>(
-      new RandomSearch(*context.space, context.seed, count, context.max_steps));
+      new RandomSearch(std::move(sampler), requested, count, context.max_steps));
 }
 
 stage_tree::Point RandomSearch::PointAt(int64_t index) const {
-  return SamplePoint(space_, seed_, static_cast<uint64_t>(index));
+  // nullopt only if new configurations became too rare to find (DistinctSampler gives up after
+  // a million repeats in a huge space): a repeat is then the one point left to give.
+  if (std::optional<stage_tree::Point> point = sampler_.PointAt(index)) return *std::move(point);
+  return SamplePoint(sampler_.space(), sampler_.seed(), static_cast<uint64_t>(index));
+}
+
+std::string RandomSearch::EndReason() const {
+  return trials_ < requested_ ? sampler_.ExhaustedMessage() : std::string();
 }
 
 namespace {

@@ -2,6 +2,7 @@
 #ifndef HIPPO_SEARCH_ALGOS_GRID_SEARCH_H_
 #define HIPPO_SEARCH_ALGOS_GRID_SEARCH_H_
 
+#include "search_algos/distinct_sampler.h"
 #include "search_algos/search_algorithm.h"
 
 namespace hippo::search_algos {
@@ -59,18 +60,26 @@ class GridSearch : public IndependentTrials {
   mutable int64_t at_ = 0;
 };
 
-// Random search: max_trials points (10 when unset), the k-th drawn from (seed, k).
+// Random search: max_trials points (10 when unset), drawn by a DistinctSampler from the seed:
+// without replacement from a finite space (unless algorithm.sample_with_replacement), so at
+// most as many as the space has configurations; EndReason says when that cut the study short.
 class RandomSearch : public IndependentTrials {
  public:
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  std::string EndReason() const override;
 
  private:
-  RandomSearch(const stage_tree::SearchSpace& space, uint64_t seed, int64_t count, Step max_steps)
-      : IndependentTrials(count, max_steps), space_(space), seed_(seed) {}
+  RandomSearch(DistinctSampler sampler, int64_t requested, int64_t count, Step max_steps)
+      : IndependentTrials(count, max_steps),
+        sampler_(std::move(sampler)),
+        requested_(requested),
+        trials_(count) {}
   stage_tree::Point PointAt(int64_t index) const override;
 
-  stage_tree::SearchSpace space_;
-  uint64_t seed_;
+  // Draws are made in index order and kept: a cache behind the const PointAt.
+  mutable DistinctSampler sampler_;
+  int64_t requested_;  // max_trials, or the default
+  int64_t trials_;     // what it proposes: at most the space's configurations
 };
 
 }  // namespace hippo::search_algos

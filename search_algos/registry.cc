@@ -103,6 +103,15 @@ proto::Issue AlgorithmRegistry::CheckConfig(const hippo::v1::StudySpec& spec) co
           CheckNoOtherConfigBlock(spec.algorithm(), definition->other_config_blocks)) {
     return issue;
   }
+  // Only the random samplers read it; elsewhere it would be silently ignored.
+  const std::string& name = spec.algorithm().name();
+  if (spec.algorithm().sample_with_replacement() && name != "random" &&
+      !(name == "asha" && spec.algorithm().asha().sampler() != "tpe")) {
+    return proto::Problem(
+        "algorithm.sample_with_replacement",
+        absl::StrCat("applies to random search and asha's random sampler, not to ",
+                     name == "asha" ? "asha with sampler tpe" : name, "; remove it"));
+  }
   if (!definition->check_config) return std::nullopt;
   return definition->check_config(spec.algorithm(), spec);
 }

@@ -65,6 +65,9 @@ class SearchAlgorithm {
 
   // No more requests will come, ever.
   virtual bool Finished() const = 0;
+  // Why it finished short of what the spec asked for (the search space ran out of new
+  // configurations), or empty: the coordinator shows it as the ended study's message.
+  virtual std::string EndReason() const { return {}; }
 
   // Steps where this algorithm may later pause, stop or branch trials (rungs, exploit
   // boundaries). Stages keep their state there, so that a trial which later pauses or branches

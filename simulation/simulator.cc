@@ -303,6 +303,8 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
     }
     Simulation simulation(engine, options);
     if (absl::Status status = simulation.Run(study_ids); !status.ok()) return status;
+    absl::StatusOr<int64_t> distinct_together = engine.DistinctStepsOf(study_ids);
+    if (!distinct_together.ok()) return distinct_together.status();
     for (const std::string& study_id : study_ids) {
       SimulationResult result;
       absl::StatusOr<v1::Study> final_view = engine.GetStudy(study_id);
@@ -316,6 +318,7 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
           std::max(result.critical_path, static_cast<double>(result.study.steps().unique_steps()) *
                                              options.seconds_per_step / options.workers);
       result.dispatches = engine.stats().dispatches;
+      result.distinct_steps_together = *distinct_together;
       results.push_back(std::move(result));
     }
   }

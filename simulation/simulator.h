@@ -27,6 +27,9 @@ struct SimulationResult {
   double critical_path = 0;   // longest root-to-leaf chain of the final trees, in seconds
   double makespan_bound = 0;  // max(critical path, unique work / workers)
   int64_t dispatches = 0;
+  // distinct_steps of all the studies simulated together (a configuration several of them
+  // train counts once, to its furthest target): the figure of a multi-study workload.
+  int64_t distinct_steps_together = 0;
   double wall_seconds = 0;  // real time the simulation took
 };
 

@@ -41,7 +41,7 @@ StageTree::StageTree(std::string family_key, std::vector<std::string> parameter_
   std::sort(parameter_names_.begin(), parameter_names_.end());
   parameter_names_.erase(std::unique(parameter_names_.begin(), parameter_names_.end()),
                          parameter_names_.end());
-  nodes_.push_back(Node{0, 0, kNoNode, kNoNode, kNoNode, 0, kNoTrial, StageState::kDone, false});
+  nodes_.push_back(Node{0, 0, kNoNode, kNoNode, kNoNode, 0, kNoTrial, 0, StageState::kDone, false});
 }
 
 StageTree::FunctionId StageTree::InternFunction(const SegmentFunction& function) {
@@ -213,7 +213,7 @@ void StageTree::UnlinkChild(NodeId parent, NodeId child) {
 NodeId StageTree::AddNode(NodeId parent, Step start, Step end, uint32_t piece) {
   const auto id = static_cast<NodeId>(nodes_.size());
   nodes_.push_back(Node{static_cast<StoredStep>(start), static_cast<StoredStep>(end), kNoNode,
-                        kNoNode, kNoNode, piece, kNoTrial, StageState::kPending, false});
+                        kNoNode, kNoNode, piece, kNoTrial, 0, StageState::kPending, false});
   if (HasStateAtEnd(parent)) SetState(id, StageState::kReady);
   LinkChild(parent, id);
   counts_.unique_steps += end - start;
@@ -248,6 +248,13 @@ void StageTree::AttachTrial(TrialId trial, NodeId leaf) {
   nodes_[leaf].first_trial = trial;
 }
 
+void StageTree::CountTrialThrough(NodeId leaf, NodeId above) {
+  for (NodeId node = leaf; node != above && node != kRootNode; node = nodes_[node].parent) {
+    ++nodes_[node].trials_through;
+    if (Trained(node)) counts_.reached_trial_steps += nodes_[node].end - nodes_[node].start;
+  }
+}
+
 void StageTree::DetachTrial(TrialId trial) {
   Trial& record = trials_[trial];
   if (record.previous_at_leaf != kNoTrial) {
@@ -280,6 +287,7 @@ absl::StatusOr<TrialId> StageTree::Insert(const TrialSequences& sequences, Step 
     trials_[trial].pieces = Store(run);
   }
   AttachTrial(trial, leaf);
+  CountTrialThrough(leaf, kRootNode);
   counts_.trial_steps += target;
   return trial;
 }
@@ -300,6 +308,7 @@ absl::Status StageTree::Extend(TrialId trial, Step new_target, std::vector<Split
   trials_[trial].target = static_cast<StoredStep>(new_target);
   trials_[trial].pieces = run.index;
   AttachTrial(trial, leaf);
+  CountTrialThrough(leaf, record.leaf);
   counts_.trial_steps += new_target - record.target;
   return absl::OkStatus();
 }
@@ -341,7 +350,7 @@ absl::StatusOr<SplitResult> StageTree::Split(NodeId node, Step step) {
     const Node& upper = nodes_[node];
     nodes_.push_back(Node{static_cast<StoredStep>(step), upper.end, node, upper.first_child,
                           kNoNode, PieceContaining(upper.piece, step), upper.first_trial,
-                          StageState::kPending, upper.recompute});
+                          upper.trials_through, StageState::kPending, upper.recompute});
   }
   SetState(lower, nodes_[node].state);
   // The lower part takes over the children and the trials that end here.
@@ -454,6 +463,8 @@ absl::Status StageTree::MarkDone(NodeId node) {
     recompute_from_.erase(node);
   } else {
     counts_.executed_steps += record.end - record.start;
+    counts_.reached_trial_steps +=
+        static_cast<int64_t>(record.end - record.start) * record.trials_through;
   }
   SetState(node, StageState::kDone);
   for (NodeId child = record.first_child; child != kNoNode; child = nodes_[child].next_sibling) {
@@ -471,7 +482,12 @@ absl::Status StageTree::MarkDoneWithoutState(NodeId node) {
   }
   const Step from = record.recompute ? RecomputeFrom(node) : record.start;
   counts_.executed_steps += record.end - from;
-  if (record.recompute) counts_.recomputed_steps += record.end - from;
+  if (record.recompute) {
+    counts_.recomputed_steps += record.end - from;
+  } else {
+    counts_.reached_trial_steps +=
+        static_cast<int64_t>(record.end - record.start) * record.trials_through;
+  }
   record.recompute = true;
   recompute_from_[node] = LatestCheckpointBefore(node, record.end);
   ++counts_.recompute_stages;
@@ -507,6 +523,37 @@ absl::Status StageTree::AddCheckpoint(NodeId node, Step step) {
   }
   std::vector<Step>& kept = inner_checkpoints_[node];
   if (std::find(kept.begin(), kept.end(), step) == kept.end()) kept.push_back(step);
+  return absl::OkStatus();
+}
+
+absl::Status StageTree::DropState(NodeId node, Step step) {
+  if (absl::Status status = CheckNode(node); !status.ok()) return status;
+  Node& record = nodes_[node];
+  if (node == kRootNode || step <= record.start || step > record.end) {
+    return NodeError(node, absl::StrCat("a dropped state must lie in (", record.start, ", ",
+                                        record.end, "]; got ", step));
+  }
+  if (step < record.end) {
+    if (auto it = inner_checkpoints_.find(node); it != inner_checkpoints_.end()) {
+      std::erase(it->second, step);
+      if (it->second.empty()) inner_checkpoints_.erase(it);
+    }
+    if (record.recompute && RecomputeFrom(node) == step) {
+      recompute_from_[node] = LatestCheckpointBefore(node, step);
+      if (record.state == StageState::kReady && !CanStart(node)) {
+        SetState(node, StageState::kPending);
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (!HasStateAtEnd(node)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", node, " holds no state at its end ", step, " to drop (it is ",
+                     StageStateName(record.state), record.recompute ? ", to be recomputed)" : ")"));
+  }
+  record.recompute = true;
+  recompute_from_[node] = LatestCheckpointBefore(node, record.end);
+  SetState(node, CanStart(node) ? StageState::kReady : StageState::kPending);
   return absl::OkStatus();
 }
 

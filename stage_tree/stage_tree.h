@@ -43,6 +43,9 @@ struct StepCounts {
   int64_t executed_steps = 0;    // steps marked done, recomputation included
   int64_t recomputed_steps = 0;  // steps trained again to recover a state at a split step
   int64_t recompute_stages = 0;  // how many recomputations were scheduled
+  // Trial by trial, the work done so far: each trial's steps up to where its path has been
+  // trained (a node once done stays trained when its state is later lost or dropped).
+  int64_t reached_trial_steps = 0;
 
   friend bool operator==(const StepCounts&, const StepCounts&) = default;
 };
@@ -119,6 +122,12 @@ class StageTree {
   absl::Status Requeue(NodeId node);
   // A state at `step` inside (start, end) of a running or done node was kept.
   absl::Status AddCheckpoint(NodeId node, Step step);
+  // The state after `step` of `node` was deleted (checkpoint garbage collection). A step inside
+  // (start, end) forgets that checkpoint; the end of a done node makes it a recompute stage from
+  // its latest kept checkpoint (ready or pending as it can start), which the caller runs again
+  // only if something needs it; its done children are unaffected, new ones wait for it.
+  // FailedPrecondition for the end of a node that is not done (its state is not kept yet).
+  absl::Status DropState(NodeId node, Step step);
   // The state kept at `step` of `node` is gone (its file is missing or corrupt). At the end of
   // a done node: the node becomes a recompute stage from its latest earlier kept state (its
   // steps count as recomputation when it is done again) and its children that needed the state
@@ -178,6 +187,9 @@ class StageTree {
     NodeId next_sibling;
     uint32_t piece;       // index in pieces_ of the piece that contains `start`
     TrialId first_trial;  // head of the list of trials that end at this node
+    // How many trials' paths contain this node (trials end at a node's end, so each covers
+    // it whole): what training it adds to reached_trial_steps.
+    uint32_t trials_through;
     StageState state;
     bool recompute;
   };
@@ -240,6 +252,12 @@ class StageTree {
   NodeId Descend(NodeId node, Step step, TrialRun& run, Step target,
                  std::vector<SplitResult>* splits);
   void AttachTrial(TrialId trial, NodeId leaf);
+  // A trial's path now also holds the nodes from `leaf` up to (not including) `above`.
+  void CountTrialThrough(NodeId leaf, NodeId above);
+  // Whether the node's steps were trained once (done, or done and then to be recomputed).
+  bool Trained(NodeId node) const {
+    return nodes_[node].state == StageState::kDone || nodes_[node].recompute;
+  }
   void DetachTrial(TrialId trial);
   bool HasStateAtEnd(NodeId node) const;
   // Whether a pending node can start: its starting state exists.

@@ -267,10 +267,12 @@ absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {
       [](const EventRecord& r) { return absl::StrCat(r.kind, " of study '", r.study_id, "'"); });
   if (!status.ok()) return status;
 
-  return WriteRows(
+  status = WriteRows(
       connection, kUpsertSetting, "setting", batch.settings,
       [](Query& q, const Pair& r) { q.Bind(r.first).Bind(r.second); },
       [](const Pair& r) { return r.first; });
+  if (!status.ok()) return status;
+  return ApplyRemovals(connection, batch);
 }
 
 }  // namespace hippo::store::internal

@@ -16,6 +16,10 @@ namespace hippo::store::internal {
 // wraps each batch in a savepoint). The error names the table and the record's key.
 absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch);
 
+// The removals of `batch` (checkpoint rows, garbage, studies, metrics) and the garbage upserts,
+// in the order store.h lists them; apply_removals.cc. Called by ApplyWriteBatch last.
+absl::Status ApplyRemovals(Connection& connection, const WriteBatch& batch);
+
 // FamilyRecord::parameter_names as stored: a JSON array of strings.
 std::string EncodeStringArray(const std::vector<std::string>& strings);
 

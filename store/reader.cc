@@ -36,6 +36,8 @@ constexpr absl::string_view kSelectAlgorithmStates =
     "SELECT study_id, state FROM algorithm_states ORDER BY study_id";
 constexpr absl::string_view kSelectAlgorithmJournal =
     "SELECT study_id, sequence, delta FROM algorithm_journal ORDER BY study_id, sequence";
+constexpr absl::string_view kSelectGarbage =
+    "SELECT uri, directory, size_bytes, stage_id, step FROM checkpoint_garbage ORDER BY uri";
 constexpr absl::string_view kSelectSettings = "SELECT key, value FROM settings ORDER BY key";
 constexpr absl::string_view kSelectStages =
     "SELECT family_id, node_id, parent_id, lineage, start_step, end_step, state, attempts, "
@@ -253,6 +255,14 @@ absl::StatusOr<Snapshot> Reader::LoadSnapshotLocked() {
           return AlgorithmDelta{q.Text(0), q.Int(1), q.Blob(2)};
         },
         s.algorithm_deltas);
+  }
+  if (status.ok()) {
+    status = SelectAll(
+        c, kSelectGarbage,
+        [](const Query& q) {
+          return GarbageRecord{q.Text(0), q.Text(1), q.Int(2), q.Int(3), q.Int(4)};
+        },
+        s.garbage);
   }
   if (status.ok()) {
     status = SelectAll(

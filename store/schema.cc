@@ -146,11 +146,26 @@ CREATE TABLE algorithm_journal (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Checkpoint garbage collection (store.h, GarbageRecord): released files until a worker of their
+// directory deleted them; checkpoint rows are removed by uri when their state is released.
+constexpr absl::string_view kVersion3 = R"sql(
+CREATE TABLE checkpoint_garbage (
+  uri         TEXT PRIMARY KEY,
+  directory   TEXT NOT NULL,
+  size_bytes  INTEGER NOT NULL,
+  stage_id    INTEGER NOT NULL,
+  step        INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX checkpoints_by_uri ON checkpoints (family_id, uri);
+CREATE INDEX events_by_study ON events (study_id);
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
     {1, "create every table", kVersion1},
     {2, "add the algorithm journal", kVersion2},
+    {3, "add checkpoint garbage", kVersion3},
 };
 
 constexpr bool MigrationsAreConsecutive() {

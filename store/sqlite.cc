@@ -149,8 +149,8 @@ Query& Query::Bind(std::string&& text) {
 }
 
 Query& Query::BindBlob(const std::string& bytes) {
-  int code = sqlite3_bind_blob64(statement_, next_parameter_++, bytes.data(), bytes.size(),
-                                 SQLITE_STATIC);
+  int code =
+      sqlite3_bind_blob64(statement_, next_parameter_++, bytes.data(), bytes.size(), SQLITE_STATIC);
   if (bind_error_ == SQLITE_OK) bind_error_ = code;
   return *this;
 }

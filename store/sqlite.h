@@ -87,7 +87,7 @@ class Query {
   Query& Bind(const std::string& text);
   Query& Bind(std::string&& text);
   Query& BindBlob(const std::string& bytes);  // not copied either, as Bind(text)
-  Query& Bind(const char*) = delete;  // would silently pick Bind(bool)
+  Query& Bind(const char*) = delete;          // would silently pick Bind(bool)
 
   // Steps once: true when a row is available, false when done.
   absl::StatusOr<bool> Step();

@@ -17,7 +17,9 @@ bool WriteBatch::empty() const {
   return families.empty() && studies.empty() && trials.empty() && tree_ops.empty() &&
          stages.empty() && metrics.empty() && attempts.empty() && checkpoints.empty() &&
          workers.empty() && algorithm_states.empty() && algorithm_deltas.empty() &&
-         algorithm_journal_trims.empty() && events.empty() && settings.empty();
+         algorithm_journal_trims.empty() && events.empty() && settings.empty() &&
+         checkpoint_removals.empty() && garbage.empty() && garbage_deleted.empty() &&
+         study_deletions.empty() && metric_lineage_deletions.empty();
 }
 
 namespace {
@@ -102,11 +104,10 @@ absl::Status ConfigureWriter(Connection& connection) {
                      "'); the store needs a local file system with shared "
                      "memory"));
   }
-  return connection.Exec(
-      absl::StrCat("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; "
-                   "PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ",
-                   kCheckpointFrames, "; PRAGMA journal_size_limit = ", kJournalSizeLimitBytes,
-                   ";"));
+  return connection.Exec(absl::StrCat(
+      "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; "
+      "PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = ",
+      kCheckpointFrames, "; PRAGMA journal_size_limit = ", kJournalSizeLimitBytes, ";"));
 }
 
 }  // namespace

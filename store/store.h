@@ -26,7 +26,7 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
@@ -69,6 +69,7 @@ enum class TreeOpKind : int {
   kRequeue = 6,
   kCheckpoint = 7,  // a = node id, b = step
   kStateLost = 8,   // a = node id, b = step: the state kept there is gone (to be recomputed)
+  kDropState = 9,   // a = node id, b = step: the state after it was released (collected)
 };
 
 struct TreeOp {
@@ -152,6 +153,16 @@ struct AlgorithmDelta {
   std::string delta;     // blob
 };
 
+// A checkpoint file released by the coordinator (no state it keeps is there any more) and not
+// yet confirmed deleted by a worker of its directory (schema 3).
+struct GarbageRecord {
+  std::string uri;
+  std::string directory;  // the canonical directory the file is in
+  int64_t size_bytes = 0;
+  int64_t stage_id = 0;  // the global stage id and step of the state it held
+  int64_t step = 0;
+};
+
 // A set of changes committed together (all or nothing). Upserts replace the row with the
 // same key; appends add rows. Metrics are insert-or-ignore: a metric already stored for
 // (family, lineage, step, name) keeps its first value, so a replayed report is not counted
@@ -177,6 +188,15 @@ struct WriteBatch {
   std::vector<EventRecord> events;                            // append
   std::vector<std::pair<std::string, std::string>> settings;  // (key, value) upsert
 
+  // Removals, applied after every write above (store/apply_removals.cc), in this order.
+  // Checkpoint rows (family_id, uri) of states the coordinator released.
+  std::vector<std::pair<int64_t, std::string>> checkpoint_removals;
+  std::vector<GarbageRecord> garbage;        // upsert by uri
+  std::vector<std::string> garbage_deleted;  // uris a worker deleted: their rows go
+  // Studies removed with their trials, algorithm state and journal, and events.
+  std::vector<std::string> study_deletions;
+  std::vector<std::pair<int64_t, int64_t>> metric_lineage_deletions;  // (family_id, lineage)
+
   bool empty() const;
 };
 
@@ -194,6 +214,7 @@ struct Snapshot {
   // study's state, then applies these in order.
   std::vector<AlgorithmDelta> algorithm_deltas;
   std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<GarbageRecord> garbage;  // by uri
 };
 
 class Store {

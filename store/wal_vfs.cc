@@ -11,7 +11,7 @@ namespace hippo::store::internal {
 namespace {
 
 constexpr char kVfsName[] = "hippo-coalescing-wal";
-constexpr int kFrameHeaderBytes = 24;             // SQLite's WAL_FRAME_HDRSIZE
+constexpr int kFrameHeaderBytes = 24;  // SQLite's WAL_FRAME_HDRSIZE
 // The default (unix) VFS writes at most 128 KiB - 1 bytes a call (it masks the size with
 // 0x1ffff): what is pending is written before it would grow past that.
 constexpr size_t kMaxPendingBytes = 0x1ffff;
@@ -20,11 +20,11 @@ std::atomic<int64_t> wal_writes{0};
 
 // Our part of an open file; the default VFS's file follows it in the same allocation.
 struct File {
-  sqlite3_file base;         // pMethods: kWalMethods or kPassMethods
-  sqlite3_file* real;        // the default VFS's file
-  std::string* pending;      // -wal files only: bytes not yet written, from pending_offset
+  sqlite3_file base;     // pMethods: kWalMethods or kPassMethods
+  sqlite3_file* real;    // the default VFS's file
+  std::string* pending;  // -wal files only: bytes not yet written, from pending_offset
   sqlite3_int64 pending_offset;
-  bool commit_page_next;     // the last write was the header of a commit frame
+  bool commit_page_next;  // the last write was the header of a commit frame
 };
 constexpr size_t kRealOffset = (sizeof(File) + 7) / 8 * 8;
 
@@ -35,9 +35,9 @@ sqlite3_file* Real(sqlite3_file* file) { return Of(file)->real; }
 int Flush(File* file) {
   if (file->pending == nullptr || file->pending->empty()) return SQLITE_OK;
   wal_writes.fetch_add(1, std::memory_order_relaxed);
-  const int code = file->real->pMethods->xWrite(file->real, file->pending->data(),
-                                                static_cast<int>(file->pending->size()),
-                                                file->pending_offset);
+  const int code =
+      file->real->pMethods->xWrite(file->real, file->pending->data(),
+                                   static_cast<int>(file->pending->size()), file->pending_offset);
   file->pending->clear();
   return code;
 }
@@ -134,17 +134,45 @@ int WalFetch(sqlite3_file* f, sqlite3_int64 offset, int amount, void** out) {
   return code != SQLITE_OK ? code : Fetch(f, offset, amount, out);
 }
 
-const sqlite3_io_methods kPassMethods = {
-    3,          Close,       Read,     Write,  Truncate,  Sync,     FileSize,
-    Lock,       Unlock,      CheckReservedLock, FileControl, SectorSize,
-    DeviceCharacteristics,   ShmMap,   ShmLock, ShmBarrier, ShmUnmap, Fetch,
-    Unfetch};
+const sqlite3_io_methods kPassMethods = {3,
+                                         Close,
+                                         Read,
+                                         Write,
+                                         Truncate,
+                                         Sync,
+                                         FileSize,
+                                         Lock,
+                                         Unlock,
+                                         CheckReservedLock,
+                                         FileControl,
+                                         SectorSize,
+                                         DeviceCharacteristics,
+                                         ShmMap,
+                                         ShmLock,
+                                         ShmBarrier,
+                                         ShmUnmap,
+                                         Fetch,
+                                         Unfetch};
 
-const sqlite3_io_methods kWalMethods = {
-    3,          WalClose,    WalRead,  WalWrite, WalTruncate, WalSync, WalFileSize,
-    Lock,       Unlock,      CheckReservedLock, FileControl, SectorSize,
-    DeviceCharacteristics,   ShmMap,   ShmLock, ShmBarrier, ShmUnmap, WalFetch,
-    Unfetch};
+const sqlite3_io_methods kWalMethods = {3,
+                                        WalClose,
+                                        WalRead,
+                                        WalWrite,
+                                        WalTruncate,
+                                        WalSync,
+                                        WalFileSize,
+                                        Lock,
+                                        Unlock,
+                                        CheckReservedLock,
+                                        FileControl,
+                                        SectorSize,
+                                        DeviceCharacteristics,
+                                        ShmMap,
+                                        ShmLock,
+                                        ShmBarrier,
+                                        ShmUnmap,
+                                        WalFetch,
+                                        Unfetch};
 
 sqlite3_vfs vfs;  // a copy of the default VFS with our xOpen and file size
 

@@ -87,8 +87,8 @@ void GroupCommitWriter::Loop() {
 
 absl::Status GroupCommitWriter::SyncLog() {
   auto failure = [this](absl::string_view what, const std::string& path) {
-    return absl::DataLossError(absl::StrCat("store ", connection_->label(), ": ", what, " ",
-                                            path, ": ", std::strerror(errno),
+    return absl::DataLossError(absl::StrCat("store ", connection_->label(), ": ", what, " ", path,
+                                            ": ", std::strerror(errno),
                                             " (the last commits may not be on disk)"));
   };
   absl::MutexLock lock(&sync_mutex_);

@@ -179,6 +179,15 @@ absl::StatusOr<std::string> CheckpointStore::PathOf(std::string_view uri) const 
   return resolved.string();
 }
 
+absl::Status CheckpointStore::Delete(std::string_view uri) const {
+  absl::StatusOr<std::string> path = PathOf(uri);
+  if (!path.ok()) return path.status();
+  if (::unlink(path->c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError(errno, "cannot delete checkpoint", *path);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CheckpointInfo> CheckpointStore::Write(int64_t stage_id, int64_t step,
                                                       std::string_view payload) const {
   const std::string uri = UriFor(stage_id, step);

@@ -70,6 +70,10 @@ class CheckpointStore {
   // ReadCheckpoint(uri)->payload.
   absl::StatusOr<std::string> Read(std::string_view uri) const;
 
+  // Deletes the checkpoint file of `uri` (released by the coordinator). OK when it is gone,
+  // also when it was missing already; the errors of PathOf, or the filesystem's.
+  absl::Status Delete(std::string_view uri) const;
+
   // The local path of a uri, after the confinement check (see ReadCheckpoint for the errors).
   absl::StatusOr<std::string> PathOf(std::string_view uri) const;
 

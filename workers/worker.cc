@@ -357,6 +357,8 @@ hippo::v1::WorkerMessage Worker::Hello(const std::vector<int64_t>& holding) cons
   device->set_memory_bytes(options_.memory_bytes);
   hello->set_memory_bytes(options_.memory_bytes);
   for (const auto& [kind, trainer] : trainers_) hello->add_trainers(kind);
+  if (store_.has_value()) hello->set_checkpoint_dir(store_->directory());
+  hello->set_checkpoint_budget_bytes(options_.checkpoint_budget_bytes);
   for (const StateKey& key : cache_.Keys()) {
     hippo::v1::CachedState* cached = hello->add_cached_states();
     cached->set_stage_id(key.stage_id);
@@ -464,6 +466,9 @@ void Worker::HandleMessage(const hippo::v1::CoordinatorMessage& message) {
     case hippo::v1::CoordinatorMessage::kDrain:
       HandleDrain();
       break;
+    case hippo::v1::CoordinatorMessage::kDeleteCheckpoints:
+      HandleDeleteCheckpoints(message.delete_checkpoints());
+      break;
     case hippo::v1::CoordinatorMessage::MESSAGE_NOT_SET:
       break;
   }
@@ -542,6 +547,27 @@ void Worker::HandleCancel(int64_t attempt_id) {
     }
   }
   if (was_queued) SendFinished(attempt_id, false, "cancelled by the coordinator", 0);
+}
+
+void Worker::HandleDeleteCheckpoints(const hippo::v1::DeleteCheckpoints& request) {
+  hippo::v1::WorkerMessage reply;
+  int64_t deleted = 0;
+  for (const std::string& uri : request.uris()) {
+    // A uri outside the directory, or a file that cannot be deleted, is not confirmed: the
+    // coordinator keeps it as garbage and asks again later.
+    if (absl::Status status = store_->Delete(uri); !status.ok()) {
+      Log(absl::StrCat("cannot delete released checkpoint: ", status.message()));
+      continue;
+    }
+    reply.mutable_deleted()->add_uris(uri);
+    ++deleted;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.checkpoints_deleted += deleted;
+  }
+  // Not kept while disconnected: the coordinator sends the deletions again after a hello.
+  if (deleted > 0) Send(reply, /*keep_if_disconnected=*/false);
 }
 
 void Worker::HandleDrain() {

@@ -66,6 +66,9 @@ struct WorkerOptions {
   // Where checkpoints are written and read. Workers that fork from each other's checkpoints
   // must share it (same path on a shared filesystem): uris outside it are refused.
   std::string checkpoint_dir = "hippo-checkpoints";
+  // The bytes of checkpoints the coordinator should keep in checkpoint_dir at most (it releases
+  // states that can be recomputed beyond it); 0: no budget. Sent in the hello.
+  int64_t checkpoint_budget_bytes = 0;
   // Byte budget of the fork cache; 0 disables it.
   int64_t cache_bytes = int64_t{1} << 30;
   // Built-in trainer kinds to serve (see MakeBuiltinTrainer); AddTrainer adds others. The
@@ -99,7 +102,8 @@ struct WorkerStats {
   int64_t stages_failed = 0;       // StageFinished(ok = false), cancellations included
   int64_t states_from_memory = 0;  // stages started from the fork cache
   int64_t states_from_checkpoint = 0;
-  int64_t states_fresh = 0;  // root stages
+  int64_t states_fresh = 0;         // root stages
+  int64_t checkpoints_deleted = 0;  // files released by the coordinator and deleted
 };
 
 class Worker {
@@ -148,6 +152,7 @@ class Worker {
   void HandleCheckpointAt(const hippo::v1::CheckpointAt& request);
   void HandleCancel(int64_t attempt_id);
   void HandleDrain();
+  void HandleDeleteCheckpoints(const hippo::v1::DeleteCheckpoints& request);
   // The hello: `holding` (the running and queued attempts, read under mu_ before send_mu_ was
   // taken) plus the attempts whose reports wait in the outbox or will be replayed.
   hippo::v1::WorkerMessage Hello(const std::vector<int64_t>& holding) const

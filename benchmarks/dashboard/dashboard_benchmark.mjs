@@ -1,11 +1,12 @@
 // The dashboard benchmark: a coordinator on a store holding a finished study of 100 000 trials
 // (random_100k.yaml, made once by `hippo run`) and a running one (running.yaml, two workers).
 //   1. The study page of the 100 000-trial study in headless Chromium: time to first paint, time
-//      until the learning-curve chart and the trial table are interactive, bytes transferred.
+//      until the learning-curve chart and the trial table are interactive, bytes transferred,
+//      and where the time went (each request, the app's marks, long tasks).
 //   2. The coordinator's dispatch rate (trials of the running study completed per second, read
-//      from the store's file) with no dashboard and with 10 dashboards watching the
-//      running study (clients that do what the study page does: the event stream, and on each
-//      change the page's reads), in alternating rounds.
+//      from the store's file) with no dashboard, with 10 node clients doing what the study page
+//      does (the event stream, and on each change the page's reads), and with 10 real Chromium
+//      pages of the running study, in alternating rounds.
 // Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 3] [--seconds 20]
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
@@ -39,45 +40,69 @@ const big = await eventually(async () => {
   return rows.find((row) => Number(row.study.trials_total) >= 100000);
 }, "the 100 000-trial study in the dashboard", 300000);
 results.mirror_first_load_seconds = (Date.now() - loadStart) / 1000;
-startWorker(server.grpc, "w1", server.dir);
-startWorker(server.grpc, "w2", server.dir);
+startWorker(server, "w1");
+startWorker(server, "w2");
 // The CLI links LibTorch and starts slowly on a loaded machine: a submit may need a second try.
-const running = await eventually(async () => submit(server.grpc, path.join(here, "running.yaml")), "the running study submitted", 120000);
+const running = await eventually(async () => submit(server, path.join(here, "running.yaml")), "the running study submitted", 120000);
 await eventually(async () => Number((await api(server.url, `studies/${running}`)).body.study?.trials_completed ?? 0) > 50, "the running study to run");
 
-// 1. The study page in Chromium, cold (a fresh browser, no cache).
+// 1. The study page in Chromium, cold (a fresh browser context, no cache). The URL carries the
+// token once (the server answers with its cookie), as the one `hippo server` prints.
+const studyUrl = (id) => `${server.loginUrl}#/study/${encodeURIComponent(id)}`;
 const browser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 const pageRuns = [];
 for (let run = 0; run < Number(args["page-runs"]); run++) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const page = await context.newPage();
+  // Long tasks (main-thread work over 50 ms) from the start, for the breakdown.
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().map((e) => [Math.round(e.startTime), Math.round(e.duration)]))).observe({ type: "longtask", buffered: true });
+  });
   const cdp = await context.newCDPSession(page);
   await cdp.send("Network.enable");
   let bytes = 0;
   cdp.on("Network.loadingFinished", (event) => (bytes += event.encodedDataLength));
-  cdp.on("Network.dataReceived", () => {});
   const started = Date.now();
-  await page.goto(`${server.url}#/study/${big.study.id}`, { waitUntil: "commit" });
+  await page.goto(studyUrl(big.study.id), { waitUntil: "commit" });
   await page.waitForFunction(() => performance.getEntriesByName("first-contentful-paint").length > 0);
   const firstPaint = await page.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0].startTime);
   // Interactive: the curves drawn (the best trials' lines over the density) and table rows.
-  await page.waitForFunction(() => /top [1-9]/.test(document.querySelector("#curves .legend")?.textContent ?? "") && document.querySelector("#trials [data-trial]") !== null, null, { timeout: 60000 });
+  await page.waitForFunction(() => /top [1-9]/.test(document.querySelector("#curves .legend")?.textContent ?? "") && document.querySelector("#trials [data-trial]") !== null, null, { timeout: 60000, polling: 20 });
   const interactive = await page.evaluate(() => performance.now());
+  const bytesInteractive = bytes;
+  // Where the time went: each request (start, first byte, end, bytes), the app's own marks
+  // (summary shown, curves drawn, table rows shown), the long tasks.
+  const breakdown = await page.evaluate(() => ({
+    requests: performance.getEntriesByType("resource").concat(performance.getEntriesByType("navigation")).map((e) => ({
+      name: e.name.replace(location.origin, "").replace(/token=[^&#]*/, "token=…"),
+      start: Math.round(e.startTime),
+      first_byte: Math.round(e.responseStart),
+      end: Math.round(e.responseEnd),
+      bytes: e.transferSize,
+      decoded: e.decodedBodySize,
+    })),
+    marks: Object.fromEntries(performance.getEntriesByType("mark").map((m) => [m.name, Math.round(m.startTime)])),
+    long_tasks: window.__longTasks,
+  }));
   // The table answers a sort (a server-side sort of 100 000 trials) and a scroll.
   const sortStart = Date.now();
   await page.click('#trials [data-column="objective"]');
   await page.waitForFunction(() => (document.querySelector("#trials .thead")?.textContent ?? "").includes("▼") && document.querySelector("#trials .tbody [data-trial]") !== null);
   const sortMs = Date.now() - sortStart;
-  const bytesInteractive = bytes;
-  if (run === 0) await page.screenshot({ path: path.join(server.dir, "study-100k.png"), fullPage: true });
-  pageRuns.push({ first_paint_ms: firstPaint, interactive_ms: interactive, wall_ms: Date.now() - started, bytes_until_interactive: bytesInteractive, sort_ms: sortMs });
+  if (run === 0) {
+    await page.waitForTimeout(1500);
+    await page.screenshot({ path: path.join(server.dir, "study-100k.png"), fullPage: true });
+  }
+  pageRuns.push({ first_paint_ms: firstPaint, interactive_ms: interactive, wall_ms: Date.now() - started, bytes_until_interactive: bytesInteractive, sort_ms: sortMs, breakdown });
   await context.close();
 }
-await browser.close();
 results.study_page = pageRuns;
+results.screenshot = path.join(server.dir, "study-100k.png");
 
-// 2. Dispatch rate, no dashboard against 10 watching. Dashboards go idle 20 s after their last
-// request (the mirror stops polling), so "none" rounds wait that long first.
+// 2. Dispatch rate: no dashboard, 10 node clients, 10 Chromium pages, in alternating rounds.
+// Dashboards go idle 20 s after their last request (the mirror stops polling), so "none"
+// rounds wait that long first.
 // Completed trials of the running study, read from the store's file (SQLite in WAL mode takes
 // readers beside the coordinator's writer), so that measuring wakes no dashboard and costs no
 // engine call.
@@ -91,10 +116,12 @@ async function rate(seconds) {
   await new Promise((r) => setTimeout(r, seconds * 1000));
   return (completed() - a) / ((Date.now() - t) / 1000);
 }
-function dashboard(url, study, signal) {
-  // What the study page does: the event stream, and on a change of the study its reads, at
-  // most every 2 s.
+// A node client doing what the study page does: the event stream, and on a change of the
+// study its reads, at most every 2 s. Cheap on the client's side, so that it measures the
+// coordinator's cost.
+function nodeDashboard(url, study, signal) {
   const reads = [`studies/${study}`, `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  const headers = { "x-hippo-token": server.token };
   let last = 0;
   let busy = false;
   const readAll = async () => {
@@ -102,13 +129,13 @@ function dashboard(url, study, signal) {
     busy = true;
     last = Date.now();
     try {
-      await Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal }).then((x) => x.arrayBuffer())));
+      await Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
     } catch {}
     busy = false;
   };
   (async () => {
     try {
-      const response = await fetch(new URL("api/v1/events", url), { signal });
+      const response = await fetch(new URL("api/v1/events", url), { signal, headers });
       const decoder = new TextDecoder();
       for await (const chunk of response.body) if (decoder.decode(chunk).includes("event: change")) void readAll();
     } catch {}
@@ -116,16 +143,30 @@ function dashboard(url, study, signal) {
   void readAll();
 }
 const seconds = Number(args.seconds);
-const rounds = { none: [], ten: [] };
+const rounds = { none: [], node: [], chromium: [] };
+const pagesBrowser = await playwright().chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 for (let round = 0; round < Number(args.rounds); round++) {
   await new Promise((r) => setTimeout(r, 22000));
   rounds.none.push(await rate(seconds));
   const controller = new AbortController();
-  for (let i = 0; i < 10; i++) dashboard(server.url, running, controller.signal);
+  for (let i = 0; i < 10; i++) nodeDashboard(server.url, running, controller.signal);
   await new Promise((r) => setTimeout(r, 3000));
-  rounds.ten.push(await rate(seconds));
+  rounds.node.push(await rate(seconds));
   controller.abort();
+  // Ten real study pages of the running study, each in its own context (its own renderer).
+  const contexts = [];
+  for (let i = 0; i < 10; i++) {
+    const context = await pagesBrowser.newContext({ viewport: { width: 1440, height: 1000 } });
+    const page = await context.newPage();
+    await page.goto(studyUrl(running));
+    contexts.push(context);
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  rounds.chromium.push(await rate(seconds));
+  for (const context of contexts) await context.close();
 }
+await pagesBrowser.close();
+await browser.close();
 results.dispatch_rate = rounds;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pageMedian = (key) => median(pageRuns.map((r) => r[key]));
@@ -135,11 +176,12 @@ const summary = {
   bytes_until_interactive: pageMedian("bytes_until_interactive"),
   sort_100k_ms: pageMedian("sort_ms"),
   dispatch_none_per_s: median(rounds.none),
-  dispatch_ten_per_s: median(rounds.ten),
+  dispatch_node_clients_per_s: median(rounds.node),
+  dispatch_chromium_pages_per_s: median(rounds.chromium),
 };
 results.summary = summary;
 results.machine.load_average_end = loadavg();
-console.log(JSON.stringify(results, null, 2));
+console.log(JSON.stringify({ machine: results.machine, summary }, null, 2));
 if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
 stopAll();
 process.exit(0);

@@ -357,6 +357,14 @@ api::Workers WorkersOf(const Mirror& mirror) {
       api::WorkerRow* row = response.add_workers();
       *row->mutable_worker() = worker.info;
       row->set_running_study(worker.running_study);
+      for (int i = 0; i < worker.info.fork_cache_size(); ++i) {
+        api::ForkCacheEntry* entry = row->add_fork_cache();
+        entry->set_stage_id(worker.info.fork_cache(i).stage_id());
+        entry->set_step(worker.info.fork_cache(i).step());
+        if (static_cast<size_t>(i) < worker.fork_cache_studies.size()) {
+          entry->set_study_id(worker.fork_cache_studies[i]);
+        }
+      }
       // At most 300 buckets go out, each the busy share of its samples.
       const size_t stride = std::max<size_t>(1, (worker.samples.size() + 299) / 300);
       int64_t busy = 0;

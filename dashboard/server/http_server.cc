@@ -12,13 +12,17 @@
 #include "absl/strings/str_cat.h"
 #include "dashboard/server/api.h"
 #include "dashboard/server/assets.h"
+#include "dashboard/server/compressed_body.h"
 #include "hippo/server.h"
 
 namespace hippo::dashboard {
 namespace {
 
 constexpr char kTokenHeader[] = "x-hippo-token";
-constexpr int kThreads = 48;  // event streams hold one each while open
+// A connection holds a thread while open (an event stream for good, a keep-alive one until it
+// idles): ten browsers hold six each.
+constexpr int kThreads = 128;
+constexpr char kJson[] = "application/json";
 
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
@@ -45,16 +49,23 @@ int HttpStatusOf(const absl::Status& status) {
   }
 }
 
-void Fail(httplib::Response& response, int code, const std::string& message) {
+void SendJson(const httplib::Request& request, httplib::Response& response,
+              const google::protobuf::Message& message) {
+  SendBody(request, response, MakeBody(ToJson(message), kJson, /*level=*/1));
+}
+
+void Fail(const httplib::Request& request, httplib::Response& response, int code,
+          const std::string& message) {
   api::Error error;
   error.set_code(code);
   error.set_message(message);
   response.status = code;
-  response.set_content(ToJson(error), "application/json");
+  SendJson(request, response, error);
 }
 
-void Fail(httplib::Response& response, const absl::Status& status) {
-  Fail(response, HttpStatusOf(status), std::string(status.message()));
+void Fail(const httplib::Request& request, httplib::Response& response,
+          const absl::Status& status) {
+  Fail(request, response, HttpStatusOf(status), std::string(status.message()));
 }
 
 Query QueryOf(const httplib::Request& request) {
@@ -80,25 +91,40 @@ std::string CookieToken(const httplib::Request& request, const std::string& name
 
 // Responses of a study's reads by URL, valid while the study's version is the same: every
 // dashboard watching a study asks for the same pages, and a 100 000-trial study's aggregates
-// are worth computing once.
+// are worth computing (and compressing) once.
 class ResponseCache {
  public:
-  bool Find(const std::string& key, int64_t version, std::string* body) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.first != version) return false;
-    *body = it->second.second;
-    return true;
-  }
-  void Put(const std::string& key, int64_t version, std::string body) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (entries_.size() >= 512) entries_.clear();
-    entries_[key] = {version, std::move(body)};
+  // The body cached under `key` at `version`, else the one `make` returns (cached). Concurrent
+  // requests for one key wait for a single `make`: ten dashboards asking at once after a change
+  // cost one computation.
+  template <typename Make>
+  absl::StatusOr<std::shared_ptr<const CompressedBody>> GetOrMake(const std::string& key,
+                                                                  int64_t version, Make make) {
+    std::shared_ptr<Entry> entry;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (entries_.size() >= 512 && !entries_.contains(key)) entries_.clear();
+      std::shared_ptr<Entry>& slot = entries_[key];
+      if (slot == nullptr) slot = std::make_shared<Entry>();
+      entry = slot;
+    }
+    std::lock_guard<std::mutex> lock(entry->mutex);
+    if (entry->body != nullptr && entry->version == version) return entry->body;
+    absl::StatusOr<std::string> made = make();
+    if (!made.ok()) return made.status();
+    entry->body = MakeBody(*std::move(made), kJson);
+    entry->version = version;
+    return entry->body;
   }
 
  private:
+  struct Entry {
+    std::mutex mutex;  // held while the body is made
+    int64_t version = 0;
+    std::shared_ptr<const CompressedBody> body;
+  };
   std::mutex mutex_;
-  std::map<std::string, std::pair<int64_t, std::string>> entries_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
 };
 
 std::string CacheKey(const httplib::Request& request) {
@@ -218,7 +244,7 @@ void HttpServer::Route() {
             }
           }
           if (!coordinator::TokenMatches(given, token_)) {
-            Fail(response, 401,
+            Fail(request, response, 401,
                  "this coordinator needs its token: open the dashboard once with the URL `hippo "
                  "server` printed (it ends in ?token=...), or send the header x-hippo-token");
             return httplib::Server::HandlerResponse::Handled;
@@ -233,17 +259,12 @@ void HttpServer::Route() {
     return [mirror, cache, make](const httplib::Request& request, httplib::Response& response) {
       const std::string study_id = request.matches[1];
       absl::StatusOr<int64_t> version = StudyVersion(*mirror, study_id);
-      if (!version.ok()) return Fail(response, version.status());
-      const std::string key = CacheKey(request);
-      std::string body;
-      if (!cache->Find(key, *version, &body)) {
-        absl::StatusOr<std::string> made = make(study_id, QueryOf(request), *version);
-        if (!made.ok()) return Fail(response, made.status());
-        body = *std::move(made);
-        cache->Put(key, *version, body);
-      }
+      if (!version.ok()) return Fail(request, response, version.status());
+      absl::StatusOr<std::shared_ptr<const CompressedBody>> body = cache->GetOrMake(
+          CacheKey(request), *version, [&] { return make(study_id, QueryOf(request), *version); });
+      if (!body.ok()) return Fail(request, response, body.status());
       response.set_header("Cache-Control", "no-store");
-      response.set_content(body, "application/json");
+      SendBody(request, response, *std::move(body));
     };
   };
   auto json = [](auto status_or) -> absl::StatusOr<std::string> {
@@ -254,8 +275,8 @@ void HttpServer::Route() {
   http.Get("/api/v1/studies",
            [mirror](const httplib::Request& request, httplib::Response& response) {
              absl::StatusOr<api::StudiesPage> page = StudiesPage(*mirror, QueryOf(request));
-             if (!page.ok()) return Fail(response, page.status());
-             response.set_content(ToJson(*page), "application/json");
+             if (!page.ok()) return Fail(request, response, page.status());
+             SendJson(request, response, *page);
            });
   http.Get(R"(/api/v1/studies/([^/]+))",
            study_read([mirror, json](const std::string& id, const Query&, int64_t) {
@@ -288,39 +309,39 @@ void HttpServer::Route() {
   http.Post(R"(/api/v1/studies/([^/]+)/stop)", [mirror](const httplib::Request& request,
                                                         httplib::Response& response) {
     if (request.get_header_value("X-Hippo-Dashboard") != "1") {
-      return Fail(response, 403,
+      return Fail(request, response, 403,
                   "a stop needs the header X-Hippo-Dashboard: 1 (sent by the dashboard's page)");
     }
     const std::string reason = request.has_param("reason") ? request.get_param_value("reason")
                                                            : "stopped from the dashboard";
     absl::StatusOr<hippo::v1::Study> study = mirror->StopStudy(request.matches[1], reason);
-    if (!study.ok()) return Fail(response, study.status());
-    response.set_content(ToJson(*study), "application/json");
+    if (!study.ok()) return Fail(request, response, study.status());
+    SendJson(request, response, *study);
   });
-  http.Get("/api/v1/workers", [mirror](const httplib::Request&, httplib::Response& response) {
-    response.set_content(ToJson(WorkersOf(*mirror)), "application/json");
-  });
+  http.Get("/api/v1/workers",
+           [mirror](const httplib::Request& request, httplib::Response& response) {
+             SendJson(request, response, WorkersOf(*mirror));
+           });
   http.Get("/api/v1/changes", [mirror](const httplib::Request& request,
                                        httplib::Response& response) {
     const Query query = QueryOf(request);
     int64_t since = 0, timeout_ms = 25000;
     if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
-      return Fail(response, 400, "since: expected a version (an integer)");
+      return Fail(request, response, 400, "since: expected a version (an integer)");
     }
     if (request.has_param("timeout_ms") &&
         (!absl::SimpleAtoi(request.get_param_value("timeout_ms"), &timeout_ms) || timeout_ms < 0 ||
          timeout_ms > 60000)) {
-      return Fail(response, 400, "timeout_ms: expected an integer in [0, 60000]");
+      return Fail(request, response, 400, "timeout_ms: expected an integer in [0, 60000]");
     }
-    response.set_content(
-        ToJson(mirror->WaitForChange(since, std::chrono::milliseconds(timeout_ms))),
-        "application/json");
+    SendJson(request, response,
+             mirror->WaitForChange(since, std::chrono::milliseconds(timeout_ms)));
   });
   http.Get("/api/v1/events", [mirror](const httplib::Request& request,
                                       httplib::Response& response) {
     int64_t since = mirror->version();
     if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
-      return Fail(response, 400, "since: expected a version (an integer)");
+      return Fail(request, response, 400, "since: expected a version (an integer)");
     }
     // A version from before a restart of the coordinator: start from nothing.
     if (since > mirror->version()) since = 0;
@@ -344,14 +365,18 @@ void HttpServer::Route() {
         });
   });
 
-  // The web app: hashed assets never change; index.html is always asked again.
+  // The web app, compressed once here: hashed assets never change; index.html is always asked
+  // again.
   for (const Asset& asset : Assets()) {
     const std::string path(asset.path);
-    auto serve = [asset](const httplib::Request&, httplib::Response& response) {
+    std::shared_ptr<const CompressedBody> body =
+        MakeBody(std::string(asset.data.data(), asset.data.size()), std::string(asset.content_type),
+                 /*level=*/9);
+    auto serve = [asset, body](const httplib::Request& request, httplib::Response& response) {
       response.set_header("Cache-Control", asset.path.starts_with("/assets/")
                                                ? "public, max-age=31536000, immutable"
                                                : "no-cache");
-      response.set_content(asset.data.data(), asset.data.size(), std::string(asset.content_type));
+      SendBody(request, response, body);
     };
     http.Get(path, serve);
     if (path == "/index.html") http.Get("/", serve);

@@ -313,8 +313,10 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     const double at = view.finished().seconds() > 0
                           ? static_cast<double>(view.finished().seconds()) - created
                           : NowSeconds() - created;
-    study.savings.push_back(
-        {at, view.steps().trial_steps(), view.steps().executed_steps(), view.trials_completed()});
+    // Like for like: the trial-by-trial steps of the work done so far (each trial up to the
+    // step it reached), not every trial's full target.
+    study.savings.push_back({at, view.steps().reached_trial_steps(), view.steps().executed_steps(),
+                             view.trials_completed()});
     if (study.savings.size() > options_.savings_points) {
       // Thin to every other point, keeping the last.
       std::vector<SavingsSample> thinned;
@@ -378,10 +380,14 @@ void Mirror::RefreshWorkers() {
   bool changed = false;
   {
     std::unique_lock lock(mutex_);
-    std::map<int64_t, std::string> study_of_family;
-    for (const std::string& id : order_) {
-      for (int64_t family : studies_.at(id)->family_ids) study_of_family.emplace(family, id);
-    }
+    // The study of a stage (a worker-facing stage id: its family in the upper 32 bits), looked
+    // up only for the workers that changed.
+    auto study_of_stage = [this](int64_t stage_id) -> std::string {
+      for (const std::string& id : order_) {
+        if (studies_.at(id)->family_ids.contains(stage_id >> 32)) return id;
+      }
+      return "";
+    };
     for (const v1::WorkerInfo& info : infos) {
       WorkerData& worker = workers_[info.worker_id()];
       std::string bytes = DeterministicBytes(info);
@@ -389,10 +395,11 @@ void Mirror::RefreshWorkers() {
         worker.info = info;
         worker.bytes = std::move(bytes);
         worker.version = Bump();
-        worker.running_study.clear();
-        if (info.running_stage_id() != 0) {
-          auto it = study_of_family.find(info.running_stage_id() >> 32);
-          if (it != study_of_family.end()) worker.running_study = it->second;
+        worker.running_study =
+            info.running_stage_id() != 0 ? study_of_stage(info.running_stage_id()) : "";
+        worker.fork_cache_studies.clear();
+        for (const v1::CachedState& state : info.fork_cache()) {
+          worker.fork_cache_studies.push_back(study_of_stage(state.stage_id()));
         }
         changed = true;
       }

@@ -83,6 +83,7 @@ struct WorkerData {
   std::string bytes;
   int64_t version = 0;
   std::string running_study;
+  std::vector<std::string> fork_cache_studies;  // the study of each info.fork_cache entry
   std::deque<std::pair<double, bool>> samples;  // (unix seconds, busy)
 };
 

@@ -116,7 +116,9 @@ class StageTree:
     """The study's stage tree: ``stages``, step counts and (when asked) Graphviz ``dot``.
 
     ``trial_steps`` is what trial-by-trial training would run, ``unique_steps`` the steps of
-    the tree (each shared prefix once), ``executed_steps`` what workers actually trained.
+    the tree (each shared prefix once), ``executed_steps`` what workers actually trained,
+    ``reached_trial_steps`` the trial-by-trial steps of the work done so far (each trial up to
+    the step it reached).
     """
 
     def __init__(self, message):
@@ -126,12 +128,14 @@ class StageTree:
         self.unique_steps = message.steps.unique_steps
         self.executed_steps = message.steps.executed_steps
         self.recomputed_steps = message.steps.recomputed_steps
+        self.reached_trial_steps = message.steps.reached_trial_steps
         self.dot = message.dot or None
 
     @property
     def savings(self):
-        """trial_steps / executed_steps: how many times fewer steps stage sharing trained."""
-        return self.trial_steps / self.executed_steps if self.executed_steps else None
+        """reached_trial_steps / executed_steps: how many times fewer steps stage sharing
+        trained for the work done so far (for a finished study: trial_steps / executed_steps)."""
+        return self.reached_trial_steps / self.executed_steps if self.executed_steps else None
 
 
 class Event:

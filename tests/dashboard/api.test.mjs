@@ -65,6 +65,18 @@ test("trials sort by any column and filter by expressions", async () => {
   assert.match(bad.body.message, /filter: unknown column 'speed'.*param:weight_decay/);
 });
 
+test("savings compare like with like: the work done so far, not every trial's full target", async () => {
+  const path = `studies/${studyId}/savings`;
+  await eventually(async () => ((await api(server.url, path)).body.points ?? []).length > 0, "a savings point");
+  const points = (await api(server.url, path)).body.points;
+  const last = points[points.length - 1];
+  // Read after the point: the work done so far only grows.
+  const steps = (await api(server.url, `studies/${studyId}`)).body.study.steps;
+  assert.ok(Number(last.trial_steps) <= Number(steps.reached_trial_steps), "the point counts reached steps");
+  assert.ok(Number(steps.reached_trial_steps) < Number(steps.trial_steps), "a running ASHA study has targets ahead");
+  assert.ok(Number(last.executed_steps) <= Number(last.trial_steps), "never more than trial by trial");
+});
+
 test("a read since a version returns only what changed after it", async () => {
   const first = (await api(server.url, `studies/${studyId}/trials?page_size=1000`)).body;
   const version = Number(first.version);

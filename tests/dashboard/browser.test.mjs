@@ -79,7 +79,23 @@ test("the workers page shows both workers and what they run", async () => {
   await page.click('a[data-nav="workers"]');
   await page.waitForSelector('tr[data-worker="w1"]');
   await page.waitForSelector('tr[data-worker="w2"]');
-  assert.match(await text('tr[data-worker="w1"]'), /states/);
+  assert.match(await text('tr[data-worker="w1"]'), /states?/);
+  // The fork cache: the states the workers hold, each linked to the study it belongs to, as
+  // many as the API lists (at most 64 a worker, the count of all of them beside).
+  const chip = `tr[data-worker] .fork-cache a.chip[href="#/study/${studyId}"]`;
+  await eventually(async () => (await page.locator(chip).count()) > 0, "a worker's fork cache to show a state of the study");
+  // Only this study has run yet: every state listed is one of its stages.
+  const workers = await eventually(async () => {
+    const rows = (await api(server.url, "workers")).body.workers;
+    const entries = rows.flatMap((row) => row.fork_cache ?? []);
+    return entries.length > 0 && entries.every((entry) => entry.study_id === studyId) && rows;
+  }, "the API to list the workers' cached states with their study");
+  for (const row of workers) {
+    const cache = row.fork_cache ?? [];
+    assert.ok(cache.length <= 64 && cache.length <= Number(row.worker.cached_states ?? 0), `${cache.length} states listed of ${row.worker.cached_states}`);
+  }
+  const chips = await page.locator("tr[data-worker] .fork-cache .chip").allTextContents();
+  assert.ok(chips.length > 0 && chips.every((chip) => /^stage \d+\/\d+ · step [\d,]+$/.test(chip)), `chips: ${chips}`);
   await page.screenshot({ path: path.join(ARTIFACTS, "workers.png") });
 });
 

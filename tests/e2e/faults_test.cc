@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "proto/spec_loader.h"
+#include "tests/e2e/fault_scenarios.h"
 #include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
@@ -77,27 +78,10 @@ TEST(FaultsTest, CoordinatorKilledThreeTimesEndsLikeAnUninterruptedRun) {
   EXPECT_GE(steps.executed_steps(), steps.unique_steps());
 }
 
-TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyFinishes) {
+TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyEndsAsUninterrupted) {
   TempDir dir;
-  const std::string spec_path = dir.File("w1.yaml");
-  {
-    std::ofstream spec(spec_path);
-    spec << WorkloadWithConfig("w1.yaml",
-                               "{model: resnet20, batch_size: 128, cost_per_step: 0.01}");
-    spec << "\n";
-  }
   // Fewer trials keep the test short: the first 8 of the grid.
-  {
-    std::ifstream in(spec_path);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string yaml = text.str();
-    const size_t at = yaml.find("budget: {max_steps: 120}");
-    ASSERT_NE(at, std::string::npos);
-    yaml.replace(at, 24, "budget: {max_steps: 120, max_trials: 8}");
-    std::ofstream out(spec_path);
-    out << yaml;
-  }
+  const std::string spec_path = WriteW1(dir, /*seconds_per_step=*/0.01, /*max_trials=*/8);
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   Process server(
       {"server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "1"},
@@ -123,10 +107,12 @@ TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyFinishes) {
                     dir.File("checkpoints")},
                    dir.File("survivor.log"));
 
-  absl::StatusOr<v1::Study> study = WaitForStudy(address, study_id, std::chrono::seconds(120));
-  ASSERT_TRUE(study.ok()) << study.status();
-  EXPECT_EQ(study->state(), v1::STUDY_COMPLETED);
-  EXPECT_EQ(study->trials_completed(), 8);
+  absl::StatusOr<EndedStudy> ended =
+      WaitForEndedStudy(address, study_id, std::chrono::seconds(120));
+  ASSERT_TRUE(ended.ok()) << ended.status() << "\n"
+                          << DescribeStudy(address, study_id, dir.File("server.log"));
+  ExpectUninterruptedResults(*ended, spec_path, /*trials=*/8);
+  const v1::Study* study = &ended->study;
   // The stage the victim held ran again elsewhere.
   auto stub = Connect(address);
   grpc::ClientContext context;

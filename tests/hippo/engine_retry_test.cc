@@ -127,6 +127,8 @@ TEST(EngineRetryTest, NewTrialsOfAStudyBelowAStageItSawFailFailAtOnceAndTheStudy
       ->mutable_values()
       ->RemoveLast();
   spec.mutable_algorithm()->set_name("random");
+  // Four draws of the space's one configuration (without replacement there would be one).
+  spec.mutable_algorithm()->set_sample_with_replacement(true);
   spec.mutable_budget()->set_max_trials(4);
   spec.mutable_budget()->set_max_parallel_trials(1);
   absl::StatusOr<v1::Study> study = engine.CreateStudy(spec, false);

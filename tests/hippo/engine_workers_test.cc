@@ -216,5 +216,31 @@ TEST_F(EngineWorkersTest, ARestartedEngineSettlesRecoveredAttemptsByTheHellos) {
   EXPECT_EQ(engine_->GetStudy(study->id())->steps().executed_steps(), 150);
 }
 
+TEST_F(EngineWorkersTest, TheWorkerViewListsItsForkCacheNewestFirstAndBounded) {
+  // A hello with 100 cached states, then one evicted: the view counts 99 and lists the 64
+  // highest stage ids (the most recent stages), highest first.
+  v1::WorkerHello hello = Hello("cache");
+  for (int64_t stage = 1; stage <= 100; ++stage) {
+    v1::CachedState* state = hello.add_cached_states();
+    state->set_stage_id(stage);
+    state->set_step(stage * 10);
+  }
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_->Connect(hello, channel).ok());
+  v1::WorkerMessage evicted;
+  v1::CachedState* gone = evicted.mutable_evicted()->add_states();
+  gone->set_stage_id(100);
+  gone->set_step(1000);
+  ASSERT_TRUE(engine_->OnWorkerMessage("cache", evicted).ok());
+  const std::vector<v1::WorkerInfo> workers = engine_->ListWorkers();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].cached_states(), 99);
+  ASSERT_EQ(workers[0].fork_cache_size(), 64);
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(workers[0].fork_cache(i).stage_id(), 99 - i);
+    EXPECT_EQ(workers[0].fork_cache(i).step(), (99 - i) * 10);
+  }
+}
+
 }  // namespace
 }  // namespace hippo::coordinator

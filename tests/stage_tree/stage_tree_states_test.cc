@@ -205,6 +205,58 @@ TEST(StageTreeStatesTest, ALostEndStateMakesItsStageARecomputeFromItsLatestKeptS
   EXPECT_FALSE(tree.node(shared).recompute);
 }
 
+// reached_trial_steps: the work done so far counted trial by trial, each trial up to the step
+// its path was trained to; a step once trained stays counted (a lost state, a rerun), and once
+// every trial reached its target it equals trial_steps.
+TEST(StageTreeStatesTest, ReachedTrialStepsCountEachTrialUpToWhereItsPathWasTrained) {
+  StageTree tree("family", {"lr"});
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 100);
+  const NodeId shared = tree.Path(first)[0];
+  EXPECT_EQ(tree.counts().reached_trial_steps, 0);
+  ASSERT_TRUE(tree.MarkRunning(shared).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 0) << "running is not trained";
+  ASSERT_TRUE(tree.MarkDone(shared).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 100) << "both trials reached 50";
+  EXPECT_EQ(tree.counts().executed_steps, 50);
+
+  // A new trial through the trained stage has reached its end already.
+  const TrialId third = *tree.Insert(LearningRate(0.1, 0.02, 50), 100);
+  EXPECT_EQ(tree.counts().reached_trial_steps, 150);
+  const NodeId own = tree.Path(first)[1];
+  ASSERT_TRUE(tree.MarkRunning(own).ok());
+  ASSERT_TRUE(tree.MarkDone(own).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 200);
+
+  // Losing the shared state and training it again adds nothing: those steps were reached.
+  ASSERT_TRUE(tree.LoseState(shared, 50).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 200);
+  ASSERT_TRUE(tree.MarkRunning(shared).ok());
+  ASSERT_TRUE(tree.MarkDone(shared).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 200);
+  EXPECT_EQ(tree.counts().recomputed_steps, 50);
+
+  // A trial extended past a trained stage counts its new steps once they are trained.
+  const TrialId short_trial = *tree.Insert(LearningRate(0.3, 0.03, 50), 40);
+  const NodeId head = tree.Path(short_trial)[0];
+  ASSERT_TRUE(tree.MarkRunning(head).ok());
+  ASSERT_TRUE(tree.MarkDone(head).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 240);
+  ASSERT_TRUE(tree.Extend(short_trial, 100).ok());
+  EXPECT_EQ(tree.counts().reached_trial_steps, 240);
+
+  // Everything trained: the work done is every trial's full target.
+  for (TrialId trial : {second, third, short_trial}) {
+    for (NodeId node : tree.Path(trial)) {
+      if (tree.node(node).state == StageState::kDone) continue;
+      ASSERT_TRUE(tree.MarkRunning(node).ok()) << node;
+      ASSERT_TRUE(tree.MarkDone(node).ok()) << node;
+    }
+  }
+  EXPECT_EQ(tree.counts().trial_steps, 400);
+  EXPECT_EQ(tree.counts().reached_trial_steps, tree.counts().trial_steps);
+}
+
 TEST(StageTreeStatesTest, ExtendingReusesSharedStages) {
   StageTree tree("family", {"lr"});
   const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);

@@ -360,18 +360,19 @@ std::string WorkloadWithConfig(const std::string& name, const std::string& confi
                             "config: " + config_yaml);
 }
 
-Cluster::Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags)
+Cluster::Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags,
+                 const std::vector<std::string>& worker_flags)
     : address_("127.0.0.1:" + std::to_string(FreePort())), server_log_(dir.File("server.log")) {
   server_args_ = {"server", "--listen", address_, "--db", dir.File("hippo.db")};
   server_args_.insert(server_args_.end(), server_flags.begin(), server_flags.end());
   server_ = std::make_unique<Process>(server_args_, server_log_);
   EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
   for (int i = 0; i < workers; ++i) {
-    workers_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"worker", "--coordinator", address_, "--id",
-                                 "worker-" + std::to_string(i), "--checkpoint-dir",
-                                 dir.File("checkpoints")},
-        dir.File("worker.log")));
+    std::vector<std::string> args = {
+        "worker",           "--coordinator",        address_, "--id", "worker-" + std::to_string(i),
+        "--checkpoint-dir", dir.File("checkpoints")};
+    args.insert(args.end(), worker_flags.begin(), worker_flags.end());
+    workers_.push_back(std::make_unique<Process>(args, dir.File("worker.log")));
   }
 }
 
@@ -383,11 +384,11 @@ std::string Cluster::Submit(const std::string& spec_path) const {
 }
 
 Process& Cluster::AddWorker(const std::string& id, const std::string& checkpoint_dir,
-                            const std::string& log_path) {
+                            const std::string& log_path, const Env& env) {
   workers_.push_back(std::make_unique<Process>(
       std::vector<std::string>{"worker", "--coordinator", address_, "--id", id, "--checkpoint-dir",
                                checkpoint_dir},
-      log_path));
+      log_path, env));
   return *workers_.back();
 }
 

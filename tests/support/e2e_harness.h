@@ -81,10 +81,12 @@ bool WaitForServer(const std::string& address, std::chrono::seconds timeout);
 // A coordinator (`hippo server` on a free loopback port, its database `dir`/hippo.db) and
 // `workers` worker processes ("worker-0", ...; checkpoints in `dir`/checkpoints), the logs in
 // `dir`. The constructor returns once the coordinator answers (a test failure if it does not
-// within 20 s); the destructor SIGKILLs whatever still runs.
+// within 20 s); the destructor SIGKILLs whatever still runs. `worker_flags` are added to every
+// worker's command line.
 class Cluster {
  public:
-  Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {});
+  Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {},
+          const std::vector<std::string>& worker_flags = {});
 
   const std::string& address() const { return address_; }
   // Submits the spec file; the study id, or "" with a test failure.
@@ -97,10 +99,10 @@ class Cluster {
   // (a test failure if it does not within 20 s).
   void StartServer(bool wait);
   const std::string& server_log() const { return server_log_; }
-  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path`; the
-  // cluster keeps it (SIGKILLed at the end if still alive).
+  // Starts one more worker `id` with its own checkpoint directory, its log in `log_path` and
+  // `env` added to its environment; the cluster keeps it (SIGKILLed at the end if still alive).
   Process& AddWorker(const std::string& id, const std::string& checkpoint_dir,
-                     const std::string& log_path);
+                     const std::string& log_path, const Env& env = {});
   // Polls ListWorkers until `count` workers are connected (false after `timeout`).
   bool WaitForWorkers(size_t count, std::chrono::seconds timeout) const;
 

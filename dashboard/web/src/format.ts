@@ -94,3 +94,8 @@ export function segmentValue(segment: Json, step: number): number {
   }
   return 0; // a segment with no function is a constant 0 (proto3 default)
 }
+
+/** A performance mark set the first time a part of a page is shown (read by the benchmark). */
+export function markOnce(name: string) {
+  if (performance.getEntriesByName(name, "mark").length === 0) performance.mark(name);
+}

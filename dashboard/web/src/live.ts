@@ -53,24 +53,28 @@ export function subscribe(listener: Listener): () => void {
   return () => listeners.delete(listener);
 }
 
-/** Runs `task` at most once per `ms`, and again after the last call within that window. */
-export function throttle(task: () => Promise<void> | void, ms: number): () => void {
+/**
+ * Runs `task` at most once per `ms`, and again after the last call within that window. The
+ * promise a call returns settles once a run that began after the call has ended.
+ */
+export function throttle(task: () => Promise<void> | void, ms: number): () => Promise<void> {
   let running = false;
   let again = false;
   let last = 0;
+  let waiters: (() => void)[] = [];
   const run = async () => {
     if (running) {
       again = true;
       return;
     }
-    const wait = last + ms - Date.now();
-    if (wait > 0) {
-      running = true;
-      await new Promise((resolve) => setTimeout(resolve, wait));
-      running = false;
-    }
     running = true;
+    const wait = last + ms - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     last = Date.now();
+    // Calls made until now are served by this run.
+    const served = waiters;
+    waiters = [];
+    again = false;
     try {
       await task();
     } catch (error) {
@@ -78,10 +82,15 @@ export function throttle(task: () => Promise<void> | void, ms: number): () => vo
     } finally {
       running = false;
     }
+    for (const resolve of served) resolve();
     if (again) {
       again = false;
       void run();
     }
   };
-  return () => void run();
+  return () =>
+    new Promise<void>((resolve) => {
+      waiters.push(resolve);
+      void run();
+    });
 }

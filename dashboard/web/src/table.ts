@@ -2,7 +2,7 @@
 // table scrolls (a virtual list: only the rows in view are in the DOM), so a 100 000-trial
 // study costs one page. A click on a row selects the trial.
 import { get, Json, num, studyPath } from "./api";
-import { badge, fmtInt, fmtNumber, fmtParameter, h } from "./format";
+import { badge, fmtInt, fmtNumber, fmtParameter, h, markOnce } from "./format";
 
 const ROW = 30;
 const PAGE = 100;
@@ -136,6 +136,7 @@ export class TrialTable {
     }
     this.body.style.transform = `translateY(${first * ROW}px)`;
     this.body.replaceChildren(...rows);
+    if (rows.length > 0) markOnce("hippo:table");
   }
 
   private rowOf(trial: Json, index: number): HTMLElement {

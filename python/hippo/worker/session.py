@@ -1,13 +1,14 @@
 """The worker side of hippo.v1.WorkerService in Python: the same protocol as `hippo worker`.
 
 One bidirectional Session stream. The worker says hello (id, host, devices, memory, trainer
-kinds), sends a Heartbeat every heartbeat_seconds listing the attempts it holds, and trains the
-assigned stages one at a time on the thread that called run(), in arrival order: Progress after
-every step, CheckpointWritten for each requested state, and at the end the last Progress, the
-end CheckpointWritten and StageFinished packed in one Reports message. Cancel stops a running
-stage at its next report (StageFinished ok=false, "cancelled by the coordinator") or drops a
-queued one; CheckpointAt asks for the state at a later step of a running stage; Drain makes the
-worker refuse new stages, finish what it holds, half-close the stream and return.
+kinds, the attempts it holds and the states it wrote), sends a Heartbeat every heartbeat_seconds
+listing the attempts it holds, and trains the assigned stages one at a time on the thread that
+called run(), in arrival order: Progress after every step, CheckpointWritten for each requested
+state, and at the end the last Progress, the end CheckpointWritten and StageFinished packed in
+one Reports message. Cancel stops a running stage at its next report (StageFinished ok=false,
+"cancelled by the coordinator") or drops a queued one; CheckpointAt asks for the state at a
+later step of a running stage; Drain makes the worker refuse new stages, finish what it holds,
+half-close the stream and return.
 
 When the stream breaks, the worker reconnects with exponential backoff (50 ms doubling to 2 s,
 ±20 % jitter), says hello again, and re-sends every report of its newest attempts (delivery is
@@ -37,6 +38,7 @@ _END = object()  # ends a session's request stream (half-close)
 _PERMANENT = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
               grpc.StatusCode.UNIMPLEMENTED)
 _RESENT_ATTEMPTS = 4  # newest attempts whose reports are re-sent after a reconnect
+_MAX_CACHED_STATES = 10_000  # states a hello may list (the coordinator refuses more)
 
 
 class _AttemptControl:
@@ -211,14 +213,29 @@ class Worker:
                     self._outgoing.put(hippo_pb2.WorkerMessage(heartbeat=beat))
 
     def _hello(self):
+        """The hello of a new session; call with the lock held, right before the reports to
+        re-send are queued, so that it lists exactly what this session starts with.
+
+        `held` lists the attempts queued or running, and those whose reports are re-sent right
+        after it (one that ended while the stream was down stays the worker's until they
+        arrive): a restarted coordinator keeps these and takes back at once every other attempt
+        it gave this worker, instead of waiting for their leases. `cached_states` lists the
+        states this process wrote that are still on disk (the newest, at most
+        _MAX_CACHED_STATES): stages that start from them may be sent here without a parent
+        state URI."""
         try:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError):
             memory = 0
+        held = sorted(set(self._held) | set(self._reports))
+        cached = [hippo_pb2.CachedState(stage_id=stage_id, step=step)
+                  for (stage_id, step), path in list(self._states.items())  # the trainer adds
+                  if os.path.isfile(path)]
         return hippo_pb2.WorkerMessage(hello=hippo_pb2.WorkerHello(
             worker_id=self.worker_id, host=socket.gethostname(),
             devices=[hippo_pb2.Device(name="cpu", memory_bytes=memory)], memory_bytes=memory,
-            trainers=self.trainers))
+            trainers=self.trainers, cached_states=cached[-_MAX_CACHED_STATES:],
+            held=hippo_pb2.HeldAttempts(attempt_ids=held)))
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -226,10 +243,10 @@ class Worker:
         backoff = 0.05
         while not self._stopping.is_set():
             outgoing = queue.Queue()
-            outgoing.put(self._hello())
             opened = time.monotonic()
             got_message = False
             with self._lock:
+                outgoing.put(self._hello())
                 for messages in self._reports.values():
                     for message in messages:
                         outgoing.put(message)

@@ -1,5 +1,6 @@
-// Savings over time (steps the trials asked for against steps trained) and a trial's
-// schedule (each sequence hyper-parameter as a function of the step).
+// Savings over time (the trial-by-trial steps of the work done so far, each trial up to the
+// step it reached, against steps trained) and a trial's schedule (each sequence hyper-parameter
+// as a function of the step).
 import uPlot from "uplot";
 import { Json, num } from "../api";
 import { segmentValue } from "../format";
@@ -12,7 +13,7 @@ export function drawSavings(plot: Plot, savings: Json) {
     {
       series: [
         { label: "seconds" },
-        { label: "trial steps", stroke: COLORS.muted, width: 2, fill: "rgba(66,99,235,0.08)" },
+        { label: "trial steps so far", stroke: COLORS.muted, width: 2, fill: "rgba(66,99,235,0.08)" },
         { label: "steps trained", stroke: COLORS.best, width: 2 },
       ],
       axes: [axis("seconds since the study began"), axis("steps", { size: 60 })],

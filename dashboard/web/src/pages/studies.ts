@@ -88,7 +88,8 @@ export function elapsedOf(row: Json): number {
 function rowOf(row: Json): HTMLElement {
   const study: Json = row.study;
   const steps: Json = study.steps ?? {};
-  const trialSteps = num(steps.trial_steps);
+  // The trial-by-trial steps of the work done so far (each trial up to the step it reached).
+  const trialSteps = num(steps.reached_trial_steps);
   const executed = num(steps.executed_steps);
   const saved = trialSteps > 0 ? 1 - executed / trialSteps : 0;
   const best = study.best_trial;

@@ -7,7 +7,7 @@ import { drawHistory } from "../charts/history";
 import { drawSavings, drawSchedule } from "../charts/misc";
 import { drawImportance, drawParallel } from "../charts/parallel";
 import { Plot } from "../charts/plot";
-import { badge, fmtDuration, fmtInt, fmtNumber, h, progressBar } from "../format";
+import { badge, fmtDuration, fmtInt, fmtNumber, h, markOnce, progressBar } from "../format";
 import { subscribe, throttle } from "../live";
 import { elapsedOf } from "./studies";
 import { TrialTable } from "../table";
@@ -69,7 +69,8 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (!row) return;
     const study: Json = row.study;
     const steps: Json = study.steps ?? {};
-    const trialSteps = num(steps.trial_steps);
+    // The trial-by-trial steps of the work done so far (each trial up to the step it reached).
+    const trialSteps = num(steps.reached_trial_steps);
     const executed = num(steps.executed_steps);
     const running = study.state === "STUDY_RUNNING";
     const stop = h("button", { class: "button danger", id: "stop-study" }, "Stop study");
@@ -96,11 +97,12 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       stat("Progress", progressBar(num(row.progress)), `${(num(row.progress) * 100).toFixed(1)} %`),
       stat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : ""),
       stat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created"),
-      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps`),
+      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps so far`),
       stat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`),
       stat("Elapsed", fmtDuration(elapsedOf(row))),
       stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
     );
+    markOnce("hippo:summary");
   };
 
   const refreshStudy = throttle(async () => {
@@ -121,6 +123,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
     drawCurves(curves, await get(studyPath(studyId, "curves"), { trials }), curvesLegend);
+    markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
     drawHistory(history, await get(studyPath(studyId, "history")), row?.study?.spec?.objective?.metric ?? "objective");
@@ -141,24 +144,25 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const observer = new ResizeObserver(drawParameters);
   observer.observe(parallelCanvas);
 
-  const all = async () => {
-    await refreshStudy();
-    refreshCurves();
+  // First what the page is judged by (the summary, the learning curves, the trial table), then
+  // the rest: a browser opens 6 connections to the coordinator, one held by the event stream,
+  // so the later reads would otherwise queue the first ones behind them.
+  const rest = () => {
     refreshHistory();
     refreshParameters();
     refreshSavings();
     refreshTree();
   };
-  void all().then(() => table.reload());
-  const stop = subscribe((change) => {
-    if (!change.all && !change.studies.has(studyId)) return;
+  const all = () => {
     refreshStudy();
     refreshCurves();
-    refreshHistory();
-    refreshParameters();
-    refreshSavings();
-    refreshTree();
     refreshTable();
+    rest();
+  };
+  const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
+  void first.then(rest);
+  const stop = subscribe((change) => {
+    if (change.all || change.studies.has(studyId)) all();
   });
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {

@@ -19,6 +19,31 @@ function sparkline(samples: Json[]): HTMLCanvasElement {
   return canvas;
 }
 
+// Stage ids given to workers carry their family in the upper 32 bits: shown as family/node.
+function stageName(id: number): string {
+  const family = Math.floor(id / 2 ** 32);
+  return `${family}/${id - family * 2 ** 32}`;
+}
+
+/** The states a worker's fork cache holds: the count, then the latest states as chips. */
+function forkCache(count: number, entries: Json[]): HTMLElement {
+  const shown = entries.slice(0, 12);
+  const chips = shown.map((entry) => {
+    const label = `stage ${stageName(num(entry.stage_id))} · step ${fmtInt(num(entry.step))}`;
+    const title = `${label}${entry.study_id ? ` (study ${entry.study_id})` : ""}`;
+    return entry.study_id
+      ? h("a", { class: "chip", href: `#/study/${encodeURIComponent(entry.study_id)}`, title, "data-state": `${num(entry.stage_id)}@${num(entry.step)}` }, label)
+      : h("span", { class: "chip", title, "data-state": `${num(entry.stage_id)}@${num(entry.step)}` }, label);
+  });
+  const more = count - shown.length;
+  return h(
+    "div",
+    { class: "fork-cache" },
+    h("div", { class: "num" }, `${fmtInt(count)} state${count === 1 ? "" : "s"}`),
+    h("div", { class: "chips" }, ...chips, more > 0 ? h("span", { class: "muted small" }, `+${fmtInt(more)} more`) : ""),
+  );
+}
+
 export function mountWorkers(app: HTMLElement): () => void {
   const tbody = h("tbody");
   const summary = h("p", { class: "muted" });
@@ -60,7 +85,7 @@ export function mountWorkers(app: HTMLElement): () => void {
           ),
           h("td", {}, running),
           h("td", {}, (worker.devices ?? []).map((d: Json) => d.name).join(", ") || "cpu"),
-          h("td", { class: "num" }, `${fmtInt(num(worker.cached_states))} states`),
+          h("td", {}, forkCache(num(worker.cached_states), row.fork_cache ?? [])),
           h("td", { class: "num" }, `${(num(row.utilisation) * 100).toFixed(0)} %`),
           h("td", {}, sparkline(row.samples ?? [])),
         );

@@ -1,0 +1,132 @@
+"""The benchmark's figures: medians per algorithm, model, worker count and side; Hippo's
+ratios; the goals; and the tables printed (Markdown, as benchmarks/README.md holds them)."""
+
+import math
+import statistics
+
+SIDES = ("hippo", "hippo-no-merge", "optuna")
+
+
+def config_name(config):
+    initial, milestones, gamma = config
+    return f"lr {initial:g} milestones {milestones} gamma {gamma:g}"
+
+
+def progress_line(result):
+    best = result["best_accuracy"]
+    return (f"{result['algorithm']:9} {result['model']} workers {result['workers']} run "
+            f"{result['run']} {result['side']:14} wall {result['wall_s']:7.2f} s  CPU "
+            f"{result['cpu_s']:7.2f} s  epochs {result['epochs']:4}  best "
+            f"{'-' if best is None else f'{best:.4f}'}  load {result['load_average']:.1f}")
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(results, val_limit):
+    """(rows, goals): a row per (algorithm, model, workers, side) with the medians over runs;
+    a goal record per (algorithm, model, workers)."""
+    groups = {}
+    for result in results:
+        key = (result["algorithm"], result["model"], result["workers"])
+        groups.setdefault(key, {}).setdefault(result["side"], []).append(result)
+    rows, goals = [], []
+    for (algorithm, model, workers), sides in groups.items():
+        medians = {}
+        for side in SIDES:
+            runs = sides.get(side, [])
+            if not runs:
+                continue
+            medians[side] = {name: _median([r[name] for r in runs])
+                             for name in ("wall_s", "cpu_s", "epochs", "epoch_s",
+                                          "best_accuracy")}
+            medians[side]["runs"] = len(runs)
+            medians[side]["load_average"] = [min(r["load_average"] for r in runs),
+                                             max(r["load_average"] for r in runs)]
+            rows.append({"algorithm": algorithm, "model": model, "workers": workers,
+                         "side": side, **medians[side]})
+        everything = [r for runs in sides.values() for r in runs]
+        goal = {"algorithm": algorithm, "model": model, "workers": workers,
+                "same_configs": all(r["configs"] == everything[0]["configs"]
+                                    for r in everything),
+                "trials": len(everything[0]["configs"]),
+                "distinct_configs": len({tuple(c) for c in everything[0]["configs"]})}
+        merged = sides.get("hippo", [])
+        goal["unique_epochs"] = [(r["epochs"], r["steps"].get("unique_steps"),
+                                  r["steps"].get("executed_steps")) for r in merged]
+        goal["trains_unique_epochs"] = all(e == u == x for e, u, x in goal["unique_epochs"])
+        if "hippo" in medians and "hippo-no-merge" in medians:
+            h, n = medians["hippo"], medians["hippo-no-merge"]
+            goal["epoch_gain"] = n["epochs"] / h["epochs"]
+            goal["wall_gain"] = n["wall_s"] / h["wall_s"]
+            goal["cpu_gain"] = n["cpu_s"] / h["cpu_s"]
+            goal["wall_over_epoch_gain"] = goal["wall_gain"] / goal["epoch_gain"]
+        if "hippo" in medians and "optuna" in medians:
+            h, o = medians["hippo"], medians["optuna"]
+            goal["vs_optuna"] = {"epochs": o["epochs"] / h["epochs"],
+                                 "wall": o["wall_s"] / h["wall_s"],
+                                 "cpu": o["cpu_s"] / h["cpu_s"]}
+            if h["best_accuracy"] is not None and o["best_accuracy"] is not None:
+                p = o["best_accuracy"]
+                goal["standard_error"] = math.sqrt(p * (1 - p) / val_limit)
+                goal["best_difference"] = h["best_accuracy"] - o["best_accuracy"]
+                goal["best_equal_within_se"] = (abs(goal["best_difference"])
+                                                <= goal["standard_error"])
+            # The same configuration trained to the end on both sides: the same accuracy?
+            shared = same = 0
+            for hr in merged:
+                for orun in sides.get("optuna", []):
+                    for name, value in hr["final_accuracy"].items():
+                        if name in orun["final_accuracy"]:
+                            shared += 1
+                            same += value == orun["final_accuracy"][name]
+            goal["final_accuracy_pairs"] = {"shared": shared, "identical": same}
+        goals.append(goal)
+    return rows, goals
+
+
+def _f(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(summary):
+    lines = ["| algorithm | model | workers | side | runs | wall s | CPU s | epochs | "
+             "s per epoch | best val. acc. | load avg. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in summary["rows"]:
+        per_epoch = row["epoch_s"] / row["epochs"] if row["epochs"] else None
+        load = row["load_average"]
+        lines.append(
+            f"| {row['algorithm']} | {row['model']} | {row['workers']} | {row['side']} | "
+            f"{row['runs']} | {_f(row['wall_s'])} | {_f(row['cpu_s'])} | {row['epochs']:g} | "
+            f"{_f(per_epoch, 3)} | {_f(row['best_accuracy'], 4)} | "
+            f"{load[0]:.1f}–{load[1]:.1f} |")
+    lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
+              "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
+              "vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | same config, same acc. |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for goal in summary["goals"]:
+        vs = goal.get("vs_optuna")
+        unique = ", ".join(f"{e}/{u}" for e, u, _ in goal["unique_epochs"])
+        pairs = goal.get("final_accuracy_pairs", {})
+        best = (f"{goal['best_difference']:+.4f} ({goal['standard_error']:.4f}) "
+                f"{'ok' if goal['best_equal_within_se'] else 'MISSED'}"
+                if "best_difference" in goal else "–")
+        ratio = goal.get("wall_over_epoch_gain")
+        lines.append(
+            f"| {goal['algorithm']} | {goal['model']} | {goal['workers']} | {goal['trials']} "
+            f"({goal['distinct_configs']}) | {'yes' if goal['same_configs'] else 'NO'} | "
+            f"{unique} {'ok' if goal['trains_unique_epochs'] else 'MISSED'} | "
+            f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('cpu_gain'))}× | "
+            f"{_f(goal.get('wall_gain'))}× | "
+            f"{_f(ratio)} {'' if ratio is None else 'ok' if ratio >= 0.95 else 'MISSED'} | "
+            + (f"{vs['epochs']:.2f}×, {vs['wall']:.2f}×, {vs['cpu']:.2f}× | " if vs else "– | ")
+            + f"{best} | {pairs.get('identical', 0)}/{pairs.get('shared', 0)} |")
+    overhead = summary.get("service_overhead")
+    if overhead:
+        lines += ["", f"Service overhead, trivial objective (ask/tell, random sampler): Hippo "
+                      f"{overhead['hippo']:.1f} trials/s, Optuna {overhead['optuna']:.1f} "
+                      f"trials/s ({overhead['hippo'] / overhead['optuna']:.1f}×)."]
+    return "\n".join(lines)

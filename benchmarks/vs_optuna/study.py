@@ -1,0 +1,125 @@
+"""The study the benchmark runs three ways: its search space (step-decay learning-rate
+schedules), the algorithms' settings, and how each system is told them — a Hippo spec, and
+Optuna's sampler, pruner and enqueued parameters."""
+
+import itertools
+import math
+
+import training
+
+
+class Study:
+    """Schedules lr(epoch) = initial * gamma^(milestones passed) over `epochs` epochs, with
+    `initial`, `milestones` (lists of epochs) and `gamma` drawn from the given choices.
+    Schedules with the same initial rate are equal up to their first milestone: Hippo trains
+    that prefix once and forks."""
+
+    def __init__(self, args):
+        self.epochs = args.epochs
+        self.initial = args.initial
+        self.milestones = args.milestones
+        self.gamma = args.gamma
+        self.batch_size = args.batch_size
+        self.seed = args.seed
+        self.train_limit, self.val_limit = args.train_limit, args.val_limit
+        self.eta = args.reduction_factor
+        self.asha_min = args.asha_min_resource
+        self.asha_trials = args.asha_trials
+        # Hippo's Hyperband: s_max = floor(log_eta(R)), smallest rung R / eta^s_max.
+        s_max = int(math.floor(math.log(self.epochs) / math.log(self.eta) + 1e-9))
+        self.hyperband_min = max(1, round(self.epochs / self.eta ** s_max))
+        for milestones in self.milestones:
+            if any(m <= 0 or m >= self.epochs for m in milestones):
+                raise SystemExit(f"--milestones {milestones}: every milestone must lie inside "
+                                 f"(0, --epochs {self.epochs})")
+        # Every configuration by its lr per epoch: distinct schedules, or the study is moot.
+        self._by_values = {}
+        for config in self.configs():
+            values = tuple(self.lr(config, e) for e in range(self.epochs))
+            if values in self._by_values:
+                raise SystemExit(f"configurations {self._by_values[values]} and {config} give "
+                                 f"the same schedule: make the choices distinct")
+            self._by_values[values] = config
+
+    def configs(self):
+        """Every configuration (initial, milestones as "a-b", gamma), in Hippo's grid order
+        (the last parameter varying fastest)."""
+        return [(i, "-".join(map(str, m)), g)
+                for i, m, g in itertools.product(self.initial, self.milestones, self.gamma)]
+
+    def lr(self, config, epoch):
+        initial, milestones, gamma = config
+        return training.step_decay(initial, [int(m) for m in milestones.split("-")], gamma,
+                                   epoch)
+
+    def config_of_point(self, point, schedule):
+        """The configuration of a Hippo trial. Its point holds one value per dimension with
+        more than one choice, in the order the coordinator's space builder adds a step decay's
+        components (initial, gamma, milestones). `schedule`, the trial's lr per epoch as far as
+        it is trained, must agree with it."""
+        choices = {"initial": self.initial, "gamma": self.gamma, "milestones": self.milestones}
+        dimensions = [name for name, values in choices.items() if len(values) > 1]
+        if len(point) != len(dimensions):
+            raise ValueError(f"point {point}: expected values of {dimensions}")
+        values = {name: values[0] for name, values in choices.items()}
+        values.update(zip(dimensions, point))
+        config = (values["initial"], "-".join(str(int(m)) for m in values["milestones"]),
+                  values["gamma"])
+        if config not in self._by_values.values():
+            raise ValueError(f"point {point} is none of the study's configurations")
+        expected = [self.lr(config, e) for e in range(len(schedule))]
+        if expected != list(schedule):
+            raise ValueError(f"point {point} gives lr {expected}, the trial trained {schedule}")
+        return config
+
+    # -- Hippo ---------------------------------------------------------------------------------
+
+    def hippo_spec(self, name, algorithm, model, epoch_log):
+        algorithms = {
+            "grid": {"name": "grid"},
+            "asha": {"name": "asha", "seed": self.seed,
+                     "asha": {"min_resource": self.asha_min, "max_resource": self.epochs,
+                              "reduction_factor": self.eta, "sampler": "random"}},
+            "hyperband": {"name": "hyperband", "seed": self.seed,
+                          "hyperband": {"max_resource": self.epochs,
+                                        "reduction_factor": self.eta}},
+        }
+        budget = {"max_steps": self.epochs}
+        if algorithm == "asha":
+            budget["max_trials"] = self.asha_trials
+        return {
+            "name": name,
+            "objective": {"metric": "val_accuracy", "direction": "MAXIMIZE"},
+            "trainer": {"kind": "external", "seed": self.seed,
+                        "config": {"model": model, "batch_size": self.batch_size,
+                                   "train_limit": self.train_limit,
+                                   "val_limit": self.val_limit, "epoch_log": epoch_log}},
+            "search_space": {"parameters": [{"name": "lr", "sequence": {"step_decay": {
+                "initial": {"choices": {"values": self.initial}},
+                "milestones": {"choices": [{"steps": m} for m in self.milestones]},
+                "gamma": {"choices": {"values": self.gamma}},
+            }}}]},
+            "algorithm": algorithms[algorithm],
+            "budget": budget,
+        }
+
+    # -- Optuna --------------------------------------------------------------------------------
+
+    def optuna_space(self):
+        return {"initial": list(self.initial),
+                "milestones": ["-".join(map(str, m)) for m in self.milestones],
+                "gamma": list(self.gamma)}
+
+    def optuna_pruner(self, algorithm):
+        if algorithm == "grid":
+            return {"name": "none"}
+        if algorithm == "asha":
+            return {"name": "asha", "min_resource": self.asha_min,
+                    "reduction_factor": self.eta}
+        return {"name": "hyperband", "min_resource": self.hyperband_min,
+                "max_resource": self.epochs, "reduction_factor": self.eta}
+
+    @staticmethod
+    def optuna_params(config):
+        initial, milestones, gamma = config
+        return {"initial": initial, "milestones": milestones, "gamma": gamma}

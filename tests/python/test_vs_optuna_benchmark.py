@@ -1,0 +1,53 @@
+"""benchmarks/vs_optuna end to end at a tiny size (2-4 trials, 2 epochs of 128 images): the
+script runs Hippo, Hippo --no-merge and Optuna, and the three evaluate the same configurations
+in the same order; Hippo trains the stage tree's unique epochs, and the deterministic training
+code gives every configuration the same accuracy on every side."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO, hippo_binary
+
+SCRIPT = os.path.join(REPO, "benchmarks", "vs_optuna", "run_benchmark.py")
+
+
+def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
+    out = tmp_path / "vs_optuna.json"
+    subprocess.run(
+        [sys.executable, SCRIPT, "--hippo", hippo_binary(), "--models", "mlp", "--workers", "1",
+         "--runs", "1", "--epochs", "2", "--initial", "0.1", "--milestones", "1",
+         "--gamma", "0.1,0.5", "--asha-min-resource", "1", "--reduction-factor", "2",
+         "--asha-trials", "3", "--train-limit", "128", "--val-limit", "128",
+         "--overhead-trials", "5", "--out", str(out)],
+        check=True, timeout=1200, cwd=tmp_path)
+    summary = json.loads(out.read_text())
+
+    sides = {}
+    for result in summary["results"]:
+        sides.setdefault(result["algorithm"], {})[result["side"]] = result
+    assert set(sides) == {"grid", "asha", "hyperband"}
+    for algorithm, by_side in sides.items():
+        assert set(by_side) == {"hippo", "hippo-no-merge", "optuna"}, algorithm
+        configs = by_side["hippo"]["configs"]
+        assert configs, algorithm
+        assert by_side["hippo-no-merge"]["configs"] == configs, algorithm
+        assert by_side["optuna"]["configs"] == configs, algorithm
+        merged = by_side["hippo"]
+        assert merged["epochs"] == merged["steps"]["unique_steps"], algorithm
+        assert merged["epochs"] == merged["steps"]["executed_steps"], algorithm
+        # The same configuration trained to the end gives the same accuracy on every side.
+        for side in ("hippo-no-merge", "optuna"):
+            for name, accuracy in by_side[side]["final_accuracy"].items():
+                if name in merged["final_accuracy"]:
+                    assert merged["final_accuracy"][name] == accuracy, (algorithm, side, name)
+    assert all(goal["same_configs"] for goal in summary["goals"])
+
+    # The grid in Hippo's order (the last parameter fastest), and its epochs: the shared first
+    # epoch once plus one per gamma merged; two per trial trial by trial and in Optuna.
+    grid = sides["grid"]
+    assert grid["hippo"]["configs"] == [[0.1, "1", 0.1], [0.1, "1", 0.5]]
+    assert grid["hippo"]["epochs"] == 3
+    assert grid["hippo-no-merge"]["epochs"] == grid["optuna"]["epochs"] == 4
+    assert summary["service_overhead"]["hippo"] > 0 and summary["service_overhead"]["optuna"] > 0
