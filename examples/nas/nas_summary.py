@@ -107,13 +107,13 @@ def main():
         return run.returncode
     summary = json.loads(run.stdout)
     trials = list_trials(args.hippo, args.db, summary["study_id"])
-    scored = [t for t in trials if t.get("hasObjectiveValue")]
-    scored.sort(key=lambda t: (-float(t["objectiveValue"]), int(t.get("id", 0))))
+    scored = [t for t in trials if t.get("has_objective_value")]
+    scored.sort(key=lambda t: (-float(t["objective_value"]), int(t.get("id", 0))))
 
-    full = max((int(t.get("targetStep", 0)) for t in trials), default=0)
+    full = max((int(t.get("target_step", 0)) for t in trials), default=0)
     print("NAS study %s: %s, %d trials (%d trained to the full %d epochs), %.1f s with %s workers"
           % (summary["study_id"], summary["status"], summary["trials"],
-             sum(1 for t in trials if int(t.get("reachedStep", 0)) >= full), full,
+             sum(1 for t in trials if int(t.get("reached_step", 0)) >= full), full,
              summary["wall_seconds"], args.workers))
     print("epochs trained: %d (%d if every trial trained alone; trials of one architecture "
           "share their common epochs)" % (summary["executed_steps"], summary["trial_steps"]))
@@ -122,7 +122,7 @@ def main():
     for trial in scored[:args.top]:
         parameters = trial.get("parameters", {})
         print("  %-5s %-8.4f %-6s %-38s %s" % (
-            trial.get("id", "0"), float(trial["objectiveValue"]), trial.get("reachedStep", "0"),
+            trial.get("id", "0"), float(trial["objective_value"]), trial.get("reached_step", "0"),
             architecture(parameters), schedule(parameters)))
     print("(total %.1f s; database %s)" % (time.monotonic() - started, args.db))
     return 0
