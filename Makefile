@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo bench bench-hostile bench-workloads bench-dashboard bench-vs-optuna python format clean
+.PHONY: all deps configure build test unit demo nas bench bench-hostile bench-workloads bench-dashboard bench-vs-optuna python format clean
 
 all: build
 
@@ -29,6 +29,11 @@ demo: build
 	@$(BUILD_DIR)/cli/hippo plan examples/sim_demo.yaml --dot $(BUILD_DIR)/demo-stage-tree.dot
 	@echo
 	@$(BUILD_DIR)/cli/hippo run examples/fashion_mnist.yaml --workers 2 --db $(BUILD_DIR)/demo.db
+
+# Neural architecture search on real training (examples/nas/README.md): evolution with ASHA rungs
+# over the torch trainer's CNN on Fashion-MNIST, then the best architectures found.
+nas: build
+	@/usr/bin/python3 examples/nas/nas_summary.py --hippo $(BUILD_DIR)/cli/hippo --db $(BUILD_DIR)/nas.db
 
 # The Python client and worker SDK (python/) into $(BUILD_DIR)/venv, as a user installs it on
 # Debian 12 without PyPI: Debian's interpreter, the system's packages, stubs generated from proto/.

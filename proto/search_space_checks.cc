@@ -47,6 +47,10 @@ class SearchSpaceChecker {
 
  private:
   Issue CheckParameter(const hippo::v1::Parameter& parameter, const std::string& path) const;
+  // The `when` of parameters[index]: an earlier structural categorical, int or float parameter,
+  // one test, values of that parameter's type.
+  Issue CheckCondition(const hippo::v1::SearchSpace& space, int index,
+                       const std::string& path) const;
   Issue CheckIntParameter(const hippo::v1::IntParameter& range, const std::string& path) const;
   Issue CheckFloatParameter(const hippo::v1::FloatParameter& range, const std::string& path) const;
   Issue CheckCategorical(const hippo::v1::CategoricalParameter& categorical,
@@ -85,8 +89,109 @@ Issue SearchSpaceChecker::Check(const hippo::v1::SearchSpace& space) const {
     if (Issue issue = CheckParameter(parameters[i], path)) {
       return issue;
     }
+    if (parameters[i].has_when()) {
+      if (Issue issue = CheckCondition(space, i, JoinPath(path, "when"))) return issue;
+    }
   }
   return std::nullopt;
+}
+
+// A value a condition compares with a parameter's: "a number", "a string", or nullptr.
+const char* ConditionValueType(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNumberValue:
+      return "a number";
+    case google::protobuf::Value::kStringValue:
+      return "a string";
+    default:
+      return nullptr;
+  }
+}
+
+Issue SearchSpaceChecker::CheckCondition(const hippo::v1::SearchSpace& space, int index,
+                                         const std::string& path) const {
+  using hippo::v1::Condition;
+  using hippo::v1::Parameter;
+  const Condition& when = space.parameters(index).when();
+  const std::string param_path = JoinPath(path, "param");
+  if (when.param().empty()) {
+    return Problem(param_path,
+                   "required; name an earlier structural parameter, e.g. "
+                   "when: {param: layers, at_least: 4}");
+  }
+  int parent = -1;
+  for (int j = 0; j < space.parameters_size(); ++j) {
+    if (space.parameters(j).name() == when.param()) {
+      parent = j;
+      break;
+    }
+  }
+  if (parent < 0) {
+    return Problem(param_path, absl::StrCat("no parameter is named \"", when.param(),
+                                            "\"; name an earlier structural parameter"));
+  }
+  if (parent >= index) {
+    return Problem(param_path,
+                   absl::StrCat("\"", when.param(), "\" is ",
+                                parent == index ? "this parameter" : "listed after this one",
+                                "; a condition refers to a parameter listed before it (move \"",
+                                when.param(), "\" up)"));
+  }
+  const Parameter& target = space.parameters(parent);
+  const bool strings =
+      target.kind_case() == Parameter::kCategorical && target.categorical().values_size() > 0 &&
+      target.categorical().values(0).kind_case() == google::protobuf::Value::kStringValue;
+  if (target.kind_case() != Parameter::kCategorical && target.kind_case() != Parameter::kInt &&
+      target.kind_case() != Parameter::kFloat) {
+    return Problem(param_path, absl::StrCat("\"", when.param(),
+                                            "\" is not a categorical, int or float parameter; a "
+                                            "condition compares one value"));
+  }
+  if (!target.structural() && !strings) {
+    return Problem(param_path,
+                   absl::StrCat("\"", when.param(),
+                                "\" is not structural; mark it structural: true (which "
+                                "parameters a trial has may not change while it trains)"));
+  }
+  const char* expected = strings ? "a string" : "a number";
+  const auto check_value = [&](const google::protobuf::Value& value,
+                               const std::string& value_path) -> Issue {
+    const char* type = ConditionValueType(value);
+    if (type == nullptr || std::string_view(type) != expected) {
+      return Problem(value_path, absl::StrCat("must be ", expected, ", as the values of \"",
+                                              when.param(), "\" are"));
+    }
+    return std::nullopt;
+  };
+  switch (when.test_case()) {
+    case Condition::kEquals:
+      return check_value(when.equals(), JoinPath(path, "equals"));
+    case Condition::kAnyOf: {
+      const std::string any_path = JoinPath(path, "any_of");
+      if (when.any_of().values().empty()) {
+        return Problem(any_path, "empty; list at least one value");
+      }
+      for (int i = 0; i < when.any_of().values_size(); ++i) {
+        if (Issue issue = check_value(when.any_of().values(i), IndexPath(any_path, i))) {
+          return issue;
+        }
+      }
+      return std::nullopt;
+    }
+    case Condition::kAtLeast:
+    case Condition::kAtMost:
+      if (strings) {
+        return Problem(
+            JoinPath(path, when.test_case() == Condition::kAtLeast ? "at_least" : "at_most"),
+            absl::StrCat("\"", when.param(),
+                         "\" takes strings, which have no order; use equals or any_of"));
+      }
+      return std::nullopt;
+    default:
+      return Problem(path,
+                     "needs a test: equals, any_of, at_least or at_most, e.g. "
+                     "when: {param: layers, at_least: 4}");
+  }
 }
 
 Issue SearchSpaceChecker::CheckParameter(const hippo::v1::Parameter& parameter,
@@ -182,6 +287,15 @@ Issue SearchSpaceChecker::CheckIntParameter(const hippo::v1::IntParameter& range
   if (range.step() < 0) {
     return Problem(JoinPath(path, "step"),
                    absl::StrCat("must not be negative (got ", range.step(), ")"));
+  }
+  if (const std::int64_t step = range.step();
+      step > 1 && (range.high() - range.low()) % step != 0) {
+    const std::int64_t below = range.low() + (range.high() - range.low()) / step * step;
+    return Problem(JoinPath(path, "high"), absl::StrCat("high - low (", range.high() - range.low(),
+                                                        ") is not a multiple of step (", step,
+                                                        "), so high is never drawn; "
+                                                        "use high: ",
+                                                        below, " or ", below + step));
   }
   return std::nullopt;
 }

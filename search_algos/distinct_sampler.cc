@@ -53,34 +53,46 @@ DistinctSampler::DistinctSampler(stage_tree::SearchSpace space, uint64_t seed,
 
 int64_t DistinctSampler::CountConfigurations(const stage_tree::SearchSpace& space) {
   const std::vector<Dimension>& dimensions = space.dimensions;
-  // dependents[d][value text]: the dimensions active only when dimension d takes that value.
-  std::vector<std::map<std::string, std::vector<size_t>>> dependents(dimensions.size());
+  // dependents[d]: the dimensions whose condition is on dimension d (each has one such d, listed
+  // before it), so the configurations form a tree that is counted from the last dimension.
+  std::vector<std::vector<size_t>> dependents(dimensions.size());
   for (size_t d = 0; d < dimensions.size(); ++d) {
     const Dimension& dimension = dimensions[d];
     if (dimension.kind == DimensionKind::kFloat ||
         (dimension.kind == DimensionKind::kInt && dimension.log)) {
       return 0;
     }
-    if (dimension.active_if && *dimension.active_if < d) {
-      dependents[*dimension.active_if][ValueText(dimension.active_if_value)].push_back(d);
+    if (dimension.active_if && dimension.active_if->dimension < d) {
+      dependents[dimension.active_if->dimension].push_back(d);
     }
   }
-  // Dimensions are listed after the one they depend on: count from the last.
+  // An int range that others depend on is enumerated value by value; beyond this many values
+  // the space is sampled independently instead.
+  constexpr int64_t kMaxEnumerated = 1 << 20;
   std::vector<int64_t> count(dimensions.size(), 1);
   for (size_t d = dimensions.size(); d-- > 0;) {
     const Dimension& dimension = dimensions[d];
+    std::vector<Value> values;
     if (dimension.kind == DimensionKind::kInt) {
       const double step = std::max(dimension.step, 1.0);
-      count[d] =
+      const int64_t size =
           static_cast<int64_t>(std::floor((dimension.high - dimension.low) / step + 1e-9)) + 1;
-      continue;
+      if (dependents[d].empty()) {
+        count[d] = size;
+        continue;
+      }
+      if (size > kMaxEnumerated) return 0;
+      for (int64_t i = 0; i < size; ++i) {
+        values.emplace_back(dimension.low + static_cast<double>(i) * step);
+      }
+    } else {
+      values = dimension.choices;
     }
     int64_t sum = 0;
-    for (const Value& choice : dimension.choices) {
+    for (const Value& value : values) {
       int64_t product = 1;
-      auto it = dependents[d].find(ValueText(choice));
-      if (it != dependents[d].end()) {
-        for (size_t e : it->second) product = Times(product, count[e]);
+      for (size_t e : dependents[d]) {
+        if (dimensions[e].active_if->Passes(value)) product = Times(product, count[e]);
       }
       sum = Plus(sum, product);
     }

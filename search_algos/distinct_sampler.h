@@ -1,7 +1,7 @@
 // Random points of a search space drawn without replacement: the k-th point is the k-th new
 // configuration in the stream SamplePoint(space, seed, 0), SamplePoint(space, seed, 1), ...
-// (points that differ only in a dimension their one_of alternative does not use are one
-// configuration). So the draws keep the with-replacement sampler's distribution, conditioned on
+// (points that differ only in a dimension they do not use, of a one_of alternative not chosen
+// or a conditional parameter whose condition fails, are one configuration). So the draws keep the with-replacement sampler's distribution, conditioned on
 // not repeating, stay a pure function of (seed, k) (a restarted coordinator replays the stream),
 // and the space can run out.
 //

@@ -301,23 +301,37 @@ RegularizedEvolution::Trial RegularizedEvolution::MakeChild(std::mt19937_64& ran
 Point RegularizedEvolution::Mutate(const Point& parent, std::mt19937_64& random) const {
   std::vector<size_t> mutable_dimensions;
   for (size_t d = 0; d < space_.dimensions.size(); ++d) {
-    if (HasSeveralValues(space_.dimensions[d])) mutable_dimensions.push_back(d);
+    if (HasSeveralValues(space_.dimensions[d]) &&
+        stage_tree::IsActive(space_.dimensions, parent, d)) {
+      mutable_dimensions.push_back(d);
+    }
   }
   Point child = parent;
   if (mutable_dimensions.empty()) return child;
   const size_t d = mutable_dimensions[random() % mutable_dimensions.size()];
   const Dimension& dimension = space_.dimensions[d];
   const bool step_to_neighbour = IsOrderedNumeric(dimension) && (random() & 1) == 0;
+  bool stepped = false;
   if (step_to_neighbour) {
     const std::vector<double> neighbours = Neighbours(dimension, std::get<double>(parent[d]));
     if (!neighbours.empty()) {
       child[d] = neighbours[random() % neighbours.size()];
-      return child;
+      stepped = true;
     }
   }
-  for (int tries = 0; tries < kResampleTries && child[d] == parent[d]; ++tries) {
+  for (int tries = 0; !stepped && tries < kResampleTries && child[d] == parent[d]; ++tries) {
     child[d] = SampleDimension(dimension, random);
   }
+  // The dimensions the change brings into use (e.g. the widths of layers a deeper network adds)
+  // are drawn afresh, in space order so that a newly used choice can bring in its own; those it
+  // takes out of use get their placeholder back.
+  for (size_t e = d + 1; e < space_.dimensions.size(); ++e) {
+    if (stage_tree::IsActive(space_.dimensions, child, e) &&
+        !stage_tree::IsActive(space_.dimensions, parent, e)) {
+      child[e] = SampleDimension(space_.dimensions[e], random);
+    }
+  }
+  stage_tree::ResetUnused(space_.dimensions, child);
   return child;
 }
 

@@ -12,7 +12,11 @@
 //     value, changes. An ordered numeric dimension (int, float with a step, choice of numbers)
 //     steps to a neighbouring value (either side, whichever exists) half of the time and is
 //     resampled the other half; any other dimension is resampled. A resampled value differs from
-//     the parent's (redrawn a few times; a continuous draw differs almost surely).
+//     the parent's (redrawn a few times; a continuous draw differs almost surely). Only the
+//     dimensions the parent uses are drawn from (stage_tree::IsActive: conditional parameters
+//     the parent has, the chosen one_of alternative); a change that brings dimensions into use
+//     (a deeper network's new per-layer widths) draws them afresh, and those it takes out of use
+//     go back to their placeholder.
 // A member's fitness is its final objective, the one reported at max_steps. When a trial trained
 // to max_steps joins the population and the population then holds more than P members, the
 // OLDEST is removed (aging), not the worst. A failed trial never joins.

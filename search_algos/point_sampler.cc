@@ -61,8 +61,7 @@ std::mt19937_64 SeededGenerator(uint64_t seed, uint64_t stream, uint64_t index) 
   return std::mt19937_64(sequence);
 }
 
-stage_tree::Value SampleDimension(const stage_tree::Dimension& dimension,
-                                  std::mt19937_64& random) {
+stage_tree::Value SampleDimension(const stage_tree::Dimension& dimension, std::mt19937_64& random) {
   using stage_tree::DimensionKind;
   if (dimension.kind == DimensionKind::kChoice) {
     return dimension.choices[random() % dimension.choices.size()];
@@ -80,21 +79,27 @@ stage_tree::Value SampleDimension(const stage_tree::Dimension& dimension,
   if (dimension.kind == DimensionKind::kInt) {
     const double steps = std::floor((dimension.high - dimension.low) / dimension.step + 1e-9);
     const double index = std::min(steps, std::floor(unit * (steps + 1)));
-    value = dimension.log ? std::round(value) : dimension.low + index * dimension.step;
+    // Log-uniform integers keep to the step's grid: the nearest multiple of step above low.
+    value = dimension.log ? dimension.low + std::round((value - dimension.low) / dimension.step) *
+                                                dimension.step
+                          : dimension.low + index * dimension.step;
   } else if (dimension.step > 0) {
     value = dimension.low + std::round((value - dimension.low) / dimension.step) * dimension.step;
   }
   return std::min(std::max(value, dimension.low), dimension.high);
 }
 
-stage_tree::Point SamplePoint(const stage_tree::SearchSpace& space, uint64_t seed,
-                              uint64_t index) {
+stage_tree::Point SamplePoint(const stage_tree::SearchSpace& space, uint64_t seed, uint64_t index) {
   std::mt19937_64 random = SeededGenerator(seed, 0, index);
   stage_tree::Point point;
   point.reserve(space.dimensions.size());
   for (const stage_tree::Dimension& dimension : space.dimensions) {
     point.push_back(SampleDimension(dimension, random));
   }
+  // Every dimension is drawn, used or not, so that a point's draws do not depend on which
+  // dimensions it uses; those it does not use then get their placeholder, so that points that
+  // make the same trial are equal.
+  stage_tree::ResetUnused(space.dimensions, point);
   return point;
 }
 

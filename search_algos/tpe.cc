@@ -307,7 +307,10 @@ void TpeSampler::Observe(TrialNumber trial, const Point& point, double objective
   if (auto old = observations_.find(trial); old != observations_.end()) {
     ranked_.erase(RankKey{old->second.level, old->second.objective, trial});
   }
-  observations_[trial] = Observation{*std::move(coordinates), objective, level};
+  std::vector<bool> used(point.size());
+  for (size_t d = 0; d < point.size(); ++d)
+    used[d] = stage_tree::IsActive(space_.dimensions, point, d);
+  observations_[trial] = Observation{*std::move(coordinates), std::move(used), objective, level};
   ranked_.insert(RankKey{level, objective, trial});
 }
 
@@ -346,17 +349,11 @@ Point TpeSampler::Sample(uint64_t index) const {
   point.reserve(space_.dimensions.size());
   for (size_t d = 0; d < space_.dimensions.size(); ++d) {
     const Dimension& dimension = space_.dimensions[d];
-    // A dimension of one alternative of a one_of is modelled on the trials that used it.
-    std::optional<double> needed_choice;
-    if (dimension.active_if) {
-      const Dimension& chooser = space_.dimensions[*dimension.active_if];
-      needed_choice = static_cast<double>(
-          std::find(chooser.choices.begin(), chooser.choices.end(), dimension.active_if_value) -
-          chooser.choices.begin());
-    }
-    auto used = [&](const Observation& observation) {
-      return !needed_choice || observation.coordinates[*dimension.active_if] == *needed_choice;
-    };
+    // A dimension is modelled on the trials that used it (an alternative of a one_of on the
+    // trials that chose it, a conditional parameter on the trials that had it). One the point
+    // does not use is still drawn, so that the draws of the others do not depend on it, and
+    // then gets its placeholder.
+    auto used = [&](const Observation& observation) { return observation.used[d]; };
     std::vector<double> good_values, bad_values;
     std::vector<double> good_used_weights, bad_used_weights;
     for (size_t i = 0; i < good.size(); ++i) {
@@ -415,6 +412,7 @@ Point TpeSampler::Sample(uint64_t index) const {
     }
     point.push_back(best);
   }
+  stage_tree::ResetUnused(space_.dimensions, point);
   return point;
 }
 

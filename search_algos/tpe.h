@@ -73,6 +73,7 @@ class TpeSampler {
  private:
   struct Observation {
     std::vector<double> coordinates;  // per dimension: the index of the choice, or the number
+    std::vector<bool> used;           // per dimension: whether the point used it (IsActive)
     double objective = 0;
     int64_t level = 0;
   };

@@ -1,7 +1,9 @@
 #include "stage_tree/search_space.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <map>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -82,24 +84,28 @@ class SpaceBuilder {
     return Choices(std::move(name), std::move(choices));
   }
 
-  void set_condition(std::optional<size_t> dimension, Value value) {
-    condition_ = dimension;
-    condition_value_ = std::move(value);
+  // The condition of the parameter being added (its `when`), carried by all its dimensions.
+  void set_parameter_condition(std::optional<Condition> condition) {
+    parameter_condition_ = std::move(condition);
+  }
+  // While an alternative of a one_of is added: its dimensions are used when the choosing
+  // dimension equals its label (and, through that dimension, when the parameter's holds).
+  void set_alternative_condition(std::optional<Condition> condition) {
+    alternative_condition_ = std::move(condition);
   }
 
   SearchSpace& space() { return space_; }
 
  private:
   Component Add(Dimension dimension) {
-    dimension.active_if = condition_;
-    if (condition_) dimension.active_if_value = condition_value_;
+    dimension.active_if = alternative_condition_ ? alternative_condition_ : parameter_condition_;
     space_.dimensions.push_back(std::move(dimension));
     return Component{space_.dimensions.size() - 1, 0.0};
   }
 
   SearchSpace space_;
-  std::optional<size_t> condition_;
-  Value condition_value_ = 0.0;
+  std::optional<Condition> parameter_condition_;
+  std::optional<Condition> alternative_condition_;
 };
 
 // The shortest text that reads back as the same double.
@@ -300,14 +306,17 @@ absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, Para
     }
     ParameterSpec alternative_spec;
     alternative_spec.name = label;
-    builder.set_condition(choice.dimension, labels[i]);
+    if (choice.dimension.has_value()) {
+      builder.set_alternative_condition(Condition{
+          .dimension = *choice.dimension, .test = Condition::Test::kEquals, .values = {labels[i]}});
+    }
     const std::string alternative_prefix = absl::StrCat(prefix, label, ".");
     if (absl::Status status = AddShape(alternative, alternative_where, alternative_prefix,
                                        absl::StrCat(prefix, label), builder, alternative_spec);
         !status.ok()) {
       return status;
     }
-    builder.set_condition(std::nullopt, 0.0);
+    builder.set_alternative_condition(std::nullopt);
     spec.alternatives.push_back(std::move(alternative_spec));
   }
   spec.components["warmup_steps"] =
@@ -317,7 +326,99 @@ absl::Status AddSequence(const v1::Parameter& proto, SpaceBuilder& builder, Para
   return absl::OkStatus();
 }
 
+// What a later parameter's `when` may refer to.
+struct ConditionTarget {
+  bool present = true;  // false: the parameter is never in a trial
+  bool scalar = false;  // a categorical, int or float parameter
+  bool structural = false;
+  Component value = {};
+  std::optional<Condition> when = {};
+};
+
+// `parameter.when` as a condition on a dimension; nullopt when it always holds. Sets `*never`
+// (and returns nullopt) when the parameter can never be present: its condition is on a parameter
+// never present, or on a one-value categorical whose value fails it.
+absl::StatusOr<std::optional<Condition>> ConditionOf(
+    const v1::Parameter& parameter, const std::map<std::string, ConditionTarget>& earlier,
+    bool* never) {
+  *never = false;
+  if (!parameter.has_when()) return std::nullopt;
+  const v1::Condition& when = parameter.when();
+  const std::string where = absl::StrCat("parameter '", parameter.name(), "': when");
+  const auto found = earlier.find(when.param());
+  if (found == earlier.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".param: '", when.param(),
+                     "' is not a parameter listed before this one; a condition refers to an "
+                     "earlier parameter"));
+  }
+  const ConditionTarget& target = found->second;
+  if (!target.scalar || !target.structural) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".param: '", when.param(),
+        "' must be a structural categorical, int or float parameter (its value is fixed for the "
+        "whole trial)"));
+  }
+  Condition condition;
+  switch (when.test_case()) {
+    case v1::Condition::kEquals: {
+      absl::StatusOr<Value> value = FromProtoValue(when.equals(), where + ".equals");
+      if (!value.ok()) return value.status();
+      condition.test = Condition::Test::kEquals;
+      condition.values.push_back(*std::move(value));
+      break;
+    }
+    case v1::Condition::kAnyOf:
+      condition.test = Condition::Test::kAnyOf;
+      for (int i = 0; i < when.any_of().values_size(); ++i) {
+        absl::StatusOr<Value> value =
+            FromProtoValue(when.any_of().values(i), absl::StrCat(where, ".any_of[", i, "]"));
+        if (!value.ok()) return value.status();
+        condition.values.push_back(*std::move(value));
+      }
+      break;
+    case v1::Condition::kAtLeast:
+      condition.test = Condition::Test::kAtLeast;
+      condition.bound = when.at_least();
+      break;
+    case v1::Condition::kAtMost:
+      condition.test = Condition::Test::kAtMost;
+      condition.bound = when.at_most();
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": needs a test: equals, any_of, at_least or at_most"));
+  }
+  if (!target.present) {
+    *never = true;
+    return std::nullopt;
+  }
+  if (target.value.dimension.has_value()) {
+    condition.dimension = *target.value.dimension;
+    return condition;
+  }
+  // A one-value categorical is not a dimension: the test is decided here.
+  if (condition.Passes(target.value.fixed)) return target.when;
+  *never = true;
+  return std::nullopt;
+}
+
 }  // namespace
+
+bool Condition::Passes(const Value& value) const {
+  switch (test) {
+    case Test::kEquals:
+    case Test::kAnyOf:
+      return std::find(values.begin(), values.end(), value) != values.end();
+    case Test::kAtLeast:
+    case Test::kAtMost: {
+      const double* number = std::get_if<double>(&value);
+      if (number == nullptr) return false;
+      return test == Test::kAtLeast ? *number >= bound : *number <= bound;
+    }
+  }
+  return false;
+}
 
 std::string ValueToString(const Value& value) {
   if (const double* number = std::get_if<double>(&value)) return absl::StrCat(*number);
@@ -327,10 +428,22 @@ std::string ValueToString(const Value& value) {
 
 absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
   SpaceBuilder builder;
+  std::map<std::string, ConditionTarget> earlier;
   for (const v1::Parameter& parameter : proto.parameters()) {
+    bool never = false;
+    absl::StatusOr<std::optional<Condition>> when = ConditionOf(parameter, earlier, &never);
+    if (!when.ok()) return when.status();
+    if (never) {
+      // Never in a trial: no dimensions, no parameter; conditions on it never hold either.
+      earlier[parameter.name()] =
+          ConditionTarget{.present = false, .scalar = true, .structural = true};
+      continue;
+    }
+    builder.set_parameter_condition(*when);
     ParameterSpec spec;
     spec.name = parameter.name();
     spec.structural = parameter.structural();
+    spec.when = *when;
     spec.components["warmup_steps"] = Component{std::nullopt, 0.0};
     switch (parameter.kind_case()) {
       case v1::Parameter::kCategorical: {
@@ -372,6 +485,15 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
             absl::StrCat("parameter '", parameter.name(),
                          "' needs a kind: categorical, int, float, sequence or fixed"));
     }
+    builder.set_parameter_condition(std::nullopt);
+    const v1::Parameter::KindCase kind = parameter.kind_case();
+    earlier[parameter.name()] =
+        ConditionTarget{.present = true,
+                        .scalar = kind == v1::Parameter::kCategorical ||
+                                  kind == v1::Parameter::kInt || kind == v1::Parameter::kFloat,
+                        .structural = spec.structural,
+                        .value = spec.components["value"],
+                        .when = spec.when};
     builder.space().parameters.push_back(std::move(spec));
   }
   return std::move(builder.space());
@@ -379,8 +501,25 @@ absl::StatusOr<SearchSpace> SearchSpaceFromProto(const v1::SearchSpace& proto) {
 
 bool IsActive(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
               size_t dimension) {
-  const std::optional<size_t>& parent = dimensions[dimension].active_if;
-  return !parent || point[*parent] == dimensions[dimension].active_if_value;
+  const std::optional<Condition>& condition = dimensions[dimension].active_if;
+  return !condition || Holds(dimensions, point, *condition);
+}
+
+bool Holds(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
+           const Condition& condition) {
+  return condition.Passes(point[condition.dimension]) &&
+         IsActive(dimensions, point, condition.dimension);
+}
+
+Value FirstValue(const Dimension& dimension) {
+  if (dimension.kind == DimensionKind::kChoice) return dimension.choices.front();
+  return dimension.low;
+}
+
+void ResetUnused(const std::vector<Dimension>& dimensions, std::vector<Value>& point) {
+  for (size_t d = 0; d < dimensions.size() && d < point.size(); ++d) {
+    if (!IsActive(dimensions, point, d)) point[d] = FirstValue(dimensions[d]);
+  }
 }
 
 absl::StatusOr<std::vector<Point>> GridPoints(const SearchSpace& space) {

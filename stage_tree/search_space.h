@@ -31,6 +31,21 @@ std::string ValueToString(const Value& value);
 
 enum class DimensionKind { kChoice, kInt, kFloat };
 
+// When a dimension (or a parameter) is used: an earlier dimension is used and its value passes
+// one test. Conditions come from a one_of parameter (a dimension of an alternative is used when
+// the choosing dimension equals the alternative's label) and from a parameter's `when` (e.g.
+// `width_3` when `layers` is at least 4).
+struct Condition {
+  enum class Test { kEquals, kAnyOf, kAtLeast, kAtMost };
+  size_t dimension = 0;  // an earlier dimension
+  Test test = Test::kEquals;
+  std::vector<Value> values;  // kEquals (one value), kAnyOf
+  double bound = 0;           // kAtLeast, kAtMost; a string never passes them
+
+  // Whether `value` (of `dimension`) passes the test, regardless of whether it is used.
+  bool Passes(const Value& value) const;
+};
+
 struct Dimension {
   std::string name;
   DimensionKind kind = DimensionKind::kChoice;
@@ -39,17 +54,26 @@ struct Dimension {
   double high = 0;
   bool log = false;
   double step = 0;  // quantisation; kInt uses at least 1
-  // Set for a dimension of one alternative of a one_of parameter: it is used only when the
-  // point's value of dimension `active_if` is `active_if_value` (the alternative's label).
-  // The choosing dimension comes first in the space, so a sampler can pick an alternative and
-  // then its values. A point still holds a value for an unused dimension; it changes nothing.
-  std::optional<size_t> active_if;
-  Value active_if_value;
+  // Set: the dimension is used only by points that satisfy it (see Holds). The condition's
+  // dimension comes first in the space, so a sampler can draw it and then the ones it controls.
+  // A point still holds a value for an unused dimension; it changes nothing, and the trial has
+  // no parameter for it.
+  std::optional<Condition> active_if;
 };
 
-// Whether `point` uses dimension `dimension` (see Dimension::active_if).
+// Whether `point` uses dimension `dimension`: it has no condition, or its condition holds.
+// `point` needs values for the dimensions before `dimension` only.
 bool IsActive(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
               size_t dimension);
+// Whether `condition` holds for `point`: its dimension is used and its value passes the test.
+bool Holds(const std::vector<Dimension>& dimensions, const std::vector<Value>& point,
+           const Condition& condition);
+
+// The value a dimension holds where a point does not use it: its first choice, or low.
+Value FirstValue(const Dimension& dimension);
+// Sets every dimension `point` does not use to FirstValue, so that points that make the same
+// trial are equal.
+void ResetUnused(const std::vector<Dimension>& dimensions, std::vector<Value>& point);
 
 enum class Shape { kScalar, kStepDecay, kCosine, kExponential, kPiecewise, kLinear, kOneOf };
 
@@ -62,6 +86,9 @@ struct Component {
 struct ParameterSpec {
   std::string name;
   bool structural = false;
+  // Set: a trial has this parameter only when the condition holds (Parameter.when); its
+  // dimensions carry the same condition.
+  std::optional<Condition> when;
   Shape shape = Shape::kScalar;
   // By component name: "value" (scalar), "initial", "gamma", "milestones", "max", "min",
   // "period", "rate", "from", "to", "start", "end", "warmup_steps", "warmup_from"; piecewise:
@@ -84,7 +111,7 @@ struct SearchSpace {
 using Point = std::vector<Value>;
 
 // What a point becomes: the sequences of the dynamic parameters over [0, max_steps) and the
-// values of the structural ones.
+// values of the structural ones; a parameter whose `when` does not hold is in neither.
 struct TrialPlan {
   TrialSequences sequences;
   std::map<std::string, Value> structural;
@@ -102,7 +129,8 @@ absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& poin
 // Stable across processes and builds, so it can be stored; equal specs give equal identities.
 std::string TrainerIdentity(const hippo::v1::TrainerSpec& trainer);
 
-// The root key of a trial's family: the trainer's identity and every structural value.
+// The root key of a trial's family: the trainer's identity and every structural value (of the
+// parameters the trial has).
 std::string FamilyKey(std::string_view trainer_identity,
                       const std::map<std::string, Value>& structural);
 

@@ -181,6 +181,7 @@ absl::StatusOr<TrialPlan> BuildTrial(const SearchSpace& space, const Point& poin
   }
   TrialPlan plan;
   for (const ParameterSpec& parameter : space.parameters) {
+    if (parameter.when && !Holds(space.dimensions, point, *parameter.when)) continue;
     if (parameter.structural) {
       plan.structural[parameter.name] = ValueOf(parameter, "value", point);
       continue;

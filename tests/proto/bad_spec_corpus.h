@@ -96,6 +96,19 @@ inline const std::vector<BadSpec>& Corpus() {
       {"int_beyond_2p53.yaml",
        "search_space.parameters[0].int.high: must be within ±2^53 (9007199254740992) (got "
        "9007199254740999)"},
+      {"int_step_not_dividing_range.yaml",
+       "search_space.parameters[0].int.high: high - low (104) is not a multiple of step (16), so "
+       "high is never drawn; use high: 112 or 128"},
+      {"condition_on_later_parameter.yaml",
+       "search_space.parameters[0].when.param: \"layers\" is listed after this one"},
+      {"condition_on_dynamic_parameter.yaml",
+       "search_space.parameters[1].when.param: \"lr\" is not structural; mark it structural: "
+       "true"},
+      {"condition_orders_strings.yaml",
+       "search_space.parameters[1].when.at_least: \"optimizer\" takes strings, which have no "
+       "order; use equals or any_of"},
+      {"condition_without_test.yaml",
+       "search_space.parameters[1].when: needs a test: equals, any_of, at_least or at_most"},
       {"max_steps_too_large.yaml",
        "budget.max_steps: must be at most 1000000000 (got 9223372036854775807)"},
       {"yaml_alias_bomb.yaml",

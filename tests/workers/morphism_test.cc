@@ -36,6 +36,19 @@ Architecture Cnn(int64_t layers, int64_t channels) {
                       .pool_layers = 2};
 }
 
+// Per-layer sizes (channels_<i>, width_<i>).
+Architecture CnnLayers(std::vector<int64_t> sizes) {
+  Architecture architecture = Cnn(static_cast<int64_t>(sizes.size()), sizes.front());
+  architecture.layer_channels = std::move(sizes);
+  return architecture;
+}
+
+Architecture MlpLayers(std::vector<int64_t> widths) {
+  Architecture architecture = Mlp(static_cast<int64_t>(widths.size()), widths.front());
+  architecture.layer_widths = std::move(widths);
+  return architecture;
+}
+
 // A network with its optimizer, and its tensors named as in a TorchState.
 struct Model {
   std::unique_ptr<Network> network;
@@ -125,12 +138,15 @@ TEST_P(MorphismTest, ChildComputesTheParentsOutputsInEvalMode) {
 
 INSTANTIATE_TEST_SUITE_P(
     Morphisms, MorphismTest,
-    ::testing::Values(Case{"MlpWiden", Mlp(2, 8), Mlp(2, 13), OptimizerKind::kSgd},
-                      Case{"MlpDeepen", Mlp(2, 8), Mlp(4, 8), OptimizerKind::kAdam},
-                      Case{"MlpWidenAndDeepen", Mlp(1, 8), Mlp(3, 12), OptimizerKind::kSgd},
-                      Case{"CnnWiden", Cnn(2, 4), Cnn(2, 7), OptimizerKind::kAdam},
-                      Case{"CnnDeepen", Cnn(2, 4), Cnn(3, 4), OptimizerKind::kSgd},
-                      Case{"CnnWidenAndDeepen", Cnn(2, 4), Cnn(4, 5), OptimizerKind::kAdamW}),
+    ::testing::Values(
+        Case{"MlpWiden", Mlp(2, 8), Mlp(2, 13), OptimizerKind::kSgd},
+        Case{"MlpDeepen", Mlp(2, 8), Mlp(4, 8), OptimizerKind::kAdam},
+        Case{"MlpWidenAndDeepen", Mlp(1, 8), Mlp(3, 12), OptimizerKind::kSgd},
+        Case{"CnnWiden", Cnn(2, 4), Cnn(2, 7), OptimizerKind::kAdam},
+        Case{"CnnDeepen", Cnn(2, 4), Cnn(3, 4), OptimizerKind::kSgd},
+        Case{"CnnWidenAndDeepen", Cnn(2, 4), Cnn(4, 5), OptimizerKind::kAdamW},
+        Case{"CnnPerLayer", CnnLayers({4, 6}), CnnLayers({5, 6, 9}), OptimizerKind::kSgd},
+        Case{"MlpPerLayer", MlpLayers({8, 5}), MlpLayers({8, 7, 5}), OptimizerKind::kAdam}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 TEST(MorphismMomentsTest, CopiesShareTheirUnitsMomentsAndInsertedLayersStartAtZero) {

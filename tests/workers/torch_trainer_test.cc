@@ -16,6 +16,7 @@
 #include "workers/torch/datasets.h"
 #include "workers/torch/models.h"
 #include "workers/torch/register_torch_trainer.h"
+#include "workers/torch/torch_config.h"
 
 namespace hippo::workers {
 namespace {
@@ -127,6 +128,15 @@ INSTANTIATE_TEST_SUITE_P(
                   "\"model\": \"cnn\", \"layers\": 2, \"channels\": 4, \"kernel_size\": 3, "
                   "\"optimizer\": \"adamw\"",
                   0.003, 0.0005, true},
+        // Per-layer sizes, neither uniform nor doubling.
+        ModelCase{"cnn_per_layer_channels",
+                  "\"model\": \"cnn\", \"layers\": 3, \"channels_0\": 6, \"channels_1\": 3, "
+                  "\"channels_2\": 5, \"optimizer\": \"sgd\"",
+                  0.05, 0.01, true},
+        ModelCase{"mlp_per_layer_widths",
+                  "\"model\": \"mlp\", \"depth\": 2, \"width_0\": 20, \"width_1\": 12, "
+                  "\"optimizer\": \"adam\"",
+                  0.003, 0.001, false},
         ModelCase{"resnet8_sgd",
                   "\"model\": \"resnet\", \"depth\": 8, \"width_multiplier\": 0.25, "
                   "\"optimizer\": \"sgd\"",
@@ -411,6 +421,19 @@ TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
       {"[1, 2]", {}, "trainer.config", "object"},
       {"{\"model\": \"cnn\", \"kernel_size\": 4}", {}, "trainer.config.kernel_size", "odd"},
       {"{\"memory_format\": \"nhwc\"}", {}, "trainer.config.memory_format", "channels_last"},
+      {"{\"model\": \"cnn\", \"layers\": 2}",
+       {{"channels_2", StaticValue(8.0)}},
+       "parameter 'channels_2'",
+       "when: {param: layers, at_least: 3}"},
+      {"{\"model\": \"mlp\", \"depth\": 1, \"width_3\": 8}",
+       {},
+       "trainer.config.width_3",
+       "at_least: 4"},
+      {"{\"model\": \"cnn\", \"layers\": 2}",
+       {{"channels_1", StaticValue(0.0)}},
+       "parameter 'channels_1'",
+       "whole number in [1, 1024]"},
+      {"{\"model\": \"mlp\", \"width_01\": 8}", {}, "trainer.config.width_01", "unknown field"},
   };
   std::unique_ptr<TorchTrainer> trainer = CpuTrainer();
   for (const BadConfig& bad : cases) {
@@ -423,6 +446,65 @@ TEST(TorchTrainerTest, BadConfigsAreInvalidArgumentNamingTheField) {
     EXPECT_NE(state.status().message().find(bad.field), absl::string_view::npos) << state.status();
     EXPECT_NE(state.status().message().find(bad.advice), absl::string_view::npos) << state.status();
   }
+}
+
+// Per-layer sizes (`channels_<i>`, `width_<i>`) set each layer's size, override the uniform rule
+// layer by layer, and describe the network by its layout: per-layer values that follow the
+// uniform rule give the uniform signature, so their states are interchangeable.
+TEST(TorchTrainerTest, PerLayerSizesShapeTheNetworkAndItsSignature) {
+  const auto settings_of = [](const std::string& config,
+                              std::map<std::string, StaticValue> statics) {
+    Trial trial;
+    trial.config = SyntheticConfig(config);
+    trial.static_parameters = std::move(statics);
+    absl::StatusOr<torch_trainer::TorchSettings> settings =
+        torch_trainer::ParseTorchSettings(TaskFor(trial, 0, 3));
+    EXPECT_TRUE(settings.ok()) << settings.status();
+    return settings.value_or(torch_trainer::TorchSettings{});
+  };
+  const torch_trainer::TorchSettings cnn =
+      settings_of("\"model\": \"cnn\"", {{"layers", StaticValue(3.0)},
+                                         {"channels_0", StaticValue(6.0)},
+                                         {"channels_1", StaticValue(3.0)},
+                                         {"channels_2", StaticValue(5.0)}});
+  EXPECT_EQ(cnn.architecture.CnnChannels(), (std::vector<int64_t>{6, 3, 5}));
+  EXPECT_NE(cnn.architecture.Describe().find("channels=[6,3,5]"), std::string::npos)
+      << cnn.architecture.Describe();
+  const std::unique_ptr<Network> network = MakeNetwork(
+      cnn.architecture, InputShape{.channels = 1, .height = 12, .width = 12}, at::kCPU, 1);
+  std::vector<std::vector<int64_t>> conv_shapes;
+  for (const auto& [name, tensor] : network->parameters()) {
+    if (tensor.dim() == 4) conv_shapes.push_back(tensor.sizes().vec());
+  }
+  EXPECT_EQ(conv_shapes,
+            (std::vector<std::vector<int64_t>>{{6, 1, 3, 3}, {3, 6, 3, 3}, {5, 3, 3, 3}}));
+
+  // One layer named: the others keep the uniform rule (4 doubling).
+  const torch_trainer::TorchSettings partial = settings_of(
+      "\"model\": \"cnn\", \"layers\": 3, \"channels\": 4", {{"channels_1", StaticValue(5.0)}});
+  EXPECT_EQ(partial.architecture.CnnChannels(), (std::vector<int64_t>{4, 5, 16}));
+
+  // The uniform rule written layer by layer is the uniform network.
+  const torch_trainer::TorchSettings doubling =
+      settings_of("\"model\": \"cnn\", \"layers\": 2",
+                  {{"channels_0", StaticValue(8.0)}, {"channels_1", StaticValue(16.0)}});
+  const torch_trainer::TorchSettings uniform =
+      settings_of("\"model\": \"cnn\", \"layers\": 2, \"channels\": 8", {});
+  EXPECT_EQ(doubling.Signature(), uniform.Signature());
+  EXPECT_NE(doubling.Signature(), cnn.Signature());
+
+  const torch_trainer::TorchSettings mlp = settings_of(
+      "\"model\": \"mlp\", \"depth\": 2, \"width_1\": 12", {{"width_0", StaticValue(20.0)}});
+  EXPECT_EQ(mlp.architecture.MlpWidths(), (std::vector<int64_t>{20, 12}));
+  EXPECT_NE(mlp.architecture.Describe().find("width=[20,12]"), std::string::npos)
+      << mlp.architecture.Describe();
+  const std::unique_ptr<Network> perceptron = MakeNetwork(
+      mlp.architecture, InputShape{.channels = 1, .height = 12, .width = 12}, at::kCPU, 1);
+  std::vector<std::vector<int64_t>> linear_shapes;
+  for (const auto& [name, tensor] : perceptron->parameters()) {
+    if (name.ends_with(".weight")) linear_shapes.push_back(tensor.sizes().vec());
+  }
+  EXPECT_EQ(linear_shapes, (std::vector<std::vector<int64_t>>{{20, 144}, {12, 20}, {10, 12}}));
 }
 
 TEST(TorchTrainerTest, ArchitectureParameterThatChangesIsRefused) {

@@ -22,9 +22,10 @@ class Mlp : public Network {
       at::MemoryFormat memory_format)
       : Network(device, seed, memory_format) {
     int64_t features = input.channels * input.height * input.width;
-    for (int64_t i = 0; i < architecture.depth; ++i) {
-      hidden_.push_back(AddLinear(absl::StrCat("hidden", i), features, architecture.width));
-      features = architecture.width;
+    const std::vector<int64_t> widths = architecture.MlpWidths();
+    for (size_t i = 0; i < widths.size(); ++i) {
+      hidden_.push_back(AddLinear(absl::StrCat("hidden", i), features, widths[i]));
+      features = widths[i];
     }
     output_ = AddLinear("output", features, input.classes);
   }
@@ -47,12 +48,13 @@ class Cnn : public Network {
       : Network(device, seed, memory_format) {
     const CnnLayout layout = CnnLayoutOf(architecture, input);
     int64_t channels = input.channels;
-    for (int64_t i = 0; i < architecture.layers; ++i) {
-      const int64_t out = architecture.channels << std::min<int64_t>(i, 20);
+    const std::vector<int64_t> sizes = architecture.CnnChannels();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const int64_t out = sizes[i];
       blocks_.push_back(Block{
           .conv = AddConv(absl::StrCat("conv", i), channels, out, architecture.kernel_size, 1),
           .norm = AddBatchNorm(absl::StrCat("norm", i), out),
-          .pool = layout.pools[static_cast<size_t>(i)]});
+          .pool = layout.pools[i]});
       channels = out;
     }
     output_ = AddLinear("output", channels * layout.height * layout.width, input.classes);

@@ -3,9 +3,12 @@
 // state is just these tensors, copied in and out of a fixed set of storages, which is also what
 // a CUDA graph needs.
 //
-//   mlp     flatten, `depth` x (linear `width`, ReLU, dropout), linear
-//   cnn     `layers` x (conv k x k with `channels` doubling per layer, batch norm, ReLU, 2x2
-//           max-pool in the first `pool_layers` blocks), flatten, dropout, linear
+//   mlp     flatten, `depth` x (linear, ReLU, dropout), linear; hidden layer i has
+//           Architecture::MlpWidths()[i] units (`width_i`, else `width`)
+//   cnn     `layers` x (conv k x k, batch norm, ReLU, 2x2 max-pool in the first `pool_layers`
+//           blocks), flatten, dropout, linear;
+//           layer i has Architecture::CnnChannels()[i] channels (`channels_i`, else `channels`
+//           doubling per layer)
 //   resnet  He et al.'s CIFAR ResNet (depth 6n+2: 20, 32, 56, ...): a 3x3 stem, three stages of
 //           n basic blocks with 16, 32, 64 channels (times width_multiplier), identity
 //           shortcuts with zero-padded channels (option A), global average pool, linear.

@@ -198,20 +198,15 @@ LayerTensors IdentityConv(int64_t channels, int64_t kernel, at::Device device) {
 }  // namespace
 
 std::vector<int64_t> HiddenWidths(const Architecture& architecture) {
-  std::vector<int64_t> widths;
   switch (architecture.model) {
     case ModelKind::kMlp:
-      widths.assign(static_cast<size_t>(architecture.depth), architecture.width);
-      break;
+      return architecture.MlpWidths();
     case ModelKind::kCnn:
-      for (int64_t i = 0; i < architecture.layers; ++i) {
-        widths.push_back(architecture.channels << std::min<int64_t>(i, 20));
-      }
-      break;
+      return architecture.CnnChannels();
     case ModelKind::kResNet:
       break;
   }
-  return widths;
+  return {};
 }
 
 absl::Status CheckExtends(const Architecture& parent, const Architecture& child,

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "workers/config_json.h"
@@ -28,6 +30,28 @@ const std::vector<std::string>& KnownConfigFields() {
       "width",      "layers",          "channels",      "kernel_size", "width_multiplier",
       "dropout",    "pool_layers"};
   return *fields;
+}
+
+// The layer index i of a per-layer key `<prefix>_<i>` (i written without leading zeros), else
+// nothing.
+std::optional<int64_t> LayerIndex(absl::string_view key, absl::string_view prefix) {
+  if (key.size() <= prefix.size() + 1 || key.substr(0, prefix.size()) != prefix ||
+      key[prefix.size()] != '_') {
+    return std::nullopt;
+  }
+  const absl::string_view digits = key.substr(prefix.size() + 1);
+  if (digits.size() > 6 || (digits.size() > 1 && digits[0] == '0') ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+    return std::nullopt;
+  }
+  int64_t index = 0;
+  if (!absl::SimpleAtoi(digits, &index)) return std::nullopt;
+  return index;
+}
+
+// The prefixes of per-layer architecture keys: `width_<i>` (mlp), `channels_<i>` (cnn).
+bool IsLayerKey(absl::string_view key) {
+  return LayerIndex(key, "width").has_value() || LayerIndex(key, "channels").has_value();
 }
 
 std::string ConfigField(std::string_view key) {
@@ -139,6 +163,60 @@ absl::StatusOr<int64_t> WholeArchitecture(const StageTask& task, const Json& con
   return static_cast<int64_t>(source->value);
 }
 
+// The per-layer sizes `<prefix>_0` .. `<prefix>_<count - 1>` of a network whose uniform rule
+// gives `uniform` (count entries): each from the task's parameter or the config when named
+// there (a whole number in [low, high]), else the uniform size. Empty when no layer is named, so
+// that a network without per-layer sizes keeps its uniform description. A `<prefix>_<i>` for a
+// layer the network does not have (i >= count) would be silently unread and split families for
+// nothing, so it is refused, naming it.
+absl::StatusOr<std::vector<int64_t>> LayerSizes(const StageTask& task, const Json& config,
+                                                absl::string_view prefix,
+                                                absl::string_view count_name,
+                                                const std::vector<int64_t>& uniform, int64_t low,
+                                                int64_t high) {
+  const int64_t count = static_cast<int64_t>(uniform.size());
+  const auto refuse_extra = [&](absl::string_view key, const std::string& field) -> absl::Status {
+    std::optional<int64_t> index = LayerIndex(key, prefix);
+    if (!index.has_value() || *index < count) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": the network has ", count, " layers (", count_name, "), so only ",
+                     prefix, "_0 .. ", prefix, "_", count - 1,
+                     " are read; remove it, or make it conditional in the "
+                     "search space: when: {param: ",
+                     count_name, ", at_least: ", *index + 1, "}"));
+  };
+  for (const auto& [key, unused] : task.parameters) {
+    if (absl::Status status = refuse_extra(key, absl::StrCat("parameter '", key, "'"));
+        !status.ok()) {
+      return status;
+    }
+  }
+  for (const auto& [key, unused] : task.static_parameters) {
+    if (absl::Status status = refuse_extra(key, absl::StrCat("parameter '", key, "'"));
+        !status.ok()) {
+      return status;
+    }
+  }
+  for (const auto& [key, unused] : config.items()) {
+    if (absl::Status status = refuse_extra(key, ConfigField(key)); !status.ok()) return status;
+  }
+  std::vector<int64_t> sizes = uniform;
+  bool named = false;
+  for (int64_t i = 0; i < count; ++i) {
+    const std::string name = absl::StrCat(prefix, "_", i);
+    absl::StatusOr<NumberSource> source =
+        ArchitectureNumber(task, config, name, static_cast<double>(uniform[i]));
+    if (!source.ok()) return source.status();
+    if (!source->given) continue;
+    absl::StatusOr<int64_t> size = WholeArchitecture(task, config, name, uniform[i], low, high);
+    if (!size.ok()) return size.status();
+    sizes[i] = *size;
+    named = true;
+  }
+  if (!named) sizes.clear();
+  return sizes;
+}
+
 // A string setting from a static parameter, else the config.
 absl::StatusOr<std::optional<std::string>> StringSetting(const StageTask& task, const Json& config,
                                                          std::string_view name,
@@ -171,6 +249,10 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
       if (!width.ok()) return width.status();
       architecture.depth = *depth;
       architecture.width = *width;
+      absl::StatusOr<std::vector<int64_t>> widths =
+          LayerSizes(task, config, "width", "depth", architecture.MlpWidths(), 1, 1 << 16);
+      if (!widths.ok()) return widths.status();
+      architecture.layer_widths = *std::move(widths);
       break;
     }
     case ModelKind::kCnn: {
@@ -193,6 +275,10 @@ absl::StatusOr<Architecture> ParseArchitecture(const StageTask& task, const Json
       architecture.layers = *layers;
       architecture.channels = *channels;
       architecture.kernel_size = *kernel;
+      absl::StatusOr<std::vector<int64_t>> sizes =
+          LayerSizes(task, config, "channels", "layers", architecture.CnnChannels(), 1, 1024);
+      if (!sizes.ok()) return sizes.status();
+      architecture.layer_channels = *std::move(sizes);
       break;
     }
     case ModelKind::kResNet: {
@@ -326,16 +412,42 @@ absl::StatusOr<double> StepValue(const StageTask& task, std::string_view name, S
 
 }  // namespace
 
+std::vector<int64_t> Architecture::MlpWidths() const {
+  if (!layer_widths.empty()) return layer_widths;
+  return std::vector<int64_t>(static_cast<size_t>(std::max<int64_t>(depth, 0)), width);
+}
+
+std::vector<int64_t> Architecture::CnnChannels() const {
+  if (!layer_channels.empty()) return layer_channels;
+  std::vector<int64_t> sizes;
+  for (int64_t i = 0; i < layers; ++i) sizes.push_back(channels << std::min<int64_t>(i, 20));
+  return sizes;
+}
+
 std::string Architecture::Describe() const {
   switch (model) {
-    case ModelKind::kMlp:
-      return absl::StrCat("mlp depth=", depth, " width=", width,
+    case ModelKind::kMlp: {
+      const std::vector<int64_t> widths = MlpWidths();
+      const bool uniform =
+          std::all_of(widths.begin(), widths.end(), [&](int64_t w) { return w == widths.front(); });
+      const std::string text = widths.empty() ? absl::StrCat(width)
+                               : uniform      ? absl::StrCat(widths.front())
+                                              : absl::StrCat("[", absl::StrJoin(widths, ","), "]");
+      return absl::StrCat("mlp depth=", depth, " width=", text,
                           " dropout=", dropout ? "yes" : "no");
-    case ModelKind::kCnn:
-      return absl::StrCat("cnn layers=", layers, " channels=", channels,
-                          " kernel_size=", kernel_size,
+    }
+    case ModelKind::kCnn: {
+      const std::vector<int64_t> sizes = CnnChannels();
+      bool doubling = !sizes.empty();
+      for (size_t i = 0; i < sizes.size() && doubling; ++i) {
+        doubling = sizes[i] == sizes.front() << std::min<size_t>(i, 20);
+      }
+      const std::string text = doubling ? absl::StrCat(sizes.front())
+                                        : absl::StrCat("[", absl::StrJoin(sizes, ","), "]");
+      return absl::StrCat("cnn layers=", layers, " channels=", text, " kernel_size=", kernel_size,
                           pool_layers >= 0 ? absl::StrCat(" pool_layers=", pool_layers) : "",
                           " dropout=", dropout ? "yes" : "no");
+    }
     case ModelKind::kResNet:
       return absl::StrCat("resnet depth=", depth, " width_multiplier=", width_multiplier);
   }
@@ -372,10 +484,10 @@ absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task) {
   }
   const std::vector<std::string>& known = KnownConfigFields();
   for (const auto& [key, value] : config->items()) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ConfigField(key),
-          ": unknown field for the torch trainer; known: ", absl::StrJoin(known, ", ")));
+    if (std::find(known.begin(), known.end(), key) == known.end() && !IsLayerKey(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ConfigField(key), ": unknown field for the torch trainer; known: ",
+                       absl::StrJoin(known, ", "), ", and width_<i> or channels_<i> for layer i"));
     }
   }
   TorchSettings settings;

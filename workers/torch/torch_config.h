@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "workers/trainer.h"
@@ -33,10 +34,16 @@ struct Architecture {
   int64_t depth = 2;
   // mlp: units per hidden layer.
   int64_t width = 256;
+  // mlp: units of each hidden layer (`depth` entries, from parameters `width_0`, `width_1`,
+  // ...); empty: `width` for every layer.
+  std::vector<int64_t> layer_widths = {};
   // cnn: convolution layers (each followed by batch norm, ReLU and a 2x2 max-pool).
   int64_t layers = 2;
   // cnn: channels of the first layer, doubling with every layer.
   int64_t channels = 32;
+  // cnn: channels of each layer (`layers` entries, from parameters `channels_0`, `channels_1`,
+  // ...); empty: `channels` doubling with every layer.
+  std::vector<int64_t> layer_channels = {};
   int64_t kernel_size = 3;
   // cnn: only the first `pool_layers` blocks max-pool (-1: every block while the image is at
   // least 2x2). Blocks after them keep the image size, so a block can be appended to a trained
@@ -48,7 +55,16 @@ struct Architecture {
   // a sequence; 0 turns it off at a step).
   bool dropout = false;
 
-  // A stable text form, e.g. "cnn layers=2 channels=32 kernel_size=3 dropout=no".
+  // The units of each hidden layer of the mlp (`depth` entries): `layer_widths` when set,
+  // else `width` repeated.
+  std::vector<int64_t> MlpWidths() const;
+  // The channels of each convolution layer of the cnn (`layers` entries): `layer_channels` when
+  // set, else `channels` doubling per layer.
+  std::vector<int64_t> CnnChannels() const;
+
+  // A stable text form that depends only on the network's layout, e.g. "cnn layers=2
+  // channels=32 kernel_size=3 dropout=no"; per-layer sizes that follow the uniform rule print as
+  // it does ("channels=16" for 16, 32, 64), others as a list ("channels=[16,48,32]").
   std::string Describe() const;
 };
 
@@ -104,7 +120,9 @@ struct TorchSettings {
 
 // Reads the settings of `task`. Architecture values come from, in order: the task's parameter
 // of that name at task.start_step (static, or a sequence that must stay constant over the
-// stage), trainer.config, the default.
+// stage), trainer.config, the default. Per-layer sizes (`channels_<i>` for the cnn, `width_<i>`
+// for the mlp) override the uniform one for layer i; one named for a layer the network does not
+// have is refused, naming it (a search space makes it conditional on the depth instead).
 absl::StatusOr<TorchSettings> ParseTorchSettings(const StageTask& task);
 
 // The values one step uses.
