@@ -32,7 +32,7 @@ struct ServerCommandOptions {
   int unhealthy_after = 3;
   double drain_seconds = 60;
   std::vector<std::string> plugins;
-  bool no_checkpoint_gc = false;
+  bool checkpoint_gc = false;
   int keep_best_checkpoints = 0;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";

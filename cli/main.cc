@@ -217,8 +217,10 @@ int main(int argc, char** argv) {
                    "Shared library of search algorithms to load (repeatable; see "
                    "examples/plugins)")
       ->check(CLI::ExistingFile);
-  server->add_flag("--no-checkpoint-gc", server_options.no_checkpoint_gc,
-                   "Keep every checkpoint (collect only on `hippo gc`)");
+  server->add_flag("--checkpoint-gc", server_options.checkpoint_gc,
+                   "Delete the checkpoints no stage can need as studies end, and hold workers' "
+                   "--checkpoint-budget (off by default: without it checkpoints are deleted "
+                   "only by `hippo gc`)");
   server
       ->add_option("--keep-best-checkpoints", server_options.keep_best_checkpoints,
                    "Keep the final states of each study's N best trials")

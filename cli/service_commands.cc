@@ -94,7 +94,7 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.unhealthy_after_failures = options.unhealthy_after;
   server_options.drain_seconds = options.drain_seconds;
   server_options.plugins = options.plugins;
-  server_options.collect_checkpoints = !options.no_checkpoint_gc;
+  server_options.collect_checkpoints = options.checkpoint_gc;
   server_options.keep_best_states = options.keep_best_checkpoints;
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;

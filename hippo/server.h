@@ -35,8 +35,12 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   double lease_seconds = 10;
-  // Checkpoint garbage collection (EngineOptions::collect_checkpoints, keep_best_states).
-  bool collect_checkpoints = true;
+  // Checkpoint garbage collection as studies end (EngineOptions::collect_checkpoints,
+  // keep_best_states). Off unless asked for (`hippo server --checkpoint-gc`): a collected stage
+  // still reads as not trained in the trial and tree views (its trials' reached steps drop), so
+  // collection stays opt-in until those views count trained steps rather than kept states.
+  // `hippo gc` collects on demand either way.
+  bool collect_checkpoints = false;
   int keep_best_states = 0;
   // Failed stages and unhealthy workers (EngineOptions).
   double retry_backoff_seconds = 0.5;

@@ -101,14 +101,14 @@ W1Run RunW1(const std::vector<std::string>& server_flags,
 }
 
 TEST(CheckpointGcTest, BudgetedStudyHoldsFewerCheckpointsWithTheResultsOfARunWithoutCollection) {
-  const W1Run kept_all = RunW1({"--no-checkpoint-gc"}, {});
+  const W1Run kept_all = RunW1({}, {});
   ASSERT_EQ(kept_all.ended.study.state(), v1::STUDY_COMPLETED);
   // Without collection every state the study kept stays while it runs: far more than the
   // budget below. (RunW1 then collects with `hippo gc`, which empties the directory.)
   constexpr int64_t kBudget = 1 << 20;  // 1 MiB: about 60 checkpoints of 16 KiB
   ASSERT_GT(kept_all.max_bytes, 4 * kBudget);
 
-  const W1Run collected = RunW1({}, {"--checkpoint-budget", "1MiB"});
+  const W1Run collected = RunW1({"--checkpoint-gc"}, {"--checkpoint-budget", "1MiB"});
   ASSERT_EQ(collected.ended.study.state(), v1::STUDY_COMPLETED);
   // Collection under the budget keeps the directory smaller than a run that keeps everything.
   // It does not yet keep W1 under 1 MiB (the peak is about 3.8 MB): see docs/durability.md.
@@ -168,7 +168,7 @@ TEST(CheckpointGcTest, DeletedStudyTakesOnlyItsOwnCheckpointsAndCanBeRunAgain) {
   const std::string b_path = dir.File("b.yaml");
   std::ofstream(a_path) << SharedPrefixSpec("a", 0.1);
   std::ofstream(b_path) << SharedPrefixSpec("b", 0.5);
-  Cluster cluster(dir, /*workers=*/2, {"--keep-best-checkpoints", "1"});
+  Cluster cluster(dir, /*workers=*/2, {"--checkpoint-gc", "--keep-best-checkpoints", "1"});
   const std::string checkpoints = dir.File("checkpoints");
 
   const std::string a = cluster.Submit(a_path);

@@ -187,7 +187,9 @@ TEST(EngineRetryTest, RetryTrialsTrainsFailedTrialsAgainAndTheStudyEndsWithTheir
   ASSERT_TRUE(retried.ok()) << retried.status();
   ASSERT_EQ(retried->retried_trial_ids_size(), 1);
   EXPECT_EQ(retried->retried_trial_ids(0), 0);
-  EXPECT_EQ(TrainEverything(engine, "w", *channel).size(), 1u);
+  // The study's end released the shared stage's state (checkpoint collection: no live stage
+  // needed it), so the retried trial trains that stage again, then its own branch.
+  EXPECT_EQ(TrainEverything(engine, "w", *channel).size(), 2u);
   done = engine.GetStudy(study->id());
   EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
   EXPECT_EQ(done->trials_completed(), 2);

@@ -95,6 +95,18 @@ search_space:
           - linear: {from: {value: 0.9}, to: {value: 0.99}, start: {value: 0}, end: {value: 30}}
         warmup_steps: {value: 3}
         warmup_from: {value: 0.5}
+    - name: width_deep
+      int: {low: 8, high: 16}
+      when: {param: depth, at_least: 4}
+    - name: width_shallow
+      int: {low: 8, high: 16}
+      when: {param: depth, at_most: 32}
+    - name: width_eight
+      categorical: {values: [8, 16]}
+      when: {param: depth, equals: 8}
+    - name: width_small
+      categorical: {values: [4, 8]}
+      when: {param: depth, any_of: [2, 4]}
 budget: {max_steps: 100, max_trials: 50, max_wall_seconds: 7200, max_parallel_trials: 4}
 resources: {gpus_per_stage: 1, weight: 1.5, checkpoint_every_steps: 10}
 )yaml";
@@ -148,7 +160,7 @@ std::vector<SpecCase> AllFieldSpecs() {
       {"evolution", base + "algorithm: {name: evolution, evolution: {population_size: 16, "
                            "sample_size: 4, children: 64, asha: {min_resource: 5, "
                            "max_resource: 100, reduction_factor: 3, sampler: random}}}\n"},
-      {"random", base + "algorithm: {name: random, random: {}}\n"},
+      {"random", base + "algorithm: {name: random, sample_with_replacement: true, random: {}}\n"},
       {"external", base + "algorithm: {name: external, external: {}}\n"},
       {"plugin", base + "algorithm: {name: my_plugin, plugin_config: {alpha: 0.5, "
                         "modes: [a, b], deep: {x: [1, {y: null}]}}}\n"},
