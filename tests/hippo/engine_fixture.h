@@ -23,7 +23,7 @@ class EngineTest : public ::testing::Test {
   void TearDown() override {
     engine_.reset();
     store_.reset();
-    std::filesystem::remove(db_);
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_ + suffix);
   }
 
   // Opens the store on the test's database and an engine with `options` on it, recovered from
