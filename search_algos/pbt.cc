@@ -285,6 +285,11 @@ void PopulationBasedTraining::ExploitAndExplore(std::vector<Request>& requests) 
 Point PopulationBasedTraining::Explore(const Point& point, std::mt19937_64& random) const {
   Point explored = point;
   for (size_t d : options_.perturbed_dimensions) {
+    // A dimension the member does not use (a parameter whose `when` fails, an alternative of
+    // one_of it did not choose) is no parameter of its trial: it keeps its placeholder, so the
+    // fork has exactly its parent's parameters. Conditions are on structural parameters, which
+    // a fork never changes, so no perturbation brings a dimension into use either.
+    if (!stage_tree::IsActive(space_.dimensions, point, d)) continue;
     const Dimension& dimension = space_.dimensions[d];
     if (Unit(random) < options_.resample_probability) {
       explored[d] = SampleDimension(dimension, random);

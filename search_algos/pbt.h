@@ -10,7 +10,8 @@
 //     point = explored point, target = next boundary), then kStop(bottom member). The fork
 //     continues the top member's model from step b (a new branch of the stage tree) with the
 //     explored hyper-parameters;
-//   - explore: each perturbed dimension of the top member's point is, with resample_probability,
+//   - explore: each perturbed dimension the top member's point uses (an inactive conditional
+//     parameter or unchosen one_of alternative is left out) is, with resample_probability,
 //     resampled from the search space, or else multiplied by a factor drawn uniformly from
 //     perturbation_factors and clamped to the dimension's range (and rounded to its step). A
 //     choice of numbers moves to the neighbouring choice in the factor's direction;

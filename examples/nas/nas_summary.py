@@ -6,10 +6,13 @@
 
 `hippo run` trains the study (an embedded coordinator, local workers, a fresh SQLite database);
 then a coordinator is started on that database, on a free loopback port, only to list the
-trials (`hippo trials --json`), and stopped. The table ranks the trials that reported the
-objective: validation accuracy, the epochs the trial reached (an ASHA rung or the full budget)
-and its architecture and schedule. Exit status: that of `hippo run`, or 1 if the listing fails.
-Only the Python standard library is used.
+trials (`hippo trials --json`), and stopped. It prints the epochs trained against those a
+trial-by-trial run trains (the stage tree's saving) and against those every trial trained to
+the full budget would take (the ASHA rungs' saving), then ranks the configurations that
+reported the objective: validation accuracy, the epochs trained (an ASHA rung or the full
+budget), architecture and schedule, and the trials that had it (evolution may find one
+configuration again; its trials share every epoch). Exit status: that of `hippo run`, or 1 if
+the listing fails. Only the Python standard library is used.
 """
 
 import argparse
@@ -61,17 +64,21 @@ def scalar(parameters, name):
 
 
 def schedule(parameters, name="lr"):
-    """A learning-rate schedule in a few words: its segments' shapes and values."""
-    parts = []
-    for segment in parameters.get(name, {}).get("segments", []):
-        start, end = int(segment.get("start", 0)), int(segment.get("end", 0))
-        if "constant" in segment:
-            parts.append("%g@%d-%d" % (segment["constant"], start, end - 1))
-        elif "cosine" in segment:
-            cosine = segment["cosine"]
-            parts.append("cosine %g->%g" % (cosine.get("max", 0), cosine.get("min", 0)))
-        else:
-            parts.append(next(iter(k for k in segment if k not in ("start", "end")), "?"))
+    """A learning-rate schedule in a few words: "cosine 0.1->0" (a constant first segment is the
+    cosine's value over epochs it shares with another trial's schedule), or the first value and
+    each change with the epoch it takes effect: "0.05, x0.1 at 4"."""
+    segments = parameters.get(name, {}).get("segments", [])
+    cosine = next((segment["cosine"] for segment in segments if "cosine" in segment), None)
+    if cosine is not None:
+        return "cosine %g->%g" % (cosine.get("max", 0), cosine.get("min", 0))
+    if segments and all("constant" in segment for segment in segments):
+        parts = ["%g" % segments[0]["constant"]]
+        for previous, segment in zip(segments, segments[1:]):
+            parts.append("x%g at %d" % (round(segment["constant"] / previous["constant"], 6),
+                                        int(segment.get("start", 0))))
+        return ", ".join(parts)
+    parts = [next(iter(k for k in segment if k not in ("start", "end")), "?")
+             for segment in segments]
     return ", ".join(parts) if parts else str(scalar(parameters, name))
 
 
@@ -84,6 +91,39 @@ def architecture(parameters):
                     for name in parameters if name.startswith("channels_"))
     return "%d x conv %dx%d, channels %s" % (layers, kernel, kernel,
                                              "-".join(str(w) for _, w in widths))
+
+
+def print_summary(summary, trials, workers, top):
+    """The study's figures and its `top` configurations (the table described above)."""
+    scored = [t for t in trials if t.get("has_objective_value")]
+    scored.sort(key=lambda t: (-float(t["objective_value"]), int(t.get("id", 0))))
+    # One row per configuration: its best trial first, then the others that had it.
+    rows = {}
+    for trial in scored:
+        parameters = trial.get("parameters", {})
+        key = (architecture(parameters), schedule(parameters))
+        rows.setdefault(key, []).append(trial)
+
+    full = max((int(t.get("target_step", 0)) for t in trials), default=0)
+    reached = [int(t.get("reached_step", 0)) for t in trials]
+    executed, trial_steps = int(summary["executed_steps"]), int(summary["trial_steps"])
+    print("NAS study %s: %s, %d trials (%d trained to the full %d epochs), %.1f s with %s workers"
+          % (summary["study_id"], summary["status"], summary["trials"],
+             sum(1 for r in reached if r >= full), full, summary["wall_seconds"], workers))
+    print("epochs trained: %d; trial by trial: %d (the stage tree saved %d: trials of one "
+          "architecture share the epochs their schedules agree on); every trial to %d epochs: "
+          "%d (the ASHA rungs stopped %d trials early)"
+          % (executed, trial_steps, trial_steps - executed, full, full * len(trials),
+             sum(1 for r in reached if r < full)))
+    print("top %d of %d configurations by validation accuracy:" % (min(top, len(rows)),
+                                                                  len(rows)))
+    print("  %-5s %-8s %-6s %-34s %-26s %s" % ("trial", "val_acc", "epochs", "architecture",
+                                               "lr", "same configuration"))
+    for (arch, lr), group in list(rows.items())[:top]:
+        best = group[0]
+        print("  %-5s %-8.4f %-6s %-34s %-26s %s" % (
+            best.get("id", "0"), float(best["objective_value"]), best.get("reached_step", "0"),
+            arch, lr, ", ".join("#%s" % t.get("id", "0") for t in group[1:])))
 
 
 def main():
@@ -107,23 +147,7 @@ def main():
         return run.returncode
     summary = json.loads(run.stdout)
     trials = list_trials(args.hippo, args.db, summary["study_id"])
-    scored = [t for t in trials if t.get("has_objective_value")]
-    scored.sort(key=lambda t: (-float(t["objective_value"]), int(t.get("id", 0))))
-
-    full = max((int(t.get("target_step", 0)) for t in trials), default=0)
-    print("NAS study %s: %s, %d trials (%d trained to the full %d epochs), %.1f s with %s workers"
-          % (summary["study_id"], summary["status"], summary["trials"],
-             sum(1 for t in trials if int(t.get("reached_step", 0)) >= full), full,
-             summary["wall_seconds"], args.workers))
-    print("epochs trained: %d (%d if every trial trained alone; trials of one architecture "
-          "share their common epochs)" % (summary["executed_steps"], summary["trial_steps"]))
-    print("top %d architectures by validation accuracy:" % min(args.top, len(scored)))
-    print("  %-5s %-8s %-6s %-38s %s" % ("trial", "val_acc", "epochs", "architecture", "lr"))
-    for trial in scored[:args.top]:
-        parameters = trial.get("parameters", {})
-        print("  %-5s %-8.4f %-6s %-38s %s" % (
-            trial.get("id", "0"), float(trial["objective_value"]), trial.get("reached_step", "0"),
-            architecture(parameters), schedule(parameters)))
+    print_summary(summary, trials, args.workers, args.top)
     print("(total %.1f s; database %s)" % (time.monotonic() - started, args.db))
     return 0
 

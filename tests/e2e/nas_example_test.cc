@@ -47,8 +47,8 @@ TEST(NasExampleTest, TinyStudyRanksArchitecturesWithOneWidthPerLayer) {
   std::stringstream buffer;
   buffer << example.rdbuf();
   std::string yaml = buffer.str();
-  Replace(yaml, "train_limit: 4000", "train_limit: 256");
-  Replace(yaml, "val_limit: 2000", "val_limit: 200");
+  Replace(yaml, "train_limit: 3000", "train_limit: 256");
+  Replace(yaml, "val_limit: 1000", "val_limit: 200");
   Replace(yaml, "batch_size: 64", "batch_size: 32");
   Replace(yaml, "population_size: 6", "population_size: 2");
   Replace(yaml, "sample_size: 3", "sample_size: 2");
@@ -65,10 +65,27 @@ TEST(NasExampleTest, TinyStudyRanksArchitecturesWithOneWidthPerLayer) {
                dir.File("tiny.yaml") + " --db " + dir.File("nas.db") + " --workers 2 --top 4");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find(": completed, 4 trials"), std::string::npos) << result.output;
-  // Rows: "  <trial> <accuracy> <epochs> <layers> x conv <k>x<k>, channels <c0>-<c1>..."
+  // The epochs: those trained, trial by trial, and every trial to the full 2 epochs (4 trials);
+  // the stage tree trains no more than trial by trial, and ASHA no more than the full budget.
+  std::smatch epochs;
+  ASSERT_TRUE(std::regex_search(
+      result.output, epochs,
+      std::regex(R"(epochs trained: (\d+); trial by trial: (\d+) \(the stage tree saved (\d+):)"
+                 R"(.*every trial to 2 epochs: 8 \(the ASHA rungs stopped (\d+) trials early\))")))
+      << result.output;
+  const int executed = std::stoi(epochs[1]);
+  const int trial_by_trial = std::stoi(epochs[2]);
+  EXPECT_GT(executed, 0);
+  EXPECT_LE(trial_by_trial, 8);
+  EXPECT_EQ(trial_by_trial - executed, std::stoi(epochs[3]));
+  EXPECT_GE(trial_by_trial - executed, 0);
+  EXPECT_LE(std::stoi(epochs[4]), 2) << "only the 2 children go through the rungs";
+  // Rows: "  <trial> <accuracy> <epochs> <layers> x conv <k>x<k>, channels <c0>-<c1>...",
+  // best first.
   const std::regex row(
       R"(\n  (\d+) +(0\.\d+|1\.0+) +([12]) +(\d) x conv ([35])x[35], channels ([0-9-]+) )");
   int rows = 0;
+  double previous = 1;
   for (std::sregex_iterator it(result.output.begin(), result.output.end(), row), end; it != end;
        ++it) {
     ++rows;
@@ -76,7 +93,10 @@ TEST(NasExampleTest, TinyStudyRanksArchitecturesWithOneWidthPerLayer) {
     const std::string channels = (*it)[6];
     EXPECT_EQ(std::count(channels.begin(), channels.end(), '-') + 1, layers)
         << "one channels_<i> per layer: " << it->str();
-    EXPECT_GT(std::stod((*it)[2]), 0.1) << "better than chance: " << it->str();
+    const double accuracy = std::stod((*it)[2]);
+    EXPECT_GT(accuracy, 0.1) << "better than chance: " << it->str();
+    EXPECT_LE(accuracy, previous) << "ranked best first: " << it->str();
+    previous = accuracy;
   }
   EXPECT_GE(rows, 2) << result.output;
 }

@@ -1,5 +1,6 @@
 #include "search_algos/pbt.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -312,6 +313,60 @@ TEST(PbtTest, FailedMemberSlotIsRefilledByAForkAtTheNextBoundary) {
   EXPECT_EQ(forked_from, (std::vector<TrialNumber>{3, 3}));
   EXPECT_EQ(stopped, (std::vector<TrialNumber>{0}));
   EXPECT_FALSE(algorithm->Finished());
+}
+
+// optimizer (structural: sgd or adam); momentum only with sgd (`when`); lr either cosine from a
+// range or step decay from a range (one_of): each member leaves some numeric dimensions unused.
+constexpr char kConditionalSpace[] = R"({"parameters": [
+  {"name": "optimizer", "categorical": {"values": ["sgd", "adam"]}, "structural": true},
+  {"name": "momentum", "float": {"low": 0.5, "high": 0.99},
+   "when": {"param": "optimizer", "equals": "sgd"}},
+  {"name": "lr", "sequence": {"oneOf": [
+    {"cosine": {"max": {"range": {"low": 0.05, "high": 0.2}}, "min": {"value": 0}}},
+    {"stepDecay": {"initial": {"range": {"low": 0.01, "high": 0.1}}, "gamma": {"value": 0.1},
+                   "milestones": {"choices": [{"steps": [20]}]}}}]}}]})";
+
+TEST(PbtTest, ForksNeverPerturbOrIntroduceAParameterTheirParentDoesNotUse) {
+  v1::SearchSpace proto;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(kConditionalSpace, &proto).ok());
+  absl::StatusOr<stage_tree::SearchSpace> space = stage_tree::SearchSpaceFromProto(proto);
+  ASSERT_TRUE(space.ok()) << space.status();
+  AlgorithmContext context = Context(*space, /*population=*/8, /*max_steps=*/60);
+  context.config.mutable_pbt()->set_resample_probability(0.5);
+  // The objective: adam (no momentum) ranks first, then the larger learning rate, so the top
+  // members that forks copy leave momentum and one of the lr alternatives unused.
+  auto objective = [&](const Point& point, Step) {
+    double value = std::get<std::string>(point[0]) == "adam" ? 1 : 0;
+    for (size_t d = 2; d < point.size(); ++d) {
+      if (stage_tree::IsActive(space->dimensions, point, d) &&
+          std::holds_alternative<double>(point[d])) {
+        value += std::get<double>(point[d]);
+      }
+    }
+    return value;
+  };
+  test_support::StudyRunner runner(context, objective);
+  int unused_checked = 0;
+  int used_changed = 0;
+  for (const Request& request : runner.Run()) {
+    if (request.kind != Request::Kind::kFork) continue;
+    const Point& parent = runner.trials().at(request.trial).point;
+    for (size_t d = 0; d < parent.size(); ++d) {
+      const bool used = stage_tree::IsActive(space->dimensions, parent, d);
+      EXPECT_EQ(stage_tree::IsActive(space->dimensions, request.point, d), used)
+          << space->dimensions[d].name << " of a fork of trial " << request.trial;
+      if (used) {
+        used_changed += request.point[d] != parent[d];
+        continue;
+      }
+      ++unused_checked;
+      EXPECT_EQ(request.point[d], stage_tree::FirstValue(space->dimensions[d]))
+          << space->dimensions[d].name << " is not used by trial " << request.trial
+          << " yet its fork changed it";
+    }
+  }
+  EXPECT_GT(unused_checked, 0) << "no fork of a member with an unused dimension";
+  EXPECT_GT(used_changed, 0) << "no fork perturbed a dimension its parent uses";
 }
 
 TEST(PbtTest, RefusesBadConfigNamingTheField) {
