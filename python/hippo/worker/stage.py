@@ -45,6 +45,10 @@ class Stage:
     state_path: where the state at end_step goes.
     seed, config: TrainerSpec.seed and TrainerSpec.config (a dict) of the study.
     stage_id, attempt_id: identify the work for logs only (training must not depend on them).
+    parent_stage_id, parent_state_step: the stage whose state at that step this stage starts
+        from (0 and 0 at the root). A worker that kept that stage's model in memory after
+        training it to that step may continue it instead of loading parent_state, so long as
+        no other stage trained the same objects since.
     """
 
     def __init__(self, assign, parent_state, checkpoint_dir, send, attempt_control):
@@ -57,6 +61,8 @@ class Stage:
         self.trainer_kind = assign.trainer.kind
         self.config = json_format.MessageToDict(assign.trainer.config)
         self.parent_state = parent_state
+        self.parent_stage_id = assign.parent_stage_id
+        self.parent_state_step = assign.parent_state_step
         self.checkpoint_dir = checkpoint_dir
         self.state_path = self.checkpoint_path(self.end_step)
         self._checkpoint_steps = set(assign.checkpoint_steps) | {self.end_step}
