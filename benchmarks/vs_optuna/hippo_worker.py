@@ -8,6 +8,13 @@ It loads the data subset and warms PyTorch up before it connects (so no timed st
 for either), prints "ready", then serves until terminated. A stage trains epochs
 [start_step, end_step) of one schedule: the study's `trainer.config` names the model, the
 batch size and the epoch log; `stage.hparams["lr"](epoch)` is Hippo's step-decay schedule.
+
+A stage that continues the one this worker trained last (its parent stage and step are that
+stage's end) goes on with the model and optimizer still in memory instead of building a model
+and loading the saved state (`--reload-model` turns this off); the states are saved either way,
+for the stages that fork from them. Each stage appends one JSON line to the epoch log's path +
+".stages" (worker, stage and parent, when it entered, started training and left, seconds
+training and saving): `timeline.py` reads it.
 """
 
 import argparse
