@@ -67,6 +67,13 @@ def summarise(results, val_limit):
             goal["wall_gain"] = n["wall_s"] / h["wall_s"]
             goal["cpu_gain"] = n["cpu_s"] / h["cpu_s"]
             goal["wall_over_epoch_gain"] = goal["wall_gain"] / goal["epoch_gain"]
+            # The same ratio had both sides' epochs run at the same speed: wall time per second
+            # of training, --no-merge's over Hippo's. It leaves out how fast the machine ran
+            # each side's epochs (on a loaded machine, the larger part of the spread) and keeps
+            # what the systems add to training: 1 when neither adds anything.
+            if h["epoch_s"] and n["epoch_s"]:
+                goal["same_speed_ratio"] = ((n["wall_s"] / n["epoch_s"])
+                                            / (h["wall_s"] / h["epoch_s"]))
         if "hippo" in medians and "optuna" in medians:
             h, o = medians["hippo"], medians["optuna"]
             goal["vs_optuna"] = {"epochs": o["epochs"] / h["epochs"],
@@ -110,8 +117,10 @@ def table(summary):
             f"{load[0]:.1f}–{load[1]:.1f} |")
     lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
               "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
-              "vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | same config, same acc. |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "same epoch speed | vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | "
+              "same config, same acc. |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+              "--- |"]
     for goal in summary["goals"]:
         vs = goal.get("vs_optuna")
         unique = ", ".join(f"{e}/{u}" for e, u, _ in goal["unique_epochs"])
@@ -127,6 +136,7 @@ def table(summary):
             f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('cpu_gain'))}× | "
             f"{_f(goal.get('wall_gain'))}× | "
             f"{_f(ratio)} {'' if ratio is None else 'ok' if ratio >= 0.95 else 'MISSED'} | "
+            f"{_f(goal.get('same_speed_ratio'))} | "
             + (f"{vs['epochs']:.2f}×, {vs['wall']:.2f}×, {vs['cpu']:.2f}× | " if vs else "– | ")
             + f"{best} | {pairs.get('identical', 0)}/{pairs.get('shared', 0)} |")
     lines += ["", "Where each Hippo study's time went, seconds per worker (medians; "

@@ -140,7 +140,10 @@ class Stage:
 
     def checkpoint(self, step, save):
         """Writes the state at `step` by calling ``save(path)`` (atomically: `save` writes a
-        temporary file that is renamed), and tells the coordinator. Returns the final path."""
+        temporary file that is renamed), and tells the coordinator. Returns the final path.
+        `save` may return the file's (size in bytes, "crc32:%08x" of its bytes), as
+        hippo.worker.save_state does, to spare reading the file again for its checksum; a
+        size that is not the file's is ignored and the file read."""
         step = int(step)
         if not self.start_step < step <= self.end_step:
             raise ValueError(f"checkpoint: step {step} is outside ({self.start_step}, "
@@ -149,15 +152,20 @@ class Stage:
         temporary = os.path.join(self.checkpoint_dir,
                                  f".stage-{self.stage_id}-step-{step}.{os.getpid()}."
                                  f"{threading.get_ident()}.tmp")
-        save(temporary)
+        written = save(temporary)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+            size = os.fstat(file.fileno()).st_size
         os.replace(temporary, path)
-        self._register(step, path)
+        known = None
+        if (isinstance(written, tuple) and len(written) == 2 and written[0] == size
+                and isinstance(written[1], str) and written[1].startswith("crc32:")):
+            known = written
+        self._register(step, path, known)
         return path
 
-    def _register(self, step, path):
-        size, checksum = _file_checksum(path)
+    def _register(self, step, path, known=None):
+        size, checksum = known or _file_checksum(path)
         self._written[step] = ("file://" + os.path.abspath(path), size, checksum)
         self._control.states[(self.stage_id, step)] = os.path.abspath(path)
         if step != self.end_step:
