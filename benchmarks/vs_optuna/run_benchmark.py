@@ -1,19 +1,21 @@
 """Hippo (merging on), Hippo trial by trial (--no-merge) and Optuna 3.1 on the same PyTorch
 study: same training code, data subset, schedules, epochs, seeds, and the same trial
-configurations in the same order. Prints a table and writes JSON.
+configurations in the same order. Prints tables and writes JSON.
 
-    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py          # small default
-    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --runs 3 --models mlp,cnn \
-        --train-limit 4000 --val-limit 2000
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py          # the default matrix
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --runs 1 --models mlp
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --report OUT.json  # tables again
 
 Per worker count it starts a `hippo server` (fresh SQLite file), that many Hippo SDK workers
 (`hippo_worker.py`) and as many Optuna worker processes (`optuna_worker.py`, one SQLite storage
-per study): every process loads the data and warms PyTorch up before any study is timed. Then,
-for each run, algorithm and model, the three sides run one after the other (their order rotates
-between runs). Hippo's configurations come from its own sampler (grid order, or ASHA's and
-Hyperband's seeded draws); Optuna gets the same list through `enqueue_trial`. Timed: from
-creating the study until every trial ended; CPU: the server's, the workers' and this process's
-CPU time over that interval. Epochs trained are counted from the training code's own log.
+per study), all before anything is timed: every process loads the data and warms PyTorch up.
+Then each run goes round every worker count, algorithm and model, the three sides one after the
+other (their order rotates between runs). Hippo's configurations come from its own sampler (grid
+order, or ASHA's and Hyperband's seeded draws); Optuna gets the same list through
+`enqueue_trial`. Timed: from creating the study until every trial ended; CPU: the server's, the
+workers' and this process's CPU time over that interval. Epochs trained are counted from the
+training code's own log; where a Hippo study's time went, from its workers' stage logs
+(`timeline.py`).
 """
 
 import argparse
