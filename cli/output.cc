@@ -124,33 +124,44 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
 void PrintSavings(const v1::Study& study, std::ostream& out) {
   const v1::StepCounts& steps = study.steps();
   const std::string unit = StepUnit(study.spec());
-  if (steps.executed_steps() <= 0) return;
+  const int64_t executed = steps.executed_steps();
+  if (executed <= 0) return;
   const bool whole = WorkIsWhole(study);
   // The work done, trial by trial: each trial up to the step it reached. For a whole study
   // that is trial_steps.
   const int64_t done = whole ? steps.trial_steps() : steps.reached_trial_steps();
   out << absl::StrFormat(
-      "  merging saved   %s: %.2fx fewer than trial by trial%s\n",
-      CountOf(done - steps.executed_steps(), unit), Ratio(done, steps.executed_steps()),
+      "  merging saved   %s: %s%s\n", done > executed ? CountOf(done - executed, unit) : "nothing",
+      Compared(executed, done, unit, "trial by trial"),
       whole ? "" : " on the work done so far (each trial up to the step it reached)");
   if (whole) {
     out << absl::StrFormat(
-        "                  %.2fx fewer than distinct configurations (each trained once: what "
-        "is left once duplicate trials are taken out)\n",
-        Ratio(steps.distinct_steps(), steps.executed_steps()));
+        "  executed        %s (each trained once: what is left once duplicate trials are "
+        "taken out)\n",
+        Compared(executed, steps.distinct_steps(), unit, "distinct configurations"));
     if (steps.checkpoint_copy_steps() != steps.trial_steps()) {
       out << absl::StrFormat(
-          "                  %.2fx fewer than checkpoint-copying PBT (each fork trains only its "
-          "own steps)\n",
-          Ratio(steps.checkpoint_copy_steps(), steps.executed_steps()));
+          "                  %s (each fork trains only its own steps)\n",
+          Compared(executed, steps.checkpoint_copy_steps(), unit, "checkpoint-copying PBT"));
     }
   } else if (study.state() == v1::STUDY_RUNNING && steps.unique_steps() > 0) {
     out << absl::StrFormat(
-        "  projection      %.2fx fewer than trial by trial if the trials known now reach their "
-        "current targets (trial_steps / unique_steps; the algorithm may still add trials or "
-        "raise targets)\n",
-        Ratio(steps.trial_steps(), steps.unique_steps()));
+        "  projection      %s if the trials known now reach their current targets "
+        "(unique_steps against trial_steps; the algorithm may still add trials or raise "
+        "targets)\n",
+        Compared(steps.unique_steps(), steps.trial_steps(), unit, "trial by trial"));
   }
+}
+
+std::string Compared(int64_t executed, int64_t reference, const std::string& unit,
+                     const std::string& baseline) {
+  const std::string units = absl::StrCat(unit, "s");
+  if (executed == reference) return absl::StrFormat("as many %s as %s", units, baseline);
+  if (executed <= 0) return absl::StrFormat("no %s (%s: %d)", units, baseline, reference);
+  if (executed < reference) {
+    return absl::StrFormat("%.2fx fewer %s than %s", Ratio(reference, executed), units, baseline);
+  }
+  return absl::StrFormat("%.2fx more %s than %s", Ratio(executed, reference), units, baseline);
 }
 
 bool WorkIsWhole(const v1::Study& study) {

@@ -36,6 +36,12 @@ void PrintStudySummary(const hippo::v1::Study& study, std::ostream& out);
 // projection labelled as one (trial_steps / unique_steps of the trials known now).
 void PrintSavings(const hippo::v1::Study& study, std::ostream& out);
 bool WorkIsWhole(const hippo::v1::Study& study);
+// How `executed` steps compare with a baseline's `reference` steps, with the ratio always at
+// least 1 and the words saying which way: "2.38x fewer epochs than trial by trial", "as many
+// epochs as checkpoint-copying PBT", "2.38x more epochs than checkpoint-copying PBT" (`unit`:
+// StepUnit's singular); with nothing executed, "no epochs (trial by trial: 120)".
+std::string Compared(int64_t executed, int64_t reference, const std::string& unit,
+                     const std::string& baseline);
 // steps / executed, or 0 when nothing was executed.
 double Ratio(int64_t steps, int64_t executed);
 // `"distinct_steps": .., "checkpoint_copy_steps": .., "reached_trial_steps": .., "savings_vs_

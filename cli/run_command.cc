@@ -48,8 +48,10 @@ std::string ProgressBar(const v1::Study& study, double seconds) {
   // The saving on the work done so far (each trial up to the step it reached), like for like.
   const std::string saved =
       steps.executed_steps() > 0
-          ? absl::StrFormat("  %.2fx fewer than trial by trial so far",
-                            Ratio(steps.reached_trial_steps(), steps.executed_steps()))
+          ? absl::StrCat("  ",
+                         Compared(steps.executed_steps(), steps.reached_trial_steps(),
+                                  StepUnit(study.spec()), "trial by trial"),
+                         " so far")
           : "";
   return absl::StrFormat("\r[%s%s] %3.0f%%  trials %d/%d  steps %d/%d%s  %.1fs ",
                          std::string(filled, '#'), std::string(kWidth - filled, '.'),

@@ -147,15 +147,17 @@ int SimulateCommand(const SimulateOptions& options) {
   PrintResult("Trial by trial (--no-merge):", *baseline);
   std::cout << absl::StrFormat("speedup %.2fx (trial-based makespan / Hippo makespan)\n", speedup);
   const v1::StepCounts& steps = merged->study.steps();
+  const std::string unit = StepUnit(*spec);
   std::cout << absl::StrFormat(
-      "steps saved: %.2fx fewer than trial by trial (the --no-merge run executed %d), %.2fx fewer "
-      "than distinct configurations (each trained once)",
-      Ratio(steps.trial_steps(), steps.executed_steps()), baseline->study.steps().executed_steps(),
-      Ratio(steps.distinct_steps(), steps.executed_steps()));
+      "Hippo executed %s: %s (the --no-merge run executed %d), %s (each trained once)",
+      CountOf(steps.executed_steps(), unit),
+      Compared(steps.executed_steps(), steps.trial_steps(), unit, "trial by trial"),
+      baseline->study.steps().executed_steps(),
+      Compared(steps.executed_steps(), steps.distinct_steps(), unit, "distinct configurations"));
   if (steps.checkpoint_copy_steps() != steps.trial_steps()) {
-    std::cout << absl::StrFormat(
-        ", %.2fx fewer than checkpoint-copying PBT (each fork trains only its own steps)",
-        Ratio(steps.checkpoint_copy_steps(), steps.executed_steps()));
+    std::cout << absl::StrFormat(", %s (each fork trains only its own steps)",
+                                 Compared(steps.executed_steps(), steps.checkpoint_copy_steps(),
+                                          unit, "checkpoint-copying PBT"));
   }
   std::cout << "\n";
   return kExitOk;

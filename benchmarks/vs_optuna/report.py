@@ -43,6 +43,10 @@ def summarise(results, val_limit):
                              for name in ("wall_s", "cpu_s", "epochs", "epoch_s",
                                           "best_accuracy")}
             medians[side]["runs"] = len(runs)
+            timelines = [r["timeline"] for r in runs if r.get("timeline")]
+            if timelines:
+                medians[side]["timeline"] = {
+                    part: _median([t[part] for t in timelines]) for part in timelines[0]}
             medians[side]["load_average"] = [min(r["load_average"] for r in runs),
                                              max(r["load_average"] for r in runs)]
             rows.append({"algorithm": algorithm, "model": model, "workers": workers,
@@ -63,6 +67,13 @@ def summarise(results, val_limit):
             goal["wall_gain"] = n["wall_s"] / h["wall_s"]
             goal["cpu_gain"] = n["cpu_s"] / h["cpu_s"]
             goal["wall_over_epoch_gain"] = goal["wall_gain"] / goal["epoch_gain"]
+            # The same ratio had both sides' epochs run at the same speed: wall time per second
+            # of training, --no-merge's over Hippo's. It leaves out how fast the machine ran
+            # each side's epochs (on a loaded machine, the larger part of the spread) and keeps
+            # what the systems add to training: 1 when neither adds anything.
+            if h["epoch_s"] and n["epoch_s"]:
+                goal["same_speed_ratio"] = ((n["wall_s"] / n["epoch_s"])
+                                            / (h["wall_s"] / h["epoch_s"]))
         if "hippo" in medians and "optuna" in medians:
             h, o = medians["hippo"], medians["optuna"]
             goal["vs_optuna"] = {"epochs": o["epochs"] / h["epochs"],
@@ -106,8 +117,10 @@ def table(summary):
             f"{load[0]:.1f}–{load[1]:.1f} |")
     lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
               "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
-              "vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | same config, same acc. |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "same epoch speed | vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | "
+              "same config, same acc. |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+              "--- |"]
     for goal in summary["goals"]:
         vs = goal.get("vs_optuna")
         unique = ", ".join(f"{e}/{u}" for e, u, _ in goal["unique_epochs"])
@@ -123,8 +136,31 @@ def table(summary):
             f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('cpu_gain'))}× | "
             f"{_f(goal.get('wall_gain'))}× | "
             f"{_f(ratio)} {'' if ratio is None else 'ok' if ratio >= 0.95 else 'MISSED'} | "
+            f"{_f(goal.get('same_speed_ratio'))} | "
             + (f"{vs['epochs']:.2f}×, {vs['wall']:.2f}×, {vs['cpu']:.2f}× | " if vs else "– | ")
             + f"{best} | {pairs.get('identical', 0)}/{pairs.get('shared', 0)} |")
+    lines += ["", "Where each Hippo study's time went, seconds per worker (medians; "
+                  "`timeline.py`): training epochs, model setup (build + load, or the kept "
+                  "model), saving states, the rest of the stage, dispatch (coordinator round "
+                  "trip), waiting for a parent stage running elsewhere, and the end (after a "
+                  "worker's last stage); overhead = everything but training, as a share of "
+                  "wall.", "",
+              "| algorithm | model | workers | side | wall s | train | setup | save | other | "
+              "dispatch | wait | end | overhead | stages (kept / loaded) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+              "--- |"]
+    for row in summary["rows"]:
+        t = row.get("timeline")
+        if not t:
+            continue
+        overhead = 1 - t["train"] / row["wall_s"] if row["wall_s"] else None
+        lines.append(
+            f"| {row['algorithm']} | {row['model']} | {row['workers']} | {row['side']} | "
+            f"{_f(row['wall_s'])} | "
+            + " | ".join(_f(t[part]) for part in ("train", "setup", "save", "other",
+                                                  "dispatch", "wait", "end"))
+            + f" | {_f(None if overhead is None else 100 * overhead, 1)} % | "
+            f"{t['stages']:g} ({t['kept']:g} / {t['loaded']:g}) |")
     overhead = summary.get("service_overhead")
     if overhead:
         lines += ["", f"Service overhead, trivial objective (ask/tell, random sampler): Hippo "

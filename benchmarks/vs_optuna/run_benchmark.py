@@ -1,22 +1,25 @@
 """Hippo (merging on), Hippo trial by trial (--no-merge) and Optuna 3.1 on the same PyTorch
 study: same training code, data subset, schedules, epochs, seeds, and the same trial
-configurations in the same order. Prints a table and writes JSON.
+configurations in the same order. Prints tables and writes JSON.
 
-    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py          # small default
-    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --runs 3 --models mlp,cnn \
-        --train-limit 4000 --val-limit 2000
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py          # the default matrix
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --runs 1 --models mlp
+    build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --report OUT.json  # tables again
 
 Per worker count it starts a `hippo server` (fresh SQLite file), that many Hippo SDK workers
 (`hippo_worker.py`) and as many Optuna worker processes (`optuna_worker.py`, one SQLite storage
-per study): every process loads the data and warms PyTorch up before any study is timed. Then,
-for each run, algorithm and model, the three sides run one after the other (their order rotates
-between runs). Hippo's configurations come from its own sampler (grid order, or ASHA's and
-Hyperband's seeded draws); Optuna gets the same list through `enqueue_trial`. Timed: from
-creating the study until every trial ended; CPU: the server's, the workers' and this process's
-CPU time over that interval. Epochs trained are counted from the training code's own log.
+per study), all before anything is timed: every process loads the data and warms PyTorch up.
+Then each run goes round every worker count, algorithm and model, the three sides one after the
+other (their order rotates between runs). Hippo's configurations come from its own sampler (grid
+order, or ASHA's and Hyperband's seeded draws); Optuna gets the same list through
+`enqueue_trial`. Timed: from creating the study until every trial ended; CPU: the server's, the
+workers' and this process's CPU time over that interval. Epochs trained are counted from the
+training code's own log; where a Hippo study's time went, from its workers' stage logs
+(`timeline.py`).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -30,6 +33,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 
 import report  # noqa: E402
+import timeline  # noqa: E402
 import training  # noqa: E402
 from common import LocalServer  # noqa: E402  (benchmarks/python)
 from study import Study  # noqa: E402
@@ -85,9 +89,10 @@ class Session:
         self.server = LocalServer(self.scratch, self.args.hippo).__enter__()
         self.client = hippo.connect(self.server.address)
         limits = ("--train-limit", self.args.train_limit, "--val-limit", self.args.val_limit)
+        reload = ("--reload-model",) if self.args.reload_model else ()
         self.hippo_workers = [start_python(
             "hippo_worker.py", "--coordinator", self.server.address, "--name", f"w{i}",
-            "--checkpoint-dir", os.path.join(self.scratch, "checkpoints"), *limits)
+            "--checkpoint-dir", os.path.join(self.scratch, "checkpoints"), *limits, *reload)
             for i in range(self.workers)]
         self.optuna_workers = [start_python("optuna_worker.py", *limits, stdin=subprocess.PIPE)
                                for _ in range(self.workers)]
@@ -112,10 +117,13 @@ class Session:
         log = os.path.join(self.scratch, f"{tag}.epochs")
         spec = study.hippo_spec(tag, algorithm, model, log)
         pids = [self.server.process.pid] + [w.pid for w in self.hippo_workers]
-        cpu, load, started = cpu_seconds(pids), os.getloadavg()[0], time.perf_counter()
+        cpu, load, started = cpu_seconds(pids), os.getloadavg(), time.perf_counter()
+        clock = time.time()
         handle = self.client.create_study(spec, no_merge=no_merge)
         handle.wait()
         wall = time.perf_counter() - started
+        stages = timeline.summarise(timeline.read_stages(log + ".stages"), clock, clock + wall,
+                                    self.workers)
         cpu = cpu_seconds(pids) - cpu
         if handle.state != "COMPLETED":
             raise SystemExit(f"Hippo study {tag} ended {handle.state}: {handle.info.message}")
@@ -133,7 +141,7 @@ class Session:
         steps = {name: getattr(tree, name, None)
                  for name in ("trial_steps", "unique_steps", "executed_steps",
                               "recomputed_steps")}
-        return self._result(log, wall, cpu, load, configs, finals, steps)
+        return self._result(log, wall, cpu, load, configs, finals, steps, stages)
 
     def run_optuna(self, study, algorithm, model, configs, tag):
         import optuna
@@ -146,7 +154,7 @@ class Session:
                    "pruner": study.optuna_pruner(algorithm), "model": model,
                    "epochs": study.epochs, "batch_size": study.batch_size, "seed": study.seed,
                    "epoch_log": log, "lock": os.path.join(self.scratch, tag + ".lock")}
-        cpu, load, started = cpu_seconds(pids), os.getloadavg()[0], time.perf_counter()
+        cpu, load, started = cpu_seconds(pids), os.getloadavg(), time.perf_counter()
         sampler = (optuna.samplers.GridSampler(command["space"], seed=study.seed)
                    if algorithm == "grid" else optuna.samplers.RandomSampler(seed=study.seed))
         handle = optuna.create_study(study_name=tag, storage=storage, direction="maximize",
@@ -171,10 +179,11 @@ class Session:
         return self._result(log, wall, cpu, load, ran, finals, {})
 
     @staticmethod
-    def _result(log, wall, cpu, load, configs, finals, steps):
+    def _result(log, wall, cpu, load, configs, finals, steps, stages=None):
         epochs = training.read_epoch_log(log)
         best = max(finals.values()) if finals else None
-        return {"wall_s": wall, "cpu_s": cpu, "load_average": load, "epochs": len(epochs),
+        return {"wall_s": wall, "cpu_s": cpu, "load_average": load[0], "load_averages": load,
+                "timeline": stages, "epochs": len(epochs),
                 "epoch_s": sum(e[3] for e in epochs), "configs": [list(c) for c in configs],
                 "final_accuracy": finals, "best_accuracy": best, "steps": steps}
 
@@ -194,6 +203,11 @@ def service_overhead(args, scratch):
     return out
 
 
+def uptime():
+    """`uptime`'s line: the time and the 1, 5 and 15-minute load averages."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def number_list(kind):
     return lambda text: [kind(v) for v in text.split(",") if v]
 
@@ -201,9 +215,9 @@ def number_list(kind):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", type=number_list(str), default=["grid", "asha", "hyperband"])
-    parser.add_argument("--models", type=number_list(str), default=["mlp"])
+    parser.add_argument("--models", type=number_list(str), default=["mlp", "cnn"])
     parser.add_argument("--workers", type=number_list(int), default=[1, 2])
-    parser.add_argument("--runs", type=int, default=1, help="runs per side (the table: medians)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side (the table: medians)")
     parser.add_argument("--first-run", type=int, default=0,
                         help="number of the first run (sets the sides' order), to add runs to "
                              "an earlier invocation's")
@@ -220,10 +234,13 @@ def main():
     parser.add_argument("--asha-trials", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-limit", type=int, default=500)
-    parser.add_argument("--val-limit", type=int, default=1000)
+    parser.add_argument("--train-limit", type=int, default=400)
+    parser.add_argument("--val-limit", type=int, default=300)
     parser.add_argument("--overhead-trials", type=int, default=200,
                         help="trials of the service-overhead loop per system (0: skip)")
+    parser.add_argument("--reload-model", action="store_true",
+                        help="Hippo workers load every stage's start state from its file, even "
+                             "the one they hold in memory (to measure what keeping it saves)")
     parser.add_argument("--hippo", help="the hippo binary (default build/cli/hippo)")
     parser.add_argument("--out", default="build/vs_optuna_benchmark.json")
     args = parser.parse_args()
@@ -236,7 +253,8 @@ def main():
 
     results, known = [], {}
     started = time.time()
-    summary = {"arguments": dict(vars(args)), "results": results, "service_overhead": None}
+    summary = {"arguments": dict(vars(args)), "results": results, "service_overhead": None,
+               "uptime": [uptime()]}
 
     def save():
         """Writes what is measured so far: an interrupted run keeps its figures."""
@@ -247,24 +265,32 @@ def main():
             json.dump(summary, file, indent=1)
         os.replace(args.out + ".tmp", args.out)
 
-    with tempfile.TemporaryDirectory(prefix="hippo-vs-optuna-") as scratch:
-        for workers in args.workers:
-            with Session(os.path.join(scratch, f"w{workers}"), workers, args) as session:
-                for run in range(args.first_run, args.first_run + args.runs):
-                    # Rotate the sides' order between runs; Hippo goes first in the first run
-                    # because its sampler decides the configurations Optuna is given.
-                    order = SIDES[run % 3:] + SIDES[:run % 3] if run else SIDES
-                    if order[0] == "optuna" and not known:
-                        order = SIDES
-                    for algorithm in args.algorithms:
-                        for model in args.models:
-                            for side in order:
-                                results.append(run_side(session, study, known, algorithm, model,
-                                                        workers, run, side))
-                                print(report.progress_line(results[-1]), flush=True)
-                                save()
+    with tempfile.TemporaryDirectory(prefix="hippo-vs-optuna-") as scratch, \
+            contextlib.ExitStack() as stack:
+        # Every worker count's processes are started up front and kept (idle ones cost no
+        # CPU), so that runs can go round all of them: each run measures every (workers,
+        # algorithm, model, side) once before the next starts, and the machine's changing
+        # load hits every cell alike; an interrupted invocation has whole runs.
+        sessions = {workers: stack.enter_context(
+            Session(os.path.join(scratch, f"w{workers}"), workers, args))
+            for workers in args.workers}
+        for run in range(args.first_run, args.first_run + args.runs):
+            # Rotate the sides' order between runs; Hippo goes first in the first run
+            # because its sampler decides the configurations Optuna is given.
+            order = SIDES[run % 3:] + SIDES[:run % 3] if run else SIDES
+            if order[0] == "optuna" and not known:
+                order = SIDES
+            for workers, session in sessions.items():
+                for algorithm in args.algorithms:
+                    for model in args.models:
+                        for side in order:
+                            results.append(run_side(session, study, known, algorithm, model,
+                                                    workers, run, side))
+                            print(report.progress_line(results[-1]), flush=True)
+                            save()
         if args.overhead_trials:
             summary["service_overhead"] = service_overhead(args, scratch)
+    summary["uptime"].append(uptime())
     save()
     print()
     print(report.table(summary))

@@ -60,7 +60,7 @@ TEST(SavingsTest, AStudyStoppedAtAQuarterClaimsOnlyTheSavingOfTheWorkDone) {
     EXPECT_EQ(steps.checkpoint_copy_steps(), 200) << "no forks";
 
     const std::string text = Savings(*stopped);
-    EXPECT_NE(text.find("2.00x fewer than trial by trial on the work done so far"),
+    EXPECT_NE(text.find("2.00x fewer steps than trial by trial on the work done so far"),
               std::string::npos)
         << text;
     EXPECT_EQ(text.find("4.00x"), std::string::npos) << "the full-length ratio: " << text;
@@ -95,7 +95,8 @@ TEST(SavingsTest, ARunningStudyShowsTheSavingSoFarAndALabelledProjection) {
   ASSERT_TRUE(running.ok());
   ASSERT_EQ(running->state(), v1::STUDY_RUNNING);
   const std::string text = Savings(*running);
-  EXPECT_NE(text.find("2.00x fewer than trial by trial on the work done so far"), std::string::npos)
+  EXPECT_NE(text.find("2.00x fewer steps than trial by trial on the work done so far"),
+            std::string::npos)
       << text;
   // 200 trial steps over the 150 unique steps of the tree known now.
   EXPECT_NE(text.find("projection      1.33x"), std::string::npos) << text;
@@ -123,9 +124,44 @@ TEST(SavingsTest, ACompletedStudyIsAlsoSetAgainstDistinctConfigurations) {
   EXPECT_EQ(done->steps().reached_trial_steps(), 200);
   EXPECT_EQ(done->steps().executed_steps(), 150);
   const std::string text = Savings(*done);
-  EXPECT_NE(text.find("1.33x fewer than trial by trial\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("1.33x fewer than distinct configurations"), std::string::npos) << text;
+  EXPECT_NE(text.find("1.33x fewer steps than trial by trial\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("1.33x fewer steps than distinct configurations"), std::string::npos) << text;
   EXPECT_EQ(text.find("projection"), std::string::npos) << text;
+}
+
+// The trial-by-trial (--no-merge) run of a PBT study executes more steps than a PBT that copies
+// checkpoints: the line must say "more", with a ratio of at least 1, never "0.42x fewer".
+TEST(SavingsTest, AComparisonWithMoreStepsThanItsBaselineSaysMore) {
+  v1::Study study;
+  study.set_state(v1::STUDY_COMPLETED);
+  study.mutable_spec()->mutable_trainer()->set_step_unit("epoch");
+  v1::StepCounts& steps = *study.mutable_steps();
+  steps.set_trial_steps(4560);
+  steps.set_distinct_steps(4560);
+  steps.set_checkpoint_copy_steps(1920);
+  steps.set_unique_steps(4560);
+  steps.set_executed_steps(4560);
+  steps.set_reached_trial_steps(4560);
+  const std::string text = Savings(study);
+  EXPECT_NE(text.find("merging saved   nothing: as many epochs as trial by trial\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("2.38x more epochs than checkpoint-copying PBT"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0.42x"), std::string::npos) << text;
+
+  steps.set_executed_steps(1920);  // merged: what checkpoint-copying PBT trains, no fewer
+  const std::string merged = Savings(study);
+  EXPECT_NE(merged.find("merging saved   2640 epochs: 2.38x fewer epochs than trial by trial\n"),
+            std::string::npos)
+      << merged;
+  EXPECT_NE(merged.find("as many epochs as checkpoint-copying PBT"), std::string::npos) << merged;
+}
+
+TEST(SavingsTest, ComparedStatesTheDirectionWithARatioOfAtLeastOne) {
+  EXPECT_EQ(Compared(50, 100, "step", "trial by trial"), "2.00x fewer steps than trial by trial");
+  EXPECT_EQ(Compared(100, 50, "step", "X"), "2.00x more steps than X");
+  EXPECT_EQ(Compared(7, 7, "epoch", "X"), "as many epochs as X");
+  EXPECT_EQ(Compared(0, 7, "epoch", "X"), "no epochs (X: 7)");
 }
 
 }  // namespace

@@ -45,6 +45,10 @@ class Stage:
     state_path: where the state at end_step goes.
     seed, config: TrainerSpec.seed and TrainerSpec.config (a dict) of the study.
     stage_id, attempt_id: identify the work for logs only (training must not depend on them).
+    parent_stage_id, parent_state_step: the stage whose state at that step this stage starts
+        from (0 and 0 at the root). A worker that kept that stage's model in memory after
+        training it to that step may continue it instead of loading parent_state, so long as
+        no other stage trained the same objects since.
     """
 
     def __init__(self, assign, parent_state, checkpoint_dir, send, attempt_control):
@@ -57,6 +61,8 @@ class Stage:
         self.trainer_kind = assign.trainer.kind
         self.config = json_format.MessageToDict(assign.trainer.config)
         self.parent_state = parent_state
+        self.parent_stage_id = assign.parent_stage_id
+        self.parent_state_step = assign.parent_state_step
         self.checkpoint_dir = checkpoint_dir
         self.state_path = self.checkpoint_path(self.end_step)
         self._checkpoint_steps = set(assign.checkpoint_steps) | {self.end_step}
@@ -134,7 +140,10 @@ class Stage:
 
     def checkpoint(self, step, save):
         """Writes the state at `step` by calling ``save(path)`` (atomically: `save` writes a
-        temporary file that is renamed), and tells the coordinator. Returns the final path."""
+        temporary file that is renamed), and tells the coordinator. Returns the final path.
+        `save` may return the file's (size in bytes, "crc32:%08x" of its bytes), as
+        hippo.worker.save_state does, to spare reading the file again for its checksum; a
+        size that is not the file's is ignored and the file read."""
         step = int(step)
         if not self.start_step < step <= self.end_step:
             raise ValueError(f"checkpoint: step {step} is outside ({self.start_step}, "
@@ -143,15 +152,20 @@ class Stage:
         temporary = os.path.join(self.checkpoint_dir,
                                  f".stage-{self.stage_id}-step-{step}.{os.getpid()}."
                                  f"{threading.get_ident()}.tmp")
-        save(temporary)
+        written = save(temporary)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+            size = os.fstat(file.fileno()).st_size
         os.replace(temporary, path)
-        self._register(step, path)
+        known = None
+        if (isinstance(written, tuple) and len(written) == 2 and written[0] == size
+                and isinstance(written[1], str) and written[1].startswith("crc32:")):
+            known = written
+        self._register(step, path, known)
         return path
 
-    def _register(self, step, path):
-        size, checksum = _file_checksum(path)
+    def _register(self, step, path, known=None):
+        size, checksum = known or _file_checksum(path)
         self._written[step] = ("file://" + os.path.abspath(path), size, checksum)
         self._control.states[(self.stage_id, step)] = os.path.abspath(path)
         if step != self.end_step:

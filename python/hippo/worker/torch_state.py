@@ -8,11 +8,29 @@ generator, and `extra` (anything picklable: a data position, a step counter).
 """
 
 import random
+import zlib
+
+
+class _Checksummed:
+    """A file that keeps the size and CRC-32 of what was written through it."""
+
+    def __init__(self, file):
+        self.file, self.size, self.crc = file, 0, 0
+
+    def write(self, data):
+        view = memoryview(data)
+        self.crc = zlib.crc32(view, self.crc)
+        self.size += view.nbytes
+        return self.file.write(data)
+
+    def flush(self):
+        self.file.flush()
 
 
 def save_state(path, model, optimizer=None, extra=None):
     """Writes the training state to `path` (use as ``stage.checkpoint(step, lambda p:
-    save_state(p, model, optimizer))``)."""
+    save_state(p, model, optimizer))``). Returns the file's (size in bytes, "crc32:..."), which
+    stage.checkpoint takes instead of reading the file again to checksum it."""
     import torch
 
     state = {
@@ -25,7 +43,10 @@ def save_state(path, model, optimizer=None, extra=None):
         "rng_numpy": _numpy_state(),
         "extra": extra,
     }
-    torch.save(state, path)
+    with open(path, "wb") as file:
+        checksummed = _Checksummed(file)
+        torch.save(state, checksummed)
+    return checksummed.size, f"crc32:{checksummed.crc:08x}"
 
 
 def load_state(path, model, optimizer=None):
