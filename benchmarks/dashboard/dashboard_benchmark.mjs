@@ -129,10 +129,10 @@ async function rate(seconds, kind) {
   return trials / ((Date.now() - t) / 1000);
 }
 // A node client doing what the study page does: the event stream, and on a change of the
-// study its reads, at most every 2 s. Cheap on the client's side, so that it measures the
-// coordinator's cost.
+// study its reads, at most every 2 s (the study's summary comes with the event). Cheap on the
+// client's side, so that it measures the coordinator's cost.
 function nodeDashboard(url, study, signal) {
-  const reads = [`studies/${study}`, `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  const reads = [`studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
   const headers = { "x-hippo-token": server.token };
   let last = 0;
   let busy = false;

@@ -1,7 +1,9 @@
 #include "dashboard/server/api.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -352,6 +354,9 @@ absl::StatusOr<api::Savings> SavingsOf(const Mirror& mirror, const std::string& 
 api::Workers WorkersOf(const Mirror& mirror) {
   api::Workers response;
   response.set_version(mirror.version());
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double history = std::chrono::duration<double>(mirror.worker_history()).count();
   mirror.ReadAll([&](const auto&, const std::map<std::string, WorkerData>& workers) {
     for (const auto& [id, worker] : workers) {
       api::WorkerRow* row = response.add_workers();
@@ -365,20 +370,38 @@ api::Workers WorkersOf(const Mirror& mirror) {
           entry->set_study_id(worker.fork_cache_studies[i]);
         }
       }
-      // At most 300 buckets go out, each the busy share of its samples.
-      const size_t stride = std::max<size_t>(1, (worker.samples.size() + 299) / 300);
-      int64_t busy = 0;
-      for (size_t start = 0; start < worker.samples.size(); start += stride) {
-        const size_t end = std::min(worker.samples.size(), start + stride);
-        int64_t bucket_busy = 0;
-        for (size_t i = start; i < end; ++i) bucket_busy += worker.samples[i].second ? 1 : 0;
-        busy += bucket_busy;
-        api::WorkerSample* sample = row->add_samples();
-        sample->set_time_seconds(worker.samples[end - 1].first);
-        sample->set_busy(static_cast<double>(bucket_busy) / static_cast<double>(end - start));
+      // The busy share of each of at most 120 buckets of the history, from the transitions
+      // the mirror saw (a state holds from one transition to the next).
+      const std::deque<std::pair<double, bool>>& transitions = worker.transitions;
+      if (transitions.empty()) continue;
+      const double from = std::max(transitions.front().first, now - history);
+      if (now - from < 1) continue;
+      constexpr int kBuckets = 120;
+      const double width = (now - from) / kBuckets;
+      std::vector<double> busy(kBuckets, 0);
+      for (size_t i = 0; i < transitions.size(); ++i) {
+        if (!transitions[i].second) continue;
+        const double start = std::max(from, transitions[i].first);
+        const double end = i + 1 < transitions.size() ? transitions[i + 1].first : now;
+        for (double at = start; at < end;) {
+          const int bucket = std::min(kBuckets - 1, static_cast<int>((at - from) / width));
+          const double until = std::min(end, from + (bucket + 1) * width);
+          if (until <= at) {  // rounding at the last bucket's end
+            busy[bucket] += end - at;
+            break;
+          }
+          busy[bucket] += until - at;
+          at = until;
+        }
       }
-      row->set_utilisation(
-          worker.samples.empty() ? 0 : static_cast<double>(busy) / worker.samples.size());
+      double total = 0;
+      for (int bucket = 0; bucket < kBuckets; ++bucket) {
+        api::WorkerSample* sample = row->add_samples();
+        sample->set_time_seconds(from + (bucket + 1) * width);
+        sample->set_busy(std::clamp(busy[bucket] / width, 0.0, 1.0));
+        total += busy[bucket];
+      }
+      row->set_utilisation(std::clamp(total / (now - from), 0.0, 1.0));
     }
   });
   return response;

@@ -119,14 +119,22 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     }
     renderHead();
   }, 1000);
+  // The study's version the page was told of (an event's row): a read answered at an older
+  // version (the server makes a large running study's aggregates again only so often) is asked
+  // again, so that the page ends at the study's last state.
+  let wanted = 0;
+  const current = (body: Json, again: () => void) => {
+    if (num(body.version) < wanted) window.setTimeout(again, 1000);
+    return body;
+  };
   const refreshCurves = throttle(async () => {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
-    drawCurves(curves, await get(studyPath(studyId, "curves"), { trials }), curvesLegend);
+    drawCurves(curves, current(await get(studyPath(studyId, "curves"), { trials }), () => refreshCurves()), curvesLegend);
     markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
-    drawHistory(history, await get(studyPath(studyId, "history")), row?.study?.spec?.objective?.metric ?? "objective");
+    drawHistory(history, current(await get(studyPath(studyId, "history")), () => refreshHistory()), row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
   const drawParameters = () => {
@@ -135,12 +143,12 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
-    parameters = await get(studyPath(studyId, "parameters"));
+    parameters = current(await get(studyPath(studyId, "parameters")), () => refreshParameters());
     drawParameters();
   }, 2000);
-  const refreshSavings = throttle(async () => drawSavings(savings, await get(studyPath(studyId, "savings"))), 2000);
-  const refreshTree = throttle(() => tree.refresh(), 2000);
-  const refreshTable = throttle(() => table.update(), 1000);
+  const refreshSavings = throttle(async () => drawSavings(savings, current(await get(studyPath(studyId, "savings")), () => refreshSavings())), 2000);
+  const refreshTree = throttle(async () => void current({ version: await tree.refresh() }, () => refreshTree()), 2000);
+  const refreshTable = throttle(async () => void current({ version: await table.update() }, () => refreshTable()), 1000);
   const observer = new ResizeObserver(drawParameters);
   observer.observe(parallelCanvas);
 
@@ -162,7 +170,18 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
   void first.then(rest);
   const stop = subscribe((change) => {
-    if (change.all || change.studies.has(studyId)) all();
+    const changed = change.rows.get(studyId);
+    if (changed) {
+      // The summary came with the event: shown without asking.
+      row = changed;
+      wanted = Math.max(wanted, num(changed.version));
+      renderHead();
+      refreshCurves();
+      refreshTable();
+      rest();
+    } else if (change.all || change.studies.has(studyId)) {
+      all();
+    }
   });
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
