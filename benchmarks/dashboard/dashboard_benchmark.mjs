@@ -129,10 +129,11 @@ async function rate(seconds, kind) {
   return trials / ((Date.now() - t) / 1000);
 }
 // A node client doing what the study page does: the event stream, and on a change of the
-// study its reads, at most every 2 s (the study's summary comes with the event). Cheap on the
-// client's side, so that it measures the coordinator's cost.
+// study its reads, at most every 2 s (the study's summary too when the event does not carry
+// it). Cheap on the client's side, so that it measures the coordinator's cost.
 function nodeDashboard(url, study, signal) {
-  const reads = [`studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  let rowsInEvents = false;
+  const reads = () => [...(rowsInEvents ? [] : [`studies/${study}`]), `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
   const headers = { "x-hippo-token": server.token };
   let last = 0;
   let busy = false;
@@ -141,7 +142,7 @@ function nodeDashboard(url, study, signal) {
     busy = true;
     last = Date.now();
     try {
-      await Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
+      await Promise.all(reads().map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
     } catch {}
     busy = false;
   };
@@ -149,7 +150,12 @@ function nodeDashboard(url, study, signal) {
     try {
       const response = await fetch(new URL("api/v1/events", url), { signal, headers });
       const decoder = new TextDecoder();
-      for await (const chunk of response.body) if (decoder.decode(chunk).includes("event: change")) void readAll();
+      for await (const chunk of response.body) {
+        const text = decoder.decode(chunk);
+        if (!text.includes("event: change")) continue;
+        rowsInEvents = text.includes('"rows"');
+        void readAll();
+      }
     } catch {}
   })();
   void readAll();

@@ -383,15 +383,13 @@ api::Workers WorkersOf(const Mirror& mirror) {
         if (!transitions[i].second) continue;
         const double start = std::max(from, transitions[i].first);
         const double end = i + 1 < transitions.size() ? transitions[i + 1].first : now;
-        for (double at = start; at < end;) {
-          const int bucket = std::min(kBuckets - 1, static_cast<int>((at - from) / width));
-          const double until = std::min(end, from + (bucket + 1) * width);
-          if (until <= at) {  // rounding at the last bucket's end
-            busy[bucket] += end - at;
-            break;
-          }
-          busy[bucket] += until - at;
-          at = until;
+        if (end <= start) continue;
+        const int first = std::clamp(static_cast<int>((start - from) / width), 0, kBuckets - 1);
+        for (int bucket = first; bucket < kBuckets; ++bucket) {
+          const double bucket_start = from + bucket * width;
+          const double bucket_end = bucket + 1 == kBuckets ? now : bucket_start + width;
+          busy[bucket] += std::max(0.0, std::min(end, bucket_end) - std::max(start, bucket_start));
+          if (bucket_end >= end) break;
         }
       }
       double total = 0;
