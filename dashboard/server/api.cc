@@ -303,12 +303,22 @@ absl::StatusOr<api::TrialsPage> TrialsPage(const Mirror& mirror, const std::stri
       return;
     }
     std::vector<int32_t> rows;
-    rows.reserve(study.trials.size());
-    for (size_t i = 0; i < study.trials.size(); ++i) {
-      const TrialEntry& trial = study.trials[i];
-      if (trial.version <= page->since) continue;
-      if (!filters->empty() && !Passes(study, trial, i, *filters)) continue;
-      rows.push_back(static_cast<int32_t>(i));
+    auto consider = [&](size_t i) {
+      if (filters->empty() || Passes(study, study.trials[i], i, *filters)) {
+        rows.push_back(static_cast<int32_t>(i));
+      }
+    };
+    if (page->since > 0) {
+      // Only the trials changed since, from the study's index by version: a page that follows
+      // a running study costs its changes, not its size.
+      for (auto it = study.by_version.upper_bound(page->since); it != study.by_version.end();
+           ++it) {
+        consider(static_cast<size_t>(it->second));
+      }
+      std::sort(rows.begin(), rows.end());
+    } else {
+      rows.reserve(study.trials.size());
+      for (size_t i = 0; i < study.trials.size(); ++i) consider(i);
     }
     if (sort->kind != Column::kId || desc == "true") {
       const bool descending = desc == "true";

@@ -392,6 +392,8 @@ void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColum
     study.ended_trials += (rows[i].state != v1::TRIAL_RUNNING) - (row.state != v1::TRIAL_RUNNING);
     rows[i].version = Bump();
     study.trials_version = rows[i].version;
+    if (row.version > 0) study.by_version.erase(row.version);
+    study.by_version.emplace(rows[i].version, static_cast<int32_t>(number));
     row = std::move(rows[i]);
   }
   // Listed as changed while a long first read goes on, not only once it ends.

@@ -75,8 +75,9 @@ struct StudyData {
   bool maximize = false;
   std::string metric;
   std::vector<ParameterColumn> parameters;
-  std::vector<TrialEntry> trials;  // by trial number
-  int64_t ended_trials = 0;        // trials not running
+  std::vector<TrialEntry> trials;         // by trial number
+  std::map<int64_t, int32_t> by_version;  // each trial's version -> its number
+  int64_t ended_trials = 0;               // trials not running
   std::vector<SavingsSample> savings;
   std::set<int64_t> family_ids;  // families its trials are in
 };

@@ -127,14 +127,26 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (num(body.version) < wanted) window.setTimeout(again, 1000);
     return body;
   };
+  // A part is drawn again only when what it shows changed (a read answered from the server's
+  // cache comes back at the version already drawn): redrawing costs the browser, not the
+  // coordinator, but ten pages on one machine share its cores.
+  const drawnAt = new Map<string, number>();
+  const changed = (part: string, body: Json) => {
+    const version = num(body.version);
+    if (drawnAt.get(part) === version) return false;
+    drawnAt.set(part, version);
+    return true;
+  };
   const refreshCurves = throttle(async () => {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
-    drawCurves(curves, current(await get(studyPath(studyId, "curves"), { trials }), () => refreshCurves()), curvesLegend);
+    const body = current(await get(studyPath(studyId, "curves"), { trials }), () => refreshCurves());
+    if (changed(`curves ${trials}`, body)) drawCurves(curves, body, curvesLegend);
     markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
-    drawHistory(history, current(await get(studyPath(studyId, "history")), () => refreshHistory()), row?.study?.spec?.objective?.metric ?? "objective");
+    const body = current(await get(studyPath(studyId, "history")), () => refreshHistory());
+    if (changed("history", body)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
   const drawParameters = () => {
@@ -143,10 +155,15 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
-    parameters = current(await get(studyPath(studyId, "parameters")), () => refreshParameters());
+    const body = current(await get(studyPath(studyId, "parameters")), () => refreshParameters());
+    if (!changed("parameters", body)) return;
+    parameters = body;
     drawParameters();
   }, 2000);
-  const refreshSavings = throttle(async () => drawSavings(savings, current(await get(studyPath(studyId, "savings")), () => refreshSavings())), 2000);
+  const refreshSavings = throttle(async () => {
+    const body = current(await get(studyPath(studyId, "savings")), () => refreshSavings());
+    if (changed("savings", body)) drawSavings(savings, body);
+  }, 2000);
   const refreshTree = throttle(async () => void current({ version: await tree.refresh() }, () => refreshTree()), 2000);
   const refreshTable = throttle(async () => void current({ version: await table.update() }, () => refreshTable()), 1000);
   const observer = new ResizeObserver(drawParameters);
