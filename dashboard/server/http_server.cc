@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
@@ -175,6 +176,29 @@ class EventTexts {
   std::map<std::pair<int64_t, int64_t>, std::shared_ptr<const std::string>> texts_;
 };
 
+// cpp-httplib's thread pool, its threads named "hippo-http" (as the refresh thread is named
+// "hippo-mirror"), so that the dashboard's share of the coordinator's CPU can be told apart
+// from the dispatch path's (/proc/PID/task/*/comm; benchmarks/dashboard reads it).
+class NamedThreadPool : public httplib::TaskQueue {
+ public:
+  explicit NamedThreadPool(size_t threads) : pool_(threads) {}
+  void enqueue(std::function<void()> task) override {
+    pool_.enqueue([task = std::move(task)] {
+      thread_local bool named = false;
+      if (!named) {
+        // Only a name for tools: a failure changes nothing.
+        (void)pthread_setname_np(pthread_self(), "hippo-http");
+        named = true;
+      }
+      task();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+};
+
 std::string CacheKey(const httplib::Request& request) {
   std::string key = request.path;
   for (const auto& [name, value] : request.params) {
@@ -233,7 +257,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engin
     server->http_ = std::make_unique<httplib::Server>();
   }
   server->secure_ = tls;
-  server->http_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  server->http_->new_task_queue = [] { return new NamedThreadPool(kThreads); };
   server->Route();
   if (port == 0) {
     port = server->http_->bind_to_any_port(host);
