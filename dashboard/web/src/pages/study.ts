@@ -184,8 +184,10 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     refreshTable();
     rest();
   };
+  // The rest starts once a frame with the first parts has been painted (the frame after an
+  // animation-frame callback): its drawing would otherwise hold that frame back.
   const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
-  void first.then(rest);
+  void first.then(() => requestAnimationFrame(() => setTimeout(rest, 0)));
   const stop = subscribe((change) => {
     const changed = change.rows.get(studyId);
     if (changed) {
