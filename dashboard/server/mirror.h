@@ -88,8 +88,8 @@ struct WorkerData {
   int64_t version = 0;
   std::string running_study;
   std::vector<std::string> fork_cache_studies;  // the study of each info.fork_cache entry
-  // (unix seconds, busy from then on): the refresh thread records one when the worker's state
-  // as it sees it changes, and when it starts watching again after an idle spell.
+  // (unix seconds, busy from then on): the refresh thread records one when the busy state it
+  // reads changes; a worker is taken as busy or idle from one transition to the next.
   std::deque<std::pair<double, bool>> transitions;
 };
 
@@ -114,8 +114,9 @@ class Mirror {
   void Stop();
   bool stopping() const { return stopping_.load(); }
 
-  // Marks the mirror as watched (the refresh thread polls for the next idle_after). After an
-  // idle spell, waits for one refresh first, so that a first request sees the current state.
+  // Marks the mirror as watched (the refresh thread follows the engine's changes for the next
+  // idle_after). After an idle spell, waits for one refresh first, so that a first request sees
+  // the current state.
   void Touch();
   // An open event stream watches until its Unwatch(): the mirror follows the engine meanwhile,
   // requests or not.
