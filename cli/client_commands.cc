@@ -295,6 +295,31 @@ int StopCommand(const ClientOptions& options, const std::string& study_id,
   return kExitOk;
 }
 
+namespace {
+
+// A worker's fork cache on one line, as the dashboard's Workers page shows it: the count, then
+// the most recent states (the coordinator lists at most 64, newest first), each as
+// FAMILY/NODE@STEP: its stage (a worker-facing stage id holds its family in the upper 32 bits)
+// and the step after which the state was saved. `--json` lists every state the coordinator
+// sends.
+std::string ForkCacheLine(const v1::WorkerInfo& worker) {
+  constexpr int kShown = 12;
+  std::vector<std::string> states;
+  for (int i = 0; i < worker.fork_cache_size() && i < kShown; ++i) {
+    const v1::CachedState& state = worker.fork_cache(i);
+    states.push_back(absl::StrCat(state.stage_id() >> 32, "/", state.stage_id() & 0xffffffff, "@",
+                                  state.step()));
+  }
+  std::string line = absl::StrCat("fork cache: ", worker.cached_states(),
+                                  worker.cached_states() == 1 ? " state" : " states");
+  if (!states.empty()) absl::StrAppend(&line, ", newest first: ", absl::StrJoin(states, " "));
+  const int64_t more = worker.cached_states() - static_cast<int64_t>(states.size());
+  if (more > 0) absl::StrAppend(&line, " (+", more, " more)");
+  return line;
+}
+
+}  // namespace
+
 int WorkersCommand(const ClientOptions& options) {
   Client client(options);
   if (!client.ok()) return kExitBadInput;
@@ -321,6 +346,7 @@ int WorkersCommand(const ClientOptions& options) {
         worker.cached_states(), absl::StrJoin(worker.trainers(), ","),
         worker.healthy() ? std::string("healthy")
                          : absl::StrCat("UNHEALTHY: ", worker.health_message()));
+    if (worker.cached_states() > 0) std::cout << "  " << ForkCacheLine(worker) << "\n";
   }
   return kExitOk;
 }

@@ -24,7 +24,8 @@ void EngineImpl::AddChangeListener(std::function<void()> listener) {
 }
 
 void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
-  bool changed = !batch.studies.empty();
+  // A worker's connection (batch.workers) changes the workers' view, which readers follow too.
+  bool changed = !batch.studies.empty() || !batch.workers.empty();
   for (const store::TrialRecord& trial : batch.trials) {
     auto it = study_index_.find(trial.study_id);
     if (it == study_index_.end()) continue;  // recorded before its study: not a view yet
@@ -48,8 +49,10 @@ void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
         noted_nodes_.emplace_back(op.family_id, op.a);
         changed = true;
         break;
-      case store::TreeOpKind::kInsert:      // the new trial's row is in the batch
-      case store::TreeOpKind::kCheckpoint:  // no trial's view changes
+      case store::TreeOpKind::kCheckpoint:  // no trial's view changes; a worker's fork cache does
+        changed = true;
+        break;
+      case store::TreeOpKind::kInsert:  // the new trial's row is in the batch
         break;
     }
   }

@@ -11,7 +11,7 @@
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -118,21 +118,40 @@ function cpuSeconds() {
   const fields = readFileSync(`/proc/${server.child.pid}/stat`, "utf8").split(") ")[1].split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+// The dashboard's own threads (named hippo-http and hippo-mirror by the server): their CPU
+// time, the part of the coordinator's that is the dashboard's work.
+function dashboardCpuSeconds() {
+  const tasks = `/proc/${server.child.pid}/task`;
+  let ticks = 0;
+  for (const task of readdirSync(tasks)) {
+    try {
+      const name = readFileSync(`${tasks}/${task}/comm`, "utf8").trim();
+      if (name !== "hippo-http" && name !== "hippo-mirror") continue;
+      const fields = readFileSync(`${tasks}/${task}/stat`, "utf8").split(") ")[1].split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {} // a thread that ended meanwhile
+  }
+  return ticks / 100;
+}
 const cpuPerTrial = { none: [], node: [], chromium: [] };
+const dashboardCpuPerTrial = { none: [], node: [], chromium: [] };
 async function rate(seconds, kind) {
   const a = completed();
   const cpu = cpuSeconds();
+  const dashboardCpu = dashboardCpuSeconds();
   const t = Date.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const trials = completed() - a;
   cpuPerTrial[kind].push((1000 * (cpuSeconds() - cpu)) / Math.max(1, trials));
+  dashboardCpuPerTrial[kind].push((1000 * (dashboardCpuSeconds() - dashboardCpu)) / Math.max(1, trials));
   return trials / ((Date.now() - t) / 1000);
 }
 // A node client doing what the study page does: the event stream, and on a change of the
-// study its reads, at most every 2 s. Cheap on the client's side, so that it measures the
-// coordinator's cost.
+// study its reads, at most every 2 s (the study's summary too when the event does not carry
+// it). Cheap on the client's side, so that it measures the coordinator's cost.
 function nodeDashboard(url, study, signal) {
-  const reads = [`studies/${study}`, `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  let rowsInEvents = false;
+  const reads = () => [...(rowsInEvents ? [] : [`studies/${study}`]), `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
   const headers = { "x-hippo-token": server.token };
   let last = 0;
   let busy = false;
@@ -141,7 +160,7 @@ function nodeDashboard(url, study, signal) {
     busy = true;
     last = Date.now();
     try {
-      await Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
+      await Promise.all(reads().map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
     } catch {}
     busy = false;
   };
@@ -149,7 +168,12 @@ function nodeDashboard(url, study, signal) {
     try {
       const response = await fetch(new URL("api/v1/events", url), { signal, headers });
       const decoder = new TextDecoder();
-      for await (const chunk of response.body) if (decoder.decode(chunk).includes("event: change")) void readAll();
+      for await (const chunk of response.body) {
+        const text = decoder.decode(chunk);
+        if (!text.includes("event: change")) continue;
+        rowsInEvents = text.includes('"rows"');
+        void readAll();
+      }
     } catch {}
   })();
   void readAll();
@@ -183,6 +207,7 @@ await pagesBrowser.close();
 await browser.close();
 results.dispatch_rate = rounds;
 results.coordinator_cpu_ms_per_trial = cpuPerTrial;
+results.dashboard_threads_cpu_ms_per_trial = dashboardCpuPerTrial;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pageMedian = (key) => median(pageRuns.map((r) => r[key]));
 const summary = {
@@ -196,6 +221,8 @@ const summary = {
   coordinator_cpu_ms_per_trial_none: median(cpuPerTrial.none),
   coordinator_cpu_ms_per_trial_node: median(cpuPerTrial.node),
   coordinator_cpu_ms_per_trial_chromium: median(cpuPerTrial.chromium),
+  dashboard_threads_cpu_ms_per_trial_node: median(dashboardCpuPerTrial.node),
+  dashboard_threads_cpu_ms_per_trial_chromium: median(dashboardCpuPerTrial.chromium),
 };
 results.summary = summary;
 results.machine.load_average_end = loadavg();

@@ -1,7 +1,9 @@
 #include "dashboard/server/api.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -301,12 +303,22 @@ absl::StatusOr<api::TrialsPage> TrialsPage(const Mirror& mirror, const std::stri
       return;
     }
     std::vector<int32_t> rows;
-    rows.reserve(study.trials.size());
-    for (size_t i = 0; i < study.trials.size(); ++i) {
-      const TrialEntry& trial = study.trials[i];
-      if (trial.version <= page->since) continue;
-      if (!filters->empty() && !Passes(study, trial, i, *filters)) continue;
-      rows.push_back(static_cast<int32_t>(i));
+    auto consider = [&](size_t i) {
+      if (filters->empty() || Passes(study, study.trials[i], i, *filters)) {
+        rows.push_back(static_cast<int32_t>(i));
+      }
+    };
+    if (page->since > 0) {
+      // Only the trials changed since, from the study's index by version: a page that follows
+      // a running study costs its changes, not its size.
+      for (auto it = study.by_version.upper_bound(page->since); it != study.by_version.end();
+           ++it) {
+        consider(static_cast<size_t>(it->second));
+      }
+      std::sort(rows.begin(), rows.end());
+    } else {
+      rows.reserve(study.trials.size());
+      for (size_t i = 0; i < study.trials.size(); ++i) consider(i);
     }
     if (sort->kind != Column::kId || desc == "true") {
       const bool descending = desc == "true";
@@ -352,6 +364,9 @@ absl::StatusOr<api::Savings> SavingsOf(const Mirror& mirror, const std::string& 
 api::Workers WorkersOf(const Mirror& mirror) {
   api::Workers response;
   response.set_version(mirror.version());
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double history = std::chrono::duration<double>(mirror.worker_history()).count();
   mirror.ReadAll([&](const auto&, const std::map<std::string, WorkerData>& workers) {
     for (const auto& [id, worker] : workers) {
       api::WorkerRow* row = response.add_workers();
@@ -365,20 +380,36 @@ api::Workers WorkersOf(const Mirror& mirror) {
           entry->set_study_id(worker.fork_cache_studies[i]);
         }
       }
-      // At most 300 buckets go out, each the busy share of its samples.
-      const size_t stride = std::max<size_t>(1, (worker.samples.size() + 299) / 300);
-      int64_t busy = 0;
-      for (size_t start = 0; start < worker.samples.size(); start += stride) {
-        const size_t end = std::min(worker.samples.size(), start + stride);
-        int64_t bucket_busy = 0;
-        for (size_t i = start; i < end; ++i) bucket_busy += worker.samples[i].second ? 1 : 0;
-        busy += bucket_busy;
-        api::WorkerSample* sample = row->add_samples();
-        sample->set_time_seconds(worker.samples[end - 1].first);
-        sample->set_busy(static_cast<double>(bucket_busy) / static_cast<double>(end - start));
+      // The busy share of each of at most 120 buckets of the history, from the transitions
+      // the mirror saw (a state holds from one transition to the next).
+      const std::deque<std::pair<double, bool>>& transitions = worker.transitions;
+      if (transitions.empty()) continue;
+      const double from = std::max(transitions.front().first, now - history);
+      if (now - from < 1) continue;
+      constexpr int kBuckets = 120;
+      const double width = (now - from) / kBuckets;
+      std::vector<double> busy(kBuckets, 0);
+      for (size_t i = 0; i < transitions.size(); ++i) {
+        if (!transitions[i].second) continue;
+        const double start = std::max(from, transitions[i].first);
+        const double end = i + 1 < transitions.size() ? transitions[i + 1].first : now;
+        if (end <= start) continue;
+        const int first = std::clamp(static_cast<int>((start - from) / width), 0, kBuckets - 1);
+        for (int bucket = first; bucket < kBuckets; ++bucket) {
+          const double bucket_start = from + bucket * width;
+          const double bucket_end = bucket + 1 == kBuckets ? now : bucket_start + width;
+          busy[bucket] += std::max(0.0, std::min(end, bucket_end) - std::max(start, bucket_start));
+          if (bucket_end >= end) break;
+        }
       }
-      row->set_utilisation(
-          worker.samples.empty() ? 0 : static_cast<double>(busy) / worker.samples.size());
+      double total = 0;
+      for (int bucket = 0; bucket < kBuckets; ++bucket) {
+        api::WorkerSample* sample = row->add_samples();
+        sample->set_time_seconds(from + (bucket + 1) * width);
+        sample->set_busy(std::clamp(busy[bucket] / width, 0.0, 1.0));
+        total += busy[bucket];
+      }
+      row->set_utilisation(std::clamp(total / (now - from), 0.0, 1.0));
     }
   });
   return response;

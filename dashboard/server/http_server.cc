@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include "dashboard/server/api.h"
 #include "dashboard/server/assets.h"
 #include "dashboard/server/compressed_body.h"
+#include "dashboard/server/remake_policy.h"
 #include "hippo/server.h"
 
 namespace hippo::dashboard {
@@ -120,19 +122,13 @@ class ResponseCache {
     entry->body = MakeBody(*std::move(made), kJson);
     entry->version = version;
     entry->made_at = std::chrono::steady_clock::now();
-    entry->fresh_for = std::min<std::chrono::steady_clock::duration>(
-        kMaxStale, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                       (entry->made_at - now) * kStaleBackoff));
+    // A body that was expensive to make (a large running study's aggregates) is answered
+    // while its study changes as remake_policy.h allows; cheap ones are made at every version.
+    entry->fresh_for = RemakeAfter(entry->made_at - now);
     return entry->body;
   }
 
  private:
-  // A body that was expensive to make (a large running study's aggregates) is answered while
-  // its study changes for up to kStaleBackoff times what it cost, at most kMaxStale: the
-  // dashboard's share of the coordinator's CPU stays bounded, and pages still update within
-  // 2 s. Cheap bodies are made again at every version.
-  static constexpr double kStaleBackoff = 8;
-  static constexpr std::chrono::milliseconds kMaxStale{1500};
   struct Entry {
     std::mutex mutex;  // held while the body is made
     int64_t version = 0;
@@ -142,6 +138,65 @@ class ResponseCache {
   };
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
+};
+
+// The text of the event that takes a stream from one version to the next, made once for every
+// stream at the same version (all of them, but those that just reconnected): ten dashboards
+// cost one serialization of each change.
+class EventTexts {
+ public:
+  std::shared_ptr<const std::string> Get(const Mirror& mirror, int64_t since,
+                                         const api::Change& change) {
+    const std::pair<int64_t, int64_t> key(since, change.version());
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::shared_ptr<const std::string>& text = texts_[key];
+    if (text != nullptr) return text;
+    if (texts_.size() > 64) {
+      // Keep only the latest version's texts: older ones are asked no more.
+      std::erase_if(texts_, [&](const auto& entry) { return entry.first.second < key.second; });
+    }
+    api::Change full = change;
+    // The changed studies' rows ride along when few changed (a study page or the studies page
+    // then asks for nothing to show them).
+    constexpr int kMaxRows = 20;
+    if (full.studies_size() <= kMaxRows) {
+      for (const std::string& id : full.studies()) {
+        absl::StatusOr<api::StudyRow> row = StudyRowOf(mirror, id);
+        // A study deleted meanwhile has no row: the client asks and gets 404.
+        if (row.ok()) *full.add_rows() = *std::move(row);
+      }
+    }
+    text = std::make_shared<const std::string>(
+        absl::StrCat("event: change\nid: ", full.version(), "\ndata: ", ToJson(full), "\n\n"));
+    return text;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<int64_t, int64_t>, std::shared_ptr<const std::string>> texts_;
+};
+
+// cpp-httplib's thread pool, its threads named "hippo-http" (as the refresh thread is named
+// "hippo-mirror"), so that the dashboard's share of the coordinator's CPU can be told apart
+// from the dispatch path's (/proc/PID/task/*/comm; benchmarks/dashboard reads it).
+class NamedThreadPool : public httplib::TaskQueue {
+ public:
+  explicit NamedThreadPool(size_t threads) : pool_(threads) {}
+  void enqueue(std::function<void()> task) override {
+    pool_.enqueue([task = std::move(task)] {
+      thread_local bool named = false;
+      if (!named) {
+        // Only a name for tools: a failure changes nothing.
+        (void)pthread_setname_np(pthread_self(), "hippo-http");
+        named = true;
+      }
+      task();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
 };
 
 std::string CacheKey(const httplib::Request& request) {
@@ -202,7 +257,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engin
     server->http_ = std::make_unique<httplib::Server>();
   }
   server->secure_ = tls;
-  server->http_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
+  server->http_->new_task_queue = [] { return new NamedThreadPool(kThreads); };
   server->Route();
   if (port == 0) {
     port = server->http_->bind_to_any_port(host);
@@ -242,6 +297,7 @@ void HttpServer::Route() {
   Mirror* mirror = mirror_.get();
   TreeWindows* trees = trees_.get();
   auto cache = std::make_shared<ResponseCache>();
+  auto events = std::make_shared<EventTexts>();
 
   http.set_pre_routing_handler(
       [this, mirror](const httplib::Request& request, httplib::Response& response) {
@@ -354,8 +410,8 @@ void HttpServer::Route() {
     SendJson(request, response,
              mirror->WaitForChange(since, std::chrono::milliseconds(timeout_ms)));
   });
-  http.Get("/api/v1/events", [mirror](const httplib::Request& request,
-                                      httplib::Response& response) {
+  http.Get("/api/v1/events", [mirror, events](const httplib::Request& request,
+                                              httplib::Response& response) {
     int64_t since = mirror->version();
     if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
       return Fail(request, response, 400, "since: expected a version (an integer)");
@@ -364,22 +420,24 @@ void HttpServer::Route() {
     if (since > mirror->version()) since = 0;
     response.set_header("Cache-Control", "no-store");
     auto last = std::make_shared<int64_t>(since);
+    // An open stream keeps the mirror following the engine until it ends.
+    mirror->Watch();
     response.set_chunked_content_provider(
-        "text/event-stream", [mirror, last](size_t, httplib::DataSink& sink) {
+        "text/event-stream",
+        [mirror, events, last](size_t, httplib::DataSink& sink) {
           // One event per change, a comment every 15 s so that proxies keep the stream open;
           // the stream ends when the server stops or the client is gone.
           const api::Change change = mirror->WaitForChange(*last, std::chrono::seconds(15));
           if (mirror->stopping()) return false;
-          std::string event;
-          if (change.version() > *last) {
-            *last = change.version();
-            event = absl::StrCat("event: change\nid: ", change.version(),
-                                 "\ndata: ", ToJson(change), "\n\n");
-          } else {
-            event = ": keep-alive\n\n";
+          if (change.version() <= *last) {
+            static constexpr char kKeepAlive[] = ": keep-alive\n\n";
+            return sink.write(kKeepAlive, sizeof(kKeepAlive) - 1);
           }
-          return sink.write(event.data(), event.size());
-        });
+          const std::shared_ptr<const std::string> text = events->Get(*mirror, *last, change);
+          *last = change.version();
+          return sink.write(text->data(), text->size());
+        },
+        [mirror](bool) { mirror->Unwatch(); });
   });
 
   // The web app, compressed once here: hashed assets never change; index.html is always asked

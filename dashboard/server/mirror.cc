@@ -2,6 +2,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cmath>
@@ -150,54 +151,82 @@ Mirror::Mirror(coordinator::Engine* engine, Options options) : engine_(engine), 
 Mirror::~Mirror() { Stop(); }
 
 void Mirror::Start() {
-  engine_->AddChangeListener([changed = engine_changed_] { changed->store(true); });
+  // Only a signal: the listener runs under the engine's lock. The first change after a refresh
+  // wakes the thread; later ones find the flag set and cost an atomic exchange.
+  engine_->AddChangeListener([signal = signal_] {
+    if (signal->changed.exchange(true)) return;
+    { std::lock_guard<std::mutex> lock(signal->mutex); }
+    signal->wake.notify_all();
+  });
   thread_ = std::thread([this] {
+    // Only a name for tools (the dashboard's share of the CPU): a failure changes nothing.
+    (void)pthread_setname_np(pthread_self(), "hippo-mirror");
     Refresh(/*all=*/true);
     while (!stopping_.load()) {
+      const SteadyClock::time_point started = SteadyClock::now();
       {
-        std::unique_lock<std::mutex> lock(wake_mutex_);
-        wake_.wait_for(lock, options_.tick, [this] { return stopping_.load() || urgent_.load(); });
+        std::unique_lock<std::mutex> lock(signal_->mutex);
+        // Asleep until a change while watched, a request after an idle spell, or a stop.
+        signal_->wake.wait(lock, [this] {
+          return stopping_.load() || urgent_.load() || (signal_->changed.load() && Watched());
+        });
       }
       if (stopping_.load()) break;
-      const bool urgent = urgent_.exchange(false);
-      const int64_t idle_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_after).count();
-      if (urgent || NowMs() - last_touch_ms_.load() < idle_ms) {
-        Refresh(urgent);
-        {
-          std::lock_guard<std::mutex> lock(wake_mutex_);
-          ++refreshes_;
-        }
-        refreshed_.notify_all();
+      Refresh(urgent_.exchange(false));
+      {
+        std::lock_guard<std::mutex> lock(signal_->mutex);
+        ++refreshes_;
       }
+      refreshed_.notify_all();
+      // Coalesce: the changes of the next min_interval wait for one refresh (a stop or a first
+      // request does not wait).
+      std::unique_lock<std::mutex> lock(signal_->mutex);
+      signal_->wake.wait_until(lock, started + options_.min_interval,
+                               [this] { return stopping_.load() || urgent_.load(); });
     }
   });
 }
 
 void Mirror::Stop() {
   {
-    std::lock_guard<std::mutex> lock(wake_mutex_);
+    std::lock_guard<std::mutex> lock(signal_->mutex);
     stopping_.store(true);
   }
-  wake_.notify_all();
+  signal_->wake.notify_all();
   refreshed_.notify_all();
   { std::lock_guard<std::mutex> lock(change_mutex_); }
   changed_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
-void Mirror::Touch() {
-  const int64_t now = NowMs();
-  const int64_t before = last_touch_ms_.exchange(now);
+bool Mirror::Watched() const {
   const int64_t idle_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_after).count();
-  if (now - before < idle_ms) return;
-  std::unique_lock<std::mutex> lock(wake_mutex_);
+  return streams_.load() > 0 || NowMs() - last_touch_ms_.load() < idle_ms;
+}
+
+void Mirror::Touch() {
+  const bool watched = Watched();
+  last_touch_ms_.store(NowMs());
+  if (watched) return;
+  // After an idle spell the copy may be stale: wait for one refresh.
+  std::unique_lock<std::mutex> lock(signal_->mutex);
   const int64_t seen = refreshes_;
   urgent_.store(true);
-  wake_.notify_all();
+  signal_->wake.notify_all();
   refreshed_.wait_for(lock, std::chrono::seconds(10),
                       [&] { return refreshes_ > seen || stopping_.load(); });
+}
+
+void Mirror::Watch() {
+  Touch();
+  streams_.fetch_add(1);
+}
+
+void Mirror::Unwatch() {
+  streams_.fetch_sub(1);
+  // The idle spell starts now, not at the stream's opening.
+  last_touch_ms_.store(NowMs());
 }
 
 int64_t Mirror::Bump() { return version_.fetch_add(1) + 1; }
@@ -206,6 +235,7 @@ void Mirror::Notify(const std::string& study_id, bool workers) {
   {
     std::lock_guard<std::mutex> lock(change_mutex_);
     const int64_t version = version_.load();
+    published_.store(version);
     if (!study_id.empty()) changes_.emplace_back(version, study_id);
     if (workers) changes_.emplace_back(version, "");
     while (changes_.size() > 10000) changes_.pop_front();
@@ -216,11 +246,11 @@ void Mirror::Notify(const std::string& study_id, bool workers) {
 api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds timeout) {
   // A version from before a restart of the coordinator (larger than any here): the client's
   // copy is stale, so everything counts as changed.
-  if (version > version_.load()) version = 0;
+  if (version > published_.load()) version = 0;
   std::unique_lock<std::mutex> lock(change_mutex_);
-  changed_.wait_for(lock, timeout, [&] { return stopping_.load() || version_.load() > version; });
+  changed_.wait_for(lock, timeout, [&] { return stopping_.load() || published_.load() > version; });
   api::Change change;
-  change.set_version(version_.load());
+  change.set_version(published_.load());
   if (change.version() <= version) return change;
   std::set<std::string> studies;
   const bool complete = !changes_.empty() && changes_.front().first <= version + 1;
@@ -244,11 +274,8 @@ api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds tim
 
 void Mirror::Refresh(bool all) {
   const SteadyClock::time_point now = SteadyClock::now();
-  // Studies whose trials were not read for their throttle keep the flag set.
-  if (!engine_changed_->exchange(false) && !all) {
-    RefreshWorkers();
-    return;
-  }
+  // Studies whose trials were not read for their throttle set the flag again.
+  if (!signal_->changed.exchange(false) && !all) return;
   bool deferred = false;
   for (const v1::Study& view : engine_->ListStudies()) {
     const std::string bytes = DeterministicBytes(view);
@@ -259,12 +286,12 @@ void Mirror::Refresh(bool all) {
     }
     Throttle& throttle = throttles_[view.id()];
     if (!all && now < throttle.next) {
-      deferred = true;  // caught on a later tick: the bytes still differ
+      deferred = true;  // caught on a later refresh: the bytes still differ
       continue;
     }
     RefreshTrials(view, now);
   }
-  if (deferred) engine_changed_->store(true);
+  if (deferred) signal_->changed.store(true);
   RefreshWorkers();
 }
 
@@ -285,7 +312,7 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     absl::StatusOr<coordinator::TrialPage> page = engine_->ListTrialsPage(view.id(), query);
     if (!page.ok()) {
       // Not found: the study vanished between the two reads. Another failure (the store): try
-      // again later, not on every tick.
+      // again later, not at every refresh.
       throttle.next = now + options_.min_interval * 10;
       return;
     }
@@ -368,6 +395,8 @@ void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColum
     study.ended_trials += (rows[i].state != v1::TRIAL_RUNNING) - (row.state != v1::TRIAL_RUNNING);
     rows[i].version = Bump();
     study.trials_version = rows[i].version;
+    if (row.version > 0) study.by_version.erase(row.version);
+    study.by_version.emplace(rows[i].version, static_cast<int32_t>(number));
     row = std::move(rows[i]);
   }
   // Listed as changed while a long first read goes on, not only once it ends.
@@ -403,8 +432,15 @@ void Mirror::RefreshWorkers() {
         }
         changed = true;
       }
-      worker.samples.emplace_back(now, info.connected() && info.running_stage_id() != 0);
-      while (worker.samples.size() > options_.worker_samples) worker.samples.pop_front();
+      const bool busy = info.connected() && info.running_stage_id() != 0;
+      if (worker.transitions.empty() || worker.transitions.back().second != busy) {
+        worker.transitions.emplace_back(now, busy);
+      }
+      const double horizon = now - std::chrono::duration<double>(options_.worker_history).count();
+      // The first one kept is the state at the horizon.
+      while (worker.transitions.size() > 1 && worker.transitions[1].first <= horizon) {
+        worker.transitions.pop_front();
+      }
     }
   }
   if (changed) Notify("", true);
@@ -415,10 +451,10 @@ absl::StatusOr<v1::Study> Mirror::StopStudy(const std::string& study_id,
   absl::StatusOr<v1::Study> study = engine_->StopStudy(study_id, reason);
   if (study.ok()) {
     {
-      std::lock_guard<std::mutex> lock(wake_mutex_);
+      std::lock_guard<std::mutex> lock(signal_->mutex);
       urgent_.store(true);
     }
-    wake_.notify_all();
+    signal_->wake.notify_all();
   }
   return study;
 }

@@ -3,12 +3,15 @@
 // A refresh thread reads the engine's views (ListStudies, ListTrialsPage, ListWorkers) and keeps,
 // per study, its trials as compact rows (serialized Trial, sortable columns, the objective
 // curve) stamped with the version of their last change. Every dashboard reads this copy, so ten
-// dashboards cost the engine what one does, and the engine is read only while someone watches
-// (a request in the last Options::idle_after), only after it signalled a change, and only for
-// studies whose view changed. Trials are read a page at a time, and after a study's first read
-// only those the engine says changed since (TrialQuery::changed_since): a refresh costs the
-// changes, not the study's size. A study's trials are fetched again at most every
-// Options::min_interval, and not more often than its last fetch took times Options::backoff.
+// dashboards cost the engine what one does. The thread is event-driven: it sleeps until the
+// engine signals a change (Engine::AddChangeListener) and reads nothing while nobody watches
+// (no open event stream and no request in the last Options::idle_after), so an idle dashboard,
+// or one watching a coordinator where nothing happens, costs nothing. Changes are coalesced: a
+// refresh follows the last one by Options::min_interval at least, whatever the number of
+// changes and of watchers. A refresh reads only the studies whose view changed, and their
+// trials a page at a time, after a study's first read only those the engine says changed since
+// (TrialQuery::changed_since): it costs the changes, not the study's size. A study's trials are
+// not read again sooner than its last read took times Options::backoff.
 #ifndef HIPPO_DASHBOARD_SERVER_MIRROR_H_
 #define HIPPO_DASHBOARD_SERVER_MIRROR_H_
 
@@ -72,8 +75,9 @@ struct StudyData {
   bool maximize = false;
   std::string metric;
   std::vector<ParameterColumn> parameters;
-  std::vector<TrialEntry> trials;  // by trial number
-  int64_t ended_trials = 0;        // trials not running
+  std::vector<TrialEntry> trials;         // by trial number
+  std::map<int64_t, int32_t> by_version;  // each trial's version -> its number
+  int64_t ended_trials = 0;               // trials not running
   std::vector<SavingsSample> savings;
   std::set<int64_t> family_ids;  // families its trials are in
 };
@@ -84,18 +88,19 @@ struct WorkerData {
   int64_t version = 0;
   std::string running_study;
   std::vector<std::string> fork_cache_studies;  // the study of each info.fork_cache entry
-  std::deque<std::pair<double, bool>> samples;  // (unix seconds, busy)
+  // (unix seconds, busy from then on): the refresh thread records one when the busy state it
+  // reads changes; a worker is taken as busy or idle from one transition to the next.
+  std::deque<std::pair<double, bool>> transitions;
 };
 
 class Mirror {
  public:
   struct Options {
-    std::chrono::milliseconds tick{400};          // how often the engine is polled
-    std::chrono::milliseconds min_interval{800};  // a study's trials at most this often
-    double backoff = 4;                           // ... and at most every fetch time × this
-    std::chrono::seconds idle_after{20};          // no request for this long: stop polling
-    size_t worker_samples = 900;                  // samples kept per worker
-    size_t savings_points = 2000;                 // savings points kept per study (thinned)
+    std::chrono::milliseconds min_interval{800};  // between two refreshes, at least
+    double backoff = 4;                   // a study's trials at most every fetch time × this
+    std::chrono::seconds idle_after{20};  // no stream and no request for this long: stop reading
+    std::chrono::seconds worker_history{360};  // utilisation kept per worker
+    size_t savings_points = 2000;              // savings points kept per study (thinned)
   };
 
   Mirror(coordinator::Engine* engine, Options options);
@@ -103,19 +108,25 @@ class Mirror {
   Mirror(const Mirror&) = delete;
   Mirror& operator=(const Mirror&) = delete;
 
-  // Starts the refresh thread, which reads every study once, then polls while watched.
+  // Starts the refresh thread, which reads every study once, then follows the engine's changes
+  // while watched.
   void Start();
   void Stop();
   bool stopping() const { return stopping_.load(); }
 
-  // Marks the mirror as watched (the refresh thread polls for the next idle_after). After an
-  // idle spell, waits for one refresh first, so that a first request sees the current state.
+  // Marks the mirror as watched (the refresh thread follows the engine's changes for the next
+  // idle_after). After an idle spell, waits for one refresh first, so that a first request sees
+  // the current state.
   void Touch();
+  // An open event stream watches until its Unwatch(): the mirror follows the engine meanwhile,
+  // requests or not.
+  void Watch();
+  void Unwatch();
 
   // The current version; WaitForChange blocks until it exceeds `version` or `timeout` passes
   // or Stop() was called, and returns the studies that changed after `version` and whether
   // the workers did.
-  int64_t version() const { return version_.load(); }
+  int64_t version() const { return published_.load(); }
   api::Change WaitForChange(int64_t version, std::chrono::milliseconds timeout);
 
   // Runs `reader` with the study's data under a shared lock; NotFound for an unknown study.
@@ -137,6 +148,9 @@ class Mirror {
     for (const std::string& id : order_) studies.push_back(studies_.at(id).get());
     reader(studies, workers_);
   }
+
+  // How far back WorkerData::transitions go.
+  std::chrono::seconds worker_history() const { return options_.worker_history; }
 
   // Asks the engine to stop the study, then refreshes it at once.
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
@@ -171,23 +185,30 @@ class Mirror {
   std::map<std::string, WorkerData> workers_;
   std::map<std::string, Throttle> throttles_;  // refresh thread only
   std::atomic<int64_t> version_{0};
+  // The version of the last change published to WaitForChange (at the end of a refresh of a
+  // study or of the workers), so that an event never stops halfway through one.
+  std::atomic<int64_t> published_{0};
 
   // Changes for WaitForChange: (version, study id or "" for workers).
   std::mutex change_mutex_;
   std::condition_variable changed_;
   std::deque<std::pair<int64_t, std::string>> changes_;
 
-  // Set by the engine's change listener (shared with it, so that it stays valid whichever of
-  // the engine and the mirror goes first): the studies are read again only after a change.
-  const std::shared_ptr<std::atomic<bool>> engine_changed_ =
-      std::make_shared<std::atomic<bool>>(true);
+  // Set by the engine's change listener, which wakes the refresh thread (shared with the
+  // listener, so that it stays valid whichever of the engine and the mirror goes first). The
+  // listener runs under the engine's lock: `mutex` is never held while calling the engine.
+  struct Signal {
+    std::atomic<bool> changed{true};
+    std::mutex mutex;
+    std::condition_variable wake;
+  };
+  bool Watched() const;
+  const std::shared_ptr<Signal> signal_ = std::make_shared<Signal>();
   std::atomic<int64_t> last_touch_ms_{0};
+  std::atomic<int> streams_{0};
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> urgent_{false};
-  int64_t refreshes_ =
-      0;  // under wake_mutex_: refresh passes done  // refresh every study now (after a stop)
-  std::mutex wake_mutex_;
-  std::condition_variable wake_;
+  std::atomic<bool> urgent_{false};  // refresh every study now (a first request, a stop)
+  int64_t refreshes_ = 0;            // under signal_->mutex: refresh passes done
   std::condition_variable refreshed_;
   std::thread thread_;
 };

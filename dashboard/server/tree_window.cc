@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "dashboard/server/remake_policy.h"
 
 namespace hippo::dashboard {
 namespace {
@@ -14,11 +15,9 @@ namespace v1 = ::hippo::v1;
 
 constexpr int kTrialIdsPerStage = 8;
 constexpr size_t kMaxNodes = 5000;
-constexpr auto kRebuildEvery = std::chrono::seconds(1);
-// A tree is rebuilt at most every kRebuildBackoff times its last build took: a running study's
-// tree of tens of thousands of stages takes a good part of a second to read and index, and
-// rebuilding it every second would cost the coordinator that share of a core (and its lock).
-constexpr double kRebuildBackoff = 8;
+// The stages read from the engine at a time: its lock is held for one page, so that the
+// dispatch path waits for this little at most.
+constexpr size_t kStagesPerRead = 1000;
 
 absl::StatusOr<int64_t> Param(const Query& query, const std::string& key, int64_t fallback,
                               int64_t low, int64_t high) {
@@ -101,20 +100,20 @@ absl::StatusOr<std::shared_ptr<const TreeWindows::Built>> TreeWindows::Get(
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = built_.find(study_id);
     if (it != built_.end()) {
+      // A running study's tree of tens of thousands of stages takes a good part of a second
+      // to read and index: it is rebuilt as remake_policy.h allows.
       const Built& built = *it->second;
-      const auto wait = std::max<std::chrono::steady_clock::duration>(
-          kRebuildEvery, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                             built.build_time * kRebuildBackoff));
+      const auto wait = RemakeAfter(
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(built.build_time));
       if (built.version == version || std::chrono::steady_clock::now() - built.at < wait) {
         return it->second;
       }
     }
   }
   const auto started = std::chrono::steady_clock::now();
-  // A page at a time: the engine's lock is held for 5 000 stages at most.
   v1::StageTree tree;
   coordinator::StageQuery query;
-  query.limit = 5000;
+  query.limit = kStagesPerRead;
   while (true) {
     absl::StatusOr<coordinator::StagePage> page = engine_->GetStageTreePage(study_id, query);
     if (!page.ok()) return page.status();

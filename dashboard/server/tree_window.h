@@ -1,7 +1,6 @@
 // TreeWindows: windows of a study's stage tree for the dashboard (api.h's query parameters
-// root, depth, max_children, trial), from the engine's GetStageTreePage, cached per study and
-// rebuilt while the study changes at most once a second, and at most every 8 times as long as
-// the last build took.
+// root, depth, max_children, trial), from the engine's GetStageTreePage (1000 stages a read),
+// cached per study and rebuilt while the study changes as remake_policy.h allows.
 #ifndef HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_
 #define HIPPO_DASHBOARD_SERVER_TREE_WINDOW_H_
 

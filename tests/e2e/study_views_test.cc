@@ -5,11 +5,13 @@
 // watches of a study that does not change cost the coordinator no CPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "tests/support/e2e_harness.h"
 
@@ -227,6 +229,48 @@ TEST(StudyViewsTest, StageTreeAndWorkersPageThroughEverything) {
   const CommandResult listed = RunHippo({"workers", "--coordinator", cluster.address()});
   ASSERT_EQ(listed.exit_code, 0) << listed.output;
   for (const std::string& worker : ids) EXPECT_NE(listed.output.find(worker), std::string::npos);
+}
+
+// `hippo workers` shows what each worker's fork cache holds, as the coordinator's ListWorkers
+// says (WorkerInfo.fork_cache): the count and the newest states, as FAMILY/NODE@STEP.
+TEST(StudyViewsTest, WorkersCommandShowsTheForkCacheContents) {
+  TempDir dir("study-views");
+  Cluster cluster(dir, /*workers=*/2);
+  const std::string id = cluster.Submit(WriteSpec(dir, "cache", 6, 4, 0.02));
+  ASSERT_TRUE(WaitForStudy(cluster.address(), id, std::chrono::seconds(120)).ok());
+  auto stub = Connect(cluster.address());
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(stub->ListWorkers(Context().get(), v1::ListWorkersRequest(), &workers).ok());
+  const CommandResult listed = RunHippo({"workers", "--coordinator", cluster.address()});
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  const std::vector<std::string> lines = absl::StrSplit(listed.output, '\n');
+  int64_t states = 0;
+  for (const v1::WorkerInfo& worker : workers.workers()) {
+    states += worker.cached_states();
+    if (worker.cached_states() == 0) continue;
+    // The worker's row, then its fork cache on the next line.
+    auto row = std::find_if(lines.begin(), lines.end(), [&](const std::string& line) {
+      return line.starts_with(worker.worker_id() + " ");
+    });
+    ASSERT_NE(row, lines.end()) << listed.output;
+    ASSERT_NE(row + 1, lines.end()) << listed.output;
+    std::string expected = absl::StrCat("  fork cache: ", worker.cached_states(),
+                                        worker.cached_states() == 1 ? " state" : " states");
+    ASSERT_GT(worker.fork_cache_size(), 0);
+    std::vector<std::string> shown;
+    for (int i = 0; i < worker.fork_cache_size() && i < 12; ++i) {
+      const int64_t stage = worker.fork_cache(i).stage_id();
+      shown.push_back(
+          absl::StrCat(stage >> 32, "/", stage & 0xffffffff, "@", worker.fork_cache(i).step()));
+    }
+    absl::StrAppend(&expected, ", newest first: ", absl::StrJoin(shown, " "));
+    if (worker.cached_states() > 12) {
+      absl::StrAppend(&expected, " (+", worker.cached_states() - 12, " more)");
+    }
+    EXPECT_EQ(row[1], expected) << listed.output;
+  }
+  // Every trained stage leaves its state in a worker's cache: something was shown.
+  EXPECT_GT(states, 0) << listed.output;
 }
 
 // Reads a watch to its end: per trial, the metric steps seen (each must come once) and the

@@ -37,8 +37,17 @@ async function parse(response: Response): Promise<Json> {
   return body;
 }
 
+/** A response index.html's script asked for before the app ran, taken once. */
+function early(target: string): Promise<Response> | undefined {
+  const started = (window as any).__hippoEarly as Record<string, Promise<Response>> | undefined;
+  const response = started?.[target];
+  if (response) delete started![target];
+  return response;
+}
+
 export async function get(path: string, params?: Params): Promise<Json> {
-  return parse(await fetch(url(path, params), { credentials: "same-origin" }));
+  const target = url(path, params);
+  return parse(await (early(target) ?? fetch(target, { credentials: "same-origin" })));
 }
 
 export async function post(path: string, params?: Params): Promise<Json> {

@@ -3,7 +3,11 @@
 // and subscribers get a full refresh, since changes may have been missed meanwhile.
 import { Json, num } from "./api";
 
-export type Change = { version: number; studies: Set<string>; workers: boolean; all: boolean };
+/**
+ * A change: the studies that changed (with their rows, as GET studies/{id} answers them, when
+ * the server sent them along), whether the workers did, or `all` after a reconnection.
+ */
+export type Change = { version: number; studies: Set<string>; rows: Map<string, Json>; workers: boolean; all: boolean };
 type Listener = (change: Change) => void;
 
 const listeners = new Set<Listener>();
@@ -31,12 +35,13 @@ function connect() {
     everConnected = true;
     retry = 500;
     setStatus("live");
-    if (missed) emit({ version, studies: new Set(), workers: true, all: true });
+    if (missed) emit({ version, studies: new Set(), rows: new Map(), workers: true, all: true });
   };
   source.addEventListener("change", (event) => {
     const data: Json = JSON.parse((event as MessageEvent).data);
     version = num(data.version);
-    emit({ version, studies: new Set(data.studies ?? []), workers: !!data.workers, all: false });
+    const rows = new Map<string, Json>((data.rows ?? []).map((row: Json) => [row.study?.id ?? "", row]));
+    emit({ version, studies: new Set(data.studies ?? []), rows, workers: !!data.workers, all: false });
   });
   source.onerror = () => {
     source?.close();

@@ -50,10 +50,11 @@ export class TrialTable {
     this.render();
   }
 
-  /** Reloads only if a trial changed since the version held (an incremental read). */
-  async update() {
+  /** Reloads only if a trial changed since the version held (an incremental read); the version answered. */
+  async update(): Promise<number> {
     const changed = await get(studyPath(this.studyId, "trials"), { since: this.version, page_size: 1 });
     if ((changed.trials ?? []).length > 0 || num(changed.total) !== this.total) await this.reload();
+    return num(changed.version);
   }
 
   private firstVisiblePage(): number {

@@ -77,13 +77,17 @@ export class TreeView {
     this.windows.set("root", { depth: 6, max_children: 40 });
   }
 
-  async refresh() {
+  /** Reads the windows shown again; the oldest version they were built at. */
+  async refresh(): Promise<number> {
+    let version = Infinity;
     for (const params of this.windows.values()) {
       const window = await get(studyPath(this.studyId, "tree"), params);
+      version = Math.min(version, num(window.version));
       this.merge(window);
     }
     this.layout();
     this.draw();
+    return version;
   }
 
   private async find(trial: number) {

@@ -119,14 +119,34 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     }
     renderHead();
   }, 1000);
+  // The study's version the page was told of (an event's row): a read answered at an older
+  // version (the server makes a large running study's aggregates again only so often) is asked
+  // again, so that the page ends at the study's last state.
+  let wanted = 0;
+  const current = (body: Json, again: () => void) => {
+    if (num(body.version) < wanted) window.setTimeout(again, 1000);
+    return body;
+  };
+  // A part is drawn again only when what it shows changed (a read answered from the server's
+  // cache comes back at the version already drawn): redrawing costs the browser, not the
+  // coordinator, but ten pages on one machine share its cores.
+  const drawnAt = new Map<string, number>();
+  const changed = (part: string, body: Json) => {
+    const version = num(body.version);
+    if (drawnAt.get(part) === version) return false;
+    drawnAt.set(part, version);
+    return true;
+  };
   const refreshCurves = throttle(async () => {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
-    drawCurves(curves, await get(studyPath(studyId, "curves"), { trials }), curvesLegend);
+    const body = current(await get(studyPath(studyId, "curves"), { trials }), () => refreshCurves());
+    if (changed(`curves ${trials}`, body)) drawCurves(curves, body, curvesLegend);
     markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
-    drawHistory(history, await get(studyPath(studyId, "history")), row?.study?.spec?.objective?.metric ?? "objective");
+    const body = current(await get(studyPath(studyId, "history")), () => refreshHistory());
+    if (changed("history", body)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
   const drawParameters = () => {
@@ -135,12 +155,17 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
-    parameters = await get(studyPath(studyId, "parameters"));
+    const body = current(await get(studyPath(studyId, "parameters")), () => refreshParameters());
+    if (!changed("parameters", body)) return;
+    parameters = body;
     drawParameters();
   }, 2000);
-  const refreshSavings = throttle(async () => drawSavings(savings, await get(studyPath(studyId, "savings"))), 2000);
-  const refreshTree = throttle(() => tree.refresh(), 2000);
-  const refreshTable = throttle(() => table.update(), 1000);
+  const refreshSavings = throttle(async () => {
+    const body = current(await get(studyPath(studyId, "savings")), () => refreshSavings());
+    if (changed("savings", body)) drawSavings(savings, body);
+  }, 2000);
+  const refreshTree = throttle(async () => void current({ version: await tree.refresh() }, () => refreshTree()), 2000);
+  const refreshTable = throttle(async () => void current({ version: await table.update() }, () => refreshTable()), 1000);
   const observer = new ResizeObserver(drawParameters);
   observer.observe(parallelCanvas);
 
@@ -159,10 +184,23 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     refreshTable();
     rest();
   };
+  // The rest starts once a frame with the first parts has been painted (the frame after an
+  // animation-frame callback): its drawing would otherwise hold that frame back.
   const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
-  void first.then(rest);
+  void first.then(() => requestAnimationFrame(() => setTimeout(rest, 0)));
   const stop = subscribe((change) => {
-    if (change.all || change.studies.has(studyId)) all();
+    const changed = change.rows.get(studyId);
+    if (changed) {
+      // The summary came with the event: shown without asking.
+      row = changed;
+      wanted = Math.max(wanted, num(changed.version));
+      renderHead();
+      refreshCurves();
+      refreshTable();
+      rest();
+    } else if (change.all || change.studies.has(studyId)) {
+      all();
+    }
   });
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {

@@ -1,0 +1,28 @@
+// How often the dashboard makes a changing study's expensive read again (an aggregate, a
+// stage-tree index): the coordinator's CPU goes first to dispatching, so a read that took
+// `cost` to make is answered as it was for RemakeAfter(cost) while its study changes, which
+// bounds each such read to 1/kRemakeBackoff of a core however large the running study grows.
+// Cheap reads (under kCheapRead) are made again at every change. A response carries the
+// version it was made at, so a page that was told of a newer version asks again later.
+#ifndef HIPPO_DASHBOARD_SERVER_REMAKE_POLICY_H_
+#define HIPPO_DASHBOARD_SERVER_REMAKE_POLICY_H_
+
+#include <algorithm>
+#include <chrono>
+
+namespace hippo::dashboard {
+
+inline constexpr std::chrono::milliseconds kCheapRead{10};
+inline constexpr double kRemakeBackoff = 40;
+inline constexpr std::chrono::seconds kMaxStale{20};
+
+inline std::chrono::steady_clock::duration RemakeAfter(std::chrono::steady_clock::duration cost) {
+  if (cost < kCheapRead) return std::chrono::steady_clock::duration::zero();
+  return std::min<std::chrono::steady_clock::duration>(
+      kMaxStale,
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(cost * kRemakeBackoff));
+}
+
+}  // namespace hippo::dashboard
+
+#endif  // HIPPO_DASHBOARD_SERVER_REMAKE_POLICY_H_
