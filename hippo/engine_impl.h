@@ -311,8 +311,10 @@ class EngineImpl {
                  std::set<size_t>& touched_studies);
   // `error` is the worker's account of a failure (empty when the attempt succeeded);
   // `state_lost`: it failed because its starting state could not be read (engine_repair.cc).
+  // The plans run again for the studies whose trials failed; what they send to workers goes to
+  // `outbox`.
   void EndAttempt(int64_t attempt_id, bool failed, const std::string& error, bool state_lost,
-                  store::WriteBatch& batch);
+                  store::WriteBatch& batch, Outbox& outbox);
 
   // ---- engine_gc.cc
   // What a collection released, per directory: (bytes, files).
@@ -407,7 +409,8 @@ class EngineImpl {
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const FamilyState& family, stage_tree::NodeId node) const;
-  hippo::v1::Study StudyView(const StudyState& study) const;
+  // `with_spec`: false leaves spec out, for a caller that copies it after the lock.
+  hippo::v1::Study StudyView(const StudyState& study, bool with_spec = true) const;
   hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
 
   store::Store* store_;
