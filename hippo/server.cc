@@ -19,6 +19,7 @@
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "proto/spec_validator.h"
 #include "search_algos/plugin.h"
 
 namespace hippo::coordinator {
@@ -104,6 +105,12 @@ class StudyServiceImpl final
 
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
+    // A spec over the size limit is refused by the engine's first check, its size: only a spec
+    // the engine will work on draws on the budget.
+    if (request->spec().ByteSizeLong() > proto::kMaxStudySpecBytes) {
+      if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+      return ToGrpc(engine_->CreateStudy(request->spec(), request->no_merge()).status());
+    }
     return Answer(
         context, *request,
         [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); }, response);
