@@ -106,10 +106,18 @@ class StudyServiceImpl final
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
     // A spec over the size limit is refused by the engine's first check, its size: only a spec
-    // the engine will work on draws on the budget.
-    if (request->spec().ByteSizeLong() > proto::kMaxStudySpecBytes) {
+    // the engine will work on draws on the budget. The refusal is paced on a budget of its own
+    // (at most a second's wait each), so that a client sending such specs in a loop is slowed
+    // without making valid requests wait.
+    if (const size_t bytes = request->spec().ByteSizeLong(); bytes > proto::kMaxStudySpecBytes) {
       if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-      return ToGrpc(engine_->CreateStudy(request->spec(), request->no_merge()).status());
+      const absl::Status refused =
+          engine_->CreateStudy(request->spec(), request->no_merge()).status();
+      Sleep(context, std::min<ByteBudget::Clock::duration>(
+                         *oversized_.Charge(static_cast<int64_t>(bytes), ByteBudget::Clock::now(),
+                                            /*refusable=*/false),
+                         std::chrono::seconds(1)));
+      return ToGrpc(refused);
     }
     return Answer(
         context, *request,
@@ -353,6 +361,8 @@ class StudyServiceImpl final
   Engine* engine_;
   std::string token_;
   ByteBudget* budget_;
+  // Specs over the size limit, refused: the same rate as the clients' budget, apart from it.
+  ByteBudget oversized_{ByteBudgetOptions()};
   WatchStreams watchers_;
 };
 
