@@ -198,6 +198,39 @@ bool EngineImpl::Serves(const Worker& worker, const std::string& kind) {
   return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
 }
 
+bool EngineImpl::CanReadStart(const Worker& worker, const FamilyState& family, NodeId node) const {
+  const std::string& directory = worker.hello.checkpoint_dir();
+  if (directory.empty()) return true;
+  const stage_tree::NodeView view = family.tree().node(node);
+  // The state AssignTo names: one kept inside the stage for a rerun from there, else the
+  // parent's end.
+  NodeId owner = view.parent;
+  Step step = view.start;
+  if (view.recompute && view.recompute_from > view.start) {
+    owner = node;
+    step = view.recompute_from;
+  }
+  if (owner == stage_tree::kRootNode) return true;
+  if (worker.cached_states.contains({family.WorkerStageId(owner), step})) return true;
+  const std::string* uri = family.StateUri(owner, step);
+  if (uri == nullptr) return true;
+  const std::string state_directory = CheckpointLedger::DirectoryOf(*uri);
+  return state_directory.empty() || state_directory == directory;
+}
+
+bool EngineImpl::LeaveToReader(const Worker& worker, const QueuedStage& stage) const {
+  const FamilyState& family = FamilyById(stage.family_id);
+  if (CanReadStart(worker, family, stage.node)) return false;
+  const Clock::time_point now = Clock::now();
+  for (const auto& [id, other] : workers_) {
+    if (other.connected && &other != &worker && !Drained(other, now) &&
+        CanReadStart(other, family, stage.node)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string EngineImpl::WaitingReason(const StudyState& study) const {
   if (study.record.state != v1::STUDY_RUNNING ||
       engine_internal::AskTellOf(study.algorithm.get()) != nullptr) {
@@ -247,7 +280,7 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
         (view.recompute && !RecomputeNeeded(family, stage.node))) {
       return false;
     }
-    if (LeaveToAnother(worker, stage)) {
+    if (LeaveToAnother(worker, stage) || LeaveToReader(worker, stage)) {
       left.push_back(stage);
       return false;
     }

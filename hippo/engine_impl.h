@@ -259,6 +259,15 @@ class EngineImpl {
   void SettleCharge(const Attempt& attempt);
   // Whether `worker` said in its hello that it serves trainer `kind`.
   static bool Serves(const Worker& worker, const std::string& kind);
+  // Whether `worker` can read the state `node` starts from: a fresh start, a state in its fork
+  // cache, or a checkpoint in its own directory (WorkerHello.checkpoint_dir). A worker confines
+  // its reads to its directory, so a checkpoint elsewhere is not readable by it; a worker that
+  // names no directory, or a state whose file the engine does not know, counts as readable.
+  bool CanReadStart(const Worker& worker, const FamilyState& family, stage_tree::NodeId node) const;
+  // Whether `stage` is left for another worker because this one cannot read its starting state
+  // and a connected, undrained one can. When none can, it is not left: the worker reports the
+  // state lost and the engine recomputes it from its nearest kept ancestor (engine_repair.cc).
+  bool LeaveToReader(const Worker& worker, const QueuedStage& stage) const;
   // Why a running study waits (hippo.v1.Study.waiting): no connected worker serves its trainer
   // kind; "" when one does, and for ask/tell studies.
   std::string WaitingReason(const StudyState& study) const;
@@ -266,7 +275,8 @@ class EngineImpl {
   // kind it serves.
   void Dispatch(store::WriteBatch& batch, Outbox& outbox);
   // The best ready stage for `worker`, or none; `left_to_another` is set when a ready stage
-  // was left for another worker (LeaveToAnother), so others may still take something.
+  // was left for another worker (LeaveToAnother, LeaveToReader), so others may still take
+  // something.
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch,
                                             bool& left_to_another);
   // Per node, the work that may still follow it: a running trial ending there below its
@@ -301,8 +311,10 @@ class EngineImpl {
                  std::set<size_t>& touched_studies);
   // `error` is the worker's account of a failure (empty when the attempt succeeded);
   // `state_lost`: it failed because its starting state could not be read (engine_repair.cc).
+  // The plans run again for the studies whose trials failed; what they send to workers goes to
+  // `outbox`.
   void EndAttempt(int64_t attempt_id, bool failed, const std::string& error, bool state_lost,
-                  store::WriteBatch& batch);
+                  store::WriteBatch& batch, Outbox& outbox);
 
   // ---- engine_gc.cc
   // What a collection released, per directory: (bytes, files).
@@ -397,7 +409,8 @@ class EngineImpl {
   // ---- engine_views.cc
   store::TrialRecord TrialRecordOf(size_t study_index, int64_t trial) const;
   store::StageRecord StageRecordOf(const FamilyState& family, stage_tree::NodeId node) const;
-  hippo::v1::Study StudyView(const StudyState& study) const;
+  // `with_spec`: false leaves spec out, for a caller that copies it after the lock.
+  hippo::v1::Study StudyView(const StudyState& study, bool with_spec = true) const;
   hippo::v1::Trial TrialView(const StudyState& study, int64_t trial) const;
 
   store::Store* store_;

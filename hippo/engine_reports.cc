@@ -180,7 +180,7 @@ void EngineImpl::RefuseReport(Worker& worker, int64_t attempt_id, const std::str
   }
   std::fprintf(stderr, "hippo: worker %s: report refused, attempt %lld fails: %s\n",
                worker_id.c_str(), static_cast<long long>(attempt_id), problem.c_str());
-  EndAttempt(attempt_id, /*failed=*/true, problem, /*state_lost=*/false, batch);
+  EndAttempt(attempt_id, /*failed=*/true, problem, /*state_lost=*/false, batch, outbox);
   // A worker whose reports break the protocol's bounds counts as failing, like any failure; a
   // trial that diverged is the hyper-parameters' doing, not the worker's.
   if (!diverged) NoteWorkerOutcome(worker, /*failed=*/true, problem, batch);
@@ -307,7 +307,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       }
       const bool state_lost = !finished.ok() && finished.parent_state_lost();
       EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), state_lost,
-                 batch);
+                 batch, outbox);
       // A state that could not be read is no fault of the worker that tried.
       if (!state_lost)
         NoteWorkerOutcome(worker, !finished.ok(), BoundedError(finished.error()), batch);
@@ -354,7 +354,7 @@ void EngineImpl::StageDone(FamilyState& family, NodeId node, store::WriteBatch& 
 }
 
 void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& error,
-                            bool state_lost, store::WriteBatch& batch) {
+                            bool state_lost, store::WriteBatch& batch, Outbox& outbox) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   Attempt attempt = std::move(it->second);
@@ -390,10 +390,9 @@ void EngineImpl::EndAttempt(int64_t attempt_id, bool failed, const std::string& 
   record.worker_id = attempt.worker_id;
   record.state = failed ? store::kAttemptFailed : store::kAttemptDone;
   batch.attempts.push_back(record);
-  for (size_t study_index : touched) {
-    Outbox unused;
-    RunPlanAfterReport(study_index, batch, unused);
-  }
+  // What the plans ask of running attempts (a CheckpointAt where a new trial splits a running
+  // stage) goes out with this report's answer.
+  for (size_t study_index : touched) RunPlanAfterReport(study_index, batch, outbox);
 }
 
 void EngineImpl::ExpireLeases(Clock::time_point now) {

@@ -125,10 +125,10 @@ v1::Trial EngineImpl::TrialView(const StudyState& study, int64_t number) const {
   return view;
 }
 
-v1::Study EngineImpl::StudyView(const StudyState& study) const {
+v1::Study EngineImpl::StudyView(const StudyState& study, bool with_spec) const {
   v1::Study view;
   view.set_id(study.record.id);
-  *view.mutable_spec() = study.spec;
+  if (with_spec) *view.mutable_spec() = study.spec;
   view.set_state(static_cast<v1::StudyState>(study.record.state));
   view.mutable_created()->set_seconds(study.record.created_ms / 1000);
   view.mutable_created()->set_nanos(static_cast<int32_t>(study.record.created_ms % 1000) * 1000000);
@@ -186,16 +186,25 @@ std::vector<v1::Study> EngineImpl::ListStudies() {
 }
 
 std::vector<v1::Study> EngineImpl::ListStudies(size_t offset, size_t limit, size_t* total) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  // Positions count the studies a listing shows: deleted ones are skipped.
   std::vector<v1::Study> views;
-  size_t shown = 0;
-  for (const auto& study : studies_) {
-    if (study->deleted) continue;
-    if (shown >= offset && views.size() < limit) views.push_back(StudyView(*study));
-    ++shown;
+  std::vector<const v1::StudySpec*> specs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Positions count the studies a listing shows: deleted ones are skipped.
+    size_t shown = 0;
+    for (const auto& study : studies_) {
+      if (study->deleted) continue;
+      if (shown >= offset && views.size() < limit) {
+        views.push_back(StudyView(*study, /*with_spec=*/false));
+        specs.push_back(&study->spec);
+      }
+      ++shown;
+    }
+    *total = shown;
   }
-  *total = shown;
+  // The specs (up to 1 MiB each) are copied after the lock: a study's spec never changes once
+  // it is created, and its StudyState lives as long as the engine (a deleted study's too).
+  for (size_t i = 0; i < views.size(); ++i) *views[i].mutable_spec() = *specs[i];
   return views;
 }
 

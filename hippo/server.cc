@@ -1,5 +1,6 @@
 #include "hippo/server.h"
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -18,6 +19,7 @@
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "proto/spec_validator.h"
 #include "search_algos/plugin.h"
 
 namespace hippo::coordinator {
@@ -92,28 +94,45 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 class StudyServiceImpl final
     : public v1::StudyService::WithCallbackMethod_WatchStudy<v1::StudyService::Service> {
  public:
-  StudyServiceImpl(Engine* engine, std::string token)
-      : engine_(engine), token_(std::move(token)), watchers_(engine, WatchStreams::Options()) {}
+  StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget)
+      : engine_(engine),
+        token_(std::move(token)),
+        budget_(budget),
+        watchers_(engine, WatchStreams::Options()) {}
 
   // Ends the open WatchStudy streams; later ones are refused.
   void StopWatches() { watchers_.Stop(); }
 
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
+    // A spec over the size limit is refused by the engine's first check, its size: only a spec
+    // the engine will work on draws on the budget. The refusal is paced on a budget of its own
+    // (at most a second's wait each), so that a client sending such specs in a loop is slowed
+    // without making valid requests wait.
+    if (const size_t bytes = request->spec().ByteSizeLong(); bytes > proto::kMaxStudySpecBytes) {
+      if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+      const absl::Status refused =
+          engine_->CreateStudy(request->spec(), request->no_merge()).status();
+      Sleep(context, std::min<ByteBudget::Clock::duration>(
+                         *oversized_.Charge(static_cast<int64_t>(bytes), ByteBudget::Clock::now(),
+                                            /*refusable=*/false),
+                         std::chrono::seconds(1)));
+      return ToGrpc(refused);
+    }
     return Answer(
-        context, [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); },
-        response);
+        context, *request,
+        [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); }, response);
   }
 
   grpc::Status GetStudy(grpc::ServerContext* context, const v1::GetStudyRequest* request,
                         v1::Study* response) override {
     return Answer(
-        context, [&] { return engine_->GetStudy(request->study_id()); }, response);
+        context, *request, [&] { return engine_->GetStudy(request->study_id()); }, response);
   }
 
   grpc::Status ListStudies(grpc::ServerContext* context, const v1::ListStudiesRequest* request,
                            v1::ListStudiesResponse* response) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     absl::StatusOr<StudyPage> page = ParseStudyPage(*request);
     if (!page.ok()) return ToGrpc(page.status());
     size_t total = 0;
@@ -126,14 +145,15 @@ class StudyServiceImpl final
     for (v1::Study& study : studies) *response->add_studies() = std::move(study);
     const size_t end = page->offset + studies.size();
     if (end < total) response->set_next_page_token(StudyPageToken(end));
+    Pace(context, *response);
     return grpc::Status::OK;
   }
 
   grpc::Status StopStudy(grpc::ServerContext* context, const v1::StopStudyRequest* request,
                          v1::Study* response) override {
     return Answer(
-        context, [&] { return engine_->StopStudy(request->study_id(), request->reason()); },
-        response);
+        context, *request,
+        [&] { return engine_->StopStudy(request->study_id(), request->reason()); }, response);
   }
 
   grpc::ServerWriteReactor<v1::StudyEvent>* WatchStudy(
@@ -143,7 +163,7 @@ class StudyServiceImpl final
 
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
                           v1::ListTrialsResponse* response) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     absl::StatusOr<size_t> size =
         PageSizeOf(request->page_size(), kDefaultTrialPageSize, kMaxTrialPageSize, "trials");
     if (!size.ok()) return ToGrpc(size.status());
@@ -173,18 +193,19 @@ class StudyServiceImpl final
     if (page->more) {
       response->set_next_page_token(PageToken(list, {page->last_version, page->last_trial}));
     }
+    Pace(context, *response);
     return grpc::Status::OK;
   }
 
   grpc::Status GetBestTrial(grpc::ServerContext* context, const v1::GetBestTrialRequest* request,
                             v1::Trial* response) override {
     return Answer(
-        context, [&] { return engine_->GetBestTrial(request->study_id()); }, response);
+        context, *request, [&] { return engine_->GetBestTrial(request->study_id()); }, response);
   }
 
   grpc::Status GetStageTree(grpc::ServerContext* context, const v1::GetStageTreeRequest* request,
                             v1::StageTree* response) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     absl::StatusOr<size_t> size =
         PageSizeOf(request->page_size(), kDefaultStagePageSize, kMaxStagePageSize, "stages");
     if (!size.ok()) return ToGrpc(size.status());
@@ -202,18 +223,20 @@ class StudyServiceImpl final
     if (!page.ok()) return ToGrpc(page.status());
     *response = std::move(page->tree);
     if (page->more) response->set_next_page_token(PageToken(list, {page->last_stage}));
+    Pace(context, *response);
     return grpc::Status::OK;
   }
 
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
                    v1::AskResponse* response) override {
     return Answer(
-        context, [&] { return engine_->Ask(request->study_id(), request->count()); }, response);
+        context, *request, [&] { return engine_->Ask(request->study_id(), request->count()); },
+        response);
   }
 
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     absl::StatusOr<size_t> size =
         PageSizeOf(request->page_size(), kDefaultWorkerPageSize, kMaxWorkerPageSize, "workers");
     if (!size.ok()) return ToGrpc(size.status());
@@ -239,47 +262,107 @@ class StudyServiceImpl final
       response->set_next_page_token(PageTokenAfterKey(
           "workers.after", response->workers(response->workers_size() - 1).worker_id()));
     }
+    Pace(context, *response);
     return grpc::Status::OK;
   }
 
-  grpc::Status CollectGarbage(grpc::ServerContext* context, const v1::CollectGarbageRequest*,
+  grpc::Status CollectGarbage(grpc::ServerContext* context,
+                              const v1::CollectGarbageRequest* request,
                               v1::CollectGarbageResponse* response) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     *response = engine_->CollectGarbage();
+    Pace(context, *response);
     return grpc::Status::OK;
   }
 
   grpc::Status DeleteStudy(grpc::ServerContext* context, const v1::DeleteStudyRequest* request,
                            v1::DeleteStudyResponse* response) override {
     return Answer(
-        context, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
+        context, *request, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
   }
 
   grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
                            v1::RetryTrialsResponse* response) override {
     return Answer(
-        context, [&] { return engine_->RetryTrials(*request); }, response);
+        context, *request, [&] { return engine_->RetryTrials(*request); }, response);
   }
 
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
                     v1::TellResponse*) override {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
     return ToGrpc(engine_->Tell(*request));
   }
 
  private:
-  // Runs `call` only for an authorized caller (a refused call must change nothing).
+  // Runs `call` only for an admitted caller (a refused call must change nothing).
   template <typename Call, typename T>
-  grpc::Status Answer(grpc::ServerContext* context, Call call, T* response) {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+  grpc::Status Answer(grpc::ServerContext* context, const google::protobuf::Message& request,
+                      Call call, T* response) {
+    if (grpc::Status status = Admit(context, request); !status.ok()) return status;
     auto result = call();
     if (!result.ok()) return ToGrpc(result.status());
     *response = *std::move(result);
+    Pace(context, *response);
     return grpc::Status::OK;
+  }
+
+  // Admits a call: its token, then the pace of large requests (docs/security.md, "Rates"):
+  // a request of large_message_bytes or more waits for its share of the clients' budget before
+  // it is handled, or is refused with RESOURCE_EXHAUSTED, having changed nothing, when that
+  // wait would pass max_wait_seconds. A client that sends large requests one after another is
+  // so held to the budget's rate, whatever else it sends.
+  grpc::Status Admit(grpc::ServerContext* context, const google::protobuf::Message& request) {
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    const int64_t bytes = static_cast<int64_t>(request.ByteSizeLong());
+    const std::optional<ByteBudget::Clock::duration> wait =
+        budget_->Charge(bytes, ByteBudget::Clock::now());
+    if (!wait) {
+      const ByteBudgetOptions& options = budget_->options();
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("a request of ", bytes,
+                       " bytes: the coordinator takes requests and "
+                       "answers of ",
+                       options.large_message_bytes, " bytes or more at ",
+                       options.bytes_per_second / (1 << 20),
+                       " MiB/s from all clients "
+                       "together, and more than ",
+                       options.max_wait_seconds,
+                       " s of them are "
+                       "queued: retry later, or send smaller ones (a smaller trainer.config)"));
+    }
+    Sleep(context, *wait);
+    return grpc::Status::OK;
+  }
+
+  // Paces a large answer (a page with metrics, a page of large specs, many asked trials): it
+  // is sent once its share of the budget is paid, at most max_wait_seconds later, so that a
+  // client asking for such answers one after another gets them at the budget's rate.
+  void Pace(grpc::ServerContext* context, const google::protobuf::Message& response) {
+    const std::optional<ByteBudget::Clock::duration> wait =
+        budget_->Charge(static_cast<int64_t>(response.ByteSizeLong()), ByteBudget::Clock::now(),
+                        /*refusable=*/false);
+    Sleep(context,
+          std::min<ByteBudget::Clock::duration>(
+              *wait, std::chrono::duration_cast<ByteBudget::Clock::duration>(
+                         std::chrono::duration<double>(budget_->options().max_wait_seconds))));
+  }
+
+  // Waits `wait`, or until the call is cancelled or its deadline passes.
+  static void Sleep(grpc::ServerContext* context, ByteBudget::Clock::duration wait) {
+    const auto until = ByteBudget::Clock::now() + wait;
+    while (ByteBudget::Clock::now() < until && !context->IsCancelled() &&
+           std::chrono::system_clock::now() < context->deadline()) {
+      std::this_thread::sleep_for(std::min<ByteBudget::Clock::duration>(
+          until - ByteBudget::Clock::now(), std::chrono::milliseconds(50)));
+    }
   }
 
   Engine* engine_;
   std::string token_;
+  ByteBudget* budget_;
+  // Specs over the size limit, refused: the same rate as the clients' budget, apart from it.
+  ByteBudget oversized_{ByteBudgetOptions()};
   WatchStreams watchers_;
 };
 
@@ -368,8 +451,9 @@ class StreamChannel final : public WorkerChannel {
 class WorkerSession final
     : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
-  WorkerSession(grpc::CallbackServerContext* context, Engine* engine, const std::string& token)
-      : engine_(engine), channel_(std::make_shared<StreamChannel>(this)) {
+  WorkerSession(grpc::CallbackServerContext* context, Engine* engine, const std::string& token,
+                ByteBudget* budget)
+      : engine_(engine), budget_(budget), channel_(std::make_shared<StreamChannel>(this)) {
     if (grpc::Status status = Authorize(context, token); !status.ok()) {
       End(std::move(status));
       return;
@@ -380,6 +464,23 @@ class WorkerSession final
   void OnReadDone(bool ok) override {
     if (!ok) {
       End(grpc::Status::OK);  // the worker closed its side, or the call was cancelled
+      return;
+    }
+    // Large messages of all streams together are taken at the budget's rate: this stream's
+    // next read waits for its share (gRPC's flow control then holds its sender back).
+    const int64_t bytes = static_cast<int64_t>(incoming_->ByteSizeLong());
+    const std::optional<ByteBudget::Clock::duration> wait =
+        budget_->Charge(bytes, ByteBudget::Clock::now());
+    if (!wait) {
+      End(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("a message of ", bytes, " bytes: the coordinator takes messages of ",
+                       budget_->options().large_message_bytes, " bytes or more at ",
+                       budget_->options().bytes_per_second / (1 << 20),
+                       " MiB/s from all workers together, and more than ",
+                       budget_->options().max_wait_seconds,
+                       " s of them are queued: send fewer metrics per report and fewer reports "
+                       "per Reports message")));
       return;
     }
     if (!session_) {
@@ -400,7 +501,25 @@ class WorkerSession final
       End(ToGrpc(status));  // the worker learns why its stream ends
       return;
     }
-    ReadNext();
+    std::unique_lock<std::mutex> lock(alarm_mutex_);
+    if (*wait <= ByteBudget::Clock::duration::zero() || cancelled_) {
+      lock.unlock();
+      ReadNext();  // after a cancel, the read fails at once and ends the session
+      return;
+    }
+    // The alarm's callback runs once, also when the alarm is cancelled (OnCancel): the read it
+    // starts then fails and ends the session, so this reactor lives until then. A fresh alarm
+    // each time: gRPC keeps a fired one alive until its callback has returned.
+    alarm_ = std::make_unique<grpc::Alarm>();
+    alarm_->Set(std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(*wait),
+                [this](bool) { ReadNext(); });
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(alarm_mutex_);
+    cancelled_ = true;
+    if (alarm_) alarm_->Cancel();
   }
 
   void OnWriteDone(bool ok) override {
@@ -427,7 +546,11 @@ class WorkerSession final
   }
 
   Engine* const engine_;
+  ByteBudget* const budget_;
   const std::shared_ptr<StreamChannel> channel_;
+  std::mutex alarm_mutex_;
+  std::unique_ptr<grpc::Alarm> alarm_;  // set while a read waits for the budget
+  bool cancelled_ = false;              // by OnCancel
   // A report fits in the first block, which Reset() keeps: no malloc per message at all.
   alignas(8) char first_block_[4096];
   google::protobuf::Arena arena_{first_block_, sizeof(first_block_)};
@@ -438,17 +561,18 @@ class WorkerSession final
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(Engine* engine, std::string token)
-      : engine_(engine), token_(std::move(token)) {}
+  WorkerServiceImpl(Engine* engine, std::string token, ByteBudget* budget)
+      : engine_(engine), token_(std::move(token)), budget_(budget) {}
 
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
       grpc::CallbackServerContext* context) override {
-    return new WorkerSession(context, engine_, token_);
+    return new WorkerSession(context, engine_, token_, budget_);
   }
 
  private:
   Engine* engine_;
   std::string token_;
+  ByteBudget* budget_;
 };
 
 }  // namespace
@@ -501,9 +625,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::Status(status.code(),
                         absl::StrCat(options.db_path, ": cannot recover: ", status.message()));
   }
-  server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token);
-  server->worker_service_ =
-      std::make_unique<WorkerServiceImpl>(server->engine_.get(), options.token);
+  server->worker_budget_ = std::make_unique<ByteBudget>(options.worker_large_messages);
+  server->client_budget_ = std::make_unique<ByteBudget>(options.client_large_messages);
+  server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token,
+                                                              server->client_budget_.get());
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(
+      server->engine_.get(), options.token, server->worker_budget_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // Only the study service is synchronous (worker streams use the callback API): one

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "hippo/byte_budget.h"
 #include "hippo/engine.h"
 #include "store/store.h"
 
@@ -48,6 +49,12 @@ struct ServerOptions {
   double drain_seconds = 60;
   // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
   std::vector<std::string> plugins;
+  // Large messages (docs/security.md, "Rates"). Those of the worker streams, together, are
+  // taken at a rate: a stream that sent one waits before its next is read. Large requests and
+  // answers of the study service, together, too: a large request waits before it is handled,
+  // a large answer before it is sent (refused with RESOURCE_EXHAUSTED past max_wait_seconds).
+  ByteBudgetOptions worker_large_messages;
+  ByteBudgetOptions client_large_messages = {.max_wait_seconds = 10};
 };
 
 // Whether `address` (host:port) listens on loopback only.
@@ -77,6 +84,8 @@ class Server {
 
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<ByteBudget> worker_budget_;
+  std::unique_ptr<ByteBudget> client_budget_;
   std::unique_ptr<grpc::Service> study_service_;
   std::unique_ptr<grpc::Service> worker_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -131,6 +131,14 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> PopulationBasedTraining::Create
     return absl::InvalidArgumentError(
         "budget.max_steps: must be > 0 for population based training");
   }
+  if (context.max_trials > 0 && context.max_trials < options.population_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm.pbt.population_size: ", options.population_size,
+                     " exceeds budget.max_trials (", context.max_trials,
+                     "); the initial members are trials too: raise max_trials or shrink the "
+                     "population"));
+  }
+  options.max_trials = context.max_trials;
   absl::StatusOr<std::vector<size_t>> perturbed =
       PerturbedDimensions(*context.space, config.perturbed_parameters());
   if (!perturbed.ok()) return perturbed.status();
@@ -261,10 +269,27 @@ void PopulationBasedTraining::ExploitAndExplore(std::vector<Request>& requests) 
                                  ranked.begin() + std::min(members, std::max<size_t>(quantile, 1)));
   const std::set<int64_t> bottom(ranked.end() - quantile, ranked.end());
 
+  // The slots refilled by a fork: the empty ones, then the bottom members, worst first, as
+  // far as budget.max_trials leaves trials (a fork is a trial); a bottom member left over goes
+  // on with its own hyper-parameters, as an extension.
+  std::vector<int64_t> refill;
+  for (int64_t slot = 0; slot < static_cast<int64_t>(slots_.size()); ++slot) {
+    if (slots_[slot] < 0) refill.push_back(slot);
+  }
+  for (auto it = ranked.rbegin(); it != ranked.rend(); ++it) {
+    if (bottom.contains(*it)) refill.push_back(*it);
+  }
+  if (options_.max_trials > 0) {
+    const int64_t trials_left = std::max<int64_t>(
+        0, options_.max_trials - static_cast<int64_t>(trials_.size() + pending_forks_.size()));
+    if (static_cast<int64_t>(refill.size()) > trials_left) refill.resize(trials_left);
+  }
+  const std::set<int64_t> refilled(refill.begin(), refill.end());
+
   const Step fork_step = boundary_;
   boundary_ = std::min(boundary_ + options_.perturbation_interval, options_.max_steps);
   for (int64_t slot = 0; slot < static_cast<int64_t>(slots_.size()); ++slot) {
-    if (slots_[slot] >= 0 && !bottom.contains(slot)) {
+    if (slots_[slot] >= 0 && !refilled.contains(slot)) {
       Request extend;
       extend.kind = Request::Kind::kExtend;
       extend.trial = slots_[slot];
@@ -272,6 +297,7 @@ void PopulationBasedTraining::ExploitAndExplore(std::vector<Request>& requests) 
       requests.push_back(std::move(extend));
       continue;
     }
+    if (slots_[slot] < 0 && !refilled.contains(slot)) continue;  // no trials left to refill it
     if (top.empty()) continue;
     // One generator per (boundary, slot): the decision does not depend on the order of others.
     std::mt19937_64 random = SeededGenerator(options_.seed, static_cast<uint64_t>(fork_step),
@@ -426,6 +452,13 @@ proto::Issue PopulationBasedTraining::CheckConfig(const hippo::v1::Algorithm& co
     return proto::Problem("algorithm.pbt.population_size",
                           absl::StrCat("must be at least 2 (got ", pbt.population_size(),
                                        "), e.g. population_size: 16"));
+  }
+  if (const int64_t max_trials = spec.budget().max_trials();
+      max_trials > 0 && max_trials < pbt.population_size()) {
+    return proto::Problem(
+        "algorithm.pbt.population_size",
+        absl::StrCat("must not exceed budget.max_trials (got ", pbt.population_size(), " > ",
+                     max_trials, "); the initial members are trials too"));
   }
   if (pbt.perturbation_interval() <= 0 || pbt.perturbation_interval() >= max_steps) {
     return proto::Problem("algorithm.pbt.perturbation_interval",

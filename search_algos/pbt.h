@@ -30,7 +30,11 @@
 //   - a member that fails, or is stopped from outside, leaves its slot empty; at the next
 //     boundary the slot is refilled like a bottom member, by a fork of a top member;
 //   - when budget.max_parallel_trials leaves too little room, forks wait for a later Suggest
-//     (the member they replace waits with them), and the next round waits for them.
+//     (the member they replace waits with them), and the next round waits for them;
+//   - budget.max_trials counts the initial members and the forks (population_size must not
+//     exceed it): once it is used up, no member is replaced any more, the bottom ones go on
+//     with their own hyper-parameters and an empty slot stays empty. While a round has fewer
+//     trials left than slots to refill, empty slots go first, then the worst members.
 // The study ends when the population has reached max_steps.
 #ifndef HIPPO_SEARCH_ALGOS_PBT_H_
 #define HIPPO_SEARCH_ALGOS_PBT_H_
@@ -84,6 +88,7 @@ class PopulationBasedTraining : public SearchAlgorithm {
     std::vector<double> perturbation_factors = {0.8, 1.2};
     double resample_probability = 0.25;
     Step max_steps = 0;
+    int64_t max_trials = 0;  // budget.max_trials, forks included; 0: no limit
     bool minimize = false;
     uint64_t seed = 0;
   };

@@ -625,7 +625,10 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
   } else if (!assignment.parent_state_uri.empty()) {
     absl::StatusOr<std::string> bytes = store_->Read(assignment.parent_state_uri);
     if (!bytes.ok()) {
-      state_lost = absl::IsNotFound(bytes.status()) || absl::IsDataLoss(bytes.status());
+      // Outside this worker's directory (PermissionDenied) is as unreadable here as missing:
+      // the coordinator recomputes the state where this worker can read it.
+      state_lost = absl::IsNotFound(bytes.status()) || absl::IsDataLoss(bytes.status()) ||
+                   absl::IsPermissionDenied(bytes.status());
       return bytes.status();
     }
     state = trainer.Deserialize(task, *bytes);

@@ -14,10 +14,21 @@
 // With --hostile-rounds N, it runs the study N times on an idle coordinator and N times while a
 // hostile client sends it the largest requests the limits allow (hostile_load.h), alternating,
 // and prints the medians side by side: the goal is a hostile dispatch rate within 10% of idle.
+// The hostile client runs in a process of its own (this binary with --hostile-client ADDRESS,
+// at the same nice value), as a real one would: its CPU time is reported apart, and so is the
+// coordinator's CPU time per dispatch (the process's, less the simulated workers' thread; their
+// streams' I/O runs on gRPC threads the process shares and stays counted), which tells the work
+// hostile requests add to the coordinator apart from the cores the client takes from it on a
+// small machine.
 //
 // Usage: coordinator_benchmark [--workers 64] [--trials 100000] [--hostile-rounds N] [--out FILE]
+//        coordinator_benchmark --hostile-client ADDRESS   (until its stdin closes)
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +40,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -177,6 +189,95 @@ double CpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+// CPU seconds of one thread of this process so far.
+double ThreadCpuSeconds(pthread_t thread) {
+  clockid_t clock{};
+  timespec now{};
+  if (pthread_getcpuclockid(thread, &clock) != 0 || clock_gettime(clock, &now) != 0) return 0;
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+// The hostile client as a child process (this binary with --hostile-client): it runs until its
+// stdin closes, then prints its counters on stdout and exits.
+class HostileProcess {
+ public:
+  explicit HostileProcess(const std::string& address) {
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
+      std::perror("pipe");
+      std::exit(1);
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_child[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, from_child[1], 1);
+    posix_spawn_file_actions_addclose(&actions, to_child[1]);
+    posix_spawn_file_actions_addclose(&actions, from_child[0]);
+    std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::string flag = "--hostile-client";
+    std::string target = address;
+    char* argv[] = {self.data(), flag.data(), target.data(), nullptr};
+    if (posix_spawn(&pid_, self.c_str(), &actions, nullptr, argv, environ) != 0) {
+      std::perror("posix_spawn");
+      std::exit(1);
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    close(to_child[0]);
+    close(from_child[1]);
+    stdin_ = to_child[1];
+    stdout_ = from_child[0];
+  }
+
+  // The client's CPU seconds so far (user + system, all its threads).
+  double CpuSeconds() const {
+    std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // Fields after the command name (in parentheses, which may hold spaces): state is field 3,
+    // utime and stime are fields 14 and 15.
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i >= 14) ticks += std::stod(field);
+    }
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+
+  // Stops the client; returns its counters (requests, refused, worker messages, worker bytes).
+  void Stop(int64_t* counters) {
+    close(stdin_);
+    std::string text;
+    char buffer[256];
+    for (ssize_t n; (n = read(stdout_, buffer, sizeof(buffer))) > 0;) text.append(buffer, n);
+    close(stdout_);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    std::istringstream(text) >> counters[0] >> counters[1] >> counters[2] >> counters[3];
+  }
+
+ private:
+  pid_t pid_ = 0;
+  int stdin_ = -1;
+  int stdout_ = -1;
+};
+
+int HostileClientMain(const std::string& address) {
+  int64_t counters[4];
+  {
+    hippo::benchmarks::HostileLoad load(address);
+    char byte;
+    while (read(0, &byte, 1) > 0) {
+    }
+    counters[0] = load.client_requests();
+    counters[1] = load.client_refused();
+    counters[2] = load.worker_messages();
+    counters[3] = load.worker_bytes();
+  }
+  std::printf("%lld %lld %lld %lld\n", (long long)counters[0], (long long)counters[1],
+              (long long)counters[2], (long long)counters[3]);
+  return 0;
+}
+
 // The machine's CPU time so far from /proc/stat, in seconds: busy (all processes) and stolen
 // by the hypervisor. A run is comparable with another only when both are low.
 struct MachineTimes {
@@ -205,6 +306,7 @@ struct Figures {
   int64_t trials = 0;
   int64_t dispatches = 0;
   double create_seconds = 0, seconds = 0, dispatches_per_second = 0, cpu_per_dispatch_us = 0;
+  double coordinator_cpu_per_dispatch_us = 0, hostile_client_cores = 0;
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, first_ms = 0, last_ms = 0, rss_growth = 0;
   double other_cores = 0, stolen_cores = 0;
   int64_t hostile_requests = 0, hostile_refused = 0, hostile_worker_messages = 0,
@@ -251,8 +353,8 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
     worker.stream->StartCall(&worker.start_op);
   }
   // The hostile client starts with the workers and stops when the study has ended.
-  std::unique_ptr<hippo::benchmarks::HostileLoad> hostile_load;
-  if (hostile) hostile_load = std::make_unique<hippo::benchmarks::HostileLoad>(address);
+  std::optional<HostileProcess> hostile_load;
+  if (hostile) hostile_load.emplace(address);
   std::atomic<bool> stop{false};
   std::thread client([&queue, &stop] {
     pthread_setname_np(pthread_self(), "bench-workers");
@@ -271,20 +373,24 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_seconds = CpuSeconds() - cpu_start;
+  const double workers_cpu_seconds = ThreadCpuSeconds(client.native_handle());
+  const MachineTimes machine_end = ReadMachineTimes();
   Figures figures;
   if (hostile_load) {
-    figures.hostile_requests = hostile_load->client_requests();
-    figures.hostile_refused = hostile_load->client_refused();
-    figures.hostile_worker_messages = hostile_load->worker_messages();
-    figures.hostile_worker_bytes = hostile_load->worker_bytes();
+    figures.hostile_client_cores = hostile_load->CpuSeconds() / seconds;
+    int64_t counters[4] = {0, 0, 0, 0};
+    hostile_load->Stop(counters);
+    figures.hostile_requests = counters[0];
+    figures.hostile_refused = counters[1];
+    figures.hostile_worker_messages = counters[2];
+    figures.hostile_worker_bytes = counters[3];
   }
-  const double cpu_seconds = CpuSeconds() - cpu_start;
-  const MachineTimes machine_end = ReadMachineTimes();
   // Cores kept busy by other processes, and cores stolen, on average over the dispatch phase.
-  const double other_cores =
-      std::max(0.0, machine_end.busy - machine_start.busy - cpu_seconds) / seconds;
+  const double other_cores = std::max(0.0, machine_end.busy - machine_start.busy - cpu_seconds -
+                                               figures.hostile_client_cores * seconds) /
+                             seconds;
   const double stolen_cores = (machine_end.steal - machine_start.steal) / seconds;
-  hostile_load.reset();
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -319,6 +425,9 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
   const auto stats = (*server)->engine().stats();
   const double cpu_per_dispatch_us =
       1e6 * cpu_seconds / static_cast<double>(std::max<int64_t>(1, stats.dispatches));
+  const double coordinator_cpu_per_dispatch_us =
+      1e6 * (cpu_seconds - workers_cpu_seconds) /
+      static_cast<double>(std::max<int64_t>(1, stats.dispatches));
   simulated.clear();
   server->reset();
   std::filesystem::remove(db);
@@ -333,6 +442,7 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
   figures.seconds = seconds;
   figures.dispatches_per_second = dispatches_per_second;
   figures.cpu_per_dispatch_us = cpu_per_dispatch_us;
+  figures.coordinator_cpu_per_dispatch_us = coordinator_cpu_per_dispatch_us;
   figures.p50 = p50;
   figures.p90 = p90;
   figures.p99 = p99;
@@ -352,7 +462,10 @@ void Print(const Figures& f) {
   std::printf("%-44s %12.2f\n", "study creation (s)", f.create_seconds);
   std::printf("%-44s %12.2f\n", "dispatch phase (s)", f.seconds);
   std::printf("%-44s %12.0f\n", "dispatches per second", f.dispatches_per_second);
-  std::printf("%-44s %12.0f\n", "CPU per dispatch, all threads (us)", f.cpu_per_dispatch_us);
+  std::printf("%-44s %12.0f\n", "CPU per dispatch, coordinator + workers (us)",
+              f.cpu_per_dispatch_us);
+  std::printf("%-44s %12.0f\n", "CPU per dispatch, coordinator alone (us)",
+              f.coordinator_cpu_per_dispatch_us);
   std::printf("%-44s %12.2f\n", "dispatch latency p50 (ms)", f.p50);
   std::printf("%-44s %12.2f\n", "dispatch latency p90 (ms)", f.p90);
   std::printf("%-44s %12.2f\n", "dispatch latency p99 (ms)", f.p99);
@@ -363,6 +476,7 @@ void Print(const Figures& f) {
   std::printf("%-44s %12.2f\n", "other processes' load (cores)", f.other_cores);
   std::printf("%-44s %12.2f\n", "CPU stolen by the hypervisor (cores)", f.stolen_cores);
   if (f.hostile) {
+    std::printf("%-44s %12.2f\n", "hostile client process's CPU (cores)", f.hostile_client_cores);
     std::printf("%-44s %12lld\n", "hostile client: study-service requests",
                 (long long)f.hostile_requests);
     std::printf("%-44s %12lld\n", "hostile client: refused as they must be",
@@ -380,6 +494,8 @@ std::string Json(const Figures& f) {
        << ", \"create_seconds\": " << f.create_seconds << ", \"seconds\": " << f.seconds
        << ", \"dispatches_per_second\": " << f.dispatches_per_second
        << ", \"cpu_per_dispatch_us\": " << f.cpu_per_dispatch_us
+       << ", \"coordinator_cpu_per_dispatch_us\": " << f.coordinator_cpu_per_dispatch_us
+       << ", \"hostile_client_cores\": " << f.hostile_client_cores
        << ", \"latency_p50_ms\": " << f.p50 << ", \"latency_p90_ms\": " << f.p90
        << ", \"latency_p99_ms\": " << f.p99 << ", \"latency_p999_ms\": " << f.p999
        << ", \"per_trial_first_ms\": " << f.first_ms << ", \"per_trial_last_ms\": " << f.last_ms
@@ -402,6 +518,7 @@ double Median(std::vector<double> values) {
 
 int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as cli/main.cc does
+  if (argc == 3 && !std::strcmp(argv[1], "--hostile-client")) return HostileClientMain(argv[2]);
   int workers = 64;
   int64_t trials = 100'000;
   int rounds = 0;
@@ -450,7 +567,9 @@ int main(int argc, char** argv) {
               "ratio");
   for (const auto& [name, field] : std::vector<std::pair<const char*, double Figures::*>>{
            {"dispatches per second", &Figures::dispatches_per_second},
-           {"CPU per dispatch, all threads (us)", &Figures::cpu_per_dispatch_us},
+           {"CPU per dispatch, coordinator + workers (us)", &Figures::cpu_per_dispatch_us},
+           {"CPU per dispatch, coordinator alone (us)", &Figures::coordinator_cpu_per_dispatch_us},
+           {"hostile client process's CPU (cores)", &Figures::hostile_client_cores},
            {"dispatch latency p50 (ms)", &Figures::p50},
            {"dispatch latency p99 (ms)", &Figures::p99},
            {"other processes' load (cores)", &Figures::other_cores}}) {

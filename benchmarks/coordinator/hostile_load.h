@@ -1,6 +1,8 @@
-// A hostile client for the coordinator benchmark: while simulated workers train a study, it sends
-// the largest requests the limits allow (docs/security.md, "Bounded inputs"), one after another,
-// and requests over them, which are refused:
+// A hostile client for the coordinator benchmark, run in a process of its own
+// (coordinator_benchmark --hostile-client ADDRESS): while simulated workers train a study, it
+// sends the largest requests the limits allow (docs/security.md, "Bounded inputs"), one after
+// another, as fast as the coordinator answers (docs/security.md, "Rates"), and requests over
+// them, which are refused:
 //
 // - a study-service client: CreateStudy of specs at the size limit (1 MiB trainer config, names
 //   of 256 characters; external, so that they add no stage for the workers), Ask at the count

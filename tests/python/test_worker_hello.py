@@ -1,7 +1,8 @@
 """What an SDK worker's hello tells a coordinator restarted by SIGKILL: the attempts the worker
 holds. A running attempt stays the worker's, with no second attempt, and the restarted
 coordinator records at once that it is held; an attempt the worker no longer holds (the worker
-was killed too and came back fresh) is trained again at once, not after its lease."""
+was killed too and came back fresh) is trained again at once, not after its lease. The hello
+also names the worker's checkpoint directory, whose released files the worker deletes."""
 
 import json
 import os
@@ -122,3 +123,32 @@ def test_attempt_a_fresh_sdk_worker_does_not_hold_is_trained_again_at_once(
     study = client.get_study(study.id).wait(progress=False, timeout=LEASE_SECONDS)
     assert study.state == "COMPLETED", open(worker.log_path).read()[-2000:]
     assert stage_attempts(study) == 2
+
+
+def test_an_sdk_worker_names_its_checkpoint_dir_and_deletes_what_the_coordinator_releases(
+        make_server, processes, tmp_path, monkeypatch):
+    """Its hello names its canonical checkpoint directory; once the only study ends, a
+    coordinator that collects checkpoints releases every state of it and the worker deletes the
+    files."""
+    server = make_server(extra_args=["--checkpoint-gc"])
+    monkeypatch.delenv("HIPPO_TOKEN", raising=False)
+    monkeypatch.setenv("HIPPO_TOKEN_FILE", server.token_file)
+    # Through a symbolic link: the hello names the directory it resolves to.
+    (tmp_path / "real-checkpoints").mkdir()
+    os.symlink(tmp_path / "real-checkpoints", tmp_path / "checkpoints")
+    checkpoints = tmp_path / "checkpoints"
+    processes.python("sdk_worker.py", "--coordinator", server.address, "--name", "tidy",
+                     "--checkpoint-dir", checkpoints, "--sleep", "0.05")
+    client = server.client()
+    spec = dict(SPEC, name="released", budget={"max_steps": 12},
+                search_space={"parameters": [
+                    {"name": "lr", "categorical": {"values": [0.1, 0.2, 0.3]}}]})
+    study = client.create_study(spec)
+    wait_until(lambda: [name for name in os.listdir(checkpoints) if name.endswith(".ckpt")],
+               60, "the worker writes checkpoints")
+    study = study.wait(progress=False, timeout=120)
+    assert study.state == "COMPLETED"
+    assert stored_hello(server, "tidy")["checkpointDir"] == os.path.realpath(
+        tmp_path / "real-checkpoints")
+    wait_until(lambda: not [name for name in os.listdir(checkpoints) if name.endswith(".ckpt")],
+               30, f"the released checkpoints deleted: {sorted(os.listdir(checkpoints))}")

@@ -237,6 +237,41 @@ TEST(PbtTest, W4RunsElevenRoundsOfFourForksAndEndsWithTheWholePopulationAtMaxSte
   EXPECT_EQ(at_max_steps, 16);
 }
 
+TEST(PbtTest, MaxTrialsCountsTheForksAndOnceUsedUpTheBottomMembersGoOnAsTheyAre) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = W4Context(space);
+  context.max_trials = 26;  // 16 members and 10 forks: two rounds of four, then the worst two
+  FakeCoordinator coordinator(context, LrObjective);
+  const std::vector<Request> requests = coordinator.Run();
+  std::map<Step, int> forks_at;
+  int new_trials = 0;
+  int stops = 0;
+  for (const Request& request : requests) {
+    new_trials += request.kind == Request::Kind::kNewTrial;
+    stops += request.kind == Request::Kind::kStop;
+    if (request.kind == Request::Kind::kFork) ++forks_at[request.fork_step];
+  }
+  EXPECT_EQ(new_trials, 16);
+  EXPECT_EQ(forks_at, (std::map<Step, int>{{10, 4}, {20, 4}, {30, 2}}));
+  EXPECT_EQ(stops, 10);
+  EXPECT_EQ(coordinator.trials().size(), 26u);
+  // The population still trains to max_steps: its 16 slots, with their own hyper-parameters
+  // once no trial is left for a fork.
+  int at_max_steps = 0;
+  for (const auto& trial : coordinator.trials()) at_max_steps += trial.target == 120;
+  EXPECT_EQ(at_max_steps, 16);
+
+  AlgorithmContext too_few = W4Context(space);
+  too_few.max_trials = 8;
+  absl::StatusOr<std::unique_ptr<SearchAlgorithm>> refused =
+      AlgorithmRegistry::Global().Create("pbt", too_few);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find(
+                "algorithm.pbt.population_size: 16 exceeds budget.max_trials (8)"),
+            std::string::npos)
+      << refused.status();
+}
+
 using test_support::SameRequests;
 
 TEST(PbtTest, IsDeterministicAndARestoreAtEveryStepGivesTheSameRequests) {

@@ -424,12 +424,14 @@ TEST_F(WorkerSessionTest, ChildWithoutCachedParentReadsTheCheckpointAndRefusesAC
   EXPECT_FALSE(finished->ok());
   EXPECT_TRUE(absl::StrContains(finished->error(), "DATA_LOSS")) << finished->error();
 
-  // A parent uri outside the checkpoint directory is refused.
+  // A parent uri outside the checkpoint directory is refused, and reported as a state this
+  // worker cannot read (lost to it), so that the coordinator recomputes it where it can.
   ASSERT_TRUE(coordinator.Send(ChildAssign(4, 14, 11, "file:///etc/passwd", 10, 20)));
   ASSERT_TRUE(coordinator.WaitFor([](auto& m) { return HasFinished(m, 4); }));
   finished = FinishedOf(coordinator.Received(), 4);
   EXPECT_FALSE(finished->ok());
   EXPECT_TRUE(absl::StrContains(finished->error(), "PERMISSION_DENIED")) << finished->error();
+  EXPECT_TRUE(finished->parent_state_lost());
 }
 
 TEST_F(WorkerSessionTest, CheckpointAtMidStageProducesThatCheckpoint) {

@@ -1,14 +1,15 @@
 """The worker side of hippo.v1.WorkerService in Python: the same protocol as `hippo worker`.
 
 One bidirectional Session stream. The worker says hello (id, host, devices, memory, trainer
-kinds, the attempts it holds and the states it wrote), sends a Heartbeat every heartbeat_seconds
-listing the attempts it holds, and trains the assigned stages one at a time on the thread that
-called run(), in arrival order: Progress after every step, CheckpointWritten for each requested
-state, and at the end the last Progress, the end CheckpointWritten and StageFinished packed in
-one Reports message. Cancel stops a running stage at its next report (StageFinished ok=false,
-"cancelled by the coordinator") or drops a queued one; CheckpointAt asks for the state at a
-later step of a running stage; Drain makes the worker refuse new stages, finish what it holds,
-half-close the stream and return.
+kinds, the attempts it holds, the states it wrote and its checkpoint directory), sends a
+Heartbeat every heartbeat_seconds listing the attempts it holds, and trains the assigned stages
+one at a time on the thread that called run(), in arrival order: Progress after every step,
+CheckpointWritten for each requested state, and at the end the last Progress, the end
+CheckpointWritten and StageFinished packed in one Reports message. Cancel stops a running stage
+at its next report (StageFinished ok=false, "cancelled by the coordinator") or drops a queued
+one; CheckpointAt asks for the state at a later step of a running stage; DeleteCheckpoints names
+released files of its directory, which it deletes and confirms (CheckpointsDeleted); Drain makes
+the worker refuse new stages, finish what it holds, half-close the stream and return.
 
 When the stream breaks, the worker reconnects with exponential backoff (50 ms doubling to 2 s,
 ±20 % jitter), says hello again, and re-sends every report of its newest attempts (delivery is
@@ -59,8 +60,9 @@ class Worker:
         self.train_stage = train_stage
         self.coordinator = coordinator or default_address()
         self.worker_id = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.checkpoint_dir = os.path.abspath(checkpoint_dir)
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        # Canonical, as the coordinator names directories (WorkerHello.checkpoint_dir).
+        self.checkpoint_dir = os.path.realpath(checkpoint_dir)
         self.trainers = list(trainers)
         self.heartbeat_seconds = heartbeat_seconds
         self.max_stages = max_stages
@@ -235,7 +237,7 @@ class Worker:
             worker_id=self.worker_id, host=socket.gethostname(),
             devices=[hippo_pb2.Device(name="cpu", memory_bytes=memory)], memory_bytes=memory,
             trainers=self.trainers, cached_states=cached[-_MAX_CACHED_STATES:],
-            held=hippo_pb2.HeldAttempts(attempt_ids=held)))
+            held=hippo_pb2.HeldAttempts(attempt_ids=held), checkpoint_dir=self.checkpoint_dir))
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -305,10 +307,42 @@ class Worker:
                 control = self._held.get(message.checkpoint_at.attempt_id)
                 if control is not None:
                     control.requested.add(message.checkpoint_at.step)
+        elif which == "delete_checkpoints":
+            self._delete_checkpoints(message.delete_checkpoints.uris, outgoing)
         elif which == "drain":
             with self._lock:
                 self._draining = True
                 self._wake.notify_all()
+
+    def _delete_checkpoints(self, uris, outgoing):
+        """Deletes released checkpoint files of this worker's directory and confirms them. A uri
+        outside the directory, or a file that cannot be deleted, is not confirmed: the
+        coordinator keeps it as garbage and asks again later. Not kept while disconnected: the
+        coordinator sends the deletions again after a hello."""
+        deleted = []
+        for uri in uris:
+            path = uri[len("file://"):] if uri.startswith("file://") else ""
+            if os.path.dirname(path) != self.checkpoint_dir or \
+                    not os.path.basename(path).startswith("stage-"):
+                self._log(f"cannot delete released checkpoint {uri!r}: not in "
+                          f"{self.checkpoint_dir}")
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                self._log(f"cannot delete released checkpoint {uri!r}: {error}")
+                continue
+            deleted.append(uri)
+        if deleted:
+            with self._lock:
+                for key, path in list(self._states.items()):
+                    if "file://" + path in deleted:
+                        del self._states[key]
+            self.stats["checkpoints_deleted"] += len(deleted)
+            outgoing.put(hippo_pb2.WorkerMessage(
+                deleted=hippo_pb2.CheckpointsDeleted(uris=deleted)))
 
     def _close_gracefully(self):
         """After a Drain or max_stages: everything held is reported; half-close the stream
