@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hippo/engine_impl.h"
+#include "hippo/study_pages.h"
 #include "stage_tree/graph_view.h"
 
 namespace hippo::coordinator {
@@ -203,8 +204,17 @@ std::vector<v1::Study> EngineImpl::ListStudies(size_t offset, size_t limit, size
     *total = shown;
   }
   // The specs (up to 1 MiB each) are copied after the lock: a study's spec never changes once
-  // it is created, and its StudyState lives as long as the engine (a deleted study's too).
-  for (size_t i = 0; i < views.size(); ++i) *views[i].mutable_spec() = *specs[i];
+  // it is created, and its StudyState lives as long as the engine (a deleted study's too). The
+  // page ends before it would pass kMaxStudyPageBytes; the caller's next token starts there.
+  size_t bytes = 0;
+  for (size_t i = 0; i < views.size(); ++i) {
+    bytes += views[i].ByteSizeLong() + specs[i]->ByteSizeLong();
+    if (i > 0 && bytes > kMaxStudyPageBytes) {
+      views.resize(i);
+      break;
+    }
+    *views[i].mutable_spec() = *specs[i];
+  }
   return views;
 }
 

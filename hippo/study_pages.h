@@ -29,6 +29,10 @@ inline constexpr size_t kDefaultStagePageSize = 1000;
 inline constexpr size_t kMaxStagePageSize = 5000;
 inline constexpr size_t kDefaultWorkerPageSize = 100;
 inline constexpr size_t kMaxWorkerPageSize = 1000;
+// A page of studies ends before its serialized size would pass this (a study's spec may be up
+// to 1 MiB), so every page fits gRPC's default 4 MiB receive limit and a listing's memory stays
+// bounded; a page always holds at least one study.
+inline constexpr size_t kMaxStudyPageBytes = 2 << 20;
 
 // The page size a request asks for: `fallback` for 0, at most `max`. InvalidArgument naming
 // page_size when negative; `items` names what is listed ("studies").

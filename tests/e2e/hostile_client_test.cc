@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "hippo/engine.h"
@@ -233,6 +234,29 @@ TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemor
     v1::ListTrialsResponse trials;
     const grpc::Status status = stub->ListTrials(&context, request, &trials);
     EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  // Twelve studies of 1 MiB specs list in pages that fit a client's default 4 MiB receive
+  // limit (the stub keeps gRPC's default), however large a page_size is asked for.
+  {
+    size_t listed = 0;
+    int pages = 0;
+    std::string token;
+    do {
+      grpc::ClientContext context;
+      v1::ListStudiesRequest request;
+      request.set_page_size(1000);
+      request.set_page_token(token);
+      v1::ListStudiesResponse page;
+      const grpc::Status status = stub->ListStudies(&context, request, &page);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ASSERT_GT(page.studies_size(), 0);
+      EXPECT_LE(page.ByteSizeLong(), size_t{4} << 20);
+      listed += static_cast<size_t>(page.studies_size());
+      token = page.next_page_token();
+      ++pages;
+    } while (!token.empty() && pages < 100);
+    EXPECT_EQ(listed, created.size() + 1);  // and the external study
+    EXPECT_GE(pages, 4);
   }
   ASSERT_TRUE(server.Alive()) << Bytes(dir.File("server.log"));
   for (const std::string& id : created) {
