@@ -54,6 +54,26 @@ std::optional<double> NextLarger(const Dimension& dimension, double value) {
   return std::nullopt;
 }
 
+// The smallest value of an ordered numeric dimension that is at least `value`, else its
+// largest.
+double AtLeast(const Dimension& dimension, double value) {
+  if (dimension.kind == DimensionKind::kChoice) {
+    std::optional<double> best;
+    double largest = std::get<double>(dimension.choices.front());
+    for (const Value& choice : dimension.choices) {
+      const double candidate = std::get<double>(choice);
+      largest = std::max(largest, candidate);
+      if (candidate >= value && (!best || candidate < *best)) best = candidate;
+    }
+    return best.value_or(largest);
+  }
+  if (value <= dimension.low) return dimension.low;
+  const double step = std::max(dimension.step, dimension.kind == DimensionKind::kInt ? 1.0 : 0.0);
+  if (step <= 0) return std::min(value, dimension.high);
+  const double steps = std::ceil((value - dimension.low) / step - 1e-9);
+  return std::min(dimension.low + steps * step, dimension.high);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
@@ -213,26 +233,55 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random) const {
   Request request{Request::Kind::kNewTrial, parent.point, options_.initial_steps, -1, 0};
   std::vector<size_t> mutable_dimensions;
   for (size_t d = 0; d < space_.dimensions.size(); ++d) {
-    if (HasSeveralValues(space_.dimensions[d])) mutable_dimensions.push_back(d);
+    if (HasSeveralValues(space_.dimensions[d]) &&
+        stage_tree::IsActive(space_.dimensions, parent.point, d)) {
+      mutable_dimensions.push_back(d);
+    }
   }
   if (mutable_dimensions.empty()) return request;
   const size_t d = mutable_dimensions[random() % mutable_dimensions.size()];
   const Dimension& dimension = space_.dimensions[d];
+  Point& child = request.point;
   const bool grows =
       std::find(options_.grow.begin(), options_.grow.end(), d) != options_.grow.end();
+  std::optional<double> larger;
   if (grows && parent.target + options_.child_steps <= options_.max_steps) {
-    if (std::optional<double> larger = NextLarger(dimension, std::get<double>(parent.point[d]))) {
-      request.kind = Request::Kind::kMorph;
-      request.point[d] = *larger;
-      request.trial = best->trial;
-      request.fork_step = parent.target;
-      request.target = parent.target + options_.child_steps;
-      return request;
+    larger = NextLarger(dimension, std::get<double>(parent.point[d]));
+  }
+  if (larger) {
+    request.kind = Request::Kind::kMorph;
+    child[d] = *larger;
+    request.trial = best->trial;
+    request.fork_step = parent.target;
+    request.target = parent.target + options_.child_steps;
+  } else {
+    for (int tries = 0; tries < kResampleTries && child[d] == parent.point[d]; ++tries) {
+      child[d] = SampleDimension(dimension, random);
     }
   }
-  for (int tries = 0; tries < kResampleTries && request.point[d] == parent.point[d]; ++tries) {
-    request.point[d] = SampleDimension(dimension, random);
+  // The dimensions the change brings into use (the widths of the layers a deeper network
+  // appends), in space order. A morph's appended layer starts as the identity of the layer
+  // before it, so a `grow` dimension takes the value of the last `grow` dimension before it that
+  // the parent uses (clamped up to its own range); any other dimension is drawn afresh. Those the
+  // change takes out of use get their placeholder back.
+  std::optional<double> previous_width;
+  for (size_t e = 0; e < space_.dimensions.size(); ++e) {
+    const Dimension& other = space_.dimensions[e];
+    const bool other_grows =
+        std::find(options_.grow.begin(), options_.grow.end(), e) != options_.grow.end();
+    const bool was_active = stage_tree::IsActive(space_.dimensions, parent.point, e);
+    if (e > d && !was_active && stage_tree::IsActive(space_.dimensions, child, e)) {
+      if (request.kind == Request::Kind::kMorph && other_grows && previous_width) {
+        child[e] = AtLeast(other, *previous_width);
+      } else {
+        child[e] = SampleDimension(other, random);
+      }
+    }
+    if (other_grows && e != d && was_active) {
+      previous_width = std::get<double>(parent.point[e]);
+    }
   }
+  stage_tree::ResetUnused(space_.dimensions, child);
   return request;
 }
 

@@ -8,12 +8,17 @@
 //     initial_steps.
 //   - Each of the `children` (C) trials: parent = the fittest of sample_size (S) members drawn
 //     uniformly, with replacement, from the population (the first drawn wins a tie); one
-//     dimension with more than one value, drawn uniformly, mutates. A `grow` dimension rises to
+//     dimension the parent uses (stage_tree::IsActive) with more than one value, drawn
+//     uniformly, mutates. A `grow` dimension rises to
 //     its next larger value (a morphism: the child extends its parent) when it has one and the
 //     child's steps fit in budget.max_steps; the child then inherits the parent's state at the
 //     parent's target and trains child_steps more (a kMorph request). Otherwise the dimension
 //     mutates as in evolution (a neighbour of an ordered number, else a new draw) and the child
-//     trains from scratch for initial_steps.
+//     trains from scratch for initial_steps. Dimensions the change brings into use (the width
+//     of a layer a deeper network appends) take, in a morph, the value of the last `grow`
+//     dimension before them that the parent uses (the appended layer starts as an identity of
+//     the layer before it), and are drawn afresh otherwise; those it takes out of use get their
+//     placeholder back.
 //   - Fitness: the objective a trial reports at its target. A trial that reaches its target
 //     joins the population; when it then holds more than P members the OLDEST leaves (aging).
 //     A failed trial never joins. Members stay paused (their state is kept for their children);

@@ -1,8 +1,9 @@
-// A morphism child's training survives its worker's SIGKILL: real `hippo` server and worker
-// processes train a `morphism` study of torch CNNs; while a child stage that inherited its
-// parent's trained state runs, its worker is SIGKILLed; another worker trains the stage again
-// from the same inherited state (read from the parent's checkpoint file and morphed again), and
-// every trial's metrics equal those of the same study run without the kill.
+// A morphism child's training survives a crash: real `hippo` server and worker processes train a
+// `morphism` study of torch CNNs; while a child stage that inherited its parent's trained state
+// runs, its worker is SIGKILLed (and, in the second test, the coordinator too, restarted on the
+// same database); another worker trains the stage again from the same inherited state (read
+// from the parent's checkpoint file and morphed again), and every trial's metrics equal those
+// of the same study run without a kill.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -59,7 +60,9 @@ v1::StageTree TreeOf(const std::string& address, const std::string& study_id) {
   return tree;
 }
 
-Outcome Run(bool kill) {
+enum class Kill { kNone, kWorker, kWorkerAndCoordinator };
+
+Outcome RunStudy(Kill kill) {
   TempDir dir;
   const std::string spec_path = dir.File("morphism.yaml");
   std::ofstream(spec_path) << kSpec;
@@ -68,7 +71,7 @@ Outcome Run(bool kill) {
   EXPECT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(20)));
   const std::string study_id = cluster.Submit(spec_path);
   Outcome outcome;
-  if (kill) {
+  if (kill != Kill::kNone) {
     // Waits for a running stage of an inheriting family, then kills its worker.
     bool killed = false;
     for (int poll = 0; poll < 3000 && !killed; ++poll) {
@@ -83,6 +86,7 @@ Outcome Run(bool kill) {
       if (!killed) std::this_thread::sleep_for(milliseconds(20));
     }
     EXPECT_TRUE(killed) << "no inherited stage was seen running";
+    if (kill == Kill::kWorkerAndCoordinator) cluster.KillAndRestartServer();
     cluster.AddWorker("survivor", dir.File("checkpoints"), dir.File("survivor.log"));
   }
   absl::StatusOr<EndedStudy> ended =
@@ -99,17 +103,33 @@ Outcome Run(bool kill) {
   return outcome;
 }
 
-TEST(MorphismKillTest, AChildKilledMidStageTrainsAgainFromItsInheritedStateToTheSameMetrics) {
-  const Outcome reference = Run(/*kill=*/false);
+// The uninterrupted run, computed once for both tests.
+const Outcome& Reference() {
+  static const Outcome* const reference = new Outcome(RunStudy(Kill::kNone));
+  return *reference;
+}
+
+void ExpectSameAsReference(const Outcome& interrupted) {
+  const Outcome& reference = Reference();
   ASSERT_EQ(reference.study.state(), v1::STUDY_COMPLETED);
   ASSERT_GT(reference.inherited_stages, 0) << "no child inherited a state";
-  const Outcome interrupted = Run(/*kill=*/true);
   ASSERT_EQ(interrupted.study.state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(interrupted.inherited_stages, reference.inherited_stages);
   EXPECT_GE(interrupted.reassigned_inherited, 1) << "the killed stage did not run again";
   ASSERT_EQ(interrupted.curves.size(), reference.curves.size());
   EXPECT_EQ(interrupted.curves, reference.curves);
+  EXPECT_EQ(interrupted.study.best_trial().id(), reference.study.best_trial().id());
   EXPECT_EQ(interrupted.study.best_trial().objective_value(),
             reference.study.best_trial().objective_value());
+}
+
+TEST(MorphismKillTest, AChildWhoseWorkerIsKilledMidStageTrainsAgainToTheSameMetrics) {
+  ExpectSameAsReference(RunStudy(Kill::kWorker));
+}
+
+TEST(MorphismKillTest,
+     AChildWhoseWorkerAndCoordinatorAreKilledMidStageTrainsAgainToTheSameMetrics) {
+  ExpectSameAsReference(RunStudy(Kill::kWorkerAndCoordinator));
 }
 
 }  // namespace

@@ -135,7 +135,9 @@ TEST(EngineInheritTest, ChildFamiliesRecordTheStateTheyInheritAndStartFromIt) {
   }
   EXPECT_EQ(listed, static_cast<int>(child_families.size()));
   for (const v1::Stage& stage : tree->stages()) {
-    if (!child_families.contains(stage.id() >> 32)) EXPECT_EQ(stage.inherited_from(), 0);
+    if (!child_families.contains(stage.id() >> 32)) {
+      EXPECT_EQ(stage.inherited_from(), 0);
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
 
 #include "search_algos/morphism.h"
 #include "tests/support/fake_coordinator.h"
@@ -97,6 +98,70 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFr
   EXPECT_TRUE(runner.algorithm().Finished());
   EXPECT_TRUE(std::any_of(requests.begin(), requests.end(),
                           [](const Request& r) { return r.kind == Request::Kind::kStop; }));
+}
+
+// Per-layer widths as in examples/nas: layers 1..3, channels_0 always, channels_1 only for 2 or
+// more layers, channels_2 only for 3.
+stage_tree::SearchSpace ConditionalSpace() {
+  v1::SearchSpace proto;
+  v1::Parameter* layers = proto.add_parameters();
+  layers->set_name("layers");
+  layers->mutable_int_()->set_low(1);
+  layers->mutable_int_()->set_high(3);
+  layers->set_structural(true);
+  for (int i = 0; i < 3; ++i) {
+    v1::Parameter* channels = proto.add_parameters();
+    channels->set_name("channels_" + std::to_string(i));
+    channels->mutable_int_()->set_low(8);
+    channels->mutable_int_()->set_high(16 * (i + 1));
+    channels->mutable_int_()->set_step(8);
+    channels->set_structural(true);
+    if (i > 0) {
+      channels->mutable_when()->set_param("layers");
+      channels->mutable_when()->set_at_least(i + 1);
+    }
+  }
+  v1::Parameter* lr = proto.add_parameters();
+  lr->set_name("lr");
+  for (double value : {0.1, 0.05}) {
+    lr->mutable_sequence()->mutable_constant()->mutable_choices()->add_values(value);
+  }
+  absl::StatusOr<stage_tree::SearchSpace> space = stage_tree::SearchSpaceFromProto(proto);
+  EXPECT_TRUE(space.ok()) << space.status();
+  return *space;
+}
+
+TEST(MorphismSearchTest, AMorphThatAppendsALayerGivesItTheWidthOfTheLayerBeforeIt) {
+  const stage_tree::SearchSpace space = ConditionalSpace();
+  AlgorithmContext context = Context(space);
+  v1::MorphismConfig* morphism = context.config.mutable_morphism();
+  morphism->set_children(40);
+  morphism->clear_grow();
+  for (const char* name : {"layers", "channels_0", "channels_1", "channels_2"}) {
+    morphism->add_grow(name);
+  }
+  test_support::StudyRunner runner(
+      context, test_support::StudyRunner::PointObjective([](const Point& point, Step step) {
+        return std::get<double>(point[0]) + 0.1 * static_cast<double>(step);
+      }));
+  runner.Run();
+  const auto& trials = runner.trials();
+  int deepened = 0;
+  for (size_t number = 4; number < trials.size(); ++number) {
+    const test_support::FakeCoordinator::Trial& child = trials[number];
+    if (!child.morphed) continue;
+    const Point& parent = trials.at(child.forked_from).point;
+    const auto layers = static_cast<size_t>(std::get<double>(parent[0]));
+    if (std::get<double>(child.point[0]) == std::get<double>(parent[0])) continue;
+    ++deepened;
+    // The appended layer's width: the parent's last width, clamped up to its own range.
+    const double last = std::get<double>(parent[layers]);
+    const double appended = std::get<double>(child.point[layers + 1]);
+    EXPECT_EQ(appended, std::max(last, 8.0)) << "child " << number;
+    // The layers the parent has keep their widths.
+    for (size_t i = 1; i <= layers; ++i) EXPECT_EQ(child.point[i], parent[i]);
+  }
+  EXPECT_GT(deepened, 0) << "no morph appended a layer";
 }
 
 TEST(MorphismSearchTest, RestoredFromItsSavedStateBeforeEverySuggestItMakesTheSameRequests) {
