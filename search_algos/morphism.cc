@@ -128,13 +128,24 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
     const auto& dimensions = context.space->dimensions;
     const auto found = std::find_if(dimensions.begin(), dimensions.end(),
                                     [&](const Dimension& d) { return d.name == name; });
-    if (found == dimensions.end() || !IsOrderedNumeric(*found)) {
+    const auto index = static_cast<size_t>(found - dimensions.begin());
+    // The parameter the dimension searches: a morph changes the architecture, so only a
+    // structural parameter (whose values make the network) may grow.
+    const bool structural = std::any_of(
+        context.space->parameters.begin(), context.space->parameters.end(),
+        [&](const stage_tree::ParameterSpec& parameter) {
+          if (!parameter.structural) return false;
+          return std::any_of(
+              parameter.components.begin(), parameter.components.end(),
+              [&](const auto& component) { return component.second.dimension == index; });
+        });
+    if (found == dimensions.end() || !IsOrderedNumeric(*found) || !structural) {
       return absl::InvalidArgumentError(absl::StrCat(
           "algorithm.morphism.grow: '", name,
-          "' is not an ordered numeric dimension of the search space (an int, a float with a "
-          "step or a choice of numbers)"));
+          "' is not an ordered numeric dimension of a structural parameter of the search space "
+          "(an int, a float with a step or a choice of numbers, structural: true)"));
     }
-    options.grow.push_back(static_cast<size_t>(found - dimensions.begin()));
+    options.grow.push_back(index);
   }
   options.max_steps = context.max_steps;
   options.minimize = context.minimize;
