@@ -261,9 +261,16 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
         break;
       }
       case search_algos::Request::Kind::kStop: {
-        SetTrialState(study, request.trial, v1::TRIAL_STOPPED);
+        // A stop at the step where the trial paused ends it as trained to its end (a `morphism`
+        // member: every trial trains to a target of its own, below max_steps).
+        const TrialState& trial = study.trials[request.trial];
+        const bool completes = request.target > 0 && trial.state == v1::TRIAL_PAUSED &&
+                               trial.target == request.target && trial.objective.has_value();
+        SetTrialState(study, request.trial, completes ? v1::TRIAL_COMPLETED : v1::TRIAL_STOPPED);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
-        study.algorithm->OnTrialEnded(request.trial, search_algos::TrialOutcome::kStopped);
+        study.algorithm->OnTrialEnded(request.trial, completes
+                                                         ? search_algos::TrialOutcome::kCompleted
+                                                         : search_algos::TrialOutcome::kStopped);
         break;
       }
     }

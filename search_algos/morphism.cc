@@ -344,7 +344,8 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
     for (TrialNumber trial = 0; trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
       if (trials_[trial].state != TrialState::kReached) continue;
       trials_[trial].state = TrialState::kEnded;
-      requests.push_back(Request{Request::Kind::kStop, {}, 0, trial, 0});
+      // Trained to its own target: it completes there (its objective counts for the best).
+      requests.push_back(Request{Request::Kind::kStop, {}, trials_[trial].target, trial, 0});
     }
   }
   return requests;

@@ -85,6 +85,10 @@ TEST(EngineInheritTest, ChildFamiliesRecordTheStateTheyInheritAndStartFromIt) {
     absl::StatusOr<v1::Study> done = engine.GetStudy(study_id);
     ASSERT_TRUE(done.ok());
     EXPECT_EQ(done->state(), v1::STUDY_COMPLETED);
+    // Every trial trained to its own target (below max_steps) and completed there, so the
+    // study has a best trial.
+    EXPECT_EQ(done->trials_completed(), done->trials_total());
+    EXPECT_TRUE(done->has_best_trial());
   }
   ASSERT_FALSE(inherited.empty()) << "no child inherited a state";
   for (const v1::Assign& child : inherited) {
