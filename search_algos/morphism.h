@@ -22,7 +22,8 @@
 //   - Fitness: the objective a trial reports at its target. A trial that reaches its target
 //     joins the population; when it then holds more than P members the OLDEST leaves (aging).
 //     A failed trial never joins. Members stay paused (their state is kept for their children);
-//     once every trial was proposed and none trains, they are stopped and the study ends.
+//     once every trial was proposed and none trains, every trial that reached its target ends
+//     as completed there (kStop with its target) and the study ends.
 //   - Children start once S members scored; at most max(1, P / 2) children train at once.
 #ifndef HIPPO_SEARCH_ALGOS_MORPHISM_H_
 #define HIPPO_SEARCH_ALGOS_MORPHISM_H_

@@ -75,7 +75,8 @@ Outcome RunStudy(Kill kill) {
     // Waits for a running stage of an inheriting family, then kills its worker.
     bool killed = false;
     for (int poll = 0; poll < 3000 && !killed; ++poll) {
-      for (const v1::Stage& stage : TreeOf(cluster.address(), study_id).stages()) {
+      const v1::StageTree tree = TreeOf(cluster.address(), study_id);
+      for (const v1::Stage& stage : tree.stages()) {
         if (stage.inherited_from() != 0 && stage.state() == v1::STAGE_RUNNING) {
           victim.Kill(SIGKILL);
           victim.Wait();
@@ -95,7 +96,8 @@ Outcome RunStudy(Kill kill) {
   if (!ended.ok()) return outcome;
   outcome.study = ended->study;
   outcome.curves = ended->curves;
-  for (const v1::Stage& stage : TreeOf(cluster.address(), study_id).stages()) {
+  const v1::StageTree tree = TreeOf(cluster.address(), study_id);
+  for (const v1::Stage& stage : tree.stages()) {
     if (stage.inherited_from() == 0) continue;
     ++outcome.inherited_stages;
     outcome.reassigned_inherited += stage.attempts() > 1;
