@@ -71,7 +71,8 @@ bench-vs-optuna: build python
 	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)
 
 # Morphism (children inherit their parent's weights) against evolution from scratch: a small CNN
-# space on a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md; minutes on 2 cores).
+# search space (examples/nas) on a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md;
+# about 18 minutes on 2 loaded cores).
 bench-morphism: build
 	@benchmarks/morphism/run_benchmark.sh $(BUILD_DIR)
 
