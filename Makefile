@@ -70,9 +70,9 @@ bench-vs-optuna: build python
 	@$(BUILD_DIR)/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --hippo $(BUILD_DIR)/cli/hippo \
 	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)
 
-# Morphism (children inherit their parent's weights) against evolution from scratch: a small CNN
-# search space (examples/nas) on a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md;
-# about 18 minutes on 2 loaded cores).
+# Morphism (children inherit their parent's weights) against evolution from scratch on the
+# examples/nas search space, a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md; about
+# 18 minutes on 2 loaded cores).
 bench-morphism: build
 	@benchmarks/morphism/run_benchmark.sh $(BUILD_DIR)
 
