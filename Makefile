@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DHIPPO_WERROR=ON
 
-.PHONY: all deps configure build test unit demo nas bench bench-hostile bench-workloads bench-dashboard bench-vs-optuna python format clean
+.PHONY: all deps configure build test unit demo nas bench bench-hostile bench-workloads bench-dashboard bench-vs-optuna bench-morphism python format clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench-dashboard: build
 bench-vs-optuna: build python
 	@$(BUILD_DIR)/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --hippo $(BUILD_DIR)/cli/hippo \
 	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)
+
+# Morphism (children inherit their parent's weights) against evolution from scratch on the
+# examples/nas search space, a Fashion-MNIST subset, 3 seeds each (benchmarks/README.md; about
+# 18 minutes on 2 loaded cores).
+bench-morphism: build
+	@benchmarks/morphism/run_benchmark.sh $(BUILD_DIR)
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -289,8 +289,14 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   auto is_local = [this, &worker](const QueuedStage& stage) {
     const stage_tree::NodeView node = FamilyById(stage.family_id).tree().node(stage.node);
     const FamilyState& family = FamilyById(stage.family_id);
-    return node.parent != stage_tree::kRootNode &&
-           worker.cached_states.contains({family.WorkerStageId(node.parent), node.start});
+    if (node.parent == stage_tree::kRootNode) {
+      // A first stage of an inheriting family starts from the parent family's state.
+      const Inheritance& from = family.inheritance();
+      return from.inherits() &&
+             worker.cached_states.contains(
+                 {GlobalStageId(from.family_id, static_cast<NodeId>(from.lineage)), from.step});
+    }
+    return worker.cached_states.contains({family.WorkerStageId(node.parent), node.start});
   };
   // Only stages of a trainer kind the worker said it serves: a share group is one study's, and
   // all its stages have that study's trainer (ShareGroup).
@@ -356,6 +362,8 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
     if (const std::string* uri = family.StateUri(node.parent, node.start)) {
       assign.set_parent_state_uri(*uri);
     }
+  } else if (family.inheritance().inherits()) {
+    SetInheritedStart(family, assign);
   }
   const std::vector<std::vector<stage_tree::Segment>> segments =
       family.tree().SegmentsOf(chosen->node);

@@ -9,7 +9,8 @@
 //      later trial may) — released only over a budget, after tier 2.
 // Never released: a state a stage that is not done starts from (pending work, and the states a
 // running attempt restarts from), the end state of a live trial (it may be extended), the
-// states of stages not done, and the final states of each study's keep_best_states best trials.
+// states of stages not done, the final states of each study's keep_best_states best trials, and
+// a state another family inherits while a trial of an unfinished study is in that family.
 // A released state is forgotten by the tree first (a kDropState operation, committed before any
 // file is deleted), so if a later stage needs it, it is recomputed from the nearest kept state.
 #include <algorithm>
@@ -119,6 +120,23 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
     }
   }
 
+  // The states inheriting families start from (engine_inherit.cc): their families cannot
+  // recompute them, so they are kept while a trial of an unfinished study may train from them
+  // (again, after a crash).
+  std::set<std::tuple<int64_t, int64_t, int64_t>> inherited_states;
+  for (const auto& family : families_) {
+    const Inheritance& from = family->inheritance();
+    if (!from.inherits()) continue;
+    for (stage_tree::TrialId trial = 0; trial < family->owned_trials(); ++trial) {
+      const FamilyState::Owner& owner = family->OwnerOf(trial);
+      if (owner.deleted()) continue;
+      if (Unfinished(static_cast<v1::StudyState>(studies_[owner.study_index]->record.state))) {
+        inherited_states.emplace(from.family_id, from.lineage, from.step);
+        break;
+      }
+    }
+  }
+
   std::vector<Candidate> candidates;
   for (int64_t family_id : ledger_.Families()) {
     FamilyState& family = FamilyById(family_id);
@@ -163,6 +181,7 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
         if (starts_work) continue;
       }
       if (best_states.contains({family_id, lineage, step})) continue;
+      if (inherited_states.contains({family_id, lineage, step})) continue;
       int tier = 3;
       if (!unfinished[node]) {
         tier = 1;

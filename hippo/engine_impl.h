@@ -213,7 +213,15 @@ class EngineImpl {
   // when it exists with other sequence parameters.
   absl::StatusOr<FamilyState*> FamilyFor(const std::string& key,
                                          const std::vector<std::string>& parameter_names,
-                                         store::WriteBatch& batch);
+                                         store::WriteBatch& batch, Inheritance inheritance = {});
+  // Inherited states (engine_inherit.cc). What the new family of a kMorph request inherits: the
+  // state of the parent trial after request.fork_step, which must end a done stage of its path.
+  absl::StatusOr<Inheritance> InheritanceOf(const StudyState& study,
+                                            const search_algos::Request& request) const;
+  // Names the inherited state as the start of a first stage of inheriting `family`.
+  void SetInheritedStart(const FamilyState& family, hippo::v1::Assign& assign) const;
+  // The global id of the parent family's stage that reached the state `family` inherits.
+  int64_t InheritedFromStage(const FamilyState& family) const;
   // Asks the study's algorithm for requests and carries them out, again while some were
   // answered at once; then saves the algorithm state and ends the study if it is done.
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);

@@ -127,8 +127,16 @@ absl::Status EngineImpl::Recover() {
     if (record.id != static_cast<int64_t>(families_.size()) + 1) {
       return absl::DataLossError("stored families are not numbered densely from 1");
     }
+    const Inheritance inheritance{.family_id = record.inherits_family,
+                                  .lineage = record.inherits_lineage,
+                                  .step = record.inherits_step};
+    if (inheritance.family_id < 0 || inheritance.family_id >= record.id || inheritance.step < 0) {
+      return absl::DataLossError(absl::StrCat("family ", record.id, " inherits from family ",
+                                              inheritance.family_id, " at step ", inheritance.step,
+                                              ", which no earlier family is"));
+    }
     absl::StatusOr<FamilyState*> family =
-        FamilyFor(record.key, record.parameter_names, unused_batch);
+        FamilyFor(record.key, record.parameter_names, unused_batch, inheritance);
     if (!family.ok()) return family.status();
   }
   for (const store::TreeOp& op : snapshot->tree_ops) {

@@ -24,7 +24,9 @@ bool EngineImpl::RepairLostState(const Attempt& attempt, store::WriteBatch& batc
     owner = attempt.assigned;
     step = assigned.recompute_from;
   }
-  if (owner == stage_tree::kRootNode) return false;  // a fresh state: nothing was read
+  // The root: a fresh state (nothing was read), or another family's state this family inherits,
+  // which it cannot recompute: the loss fails the attempt.
+  if (owner == stage_tree::kRootNode) return false;
   // Workers that cannot read each other's checkpoint directories would hand a state back and
   // forth: past this many repairs for one stage, the loss counts as a failure of the attempt.
   if (++repairs_[GlobalStageId(family.id(), attempt.assigned)] > 2 * options_.max_attempts) {

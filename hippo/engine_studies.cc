@@ -42,7 +42,8 @@ bool BetterTrial(double objective, int64_t number, double incumbent, int64_t inc
 
 absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
                                                    const std::vector<std::string>& parameter_names,
-                                                   store::WriteBatch& batch) {
+                                                   store::WriteBatch& batch,
+                                                   Inheritance inheritance) {
   if (auto it = family_ids_.find(key); it != family_ids_.end()) {
     FamilyState& family = FamilyById(it->second);
     if (family.tree().parameter_names() != parameter_names) {
@@ -55,7 +56,7 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
     return &family;
   }
   auto family = std::make_unique<FamilyState>(static_cast<int64_t>(families_.size()) + 1, key,
-                                              parameter_names);
+                                              parameter_names, inheritance);
   const int64_t family_id = family->id();
   family->tree().set_on_ready([this, family_id](NodeId node) {
     const FamilyState& owner = FamilyById(family_id);
@@ -66,6 +67,9 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
   record.id = family->id();
   record.key = key;
   record.parameter_names = family->tree().parameter_names();
+  record.inherits_family = inheritance.family_id;
+  record.inherits_lineage = inheritance.lineage;
+  record.inherits_step = inheritance.step;
   batch.families.push_back(record);
   family_ids_[key] = family->id();
   families_.push_back(std::move(family));
@@ -228,6 +232,7 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
     switch (request.kind) {
       case search_algos::Request::Kind::kNewTrial:
       case search_algos::Request::Kind::kFork:
+      case search_algos::Request::Kind::kMorph:
         if (absl::Status status = AddTrial(study_index, request, batch, outbox); !status.ok()) {
           return status;
         }
@@ -256,9 +261,16 @@ absl::Status EngineImpl::CarryOut(size_t study_index,
         break;
       }
       case search_algos::Request::Kind::kStop: {
-        SetTrialState(study, request.trial, v1::TRIAL_STOPPED);
+        // A stop at the step where the trial paused ends it as trained to its end (a `morphism`
+        // member: every trial trains to a target of its own, below max_steps).
+        const TrialState& trial = study.trials[request.trial];
+        const bool completes = request.target > 0 && trial.state == v1::TRIAL_PAUSED &&
+                               trial.target == request.target && trial.objective.has_value();
+        SetTrialState(study, request.trial, completes ? v1::TRIAL_COMPLETED : v1::TRIAL_STOPPED);
         batch.trials.push_back(TrialRecordOf(study_index, request.trial));
-        study.algorithm->OnTrialEnded(request.trial, search_algos::TrialOutcome::kStopped);
+        study.algorithm->OnTrialEnded(request.trial, completes
+                                                         ? search_algos::TrialOutcome::kCompleted
+                                                         : search_algos::TrialOutcome::kStopped);
         break;
       }
     }
@@ -296,13 +308,22 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
           : absl::StrCat("family=", study.spec.family(), "|", study.trainer_identity),
       plan->structural);
   if (study.record.no_merge) absl::StrAppend(&key, "|study=", study.record.id, "|trial=", number);
+  // A morph starts from a trained state: its family is the one of that state and structure.
+  Inheritance inheritance;
+  if (request.kind == search_algos::Request::Kind::kMorph) {
+    absl::StatusOr<Inheritance> inherited = InheritanceOf(study, request);
+    if (!inherited.ok()) return inherited.status();
+    inheritance = *inherited;
+    absl::StrAppend(&key, "|inherits=", inheritance.family_id, "/", inheritance.lineage, "@",
+                    inheritance.step);
+  }
   const bool client_trained = engine_internal::AskTellOf(study.algorithm.get()) != nullptr;
   if (client_trained) {
     key = absl::StrCat(FamilyState::kClientTrainedPrefix, study.record.id, "|trial=", number);
   }
   std::vector<std::string> names;
   for (const auto& [name, sequence] : plan->sequences) names.push_back(name);
-  absl::StatusOr<FamilyState*> family = FamilyFor(key, names, batch);
+  absl::StatusOr<FamilyState*> family = FamilyFor(key, names, batch, inheritance);
   if (!family.ok()) return family.status();
   // A new family's stages are charged to this study (before Insert queues its first stage).
   if ((*family)->owned_trials() == 0) ready_.SetGroup((*family)->id(), ShareGroup(study_index));

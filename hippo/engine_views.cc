@@ -402,6 +402,9 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
       stage->set_parent_id(
           view.parent == stage_tree::kRootNode ? 0 : GlobalStageId(family.id(), view.parent));
       stage->set_family(family.tree().family_key());
+      if (view.parent == stage_tree::kRootNode && family.inheritance().inherits()) {
+        stage->set_inherited_from(InheritedFromStage(family));
+      }
       stage->set_start_step(view.start);
       stage->set_end_step(view.end);
       stage->set_state(engine_internal::StageStateOf(view.state));

@@ -9,9 +9,10 @@ using stage_tree::NodeId;
 using stage_tree::Step;
 
 FamilyState::FamilyState(int64_t id, const std::string& key,
-                         const std::vector<std::string>& parameter_names)
+                         const std::vector<std::string>& parameter_names, Inheritance inheritance)
     : id_(id),
-      tree_(std::make_unique<stage_tree::StageTree>(key, parameter_names)),
+      inheritance_(inheritance),
+      tree_(std::make_unique<stage_tree::StageTree>(key, parameter_names, inheritance.step)),
       client_trained_(key.starts_with(kClientTrainedPrefix)) {
   lineage_.push_back(0);  // the root
 }

@@ -30,18 +30,33 @@ inline int64_t GlobalStageId(int64_t family_id, stage_tree::NodeId node) {
   return (family_id << 32) | static_cast<int64_t>(node);
 }
 
+// The trained state a family starts from when it is not a fresh model: the state after `step`
+// of the stage lineage `lineage` of family `family_id` (a morphism child's parent, whose
+// architecture it extends). Its tree's root stands for that state, at `step`.
+struct Inheritance {
+  int64_t family_id = 0;  // 0: none
+  int64_t lineage = 0;
+  int64_t step = 0;
+
+  bool inherits() const { return family_id != 0; }
+  friend bool operator==(const Inheritance&, const Inheritance&) = default;
+};
+
 class FamilyState {
  public:
   // The family key of an ask/tell trial's family: one family per such trial, whose stages the
   // client trains (never dispatched). Followed by the study id and trial number.
   static constexpr char kClientTrainedPrefix[] = "external|";
 
-  // Family `id` (numbered densely from 1) of `key`, with an empty tree over `parameter_names`.
-  FamilyState(int64_t id, const std::string& key, const std::vector<std::string>& parameter_names);
+  // Family `id` (numbered densely from 1) of `key`, with an empty tree over `parameter_names`
+  // rooted at step 0, or at the inherited state's step.
+  FamilyState(int64_t id, const std::string& key, const std::vector<std::string>& parameter_names,
+              Inheritance inheritance = {});
   FamilyState(const FamilyState&) = delete;
   FamilyState& operator=(const FamilyState&) = delete;
 
   int64_t id() const { return id_; }
+  const Inheritance& inheritance() const { return inheritance_; }
   stage_tree::StageTree& tree() { return *tree_; }
   const stage_tree::StageTree& tree() const { return *tree_; }
 
@@ -165,6 +180,7 @@ class FamilyState {
 
  private:
   const int64_t id_;
+  const Inheritance inheritance_;
   std::unique_ptr<stage_tree::StageTree> tree_;
   const bool client_trained_;
   bool trial_by_trial_ = false;

@@ -8,6 +8,7 @@
 #include "search_algos/grid_search.h"
 #include "search_algos/hyperband.h"
 #include "search_algos/median_stopping.h"
+#include "search_algos/morphism.h"
 #include "search_algos/pbt.h"
 #include "search_algos/search_algorithm.h"
 #include "search_algos/tpe.h"
@@ -60,6 +61,9 @@ AlgorithmRegistry::AlgorithmRegistry() {
   definitions_.emplace_back(
       "evolution",
       AlgorithmDefinition{&RegularizedEvolution::Create, &RegularizedEvolution::CheckConfig, {}});
+  definitions_.emplace_back(
+      "morphism",
+      AlgorithmDefinition{&MorphismEvolution::Create, &MorphismEvolution::CheckConfig, {}});
   definitions_.emplace_back(
       "external",
       AlgorithmDefinition{&ExternalAskTell::Create, &ExternalAskTell::CheckConfig, {"tpe"}});

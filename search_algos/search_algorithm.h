@@ -4,9 +4,9 @@
 // touches the stage tree or the store. It is deterministic given its seed and the events it
 // saw, and it serialises its state, so that a restarted coordinator resumes it exactly.
 //
-// Trial ids: the search plan gives the k-th kNewTrial or kFork request (counting from 0, in the
-// order requests are returned) trial id k, so an algorithm can name its trials without waiting
-// for an answer.
+// Trial ids: the search plan gives the k-th kNewTrial, kFork or kMorph request (counting from 0,
+// in the order requests are returned) trial id k, so an algorithm can name its trials without
+// waiting for an answer.
 #ifndef HIPPO_SEARCH_ALGOS_SEARCH_ALGORITHM_H_
 #define HIPPO_SEARCH_ALGOS_SEARCH_ALGORITHM_H_
 
@@ -28,13 +28,18 @@ namespace hippo::search_algos {
 using TrialNumber = int64_t;
 using Step = stage_tree::Step;
 
+// kMorph: a trial whose structure extends its parent's (wider, deeper) starts from the parent's
+// trained state at `fork_step` (a target the parent reached), trains [fork_step, target) in a
+// family of its own that records what it inherited. kStop with `target` > 0: a trial paused at
+// that target ends as completed (trained to its end, its objective counts), not as stopped.
 struct Request {
-  enum class Kind { kNewTrial, kExtend, kStop, kFork };
+  enum class Kind { kNewTrial, kExtend, kStop, kFork, kMorph };
   Kind kind = Kind::kNewTrial;
-  stage_tree::Point point;  // kNewTrial, kFork: the trial's hyper-parameters
-  Step target = 0;          // kNewTrial, kExtend, kFork: the step to train to
-  TrialNumber trial = -1;   // kExtend, kStop: the trial; kFork: the trial forked from
-  Step fork_step = 0;       // kFork: the new trial follows `trial` on [0, fork_step)
+  stage_tree::Point point;  // kNewTrial, kFork, kMorph: the trial's hyper-parameters
+  Step target = 0;          // kNewTrial, kExtend, kFork, kMorph: the step to train to
+  TrialNumber trial = -1;   // kExtend, kStop: the trial; kFork, kMorph: the parent
+  Step fork_step = 0;       // kFork: the new trial follows `trial` on [0, fork_step); kMorph:
+                            // it inherits `trial`'s state after fork_step steps
 };
 
 enum class TrialOutcome { kCompleted, kStopped, kFailed };

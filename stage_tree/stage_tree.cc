@@ -36,12 +36,15 @@ const char* StageStateName(StageState state) {
   return "unknown";
 }
 
-StageTree::StageTree(std::string family_key, std::vector<std::string> parameter_names)
+StageTree::StageTree(std::string family_key, std::vector<std::string> parameter_names,
+                     Step root_step)
     : family_key_(std::move(family_key)), parameter_names_(std::move(parameter_names)) {
   std::sort(parameter_names_.begin(), parameter_names_.end());
   parameter_names_.erase(std::unique(parameter_names_.begin(), parameter_names_.end()),
                          parameter_names_.end());
-  nodes_.push_back(Node{0, 0, kNoNode, kNoNode, kNoNode, 0, kNoTrial, 0, StageState::kDone, false});
+  const auto root = static_cast<StoredStep>(std::clamp<Step>(root_step, 0, kMaxStoredStep - 1));
+  nodes_.push_back(
+      Node{root, root, kNoNode, kNoNode, kNoNode, 0, kNoTrial, 0, StageState::kDone, false});
 }
 
 StageTree::FunctionId StageTree::InternFunction(const SegmentFunction& function) {
@@ -272,15 +275,17 @@ absl::StatusOr<TrialId> StageTree::Insert(const TrialSequences& sequences, Step 
                                           std::vector<SplitResult>* splits) {
   Step horizon = 0;
   if (absl::Status status = BuildPieces(sequences, &horizon); !status.ok()) return status;
-  if (target <= 0 || target > horizon) {
-    return absl::InvalidArgumentError(absl::StrCat("target step must be in [1, ", horizon,
-                                                   "] (the sequences' horizon); got ", target));
+  const Step root = root_step();
+  if (target <= root || target > horizon) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target step must be in [", root + 1, ", ", horizon,
+        "] (after the family's root step, up to the sequences' horizon); got ", target));
   }
   const auto trial = static_cast<TrialId>(trials_.size());
   trials_.push_back(Trial{static_cast<StoredStep>(target), static_cast<StoredStep>(horizon),
                           kNoNode, kNoPiece, kNoTrial, kNoTrial});
   TrialRun run{false, 0};
-  const NodeId leaf = Descend(kRootNode, 0, run, target, splits);
+  const NodeId leaf = Descend(kRootNode, root, run, target, splits);
   if (target < horizon) {
     // Keep what a later extension needs: the pieces from the target on.
     Advance(run, target);
@@ -288,7 +293,7 @@ absl::StatusOr<TrialId> StageTree::Insert(const TrialSequences& sequences, Step 
   }
   AttachTrial(trial, leaf);
   CountTrialThrough(leaf, kRootNode);
-  counts_.trial_steps += target;
+  counts_.trial_steps += target - root;
   return trial;
 }
 

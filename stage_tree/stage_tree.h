@@ -82,17 +82,22 @@ class StageTree {
  public:
   // `family_key` names the root (trainer, model, data, seed, structural hyper-parameters);
   // `parameter_names` are the hyper-parameters every trial of the family has a sequence for.
-  StageTree(std::string family_key, std::vector<std::string> parameter_names);
+  // `root_step` is the step of the state the root stands for: 0 (a fresh model) or, for a
+  // family that inherits another family's trained state (a morphism), the step of that state;
+  // then every stage starts at or after it and a trial's target must lie beyond it.
+  StageTree(std::string family_key, std::vector<std::string> parameter_names, Step root_step = 0);
   StageTree(const StageTree&) = delete;
   StageTree& operator=(const StageTree&) = delete;
   StageTree(StageTree&&) = default;
   StageTree& operator=(StageTree&&) = default;
 
-  // Inserts a trial trained up to `target` and returns its id. Walks the trie from the root,
+  // Inserts a trial trained up to `target` (trial steps count from root_step()) and returns its
+  // id. Walks the trie from the root,
   // reusing every node whose values match, splitting the first node that diverges (see Split)
   // and adding a leaf for the rest. InvalidArgument if the sequences do not name exactly the
   // family's parameters, do not share one horizon, or the target is outside (0, horizon]. A
   // family without parameters (all structural) has the largest horizon a step can be stored in.
+  // The target must lie in (root_step(), horizon].
   // `splits` (optional) receives the splits the insertion made, for the caller to act on.
   absl::StatusOr<TrialId> Insert(const TrialSequences& sequences, Step target,
                                  std::vector<SplitResult>* splits = nullptr);
@@ -149,7 +154,8 @@ class StageTree {
   size_t trial_count() const { return trials_.size(); }
   NodeView node(NodeId id) const;
   std::vector<NodeId> Children(NodeId node) const;
-  // Root excluded, in order from the root; concatenated they cover [0, target).
+  Step root_step() const { return nodes_[kRootNode].end; }
+  // Root excluded, in order from the root; concatenated they cover [root_step(), target).
   std::vector<NodeId> Path(TrialId trial) const;
   Step Target(TrialId trial) const { return trials_[trial].target; }
   NodeId Leaf(TrialId trial) const { return trials_[trial].leaf; }

@@ -12,8 +12,11 @@ namespace hippo::store::internal {
 namespace {
 
 constexpr absl::string_view kUpsertFamily = R"sql(
-INSERT INTO families (id, key, parameter_names) VALUES (?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET key = excluded.key, parameter_names = excluded.parameter_names)sql";
+INSERT INTO families (id, key, parameter_names, inherits_family, inherits_lineage, inherits_step)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET key = excluded.key, parameter_names = excluded.parameter_names,
+  inherits_family = excluded.inherits_family, inherits_lineage = excluded.inherits_lineage,
+  inherits_step = excluded.inherits_step)sql";
 
 constexpr absl::string_view kUpsertStudy = R"sql(
 INSERT INTO studies (id, name, spec_json, state, created_ms, finished_ms, no_merge, message)
@@ -151,6 +154,7 @@ absl::Status ApplyWriteBatch(Connection& connection, const WriteBatch& batch) {
       connection, kUpsertFamily, "family", batch.families,
       [](Query& q, const FamilyRecord& r) {
         q.Bind(r.id).Bind(r.key).Bind(EncodeStringArray(r.parameter_names));
+        q.Bind(r.inherits_family).Bind(r.inherits_lineage).Bind(r.inherits_step);
       },
       [](const FamilyRecord& r) { return absl::StrCat(r.id); });
   if (!status.ok()) return status;

@@ -12,7 +12,8 @@ namespace {
 // parameter_names is a JSON array; json_each unpacks it in the same statement. A family with
 // no names gives one row whose name columns are NULL.
 constexpr absl::string_view kSelectFamilies = R"sql(
-SELECT f.id, f.key, names.value, names.type
+SELECT f.id, f.key, names.value, names.type, f.inherits_family, f.inherits_lineage,
+  f.inherits_step
 FROM families AS f LEFT JOIN json_each(f.parameter_names) AS names
 ORDER BY f.id, names.key)sql";
 
@@ -209,6 +210,9 @@ absl::Status SelectFamilies(Connection& connection, std::vector<FamilyRecord>& f
       FamilyRecord& family = families.emplace_back();
       family.id = id;
       family.key = query.Text(1);
+      family.inherits_family = query.Int(4);
+      family.inherits_lineage = query.Int(5);
+      family.inherits_step = query.Int(6);
     }
     std::string type = query.Text(3);
     if (type.empty()) continue;  // no names

@@ -171,6 +171,14 @@ CREATE TABLE worker_health (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// A family may inherit another family's trained state (FamilyRecord::inherits_*); older
+// families inherit nothing (0).
+constexpr absl::string_view kVersion5 = R"sql(
+ALTER TABLE families ADD COLUMN inherits_family INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE families ADD COLUMN inherits_lineage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE families ADD COLUMN inherits_step INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
@@ -178,6 +186,7 @@ constexpr Migration kMigrations[] = {
     {2, "add the algorithm journal", kVersion2},
     {3, "add checkpoint garbage", kVersion3},
     {4, "add worker health", kVersion4},
+    {5, "record the state a family inherits", kVersion5},
 };
 
 constexpr bool MigrationsAreConsecutive() {

@@ -26,12 +26,18 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
   std::string key;  // the stage tree's root key
   std::vector<std::string> parameter_names;
+  // A family whose root is another family's trained state (a morphism child): that family, the
+  // lineage of the stage that reached the state, and its step (the root step of this family's
+  // tree). All 0 for a family that starts from a fresh model.
+  int64_t inherits_family = 0;
+  int64_t inherits_lineage = 0;
+  int64_t inherits_step = 0;
 };
 
 struct StudyRecord {

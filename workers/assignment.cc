@@ -104,6 +104,17 @@ absl::StatusOr<Assignment> AssignmentFromProto(const hippo::v1::Assign& assign) 
   task.timeout_seconds = assign.trainer().timeout_seconds();
   task.checkpoint_steps.assign(assign.checkpoint_steps().begin(), assign.checkpoint_steps().end());
 
+  if (assign.has_inherit()) {
+    if (assign.parent_stage_id() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "assign ", assign.attempt_id(), ": inherit is set but parent_stage_id names no state"));
+    }
+    StageTask& parent = assignment.inherited_from.emplace(task);
+    parent.static_parameters.clear();
+    for (const auto& [name, value] : assign.inherit().parent_static_parameters()) {
+      parent.static_parameters[name] = StaticValueFromProto(value);
+    }
+  }
   assignment.parent_stage_id = assign.parent_stage_id();
   assignment.parent_state_uri = assign.parent_state_uri();
   assignment.parent_state_step = assign.parent_state_step();

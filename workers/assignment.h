@@ -4,6 +4,7 @@
 #define HIPPO_WORKERS_ASSIGNMENT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,10 @@ struct Assignment {
   std::string parent_state_uri;
   Step parent_state_step = 0;
   double lease_seconds = 0;
+  // Set when the parent state is another family's (Assign.inherit): the task that state was
+  // trained under (this task with the parent family's structural values), to load it with
+  // before Trainer::Morph reshapes it for `task`.
+  std::optional<StageTask> inherited_from;
 };
 
 // Converts an Assign, validating it (ValidateStageTask). InvalidArgument naming the field

@@ -631,7 +631,8 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
                    absl::IsPermissionDenied(bytes.status());
       return bytes.status();
     }
-    state = trainer.Deserialize(task, *bytes);
+    // An inherited state is the parent family's: it is read as that family trained it.
+    state = trainer.Deserialize(assignment.inherited_from.value_or(task), *bytes);
     if (state.ok()) {
       absl::MutexLock lock(&mu_);
       ++stats_.states_from_checkpoint;
@@ -644,6 +645,10 @@ absl::StatusOr<std::unique_ptr<TrainingState>> Worker::StartState(Trainer& train
         ") is not in this worker's fork cache and the Assign names no checkpoint uri"));
   }
   if (!state.ok()) return state.status();
+  if (assignment.inherited_from.has_value()) {
+    state = trainer.Morph(*assignment.inherited_from, task, **state);
+    if (!state.ok()) return state.status();
+  }
   if ((*state)->step() != task.start_step) {
     return absl::FailedPreconditionError(
         absl::StrCat("stage ", task.stage_id, " starts at step ", task.start_step,

@@ -160,6 +160,9 @@ std::vector<SpecCase> AllFieldSpecs() {
       {"evolution", base + "algorithm: {name: evolution, evolution: {population_size: 16, "
                            "sample_size: 4, children: 64, asha: {min_resource: 5, "
                            "max_resource: 100, reduction_factor: 3, sampler: random}}}\n"},
+      {"morphism", base + "algorithm: {name: morphism, morphism: {population_size: 6, "
+                          "sample_size: 2, children: 12, initial_steps: 4, child_steps: 2, "
+                          "grow: [depth]}}\n"},
       {"random", base + "algorithm: {name: random, sample_with_replacement: true, random: {}}\n"},
       {"external", base + "algorithm: {name: external, external: {}}\n"},
       {"plugin", base + "algorithm: {name: my_plugin, plugin_config: {alpha: 0.5, "

@@ -163,6 +163,7 @@ TEST(PbtTest, BottomQuantileForksFromTheTopQuantileAtTheBoundaryOthersAreExtende
         break;
       }
       case Request::Kind::kNewTrial:
+      case Request::Kind::kMorph:
         ADD_FAILURE() << "a new trial after the first round";
     }
   }

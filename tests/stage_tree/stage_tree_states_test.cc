@@ -312,5 +312,30 @@ TEST(StageTreeStatesTest, SegmentsOfStageAreExact) {
   EXPECT_EQ(segments[0][1], (Segment{50, 100, SegmentFunction::Constant(0.01)}));
 }
 
+// A family that inherits a trained state (a morphism child) is rooted at that state's step:
+// its stages start there, trials count their steps from there, and a target at or before it is
+// refused.
+TEST(StageTreeStatesTest, TreeRootedAtAnInheritedStepStartsItsStagesThere) {
+  StageTree tree("family|inherits=1/3@40", {"lr"}, /*root_step=*/40);
+  EXPECT_EQ(tree.root_step(), 40);
+  EXPECT_TRUE(absl::IsInvalidArgument(tree.Insert(LearningRate(0.1, 0.01, 50), 40).status()));
+  const TrialId first = *tree.Insert(LearningRate(0.1, 0.01, 50), 100);
+  ASSERT_EQ(tree.Path(first).size(), 1u);
+  const NodeView stage = tree.node(tree.Path(first)[0]);
+  EXPECT_EQ(stage.start, 40);
+  EXPECT_EQ(stage.end, 100);
+  EXPECT_EQ(stage.parent, kRootNode);
+  EXPECT_EQ(stage.state, StageState::kReady);
+  // A second trial agrees on [40, 50) only: the stage is split there, not at 0..40.
+  std::vector<SplitResult> splits;
+  const TrialId second = *tree.Insert(LearningRate(0.1, 0.05, 50), 70, &splits);
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(tree.node(splits[0].upper).start, 40);
+  EXPECT_EQ(tree.node(splits[0].upper).end, 50);
+  EXPECT_EQ(tree.Path(second).front(), tree.Path(first).front());
+  EXPECT_EQ(tree.counts().trial_steps, (100 - 40) + (70 - 40));
+  EXPECT_EQ(tree.counts().unique_steps, 60 + 20);
+}
+
 }  // namespace
 }  // namespace hippo::stage_tree

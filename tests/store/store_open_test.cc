@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/schema.h"
@@ -135,6 +136,40 @@ TEST_F(StoreMigration, ReopeningAnExistingDatabaseKeepsItsDataAndVersion) {
   const std::string bytes = ReadBytes(DatabasePath());
   EXPECT_EQ(BigEndianAt(bytes, kUserVersionOffset), kSchemaVersion);
   EXPECT_EQ(BigEndianAt(bytes, kApplicationIdOffset), internal::kApplicationId);
+}
+
+// A database of the schema before families recorded inherited states (the migration "record the
+// state a family inherits") opens with its families inheriting nothing, at the current version.
+TEST_F(StoreMigration, FamiliesOfTheSchemaBeforeInheritanceMigrateToInheritingNothing) {
+  int before = 0;
+  for (const internal::Migration& migration : internal::Migrations()) {
+    if (migration.description == absl::string_view("record the state a family inherits")) {
+      before = migration.version - 1;
+    }
+  }
+  ASSERT_GT(before, 0) << "no migration adds the families' inherits_* columns";
+  {
+    RawDatabase raw(DatabasePath());
+    for (const internal::Migration& migration : internal::Migrations()) {
+      if (migration.version > before) break;
+      raw.Exec(std::string(migration.sql));
+    }
+    raw.Exec("PRAGMA application_id = " + std::to_string(internal::kApplicationId));
+    raw.Exec("PRAGMA user_version = " + std::to_string(before));
+    raw.Exec("INSERT INTO families (id, key, parameter_names) VALUES (1, 'old', '[\"lr\"]')");
+  }
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_EQ(snapshot->families.size(), 1u);
+  EXPECT_EQ(snapshot->families[0].key, "old");
+  EXPECT_EQ(snapshot->families[0].inherits_family, 0);
+  EXPECT_EQ(snapshot->families[0].inherits_lineage, 0);
+  EXPECT_EQ(snapshot->families[0].inherits_step, 0);
+  store.reset();
+  RawDatabase raw(DatabasePath(), SQLITE_OPEN_READONLY);
+  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), kSchemaVersion);
 }
 
 TEST_F(StoreMigration, ClosingTheStoreLeavesNoLogBehind) {

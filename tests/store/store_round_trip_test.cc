@@ -151,6 +151,10 @@ TEST_F(StoreRoundTrip, EveryRecordTypeComesBackFromLoadSnapshotFieldForField) {
       1, "trainer=sim;model=\"mlp\";seed=7",
       {"lr", "quote\" backslash\\ newline\n tab\t", "ünïcödé", std::string("ctrl\x01\x1f", 6)});
   FamilyRecord family_2 = Family(2, "", {});  // no names, empty key
+  // A morphism child's family: it inherits family 1's state after step 40 of lineage 3.
+  family_2.inherits_family = 1;
+  family_2.inherits_lineage = 3;
+  family_2.inherits_step = 40;
   StudyRecord study_old = Study("s-000002", 100);
   StudyRecord study_new = Study("s-000001", 200);
   study_new.no_merge = false;

@@ -23,7 +23,10 @@
 namespace hippo::store {
 
 // Every field compared: the round-trip tests rely on these to check "every field".
-inline auto Fields(const FamilyRecord& r) { return std::tie(r.id, r.key, r.parameter_names); }
+inline auto Fields(const FamilyRecord& r) {
+  return std::tie(r.id, r.key, r.parameter_names, r.inherits_family, r.inherits_lineage,
+                  r.inherits_step);
+}
 inline auto Fields(const StudyRecord& r) {
   return std::tie(r.id, r.name, r.spec_json, r.state, r.created_ms, r.finished_ms, r.no_merge,
                   r.message);

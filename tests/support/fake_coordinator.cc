@@ -48,6 +48,18 @@ std::vector<std::string> FakeCoordinator::Apply(SearchAlgorithm& algorithm,
             {.point = request.point, .target = request.target, .targets = {request.target}});
         written.push_back(absl::StrCat("new ", number, " ->", request.target));
         break;
+      case Request::Kind::kMorph:
+        EXPECT_GT(request.target, request.fork_step) << "morph of trial " << request.trial;
+        EXPECT_LT(request.trial, number) << "morph of an unknown trial";
+        trials_.push_back({.point = request.point,
+                           .target = request.target,
+                           .targets = {request.target},
+                           .forked_from = request.trial,
+                           .fork_step = request.fork_step,
+                           .morphed = true});
+        written.push_back(absl::StrCat("morph ", number, " from ", request.trial, "@",
+                                       request.fork_step, " ->", request.target));
+        break;
       case Request::Kind::kFork:
         EXPECT_GT(request.target, request.fork_step) << "fork of trial " << request.trial;
         EXPECT_LT(request.trial, number) << "fork of an unknown trial";

@@ -33,8 +33,10 @@ class FakeCoordinator {
     std::vector<Step> targets;  // every target it was given, in order
     State state = State::kRunning;
     bool stopped = false;          // ended by a kStop
-    TrialNumber forked_from = -1;  // kFork: the parent
-    Step fork_step = 0;            // kFork: follows the parent on [0, fork_step)
+    TrialNumber forked_from = -1;  // kFork, kMorph: the parent
+    Step fork_step = 0;            // kFork: follows the parent on [0, fork_step); kMorph:
+                                   // starts from its state there
+    bool morphed = false;          // kMorph
   };
 
   static constexpr int64_t kUnbounded = -1;

@@ -1,0 +1,105 @@
+// Evolution by network morphisms: aging evolution (evolution.h) whose children start from their
+// parent's trained state whenever their architecture only grows the parent's, so that a child
+// trains a few steps on top of what its parent learned instead of everything from scratch (as
+// NASH, Elsken et al. 2017, does by hill climbing). The trainer carries the weights over by
+// function-preserving morphisms (the torch trainer: wider layers, more layers; docs/concepts.md).
+//
+//   - The first population_size (P) trials are random points trained from scratch for
+//     initial_steps.
+//   - Each of the `children` (C) trials: parent = the fittest of sample_size (S) members drawn
+//     uniformly, with replacement, from the population (the first drawn wins a tie); one
+//     dimension the parent uses (stage_tree::IsActive) with more than one value, drawn
+//     uniformly, mutates. A `grow` dimension rises to
+//     its next larger value (a morphism: the child extends its parent) when it has one and the
+//     child's steps fit in budget.max_steps; the child then inherits the parent's state at the
+//     parent's target and trains child_steps more (a kMorph request). Otherwise the dimension
+//     mutates as in evolution (a neighbour of an ordered number, else a new draw) and the child
+//     trains from scratch for initial_steps. Dimensions the change brings into use (the width
+//     of a layer a deeper network appends) take, in a morph, the value of the last `grow`
+//     dimension before them that the parent uses (the appended layer starts as an identity of
+//     the layer before it), and are drawn afresh otherwise; those it takes out of use get their
+//     placeholder back.
+//   - Fitness: the objective a trial reports at its target. A trial that reaches its target
+//     joins the population; when it then holds more than P members the OLDEST leaves (aging).
+//     A failed trial never joins. Members stay paused (their state is kept for their children);
+//     once every trial was proposed and none trains, every trial that reached its target ends
+//     as completed there (kStop with its target) and the study ends.
+//   - Children start once S members scored; at most max(1, P / 2) children train at once.
+#ifndef HIPPO_SEARCH_ALGOS_MORPHISM_H_
+#define HIPPO_SEARCH_ALGOS_MORPHISM_H_
+
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "search_algos/search_algorithm.h"
+
+namespace hippo::search_algos {
+
+class MorphismEvolution : public SearchAlgorithm {
+ public:
+  struct Member {
+    TrialNumber trial = 0;
+    double fitness = 0;
+  };
+
+  // algorithm.morphism (see MorphismConfig); InvalidArgument naming the field if one is out of
+  // range or `grow` names no ordered numeric dimension of the space.
+  static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
+  static proto::Issue CheckConfig(const hippo::v1::Algorithm& config,
+                                  const hippo::v1::StudySpec& spec);
+
+  void OnMetric(TrialNumber trial, Step step, double objective) override;
+  void OnTrialReachedTarget(TrialNumber trial, Step target) override;
+  void OnTrialEnded(TrialNumber trial, TrialOutcome outcome) override;
+  std::vector<Request> Suggest(int64_t max_new_trials) override;
+  bool Finished() const override;
+  std::string SaveState() const override;
+  absl::Status LoadState(const std::string& state) override;
+
+  const std::deque<Member>& population() const { return population_; }
+  // The parent a child inherited from, -1 for a trial trained from scratch.
+  TrialNumber InheritedFrom(TrialNumber trial) const;
+
+ private:
+  struct Options {
+    int64_t population_size = 8;
+    int64_t sample_size = 3;
+    int64_t children = 24;
+    Step initial_steps = 0;
+    Step child_steps = 0;
+    std::vector<size_t> grow;  // dimension indices
+    Step max_steps = 0;
+    bool minimize = false;
+    uint64_t seed = 0;
+  };
+  enum class TrialState { kTraining, kReached, kEnded };
+  struct Trial {
+    stage_tree::Point point;
+    TrialState state = TrialState::kTraining;
+    Step target = 0;
+    TrialNumber inherited_from = -1;
+    bool has_objective = false;
+    double objective = 0;
+  };
+
+  MorphismEvolution(const stage_tree::SearchSpace& space, Options options)
+      : space_(space), options_(std::move(options)) {}
+
+  // The next child: tournament, then mutation.
+  Request MakeChild(std::mt19937_64& random) const;
+  bool Better(double a, double b) const { return options_.minimize ? a < b : a > b; }
+  int64_t ChildrenInFlight() const;
+
+  stage_tree::SearchSpace space_;
+  Options options_;
+  std::vector<Trial> trials_;
+  std::deque<Member> population_;
+  bool stopped_members_ = false;
+};
+
+}  // namespace hippo::search_algos
+
+#endif  // HIPPO_SEARCH_ALGOS_MORPHISM_H_

@@ -1,0 +1,200 @@
+// The `morphism` algorithm (search_algos/morphism.h): children that only grow a `grow`
+// dimension of their parent inherit its state at its target (kMorph) and train child_steps
+// more; other children train from scratch; the study ends with every member stopped; the
+// state reads back exactly; bad configs name their field.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "search_algos/morphism.h"
+#include "tests/support/fake_coordinator.h"
+
+namespace hippo::search_algos {
+namespace {
+
+namespace v1 = ::hippo::v1;
+using stage_tree::Point;
+
+// channels 4..16 step 4 and layers 1..3 (structural, grown by morphisms), lr one of two.
+stage_tree::SearchSpace Space() {
+  v1::SearchSpace proto;
+  v1::Parameter* channels = proto.add_parameters();
+  channels->set_name("channels");
+  channels->mutable_int_()->set_low(4);
+  channels->mutable_int_()->set_high(16);
+  channels->mutable_int_()->set_step(4);
+  channels->set_structural(true);
+  v1::Parameter* layers = proto.add_parameters();
+  layers->set_name("layers");
+  layers->mutable_int_()->set_low(1);
+  layers->mutable_int_()->set_high(3);
+  layers->set_structural(true);
+  v1::Parameter* lr = proto.add_parameters();
+  lr->set_name("lr");
+  for (double value : {0.1, 0.05}) {
+    lr->mutable_sequence()->mutable_constant()->mutable_choices()->add_values(value);
+  }
+  return *stage_tree::SearchSpaceFromProto(proto);
+}
+
+AlgorithmContext Context(const stage_tree::SearchSpace& space) {
+  AlgorithmContext context;
+  context.space = &space;
+  context.max_steps = 40;
+  context.seed = 3;
+  context.config.set_name("morphism");
+  v1::MorphismConfig* morphism = context.config.mutable_morphism();
+  morphism->set_population_size(4);
+  morphism->set_sample_size(2);
+  morphism->set_children(12);
+  morphism->set_initial_steps(4);
+  morphism->set_child_steps(2);
+  morphism->add_grow("channels");
+  morphism->add_grow("layers");
+  return context;
+}
+
+// Bigger networks and more steps score higher.
+double Accuracy(const Point& point, Step step) {
+  return std::get<double>(point[0]) / 16 + std::get<double>(point[1]) / 3 +
+         0.1 * static_cast<double>(step);
+}
+
+TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFromScratch) {
+  const stage_tree::SearchSpace space = Space();
+  test_support::StudyRunner runner(Context(space),
+                                   test_support::StudyRunner::PointObjective(Accuracy));
+  const std::vector<Request> requests = runner.Run();
+  const auto& trials = runner.trials();
+  ASSERT_EQ(trials.size(), 16u);
+  int morphs = 0;
+  int scratch_children = 0;
+  for (size_t number = 4; number < trials.size(); ++number) {
+    const test_support::FakeCoordinator::Trial& child = trials[number];
+    if (!child.morphed) {
+      ++scratch_children;
+      EXPECT_EQ(child.targets.front(), 4) << "a child from scratch trains initial_steps";
+      continue;
+    }
+    ++morphs;
+    const test_support::FakeCoordinator::Trial& parent = trials.at(child.forked_from);
+    // It inherits the parent's state at the parent's target and trains child_steps more.
+    EXPECT_EQ(child.fork_step, parent.targets.front());
+    EXPECT_EQ(child.targets.front(), child.fork_step + 2);
+    // Its point grows exactly one grow dimension by one step and keeps everything else.
+    int grown = 0;
+    for (size_t d = 0; d < 3; ++d) {
+      if (child.point[d] == parent.point[d]) continue;
+      ASSERT_LT(d, 2u) << "lr is not a grow dimension";
+      EXPECT_GT(std::get<double>(child.point[d]), std::get<double>(parent.point[d]));
+      ++grown;
+    }
+    EXPECT_EQ(grown, 1);
+  }
+  EXPECT_GT(morphs, 0);
+  EXPECT_GT(scratch_children, 0) << "lr mutations cannot be morphisms";
+  // The members were stopped at the end, and the study is finished.
+  EXPECT_TRUE(runner.algorithm().Finished());
+  EXPECT_TRUE(std::any_of(requests.begin(), requests.end(),
+                          [](const Request& r) { return r.kind == Request::Kind::kStop; }));
+}
+
+// Per-layer widths as in examples/nas: layers 1..3, channels_0 always, channels_1 only for 2 or
+// more layers, channels_2 only for 3.
+stage_tree::SearchSpace ConditionalSpace() {
+  v1::SearchSpace proto;
+  v1::Parameter* layers = proto.add_parameters();
+  layers->set_name("layers");
+  layers->mutable_int_()->set_low(1);
+  layers->mutable_int_()->set_high(3);
+  layers->set_structural(true);
+  for (int i = 0; i < 3; ++i) {
+    v1::Parameter* channels = proto.add_parameters();
+    channels->set_name("channels_" + std::to_string(i));
+    channels->mutable_int_()->set_low(8);
+    channels->mutable_int_()->set_high(16 * (i + 1));
+    channels->mutable_int_()->set_step(8);
+    channels->set_structural(true);
+    if (i > 0) {
+      channels->mutable_when()->set_param("layers");
+      channels->mutable_when()->set_at_least(i + 1);
+    }
+  }
+  v1::Parameter* lr = proto.add_parameters();
+  lr->set_name("lr");
+  for (double value : {0.1, 0.05}) {
+    lr->mutable_sequence()->mutable_constant()->mutable_choices()->add_values(value);
+  }
+  absl::StatusOr<stage_tree::SearchSpace> space = stage_tree::SearchSpaceFromProto(proto);
+  EXPECT_TRUE(space.ok()) << space.status();
+  return *space;
+}
+
+TEST(MorphismSearchTest, AMorphThatAppendsALayerGivesItTheWidthOfTheLayerBeforeIt) {
+  const stage_tree::SearchSpace space = ConditionalSpace();
+  AlgorithmContext context = Context(space);
+  v1::MorphismConfig* morphism = context.config.mutable_morphism();
+  morphism->set_children(40);
+  morphism->clear_grow();
+  for (const char* name : {"layers", "channels_0", "channels_1", "channels_2"}) {
+    morphism->add_grow(name);
+  }
+  test_support::StudyRunner runner(
+      context, test_support::StudyRunner::PointObjective([](const Point& point, Step step) {
+        return std::get<double>(point[0]) + 0.1 * static_cast<double>(step);
+      }));
+  runner.Run();
+  const auto& trials = runner.trials();
+  int deepened = 0;
+  for (size_t number = 4; number < trials.size(); ++number) {
+    const test_support::FakeCoordinator::Trial& child = trials[number];
+    if (!child.morphed) continue;
+    const Point& parent = trials.at(child.forked_from).point;
+    const auto layers = static_cast<size_t>(std::get<double>(parent[0]));
+    if (std::get<double>(child.point[0]) == std::get<double>(parent[0])) continue;
+    ++deepened;
+    // The appended layer's width: the parent's last width, clamped up to its own range.
+    const double last = std::get<double>(parent[layers]);
+    const double appended = std::get<double>(child.point[layers + 1]);
+    EXPECT_EQ(appended, std::max(last, 8.0)) << "child " << number;
+    // The layers the parent has keep their widths.
+    for (size_t i = 1; i <= layers; ++i) EXPECT_EQ(child.point[i], parent[i]);
+  }
+  EXPECT_GT(deepened, 0) << "no morph appended a layer";
+}
+
+TEST(MorphismSearchTest, RestoredFromItsSavedStateBeforeEverySuggestItMakesTheSameRequests) {
+  const stage_tree::SearchSpace space = Space();
+  test_support::StudyRunner straight(Context(space),
+                                     test_support::StudyRunner::PointObjective(Accuracy));
+  test_support::StudyRunner restored(
+      Context(space), test_support::StudyRunner::PointObjective(Accuracy), /*restore=*/true);
+  EXPECT_TRUE(test_support::SameRequests(straight.Run(), restored.Run()));
+}
+
+TEST(MorphismSearchTest, ConfigsWithoutStepsOrWithUnknownGrowDimensionsAreRefused) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext no_steps = Context(space);
+  no_steps.config.mutable_morphism()->set_child_steps(0);
+  absl::StatusOr<std::unique_ptr<SearchAlgorithm>> refused = MorphismEvolution::Create(no_steps);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status()));
+  EXPECT_NE(refused.status().message().find("algorithm.morphism.child_steps"), std::string::npos);
+
+  AlgorithmContext unknown = Context(space);
+  unknown.config.mutable_morphism()->add_grow("lr");
+  refused = MorphismEvolution::Create(unknown);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status()));
+  EXPECT_NE(refused.status().message().find("algorithm.morphism.grow: 'lr'"), std::string::npos);
+
+  v1::StudySpec spec;
+  spec.mutable_budget()->set_max_steps(40);
+  *spec.mutable_algorithm() = Context(space).config;
+  spec.mutable_algorithm()->mutable_morphism()->clear_grow();
+  const proto::Issue issue = MorphismEvolution::CheckConfig(spec.algorithm(), spec);
+  ASSERT_TRUE(issue.has_value());
+  EXPECT_EQ(issue->path, "algorithm.morphism.grow");
+}
+
+}  // namespace
+}  // namespace hippo::search_algos
