@@ -321,6 +321,9 @@ int WorkersCommand(const ClientOptions& options) {
         worker.cached_states(), absl::StrJoin(worker.trainers(), ","),
         worker.healthy() ? std::string("healthy")
                          : absl::StrCat("UNHEALTHY: ", worker.health_message()));
+    if (!worker.checkpoint_budget().empty()) {
+      std::cout << "  " << absl::CHexEscape(worker.checkpoint_budget()) << "\n";
+    }
   }
   return kExitOk;
 }
@@ -386,6 +389,9 @@ int GcCommand(const ClientOptions& options) {
       std::cout << ", " << usage.pending_deletions() << " to be deleted by its workers";
     }
     std::cout << "\n";
+    if (!usage.over_budget().empty()) {
+      std::cout << "    " << absl::CHexEscape(usage.over_budget()) << "\n";
+    }
   }
   return kExitOk;
 }

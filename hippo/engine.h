@@ -64,6 +64,11 @@ struct EngineOptions {
   // Keep the final states of each study's this many best completed trials (to fork or resume
   // from them later) even when nothing else needs them.
   int keep_best_states = 0;
+  // Compact a family's tree-operation log (docs/durability.md): once this many operations, and
+  // at least as many as its tree has nodes, follow its last snapshot, the commit that carries
+  // them also stores a snapshot of the tree and deletes the operations it covers, so recovery
+  // replays at most that many. 0: never (recovery replays the whole log).
+  int64_t compact_ops_after = 10000;
 };
 
 using Clock = std::chrono::steady_clock;

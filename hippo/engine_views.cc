@@ -137,6 +137,7 @@ v1::Study EngineImpl::StudyView(const StudyState& study) const {
   }
   view.set_message(study.record.message);
   view.set_waiting(WaitingReason(study));
+  view.set_checkpoint_budget(StudyOverBudget(study));
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
@@ -429,6 +430,7 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
     AddForkCache(worker.cached_states, info);
+    info.set_checkpoint_budget(OverBudgetMessage(worker.hello.checkpoint_dir()));
     const int threshold = options_.unhealthy_after_failures;
     info.set_consecutive_failures(worker.consecutive_failures);
     info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);

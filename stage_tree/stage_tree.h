@@ -25,6 +25,10 @@
 #include "stage_tree/chunked_vector.h"
 #include "stage_tree/sequence.h"
 
+namespace hippo::snapshot {
+class TreeSnapshot;
+}  // namespace hippo::snapshot
+
 namespace hippo::stage_tree {
 
 using NodeId = uint32_t;
@@ -164,6 +168,14 @@ class StageTree {
   const StepCounts& counts() const { return counts_; }
   // Approximate heap bytes held by the tree's own structures.
   size_t MemoryBytes() const;
+
+  // Snapshots (stage_tree_snapshot.cc; proto/hippo/snapshot/tree_snapshot.proto), for a
+  // compacted operation log: the whole tree, so that one restored from it has the same node and
+  // trial ids and makes the same decisions on later operations as this one. Restore replaces
+  // everything but the on_ready callback, which it does not call; DataLoss naming the field when
+  // the snapshot's columns disagree or name ids out of range.
+  void Save(hippo::snapshot::TreeSnapshot& out) const;
+  absl::Status Restore(const hippo::snapshot::TreeSnapshot& snapshot);
 
  private:
   using FunctionId = uint32_t;

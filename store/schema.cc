@@ -171,6 +171,16 @@ CREATE TABLE worker_health (
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Tree snapshots (store.h, TreeSnapshotRecord): a family's tree snapshot replaces its
+// operations up to through_sequence.
+constexpr absl::string_view kVersion5 = R"sql(
+CREATE TABLE tree_snapshots (
+  family_id         INTEGER PRIMARY KEY,
+  through_sequence  INTEGER NOT NULL,
+  snapshot          BLOB NOT NULL
+) STRICT;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
@@ -178,6 +188,7 @@ constexpr Migration kMigrations[] = {
     {2, "add the algorithm journal", kVersion2},
     {3, "add checkpoint garbage", kVersion3},
     {4, "add worker health", kVersion4},
+    {5, "add tree snapshots", kVersion5},
 };
 
 constexpr bool MigrationsAreConsecutive() {
