@@ -49,7 +49,9 @@ void RandomStep(std::mt19937_64& random, const std::vector<RandomTrial>& trials,
     absl::StatusOr<TrialId> x = a.Insert(trial.sequences, trial.target);
     absl::StatusOr<TrialId> y = b.Insert(trial.sequences, trial.target);
     ASSERT_EQ(x.ok(), y.ok());
-    if (x.ok()) EXPECT_EQ(*x, *y);
+    if (x.ok()) {
+      EXPECT_EQ(*x, *y);
+    }
     return;
   }
   const NodeId node = 1 + static_cast<NodeId>(random() % std::max<size_t>(1, a.node_count() - 1));
@@ -83,7 +85,9 @@ void RandomStep(std::mt19937_64& random, const std::vector<RandomTrial>& trials,
         absl::StatusOr<SplitResult> sx = a.Split(node, inside);
         absl::StatusOr<SplitResult> sy = b.Split(node, inside);
         ASSERT_EQ(sx.ok(), sy.ok());
-        if (sx.ok()) EXPECT_EQ(sx->lower, sy->lower);
+        if (sx.ok()) {
+          EXPECT_EQ(sx->lower, sy->lower);
+        }
       }
       break;
     default:
