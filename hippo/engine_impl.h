@@ -486,7 +486,10 @@ namespace engine_internal {
 inline constexpr char kLastStudyNumberSetting[] = "last_study_number";
 
 int64_t NowMs();  // wall-clock milliseconds since the epoch, as the store's times are
-hippo::v1::StageState StageStateOf(stage_tree::StageState state);
+// A stage's state as the views show it: a stage whose steps were trained reads as done even
+// when its end state was collected or lost since (it then has no checkpoint_uri; it is trained
+// again only if a stage below needs its state, and reads as running while it is).
+hippo::v1::StageState StageStateOf(const stage_tree::NodeView& view);
 void ToProto(const stage_tree::Segment& segment, hippo::v1::Segment* out);
 google::protobuf::Value ToProtoValue(const stage_tree::Value& value);
 // Points are stored as the JSON of a google.protobuf.ListValue.

@@ -61,7 +61,7 @@ store::StageRecord EngineImpl::StageRecordOf(const FamilyState& family, NodeId n
   record.lineage = family.lineage(node);
   record.start_step = view.start;
   record.end_step = view.end;
-  record.state = engine_internal::StageStateOf(view.state);
+  record.state = engine_internal::StageStateOf(view);
   record.attempts = family.AttemptsOf(node);
   if (view.state == StageState::kDone) {
     if (const std::string* uri = family.StateUri(node, view.end)) record.checkpoint_uri = *uri;
@@ -88,7 +88,8 @@ v1::Trial EngineImpl::TrialView(const StudyState& study, int64_t number) const {
   for (NodeId node : family.tree().Path(trial.tree_trial)) {
     view.add_path(GlobalStageId(family.id(), node));
     const stage_tree::NodeView stage = family.tree().node(node);
-    if (stage.state == StageState::kDone && reached == stage.start) reached = stage.end;
+    // Trained steps count, also when their state was collected or lost since.
+    if (stage.trained && reached == stage.start) reached = stage.end;
   }
   if (family.client_trained()) reached = std::max(reached, trial.told_step + 1);
   view.set_reached_step(reached);
@@ -386,7 +387,7 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
       stage->set_family(family.tree().family_key());
       stage->set_start_step(view.start);
       stage->set_end_step(view.end);
-      stage->set_state(engine_internal::StageStateOf(view.state));
+      stage->set_state(engine_internal::StageStateOf(view));
       stage->set_attempts(family.AttemptsOf(node));
       if (view.state == StageState::kDone) {
         if (const std::string* uri = family.StateUri(node, view.end)) {

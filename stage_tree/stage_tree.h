@@ -80,6 +80,9 @@ struct NodeView {
   StageState state = StageState::kPending;
   bool recompute = false;  // rerun to recover the state at `end` (counted as recomputation)
   Step recompute_from = 0;
+  // Its steps were trained once: it is done, or it was done and its end state was dropped or
+  // lost since (a recompute stage, which keeps counting as trained while it waits or reruns).
+  bool trained = false;
 };
 
 class StageTree {

@@ -39,6 +39,7 @@ void StageTree::Save(hippo::snapshot::TreeSnapshot& out) const {
     out.add_node_first_trial(node.first_trial);
     out.add_node_state(static_cast<uint32_t>(node.state));
     out.add_node_recompute(node.recompute);
+    out.add_node_trials_through(node.trials_through);
   }
   for (size_t i = 0; i < trials_.size(); ++i) {
     const Trial& trial = trials_[i];
@@ -85,6 +86,7 @@ void StageTree::Save(hippo::snapshot::TreeSnapshot& out) const {
   out.set_executed_steps(counts_.executed_steps);
   out.set_recomputed_steps(counts_.recomputed_steps);
   out.set_recompute_stages(counts_.recompute_stages);
+  out.set_reached_trial_steps(counts_.reached_trial_steps);
 }
 
 absl::Status StageTree::Restore(const hippo::snapshot::TreeSnapshot& in) {
@@ -95,7 +97,7 @@ absl::Status StageTree::Restore(const hippo::snapshot::TreeSnapshot& in) {
   const size_t parameters = static_cast<size_t>(in.parameter_names_size());
   if (nodes < 1 || !SameSize(nodes, in.node_end(), in.node_parent(), in.node_first_child(),
                              in.node_next_sibling(), in.node_piece(), in.node_first_trial(),
-                             in.node_state(), in.node_recompute())) {
+                             in.node_state(), in.node_recompute(), in.node_trials_through())) {
     return Corrupt("the node columns (node_*) must have one element per node, at least the root");
   }
   if (!SameSize(trials, in.trial_horizon(), in.trial_leaf(), in.trial_pieces(),
@@ -140,8 +142,8 @@ absl::Status StageTree::Restore(const hippo::snapshot::TreeSnapshot& in) {
   for (int i = 0; i < nodes; ++i) {
     nodes_.push_back(Node{in.node_start(i), in.node_end(i), in.node_parent(i),
                           in.node_first_child(i), in.node_next_sibling(i), in.node_piece(i),
-                          in.node_first_trial(i), static_cast<StageState>(in.node_state(i)),
-                          in.node_recompute(i)});
+                          in.node_first_trial(i), in.node_trials_through(i),
+                          static_cast<StageState>(in.node_state(i)), in.node_recompute(i)});
   }
   trials_ = ChunkedVector<Trial>();
   for (int i = 0; i < trials; ++i) {
@@ -195,6 +197,7 @@ absl::Status StageTree::Restore(const hippo::snapshot::TreeSnapshot& in) {
   counts_.executed_steps = in.executed_steps();
   counts_.recomputed_steps = in.recomputed_steps();
   counts_.recompute_stages = in.recompute_stages();
+  counts_.reached_trial_steps = in.reached_trial_steps();
   return absl::OkStatus();
 }
 
