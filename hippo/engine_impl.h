@@ -329,6 +329,13 @@ class EngineImpl {
   void GarbageDeleted(const hippo::v1::CheckpointsDeleted& deleted, store::WriteBatch& batch);
   // Whether `worker` must not train `node` now: it would write a state whose old file in its
   // directory still waits to be deleted.
+  bool BlockedByGarbage(const Worker& worker, const FamilyState& family,
+                        stage_tree::NodeId node) const;
+  // The node of `lineage` whose steps (start, end] hold `step`, kNoNode if none.
+  static stage_tree::NodeId NodeOfState(
+      const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
+      const FamilyState& family, int64_t lineage, int64_t step);
+
   // ---- engine_compaction.cc
   // Adds to `batch` a snapshot of each family it appends operations to whose log is due for
   // compaction (EngineOptions::compact_ops_after); the store deletes the covered operations in
@@ -360,12 +367,6 @@ class EngineImpl {
   // families, "" if none.
   std::string StudyOverBudget(const StudyState& study) const;
 
-  bool BlockedByGarbage(const Worker& worker, const FamilyState& family,
-                        stage_tree::NodeId node) const;
-  // The node of `lineage` whose steps (start, end] hold `step`, kNoNode if none.
-  static stage_tree::NodeId NodeOfState(
-      const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
-      const FamilyState& family, int64_t lineage, int64_t step);
   // ---- engine_retry.cc
   // An attempt of running `node` failed on `worker_id`: the node fails, and goes back to the
   // queue after its backoff while it has attempts left; else the trials through it fail.

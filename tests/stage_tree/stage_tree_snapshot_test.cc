@@ -29,6 +29,7 @@ void ExpectSameTree(const StageTree& a, const StageTree& b) {
     EXPECT_EQ(x.state, y.state) << "node " << id;
     EXPECT_EQ(x.recompute, y.recompute) << "node " << id;
     EXPECT_EQ(x.recompute_from, y.recompute_from) << "node " << id;
+    EXPECT_EQ(x.trained, y.trained) << "node " << id;
     EXPECT_EQ(a.Children(id), b.Children(id)) << "node " << id;
     EXPECT_EQ(a.LatestCheckpoint(id), b.LatestCheckpoint(id)) << "node " << id;
   }
