@@ -171,7 +171,8 @@ TEST(EngineViewsTest, CollectedStagesStillReadAsTrained) {
   ASSERT_EQ(ended->state(), v1::STUDY_COMPLETED);
   // Whatever the end of the study released, `hippo gc` releases the rest: nothing is kept.
   engine.CollectGarbage();
-  for (const v1::CheckpointDirectoryUsage& usage : engine.CollectGarbage().directories()) {
+  const v1::CollectGarbageResponse collected = engine.CollectGarbage();
+  for (const v1::CheckpointDirectoryUsage& usage : collected.directories()) {
     EXPECT_EQ(usage.kept_checkpoints(), 0) << usage.ShortDebugString();
   }
 
