@@ -266,12 +266,18 @@ int TreeCommand(const ClientOptions& options, const std::string& study_id, bool 
     std::cout << absl::StrFormat("%d stages  trial_steps %d  unique_steps %d  executed %d\n",
                                  tree.stages_size(), tree.steps().trial_steps(),
                                  tree.steps().unique_steps(), tree.steps().executed_steps());
-    std::cout << absl::StrFormat("%-14s %-14s %-12s %-8s %s\n", "STAGE", "PARENT", "STEPS", "STATE",
-                                 "TRIALS");
+    std::cout << absl::StrFormat("%-14s %-14s %-12s %-8s %-7s %s\n", "STAGE", "PARENT", "STEPS",
+                                 "STATE", "TRIALS", "CHECKPOINT");
     for (const v1::Stage& stage : tree.stages()) {
-      std::cout << absl::StrFormat("%-14d %-14d %-12s %-8s %d\n", stage.id(), stage.parent_id(),
-                                   absl::StrFormat("[%d,%d)", stage.start_step(), stage.end_step()),
-                                   StageStateName(stage.state()), stage.trial_ids_size());
+      // A done stage without a checkpoint was trained, and its state was collected or lost
+      // since (it is trained again if a stage below needs it).
+      const std::string checkpoint = stage.state() != v1::STAGE_DONE  ? "-"
+                                     : stage.checkpoint_uri().empty() ? "not kept"
+                                                                      : stage.checkpoint_uri();
+      std::cout << absl::StrFormat(
+          "%-14d %-14d %-12s %-8s %-7d %s\n", stage.id(), stage.parent_id(),
+          absl::StrFormat("[%d,%d)", stage.start_step(), stage.end_step()),
+          StageStateName(stage.state()), stage.trial_ids_size(), checkpoint);
     }
   }
   return kExitOk;
@@ -347,6 +353,9 @@ int WorkersCommand(const ClientOptions& options) {
         worker.healthy() ? std::string("healthy")
                          : absl::StrCat("UNHEALTHY: ", worker.health_message()));
     if (worker.cached_states() > 0) std::cout << "  " << ForkCacheLine(worker) << "\n";
+    if (!worker.checkpoint_budget().empty()) {
+      std::cout << "  " << absl::CHexEscape(worker.checkpoint_budget()) << "\n";
+    }
   }
   return kExitOk;
 }
@@ -412,6 +421,9 @@ int GcCommand(const ClientOptions& options) {
       std::cout << ", " << usage.pending_deletions() << " to be deleted by its workers";
     }
     std::cout << "\n";
+    if (!usage.over_budget().empty()) {
+      std::cout << "    " << absl::CHexEscape(usage.over_budget()) << "\n";
+    }
   }
   return kExitOk;
 }

@@ -34,6 +34,7 @@ struct ServerCommandOptions {
   std::vector<std::string> plugins;
   bool checkpoint_gc = false;
   int keep_best_checkpoints = 0;
+  int64_t compact_ops = 10000;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";
 };

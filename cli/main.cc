@@ -226,6 +226,13 @@ int main(int argc, char** argv) {
                    "Keep the final states of each study's N best trials")
       ->default_val(0)
       ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--compact-ops", server_options.compact_ops,
+                   "Compact a family's tree-operation log once N operations (and at least as "
+                   "many as its tree has stages) follow its last snapshot: a snapshot of the "
+                   "tree replaces them, so a restart replays at most that many. 0: never")
+      ->default_val(10000)
+      ->check(CLI::NonNegativeNumber);
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");
@@ -238,8 +245,10 @@ int main(int argc, char** argv) {
       ->default_val("hippo-checkpoints");
   worker
       ->add_option("--checkpoint-budget", worker_options.checkpoint_budget_bytes,
-                   "Bytes of checkpoints its directory may hold (e.g. 2GiB); beyond it the "
-                   "coordinator deletes states that can be recomputed. Default: no budget")
+                   "Bytes of checkpoints its directory may hold (e.g. 2GiB). The coordinator "
+                   "gives a stage only when its state fits, deleting first states that can be "
+                   "recomputed; if the states unfinished work needs do not fit, it goes over "
+                   "and says so in hippo study / hippo workers. Default: no budget")
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false));
   worker
       ->add_option("--cache-mb", worker_options.cache_mb,

@@ -2,6 +2,7 @@
 
 #include <ostream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -99,6 +100,10 @@ void PrintStudySummary(const v1::Study& study, std::ostream& out) {
                          StudyStateName(study.state()));
   if (!study.message().empty()) out << "  " << study.message() << "\n";
   if (!study.waiting().empty()) out << "  " << study.waiting() << "\n";
+  // It names a worker's directory: escaped, so that no escape code reaches the terminal.
+  if (!study.checkpoint_budget().empty()) {
+    out << "  " << absl::CHexEscape(study.checkpoint_budget()) << "\n";
+  }
   out << absl::StrFormat("  trials          %d completed of %d\n", study.trials_completed(),
                          study.trials_total());
   if (study.has_best_trial()) {

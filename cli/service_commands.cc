@@ -96,6 +96,7 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.plugins = options.plugins;
   server_options.collect_checkpoints = options.checkpoint_gc;
   server_options.keep_best_states = options.keep_best_checkpoints;
+  server_options.compact_ops_after = options.compact_ops;
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;
   server_options.tls_key_file = options.tls_key;

@@ -19,6 +19,8 @@ std::optional<KeptCheckpoint> CheckpointLedger::Keep(KeptCheckpoint checkpoint) 
   auto& [bytes, files] = usage_[checkpoint.directory];
   bytes += checkpoint.size_bytes;
   ++files;
+  int64_t& largest = largest_[checkpoint.directory];
+  largest = std::max(largest, checkpoint.size_bytes);
   const std::pair<int64_t, int64_t> key{checkpoint.lineage, checkpoint.step};
   kept_[checkpoint.family_id][key] = std::move(checkpoint);
   return replaced;
@@ -61,6 +63,11 @@ int64_t CheckpointLedger::kept_files(const std::string& directory) const {
   return it == usage_.end() ? 0 : it->second.second;
 }
 
+int64_t CheckpointLedger::largest(const std::string& directory) const {
+  auto it = largest_.find(directory);
+  return it == largest_.end() ? 0 : it->second;
+}
+
 std::vector<std::string> CheckpointLedger::Directories() const {
   std::set<std::string> directories;
   for (const auto& [directory, usage] : usage_) directories.insert(directory);
@@ -81,19 +88,6 @@ int64_t CheckpointLedger::Budget(const std::string& directory) const {
   int64_t smallest = INT64_MAX;
   for (const auto& [worker, bytes] : it->second) smallest = std::min(smallest, bytes);
   return smallest;
-}
-
-bool CheckpointLedger::OverBudget(const std::string& directory) const {
-  const int64_t budget = Budget(directory);
-  return budget > 0 && kept_bytes(directory) > budget;
-}
-
-std::vector<std::string> CheckpointLedger::OverBudgetDirectories() const {
-  std::vector<std::string> over;
-  for (const auto& [directory, budgets] : budgets_) {
-    if (OverBudget(directory)) over.push_back(directory);
-  }
-  return over;
 }
 
 void CheckpointLedger::AddGarbage(store::GarbageRecord record) {
@@ -124,6 +118,14 @@ std::vector<std::string> CheckpointLedger::TakeUnsent(const std::string& directo
 int64_t CheckpointLedger::pending(const std::string& directory) const {
   auto it = garbage_.find(directory);
   return it == garbage_.end() ? 0 : static_cast<int64_t>(it->second.size());
+}
+
+int64_t CheckpointLedger::pending_bytes(const std::string& directory) const {
+  auto it = garbage_.find(directory);
+  if (it == garbage_.end()) return 0;
+  int64_t bytes = 0;
+  for (const auto& [uri, garbage] : it->second) bytes += garbage.record.size_bytes;
+  return bytes;
 }
 
 bool CheckpointLedger::Blocks(const std::string& directory, int64_t stage_id, int64_t from_step,

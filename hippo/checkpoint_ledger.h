@@ -47,15 +47,15 @@ class CheckpointLedger {
   // Bytes and files kept in a directory.
   int64_t kept_bytes(const std::string& directory) const;
   int64_t kept_files(const std::string& directory) const;
+  // The largest checkpoint ever kept in a directory (0 before the first): what the next write
+  // there is expected to take.
+  int64_t largest(const std::string& directory) const;
   // Every directory with kept files, garbage or a budget.
   std::vector<std::string> Directories() const;
 
   // Budgets: the smallest positive budget any worker reported for the directory, 0 for none.
   void SetBudget(const std::string& worker_id, const std::string& directory, int64_t bytes);
   int64_t Budget(const std::string& directory) const;
-  bool OverBudget(const std::string& directory) const;
-  // The directories over their budget now.
-  std::vector<std::string> OverBudgetDirectories() const;
 
   // Garbage: released files until a worker confirms their deletion.
   void AddGarbage(store::GarbageRecord record);
@@ -65,6 +65,8 @@ class CheckpointLedger {
   // `resend`), marking them sent.
   std::vector<std::string> TakeUnsent(const std::string& directory, bool resend);
   int64_t pending(const std::string& directory) const;
+  // The bytes of those files (still on disk until the worker deletes them).
+  int64_t pending_bytes(const std::string& directory) const;
   // Whether a file of (stage_id, step) for some step in [from_step, to_step] in `directory`
   // waits for deletion: a stage that writes these states there must wait, or the late delete
   // would remove the new file.
@@ -78,6 +80,7 @@ class CheckpointLedger {
   };
   std::map<int64_t, std::map<std::pair<int64_t, int64_t>, KeptCheckpoint>> kept_;
   std::map<std::string, std::pair<int64_t, int64_t>> usage_;       // directory -> (bytes, files)
+  std::map<std::string, int64_t> largest_;                         // directory -> bytes
   std::map<std::string, std::map<std::string, int64_t>> budgets_;  // directory -> worker -> bytes
   std::map<std::string, std::map<std::string, Garbage>> garbage_;  // directory -> uri -> entry
 };

@@ -113,6 +113,7 @@ EngineImpl::EngineImpl(store::Store* store, EngineOptions options)
 void EngineImpl::CommitAndSend(std::unique_lock<std::mutex>& lock, store::WriteBatch batch,
                                Outbox outbox, bool wait_for_commit) {
   NoteChanges(batch);
+  CompactTreeLogs(batch);
   if (options_.send_from_committer && options_.durable_acknowledgements && !outbox.sends.empty()) {
     // Sent in commit order by the committer thread, right after the commit.
     std::future<absl::Status> committed =

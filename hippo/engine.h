@@ -33,9 +33,14 @@ class WorkerChannel {
 };
 
 // The most trials a study has running at once, whatever its budget.max_parallel_trials (0
-// included): the algorithm is asked for more as they end, so that a large budget.max_trials is
-// planned in windows (a study of 10^9 trials costs what one of 4096 does until they train), not
-// inside CreateStudy. Far above the workers one coordinator serves, so no worker waits for it.
+// included), so that a large budget.max_trials is planned in windows (a study of 10^9 trials
+// costs what one of 4096 does until they train), not inside CreateStudy. Without a
+// max_parallel_trials at or below it, the window is refilled (up to this many running again)
+// only once half of it has ended, i.e. at most kMaxTrialsPlannedAhead / 2 trials still run: new
+// trials make the stage priorities be computed again over the whole tree, so refilling trial by
+// trial would cost that on every end (engine_studies.cc, RunPlan). With a smaller
+// max_parallel_trials, a trial is asked for as each one ends. Far above the workers one
+// coordinator serves, so no worker waits for it.
 inline constexpr int64_t kMaxTrialsPlannedAhead = 4096;
 
 struct EngineOptions {
@@ -64,6 +69,11 @@ struct EngineOptions {
   // Keep the final states of each study's this many best completed trials (to fork or resume
   // from them later) even when nothing else needs them.
   int keep_best_states = 0;
+  // Compact a family's tree-operation log (docs/durability.md): once this many operations, and
+  // at least as many as its tree has nodes, follow its last snapshot, the commit that carries
+  // them also stores a snapshot of the tree and deletes the operations it covers, so recovery
+  // replays at most that many. 0: never (recovery replays the whole log).
+  int64_t compact_ops_after = 10000;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -135,6 +145,8 @@ class Engine {
   std::vector<hippo::v1::Study> ListStudies();
   // The views of `limit` studies from the `offset`-th, in creation order, and how many studies
   // there are: only the page's views are made (a view holds its spec) while the engine is locked.
+  // The page ends early, after at least one study, before its size passes kMaxStudyPageBytes
+  // (hippo/study_pages.h); the next page starts after its last study.
   std::vector<hippo::v1::Study> ListStudies(size_t offset, size_t limit, size_t* total);
   // Stops a running study and its running or paused trials (a no-op on an ended study);
   // attempts no other study needs are cancelled.
@@ -173,7 +185,8 @@ class Engine {
       const hippo::v1::RetryTrialsRequest& request);
 
   // Change signals, for readers that follow the views (WatchStudy, the dashboard): `listener`
-  // is called after every change of a study, trial, stage or metric, with the engine's lock
+  // is called after every committed change of a study, trial, stage or metric, a worker's
+  // connection, or a checkpoint written (a worker's fork cache), with the engine's lock
   // held, so it must only signal (set a flag, notify a condition variable) and never call the
   // engine. Listeners are kept until the engine is destroyed.
   void AddChangeListener(std::function<void()> listener);

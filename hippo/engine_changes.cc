@@ -45,7 +45,7 @@ void EngineImpl::NoteChanges(const store::WriteBatch& batch) {
       case store::TreeOpKind::kFailed:
       case store::TreeOpKind::kRequeue:
       case store::TreeOpKind::kStateLost:  // its stage is trained again
-      case store::TreeOpKind::kDropState:  // its stage is done no more (recomputed if needed)
+      case store::TreeOpKind::kDropState:  // its stage keeps its checkpoint_uri no more
         noted_nodes_.emplace_back(op.family_id, op.a);
         changed = true;
         break;

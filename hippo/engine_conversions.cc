@@ -17,8 +17,11 @@ int64_t NowMs() {
       .count();
 }
 
-v1::StageState StageStateOf(StageState state) {
-  switch (state) {
+v1::StageState StageStateOf(const stage_tree::NodeView& view) {
+  const bool trained_idle =
+      view.trained && (view.state == StageState::kPending || view.state == StageState::kReady);
+  if (trained_idle) return v1::STAGE_DONE;
+  switch (view.state) {
     case StageState::kPending:
       return v1::STAGE_PENDING;
     case StageState::kReady:

@@ -257,6 +257,7 @@ void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   const Clock::time_point now = Clock::now();
   for (auto& [id, worker] : workers_) {
     if (!worker.connected || worker.attempt.has_value() || Drained(worker, now)) continue;
+    if (!RoomToWrite(worker, batch, outbox)) continue;  // its checkpoint directory is full
     bool left_to_another = false;
     std::optional<v1::Assign> assign = AssignTo(worker, batch, left_to_another);
     // Nothing ready that this worker serves, or only stages left to another worker: the next

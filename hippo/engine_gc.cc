@@ -2,11 +2,12 @@
 //
 // A kept state is released in one of three tiers, in this order:
 //   1. unneeded: no trial of an unfinished study passes through its stage — released as studies
-//      end, by `hippo gc`, and first when a directory is over its budget;
+//      end, by `hippo gc`, and first when a directory is over its limit (engine_budget.cc: the
+//      budget less the writes in flight there and one more state);
 //   2. ended branch: only ended trials of unfinished studies pass through it (a later trial may
-//      branch there) — released only over a budget;
+//      branch there) — released only over a limit;
 //   3. live interior: a live trial passes through it but does not continue from it (a fork or a
-//      later trial may) — released only over a budget, after tier 2.
+//      later trial may) — released only over a limit, after tier 2.
 // Never released: a state a stage that is not done starts from (pending work, and the states a
 // running attempt restarts from), the end state of a live trial (it may be extended), the
 // states of stages not done, the final states of each study's keep_best_states best trials, and
@@ -93,9 +94,9 @@ void EngineImpl::ReleaseState(FamilyState& family, NodeId node, int64_t step, Fr
 }
 
 EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, Outbox& outbox) {
-  collection_due_ = false;
+  if (unneeded) collection_due_ = false;
   Freed freed;
-  const std::vector<std::string> over = ledger_.OverBudgetDirectories();
+  const std::vector<std::string> over = OverLimitDirectories();
   if (!unneeded && over.empty()) return freed;
 
   // The final states kept as the best trials' (family, lineage, step).
@@ -200,20 +201,25 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
   });
   for (const Candidate& candidate : candidates) {
     const bool released_anyway = unneeded && candidate.tier == 1;
-    if (!released_anyway && !ledger_.OverBudget(candidate.directory)) continue;
+    if (!released_anyway && !OverLimit(candidate.directory)) continue;
     ReleaseState(FamilyById(candidate.family_id), candidate.node, candidate.step, freed, batch);
   }
   SendGarbage(outbox);
+  // A directory whose needed states fit again is no longer over its budget.
+  std::erase_if(over_budget_, [this](const auto& entry) {
+    return ledger_.kept_bytes(entry.first) + ledger_.largest(entry.first) <=
+           ledger_.Budget(entry.first);
+  });
   return freed;
 }
 
 void EngineImpl::CollectIfDue(store::WriteBatch& batch, Outbox& outbox) {
   if (!options_.collect_checkpoints) return;
-  if (!collection_due_ && ledger_.OverBudgetDirectories().empty()) return;
+  if (!collection_due_ && OverLimitDirectories().empty()) return;
   // A directory that stays over its budget after a collection is collected again only once
   // more has been kept there (or a study ended): everything else in it is needed.
   bool budget_due = false;
-  for (const std::string& directory : ledger_.OverBudgetDirectories()) {
+  for (const std::string& directory : OverLimitDirectories()) {
     auto it = futile_collections_.find(directory);
     if (it == futile_collections_.end() || ledger_.kept_bytes(directory) > it->second) {
       budget_due = true;
@@ -222,7 +228,7 @@ void EngineImpl::CollectIfDue(store::WriteBatch& batch, Outbox& outbox) {
   if (!collection_due_ && !budget_due) return;
   if (collection_due_) futile_collections_.clear();
   Collect(/*unneeded=*/true, batch, outbox);
-  for (const std::string& directory : ledger_.OverBudgetDirectories()) {
+  for (const std::string& directory : OverLimitDirectories()) {
     futile_collections_[directory] = ledger_.kept_bytes(directory);
   }
 }
@@ -289,6 +295,7 @@ v1::CollectGarbageResponse EngineImpl::CollectGarbage() {
     }
     usage->set_pending_deletions(ledger_.pending(directory));
     usage->set_budget_bytes(ledger_.Budget(directory));
+    usage->set_over_budget(OverBudgetMessage(directory));
   }
   for (const auto& [directory, counts] : freed) {
     response.set_freed_bytes(response.freed_bytes() + counts.first);

@@ -12,7 +12,9 @@
 //   engine_repair.cc     lost states: a starting state that cannot be read is recomputed
 //   engine_recovery.cc   Recover: the state rebuilt from the store
 //   engine_gc.cc         checkpoint garbage collection: what is kept, releasing, deleting
+//   engine_budget.cc     checkpoint directory budgets: room for each write, over-budget status
 //   engine_delete.cc     DeleteStudy
+//   engine_compaction.cc compacting the tree-operation logs (snapshots), restoring them
 //
 // Every member function below the public API runs with mutex_ held. Each call that changes
 // state collects its store rows in one WriteBatch and its messages in one Outbox, and ends with
@@ -353,6 +355,38 @@ class EngineImpl {
   static stage_tree::NodeId NodeOfState(
       const std::map<std::pair<int64_t, int64_t>, stage_tree::NodeId>& by_lineage_start,
       const FamilyState& family, int64_t lineage, int64_t step);
+
+  // ---- engine_compaction.cc
+  // Adds to `batch` a snapshot of each family it appends operations to whose log is due for
+  // compaction (EngineOptions::compact_ops_after); the store deletes the covered operations in
+  // the same transaction.
+  void CompactTreeLogs(store::WriteBatch& batch);
+  // Recovery, before the operations are replayed: each family starts from its stored snapshot.
+  absl::Status RestoreTreeSnapshots(const std::vector<store::TreeSnapshotRecord>& snapshots);
+
+  // ---- engine_budget.cc
+  // The bytes the attempts running with `directory` as their checkpoint directory may still
+  // write there: one state per part of their stage not yet done, each of the directory's
+  // largest checkpoint size.
+  int64_t InFlightBytes(const std::string& directory) const;
+  // The kept bytes a directory with a budget may hold so that the writes in flight and one more
+  // stage's state also fit: budget - InFlightBytes - largest. INT64_MAX without a budget.
+  int64_t KeptLimit(const std::string& directory) const;
+  bool OverLimit(const std::string& directory) const;
+  std::vector<std::string> OverLimitDirectories() const;
+  // Whether a stage may be given to `worker` now without its checkpoint directory going over
+  // its budget: what is on disk there (kept states, released files not yet deleted), the
+  // writes in flight and the new stage's state must fit. Releases what it may to make room;
+  // the stage then waits for the deletions. When nothing is in flight there and everything
+  // kept is needed, the needed states alone exceed the budget: the stage goes anyway, the
+  // directory is marked over budget (over_budget_) and the studies and workers say so.
+  bool RoomToWrite(const Worker& worker, store::WriteBatch& batch, Outbox& outbox);
+  // Why `directory` is over its budget, "" when it is not marked so.
+  std::string OverBudgetMessage(const std::string& directory) const;
+  // The over-budget message of the first marked directory holding a state of the study's
+  // families, "" if none.
+  std::string StudyOverBudget(const StudyState& study) const;
+
   // ---- engine_retry.cc
   // An attempt of running `node` failed on `worker_id`: the node fails, and goes back to the
   // queue after its backoff while it has attempts left; else the trials through it fail.
@@ -448,7 +482,14 @@ class EngineImpl {
   // Directories still over their budget after a collection, with the bytes kept then.
   std::map<std::string, int64_t> futile_collections_;
   std::set<int64_t> blocked_by_garbage_;  // families with a stage held back by BlockedByGarbage
-  int64_t last_study_number_ = 0;         // the highest study number given, deleted ones included
+  // Directories whose needed states alone exceed their budget (RoomToWrite), with the bytes
+  // kept when that was found.
+  std::map<std::string, int64_t> over_budget_;
+  // Per family id, the last operation its stored snapshot covers (absent: none).
+  std::map<int64_t, int64_t> snapshot_through_;
+  // Directories whose stages wait for the deletion of released files, since when.
+  std::map<std::string, Clock::time_point> deletion_waits_;
+  int64_t last_study_number_ = 0;  // the highest study number given, deleted ones included
   // The read views' versions (engine_changes.cc): the current one, and what changed since it
   // was stamped: trials as (study index, number), stages as (family id, node).
   int64_t view_version_ = 1;
@@ -467,7 +508,10 @@ namespace engine_internal {
 inline constexpr char kLastStudyNumberSetting[] = "last_study_number";
 
 int64_t NowMs();  // wall-clock milliseconds since the epoch, as the store's times are
-hippo::v1::StageState StageStateOf(stage_tree::StageState state);
+// A stage's state as the views show it: a stage whose steps were trained reads as done even
+// when its end state was collected or lost since (it then has no checkpoint_uri; it is trained
+// again only if a stage below needs its state, and reads as running while it is).
+hippo::v1::StageState StageStateOf(const stage_tree::NodeView& view);
 void ToProto(const stage_tree::Segment& segment, hippo::v1::Segment* out);
 google::protobuf::Value ToProtoValue(const stage_tree::Value& value);
 // Points are stored as the JSON of a google.protobuf.ListValue.

@@ -139,6 +139,9 @@ absl::Status EngineImpl::Recover() {
         FamilyFor(record.key, record.parameter_names, unused_batch, inheritance);
     if (!family.ok()) return family.status();
   }
+  if (absl::Status status = RestoreTreeSnapshots(snapshot->tree_snapshots); !status.ok()) {
+    return status;
+  }
   for (const store::TreeOp& op : snapshot->tree_ops) {
     if (op.family_id < 1 || op.family_id > static_cast<int64_t>(families_.size())) {
       return absl::DataLossError(absl::StrCat("tree operation of unknown family ", op.family_id));

@@ -62,7 +62,7 @@ store::StageRecord EngineImpl::StageRecordOf(const FamilyState& family, NodeId n
   record.lineage = family.lineage(node);
   record.start_step = view.start;
   record.end_step = view.end;
-  record.state = engine_internal::StageStateOf(view.state);
+  record.state = engine_internal::StageStateOf(view);
   record.attempts = family.AttemptsOf(node);
   if (view.state == StageState::kDone) {
     if (const std::string* uri = family.StateUri(node, view.end)) record.checkpoint_uri = *uri;
@@ -89,7 +89,8 @@ v1::Trial EngineImpl::TrialView(const StudyState& study, int64_t number) const {
   for (NodeId node : family.tree().Path(trial.tree_trial)) {
     view.add_path(GlobalStageId(family.id(), node));
     const stage_tree::NodeView stage = family.tree().node(node);
-    if (stage.state == StageState::kDone && reached == stage.start) reached = stage.end;
+    // Trained steps count, also when their state was collected or lost since.
+    if (stage.trained && reached == stage.start) reached = stage.end;
   }
   if (family.client_trained()) reached = std::max(reached, trial.told_step + 1);
   view.set_reached_step(reached);
@@ -138,6 +139,7 @@ v1::Study EngineImpl::StudyView(const StudyState& study, bool with_spec) const {
   }
   view.set_message(study.record.message);
   view.set_waiting(WaitingReason(study));
+  view.set_checkpoint_budget(StudyOverBudget(study));
   view.set_trials_total(static_cast<int64_t>(study.trials.size()));
   view.set_trials_completed(study.completed_trials);
   view.mutable_steps()->set_trial_steps(study.trial_steps);
@@ -407,7 +409,7 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
       }
       stage->set_start_step(view.start);
       stage->set_end_step(view.end);
-      stage->set_state(engine_internal::StageStateOf(view.state));
+      stage->set_state(engine_internal::StageStateOf(view));
       stage->set_attempts(family.AttemptsOf(node));
       if (view.state == StageState::kDone) {
         if (const std::string* uri = family.StateUri(node, view.end)) {
@@ -451,6 +453,7 @@ std::vector<v1::WorkerInfo> EngineImpl::ListWorkers() {
     }
     info.set_cached_states(static_cast<int64_t>(worker.cached_states.size()));
     AddForkCache(worker.cached_states, info);
+    info.set_checkpoint_budget(OverBudgetMessage(worker.hello.checkpoint_dir()));
     const int threshold = options_.unhealthy_after_failures;
     info.set_consecutive_failures(worker.consecutive_failures);
     info.set_healthy(threshold <= 0 || worker.consecutive_failures < threshold);

@@ -23,6 +23,10 @@
 #include "stage_tree/stage_tree.h"
 #include "store/store.h"
 
+namespace hippo::snapshot {
+class FamilySnapshot;
+}  // namespace hippo::snapshot
+
 namespace hippo::coordinator {
 
 // A stage's global id: its family in the high 32 bits, its node in the low 32.
@@ -73,6 +77,14 @@ class FamilyState {
                 store::WriteBatch& batch);
   // Recovery: accepts stored operation `sequence` if it is the next one, DataLoss otherwise.
   absl::Status ExpectNextOp(int64_t sequence);
+  // The sequence number the next operation gets.
+  int64_t next_op() const { return next_op_; }
+  // Snapshots for a compacted log (family_snapshot.cc): the tree and what the operations built
+  // around it (lineages, breakpoints, attempts, failures), through the last operation appended.
+  void SaveSnapshot(hippo::snapshot::FamilySnapshot& out) const;
+  // Recovery, before any operation is replayed: the state of a snapshot SaveSnapshot wrote;
+  // the next operation expected is the one after it. DataLoss for one that does not fit.
+  absl::Status RestoreSnapshot(const hippo::snapshot::FamilySnapshot& snapshot);
 
   // ---- Lineage
   // The lineage of `node`: its own id, or for the lower part of a split its upper part's.

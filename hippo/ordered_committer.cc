@@ -27,6 +27,13 @@ void Move(std::vector<T>& into, std::vector<T>& from) {
   std::abort();
 }
 
+// Whether the batch removes rows (store.h: removals run after the batch's writes).
+bool HasRemovals(const store::WriteBatch& batch) {
+  return !batch.checkpoint_removals.empty() || !batch.garbage.empty() ||
+         !batch.garbage_deleted.empty() || !batch.study_deletions.empty() ||
+         !batch.metric_lineage_deletions.empty();
+}
+
 }  // namespace
 
 void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
@@ -50,6 +57,7 @@ void AppendBatch(store::WriteBatch& into, store::WriteBatch&& from) {
   Move(into.garbage_deleted, from.garbage_deleted);
   Move(into.study_deletions, from.study_deletions);
   Move(into.metric_lineage_deletions, from.metric_lineage_deletions);
+  Move(into.tree_snapshots, from.tree_snapshots);
 }
 
 OrderedCommitter::OrderedCommitter(store::Store* store) : store_(store) {
@@ -120,11 +128,23 @@ void OrderedCommitter::CommitLoop() {
   while (true) {
     std::deque<Pending> group = queued_.TakeAll();
     if (group.empty()) return;  // stopping, nothing left
+    // The group's batches are merged into as few transactions as their order allows: a batch's
+    // removals run after its writes (store.h), so a batch that removes ends its merge, and what
+    // later batches write (a checkpoint row of the same file, a garbage row) comes after them.
     store::WriteBatch merged;
-    for (Pending& pending : group) AppendBatch(merged, std::move(pending.batch));
-    // Stopping here on a failure, before the next group, is what keeps the log a prefix.
-    const absl::Status status = store_->CommitUnsynced(std::move(merged));
-    if (!status.ok()) Fatal("commit", status);
+    for (Pending& pending : group) {
+      const bool removes = HasRemovals(pending.batch);
+      AppendBatch(merged, std::move(pending.batch));
+      if (!removes) continue;
+      // Stopping here on a failure, before the next batch, is what keeps the log a prefix.
+      const absl::Status status = store_->CommitUnsynced(std::move(merged));
+      if (!status.ok()) Fatal("commit", status);
+      merged = store::WriteBatch();
+    }
+    if (!merged.empty()) {
+      const absl::Status status = store_->CommitUnsynced(std::move(merged));
+      if (!status.ok()) Fatal("commit", status);
+    }
     committed_.PutAll(std::move(group));
   }
 }

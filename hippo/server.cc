@@ -616,6 +616,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   engine_options.lease_seconds = options.lease_seconds;
   engine_options.collect_checkpoints = options.collect_checkpoints;
   engine_options.keep_best_states = options.keep_best_states;
+  engine_options.compact_ops_after = options.compact_ops_after;
   engine_options.retry_backoff_seconds = options.retry_backoff_seconds;
   engine_options.unhealthy_after_failures = options.unhealthy_after_failures;
   engine_options.drain_seconds = options.drain_seconds;

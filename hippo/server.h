@@ -43,6 +43,7 @@ struct ServerOptions {
   // `hippo gc` collects on demand either way.
   bool collect_checkpoints = false;
   int keep_best_states = 0;
+  int64_t compact_ops_after = 10000;  // EngineOptions::compact_ops_after
   // Failed stages and unhealthy workers (EngineOptions).
   double retry_backoff_seconds = 0.5;
   int unhealthy_after_failures = 3;

@@ -600,8 +600,8 @@ absl::Status StageTree::LoseState(NodeId node, Step step) {
 
 NodeView StageTree::node(NodeId id) const {
   const Node& record = nodes_[id];
-  return NodeView{id,           record.parent,    record.start,     record.end,
-                  record.state, record.recompute, RecomputeFrom(id)};
+  return NodeView{id,           record.parent,    record.start,      record.end,
+                  record.state, record.recompute, RecomputeFrom(id), Trained(id)};
 }
 
 std::vector<NodeId> StageTree::Children(NodeId node) const {

@@ -25,6 +25,10 @@
 #include "stage_tree/chunked_vector.h"
 #include "stage_tree/sequence.h"
 
+namespace hippo::snapshot {
+class TreeSnapshot;
+}  // namespace hippo::snapshot
+
 namespace hippo::stage_tree {
 
 using NodeId = uint32_t;
@@ -76,6 +80,9 @@ struct NodeView {
   StageState state = StageState::kPending;
   bool recompute = false;  // rerun to recover the state at `end` (counted as recomputation)
   Step recompute_from = 0;
+  // Its steps were trained once: it is done, or it was done and its end state was dropped or
+  // lost since (a recompute stage, which keeps counting as trained while it waits or reruns).
+  bool trained = false;
 };
 
 class StageTree {
@@ -170,6 +177,14 @@ class StageTree {
   const StepCounts& counts() const { return counts_; }
   // Approximate heap bytes held by the tree's own structures.
   size_t MemoryBytes() const;
+
+  // Snapshots (stage_tree_snapshot.cc; proto/hippo/snapshot/tree_snapshot.proto), for a
+  // compacted operation log: the whole tree, so that one restored from it has the same node and
+  // trial ids and makes the same decisions on later operations as this one. Restore replaces
+  // everything but the on_ready callback, which it does not call; DataLoss naming the field when
+  // the snapshot's columns disagree or name ids out of range.
+  void Save(hippo::snapshot::TreeSnapshot& out) const;
+  absl::Status Restore(const hippo::snapshot::TreeSnapshot& snapshot);
 
  private:
   using FunctionId = uint32_t;

@@ -1,8 +1,12 @@
-// The removals of a WriteBatch and the checkpoint garbage (store.h): each a statement of its
-// own, run after the batch's writes, inside the caller's transaction.
+// The removals of a WriteBatch, the checkpoint garbage and the tree snapshots (store.h): each a
+// statement of its own, run after the batch's writes, inside the caller's transaction.
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "store/apply_batch.h"
@@ -25,6 +29,12 @@ constexpr absl::string_view kDeleteStudy[] = {
     "DELETE FROM algorithm_journal WHERE study_id = ?",
     "DELETE FROM events WHERE study_id = ?",
 };
+constexpr absl::string_view kUpsertTreeSnapshot = R"sql(
+INSERT INTO tree_snapshots (family_id, through_sequence, snapshot) VALUES (?, ?, ?)
+ON CONFLICT (family_id) DO UPDATE SET through_sequence = excluded.through_sequence,
+  snapshot = excluded.snapshot)sql";
+constexpr absl::string_view kDeleteCompactedOps =
+    "DELETE FROM tree_ops WHERE family_id = ? AND sequence <= ?";
 constexpr absl::string_view kDeleteMetricsOfLineage =
     "DELETE FROM metrics WHERE family_id = ? AND lineage = ?";
 
@@ -41,6 +51,20 @@ absl::Status RunOne(Connection& connection, absl::string_view sql, Bind bind,
                                                     ": ", status.message()));
   }
   return absl::OkStatus();
+}
+
+// Test-only fault injection, never set in production: HIPPO_TEST_SIGKILL_AT_COMPACTION=N makes
+// the process SIGKILL itself inside the transaction of its N-th tree snapshot, once the snapshot
+// is written and the operations it covers are deleted, before the commit (the fault suite checks
+// that recovery then finds the log as it was).
+void MaybeKillInsideCompaction() {
+  static const int64_t kill_at = [] {
+    int64_t at = 0;
+    const char* value = std::getenv("HIPPO_TEST_SIGKILL_AT_COMPACTION");
+    return value != nullptr && absl::SimpleAtoi(value, &at) ? at : int64_t{0};
+  }();
+  static std::atomic<int64_t> compactions{0};
+  if (kill_at > 0 && ++compactions == kill_at) std::raise(SIGKILL);
 }
 
 }  // namespace
@@ -75,6 +99,23 @@ absl::Status ApplyRemovals(Connection& connection, const WriteBatch& batch) {
           absl::StrCat("delete study ", study_id));
       if (!status.ok()) return status;
     }
+  }
+  for (const TreeSnapshotRecord& record : batch.tree_snapshots) {
+    absl::Status status = RunOne(
+        connection, kUpsertTreeSnapshot,
+        [&](Query& q) {
+          q.Bind(record.family_id).Bind(record.through_sequence).BindBlob(record.snapshot);
+        },
+        absl::StrCat("write the tree snapshot of family ", record.family_id));
+    if (status.ok()) {
+      status = RunOne(
+          connection, kDeleteCompactedOps,
+          [&](Query& q) { q.Bind(record.family_id).Bind(record.through_sequence); },
+          absl::StrCat("delete the operations of family ", record.family_id, " up to ",
+                       record.through_sequence));
+    }
+    if (!status.ok()) return status;
+    MaybeKillInsideCompaction();
   }
   for (const auto& [family_id, lineage] : batch.metric_lineage_deletions) {
     absl::Status status = RunOne(

@@ -22,6 +22,8 @@ constexpr absl::string_view kStudyColumns =
 constexpr absl::string_view kTrialColumns =
     "SELECT study_id, trial_id, family_id, tree_trial, point_json, target_step, state, "
     "forked_from, forked_at_step FROM trials";
+constexpr absl::string_view kSelectTreeSnapshots =
+    "SELECT family_id, through_sequence, snapshot FROM tree_snapshots ORDER BY family_id";
 constexpr absl::string_view kSelectTreeOps =
     "SELECT family_id, sequence, kind, a, b, payload FROM tree_ops ORDER BY family_id, sequence";
 constexpr absl::string_view kSelectRunningAttempts =
@@ -249,6 +251,14 @@ absl::StatusOr<Snapshot> Reader::LoadSnapshotLocked() {
     absl::StatusOr<std::vector<TrialRecord>> trials = ListTrialsLocked(nullptr);
     if (trials.ok()) s.trials = std::move(*trials);
     status = trials.status();
+  }
+  if (status.ok()) {
+    status = SelectAll(
+        c, kSelectTreeSnapshots,
+        [](const Query& q) {
+          return TreeSnapshotRecord{q.Int(0), q.Int(1), q.Blob(2)};
+        },
+        s.tree_snapshots);
   }
   if (status.ok()) status = SelectAll(c, kSelectTreeOps, ReadTreeOp, s.tree_ops);
   if (status.ok()) status = SelectAll(c, kSelectRunningAttempts, ReadAttempt, s.attempts);

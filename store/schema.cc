@@ -179,6 +179,16 @@ ALTER TABLE families ADD COLUMN inherits_lineage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE families ADD COLUMN inherits_step INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Tree snapshots (store.h, TreeSnapshotRecord): a family's tree snapshot replaces its
+// operations up to through_sequence.
+constexpr absl::string_view kVersion6 = R"sql(
+CREATE TABLE tree_snapshots (
+  family_id         INTEGER PRIMARY KEY,
+  through_sequence  INTEGER NOT NULL,
+  snapshot          BLOB NOT NULL
+) STRICT;
+)sql";
+
 // Append new migrations here; never edit one that has shipped. Raise kSchemaVersion in
 // store.h to the new last version.
 constexpr Migration kMigrations[] = {
@@ -187,6 +197,7 @@ constexpr Migration kMigrations[] = {
     {3, "add checkpoint garbage", kVersion3},
     {4, "add worker health", kVersion4},
     {5, "record the state a family inherits", kVersion5},
+    {6, "add tree snapshots", kVersion6},
 };
 
 constexpr bool MigrationsAreConsecutive() {

@@ -19,7 +19,8 @@ bool WriteBatch::empty() const {
          workers.empty() && worker_health.empty() && algorithm_states.empty() &&
          algorithm_deltas.empty() && algorithm_journal_trims.empty() && events.empty() &&
          settings.empty() && checkpoint_removals.empty() && garbage.empty() &&
-         garbage_deleted.empty() && study_deletions.empty() && metric_lineage_deletions.empty();
+         garbage_deleted.empty() && study_deletions.empty() && metric_lineage_deletions.empty() &&
+         tree_snapshots.empty();
 }
 
 namespace {

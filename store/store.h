@@ -26,7 +26,7 @@
 namespace hippo::store {
 
 // The schema version this build writes. Files with a newer version are refused.
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 struct FamilyRecord {
   int64_t id = 0;   // assigned by the coordinator, dense from 1
@@ -171,6 +171,15 @@ struct AlgorithmDelta {
   std::string delta;     // blob
 };
 
+// A family's tree snapshot, taken when the coordinator compacts the family's operation log: the
+// bytes of a FamilySnapshot (proto/hippo/snapshot/tree_snapshot.proto; the store does not read
+// them), holding everything operations 1..through_sequence built.
+struct TreeSnapshotRecord {
+  int64_t family_id = 0;
+  int64_t through_sequence = 0;
+  std::string snapshot;
+};
+
 // A checkpoint file released by the coordinator (no state it keeps is there any more) and not
 // yet confirmed deleted by a worker of its directory (schema 3).
 struct GarbageRecord {
@@ -216,16 +225,21 @@ struct WriteBatch {
   // Studies removed with their trials, algorithm state and journal, and events.
   std::vector<std::string> study_deletions;
   std::vector<std::pair<int64_t, int64_t>> metric_lineage_deletions;  // (family_id, lineage)
+  // Upsert by family_id, after the batch's operations; the family's operations up to the
+  // snapshot's through_sequence are deleted with it (one transaction: a crash keeps both or
+  // neither).
+  std::vector<TreeSnapshotRecord> tree_snapshots;
 
   bool empty() const;
 };
 
 // Everything the coordinator needs to rebuild itself, read in one snapshot.
 struct Snapshot {
-  std::vector<FamilyRecord> families;   // by id
-  std::vector<StudyRecord> studies;     // by created_ms, id
-  std::vector<TrialRecord> trials;      // by study_id, trial_id
-  std::vector<TreeOp> tree_ops;         // by family_id, sequence
+  std::vector<FamilyRecord> families;              // by id
+  std::vector<StudyRecord> studies;                // by created_ms, id
+  std::vector<TrialRecord> trials;                 // by study_id, trial_id
+  std::vector<TreeSnapshotRecord> tree_snapshots;  // by family_id, at most one per family
+  std::vector<TreeOp> tree_ops;         // by family_id, sequence; after the family's snapshot
   std::vector<AttemptRecord> attempts;  // state 0 (running) only
   int64_t last_attempt_id = 0;          // the highest attempt id stored, in any state
   std::vector<CheckpointRecord> checkpoints;

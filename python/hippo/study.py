@@ -96,7 +96,11 @@ class Trial:
 
 
 class TreeStage:
-    """One stage of the stage tree: steps [start_step, end_step) shared by ``trial_ids``."""
+    """One stage of the stage tree: steps [start_step, end_step) shared by ``trial_ids``.
+
+    A ``DONE`` stage was trained; ``checkpoint_uri`` names its end state's file while that is
+    kept, and is empty once checkpoint collection deleted it (or it was lost): ``state_kept``.
+    """
 
     def __init__(self, message):
         self.proto = message
@@ -105,6 +109,7 @@ class TreeStage:
         self.state = _STAGE_STATES.get(message.state, "UNSPECIFIED")
         self.attempts, self.worker = message.attempts, message.worker
         self.checkpoint_uri = message.checkpoint_uri
+        self.state_kept = bool(message.checkpoint_uri)
         self.trial_ids = list(message.trial_ids)
 
     def __repr__(self):

@@ -2,6 +2,7 @@
 // SIGKILLed in the middle of a stage.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -76,6 +77,45 @@ TEST(FaultsTest, CoordinatorKilledThreeTimesEndsLikeAnUninterruptedRun) {
   const v1::StepCounts& steps = interrupted.study.steps();
   EXPECT_EQ(steps.unique_steps(), 7438);
   EXPECT_GE(steps.executed_steps(), steps.unique_steps());
+}
+
+// The coordinator compacts its operation log at nearly every chance (--compact-ops 1: whenever
+// a family has as many new operations as stages) and SIGKILLs itself inside the transaction of
+// its first compaction (a test-only hook, store/apply_removals.cc): restarted, it finds the log
+// as it was before, and the study ends like an uninterrupted run.
+TEST(FaultsTest, CoordinatorKilledInsideALogCompactionEndsLikeAnUninterruptedRun) {
+  const Outcome reference = RunW1(/*kills=*/0, milliseconds(0));
+  ASSERT_EQ(reference.study.state(), v1::STUDY_COMPLETED);
+
+  TempDir dir;
+  const std::string spec_path = dir.File("w1.yaml");
+  std::ofstream(spec_path) << WorkloadWithConfig("w1.yaml", kTimedConfig);
+  ASSERT_EQ(setenv("HIPPO_TEST_SIGKILL_AT_COMPACTION", "1", 1), 0);
+  Cluster cluster(dir, /*workers=*/4, {"--lease-seconds", "2", "--compact-ops", "1"});
+  ASSERT_EQ(unsetenv("HIPPO_TEST_SIGKILL_AT_COMPACTION"), 0);  // the restart runs without it
+  const std::string study_id = cluster.Submit(spec_path);
+  bool died = false;
+  for (int i = 0; i < 600 && !died; ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+    absl::StatusOr<v1::Study> study = GetStudy(cluster.address(), study_id);
+    if (study.ok()) {
+      ASSERT_EQ(study->state(), v1::STUDY_RUNNING) << "the study ended without a compaction";
+    } else {
+      died = true;
+    }
+  }
+  ASSERT_TRUE(died) << "the coordinator did not kill itself at its first compaction";
+  cluster.KillServer();  // reaps it: it died of its own SIGKILL
+  cluster.StartServer(/*wait=*/true);
+  absl::StatusOr<EndedStudy> ended =
+      WaitForEndedStudy(cluster.address(), study_id, std::chrono::seconds(300));
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_EQ(ended->study.state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(ended->study.best_trial().id(), reference.study.best_trial().id());
+  EXPECT_EQ(ended->study.best_trial().objective_value(),
+            reference.study.best_trial().objective_value());
+  EXPECT_EQ(ended->curves, reference.curves);
+  EXPECT_EQ(ended->study.steps().unique_steps(), 7438);
 }
 
 TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyEndsAsUninterrupted) {

@@ -292,7 +292,7 @@ TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemor
       << Bytes(dir.File("server.log"));
 }
 
-// A study's trials are planned in windows of kMaxTrialsPlannedAhead, more as they end: a
+// A study's trials are planned in windows of kMaxTrialsPlannedAhead, refilled once half ended: a
 // max_trials of 10^9 (with max_parallel_trials unset, or as large) answers as quickly as a small
 // one and plans one window, whatever the algorithm; hyperband, which lays out its brackets for
 // the whole budget, refuses a max_trials beyond its documented limit, naming the field.

@@ -148,5 +148,51 @@ TEST(EngineViewsTest, StageTreePagesCoverTheTreeOnceInOrder) {
   EXPECT_EQ(refused.status().message().rfind("dot: ", 0), 0u) << refused.status();
 }
 
+// Checkpoint collection deletes a stage's state, not its training: once a finished study's
+// states are released, its trials still reached their targets, its stages still read as done
+// (without a checkpoint_uri: their states are no longer on disk) and its step counts hold.
+TEST(EngineViewsTest, CollectedStagesStillReadAsTrained) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  v1::WorkerHello hello = Hello("w");
+  hello.set_checkpoint_dir("/checkpoints");
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(hello, channel).ok());
+  while (std::optional<v1::CoordinatorMessage> message = channel->Next()) {
+    if (message->has_assign()) engine_test::Train(engine, "w", message->assign());
+  }
+  absl::StatusOr<v1::Study> ended = engine.GetStudy(study->id());
+  ASSERT_TRUE(ended.ok());
+  ASSERT_EQ(ended->state(), v1::STUDY_COMPLETED);
+  // Whatever the end of the study released, `hippo gc` releases the rest: nothing is kept.
+  engine.CollectGarbage();
+  const v1::CollectGarbageResponse collected = engine.CollectGarbage();
+  for (const v1::CheckpointDirectoryUsage& usage : collected.directories()) {
+    EXPECT_EQ(usage.kept_checkpoints(), 0) << usage.ShortDebugString();
+  }
+
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), false);
+  ASSERT_TRUE(trials.ok());
+  ASSERT_EQ(trials->trials_size(), 2);
+  for (const v1::Trial& trial : trials->trials()) EXPECT_EQ(trial.reached_step(), 100);
+  absl::StatusOr<v1::StageTree> tree = engine.GetStageTree(study->id(), /*dot=*/false);
+  ASSERT_TRUE(tree.ok());
+  ASSERT_EQ(tree->stages_size(), 3);
+  for (const v1::Stage& stage : tree->stages()) {
+    EXPECT_EQ(stage.state(), v1::STAGE_DONE) << stage.ShortDebugString();
+    EXPECT_EQ(stage.checkpoint_uri(), "") << stage.ShortDebugString();
+  }
+  absl::StatusOr<v1::Study> now = engine.GetStudy(study->id());
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->steps().reached_trial_steps(), 200);
+  EXPECT_EQ(now->steps().executed_steps(), 150);
+  EXPECT_EQ(now->best_trial().reached_step(), 100);
+}
+
 }  // namespace
 }  // namespace hippo::coordinator

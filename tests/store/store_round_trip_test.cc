@@ -233,6 +233,42 @@ TEST_F(StoreRoundTrip, AlgorithmJournalComesBackInOrderAndTrimsDeleteTheCoveredE
   EXPECT_THAT(std::string(status.message()), HasSubstr("1 of study s-b"));
 }
 
+// A tree snapshot replaces, in its batch's transaction, its family's operations up to the one it
+// covers (those of the same batch included); other families' operations and later ones stay.
+TEST_F(StoreRoundTrip, TreeSnapshotDeletesTheOperationsItCoversInItsBatch) {
+  std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
+  ASSERT_NE(store, nullptr);
+  WriteBatch first;
+  first.tree_ops = {Op(1, 1, TreeOpKind::kInsert, 0, 90, "a"),
+                    Op(1, 2, TreeOpKind::kRunning, 1, 0, ""),
+                    Op(2, 1, TreeOpKind::kInsert, 0, 50, "b")};
+  ASSERT_TRUE(store->Commit(first).ok());
+
+  WriteBatch second;
+  second.tree_ops = {Op(1, 3, TreeOpKind::kDone, 1, 0, ""),
+                     Op(1, 4, TreeOpKind::kExtend, 0, 99, "")};
+  second.tree_snapshots = {TreeSnapshotRecord{1, 3, std::string("tree\0bytes", 10)}};
+  ASSERT_TRUE(store->Commit(second).ok());
+  absl::StatusOr<Snapshot> snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_EQ(snapshot->tree_snapshots.size(), 1u);
+  EXPECT_EQ(snapshot->tree_snapshots[0].family_id, 1);
+  EXPECT_EQ(snapshot->tree_snapshots[0].through_sequence, 3);
+  EXPECT_EQ(snapshot->tree_snapshots[0].snapshot, std::string("tree\0bytes", 10));
+  EXPECT_THAT(snapshot->tree_ops, ElementsAre(Op(1, 4, TreeOpKind::kExtend, 0, 99, ""),
+                                              Op(2, 1, TreeOpKind::kInsert, 0, 50, "b")));
+
+  // A later snapshot of the family replaces the earlier one.
+  WriteBatch third;
+  third.tree_snapshots = {TreeSnapshotRecord{1, 4, "newer"}};
+  ASSERT_TRUE(store->Commit(third).ok());
+  snapshot = store->LoadSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ASSERT_EQ(snapshot->tree_snapshots.size(), 1u);
+  EXPECT_EQ(snapshot->tree_snapshots[0].snapshot, "newer");
+  EXPECT_THAT(snapshot->tree_ops, ElementsAre(Op(2, 1, TreeOpKind::kInsert, 0, 50, "b")));
+}
+
 TEST_F(StoreRoundTrip, StudiesTrialsStagesAndWorkersComeBackFromTheListReads) {
   std::unique_ptr<Store> store = OpenOrDie(DatabasePath());
   ASSERT_NE(store, nullptr);
