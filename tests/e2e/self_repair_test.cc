@@ -43,7 +43,10 @@ TEST(SelfRepairTest, AWorkerThatCannotWriteCheckpointsIsDrainedAndTheStudyEndsOn
   ASSERT_NE(at, std::string::npos);
   spec.replace(at, 24, "budget: {max_steps: 120, max_trials: 8}");
   std::ofstream(dir.File("w1.yaml")) << spec;
-  Cluster cluster(dir, /*workers=*/0, {"--retry-backoff-seconds", "0.1", "--unhealthy-after", "3"});
+  // A stage that starts from a state goes only to a worker that can read it, and the full
+  // worker's directory never holds one, so it is offered only the stages that start fresh (one
+  // per distinct start of the grid's first trials): two failures in a row drain it.
+  Cluster cluster(dir, /*workers=*/0, {"--retry-backoff-seconds", "0.1", "--unhealthy-after", "2"});
   // "a-full" comes first in the coordinator's order of workers, so it is offered stages first.
   cluster.AddWorker("a-full", dir.File("full"), dir.File("full.log"));
   cluster.AddWorker("b-healthy", dir.File("healthy"), dir.File("healthy.log"));
@@ -67,11 +70,11 @@ TEST(SelfRepairTest, AWorkerThatCannotWriteCheckpointsIsDrainedAndTheStudyEndsOn
     EXPECT_LE(stage.attempts(), 2) << "stage " << stage.id();
     retried += stage.attempts() == 2;
   }
-  EXPECT_GE(retried, 3);
+  EXPECT_GE(retried, 2);
   for (const v1::WorkerInfo& worker : Workers(cluster.address())) {
     if (worker.worker_id() == "a-full") {
       EXPECT_FALSE(worker.healthy());
-      EXPECT_GE(worker.consecutive_failures(), 3);
+      EXPECT_GE(worker.consecutive_failures(), 2);
       EXPECT_NE(worker.health_message().find("checkpoint"), std::string::npos)
           << worker.health_message();
     } else {

@@ -144,7 +144,8 @@ TEST(SpecChecks, AlgorithmNamesComeFromTheRegistry) {
   ASSERT_FALSE(spec.ok());
   EXPECT_THAT(std::string(spec.status().message()),
               StartsWith("n.yaml:12:19: algorithm.name: unknown algorithm \"bayesopt\"; known: "
-                         "grid, random, tpe, asha, hyperband, median, pbt, evolution, external"));
+                         "grid, random, tpe, asha, hyperband, median, pbt, evolution, morphism, "
+                         "external"));
 }
 
 TEST(SpecChecks, AClientLeavesUnknownNamesToTheServerButChecksTheOnesItKnows) {
