@@ -20,20 +20,6 @@ using stage_tree::Point;
 using stage_tree::SearchSpace;
 using stage_tree::Value;
 
-bool HasSeveralValues(const Dimension& dimension) {
-  return dimension.kind == DimensionKind::kChoice ? dimension.choices.size() > 1
-                                                  : dimension.high > dimension.low;
-}
-
-// An int, a float with a step, or a choice of numbers: a value has neighbours.
-bool IsOrderedNumeric(const Dimension& dimension) {
-  if (dimension.kind == DimensionKind::kChoice) {
-    return std::all_of(dimension.choices.begin(), dimension.choices.end(),
-                       [](const Value& value) { return std::holds_alternative<double>(value); });
-  }
-  return dimension.kind == DimensionKind::kInt || dimension.step > 0;
-}
-
 // The values next to `value` in an ordered numeric dimension: one or two.
 std::vector<double> Neighbours(const Dimension& dimension, double value) {
   std::vector<double> neighbours;

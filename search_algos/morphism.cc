@@ -26,19 +26,6 @@ constexpr char kStateHeader[] = "morphism-v1";
 constexpr uint64_t kChildStream = 1;
 constexpr int kResampleTries = 8;
 
-bool HasSeveralValues(const Dimension& dimension) {
-  return dimension.kind == DimensionKind::kChoice ? dimension.choices.size() > 1
-                                                  : dimension.high > dimension.low;
-}
-
-bool IsOrderedNumeric(const Dimension& dimension) {
-  if (dimension.kind == DimensionKind::kChoice) {
-    return std::all_of(dimension.choices.begin(), dimension.choices.end(),
-                       [](const Value& value) { return std::holds_alternative<double>(value); });
-  }
-  return dimension.kind == DimensionKind::kInt || dimension.step > 0;
-}
-
 // The next larger value of an ordered numeric dimension, if any.
 std::optional<double> NextLarger(const Dimension& dimension, double value) {
   if (dimension.kind == DimensionKind::kChoice) {

@@ -1,7 +1,9 @@
 #include "search_algos/point_sampler.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <variant>
 
 namespace hippo::search_algos {
 namespace {
@@ -101,6 +103,20 @@ stage_tree::Point SamplePoint(const stage_tree::SearchSpace& space, uint64_t see
   // make the same trial are equal.
   stage_tree::ResetUnused(space.dimensions, point);
   return point;
+}
+
+bool HasSeveralValues(const stage_tree::Dimension& dimension) {
+  return dimension.kind == stage_tree::DimensionKind::kChoice ? dimension.choices.size() > 1
+                                                              : dimension.high > dimension.low;
+}
+
+bool IsOrderedNumeric(const stage_tree::Dimension& dimension) {
+  if (dimension.kind == stage_tree::DimensionKind::kChoice) {
+    return std::all_of(
+        dimension.choices.begin(), dimension.choices.end(),
+        [](const stage_tree::Value& value) { return std::holds_alternative<double>(value); });
+  }
+  return dimension.kind == stage_tree::DimensionKind::kInt || dimension.step > 0;
 }
 
 }  // namespace hippo::search_algos

@@ -20,6 +20,11 @@ stage_tree::Value SampleDimension(const stage_tree::Dimension& dimension, std::m
 // The index-th random point of `space` for `seed`.
 stage_tree::Point SamplePoint(const stage_tree::SearchSpace& space, uint64_t seed, uint64_t index);
 
+// Whether a mutation can change the dimension: a choice of several values, or a range.
+bool HasSeveralValues(const stage_tree::Dimension& dimension);
+// An int, a float with a step, or a choice of numbers: a value has neighbours.
+bool IsOrderedNumeric(const stage_tree::Dimension& dimension);
+
 }  // namespace hippo::search_algos
 
 #endif  // HIPPO_SEARCH_ALGOS_POINT_SAMPLER_H_
