@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "hippo/engine.h"
@@ -60,12 +62,32 @@ inline v1::StudySpec SmallGrid() {
   return spec;
 }
 
+// Deletes, when the test process exits, the databases TempDb named and SQLite's files beside
+// them (a test may reopen its database after a simulated restart, so not before).
+class TempDbFiles {
+ public:
+  ~TempDbFiles() {
+    for (const std::string& path : paths_) {
+      for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+        std::error_code ignored;  // a file the test never created is not an error
+        std::filesystem::remove(path + suffix, ignored);
+      }
+    }
+  }
+  void Add(std::string path) { paths_.push_back(std::move(path)); }
+
+ private:
+  std::vector<std::string> paths_;
+};
+
 inline std::string TempDb() {
+  static TempDbFiles files;
   static int counter = 0;
   const std::filesystem::path path =
       std::filesystem::temp_directory_path() /
       ("hippo-engine-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".db");
   std::filesystem::remove(path);
+  files.Add(path.string());
   return path.string();
 }
 
