@@ -74,6 +74,7 @@ def summarise(results, val_limit):
             if h["epoch_s"] and n["epoch_s"]:
                 goal["same_speed_ratio"] = ((n["wall_s"] / n["epoch_s"])
                                             / (h["wall_s"] / h["epoch_s"]))
+            _parallel_bound(goal, h, n, workers)
         if "hippo" in medians and "optuna" in medians:
             h, o = medians["hippo"], medians["optuna"]
             goal["vs_optuna"] = {"epochs": o["epochs"] / h["epochs"],
@@ -96,6 +97,39 @@ def summarise(results, val_limit):
             goal["final_accuracy_pairs"] = {"shared": shared, "identical": same}
         goals.append(goal)
     return rows, goals
+
+
+def _parallel_bound(goal, merged, trial_by_trial, workers):
+    """The wall-clock gain no scheduler could beat: each side needs at least the larger of its
+    longest chain of epochs (a stage starts after its parent) and its epochs spread evenly over
+    the workers. With one worker that is the epoch gain; with several, merging can lengthen the
+    chain against the spread (fewer independent branches than workers), and the goal's ratio is
+    then measured against this bound."""
+    h_tl, n_tl = merged.get("timeline"), trial_by_trial.get("timeline")
+    if not h_tl or not n_tl or "critical_epochs" not in h_tl or "critical_epochs" not in n_tl:
+        return
+    goal["critical_epochs"] = (h_tl["critical_epochs"], n_tl["critical_epochs"])
+    h_bound = max(h_tl["critical_epochs"], merged["epochs"] / workers)
+    n_bound = max(n_tl["critical_epochs"], trial_by_trial["epochs"] / workers)
+    goal["bound_gain"] = n_bound / h_bound
+    goal["wall_over_bound_gain"] = goal["wall_gain"] / min(goal["epoch_gain"], goal["bound_gain"])
+
+
+def bound_table(summary):
+    lines = ["| algorithm | model | workers | longest chain, epochs (hippo / no-merge) | "
+             "epoch gain | parallel bound on the gain | wall gain | wall gain / the lesser "
+             "(≥ 0.95) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for goal in summary["goals"]:
+        if "bound_gain" not in goal:
+            continue
+        ratio = goal["wall_over_bound_gain"]
+        lines.append(
+            f"| {goal['algorithm']} | {goal['model']} | {goal['workers']} | "
+            f"{goal['critical_epochs'][0]:g} / {goal['critical_epochs'][1]:g} | "
+            f"{_f(goal['epoch_gain'])}× | {_f(goal['bound_gain'])}× | {_f(goal['wall_gain'])}× | "
+            f"{_f(ratio)} {'ok' if ratio >= 0.95 else 'MISSED'} |")
+    return lines if len(lines) > 2 else []
 
 
 def _f(value, digits=2):
@@ -161,6 +195,11 @@ def table(summary):
                                                   "dispatch", "wait", "end"))
             + f" | {_f(None if overhead is None else 100 * overhead, 1)} % | "
             f"{t['stages']:g} ({t['kept']:g} / {t['loaded']:g}) |")
+    bounds = bound_table(summary)
+    if bounds:
+        lines += ["", "The gain no scheduler could beat (`_parallel_bound`): each side needs at "
+                      "least its longest chain of epochs or its epochs over the workers, "
+                      "whichever is larger.", ""] + bounds
     overhead = summary.get("service_overhead")
     if overhead:
         lines += ["", f"Service overhead, trivial objective (ask/tell, random sampler): Hippo "

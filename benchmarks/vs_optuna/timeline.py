@@ -62,6 +62,7 @@ def summarise(stages, started, ended, workers):
     parts["wait"] += (workers - len(by_worker)) * (ended - started)
     summary = {part: seconds / workers for part, seconds in parts.items()}
     summary["stages"] = len(stages)
+    summary["critical_epochs"] = critical_epochs(stages)
     summary["kept"] = sum(record["how"] == "kept" for record in stages)
     summary["loaded"] = sum(record["how"] == "loaded" for record in stages)
     # Setup by how the start state was had: what keeping a continuing stage's model in memory
@@ -70,3 +71,20 @@ def summarise(stages, started, ended, workers):
         summary[f"setup_{how}_s"] = sum(record["started"] - record["entered"]
                                         for record in stages if record["how"] == how)
     return summary
+
+
+def critical_epochs(stages):
+    """The longest chain of epochs through the stages (a stage after its parent's): no number
+    of workers can train the study in fewer epochs' time."""
+    by_id = {record["stage"]: record for record in stages}
+    memo = {}
+
+    def chain(stage_id):
+        if stage_id not in memo:
+            record = by_id[stage_id]
+            parent = record["parent"]
+            memo[stage_id] = (record["end_step"] - record["start_step"]
+                              + (chain(parent) if parent in by_id else 0))
+        return memo[stage_id]
+
+    return max((chain(stage_id) for stage_id in by_id), default=0)
