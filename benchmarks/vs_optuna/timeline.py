@@ -74,17 +74,14 @@ def summarise(stages, started, ended, workers):
 
 
 def critical_epochs(stages):
-    """The longest chain of epochs through the stages (a stage after its parent's): no number
-    of workers can train the study in fewer epochs' time."""
-    by_id = {record["stage"]: record for record in stages}
-    memo = {}
-
-    def chain(stage_id):
-        if stage_id not in memo:
-            record = by_id[stage_id]
-            parent = record["parent"]
-            memo[stage_id] = (record["end_step"] - record["start_step"]
-                              + (chain(parent) if parent in by_id else 0))
-        return memo[stage_id]
-
-    return max((chain(stage_id) for stage_id in by_id), default=0)
+    """The longest chain of epochs through the stages: no number of workers can train the study
+    in fewer epochs' time. A record follows the one that ended at its start step, either in its
+    parent stage or in the same stage (a stage extended in parts, e.g. a promoted trial)."""
+    chain = {}  # index in `stages` -> epochs up to that record's end
+    for index in sorted(range(len(stages)), key=lambda i: stages[i]["start_step"]):
+        record = stages[index]
+        before = [chain[i] for i in chain
+                  if stages[i]["end_step"] == record["start_step"]
+                  and stages[i]["stage"] in (record["parent"], record["stage"])]
+        chain[index] = record["end_step"] - record["start_step"] + max(before, default=0)
+    return max(chain.values(), default=0)
