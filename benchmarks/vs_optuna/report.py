@@ -75,6 +75,8 @@ def summarise(results, val_limit):
                 goal["same_speed_ratio"] = ((n["wall_s"] / n["epoch_s"])
                                             / (h["wall_s"] / h["epoch_s"]))
             _parallel_bound(goal, h, n, workers)
+            goal["paired_wall_over_epoch_gain"] = _paired_ratio(sides["hippo"],
+                                                                sides["hippo-no-merge"])
         if "hippo" in medians and "optuna" in medians:
             h, o = medians["hippo"], medians["optuna"]
             goal["vs_optuna"] = {"epochs": o["epochs"] / h["epochs"],
@@ -97,6 +99,17 @@ def summarise(results, val_limit):
             goal["final_accuracy_pairs"] = {"shared": shared, "identical": same}
         goals.append(goal)
     return rows, goals
+
+
+def _paired_ratio(merged_runs, trial_by_trial_runs):
+    """The median over runs of each run's wall-clock gain over its epoch gain, the two sides of a
+    run having run one after the other: the machine's speed drifts between runs (±25 % per epoch
+    on this shared box) more than within one, and ASHA's epochs differ from run to run, so a
+    ratio of medians taken over different runs mixes them."""
+    by_run = {r["run"]: r for r in trial_by_trial_runs}
+    ratios = [(by_run[h["run"]]["wall_s"] / h["wall_s"]) / (by_run[h["run"]]["epochs"] / h["epochs"])
+              for h in merged_runs if h["run"] in by_run and h["wall_s"] and h["epochs"]]
+    return _median(ratios)
 
 
 def _parallel_bound(goal, merged, trial_by_trial, workers):
@@ -151,10 +164,11 @@ def table(summary):
             f"{load[0]:.1f}–{load[1]:.1f} |")
     lines += ["", "| algorithm | model | workers | trials (distinct) | same configs | "
               "epochs = unique | epoch gain | CPU gain | wall gain | wall/epoch gain (≥ 0.95) | "
+              "the same, paired per run (≥ 0.95) | "
               "same epoch speed | vs Optuna: epochs, wall, CPU | best Δ vs Optuna (SE) | "
               "same config, same acc. |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
-              "--- |"]
+              "--- | --- |"]
     for goal in summary["goals"]:
         vs = goal.get("vs_optuna")
         unique = ", ".join(f"{e}/{u}" for e, u, _ in goal["unique_epochs"])
@@ -163,6 +177,7 @@ def table(summary):
                 f"{'ok' if goal['best_equal_within_se'] else 'MISSED'}"
                 if "best_difference" in goal else "–")
         ratio = goal.get("wall_over_epoch_gain")
+        paired = goal.get("paired_wall_over_epoch_gain")
         lines.append(
             f"| {goal['algorithm']} | {goal['model']} | {goal['workers']} | {goal['trials']} "
             f"({goal['distinct_configs']}) | {'yes' if goal['same_configs'] else 'NO'} | "
@@ -170,6 +185,7 @@ def table(summary):
             f"{_f(goal.get('epoch_gain'))}× | {_f(goal.get('cpu_gain'))}× | "
             f"{_f(goal.get('wall_gain'))}× | "
             f"{_f(ratio)} {'' if ratio is None else 'ok' if ratio >= 0.95 else 'MISSED'} | "
+            f"{_f(paired)} {'' if paired is None else 'ok' if paired >= 0.95 else 'MISSED'} | "
             f"{_f(goal.get('same_speed_ratio'))} | "
             + (f"{vs['epochs']:.2f}×, {vs['wall']:.2f}×, {vs['cpu']:.2f}× | " if vs else "– | ")
             + f"{best} | {pairs.get('identical', 0)}/{pairs.get('shared', 0)} |")

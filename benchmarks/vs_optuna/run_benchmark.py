@@ -234,7 +234,7 @@ def main():
     parser.add_argument("--asha-trials", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-limit", type=int, default=400)
+    parser.add_argument("--train-limit", type=int, default=1200)
     parser.add_argument("--val-limit", type=int, default=300)
     parser.add_argument("--overhead-trials", type=int, default=200,
                         help="trials of the service-overhead loop per system (0: skip)")

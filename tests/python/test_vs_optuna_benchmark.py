@@ -58,6 +58,13 @@ def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
     # continues the model kept in memory; the second starts from the shared state's file.
     timeline = grid["hippo"]["timeline"]
     assert (timeline["stages"], timeline["kept"], timeline["loaded"]) == (3, 1, 1), timeline
+    # The longest chain of epochs is a trial's two epochs on both sides (shared first epoch,
+    # then the gamma's), and the goal table's parallel bound is then the epoch gain.
+    assert timeline["critical_epochs"] == 2, timeline
+    assert grid["hippo-no-merge"]["timeline"]["critical_epochs"] == 2
+    grid_goal = next(goal for goal in summary["goals"] if goal["algorithm"] == "grid")
+    assert grid_goal["bound_gain"] == grid_goal["epoch_gain"] == 4 / 3, grid_goal
+    assert grid_goal["paired_wall_over_epoch_gain"] == grid_goal["wall_over_epoch_gain"]
     # The timeline's parts are the worker's whole time: they add up to the study's wall time.
     for algorithm, by_side in sides.items():
         for side in ("hippo", "hippo-no-merge"):
