@@ -1,6 +1,9 @@
 // A study: summary and stop button, optimization history, learning curves, parallel
 // coordinates, parameter importance, savings over time, the stage tree, the trial table with
-// the selected trial's schedule. Each part reloads (at most every 2 s) when the study changes.
+// the selected trial's schedule. The page reads each part once; then the event stream watches
+// the study and pushes the parts that change (live.ts), and the page asks again only for what
+// the stream does not carry: a selected trial's curve, tree windows opened by hand, the rows of
+// a table sorted or filtered otherwise than by trial number.
 import { ApiError, get, Json, num, post, studyPath } from "../api";
 import { drawCurves } from "../charts/curves";
 import { drawHistory } from "../charts/history";
@@ -188,20 +191,47 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   // animation-frame callback): its drawing would otherwise hold that frame back.
   const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
   void first.then(() => requestAnimationFrame(() => setTimeout(rest, 0)));
-  const stop = subscribe((change) => {
-    const changed = change.rows.get(studyId);
-    if (changed) {
-      // The summary came with the event: shown without asking.
-      row = changed;
-      wanted = Math.max(wanted, num(changed.version));
-      renderHead();
-      refreshCurves();
-      refreshTable();
-      rest();
-    } else if (change.all || change.studies.has(studyId)) {
-      all();
+  // The parts the stream pushes: drawn as they come, unless drawn at that version already.
+  const applyParts = (parts: Json) => {
+    const total = num(row?.study?.trials_total);
+    const ownCurves = selected !== null && !(total > 0 && total <= 200);
+    if (parts.curves && !ownCurves && changed("curves", parts.curves)) {
+      drawCurves(curves, parts.curves, curvesLegend);
+      markOnce("hippo:curves");
     }
-  });
+    if (parts.history && changed("history", parts.history)) drawHistory(history, parts.history, row?.study?.spec?.objective?.metric ?? "objective");
+    if (parts.parameters && changed("parameters", parts.parameters)) {
+      parameters = parts.parameters;
+      drawParameters();
+    }
+    if (parts.savings && changed("savings", parts.savings)) drawSavings(savings, parts.savings);
+    if (parts.tree) {
+      tree.apply(parts.tree);
+      // Windows opened by hand are not pushed: read again.
+      if (tree.openedByHand()) refreshTree();
+    }
+    if (parts.trials) {
+      if (!table.apply(parts.trials)) refreshTable();
+      // The selected trial's curve (not pushed in a large study) when it changed.
+      if (ownCurves && (parts.trials.trials ?? []).some((r: Json) => num(r.trial?.id) === num(selected?.id))) refreshCurves();
+    }
+  };
+  const stop = subscribe((change) => {
+    if (change.all) {
+      all();
+      return;
+    }
+    const changedRow = change.rows.get(studyId);
+    if (changedRow) {
+      // The summary came with the event: shown without asking.
+      row = changedRow;
+      wanted = Math.max(wanted, num(changedRow.version));
+      renderHead();
+    } else if (change.studies.has(studyId)) {
+      refreshStudy();
+    }
+    if (change.parts?.study_id === studyId) applyParts(change.parts);
+  }, `study=${encodeURIComponent(studyId)}`);
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
     stop();
