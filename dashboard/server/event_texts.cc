@@ -96,7 +96,7 @@ EventTexts::Made EventTexts::Make(const StreamState& stream, const api::Change& 
                                             stream.study) != change.studies().end();
     if (first || changed || stream.behind) {
       made.behind = false;
-      any |= AppendStudyParts(stream, made, json);
+      any |= AppendStudyParts(stream, moved ? change.version() : 0, made, json);
     } else {
       made.behind = stream.behind;
     }
@@ -118,7 +118,8 @@ EventTexts::Made EventTexts::Make(const StreamState& stream, const api::Change& 
   return made;
 }
 
-bool EventTexts::AppendStudyParts(const StreamState& stream, Made& made, std::string& json) {
+bool EventTexts::AppendStudyParts(const StreamState& stream, int64_t at, Made& made,
+                                  std::string& json) {
   const std::string& id = stream.study;
   int64_t version = 0;
   size_t total = 0;
@@ -136,14 +137,18 @@ bool EventTexts::AppendStudyParts(const StreamState& stream, Made& made, std::st
   std::string parts = ToJson(head);
   parts.pop_back();
   bool any = false;
-  // The trials changed since those the stream got, by id: cheap (the mirror's index by
-  // version), made for each state of the streams, not cached by key.
-  if (version != made.sent[kTrialsPart]) {
+  // The trials changed since the stream's last event (all of them, a page of 1000 by id, in
+  // its first), at each new version: cheap (the mirror's index by version). Noted as sent at
+  // the event's version, so that streams that opened apart share their texts from then on (a
+  // trial changed after that version comes again in the next event: the page takes it twice).
+  const bool first_trials = made.sent[kTrialsPart] == 0;
+  if (at > 0 || first_trials) {
     absl::StatusOr<api::TrialsPage> trials = TrialsPage(
-        *mirror_, id, {{"since", absl::StrCat(made.sent[kTrialsPart])}, {"page_size", "1000"}});
+        *mirror_, id,
+        {{"since", absl::StrCat(first_trials ? 0 : stream.last)}, {"page_size", "1000"}});
     if (trials.ok()) {
       AppendField(parts, "trials", ToJson(*trials));
-      made.sent[kTrialsPart] = trials->version();
+      made.sent[kTrialsPart] = at > 0 ? at : trials->version();
       any = true;
     }
   }

@@ -69,7 +69,8 @@ class EventTexts {
   Made Make(const StreamState& stream, const api::Change& change);
   // Appends the parts of the study that `stream` was not sent (as `"study":{...}`), noting
   // them in `made`; false when none.
-  bool AppendStudyParts(const StreamState& stream, Made& made, std::string& json);
+  // `at`: the version of the change the event carries (0: none, only parts made since).
+  bool AppendStudyParts(const StreamState& stream, int64_t at, Made& made, std::string& json);
 
   const Mirror* mirror_;
   TreeWindows* trees_;

@@ -341,13 +341,16 @@ bool Mirror::RefreshTrials(const v1::Study& view, std::string bytes,
   for (size_t pages = 0;; ++pages) {
     if (pages > 0 && pages >= options_.max_trial_pages) {
       // Bounded: the rest at the next refresh, the view with it (its bytes are not kept, so
-      // the next refresh reads the study again).
+      // the next refresh reads the study again). The rows merged so far are announced.
       throttle.after_version = query.after_version;
       throttle.after_trial = query.after_trial;
-      std::unique_lock lock(mutex_);
-      StudyData& study = *studies_.at(view.id());
-      study.view = view;
-      study.spec = spec;
+      {
+        std::unique_lock lock(mutex_);
+        StudyData& study = *studies_.at(view.id());
+        study.view = view;
+        study.spec = spec;
+      }
+      Notify(view.id(), false);
       return false;
     }
     absl::StatusOr<coordinator::TrialPage> page = engine_->ListTrialsPage(view.id(), query);
