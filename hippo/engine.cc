@@ -34,6 +34,10 @@ std::vector<hippo::v1::Study> Engine::ListStudies() { return impl_->ListStudies(
 std::vector<hippo::v1::Study> Engine::ListStudies(size_t offset, size_t limit, size_t* total) {
   return impl_->ListStudies(offset, limit, total);
 }
+std::vector<hippo::v1::Study> Engine::ListStudySummaries(size_t offset, size_t limit,
+                                                         size_t* total) {
+  return impl_->ListStudySummaries(offset, limit, total);
+}
 
 absl::StatusOr<hippo::v1::Study> Engine::StopStudy(const std::string& study_id,
                                                    const std::string& reason) {

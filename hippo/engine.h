@@ -148,6 +148,11 @@ class Engine {
   // The page ends early, after at least one study, before its size passes kMaxStudyPageBytes
   // (hippo/study_pages.h); the next page starts after its last study.
   std::vector<hippo::v1::Study> ListStudies(size_t offset, size_t limit, size_t* total);
+  // The same without the specs (`spec` left empty), and with no bound on bytes: a view without
+  // its spec is small (its best trial at most), and a spec never changes once the study is
+  // created, so a reader that follows every study (the dashboard's mirror) asks for a study's
+  // spec once (GetStudy) and copies only the views at each refresh.
+  std::vector<hippo::v1::Study> ListStudySummaries(size_t offset, size_t limit, size_t* total);
   // Stops a running study and its running or paused trials (a no-op on an ended study);
   // attempts no other study needs are cancelled.
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,

@@ -66,6 +66,7 @@ class EngineImpl {
   absl::StatusOr<int64_t> DistinctStepsOf(const std::vector<std::string>& study_ids);
   std::vector<hippo::v1::Study> ListStudies();
   std::vector<hippo::v1::Study> ListStudies(size_t offset, size_t limit, size_t* total);
+  std::vector<hippo::v1::Study> ListStudySummaries(size_t offset, size_t limit, size_t* total);
   absl::StatusOr<hippo::v1::Study> StopStudy(const std::string& study_id,
                                              const std::string& reason);
   absl::StatusOr<hippo::v1::ListTrialsResponse> ListTrials(const std::string& study_id,

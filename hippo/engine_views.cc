@@ -220,6 +220,21 @@ std::vector<v1::Study> EngineImpl::ListStudies(size_t offset, size_t limit, size
   return views;
 }
 
+std::vector<v1::Study> EngineImpl::ListStudySummaries(size_t offset, size_t limit, size_t* total) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<v1::Study> views;
+  size_t shown = 0;  // as ListStudies: deleted studies are skipped
+  for (const auto& study : studies_) {
+    if (study->deleted) continue;
+    if (shown >= offset && views.size() < limit) {
+      views.push_back(StudyView(*study, /*with_spec=*/false));
+    }
+    ++shown;
+  }
+  *total = shown;
+  return views;
+}
+
 absl::StatusOr<TrialPage> EngineImpl::ListTrialsPage(const std::string& study_id,
                                                      const TrialQuery& query) {
   TrialPage page;

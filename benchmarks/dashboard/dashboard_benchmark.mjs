@@ -5,8 +5,8 @@
 //      and where the time went (each request, the app's marks, long tasks).
 //   2. The coordinator's dispatch rate (trials of the running study completed per second, read
 //      from the store's file) with no dashboard, with 10 node clients doing what the study page
-//      does (the event stream, and on each change the page's reads), and with 10 real Chromium
-//      pages of the running study, in alternating rounds.
+//      does (its first reads, then the event stream that pushes the study's page), and with 10
+//      real Chromium pages of the running study, in alternating rounds.
 // Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 3] [--seconds 20]
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
@@ -134,6 +134,7 @@ function dashboardCpuSeconds() {
   return ticks / 100;
 }
 const cpuPerTrial = { none: [], node: [], chromium: [] };
+const chromiumReads = []; // per round: the ten pages' reads while watching
 const dashboardCpuPerTrial = { none: [], node: [], chromium: [] };
 async function rate(seconds, kind) {
   const a = completed();
@@ -146,37 +147,36 @@ async function rate(seconds, kind) {
   dashboardCpuPerTrial[kind].push((1000 * (dashboardCpuSeconds() - dashboardCpu)) / Math.max(1, trials));
   return trials / ((Date.now() - t) / 1000);
 }
-// A node client doing what the study page does: the event stream, and on a change of the
-// study its reads, at most every 2 s (the study's summary too when the event does not carry
-// it). Cheap on the client's side, so that it measures the coordinator's cost.
+// A node client doing what the study page does: its seven reads once, then the event stream
+// watching the study (?study=ID), which pushes the parts that change: no more reads. It parses
+// each event's JSON as the page does. Cheap on the client's side, so that it measures the
+// coordinator's cost.
+const streamed = { events: 0, bytes: 0 };
 function nodeDashboard(url, study, signal) {
-  let rowsInEvents = false;
-  const reads = () => [...(rowsInEvents ? [] : [`studies/${study}`]), `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
+  const reads = [`studies/${study}`, `studies/${study}/curves`, `studies/${study}/history`, `studies/${study}/parameters`, `studies/${study}/savings`, `studies/${study}/tree?depth=6&max_children=40`, `studies/${study}/trials?page_size=100&sort=id&desc=false`];
   const headers = { "x-hippo-token": server.token };
-  let last = 0;
-  let busy = false;
-  const readAll = async () => {
-    if (busy || Date.now() - last < 2000) return;
-    busy = true;
-    last = Date.now();
-    try {
-      await Promise.all(reads().map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer())));
-    } catch {}
-    busy = false;
-  };
+  void Promise.all(reads.map((r) => fetch(new URL(`api/v1/${r}`, url), { signal, headers }).then((x) => x.arrayBuffer()))).catch(() => {});
   (async () => {
     try {
-      const response = await fetch(new URL("api/v1/events", url), { signal, headers });
+      const response = await fetch(new URL(`api/v1/events?study=${encodeURIComponent(study)}`, url), { signal, headers });
       const decoder = new TextDecoder();
+      let buffered = "";
       for await (const chunk of response.body) {
-        const text = decoder.decode(chunk);
-        if (!text.includes("event: change")) continue;
-        rowsInEvents = text.includes('"rows"');
-        void readAll();
+        streamed.bytes += chunk.length;
+        buffered += decoder.decode(chunk, { stream: true });
+        let end;
+        while ((end = buffered.indexOf("\n\n")) >= 0) {
+          const event = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = event.split("\n").find((line) => line.startsWith("data: "));
+          if (data) {
+            JSON.parse(data.slice(6));
+            streamed.events++;
+          }
+        }
       }
     } catch {}
   })();
-  void readAll();
 }
 const seconds = Number(args.seconds);
 const rounds = { none: [], node: [], chromium: [] };
@@ -191,16 +191,26 @@ for (let round = 0; round < Number(args.rounds); round++) {
   controller.abort();
   // Ten real study pages of the running study, each in its own context (its own renderer).
   const contexts = [];
+  // The pages' reads while they watch (the event streams left out): counted from the round's
+  // start, after their first reads.
+  let counting = false;
+  let reads = 0;
   for (let i = 0; i < 10; i++) {
     const context = await pagesBrowser.newContext({ viewport: { width: 1440, height: 1000 } });
     const page = await context.newPage();
+    page.on("request", (request) => {
+      if (counting && request.url().includes("/api/v1/") && !request.url().includes("/api/v1/events")) reads++;
+    });
     // On this loaded machine a navigation can fail once (a connection refused as Chromium
     // opens it): try again.
     await eventually(async () => (await page.goto(studyUrl(running), { waitUntil: "commit", timeout: 60000 }), true), "a study page of the running study", 120000);
     contexts.push(context);
   }
   await new Promise((r) => setTimeout(r, 5000));
+  counting = true;
   rounds.chromium.push(await rate(seconds, "chromium"));
+  counting = false;
+  chromiumReads.push(reads);
   for (const context of contexts) await context.close();
 }
 await pagesBrowser.close();
@@ -208,6 +218,8 @@ await browser.close();
 results.dispatch_rate = rounds;
 results.coordinator_cpu_ms_per_trial = cpuPerTrial;
 results.dashboard_threads_cpu_ms_per_trial = dashboardCpuPerTrial;
+results.node_clients_streamed = streamed;
+results.chromium_pages_reads_per_round = chromiumReads;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pageMedian = (key) => median(pageRuns.map((r) => r[key]));
 const summary = {
@@ -223,6 +235,7 @@ const summary = {
   coordinator_cpu_ms_per_trial_chromium: median(cpuPerTrial.chromium),
   dashboard_threads_cpu_ms_per_trial_node: median(dashboardCpuPerTrial.node),
   dashboard_threads_cpu_ms_per_trial_chromium: median(dashboardCpuPerTrial.chromium),
+  chromium_pages_reads_per_round: chromiumReads,
 };
 results.summary = summary;
 results.machine.load_average_end = loadavg();

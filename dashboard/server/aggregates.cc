@@ -113,7 +113,7 @@ absl::StatusOr<api::CurvesOverview> Curves(const Mirror& mirror, const std::stri
                        " trials (this one has ", trials, "); name the trials to send in full"));
       return;
     }
-    int64_t max_step = study.view.spec().budget().max_steps();
+    int64_t max_step = study.Spec().budget().max_steps();
     for (const TrialEntry& trial : study.trials) {
       if (!trial.curve_steps.empty())
         max_step = std::max<int64_t>(max_step, trial.curve_steps.back() + 1);

@@ -66,6 +66,7 @@ absl::StatusOr<Page> PageOf(const Query& query) {
 api::StudyRow RowOf(const StudyData& study) {
   api::StudyRow row;
   *row.mutable_study() = study.view;
+  *row.mutable_study()->mutable_spec() = study.Spec();
   row.set_version(study.version);
   const v1::Study& view = study.view;
   const double created =
@@ -79,7 +80,7 @@ api::StudyRow RowOf(const StudyData& study) {
   // Progress: ended trials of the trial budget when there is one, else steps trained of the
   // unique steps known so far.
   double progress = 0;
-  const int64_t max_trials = view.spec().budget().max_trials();
+  const int64_t max_trials = study.Spec().budget().max_trials();
   if (finished || view.state() == v1::STUDY_COMPLETED) {
     progress = 1;
   } else if (max_trials > 0) {

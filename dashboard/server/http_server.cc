@@ -1,6 +1,5 @@
 #include "dashboard/server/http_server.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <pthread.h>
 
@@ -15,7 +14,9 @@
 #include "dashboard/server/api.h"
 #include "dashboard/server/assets.h"
 #include "dashboard/server/compressed_body.h"
-#include "dashboard/server/remake_policy.h"
+#include "dashboard/server/event_texts.h"
+#include "dashboard/server/response_cache.h"
+#include "dashboard/server/study_reads.h"
 #include "hippo/server.h"
 
 namespace hippo::dashboard {
@@ -26,15 +27,6 @@ constexpr char kTokenHeader[] = "x-hippo-token";
 // idles): ten browsers hold six each.
 constexpr int kThreads = 128;
 constexpr char kJson[] = "application/json";
-
-std::string ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  // The dashboard's messages hold no Any: printing cannot fail on them.
-  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "{}";
-  return json;
-}
 
 int HttpStatusOf(const absl::Status& status) {
   switch (status.code()) {
@@ -92,90 +84,6 @@ std::string CookieToken(const httplib::Request& request, const std::string& name
   return "";
 }
 
-// Responses of a study's reads by URL, valid while the study's version is the same: every
-// dashboard watching a study asks for the same pages, and a 100 000-trial study's aggregates
-// are worth computing (and compressing) once.
-class ResponseCache {
- public:
-  // The body cached under `key` at `version`, else the one `make` returns (cached). Concurrent
-  // requests for one key wait for a single `make`: ten dashboards asking at once after a change
-  // cost one computation.
-  template <typename Make>
-  absl::StatusOr<std::shared_ptr<const CompressedBody>> GetOrMake(const std::string& key,
-                                                                  int64_t version, Make make) {
-    std::shared_ptr<Entry> entry;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (entries_.size() >= 512 && !entries_.contains(key)) entries_.clear();
-      std::shared_ptr<Entry>& slot = entries_[key];
-      if (slot == nullptr) slot = std::make_shared<Entry>();
-      entry = slot;
-    }
-    std::lock_guard<std::mutex> lock(entry->mutex);
-    const auto now = std::chrono::steady_clock::now();
-    if (entry->body != nullptr &&
-        (entry->version == version || now - entry->made_at < entry->fresh_for)) {
-      return entry->body;
-    }
-    absl::StatusOr<std::string> made = make();
-    if (!made.ok()) return made.status();
-    entry->body = MakeBody(*std::move(made), kJson);
-    entry->version = version;
-    entry->made_at = std::chrono::steady_clock::now();
-    // A body that was expensive to make (a large running study's aggregates) is answered
-    // while its study changes as remake_policy.h allows; cheap ones are made at every version.
-    entry->fresh_for = RemakeAfter(entry->made_at - now);
-    return entry->body;
-  }
-
- private:
-  struct Entry {
-    std::mutex mutex;  // held while the body is made
-    int64_t version = 0;
-    std::shared_ptr<const CompressedBody> body;
-    std::chrono::steady_clock::time_point made_at;
-    std::chrono::steady_clock::duration fresh_for{0};
-  };
-  std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Entry>> entries_;
-};
-
-// The text of the event that takes a stream from one version to the next, made once for every
-// stream at the same version (all of them, but those that just reconnected): ten dashboards
-// cost one serialization of each change.
-class EventTexts {
- public:
-  std::shared_ptr<const std::string> Get(const Mirror& mirror, int64_t since,
-                                         const api::Change& change) {
-    const std::pair<int64_t, int64_t> key(since, change.version());
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::shared_ptr<const std::string>& text = texts_[key];
-    if (text != nullptr) return text;
-    if (texts_.size() > 64) {
-      // Keep only the latest version's texts: older ones are asked no more.
-      std::erase_if(texts_, [&](const auto& entry) { return entry.first.second < key.second; });
-    }
-    api::Change full = change;
-    // The changed studies' rows ride along when few changed (a study page or the studies page
-    // then asks for nothing to show them).
-    constexpr int kMaxRows = 20;
-    if (full.studies_size() <= kMaxRows) {
-      for (const std::string& id : full.studies()) {
-        absl::StatusOr<api::StudyRow> row = StudyRowOf(mirror, id);
-        // A study deleted meanwhile has no row: the client asks and gets 404.
-        if (row.ok()) *full.add_rows() = *std::move(row);
-      }
-    }
-    text = std::make_shared<const std::string>(
-        absl::StrCat("event: change\nid: ", full.version(), "\ndata: ", ToJson(full), "\n\n"));
-    return text;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::pair<int64_t, int64_t>, std::shared_ptr<const std::string>> texts_;
-};
-
 // cpp-httplib's thread pool, its threads named "hippo-http" (as the refresh thread is named
 // "hippo-mirror"), so that the dashboard's share of the coordinator's CPU can be told apart
 // from the dispatch path's (/proc/PID/task/*/comm; benchmarks/dashboard reads it).
@@ -198,15 +106,6 @@ class NamedThreadPool : public httplib::TaskQueue {
  private:
   httplib::ThreadPool pool_;
 };
-
-std::string CacheKey(const httplib::Request& request) {
-  std::string key = request.path;
-  for (const auto& [name, value] : request.params) {
-    if (name == "token") continue;
-    absl::StrAppend(&key, "&", name, "=", value);
-  }
-  return key;
-}
 
 }  // namespace
 
@@ -297,7 +196,7 @@ void HttpServer::Route() {
   Mirror* mirror = mirror_.get();
   TreeWindows* trees = trees_.get();
   auto cache = std::make_shared<ResponseCache>();
-  auto events = std::make_shared<EventTexts>();
+  auto events = std::make_shared<EventTexts>(mirror, trees, cache.get());
 
   http.set_pre_routing_handler(
       [this, mirror](const httplib::Request& request, httplib::Response& response) {
@@ -328,21 +227,20 @@ void HttpServer::Route() {
       });
 
   // A study read, answered from the cache while the study's version is unchanged.
-  auto study_read = [mirror, cache](auto make) {
-    return [mirror, cache, make](const httplib::Request& request, httplib::Response& response) {
-      const std::string study_id = request.matches[1];
-      absl::StatusOr<int64_t> version = StudyVersion(*mirror, study_id);
-      if (!version.ok()) return Fail(request, response, version.status());
-      absl::StatusOr<std::shared_ptr<const CompressedBody>> body = cache->GetOrMake(
-          CacheKey(request), *version, [&] { return make(study_id, QueryOf(request), *version); });
-      if (!body.ok()) return Fail(request, response, body.status());
-      response.set_header("Cache-Control", "no-store");
-      SendBody(request, response, *std::move(body));
-    };
-  };
-  auto json = [](auto status_or) -> absl::StatusOr<std::string> {
-    if (!status_or.ok()) return status_or.status();
-    return ToJson(*status_or);
+  auto study_read = [mirror, trees, cache](StudyRead read) {
+    return
+        [mirror, trees, cache, read](const httplib::Request& request, httplib::Response& response) {
+          const std::string study_id = request.matches[1];
+          absl::StatusOr<int64_t> version = StudyVersion(*mirror, study_id);
+          if (!version.ok()) return Fail(request, response, version.status());
+          const Query query = QueryOf(request);
+          absl::StatusOr<ResponseCache::Made> made = cache->GetOrMake(
+              ReadKey(request.path, query), *version,
+              [&] { return MakeStudyRead(*mirror, *trees, read, study_id, query, *version); });
+          if (!made.ok()) return Fail(request, response, made.status());
+          response.set_header("Cache-Control", "no-store");
+          SendBody(request, response, made->body);
+        };
   };
 
   http.Get("/api/v1/studies",
@@ -351,34 +249,13 @@ void HttpServer::Route() {
              if (!page.ok()) return Fail(request, response, page.status());
              SendJson(request, response, *page);
            });
-  http.Get(R"(/api/v1/studies/([^/]+))",
-           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
-             return json(StudyRowOf(*mirror, id));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/trials)",
-           study_read([mirror, json](const std::string& id, const Query& query, int64_t) {
-             return json(TrialsPage(*mirror, id, query));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/curves)",
-           study_read([mirror, json](const std::string& id, const Query& query, int64_t) {
-             return json(Curves(*mirror, id, query));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/history)",
-           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
-             return json(HistoryOf(*mirror, id));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/parameters)",
-           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
-             return json(ParametersOf(*mirror, id));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/savings)",
-           study_read([mirror, json](const std::string& id, const Query&, int64_t) {
-             return json(SavingsOf(*mirror, id));
-           }));
-  http.Get(R"(/api/v1/studies/([^/]+)/tree)",
-           study_read([trees, json](const std::string& id, const Query& query, int64_t version) {
-             return json(trees->Window(id, version, query));
-           }));
+  http.Get(R"(/api/v1/studies/([^/]+))", study_read(StudyRead::kRow));
+  http.Get(R"(/api/v1/studies/([^/]+)/trials)", study_read(StudyRead::kTrials));
+  http.Get(R"(/api/v1/studies/([^/]+)/curves)", study_read(StudyRead::kCurves));
+  http.Get(R"(/api/v1/studies/([^/]+)/history)", study_read(StudyRead::kHistory));
+  http.Get(R"(/api/v1/studies/([^/]+)/parameters)", study_read(StudyRead::kParameters));
+  http.Get(R"(/api/v1/studies/([^/]+)/savings)", study_read(StudyRead::kSavings));
+  http.Get(R"(/api/v1/studies/([^/]+)/tree)", study_read(StudyRead::kTree));
   http.Post(R"(/api/v1/studies/([^/]+)/stop)", [mirror](const httplib::Request& request,
                                                         httplib::Response& response) {
     if (request.get_header_value("X-Hippo-Dashboard") != "1") {
@@ -412,30 +289,49 @@ void HttpServer::Route() {
   });
   http.Get("/api/v1/events", [mirror, events](const httplib::Request& request,
                                               httplib::Response& response) {
-    int64_t since = mirror->version();
-    if (request.has_param("since") && !absl::SimpleAtoi(request.get_param_value("since"), &since)) {
+    auto stream = std::make_shared<StreamState>();
+    stream->last = mirror->version();
+    if (request.has_param("since") &&
+        !absl::SimpleAtoi(request.get_param_value("since"), &stream->last)) {
       return Fail(request, response, 400, "since: expected a version (an integer)");
     }
     // A version from before a restart of the coordinator: start from nothing.
-    if (since > mirror->version()) since = 0;
+    if (stream->last > mirror->version()) stream->last = 0;
+    stream->study = request.get_param_value("study");
+    if (request.has_param("workers")) {
+      const std::string workers = request.get_param_value("workers");
+      if (workers != "true" && workers != "false") {
+        return Fail(request, response, 400,
+                    "workers: expected true (push the workers' page) or false");
+      }
+      stream->workers = workers == "true";
+    }
     response.set_header("Cache-Control", "no-store");
-    auto last = std::make_shared<int64_t>(since);
     // An open stream keeps the mirror following the engine until it ends.
     mirror->Watch();
+    auto quiet_since =
+        std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
     response.set_chunked_content_provider(
         "text/event-stream",
-        [mirror, events, last](size_t, httplib::DataSink& sink) {
-          // One event per change, a comment every 15 s so that proxies keep the stream open;
-          // the stream ends when the server stops or the client is gone.
-          const api::Change change = mirror->WaitForChange(*last, std::chrono::seconds(15));
+        [mirror, events, stream, quiet_since](size_t, httplib::DataSink& sink) {
+          // One event per change (and per part made again while the stream was behind on it),
+          // a comment after 15 s of nothing so that proxies keep the stream open; the stream
+          // ends when the server stops or the client is gone.
+          constexpr auto kKeepAlive = std::chrono::seconds(15);
+          const api::Change change = mirror->WaitForChange(
+              stream->last, stream->behind ? std::chrono::milliseconds(kPartInterval)
+                                           : std::chrono::milliseconds(kKeepAlive));
           if (mirror->stopping()) return false;
-          if (change.version() <= *last) {
-            static constexpr char kKeepAlive[] = ": keep-alive\n\n";
-            return sink.write(kKeepAlive, sizeof(kKeepAlive) - 1);
+          const std::shared_ptr<const std::string> text = events->Next(*stream, change);
+          const auto now = std::chrono::steady_clock::now();
+          if (text != nullptr) {
+            *quiet_since = now;
+            return sink.write(text->data(), text->size());
           }
-          const std::shared_ptr<const std::string> text = events->Get(*mirror, *last, change);
-          *last = change.version();
-          return sink.write(text->data(), text->size());
+          if (now - *quiet_since < kKeepAlive) return true;
+          *quiet_since = now;
+          static constexpr char kComment[] = ": keep-alive\n\n";
+          return sink.write(kComment, sizeof(kComment) - 1);
         },
         [mirror](bool) { mirror->Unwatch(); });
   });

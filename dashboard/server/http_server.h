@@ -15,7 +15,9 @@
 //                                      that another site's form cannot stop a study)
 //   /api/v1/workers                    Workers
 //   /api/v1/changes?since=V&timeout_ms=T   a Change once the version passes V (long poll)
-//   /api/v1/events?since=V             the same as server-sent events ("change"), kept open
+//   /api/v1/events?since=V             the same as server-sent events ("change"), kept open;
+//                                      &study=ID pushes that study's page with each change,
+//                                      &workers=true the workers' page (event_texts.h)
 // Errors answer api.Error with the HTTP status (400 bad parameter, 401 token, 404 unknown).
 //
 // A token, when set, is required on every request: the header x-hippo-token (as gRPC),

@@ -277,52 +277,102 @@ void Mirror::Refresh(bool all) {
   // Studies whose trials were not read for their throttle set the flag again.
   if (!signal_->changed.exchange(false) && !all) return;
   bool deferred = false;
-  for (const v1::Study& view : engine_->ListStudies()) {
-    const std::string bytes = DeterministicBytes(view);
-    {
-      std::shared_lock lock(mutex_);
-      auto it = studies_.find(view.id());
-      if (it != studies_.end() && it->second->view_bytes == bytes) continue;
+  size_t spec_bytes = 0;  // new studies' specs read by this refresh
+  constexpr size_t kViewsPage = 1000;
+  size_t offset = 0, total = 0;
+  do {
+    // The views without their specs: small, and the engine's lock is held for a page of them.
+    const std::vector<v1::Study> views = engine_->ListStudySummaries(offset, kViewsPage, &total);
+    if (views.empty()) break;
+    offset += views.size();
+    for (const v1::Study& view : views) {
+      std::string bytes = DeterministicBytes(view);
+      std::shared_ptr<const v1::StudySpec> spec;
+      {
+        std::shared_lock lock(mutex_);
+        auto it = studies_.find(view.id());
+        if (it != studies_.end()) {
+          if (it->second->view_bytes == bytes) continue;
+          spec = it->second->spec;
+        }
+      }
+      Throttle& throttle = throttles_[view.id()];
+      if (!all && now < throttle.next) {
+        deferred = true;  // caught on a later refresh: the bytes still differ
+        continue;
+      }
+      if (spec == nullptr) {
+        // A study seen for the first time: its spec, once (up to 1 MiB each, so a refresh
+        // reads a bounded amount of them; the rest wait for the next one).
+        if (spec_bytes >= options_.max_spec_bytes) {
+          deferred = true;
+          continue;
+        }
+        absl::StatusOr<v1::Study> full = engine_->GetStudy(view.id());
+        if (!full.ok()) continue;  // deleted since the listing: nothing to show
+        spec = std::make_shared<const v1::StudySpec>(std::move(*full->mutable_spec()));
+        spec_bytes += spec->ByteSizeLong();
+      }
+      if (!RefreshTrials(view, std::move(bytes), spec, now)) deferred = true;
     }
-    Throttle& throttle = throttles_[view.id()];
-    if (!all && now < throttle.next) {
-      deferred = true;  // caught on a later refresh: the bytes still differ
-      continue;
-    }
-    RefreshTrials(view, now);
-  }
+  } while (offset < total);
   if (deferred) signal_->changed.store(true);
   RefreshWorkers();
 }
 
-void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
+bool Mirror::RefreshTrials(const v1::Study& view, std::string bytes,
+                           const std::shared_ptr<const v1::StudySpec>& spec,
+                           SteadyClock::time_point now) {
   const SteadyClock::time_point started = SteadyClock::now();
-  const std::vector<ParameterColumn> columns = ColumnsOf(view.spec());
-  const std::string& metric = view.spec().objective().metric();
+  const std::vector<ParameterColumn> columns = ColumnsOf(*spec);
+  const std::string& metric = spec->objective().metric();
   Throttle& throttle = throttles_[view.id()];
   // Only the trials changed since the last read, a page at a time (the engine's lock is held
-  // for one page): a study's first read costs its size, every later one its changes.
+  // for one page): a study's first read costs its size, every later one its changes. A listing
+  // cut short by the last refresh goes on where it stopped.
   coordinator::TrialQuery query;
   query.changed_since = throttle.since;
+  query.after_version = throttle.after_version;
+  query.after_trial = throttle.after_trial;
   query.limit = 1000;
   query.with_metrics = true;
   query.metric_names = {metric};
-  int64_t listing_version = 0;
-  while (true) {
+  int64_t& listing_version = throttle.listing_version;
+  for (size_t pages = 0;; ++pages) {
+    if (pages > 0 && pages >= options_.max_trial_pages) {
+      // Bounded: the rest at the next refresh, the view with it (its bytes are not kept, so
+      // the next refresh reads the study again). The rows merged so far are announced.
+      throttle.after_version = query.after_version;
+      throttle.after_trial = query.after_trial;
+      {
+        std::unique_lock lock(mutex_);
+        StudyData& study = *studies_.at(view.id());
+        study.view = view;
+        study.spec = spec;
+      }
+      Notify(view.id(), false);
+      return false;
+    }
     absl::StatusOr<coordinator::TrialPage> page = engine_->ListTrialsPage(view.id(), query);
     if (!page.ok()) {
       // Not found: the study vanished between the two reads. Another failure (the store): try
-      // again later, not at every refresh.
+      // again later, not at every refresh, from the listing's start.
       throttle.next = now + options_.min_interval * 10;
-      return;
+      throttle.listing_version = 0;
+      throttle.after_version = 0;
+      throttle.after_trial = -1;
+      return true;
     }
     if (listing_version == 0) listing_version = page->response.version();
-    MergeTrials(view, columns, page->response);
+    MergeTrials(view, spec, columns, page->response);
     if (!page->more) break;
     query.after_version = page->last_version;
     query.after_trial = page->last_trial;
   }
   throttle.since = listing_version;
+  throttle.listing_version = 0;
+  throttle.after_version = 0;
+  throttle.after_trial = -1;
   const double elapsed = std::chrono::duration<double>(SteadyClock::now() - started).count();
   throttle.next = now + std::max<SteadyClock::duration>(
                             options_.min_interval,
@@ -333,7 +383,8 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     std::unique_lock lock(mutex_);
     StudyData& study = *studies_.at(view.id());
     study.view = view;
-    study.view_bytes = DeterministicBytes(view);
+    study.spec = spec;
+    study.view_bytes = std::move(bytes);
     study.version = Bump();
     const double created =
         static_cast<double>(view.created().seconds()) + view.created().nanos() / 1e9;
@@ -355,11 +406,13 @@ void Mirror::RefreshTrials(const v1::Study& view, SteadyClock::time_point now) {
     }
   }
   Notify(view.id(), false);
+  return true;
 }
 
-void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColumn>& columns,
+void Mirror::MergeTrials(const v1::Study& view, const std::shared_ptr<const v1::StudySpec>& spec,
+                         const std::vector<ParameterColumn>& columns,
                          const v1::ListTrialsResponse& page) {
-  const std::string& metric = view.spec().objective().metric();
+  const std::string& metric = spec->objective().metric();
   std::vector<const v1::TrialMetrics*> metrics_of(page.trials_size(), nullptr);
   for (int i = 0, m = 0; i < page.trials_size() && m < page.metrics_size(); ++i) {
     // Metrics come in the order of the trials, one entry per trial.
@@ -374,10 +427,12 @@ void Mirror::MergeTrials(const v1::Study& view, const std::vector<ParameterColum
   std::unique_ptr<StudyData>& slot = studies_[view.id()];
   if (slot == nullptr) {
     slot = std::make_unique<StudyData>();
+    slot->view = view;  // shown while its first listing goes on
     order_.push_back(view.id());
   }
   StudyData& study = *slot;
-  study.maximize = view.spec().objective().direction() == v1::MAXIMIZE;
+  study.spec = spec;
+  study.maximize = spec->objective().direction() == v1::MAXIMIZE;
   study.metric = metric;
   study.parameters = columns;
   for (int i = 0; i < page.trials_size(); ++i) {

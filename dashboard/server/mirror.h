@@ -1,7 +1,7 @@
 // Mirror: the dashboard's copy of the coordinator's read views, with a version per change.
 //
-// A refresh thread reads the engine's views (ListStudies, ListTrialsPage, ListWorkers) and keeps,
-// per study, its trials as compact rows (serialized Trial, sortable columns, the objective
+// A refresh thread reads the engine's views (ListStudySummaries, ListTrialsPage, ListWorkers) and
+// keeps, per study, its trials as compact rows (serialized Trial, sortable columns, the objective
 // curve) stamped with the version of their last change. Every dashboard reads this copy, so ten
 // dashboards cost the engine what one does. The thread is event-driven: it sleeps until the
 // engine signals a change (Engine::AddChangeListener) and reads nothing while nobody watches
@@ -12,6 +12,11 @@
 // trials a page at a time, after a study's first read only those the engine says changed since
 // (TrialQuery::changed_since): it costs the changes, not the study's size. A study's trials are
 // not read again sooner than its last read took times Options::backoff.
+//
+// What one refresh copies is bounded: the studies' views come without their specs (a spec is
+// read once, when the study is first seen, at most Options::max_spec_bytes of new specs a
+// refresh), and a study's trials at most Options::max_trial_pages pages of 1000 a refresh (a
+// longer listing, a large study's first, goes on at the next refresh).
 #ifndef HIPPO_DASHBOARD_SERVER_MIRROR_H_
 #define HIPPO_DASHBOARD_SERVER_MIRROR_H_
 
@@ -68,8 +73,13 @@ struct SavingsSample {
 };
 
 struct StudyData {
-  hippo::v1::Study view;
+  hippo::v1::Study view;  // without its spec (below)
   std::string view_bytes;
+  // The study's spec, read once (it never changes once the study is created).
+  std::shared_ptr<const hippo::v1::StudySpec> spec;
+  const hippo::v1::StudySpec& Spec() const {
+    return spec != nullptr ? *spec : hippo::v1::StudySpec::default_instance();
+  }
   int64_t version = 0;         // the last change of the view or of a trial
   int64_t trials_version = 0;  // the last change of a trial
   bool maximize = false;
@@ -101,6 +111,8 @@ class Mirror {
     std::chrono::seconds idle_after{20};  // no stream and no request for this long: stop reading
     std::chrono::seconds worker_history{360};  // utilisation kept per worker
     size_t savings_points = 2000;              // savings points kept per study (thinned)
+    size_t max_spec_bytes = 8 << 20;           // new studies' specs read a refresh, at most
+    size_t max_trial_pages = 20;               // pages of a study's trials a refresh, at most
   };
 
   Mirror(coordinator::Engine* engine, Options options);
@@ -164,13 +176,23 @@ class Mirror {
   struct Throttle {
     std::chrono::steady_clock::time_point next;
     int64_t since = 0;  // the engine's version of the trials last read (0: none read)
+    // A listing cut short by Options::max_trial_pages, continued by the next refresh: where it
+    // stopped (TrialQuery::after_*) and the version its first page was read at (0: none).
+    int64_t after_version = 0;
+    int64_t after_trial = -1;
+    int64_t listing_version = 0;
   };
   // Reads the study's trials changed since the last read (with the objective's metric) from
-  // the engine and merges them.
-  void RefreshTrials(const hippo::v1::Study& view, std::chrono::steady_clock::time_point now);
+  // the engine and merges them; false when the listing was cut short (to go on at the next
+  // refresh). `bytes` is the view's, compared at the next refresh.
+  bool RefreshTrials(const hippo::v1::Study& view, std::string bytes,
+                     const std::shared_ptr<const hippo::v1::StudySpec>& spec,
+                     std::chrono::steady_clock::time_point now);
   // Merges one page of trials into the study's rows (creating the study), bumping the version
   // of each row that changed.
-  void MergeTrials(const hippo::v1::Study& view, const std::vector<ParameterColumn>& columns,
+  void MergeTrials(const hippo::v1::Study& view,
+                   const std::shared_ptr<const hippo::v1::StudySpec>& spec,
+                   const std::vector<ParameterColumn>& columns,
                    const hippo::v1::ListTrialsResponse& page);
   void RefreshWorkers();
   int64_t Bump();  // under mutex_: the next version, remembered as the last change

@@ -1,6 +1,7 @@
 // The dashboard's JSON API against a real coordinator running a sim study: paging, sorting and
-// filtering of trials, incremental reads (since a version), the change long poll, the stop
-// guard, the token, and plain HTTP refused off loopback.
+// filtering of trials, incremental reads (since a version), the change long poll, the event
+// stream that pushes a watched study's page and the workers', the stop guard, the token, and
+// plain HTTP refused off loopback.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -75,6 +76,88 @@ test("savings compare like with like: the work done so far, not every trial's fu
   assert.ok(Number(last.trial_steps) <= Number(steps.reached_trial_steps), "the point counts reached steps");
   assert.ok(Number(steps.reached_trial_steps) < Number(steps.trial_steps), "a running ASHA study has targets ahead");
   assert.ok(Number(last.executed_steps) <= Number(last.trial_steps), "never more than trial by trial");
+});
+
+// The events of GET events?QUERY, as raw texts and parsed, until `enough(events)` or `ms`.
+async function readEvents(query, enough, ms = 20000) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  const events = [];
+  try {
+    const response = await fetch(new URL(`api/v1/events?${query}`, server.url), { signal: controller.signal, headers: { "x-hippo-token": server.token } });
+    assert.equal(response.status, 200);
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of response.body) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let end;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const text = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const data = text.split("\n").find((line) => line.startsWith("data: "));
+        if (data) events.push({ text, data: JSON.parse(data.slice(6)) });
+      }
+      if (enough(events)) break;
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") throw error;
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+  return events;
+}
+
+test("a stream watching a study pushes its page's parts as they change, and the workers' page", async () => {
+  const trialEvents = (events) => events.filter((e) => e.data.study?.trials);
+  const events = await readEvents(`study=${studyId}&workers=true`, (events) => trialEvents(events).length >= 3 && events.some((e) => e.data.workers_page));
+  const withParts = events.filter((e) => e.data.study);
+  assert.ok(withParts.length >= 3, `${withParts.length} events with the study's parts`);
+  // The first carries every part of the page, each as its GET answers it.
+  const first = withParts[0].data.study;
+  assert.equal(first.study_id, studyId);
+  assert.ok(Number(first.trials.total) >= 40 && first.trials.trials.length > 0, "the trials");
+  assert.equal(first.curves.completed_density.length, Number(first.curves.step_bins) * Number(first.curves.value_bins));
+  assert.ok(first.history.trial.length > 0, "the history");
+  assert.deepEqual(first.parameters.axes.map((a) => a.name).sort(), ["lr", "optimizer", "weight_decay"]);
+  assert.ok(Array.isArray(first.savings.points), "the savings");
+  assert.ok(first.tree.nodes.length > 0, "the tree's first window");
+  // Later ones carry the trials changed since the stream's previous event, and only those.
+  const firstTrials = events.findIndex((e) => e.data.study?.trials);
+  let later = 0;
+  for (let k = firstTrials + 1; k < events.length; k++) {
+    const trials = events[k].data.study?.trials;
+    if (!trials) continue;
+    later++;
+    const previous = Number(events[k - 1].data.version);
+    for (const row of trials.trials ?? []) {
+      assert.ok(Number(row.version) > previous, `trial ${row.trial.id} at ${row.version}, not changed since the previous event (${previous})`);
+    }
+    assert.ok((trials.trials ?? []).length < Number(trials.total), "a running study's changes, not all its trials");
+  }
+  assert.ok(later >= 2, `${later} events with the trials changed`);
+  // The study's summary rides along; the workers' page came (with w1) when the workers changed.
+  assert.ok(events.some((e) => (e.data.rows ?? []).some((row) => row.study.id === studyId)));
+  const workers = events.find((e) => e.data.workers_page).data.workers_page;
+  assert.ok(workers.workers.some((row) => row.worker.worker_id === "w1"));
+  // A stream that watches nothing in particular gets no parts.
+  const plain = await readEvents("", (events) => events.length >= 2);
+  assert.ok(plain.length >= 1 && plain.every((e) => !e.data.study && !e.data.workers_page));
+  assert.equal((await api(server.url, "events?workers=maybe")).status, 400);
+});
+
+test("streams in the same state get the same event, made once", async () => {
+  // Two streams from one version, watching the same study: their first events (at the same
+  // version) are one text. The version may move between their wake-ups: try a few times.
+  let same = false;
+  for (let attempt = 0; attempt < 5 && !same; attempt++) {
+    const since = Number((await api(server.url, `studies/${studyId}`)).body.version);
+    const [a, b] = await Promise.all([1, 2].map(() => readEvents(`study=${studyId}&since=${since}`, (events) => events.length >= 1)));
+    if (a[0].data.version !== b[0].data.version) continue;
+    assert.equal(a[0].text, b[0].text);
+    same = true;
+  }
+  assert.ok(same, "two streams never got their first event at the same version");
 });
 
 test("a read since a version returns only what changed after it", async () => {

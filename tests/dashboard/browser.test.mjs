@@ -113,6 +113,20 @@ test("the study page shows curves, history, parameters, the stage tree and the t
   // end in bursts here, the steps trained move all along).
   const executed = async () => Number((await api(server.url, `studies/${studyId}`)).body.study?.steps?.executed_steps ?? 0);
   assertLive(await liveLags(".stat:nth-child(4) .value", "([\\d,]+)", 0, executed), "study page");
+  // While it watches, the page asks for nothing: the event stream pushes what changed (the
+  // summary, trials, curves, history, parameters, savings, tree), and the page still moves.
+  const reads = [];
+  const count = (request) => {
+    if (request.url().includes("/api/v1/") && !request.url().includes("/api/v1/events")) reads.push(request.url());
+  };
+  page.on("request", count);
+  const rowsBefore = await text("#trials .ttools");
+  const stepsWatched = await text(".stat:nth-child(4) .value");
+  await page.waitForTimeout(5000);
+  page.off("request", count);
+  assert.deepEqual(reads, [], "the study page read while it watched");
+  assert.notEqual(await text(".stat:nth-child(4) .value"), stepsWatched, "the summary moved meanwhile");
+  console.log(`trial table: ${rowsBefore} -> ${await text("#trials .ttools")}`);
   // Learning curves: the leading trials' curves drawn over the density.
   await eventually(async () => /top [1-9]/.test(await text("#curves .legend")), "the leading trials' curves", 30000);
   // Sort the table by objective (best first) and select its first row: the schedule is drawn.

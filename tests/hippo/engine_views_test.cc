@@ -1,7 +1,7 @@
 // The engine's versioned read views with a real SQLite store and an in-test worker: a page of
 // trials changed since a version lists exactly the trials a change reached (a metric or the end
 // of a stage shared by two trials reaches both), nothing when nothing changed, and the change
-// listeners are called for every change.
+// listeners are called for every change; study summaries are the views without their specs.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -112,6 +112,35 @@ TEST(EngineViewsTest, ChangesOfASharedStageReachEveryTrialThroughIt) {
   // A version never handed out (from before a restart) lists every trial.
   EXPECT_EQ(ChangedSince(engine, study->id(), branch_version + 1000).first,
             (std::vector<int64_t>{0, 1}));
+}
+
+TEST(EngineViewsTest, StudySummariesAreTheViewsWithoutTheirSpecs) {
+  const std::string db = TempDb();
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(SmallGrid(), /*no_merge=*/false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    ids.push_back(study->id());
+  }
+  size_t total = 0;
+  const std::vector<v1::Study> page = engine.ListStudySummaries(1, 5, &total);
+  EXPECT_EQ(total, 3u);
+  ASSERT_EQ(page.size(), 2u);  // from the second, in creation order
+  const std::vector<v1::Study> full = engine.ListStudies();
+  for (size_t i = 0; i < page.size(); ++i) {
+    EXPECT_EQ(page[i].id(), ids[i + 1]);
+    EXPECT_FALSE(page[i].has_spec());
+    // Everything else is the view ListStudies gives.
+    v1::Study without_spec = full[i + 1];
+    without_spec.clear_spec();
+    EXPECT_EQ(page[i].SerializeAsString(), without_spec.SerializeAsString());
+  }
+  EXPECT_TRUE(engine.ListStudySummaries(3, 5, &total).empty());
+  EXPECT_EQ(total, 3u);
 }
 
 TEST(EngineViewsTest, StageTreePagesCoverTheTreeOnceInOrder) {

@@ -57,6 +57,33 @@ export class TrialTable {
     return num(changed.version);
   }
 
+  /**
+   * Takes the trials the event stream pushed (those changed since its last event, by id) into
+   * the rows held, when their places are known: sorted by trial number, unfiltered (a trial's
+   * row is its number). False when the table must read its rows again: another order or a
+   * filter (a changed value moves rows), or more changes than one pushed page.
+   */
+  apply(changes: Json): boolean {
+    const rows: Json[] = changes.trials ?? [];
+    const total = num(changes.total);
+    const byNumber = this.sort === "id" && !this.desc && ![...this.filters.values()].some((v) => v.trim());
+    if (changes.next_page_token || (!byNumber && (rows.length > 0 || total !== this.total))) return false;
+    this.version = Math.max(this.version, num(changes.version));
+    if (!byNumber) return true;
+    for (const row of rows) {
+      const id = num(row.trial?.id);
+      const offset = Math.floor(id / PAGE) * PAGE;
+      const page = this.pages.get(offset);
+      // A page not held is read when scrolled to; a held page takes the row at its place.
+      if (page && id - offset <= page.length) page[id - offset] = row;
+    }
+    this.total = total;
+    this.matching = total;
+    this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
+    this.render();
+    return true;
+  }
+
   private firstVisiblePage(): number {
     return Math.floor(this.viewport.scrollTop / ROW / PAGE) * PAGE;
   }

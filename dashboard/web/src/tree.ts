@@ -90,6 +90,18 @@ export class TreeView {
     return version;
   }
 
+  /** Takes a window the event stream pushed (the first one, `root`). */
+  apply(window: Json) {
+    this.merge(window);
+    this.layout();
+    this.draw();
+  }
+
+  /** Whether windows other than the first are shown (opened by hand: not pushed). */
+  openedByHand(): boolean {
+    return this.windows.size > 1;
+  }
+
   private async find(trial: number) {
     const params = { depth: 1, max_children: 1, trial };
     this.windows.set(`trial-${trial}`, params);

@@ -1,6 +1,7 @@
 // Studies: one row per study (newest first) with its state, progress, best value, trials,
 // steps trained against the steps its trials asked for, elapsed and estimated time left.
-// Pages of 50 studies; live rows come from `since` (only the studies that changed).
+// Pages of 50 studies; live rows come with the events (the changed studies' rows), or, when the
+// event could not carry them all, from a read `since` the version held.
 import { get, Json, num } from "../api";
 import { badge, fmtDuration, fmtInt, fmtNumber, h, progressBar } from "../format";
 import { subscribe, throttle } from "../live";
@@ -67,7 +68,9 @@ export function mountStudies(app: HTMLElement): () => void {
       version = 0;
       void loadPage("");
     } else if (change.studies.size > 0) {
-      refresh();
+      for (const [id, row] of change.rows) rows.set(id, row);
+      if ([...change.studies].some((id) => !change.rows.has(id))) refresh();
+      else render();
     }
   });
   // Elapsed and time left move without any change on the server.

@@ -1,6 +1,9 @@
 // A study: summary and stop button, optimization history, learning curves, parallel
 // coordinates, parameter importance, savings over time, the stage tree, the trial table with
-// the selected trial's schedule. Each part reloads (at most every 2 s) when the study changes.
+// the selected trial's schedule. The page reads each part once; then the event stream watches
+// the study and pushes the parts that change (live.ts), and the page asks again only for what
+// the stream does not carry: a selected trial's curve, tree windows opened by hand, the rows of
+// a table sorted or filtered otherwise than by trial number.
 import { ApiError, get, Json, num, post, studyPath } from "../api";
 import { drawCurves } from "../charts/curves";
 import { drawHistory } from "../charts/history";
@@ -119,13 +122,31 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     }
     renderHead();
   }, 1000);
-  // The study's version the page was told of (an event's row): a read answered at an older
-  // version (the server makes a large running study's aggregates again only so often) is asked
-  // again, so that the page ends at the study's last state.
-  let wanted = 0;
-  const current = (body: Json, again: () => void) => {
-    if (num(body.version) < wanted) window.setTimeout(again, 1000);
-    return body;
+  // A read answered at an older version than the study's (the server makes a large running
+  // study's aggregates again only so often) is not asked again: the event stream pushes the
+  // part once it is made again, so the page ends at the study's last state.
+  // Pushed parts are drawn when their card is on screen (or as soon as it comes into view):
+  // ten pages on one machine share its cores with the coordinator.
+  const seen = new Map<Element, boolean>();
+  const waiting = new Map<Element, () => void>();
+  const flush = (element: Element) => {
+    const draw = waiting.get(element);
+    if (!draw || seen.get(element) === false || document.hidden) return;
+    waiting.delete(element);
+    draw();
+  };
+  const visibility = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      seen.set(entry.target, entry.isIntersecting);
+      flush(entry.target);
+    }
+  });
+  const onVisible = () => [...waiting.keys()].forEach(flush);
+  document.addEventListener("visibilitychange", onVisible);
+  const whenSeen = (element: Element, draw: () => void) => {
+    if (!seen.has(element)) visibility.observe(element);
+    waiting.set(element, draw);
+    flush(element);
   };
   // A part is drawn again only when what it shows changed (a read answered from the server's
   // cache comes back at the version already drawn): redrawing costs the browser, not the
@@ -140,12 +161,12 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const refreshCurves = throttle(async () => {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
-    const body = current(await get(studyPath(studyId, "curves"), { trials }), () => refreshCurves());
+    const body = await get(studyPath(studyId, "curves"), { trials });
     if (changed(`curves ${trials}`, body)) drawCurves(curves, body, curvesLegend);
     markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
-    const body = current(await get(studyPath(studyId, "history")), () => refreshHistory());
+    const body = await get(studyPath(studyId, "history"));
     if (changed("history", body)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
@@ -155,17 +176,17 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
-    const body = current(await get(studyPath(studyId, "parameters")), () => refreshParameters());
+    const body = await get(studyPath(studyId, "parameters"));
     if (!changed("parameters", body)) return;
     parameters = body;
     drawParameters();
   }, 2000);
   const refreshSavings = throttle(async () => {
-    const body = current(await get(studyPath(studyId, "savings")), () => refreshSavings());
+    const body = await get(studyPath(studyId, "savings"));
     if (changed("savings", body)) drawSavings(savings, body);
   }, 2000);
-  const refreshTree = throttle(async () => void current({ version: await tree.refresh() }, () => refreshTree()), 2000);
-  const refreshTable = throttle(async () => void current({ version: await table.update() }, () => refreshTable()), 1000);
+  const refreshTree = throttle(async () => void (await tree.refresh()), 2000);
+  const refreshTable = throttle(async () => void (await table.update()), 1000);
   const observer = new ResizeObserver(drawParameters);
   observer.observe(parallelCanvas);
 
@@ -188,24 +209,55 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   // animation-frame callback): its drawing would otherwise hold that frame back.
   const first = Promise.allSettled([refreshStudy(), refreshCurves(), table.reload()]);
   void first.then(() => requestAnimationFrame(() => setTimeout(rest, 0)));
-  const stop = subscribe((change) => {
-    const changed = change.rows.get(studyId);
-    if (changed) {
-      // The summary came with the event: shown without asking.
-      row = changed;
-      wanted = Math.max(wanted, num(changed.version));
-      renderHead();
-      refreshCurves();
-      refreshTable();
-      rest();
-    } else if (change.all || change.studies.has(studyId)) {
-      all();
+  // The parts the stream pushes: drawn as they come, unless drawn at that version already.
+  const applyParts = (parts: Json) => {
+    const total = num(row?.study?.trials_total);
+    const ownCurves = selected !== null && !(total > 0 && total <= 200);
+    const { curves: curvesPart, history: historyPart, parameters: parametersPart, savings: savingsPart, tree: treePart } = parts;
+    if (curvesPart && !ownCurves) {
+      whenSeen(curvesBox, () => {
+        if (changed("curves", curvesPart)) drawCurves(curves, curvesPart, curvesLegend);
+        markOnce("hippo:curves");
+      });
     }
-  });
+    if (historyPart) whenSeen(historyBox, () => changed("history", historyPart) && drawHistory(history, historyPart, row?.study?.spec?.objective?.metric ?? "objective"));
+    if (parametersPart) {
+      parameters = parametersPart;
+      whenSeen(parallelCanvas, () => changed("parameters", parametersPart) && drawParameters());
+    }
+    if (savingsPart) whenSeen(savingsBox, () => changed("savings", savingsPart) && drawSavings(savings, savingsPart));
+    if (treePart) {
+      whenSeen(tree.element, () => tree.apply(treePart));
+      // Windows opened by hand are not pushed: read again.
+      if (tree.openedByHand()) refreshTree();
+    }
+    if (parts.trials) {
+      if (!table.apply(parts.trials)) refreshTable();
+      // The selected trial's curve (not pushed in a large study) when it changed.
+      if (ownCurves && (parts.trials.trials ?? []).some((r: Json) => num(r.trial?.id) === num(selected?.id))) refreshCurves();
+    }
+  };
+  const stop = subscribe((change) => {
+    if (change.all) {
+      all();
+      return;
+    }
+    const changedRow = change.rows.get(studyId);
+    if (changedRow) {
+      // The summary came with the event: shown without asking.
+      row = changedRow;
+      renderHead();
+    } else if (change.studies.has(studyId)) {
+      refreshStudy();
+    }
+    if (change.parts?.study_id === studyId) applyParts(change.parts);
+  }, `study=${encodeURIComponent(studyId)}`);
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
     stop();
     clearInterval(timer);
+    visibility.disconnect();
+    document.removeEventListener("visibilitychange", onVisible);
     clearTimeout(retry);
     observer.disconnect();
     for (const plot of [history, curves, savings, schedule]) plot.destroy();

@@ -1,5 +1,6 @@
 // Workers: what each runs (stage and study), its devices, the states in its fork cache, and
-// its utilisation over the last minutes (the busy share of the dashboard's samples).
+// its utilisation over the last minutes (the busy share of the dashboard's samples). Read once;
+// then the event stream pushes the workers' page whenever a worker changes.
 import { get, Json, num } from "../api";
 import { fmtInt, h } from "../format";
 import { subscribe, throttle } from "../live";
@@ -60,8 +61,7 @@ export function mountWorkers(app: HTMLElement): () => void {
       ),
     ),
   );
-  const refresh = throttle(async () => {
-    const response = await get("workers");
+  const render = (response: Json) => {
     const workers: Json[] = response.workers ?? [];
     const busy = workers.filter((w) => num(w.worker?.running_stage_id) !== 0).length;
     summary.textContent = `${workers.filter((w) => w.worker?.connected).length} connected, ${busy} training now.`;
@@ -91,14 +91,12 @@ export function mountWorkers(app: HTMLElement): () => void {
         );
       }),
     );
-  }, 1000);
+  };
+  const refresh = throttle(async () => render(await get("workers")), 1000);
   refresh();
   const stop = subscribe((change) => {
-    if (change.all || change.workers) refresh();
-  });
-  const timer = setInterval(refresh, 5000);
-  return () => {
-    stop();
-    clearInterval(timer);
-  };
+    if (change.workersPage) render(change.workersPage);
+    else if (change.all) refresh();
+  }, "workers=true");
+  return stop;
 }

@@ -1,0 +1,85 @@
+// EventTexts: the text of the server-sent events of GET /api/v1/events, made once for every
+// stream in the same state. A stream that watches a study (?study=ID) is pushed that study's
+// page as it changes (api.StudyParts: the trials changed since its last event, the learning
+// curves, history, parameters, savings and the tree's first window), a stream that watches the
+// workers (?workers=true) the workers' page: a watching page asks for nothing, so ten
+// dashboards cost what one does plus the writing of each event to ten sockets.
+//
+// A stream's state is the version of its last event and the version of each part it was sent.
+// Streams in one state (watching the same thing since the same event) get the same text, made
+// by the first of them; the parts come from the ResponseCache the reads are answered from, a
+// part at most every kPartInterval however often the study changes.
+#ifndef HIPPO_DASHBOARD_SERVER_EVENT_TEXTS_H_
+#define HIPPO_DASHBOARD_SERVER_EVENT_TEXTS_H_
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "dashboard/api/dashboard.pb.h"
+#include "dashboard/server/mirror.h"
+#include "dashboard/server/response_cache.h"
+#include "dashboard/server/tree_window.h"
+
+namespace hippo::dashboard {
+
+// A pushed part (other than the trials) is made again at most this often while its study
+// changes: a page shows it within this and the mirror's refresh interval of a change.
+inline constexpr std::chrono::milliseconds kPartInterval{1000};
+
+// What one event stream watches and what it was sent.
+struct StreamState {
+  std::string study;     // "" when it watches no study
+  bool workers = false;  // whether it watches the workers
+  int64_t last = 0;      // the version of its last event (or of its start)
+  // The version of each part it was sent (api.StudyParts' fields 2..7, then the workers' page);
+  // 0: none yet, so its first event carries every part.
+  std::array<int64_t, 7> sent{};
+  // A part it got was made at an older version than its study's (remake_policy.h): the stream
+  // looks again within a second, changes or not, so that the page ends at the last state.
+  bool behind = false;
+};
+
+class EventTexts {
+ public:
+  EventTexts(const Mirror* mirror, TreeWindows* trees, ResponseCache* cache)
+      : mirror_(mirror), trees_(trees), cache_(cache) {}
+
+  // The event that takes `stream` to `change` (a change of the version may be absent: only
+  // parts made since), or nullptr when there is nothing to send; `stream` is advanced to what
+  // the event holds.
+  std::shared_ptr<const std::string> Next(StreamState& stream, const api::Change& change);
+
+ private:
+  struct Made {
+    std::shared_ptr<const std::string> text;  // nullptr: nothing to send
+    std::array<int64_t, 7> sent{};
+    bool behind = false;
+  };
+  struct Entry {
+    std::mutex mutex;     // held while the text is made
+    int64_t version = 0;  // the change's
+    bool made = false;
+    Made result;
+  };
+  Made Make(const StreamState& stream, const api::Change& change);
+  // Appends the parts of the study that `stream` was not sent (as `"study":{...}`), noting
+  // them in `made`; false when none.
+  // `at`: the version of the change the event carries (0: none, only parts made since).
+  bool AppendStudyParts(const StreamState& stream, int64_t at, Made& made, std::string& json);
+
+  const Mirror* mirror_;
+  TreeWindows* trees_;
+  ResponseCache* cache_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_;  // by the stream's state
+  int64_t newest_ = 0;  // the newest version an entry was made for
+};
+
+}  // namespace hippo::dashboard
+
+#endif  // HIPPO_DASHBOARD_SERVER_EVENT_TEXTS_H_
