@@ -21,7 +21,7 @@ using state_text::PutInt;
 using state_text::PutPoint;
 using state_text::TokenReader;
 
-constexpr char kStateHeader[] = "morphism-v1";
+constexpr char kStateHeader[] = "morphism-v2";
 
 // The next larger value of an ordered numeric dimension, if any.
 std::optional<double> NextLarger(const Dimension& dimension, double value) {
@@ -190,8 +190,8 @@ int64_t MorphismEvolution::ChildrenInFlight() const {
   return in_flight;
 }
 
-Request MorphismEvolution::MakeChild(std::mt19937_64& random) const {
-  const TrialNumber winner = Tournament(random, nullptr).trial;
+Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winner) const {
+  winner = Tournament(random, nullptr).trial;
   const Point& parent = trials_[winner].point;
   Request request{Request::Kind::kNewTrial, parent, options_.initial_steps, -1, 0};
   Point& child = request.point;
@@ -203,7 +203,7 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random) const {
     for (size_t g : options_.grow) {
       const bool grown_before =
           std::any_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
-            return other.inherited_from == winner && other.point[g] != parent[g];
+            return other.inherits && other.parent == winner && other.point[g] != parent[g];
           });
       if (!grown_before && stage_tree::IsActive(space_.dimensions, parent, g) &&
           NextLarger(space_.dimensions[g], std::get<double>(parent[g]))) {
@@ -267,11 +267,11 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
          ChildrenInFlight() < most_in_flight) {
     const auto number = static_cast<TrialNumber>(trials_.size());
     std::mt19937_64 random = ChildGenerator(number);
-    Request request = MakeChild(random);
     Trial child;
+    Request request = MakeChild(random, child.parent);
     child.point = request.point;
     child.target = request.target;
-    child.inherited_from = request.kind == Request::Kind::kMorph ? request.trial : -1;
+    child.inherits = request.kind == Request::Kind::kMorph;
     trials_.push_back(std::move(child));
     requests.push_back(std::move(request));
     ++made;
@@ -304,7 +304,12 @@ bool MorphismEvolution::Finished() const {
 
 TrialNumber MorphismEvolution::InheritedFrom(TrialNumber trial) const {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return -1;
-  return trials_[trial].inherited_from;
+  return trials_[trial].inherits ? trials_[trial].parent : -1;
+}
+
+TrialNumber MorphismEvolution::ParentOf(TrialNumber trial) const {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return -1;
+  return trials_[trial].parent;
 }
 
 std::string MorphismEvolution::SaveState() const {
@@ -315,7 +320,8 @@ std::string MorphismEvolution::SaveState() const {
   for (const Trial& trial : trials_) {
     PutInt(out, static_cast<int64_t>(trial.state));
     PutInt(out, trial.target);
-    PutInt(out, trial.inherited_from);
+    PutInt(out, trial.parent);
+    PutInt(out, trial.inherits);
     PutInt(out, trial.has_objective);
     PutDouble(out, trial.objective);
     PutPoint(out, space_, trial.point);
@@ -339,14 +345,17 @@ absl::Status MorphismEvolution::LoadState(const std::string& state) {
   std::vector<Trial> trials(count);
   for (Trial& trial : trials) {
     int64_t kind = 0;
+    int64_t inherits = 0;
     int64_t has_objective = 0;
     if (!reader.Int(kind) || kind < 0 || kind > static_cast<int64_t>(TrialState::kEnded) ||
-        !reader.Int(trial.target) || !reader.Int(trial.inherited_from) ||
-        trial.inherited_from < -1 || trial.inherited_from >= count || !reader.Int(has_objective) ||
-        !reader.Double(trial.objective) || !reader.PointOf(space_, trial.point)) {
+        !reader.Int(trial.target) || !reader.Int(trial.parent) || trial.parent < -1 ||
+        trial.parent >= count || !reader.Int(inherits) || (inherits != 0 && trial.parent < 0) ||
+        !reader.Int(has_objective) || !reader.Double(trial.objective) ||
+        !reader.PointOf(space_, trial.point)) {
       return bad();
     }
     trial.state = static_cast<TrialState>(kind);
+    trial.inherits = inherits != 0;
     trial.has_objective = has_objective != 0;
   }
   std::optional<std::deque<Member>> population = ReadPopulation(reader, count);

@@ -60,6 +60,9 @@ class MorphismEvolution : public PopulationSearch {
 
   // The parent a child inherited from, -1 for a trial trained from scratch.
   TrialNumber InheritedFrom(TrialNumber trial) const;
+  // The member a child was made from (its tournament's winner), whether it inherited or not; -1
+  // for an initial member or an unknown trial.
+  TrialNumber ParentOf(TrialNumber trial) const;
 
  private:
   struct Options {
@@ -73,7 +76,8 @@ class MorphismEvolution : public PopulationSearch {
     stage_tree::Point point;
     TrialState state = TrialState::kTraining;
     Step target = 0;
-    TrialNumber inherited_from = -1;
+    TrialNumber parent = -1;  // children: the tournament's winner
+    bool inherits = false;    // a morph: starts from the parent's state
     bool has_objective = false;
     double objective = 0;
   };
@@ -84,7 +88,8 @@ class MorphismEvolution : public PopulationSearch {
         options_(std::move(options)) {}
 
   // The next child: tournament, then a morph of the winner if it can grow, else a mutation.
-  Request MakeChild(std::mt19937_64& random) const;
+  // `winner` is set to the parent.
+  Request MakeChild(std::mt19937_64& random, TrialNumber& winner) const;
   bool Grows(size_t dimension) const;
   // A trial that reached its target with a score joins the population.
   void JoinIfScored(TrialNumber trial);

@@ -100,6 +100,48 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFr
                           [](const Request& r) { return r.kind == Request::Kind::kStop; }));
 }
 
+TEST(MorphismSearchTest, AParentThatCanGrowAlwaysGetsAMorphNeverTheSameOneTwiceAndChainsGoOn) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = Context(space);
+  context.config.mutable_morphism()->set_children(24);
+  test_support::StudyRunner runner(context, test_support::StudyRunner::PointObjective(Accuracy));
+  runner.Run();
+  const auto& algorithm = dynamic_cast<const MorphismEvolution&>(runner.algorithm());
+  const auto& trials = runner.trials();
+  ASSERT_EQ(trials.size(), 28u);
+  int chained = 0;
+  int scratch = 0;
+  for (size_t number = 4; number < trials.size(); ++number) {
+    const auto child = static_cast<TrialNumber>(number);
+    const TrialNumber parent = algorithm.ParentOf(child);
+    ASSERT_GE(parent, 0) << "child " << number;
+    const Point& from = trials.at(parent).point;
+    // The morphs the parent could still have when this child was made: channels or layers
+    // below their highest value, not grown by an earlier morph of the same parent. Steps never
+    // stop a chain here: the ranges allow 5 generations, 4 + 2 * 5 steps < max_steps = 40.
+    bool could_grow = false;
+    for (size_t d : {size_t{0}, size_t{1}}) {
+      const double highest = d == 0 ? 16 : 3;
+      bool grown_before = false;
+      for (size_t earlier = 4; earlier < number; ++earlier) {
+        grown_before |= trials[earlier].morphed && trials[earlier].forked_from == parent &&
+                        trials[earlier].point[d] != from[d];
+      }
+      could_grow |= !grown_before && std::get<double>(from[d]) < highest;
+    }
+    EXPECT_EQ(trials[number].morphed, could_grow) << "child " << number << " of " << parent;
+    if (!trials[number].morphed) {
+      ++scratch;
+      continue;
+    }
+    EXPECT_EQ(trials[number].forked_from, parent);
+    EXPECT_EQ(algorithm.InheritedFrom(child), parent);
+    if (trials.at(parent).morphed) ++chained;
+  }
+  EXPECT_GT(chained, 0) << "no child of a morphed child inherited again";
+  EXPECT_GT(scratch, 0) << "fully grown parents have children from scratch";
+}
+
 // Per-layer widths as in examples/nas: layers 1..3, channels_0 always, channels_1 only for 2 or
 // more layers, channels_2 only for 3.
 stage_tree::SearchSpace ConditionalSpace() {
