@@ -211,6 +211,7 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
       }
     }
   }
+  const Step continued = trials_[winner].target + options_.child_steps;
   size_t d = 0;
   if (!growable.empty()) {
     d = growable[random() % growable.size()];
@@ -218,7 +219,17 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
     request.kind = Request::Kind::kMorph;
     request.trial = winner;
     request.fork_step = trials_[winner].target;
-    request.target = request.fork_step + options_.child_steps;
+    request.target = continued;
+  } else if (continued <= options_.max_steps &&
+             std::none_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
+               return other.inherits && other.parent == winner && other.point == parent;
+             })) {
+    // Nothing left to grow: the identity morphism, the same network trained further.
+    request.kind = Request::Kind::kMorph;
+    request.trial = winner;
+    request.fork_step = trials_[winner].target;
+    request.target = continued;
+    return request;
   } else {
     const std::vector<size_t> mutable_dimensions = MutableDimensions(parent);
     if (mutable_dimensions.empty()) return request;

@@ -12,12 +12,15 @@
 //     that no earlier child of the parent grew, and the child's steps fit in budget.max_steps,
 //     one such dimension, drawn uniformly, rises to its next larger value (the child extends
 //     its parent); the child inherits the parent's state at the parent's target and trains
-//     child_steps more (a kMorph request). A child of a
-//     morphed child inherits again, so chains of morphisms grow a network step by step for up
-//     to (max_steps - initial_steps) / child_steps generations. Its hyper-parameter sequences
+//     child_steps more (a kMorph request). A child of a morphed child inherits again, so chains
+//     of morphisms grow a network step by step for up to (max_steps - initial_steps) /
+//     child_steps generations. Its hyper-parameter sequences
 //     are its parent's, read at the steps it trains: the learning-rate schedule goes on from
-//     where the inherited state left it, as if one network had trained all along. Otherwise (the
-//     parent is fully grown, its morphs were all tried, or it trained to max_steps) one dimension
+//     where the inherited state left it, as if one network had trained all along. A parent that
+//     has nothing left to grow (fully grown, or its morphs all tried) but steps left trains on
+//     by the identity morphism, once: the child has the parent's point, inherits its state and
+//     trains child_steps more, so that a grown network still reaches the end of its schedule.
+//     Otherwise (the parent trained to max_steps) one dimension
 //     the parent uses with more than one value, drawn uniformly, is drawn afresh and the child
 //     trains from scratch for initial_steps. Dimensions the change brings into use (the width of a
 //     layer a deeper network appends) take, in a morph, the value of the last `grow` dimension
