@@ -1,5 +1,6 @@
 """Medians over seeds of the morphism benchmark, both ways: (a) the best validation accuracy
-each algorithm reaches with the epochs it trained, (b) the epochs each needed to reach evolution
+each algorithm reaches with the epochs it trained, and within as many epochs as evolution from
+scratch trained with the same seed (equal epochs), (b) the epochs each needed to reach evolution
 from scratch's best accuracy of the same seed.
 
 Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
@@ -54,6 +55,11 @@ def timeline(db_path: pathlib.Path):
     return points
 
 
+def best_within(points, epochs: int) -> float:
+    """The best accuracy once `epochs` epochs had been trained (NaN if none by then)."""
+    return max((best for spent, best in points if spent <= epochs), default=float("nan"))
+
+
 def epochs_to(points, target: float):
     """The epochs so far when the best accuracy first reached `target`, or None."""
     return next((epochs for epochs, best in points if best >= target - 1e-9), None)
@@ -72,26 +78,28 @@ def main(directory: str) -> None:
             "seconds": summary["wall_seconds"], "load": f"{load[0]}–{load[1]}",
             "timeline": timeline(path.with_suffix(".db"))}
     baseline = runs.get("evolution", {})
-    print("| algorithm | seed | best val_accuracy | epochs trained | epochs to evolution's best "
-          "| trials | wall s | load avg. |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| algorithm | seed | best val_accuracy | epochs trained | best within evolution's epochs "
+          "| epochs to evolution's best | trials | wall s | load avg. |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for algorithm, by_seed in runs.items():
-        reached = []
+        reached, equal = [], []
         for seed, run in sorted(by_seed.items()):
-            to_target = None
+            to_target, within = None, float("nan")
             if seed in baseline:
                 to_target = epochs_to(run["timeline"], baseline[seed]["best"])
+                within = best_within(run["timeline"], baseline[seed]["epochs"])
             reached.append(to_target)
+            equal.append(within)
             shown = "not reached" if to_target is None else str(to_target)
-            print(f"| {algorithm} | {seed} | {run['best']:.4f} | {run['epochs']} | {shown} | "
-                  f"{run['trials']} | {run['seconds']:.0f} | {run['load']} |")
+            print(f"| {algorithm} | {seed} | {run['best']:.4f} | {run['epochs']} | {within:.4f} | "
+                  f"{shown} | {run['trials']} | {run['seconds']:.0f} | {run['load']} |")
         rows = list(by_seed.values())
         # A run that never reached the target counts as needing more than any epochs.
-        median_to = statistics.median(
-            float("inf") if r is None else r for r in reached) if reached else None
-        shown = "not reached" if median_to in (None, float("inf")) else f"{median_to:g}"
+        median_to = statistics.median(float("inf") if r is None else r for r in reached)
+        shown = "not reached" if median_to == float("inf") else f"{median_to:g}"
         print(f"| {algorithm} | **median** | **{statistics.median(r['best'] for r in rows):.4f}** | "
-              f"**{statistics.median(r['epochs'] for r in rows):g}** | **{shown}** | "
+              f"**{statistics.median(r['epochs'] for r in rows):g}** | "
+              f"**{statistics.median(equal):.4f}** | **{shown}** | "
               f"{statistics.median(r['trials'] for r in rows):g} | "
               f"{statistics.median(r['seconds'] for r in rows):.0f} | |")
 
