@@ -105,7 +105,8 @@ Outcome RunStudy(Kill kill) {
   std::ofstream(spec_path) << kSpec;
   Cluster cluster(dir, /*workers=*/0, {"--lease-seconds", "1"});
   Process& victim = cluster.AddWorker("victim", dir.File("checkpoints"), dir.File("victim.log"));
-  EXPECT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(20)));
+  // A torch worker loads LibTorch before it says hello: slow on a loaded machine.
+  EXPECT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(90)));
   const std::string study_id = cluster.Submit(spec_path);
   Outcome outcome;
   if (kill != Kill::kNone) {
