@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -106,6 +108,49 @@ grpc::Status ForEachPage(Client& client, Request request,
   return grpc::Status::OK;
 }
 
+// The trials of `response` as JSON, each that starts from another trial's trained state (a
+// `morphism` child) with "inherited": {"stage", "step", "trial"}: the stage whose state at step
+// `step` it starts from (the Stage.inherited_from of its first stage in GetStageTree) and the
+// lowest-numbered trial of the study whose path ends at that stage (the one that trained to
+// that state; absent when none of this study did). Ids and steps are strings, as the proto
+// JSON mapping writes int64.
+grpc::Status TrialsJsonWithInheritance(Client& client, const std::string& study_id,
+                                       const v1::ListTrialsResponse& response, std::string* out) {
+  std::map<int64_t, const v1::Stage*> inheriting;  // first stage of a family that inherits
+  v1::StageTree tree;
+  v1::GetStageTreeRequest request;
+  request.set_study_id(study_id);
+  grpc::Status status =
+      ForEachPage(client, request, &v1::StudyService::Stub::GetStageTree,
+                  [&](v1::StageTree& page) { tree.mutable_stages()->MergeFrom(page.stages()); });
+  if (!status.ok()) return status;
+  for (const v1::Stage& stage : tree.stages()) {
+    if (stage.inherited_from() != 0) inheriting[stage.id()] = &stage;
+  }
+  std::map<int64_t, int64_t> trained_by;  // stage -> lowest trial whose path ends there
+  for (const v1::Trial& trial : response.trials()) {
+    if (trial.path().empty()) continue;
+    auto [at, inserted] = trained_by.emplace(trial.path(trial.path_size() - 1), trial.id());
+    if (!inserted) at->second = std::min(at->second, trial.id());
+  }
+  nlohmann::json json = nlohmann::json::parse(ToJson(response));
+  for (nlohmann::json& trial : json["trials"]) {
+    const auto found = trial.find("path");
+    if (found == trial.end() || found->empty()) continue;
+    const auto stage = inheriting.find(std::stoll(found->front().get<std::string>()));
+    if (stage == inheriting.end()) continue;
+    nlohmann::json inherited = {{"stage", std::to_string(stage->second->inherited_from())},
+                                {"step", std::to_string(stage->second->start_step())}};
+    if (const auto parent = trained_by.find(stage->second->inherited_from());
+        parent != trained_by.end()) {
+      inherited["trial"] = std::to_string(parent->second);
+    }
+    trial["inherited"] = std::move(inherited);
+  }
+  *out = json.dump();
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 int SubmitCommand(const ClientOptions& options, const std::string& spec_path, bool no_merge) {
@@ -197,7 +242,10 @@ int TrialsCommand(const ClientOptions& options, const std::string& study_id, boo
                                         response.mutable_metrics()->MergeFrom(page.metrics());
                                       });
     if (!status.ok()) return client.Fail(status);
-    std::cout << ToJson(response) << "\n";
+    std::string json;
+    status = TrialsJsonWithInheritance(client, study_id, response, &json);
+    if (!status.ok()) return client.Fail(status);
+    std::cout << json << "\n";
     return kExitOk;
   }
   // The step column is headed by the study's unit (trainer.step_unit).

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -49,10 +50,6 @@ using state_text::PutPoint;
 using state_text::TokenReader;
 
 constexpr char kStateHeader[] = "evolution-v1";
-// Stream of SeededGenerator for children (stream 0 is SamplePoint's).
-constexpr uint64_t kChildStream = 1;
-// Redraws of a resampled value that came out equal to the parent's.
-constexpr int kResampleTries = 8;
 
 bool Scored(bool has_objective, double objective) {
   return has_objective && !std::isnan(objective);
@@ -63,39 +60,14 @@ bool Scored(bool has_objective, double objective) {
 absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RegularizedEvolution::Create(
     const AlgorithmContext& context) {
   const hippo::v1::EvolutionConfig& config = context.config.evolution();
-  Options options;
   if (context.max_steps <= 0) {
     return absl::InvalidArgumentError("budget.max_steps: must be > 0 for evolution");
   }
-  if (config.population_size() < 0) {
-    return absl::InvalidArgumentError("algorithm.evolution.population_size: must be >= 1");
-  }
-  if (config.population_size() > 0) options.population_size = config.population_size();
-  if (context.max_trials > 0 && context.max_trials < options.population_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("algorithm.evolution.population_size: ", options.population_size,
-                     " exceeds budget.max_trials (", context.max_trials, ")"));
-  }
-  options.sample_size = std::min(options.sample_size, options.population_size);
-  if (config.sample_size() != 0) {
-    if (config.sample_size() < 1 || config.sample_size() > options.population_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("algorithm.evolution.sample_size: must be in [1, population_size = ",
-                       options.population_size, "]"));
-    }
-    options.sample_size = config.sample_size();
-  }
-  if (config.children() < 0) {
-    return absl::InvalidArgumentError("algorithm.evolution.children: must be >= 0");
-  }
-  if (config.children() > 0) {
-    options.children = config.children();
-  } else if (context.max_trials > 0) {
-    options.children = context.max_trials - options.population_size;
-  }
-  if (context.max_trials > 0) {
-    options.children = std::min(options.children, context.max_trials - options.population_size);
-  }
+  absl::StatusOr<Sizes> sizes =
+      ReadSizes("algorithm.evolution", config.population_size(), config.sample_size(),
+                config.children(), context, Sizes{20, 5, 100});
+  if (!sizes.ok()) return sizes.status();
+  Options options;
   if (config.has_asha()) {
     const hippo::v1::AshaConfig& asha = config.asha();
     if (asha.min_resource() <= 0) {
@@ -125,10 +97,8 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> RegularizedEvolution::Create(
     }
   }
   options.max_steps = context.max_steps;
-  options.minimize = context.minimize;
-  options.seed = context.seed;
   return std::unique_ptr<SearchAlgorithm>(
-      new RegularizedEvolution(*context.space, std::move(options)));
+      new RegularizedEvolution(*context.space, *sizes, std::move(options), context));
 }
 
 void RegularizedEvolution::OnMetric(TrialNumber trial, Step step, double objective) {
@@ -162,11 +132,7 @@ void RegularizedEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome)
   if (outcome != TrialOutcome::kCompleted || !Scored(record.has_objective, record.objective)) {
     return;
   }
-  // Aging: the newest member joins at the back, the oldest leaves from the front.
-  population_.push_back(Member{trial, record.objective});
-  if (static_cast<int64_t>(population_.size()) > options_.population_size) {
-    population_.pop_front();
-  }
+  Join(trial, record.objective);
 }
 
 std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
@@ -192,9 +158,9 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
     requests.push_back(std::move(request));
   }
 
-  while (static_cast<int64_t>(trials_.size()) < options_.population_size && room > 0) {
+  while (static_cast<int64_t>(trials_.size()) < sizes_.population_size && room > 0) {
     Trial member;
-    member.point = SamplePoint(space_, options_.seed, trials_.size());
+    member.point = InitialPoint(trials_.size());
     member.target = options_.max_steps;
     requests.push_back(Request{Request::Kind::kNewTrial, member.point, member.target, -1, 0});
     trials_.push_back(std::move(member));
@@ -203,20 +169,18 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
 
   // Children come once every initial member was proposed and sample_size of them are scored
   // (or all have ended, fewer having scored), a few at a time (see the header).
-  if (static_cast<int64_t>(trials_.size()) < options_.population_size || population_.empty()) {
+  if (static_cast<int64_t>(trials_.size()) < sizes_.population_size || population_.empty()) {
     return requests;
   }
-  if (static_cast<int64_t>(population_.size()) < options_.sample_size) {
-    for (TrialNumber member = 0; member < options_.population_size; ++member) {
+  if (static_cast<int64_t>(population_.size()) < sizes_.sample_size) {
+    for (TrialNumber member = 0; member < sizes_.population_size; ++member) {
       if (trials_[member].state != TrialState::kEnded) return requests;
     }
   }
-  const int64_t most_in_flight = std::max<int64_t>(1, options_.population_size / 2);
-  while (ChildrenProposed() < options_.children && room > 0 &&
-         ChildrenInFlight() < most_in_flight) {
+  const int64_t most_in_flight = std::max<int64_t>(1, sizes_.population_size / 2);
+  while (ChildrenProposed() < sizes_.children && room > 0 && ChildrenInFlight() < most_in_flight) {
     const auto number = static_cast<TrialNumber>(trials_.size());
-    std::mt19937_64 random =
-        SeededGenerator(options_.seed, kChildStream, static_cast<uint64_t>(number));
+    std::mt19937_64 random = ChildGenerator(number);
     Trial child = MakeChild(random);
     child.target = FirstTarget(number);
     requests.push_back(Request{Request::Kind::kNewTrial, child.point, child.target, -1, 0});
@@ -227,13 +191,13 @@ std::vector<Request> RegularizedEvolution::Suggest(int64_t max_new_trials) {
 }
 
 bool RegularizedEvolution::Finished() const {
-  if (static_cast<int64_t>(trials_.size()) < options_.population_size) return false;
+  if (static_cast<int64_t>(trials_.size()) < sizes_.population_size) return false;
   const bool all_ended = std::all_of(trials_.begin(), trials_.end(), [](const Trial& trial) {
     return trial.state == TrialState::kEnded;
   });
   if (!all_ended) return false;
   // With every trial ended and no member left, no child can be made any more.
-  return ChildrenProposed() >= options_.children || population_.empty();
+  return ChildrenProposed() >= sizes_.children || population_.empty();
 }
 
 const RegularizedEvolution::Lineage* RegularizedEvolution::LineageOf(TrialNumber child) const {
@@ -242,13 +206,13 @@ const RegularizedEvolution::Lineage* RegularizedEvolution::LineageOf(TrialNumber
 }
 
 int64_t RegularizedEvolution::ChildrenProposed() const {
-  return std::max<int64_t>(0, static_cast<int64_t>(trials_.size()) - options_.population_size);
+  return std::max<int64_t>(0, static_cast<int64_t>(trials_.size()) - sizes_.population_size);
 }
 
 int64_t RegularizedEvolution::ChildrenInFlight() const {
   std::vector<const stage_tree::Point*> in_flight;
-  for (TrialNumber trial = options_.population_size;
-       trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
+  for (TrialNumber trial = sizes_.population_size; trial < static_cast<TrialNumber>(trials_.size());
+       ++trial) {
     if (trials_[trial].state == TrialState::kEnded) continue;
     const stage_tree::Point& point = trials_[trial].point;
     if (std::none_of(in_flight.begin(), in_flight.end(),
@@ -273,25 +237,14 @@ bool RegularizedEvolution::Promote(const Trial& child, Step rung) const {
 
 RegularizedEvolution::Trial RegularizedEvolution::MakeChild(std::mt19937_64& random) const {
   Trial child;
-  const Member* best = nullptr;
-  for (int64_t drawn = 0; drawn < options_.sample_size; ++drawn) {
-    const Member& candidate = population_[random() % population_.size()];
-    child.lineage.sample.push_back(candidate.trial);
-    if (best == nullptr || Better(candidate.fitness, best->fitness)) best = &candidate;
-  }
-  child.lineage.parent = best->trial;
-  child.point = Mutate(trials_[best->trial].point, random);
+  const Member& parent = Tournament(random, &child.lineage.sample);
+  child.lineage.parent = parent.trial;
+  child.point = Mutate(trials_[parent.trial].point, random);
   return child;
 }
 
 Point RegularizedEvolution::Mutate(const Point& parent, std::mt19937_64& random) const {
-  std::vector<size_t> mutable_dimensions;
-  for (size_t d = 0; d < space_.dimensions.size(); ++d) {
-    if (HasSeveralValues(space_.dimensions[d]) &&
-        stage_tree::IsActive(space_.dimensions, parent, d)) {
-      mutable_dimensions.push_back(d);
-    }
-  }
+  const std::vector<size_t> mutable_dimensions = MutableDimensions(parent);
   Point child = parent;
   if (mutable_dimensions.empty()) return child;
   const size_t d = mutable_dimensions[random() % mutable_dimensions.size()];
@@ -305,19 +258,10 @@ Point RegularizedEvolution::Mutate(const Point& parent, std::mt19937_64& random)
       stepped = true;
     }
   }
-  for (int tries = 0; !stepped && tries < kResampleTries && child[d] == parent[d]; ++tries) {
-    child[d] = SampleDimension(dimension, random);
-  }
+  if (!stepped) Resample(parent, d, child, random);
   // The dimensions the change brings into use (e.g. the widths of layers a deeper network adds)
-  // are drawn afresh, in space order so that a newly used choice can bring in its own; those it
-  // takes out of use get their placeholder back.
-  for (size_t e = d + 1; e < space_.dimensions.size(); ++e) {
-    if (stage_tree::IsActive(space_.dimensions, child, e) &&
-        !stage_tree::IsActive(space_.dimensions, parent, e)) {
-      child[e] = SampleDimension(space_.dimensions[e], random);
-    }
-  }
-  stage_tree::ResetUnused(space_.dimensions, child);
+  // are drawn afresh.
+  CompleteChild(parent, d, child, random, [](size_t) { return std::optional<double>(); });
   return child;
 }
 
@@ -347,12 +291,7 @@ std::string RegularizedEvolution::SaveState() const {
     for (TrialNumber drawn : trial.lineage.sample) PutInt(out, drawn);
     out.push_back('\n');
   }
-  PutInt(out, static_cast<int64_t>(population_.size()));
-  for (const Member& member : population_) {
-    PutInt(out, member.trial);
-    PutDouble(out, member.fitness);
-  }
-  out.push_back('\n');
+  PutPopulation(out);
   PutInt(out, static_cast<int64_t>(rung_results_.size()));
   out.push_back('\n');
   for (const auto& [rung, objectives] : rung_results_) {
@@ -375,7 +314,7 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
   TokenReader reader(state);
   int64_t count = 0;
   if (!reader.Expect(kStateHeader) || !reader.Int(count) || count < 0 ||
-      count > options_.population_size + options_.children) {
+      count > sizes_.population_size + sizes_.children) {
     return bad();
   }
   std::vector<Trial> trials(count);
@@ -388,7 +327,7 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
         !reader.Int(trial.objective_step) || !reader.Double(trial.objective) ||
         !reader.PointOf(space_, trial.point) || !reader.Int(trial.lineage.parent) ||
         trial.lineage.parent < -1 || trial.lineage.parent >= count || !reader.Int(sampled) ||
-        sampled < 0 || sampled > options_.sample_size) {
+        sampled < 0 || sampled > sizes_.sample_size) {
       return bad();
     }
     trial.state = static_cast<TrialState>(kind);
@@ -398,15 +337,8 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
       if (!reader.Int(drawn) || drawn < 0 || drawn >= count) return bad();
     }
   }
-  int64_t members = 0;
-  if (!reader.Int(members) || members < 0 || members > options_.population_size) return bad();
-  std::deque<Member> population(members);
-  for (Member& member : population) {
-    if (!reader.Int(member.trial) || member.trial < 0 || member.trial >= count ||
-        !reader.Double(member.fitness)) {
-      return bad();
-    }
-  }
+  std::optional<std::deque<Member>> population = ReadPopulation(reader, count);
+  if (!population) return bad();
   int64_t rungs = 0;
   if (!reader.Int(rungs) || rungs < 0) return bad();
   std::map<Step, std::vector<double>> rung_results;
@@ -433,7 +365,7 @@ absl::Status RegularizedEvolution::LoadState(const std::string& state) {
   }
   if (!reader.AtEnd()) return bad();
   trials_ = std::move(trials);
-  population_ = std::move(population);
+  population_ = *std::move(population);
   rung_results_ = std::move(rung_results);
   paused_ = std::move(paused);
   return absl::OkStatus();

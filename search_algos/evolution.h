@@ -61,17 +61,12 @@
 #include <string>
 #include <vector>
 
-#include "search_algos/search_algorithm.h"
+#include "search_algos/population.h"
 
 namespace hippo::search_algos {
 
-class RegularizedEvolution : public SearchAlgorithm {
+class RegularizedEvolution : public PopulationSearch {
  public:
-  // A member of the population.
-  struct Member {
-    TrialNumber trial = 0;
-    double fitness = 0;
-  };
   // How a child was made: the members drawn for its tournament, in draw order, and the winner.
   struct Lineage {
     std::vector<TrialNumber> sample;
@@ -103,21 +98,14 @@ class RegularizedEvolution : public SearchAlgorithm {
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 
-  // The population, oldest first.
-  const std::deque<Member>& population() const { return population_; }
   // How `child` was made; nullptr for an initial member or an unknown trial.
   const Lineage* LineageOf(TrialNumber child) const;
 
  private:
   struct Options {
-    int64_t population_size = 20;
-    int64_t sample_size = 5;
-    int64_t children = 100;
     std::vector<Step> rungs;  // ASHA rungs below max_steps; empty: children train to max_steps
     double reduction_factor = 3;
     Step max_steps = 0;
-    bool minimize = false;
-    uint64_t seed = 0;
   };
 
   enum class TrialState { kTraining, kPaused, kEnded };
@@ -132,10 +120,12 @@ class RegularizedEvolution : public SearchAlgorithm {
     Lineage lineage;       // children only
   };
 
-  RegularizedEvolution(const stage_tree::SearchSpace& space, Options options)
-      : space_(space), options_(std::move(options)) {}
+  RegularizedEvolution(const stage_tree::SearchSpace& space, Sizes sizes, Options options,
+                       const AlgorithmContext& context)
+      : PopulationSearch(space, sizes, context.minimize, context.seed),
+        options_(std::move(options)) {}
 
-  bool IsChild(TrialNumber trial) const { return trial >= options_.population_size; }
+  bool IsChild(TrialNumber trial) const { return trial >= sizes_.population_size; }
   int64_t ChildrenProposed() const;
   // Children not ended, those with the same point counted once.
   int64_t ChildrenInFlight() const;
@@ -146,12 +136,9 @@ class RegularizedEvolution : public SearchAlgorithm {
   stage_tree::Point Mutate(const stage_tree::Point& parent, std::mt19937_64& random) const;
   Step FirstTarget(TrialNumber trial) const;
   Step NextTarget(Step target) const;
-  bool Better(double a, double b) const { return options_.minimize ? a < b : a > b; }
 
-  stage_tree::SearchSpace space_;
   Options options_;
   std::vector<Trial> trials_;                         // by trial number
-  std::deque<Member> population_;                     // oldest first
   std::map<Step, std::vector<double>> rung_results_;  // objectives of children at each rung
   std::deque<TrialNumber> paused_;                    // children awaiting a rung decision
 };

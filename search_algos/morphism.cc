@@ -21,10 +21,7 @@ using state_text::PutInt;
 using state_text::PutPoint;
 using state_text::TokenReader;
 
-constexpr char kStateHeader[] = "morphism-v1";
-// Streams of SeededGenerator (stream 0 is SamplePoint's).
-constexpr uint64_t kChildStream = 1;
-constexpr int kResampleTries = 8;
+constexpr char kStateHeader[] = "morphism-v2";
 
 // The next larger value of an ordered numeric dimension, if any.
 std::optional<double> NextLarger(const Dimension& dimension, double value) {
@@ -69,36 +66,11 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
   if (context.max_steps <= 0) {
     return absl::InvalidArgumentError("budget.max_steps: must be > 0 for morphism");
   }
+  absl::StatusOr<Sizes> sizes =
+      ReadSizes("algorithm.morphism", config.population_size(), config.sample_size(),
+                config.children(), context, Sizes{8, 3, 24});
+  if (!sizes.ok()) return sizes.status();
   Options options;
-  if (config.population_size() < 0) {
-    return absl::InvalidArgumentError("algorithm.morphism.population_size: must be >= 1");
-  }
-  if (config.population_size() > 0) options.population_size = config.population_size();
-  options.sample_size = std::min(options.sample_size, options.population_size);
-  if (config.sample_size() != 0) {
-    if (config.sample_size() < 1 || config.sample_size() > options.population_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("algorithm.morphism.sample_size: must be in [1, population_size = ",
-                       options.population_size, "]"));
-    }
-    options.sample_size = config.sample_size();
-  }
-  if (config.children() < 0) {
-    return absl::InvalidArgumentError("algorithm.morphism.children: must be >= 0");
-  }
-  if (context.max_trials > 0 && context.max_trials < options.population_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("algorithm.morphism.population_size: ", options.population_size,
-                     " exceeds budget.max_trials (", context.max_trials, ")"));
-  }
-  if (config.children() > 0) {
-    options.children = config.children();
-  } else if (context.max_trials > 0) {
-    options.children = context.max_trials - options.population_size;
-  }
-  if (context.max_trials > 0) {
-    options.children = std::min(options.children, context.max_trials - options.population_size);
-  }
   if (config.initial_steps() <= 0 || config.initial_steps() > context.max_steps) {
     return absl::InvalidArgumentError(absl::StrCat(
         "algorithm.morphism.initial_steps: must be in [1, budget.max_steps = ", context.max_steps,
@@ -135,10 +107,8 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
     options.grow.push_back(index);
   }
   options.max_steps = context.max_steps;
-  options.minimize = context.minimize;
-  options.seed = context.seed;
   return std::unique_ptr<SearchAlgorithm>(
-      new MorphismEvolution(*context.space, std::move(options)));
+      new MorphismEvolution(*context.space, *sizes, std::move(options), context));
 }
 
 proto::Issue MorphismEvolution::CheckConfig(const hippo::v1::Algorithm& config,
@@ -190,11 +160,7 @@ void MorphismEvolution::OnTrialReachedTarget(TrialNumber trial, Step target) {
   Trial& record = trials_[trial];
   if (record.state != TrialState::kTraining || target != record.target) return;
   record.state = TrialState::kReached;
-  if (!record.has_objective || std::isnan(record.objective)) return;
-  population_.push_back(Member{trial, record.objective});
-  if (static_cast<int64_t>(population_.size()) > options_.population_size) {
-    population_.pop_front();
-  }
+  JoinIfScored(trial);
 }
 
 void MorphismEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
@@ -203,118 +169,120 @@ void MorphismEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
   const bool was_training = record.state == TrialState::kTraining;
   record.state = TrialState::kEnded;
   // A trial trained to max_steps completes without pausing: it joins as one that reached.
-  if (was_training && outcome == TrialOutcome::kCompleted && record.has_objective &&
-      !std::isnan(record.objective)) {
-    population_.push_back(Member{trial, record.objective});
-    if (static_cast<int64_t>(population_.size()) > options_.population_size) {
-      population_.pop_front();
-    }
-  }
+  if (was_training && outcome == TrialOutcome::kCompleted) JoinIfScored(trial);
+}
+
+void MorphismEvolution::JoinIfScored(TrialNumber trial) {
+  const Trial& record = trials_[trial];
+  if (record.has_objective && !std::isnan(record.objective)) Join(trial, record.objective);
+}
+
+bool MorphismEvolution::Grows(size_t dimension) const {
+  return std::find(options_.grow.begin(), options_.grow.end(), dimension) != options_.grow.end();
 }
 
 int64_t MorphismEvolution::ChildrenInFlight() const {
   int64_t in_flight = 0;
-  for (TrialNumber trial = options_.population_size;
-       trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
+  for (TrialNumber trial = sizes_.population_size; trial < static_cast<TrialNumber>(trials_.size());
+       ++trial) {
     if (trials_[trial].state == TrialState::kTraining) ++in_flight;
   }
   return in_flight;
 }
 
-Request MorphismEvolution::MakeChild(std::mt19937_64& random) const {
-  const Member* best = nullptr;
-  for (int64_t drawn = 0; drawn < options_.sample_size; ++drawn) {
-    const Member& candidate = population_[random() % population_.size()];
-    if (best == nullptr || Better(candidate.fitness, best->fitness)) best = &candidate;
-  }
-  const Trial& parent = trials_[best->trial];
-  Request request{Request::Kind::kNewTrial, parent.point, options_.initial_steps, -1, 0};
-  std::vector<size_t> mutable_dimensions;
-  for (size_t d = 0; d < space_.dimensions.size(); ++d) {
-    if (HasSeveralValues(space_.dimensions[d]) &&
-        stage_tree::IsActive(space_.dimensions, parent.point, d)) {
-      mutable_dimensions.push_back(d);
-    }
-  }
-  if (mutable_dimensions.empty()) return request;
-  const size_t d = mutable_dimensions[random() % mutable_dimensions.size()];
-  const Dimension& dimension = space_.dimensions[d];
+Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winner) const {
+  winner = Tournament(random, nullptr).trial;
+  const Point& parent = trials_[winner].point;
+  Request request{Request::Kind::kNewTrial, parent, options_.initial_steps, -1, 0};
   Point& child = request.point;
-  const bool grows =
-      std::find(options_.grow.begin(), options_.grow.end(), d) != options_.grow.end();
-  std::optional<double> larger;
-  if (grows && parent.target + options_.child_steps <= options_.max_steps) {
-    larger = NextLarger(dimension, std::get<double>(parent.point[d]));
-  }
-  if (larger) {
-    request.kind = Request::Kind::kMorph;
-    child[d] = *larger;
-    request.trial = best->trial;
-    request.fork_step = parent.target;
-    request.target = parent.target + options_.child_steps;
-  } else {
-    for (int tries = 0; tries < kResampleTries && child[d] == parent.point[d]; ++tries) {
-      child[d] = SampleDimension(dimension, random);
-    }
-  }
-  // The dimensions the change brings into use (the widths of the layers a deeper network
-  // appends), in space order. A morph's appended layer starts as the identity of the layer
-  // before it, so a `grow` dimension takes the value of the last `grow` dimension before it that
-  // the parent uses (clamped up to its own range); any other dimension is drawn afresh. Those the
-  // change takes out of use get their placeholder back.
-  std::optional<double> previous_width;
-  for (size_t e = 0; e < space_.dimensions.size(); ++e) {
-    const Dimension& other = space_.dimensions[e];
-    const bool other_grows =
-        std::find(options_.grow.begin(), options_.grow.end(), e) != options_.grow.end();
-    const bool was_active = stage_tree::IsActive(space_.dimensions, parent.point, e);
-    if (e > d && !was_active && stage_tree::IsActive(space_.dimensions, child, e)) {
-      if (request.kind == Request::Kind::kMorph && other_grows && previous_width) {
-        child[e] = AtLeast(other, *previous_width);
-      } else {
-        child[e] = SampleDimension(other, random);
+  // The morphs the parent can have: a `grow` dimension it uses that has a larger value, while
+  // the child's steps still fit in budget.max_steps, and that no earlier child of it grew (that
+  // child would be trained again as the same network).
+  std::vector<size_t> growable;
+  if (trials_[winner].target + options_.child_steps <= options_.max_steps) {
+    for (size_t g : options_.grow) {
+      const bool grown_before =
+          std::any_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
+            return other.inherits && other.parent == winner && other.point[g] != parent[g];
+          });
+      if (!grown_before && stage_tree::IsActive(space_.dimensions, parent, g) &&
+          NextLarger(space_.dimensions[g], std::get<double>(parent[g]))) {
+        growable.push_back(g);
       }
     }
-    if (other_grows && e != d && was_active) {
-      previous_width = std::get<double>(parent.point[e]);
-    }
   }
-  stage_tree::ResetUnused(space_.dimensions, child);
+  const Step continued = trials_[winner].target + options_.child_steps;
+  size_t d = 0;
+  if (!growable.empty()) {
+    d = growable[random() % growable.size()];
+    child[d] = *NextLarger(space_.dimensions[d], std::get<double>(parent[d]));
+    request.kind = Request::Kind::kMorph;
+    request.trial = winner;
+    request.fork_step = trials_[winner].target;
+    request.target = continued;
+  } else if (continued <= options_.max_steps &&
+             std::none_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
+               return other.inherits && other.parent == winner && other.point == parent;
+             })) {
+    // Nothing left to grow: the identity morphism, the same network trained further.
+    request.kind = Request::Kind::kMorph;
+    request.trial = winner;
+    request.fork_step = trials_[winner].target;
+    request.target = continued;
+    return request;
+  } else {
+    const std::vector<size_t> mutable_dimensions = MutableDimensions(parent);
+    if (mutable_dimensions.empty()) return request;
+    d = mutable_dimensions[random() % mutable_dimensions.size()];
+    Resample(parent, d, child, random);
+  }
+  // A morph's appended layer starts as the identity of the layer before it: a `grow` dimension
+  // it brings into use takes the value of the last `grow` dimension before it that the parent
+  // uses (clamped up to its own range). A mutation from scratch draws them afresh.
+  const bool morph = request.kind == Request::Kind::kMorph;
+  CompleteChild(parent, d, child, random, [&](size_t e) -> std::optional<double> {
+    if (!morph || !Grows(e)) return std::nullopt;
+    for (size_t before = e; before-- > 0;) {
+      if (before != d && Grows(before) && stage_tree::IsActive(space_.dimensions, parent, before)) {
+        return AtLeast(space_.dimensions[e], std::get<double>(parent[before]));
+      }
+    }
+    return std::nullopt;
+  });
   return request;
 }
 
 std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
   std::vector<Request> requests;
   int64_t room = max_new_trials;
-  while (static_cast<int64_t>(trials_.size()) < options_.population_size && room > 0) {
+  while (static_cast<int64_t>(trials_.size()) < sizes_.population_size && room > 0) {
     Trial member;
-    member.point = SamplePoint(space_, options_.seed, trials_.size());
+    member.point = InitialPoint(trials_.size());
     member.target = options_.initial_steps;
     requests.push_back(Request{Request::Kind::kNewTrial, member.point, member.target, -1, 0});
     trials_.push_back(std::move(member));
     --room;
   }
   const auto proposed = static_cast<int64_t>(trials_.size());
-  if (proposed < options_.population_size) return requests;
-  const int64_t children = proposed - options_.population_size;
+  if (proposed < sizes_.population_size) return requests;
+  const int64_t children = proposed - sizes_.population_size;
   const bool initial_done =
-      std::none_of(trials_.begin(), trials_.begin() + options_.population_size,
+      std::none_of(trials_.begin(), trials_.begin() + sizes_.population_size,
                    [](const Trial& trial) { return trial.state == TrialState::kTraining; });
   const bool can_select =
       !population_.empty() &&
-      (static_cast<int64_t>(population_.size()) >= options_.sample_size || initial_done);
-  const int64_t most_in_flight = std::max<int64_t>(1, options_.population_size / 2);
+      (static_cast<int64_t>(population_.size()) >= sizes_.sample_size || initial_done);
+  const int64_t most_in_flight = std::max<int64_t>(1, sizes_.population_size / 2);
   int64_t made = 0;
-  while (can_select && children + made < options_.children && room > 0 &&
+  while (can_select && children + made < sizes_.children && room > 0 &&
          ChildrenInFlight() < most_in_flight) {
     const auto number = static_cast<TrialNumber>(trials_.size());
-    std::mt19937_64 random =
-        SeededGenerator(options_.seed, kChildStream, static_cast<uint64_t>(number));
-    Request request = MakeChild(random);
+    std::mt19937_64 random = ChildGenerator(number);
     Trial child;
+    Request request = MakeChild(random, child.parent);
     child.point = request.point;
     child.target = request.target;
-    child.inherited_from = request.kind == Request::Kind::kMorph ? request.trial : -1;
+    child.inherits = request.kind == Request::Kind::kMorph;
     trials_.push_back(std::move(child));
     requests.push_back(std::move(request));
     ++made;
@@ -322,7 +290,7 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
   }
   // Everything proposed and trained: the members waiting for children are done.
   const bool all_proposed =
-      static_cast<int64_t>(trials_.size()) >= options_.population_size + options_.children ||
+      static_cast<int64_t>(trials_.size()) >= sizes_.population_size + sizes_.children ||
       (population_.empty() && ChildrenInFlight() == 0 && initial_done);
   if (all_proposed && !stopped_members_ &&
       std::none_of(trials_.begin(), trials_.end(),
@@ -339,7 +307,7 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
 }
 
 bool MorphismEvolution::Finished() const {
-  if (static_cast<int64_t>(trials_.size()) < options_.population_size) return false;
+  if (static_cast<int64_t>(trials_.size()) < sizes_.population_size) return false;
   return stopped_members_ && std::all_of(trials_.begin(), trials_.end(), [](const Trial& trial) {
            return trial.state == TrialState::kEnded;
          });
@@ -347,7 +315,12 @@ bool MorphismEvolution::Finished() const {
 
 TrialNumber MorphismEvolution::InheritedFrom(TrialNumber trial) const {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return -1;
-  return trials_[trial].inherited_from;
+  return trials_[trial].inherits ? trials_[trial].parent : -1;
+}
+
+TrialNumber MorphismEvolution::ParentOf(TrialNumber trial) const {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return -1;
+  return trials_[trial].parent;
 }
 
 std::string MorphismEvolution::SaveState() const {
@@ -358,18 +331,14 @@ std::string MorphismEvolution::SaveState() const {
   for (const Trial& trial : trials_) {
     PutInt(out, static_cast<int64_t>(trial.state));
     PutInt(out, trial.target);
-    PutInt(out, trial.inherited_from);
+    PutInt(out, trial.parent);
+    PutInt(out, trial.inherits);
     PutInt(out, trial.has_objective);
     PutDouble(out, trial.objective);
     PutPoint(out, space_, trial.point);
     out.push_back('\n');
   }
-  PutInt(out, static_cast<int64_t>(population_.size()));
-  for (const Member& member : population_) {
-    PutInt(out, member.trial);
-    PutDouble(out, member.fitness);
-  }
-  out.push_back('\n');
+  PutPopulation(out);
   return out;
 }
 
@@ -381,34 +350,29 @@ absl::Status MorphismEvolution::LoadState(const std::string& state) {
   int64_t count = 0;
   int64_t stopped = 0;
   if (!reader.Expect(kStateHeader) || !reader.Int(count) || count < 0 ||
-      count > options_.population_size + options_.children || !reader.Int(stopped)) {
+      count > sizes_.population_size + sizes_.children || !reader.Int(stopped)) {
     return bad();
   }
   std::vector<Trial> trials(count);
   for (Trial& trial : trials) {
     int64_t kind = 0;
+    int64_t inherits = 0;
     int64_t has_objective = 0;
     if (!reader.Int(kind) || kind < 0 || kind > static_cast<int64_t>(TrialState::kEnded) ||
-        !reader.Int(trial.target) || !reader.Int(trial.inherited_from) ||
-        trial.inherited_from < -1 || trial.inherited_from >= count || !reader.Int(has_objective) ||
-        !reader.Double(trial.objective) || !reader.PointOf(space_, trial.point)) {
+        !reader.Int(trial.target) || !reader.Int(trial.parent) || trial.parent < -1 ||
+        trial.parent >= count || !reader.Int(inherits) || (inherits != 0 && trial.parent < 0) ||
+        !reader.Int(has_objective) || !reader.Double(trial.objective) ||
+        !reader.PointOf(space_, trial.point)) {
       return bad();
     }
     trial.state = static_cast<TrialState>(kind);
+    trial.inherits = inherits != 0;
     trial.has_objective = has_objective != 0;
   }
-  int64_t members = 0;
-  if (!reader.Int(members) || members < 0 || members > options_.population_size) return bad();
-  std::deque<Member> population(members);
-  for (Member& member : population) {
-    if (!reader.Int(member.trial) || member.trial < 0 || member.trial >= count ||
-        !reader.Double(member.fitness)) {
-      return bad();
-    }
-  }
-  if (!reader.AtEnd()) return bad();
+  std::optional<std::deque<Member>> population = ReadPopulation(reader, count);
+  if (!population || !reader.AtEnd()) return bad();
   trials_ = std::move(trials);
-  population_ = std::move(population);
+  population_ = *std::move(population);
   stopped_members_ = stopped != 0;
   return absl::OkStatus();
 }

@@ -7,18 +7,26 @@
 //   - The first population_size (P) trials are random points trained from scratch for
 //     initial_steps.
 //   - Each of the `children` (C) trials: parent = the fittest of sample_size (S) members drawn
-//     uniformly, with replacement, from the population (the first drawn wins a tie); one
-//     dimension the parent uses (stage_tree::IsActive) with more than one value, drawn
-//     uniformly, mutates. A `grow` dimension rises to
-//     its next larger value (a morphism: the child extends its parent) when it has one and the
-//     child's steps fit in budget.max_steps; the child then inherits the parent's state at the
-//     parent's target and trains child_steps more (a kMorph request). Otherwise the dimension
-//     mutates as in evolution (a neighbour of an ordered number, else a new draw) and the child
-//     trains from scratch for initial_steps. Dimensions the change brings into use (the width
-//     of a layer a deeper network appends) take, in a morph, the value of the last `grow`
-//     dimension before them that the parent uses (the appended layer starts as an identity of
-//     the layer before it), and are drawn afresh otherwise; those it takes out of use get their
-//     placeholder back.
+//     uniformly, with replacement, from the population (the first drawn wins a tie). Mutations
+//     are morphisms when possible: if the parent uses a `grow` dimension that has a larger value,
+//     that no earlier child of the parent grew, and the child's steps fit in budget.max_steps,
+//     one such dimension, drawn uniformly, rises to its next larger value (the child extends
+//     its parent); the child inherits the parent's state at the parent's target and trains
+//     child_steps more (a kMorph request). A child of a morphed child inherits again, so chains
+//     of morphisms grow a network step by step for up to (max_steps - initial_steps) /
+//     child_steps generations. Its hyper-parameter sequences
+//     are its parent's, read at the steps it trains: the learning-rate schedule goes on from
+//     where the inherited state left it, as if one network had trained all along. A parent that
+//     has nothing left to grow (fully grown, or its morphs all tried) but steps left trains on
+//     by the identity morphism, once: the child has the parent's point, inherits its state and
+//     trains child_steps more, so that a grown network still reaches the end of its schedule.
+//     Otherwise (the parent trained to max_steps) one dimension
+//     the parent uses with more than one value, drawn uniformly, is drawn afresh and the child
+//     trains from scratch for initial_steps. Dimensions the change brings into use (the width of a
+//     layer a deeper network appends) take, in a morph, the value of the last `grow` dimension
+//     before them that the parent uses (the appended layer starts as an identity of the layer
+//     before it), and are drawn afresh otherwise; those it takes out of use get their placeholder
+//     back.
 //   - Fitness: the objective a trial reports at its target. A trial that reaches its target
 //     joins the population; when it then holds more than P members the OLDEST leaves (aging).
 //     A failed trial never joins. Members stay paused (their state is kept for their children);
@@ -28,23 +36,17 @@
 #ifndef HIPPO_SEARCH_ALGOS_MORPHISM_H_
 #define HIPPO_SEARCH_ALGOS_MORPHISM_H_
 
-#include <deque>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "search_algos/search_algorithm.h"
+#include "search_algos/population.h"
 
 namespace hippo::search_algos {
 
-class MorphismEvolution : public SearchAlgorithm {
+class MorphismEvolution : public PopulationSearch {
  public:
-  struct Member {
-    TrialNumber trial = 0;
-    double fitness = 0;
-  };
-
   // algorithm.morphism (see MorphismConfig); InvalidArgument naming the field if one is out of
   // range or `grow` names no ordered numeric dimension of the space.
   static absl::StatusOr<std::unique_ptr<SearchAlgorithm>> Create(const AlgorithmContext& context);
@@ -59,44 +61,45 @@ class MorphismEvolution : public SearchAlgorithm {
   std::string SaveState() const override;
   absl::Status LoadState(const std::string& state) override;
 
-  const std::deque<Member>& population() const { return population_; }
   // The parent a child inherited from, -1 for a trial trained from scratch.
   TrialNumber InheritedFrom(TrialNumber trial) const;
+  // The member a child was made from (its tournament's winner), whether it inherited or not; -1
+  // for an initial member or an unknown trial.
+  TrialNumber ParentOf(TrialNumber trial) const;
 
  private:
   struct Options {
-    int64_t population_size = 8;
-    int64_t sample_size = 3;
-    int64_t children = 24;
     Step initial_steps = 0;
     Step child_steps = 0;
     std::vector<size_t> grow;  // dimension indices
     Step max_steps = 0;
-    bool minimize = false;
-    uint64_t seed = 0;
   };
   enum class TrialState { kTraining, kReached, kEnded };
   struct Trial {
     stage_tree::Point point;
     TrialState state = TrialState::kTraining;
     Step target = 0;
-    TrialNumber inherited_from = -1;
+    TrialNumber parent = -1;  // children: the tournament's winner
+    bool inherits = false;    // a morph: starts from the parent's state
     bool has_objective = false;
     double objective = 0;
   };
 
-  MorphismEvolution(const stage_tree::SearchSpace& space, Options options)
-      : space_(space), options_(std::move(options)) {}
+  MorphismEvolution(const stage_tree::SearchSpace& space, Sizes sizes, Options options,
+                    const AlgorithmContext& context)
+      : PopulationSearch(space, sizes, context.minimize, context.seed),
+        options_(std::move(options)) {}
 
-  // The next child: tournament, then mutation.
-  Request MakeChild(std::mt19937_64& random) const;
-  bool Better(double a, double b) const { return options_.minimize ? a < b : a > b; }
+  // The next child: tournament, then a morph of the winner if it can grow, else a mutation.
+  // `winner` is set to the parent.
+  Request MakeChild(std::mt19937_64& random, TrialNumber& winner) const;
+  bool Grows(size_t dimension) const;
+  // A trial that reached its target with a score joins the population.
+  void JoinIfScored(TrialNumber trial);
   int64_t ChildrenInFlight() const;
 
-  stage_tree::SearchSpace space_;
   Options options_;
   std::vector<Trial> trials_;
-  std::deque<Member> population_;
   bool stopped_members_ = false;
 };
 

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Morphism against evolution from scratch (evolution.yaml, morphism.yaml): each study with seeds
-# 0, 1 and 2 (trainer and algorithm), `hippo run --workers 2 --json` on this machine's CPU, the
-# two algorithms alternating so that both see the same load, then the medians (summarize.py).
-# The 1-minute load average before and after each run goes beside its figures.
-# Usage: benchmarks/morphism/run_benchmark.sh [BUILD_DIR]
+# Morphism against evolution from scratch (evolution.yaml, morphism.yaml): each study with the
+# given seeds (trainer and algorithm; default 0 1 2), `hippo run --workers 2 --json` on this
+# machine's CPU, the two algorithms alternating so that both see the same load, then both
+# comparisons over every run in the output folder (summarize.py): the best accuracy with the
+# epochs each trained, and the epochs each needed to reach evolution's best.
+# `uptime` before and after each run goes beside its figures. Runs of other seeds already in the
+# output folder are kept, so that the seeds can be run in separate invocations (each short
+# enough to hold the shared benchmark lock).
+# Usage: benchmarks/morphism/run_benchmark.sh [BUILD_DIR [SEED...]]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-build}"
+shift || true
+seeds=("$@")
+[[ ${#seeds[@]} -gt 0 ]] || seeds=(0 1 2)
 hippo="$build/cli/hippo"
 out="$build/benchmarks/morphism"
-rm -rf "$out"
 mkdir -p "$out"
 load() { cut -d' ' -f1 /proc/loadavg; }
-for seed in 0 1 2; do
+for seed in "${seeds[@]}"; do
   for algorithm in evolution morphism; do
-    spec="$out/$algorithm-$seed.yaml"
-    sed "s/SEED/$seed/g" "$here/$algorithm.yaml" > "$spec"
-    echo "running $algorithm seed $seed (load $(load))" >&2
+    run="$out/$algorithm-$seed"
+    rm -rf "$run".*
+    sed "s/SEED/$seed/g" "$here/$algorithm.yaml" > "$run.yaml"
+    echo "running $algorithm seed $seed: $(uptime)" >&2
+    uptime > "$run.uptime"
     before="$(load)"
-    "$hippo" run "$spec" --workers 2 --json --db "$out/$algorithm-$seed.db" \
-      --checkpoint-dir "$out/$algorithm-$seed.checkpoints" > "$out/$algorithm-$seed.json"
-    echo "$before $(load)" > "$out/$algorithm-$seed.load"
+    "$hippo" run "$run.yaml" --workers 2 --json --db "$run.db" \
+      --checkpoint-dir "$run.checkpoints" > "$run.json"
+    echo "$before $(load)" > "$run.load"
+    uptime >> "$run.uptime"
   done
 done
 python3 "$here/summarize.py" "$out"

@@ -1,36 +1,107 @@
-"""Medians over seeds of the morphism benchmark's `hippo run --json` outputs.
+"""Medians over seeds of the morphism benchmark, both ways: (a) the best validation accuracy
+each algorithm reaches with the epochs it trained, and within as many epochs as evolution from
+scratch trained with the same seed (equal epochs), (b) the epochs each needed to reach evolution
+from scratch's best accuracy of the same seed.
 
-Usage: summarize.py DIR, where DIR holds ALGORITHM-SEED.json and ALGORITHM-SEED.load (the
-1-minute load average before and after the run; run_benchmark.sh writes both). Prints one row
-per run and one median row per algorithm: the best validation accuracy, the epochs trained
-(executed steps: one step is one epoch), the trials, the wall time and the load average.
+Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
+ALGORITHM-SEED.db (its SQLite file), ALGORITHM-SEED.checkpoints (its state files) and
+ALGORITHM-SEED.load (the 1-minute load average before and after the run); run_benchmark.sh
+writes them.
+
+Epochs to a target come from the run's timeline: every stage writes its state file when it
+ends, so the files' modification times order the stages as they finished. Walking them in that
+order, the epochs so far are the steps of the stages finished (one step is one epoch), and the
+accuracy so far is the best validation accuracy reported at a step where a trial of the stage's
+family ends (its target, where its result counts). The epochs to reach an accuracy are the
+epochs so far at the first stage that reached it; stages still running on the other worker at
+that moment are not counted. Standard library only.
 """
 import json
 import pathlib
+import sqlite3
 import statistics
 import sys
+import urllib.parse
+
+
+def timeline(db_path: pathlib.Path):
+    """(epochs so far, best accuracy so far) after each finished stage, in finishing order."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    targets = {}  # family -> the steps where one of its trials ends (its result)
+    for family, target in db.execute("SELECT family_id, target_step FROM trials"):
+        targets.setdefault(family, set()).add(target)
+    finished = []
+    for family, lineage, start, end, uri in db.execute(
+            "SELECT family_id, lineage, start_step, end_step, checkpoint_uri FROM stages "
+            "WHERE checkpoint_uri != ''"):
+        path = pathlib.Path(urllib.parse.urlparse(uri).path)
+        if not path.exists():
+            continue
+        accuracy = None
+        if end in targets.get(family, ()):
+            row = db.execute(
+                "SELECT value FROM metrics WHERE family_id = ? AND lineage = ? AND step = ? AND "
+                "name = 'val_accuracy'", (family, lineage, end - 1)).fetchone()
+            if row is not None and row[0] is not None:
+                accuracy = row[0]
+        finished.append((path.stat().st_mtime, end - start, accuracy))
+    finished.sort()
+    points, epochs, best = [], 0, float("-inf")
+    for _, steps, accuracy in finished:
+        epochs += steps
+        if accuracy is not None:
+            best = max(best, accuracy)
+        points.append((epochs, best))
+    return points
+
+
+def best_within(points, epochs: int) -> float:
+    """The best accuracy once `epochs` epochs had been trained (NaN if none by then)."""
+    return max((best for spent, best in points if spent <= epochs), default=float("nan"))
+
+
+def epochs_to(points, target: float):
+    """The epochs so far when the best accuracy first reached `target`, or None."""
+    return next((epochs for epochs, best in points if best >= target - 1e-9), None)
 
 
 def main(directory: str) -> None:
-    runs = {}
+    runs = {}  # algorithm -> seed -> figures
     for path in sorted(pathlib.Path(directory).glob("*-*.json")):
         algorithm, seed = path.stem.rsplit("-", 1)
         summary = json.loads(path.read_text())
         load_path = path.with_suffix(".load")
         load = load_path.read_text().split() if load_path.exists() else ["?", "?"]
         best = summary["best_trial"]["value"] if summary["best_trial"] else float("nan")
-        runs.setdefault(algorithm, []).append(
-            (int(seed), best, summary["executed_steps"], summary["trials"],
-             summary["wall_seconds"], f"{load[0]}–{load[1]}"))
-    print("| algorithm | seed | best val_accuracy | epochs trained | trials | wall s | load avg. |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for algorithm, rows in runs.items():
-        for seed, best, epochs, trials, seconds, load in sorted(rows):
-            print(f"| {algorithm} | {seed} | {best:.4f} | {epochs} | {trials} | {seconds:.0f} | {load} |")
-        print(f"| {algorithm} | **median** | **{statistics.median(r[1] for r in rows):.4f}** | "
-              f"**{statistics.median(r[2] for r in rows):g}** | "
-              f"{statistics.median(r[3] for r in rows):g} | "
-              f"{statistics.median(r[4] for r in rows):.0f} | |")
+        runs.setdefault(algorithm, {})[int(seed)] = {
+            "best": best, "epochs": summary["executed_steps"], "trials": summary["trials"],
+            "seconds": summary["wall_seconds"], "load": f"{load[0]}–{load[1]}",
+            "timeline": timeline(path.with_suffix(".db"))}
+    baseline = runs.get("evolution", {})
+    print("| algorithm | seed | best val_accuracy | epochs trained | best within evolution's epochs "
+          "| epochs to evolution's best | trials | wall s | load avg. |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for algorithm, by_seed in runs.items():
+        reached, equal = [], []
+        for seed, run in sorted(by_seed.items()):
+            to_target, within = None, float("nan")
+            if seed in baseline:
+                to_target = epochs_to(run["timeline"], baseline[seed]["best"])
+                within = best_within(run["timeline"], baseline[seed]["epochs"])
+            reached.append(to_target)
+            equal.append(within)
+            shown = "not reached" if to_target is None else str(to_target)
+            print(f"| {algorithm} | {seed} | {run['best']:.4f} | {run['epochs']} | {within:.4f} | "
+                  f"{shown} | {run['trials']} | {run['seconds']:.0f} | {run['load']} |")
+        rows = list(by_seed.values())
+        # A run that never reached the target counts as needing more than any epochs.
+        median_to = statistics.median(float("inf") if r is None else r for r in reached)
+        shown = "not reached" if median_to == float("inf") else f"{median_to:g}"
+        print(f"| {algorithm} | **median** | **{statistics.median(r['best'] for r in rows):.4f}** | "
+              f"**{statistics.median(r['epochs'] for r in rows):g}** | "
+              f"**{statistics.median(equal):.4f}** | **{shown}** | "
+              f"{statistics.median(r['trials'] for r in rows):g} | "
+              f"{statistics.median(r['seconds'] for r in rows):.0f} | |")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 // runs, its worker is SIGKILLed (and, in the second test, the coordinator too, restarted on the
 // same database); another worker trains the stage again from the same inherited state (read
 // from the parent's checkpoint file and morphed again), and every trial's metrics equal those
-// of the same study run without a kill.
+// of the same study run without a kill. In the run without a kill, `hippo trials --json` names
+// for each inheriting trial the stage, step and trial it starts from.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "nlohmann/json.hpp"
 #include "tests/support/e2e_harness.h"
 
 namespace hippo::e2e {
@@ -49,6 +52,40 @@ struct Outcome {
   int64_t reassigned_inherited = 0;
 };
 
+// `hippo trials --json` of a study with `tree`: every trial whose first stage inherits has
+// "inherited" naming that stage's inherited_from, its start step, and a trial whose path ends at
+// the inherited stage with that step as its target; no other trial has it. Returns how many
+// trials have it.
+int64_t CheckTrialsJson(const std::string& address, const std::string& study_id,
+                        const v1::StageTree& tree) {
+  const CommandResult listed = RunHippo({"trials", study_id, "--json", "--coordinator", address});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  const nlohmann::json json = nlohmann::json::parse(listed.output, nullptr, false);
+  EXPECT_FALSE(json.is_discarded()) << listed.output;
+  if (json.is_discarded()) return 0;
+  std::map<std::string, const v1::Stage*> stages;
+  for (const v1::Stage& stage : tree.stages()) stages[std::to_string(stage.id())] = &stage;
+  std::map<std::string, const nlohmann::json*> trials;
+  // The proto JSON mapping leaves out a field at its default: trial 0 has no "id".
+  for (const nlohmann::json& trial : json.at("trials")) trials[trial.value("id", "0")] = &trial;
+  int64_t inheriting = 0;
+  for (const nlohmann::json& trial : json.at("trials")) {
+    const v1::Stage* first = stages.at(trial.at("path").front().get<std::string>());
+    if (first->inherited_from() == 0) {
+      EXPECT_FALSE(trial.contains("inherited")) << trial.dump();
+      continue;
+    }
+    ++inheriting;
+    const nlohmann::json& inherited = trial.at("inherited");
+    EXPECT_EQ(inherited.at("stage"), std::to_string(first->inherited_from()));
+    EXPECT_EQ(inherited.at("step"), std::to_string(first->start_step()));
+    const nlohmann::json& parent = *trials.at(inherited.at("trial").get<std::string>());
+    EXPECT_EQ(parent.at("path").back(), inherited.at("stage")) << parent.dump();
+    EXPECT_EQ(parent.at("target_step"), inherited.at("step")) << parent.dump();
+  }
+  return inheriting;
+}
+
 v1::StageTree TreeOf(const std::string& address, const std::string& study_id) {
   auto stub = Connect(address);
   grpc::ClientContext context;
@@ -68,7 +105,8 @@ Outcome RunStudy(Kill kill) {
   std::ofstream(spec_path) << kSpec;
   Cluster cluster(dir, /*workers=*/0, {"--lease-seconds", "1"});
   Process& victim = cluster.AddWorker("victim", dir.File("checkpoints"), dir.File("victim.log"));
-  EXPECT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(20)));
+  // A torch worker loads LibTorch before it says hello: slow on a loaded machine.
+  EXPECT_TRUE(cluster.WaitForWorkers(1, std::chrono::seconds(90)));
   const std::string study_id = cluster.Submit(spec_path);
   Outcome outcome;
   if (kill != Kill::kNone) {
@@ -101,6 +139,9 @@ Outcome RunStudy(Kill kill) {
     if (stage.inherited_from() == 0) continue;
     ++outcome.inherited_stages;
     outcome.reassigned_inherited += stage.attempts() > 1;
+  }
+  if (kill == Kill::kNone) {
+    EXPECT_GT(CheckTrialsJson(cluster.address(), study_id, tree), 0);
   }
   return outcome;
 }

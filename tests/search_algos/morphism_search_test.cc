@@ -1,7 +1,8 @@
 // The `morphism` algorithm (search_algos/morphism.h): children that only grow a `grow`
 // dimension of their parent inherit its state at its target (kMorph) and train child_steps
-// more; other children train from scratch; the study ends with every member stopped; the
-// state reads back exactly; bad configs name their field.
+// more, whenever the parent can grow; a fully grown parent trains on by the identity morphism;
+// one trained to max_steps has children from scratch; the study ends with every member
+// stopped; the state reads back exactly; bad configs name their field.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -61,7 +62,7 @@ double Accuracy(const Point& point, Step step) {
          0.1 * static_cast<double>(step);
 }
 
-TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFromScratch) {
+TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndTrainChildStepsMore) {
   const stage_tree::SearchSpace space = Space();
   test_support::StudyRunner runner(Context(space),
                                    test_support::StudyRunner::PointObjective(Accuracy));
@@ -69,11 +70,9 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFr
   const auto& trials = runner.trials();
   ASSERT_EQ(trials.size(), 16u);
   int morphs = 0;
-  int scratch_children = 0;
   for (size_t number = 4; number < trials.size(); ++number) {
     const test_support::FakeCoordinator::Trial& child = trials[number];
     if (!child.morphed) {
-      ++scratch_children;
       EXPECT_EQ(child.targets.front(), 4) << "a child from scratch trains initial_steps";
       continue;
     }
@@ -82,7 +81,8 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFr
     // It inherits the parent's state at the parent's target and trains child_steps more.
     EXPECT_EQ(child.fork_step, parent.targets.front());
     EXPECT_EQ(child.targets.front(), child.fork_step + 2);
-    // Its point grows exactly one grow dimension by one step and keeps everything else.
+    // Its point grows one grow dimension by one step (none: the identity morphism of a parent
+    // with nothing left to grow, see below) and keeps everything else.
     int grown = 0;
     for (size_t d = 0; d < 3; ++d) {
       if (child.point[d] == parent.point[d]) continue;
@@ -90,14 +90,71 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndOthersStartFr
       EXPECT_GT(std::get<double>(child.point[d]), std::get<double>(parent.point[d]));
       ++grown;
     }
-    EXPECT_EQ(grown, 1);
+    EXPECT_LE(grown, 1);
   }
   EXPECT_GT(morphs, 0);
-  EXPECT_GT(scratch_children, 0) << "lr mutations cannot be morphisms";
   // The members were stopped at the end, and the study is finished.
   EXPECT_TRUE(runner.algorithm().Finished());
   EXPECT_TRUE(std::any_of(requests.begin(), requests.end(),
                           [](const Request& r) { return r.kind == Request::Kind::kStop; }));
+}
+
+TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = Context(space);
+  context.config.mutable_morphism()->set_children(24);
+  // Chains of 4 generations: 4 steps from scratch, then 2 more a generation up to 12.
+  context.max_steps = 12;
+  test_support::StudyRunner runner(context, test_support::StudyRunner::PointObjective(Accuracy));
+  runner.Run();
+  const auto& algorithm = dynamic_cast<const MorphismEvolution&>(runner.algorithm());
+  const auto& trials = runner.trials();
+  ASSERT_EQ(trials.size(), 28u);
+  int grown = 0;
+  int chained = 0;
+  int continued = 0;
+  int scratch = 0;
+  for (size_t number = 4; number < trials.size(); ++number) {
+    const auto child = static_cast<TrialNumber>(number);
+    const TrialNumber parent = algorithm.ParentOf(child);
+    ASSERT_GE(parent, 0) << "child " << number;
+    const Point& from = trials.at(parent).point;
+    const bool steps_left = trials.at(parent).targets.front() + 2 <= 12;
+    // What earlier children of the same parent did: a grow dimension grown, or trained on.
+    bool grown_before[2] = {false, false};
+    bool continued_before = false;
+    for (size_t earlier = 4; earlier < number; ++earlier) {
+      if (!trials[earlier].morphed || trials[earlier].forked_from != parent) continue;
+      continued_before |= trials[earlier].point == from;
+      for (size_t d : {size_t{0}, size_t{1}}) {
+        grown_before[d] |= trials[earlier].point[d] != from[d];
+      }
+    }
+    // Channels (up to 16) or layers (up to 3) below their highest value, not grown before.
+    const bool could_grow = steps_left && ((!grown_before[0] && std::get<double>(from[0]) < 16) ||
+                                           (!grown_before[1] && std::get<double>(from[1]) < 3));
+    const test_support::FakeCoordinator::Trial& made = trials[number];
+    if (could_grow) {
+      ASSERT_TRUE(made.morphed) << "child " << number << " of " << parent;
+      EXPECT_NE(made.point, from) << "child " << number << " of " << parent;
+      EXPECT_EQ(made.forked_from, parent);
+      EXPECT_EQ(algorithm.InheritedFrom(child), parent);
+      ++grown;
+      if (algorithm.InheritedFrom(parent) >= 0) ++chained;
+    } else if (steps_left && !continued_before) {
+      ASSERT_TRUE(made.morphed) << "child " << number << " of " << parent;
+      EXPECT_EQ(made.point, from) << "the identity morphism of trial " << parent;
+      ++continued;
+    } else {
+      EXPECT_FALSE(made.morphed) << "child " << number << " of " << parent;
+      EXPECT_EQ(made.targets.front(), 4) << "a child from scratch trains initial_steps";
+      ++scratch;
+    }
+  }
+  EXPECT_GT(grown, 0);
+  EXPECT_GT(chained, 0) << "no child of a morphed child inherited again";
+  EXPECT_GT(continued, 0) << "no fully grown parent trained on";
+  EXPECT_GT(scratch, 0) << "no parent trained to max_steps had a child";
 }
 
 // Per-layer widths as in examples/nas: layers 1..3, channels_0 always, channels_1 only for 2 or

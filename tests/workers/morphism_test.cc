@@ -1,8 +1,9 @@
 // Net2Net morphisms of the torch trainer (CPU): a widened, deepened, or widened and deepened mlp
-// or cnn computes the same outputs as its parent in eval mode, to float tolerance; optimizer
-// moments are divided among copies so that their sum is kept, and start at zero in inserted
-// layers; children that do not extend their parent are refused; TorchTrainer::Morph makes a
-// state that trains deterministically and refuses settings that differ beyond the architecture.
+// or cnn computes the same outputs as its parent in eval mode, to float tolerance; a copied
+// unit's outgoing weights are split among its copies in unequal shares; optimizer moments are
+// divided among copies so that their sum is kept, and start at zero in inserted layers; children
+// that do not extend their parent are refused; TorchTrainer::Morph makes a state that trains
+// deterministically and refuses settings that differ beyond the architecture.
 #include "workers/torch/morphism.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -177,6 +178,42 @@ TEST(MorphismMomentsTest, CopiesShareTheirUnitsMomentsAndInsertedLayersStartAtZe
   for (size_t i = 0; i < again->size(); ++i) {
     EXPECT_TRUE(at::equal((*again)[i].tensor, (*morphed)[i].tensor)) << (*again)[i].name;
   }
+}
+
+// A copy that carried the same share of its unit's outgoing weights as the unit would get the
+// same gradient for ever, and the widened layer would never use it: the shares must differ.
+TEST(MorphismSharesTest, CopiesSplitTheirUnitsOutgoingWeightsInUnequalSharesThatSumToThem) {
+  Model parent(Mlp(1, 6), OptimizerKind::kSgd, 1);
+  Perturb(parent, 2);
+  Model child(Mlp(1, 12), OptimizerKind::kSgd, 3);
+  absl::StatusOr<std::vector<NamedTensor>> morphed =
+      MorphTensors(Mlp(1, 6), Mlp(1, 12), kInput, parent.Tensors(), child.Tensors(), 7);
+  ASSERT_TRUE(morphed.ok()) << morphed.status();
+  std::map<std::string, at::Tensor> by_name;
+  for (const NamedTensor& entry : *morphed) by_name[entry.name] = entry.tensor;
+  const at::Tensor parent_in = parent.Find("parameter/hidden0.weight");
+  const at::Tensor parent_out = parent.Find("parameter/output.weight");
+  const at::Tensor child_in = by_name.at("parameter/hidden0.weight");
+  const at::Tensor child_out = by_name.at("parameter/output.weight");
+  int64_t copied_units = 0;
+  for (int64_t unit = 0; unit < 6; ++unit) {
+    // The child's units with this unit's incoming weights: the unit and its copies.
+    at::Tensor sum = at::zeros_like(parent_out.select(1, unit));
+    std::vector<at::Tensor> columns;
+    for (int64_t j = 0; j < 12; ++j) {
+      if (!at::equal(child_in[j], parent_in[unit])) continue;
+      columns.push_back(child_out.select(1, j));
+      sum += columns.back();
+    }
+    ASSERT_FALSE(columns.empty()) << "unit " << unit << " was lost";
+    EXPECT_TRUE(at::allclose(sum, parent_out.select(1, unit), 1e-5, 1e-6)) << "unit " << unit;
+    if (columns.size() < 2) continue;
+    ++copied_units;
+    for (size_t k = 1; k < columns.size(); ++k) {
+      EXPECT_FALSE(at::allclose(columns[k], columns[0])) << "unit " << unit << ": equal shares";
+    }
+  }
+  EXPECT_GT(copied_units, 0);
 }
 
 TEST(MorphismRefusalTest, ChildrenThatDoNotExtendTheirParentAreRefused) {

@@ -18,39 +18,46 @@ namespace {
 constexpr uint64_t kMorphSalt = 0x6d6f7270;  // "morp": the stream that picks copied units
 
 // How the units of one child layer copy those of the parent layer they come from: unit j is a
-// copy of `source[j]`, which has `count[j]` copies in all (itself included).
+// copy of `source[j]` and carries `share[j]` of that unit's outgoing weights; the shares of a
+// unit's copies (itself included) sum to 1, and a unit without copies has share 1.
 struct Replication {
   at::Tensor source;  // int64 [child width]
-  at::Tensor count;   // float [child width]
+  at::Tensor share;   // float [child width]
 };
 
 // The parent's `base` units first, in order, then `width - base` copies of units drawn
-// uniformly from the stream of (seed, layer).
+// uniformly from the stream of (seed, layer). The copies of a unit split its outgoing weights
+// unequally, in proportions drawn from the same stream in [0.5, 1.5): equal shares would give
+// the copies equal gradients for ever, so a widened layer would never use its new units (Net2Net
+// adds noise instead, which the function would not survive exactly).
 Replication Replicate(int64_t base, int64_t width, uint64_t seed, int64_t layer,
                       at::Device device) {
   at::Tensor source = at::arange(width, at::TensorOptions().dtype(at::kLong));
+  at::Tensor weight = at::ones({width}, at::TensorOptions().dtype(at::kFloat));
   if (width > base) {
     at::Generator generator =
         at::make_generator<at::CPUGeneratorImpl>(StreamSeed(seed, kMorphSalt, layer));
     source.slice(0, base, width).copy_(at::randint(base, {width - base}, generator));
+    weight = at::rand({width}, generator) + 0.5;
   }
-  const at::Tensor copies = at::bincount(source, {}, base).to(at::kFloat);
+  const at::Tensor total = at::zeros({base}, weight.options()).index_add_(0, source, weight);
   return Replication{.source = source.to(device),
-                     .count = copies.index_select(0, source).to(device)};
+                     .share = (weight / total.index_select(0, source)).to(device)};
 }
 
-// A count laid along dimension `dim` of a tensor with `dims` dimensions, for broadcasting.
-at::Tensor Along(const at::Tensor& count, int64_t dim, int64_t dims) {
+// A per-unit factor laid along dimension `dim` of a tensor with `dims` dimensions, for
+// broadcasting.
+at::Tensor Along(const at::Tensor& factor, int64_t dim, int64_t dims) {
   std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
-  shape[static_cast<size_t>(dim)] = count.size(0);
-  return count.view(shape);
+  shape[static_cast<size_t>(dim)] = factor.size(0);
+  return factor.view(shape);
 }
 
 // What a tensor of a layer holds, which decides how it is divided among copies.
 enum class Role {
-  kValue,         // a weight: copied along outputs, divided along inputs by their copies
-  kFirstMoment,   // momentum / exp_avg: copied along inputs, divided along outputs
-  kSecondMoment,  // exp_avg_sq: copied along inputs, divided along outputs squared
+  kValue,         // a weight: copied along outputs, times the copies' shares along inputs
+  kFirstMoment,   // momentum / exp_avg: copied along inputs, times the shares along outputs
+  kSecondMoment,  // exp_avg_sq: copied along inputs, times the shares squared along outputs
 };
 
 // `value` of a parent layer (dim 0: output units, dim 1 when present: input units; a classifier
@@ -63,12 +70,12 @@ at::Tensor Spread(const at::Tensor& value, const Replication& outputs, const Rep
     const std::vector<int64_t> shape = out.sizes().vec();
     if (spatial > 1) out = out.reshape({shape[0], shape[1] / spatial, spatial});
     out = out.index_select(1, inputs->source);
-    if (role == Role::kValue) out = out / Along(inputs->count, 1, out.dim());
+    if (role == Role::kValue) out = out * Along(inputs->share, 1, out.dim());
     if (spatial > 1) out = out.reshape({shape[0], -1});
   }
-  if (role == Role::kFirstMoment) out = out / Along(outputs.count, 0, out.dim());
+  if (role == Role::kFirstMoment) out = out * Along(outputs.share, 0, out.dim());
   if (role == Role::kSecondMoment) {
-    out = out / Along(outputs.count * outputs.count, 0, out.dim());
+    out = out * Along(outputs.share * outputs.share, 0, out.dim());
   }
   return out.contiguous();
 }

@@ -5,9 +5,12 @@
 //
 // Widen: a child layer of width W' >= W keeps the parent's W units and adds copies of units
 // drawn from the trial seed (deterministic). Every copy takes its unit's incoming weights, bias,
-// batch-norm weight, bias and running statistics; the next layer divides its weights from each
-// copied unit by how many copies that unit now has, so the sum it computes is unchanged.
-// Batch norm is per channel, so copies also normalise alike in training mode.
+// batch-norm weight, bias and running statistics; the next layer splits its weights from a
+// copied unit among the unit's copies in unequal shares that sum to 1 (drawn from the seed), so
+// the sum it computes is unchanged. Equal shares would give the copies equal gradients for ever
+// (a widened layer that never uses its new units); unequal ones give each copy its share of the
+// gradient, so the copies drift apart as they train. Batch norm is per channel, so copies also
+// normalise alike in training mode.
 //
 // Deepen: layers appended after the parent's last hidden layer (mlp) or block (cnn) start as an
 // identity: a linear layer with the identity matrix and no bias, or a convolution whose kernel is
@@ -21,12 +24,12 @@
 // eval mode only (as in Net2Net); dropout after an inserted mlp layer also draws in training.
 //
 // Optimizer state: what a parameter's gradient would be in the child, the moments follow. A
-// copied unit's outgoing weights are divided but their gradient is not (each copy sees the same
-// activation); a copied unit's incoming weights, bias and batch-norm parameters get 1/r of the
-// gradient (its output is read with 1/r of the weight, r its copies). So momentum buffers and
-// first moments are copied along inputs and divided by r along outputs, second moments divided
-// by r^2, Adam's step count carried over; inserted layers start with zero moments (no history
-// has a meaning for them).
+// copied unit's outgoing weights are split but their gradient is not (each copy sees the same
+// activation); a copy's incoming weights, bias and batch-norm parameters get its share s of the
+// gradient (its output is read with s of the weight). So momentum buffers and first moments are
+// copied along inputs and multiplied by s along outputs, second moments by s^2, Adam's step
+// count carried over; inserted layers start with zero moments (no history has a meaning for
+// them).
 //
 // Internal to the torch trainer (includes LibTorch).
 #ifndef HIPPO_WORKERS_TORCH_MORPHISM_H_
