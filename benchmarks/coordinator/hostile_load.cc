@@ -20,7 +20,6 @@ namespace {
 namespace v1 = ::hippo::v1;
 
 constexpr int kAskCount = 1000;  // hippo/engine_ask_tell.cc's cap
-constexpr int kReportsPerMessage = 100;
 
 // An external (ask/tell) study whose encoding is just under kMaxStudySpecBytes, every name at
 // its length limit; `blob_bytes` of trainer config (over the limit when asked to be).
@@ -175,16 +174,20 @@ void HostileLoad::WorkerLoop() {
   // Reports of an attempt nobody holds, each with the most metrics a report may carry, names
   // at their length limit: just under the receive limit together.
   v1::WorkerMessage largest;
-  for (int i = 0; i < kReportsPerMessage; ++i) {
-    v1::Progress& progress = *largest.mutable_reports()->add_messages()->mutable_progress();
-    progress.set_attempt_id(1'000'000'000 + i);
-    progress.set_step(i);
-    for (int m = 0; m < proto::kMaxMetricsPerReport; ++m) {
-      const std::string suffix = std::to_string(m);
-      (*progress
-            .mutable_metrics())[std::string(proto::kMaxNameLength - suffix.size(), 'x') + suffix] =
-          0.5;
-    }
+  v1::WorkerMessage report;
+  for (int m = 0; m < proto::kMaxMetricsPerReport; ++m) {
+    const std::string suffix = std::to_string(m);
+    (*report.mutable_progress()
+          ->mutable_metrics())[std::string(proto::kMaxNameLength - suffix.size(), 'x') + suffix] =
+        0.5;
+  }
+  const size_t report_bytes = report.ByteSizeLong() + 16;  // with its ids and framing
+  for (int i = 0; largest.ByteSizeLong() + report_bytes <
+                  static_cast<size_t>(coordinator::kMaxReceiveMessageBytes);
+       ++i) {
+    report.mutable_progress()->set_attempt_id(1'000'000'000 + i);
+    report.mutable_progress()->set_step(i);
+    *largest.mutable_reports()->add_messages() = report;
   }
   const grpc::ByteBuffer largest_bytes = Serialized(largest);
   v1::WorkerMessage out_of_bounds;
