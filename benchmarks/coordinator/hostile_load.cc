@@ -62,6 +62,7 @@ bool Await(grpc::CompletionQueue& queue) {
   return queue.Next(&tag, &ok) && ok;
 }
 
+// Shuts `queue` down and takes its last events: gRPC requires it before the queue is destroyed.
 void Drain(grpc::CompletionQueue& queue) {
   queue.Shutdown();
   void* tag = nullptr;
