@@ -35,6 +35,9 @@ struct ServerCommandOptions {
   bool checkpoint_gc = false;
   int keep_best_checkpoints = 0;
   int64_t compact_ops = 10000;
+  // Rates of large messages (docs/security.md, "Rates"), bytes per second.
+  int64_t worker_bytes_per_second = 1 << 20;
+  int64_t client_bytes_per_second = 1 << 20;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";
 };

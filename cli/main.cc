@@ -233,6 +233,22 @@ int main(int argc, char** argv) {
                    "tree replaces them, so a restart replays at most that many. 0: never")
       ->default_val(10000)
       ->check(CLI::NonNegativeNumber);
+  server
+      ->add_option("--worker-bytes-per-second", server_options.worker_bytes_per_second,
+                   "Rate at which the coordinator reads workers' messages of 64 KiB or more, "
+                   "all workers together (e.g. 1MiB); a stream's next message waits for its "
+                   "share. Small messages (a worker's usual reports) never wait")
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->default_val("1MiB")
+      ->check(CLI::PositiveNumber);
+  server
+      ->add_option("--client-bytes-per-second", server_options.client_bytes_per_second,
+                   "Rate at which the coordinator takes study-service requests and sends "
+                   "answers of 64 KiB or more (large specs, pages with metrics), all clients "
+                   "together; past 10 s of queue a request is refused with RESOURCE_EXHAUSTED")
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->default_val("1MiB")
+      ->check(CLI::PositiveNumber);
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");

@@ -97,6 +97,10 @@ int ServerCommand(const ServerCommandOptions& options) {
   server_options.collect_checkpoints = options.checkpoint_gc;
   server_options.keep_best_states = options.keep_best_checkpoints;
   server_options.compact_ops_after = options.compact_ops;
+  server_options.worker_large_messages.bytes_per_second =
+      static_cast<double>(options.worker_bytes_per_second);
+  server_options.client_large_messages.bytes_per_second =
+      static_cast<double>(options.client_bytes_per_second);
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;
   server_options.tls_key_file = options.tls_key;

@@ -15,10 +15,13 @@
 
 namespace hippo::coordinator {
 
-// The largest message the server takes (its gRPC receive limit): above every message a bound
-// below allows, and above the largest study spec (proto/spec_validator.h, kMaxStudySpecBytes),
-// so that such a spec is refused by the spec checks, naming the field that holds most of it.
-inline constexpr int kMaxReceiveMessageBytes = 8 << 20;
+// The largest message the server takes (its gRPC receive limit). gRPC reads a larger message in
+// full before it refuses it, unpaced by the byte budgets (docs/security.md, "Rates"), so the
+// limit is kept low: four times the largest study spec (proto/spec_validator.h,
+// kMaxStudySpecBytes), so that a spec up to here is refused by the spec checks, naming the
+// field that holds most of it, and far above what a worker sends (reports of a few metrics
+// each; no message carries a state: checkpoints travel as files).
+inline constexpr int kMaxReceiveMessageBytes = 4 << 20;
 
 inline constexpr int kMaxReportsPerMessage = 256;  // Reports.messages
 inline constexpr int kMaxCachedStatesInHello = 10'000;

@@ -575,6 +575,31 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   ByteBudget* budget_;
 };
 
+// InvalidArgument naming the first setting of `budget` that cannot work: a rate or burst that is
+// not positive, or a burst below a large message (which would then always wait).
+absl::Status CheckBudget(const ByteBudgetOptions& budget, const std::string& name,
+                         const std::string& rate_flag) {
+  if (!(budget.bytes_per_second > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".bytes_per_second (", rate_flag,
+                                                   "): must be a positive number of bytes per "
+                                                   "second, e.g. 1MiB (got ",
+                                                   budget.bytes_per_second, ")"));
+  }
+  if (!(budget.burst_bytes >= static_cast<double>(budget.large_message_bytes)) ||
+      budget.large_message_bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ".burst_bytes: must be at least large_message_bytes (", budget.large_message_bytes,
+        ", itself positive; got ", budget.burst_bytes, ")"));
+  }
+  if (!(budget.max_wait_seconds >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(name,
+                                                   ".max_wait_seconds: must not be "
+                                                   "negative (got ",
+                                                   budget.max_wait_seconds, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsLoopback(const std::string& address) {
@@ -594,6 +619,16 @@ bool TokenMatches(std::string_view given, std::string_view expected) {
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (absl::Status status = CheckBudget(options.worker_large_messages, "worker_large_messages",
+                                        "--worker-bytes-per-second");
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = CheckBudget(options.client_large_messages, "client_large_messages",
+                                        "--client-bytes-per-second");
+      !status.ok()) {
+    return status;
+  }
   if (options.token.empty() && !options.insecure) {
     return absl::FailedPreconditionError(
         "no token: give one (--token-file FILE or HIPPO_TOKEN; by default `hippo server` makes "

@@ -54,6 +54,8 @@ struct ServerOptions {
   // taken at a rate: a stream that sent one waits before its next is read. Large requests and
   // answers of the study service, together, too: a large request waits before it is handled,
   // a large answer before it is sent (refused with RESOURCE_EXHAUSTED past max_wait_seconds).
+  // `hippo server --worker-bytes-per-second` and `--client-bytes-per-second` set the rates;
+  // Start refuses a rate or burst that is not positive, or a burst below large_message_bytes.
   ByteBudgetOptions worker_large_messages;
   ByteBudgetOptions client_large_messages = {.max_wait_seconds = 10};
 };
@@ -69,7 +71,7 @@ class Server {
  public:
   // Opens the store, recovers the engine from it and starts serving. FailedPrecondition without
   // a token or without TLS on a non-loopback address (unless `insecure`), or for a store that
-  // cannot be opened; InvalidArgument for unreadable TLS files.
+  // cannot be opened; InvalidArgument for unreadable TLS files or budgets that cannot work.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();
 

@@ -243,7 +243,8 @@ class HostileProcess {
     return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
 
-  // Stops the client; returns its counters (requests, refused, worker messages, worker bytes).
+  // Stops the client; returns its counters (requests, refused, request bytes, worker messages,
+  // worker bytes).
   void Stop(int64_t* counters) {
     close(stdin_);
     std::string text;
@@ -252,7 +253,8 @@ class HostileProcess {
     close(stdout_);
     int status = 0;
     waitpid(pid_, &status, 0);
-    std::istringstream(text) >> counters[0] >> counters[1] >> counters[2] >> counters[3];
+    std::istringstream(text) >> counters[0] >> counters[1] >> counters[2] >> counters[3] >>
+        counters[4];
   }
 
  private:
@@ -262,7 +264,7 @@ class HostileProcess {
 };
 
 int HostileClientMain(const std::string& address) {
-  int64_t counters[4];
+  int64_t counters[5];
   {
     hippo::benchmarks::HostileLoad load(address);
     char byte;
@@ -270,11 +272,12 @@ int HostileClientMain(const std::string& address) {
     }
     counters[0] = load.client_requests();
     counters[1] = load.client_refused();
-    counters[2] = load.worker_messages();
-    counters[3] = load.worker_bytes();
+    counters[2] = load.client_bytes();
+    counters[3] = load.worker_messages();
+    counters[4] = load.worker_bytes();
   }
-  std::printf("%lld %lld %lld %lld\n", (long long)counters[0], (long long)counters[1],
-              (long long)counters[2], (long long)counters[3]);
+  std::printf("%lld %lld %lld %lld %lld\n", (long long)counters[0], (long long)counters[1],
+              (long long)counters[2], (long long)counters[3], (long long)counters[4]);
   return 0;
 }
 
@@ -309,8 +312,8 @@ struct Figures {
   double coordinator_cpu_per_dispatch_us = 0, hostile_client_cores = 0;
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, first_ms = 0, last_ms = 0, rss_growth = 0;
   double other_cores = 0, stolen_cores = 0;
-  int64_t hostile_requests = 0, hostile_refused = 0, hostile_worker_messages = 0,
-          hostile_worker_bytes = 0;
+  int64_t hostile_requests = 0, hostile_refused = 0, hostile_request_bytes = 0,
+          hostile_worker_messages = 0, hostile_worker_bytes = 0;
 };
 
 // One study on a fresh in-process coordinator; with `hostile`, a HostileLoad client hammers it
@@ -379,12 +382,13 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
   Figures figures;
   if (hostile_load) {
     figures.hostile_client_cores = hostile_load->CpuSeconds() / seconds;
-    int64_t counters[4] = {0, 0, 0, 0};
+    int64_t counters[5] = {0, 0, 0, 0, 0};
     hostile_load->Stop(counters);
     figures.hostile_requests = counters[0];
     figures.hostile_refused = counters[1];
-    figures.hostile_worker_messages = counters[2];
-    figures.hostile_worker_bytes = counters[3];
+    figures.hostile_request_bytes = counters[2];
+    figures.hostile_worker_messages = counters[3];
+    figures.hostile_worker_bytes = counters[4];
   }
   // Cores kept busy by other processes, and cores stolen, on average over the dispatch phase.
   const double other_cores = std::max(0.0, machine_end.busy - machine_start.busy - cpu_seconds -
@@ -481,6 +485,8 @@ void Print(const Figures& f) {
                 (long long)f.hostile_requests);
     std::printf("%-44s %12lld\n", "hostile client: refused as they must be",
                 (long long)f.hostile_refused);
+    std::printf("%-44s %12.0f\n", "hostile client: MiB of requests sent",
+                static_cast<double>(f.hostile_request_bytes) / (1 << 20));
     std::printf("%-44s %12lld\n", "hostile worker: messages", (long long)f.hostile_worker_messages);
     std::printf("%-44s %12.0f\n", "hostile worker: MiB sent",
                 static_cast<double>(f.hostile_worker_bytes) / (1 << 20));
@@ -503,6 +509,7 @@ std::string Json(const Figures& f) {
        << ", \"stolen_cores\": " << f.stolen_cores
        << ", \"hostile_requests\": " << f.hostile_requests
        << ", \"hostile_refused\": " << f.hostile_refused
+       << ", \"hostile_request_bytes\": " << f.hostile_request_bytes
        << ", \"hostile_worker_messages\": " << f.hostile_worker_messages
        << ", \"hostile_worker_bytes\": " << f.hostile_worker_bytes << "}";
   return json.str();

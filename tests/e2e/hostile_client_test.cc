@@ -2,7 +2,8 @@
 // bounds change nothing stored (the database's SHA-256 is compared), and a coordinator whose
 // address space is limited (as `ulimit -v` limits it) to what a normal study needs stays up
 // and answers while a client sends it the largest requests the limits allow, and many it
-// refuses (docs/security.md, "Bounded inputs").
+// refuses (docs/security.md, "Bounded inputs"); the rates large requests are held to are
+// `hippo server` flags ("Rates").
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -214,11 +215,11 @@ TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemor
         status = Create(*own, twice, &study);
         EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-        v1::StudySpec huge = SimStudy(std::string(9 << 20, 'n'), 2);
+        v1::StudySpec huge = SimStudy(std::string(5 << 20, 'n'), 2);
         status = Create(*own, huge, &study);
         EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
-        v1::StudySpec named = SimStudy(std::string(7 << 20, 'n'), 2);
+        v1::StudySpec named = SimStudy(std::string(3 << 20, 'n'), 2);
         status = Create(*own, named, &study);
         EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
       }
@@ -364,6 +365,49 @@ TEST(HostileClientTest, AHugeMaxTrialsIsPlannedInWindowsAnsweredQuicklyInBounded
   EXPECT_GT(resident_peak, 0);
   EXPECT_LT(resident_peak, kResidentLimitKiB / 2);
   std::printf("coordinator: resident peak %lld KiB\n", static_cast<long long>(resident_peak));
+}
+
+// The rates of large messages are `hippo server` flags (docs/security.md, "Rates"): listed by
+// --help, a rate that cannot work refused at start naming its flag, and the clients' rate the
+// pace large requests are held to. At 64 KiB/s the 8 MiB burst pays for four specs of 1 MiB
+// with their answers (a study's view holds its spec); the fifth spec would wait 16 s, past the
+// longest wait (10 s), so it is refused at once, the message naming the rate.
+TEST(HostileClientTest, TheRatesOfLargeMessagesAreServerFlags) {
+  const CommandResult help = RunHippo({"server", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  TempDir dir;
+  for (const std::string flag : {"--worker-bytes-per-second", "--client-bytes-per-second"}) {
+    EXPECT_NE(help.output.find(flag), std::string::npos) << help.output;
+    for (const std::string rate : {"0", "fast"}) {
+      const CommandResult refused =
+          RunHippo({"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db",
+                    dir.File("refused.db"), "--insecure", flag, rate});
+      EXPECT_EQ(refused.exit_code, 2) << flag << " " << rate << ": " << refused.output;
+      EXPECT_NE(refused.output.find(flag), std::string::npos) << refused.output;
+    }
+  }
+
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"),
+                  "--client-bytes-per-second", "64KiB"},
+                 dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  auto stub = Connect(address);
+  int created = 0;
+  grpc::Status status;
+  for (int i = 0; i < 8 && status.ok(); ++i) {
+    v1::StudySpec large = SimStudy("large-" + std::to_string(i), 2);
+    (*large.mutable_trainer()->mutable_config()->mutable_fields())["blob"].set_string_value(
+        std::string((1 << 20) - 4096, 'b'));
+    v1::Study study;
+    status = Create(*stub, large, &study);
+    if (status.ok()) ++created;
+  }
+  EXPECT_EQ(created, 4);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("at 0.0625 MiB/s from all clients together"),
+            std::string::npos)
+      << status.error_message();
 }
 
 }  // namespace

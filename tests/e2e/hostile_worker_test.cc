@@ -229,7 +229,7 @@ TEST_F(HostileWorkerTest, HelloOutOfBoundsIsRefusedNamingTheFieldAndChangesNothi
   // Above the server's receive limit: gRPC refuses the message before it is parsed.
   RawWorker huge(address_, [] {
     v1::WorkerHello hello = Hello("w-huge");
-    hello.set_host(std::string(9 << 20, 'h'));
+    hello.set_host(std::string(5 << 20, 'h'));
     return hello;
   }());
   EXPECT_EQ(huge.Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -482,7 +482,7 @@ TEST_F(HostileWorkerTest, OversizedMessagesEndOnlyTheirOwnStream) {
   // Over the receive limit: gRPC ends the stream before the message is parsed.
   RawWorker flood(address_, Hello("w-flood-2"));
   // Whether the write reaches the server is what the stream's status says.
-  (void)flood.Send(ProgressOf(1, 0, {{std::string(9 << 20, 'm'), 1.0}}));
+  (void)flood.Send(ProgressOf(1, 0, {{std::string(5 << 20, 'm'), 1.0}}));
   EXPECT_EQ(flood.Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // The coordinator still answers.
   absl::StatusOr<v1::Study> view = GetStudy(address_, study);

@@ -1,7 +1,8 @@
 // ByteBudget (hippo/byte_budget.h) on a clock the test moves, and on a real coordinator: the
 // large messages of worker streams are taken at the budget's rate while a small hello goes
 // first; past the longest wait a stream is refused with RESOURCE_EXHAUSTED; large CreateStudy
-// specs that come faster than the budget are refused and change nothing.
+// specs that come faster than the budget are refused and change nothing; budgets that cannot
+// work are refused at start.
 #include "hippo/byte_budget.h"
 
 #include <grpcpp/grpcpp.h>
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -228,6 +230,40 @@ TEST(ByteBudgetTest, LargeSpecsFasterThanTheBudgetAreRefusedAndChangeNothing) {
   EXPECT_GE(refused, 1);
   EXPECT_EQ(created + refused, 4);
   EXPECT_EQ(coordinator.server->engine().ListStudies().size(), static_cast<size_t>(created));
+}
+
+// Budgets that cannot work are refused at start, naming the setting (and the flag of a rate),
+// before anything is opened: the database file is not even created.
+TEST(ByteBudgetTest, TheServerRefusesBudgetsThatCannotWorkNamingTheSetting) {
+  struct Case {
+    std::function<void(ServerOptions&)> breaks;
+    std::string expected;  // the start of the message
+  };
+  const std::vector<Case> cases = {
+      {[](ServerOptions& o) { o.worker_large_messages.bytes_per_second = 0; },
+       "worker_large_messages.bytes_per_second (--worker-bytes-per-second): must be a positive"},
+      {[](ServerOptions& o) { o.client_large_messages.bytes_per_second = -1; },
+       "client_large_messages.bytes_per_second (--client-bytes-per-second): must be a positive"},
+      {[](ServerOptions& o) { o.worker_large_messages.burst_bytes = 1024; },
+       "worker_large_messages.burst_bytes: must be at least large_message_bytes (65536"},
+      {[](ServerOptions& o) { o.client_large_messages.max_wait_seconds = -1; },
+       "client_large_messages.max_wait_seconds: must not be negative"},
+  };
+  const std::string db =
+      ::testing::TempDir() + "hippo-refused-budget-" + std::to_string(getpid()) + ".db";
+  for (const Case& bad : cases) {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.db_path = db;
+    options.insecure = true;
+    bad.breaks(options);
+    const absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(options);
+    ASSERT_FALSE(started.ok()) << bad.expected;
+    EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(started.status().message().rfind(bad.expected, 0), 0u)
+        << "expected " << bad.expected << "\ngot      " << started.status().message();
+    EXPECT_FALSE(std::filesystem::exists(db));
+  }
 }
 
 }  // namespace
