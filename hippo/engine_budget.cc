@@ -44,8 +44,17 @@ int64_t EngineImpl::ReserveBytes(const std::string& directory) const {
   for (const auto& [id, worker] : workers_) {
     if (worker.connected && worker.hello.checkpoint_dir() == directory) ++workers;
   }
+  // A stage writes its end and the breakpoints inside it: at most all of its family's
+  // breakpoints and one more (or, with checkpoint_every_steps, the most a stage given here was
+  // asked for). Counted before such a stage is ready, so that branch points are not opened
+  // while the room for it is taken.
   auto most = most_writes_.find(directory);
-  const int64_t writes = most == most_writes_.end() ? 1 : most->second;
+  int64_t writes = most == most_writes_.end() ? 1 : most->second;
+  for (const auto& family : families_) {
+    if (ledger_.KeptOf(family->id()) == nullptr) continue;
+    writes =
+        std::max(writes, 1 + static_cast<int64_t>(family->BreakpointsBetween(0, INT64_MAX).size()));
+  }
   return std::max<int64_t>(1, workers) * writes * ledger_.largest(directory);
 }
 

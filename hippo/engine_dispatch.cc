@@ -310,19 +310,34 @@ Preference EngineImpl::ContinuationsOf(const Worker& worker) const {
     }
   }
   if (prefer.stages.empty()) return prefer;
-  // The workers that may train these stages: connected, not drained, serving the trainer kind.
-  // With one, any order of the ready stages keeps it busy alike, so the child may come from
-  // anywhere in the queue (window 0). With N, the N best ready stages are what the N workers
-  // start next; taking the child from among them changes which worker starts which, not which
-  // stages start, so the critical path is not delayed by more than the order among those N.
+  // The window (scheduler.h, Preference) within which the child goes before the critical-path
+  // order, chosen so that this cannot lengthen the study:
+  // - One worker serves the trainer kind and the work is fixed (every running study of the
+  //   family has an algorithm that will make no more requests: no new trial, extension or stop
+  //   depends on when results arrive): the worker trains every ready stage in turn, so their
+  //   order changes when each runs, not when the last ends. Anywhere (window 0).
+  // - Otherwise, the K best ready stages, K the idle workers that serve the kind (this one
+  //   included): those K start now in any case, so taking the child among them changes which
+  //   worker starts which, not which stages start or when. A child further down waits for its
+  //   turn: an adaptive algorithm (ASHA, Hyperband, evolution) decides its later work from the
+  //   results that the critical-path order brings first, and taking a child from further down
+  //   made such studies longer in the simulator (benchmarks/README.md, "continuation").
   const std::string& kind =
       studies_[StageOwner(family, prefer.stages.front().node).study_index]->spec.trainer().kind();
   const Clock::time_point now = Clock::now();
   size_t serving = 0;
+  size_t idle = 0;
   for (const auto& [id, other] : workers_) {
-    if (other.connected && !Drained(other, now) && Serves(other, kind)) ++serving;
+    if (!other.connected || Drained(other, now) || !Serves(other, kind)) continue;
+    ++serving;
+    if (!other.attempt) ++idle;
   }
-  prefer.window = serving <= 1 ? 0 : serving;
+  bool fixed_work = true;
+  for (const auto& study : studies_) {
+    if (study->record.state != v1::STUDY_RUNNING || study->algorithm == nullptr) continue;
+    if (study->family_ids.contains(family_id) && !study->algorithm->Finished()) fixed_work = false;
+  }
+  prefer.window = serving <= 1 && fixed_work ? 0 : std::max<size_t>(1, idle);
   return prefer;
 }
 

@@ -8,10 +8,9 @@
 //
 // Continuation (Preference): a worker that just finished a stage still holds its model, so a
 // ready child of that stage starts without loading a state. Pop prefers such a child over the
-// critical-path order when that cannot lengthen the study: with one worker serving the group any
-// order of its ready stages takes the same time, so the child wins wherever it is queued; with N
-// workers it wins only from among the group's N best entries, the stages the N workers would
-// start next anyway (the engine chooses N: EngineImpl::AssignTo).
+// critical-path order from among the group's `window` best entries, or from anywhere in the
+// group (window 0); the engine chooses the window so that the preference cannot lengthen the
+// study (EngineImpl::ContinuationsOf).
 //
 // Studies share the workers by weight (StudySpec.resources.weight). Each family's stages are
 // queued in a share group (the engine's: the study whose trial created the family) with a
