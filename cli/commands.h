@@ -32,7 +32,7 @@ struct ServerCommandOptions {
   int unhealthy_after = 3;
   double drain_seconds = 60;
   std::vector<std::string> plugins;
-  bool checkpoint_gc = false;
+  bool checkpoint_gc = true;  // --no-checkpoint-gc: ServerOptions::collect_checkpoints off
   int keep_best_checkpoints = 0;
   int64_t compact_ops = 10000;
   // Rates of large messages (docs/security.md, "Rates"), bytes per second.
@@ -68,6 +68,7 @@ struct RunOptions {
   std::string checkpoint_dir;  // empty: a temporary directory, removed at the end
   bool no_merge = false;
   bool json = false;
+  bool checkpoint_gc = true;   // --no-checkpoint-gc: ServerOptions::collect_checkpoints off
   std::string device = "cpu";  // where the local workers train: "cpu" or "cuda:N"
   bool dashboard = false;      // serve the dashboard while the study runs
   std::string dashboard_listen = "127.0.0.1:0";

@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
                 "Train trial by trial, sharing nothing (the baseline merging is measured "
                 "against)");
   run->add_flag("--json", run_options.json, "Print one JSON object at the end");
+  run->add_flag("--checkpoint-gc,!--no-checkpoint-gc", run_options.checkpoint_gc,
+                "Delete the checkpoints no stage can need as studies end (on by default; "
+                "--no-checkpoint-gc keeps them, with --checkpoint-dir, for later studies)");
   run->add_option("--device", run_options.device,
                   "Where the local workers train: cpu or cuda:N (trainers that ignore it: sim)")
       ->default_val("cpu");
@@ -217,10 +220,10 @@ int main(int argc, char** argv) {
                    "Shared library of search algorithms to load (repeatable; see "
                    "examples/plugins)")
       ->check(CLI::ExistingFile);
-  server->add_flag("--checkpoint-gc", server_options.checkpoint_gc,
+  server->add_flag("--checkpoint-gc,!--no-checkpoint-gc", server_options.checkpoint_gc,
                    "Delete the checkpoints no stage can need as studies end, and hold workers' "
-                   "--checkpoint-budget (off by default: without it checkpoints are deleted "
-                   "only by `hippo gc`)");
+                   "--checkpoint-budget (on by default; --no-checkpoint-gc keeps every "
+                   "checkpoint until `hippo gc`)");
   server
       ->add_option("--keep-best-checkpoints", server_options.keep_best_checkpoints,
                    "Keep the final states of each study's N best trials")

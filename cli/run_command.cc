@@ -246,6 +246,7 @@ int RunCommand(const RunOptions& options) {
   coordinator::ServerOptions server_options;
   server_options.listen = "127.0.0.1:0";
   server_options.db_path = db;
+  server_options.collect_checkpoints = options.checkpoint_gc;
   // The embedded coordinator listens on loopback for its own workers only: a token made for
   // this run keeps every other local process out.
   absl::StatusOr<std::string> token = NewToken();

@@ -22,11 +22,12 @@ std::string ResultJson(const simulation::SimulationResult& result) {
       "{\"status\": \"%s\", \"trials\": %d, \"best_value\": %.17g, \"trial_steps\": %d, "
       "\"unique_steps\": %d, \"executed_steps\": %d, \"recomputed_steps\": %d, %s, "
       "\"makespan\": %.3f, \"makespan_bound\": %.3f, \"critical_path\": %.3f, "
-      "\"dispatches\": %d, \"wall_seconds\": %.3f}",
+      "\"dispatches\": %d, \"continued\": %d, \"wall_seconds\": %.3f}",
       StudyStateName(result.study.state()), result.study.trials_total(),
       result.study.best_trial().objective_value(), steps.trial_steps(), steps.unique_steps(),
       steps.executed_steps(), steps.recomputed_steps(), SavingsJsonFields(steps), result.makespan,
-      result.makespan_bound, result.critical_path, result.dispatches, result.wall_seconds);
+      result.makespan_bound, result.critical_path, result.dispatches, result.continued,
+      result.wall_seconds);
 }
 
 void PrintResult(const std::string& title, const simulation::SimulationResult& result) {
@@ -45,6 +46,9 @@ void PrintResult(const std::string& title, const simulation::SimulationResult& r
   }
   std::cout << absl::StrFormat("  simulated in    %.2f s of wall time, %d dispatches\n",
                                result.wall_seconds, result.dispatches);
+  std::cout << absl::StrFormat(
+      "  continued       %d of %d stages on the worker that had just finished their parent\n",
+      result.continued, result.assigned);
 }
 
 // Several specs: simulated together (studies of one family share its tree), one result each.

@@ -27,6 +27,7 @@ void EngineImpl::TrackSplits(FamilyState& family,
         auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
         if (at == attempt.chain.end()) continue;
         *at = split.lower;
+        if (attempt.last_part == split.upper) attempt.last_part = split.lower;
         break;
       }
       batch.stages.push_back(StageRecordOf(family, split.upper));
@@ -39,6 +40,8 @@ void EngineImpl::TrackSplits(FamilyState& family,
       auto at = std::find(attempt.chain.begin(), attempt.chain.end(), split.upper);
       if (at == attempt.chain.end()) continue;
       attempt.chain.insert(at + 1, split.lower);
+      if (attempt.last_part == split.upper) attempt.last_part = split.lower;
+      ++attempt.writes_left;  // the state at the split step
       // The worker may have reported the upper part's last step already, when it was not yet
       // a last step, and still honour the request: that report is the upper part's end metric.
       const Step split_step = family.tree().node(split.upper).end;
@@ -257,11 +260,10 @@ void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   const Clock::time_point now = Clock::now();
   for (auto& [id, worker] : workers_) {
     if (!worker.connected || worker.attempt.has_value() || Drained(worker, now)) continue;
-    if (!RoomToWrite(worker, batch, outbox)) continue;  // its checkpoint directory is full
     bool left_to_another = false;
-    std::optional<v1::Assign> assign = AssignTo(worker, batch, left_to_another);
-    // Nothing ready that this worker serves, or only stages left to another worker: the next
-    // worker may still take something.
+    std::optional<v1::Assign> assign = AssignTo(worker, batch, outbox, left_to_another);
+    // Nothing ready that this worker serves, only stages left to another worker, or no room in
+    // its checkpoint directory yet: the next worker may still take something.
     if (!assign) continue;
     v1::CoordinatorMessage message;
     *message.mutable_assign() = *std::move(assign);
@@ -269,8 +271,78 @@ void EngineImpl::Dispatch(store::WriteBatch& batch, Outbox& outbox) {
   }
 }
 
+const FamilyState::Owner& EngineImpl::StageOwner(const FamilyState& family, NodeId node) const {
+  const std::vector<stage_tree::TrialId>& trials = family.tree().TrialsThrough(node);
+  for (stage_tree::TrialId trial : trials) {
+    if (!family.OwnerOf(trial).deleted()) return family.OwnerOf(trial);
+  }
+  return family.OwnerOf(trials.front());
+}
+
+std::vector<Step> EngineImpl::CheckpointStepsOf(const FamilyState& family, NodeId node,
+                                                const StudyState& study) const {
+  const stage_tree::NodeView view = family.tree().node(node);
+  const Step start = view.recompute ? view.recompute_from : view.start;
+  std::vector<Step> steps = family.BreakpointsBetween(start, view.end);
+  // resources.checkpoint_every_steps: also the states at every k-th step inside the stage, so
+  // that a lost worker costs at most k steps (Abandon resumes from the last one). A stage shared
+  // by studies follows the study of the trial that also gives its trainer.
+  if (const int64_t every = study.spec.resources().checkpoint_every_steps(); every > 0) {
+    for (Step step = (start / every + 1) * every; step < view.end; step += every) {
+      steps.push_back(step);
+    }
+    std::sort(steps.begin(), steps.end());
+    steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
+  }
+  steps.push_back(view.end);
+  return steps;
+}
+
+Preference EngineImpl::ContinuationsOf(const Worker& worker) const {
+  Preference prefer;
+  if (!worker.last_trained) return prefer;
+  const auto& [family_id, node] = *worker.last_trained;
+  const FamilyState& family = FamilyById(family_id);
+  if (node >= family.tree().node_count()) return prefer;
+  for (NodeId child : family.tree().Children(node)) {
+    if (family.tree().node(child).state == StageState::kReady && Needed(family, child)) {
+      prefer.stages.push_back(QueuedStage{family_id, child});
+    }
+  }
+  if (prefer.stages.empty()) return prefer;
+  // The window (scheduler.h, Preference) within which the child goes before the critical-path
+  // order, chosen so that this cannot lengthen the study:
+  // - One worker serves the trainer kind and the work is fixed (every running study of the
+  //   family has an algorithm that will make no more requests: no new trial, extension or stop
+  //   depends on when results arrive): the worker trains every ready stage in turn, so their
+  //   order changes when each runs, not when the last ends. Anywhere (window 0).
+  // - Otherwise, the K best ready stages, K the idle workers that serve the kind (this one
+  //   included): those K start now in any case, so taking the child among them changes which
+  //   worker starts which, not which stages start or when. A child further down waits for its
+  //   turn: an adaptive algorithm (ASHA, Hyperband, evolution) decides its later work from the
+  //   results that the critical-path order brings first, and taking a child from further down
+  //   made such studies longer in the simulator (benchmarks/README.md, "continuation").
+  const std::string& kind =
+      studies_[StageOwner(family, prefer.stages.front().node).study_index]->spec.trainer().kind();
+  const Clock::time_point now = Clock::now();
+  size_t serving = 0;
+  size_t idle = 0;
+  for (const auto& [id, other] : workers_) {
+    if (!other.connected || Drained(other, now) || !Serves(other, kind)) continue;
+    ++serving;
+    if (!other.attempt) ++idle;
+  }
+  bool fixed_work = true;
+  for (const auto& study : studies_) {
+    if (study->record.state != v1::STUDY_RUNNING || study->algorithm == nullptr) continue;
+    if (study->family_ids.contains(family_id) && !study->algorithm->Finished()) fixed_work = false;
+  }
+  prefer.window = serving <= 1 && fixed_work ? 0 : std::max<size_t>(1, idle);
+  return prefer;
+}
+
 std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch& batch,
-                                               bool& left_to_another) {
+                                               Outbox& outbox, bool& left_to_another) {
   // Whether a stage in the queue should still run: it is ready and some live trial needs it.
   // One this worker failed on, which another worker can take, is left (and queued again below).
   std::vector<QueuedStage> left;
@@ -307,7 +379,10 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
         studies_[static_cast<size_t>(group - ShareGroup(0))]->spec.trainer().kind();
     return Serves(worker, kind);
   };
-  std::optional<QueuedStage> chosen = ready_.Pop(still_ready, is_local, serves_group);
+  const Preference continuations = ContinuationsOf(worker);
+  std::optional<QueuedStage> chosen = ChooseWithinBudget(
+      worker, [&] { return ready_.Pop(still_ready, is_local, serves_group, continuations); },
+      still_ready, serves_group, batch, outbox);
   for (const QueuedStage& stage : left) {
     ready_.Push(stage, FamilyById(stage.family_id).Priority(stage.node));
   }
@@ -333,6 +408,7 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   attempt.assigned = chosen->node;
   attempt.steps = node.end - node.start;
   attempt.chain = {chosen->node};
+  attempt.last_part = chosen->node;
   attempt.worker_id = worker.hello.worker_id();
   attempt.lease_expires = Clock::now() + engine_internal::LeaseOf(options_);
   attempt.recompute = node.recompute;
@@ -378,34 +454,18 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
   }
   // Trainer and structural values come from any trial through the stage (a family shares them)
   // that is not a deleted study's; Needed found a live one.
-  stage_tree::TrialId any_trial = family.tree().TrialsThrough(chosen->node).front();
-  for (stage_tree::TrialId trial : family.tree().TrialsThrough(chosen->node)) {
-    if (!family.OwnerOf(trial).deleted()) {
-      any_trial = trial;
-      break;
-    }
-  }
-  const auto& [study_index, number] = family.OwnerOf(any_trial);
-  const StudyState& study = *studies_[study_index];
+  const FamilyState::Owner& owner = StageOwner(family, chosen->node);
+  const StudyState& study = *studies_[owner.study_index];
   *assign.mutable_trainer() = study.spec.trainer();
-  for (const auto& [name, value] : study.trials[number].structural) {
+  for (const auto& [name, value] : study.trials[owner.trial].structural) {
     (*assign.mutable_static_parameters())[name] = engine_internal::ToProtoValue(value);
   }
-  for (int64_t step : family.BreakpointsBetween(assign.start_step(), node.end)) {
+  for (Step step : CheckpointStepsOf(family, chosen->node, study)) {
     assign.add_checkpoint_steps(step);
   }
-  // resources.checkpoint_every_steps: also the states at every k-th step inside the stage, so
-  // that a lost worker costs at most k steps (Abandon resumes from the last one). A stage shared
-  // by studies follows the study of the trial that also gave its trainer.
-  if (const int64_t every = study.spec.resources().checkpoint_every_steps(); every > 0) {
-    for (Step step = (assign.start_step() / every + 1) * every; step < node.end; step += every) {
-      assign.add_checkpoint_steps(step);
-    }
-    auto& steps = *assign.mutable_checkpoint_steps();
-    std::sort(steps.begin(), steps.end());
-    steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
-  }
-  assign.add_checkpoint_steps(node.end);
+  attempt.writes_left = assign.checkpoint_steps_size();
+  int64_t& most = most_writes_[worker.hello.checkpoint_dir()];
+  most = std::max(most, attempt.writes_left);
   assign.set_lease_seconds(options_.lease_seconds);
 
   store::AttemptRecord record;

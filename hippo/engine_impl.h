@@ -160,6 +160,12 @@ class EngineImpl {
     // handed out, replaced by the time it took when it ends (SettleCharge).
     Clock::time_point started;
     double charged_seconds = 0;
+    // The states it was asked to write and has not reported yet (Assign.checkpoint_steps, and
+    // one per CheckpointAt): what it may still add to its checkpoint directory.
+    int64_t writes_left = 0;
+    // The part whose end the worker reaches last (the assigned node, or the lower part split
+    // off it): the model it holds in memory when it finishes.
+    stage_tree::NodeId last_part = 0;
   };
 
   struct Worker {
@@ -176,6 +182,10 @@ class EngineImpl {
     std::string last_error;
     // (global lineage id, step) of the states in its fork cache.
     absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
+    // (family id, node) of the stage it finished last, whose model it still holds: a ready
+    // child of it continues without loading a state (AssignTo prefers one). Cleared when an
+    // attempt fails and when it says hello again (a new process).
+    std::optional<std::pair<int64_t, stage_tree::NodeId>> last_trained;
   };
 
   // A stage whose attempts failed: while it waits out its backoff (`due`), and the workers it
@@ -289,7 +299,18 @@ class EngineImpl {
   // was left for another worker (LeaveToAnother, LeaveToReader), so others may still take
   // something.
   std::optional<hippo::v1::Assign> AssignTo(Worker& worker, store::WriteBatch& batch,
-                                            bool& left_to_another);
+                                            Outbox& outbox, bool& left_to_another);
+  // The ready children of the stage `worker` finished last (Worker::last_trained), and how
+  // many of its group's best ready stages they may be taken from (scheduler.h, Preference).
+  Preference ContinuationsOf(const Worker& worker) const;
+  // The owner of the first trial through a stage that is not a deleted study's: its study's
+  // spec and its structural values train the stage (a family shares them). Call only for a
+  // stage that Needed accepts (a live trial passes through it).
+  const FamilyState::Owner& StageOwner(const FamilyState& family, stage_tree::NodeId node) const;
+  // The steps whose states a stage writes (Assign.checkpoint_steps): the breakpoints inside
+  // it, every resources.checkpoint_every_steps-th step, and its end.
+  std::vector<int64_t> CheckpointStepsOf(const FamilyState& family, stage_tree::NodeId node,
+                                         const StudyState& study) const;
   // Per node, the work that may still follow it: a running trial ending there below its
   // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
   // Counting it ranks the stages whose results decide the most work first.
@@ -367,21 +388,40 @@ class EngineImpl {
 
   // ---- engine_budget.cc
   // The bytes the attempts running with `directory` as their checkpoint directory may still
-  // write there: one state per part of their stage not yet done, each of the directory's
-  // largest checkpoint size.
+  // write there: the states each was asked for and has not reported (Attempt::writes_left),
+  // each of the directory's largest checkpoint size.
   int64_t InFlightBytes(const std::string& directory) const;
-  // The kept bytes a directory with a budget may hold so that the writes in flight and one more
-  // stage's state also fit: budget - InFlightBytes - largest. INT64_MAX without a budget.
+  // The kept bytes a directory with a budget may hold so that the writes in flight and the
+  // reserve (ReserveBytes) also fit. INT64_MAX without a budget.
   int64_t KeptLimit(const std::string& directory) const;
   bool OverLimit(const std::string& directory) const;
   std::vector<std::string> OverLimitDirectories() const;
-  // Whether a stage may be given to `worker` now without its checkpoint directory going over
-  // its budget: what is on disk there (kept states, released files not yet deleted), the
-  // writes in flight and the new stage's state must fit. Releases what it may to make room;
-  // the stage then waits for the deletions. When nothing is in flight there and everything
-  // kept is needed, the needed states alone exceed the budget: the stage goes anyway, the
-  // directory is marked over budget (over_budget_) and the studies and workers say so.
-  bool RoomToWrite(const Worker& worker, store::WriteBatch& batch, Outbox& outbox);
+  // The stage to give `worker`, chosen so that its checkpoint directory does not go over its
+  // budget: what is on disk there (kept states, released files not yet deleted), the writes in
+  // flight and the new stage's writes must fit. Releases what it may to make room; the stage
+  // then waits for the deletions. When nothing is in flight there, nothing waits for deletion
+  // and everything kept is needed, the needed states alone leave no room: the stage goes
+  // anyway, the directory is marked over budget (over_budget_) and the studies and workers say
+  // so. Without a budget (or with collection off) it is `pop`'s stage.
+  // `pop` takes the stage of the scheduler's order. Under pressure — what is on disk and in flight
+  // there plus one stage's writes for each worker of the directory would not fit — the stage is
+  // chosen instead to let states go: first those whose completion releases their parent's state
+  // (the last pending child of a branch point), then those that keep as many states as before,
+  // deepest first, and a stage that opens a branch point only when nothing else runs there. A stage
+  // is given only when its own writes (CheckpointStepsOf) fit. Returns none when the worker must
+  // wait.
+  std::optional<QueuedStage> ChooseWithinBudget(
+      const Worker& worker, const std::function<std::optional<QueuedStage>()>& pop,
+      const std::function<bool(const QueuedStage&)>& still_ready,
+      const std::function<bool(int64_t group)>& serves_group, store::WriteBatch& batch,
+      Outbox& outbox);
+  // How the states kept as starts of pending work change when the stage is done: +1 if it
+  // has children to train (its end state is kept for them), -1 if it is the last pending
+  // child of its parent (the parent's state goes), 0 otherwise.
+  int KeptStatesChange(const FamilyState& family, stage_tree::NodeId node) const;
+  // Room kept free in a directory beyond its writes in flight: one stage's writes (the most a
+  // stage given there wrote) for each connected worker of the directory.
+  int64_t ReserveBytes(const std::string& directory) const;
   // Why `directory` is over its budget, "" when it is not marked so.
   std::string OverBudgetMessage(const std::string& directory) const;
   // The over-budget message of the first marked directory holding a state of the study's
@@ -483,13 +523,15 @@ class EngineImpl {
   // Directories still over their budget after a collection, with the bytes kept then.
   std::map<std::string, int64_t> futile_collections_;
   std::set<int64_t> blocked_by_garbage_;  // families with a stage held back by BlockedByGarbage
-  // Directories whose needed states alone exceed their budget (RoomToWrite), with the bytes
+  // Directories whose needed states alone exceed their budget (ChooseWithinBudget), with the bytes
   // kept when that was found.
   std::map<std::string, int64_t> over_budget_;
   // Per family id, the last operation its stored snapshot covers (absent: none).
   std::map<int64_t, int64_t> snapshot_through_;
   // Directories whose stages wait for the deletion of released files, since when.
   std::map<std::string, Clock::time_point> deletion_waits_;
+  // The most states a stage given in a directory was asked to write (ReserveBytes).
+  std::map<std::string, int64_t> most_writes_;
   int64_t last_study_number_ = 0;  // the highest study number given, deleted ones included
   // The read views' versions (engine_changes.cc): the current one, and what changed since it
   // was stamped: trials as (study index, number), stages as (family id, node).

@@ -389,6 +389,14 @@ absl::Status EngineImpl::Recover() {
     }
     if (attempt.chain.empty()) continue;
     if (rerun) attempt.recompute = *rerun;
+    attempt.last_part = parts.back();
+    // What it may still write, as far as the store tells: at least the end of each running
+    // part (the breakpoints inside them count too, for the checkpoint budget).
+    for (NodeId part : attempt.chain) {
+      const stage_tree::NodeView view = family.tree().node(part);
+      attempt.writes_left +=
+          1 + static_cast<int64_t>(family.BreakpointsBetween(view.start, view.end).size());
+    }
     attempts_[attempt.id] = std::move(attempt);
   }
   // A recovered attempt's last report (Attempt::last_reported_step) was lost with the restart:

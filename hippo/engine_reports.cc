@@ -24,6 +24,7 @@ absl::StatusOr<int64_t> EngineImpl::Connect(const v1::WorkerHello& hello,
   worker.session = next_session_++;
   worker.connected = false;  // until its attempts are settled: Abandon sends it nothing
   worker.cached_states.clear();
+  worker.last_trained.reset();  // a new connection may be a new process, without the model
   for (const v1::CachedState& state : hello.cached_states()) {
     worker.cached_states.insert({state.stage_id(), state.step()});
   }
@@ -251,6 +252,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       Attempt* attempt = current(checkpoint.attempt_id());
       if (attempt == nullptr) break;
       FamilyState& family = FamilyById(attempt->family_id);
+      --attempt->writes_left;  // one of the states it was asked for is on disk now
       std::set<size_t> touched;
       std::vector<NodeId> done;
       for (NodeId node : attempt->chain) {
@@ -304,6 +306,11 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
       FamilyState& family = FamilyById(attempt->family_id);
       if (finished.ok() && finished.seconds() > 0) {
         family.MeasureStepTime(finished.seconds(), attempt->steps);
+      }
+      if (finished.ok()) {
+        worker.last_trained.emplace(attempt->family_id, attempt->last_part);
+      } else {
+        worker.last_trained.reset();
       }
       const bool state_lost = !finished.ok() && finished.parent_state_lost();
       EndAttempt(finished.attempt_id(), !finished.ok(), BoundedError(finished.error()), state_lost,

@@ -63,10 +63,34 @@ void ReadyQueue::Erase(int64_t id, absl::btree_set<Entry>::iterator it) {
   if (group.entries.empty()) active_.erase({group.charge, id});
 }
 
+void ReadyQueue::ForEach(
+    const std::function<bool(int64_t group)>& serves_group, size_t limit,
+    const std::function<void(const QueuedStage&, double priority)>& visit) const {
+  for (const auto& [charge, id] : active_) {
+    if (serves_group && !serves_group(id)) continue;
+    size_t visited = 0;
+    for (const Entry& entry : groups_.at(id).entries) {
+      if (visited++ == limit) break;
+      visit(QueuedStage{std::get<1>(entry), std::get<2>(entry)}, -std::get<0>(entry));
+    }
+  }
+}
+
+bool ReadyQueue::Remove(const QueuedStage& stage) {
+  auto queued = queued_priority_.find(Key(stage.family_id, stage.node));
+  if (queued == queued_priority_.end()) return false;
+  const int64_t id = GroupOf(stage.family_id);
+  Group& group = groups_.at(id);
+  auto it = group.entries.find(Entry{-queued->second, stage.family_id, stage.node});
+  if (it == group.entries.end()) return false;
+  Erase(id, it);
+  return true;
+}
+
 std::optional<QueuedStage> ReadyQueue::Pop(
     const std::function<bool(const QueuedStage&)>& still_ready,
     const std::function<bool(const QueuedStage&)>& is_local,
-    const std::function<bool(int64_t group)>& serves_group) {
+    const std::function<bool(int64_t group)>& serves_group, const Preference& prefer) {
   auto group_it = active_.begin();
   while (group_it != active_.end()) {
     const int64_t id = group_it->second;
@@ -83,15 +107,40 @@ std::optional<QueuedStage> ReadyQueue::Pop(
       group_it = active_.lower_bound(key);
       continue;
     }
-    auto chosen = best;
-    int looked = 0;
-    for (auto it = best;
-         it != entries.end() && std::get<0>(*it) == std::get<0>(*best) && looked < kLocalityWindow;
-         ++it, ++looked) {
-      const QueuedStage candidate{std::get<1>(*it), std::get<2>(*it)};
-      if (is_local(candidate) && still_ready(candidate)) {
-        chosen = it;
-        break;
+    auto chosen = entries.end();
+    if (prefer.window == 0) {
+      // Anywhere in the group: the best preferred stage queued there.
+      for (const QueuedStage& stage : prefer.stages) {
+        if (GroupOf(stage.family_id) != id) continue;
+        auto queued = queued_priority_.find(Key(stage.family_id, stage.node));
+        if (queued == queued_priority_.end()) continue;
+        auto it = entries.find(Entry{-queued->second, stage.family_id, stage.node});
+        if (it == entries.end() || !still_ready(stage)) continue;
+        if (chosen == entries.end() || *it < *chosen) chosen = it;
+      }
+    } else if (!prefer.stages.empty()) {
+      size_t looked = 0;
+      for (auto it = best; it != entries.end() && looked < prefer.window; ++it, ++looked) {
+        const QueuedStage candidate{std::get<1>(*it), std::get<2>(*it)};
+        if (std::find(prefer.stages.begin(), prefer.stages.end(), candidate) !=
+                prefer.stages.end() &&
+            (it == best || still_ready(candidate))) {
+          chosen = it;
+          break;
+        }
+      }
+    }
+    if (chosen == entries.end()) {
+      chosen = best;
+      int looked = 0;
+      for (auto it = best; it != entries.end() && std::get<0>(*it) == std::get<0>(*best) &&
+                           looked < kLocalityWindow;
+           ++it, ++looked) {
+        const QueuedStage candidate{std::get<1>(*it), std::get<2>(*it)};
+        if (is_local(candidate) && still_ready(candidate)) {
+          chosen = it;
+          break;
+        }
       }
     }
     const QueuedStage result{std::get<1>(*chosen), std::get<2>(*chosen)};

@@ -6,6 +6,12 @@
 // stages of equal priority, one whose parent state the asking worker holds in memory wins
 // (locality: it starts without loading a checkpoint).
 //
+// Continuation (Preference): a worker that just finished a stage still holds its model, so a
+// ready child of that stage starts without loading a state. Pop prefers such a child over the
+// critical-path order from among the group's `window` best entries, or from anywhere in the
+// group (window 0); the engine chooses the window so that the preference cannot lengthen the
+// study (EngineImpl::ContinuationsOf).
+//
 // Studies share the workers by weight (StudySpec.resources.weight). Each family's stages are
 // queued in a share group (the engine's: the study whose trial created the family) with a
 // weight; Pop serves the group that has been charged the least worker time per unit of weight
@@ -25,6 +31,7 @@
 #include <optional>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
@@ -36,6 +43,14 @@ struct QueuedStage {
   int64_t family_id = 0;
   stage_tree::NodeId node = 0;
   friend bool operator==(const QueuedStage&, const QueuedStage&) = default;
+};
+
+// Stages Pop prefers over the critical-path order inside the group it serves: the first of
+// `stages` queued among the group's `window` best entries, or anywhere in the group when
+// `window` is 0.
+struct Preference {
+  std::vector<QueuedStage> stages;
+  size_t window = 0;
 };
 
 class ReadyQueue {
@@ -61,10 +76,20 @@ class ReadyQueue {
   // per weight that has one and that `serves_group` accepts (groups it rejects keep their
   // stages; none given: every group); entries `still_ready` rejects are dropped on the way (they
   // were started or cut since they were queued). Among the stages of that group tied with its best
-  // priority, the first that `is_local` accepts is preferred.
+  // priority, the first that `is_local` accepts is preferred; a stage of `prefer` that
+  // `still_ready` accepts goes before both (Preference).
   std::optional<QueuedStage> Pop(const std::function<bool(const QueuedStage&)>& still_ready,
                                  const std::function<bool(const QueuedStage&)>& is_local,
-                                 const std::function<bool(int64_t group)>& serves_group = nullptr);
+                                 const std::function<bool(int64_t group)>& serves_group = nullptr,
+                                 const Preference& prefer = {});
+
+  // Calls `visit` with the queued stages and their priorities, best first within each group
+  // that `serves_group` accepts (none given: every group), at most `limit` per group. For a
+  // choice by another order than the queue's (the checkpoint budget's, engine_budget.cc).
+  void ForEach(const std::function<bool(int64_t group)>& serves_group, size_t limit,
+               const std::function<void(const QueuedStage&, double priority)>& visit) const;
+  // Removes a queued stage; false if it is not queued.
+  bool Remove(const QueuedStage& stage);
 
  private:
   using Entry = std::tuple<double, int64_t, stage_tree::NodeId>;  // (-priority, family, node)

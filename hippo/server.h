@@ -36,12 +36,11 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   double lease_seconds = 10;
-  // Checkpoint garbage collection as studies end (EngineOptions::collect_checkpoints,
-  // keep_best_states). Off unless asked for (`hippo server --checkpoint-gc`): a collected stage
-  // still reads as not trained in the trial and tree views (its trials' reached steps drop), so
-  // collection stays opt-in until those views count trained steps rather than kept states.
-  // `hippo gc` collects on demand either way.
-  bool collect_checkpoints = false;
+  // Checkpoint garbage collection as studies end, and the workers' checkpoint budgets
+  // (EngineOptions::collect_checkpoints, keep_best_states). On unless turned off (`hippo server
+  // --no-checkpoint-gc`, `hippo run --no-checkpoint-gc`); `hippo gc` collects on demand either
+  // way.
+  bool collect_checkpoints = true;
   int keep_best_states = 0;
   int64_t compact_ops_after = 10000;  // EngineOptions::compact_ops_after
   // Failed stages and unhealthy workers (EngineOptions).

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <queue>
 
 #include "absl/strings/str_cat.h"
@@ -64,7 +65,11 @@ struct Event {
 class Simulation {
  public:
   Simulation(Engine& engine, const SimulationOptions& options)
-      : engine_(engine), options_(options), channels_(options.workers), running_(options.workers) {}
+      : engine_(engine),
+        options_(options),
+        channels_(options.workers),
+        running_(options.workers),
+        finished_(options.workers) {}
 
   absl::Status Run(const std::vector<std::string>& study_ids) {
     absl::StatusOr<std::unique_ptr<workers::Trainer>> trainer = workers::MakeBuiltinTrainer("sim");
@@ -94,6 +99,7 @@ class Simulation {
         finished.mutable_finished()->set_seconds(
             static_cast<double>(running.task.end_step - running.task.start_step) *
             options_.seconds_per_step);
+        finished_[event.worker] = {running.task.stage_id, running.task.end_step};
         running = Running();
         makespan_ = now_;
         if (absl::Status status = Report(event.worker, finished); !status.ok()) return status;
@@ -109,6 +115,8 @@ class Simulation {
   }
 
   double makespan() const { return makespan_; }
+  int64_t continued() const { return continued_; }
+  int64_t assigned() const { return assigned_; }
 
  private:
   static std::string WorkerId(size_t index) { return absl::StrCat("simulated-", index); }
@@ -152,6 +160,12 @@ class Simulation {
     running.task = assignment->task;
     running.trained_to = assign.start_step();
     running.started = now_;
+    ++assigned_;
+    if (finished_[worker] == std::optional<std::pair<int64_t, Step>>(
+                                 {assign.parent_stage_id(), assign.parent_state_step()})) {
+      ++continued_;
+    }
+    finished_[worker].reset();  // the new stage replaces the model it held
     if (assign.parent_stage_id() == 0 && assign.start_step() == 0) {
       absl::StatusOr<std::unique_ptr<workers::TrainingState>> state =
           trainer_->NewState(running.task);
@@ -222,6 +236,10 @@ class Simulation {
   std::unique_ptr<workers::Trainer> trainer_;
   std::vector<std::shared_ptr<QueueChannel>> channels_;
   std::vector<Running> running_;
+  // Per worker, (stage id, end step) of the stage it finished last, while it holds its model.
+  std::vector<std::optional<std::pair<int64_t, Step>>> finished_;
+  int64_t continued_ = 0;
+  int64_t assigned_ = 0;
   std::map<std::pair<int64_t, Step>, std::unique_ptr<workers::TrainingState>> states_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   int64_t sequence_ = 0;
@@ -318,6 +336,8 @@ absl::StatusOr<std::vector<SimulationResult>> SimulateTogether(
           std::max(result.critical_path, static_cast<double>(result.study.steps().unique_steps()) *
                                              options.seconds_per_step / options.workers);
       result.dispatches = engine.stats().dispatches;
+      result.continued = simulation.continued();
+      result.assigned = simulation.assigned();
       result.distinct_steps_together = *distinct_together;
       results.push_back(std::move(result));
     }

@@ -27,6 +27,10 @@ struct SimulationResult {
   double critical_path = 0;   // longest root-to-leaf chain of the final trees, in seconds
   double makespan_bound = 0;  // max(critical path, unique work / workers)
   int64_t dispatches = 0;
+  // Stages given to a worker that had just finished their parent stage: it continues with the
+  // model in memory, as real workers do, instead of loading a state (all studies together).
+  int64_t continued = 0;
+  int64_t assigned = 0;  // stages given, the denominator of `continued`
   // distinct_steps of all the studies simulated together (a configuration several of them
   // train counts once, to its furthest target): the figure of a multi-study workload.
   int64_t distinct_steps_together = 0;

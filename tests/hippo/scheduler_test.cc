@@ -83,6 +83,33 @@ TEST(SchedulerTest, AmongEqualPrioritiesTheWorkersCachedParentWins) {
   EXPECT_EQ(chosen->node, wanted);
 }
 
+TEST(SchedulerTest, APreferredStageWinsOnlyFromWithinItsWindow) {
+  ReadyQueue queue;
+  // Five stages of one group, priorities 50..10: node 1 is the best, node 5 the worst.
+  for (NodeId node = 1; node <= 5; ++node) {
+    queue.Push(QueuedStage{1, node}, 60.0 - 10.0 * static_cast<double>(node));
+  }
+  // Window 2: node 4 is not among the 2 best, so the best goes; node 2 is, and wins.
+  Preference far{{QueuedStage{1, 4}}, 2};
+  EXPECT_EQ(queue.Pop(AlwaysReady, NeverLocal, nullptr, far)->node, 1u);
+  Preference near{{QueuedStage{1, 4}, QueuedStage{1, 3}}, 2};
+  EXPECT_EQ(queue.Pop(AlwaysReady, NeverLocal, nullptr, near)->node, 3u);
+  // Window 0 (one worker): anywhere in the group, the best preferred one.
+  Preference anywhere{{QueuedStage{1, 5}, QueuedStage{1, 4}}, 0};
+  EXPECT_EQ(queue.Pop(AlwaysReady, NeverLocal, nullptr, anywhere)->node, 4u);
+  // A preferred stage that is not ready is passed over.
+  auto not_five = [](const QueuedStage& stage) { return stage.node != 5; };
+  Preference stale{{QueuedStage{1, 5}}, 0};
+  EXPECT_EQ(queue.Pop(not_five, NeverLocal, nullptr, stale)->node, 2u);
+  // Remove and ForEach see what is left: node 5.
+  std::vector<NodeId> left;
+  queue.ForEach(nullptr, 10, [&](const QueuedStage& stage, double) { left.push_back(stage.node); });
+  EXPECT_EQ(left, std::vector<NodeId>{5});
+  EXPECT_TRUE(queue.Remove(QueuedStage{1, 5}));
+  EXPECT_FALSE(queue.Remove(QueuedStage{1, 5}));
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 TEST(SchedulerTest, EntriesNoLongerReadyAreDroppedAndRequeueMovesPriority) {
   ReadyQueue queue;
   queue.Push(QueuedStage{1, 1}, 10);

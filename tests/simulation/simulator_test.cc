@@ -148,6 +148,30 @@ TEST(SimulatorTest, W1WithEightWorkersTrainsUniqueStepsOnceNearTheMakespanBound)
   EXPECT_GT(baseline->makespan, merged->makespan);
 }
 
+// One worker: after each stage that has children it is given one of them, which it continues
+// with the model in memory (EngineImpl::ContinuationsOf). A stage cannot follow its parent only
+// after a leaf: in a grid each of the 96 trials ends at its own leaf, so at most all stages but
+// 96 continue, and that is what one worker does (398 of W1's 494 stages). The results are those
+// of the critical-path order on 8 workers.
+TEST(SimulatorTest, OneWorkerGridContinuesFromMemoryForMostOfItsStages) {
+  SimulationOptions options;
+  options.workers = 1;
+  absl::StatusOr<SimulationResult> one = Simulate(W1(), options);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->study.state(), v1::STUDY_COMPLETED);
+  EXPECT_EQ(one->study.steps().executed_steps(), 7438);
+  const int64_t trials = one->study.trials_total();
+  ASSERT_EQ(trials, 96);
+  EXPECT_EQ(one->continued, one->assigned - trials);
+  EXPECT_GT(one->continued, 3 * one->assigned / 4);
+
+  options.workers = 8;
+  absl::StatusOr<SimulationResult> eight = Simulate(W1(), options);
+  ASSERT_TRUE(eight.ok()) << eight.status();
+  EXPECT_EQ(eight->study.best_trial().id(), one->study.best_trial().id());
+  EXPECT_EQ(eight->study.best_trial().objective_value(), one->study.best_trial().objective_value());
+}
+
 TEST(SimulatorTest, ThousandWorkersFinishAtTheCriticalPath) {
   SimulationOptions options;
   options.workers = 1024;
