@@ -122,7 +122,9 @@ TEST(SelfRepairTest, CorruptAndMissingCheckpointsAreRecomputedAndTrialsBelowEndA
   TempDir dir;
   std::ofstream(dir.File("a.yaml")) << PiecewiseSpec("first", "0.001");
   std::ofstream(dir.File("b.yaml")) << PiecewiseSpec("second", "0.005");
-  Cluster cluster(dir, /*workers=*/0);
+  // The first study's states stay on disk after it ends (collection would delete the ones no
+  // other study needs), so that the test can damage them.
+  Cluster cluster(dir, /*workers=*/0, {"--no-checkpoint-gc"});
   Process& first_worker =
       cluster.AddWorker("first", dir.File("checkpoints"), dir.File("first.log"));
   const std::string first = cluster.Submit(dir.File("a.yaml"));
