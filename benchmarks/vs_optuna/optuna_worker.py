@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import training  # noqa: E402  (beside this file)
+from study import Study  # noqa: E402
 
 
 def make_pruner(spec):
@@ -67,7 +68,8 @@ def run(command, data):
         sampler = optuna.samplers.GridSampler(command["space"], seed=command["seed"])
     else:
         sampler = optuna.samplers.RandomSampler(seed=command["seed"])
-    study = optuna.load_study(study_name=command["study"], storage=command["storage"],
+    study = optuna.load_study(study_name=command["study"],
+                              storage=Study.optuna_storage(command["storage"]),
                               sampler=sampler, pruner=make_pruner(command["pruner"]))
     waiting = (optuna.trial.TrialState.WAITING,)
     while True:

@@ -7,8 +7,8 @@ configurations in the same order. Prints tables and writes JSON.
     build/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --report OUT.json  # tables again
 
 Per worker count it starts a `hippo server` (fresh SQLite file), that many Hippo SDK workers
-(`hippo_worker.py`) and as many Optuna worker processes (`optuna_worker.py`, one SQLite storage
-per study), all before anything is timed: every process loads the data and warms PyTorch up.
+(`hippo_worker.py`) and as many Optuna worker processes (`optuna_worker.py`, one journal-file
+storage per study), all before anything is timed: every process loads the data and warms PyTorch up.
 Then each run goes round every worker count, algorithm and model, the three sides one after the
 other (their order rotates between runs). Hippo's configurations come from its own sampler (grid
 order, or ASHA's and Hyperband's seeded draws); Optuna gets the same list through
@@ -147,7 +147,7 @@ class Session:
         import optuna
 
         log = os.path.join(self.scratch, f"{tag}.epochs")
-        storage = f"sqlite:///{os.path.join(self.scratch, tag + '.db')}"
+        storage = os.path.join(self.scratch, tag + ".journal")
         pids = [w.pid for w in self.optuna_workers]
         command = {"storage": storage, "study": tag, "space": study.optuna_space(),
                    "sampler": "grid" if algorithm == "grid" else "random",
@@ -157,7 +157,8 @@ class Session:
         cpu, load, started = cpu_seconds(pids), os.getloadavg(), time.perf_counter()
         sampler = (optuna.samplers.GridSampler(command["space"], seed=study.seed)
                    if algorithm == "grid" else optuna.samplers.RandomSampler(seed=study.seed))
-        handle = optuna.create_study(study_name=tag, storage=storage, direction="maximize",
+        handle = optuna.create_study(study_name=tag, storage=Study.optuna_storage(storage),
+                                     direction="maximize",
                                      sampler=sampler)
         for config in configs:
             handle.enqueue_trial(study.optuna_params(config))

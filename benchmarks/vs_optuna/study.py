@@ -120,6 +120,23 @@ class Study:
                 "max_resource": self.epochs, "reduction_factor": self.eta}
 
     @staticmethod
+    def optuna_storage(path):
+        """The storage every Optuna process of one study shares: a journal file (Optuna's own
+        file lock serialises the processes' writes). Not SQLite: with an RDB storage, Optuna
+        3.1's SuccessiveHalvingPruner (and so HyperbandPruner) sees the reporting trial's own
+        rung value twice (once as stored, once appended) and prunes far less than its rule
+        says; the journal storage, like the in-memory one, counts it once."""
+        import warnings
+
+        import optuna
+
+        with warnings.catch_warnings():
+            # JournalStorage is marked experimental in 3.1; it is the documented way for
+            # processes of one machine to share a study without a database server.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.JournalStorage(optuna.storages.JournalFileStorage(path))
+
+    @staticmethod
     def optuna_params(config):
         initial, milestones, gamma = config
         return {"initial": initial, "milestones": milestones, "gamma": gamma}

@@ -73,3 +73,42 @@ def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
                         ("train", "setup", "save", "other", "dispatch", "wait", "end"))
             assert abs(parts - result["wall_s"]) < 0.01 * result["wall_s"] + 0.05, \
                 (algorithm, side, result["timeline"], result["wall_s"])
+
+
+def test_optuna_storage_prunes_as_optunas_rule_says(tmp_path):
+    """The storage the benchmark's Optuna processes share makes SuccessiveHalvingPruner decide
+    as Optuna's in-memory storage does. Optuna 3.1's SQLite storage does not: the reporting
+    trial's rung value is counted twice, and the trials below get promoted instead of pruned."""
+    import optuna
+
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    from study import Study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Rung-0 values (min resource 2, eta 3) in the order the trials report them.
+    values = [0.70, 0.70, 0.70, 0.75, 0.70, 0.75, 0.75, 0.75, 0.60]
+
+    def pruned_at(storage):
+        study = optuna.create_study(
+            storage=storage, direction="maximize",
+            pruner=optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=2, reduction_factor=3, min_early_stopping_rate=0))
+        stops = []
+        for value in values:
+            trial = study.ask()
+            stop = 0
+            for epoch in range(1, 7):
+                trial.report(value + 0.01 * epoch, epoch)
+                if epoch < 6 and trial.should_prune():
+                    stop = epoch
+                    break
+            stops.append(stop)
+            if stop:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(trial, value)
+        return stops
+
+    in_memory = pruned_at(None)
+    assert in_memory[4] == 2 and in_memory[8] == 2, in_memory  # the rule prunes these
+    assert pruned_at(Study.optuna_storage(str(tmp_path / "study.journal"))) == in_memory
