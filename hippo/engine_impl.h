@@ -271,11 +271,13 @@ class EngineImpl {
   // (into `outbox`) and the records of parts done at once (into `batch`).
   void TrackSplits(FamilyState& family, const std::vector<stage_tree::SplitResult>& splits,
                    Outbox& outbox, store::WriteBatch& batch);
-  // Whether a live trial (running, in a running study) passes through `node`.
+  // Whether a live trial (running, in a running study) passes through `node`, or an inheriting
+  // family that needs its inherited state needs `node` for it (NeededByInheritors).
   bool Needed(const FamilyState& family, stage_tree::NodeId node) const;
   // Whether the end state of recompute stage `node` is wanted: a stage below it that is not
-  // done and is needed starts from it, or a live trial ends there. A state released by garbage
-  // collection is recomputed only then, not merely because a live trial passes through it.
+  // done and is needed starts from it, a live trial ends there, or an inheriting family that
+  // needs its inherited state inherits it. A state released by garbage collection is
+  // recomputed only then, not merely because a live trial passes through it.
   bool RecomputeNeeded(const FamilyState& family, stage_tree::NodeId node) const;
   // Cancels the running attempts that no live trial needs any more (after trials stopped).
   void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);

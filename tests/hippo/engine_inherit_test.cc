@@ -311,5 +311,50 @@ TEST(EngineInheritTest, TheChildWaitsForItsLostInheritedStateAcrossARestart) {
   EXPECT_EQ(done->steps().recomputed_steps(), child->parent_state_step());
 }
 
+TEST(EngineInheritTest, AChildWhoseLostStateCannotBeRecomputedFailsInsteadOfWaiting) {
+  auto store = store::Store::Open(TempDb());
+  ASSERT_TRUE(store.ok());
+  EngineOptions options;
+  options.retry_backoff_seconds = 0;
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(MorphismStudy(), false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::optional<v1::Assign> child = LoseTheFirstInheritedState(engine, *channel);
+  ASSERT_TRUE(child) << "no child inherited a state";
+  // Every recomputation of the parent's stage fails; everything else trains.
+  int recompute_failures = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::optional<v1::Assign> assign = NextAssign(*channel);
+    if (!assign) break;
+    ASSERT_NE(assign->stage_id(), child->stage_id()) << "the child ran without its state";
+    if (assign->stage_id() == child->parent_stage_id() &&
+        assign->end_step() == child->parent_state_step()) {
+      ++recompute_failures;
+      v1::WorkerMessage finished;
+      finished.mutable_finished()->set_attempt_id(assign->attempt_id());
+      finished.mutable_finished()->set_ok(false);
+      finished.mutable_finished()->set_error("out of memory");
+      ASSERT_TRUE(engine.OnWorkerMessage("w", finished).ok());
+    } else {
+      Train(engine, "w", *assign);
+    }
+  }
+  EXPECT_EQ(recompute_failures, 3);
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), false);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  int failed = 0;
+  for (const v1::Trial& trial : trials->trials()) failed += trial.state() == v1::TRIAL_FAILED;
+  EXPECT_GE(failed, 1);
+  // Nothing waits forever: the study ended.
+  absl::StatusOr<v1::Study> ended = engine.GetStudy(study->id());
+  ASSERT_TRUE(ended.ok());
+  EXPECT_NE(ended->state(), v1::STUDY_RUNNING) << ended->message();
+  EXPECT_NE(ended->message().find("the state it inherits cannot be recomputed"), std::string::npos)
+      << ended->message();
+}
+
 }  // namespace
 }  // namespace hippo::coordinator
