@@ -72,7 +72,8 @@ bool EngineImpl::Needed(const FamilyState& family, NodeId node) const {
       return true;
     }
   }
-  return false;
+  // An inheriting family that waits for a state this node leads to (engine_repair.cc).
+  return NeededByInheritors(family, node, /*at_end_only=*/false);
 }
 
 bool EngineImpl::RecomputeNeeded(const FamilyState& family, NodeId node) const {
@@ -89,7 +90,8 @@ bool EngineImpl::RecomputeNeeded(const FamilyState& family, NodeId node) const {
       return true;
     }
   }
-  return false;
+  // The state an inheriting family starts from (engine_repair.cc).
+  return NeededByInheritors(family, node, /*at_end_only=*/true);
 }
 
 void EngineImpl::CancelUnneeded(store::WriteBatch& batch, Outbox& outbox) {
@@ -350,7 +352,8 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
     const FamilyState& family = FamilyById(stage.family_id);
     const stage_tree::NodeView view = family.tree().node(stage.node);
     if (view.state != StageState::kReady || !Needed(family, stage.node) ||
-        (view.recompute && !RecomputeNeeded(family, stage.node))) {
+        (view.recompute && !RecomputeNeeded(family, stage.node)) ||
+        WaitsForInheritedState(family, view)) {
       return false;
     }
     if (LeaveToAnother(worker, stage) || LeaveToReader(worker, stage)) {

@@ -11,7 +11,8 @@
 // Never released: a state a stage that is not done starts from (pending work, and the states a
 // running attempt restarts from), the end state of a live trial (it may be extended), the
 // states of stages not done, the final states of each study's keep_best_states best trials, and
-// a state another family inherits while a trial of an unfinished study is in that family.
+// a state another family inherits while a first stage of that family that is not done starts
+// from it (one a trial of an unfinished study in that family may still start from is tier 2).
 // A released state is forgotten by the tree first (a kDropState operation, committed before any
 // file is deleted), so if a later stage needs it, it is recomputed from the nearest kept state.
 #include <algorithm>
@@ -121,20 +122,38 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
     }
   }
 
-  // The states inheriting families start from (engine_inherit.cc): their families cannot
-  // recompute them, so they are kept while a trial of an unfinished study may train from them
-  // (again, after a crash).
-  std::set<std::tuple<int64_t, int64_t, int64_t>> inherited_states;
+  // The states inheriting families start from (engine_inherit.cc), by (family, lineage, step):
+  // never released while a first stage of the inheriting family that is not done starts from
+  // it (a live trial needs that stage, or an attempt trains it and may start again from the
+  // state after a crash); else, while a trial of an unfinished study is in the inheriting family
+  // (a later trial may start there), an ended branch (tier 2). Should one be lost or released
+  // all the same, its own family recomputes it when it is needed again (engine_repair.cc).
+  std::set<std::tuple<int64_t, int64_t, int64_t>> inherited_needed;
+  std::set<std::tuple<int64_t, int64_t, int64_t>> inherited_branch;
   for (const auto& family : families_) {
     const Inheritance& from = family->inheritance();
     if (!from.inherits()) continue;
-    for (stage_tree::TrialId trial = 0; trial < family->owned_trials(); ++trial) {
+    const stage_tree::StageTree& tree = family->tree();
+    bool unfinished = false;
+    bool starts_work = false;
+    for (NodeId child : tree.Children(stage_tree::kRootNode)) {
+      if (tree.node(child).state == StageState::kRunning) starts_work = true;
+    }
+    for (stage_tree::TrialId trial = 0; trial < family->owned_trials() && !starts_work; ++trial) {
       const FamilyState::Owner& owner = family->OwnerOf(trial);
       if (owner.deleted()) continue;
-      if (Unfinished(static_cast<v1::StudyState>(studies_[owner.study_index]->record.state))) {
-        inherited_states.emplace(from.family_id, from.lineage, from.step);
-        break;
-      }
+      const StudyState& study = *studies_[owner.study_index];
+      if (!Unfinished(static_cast<v1::StudyState>(study.record.state))) continue;
+      unfinished = true;
+      const v1::TrialState state = study.trials[owner.trial].state;
+      if (state != v1::TRIAL_RUNNING && state != v1::TRIAL_PAUSED) continue;
+      const std::vector<NodeId> path = tree.Path(trial);
+      if (!path.empty() && tree.node(path.front()).state != StageState::kDone) starts_work = true;
+    }
+    if (starts_work) {
+      inherited_needed.emplace(from.family_id, from.lineage, from.step);
+    } else if (unfinished) {
+      inherited_branch.emplace(from.family_id, from.lineage, from.step);
     }
   }
 
@@ -182,7 +201,7 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
         if (starts_work) continue;
       }
       if (best_states.contains({family_id, lineage, step})) continue;
-      if (inherited_states.contains({family_id, lineage, step})) continue;
+      if (inherited_needed.contains({family_id, lineage, step})) continue;
       int tier = 3;
       if (!unfinished[node]) {
         tier = 1;
@@ -191,6 +210,7 @@ EngineImpl::Freed EngineImpl::Collect(bool unneeded, store::WriteBatch& batch, O
       } else if (step == view.end && live_leaf[node]) {
         continue;
       }
+      if (inherited_branch.contains({family_id, lineage, step})) tier = std::max(tier, 2);
       candidates.push_back({tier, family_id, node, step, kept.directory});
     }
   }

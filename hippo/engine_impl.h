@@ -235,6 +235,12 @@ class EngineImpl {
   void SetInheritedStart(const FamilyState& family, hippo::v1::Assign& assign) const;
   // The global id of the parent family's stage that reached the state `family` inherits.
   int64_t InheritedFromStage(const FamilyState& family) const;
+  // The node of the parent family's tree whose end is the state `family` inherits; kNoNode for
+  // a family that inherits nothing (or, for a malformed store, a state no node ends at).
+  stage_tree::NodeId InheritedNode(const FamilyState& family) const;
+  // Whether the state `family` inherits is kept now (its node is done and was not lost or
+  // released since); true for a family that inherits nothing.
+  bool InheritedStateKept(const FamilyState& family) const;
   // Asks the study's algorithm for requests and carries them out, again while some were
   // answered at once; then saves the algorithm state and ends the study if it is done.
   absl::Status RunPlan(size_t study_index, store::WriteBatch& batch, Outbox& outbox);
@@ -265,11 +271,13 @@ class EngineImpl {
   // (into `outbox`) and the records of parts done at once (into `batch`).
   void TrackSplits(FamilyState& family, const std::vector<stage_tree::SplitResult>& splits,
                    Outbox& outbox, store::WriteBatch& batch);
-  // Whether a live trial (running, in a running study) passes through `node`.
+  // Whether a live trial (running, in a running study) passes through `node`, or an inheriting
+  // family that needs its inherited state needs `node` for it (NeededByInheritors).
   bool Needed(const FamilyState& family, stage_tree::NodeId node) const;
   // Whether the end state of recompute stage `node` is wanted: a stage below it that is not
-  // done and is needed starts from it, or a live trial ends there. A state released by garbage
-  // collection is recomputed only then, not merely because a live trial passes through it.
+  // done and is needed starts from it, a live trial ends there, or an inheriting family that
+  // needs its inherited state inherits it. A state released by garbage collection is
+  // recomputed only then, not merely because a live trial passes through it.
   bool RecomputeNeeded(const FamilyState& family, stage_tree::NodeId node) const;
   // Cancels the running attempts that no live trial needs any more (after trials stopped).
   void CancelUnneeded(store::WriteBatch& batch, Outbox& outbox);
@@ -479,6 +487,25 @@ class EngineImpl {
   // state, or a stage whose states were lost too often: workers that cannot read each other's
   // checkpoint directories): the attempt then counts as failed.
   bool RepairLostState(const Attempt& attempt, store::WriteBatch& batch);
+  // Whether `view`, a stage of `family`, starts from the state the family inherits and must
+  // wait for it: that state was lost or released, and its own family recomputes it.
+  bool WaitsForInheritedState(const FamilyState& family, const stage_tree::NodeView& view) const;
+  // Whether a first stage of inheriting family `inheritor` is not done and needed: the family
+  // needs the state it inherits (to start, or to start again after a crash).
+  bool InheritorNeedsState(const FamilyState& inheritor) const;
+  // Whether an inheriting family that needs its inherited state (InheritorNeedsState) needs
+  // `node` of `family` for it: `node` ends at that state, or (unless `at_end_only`) lies on
+  // the path to it.
+  bool NeededByInheritors(const FamilyState& family, stage_tree::NodeId node,
+                          bool at_end_only) const;
+  // `node` of `family` is done: inheriting families whose first stages waited for its end state
+  // go back to the queue (their priorities are recomputed, which requeues their ready stages).
+  void InheritedStateDone(const FamilyState& family, stage_tree::NodeId node);
+  // `node` of `family` failed for good: the running trials of inheriting families whose first
+  // stages wait for a state it leads to cannot start, and fail with `message`.
+  void FailInheritorsWaitingOn(const FamilyState& family, stage_tree::NodeId node,
+                               const std::string& message, store::WriteBatch& batch,
+                               std::set<size_t>& touched_studies);
 
   // ---- engine_changes.cc: the versions of the read views
   // Notes what `batch` changes in the read views (trials, the stages on their paths, their
@@ -501,6 +528,8 @@ class EngineImpl {
   OrderedCommitter committer_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<FamilyState>> families_;  // id - 1
+  // The families that inherit a state of each family (engine_inherit.cc), by the parent's id.
+  absl::flat_hash_map<int64_t, std::vector<int64_t>> inheritors_;
   absl::flat_hash_map<std::string, int64_t> family_ids_;
   std::vector<std::unique_ptr<StudyState>> studies_;
   absl::flat_hash_map<std::string, size_t> study_index_;

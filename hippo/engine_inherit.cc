@@ -2,7 +2,8 @@
 // from scratch. Its family (its own structure, and the state it inherits, in its key) records
 // the parent family, the lineage of the stage that reached the state and its step; the family's
 // tree is rooted at that step, so its first stages start there, from that state, like any fork,
-// and a crash mid-stage starts them from it again.
+// and a crash mid-stage starts them from it again. That state stays its own family's: if it is
+// lost or released, that family recomputes it and the first stages wait (engine_repair.cc).
 #include "absl/strings/str_cat.h"
 #include "hippo/engine_impl.h"
 
@@ -66,16 +67,35 @@ void EngineImpl::SetInheritedStart(const FamilyState& family, v1::Assign& assign
 
 int64_t EngineImpl::InheritedFromStage(const FamilyState& family) const {
   const Inheritance& from = family.inheritance();
+  const NodeId node = InheritedNode(family);
+  return GlobalStageId(from.family_id,
+                       node != stage_tree::kNoNode ? node : static_cast<NodeId>(from.lineage));
+}
+
+NodeId EngineImpl::InheritedNode(const FamilyState& family) const {
+  const Inheritance& from = family.inheritance();
+  if (!from.inherits()) return stage_tree::kNoNode;
   const FamilyState& parent = FamilyById(from.family_id);
   // The part of the lineage that ends at the step: splits may have cut the lineage's node.
-  const std::vector<int64_t>& lineages = parent.lineages();
-  for (size_t node = 0; node < lineages.size(); ++node) {
-    if (lineages[node] != from.lineage) continue;
-    if (parent.tree().node(static_cast<NodeId>(node)).end == from.step) {
-      return GlobalStageId(parent.id(), static_cast<NodeId>(node));
-    }
+  auto ends_there = [&](NodeId node) {
+    return node != stage_tree::kRootNode && node < parent.tree().node_count() &&
+           parent.lineage(node) == from.lineage && parent.tree().node(node).end == from.step;
+  };
+  if (ends_there(family.inherited_node_hint())) return family.inherited_node_hint();
+  for (NodeId node = 1; node < parent.tree().node_count(); ++node) {
+    if (!ends_there(node)) continue;
+    family.set_inherited_node_hint(node);
+    return node;
   }
-  return GlobalStageId(parent.id(), static_cast<NodeId>(from.lineage));
+  return stage_tree::kNoNode;
+}
+
+bool EngineImpl::InheritedStateKept(const FamilyState& family) const {
+  if (!family.inheritance().inherits()) return true;
+  const NodeId node = InheritedNode(family);
+  if (node == stage_tree::kNoNode) return false;
+  const stage_tree::NodeView view = FamilyById(family.inheritance().family_id).tree().node(node);
+  return view.state == StageState::kDone && !view.recompute;
 }
 
 }  // namespace hippo::coordinator

@@ -275,6 +275,7 @@ void EngineImpl::HandleReport(Worker& worker, const v1::WorkerMessage& message,
           ForgetFailure(family, node);
           batch.stages.push_back(StageRecordOf(family, node));
           StageDone(family, node, batch, touched);
+          InheritedStateDone(family, node);
           done.push_back(node);
         } else if (checkpoint.step() > view.start && checkpoint.step() < view.end) {
           // The step lies inside the stage, the only condition of AddCheckpoint.

@@ -69,6 +69,7 @@ void EngineImpl::StageFailed(FamilyState& family, NodeId node, const std::string
     FailTrial(study_index, number, message, batch);
     touched_studies.insert(study_index);
   }
+  FailInheritorsWaitingOn(family, node, message, batch, touched_studies);
 }
 
 void EngineImpl::FailTrial(size_t study_index, int64_t number, const std::string& error,

@@ -72,6 +72,7 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
   record.inherits_step = inheritance.step;
   batch.families.push_back(record);
   family_ids_[key] = family->id();
+  if (inheritance.inherits()) inheritors_[inheritance.family_id].push_back(family_id);
   families_.push_back(std::move(family));
   return families_.back().get();
 }

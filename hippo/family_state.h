@@ -61,6 +61,11 @@ class FamilyState {
 
   int64_t id() const { return id_; }
   const Inheritance& inheritance() const { return inheritance_; }
+  // Where the inherited state was last found in the parent family's tree (the node of its
+  // lineage that ends at its step; kNoNode: not looked for yet). A hint the engine checks before
+  // use: a split of that node moves the state's end to the new lower part.
+  stage_tree::NodeId inherited_node_hint() const { return inherited_node_hint_; }
+  void set_inherited_node_hint(stage_tree::NodeId node) const { inherited_node_hint_ = node; }
   stage_tree::StageTree& tree() { return *tree_; }
   const stage_tree::StageTree& tree() const { return *tree_; }
 
@@ -193,6 +198,7 @@ class FamilyState {
  private:
   const int64_t id_;
   const Inheritance inheritance_;
+  mutable stage_tree::NodeId inherited_node_hint_ = stage_tree::kNoNode;
   std::unique_ptr<stage_tree::StageTree> tree_;
   const bool client_trained_;
   bool trial_by_trial_ = false;

@@ -3,7 +3,8 @@
 // the parent's structural values; the store records the family's inheritance (real SQLite
 // file); the stage tree lists the stage the child inherited from; a restarted engine rebuilds
 // all of it from the file; a child stage whose worker is lost starts again from the same
-// inherited state.
+// inherited state; an inherited state that cannot be read is recomputed by the parent family
+// while the child's stage waits for it, also across a restart of the engine.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -191,6 +192,169 @@ TEST(EngineInheritTest, AChildStageWhoseWorkerIsLostStartsAgainFromTheInheritedS
   EXPECT_EQ(again->parent_state_step(), child->parent_state_step());
   EXPECT_EQ(again->parent_state_uri(), child->parent_state_uri());
   EXPECT_EQ(again->inherit().SerializeAsString(), child->inherit().SerializeAsString());
+}
+
+// The worker could not read the state `assign` starts from (missing or corrupt file).
+void ReportStateLost(Engine& engine, const std::string& worker, const v1::Assign& assign) {
+  v1::WorkerMessage finished;
+  finished.mutable_finished()->set_attempt_id(assign.attempt_id());
+  finished.mutable_finished()->set_ok(false);
+  finished.mutable_finished()->set_error("checkpoint checksum mismatch");
+  finished.mutable_finished()->set_parent_state_lost(true);
+  ASSERT_TRUE(engine.OnWorkerMessage(worker, finished).ok());
+}
+
+// Trains `engine`'s stages on `worker` until the study ends (or nothing is handed out):
+// returns every Assign in order.
+std::vector<v1::Assign> TrainToTheEnd(Engine& engine, const std::string& worker,
+                                      RecordingChannel& channel) {
+  std::vector<v1::Assign> assigns;
+  for (int i = 0; i < 200; ++i) {
+    std::optional<v1::Assign> assign = NextAssign(channel);
+    if (!assign) break;
+    assigns.push_back(*assign);
+    Train(engine, worker, *assign);
+  }
+  return assigns;
+}
+
+// Runs the morphism study until the first stage of an inheriting family is handed out, and
+// has its worker report that stage's inherited state unreadable. Returns that Assign.
+std::optional<v1::Assign> LoseTheFirstInheritedState(Engine& engine, RecordingChannel& channel) {
+  for (int i = 0; i < 20; ++i) {
+    std::optional<v1::Assign> assign = NextAssign(channel);
+    if (!assign) return std::nullopt;
+    if (assign->has_inherit()) {
+      ReportStateLost(engine, "w", *assign);
+      return assign;
+    }
+    Train(engine, "w", *assign);
+  }
+  return std::nullopt;
+}
+
+// After the loss: the parent's stage is trained again from scratch up to the inherited step
+// before the child's stage is handed out again, from the same state; the study completes.
+void ExpectRecomputedBeforeTheChildRuns(const v1::Assign& child,
+                                        const std::vector<v1::Assign>& after) {
+  std::optional<size_t> recomputed;
+  std::optional<size_t> child_again;
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (after[i].stage_id() == child.parent_stage_id() &&
+        after[i].end_step() == child.parent_state_step() && !recomputed) {
+      recomputed = i;
+      EXPECT_EQ(after[i].start_step(), 0);
+    }
+    if (after[i].stage_id() == child.stage_id() && !child_again) child_again = i;
+  }
+  ASSERT_TRUE(recomputed) << "the lost inherited state was not recomputed";
+  ASSERT_TRUE(child_again) << "the child's stage was not handed out again";
+  EXPECT_LT(*recomputed, *child_again) << "the child ran before its state was kept again";
+  const v1::Assign& again = after[*child_again];
+  EXPECT_EQ(again.start_step(), child.start_step());
+  EXPECT_EQ(again.parent_stage_id(), child.parent_stage_id());
+  EXPECT_EQ(again.parent_state_step(), child.parent_state_step());
+  EXPECT_EQ(again.inherit().SerializeAsString(), child.inherit().SerializeAsString());
+}
+
+TEST(EngineInheritTest, ALostInheritedStateIsRecomputedByItsFamilyBeforeTheChildStarts) {
+  auto store = store::Store::Open(TempDb());
+  ASSERT_TRUE(store.ok());
+  Engine engine(store->get(), EngineOptions{});
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(MorphismStudy(), false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::optional<v1::Assign> child = LoseTheFirstInheritedState(engine, *channel);
+  ASSERT_TRUE(child) << "no child inherited a state";
+  EXPECT_EQ(engine.stats().states_lost, 1);
+  ExpectRecomputedBeforeTheChildRuns(*child, TrainToTheEnd(engine, "w", *channel));
+  absl::StatusOr<v1::Study> done = engine.GetStudy(study->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED) << done->message();
+  EXPECT_EQ(done->trials_completed(), done->trials_total());
+  EXPECT_EQ(done->steps().recomputed_steps(), child->parent_state_step());
+}
+
+TEST(EngineInheritTest, TheChildWaitsForItsLostInheritedStateAcrossARestart) {
+  const std::string db = TempDb();
+  std::optional<v1::Assign> child;
+  std::string study_id;
+  {
+    auto store = store::Store::Open(db);
+    ASSERT_TRUE(store.ok());
+    Engine engine(store->get(), EngineOptions{});
+    ASSERT_TRUE(engine.Recover().ok());
+    absl::StatusOr<v1::Study> study = engine.CreateStudy(MorphismStudy(), false);
+    ASSERT_TRUE(study.ok()) << study.status();
+    study_id = study->id();
+    auto channel = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+    child = LoseTheFirstInheritedState(engine, *channel);
+    ASSERT_TRUE(child) << "no child inherited a state";
+    // The coordinator dies here, before the state is recomputed.
+  }
+  auto store = store::Store::Open(db);
+  ASSERT_TRUE(store.ok());
+  Engine recovered(store->get(), EngineOptions{});
+  ASSERT_TRUE(recovered.Recover().ok());
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(recovered.Connect(Hello("w"), channel).ok());
+  // What the first engine had handed out after the loss goes back to the queue.
+  recovered.ExpireLeases(Clock::now() + std::chrono::minutes(1));
+  ExpectRecomputedBeforeTheChildRuns(*child, TrainToTheEnd(recovered, "w", *channel));
+  absl::StatusOr<v1::Study> done = recovered.GetStudy(study_id);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::STUDY_COMPLETED) << done->message();
+  EXPECT_EQ(done->trials_completed(), done->trials_total());
+  EXPECT_EQ(done->steps().recomputed_steps(), child->parent_state_step());
+}
+
+TEST(EngineInheritTest, AChildWhoseLostStateCannotBeRecomputedFailsInsteadOfWaiting) {
+  auto store = store::Store::Open(TempDb());
+  ASSERT_TRUE(store.ok());
+  EngineOptions options;
+  options.retry_backoff_seconds = 0;
+  options.unhealthy_after_failures = 0;  // the one worker is never drained
+  Engine engine(store->get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  absl::StatusOr<v1::Study> study = engine.CreateStudy(MorphismStudy(), false);
+  ASSERT_TRUE(study.ok()) << study.status();
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.Connect(Hello("w"), channel).ok());
+  std::optional<v1::Assign> child = LoseTheFirstInheritedState(engine, *channel);
+  ASSERT_TRUE(child) << "no child inherited a state";
+  // Every recomputation of the parent's stage fails; everything else trains.
+  int recompute_failures = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::optional<v1::Assign> assign = NextAssign(*channel);
+    if (!assign) break;
+    ASSERT_NE(assign->stage_id(), child->stage_id()) << "the child ran without its state";
+    if (assign->stage_id() == child->parent_stage_id() &&
+        assign->end_step() == child->parent_state_step()) {
+      ++recompute_failures;
+      v1::WorkerMessage finished;
+      finished.mutable_finished()->set_attempt_id(assign->attempt_id());
+      finished.mutable_finished()->set_ok(false);
+      finished.mutable_finished()->set_error("out of memory");
+      ASSERT_TRUE(engine.OnWorkerMessage("w", finished).ok());
+    } else {
+      Train(engine, "w", *assign);
+    }
+  }
+  EXPECT_GE(recompute_failures, 1);
+  absl::StatusOr<v1::ListTrialsResponse> trials = engine.ListTrials(study->id(), false);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  int failed = 0;
+  for (const v1::Trial& trial : trials->trials()) failed += trial.state() == v1::TRIAL_FAILED;
+  EXPECT_GE(failed, 1);
+  // Nothing waits forever: the study ended.
+  absl::StatusOr<v1::Study> ended = engine.GetStudy(study->id());
+  ASSERT_TRUE(ended.ok());
+  EXPECT_NE(ended->state(), v1::STUDY_RUNNING) << ended->message();
+  EXPECT_NE(ended->message().find("the state it inherits cannot be recomputed"), std::string::npos)
+      << ended->message();
 }
 
 }  // namespace
