@@ -107,6 +107,15 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
     options.grow.push_back(index);
   }
   options.max_steps = context.max_steps;
+  // The dimensions of structural parameters (the architecture); the others make the trial's
+  // hyper-parameter sequences, which a continuing child may change.
+  options.structural.assign(context.space->dimensions.size(), false);
+  for (const stage_tree::ParameterSpec& parameter : context.space->parameters) {
+    if (!parameter.structural) continue;
+    for (const auto& component : parameter.components) {
+      if (component.second.dimension) options.structural[*component.second.dimension] = true;
+    }
+  }
   return std::unique_ptr<SearchAlgorithm>(
       new MorphismEvolution(*context.space, *sizes, std::move(options), context));
 }
@@ -212,25 +221,34 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
     }
   }
   const Step continued = trials_[winner].target + options_.child_steps;
+  const auto continue_parent = [&] {
+    request.kind = Request::Kind::kMorph;
+    request.trial = winner;
+    request.fork_step = trials_[winner].target;
+    request.target = continued;
+  };
+  // Whether an earlier child of the winner inherited its state with the point `point`.
+  const auto inherited_before = [&](const Point& point) {
+    return std::any_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
+      return other.inherits && other.parent == winner && other.point == point;
+    });
+  };
   size_t d = 0;
   if (!growable.empty()) {
     d = growable[random() % growable.size()];
     child[d] = *NextLarger(space_.dimensions[d], std::get<double>(parent[d]));
-    request.kind = Request::Kind::kMorph;
-    request.trial = winner;
-    request.fork_step = trials_[winner].target;
-    request.target = continued;
-  } else if (continued <= options_.max_steps &&
-             std::none_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
-               return other.inherits && other.parent == winner && other.point == parent;
-             })) {
+    continue_parent();
+  } else if (continued <= options_.max_steps && !inherited_before(parent)) {
     // Nothing left to grow: the identity morphism, the same network trained further.
-    request.kind = Request::Kind::kMorph;
-    request.trial = winner;
-    request.fork_step = trials_[winner].target;
-    request.target = continued;
+    continue_parent();
+    return request;
+  } else if (continued <= options_.max_steps && ChangeSchedule(parent, child, random) &&
+             !inherited_before(child)) {
+    // Trained on once already: the same network trained further under another schedule.
+    continue_parent();
     return request;
   } else {
+    child = parent;
     const std::vector<size_t> mutable_dimensions = MutableDimensions(parent);
     if (mutable_dimensions.empty()) return request;
     d = mutable_dimensions[random() % mutable_dimensions.size()];
@@ -250,6 +268,18 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
     return std::nullopt;
   });
   return request;
+}
+
+bool MorphismEvolution::ChangeSchedule(const Point& parent, Point& child,
+                                       std::mt19937_64& random) const {
+  std::vector<size_t> schedule = MutableDimensions(parent);
+  std::erase_if(schedule, [&](size_t d) { return options_.structural[d]; });
+  if (schedule.empty()) return false;
+  const size_t d = schedule[random() % schedule.size()];
+  Resample(parent, d, child, random);
+  // A sequence that changes its shape (one_of) brings in the new shape's parameters, drawn.
+  CompleteChild(parent, d, child, random, [](size_t) { return std::nullopt; });
+  return child != parent;
 }
 
 std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {

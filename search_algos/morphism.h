@@ -2,7 +2,8 @@
 // parent's trained state whenever their architecture only grows the parent's, so that a child
 // trains a few steps on top of what its parent learned instead of everything from scratch (as
 // NASH, Elsken et al. 2017, does by hill climbing). The trainer carries the weights over by
-// function-preserving morphisms (the torch trainer: wider layers, more layers; docs/concepts.md).
+// function-preserving morphisms (the torch trainer: wider layers, more layers, larger kernels;
+// docs/concepts.md).
 //
 //   - The first population_size (P) trials are random points trained from scratch for
 //     initial_steps.
@@ -20,13 +21,16 @@
 //     has nothing left to grow (fully grown, or its morphs all tried) but steps left trains on
 //     by the identity morphism, once: the child has the parent's point, inherits its state and
 //     trains child_steps more, so that a grown network still reaches the end of its schedule.
-//     Otherwise (the parent trained to max_steps) one dimension
-//     the parent uses with more than one value, drawn uniformly, is drawn afresh and the child
-//     trains from scratch for initial_steps. Dimensions the change brings into use (the width of a
-//     layer a deeper network appends) take, in a morph, the value of the last `grow` dimension
-//     before them that the parent uses (the appended layer starts as an identity of the layer
-//     before it), and are drawn afresh otherwise; those it takes out of use get their placeholder
-//     back.
+//     A parent already trained on once trains on again under another schedule: one dimension of
+//     its non-structural parameters (its hyper-parameter sequences) drawn afresh, read at the
+//     steps the child trains (the schedule is a hyper-parameter of the stage after the fork, as
+//     in PBT's explore), once per distinct point. Otherwise (the parent trained to max_steps, or
+//     the schedule drawn was tried) one dimension the parent uses with more than one value,
+//     drawn uniformly, is drawn afresh and the child trains from scratch for initial_steps.
+//     Dimensions the change brings into use (the width of a layer a deeper network appends)
+//     take, in a morph, the value of the last `grow` dimension before them that the parent uses
+//     (the appended layer starts as an identity of the layer before it), and are drawn afresh
+//     otherwise; those it takes out of use get their placeholder back.
 //   - Fitness: the objective a trial reports at its target. A trial that reaches its target
 //     joins the population; when it then holds more than P members the OLDEST leaves (aging).
 //     A failed trial never joins. Members stay paused (their state is kept for their children);
@@ -73,6 +77,7 @@ class MorphismEvolution : public PopulationSearch {
     Step child_steps = 0;
     std::vector<size_t> grow;  // dimension indices
     Step max_steps = 0;
+    std::vector<bool> structural;  // per dimension: of a structural parameter
   };
   enum class TrialState { kTraining, kReached, kEnded };
   struct Trial {
@@ -94,6 +99,11 @@ class MorphismEvolution : public PopulationSearch {
   // `winner` is set to the parent.
   Request MakeChild(std::mt19937_64& random, TrialNumber& winner) const;
   bool Grows(size_t dimension) const;
+  // `child` (the parent's point) with one dimension of a non-structural parameter (a
+  // hyper-parameter sequence, e.g. the learning-rate schedule) drawn afresh; false if there is
+  // none to change.
+  bool ChangeSchedule(const stage_tree::Point& parent, stage_tree::Point& child,
+                      std::mt19937_64& random) const;
   // A trial that reached its target with a score joins the population.
   void JoinIfScored(TrialNumber trial);
   int64_t ChildrenInFlight() const;

@@ -27,7 +27,7 @@ for seed in "${seeds[@]}"; do
     uptime > "$run.uptime"
     before="$(load)"
     "$hippo" run "$run.yaml" --workers 2 --json --db "$run.db" \
-      --checkpoint-dir "$run.checkpoints" > "$run.json"
+      --checkpoint-dir "$run.checkpoints" --no-checkpoint-gc > "$run.json"
     echo "$before $(load)" > "$run.load"
     uptime >> "$run.uptime"
   done

@@ -1,7 +1,8 @@
 """Medians over seeds of the morphism benchmark, both ways: (a) the best validation accuracy
 each algorithm reaches with the epochs it trained, and within as many epochs as evolution from
 scratch trained with the same seed (equal epochs), (b) the epochs each needed to reach evolution
-from scratch's best accuracy of the same seed.
+from scratch's best accuracy of the same seed; and the anytime curve: the best accuracy each run
+had once it had trained 20, 30, 40 and 50 epochs.
 
 Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
 ALGORITHM-SEED.db (its SQLite file), ALGORITHM-SEED.checkpoints (its state files) and
@@ -55,6 +56,10 @@ def timeline(db_path: pathlib.Path):
     return points
 
 
+# The epochs at which summarize's anytime table reads each run's best accuracy so far.
+CHECKPOINTS = (20, 30, 40, 50)
+
+
 def best_within(points, epochs: int) -> float:
     """The best accuracy once `epochs` epochs had been trained (NaN if none by then)."""
     return max((best for spent, best in points if spent <= epochs), default=float("nan"))
@@ -102,6 +107,21 @@ def main(directory: str) -> None:
               f"**{statistics.median(equal):.4f}** | **{shown}** | "
               f"{statistics.median(r['trials'] for r in rows):g} | "
               f"{statistics.median(r['seconds'] for r in rows):.0f} | |")
+    # The anytime curve: the best accuracy each run had once it had trained so many epochs, a
+    # comparison less sensitive than the above to when the last thousandth of accuracy came.
+    print()
+    print("| algorithm | seed | " + " | ".join(f"best within {n} epochs" for n in CHECKPOINTS) +
+          " |")
+    print("| --- | --- | " + " | ".join("---" for _ in CHECKPOINTS) + " |")
+    for algorithm, by_seed in runs.items():
+        curves = {seed: [best_within(run["timeline"], n) for n in CHECKPOINTS]
+                  for seed, run in sorted(by_seed.items())}
+        for seed, curve in curves.items():
+            print(f"| {algorithm} | {seed} | " + " | ".join(f"{v:.4f}" for v in curve) + " |")
+        medians = [statistics.median(curve[i] for curve in curves.values())
+                   for i in range(len(CHECKPOINTS))]
+        print(f"| {algorithm} | **median** | " + " | ".join(f"**{v:.4f}**" for v in medians) +
+              " |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 // The `morphism` algorithm (search_algos/morphism.h): children that only grow a `grow`
 // dimension of their parent inherit its state at its target (kMorph) and train child_steps
-// more, whenever the parent can grow; a fully grown parent trains on by the identity morphism;
-// one trained to max_steps has children from scratch; the study ends with every member
-// stopped; the state reads back exactly; bad configs name their field.
+// more, whenever the parent can grow; a fully grown parent trains on by the identity morphism,
+// then under another learning rate; one trained to max_steps has children from scratch; the study
+// ends with every member stopped; the state reads back exactly; bad configs name their field.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -81,16 +81,18 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndTrainChildSte
     // It inherits the parent's state at the parent's target and trains child_steps more.
     EXPECT_EQ(child.fork_step, parent.targets.front());
     EXPECT_EQ(child.targets.front(), child.fork_step + 2);
-    // Its point grows one grow dimension by one step (none: the identity morphism of a parent
-    // with nothing left to grow, see below) and keeps everything else.
+    // Its point grows one grow dimension by one step and keeps everything else, or keeps the
+    // architecture (a parent with nothing left to grow trains on, see below).
     int grown = 0;
-    for (size_t d = 0; d < 3; ++d) {
+    for (size_t d = 0; d < 2; ++d) {
       if (child.point[d] == parent.point[d]) continue;
-      ASSERT_LT(d, 2u) << "lr is not a grow dimension";
       EXPECT_GT(std::get<double>(child.point[d]), std::get<double>(parent.point[d]));
       ++grown;
     }
     EXPECT_LE(grown, 1);
+    if (grown == 1) {
+      EXPECT_EQ(child.point[2], parent.point[2]) << "a growing morph keeps lr";
+    }
   }
   EXPECT_GT(morphs, 0);
   // The members were stopped at the end, and the study is finished.
@@ -99,7 +101,8 @@ TEST(MorphismSearchTest, GrowingChildrenInheritTheirParentsStateAndTrainChildSte
                           [](const Request& r) { return r.kind == Request::Kind::kStop; }));
 }
 
-TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch) {
+TEST(MorphismSearchTest,
+     AParentGrowsIfItCanElseTrainsOnElseTrainsOnUnderAnotherScheduleElseHasAChildFromScratch) {
   const stage_tree::SearchSpace space = Space();
   AlgorithmContext context = Context(space);
   context.config.mutable_morphism()->set_children(24);
@@ -113,6 +116,7 @@ TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch
   int grown = 0;
   int chained = 0;
   int continued = 0;
+  int rescheduled = 0;
   int scratch = 0;
   for (size_t number = 4; number < trials.size(); ++number) {
     const auto child = static_cast<TrialNumber>(number);
@@ -120,12 +124,17 @@ TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch
     ASSERT_GE(parent, 0) << "child " << number;
     const Point& from = trials.at(parent).point;
     const bool steps_left = trials.at(parent).targets.front() + 2 <= 12;
-    // What earlier children of the same parent did: a grow dimension grown, or trained on.
+    // What earlier children of the same parent did: a grow dimension grown, trained on, or
+    // trained on under the other learning rate (lr has two values: one other schedule).
     bool grown_before[2] = {false, false};
     bool continued_before = false;
+    bool rescheduled_before = false;
     for (size_t earlier = 4; earlier < number; ++earlier) {
       if (!trials[earlier].morphed || trials[earlier].forked_from != parent) continue;
       continued_before |= trials[earlier].point == from;
+      rescheduled_before |= trials[earlier].point[0] == from[0] &&
+                            trials[earlier].point[1] == from[1] &&
+                            trials[earlier].point[2] != from[2];
       for (size_t d : {size_t{0}, size_t{1}}) {
         grown_before[d] |= trials[earlier].point[d] != from[d];
       }
@@ -145,6 +154,15 @@ TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch
       ASSERT_TRUE(made.morphed) << "child " << number << " of " << parent;
       EXPECT_EQ(made.point, from) << "the identity morphism of trial " << parent;
       ++continued;
+    } else if (steps_left && !rescheduled_before) {
+      // Trained on again, under the other learning rate, from the parent's state at its target.
+      ASSERT_TRUE(made.morphed) << "child " << number << " of " << parent;
+      EXPECT_EQ(made.forked_from, parent);
+      EXPECT_EQ(made.fork_step, trials.at(parent).targets.front());
+      EXPECT_EQ(made.point[0], from[0]);
+      EXPECT_EQ(made.point[1], from[1]);
+      EXPECT_NE(made.point[2], from[2]) << "child " << number << " of " << parent;
+      ++rescheduled;
     } else {
       EXPECT_FALSE(made.morphed) << "child " << number << " of " << parent;
       EXPECT_EQ(made.targets.front(), 4) << "a child from scratch trains initial_steps";
@@ -154,6 +172,7 @@ TEST(MorphismSearchTest, AParentGrowsIfItCanElseTrainsOnElseHasAChildFromScratch
   EXPECT_GT(grown, 0);
   EXPECT_GT(chained, 0) << "no child of a morphed child inherited again";
   EXPECT_GT(continued, 0) << "no fully grown parent trained on";
+  EXPECT_GT(rescheduled, 0) << "no parent trained on once trained on under another schedule";
   EXPECT_GT(scratch, 0) << "no parent trained to max_steps had a child";
 }
 

@@ -1,8 +1,9 @@
 // Net2Net morphisms of the torch trainer (CPU): a widened, deepened, or widened and deepened mlp
-// or cnn computes the same outputs as its parent in eval mode, to float tolerance; a copied
-// unit's outgoing weights are split among its copies in unequal shares; optimizer moments are
-// divided among copies so that their sum is kept, and start at zero in inserted layers; children
-// that do not extend their parent are refused; TorchTrainer::Morph makes a state that trains
+// or cnn, and a cnn with a larger kernel, compute the same outputs as their parent in eval mode,
+// to float tolerance; a copied unit's outgoing weights are split among its copies in unequal
+// shares; optimizer moments are divided among copies so that their sum is kept, and start at
+// zero in inserted layers and new kernel taps; children that do not extend their parent are
+// refused; TorchTrainer::Morph makes a state that trains
 // deterministically and refuses settings that differ beyond the architecture.
 #include "workers/torch/morphism.h"
 
@@ -41,6 +42,12 @@ Architecture Cnn(int64_t layers, int64_t channels) {
 Architecture CnnLayers(std::vector<int64_t> sizes) {
   Architecture architecture = Cnn(static_cast<int64_t>(sizes.size()), sizes.front());
   architecture.layer_channels = std::move(sizes);
+  return architecture;
+}
+
+// The same network with a k x k kernel.
+Architecture WithKernel(Architecture architecture, int64_t kernel) {
+  architecture.kernel_size = kernel;
   return architecture;
 }
 
@@ -147,7 +154,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"CnnDeepen", Cnn(2, 4), Cnn(3, 4), OptimizerKind::kSgd},
         Case{"CnnWidenAndDeepen", Cnn(2, 4), Cnn(4, 5), OptimizerKind::kAdamW},
         Case{"CnnPerLayer", CnnLayers({4, 6}), CnnLayers({5, 6, 9}), OptimizerKind::kSgd},
-        Case{"MlpPerLayer", MlpLayers({8, 5}), MlpLayers({8, 7, 5}), OptimizerKind::kAdam}),
+        Case{"MlpPerLayer", MlpLayers({8, 5}), MlpLayers({8, 7, 5}), OptimizerKind::kAdam},
+        Case{"CnnLargerKernel", Cnn(2, 4), WithKernel(Cnn(2, 4), 5), OptimizerKind::kSgd},
+        Case{"CnnKernel3To7", Cnn(1, 4), WithKernel(Cnn(1, 4), 7), OptimizerKind::kAdam},
+        Case{"CnnLargerKernelWiderDeeper", CnnLayers({4, 6}), WithKernel(CnnLayers({5, 6, 9}), 5),
+             OptimizerKind::kSgd}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 TEST(MorphismMomentsTest, CopiesShareTheirUnitsMomentsAndInsertedLayersStartAtZero) {
@@ -227,9 +238,8 @@ TEST(MorphismRefusalTest, ChildrenThatDoNotExtendTheirParentAreRefused) {
   refused(Mlp(3, 8), Mlp(2, 8), "fewer layers");
   refused(Mlp(0, 8), Mlp(1, 8), "no hidden layer");
   refused(Mlp(2, 8), Cnn(2, 8), "models differ");
-  Architecture wide_kernel = Cnn(2, 4);
-  wide_kernel.kernel_size = 5;
-  refused(Cnn(2, 4), wide_kernel, "kernel sizes differ");
+  refused(WithKernel(Cnn(2, 4), 5), Cnn(2, 4), "kernel size goes from 5 to 3");
+  refused(Cnn(2, 4), WithKernel(Cnn(2, 4), 4), "kernel size goes from 3 to 4");
   // Every block pools on a 12x12 image while it is at least 2x2: a third block would pool.
   Architecture pooling_parent = Cnn(2, 4);
   pooling_parent.pool_layers = -1;
@@ -237,6 +247,29 @@ TEST(MorphismRefusalTest, ChildrenThatDoNotExtendTheirParentAreRefused) {
   pooling_child.pool_layers = -1;
   refused(pooling_parent, pooling_child, "pool_layers");
   EXPECT_TRUE(CheckExtends(Cnn(2, 4), Cnn(3, 4), kInput).ok());
+  EXPECT_TRUE(CheckExtends(Cnn(2, 4), WithKernel(Cnn(2, 4), 5), kInput).ok());
+}
+
+// The taps a larger kernel adds are zero, with no history: the kept taps and their moments are
+// the parent's.
+TEST(MorphismKernelTest, LargerKernelKeepsTheParentsTapsAtItsCentreAndAddsZeros) {
+  Model parent(Cnn(1, 4), OptimizerKind::kSgd, 1);
+  Perturb(parent, 2);
+  Model child(WithKernel(Cnn(1, 4), 5), OptimizerKind::kSgd, 3);
+  absl::StatusOr<std::vector<NamedTensor>> morphed = MorphTensors(
+      Cnn(1, 4), WithKernel(Cnn(1, 4), 5), kInput, parent.Tensors(), child.Tensors(), 7);
+  ASSERT_TRUE(morphed.ok()) << morphed.status();
+  std::map<std::string, at::Tensor> by_name;
+  for (const NamedTensor& entry : *morphed) by_name[entry.name] = entry.tensor;
+  for (const std::string name : {"parameter/conv0.weight", "optimizer/conv0.weight.momentum"}) {
+    const at::Tensor grown = by_name.at(name);
+    ASSERT_EQ(grown.sizes().vec(), (std::vector<int64_t>{4, 1, 5, 5})) << name;
+    EXPECT_TRUE(at::equal(grown.slice(2, 1, 4).slice(3, 1, 4), parent.Find(name))) << name;
+    EXPECT_GT(grown.slice(2, 1, 4).slice(3, 1, 4).abs().sum().item<double>(), 0.0) << name;
+    at::Tensor border = grown.clone();
+    border.slice(2, 1, 4).slice(3, 1, 4).zero_();
+    EXPECT_EQ(border.abs().sum().item<double>(), 0.0) << name << ": a new tap is not zero";
+  }
 }
 
 }  // namespace
@@ -245,12 +278,14 @@ TEST(MorphismRefusalTest, ChildrenThatDoNotExtendTheirParentAreRefused) {
 namespace hippo::workers {
 namespace {
 
-std::string CnnConfig(int64_t layers, int64_t channels, int64_t batch_size = 16) {
+std::string CnnConfig(int64_t layers, int64_t channels, int64_t batch_size = 16,
+                      int64_t kernel_size = 3) {
   return absl::StrCat(
       "{\"dataset\": \"synthetic\", \"image_size\": 12, \"train_limit\": 96, \"val_limit\": 64, "
       "\"batch_size\": ",
       batch_size, ", \"iterations_per_step\": 2, \"model\": \"cnn\", \"pool_layers\": 2, ",
-      "\"layers\": ", layers, ", \"channels\": ", channels, "}");
+      "\"layers\": ", layers, ", \"channels\": ", channels, ", \"kernel_size\": ", kernel_size,
+      "}");
 }
 
 // The stage [start, end) of a torch trial with `config`, a constant learning rate of 0.05.
@@ -292,8 +327,9 @@ TEST(TorchMorphTest, MorphedStateTrainsDeterministicallyAndSurvivesSerialisation
   ASSERT_TRUE(state.ok()) << state.status();
   ASSERT_EQ(TrainOn(**trainer, parent_task, **state).size(), 3u);
 
-  // Wider (channels 4 -> 6) and deeper (2 -> 3 blocks), from the parent's state at step 3.
-  const StageTask child_task = TaskOf(CnnConfig(3, 6), 3, 6);
+  // Wider (channels 4 -> 6), deeper (2 -> 3 blocks) and with 5x5 kernels, from the parent's
+  // state at step 3.
+  const StageTask child_task = TaskOf(CnnConfig(3, 6, 16, /*kernel_size=*/5), 3, 6);
   absl::StatusOr<std::unique_ptr<TrainingState>> first =
       (*trainer)->Morph(parent_task, child_task, **state);
   ASSERT_TRUE(first.ok()) << first.status();

@@ -80,6 +80,16 @@ at::Tensor Spread(const at::Tensor& value, const Replication& outputs, const Rep
   return out.contiguous();
 }
 
+// A convolution kernel [out, in, k, k] with `pad` zeros on every side of its k x k taps: with
+// the padding of the convolution grown by `pad` too (k / 2 for every odd k), it computes the
+// same output, since the new taps only ever multiply by 0. Other tensors are returned as they
+// are.
+at::Tensor PadKernel(const at::Tensor& value, int64_t pad) {
+  if (pad == 0 || value.dim() != 4) return value;
+  const std::vector<int64_t> sides = {pad, pad, pad, pad};
+  return at::constant_pad_nd(value, at::IntArrayRef(sides), 0.0);
+}
+
 std::string ShapeText(at::IntArrayRef sizes) { return absl::StrJoin(sizes, "x"); }
 
 // The tensors of an inserted identity layer, by their name within the layer ("weight", "bias",
@@ -110,10 +120,11 @@ class Morpher {
   // Sets the child's tensors `fields` ("weight", "bias", "running_mean", ...) of the layer named
   // `prefix` ("hidden1", "conv0", "norm0") from the parent's layer of the same name, or for an
   // inserted layer from `identity` (then its optimizer state starts at zero). Parameters'
-  // optimizer state follows them.
+  // optimizer state follows them. A kept convolution whose kernel grows gets `kernel_pad` zero
+  // taps on every side of its kernel, and of its moments (no history for the new taps).
   absl::Status Layer(const std::string& prefix, const std::vector<std::string>& fields,
                      const LayerTensors* identity, const Replication& outputs,
-                     const Replication* inputs, int64_t spatial) {
+                     const Replication* inputs, int64_t spatial, int64_t kernel_pad = 0) {
     for (const std::string& field : fields) {
       const bool buffer = field == "running_mean" || field == "running_var";
       const std::string kind = buffer ? "buffer/" : "parameter/";
@@ -123,7 +134,7 @@ class Morpher {
       } else {
         absl::StatusOr<at::Tensor> parent = Parent(kind + prefix + "." + field);
         if (!parent.ok()) return parent.status();
-        value = *parent;
+        value = PadKernel(*parent, kernel_pad);
       }
       const Replication* layer_inputs = value.dim() > 1 ? inputs : nullptr;
       child_[kind + prefix + "." + field] =
@@ -139,7 +150,8 @@ class Morpher {
         }
         absl::StatusOr<at::Tensor> moment = Parent(child_name);
         if (!moment.ok()) return moment.status();
-        child_[child_name] = Spread(*moment, outputs, layer_inputs, spatial, role);
+        child_[child_name] =
+            Spread(PadKernel(*moment, kernel_pad), outputs, layer_inputs, spatial, role);
       }
     }
     return absl::OkStatus();
@@ -243,8 +255,12 @@ absl::Status CheckExtends(const Architecture& parent, const Architecture& child,
     }
   }
   if (child.model == ModelKind::kCnn) {
-    if (parent.kernel_size != child.kernel_size) {
-      return absl::InvalidArgumentError(pair + "the kernel sizes differ");
+    if (child.kernel_size < parent.kernel_size ||
+        (child.kernel_size - parent.kernel_size) % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          pair, "the kernel size goes from ", parent.kernel_size, " to ", child.kernel_size,
+          "; a morphism keeps it or grows it by an even number (a kernel padded with zeros on "
+          "every side)"));
     }
     const CnnLayout before = CnnLayoutOf(parent, input);
     const CnnLayout after = CnnLayoutOf(child, input);
@@ -287,7 +303,7 @@ absl::StatusOr<std::vector<NamedTensor>> MorphTensors(
       const LayerTensors conv_identity = IdentityConv(base, child.kernel_size, device);
       const LayerTensors norm_identity = IdentityNorm(base, device);
       done = morpher.Layer("conv" + index, {"weight"}, kept ? nullptr : &conv_identity, outputs,
-                           &inputs, 1);
+                           &inputs, 1, (child.kernel_size - parent.kernel_size) / 2);
       if (done.ok()) {
         done = morpher.Layer("norm" + index, {"weight", "bias", "running_mean", "running_var"},
                              kept ? nullptr : &norm_identity, outputs, nullptr, 1);

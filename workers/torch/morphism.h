@@ -1,7 +1,7 @@
 // Function-preserving network morphisms (Net2Net, Chen et al. 2016) for the torch trainer's mlp
-// and cnn: a child architecture that extends its parent's (wider layers, more layers at the end)
-// starts from the parent's trained tensors instead of from scratch, and computes the same
-// function as the parent in eval mode, up to float rounding.
+// and cnn: a child architecture that extends its parent's (wider layers, more layers at the end,
+// a larger cnn kernel) starts from the parent's trained tensors instead of from scratch, and
+// computes the same function as the parent in eval mode, up to float rounding.
 //
 // Widen: a child layer of width W' >= W keeps the parent's W units and adds copies of units
 // drawn from the trial seed (deterministic). Every copy takes its unit's incoming weights, bias,
@@ -22,6 +22,11 @@
 // it: it then copies units as a widened layer does. Caveat: in training mode batch norm uses the
 // batch's statistics, not the running ones, so the inserted identity block is the identity in
 // eval mode only (as in Net2Net); dropout after an inserted mlp layer also draws in training.
+//
+// Larger kernel (cnn, kernel_size k to k' > k, both odd): every kept convolution's k x k kernel
+// is padded with (k' - k) / 2 zeros on each side; its padding grows from k / 2 to k' / 2 as well,
+// so each output still sums the same k x k neighbourhood with the same weights, and the new taps
+// learn from there. Their optimizer moments start at zero, the others are kept.
 //
 // Optimizer state: what a parameter's gradient would be in the child, the moments follow. A
 // copied unit's outgoing weights are split but their gradient is not (each copy sees the same
@@ -51,9 +56,10 @@ namespace hippo::workers::torch_trainer {
 std::vector<int64_t> HiddenWidths(const Architecture& architecture);
 
 // OK when a network of `child` can start from a trained network of `parent` on `input`: the
-// same model (mlp or cnn), dropout and kernel size, at least as many layers, each at least as
-// wide as the parent's layer (an appended one: as its last), appended cnn blocks that do not
-// pool and kept blocks that pool as the parent's did. InvalidArgument saying what differs.
+// same model (mlp or cnn) and dropout, the same kernel size or one larger by an even number
+// (cnn), at least as many layers, each at least as wide as the parent's layer (an appended one:
+// as its last), appended cnn blocks that do not pool and kept blocks that pool as the parent's
+// did. InvalidArgument saying what differs.
 absl::Status CheckExtends(const Architecture& parent, const Architecture& child,
                           const InputShape& input);
 
