@@ -54,8 +54,17 @@ grpc::Status ClientPacing::Admit(grpc::ServerContext* context,
   *reserved = bytes >= budget_->options().large_message_bytes ? estimate : 0;
   ++calls_;
   request_bytes_ += request_bytes;
-  answer_bytes_reserved_ += *reserved;
   Sleep(context, *wait);
+  // A caller that gave up while it waited gets no work done: its request stays paid for, the
+  // answer it will not take is given back.
+  if (context->IsCancelled() || std::chrono::system_clock::now() >= context->deadline()) {
+    budget_->Refund(*reserved);
+    *reserved = 0;
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        "the call was cancelled, or its deadline passed, while it waited for its "
+                        "share of the clients' byte budget");
+  }
+  answer_bytes_reserved_ += *reserved;
   return grpc::Status::OK;
 }
 

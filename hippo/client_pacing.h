@@ -59,7 +59,8 @@ class ClientPacing {
   // Charges `request` and the estimate of its answer, and waits for their share (or until the
   // call is cancelled or its deadline passes). `*reserved` is the answer bytes charged, to be
   // passed to Settle. RESOURCE_EXHAUSTED, nothing charged, when the wait would pass
-  // max_wait_seconds.
+  // max_wait_seconds; CANCELLED, the request charged but not the answer, when the call was
+  // cancelled or its deadline passed while it waited (nothing is to be done for it).
   grpc::Status Admit(grpc::ServerContext* context, const google::protobuf::Message& request,
                      const AnswerEstimate& answer, int64_t* reserved);
 
