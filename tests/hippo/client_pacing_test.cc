@@ -159,7 +159,13 @@ TEST(ClientPacingTest, AnAskIsChargedForItsAnswerBeforeTheEngineMakesItsTrials) 
   EXPECT_GE(made_after, least * 0.9) << "the trials were made before the answer was paid for";
   const ClientPacingStats after = coordinator.server->client_pacing_stats();
   const int64_t answer_bytes = static_cast<int64_t>(asked.ByteSizeLong());
+  EXPECT_GE(after.answer_bytes - before.answer_bytes, answer_bytes);
   EXPECT_GE(after.answer_bytes_reserved - before.answer_bytes_reserved, answer_bytes * 9 / 10);
+  std::printf(
+      "stats: calls %lld, requests %lld B, answers reserved %lld B, built %lld B, over %lld B\n",
+      (long long)after.calls, (long long)after.request_bytes,
+      (long long)after.answer_bytes_reserved, (long long)after.answer_bytes,
+      (long long)after.answer_bytes_over_estimate);
   EXPECT_LE(after.answer_bytes_over_estimate - before.answer_bytes_over_estimate,
             answer_bytes / 10);
   std::printf("Ask(1000), %lld bytes: trials made after %.2f s (at least %.2f s by the budget)\n",
