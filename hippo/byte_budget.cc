@@ -23,4 +23,10 @@ std::optional<ByteBudget::Clock::duration> ByteBudget::Charge(int64_t bytes, Clo
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(wait_seconds));
 }
 
+void ByteBudget::Refund(int64_t bytes) {
+  if (bytes <= 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  tokens_ = std::min(options_.burst_bytes, tokens_ + static_cast<double>(bytes));
+}
+
 }  // namespace hippo::coordinator

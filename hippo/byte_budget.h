@@ -1,8 +1,9 @@
-// ByteBudget: how many bytes of large messages the coordinator parses per second, shared by all
-// callers (docs/security.md, "Rates"). A token bucket with reservations: a caller that took a
-// large message reserves its size and waits, before taking another, until the bucket has paid
-// for it; small messages (a worker's reports, its heartbeats) are not charged and never wait,
-// so the workers' traffic goes first whatever a hostile peer sends.
+// ByteBudget: how many bytes of large messages the coordinator parses or builds per second,
+// shared by all callers (docs/security.md, "Rates"). A token bucket with reservations: a caller
+// that took a large message reserves its size and waits, before taking another, until the
+// bucket has paid for it; messages below large_message_bytes (a worker's reports, its
+// heartbeats) are not charged and never wait, so the workers' traffic goes first whatever a
+// hostile peer sends. The study service's budget charges every message (ClientPacing).
 #ifndef HIPPO_HIPPO_BYTE_BUDGET_H_
 #define HIPPO_HIPPO_BYTE_BUDGET_H_
 
@@ -14,7 +15,7 @@
 namespace hippo::coordinator {
 
 struct ByteBudgetOptions {
-  // Messages below this size are not charged.
+  // Messages below this size are not charged (1: every message is).
   int64_t large_message_bytes = 64 << 10;
   // The sustained rate of large messages, and the bytes that may come at once (the largest
   // message the server takes, so that one never waits on an idle coordinator).
@@ -39,6 +40,11 @@ class ByteBudget {
   // be refused. Thread-safe.
   std::optional<Clock::duration> Charge(int64_t bytes, Clock::time_point now,
                                         bool refusable = true);
+
+  // Gives back `bytes` of an earlier charge that turned out too large (an answer charged at an
+  // estimate before it was built, smaller once built): later charges wait that much less. The
+  // bucket still never holds more than the burst. Thread-safe.
+  void Refund(int64_t bytes);
 
  private:
   const ByteBudgetOptions options_;

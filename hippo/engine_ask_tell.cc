@@ -1,6 +1,9 @@
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hippo/engine_impl.h"
+#include "hippo/report_bounds.h"
 #include "proto/report_checks.h"
 
 namespace hippo::coordinator {
@@ -13,6 +16,14 @@ namespace {
 // The most trials one Ask may request: the engine proposes them under its lock, so an unbounded
 // count would hold every other study up (docs/security.md).
 constexpr int64_t kMaxAskCount = 1000;
+
+// The most bytes one Ask's answer may hold: what a client takes by default, and the
+// coordinator's own receive limit. A trial's parameters take about what its study's search space
+// does (a name and a value each), so a study of many or long parameters is asked for fewer
+// trials at a time; checked before any trial is made.
+constexpr int64_t kMaxAskAnswerBytes = kMaxReceiveMessageBytes;
+// A trial's view besides its parameters: ids, state, steps, path.
+constexpr int64_t kTrialViewBytes = 64;
 
 }  // namespace
 
@@ -31,6 +42,17 @@ absl::StatusOr<v1::AskResponse> EngineImpl::Ask(const std::string& study_id, int
         "study '", study_id, "' uses algorithm '", study.spec.algorithm().name(),
         "', whose trials Hippo's workers train; ask/tell needs a study with algorithm.name: "
         "external"));
+  }
+  const int64_t trial_bytes =
+      static_cast<int64_t>(study.spec.search_space().ByteSizeLong() + study_id.size()) +
+      kTrialViewBytes;
+  if (count * trial_bytes > kMaxAskAnswerBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: ", count, " trials of study '", study_id, "' would answer about ",
+                     count * trial_bytes, " bytes (its search space takes ",
+                     study.spec.search_space().ByteSizeLong(), " bytes a trial), more than ",
+                     kMaxAskAnswerBytes, ": ask for at most ",
+                     std::max<int64_t>(1, kMaxAskAnswerBytes / trial_bytes), " trials at a time"));
   }
   if (study.record.state != v1::STUDY_RUNNING) {
     const std::string why =

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "hippo/client_pacing.h"
 #include "hippo/report_bounds.h"
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
@@ -89,19 +90,51 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(ssl);
 }
 
+// First guesses of an answer's bytes per item, before one was measured, and the most an
+// answer can hold (ClientPacing: estimates are learned from the answers, and capped by these).
+constexpr int64_t kViewGuessBytes = 4 << 10;  // a study's view: its spec, usually small
+constexpr int64_t kTrialGuessBytes = 512;
+constexpr int64_t kStageGuessBytes = 256;
+constexpr int64_t kWorkerGuessBytes = 256;
+constexpr int64_t kSmallAnswerBytes = 1 << 10;
+// A study's view holds its spec, and a few fields and its best trial besides.
+constexpr int64_t kMaxViewBytes = static_cast<int64_t>(proto::kMaxStudySpecBytes) + (64 << 10);
+constexpr int64_t kMaxStudiesPageBytes = static_cast<int64_t>(kMaxStudyPageBytes) + kMaxViewBytes;
+// Other answers: the estimate is capped at what a client takes by default.
+constexpr int64_t kMaxAnswerEstimateBytes = kMaxReceiveMessageBytes;
+
+AnswerEstimate Estimate(const char* method, int64_t items, int64_t guess_bytes_per_item,
+                        int64_t max_bytes) {
+  return AnswerEstimate{.method = method,
+                        .items = items,
+                        .guess_bytes_per_item = guess_bytes_per_item,
+                        .max_bytes = max_bytes};
+}
+
+// The items a page asks for: `fallback` for 0 (or a negative size, which is refused later), at
+// most `max`.
+int64_t PageItems(int32_t page_size, size_t fallback, size_t max) {
+  if (page_size <= 0) return static_cast<int64_t>(fallback);
+  return static_cast<int64_t>(std::min(static_cast<size_t>(page_size), max));
+}
+
 // The study service: synchronous, but for WatchStudy, whose streams are served on gRPC's
-// callback API by one thread for them all (WatchStreams).
+// callback API by one thread for them all (WatchStreams). Every call but WatchStudy is paced
+// on the clients' budget (ClientPacing): charged its request and its answer's estimate before
+// any work, settled with its answer's size before that is sent.
 class StudyServiceImpl final
     : public v1::StudyService::WithCallbackMethod_WatchStudy<v1::StudyService::Service> {
  public:
   StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget)
       : engine_(engine),
         token_(std::move(token)),
-        budget_(budget),
+        pacing_(budget),
         watchers_(engine, WatchStreams::Options()) {}
 
   // Ends the open WatchStudy streams; later ones are refused.
   void StopWatches() { watchers_.Stop(); }
+
+  ClientPacingStats pacing_stats() const { return pacing_.stats(); }
 
   grpc::Status CreateStudy(grpc::ServerContext* context, const v1::CreateStudyRequest* request,
                            v1::Study* response) override {
@@ -109,50 +142,61 @@ class StudyServiceImpl final
     // the engine will work on draws on the budget. The refusal is paced on a budget of its own
     // (at most a second's wait each), so that a client sending such specs in a loop is slowed
     // without making valid requests wait.
-    if (const size_t bytes = request->spec().ByteSizeLong(); bytes > proto::kMaxStudySpecBytes) {
+    const size_t bytes = request->spec().ByteSizeLong();
+    if (bytes > proto::kMaxStudySpecBytes) {
       if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
       const absl::Status refused =
           engine_->CreateStudy(request->spec(), request->no_merge()).status();
-      Sleep(context, std::min<ByteBudget::Clock::duration>(
-                         *oversized_.Charge(static_cast<int64_t>(bytes), ByteBudget::Clock::now(),
-                                            /*refusable=*/false),
-                         std::chrono::seconds(1)));
+      ClientPacing::Sleep(
+          context, std::min<ByteBudget::Clock::duration>(
+                       *oversized_.Charge(static_cast<int64_t>(bytes), ByteBudget::Clock::now(),
+                                          /*refusable=*/false),
+                       std::chrono::seconds(1)));
       return ToGrpc(refused);
     }
+    // The view answered holds the spec: its size is known, not guessed.
+    AnswerEstimate answer =
+        Estimate("CreateStudy", 1, static_cast<int64_t>(bytes) + kSmallAnswerBytes, kMaxViewBytes);
+    answer.learn = false;
     return Answer(
-        context, *request,
+        context, *request, answer,
         [&] { return engine_->CreateStudy(request->spec(), request->no_merge()); }, response);
   }
 
   grpc::Status GetStudy(grpc::ServerContext* context, const v1::GetStudyRequest* request,
                         v1::Study* response) override {
     return Answer(
-        context, *request, [&] { return engine_->GetStudy(request->study_id()); }, response);
+        context, *request, Estimate("GetStudy", 1, kViewGuessBytes, kMaxViewBytes),
+        [&] { return engine_->GetStudy(request->study_id()); }, response);
   }
 
   grpc::Status ListStudies(grpc::ServerContext* context, const v1::ListStudiesRequest* request,
                            v1::ListStudiesResponse* response) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    absl::StatusOr<StudyPage> page = ParseStudyPage(*request);
-    if (!page.ok()) return ToGrpc(page.status());
-    size_t total = 0;
-    std::vector<v1::Study> studies = engine_->ListStudies(page->offset, page->size, &total);
-    if (page->offset > total) {
-      return ToGrpc(absl::InvalidArgumentError(
-          "page_token: points past the last study; pass the next_page_token of the previous "
-          "page, or none for the first page"));
-    }
-    for (v1::Study& study : studies) *response->add_studies() = std::move(study);
-    const size_t end = page->offset + studies.size();
-    if (end < total) response->set_next_page_token(StudyPageToken(end));
-    Pace(context, *response);
-    return grpc::Status::OK;
+    const AnswerEstimate answer = Estimate(
+        "ListStudies", PageItems(request->page_size(), kDefaultStudyPageSize, kMaxStudyPageSize),
+        kViewGuessBytes, kMaxStudiesPageBytes);
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      absl::StatusOr<StudyPage> page = ParseStudyPage(*request);
+      if (!page.ok()) return ToGrpc(page.status());
+      size_t total = 0;
+      std::vector<v1::Study> studies = engine_->ListStudies(page->offset, page->size, &total);
+      if (page->offset > total) {
+        return ToGrpc(absl::InvalidArgumentError(
+            "page_token: points past the last study; pass the next_page_token of the previous "
+            "page, or none for the first page"));
+      }
+      for (v1::Study& study : studies) *response->add_studies() = std::move(study);
+      const size_t end = page->offset + studies.size();
+      if (end < total) response->set_next_page_token(StudyPageToken(end));
+      *items = response->studies_size();
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status StopStudy(grpc::ServerContext* context, const v1::StopStudyRequest* request,
                          v1::Study* response) override {
     return Answer(
-        context, *request,
+        context, *request, Estimate("StopStudy", 1, kViewGuessBytes, kMaxViewBytes),
         [&] { return engine_->StopStudy(request->study_id(), request->reason()); }, response);
   }
 
@@ -163,204 +207,207 @@ class StudyServiceImpl final
 
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
                           v1::ListTrialsResponse* response) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    absl::StatusOr<size_t> size =
-        PageSizeOf(request->page_size(), kDefaultTrialPageSize, kMaxTrialPageSize, "trials");
-    if (!size.ok()) return ToGrpc(size.status());
-    if (request->changed_since() < 0) {
-      return ToGrpc(absl::InvalidArgumentError(
-          "changed_since: must not be negative; 0 lists every trial, else pass the version of "
-          "the first page of an earlier listing"));
-    }
-    TrialQuery query;
-    query.changed_since = request->changed_since();
-    query.limit = *size;
-    query.with_metrics = request->with_metrics();
-    query.metric_names.assign(request->metric_names().begin(), request->metric_names().end());
-    // The listing a token belongs to: the study and the filter (changed_since).
-    const std::string list =
-        absl::StrCat("trials.", request->study_id(), ".", request->changed_since());
-    if (!request->page_token().empty()) {
-      absl::StatusOr<std::vector<int64_t>> after =
-          ParsePageToken(list, "ListTrials", request->page_token(), 2);
-      if (!after.ok()) return ToGrpc(after.status());
-      query.after_version = (*after)[0];
-      query.after_trial = (*after)[1];
-    }
-    absl::StatusOr<TrialPage> page = engine_->ListTrialsPage(request->study_id(), query);
-    if (!page.ok()) return ToGrpc(page.status());
-    *response = std::move(page->response);
-    if (page->more) {
-      response->set_next_page_token(PageToken(list, {page->last_version, page->last_trial}));
-    }
-    Pace(context, *response);
-    return grpc::Status::OK;
+    // Pages with metrics are learned apart: a trial's metrics may hold far more than its view.
+    const AnswerEstimate answer =
+        Estimate(request->with_metrics() ? "ListTrials.metrics" : "ListTrials",
+                 PageItems(request->page_size(), kDefaultTrialPageSize, kMaxTrialPageSize),
+                 kTrialGuessBytes, kMaxAnswerEstimateBytes);
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      absl::StatusOr<size_t> size =
+          PageSizeOf(request->page_size(), kDefaultTrialPageSize, kMaxTrialPageSize, "trials");
+      if (!size.ok()) return ToGrpc(size.status());
+      if (request->changed_since() < 0) {
+        return ToGrpc(absl::InvalidArgumentError(
+            "changed_since: must not be negative; 0 lists every trial, else pass the version of "
+            "the first page of an earlier listing"));
+      }
+      TrialQuery query;
+      query.changed_since = request->changed_since();
+      query.limit = *size;
+      query.with_metrics = request->with_metrics();
+      query.metric_names.assign(request->metric_names().begin(), request->metric_names().end());
+      // The listing a token belongs to: the study and the filter (changed_since).
+      const std::string list =
+          absl::StrCat("trials.", request->study_id(), ".", request->changed_since());
+      if (!request->page_token().empty()) {
+        absl::StatusOr<std::vector<int64_t>> after =
+            ParsePageToken(list, "ListTrials", request->page_token(), 2);
+        if (!after.ok()) return ToGrpc(after.status());
+        query.after_version = (*after)[0];
+        query.after_trial = (*after)[1];
+      }
+      absl::StatusOr<TrialPage> page = engine_->ListTrialsPage(request->study_id(), query);
+      if (!page.ok()) return ToGrpc(page.status());
+      *response = std::move(page->response);
+      if (page->more) {
+        response->set_next_page_token(PageToken(list, {page->last_version, page->last_trial}));
+      }
+      *items = response->trials_size();
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status GetBestTrial(grpc::ServerContext* context, const v1::GetBestTrialRequest* request,
                             v1::Trial* response) override {
     return Answer(
-        context, *request, [&] { return engine_->GetBestTrial(request->study_id()); }, response);
+        context, *request, Estimate("GetBestTrial", 1, kTrialGuessBytes, kMaxAnswerEstimateBytes),
+        [&] { return engine_->GetBestTrial(request->study_id()); }, response);
   }
 
   grpc::Status GetStageTree(grpc::ServerContext* context, const v1::GetStageTreeRequest* request,
                             v1::StageTree* response) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    absl::StatusOr<size_t> size =
-        PageSizeOf(request->page_size(), kDefaultStagePageSize, kMaxStagePageSize, "stages");
-    if (!size.ok()) return ToGrpc(size.status());
-    StageQuery query;
-    query.dot = request->dot();
-    query.limit = *size;
-    const std::string list = absl::StrCat("stages.", request->study_id());
-    if (!request->page_token().empty()) {
-      absl::StatusOr<std::vector<int64_t>> after =
-          ParsePageToken(list, "GetStageTree", request->page_token(), 1);
-      if (!after.ok()) return ToGrpc(after.status());
-      query.after_stage = (*after)[0];
-    }
-    absl::StatusOr<StagePage> page = engine_->GetStageTreePage(request->study_id(), query);
-    if (!page.ok()) return ToGrpc(page.status());
-    *response = std::move(page->tree);
-    if (page->more) response->set_next_page_token(PageToken(list, {page->last_stage}));
-    Pace(context, *response);
-    return grpc::Status::OK;
+    const AnswerEstimate answer =
+        Estimate(request->dot() ? "GetStageTree.dot" : "GetStageTree",
+                 PageItems(request->page_size(), kDefaultStagePageSize, kMaxStagePageSize),
+                 kStageGuessBytes, kMaxAnswerEstimateBytes);
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      absl::StatusOr<size_t> size =
+          PageSizeOf(request->page_size(), kDefaultStagePageSize, kMaxStagePageSize, "stages");
+      if (!size.ok()) return ToGrpc(size.status());
+      StageQuery query;
+      query.dot = request->dot();
+      query.limit = *size;
+      const std::string list = absl::StrCat("stages.", request->study_id());
+      if (!request->page_token().empty()) {
+        absl::StatusOr<std::vector<int64_t>> after =
+            ParsePageToken(list, "GetStageTree", request->page_token(), 1);
+        if (!after.ok()) return ToGrpc(after.status());
+        query.after_stage = (*after)[0];
+      }
+      absl::StatusOr<StagePage> page = engine_->GetStageTreePage(request->study_id(), query);
+      if (!page.ok()) return ToGrpc(page.status());
+      *response = std::move(page->tree);
+      if (page->more) response->set_next_page_token(PageToken(list, {page->last_stage}));
+      *items = response->stages_size();
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
                    v1::AskResponse* response) override {
-    return Answer(
-        context, *request, [&] { return engine_->Ask(request->study_id(), request->count()); },
-        response);
+    // Charged for `count` trials before the engine makes any (the engine refuses a count whose
+    // answer would pass kMaxReceiveMessageBytes, engine_ask_tell.cc).
+    const AnswerEstimate answer =
+        Estimate("Ask", request->count(), kTrialGuessBytes, kMaxAnswerEstimateBytes);
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      absl::StatusOr<v1::AskResponse> asked = engine_->Ask(request->study_id(), request->count());
+      if (!asked.ok()) return ToGrpc(asked.status());
+      *response = *std::move(asked);
+      *items = response->trials_size();
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    absl::StatusOr<size_t> size =
-        PageSizeOf(request->page_size(), kDefaultWorkerPageSize, kMaxWorkerPageSize, "workers");
-    if (!size.ok()) return ToGrpc(size.status());
-    // Workers are listed by id: the token holds the last id of the previous page.
-    std::string after;
-    if (!request->page_token().empty()) {
-      absl::StatusOr<std::string> key =
-          ParsePageTokenAfterKey("workers.after", "ListWorkers", request->page_token());
-      if (!key.ok()) return ToGrpc(key.status());
-      after = *std::move(key);
-    }
-    std::vector<v1::WorkerInfo> workers = engine_->ListWorkers();  // sorted by id
-    auto it = request->page_token().empty()
-                  ? workers.begin()
-                  : std::upper_bound(workers.begin(), workers.end(), after,
-                                     [](const std::string& key, const v1::WorkerInfo& worker) {
-                                       return key < worker.worker_id();
-                                     });
-    for (; it != workers.end() && static_cast<size_t>(response->workers_size()) < *size; ++it) {
-      *response->add_workers() = std::move(*it);
-    }
-    if (it != workers.end()) {
-      response->set_next_page_token(PageTokenAfterKey(
-          "workers.after", response->workers(response->workers_size() - 1).worker_id()));
-    }
-    Pace(context, *response);
-    return grpc::Status::OK;
+    const AnswerEstimate answer = Estimate(
+        "ListWorkers", PageItems(request->page_size(), kDefaultWorkerPageSize, kMaxWorkerPageSize),
+        kWorkerGuessBytes, kMaxAnswerEstimateBytes);
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      absl::StatusOr<size_t> size =
+          PageSizeOf(request->page_size(), kDefaultWorkerPageSize, kMaxWorkerPageSize, "workers");
+      if (!size.ok()) return ToGrpc(size.status());
+      // Workers are listed by id: the token holds the last id of the previous page.
+      std::string after;
+      if (!request->page_token().empty()) {
+        absl::StatusOr<std::string> key =
+            ParsePageTokenAfterKey("workers.after", "ListWorkers", request->page_token());
+        if (!key.ok()) return ToGrpc(key.status());
+        after = *std::move(key);
+      }
+      std::vector<v1::WorkerInfo> workers = engine_->ListWorkers();  // sorted by id
+      auto it = request->page_token().empty()
+                    ? workers.begin()
+                    : std::upper_bound(workers.begin(), workers.end(), after,
+                                       [](const std::string& key, const v1::WorkerInfo& worker) {
+                                         return key < worker.worker_id();
+                                       });
+      for (; it != workers.end() && static_cast<size_t>(response->workers_size()) < *size; ++it) {
+        *response->add_workers() = std::move(*it);
+      }
+      if (it != workers.end()) {
+        response->set_next_page_token(PageTokenAfterKey(
+            "workers.after", response->workers(response->workers_size() - 1).worker_id()));
+      }
+      *items = response->workers_size();
+      return grpc::Status::OK;
+    });
   }
 
   grpc::Status CollectGarbage(grpc::ServerContext* context,
                               const v1::CollectGarbageRequest* request,
                               v1::CollectGarbageResponse* response) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    *response = engine_->CollectGarbage();
-    Pace(context, *response);
-    return grpc::Status::OK;
+    return Paced(context, *request,
+                 Estimate("CollectGarbage", 1, kSmallAnswerBytes, kMaxAnswerEstimateBytes),
+                 *response, [&](int64_t* items) {
+                   *response = engine_->CollectGarbage();
+                   *items = 1;
+                   return grpc::Status::OK;
+                 });
   }
 
   grpc::Status DeleteStudy(grpc::ServerContext* context, const v1::DeleteStudyRequest* request,
                            v1::DeleteStudyResponse* response) override {
     return Answer(
-        context, *request, [&] { return engine_->DeleteStudy(request->study_id()); }, response);
+        context, *request, Estimate("DeleteStudy", 1, kSmallAnswerBytes, kMaxAnswerEstimateBytes),
+        [&] { return engine_->DeleteStudy(request->study_id()); }, response);
   }
 
   grpc::Status RetryTrials(grpc::ServerContext* context, const v1::RetryTrialsRequest* request,
                            v1::RetryTrialsResponse* response) override {
     return Answer(
-        context, *request, [&] { return engine_->RetryTrials(*request); }, response);
+        context, *request, Estimate("RetryTrials", 1, kSmallAnswerBytes, kMaxAnswerEstimateBytes),
+        [&] { return engine_->RetryTrials(*request); }, response);
   }
 
   grpc::Status Tell(grpc::ServerContext* context, const v1::TellRequest* request,
-                    v1::TellResponse*) override {
-    if (grpc::Status status = Admit(context, *request); !status.ok()) return status;
-    return ToGrpc(engine_->Tell(*request));
+                    v1::TellResponse* response) override {
+    AnswerEstimate answer = Estimate("Tell", 1, 0, 0);  // an empty answer
+    answer.learn = false;
+    return Paced(context, *request, answer, *response, [&](int64_t* items) {
+      *items = 1;
+      return ToGrpc(engine_->Tell(*request));
+    });
   }
 
  private:
-  // Runs `call` only for an admitted caller (a refused call must change nothing).
+  // Admits the call (its token, then its request and the estimate of its answer: ClientPacing),
+  // runs `build`, which fills `response`, says how many items it holds and returns the call's
+  // status, and settles the answer's actual size before it is sent. A refused call does
+  // nothing; a call that fails is settled as an empty answer.
+  template <typename Build>
+  grpc::Status Paced(grpc::ServerContext* context, const google::protobuf::Message& request,
+                     const AnswerEstimate& answer, const google::protobuf::Message& response,
+                     Build build) {
+    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    int64_t reserved = 0;
+    if (grpc::Status status = pacing_.Admit(context, request, answer, &reserved); !status.ok()) {
+      return status;
+    }
+    int64_t items = 0;
+    const grpc::Status status = build(&items);
+    pacing_.Settle(context, answer, reserved,
+                   status.ok() ? static_cast<int64_t>(response.ByteSizeLong()) : 0,
+                   status.ok() ? items : 0);
+    return status;
+  }
+
+  // Paced for an engine call that returns one view (`call` returns a StatusOr of it).
   template <typename Call, typename T>
   grpc::Status Answer(grpc::ServerContext* context, const google::protobuf::Message& request,
-                      Call call, T* response) {
-    if (grpc::Status status = Admit(context, request); !status.ok()) return status;
-    auto result = call();
-    if (!result.ok()) return ToGrpc(result.status());
-    *response = *std::move(result);
-    Pace(context, *response);
-    return grpc::Status::OK;
-  }
-
-  // Admits a call: its token, then the pace of large requests (docs/security.md, "Rates"):
-  // a request of large_message_bytes or more waits for its share of the clients' budget before
-  // it is handled, or is refused with RESOURCE_EXHAUSTED, having changed nothing, when that
-  // wait would pass max_wait_seconds. A client that sends large requests one after another is
-  // so held to the budget's rate, whatever else it sends.
-  grpc::Status Admit(grpc::ServerContext* context, const google::protobuf::Message& request) {
-    if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
-    const int64_t bytes = static_cast<int64_t>(request.ByteSizeLong());
-    const std::optional<ByteBudget::Clock::duration> wait =
-        budget_->Charge(bytes, ByteBudget::Clock::now());
-    if (!wait) {
-      const ByteBudgetOptions& options = budget_->options();
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("a request of ", bytes,
-                       " bytes: the coordinator takes requests and "
-                       "answers of ",
-                       options.large_message_bytes, " bytes or more at ",
-                       options.bytes_per_second / (1 << 20),
-                       " MiB/s from all clients "
-                       "together, and more than ",
-                       options.max_wait_seconds,
-                       " s of them are "
-                       "queued: retry later, or send smaller ones (a smaller trainer.config)"));
-    }
-    Sleep(context, *wait);
-    return grpc::Status::OK;
-  }
-
-  // Paces a large answer (a page with metrics, a page of large specs, many asked trials): it
-  // is sent once its share of the budget is paid, at most max_wait_seconds later, so that a
-  // client asking for such answers one after another gets them at the budget's rate.
-  void Pace(grpc::ServerContext* context, const google::protobuf::Message& response) {
-    const std::optional<ByteBudget::Clock::duration> wait =
-        budget_->Charge(static_cast<int64_t>(response.ByteSizeLong()), ByteBudget::Clock::now(),
-                        /*refusable=*/false);
-    Sleep(context,
-          std::min<ByteBudget::Clock::duration>(
-              *wait, std::chrono::duration_cast<ByteBudget::Clock::duration>(
-                         std::chrono::duration<double>(budget_->options().max_wait_seconds))));
-  }
-
-  // Waits `wait`, or until the call is cancelled or its deadline passes.
-  static void Sleep(grpc::ServerContext* context, ByteBudget::Clock::duration wait) {
-    const auto until = ByteBudget::Clock::now() + wait;
-    while (ByteBudget::Clock::now() < until && !context->IsCancelled() &&
-           std::chrono::system_clock::now() < context->deadline()) {
-      std::this_thread::sleep_for(std::min<ByteBudget::Clock::duration>(
-          until - ByteBudget::Clock::now(), std::chrono::milliseconds(50)));
-    }
+                      const AnswerEstimate& answer, Call call, T* response) {
+    return Paced(context, request, answer, *response, [&](int64_t* items) {
+      auto result = call();
+      if (!result.ok()) return ToGrpc(result.status());
+      *response = *std::move(result);
+      *items = 1;
+      return grpc::Status::OK;
+    });
   }
 
   Engine* engine_;
   std::string token_;
-  ByteBudget* budget_;
+  ClientPacing pacing_;
   // Specs over the size limit, refused: the same rate as the clients' budget, apart from it.
   ByteBudget oversized_{ByteBudgetOptions()};
   WatchStreams watchers_;
@@ -698,6 +745,10 @@ void Server::Shutdown() {
   if (study_service_) static_cast<StudyServiceImpl*>(study_service_.get())->StopWatches();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (reaper_.joinable()) reaper_.join();
+}
+
+ClientPacingStats Server::client_pacing_stats() const {
+  return static_cast<const StudyServiceImpl*>(study_service_.get())->pacing_stats();
 }
 
 void Server::Wait() {

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "hippo/byte_budget.h"
+#include "hippo/client_pacing.h"
 #include "hippo/engine.h"
 #include "store/store.h"
 
@@ -49,14 +50,16 @@ struct ServerOptions {
   double drain_seconds = 60;
   // Shared libraries of search algorithms to load before recovery (search_algos/plugin.h).
   std::vector<std::string> plugins;
-  // Large messages (docs/security.md, "Rates"). Those of the worker streams, together, are
-  // taken at a rate: a stream that sent one waits before its next is read. Large requests and
-  // answers of the study service, together, too: a large request waits before it is handled,
-  // a large answer before it is sent (refused with RESOURCE_EXHAUSTED past max_wait_seconds).
-  // `hippo server --worker-bytes-per-second` and `--client-bytes-per-second` set the rates;
-  // Start refuses a rate or burst that is not positive, or a burst below large_message_bytes.
+  // Byte budgets (docs/security.md, "Rates"). The large messages of the worker streams,
+  // together, are taken at a rate: a stream that sent one waits before its next is read. The
+  // study service's requests and answers, together, of every size by default: a call is
+  // charged its request and an estimate of its answer on arrival and waits for them before any
+  // work (refused with RESOURCE_EXHAUSTED past max_wait_seconds), and the rest of its answer
+  // before that is sent (client_pacing.h). `hippo server --worker-bytes-per-second` and
+  // `--client-bytes-per-second` set the rates; Start refuses a rate or burst that is not
+  // positive, or a burst below large_message_bytes.
   ByteBudgetOptions worker_large_messages;
-  ByteBudgetOptions client_large_messages = {.max_wait_seconds = 10};
+  ByteBudgetOptions client_large_messages = {.large_message_bytes = 1, .max_wait_seconds = 10};
 };
 
 // Whether `address` (host:port) listens on loopback only.
@@ -80,6 +83,8 @@ class Server {
   void Shutdown();
   // Blocks until Shutdown().
   void Wait();
+  // What the study service's calls were charged so far (for tests and benchmarks).
+  ClientPacingStats client_pacing_stats() const;
 
  private:
   Server() = default;

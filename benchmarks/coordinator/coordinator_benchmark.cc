@@ -314,6 +314,10 @@ struct Figures {
   double other_cores = 0, stolen_cores = 0;
   int64_t hostile_requests = 0, hostile_refused = 0, hostile_request_bytes = 0,
           hostile_worker_messages = 0, hostile_worker_bytes = 0;
+  // The study service's byte budget (hippo/client_pacing.h): requests charged on arrival,
+  // answers charged at their estimates before they were built, and bytes built beyond those.
+  int64_t paced_request_bytes = 0, paced_answer_reserved_bytes = 0, paced_answer_bytes = 0,
+          paced_answer_over_estimate_bytes = 0;
 };
 
 // One study on a fresh in-process coordinator; with `hostile`, a HostileLoad client hammers it
@@ -395,6 +399,11 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
                                                figures.hostile_client_cores * seconds) /
                              seconds;
   const double stolen_cores = (machine_end.steal - machine_start.steal) / seconds;
+  const hippo::coordinator::ClientPacingStats pacing = (*server)->client_pacing_stats();
+  figures.paced_request_bytes = pacing.request_bytes;
+  figures.paced_answer_reserved_bytes = pacing.answer_bytes_reserved;
+  figures.paced_answer_bytes = pacing.answer_bytes;
+  figures.paced_answer_over_estimate_bytes = pacing.answer_bytes_over_estimate;
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -490,6 +499,14 @@ void Print(const Figures& f) {
     std::printf("%-44s %12lld\n", "hostile worker: messages", (long long)f.hostile_worker_messages);
     std::printf("%-44s %12.0f\n", "hostile worker: MiB sent",
                 static_cast<double>(f.hostile_worker_bytes) / (1 << 20));
+    std::printf("%-44s %12.1f\n", "paced: MiB of requests charged on arrival",
+                static_cast<double>(f.paced_request_bytes) / (1 << 20));
+    std::printf("%-44s %12.1f\n", "paced: MiB of answers charged before built",
+                static_cast<double>(f.paced_answer_reserved_bytes) / (1 << 20));
+    std::printf("%-44s %12.1f\n", "paced: MiB of answers built",
+                static_cast<double>(f.paced_answer_bytes) / (1 << 20));
+    std::printf("%-44s %12.1f\n", "paced: MiB built beyond their estimates",
+                static_cast<double>(f.paced_answer_over_estimate_bytes) / (1 << 20));
   }
 }
 
@@ -511,7 +528,11 @@ std::string Json(const Figures& f) {
        << ", \"hostile_refused\": " << f.hostile_refused
        << ", \"hostile_request_bytes\": " << f.hostile_request_bytes
        << ", \"hostile_worker_messages\": " << f.hostile_worker_messages
-       << ", \"hostile_worker_bytes\": " << f.hostile_worker_bytes << "}";
+       << ", \"hostile_worker_bytes\": " << f.hostile_worker_bytes
+       << ", \"paced_request_bytes\": " << f.paced_request_bytes
+       << ", \"paced_answer_reserved_bytes\": " << f.paced_answer_reserved_bytes
+       << ", \"paced_answer_bytes\": " << f.paced_answer_bytes
+       << ", \"paced_answer_over_estimate_bytes\": " << f.paced_answer_over_estimate_bytes << "}";
   return json.str();
 }
 

@@ -33,6 +33,7 @@ v1::StudySpec LargestSpec(int64_t number, size_t blob_bytes) {
   lr.set_name(std::string(proto::kMaxNameLength, 'p'));
   lr.mutable_float_()->set_low(1e-4);
   lr.mutable_float_()->set_high(1e-1);
+  spec.mutable_trainer()->set_kind("external");  // required: without it the spec is refused
   (*spec.mutable_trainer()->mutable_config()->mutable_fields())["blob"].set_string_value(
       std::string(blob_bytes, 'b'));
   spec.mutable_algorithm()->set_name("external");

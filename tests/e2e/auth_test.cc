@@ -60,7 +60,7 @@ TEST(AuthTest, DefaultServerMakesA0600TokenAndRefusesCallsWithoutIt) {
   const std::string token_file = dir.File("hippo.db") + ".token";
   Process server({"server", "--listen", address, "--db", dir.File("hippo.db"), "--http", "off"},
                  dir.File("server.log"), kNoToken);
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Text(dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Text(dir.File("server.log"));
   EXPECT_EQ(Mode(token_file), 0600);
   const std::string token = Text(token_file);
   EXPECT_EQ(token.size(), 65u) << token;  // 256 bits in hex, and a newline
@@ -124,13 +124,13 @@ TEST(AuthTest, TheTokenFileIsReusedAfterARestart) {
   std::string first;
   {
     Process server(args, dir.File("server.log"), kNoToken);
-    ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+    ASSERT_TRUE(WaitForServer(address));
     first = Text(dir.File("hippo.db.token"));
     server.Kill(SIGTERM);
     EXPECT_EQ(server.Wait(), 0);
   }
   Process again(args, dir.File("server.log"), kNoToken);
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));  // with the same token
+  ASSERT_TRUE(WaitForServer(address));  // with the same token
   EXPECT_EQ(Text(dir.File("hippo.db.token")), first);
   EXPECT_EQ(Mode(dir.File("hippo.db.token")), 0600);
   EXPECT_NE(WaitForText(dir.File("server.log"), "token read from").find("token read from"),
@@ -165,7 +165,7 @@ TEST(AuthTest, WhitespaceAroundTheTokenIsTrimmedInFilesAndTheEnvironmentAlike) {
   Process server({"server", "--listen", address, "--db", dir.File("hippo.db"), "--http", "off",
                   "--token-file", token_file},
                  dir.File("server.log"), kNoToken);
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Text(dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Text(dir.File("server.log"));
   Env padded = kNoToken;
   padded["HIPPO_TOKEN"] = " s3cret-token\t\n";
   EXPECT_EQ(RunHippo({"studies", "--coordinator", address}, padded).exit_code, 0);
@@ -184,7 +184,7 @@ TEST(AuthTest, InsecureLetsEveryCallerInAfterAWarning) {
   Process server(
       {"server", "--listen", address, "--db", dir.File("hippo.db"), "--http", "off", "--insecure"},
       dir.File("server.log"), kNoToken);
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   EXPECT_NE(Text(dir.File("server.log")).find("WARNING: --insecure"), std::string::npos)
       << Text(dir.File("server.log"));
   EXPECT_FALSE(std::filesystem::exists(dir.File("hippo.db.token")));

@@ -32,7 +32,7 @@ TEST(BadInputTest, EveryBrokenSpecIsRefusedWithItsFieldAndChangesNothingStored) 
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   const std::string db = dir.File("hippo.db");
   Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   const std::string before = test_support::DatabaseSha256(db);
   for (const auto& bad : proto::testing_corpus::Corpus()) {
     const std::string path = proto::testing_corpus::CorpusDirectory() + bad.file;
@@ -184,7 +184,7 @@ TEST(BadInputTest, CreateStudyOverTheRpcRefusesEachBrokenFieldAndStoresNothing) 
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   const std::string db = dir.File("hippo.db");
   Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   const std::string before = test_support::DatabaseSha256(db);
   auto stub = Connect(address);
   for (const Case& bad : cases) {

@@ -57,7 +57,7 @@ TEST_P(CheckpointKillTest, WorkerKilledAroundACheckpointRenameLeavesTheResultsUn
   Process server(
       {"server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "1"},
       dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   const std::vector<std::string> victim_args = {"worker", "--coordinator",    address,    "--id",
                                                 "victim", "--checkpoint-dir", checkpoints};
   auto victim =

@@ -126,7 +126,7 @@ TEST(FaultsTest, WorkerKilledMidStageHasItsStageReassignedAndTheStudyEndsAsUnint
   Process server(
       {"server", "--listen", address, "--db", dir.File("hippo.db"), "--lease-seconds", "1"},
       dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   auto victim = std::make_unique<Process>(
       std::vector<std::string>{"worker", "--coordinator", address, "--id", "victim",
                                "--checkpoint-dir", dir.File("checkpoints")},

@@ -102,7 +102,7 @@ TEST(HostileClientTest, TellsOutOfBoundsAreRefusedNamingTheFieldAndChangeNothing
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   const std::string db = dir.File("hippo.db");
   Process server({"server", "--listen", address, "--db", db}, dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitForServer(address));
   auto stub = Connect(address);
   v1::Study study;
   ASSERT_TRUE(Create(*stub, ExternalStudy(10), &study).ok());
@@ -150,7 +150,7 @@ TEST(HostileClientTest, TheCoordinatorStaysUpUnderTheLargestRequestsWithinAMemor
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
                  dir.File("server.log"), /*env=*/{}, ProcessLimits{kAddressSpaceLimit});
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Bytes(dir.File("server.log"));
   auto stub = Connect(address);
   std::mutex mutex;
   std::vector<std::string> created;  // stopped before the normal study runs
@@ -302,7 +302,7 @@ TEST(HostileClientTest, AHugeMaxTrialsIsPlannedInWindowsAnsweredQuicklyInBounded
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
   Process server({"server", "--listen", address, "--db", dir.File("hippo.db")},
                  dir.File("server.log"), /*env=*/{}, ProcessLimits{kAddressSpaceLimit});
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Bytes(dir.File("server.log"));
   auto stub = Connect(address);
   constexpr int64_t kHuge = 1'000'000'000;
   struct Case {
@@ -391,7 +391,7 @@ TEST(HostileClientTest, TheRatesOfLargeMessagesAreServerFlags) {
   Process server({"server", "--listen", address, "--db", dir.File("hippo.db"),
                   "--client-bytes-per-second", "64KiB"},
                  dir.File("server.log"));
-  ASSERT_TRUE(WaitForServer(address, std::chrono::seconds(20))) << Bytes(dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Bytes(dir.File("server.log"));
   auto stub = Connect(address);
   int created = 0;
   grpc::Status status;

@@ -134,7 +134,7 @@ class HostileWorkerTest : public ::testing::Test {
           return args;
         }(),
         log());
-    ASSERT_TRUE(WaitForServer(address_, std::chrono::seconds(20)));
+    ASSERT_TRUE(WaitForServer(address_));
     stub_ = Connect(address_);
   }
 

@@ -46,7 +46,7 @@ class SpecFieldsTest : public ::testing::Test {
         std::vector<std::string>{"server", "--listen", address_, "--db", dir_.File("hippo.db"),
                                  "--lease-seconds", "2"},
         dir_.File("server.log"));
-    ASSERT_TRUE(WaitForServer(address_, std::chrono::seconds(20)));
+    ASSERT_TRUE(WaitForServer(address_));
     stub_ = Connect(address_);
   }
 

@@ -54,7 +54,7 @@ class StudyServiceTest : public ::testing::Test {
     server_ = std::make_unique<Process>(
         std::vector<std::string>{"server", "--listen", address_, "--db", dir_.File("hippo.db")},
         dir_.File("server.log"));
-    ASSERT_TRUE(WaitForServer(address_, std::chrono::seconds(20)));
+    ASSERT_TRUE(WaitForServer(address_));
     stub_ = Connect(address_);
   }
 
@@ -236,7 +236,7 @@ TEST(TestHarnessTest, ServersStartedAtOnceNeedNoDashboardPort) {
         dir.File("server" + std::to_string(i) + ".log")));
   }
   for (int i = 0; i < 2; ++i) {
-    EXPECT_TRUE(WaitForServer(addresses[i], std::chrono::seconds(20)))
+    EXPECT_TRUE(WaitForServer(addresses[i]))
         << ReadFile(dir.File("server" + std::to_string(i) + ".log"));
     EXPECT_TRUE(servers[i]->Alive());
     EXPECT_EQ(ReadFile(dir.File("server" + std::to_string(i) + ".log")).find("dashboard at"),

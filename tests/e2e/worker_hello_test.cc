@@ -85,7 +85,7 @@ class WorkerHelloTest : public ::testing::Test {
         std::vector<std::string>{"server", "--listen", address_, "--db", dir_.File("hippo.db"),
                                  "--lease-seconds", std::to_string(kLeaseSeconds)},
         dir_.File("server.log"));
-    ASSERT_TRUE(WaitForServer(address_, std::chrono::seconds(20)));
+    ASSERT_TRUE(WaitForServer(address_));
   }
   void KillServer() {
     server_->Kill(SIGKILL);

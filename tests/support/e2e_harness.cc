@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -237,12 +238,20 @@ std::unique_ptr<v1::StudyService::Stub> Connect(const std::string& address) {
       address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories)));
 }
 
+std::chrono::seconds ServerStartTimeout() {
+  const char* seconds = std::getenv("HIPPO_TEST_SERVER_START_SECONDS");
+  if (seconds != nullptr && std::atoi(seconds) > 0) return std::chrono::seconds(std::atoi(seconds));
+  return std::chrono::seconds(60);
+}
+
 bool WaitForServer(const std::string& address, std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     auto stub = Connect(address);
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    // A coordinator that is not listening yet fails the call at once; one that is answers
+    // within this even on a loaded machine.
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ListStudiesResponse response;
     if (stub->ListStudies(&context, v1::ListStudiesRequest(), &response).ok()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -253,7 +262,7 @@ bool WaitForServer(const std::string& address, std::chrono::seconds timeout) {
 absl::StatusOr<v1::Study> GetStudy(const std::string& address, const std::string& study_id) {
   auto stub = Connect(address);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::GetStudyRequest request;
   request.set_study_id(study_id);
   v1::Study study;
@@ -377,7 +386,7 @@ Cluster::Cluster(const TempDir& dir, int workers, const std::vector<std::string>
   server_args_ = {"server", "--listen", address_, "--db", dir.File("hippo.db")};
   server_args_.insert(server_args_.end(), server_flags.begin(), server_flags.end());
   server_ = std::make_unique<Process>(server_args_, server_log_);
-  EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+  EXPECT_TRUE(WaitForServer(address_)) << "see " << server_log_;
   for (int i = 0; i < workers; ++i) {
     std::vector<std::string> args = {
         "worker",           "--coordinator",        address_, "--id", "worker-" + std::to_string(i),
@@ -408,7 +417,7 @@ bool Cluster::WaitForWorkers(size_t count, std::chrono::seconds timeout) const {
   while (std::chrono::steady_clock::now() < deadline) {
     auto stub = Connect(address_);
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ListWorkersResponse response;
     if (stub->ListWorkers(&context, v1::ListWorkersRequest(), &response).ok()) {
       size_t connected = 0;
@@ -433,7 +442,7 @@ void Cluster::KillServer() {
 void Cluster::StartServer(bool wait) {
   server_ = std::make_unique<Process>(server_args_, server_log_);
   if (wait) {
-    EXPECT_TRUE(WaitForServer(address_, std::chrono::seconds(20))) << "see " << server_log_;
+    EXPECT_TRUE(WaitForServer(address_)) << "see " << server_log_;
   }
 }
 

@@ -76,14 +76,19 @@ int FreePort();
 // (TokenFileOf, read at each call: it may appear after the client was made).
 std::unique_ptr<hippo::v1::StudyService::Stub> Connect(const std::string& address);
 
+// How long a coordinator may take to start answering, by default: long, since a test shares
+// its machine with builds and other tests (a start that takes it is a slow machine, not a bug).
+// HIPPO_TEST_SERVER_START_SECONDS overrides it.
+std::chrono::seconds ServerStartTimeout();
+
 // Polls until the coordinator answers (true) or `timeout` passes (false).
-bool WaitForServer(const std::string& address, std::chrono::seconds timeout);
+bool WaitForServer(const std::string& address, std::chrono::seconds timeout = ServerStartTimeout());
 
 // A coordinator (`hippo server` on a free loopback port, its database `dir`/hippo.db) and
 // `workers` worker processes ("worker-0", ...; checkpoints in `dir`/checkpoints), the logs in
 // `dir`. The constructor returns once the coordinator answers (a test failure if it does not
-// within 20 s); the destructor SIGKILLs whatever still runs. `worker_flags` are added to every
-// worker's command line.
+// within ServerStartTimeout()); the destructor SIGKILLs whatever still runs. `worker_flags` are
+// added to every worker's command line.
 class Cluster {
  public:
   Cluster(const TempDir& dir, int workers, const std::vector<std::string>& server_flags = {},
@@ -97,7 +102,7 @@ class Cluster {
   // SIGKILLs the coordinator (a test failure if it had exited on its own).
   void KillServer();
   // Starts the coordinator again on the same database; with `wait`, returns once it answers
-  // (a test failure if it does not within 20 s).
+  // (a test failure if it does not within ServerStartTimeout()).
   void StartServer(bool wait);
   const std::string& server_log() const { return server_log_; }
   // Starts one more worker `id` with its own checkpoint directory, its log in `log_path` and
@@ -115,7 +120,7 @@ class Cluster {
   std::vector<std::unique_ptr<Process>> workers_;
 };
 
-// The study's view now (one GetStudy, 2 s deadline).
+// The study's view now (one GetStudy, 10 s deadline: a loaded machine answers slowly).
 absl::StatusOr<hippo::v1::Study> GetStudy(const std::string& address, const std::string& study_id);
 
 // Polls the study until it is no longer running; returns its final view. Retries while the
