@@ -264,11 +264,23 @@ async function watchWithPages(browser, kind) {
   const minutes = (Date.now() - t) / 60000;
   counting = false;
   chromiumReads[kind].push(reads);
+  // Whether the pages kept up: the trials completed each page shows against the coordinator's
+  // count read just before (a page that gets little CPU shows an older state).
+  const truth = Number((await api(server.url, `studies/${running}`)).body.study?.trials_completed ?? 0);
+  const behind = [];
+  for (const context of contexts) {
+    try {
+      const read = context.pages()[0].evaluate(() => document.querySelector(".stat:nth-child(3) .value")?.textContent ?? "");
+      const shown = await Promise.race([read, new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 5 s")), 5000))]);
+      behind.push(truth - Number(shown.split("/")[0].replace(/\D/g, "")));
+    } catch {} // a page that did not answer within 5 s: left out
+  }
   chromiumCpu[kind].push({
     renderer_cpu_s_per_page_minute: (after.renderer - before.renderer) / Math.max(1, after.renderers) / minutes,
     other_processes_cpu_s_per_minute: (after.other - before.other) / minutes,
     renderers: after.renderers,
     thread_nice_by_policy: after.threads,
+    pages_behind_trials: behind,
   });
   for (const context of contexts) await context.close();
   return perSecond;
@@ -337,6 +349,7 @@ const summary = {
   chromium_renderer_cpu_s_per_page_minute: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, round2(median(chromiumCpu[kind].map((c) => c.renderer_cpu_s_per_page_minute)))])),
   chromium_other_processes_cpu_s_per_minute: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, round2(median(chromiumCpu[kind].map((c) => c.other_processes_cpu_s_per_minute)))])),
   chromium_thread_nice_by_policy: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, chromiumCpu[kind][0]?.thread_nice_by_policy])),
+  chromium_pages_behind_trials_median: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, median(chromiumCpu[kind].flatMap((c) => c.pages_behind_trials))])),
   chromium_pages_reads_per_round: chromiumReads,
 };
 results.summary = summary;
