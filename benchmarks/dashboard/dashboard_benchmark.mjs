@@ -6,8 +6,8 @@
 //   2. The coordinator's dispatch rate (trials of the running study completed per second, read
 //      from the store's file) with no dashboard, with 10 node clients doing what the study page
 //      does (its first reads, then the event stream that pushes the study's page), with 10 real
-//      Chromium pages of the running study whose browser runs at the lowest CPU priority
-//      (SCHED_IDLE and nice 19: it takes only CPU the coordinator and workers leave idle, as
+//      Chromium pages of the running study whose browser runs at the lowest CPU priority while
+//      they watch (SCHED_IDLE: it takes only CPU the coordinator and workers leave idle, as
 //      browsers on the users' own machines would), and with 10 at normal priority (the same
 //      cores, the worst case), in alternating rounds; the coordinator's CPU per trial, and the
 //      browsers' CPU (each page's renderer, and the browser's other processes) in each.
@@ -15,7 +15,7 @@
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -254,9 +254,10 @@ async function watchWithPages(browser, kind) {
     await eventually(async () => (await page.goto(studyUrl(running), { waitUntil: "commit", timeout: 60000 }), true), "a study page of the running study", 120000);
     contexts.push(context);
   }
+  const root = browser.rootPid;
+  if (kind === "chromium_idle") setIdle(root, true);
   await new Promise((r) => setTimeout(r, 5000));
   counting = true;
-  const root = browser.rootPid;
   const before = browserCpu(root);
   const t = Date.now();
   const perSecond = await rate(seconds, kind);
@@ -282,20 +283,27 @@ async function watchWithPages(browser, kind) {
     thread_nice_by_policy: after.threads,
     pages_behind_trials: behind,
   });
+  if (kind === "chromium_idle") setIdle(root, false);
   for (const context of contexts) await context.close();
   return perSecond;
 }
 const seconds = Number(args.seconds);
 const rounds = byKind();
-// The same Chromium twice: as it starts, and at the lowest CPU priority, through a script that
-// starts it under SCHED_IDLE at nice 19 (`chrt --idle 0`: its processes and threads inherit it).
-// nice alone does not hold: Chromium sets its own threads' nice values (0, 5 for background
-// renderers, -8 for its display and compositor threads, which as root it may), but it leaves
-// the scheduling policy, so SCHED_IDLE keeps every thread of it behind the coordinator's. The
-// threads' policies and nice values are recorded (chromium_thread_nice_by_policy).
-const idle = path.join(dir, "chromium-idle.sh");
-writeFileSync(idle, '#!/bin/sh\nexec nice -n 19 chrt --idle 0 /usr/bin/chromium "$@"\n');
-chmodSync(idle, 0o755);
+// Two browsers: one as it starts, and one whose processes and threads are moved to the lowest
+// CPU priority (SCHED_IDLE, `chrt --idle`) while its pages watch, so that it takes only CPU the
+// coordinator, the workers and everything else leave idle. Its pages are opened at normal
+// priority (at the lowest, on a loaded machine, they may not open at all). nice 19 does not
+// hold: Chromium sets its threads' nice values itself (0, 5 for background renderers, -8 for
+// its display and compositor threads, which as root it may); it leaves the scheduling policy,
+// and threads it starts inherit it. The threads' policies and nice values are recorded
+// (chromium_thread_nice_by_policy).
+function setIdle(root, idle) {
+  for (const { pid } of browserProcesses(root)) {
+    try {
+      execFileSync("chrt", [idle ? "--idle" : "--other", "--all-tasks", "--pid", "0", String(pid)], { stdio: "ignore" });
+    } catch {} // a process that ended meanwhile
+  }
+}
 results.sched_autogroup_enabled = existsSync("/proc/sys/kernel/sched_autogroup_enabled") ? readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() : "absent";
 // A launched browser's process: the child of this one that was not there before the launch.
 const launchedBrowsers = new Set();
@@ -309,7 +317,7 @@ async function launch(executablePath) {
 }
 for (const p of browserProcesses(process.pid)) launchedBrowsers.add(p.pid); // the server, workers, the first part's browser
 const pagesBrowser = await launch("/usr/bin/chromium");
-const idlePagesBrowser = await launch(idle);
+const idlePagesBrowser = await launch("/usr/bin/chromium");
 for (let round = 0; round < Number(args.rounds); round++) {
   await new Promise((r) => setTimeout(r, 22000));
   rounds.none.push(await rate(seconds, "none"));
