@@ -73,7 +73,8 @@ class EventTexts {
   Made Make(const StreamState& stream, const api::Change& change);
   // Appends the parts of the study that `stream` was not sent (as `"study":{...}`), noting
   // them in `made`; false when none.
-  // `at`: the version of the change the event carries (0: none, only parts made since).
+  // `at`: the version of the change the event carries when the study changed in it (0: not,
+  // only parts made since).
   bool AppendStudyParts(const StreamState& stream, int64_t at, Made& made, std::string& json);
 
   const Mirror* mirror_;
