@@ -88,7 +88,10 @@ EventTexts::Made EventTexts::Make(const StreamState& stream, const api::Change& 
   }
   std::string json = ToJson(header);
   json.pop_back();  // the closing brace: the pushed parts follow
-  bool any = moved;
+  // A stream that watches a study (and not the workers) is sent an event only for that study:
+  // when it changed or a part of it is due. Other studies' and the workers' changes would wake
+  // each watching page for nothing; its version moves on all the same.
+  bool any = moved && (stream.study.empty() || stream.workers);
   if (!stream.study.empty()) {
     const bool first = std::any_of(made.sent.begin(), made.sent.begin() + kWorkersPart,
                                    [](int64_t version) { return version == 0; });
@@ -96,7 +99,7 @@ EventTexts::Made EventTexts::Make(const StreamState& stream, const api::Change& 
                                             stream.study) != change.studies().end();
     if (first || changed || stream.behind) {
       made.behind = false;
-      any |= AppendStudyParts(stream, moved ? change.version() : 0, made, json);
+      any |= AppendStudyParts(stream, changed ? change.version() : 0, made, json);
     } else {
       made.behind = stream.behind;
     }

@@ -8,7 +8,7 @@
 // A stream's state is the version of its last event and the version of each part it was sent.
 // Streams in one state (watching the same thing since the same event) get the same text, made
 // by the first of them; the parts come from the ResponseCache the reads are answered from, a
-// part at most every kPartInterval however often the study changes.
+// chart at most every kPartInterval however often the study changes.
 #ifndef HIPPO_DASHBOARD_SERVER_EVENT_TEXTS_H_
 #define HIPPO_DASHBOARD_SERVER_EVENT_TEXTS_H_
 
@@ -27,9 +27,13 @@
 
 namespace hippo::dashboard {
 
-// A pushed part (other than the trials) is made again at most this often while its study
-// changes: a page shows it within this and the mirror's refresh interval of a change.
-inline constexpr std::chrono::milliseconds kPartInterval{1000};
+// A pushed chart (the learning curves, history, parameters, savings and the tree's first
+// window) is made again, and so sent, at most this often while its study changes; the summary
+// row and the changed trials go with every change. A page shows a chart's change within this
+// and the mirror's refresh interval (0.8 s) of the change. Each page parses and draws the
+// charts, the bulk of an event, at most once per interval: ten pages on the coordinator's
+// machine take its cores from the dispatch path in proportion.
+inline constexpr std::chrono::milliseconds kPartInterval{2000};
 
 // What one event stream watches and what it was sent.
 struct StreamState {
@@ -40,7 +44,7 @@ struct StreamState {
   // 0: none yet, so its first event carries every part.
   std::array<int64_t, 7> sent{};
   // A part it got was made at an older version than its study's (remake_policy.h): the stream
-  // looks again within a second, changes or not, so that the page ends at the last state.
+  // looks again within kPartInterval, changes or not, so that the page ends at the last state.
   bool behind = false;
 };
 
@@ -69,7 +73,8 @@ class EventTexts {
   Made Make(const StreamState& stream, const api::Change& change);
   // Appends the parts of the study that `stream` was not sent (as `"study":{...}`), noting
   // them in `made`; false when none.
-  // `at`: the version of the change the event carries (0: none, only parts made since).
+  // `at`: the version of the change the event carries when the study changed in it (0: not,
+  // only parts made since).
   bool AppendStudyParts(const StreamState& stream, int64_t at, Made& made, std::string& json);
 
   const Mirror* mirror_;

@@ -70,18 +70,31 @@ export class TrialTable {
     if (changes.next_page_token || (!byNumber && (rows.length > 0 || total !== this.total))) return false;
     this.version = Math.max(this.version, num(changes.version));
     if (!byNumber) return true;
+    // The rows drawn are drawn again only when one of them changed or the view has room for
+    // rows that were not there: a running study's new trials are mostly out of view.
+    const [first, count] = this.inView();
+    let redraw = this.matching < first + count && total !== this.matching;
     for (const row of rows) {
       const id = num(row.trial?.id);
       const offset = Math.floor(id / PAGE) * PAGE;
       const page = this.pages.get(offset);
       // A page not held is read when scrolled to; a held page takes the row at its place.
       if (page && id - offset <= page.length) page[id - offset] = row;
+      if (id >= first && id < first + count) redraw = true;
     }
-    this.total = total;
-    this.matching = total;
-    this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
-    this.render();
+    if (total !== this.total || total !== this.matching) {
+      this.total = total;
+      this.matching = total;
+      this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
+      this.spacer.style.height = `${this.matching * ROW}px`;
+    }
+    if (redraw) this.render();
     return true;
+  }
+
+  /** The first row in view and how many rows the view holds (and two more). */
+  private inView(): [number, number] {
+    return [Math.floor(this.viewport.scrollTop / ROW), Math.ceil(this.viewport.clientHeight / ROW) + 2];
   }
 
   private firstVisiblePage(): number {
@@ -148,8 +161,7 @@ export class TrialTable {
 
   private render() {
     this.spacer.style.height = `${this.matching * ROW}px`;
-    const first = Math.floor(this.viewport.scrollTop / ROW);
-    const count = Math.ceil(this.viewport.clientHeight / ROW) + 2;
+    const [first, count] = this.inView();
     const rows: HTMLElement[] = [];
     for (let i = first; i < Math.min(this.matching, first + count); i++) {
       const offset = Math.floor(i / PAGE) * PAGE;

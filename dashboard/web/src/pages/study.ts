@@ -10,7 +10,7 @@ import { drawHistory } from "../charts/history";
 import { drawSavings, drawSchedule } from "../charts/misc";
 import { drawImportance, drawParallel } from "../charts/parallel";
 import { Plot } from "../charts/plot";
-import { badge, fmtDuration, fmtInt, fmtNumber, h, markOnce, progressBar } from "../format";
+import { badge, fmtDuration, fmtInt, fmtNumber, h, markOnce } from "../format";
 import { subscribe, throttle } from "../live";
 import { elapsedOf } from "./studies";
 import { TrialTable } from "../table";
@@ -68,6 +68,24 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     ),
   );
 
+  // The summary is drawn in place: the title and stop button again only when what they show
+  // changed (a click on the button is not undone by the next event), each figure's text only
+  // when it changed, so that an event that moves a few numbers costs a few text nodes.
+  let titleShown = "";
+  const statCells = new Map<string, { value: HTMLElement; sub: HTMLElement }>();
+  const progressFill = h("div", { class: "fill" });
+  const progress = h("div", { class: "progress" }, progressFill);
+  const setStat = (label: string, value: string | null, sub: string) => {
+    let cells = statCells.get(label);
+    if (!cells) {
+      cells = { value: h("div", { class: "value" }), sub: h("div", { class: "sub muted" }) };
+      statCells.set(label, cells);
+      stats.append(h("div", { class: "stat" }, h("div", { class: "label" }, label), cells.value, cells.sub));
+      if (value === null) cells.value.append(progress);
+    }
+    if (value !== null && cells.value.textContent !== value) cells.value.textContent = value;
+    if (cells.sub.textContent !== sub) cells.sub.textContent = sub;
+  };
   const renderHead = () => {
     if (!row) return;
     const study: Json = row.study;
@@ -76,35 +94,38 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     const trialSteps = num(steps.reached_trial_steps);
     const executed = num(steps.executed_steps);
     const running = study.state === "STUDY_RUNNING";
-    const stop = h("button", { class: "button danger", id: "stop-study" }, "Stop study");
-    stop.hidden = !running;
-    stop.addEventListener("click", async () => {
-      if (!confirm(`Stop study ${study.spec?.name ?? studyId}? Its running trials are stopped.`)) return;
-      stop.setAttribute("disabled", "");
-      try {
-        await post(studyPath(studyId, "stop"));
-      } catch (error) {
-        alert((error as Error).message);
-        stop.removeAttribute("disabled");
-      }
-    });
-    head.replaceChildren(
-      h("div", {}, h("a", { href: "#/", class: "muted small" }, "← Studies"), h("h1", {}, study.spec?.name || study.id, " ", badge(study.state))),
-      h("div", { class: "head-right" }, h("span", { class: "muted small" }, `${study.id} · ${study.spec?.algorithm?.name ?? ""} · ${study.spec?.objective?.direction === "MAXIMIZE" ? "maximize" : "minimize"} ${study.spec?.objective?.metric ?? ""}`), stop),
-    );
-    if (study.message) head.append(h("p", { class: "muted small message" }, study.message));
+    const title = JSON.stringify([study.spec?.name, study.id, study.state, study.message, study.spec?.algorithm?.name, study.spec?.objective]);
+    if (title !== titleShown) {
+      titleShown = title;
+      const stop = h("button", { class: "button danger", id: "stop-study" }, "Stop study");
+      stop.hidden = !running;
+      stop.addEventListener("click", async () => {
+        if (!confirm(`Stop study ${study.spec?.name ?? studyId}? Its running trials are stopped.`)) return;
+        stop.setAttribute("disabled", "");
+        try {
+          await post(studyPath(studyId, "stop"));
+        } catch (error) {
+          alert((error as Error).message);
+          stop.removeAttribute("disabled");
+        }
+      });
+      head.replaceChildren(
+        h("div", {}, h("a", { href: "#/", class: "muted small" }, "← Studies"), h("h1", {}, study.spec?.name || study.id, " ", badge(study.state))),
+        h("div", { class: "head-right" }, h("span", { class: "muted small" }, `${study.id} · ${study.spec?.algorithm?.name ?? ""} · ${study.spec?.objective?.direction === "MAXIMIZE" ? "maximize" : "minimize"} ${study.spec?.objective?.metric ?? ""}`), stop),
+      );
+      if (study.message) head.append(h("p", { class: "muted small message" }, study.message));
+    }
     const best = study.best_trial;
-    const stat = (label: string, value: string | Node, sub = "") =>
-      h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), sub ? h("div", { class: "sub muted" }, sub) : "");
-    stats.replaceChildren(
-      stat("Progress", progressBar(num(row.progress)), `${(num(row.progress) * 100).toFixed(1)} %`),
-      stat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : ""),
-      stat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created"),
-      stat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps so far`),
-      stat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`),
-      stat("Elapsed", fmtDuration(elapsedOf(row))),
-      stat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—"),
-    );
+    const fraction = num(row.progress);
+    const width = `${Math.max(0, Math.min(1, fraction)) * 100}%`;
+    if (progressFill.style.width !== width) progressFill.style.width = width;
+    setStat("Progress", null, `${(fraction * 100).toFixed(1)} %`);
+    setStat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : "");
+    setStat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created");
+    setStat("Steps trained", fmtInt(executed), `of ${fmtInt(trialSteps)} trial steps so far`);
+    setStat("Steps saved", `${trialSteps > 0 ? ((1 - executed / trialSteps) * 100).toFixed(1) : "0"} %`, `${fmtInt(Math.max(0, trialSteps - executed))} steps`);
+    setStat("Elapsed", fmtDuration(elapsedOf(row)), "");
+    setStat("Time left", num(row.eta_seconds, -1) >= 0 ? fmtDuration(num(row.eta_seconds)) : "—", "");
     markOnce("hippo:summary");
   };
 
@@ -237,24 +258,62 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       if (ownCurves && (parts.trials.trials ?? []).some((r: Json) => num(r.trial?.id) === num(selected?.id))) refreshCurves();
     }
   };
+  // Events are taken in once per animation frame: the newest summary row and the newest of
+  // each chart, every trials page in order (or, after more than kHeldTrials of them, the table
+  // read again). A burst of events costs one redraw, and a hidden tab, whose frames do not
+  // run, draws nothing until it is shown again.
+  const kHeldTrials = 30;
+  let heldRow: Json | null = null;
+  let heldParts: Json | null = null;
+  let heldTrials: Json[] = [];
+  let askStudy = false;
+  let askTable = false;
+  let frame = 0;
+  const takeIn = () => {
+    frame = 0;
+    if (heldRow) {
+      row = heldRow;
+      renderHead();
+    } else if (askStudy) {
+      refreshStudy();
+    }
+    if (askTable) {
+      refreshTable();
+    }
+    const parts = heldParts;
+    const trials = askTable ? [] : heldTrials;
+    heldRow = heldParts = null;
+    heldTrials = [];
+    askStudy = askTable = false;
+    for (const page of trials) applyParts({ trials: page });
+    if (parts) applyParts(parts);
+  };
   const stop = subscribe((change) => {
     if (change.all) {
       all();
       return;
     }
     const changedRow = change.rows.get(studyId);
-    if (changedRow) {
-      // The summary came with the event: shown without asking.
-      row = changedRow;
-      renderHead();
-    } else if (change.studies.has(studyId)) {
-      refreshStudy();
+    // The summary came with the event: shown without asking.
+    if (changedRow) heldRow = changedRow;
+    else if (change.studies.has(studyId)) askStudy = true;
+    if (change.parts?.study_id === studyId) {
+      const { trials, ...charts } = change.parts;
+      if (trials) {
+        heldTrials.push(trials);
+        if (heldTrials.length > kHeldTrials) {
+          heldTrials = [];
+          askTable = true;
+        }
+      }
+      heldParts = { ...(heldParts ?? {}), ...charts };
     }
-    if (change.parts?.study_id === studyId) applyParts(change.parts);
+    if (!frame) frame = requestAnimationFrame(takeIn);
   }, `study=${encodeURIComponent(studyId)}`);
   const timer = setInterval(renderHead, 5000); // the elapsed clock
   return () => {
     stop();
+    cancelAnimationFrame(frame);
     clearInterval(timer);
     visibility.disconnect();
     document.removeEventListener("visibilitychange", onVisible);
