@@ -27,12 +27,23 @@ int64_t ClientPacing::Estimate(const AnswerEstimate& answer, int64_t request_byt
       0, std::min({estimate, answer.max_bytes, static_cast<int64_t>(std::min(admissible, 1e15))}));
 }
 
+int64_t ClientPacing::Work(const AnswerEstimate& answer, int64_t charged) const {
+  const int64_t items = std::clamp<int64_t>(answer.items, 0, int64_t{1} << 24);
+  const int64_t work = items * std::clamp<int64_t>(answer.work_bytes_per_item, 0, int64_t{1} << 32);
+  // Like the estimate, never above what an idle budget admits: a call is slowed, not refused.
+  const ByteBudgetOptions& options = budget_->options();
+  const double admissible =
+      options.burst_bytes + options.bytes_per_second * options.max_wait_seconds - charged;
+  return std::max<int64_t>(0, std::min(work, static_cast<int64_t>(std::min(admissible, 1e15))));
+}
+
 grpc::Status ClientPacing::Admit(grpc::ServerContext* context,
                                  const google::protobuf::Message& request,
                                  const AnswerEstimate& answer, int64_t* reserved) {
   const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
   const int64_t estimate = Estimate(answer, request_bytes);
-  const int64_t bytes = request_bytes + estimate;
+  const int64_t work = Work(answer, request_bytes + estimate);
+  const int64_t bytes = request_bytes + estimate + work;
   const std::optional<Clock::duration> wait = budget_->Charge(bytes, Clock::now());
   if (!wait) {
     ++refused_;
@@ -43,12 +54,13 @@ grpc::Status ClientPacing::Admit(grpc::ServerContext* context,
                                   : "requests and answers";
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("a request of ", request_bytes, " bytes with an answer of about ", estimate,
-                     " bytes: the coordinator takes ", which, " at ",
-                     options.bytes_per_second / (1 << 20),
-                     " MiB/s from all clients together, and more than ", options.max_wait_seconds,
-                     " s of them are queued: retry later, or send smaller ones (a smaller "
-                     "trainer.config, count or page_size)"));
+        absl::StrCat(
+            "a request of ", request_bytes, " bytes with an answer of about ", estimate, " bytes",
+            work > 0 ? absl::StrCat(" (and ", work, " for the work of making it)") : "",
+            ": the coordinator takes ", which, " at ", options.bytes_per_second / (1 << 20),
+            " MiB/s from all clients together, and more than ", options.max_wait_seconds,
+            " s of them are queued: retry later, or send smaller ones (a smaller "
+            "trainer.config, count or page_size)"));
   }
   // Below the budget's threshold nothing was charged: the answer is then charged as built.
   *reserved = bytes >= budget_->options().large_message_bytes ? estimate : 0;
@@ -58,13 +70,14 @@ grpc::Status ClientPacing::Admit(grpc::ServerContext* context,
   // A caller that gave up while it waited gets no work done: its request stays paid for, the
   // answer it will not take is given back.
   if (context->IsCancelled() || std::chrono::system_clock::now() >= context->deadline()) {
-    budget_->Refund(*reserved);
+    budget_->Refund(*reserved + work);
     *reserved = 0;
     return grpc::Status(grpc::StatusCode::CANCELLED,
                         "the call was cancelled, or its deadline passed, while it waited for its "
                         "share of the clients' byte budget");
   }
   answer_bytes_reserved_ += *reserved;
+  work_bytes_ += work;
   return grpc::Status::OK;
 }
 
@@ -97,6 +110,7 @@ ClientPacingStats ClientPacing::stats() const {
   stats.answer_bytes_reserved = answer_bytes_reserved_.load();
   stats.answer_bytes = answer_bytes_.load();
   stats.answer_bytes_over_estimate = answer_bytes_over_estimate_.load();
+  stats.work_bytes = work_bytes_.load();
   return stats;
 }
 

@@ -125,9 +125,11 @@ int64_t PageItems(int32_t page_size, size_t fallback, size_t max) {
 class StudyServiceImpl final
     : public v1::StudyService::WithCallbackMethod_WatchStudy<v1::StudyService::Service> {
  public:
-  StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget)
+  StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget,
+                   int64_t ask_work_bytes_per_trial)
       : engine_(engine),
         token_(std::move(token)),
+        ask_work_bytes_per_trial_(ask_work_bytes_per_trial),
         pacing_(budget),
         watchers_(engine, WatchStreams::Options()) {}
 
@@ -287,8 +289,9 @@ class StudyServiceImpl final
                    v1::AskResponse* response) override {
     // Charged for `count` trials before the engine makes any (the engine refuses a count whose
     // answer would pass kMaxReceiveMessageBytes, engine_ask_tell.cc).
-    const AnswerEstimate answer =
+    AnswerEstimate answer =
         Estimate("Ask", request->count(), kTrialGuessBytes, kMaxAnswerEstimateBytes);
+    answer.work_bytes_per_item = ask_work_bytes_per_trial_;
     return Paced(context, *request, answer, *response, [&](int64_t* items) {
       absl::StatusOr<v1::AskResponse> asked = engine_->Ask(request->study_id(), request->count());
       if (!asked.ok()) return ToGrpc(asked.status());
@@ -407,6 +410,7 @@ class StudyServiceImpl final
 
   Engine* engine_;
   std::string token_;
+  int64_t ask_work_bytes_per_trial_;
   ClientPacing pacing_;
   // Specs over the size limit, refused: the same rate as the clients' budget, apart from it.
   ByteBudget oversized_{ByteBudgetOptions()};
@@ -676,6 +680,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       !status.ok()) {
     return status;
   }
+  if (options.ask_work_bytes_per_trial < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ask_work_bytes_per_trial: must not be negative (got ",
+                     options.ask_work_bytes_per_trial, ")"));
+  }
   if (options.token.empty() && !options.insecure) {
     return absl::FailedPreconditionError(
         "no token: give one (--token-file FILE or HIPPO_TOKEN; by default `hippo server` makes "
@@ -711,7 +720,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->worker_budget_ = std::make_unique<ByteBudget>(options.worker_large_messages);
   server->client_budget_ = std::make_unique<ByteBudget>(options.client_large_messages);
   server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token,
-                                                              server->client_budget_.get());
+                                                              server->client_budget_.get(),
+                                                              options.ask_work_bytes_per_trial);
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(
       server->engine_.get(), options.token, server->worker_budget_.get());
   grpc::EnableDefaultHealthCheckService(true);

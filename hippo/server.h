@@ -60,6 +60,10 @@ struct ServerOptions {
   // positive, or a burst below large_message_bytes.
   ByteBudgetOptions worker_large_messages;
   ByteBudgetOptions client_large_messages = {.large_message_bytes = 1, .max_wait_seconds = 10};
+  // What an Ask is charged on the clients' budget per trial it asks for, on top of its answer,
+  // for the work of making the trial (client_pacing.h): at the default rate, about 400 trials a
+  // second for all clients together.
+  int64_t ask_work_bytes_per_trial = 2 << 10;
 };
 
 // Whether `address` (host:port) listens on loopback only.

@@ -26,11 +26,13 @@ namespace v1 = ::hippo::v1;
 using std::chrono::milliseconds;
 
 // A coordinator in this process on a loopback port whose clients' budget is `bytes_per_second`
-// with a 64 KiB burst; every other setting is the server's default (large_message_bytes
+// with a 64 KiB burst, and an Ask's trials charged `ask_work_bytes_per_trial` each for their
+// making (0: its answer alone); every other setting is the server's default (large_message_bytes
 // included).
 struct PacedServer {
-  explicit PacedServer(double bytes_per_second = 64 << 10) {
+  explicit PacedServer(double bytes_per_second = 64 << 10, int64_t ask_work_bytes_per_trial = 0) {
     ServerOptions options;
+    options.ask_work_bytes_per_trial = ask_work_bytes_per_trial;
     options.listen = "127.0.0.1:0";
     options.db_path = db;
     options.insecure = true;
@@ -201,6 +203,34 @@ TEST(ClientPacingTest, AnAskWhoseAnswerWouldPassTheReceiveLimitIsRefusedNamingCo
   // Within the bound, it answers.
   ASSERT_TRUE(AskFor(*coordinator.stub, study.id(), 10, &asked).ok());
   EXPECT_EQ(asked.trials_size(), 10);
+}
+
+// An Ask is charged per trial for the work of making it, besides its answer's bytes, before the
+// engine makes any: bytes alone let a client make thousands of trials a second for answers of a
+// few hundred bytes each.
+TEST(ClientPacingTest, AnAskIsChargedForTheWorkOfMakingItsTrials) {
+  constexpr int64_t kWork = 2 << 10;
+  PacedServer coordinator(/*bytes_per_second=*/64 << 10, kWork);
+  v1::Study study;
+  {
+    grpc::ClientContext context;
+    v1::CreateStudyRequest request;
+    *request.mutable_spec() = ExternalStudy();
+    ASSERT_TRUE(coordinator.stub->CreateStudy(&context, request, &study).ok());
+  }
+  constexpr int64_t kCount = 150;
+  const ClientPacingStats before = coordinator.server->client_pacing_stats();
+  const auto start = std::chrono::steady_clock::now();
+  v1::AskResponse asked;
+  const grpc::Status status = AskFor(*coordinator.stub, study.id(), kCount, &asked);
+  const double seconds = SecondsSince(start);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(asked.trials_size(), kCount);
+  const ClientPacingStats after = coordinator.server->client_pacing_stats();
+  EXPECT_EQ(after.work_bytes - before.work_bytes, kCount * kWork);
+  // 300 KiB of work alone, of which the 64 KiB burst pays at most all: at least 3.6 s at 64 KiB/s.
+  const double least = static_cast<double>(kCount * kWork - (64 << 10)) / (64 << 10);
+  EXPECT_GE(seconds, least * 0.9) << "the trials' making was not charged";
 }
 
 }  // namespace
