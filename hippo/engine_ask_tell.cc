@@ -13,10 +13,6 @@ using stage_tree::NodeId;
 
 namespace {
 
-// The most trials one Ask may request: the engine proposes them under its lock, so an unbounded
-// count would hold every other study up (docs/security.md).
-constexpr int64_t kMaxAskCount = 1000;
-
 // The most bytes one Ask's answer may hold: what a client takes by default, and the
 // coordinator's own receive limit. A trial's parameters take about what its study's search space
 // does (a name and a value each), so a study of many or long parameters is asked for fewer

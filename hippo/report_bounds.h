@@ -23,6 +23,11 @@ namespace hippo::coordinator {
 // each; no message carries a state: checkpoints travel as files).
 inline constexpr int kMaxReceiveMessageBytes = 4 << 20;
 
+// The most trials one Ask makes (AskRequest.count): the engine proposes them under its lock, so
+// an unbounded count would hold every other study up. It refuses a larger count before any work
+// (engine_ask_tell.cc), so the clients' budget charges it no work either (server.cc).
+inline constexpr int64_t kMaxAskCount = 1000;
+
 inline constexpr int kMaxReportsPerMessage = 256;  // Reports.messages
 inline constexpr int kMaxCachedStatesInHello = 10'000;
 inline constexpr int kMaxHelloDevices = 64;

@@ -291,7 +291,10 @@ class StudyServiceImpl final
     // answer would pass kMaxReceiveMessageBytes, engine_ask_tell.cc).
     AnswerEstimate answer =
         Estimate("Ask", request->count(), kTrialGuessBytes, kMaxAnswerEstimateBytes);
-    answer.work_bytes_per_item = ask_work_bytes_per_trial_;
+    // A count the engine refuses makes no trial, so its refusal names `count` at once.
+    if (request->count() >= 1 && request->count() <= kMaxAskCount) {
+      answer.work_bytes_per_item = ask_work_bytes_per_trial_;
+    }
     return Paced(context, *request, answer, *response, [&](int64_t* items) {
       absl::StatusOr<v1::AskResponse> asked = engine_->Ask(request->study_id(), request->count());
       if (!asked.ok()) return ToGrpc(asked.status());
