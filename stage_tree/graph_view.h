@@ -1,4 +1,5 @@
-// A Boost.Graph view of a StageTree: the scheduler's critical-path lengths and Graphviz export.
+// Whole-tree views of a StageTree: the scheduler's critical-path lengths (one pass over the
+// tree's links) and Graphviz export (through Boost.Graph).
 #ifndef HIPPO_STAGE_TREE_GRAPH_VIEW_H_
 #define HIPPO_STAGE_TREE_GRAPH_VIEW_H_
 
