@@ -22,13 +22,6 @@ Graph BuildGraph(const StageTree& tree) {
   return graph;
 }
 
-double OwnRemainingSteps(const NodeView& node) {
-  if (node.id == kRootNode) return 0;
-  if (node.recompute) return static_cast<double>(node.end - node.recompute_from);
-  if (node.state == StageState::kDone) return 0;
-  return static_cast<double>(node.end - node.start);
-}
-
 // Every node after all of its descendants, the root last. Node ids do not give that order (a
 // split's lower part takes a new id and the upper part's children), so the children are grouped
 // by parent (a counting sort of the parent links) and visited breadth first, then reversed.
@@ -51,6 +44,13 @@ std::vector<NodeId> BottomUpOrder(const std::vector<NodeView>& views) {
 }
 
 }  // namespace
+
+double OwnRemainingSteps(const NodeView& node) {
+  if (node.id == kRootNode) return 0;
+  if (node.recompute) return static_cast<double>(node.end - node.recompute_from);
+  if (node.state == StageState::kDone) return 0;
+  return static_cast<double>(node.end - node.start);
+}
 
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step) {
   return RemainingCriticalPath(tree, seconds_per_step, {});

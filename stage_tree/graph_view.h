@@ -10,6 +10,10 @@
 
 namespace hippo::stage_tree {
 
+// The steps a node still has to train: none when it is done (or the root), its rerun when it
+// is a recompute stage, else all of them.
+double OwnRemainingSteps(const NodeView& node);
+
 // For every node (indexed by NodeId), the cost of the longest chain of work still to do from
 // that node down to a leaf: its own remaining cost plus the largest value among its children.
 // A node's own remaining cost is (end - start) * seconds_per_step unless it is done (0); a
