@@ -36,9 +36,9 @@ class WorkerChannel {
 // included), so that a large budget.max_trials is planned in windows (a study of 10^9 trials
 // costs what one of 4096 does until they train), not inside CreateStudy. Without a
 // max_parallel_trials at or below it, the window is refilled (up to this many running again)
-// only once half of it has ended, i.e. at most kMaxTrialsPlannedAhead / 2 trials still run: new
-// trials make the stage priorities be computed again over the whole tree, so refilling trial by
-// trial would cost that on every end (engine_studies.cc, RunPlan). With a smaller
+// only once half of it has ended, i.e. at most kMaxTrialsPlannedAhead / 2 trials still run, so
+// that the algorithm is asked once per half window, not on every end (engine_studies.cc,
+// RunPlan). With a smaller
 // max_parallel_trials, a trial is asked for as each one ends. Far above the workers one
 // coordinator serves, so no worker waits for it.
 inline constexpr int64_t kMaxTrialsPlannedAhead = 4096;

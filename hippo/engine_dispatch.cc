@@ -167,25 +167,44 @@ std::vector<double> EngineImpl::Continuations(const FamilyState& family) const {
     const auto& [study_index, number] = family.OwnerOf(tree_trial);
     if (study_index == FamilyState::kNoStudy) continue;  // of a deleted study
     const StudyState& study = *studies_[study_index];
-    if (study.record.state != v1::STUDY_RUNNING) continue;
-    const TrialState& trial = study.trials[number];
-    const int64_t max_steps = study.spec.budget().max_steps();
-    if (trial.state != v1::TRIAL_RUNNING || trial.target >= max_steps) continue;
+    const double steps = ContinuationOf(family, study, study.trials[number]);
+    if (steps == 0) continue;
     const NodeId leaf = family.tree().Leaf(tree_trial);
     if (continuation.size() <= leaf) continuation.resize(leaf + 1, 0.0);
-    continuation[leaf] =
-        std::max(continuation[leaf],
-                 static_cast<double>(max_steps - trial.target) * family.seconds_per_step());
+    continuation[leaf] = std::max(continuation[leaf], steps);
   }
   return continuation;
+}
+
+double EngineImpl::ContinuationOf(const FamilyState& family, const StudyState& study,
+                                  const TrialState& trial) const {
+  const int64_t max_steps = study.spec.budget().max_steps();
+  if (family.trial_by_trial() || study.record.state != v1::STUDY_RUNNING ||
+      trial.state != v1::TRIAL_RUNNING || trial.target >= max_steps) {
+    return 0;
+  }
+  return static_cast<double>(max_steps - trial.target);
+}
+
+void EngineImpl::KeepPrioritiesAfterInsert(FamilyState& family, const StudyState& study,
+                                           const TrialState& trial,
+                                           const std::vector<stage_tree::SplitResult>& splits) {
+  const std::vector<NodeId> changed =
+      family.AddTrialPriorities(trial.tree_trial, splits, ContinuationOf(family, study, trial));
+  if (family.client_trained()) return;
+  for (NodeId node : changed) {
+    if (family.tree().node(node).state == StageState::kReady) {
+      ready_.Push(QueuedStage{family.id(), node}, family.Priority(node));
+    }
+  }
 }
 
 void EngineImpl::RefreshPriorities() {
   bool any = false;
   for (auto& family : families_) {
     if (!family->priorities_dirty()) continue;
-    family->SetPriorities(stage_tree::RemainingCriticalPath(
-        family->tree(), family->seconds_per_step(), Continuations(*family)));
+    family->SetPriorities(
+        stage_tree::RemainingCriticalPath(family->tree(), 1.0, Continuations(*family)));
     any = true;
   }
   if (!any) return;

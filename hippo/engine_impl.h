@@ -322,7 +322,17 @@ class EngineImpl {
   // Per node, the work that may still follow it: a running trial ending there below its
   // study's max_steps may be extended (a rung, a round, an exploit boundary) up to max_steps.
   // Counting it ranks the stages whose results decide the most work first.
+  // Both in steps.
   std::vector<double> Continuations(const FamilyState& family) const;
+  double ContinuationOf(const FamilyState& family, const StudyState& study,
+                        const TrialState& trial) const;
+  // After AddTrial inserted `trial` into `family`'s tree, with the priorities current before:
+  // updates them along the trial's path and requeues the ready stages whose priority changed,
+  // instead of a computation over the whole tree at the next dispatch (which made every new
+  // trial of a large family cost time linear in the family's size).
+  void KeepPrioritiesAfterInsert(FamilyState& family, const StudyState& study,
+                                 const TrialState& trial,
+                                 const std::vector<stage_tree::SplitResult>& splits);
   // Recomputes stale priorities and, if any changed, rebuilds the ready queue.
   void RefreshPriorities();
 

@@ -166,8 +166,8 @@ absl::Status EngineImpl::RunPlan(size_t study_index, store::WriteBatch& batch, O
     const bool windowed = limit <= 0 || limit > kMaxTrialsPlannedAhead;
     int64_t capacity =
         std::max<int64_t>(0, (windowed ? kMaxTrialsPlannedAhead : limit) - study.running_trials);
-    // A window is refilled once half of it has ended, not trial by trial: new trials make the
-    // stage priorities be computed again over the whole tree (RefreshPriorities).
+    // A window is refilled once half of it has ended, not trial by trial (engine.h,
+    // kMaxTrialsPlannedAhead).
     if (windowed && study.running_trials > kMaxTrialsPlannedAhead / 2) capacity = 0;
     const int64_t reached_before = targets_reached_;
     const int64_t failed_before = failed_at_once_;
@@ -329,6 +329,7 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
   // A new family's stages are charged to this study (before Insert queues its first stage).
   if ((*family)->owned_trials() == 0) ready_.SetGroup((*family)->id(), ShareGroup(study_index));
   std::vector<stage_tree::SplitResult> splits;
+  const bool priorities_current = !(*family)->priorities_dirty();
   absl::StatusOr<stage_tree::TrialId> tree_trial =
       (*family)->tree().Insert(plan->sequences, request.target, &splits);
   if (!tree_trial.ok()) return tree_trial.status();
@@ -358,6 +359,7 @@ absl::Status EngineImpl::AddTrial(size_t study_index, const search_algos::Reques
   trial.state = v1::TRIAL_STATE_UNSPECIFIED;
   AppendTrial(study, std::move(trial), std::move(configuration));
   SetTrialState(study, number, v1::TRIAL_RUNNING);
+  if (priorities_current) KeepPrioritiesAfterInsert(**family, study, study.trials[number], splits);
   batch.trials.push_back(TrialRecordOf(study_index, number));
   if (client_trained) {
     // The client trains it: its one stage runs from now until the client ends the trial.

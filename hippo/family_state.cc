@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "stage_tree/graph_view.h"
 
 namespace hippo::coordinator {
 
@@ -111,8 +112,7 @@ absl::Status FamilyState::Cut(NodeId node, Step step) {
     // and the tree need not be walked again.
     const stage_tree::NodeView upper = tree_->node(node);
     priorities_.resize(tree_->node_count(), 0.0);
-    priorities_[split->lower] =
-        before - static_cast<double>(upper.end - upper.start) * seconds_per_step_;
+    priorities_[split->lower] = before - static_cast<double>(upper.end - upper.start);
     priorities_dirty_ = false;
   }
   return absl::OkStatus();
@@ -134,13 +134,65 @@ void FamilyState::MeasureStepTime(double seconds, int64_t steps) {
   seconds_per_step_ = 0.8 * seconds_per_step_ + 0.2 * measured;
 }
 
-void FamilyState::SetPriorities(std::vector<double> priorities) {
-  priorities_ = std::move(priorities);
+void FamilyState::SetPriorities(std::vector<double> steps) {
+  priorities_ = std::move(steps);
   priorities_dirty_ = false;
 }
 
+std::vector<NodeId> FamilyState::AddTrialPriorities(
+    stage_tree::TrialId trial, const std::vector<stage_tree::SplitResult>& splits,
+    double continuation_steps) {
+  std::vector<NodeId> changed;
+  constexpr double kNone = -1;  // a node added by the insertion has no value yet
+  const size_t known = priorities_.size();
+  priorities_.resize(tree_->node_count(), kNone);
+  for (const stage_tree::SplitResult& split : splits) {
+    const stage_tree::NodeView upper = tree_->node(split.upper);
+    if (split.action == stage_tree::SplitAction::kRecomputeScheduled || upper.recompute ||
+        tree_->node(split.lower).recompute) {
+      priorities_dirty_ = true;
+      return {};
+    }
+    // The node's own steps above the split counted in its value unless it was done; the
+    // lower part has the rest of the node and everything that followed it.
+    const bool counted = split.action != stage_tree::SplitAction::kNone ||
+                         upper.state != stage_tree::StageState::kDone;
+    priorities_[split.lower] =
+        priorities_[split.upper] - (counted ? static_cast<double>(upper.end - upper.start) : 0);
+    changed.push_back(split.lower);
+  }
+  // From the trial's leaf up: each value is the larger of what it was and the node's own steps
+  // plus the value below it on the path; where it does not grow, nothing above it does.
+  double below = continuation_steps;
+  const std::vector<NodeId> path = tree_->Path(trial);
+  bool grew_to_root = true;
+  for (auto node = path.rbegin(); node != path.rend(); ++node) {
+    const double value = stage_tree::OwnRemainingSteps(tree_->node(*node)) + below;
+    if (priorities_[*node] != kNone && priorities_[*node] >= value) {
+      grew_to_root = false;
+      break;
+    }
+    priorities_[*node] = value;
+    changed.push_back(*node);
+    below = value;
+  }
+  if (grew_to_root) {
+    priorities_[stage_tree::kRootNode] = std::max(priorities_[stage_tree::kRootNode], below);
+  }
+  // Every node the insertion added is a split's lower part or on the path; should the tree
+  // ever add another, the whole computation gives it its value.
+  for (size_t node = known; node < priorities_.size(); ++node) {
+    if (priorities_[node] == kNone) {
+      priorities_dirty_ = true;
+      return {};
+    }
+  }
+  priorities_dirty_ = false;
+  return changed;
+}
+
 double FamilyState::Priority(NodeId node) const {
-  return node < priorities_.size() ? priorities_[node] : seconds_per_step_;
+  return node < priorities_.size() ? priorities_[node] * seconds_per_step_ : seconds_per_step_;
 }
 
 void FamilyState::SetOwner(stage_tree::TrialId tree_trial, Owner owner) {

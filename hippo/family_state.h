@@ -175,10 +175,21 @@ class FamilyState {
   bool priorities_dirty() const { return priorities_dirty_; }
   // The priorities no longer hold (the tree or the continuations below it changed).
   void InvalidatePriorities() { priorities_dirty_ = true; }
-  // The remaining critical path of every node, by node id; the priorities are current after it.
-  void SetPriorities(std::vector<double> priorities);
-  // The priority of `node` in the ready queue: its remaining critical path, or one step's cost
-  // for a node newer than the last computation.
+  // The remaining critical path of every node in steps, by node id; the priorities are current
+  // after it.
+  void SetPriorities(std::vector<double> steps);
+  // After the insertion of `trial` (whose continuation, the steps it may still be extended by,
+  // is `continuation_steps`) made `splits`, with the priorities current before it: brings them
+  // up to date without a walk of the whole tree and returns the nodes whose priority changed.
+  // An insertion only adds work, so a value can only grow, and only along the new trial's
+  // path; a split's lower part keeps what followed the node. Splits that rerun work (a done
+  // node without the state at the split step) are left to a whole computation: the priorities
+  // stay stale and nothing is returned.
+  std::vector<stage_tree::NodeId> AddTrialPriorities(
+      stage_tree::TrialId trial, const std::vector<stage_tree::SplitResult>& splits,
+      double continuation_steps);
+  // The priority of `node` in the ready queue: its remaining critical path in seconds (at the
+  // current cost of a step), or one step's cost for a node newer than the last computation.
   double Priority(stage_tree::NodeId node) const;
 
   // ---- The trials of the tree: the study (index in the engine) and trial number of each.
@@ -213,7 +224,7 @@ class FamilyState {
   std::set<int64_t> breakpoints_;
   double seconds_per_step_ = 1.0;
   bool priorities_dirty_ = true;
-  std::vector<double> priorities_;  // by node id
+  std::vector<double> priorities_;  // remaining critical path in steps, by node id
 };
 
 }  // namespace hippo::coordinator

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "boost/graph/adjacency_list.hpp"
 #include "boost/graph/graphviz.hpp"
-#include "boost/graph/topological_sort.hpp"
 
 namespace hippo::stage_tree {
 namespace {
@@ -23,6 +22,29 @@ Graph BuildGraph(const StageTree& tree) {
   return graph;
 }
 
+// Every node after all of its descendants, the root last. Node ids do not give that order (a
+// split's lower part takes a new id and the upper part's children), so the children are grouped
+// by parent (a counting sort of the parent links) and visited breadth first, then reversed.
+std::vector<NodeId> BottomUpOrder(const std::vector<NodeView>& views) {
+  std::vector<size_t> first(views.size() + 1, 0);  // children of p: [first[p], first[p + 1])
+  for (NodeId node = 1; node < views.size(); ++node) ++first[views[node].parent + 1];
+  for (size_t i = 1; i < first.size(); ++i) first[i] += first[i - 1];
+  std::vector<NodeId> children(views.empty() ? 0 : views.size() - 1);
+  std::vector<size_t> next(first.begin(), first.end() - 1);
+  for (NodeId node = 1; node < views.size(); ++node) children[next[views[node].parent]++] = node;
+  std::vector<NodeId> order;
+  order.reserve(views.size());
+  order.push_back(kRootNode);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const NodeId node = order[i];
+    order.insert(order.end(), children.begin() + first[node], children.begin() + first[node + 1]);
+  }
+  std::reverse(order.begin(), order.end());
+  return order;
+}
+
+}  // namespace
+
 double OwnRemainingSteps(const NodeView& node) {
   if (node.id == kRootNode) return 0;
   if (node.recompute) return static_cast<double>(node.end - node.recompute_from);
@@ -30,27 +52,27 @@ double OwnRemainingSteps(const NodeView& node) {
   return static_cast<double>(node.end - node.start);
 }
 
-}  // namespace
-
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step) {
   return RemainingCriticalPath(tree, seconds_per_step, {});
 }
 
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step,
                                           const std::vector<double>& continuation) {
-  const Graph graph = BuildGraph(tree);
-  // topological_sort writes vertices in reverse topological order: children before parents.
-  std::vector<Graph::vertex_descriptor> order;
-  order.reserve(tree.node_count());
-  boost::topological_sort(graph, std::back_inserter(order));
-  std::vector<double> remaining(tree.node_count(), 0.0);
-  for (Graph::vertex_descriptor vertex : order) {
-    const auto node = static_cast<NodeId>(vertex);
-    double below = node < continuation.size() ? continuation[node] : 0;
-    for (auto [edge, end] = boost::out_edges(vertex, graph); edge != end; ++edge) {
-      below = std::max(below, remaining[boost::target(*edge, graph)]);
+  // Linear, with a few allocations in all: the coordinator calls this as trials are added, and
+  // a Boost graph built for it (an allocation per edge) dominated dispatch on large trees.
+  std::vector<NodeView> views;
+  views.reserve(tree.node_count());
+  for (NodeId node = 0; node < tree.node_count(); ++node) views.push_back(tree.node(node));
+  std::vector<double> remaining(views.size(), 0.0);
+  std::vector<double> below(views.size(), 0.0);  // the longest value among a node's children
+  for (NodeId node : BottomUpOrder(views)) {
+    const double after =
+        std::max(below[node], node < continuation.size() ? continuation[node] : 0.0);
+    remaining[node] = OwnRemainingSteps(views[node]) * seconds_per_step + after;
+    if (node != kRootNode) {
+      const NodeId parent = views[node].parent;
+      below[parent] = std::max(below[parent], remaining[node]);
     }
-    remaining[node] = OwnRemainingSteps(tree.node(node)) * seconds_per_step + below;
   }
   return remaining;
 }

@@ -1,4 +1,5 @@
-// A Boost.Graph view of a StageTree: the scheduler's critical-path lengths and Graphviz export.
+// Whole-tree views of a StageTree: the scheduler's critical-path lengths (one pass over the
+// tree's links) and Graphviz export (through Boost.Graph).
 #ifndef HIPPO_STAGE_TREE_GRAPH_VIEW_H_
 #define HIPPO_STAGE_TREE_GRAPH_VIEW_H_
 
@@ -8,6 +9,10 @@
 #include "stage_tree/stage_tree.h"
 
 namespace hippo::stage_tree {
+
+// The steps a node still has to train: none when it is done (or the root), its rerun when it
+// is a recompute stage, else all of them.
+double OwnRemainingSteps(const NodeView& node);
 
 // For every node (indexed by NodeId), the cost of the longest chain of work still to do from
 // that node down to a leaf: its own remaining cost plus the largest value among its children.

@@ -9,9 +9,10 @@
 //      Chromium pages of the running study whose browser runs at the lowest CPU priority while
 //      they watch (SCHED_IDLE: it takes only CPU the coordinator and workers leave idle, as
 //      browsers on the users' own machines would), and with 10 at normal priority (the same
-//      cores, the worst case), in alternating rounds; the coordinator's CPU per trial, and the
+//      cores, the worst case), each once a round in an order rotated from round to round; the
+//      coordinator's CPU per trial, and the
 //      browsers' CPU (each page's renderer, and the browser's other processes) in each.
-// Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 3] [--seconds 20]
+// Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 4] [--seconds 20]
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
 import { execFileSync } from "node:child_process";
@@ -24,7 +25,7 @@ import { api, eventually, playwright, startServer, startWorker, stopAll, submit 
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
-  options: { db: { type: "string" }, "page-runs": { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "20" }, out: { type: "string", default: "" } },
+  options: { db: { type: "string" }, "page-runs": { type: "string", default: "5" }, rounds: { type: "string", default: "4" }, seconds: { type: "string", default: "20" }, out: { type: "string", default: "" } },
 });
 if (!args.db || !existsSync(args.db)) {
   console.error(`--db: give the store made by: hippo run ${path.join(here, "random_100k.yaml")} --db BIG.db --workers 4`);
@@ -319,17 +320,30 @@ async function launch(executablePath) {
 for (const p of browserProcesses(process.pid)) launchedBrowsers.add(p.pid); // the server, workers, the first part's browser
 const pagesBrowser = await launch("/usr/bin/chromium");
 const idlePagesBrowser = await launch("/usr/bin/chromium");
+// Each round measures every kind once, in an order rotated from round to round, so that each
+// kind takes each place in turn: the running study grows all along, and whatever that or the
+// machine's load changes over a round does not always fall on the same kind.
+const measure = {
+  none: () => rate(seconds, "none"),
+  node: async () => {
+    const controller = new AbortController();
+    for (let i = 0; i < 10; i++) nodeDashboard(server.url, running, controller.signal);
+    await new Promise((r) => setTimeout(r, 3000));
+    const measured = await rate(seconds, "node");
+    controller.abort();
+    return measured;
+  },
+  chromium_idle: () => watchWithPages(idlePagesBrowser, "chromium_idle"),
+  chromium: () => watchWithPages(pagesBrowser, "chromium"),
+};
+results.orders = [];
 for (let round = 0; round < Number(args.rounds); round++) {
-  await new Promise((r) => setTimeout(r, 22000));
-  rounds.none.push(await rate(seconds, "none"));
-  const controller = new AbortController();
-  for (let i = 0; i < 10; i++) nodeDashboard(server.url, running, controller.signal);
-  await new Promise((r) => setTimeout(r, 3000));
-  rounds.node.push(await rate(seconds, "node"));
-  controller.abort();
-  // The two priorities in turn first, so that neither always follows the other.
-  const order = round % 2 === 0 ? ["chromium_idle", "chromium"] : ["chromium", "chromium_idle"];
-  for (const kind of order) rounds[kind].push(await watchWithPages(kind === "chromium" ? pagesBrowser : idlePagesBrowser, kind));
+  const order = [...KINDS.slice(round % KINDS.length), ...KINDS.slice(0, round % KINDS.length)];
+  results.orders.push(order);
+  for (const kind of order) {
+    await new Promise((r) => setTimeout(r, 8000)); // what the previous kind started settles
+    rounds[kind].push(await measure[kind]());
+  }
 }
 await idlePagesBrowser.close();
 await pagesBrowser.close();

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace hippo::stage_tree {
 namespace {
 
@@ -45,6 +47,42 @@ TEST(GraphViewTest, AContinuationMakesAShortBranchThatMayGrowOutrankALongerOne) 
   EXPECT_GT(RemainingCriticalPath(tree, 1.0, continuation)[short_branch], remaining[long_branch]);
   // Without continuations it is the plain critical path.
   EXPECT_EQ(RemainingCriticalPath(tree, 1.0, {}), RemainingCriticalPath(tree, 1.0));
+}
+
+// The definition, by recursion over the tree's children.
+double Reference(const StageTree& tree, NodeId node, double seconds_per_step) {
+  const NodeView view = tree.node(node);
+  double below = 0;
+  for (NodeId child : tree.Children(node)) {
+    below = std::max(below, Reference(tree, child, seconds_per_step));
+  }
+  const double own = node == kRootNode || view.state == StageState::kDone
+                         ? 0.0
+                         : static_cast<double>(view.end - view.start);
+  return own * seconds_per_step + below;
+}
+
+TEST(GraphViewTest, ParentsWithLargerIdsThanTheirChildrenAreComputedAfterThem) {
+  StageTree tree("family", {"lr"});
+  // A trial of 100 steps, then trials branching off at 50, 80 and 20: the split at 20 gives
+  // [20, 50) a new id above those of the nodes below it, which it takes as its children.
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.1, 99), 100).ok());
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.05, 50), 100).ok());
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.02, 80), 90).ok());
+  const TrialId late = *tree.Insert(Constant(0.1, 0.01, 20), 30);
+  bool parent_above_child = false;
+  for (NodeId node = 1; node < tree.node_count(); ++node) {
+    parent_above_child |= tree.node(node).parent > node;
+  }
+  ASSERT_TRUE(parent_above_child) << "the tree no longer has the shape this test needs";
+  ASSERT_TRUE(tree.MarkRunning(tree.Path(late)[0]).ok());
+  ASSERT_TRUE(tree.MarkDone(tree.Path(late)[0]).ok());
+  const std::vector<double> remaining = RemainingCriticalPath(tree, 1.5);
+  ASSERT_EQ(remaining.size(), tree.node_count());
+  for (NodeId node = 0; node < tree.node_count(); ++node) {
+    EXPECT_DOUBLE_EQ(remaining[node], Reference(tree, node, 1.5)) << "node " << node;
+  }
+  EXPECT_DOUBLE_EQ(remaining[kRootNode], 80 * 1.5);  // [20, 100) of the first trial
 }
 
 TEST(GraphViewTest, DotHasOneVertexPerStageAndOneEdgePerChild) {
