@@ -20,8 +20,8 @@ def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
     subprocess.run(
         [sys.executable, SCRIPT, "--hippo", hippo_binary(), "--models", "mlp", "--workers", "1",
          "--runs", "1", "--epochs", "2", "--initial", "0.1", "--milestones", "1",
-         "--gamma", "0.1,0.5", "--asha-min-resource", "1", "--reduction-factor", "2",
-         "--asha-trials", "3", "--train-limit", "128", "--val-limit", "128",
+         "--gamma", "0.1,0.5", "--grid-gamma", "0.1,0.5", "--asha-min-resource", "1",
+         "--reduction-factor", "2", "--asha-trials", "3", "--train-limit", "128", "--val-limit", "128",
          "--overhead-trials", "5", "--out", str(out)],
         check=True, timeout=1200, cwd=tmp_path)
     summary = json.loads(out.read_text())
