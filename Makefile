@@ -67,8 +67,8 @@ bench-dashboard: build
 	@benchmarks/dashboard/run_benchmark.sh $(BUILD_DIR)
 
 # Hippo (merging on), Hippo --no-merge and Optuna 3.1 on the same PyTorch study, grid, ASHA and
-# Hyperband, MLP and CNN, 1 and 2 workers, medians of 3 runs (benchmarks/vs_optuna; about 20
-# minutes on a quiet machine). Quicker: make bench-vs-optuna ARGS="--runs 1"
+# Hyperband, MLP and CNN, 1 and 2 workers, medians of 3 runs (benchmarks/vs_optuna; about 45
+# minutes on the 2-core machine). One run: ARGS="--runs 1 --first-run N --out FILE"
 bench-vs-optuna: build python
 	@$(BUILD_DIR)/venv/bin/python benchmarks/vs_optuna/run_benchmark.py --hippo $(BUILD_DIR)/cli/hippo \
 	  --out $(BUILD_DIR)/vs_optuna_benchmark.json $(ARGS)

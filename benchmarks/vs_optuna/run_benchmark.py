@@ -122,8 +122,8 @@ class Session:
         handle = self.client.create_study(spec, no_merge=no_merge)
         handle.wait()
         wall = time.perf_counter() - started
-        stages = timeline.summarise(timeline.read_stages(log + ".stages"), clock, clock + wall,
-                                    self.workers)
+        records = timeline.read_stages(log + ".stages")
+        stages = timeline.summarise(records, clock, clock + wall, self.workers)
         cpu = cpu_seconds(pids) - cpu
         if handle.state != "COMPLETED":
             raise SystemExit(f"Hippo study {tag} ended {handle.state}: {handle.info.message}")
@@ -132,7 +132,8 @@ class Session:
         points = read_points(self.server.db, handle.id)
         configs, finals = [], {}
         for trial in trials:
-            config = study.config_of_point(points[trial.number], trial.params["lr"].values())
+            config = study.config_of_point(algorithm, points[trial.number],
+                                           trial.params["lr"].values())
             configs.append(config)
             last = dict(trial.history("val_accuracy")).get(study.epochs - 1)
             if last is not None:
@@ -141,7 +142,9 @@ class Session:
         steps = {name: getattr(tree, name, None)
                  for name in ("trial_steps", "unique_steps", "executed_steps",
                               "recomputed_steps")}
-        return self._result(log, wall, cpu, load, configs, finals, steps, stages)
+        result = self._result(log, wall, cpu, load, configs, finals, steps, stages)
+        result["stage_log"] = timeline.relative(records, clock)
+        return result
 
     def run_optuna(self, study, algorithm, model, configs, tag):
         import optuna
@@ -149,7 +152,7 @@ class Session:
         log = os.path.join(self.scratch, f"{tag}.epochs")
         storage = os.path.join(self.scratch, tag + ".journal")
         pids = [w.pid for w in self.optuna_workers]
-        command = {"storage": storage, "study": tag, "space": study.optuna_space(),
+        command = {"storage": storage, "study": tag, "space": study.optuna_space(algorithm),
                    "sampler": "grid" if algorithm == "grid" else "random",
                    "pruner": study.optuna_pruner(algorithm), "model": model,
                    "epochs": study.epochs, "batch_size": study.batch_size, "seed": study.seed,
@@ -224,18 +227,21 @@ def main():
                              "an earlier invocation's")
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="run nothing: print the tables of these files' runs together")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--initial", type=number_list(float), default=[0.1, 0.02])
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--initial", type=number_list(float), default=[0.1, 0.05, 0.02])
     parser.add_argument("--milestones", type=lambda t: [[int(m) for m in c.split("-")]
                                                         for c in t.split(",")],
-                        default=[[2], [4]], help="choices, e.g. 2,4 or 2-4,3")
-    parser.add_argument("--gamma", type=number_list(float), default=[0.1, 0.3])
+                        default=[[3], [6], [3, 6]], help="choices, e.g. 3,6,3-6")
+    parser.add_argument("--gamma", type=number_list(float), default=[0.1, 0.3, 0.5])
+    parser.add_argument("--grid-gamma", type=number_list(float), default=[0.1],
+                        help="the grid's gamma choices (default 0.1: a grid over initial rate "
+                             "x milestones; empty: --gamma's, the whole space)")
     parser.add_argument("--reduction-factor", type=int, default=3)
-    parser.add_argument("--asha-min-resource", type=int, default=2)
-    parser.add_argument("--asha-trials", type=int, default=12)
+    parser.add_argument("--asha-min-resource", type=int, default=1)
+    parser.add_argument("--asha-trials", type=int, default=27)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-limit", type=int, default=1200)
+    parser.add_argument("--train-limit", type=int, default=1000)
     parser.add_argument("--val-limit", type=int, default=300)
     parser.add_argument("--overhead-trials", type=int, default=200,
                         help="trials of the service-overhead loop per system (0: skip)")

@@ -12,13 +12,19 @@ class Study:
     """Schedules lr(epoch) = initial * gamma^(milestones passed) over `epochs` epochs, with
     `initial`, `milestones` (lists of epochs) and `gamma` drawn from the given choices.
     Schedules with the same initial rate are equal up to their first milestone: Hippo trains
-    that prefix once and forks."""
+    that prefix once and forks.
+
+    ASHA and Hyperband draw from the whole space. The grid covers the space with `gamma`
+    replaced by `grid_gamma` (by default one value: a grid over initial rate x milestones), since
+    a grid trains every configuration to the end: the whole space's grid alone would cost more
+    than the other two algorithms together."""
 
     def __init__(self, args):
         self.epochs = args.epochs
         self.initial = args.initial
         self.milestones = args.milestones
         self.gamma = args.gamma
+        self.grid_gamma = args.grid_gamma or args.gamma
         self.batch_size = args.batch_size
         self.seed = args.seed
         self.train_limit, self.val_limit = args.train_limit, args.val_limit
@@ -34,30 +40,42 @@ class Study:
                                  f"(0, --epochs {self.epochs})")
         # Every configuration by its lr per epoch: distinct schedules, or the study is moot.
         self._by_values = {}
-        for config in self.configs():
+        for config in self.configs("asha"):
             values = tuple(self.lr(config, e) for e in range(self.epochs))
             if values in self._by_values:
                 raise SystemExit(f"configurations {self._by_values[values]} and {config} give "
                                  f"the same schedule: make the choices distinct")
             self._by_values[values] = config
+        for config in self.configs("grid"):
+            values = tuple(self.lr(config, e) for e in range(self.epochs))
+            if self._by_values.setdefault(values, config) != config:
+                raise SystemExit(f"configurations {self._by_values[values]} and {config} give "
+                                 f"the same schedule: make the choices distinct")
 
-    def configs(self):
-        """Every configuration (initial, milestones as "a-b", gamma), in Hippo's grid order
-        (the last parameter varying fastest)."""
+    def choices(self, algorithm):
+        """{"initial", "milestones", "gamma"}: the choices of `algorithm`'s space."""
+        return {"initial": self.initial, "milestones": self.milestones,
+                "gamma": self.grid_gamma if algorithm == "grid" else self.gamma}
+
+    def configs(self, algorithm):
+        """Every configuration (initial, milestones as "a-b", gamma) of `algorithm`'s space, in
+        Hippo's grid order (the last parameter varying fastest)."""
+        c = self.choices(algorithm)
         return [(i, "-".join(map(str, m)), g)
-                for i, m, g in itertools.product(self.initial, self.milestones, self.gamma)]
+                for i, m, g in itertools.product(c["initial"], c["milestones"], c["gamma"])]
 
     def lr(self, config, epoch):
         initial, milestones, gamma = config
         return training.step_decay(initial, [int(m) for m in milestones.split("-")], gamma,
                                    epoch)
 
-    def config_of_point(self, point, schedule):
-        """The configuration of a Hippo trial. Its point holds one value per dimension with
-        more than one choice, in the order the coordinator's space builder adds a step decay's
-        components (initial, gamma, milestones). `schedule`, the trial's lr per epoch as far as
-        it is trained, must agree with it."""
-        choices = {"initial": self.initial, "gamma": self.gamma, "milestones": self.milestones}
+    def config_of_point(self, algorithm, point, schedule):
+        """The configuration of a Hippo trial of `algorithm`. Its point holds one value per
+        dimension with more than one choice, in the order the coordinator's space builder adds a
+        step decay's components (initial, gamma, milestones). `schedule`, the trial's lr per
+        epoch as far as it is trained, must agree with it."""
+        space = self.choices(algorithm)
+        choices = {name: space[name] for name in ("initial", "gamma", "milestones")}
         dimensions = [name for name, values in choices.items() if len(values) > 1]
         if len(point) != len(dimensions):
             raise ValueError(f"point {point}: expected values of {dimensions}")
@@ -65,8 +83,8 @@ class Study:
         values.update(zip(dimensions, point))
         config = (values["initial"], "-".join(str(int(m)) for m in values["milestones"]),
                   values["gamma"])
-        if config not in self._by_values.values():
-            raise ValueError(f"point {point} is none of the study's configurations")
+        if config not in self.configs(algorithm):
+            raise ValueError(f"point {point} is none of the {algorithm} study's configurations")
         expected = [self.lr(config, e) for e in range(len(schedule))]
         if expected != list(schedule):
             raise ValueError(f"point {point} gives lr {expected}, the trial trained {schedule}")
@@ -75,6 +93,7 @@ class Study:
     # -- Hippo ---------------------------------------------------------------------------------
 
     def hippo_spec(self, name, algorithm, model, epoch_log):
+        choices = self.choices(algorithm)
         algorithms = {
             "grid": {"name": "grid"},
             "asha": {"name": "asha", "seed": self.seed,
@@ -95,9 +114,9 @@ class Study:
                                    "train_limit": self.train_limit,
                                    "val_limit": self.val_limit, "epoch_log": epoch_log}},
             "search_space": {"parameters": [{"name": "lr", "sequence": {"step_decay": {
-                "initial": {"choices": {"values": self.initial}},
-                "milestones": {"choices": [{"steps": m} for m in self.milestones]},
-                "gamma": {"choices": {"values": self.gamma}},
+                "initial": {"choices": {"values": choices["initial"]}},
+                "milestones": {"choices": [{"steps": m} for m in choices["milestones"]]},
+                "gamma": {"choices": {"values": choices["gamma"]}},
             }}}]},
             "algorithm": algorithms[algorithm],
             "budget": budget,
@@ -105,10 +124,11 @@ class Study:
 
     # -- Optuna --------------------------------------------------------------------------------
 
-    def optuna_space(self):
-        return {"initial": list(self.initial),
-                "milestones": ["-".join(map(str, m)) for m in self.milestones],
-                "gamma": list(self.gamma)}
+    def optuna_space(self, algorithm):
+        choices = self.choices(algorithm)
+        return {"initial": list(choices["initial"]),
+                "milestones": ["-".join(map(str, m)) for m in choices["milestones"]],
+                "gamma": list(choices["gamma"])}
 
     def optuna_pruner(self, algorithm):
         if algorithm == "grid":

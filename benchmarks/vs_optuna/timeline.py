@@ -36,6 +36,13 @@ def read_stages(path):
         return [json.loads(line) for line in file if line.strip()]
 
 
+def relative(stages, started):
+    """The records with their times in seconds since `started` (the study's creation), for the
+    benchmark's JSON: what each worker ran when."""
+    times = ("entered", "started", "left")
+    return [{**record, **{name: record[name] - started for name in times}} for record in stages]
+
+
 def summarise(stages, started, ended, workers):
     """{part: seconds per worker, "stages": n, "kept": n, "loaded": n} for a study that ran from
     `started` to `ended` (wall-clock seconds) on `workers` workers."""

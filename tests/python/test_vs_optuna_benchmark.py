@@ -20,8 +20,8 @@ def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
     subprocess.run(
         [sys.executable, SCRIPT, "--hippo", hippo_binary(), "--models", "mlp", "--workers", "1",
          "--runs", "1", "--epochs", "2", "--initial", "0.1", "--milestones", "1",
-         "--gamma", "0.1,0.5", "--asha-min-resource", "1", "--reduction-factor", "2",
-         "--asha-trials", "3", "--train-limit", "128", "--val-limit", "128",
+         "--gamma", "0.1,0.5", "--grid-gamma", "0.1,0.5", "--asha-min-resource", "1",
+         "--reduction-factor", "2", "--asha-trials", "3", "--train-limit", "128", "--val-limit", "128",
          "--overhead-trials", "5", "--out", str(out)],
         check=True, timeout=1200, cwd=tmp_path)
     summary = json.loads(out.read_text())
@@ -65,6 +65,11 @@ def test_benchmark_sides_evaluate_the_same_configurations(tmp_path):
     grid_goal = next(goal for goal in summary["goals"] if goal["algorithm"] == "grid")
     assert grid_goal["bound_gain"] == grid_goal["epoch_gain"] == 4 / 3, grid_goal
     assert grid_goal["paired_wall_over_epoch_gain"] == grid_goal["wall_over_epoch_gain"]
+    # The JSON keeps the stage log the timeline was made from, in seconds since the study began.
+    log = grid["hippo"]["stage_log"]
+    assert len(log) == timeline["stages"], log
+    assert all(0 <= r["entered"] <= r["started"] <= r["left"] <= grid["hippo"]["wall_s"] + 1
+               for r in log), log
     # The timeline's parts are the worker's whole time: they add up to the study's wall time.
     for algorithm, by_side in sides.items():
         for side in ("hippo", "hippo-no-merge"):
@@ -112,3 +117,37 @@ def test_optuna_storage_prunes_as_optunas_rule_says(tmp_path):
     in_memory = pruned_at(None)
     assert in_memory[4] == 2 and in_memory[8] == 2, in_memory  # the rule prunes these
     assert pruned_at(Study.optuna_storage(str(tmp_path / "study.journal"))) == in_memory
+
+
+def test_grid_gamma_narrows_only_the_grid():
+    """--grid-gamma gives the grid its own gamma choices (the default study's grid covers initial
+    rate x milestones at one gamma); ASHA and Hyperband keep the whole space, and each side's
+    spec and Optuna space say the same."""
+    import argparse
+
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    from study import Study
+
+    args = argparse.Namespace(
+        epochs=4, initial=[0.1, 0.02], milestones=[[1], [2]], gamma=[0.1, 0.5], grid_gamma=[0.5],
+        batch_size=16, seed=0, train_limit=8, val_limit=8, reduction_factor=2,
+        asha_min_resource=1, asha_trials=8)
+    study = Study(args)
+    assert study.configs("grid") == [(0.1, "1", 0.5), (0.1, "2", 0.5), (0.02, "1", 0.5),
+                                     (0.02, "2", 0.5)]
+    assert len(study.configs("asha")) == len(study.configs("hyperband")) == 8
+
+    def gammas(algorithm):
+        spec = study.hippo_spec("s", algorithm, "mlp", "log")
+        return spec["search_space"]["parameters"][0]["sequence"]["step_decay"]["gamma"]
+    assert gammas("grid") == {"choices": {"values": [0.5]}}
+    assert gammas("asha") == {"choices": {"values": [0.1, 0.5]}}
+    assert study.optuna_space("grid")["gamma"] == [0.5]
+    assert study.optuna_space("hyperband")["gamma"] == [0.1, 0.5]
+    # A grid trial's point (initial, milestones: gamma has one choice) is read back as the
+    # grid's configuration.
+    assert study.config_of_point("grid", [0.02, [2]], [0.02, 0.02, 0.01, 0.01]) == \
+        (0.02, "2", 0.5)
+    # Without --grid-gamma the grid is the whole space.
+    args.grid_gamma = []
+    assert Study(args).configs("grid") == Study(args).configs("asha")
