@@ -18,6 +18,7 @@ epochs so far at the first stage that reached it; stages still running on the ot
 that moment are not counted. Standard library only.
 """
 import json
+import math
 import pathlib
 import sqlite3
 import statistics
@@ -68,6 +69,11 @@ def best_within(points, epochs: int) -> float:
 def epochs_to(points, target: float):
     """The epochs so far when the best accuracy first reached `target`, or None."""
     return next((epochs for epochs, best in points if best >= target - 1e-9), None)
+
+
+def cell(accuracy: float) -> str:
+    """An accuracy of the anytime table; "–" where no network had finished by then."""
+    return f"{accuracy:.4f}" if math.isfinite(accuracy) else "–"
 
 
 def ratio(evolution_epochs, epochs) -> str:
@@ -130,10 +136,10 @@ def main(directory: str) -> None:
         curves = {seed: [best_within(run["timeline"], n) for n in CHECKPOINTS]
                   for seed, run in sorted(by_seed.items())}
         for seed, curve in curves.items():
-            print(f"| {algorithm} | {seed} | " + " | ".join(f"{v:.4f}" for v in curve) + " |")
+            print(f"| {algorithm} | {seed} | " + " | ".join(cell(v) for v in curve) + " |")
         medians = [statistics.median(curve[i] for curve in curves.values())
                    for i in range(len(CHECKPOINTS))]
-        print(f"| {algorithm} | **median** | " + " | ".join(f"**{v:.4f}**" for v in medians) +
+        print(f"| {algorithm} | **median** | " + " | ".join(f"**{cell(v)}**" for v in medians) +
               " |")
 
 
