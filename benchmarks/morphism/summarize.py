@@ -2,7 +2,7 @@
 each algorithm reaches with the epochs it trained, and within as many epochs as evolution from
 scratch trained with the same seed (equal epochs), (b) the epochs each needed to reach evolution
 from scratch's best accuracy of the same seed; and the anytime curve: the best accuracy each run
-had once it had trained 20, 30, 40 and 50 epochs.
+had once it had trained 10, 20, ..., 70 epochs.
 
 Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
 ALGORITHM-SEED.db (its SQLite file), ALGORITHM-SEED.checkpoints (its state files) and
@@ -18,6 +18,7 @@ epochs so far at the first stage that reached it; stages still running on the ot
 that moment are not counted. Standard library only.
 """
 import json
+import math
 import pathlib
 import sqlite3
 import statistics
@@ -57,7 +58,7 @@ def timeline(db_path: pathlib.Path):
 
 
 # The epochs at which summarize's anytime table reads each run's best accuracy so far.
-CHECKPOINTS = (20, 30, 40, 50)
+CHECKPOINTS = (10, 20, 30, 40, 50, 60, 70)
 
 
 def best_within(points, epochs: int) -> float:
@@ -68,6 +69,18 @@ def best_within(points, epochs: int) -> float:
 def epochs_to(points, target: float):
     """The epochs so far when the best accuracy first reached `target`, or None."""
     return next((epochs for epochs, best in points if best >= target - 1e-9), None)
+
+
+def cell(accuracy: float) -> str:
+    """An accuracy of the anytime table; "–" where no network had finished by then."""
+    return f"{accuracy:.4f}" if math.isfinite(accuracy) else "–"
+
+
+def ratio(evolution_epochs, epochs) -> str:
+    """Evolution's epochs to its best over this run's epochs to it ("2.0x": half as many)."""
+    if evolution_epochs is None or epochs is None or epochs == 0:
+        return "–"
+    return f"{evolution_epochs / epochs:.1f}x"
 
 
 def main(directory: str) -> None:
@@ -84,8 +97,10 @@ def main(directory: str) -> None:
             "timeline": timeline(path.with_suffix(".db"))}
     baseline = runs.get("evolution", {})
     print("| algorithm | seed | best val_accuracy | epochs trained | best within evolution's epochs "
-          "| epochs to evolution's best | trials | wall s | load avg. |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| epochs to evolution's best | fewer epochs than evolution | trials | wall s | load avg. |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    # Evolution's epochs to its own best, per seed: what the other run's epochs are set against.
+    own = {seed: epochs_to(run["timeline"], run["best"]) for seed, run in baseline.items()}
     for algorithm, by_seed in runs.items():
         reached, equal = [], []
         for seed, run in sorted(by_seed.items()):
@@ -97,14 +112,18 @@ def main(directory: str) -> None:
             equal.append(within)
             shown = "not reached" if to_target is None else str(to_target)
             print(f"| {algorithm} | {seed} | {run['best']:.4f} | {run['epochs']} | {within:.4f} | "
-                  f"{shown} | {run['trials']} | {run['seconds']:.0f} | {run['load']} |")
+                  f"{shown} | {ratio(own.get(seed), to_target)} | {run['trials']} | "
+                  f"{run['seconds']:.0f} | {run['load']} |")
         rows = list(by_seed.values())
         # A run that never reached the target counts as needing more than any epochs.
         median_to = statistics.median(float("inf") if r is None else r for r in reached)
         shown = "not reached" if median_to == float("inf") else f"{median_to:g}"
+        median_own = statistics.median(
+            float("inf") if own.get(seed) is None else own[seed] for seed in by_seed)
         print(f"| {algorithm} | **median** | **{statistics.median(r['best'] for r in rows):.4f}** | "
               f"**{statistics.median(r['epochs'] for r in rows):g}** | "
               f"**{statistics.median(equal):.4f}** | **{shown}** | "
+              f"**{ratio(median_own, None if median_to == float('inf') else median_to)}** | "
               f"{statistics.median(r['trials'] for r in rows):g} | "
               f"{statistics.median(r['seconds'] for r in rows):.0f} | |")
     # The anytime curve: the best accuracy each run had once it had trained so many epochs, a
@@ -117,10 +136,10 @@ def main(directory: str) -> None:
         curves = {seed: [best_within(run["timeline"], n) for n in CHECKPOINTS]
                   for seed, run in sorted(by_seed.items())}
         for seed, curve in curves.items():
-            print(f"| {algorithm} | {seed} | " + " | ".join(f"{v:.4f}" for v in curve) + " |")
+            print(f"| {algorithm} | {seed} | " + " | ".join(cell(v) for v in curve) + " |")
         medians = [statistics.median(curve[i] for curve in curves.values())
                    for i in range(len(CHECKPOINTS))]
-        print(f"| {algorithm} | **median** | " + " | ".join(f"**{v:.4f}**" for v in medians) +
+        print(f"| {algorithm} | **median** | " + " | ".join(f"**{cell(v)}**" for v in medians) +
               " |")
 
 
