@@ -28,7 +28,9 @@ class LocalServer:
         self.db = os.path.join(directory, "hippo.db")
         self.log = open(os.path.join(directory, "server.log"), "w")
         self.process = subprocess.Popen(
-            [find_hippo(binary), "server", "--listen", self.address, "--db", self.db],
+            # No dashboard: its default port would make a second server at once fail to start.
+            [find_hippo(binary), "server", "--listen", self.address, "--db", self.db,
+             "--http", "off"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
@@ -38,7 +40,7 @@ class LocalServer:
         # its children (the benchmarks' clients and workers) find it through $HIPPO_TOKEN_FILE.
         token_file = self.db + ".token"
         os.environ["HIPPO_TOKEN_FILE"] = token_file
-        for _ in range(300):
+        for _ in range(600):  # 60 s, as the tests' harness waits on a loaded machine
             try:
                 if os.path.exists(token_file):
                     hippo.connect(self.address).list_studies()

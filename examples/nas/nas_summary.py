@@ -34,7 +34,7 @@ def list_trials(hippo, db, study_id):
     """The trials of `study_id` in `db`, from a coordinator started for the purpose."""
     address = "127.0.0.1:%d" % free_port()
     server = subprocess.Popen(
-        [hippo, "server", "--db", db, "--listen", address, "--insecure"],
+        [hippo, "server", "--db", db, "--listen", address, "--insecure", "--http", "off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
