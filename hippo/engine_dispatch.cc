@@ -191,10 +191,14 @@ void EngineImpl::KeepPrioritiesAfterInsert(FamilyState& family, const StudyState
                                            const std::vector<stage_tree::SplitResult>& splits) {
   const std::vector<NodeId> changed =
       family.AddTrialPriorities(trial.tree_trial, splits, ContinuationOf(family, study, trial));
-  if (family.client_trained()) return;
-  for (NodeId node : changed) {
-    if (family.tree().node(node).state == StageState::kReady) {
-      ready_.Push(QueuedStage{family.id(), node}, family.Priority(node));
+  if (changed.empty() && family.priorities_dirty()) return;  // computed whole at the next dispatch
+  // The queue is rebuilt from every ready stage, as after a whole computation: stages taken
+  // out of it while not startable come back this way.
+  ready_.Clear();
+  for (auto& each : families_) {
+    if (each->client_trained()) continue;
+    for (NodeId node : each->tree().ready_set()) {
+      ready_.Push(QueuedStage{each->id(), node}, each->Priority(node));
     }
   }
 }
