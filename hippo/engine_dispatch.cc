@@ -192,15 +192,7 @@ void EngineImpl::KeepPrioritiesAfterInsert(FamilyState& family, const StudyState
   const std::vector<NodeId> changed =
       family.AddTrialPriorities(trial.tree_trial, splits, ContinuationOf(family, study, trial));
   if (changed.empty() && family.priorities_dirty()) return;  // computed whole at the next dispatch
-  // The queue is rebuilt from every ready stage, as after a whole computation: stages taken
-  // out of it while not startable come back this way.
-  ready_.Clear();
-  for (auto& each : families_) {
-    if (each->client_trained()) continue;
-    for (NodeId node : each->tree().ready_set()) {
-      ready_.Push(QueuedStage{each->id(), node}, each->Priority(node));
-    }
-  }
+  RebuildReadyQueue();
 }
 
 void EngineImpl::RefreshPriorities() {
@@ -211,7 +203,10 @@ void EngineImpl::RefreshPriorities() {
         stage_tree::RemainingCriticalPath(family->tree(), 1.0, Continuations(*family)));
     any = true;
   }
-  if (!any) return;
+  if (any) RebuildReadyQueue();
+}
+
+void EngineImpl::RebuildReadyQueue() {
   ready_.Clear();
   for (auto& family : families_) {
     if (family->client_trained()) continue;

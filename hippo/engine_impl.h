@@ -327,14 +327,17 @@ class EngineImpl {
   double ContinuationOf(const FamilyState& family, const StudyState& study,
                         const TrialState& trial) const;
   // After AddTrial inserted `trial` into `family`'s tree, with the priorities current before:
-  // updates them along the trial's path and requeues the ready stages whose priority changed,
-  // instead of a computation over the whole tree at the next dispatch (which made every new
-  // trial of a large family cost time linear in the family's size).
+  // updates them along the trial's path and rebuilds the ready queue, instead of a computation
+  // over the whole tree at the next dispatch (which made every new trial of a large family cost
+  // time linear in the family's size).
   void KeepPrioritiesAfterInsert(FamilyState& family, const StudyState& study,
                                  const TrialState& trial,
                                  const std::vector<stage_tree::SplitResult>& splits);
   // Recomputes stale priorities and, if any changed, rebuilds the ready queue.
   void RefreshPriorities();
+  // Refills the ready queue from every ready stage at its family's current priority: stages
+  // taken out of it while they could not start come back this way. Linear in the ready stages.
+  void RebuildReadyQueue();
 
   // ---- engine_reports.cc
   // One report of `worker` (progress, checkpoint, stage done, heartbeat, eviction); reports of
