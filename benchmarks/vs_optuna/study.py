@@ -2,8 +2,11 @@
 schedules), the algorithms' settings, and how each system is told them — a Hippo spec, and
 Optuna's sampler, pruner and enqueued parameters."""
 
+import functools
 import itertools
+import json
 import math
+import time
 
 import training
 
@@ -154,9 +157,35 @@ class Study:
             # JournalStorage is marked experimental in 3.1; it is the documented way for
             # processes of one machine to share a study without a database server.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.JournalStorage(optuna.storages.JournalFileStorage(path))
+            return optuna.storages.JournalStorage(_rereading_journal_file()(path))
 
     @staticmethod
     def optuna_params(config):
         initial, milestones, gamma = config
         return {"initial": initial, "milestones": milestones, "gamma": gamma}
+
+
+@functools.cache
+def _rereading_journal_file():
+    import optuna
+
+    class RereadingJournalFile(optuna.storages.JournalFileStorage):
+        """Optuna 3.1's journal file, read again when a read meets a record being written.
+
+        Optuna 3.1 reads the journal without its lock. A reader that reaches the end of the file
+        while another process appends a record sees the record's first part as one line and the
+        rest as the next, and raises JSONDecodeError (optuna/optuna#5138, fixed in 3.6 by
+        optuna/optuna#5195). One of the benchmark's 2-worker Optuna studies died of it. Reading
+        again once the writer is done gives the whole record; nothing else changes."""
+
+        def read_logs(self, log_number_from):
+            for attempt in range(100):
+                try:
+                    return super().read_logs(log_number_from)
+                except json.JSONDecodeError:
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.001)
+
+    return RereadingJournalFile
+
