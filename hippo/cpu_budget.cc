@@ -52,8 +52,8 @@ grpc::Status CpuBudget::Admit(grpc::ServerContext* context, const std::string& m
   }
   // At most what the bucket holds: an estimate alone never refuses a call on an idle
   // coordinator.
-  const double reserved = std::min(bucket_.burst(),
-                                   per_item * static_cast<double>(std::max<int64_t>(items, 1)));
+  const double reserved =
+      std::min(bucket_.burst(), per_item * static_cast<double>(std::max<int64_t>(items, 1)));
   const Clock::time_point arrived = Clock::now();
   Clock::duration refused_wait{};
   const std::optional<Clock::duration> wait =
@@ -74,8 +74,8 @@ grpc::Status CpuBudget::Admit(grpc::ServerContext* context, const std::string& m
                         options_.cores, options_.max_wait_seconds, std::max(0.1, retry_seconds)));
   }
   ClientPacing::Sleep(context, *wait);
-  waited_nanoseconds_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             Clock::now() - arrived).count();
+  waited_nanoseconds_ +=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - arrived).count();
   if (context->IsCancelled() || std::chrono::system_clock::now() >= context->deadline()) {
     bucket_.Refund(reserved);
     return grpc::Status(grpc::StatusCode::CANCELLED,

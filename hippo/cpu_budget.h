@@ -6,9 +6,9 @@
 // server --client-cpu-cores`).
 //
 // On arrival, before any work, a call reserves what the last call of its method took per item
-// asked for (at most what the bucket holds) and waits until the bucket has paid for that and for any debt
-// before it; past max_wait_seconds it is refused with RESOURCE_EXHAUSTED, nothing done and nothing
-// charged, the message saying when to retry. Once handled, the call is charged its handler
+// asked for (at most what the bucket holds) and waits until the bucket has paid for that and for
+// any debt before it; past max_wait_seconds it is refused with RESOURCE_EXHAUSTED, nothing done and
+// nothing charged, the message saying when to retry. Once handled, the call is charged its handler
 // thread's CPU time (CLOCK_THREAD_CPUTIME_ID) less what it reserved: a call that cost more leaves
 // the bucket in debt, which the next calls wait out. So clients together get `cores` of the
 // coordinator's CPU on average, and a call that is expensive once is paid for by the calls after.
@@ -48,10 +48,10 @@ absl::Status CheckCpuBudget(const CpuBudgetOptions& options);
 
 // Totals since the server started, for tests and benchmarks.
 struct CpuBudgetStats {
-  int64_t calls = 0;            // admitted
-  int64_t refused = 0;          // RESOURCE_EXHAUSTED on arrival
-  double charged_seconds = 0;   // CPU time measured on the calls' handler threads
-  double waited_seconds = 0;    // spent waiting for the bucket, all calls together
+  int64_t calls = 0;           // admitted
+  int64_t refused = 0;         // RESOURCE_EXHAUSTED on arrival
+  double charged_seconds = 0;  // CPU time measured on the calls' handler threads
+  double waited_seconds = 0;   // spent waiting for the bucket, all calls together
 };
 
 // The CPU time the calling thread has used so far, in seconds.

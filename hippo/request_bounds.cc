@@ -10,8 +10,7 @@ namespace {
 
 using google::protobuf::FieldDescriptor;
 
-absl::Status CheckTextField(const std::string& text, const std::string& field,
-                            size_t max_length) {
+absl::Status CheckTextField(const std::string& text, const std::string& field, size_t max_length) {
   if (proto::Issue issue = proto::CheckText(text, field, max_length)) {
     return absl::InvalidArgumentError(proto::FormatIssue(*issue));
   }
@@ -53,13 +52,14 @@ absl::Status CheckRequestBounds(const google::protobuf::Message& request) {
     if (field->is_repeated()) {
       const int entries = reflection->FieldSize(request, field);
       if (entries > MaxEntriesOf(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(name, ": ", entries, " entries, at most ",
-                                                       MaxEntriesOf(name)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": ", entries, " entries, at most ", MaxEntriesOf(name)));
       }
       if (field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) continue;
       std::string scratch;
       for (int k = 0; k < entries; ++k) {
-        const std::string& text = reflection->GetRepeatedStringReference(request, field, k, &scratch);
+        const std::string& text =
+            reflection->GetRepeatedStringReference(request, field, k, &scratch);
         if (absl::Status status =
                 CheckTextField(text, absl::StrCat(name, "[", k, "]"), MaxLengthOf(name));
             !status.ok()) {

@@ -19,8 +19,8 @@
 #include "hippo/request_bounds.h"
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
-#include "hippo/worker_service.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "hippo/worker_service.h"
 #include "proto/spec_validator.h"
 #include "search_algos/plugin.h"
 

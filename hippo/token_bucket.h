@@ -30,8 +30,7 @@ class TokenBucket {
   // until the bucket has paid for it, zero when it held enough. When that wait would pass
   // max_wait_seconds and the charge is `refusable`, nullopt and nothing is taken; `*refused_wait`
   // (if given) is then the wait it would have had. Thread-safe.
-  std::optional<Clock::duration> Charge(double amount, Clock::time_point now,
-                                        bool refusable = true,
+  std::optional<Clock::duration> Charge(double amount, Clock::time_point now, bool refusable = true,
                                         Clock::duration* refused_wait = nullptr);
 
   // Gives `amount` back (an earlier charge that turned out too large); the bucket still never

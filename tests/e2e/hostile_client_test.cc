@@ -421,18 +421,17 @@ TEST(HostileClientTest, TheClientsCpuBudgetIsAServerFlag) {
   EXPECT_NE(help.output.find("--client-cpu-cores"), std::string::npos) << help.output;
   TempDir dir;
   for (const std::string cores : {"0", "-1", "fast"}) {
-    const CommandResult refused =
-        RunHippo({"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db",
-                  dir.File("refused.db"), "--insecure", "--http", "off", "--client-cpu-cores",
-                  cores});
+    const CommandResult refused = RunHippo(
+        {"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db",
+         dir.File("refused.db"), "--insecure", "--http", "off", "--client-cpu-cores", cores});
     EXPECT_EQ(refused.exit_code, 2) << cores << ": " << refused.output;
     EXPECT_NE(refused.output.find("--client-cpu-cores"), std::string::npos) << refused.output;
   }
 
   const std::string address = "127.0.0.1:" + std::to_string(FreePort());
-  Process server({"server", "--listen", address, "--db", dir.File("hippo.db"),
-                  "--client-cpu-cores", "0.0001"},
-                 dir.File("server.log"));
+  Process server(
+      {"server", "--listen", address, "--db", dir.File("hippo.db"), "--client-cpu-cores", "0.0001"},
+      dir.File("server.log"));
   ASSERT_TRUE(WaitForServer(address)) << Bytes(dir.File("server.log"));
   auto stub = Connect(address);
   v1::Study study;

@@ -4,6 +4,8 @@
 // INVALID_ARGUMENT naming the field, as are lists over their length; the dashboard's HTTP API
 // bounds the study ids of its URLs and a stop's reason the same way (400); and no refusal changes
 // a byte of the database. A request at the bounds is not refused for them.
+#include "hippo/request_bounds.h"
+
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -16,7 +18,6 @@
 
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
-#include "hippo/request_bounds.h"
 #include "hippo/v1/hippo.grpc.pb.h"
 #include "tests/support/db_digest.h"
 #include "tests/support/e2e_harness.h"
@@ -181,9 +182,9 @@ TEST(RequestBoundsTest, EveryFieldOfEveryRequestOverItsBoundIsRefusedNamingItAnd
   // The dashboard's URLs: a study id over the bound, and a stop's reason.
   httplib::Client http("127.0.0.1", http_port);
   const std::string long_id(coordinator::kMaxIdLength + 1, 's');
-  for (const std::string path : {"/api/v1/studies/" + long_id,
-                                 "/api/v1/studies/" + long_id + "/trials",
-                                 "/api/v1/studies/" + long_id + "/tree"}) {
+  for (const std::string& path :
+       {"/api/v1/studies/" + long_id, "/api/v1/studies/" + long_id + "/trials",
+        "/api/v1/studies/" + long_id + "/tree"}) {
     const httplib::Result result = http.Get(path);
     ASSERT_TRUE(result) << path;
     EXPECT_EQ(result->status, 400) << path << ": " << result->body;
