@@ -1,9 +1,11 @@
 // hippo: the command line of the Hippo hyper-parameter optimization service.
+#include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
@@ -261,7 +263,13 @@ int main(int argc, char** argv) {
                    "be spent at once: 0.25 s of CPU at 0.1); past 10 s of queue a call is "
                    "refused with RESOURCE_EXHAUSTED")
       ->default_val(0.1)
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            double cores = 0;
+            if (absl::SimpleAtod(value, &cores) && cores > 0 && std::isfinite(cores)) return "";
+            return "must be a positive number of cores, e.g. 0.1 or 0.5 (got '" + value + "')";
+          },
+          "CORES"));
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");
