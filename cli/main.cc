@@ -1,9 +1,11 @@
 // hippo: the command line of the Hippo hyper-parameter optimization service.
+#include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
@@ -246,12 +248,28 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   server
       ->add_option("--client-bytes-per-second", server_options.client_bytes_per_second,
-                   "Rate at which the coordinator takes study-service requests and sends "
-                   "answers of 64 KiB or more (large specs, pages with metrics), all clients "
-                   "together; past 10 s of queue a request is refused with RESOURCE_EXHAUSTED")
+                   "Rate at which the coordinator takes study-service requests and sends their "
+                   "answers, all clients together (every size counts, and an Ask 2 KiB per "
+                   "trial besides); past 10 s of queue a request is refused with "
+                   "RESOURCE_EXHAUSTED")
       ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
       ->default_val("1MiB")
       ->check(CLI::PositiveNumber);
+  server
+      ->add_option("--client-cpu-cores", server_options.client_cpu_cores,
+                   "CPU time the coordinator spends on study-service calls, all clients "
+                   "together, in cores: each call is charged the CPU time it took, and calls "
+                   "wait while more was spent than this rate pays for (2.5 s of the rate may "
+                   "be spent at once: 0.25 s of CPU at 0.1); past 10 s of queue a call is "
+                   "refused with RESOURCE_EXHAUSTED")
+      ->default_val(0.1)
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            double cores = 0;
+            if (absl::SimpleAtod(value, &cores) && cores > 0 && std::isfinite(cores)) return "";
+            return "must be a positive number of cores, e.g. 0.1 or 0.5 (got '" + value + "')";
+          },
+          "CORES"));
 
   hippo::cli::WorkerCommandOptions worker_options;
   CLI::App* worker = app.add_subcommand("worker", "Run a worker that trains stages");

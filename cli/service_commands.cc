@@ -101,6 +101,7 @@ int ServerCommand(const ServerCommandOptions& options) {
       static_cast<double>(options.worker_bytes_per_second);
   server_options.client_large_messages.bytes_per_second =
       static_cast<double>(options.client_bytes_per_second);
+  server_options.client_cpu.cores = options.client_cpu_cores;
   server_options.insecure = options.insecure;
   server_options.tls_cert_file = options.tls_cert;
   server_options.tls_key_file = options.tls_key;

@@ -1,16 +1,17 @@
 // ByteBudget: how many bytes of large messages the coordinator parses or builds per second,
-// shared by all callers (docs/security.md, "Rates"). A token bucket with reservations: a caller
-// that took a large message reserves its size and waits, before taking another, until the
-// bucket has paid for it; messages below large_message_bytes (a worker's reports, its
-// heartbeats) are not charged and never wait, so the workers' traffic goes first whatever a
-// hostile peer sends. The study service's budget charges every message (ClientPacing).
+// shared by all callers (docs/security.md, "Rates"). A token bucket of bytes (token_bucket.h)
+// with reservations: a caller that took a large message reserves its size and waits, before
+// taking another, until the bucket has paid for it; messages below large_message_bytes (a
+// worker's reports, its heartbeats) are not charged and never wait, so the workers' traffic goes
+// first whatever a hostile peer sends. The study service's budget charges every message
+// (ClientPacing).
 #ifndef HIPPO_HIPPO_BYTE_BUDGET_H_
 #define HIPPO_HIPPO_BYTE_BUDGET_H_
 
-#include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <optional>
+
+#include "hippo/token_bucket.h"
 
 namespace hippo::coordinator {
 
@@ -27,7 +28,7 @@ struct ByteBudgetOptions {
 
 class ByteBudget {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = TokenBucket::Clock;
 
   explicit ByteBudget(ByteBudgetOptions options);
 
@@ -48,9 +49,7 @@ class ByteBudget {
 
  private:
   const ByteBudgetOptions options_;
-  std::mutex mutex_;
-  double tokens_;  // may go negative: the bytes reserved and not yet paid for
-  Clock::time_point updated_;
+  TokenBucket bucket_;  // in bytes; negative: the bytes reserved and not yet paid for
 };
 
 }  // namespace hippo::coordinator

@@ -192,12 +192,26 @@ void EngineImpl::KeepPrioritiesAfterInsert(FamilyState& family, const StudyState
   const std::vector<NodeId> changed =
       family.AddTrialPriorities(trial.tree_trial, splits, ContinuationOf(family, study, trial));
   if (changed.empty() && family.priorities_dirty()) return;  // computed whole at the next dispatch
-  RebuildReadyQueue();
+  for (NodeId node : changed) {
+    if (family.tree().node(node).state == StageState::kReady) {
+      ready_.Push(QueuedStage{family.id(), node}, family.Priority(node));
+    }
+  }
+  // The new trial may need again a stage taken out of the queue because nothing needed it (a
+  // deleted study's, say): queued again, as a rebuild of the whole queue would. Only those, so
+  // that an insertion costs the stages it changed, not every ready stage.
+  for (const auto& [family_id, node] : dropped_ready_) {
+    const FamilyState& owner = FamilyById(family_id);
+    if (owner.tree().node(node).state == StageState::kReady) {
+      ready_.Push(QueuedStage{family_id, node}, owner.Priority(node));
+    }
+  }
+  dropped_ready_.clear();
 }
 
 void EngineImpl::RefreshPriorities() {
   bool any = false;
-  for (auto& family : families_) {
+  for (FamilyState* family : scheduled_families_) {
     if (!family->priorities_dirty()) continue;
     family->SetPriorities(
         stage_tree::RemainingCriticalPath(family->tree(), 1.0, Continuations(*family)));
@@ -208,8 +222,8 @@ void EngineImpl::RefreshPriorities() {
 
 void EngineImpl::RebuildReadyQueue() {
   ready_.Clear();
-  for (auto& family : families_) {
-    if (family->client_trained()) continue;
+  dropped_ready_.clear();
+  for (const FamilyState* family : scheduled_families_) {
     for (NodeId node : family->tree().ready_set()) {
       ready_.Push(QueuedStage{family->id(), node}, family->Priority(node));
     }
@@ -372,6 +386,8 @@ std::optional<v1::Assign> EngineImpl::AssignTo(Worker& worker, store::WriteBatch
     if (view.state != StageState::kReady || !Needed(family, stage.node) ||
         (view.recompute && !RecomputeNeeded(family, stage.node)) ||
         WaitsForInheritedState(family, view)) {
+      // Pop drops it from the queue: a ready one may be needed again (KeepPrioritiesAfterInsert).
+      if (view.state == StageState::kReady) dropped_ready_.insert({stage.family_id, stage.node});
       return false;
     }
     if (LeaveToAnother(worker, stage) || LeaveToReader(worker, stage)) {

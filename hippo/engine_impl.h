@@ -541,6 +541,14 @@ class EngineImpl {
   OrderedCommitter committer_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<FamilyState>> families_;  // id - 1
+  // The families whose stages the workers train, in id order: all but the client-trained ones
+  // (one per ask/tell trial, never queued), so that what each dispatch walks (the priorities to
+  // refresh, the ready queue's rebuild) does not grow with the ask/tell trials ever made.
+  std::vector<FamilyState*> scheduled_families_;
+  // Ready stages the queue dropped because no live trial needed them then (or they waited for
+  // an inherited state), as (family, node): queued again after the next insertion (or a rebuild
+  // of the whole queue), which may need them.
+  absl::flat_hash_set<std::pair<int64_t, stage_tree::NodeId>> dropped_ready_;
   // The families that inherit a state of each family (engine_inherit.cc), by the parent's id.
   absl::flat_hash_map<int64_t, std::vector<int64_t>> inheritors_;
   absl::flat_hash_map<std::string, int64_t> family_ids_;

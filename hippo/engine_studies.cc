@@ -74,6 +74,7 @@ absl::StatusOr<FamilyState*> EngineImpl::FamilyFor(const std::string& key,
   family_ids_[key] = family->id();
   if (inheritance.inherits()) inheritors_[inheritance.family_id].push_back(family_id);
   families_.push_back(std::move(family));
+  if (!families_.back()->client_trained()) scheduled_families_.push_back(families_.back().get());
   return families_.back().get();
 }
 

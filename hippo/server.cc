@@ -1,14 +1,11 @@
 #include "hippo/server.h"
 
-#include <grpcpp/alarm.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -16,10 +13,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "hippo/client_pacing.h"
+#include "hippo/cpu_budget.h"
+#include "hippo/grpc_calls.h"
 #include "hippo/report_bounds.h"
+#include "hippo/request_bounds.h"
 #include "hippo/study_pages.h"
 #include "hippo/study_watch.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "hippo/worker_service.h"
 #include "proto/spec_validator.h"
 #include "search_algos/plugin.h"
 
@@ -27,31 +28,6 @@ namespace hippo::coordinator {
 namespace {
 
 namespace v1 = ::hippo::v1;
-
-constexpr char kTokenHeader[] = "x-hippo-token";
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-// Checks the shared secret of a call; OK when the server has none (`insecure`).
-grpc::Status Authorize(const grpc::ServerContextBase* context, const std::string& token) {
-  if (token.empty()) return grpc::Status::OK;
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find(kTokenHeader);
-  if (it == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "this coordinator needs a token: pass --token-file FILE with the file "
-                        "`hippo server` printed (or set HIPPO_TOKEN_FILE or HIPPO_TOKEN)");
-  }
-  if (!TokenMatches(std::string_view(it->second.data(), it->second.size()), token)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "the token given is not this coordinator's: pass --token-file FILE with "
-                        "the file `hippo server` printed (or set HIPPO_TOKEN_FILE or HIPPO_TOKEN)");
-  }
-  return grpc::Status::OK;
-}
 
 // The contents of a PEM file named by `flag`.
 absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& flag) {
@@ -120,17 +96,20 @@ int64_t PageItems(int32_t page_size, size_t fallback, size_t max) {
 
 // The study service: synchronous, but for WatchStudy, whose streams are served on gRPC's
 // callback API by one thread for them all (WatchStreams). Every call but WatchStudy is paced
-// on the clients' budget (ClientPacing): charged its request and its answer's estimate before
-// any work, settled with its answer's size before that is sent.
+// on the clients' budgets: the CPU time it takes (CpuBudget: the debt of earlier calls waited
+// out on arrival, its own CPU time charged once done) and its bytes (ClientPacing: charged its
+// request and its answer's estimate before any work, settled with its answer's size before that
+// is sent); its fields are checked against their bounds (request_bounds.h) once it is admitted.
 class StudyServiceImpl final
     : public v1::StudyService::WithCallbackMethod_WatchStudy<v1::StudyService::Service> {
  public:
-  StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget,
+  StudyServiceImpl(Engine* engine, std::string token, ByteBudget* budget, CpuBudget* cpu,
                    int64_t ask_work_bytes_per_trial)
       : engine_(engine),
         token_(std::move(token)),
         ask_work_bytes_per_trial_(ask_work_bytes_per_trial),
         pacing_(budget),
+        cpu_(cpu),
         watchers_(engine, WatchStreams::Options()) {}
 
   // Ends the open WatchStudy streams; later ones are refused.
@@ -204,7 +183,9 @@ class StudyServiceImpl final
 
   grpc::ServerWriteReactor<v1::StudyEvent>* WatchStudy(
       grpc::CallbackServerContext* context, const v1::WatchStudyRequest* request) override {
-    return watchers_.Open(request->study_id(), Authorize(context, token_));
+    grpc::Status admitted = Authorize(context, token_);
+    if (admitted.ok()) admitted = ToGrpc(CheckRequestBounds(*request));
+    return watchers_.Open(request->study_id(), std::move(admitted));
   }
 
   grpc::Status ListTrials(grpc::ServerContext* context, const v1::ListTrialsRequest* request,
@@ -377,24 +358,33 @@ class StudyServiceImpl final
   }
 
  private:
-  // Admits the call (its token, then its request and the estimate of its answer: ClientPacing),
-  // runs `build`, which fills `response`, says how many items it holds and returns the call's
-  // status, and settles the answer's actual size before it is sent. A refused call does
-  // nothing; a call that fails is settled as an empty answer.
+  // Admits the call (its token; the clients' CPU debt, CpuBudget; its request and the estimate
+  // of its answer, ClientPacing), checks its fields' bounds, runs `build`, which fills
+  // `response`, says how many items it holds and returns the call's status, settles the answer's
+  // actual size before it is sent, and charges the CPU time all this took on this thread. A
+  // refused call does nothing; a call that fails is settled as an empty answer.
   template <typename Build>
   grpc::Status Paced(grpc::ServerContext* context, const google::protobuf::Message& request,
                      const AnswerEstimate& answer, const google::protobuf::Message& response,
                      Build build) {
     if (grpc::Status status = Authorize(context, token_); !status.ok()) return status;
+    CpuBudget::Ticket ticket;
+    if (grpc::Status status = cpu_->Admit(context, answer.method, answer.items, &ticket);
+        !status.ok()) {
+      return status;
+    }
     int64_t reserved = 0;
     if (grpc::Status status = pacing_.Admit(context, request, answer, &reserved); !status.ok()) {
+      cpu_->Settle(ticket, 0);
       return status;
     }
     int64_t items = 0;
-    const grpc::Status status = build(&items);
+    grpc::Status status = ToGrpc(CheckRequestBounds(request));
+    if (status.ok()) status = build(&items);
     pacing_.Settle(context, answer, reserved,
                    status.ok() ? static_cast<int64_t>(response.ByteSizeLong()) : 0,
                    status.ok() ? items : 0);
+    cpu_->Settle(ticket, status.ok() ? items : 0);
     return status;
   }
 
@@ -415,218 +405,10 @@ class StudyServiceImpl final
   std::string token_;
   int64_t ask_work_bytes_per_trial_;
   ClientPacing pacing_;
+  CpuBudget* cpu_;
   // Specs over the size limit, refused: the same rate as the clients' budget, apart from it.
   ByteBudget oversized_{ByteBudgetOptions()};
   WatchStreams watchers_;
-};
-
-// One worker's outgoing messages. Send queues a message and starts a write only when none is in
-// flight (a stream takes one write at a time); the session's OnWriteDone starts the next. The
-// engine may hold this channel after the stream ended: Send then returns false.
-class StreamChannel final : public WorkerChannel {
- public:
-  explicit StreamChannel(
-      grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* reactor)
-      : reactor_(reactor) {}
-
-  bool Send(v1::CoordinatorMessage message) override {
-    const v1::CoordinatorMessage* next = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!open_) return false;
-      outbox_.push_back(std::move(message));
-      if (writing_) return true;
-      writing_ = true;
-      next = &outbox_.front();  // a deque keeps it in place while others are queued
-    }
-    // Outside the lock: gRPC may run OnWriteDone before StartWrite returns. The reactor cannot
-    // finish meanwhile, since Close waits for the write in flight.
-    reactor_->StartWrite(next);
-    return true;
-  }
-
-  // The write in flight is done; starts the next, or finishes the stream if it was closed.
-  void WriteDone(bool ok) {
-    const v1::CoordinatorMessage* next = nullptr;
-    std::optional<grpc::Status> finish;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      outbox_.pop_front();
-      if (!ok) open_ = false;  // the stream broke: nothing more goes out
-      if (open_ && !outbox_.empty()) {
-        next = &outbox_.front();
-      } else {
-        writing_ = false;
-        outbox_.clear();
-        finish = TakeFinish();
-      }
-    }
-    if (next != nullptr) {
-      reactor_->StartWrite(next);
-    } else if (finish) {
-      reactor_->Finish(*std::move(finish));
-    }
-  }
-
-  // Refuses further sends and finishes the stream with `status`, once the write in flight (if
-  // any) is done. Call once.
-  void Close(grpc::Status status) {
-    std::optional<grpc::Status> finish;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      open_ = false;
-      finish_ = std::move(status);
-      if (!writing_) finish = TakeFinish();
-    }
-    if (finish) reactor_->Finish(*std::move(finish));
-  }
-
- private:
-  // With mutex_ held: the status to finish with, once.
-  std::optional<grpc::Status> TakeFinish() {
-    if (!finish_ || finished_) return std::nullopt;
-    finished_ = true;
-    return finish_;
-  }
-
-  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* const reactor_;
-  std::mutex mutex_;
-  std::deque<v1::CoordinatorMessage> outbox_;  // front: the write in flight, if writing_
-  bool open_ = true;
-  bool writing_ = false;
-  std::optional<grpc::Status> finish_;  // set by Close
-  bool finished_ = false;
-};
-
-// One worker's stream, on gRPC's callback API: no thread waits on a stream. A read is re-armed
-// only after the engine took the message, so a worker's messages reach it in order, one at a
-// time. The engine answers through the channel from its committer thread, after the commit.
-// Deletes itself when gRPC is done with the stream.
-class WorkerSession final
-    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
- public:
-  WorkerSession(grpc::CallbackServerContext* context, Engine* engine, const std::string& token,
-                ByteBudget* budget)
-      : engine_(engine), budget_(budget), channel_(std::make_shared<StreamChannel>(this)) {
-    if (grpc::Status status = Authorize(context, token); !status.ok()) {
-      End(std::move(status));
-      return;
-    }
-    ReadNext();
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      End(grpc::Status::OK);  // the worker closed its side, or the call was cancelled
-      return;
-    }
-    // Large messages of all streams together are taken at the budget's rate: this stream's
-    // next read waits for its share (gRPC's flow control then holds its sender back).
-    const int64_t bytes = static_cast<int64_t>(incoming_->ByteSizeLong());
-    const std::optional<ByteBudget::Clock::duration> wait =
-        budget_->Charge(bytes, ByteBudget::Clock::now());
-    if (!wait) {
-      End(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("a message of ", bytes, " bytes: the coordinator takes messages of ",
-                       budget_->options().large_message_bytes, " bytes or more at ",
-                       budget_->options().bytes_per_second / (1 << 20),
-                       " MiB/s from all workers together, and more than ",
-                       budget_->options().max_wait_seconds,
-                       " s of them are queued: send fewer metrics per report and fewer reports "
-                       "per Reports message")));
-      return;
-    }
-    if (!session_) {
-      if (!incoming_->has_hello()) {
-        End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                         "a worker's first message must be hello"));
-        return;
-      }
-      absl::StatusOr<int64_t> session = engine_->Connect(incoming_->hello(), channel_);
-      if (!session.ok()) {
-        End(ToGrpc(session.status()));
-        return;
-      }
-      worker_id_ = incoming_->hello().worker_id();
-      session_ = *session;
-    } else if (absl::Status status = engine_->OnWorkerMessage(worker_id_, *incoming_);
-               !status.ok()) {
-      End(ToGrpc(status));  // the worker learns why its stream ends
-      return;
-    }
-    std::unique_lock<std::mutex> lock(alarm_mutex_);
-    if (*wait <= ByteBudget::Clock::duration::zero() || cancelled_) {
-      lock.unlock();
-      ReadNext();  // after a cancel, the read fails at once and ends the session
-      return;
-    }
-    // The alarm's callback runs once, also when the alarm is cancelled (OnCancel): the read it
-    // starts then fails and ends the session, so this reactor lives until then. A fresh alarm
-    // each time: gRPC keeps a fired one alive until its callback has returned.
-    alarm_ = std::make_unique<grpc::Alarm>();
-    alarm_->Set(std::chrono::system_clock::now() +
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(*wait),
-                [this](bool) { ReadNext(); });
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(alarm_mutex_);
-    cancelled_ = true;
-    if (alarm_) alarm_->Cancel();
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::shared_ptr<StreamChannel> channel = channel_;  // may finish: OnDone deletes this
-    channel->WriteDone(ok);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  // Each message is parsed into the arena, emptied before the next read (the engine copies what
-  // it keeps): its fields cost a pointer bump each instead of a malloc and a free each.
-  void ReadNext() {
-    arena_.Reset();
-    incoming_ = google::protobuf::Arena::CreateMessage<v1::WorkerMessage>(&arena_);
-    StartRead(incoming_);
-  }
-
-  // Ends the session in the engine, then the stream: this may be deleted on return.
-  void End(grpc::Status status) {
-    if (session_) engine_->Disconnect(worker_id_, *session_);
-    std::shared_ptr<StreamChannel> channel = channel_;
-    channel->Close(std::move(status));
-  }
-
-  Engine* const engine_;
-  ByteBudget* const budget_;
-  const std::shared_ptr<StreamChannel> channel_;
-  std::mutex alarm_mutex_;
-  std::unique_ptr<grpc::Alarm> alarm_;  // set while a read waits for the budget
-  bool cancelled_ = false;              // by OnCancel
-  // A report fits in the first block, which Reset() keeps: no malloc per message at all.
-  alignas(8) char first_block_[4096];
-  google::protobuf::Arena arena_{first_block_, sizeof(first_block_)};
-  v1::WorkerMessage* incoming_ = nullptr;  // on arena_
-  std::string worker_id_;
-  std::optional<int64_t> session_;  // set once the engine accepted the hello
-};
-
-class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
- public:
-  WorkerServiceImpl(Engine* engine, std::string token, ByteBudget* budget)
-      : engine_(engine), token_(std::move(token)), budget_(budget) {}
-
-  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
-      grpc::CallbackServerContext* context) override {
-    return new WorkerSession(context, engine_, token_, budget_);
-  }
-
- private:
-  Engine* engine_;
-  std::string token_;
-  ByteBudget* budget_;
 };
 
 // InvalidArgument naming the first setting of `budget` that cannot work: a rate or burst that is
@@ -683,6 +465,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       !status.ok()) {
     return status;
   }
+  if (absl::Status status = CheckCpuBudget(options.client_cpu); !status.ok()) return status;
   if (options.ask_work_bytes_per_trial < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("ask_work_bytes_per_trial: must not be negative (got ",
@@ -722,11 +505,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   server->worker_budget_ = std::make_unique<ByteBudget>(options.worker_large_messages);
   server->client_budget_ = std::make_unique<ByteBudget>(options.client_large_messages);
-  server->study_service_ = std::make_unique<StudyServiceImpl>(server->engine_.get(), options.token,
-                                                              server->client_budget_.get(),
-                                                              options.ask_work_bytes_per_trial);
-  server->worker_service_ = std::make_unique<WorkerServiceImpl>(
-      server->engine_.get(), options.token, server->worker_budget_.get());
+  server->client_cpu_ = std::make_unique<CpuBudget>(options.client_cpu);
+  server->study_service_ = std::make_unique<StudyServiceImpl>(
+      server->engine_.get(), options.token, server->client_budget_.get(), server->client_cpu_.get(),
+      options.ask_work_bytes_per_trial);
+  server->worker_service_ =
+      MakeWorkerService(server->engine_.get(), options.token, server->worker_budget_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // Only the study service is synchronous (worker streams use the callback API): one
@@ -763,6 +547,8 @@ void Server::Shutdown() {
 ClientPacingStats Server::client_pacing_stats() const {
   return static_cast<const StudyServiceImpl*>(study_service_.get())->pacing_stats();
 }
+
+CpuBudgetStats Server::client_cpu_stats() const { return client_cpu_->stats(); }
 
 void Server::Wait() {
   if (server_) server_->Wait();

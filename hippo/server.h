@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "hippo/byte_budget.h"
 #include "hippo/client_pacing.h"
+#include "hippo/cpu_budget.h"
 #include "hippo/engine.h"
 #include "store/store.h"
 
@@ -64,6 +65,12 @@ struct ServerOptions {
   // for the work of making the trial (client_pacing.h): at the default rate, about 400 trials a
   // second for all clients together.
   int64_t ask_work_bytes_per_trial = 2 << 10;
+  // The CPU time the study service's calls may take, all clients together (docs/security.md,
+  // "Rates"; cpu_budget.h): each call is charged its handler thread's CPU time once done, and
+  // calls wait on arrival while earlier ones took more than the rate paid for (refused with
+  // RESOURCE_EXHAUSTED past max_wait_seconds). `hippo server --client-cpu-cores` sets the rate;
+  // Start refuses one that is not positive.
+  CpuBudgetOptions client_cpu;
 };
 
 // Whether `address` (host:port) listens on loopback only.
@@ -87,8 +94,10 @@ class Server {
   void Shutdown();
   // Blocks until Shutdown().
   void Wait();
-  // What the study service's calls were charged so far (for tests and benchmarks).
+  // What the study service's calls were charged so far (for tests and benchmarks): bytes, and
+  // CPU time.
   ClientPacingStats client_pacing_stats() const;
+  CpuBudgetStats client_cpu_stats() const;
 
  private:
   Server() = default;
@@ -97,6 +106,7 @@ class Server {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<ByteBudget> worker_budget_;
   std::unique_ptr<ByteBudget> client_budget_;
+  std::unique_ptr<CpuBudget> client_cpu_;
   std::unique_ptr<grpc::Service> study_service_;
   std::unique_ptr<grpc::Service> worker_service_;
   std::unique_ptr<grpc::Server> server_;

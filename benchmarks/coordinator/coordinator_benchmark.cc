@@ -318,6 +318,10 @@ struct Figures {
   // answers charged at their estimates before they were built, and bytes built beyond those.
   int64_t paced_request_bytes = 0, paced_answer_reserved_bytes = 0, paced_answer_bytes = 0,
           paced_answer_over_estimate_bytes = 0;
+  // The clients' CPU budget (hippo/cpu_budget.h): the CPU time its calls were charged, the time
+  // they waited for the bucket, and the calls refused.
+  double cpu_charged_seconds = 0, cpu_waited_seconds = 0;
+  int64_t cpu_calls = 0, cpu_refused = 0;
 };
 
 // One study on a fresh in-process coordinator; with `hostile`, a HostileLoad client hammers it
@@ -404,6 +408,11 @@ Figures RunOnce(int workers, int64_t trials, bool hostile) {
   figures.paced_answer_reserved_bytes = pacing.answer_bytes_reserved;
   figures.paced_answer_bytes = pacing.answer_bytes;
   figures.paced_answer_over_estimate_bytes = pacing.answer_bytes_over_estimate;
+  const hippo::coordinator::CpuBudgetStats cpu = (*server)->client_cpu_stats();
+  figures.cpu_charged_seconds = cpu.charged_seconds;
+  figures.cpu_waited_seconds = cpu.waited_seconds;
+  figures.cpu_calls = cpu.calls;
+  figures.cpu_refused = cpu.refused;
   stop.store(true);
   for (auto& worker : simulated) worker->context.TryCancel();
   (*server)->Shutdown();
@@ -507,6 +516,10 @@ void Print(const Figures& f) {
                 static_cast<double>(f.paced_answer_bytes) / (1 << 20));
     std::printf("%-44s %12.1f\n", "paced: MiB built beyond their estimates",
                 static_cast<double>(f.paced_answer_over_estimate_bytes) / (1 << 20));
+    std::printf("%-44s %12lld\n", "CPU budget: calls admitted", (long long)f.cpu_calls);
+    std::printf("%-44s %12lld\n", "CPU budget: calls refused", (long long)f.cpu_refused);
+    std::printf("%-44s %12.3f\n", "CPU budget: CPU charged (s)", f.cpu_charged_seconds);
+    std::printf("%-44s %12.2f\n", "CPU budget: time calls waited (s)", f.cpu_waited_seconds);
   }
 }
 
@@ -532,7 +545,10 @@ std::string Json(const Figures& f) {
        << ", \"paced_request_bytes\": " << f.paced_request_bytes
        << ", \"paced_answer_reserved_bytes\": " << f.paced_answer_reserved_bytes
        << ", \"paced_answer_bytes\": " << f.paced_answer_bytes
-       << ", \"paced_answer_over_estimate_bytes\": " << f.paced_answer_over_estimate_bytes << "}";
+       << ", \"paced_answer_over_estimate_bytes\": " << f.paced_answer_over_estimate_bytes
+       << ", \"cpu_calls\": " << f.cpu_calls << ", \"cpu_refused\": " << f.cpu_refused
+       << ", \"cpu_charged_seconds\": " << f.cpu_charged_seconds
+       << ", \"cpu_waited_seconds\": " << f.cpu_waited_seconds << "}";
   return json.str();
 }
 

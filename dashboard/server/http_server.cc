@@ -17,6 +17,7 @@
 #include "dashboard/server/event_texts.h"
 #include "dashboard/server/response_cache.h"
 #include "dashboard/server/study_reads.h"
+#include "hippo/request_bounds.h"
 #include "hippo/server.h"
 
 namespace hippo::dashboard {
@@ -231,6 +232,9 @@ void HttpServer::Route() {
     return
         [mirror, trees, cache, read](const httplib::Request& request, httplib::Response& response) {
           const std::string study_id = request.matches[1];
+          if (absl::Status bounded = coordinator::CheckId(study_id, "study_id"); !bounded.ok()) {
+            return Fail(request, response, bounded);
+          }
           absl::StatusOr<int64_t> version = StudyVersion(*mirror, study_id);
           if (!version.ok()) return Fail(request, response, version.status());
           const Query query = QueryOf(request);
@@ -262,9 +266,14 @@ void HttpServer::Route() {
       return Fail(request, response, 403,
                   "a stop needs the header X-Hippo-Dashboard: 1 (sent by the dashboard's page)");
     }
+    const std::string study_id = request.matches[1];
     const std::string reason = request.has_param("reason") ? request.get_param_value("reason")
                                                            : "stopped from the dashboard";
-    absl::StatusOr<hippo::v1::Study> study = mirror->StopStudy(request.matches[1], reason);
+    for (const absl::Status& bounded : {coordinator::CheckId(study_id, "study_id"),
+                                        coordinator::CheckStopReason(reason, "reason")}) {
+      if (!bounded.ok()) return Fail(request, response, bounded);
+    }
+    absl::StatusOr<hippo::v1::Study> study = mirror->StopStudy(study_id, reason);
     if (!study.ok()) return Fail(request, response, study.status());
     SendJson(request, response, *study);
   });
@@ -298,6 +307,9 @@ void HttpServer::Route() {
     // A version from before a restart of the coordinator: start from nothing.
     if (stream->last > mirror->version()) stream->last = 0;
     stream->study = request.get_param_value("study");
+    if (absl::Status bounded = coordinator::CheckId(stream->study, "study"); !bounded.ok()) {
+      return Fail(request, response, bounded);
+    }
     if (request.has_param("workers")) {
       const std::string workers = request.get_param_value("workers");
       if (workers != "true" && workers != "false") {

@@ -410,5 +410,53 @@ TEST(HostileClientTest, TheRatesOfLargeMessagesAreServerFlags) {
       << status.error_message();
 }
 
+// The clients' CPU budget is a `hippo server` flag (docs/security.md, "Rates"): listed by --help,
+// a value that cannot work refused at start naming it, and the value given the rate calls are
+// held to. At 0.0001 of a core the bucket holds 0.25 ms of CPU and the longest wait, 10 s, covers
+// 1 ms more: an Ask of 1000 trials (which takes the engine milliseconds) leaves a debt the next
+// call would wait over 10 s for, so that one is refused at once, the message naming the flag
+// and the rate.
+TEST(HostileClientTest, TheClientsCpuBudgetIsAServerFlag) {
+  const CommandResult help = RunHippo({"server", "--help"});
+  EXPECT_NE(help.output.find("--client-cpu-cores"), std::string::npos) << help.output;
+  TempDir dir;
+  for (const std::string cores : {"0", "-1", "fast"}) {
+    const CommandResult refused = RunHippo(
+        {"server", "--listen", "127.0.0.1:" + std::to_string(FreePort()), "--db",
+         dir.File("refused.db"), "--insecure", "--http", "off", "--client-cpu-cores", cores});
+    EXPECT_EQ(refused.exit_code, 2) << cores << ": " << refused.output;
+    EXPECT_NE(refused.output.find("--client-cpu-cores: must be a positive number of cores"),
+              std::string::npos)
+        << refused.output;
+  }
+
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Process server(
+      {"server", "--listen", address, "--db", dir.File("hippo.db"), "--client-cpu-cores", "0.0001"},
+      dir.File("server.log"));
+  ASSERT_TRUE(WaitForServer(address)) << Bytes(dir.File("server.log"));
+  auto stub = Connect(address);
+  v1::Study study;
+  ASSERT_TRUE(Create(*stub, ExternalStudy(100'000), &study).ok());
+  grpc::Status status;
+  int answered = 0;
+  for (int i = 0; i < 5 && status.ok(); ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::AskRequest ask;
+    ask.set_study_id(study.id());
+    ask.set_count(1000);
+    v1::AskResponse asked;
+    status = stub->Ask(&context, ask, &asked);
+    if (status.ok()) ++answered;
+  }
+  std::printf("asks of 1000 trials answered before the refusal: %d\n", answered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("at most 0.0001 of a core"), std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("--client-cpu-cores"), std::string::npos)
+      << status.error_message();
+}
+
 }  // namespace
 }  // namespace hippo::e2e

@@ -64,13 +64,14 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 TEST(ClientPacingTest, EveryRequestIsChargedOnArrivalSoManyRequestsAreSlowedByTheirOwnBytes) {
   PacedServer coordinator;
-  // Requests of 16 KiB each, a quarter of what the worker streams count as large: 20 of them
-  // are 320 KiB, of which the burst pays 64 KiB; the rest takes 4 s at 64 KiB/s. Each is
-  // refused (no such study) only once it is paid for.
+  // Requests of 16 KiB each (64 metric names of 250 characters: within their bounds), a quarter
+  // of what the worker streams count as large: 20 of them are 320 KiB, of which the burst pays
+  // 64 KiB; the rest takes 4 s at 64 KiB/s. Each is refused (no such study) only once it is
+  // paid for.
   constexpr int kRequests = 20;
   v1::ListTrialsRequest request;
   request.set_study_id("s-999999");
-  request.add_metric_names(std::string(16 << 10, 'm'));
+  for (int i = 0; i < 64; ++i) request.add_metric_names(std::string(250, 'm'));
   const int64_t request_bytes = static_cast<int64_t>(request.ByteSizeLong());
   const ClientPacingStats before = coordinator.server->client_pacing_stats();
   const auto start = std::chrono::steady_clock::now();
