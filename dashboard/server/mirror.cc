@@ -272,6 +272,11 @@ api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds tim
   return change;
 }
 
+void Mirror::PauseUntil(SteadyClock::time_point until) {
+  std::unique_lock<std::mutex> lock(change_mutex_);
+  changed_.wait_until(lock, until, [this] { return stopping_.load(); });
+}
+
 void Mirror::Refresh(bool all) {
   const SteadyClock::time_point now = SteadyClock::now();
   // Studies whose trials were not read for their throttle set the flag again.

@@ -106,7 +106,7 @@ struct WorkerData {
 class Mirror {
  public:
   struct Options {
-    std::chrono::milliseconds min_interval{800};  // between two refreshes, at least
+    std::chrono::milliseconds min_interval{500};  // between two refreshes, at least
     double backoff = 4;                   // a study's trials at most every fetch time × this
     std::chrono::seconds idle_after{20};  // no stream and no request for this long: stop reading
     std::chrono::seconds worker_history{360};  // utilisation kept per worker
@@ -140,6 +140,8 @@ class Mirror {
   // the workers did.
   int64_t version() const { return published_.load(); }
   api::Change WaitForChange(int64_t version, std::chrono::milliseconds timeout);
+  // Blocks until `until` or until Stop() was called (an event stream's pause between events).
+  void PauseUntil(std::chrono::steady_clock::time_point until);
 
   // Runs `reader` with the study's data under a shared lock; NotFound for an unknown study.
   template <typename Reader>
