@@ -14,6 +14,7 @@ export class TrialTable {
   private desc = false;
   private filters = new Map<string, string>();
   private pages = new Map<number, Json[]>();
+  private pageVersions = new Map<number, number>(); // the version each held page was read at
   private loading = new Set<number>();
   private matching = 0;
   private total = 0;
@@ -91,6 +92,8 @@ export class TrialTable {
       const low = ranges[k];
       const high = ranges[k + 1];
       for (const [offset, page] of [...this.pages]) {
+        // A page read at the event's version or later holds its changes already.
+        if ((this.pageVersions.get(offset) ?? 0) >= num(changes.version)) continue;
         const from = Math.max(low, offset);
         const to = Math.min(high, offset + page.length - 1);
         for (let id = from; id <= to; id++) {
@@ -143,6 +146,7 @@ export class TrialTable {
       this.total = num(page.total);
       this.version = Math.max(this.version, num(page.version));
       this.pages.set(offset, page.trials ?? []);
+      this.pageVersions.set(offset, num(page.version));
       this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
     } finally {
       this.loading.delete(offset);
