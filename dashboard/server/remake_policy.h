@@ -13,7 +13,11 @@
 namespace hippo::dashboard {
 
 inline constexpr std::chrono::milliseconds kCheapRead{10};
-inline constexpr double kRemakeBackoff = 40;
+// 200: the charts of a large running study are each made again at most every 200 times what
+// they cost (a 50 ms one every 10 s), together a few percent of the coordinator's CPU at most
+// (at 40, four of them took a tenth of a core: 0.15 ms of the 1.2 ms a trial costs at 600 trials
+// a second, benchmarks/README.md, dashboard, sixth round).
+inline constexpr double kRemakeBackoff = 200;
 inline constexpr std::chrono::seconds kMaxStale{20};
 
 inline std::chrono::steady_clock::duration RemakeAfter(std::chrono::steady_clock::duration cost) {
