@@ -14,9 +14,10 @@ namespace hippo::dashboard {
 
 inline constexpr std::chrono::milliseconds kCheapRead{10};
 // 200: the charts of a large running study are each made again at most every 200 times what
-// they cost (a 50 ms one every 10 s), together a few percent of the coordinator's CPU at most
-// (at 40, four of them took a tenth of a core: 0.15 ms of the 1.2 ms a trial costs at 600 trials
-// a second, benchmarks/README.md, dashboard, sixth round).
+// they cost (a 50 ms one every 10 s), each at most half a percent of a core; at 40, four of them
+// (curves, history, parameters, the tree's index, each tens of milliseconds at 100 000 trials)
+// could take a tenth of a core, as much as the rest of the coordinator's work for 80 trials a
+// second.
 inline constexpr double kRemakeBackoff = 200;
 inline constexpr std::chrono::seconds kMaxStale{20};
 
