@@ -305,23 +305,44 @@ absl::StatusOr<TrialPage> EngineImpl::ListTrialsPage(const std::string& study_id
   if (queries.empty()) return page;
   committer_.Flush();  // metrics reported so far are in the store
   const std::set<std::string> names(query.metric_names.begin(), query.metric_names.end());
-  for (const MetricQuery& metric_query : queries) {
+  // One read of the store per family, of the lineages of all its trials on the page (one
+  // transaction), not one per trial: a reader that follows a running study (the dashboard's
+  // mirror) reads hundreds of changed trials at once.
+  struct FamilyRead {
     std::vector<int64_t> lineages;
-    for (const auto& [lineage, node] : metric_query.lineages) lineages.push_back(lineage);
-    std::sort(lineages.begin(), lineages.end());
-    lineages.erase(std::unique(lineages.begin(), lineages.end()), lineages.end());
+    Step target = 0;
+    std::map<int64_t, std::vector<store::MetricRecord>> rows;  // by lineage, in step order
+  };
+  std::map<int64_t, FamilyRead> reads;
+  for (const MetricQuery& metric_query : queries) {
+    FamilyRead& read = reads[metric_query.family_id];
+    for (const auto& [lineage, node] : metric_query.lineages) read.lineages.push_back(lineage);
+    read.target = std::max(read.target, metric_query.target);
+  }
+  for (auto& [family_id, read] : reads) {
+    std::sort(read.lineages.begin(), read.lineages.end());
+    read.lineages.erase(std::unique(read.lineages.begin(), read.lineages.end()),
+                        read.lineages.end());
     absl::StatusOr<std::vector<store::MetricRecord>> rows =
-        store_->ListMetrics(metric_query.family_id, lineages, 0, metric_query.target);
+        store_->ListMetrics(family_id, read.lineages, 0, read.target);
     if (!rows.ok()) return rows.status();
+    for (store::MetricRecord& row : *rows) {
+      if (!names.empty() && !names.contains(row.name)) continue;
+      read.rows[row.lineage].push_back(std::move(row));
+    }
+  }
+  for (const MetricQuery& metric_query : queries) {
+    const FamilyRead& read = reads.at(metric_query.family_id);
     v1::TrialMetrics* metrics = page.response.add_metrics();
     metrics->set_trial_id(metric_query.trial);
     // A lineage may hold steps of stages off this trial's path (the other part of a split):
     // keep only the steps of the path's own stages, as they were when the page was read.
     std::map<int64_t, v1::Metric> by_step;
-    for (const store::MetricRecord& row : *rows) {
-      if (!names.empty() && !names.contains(row.name)) continue;
-      for (const auto& [start, end, lineage, node] : metric_query.ranges) {
-        if (row.lineage != lineage || row.step < start || row.step >= end) continue;
+    for (const auto& [start, end, lineage, node] : metric_query.ranges) {
+      auto rows = read.rows.find(lineage);
+      if (rows == read.rows.end()) continue;
+      for (const store::MetricRecord& row : rows->second) {
+        if (row.step < start || row.step >= end || row.step >= metric_query.target) continue;
         v1::Metric& metric = by_step[row.step];
         metric.set_step(row.step);
         metric.set_stage_id(GlobalStageId(metric_query.family_id, node));
@@ -406,8 +427,10 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
     if (GlobalStageId(family.id(), 0) < query.after_stage) {
       first = static_cast<NodeId>(query.after_stage - GlobalStageId(family.id(), 0)) + 1;
     }
-    const std::vector<double> remaining =
-        stage_tree::RemainingCriticalPath(family.tree(), family.seconds_per_step());
+    // The critical path of this page's stages only (their subtrees): a reader lists a large
+    // tree a page at a time, and the whole tree's computation at every page made a listing
+    // cost the tree's size squared, under the engine's lock.
+    absl::flat_hash_map<NodeId, double> remaining;
     for (NodeId node = first; node < nodes; ++node) {
       if (static_cast<size_t>(tree.stages_size()) >= query.limit) {
         page.more = true;
@@ -431,7 +454,8 @@ absl::StatusOr<StagePage> EngineImpl::GetStageTreePage(const std::string& study_
           stage->set_checkpoint_uri(*uri);
         }
       }
-      stage->set_critical_path_seconds(remaining[node]);
+      stage->set_critical_path_seconds(stage_tree::RemainingCriticalPathBelow(
+          family.tree(), family.seconds_per_step(), node, remaining));
       for (stage_tree::TrialId trial : family.tree().TrialsThrough(node)) {
         const auto& [owner, number] = family.OwnerOf(trial);
         if (owner == *index) stage->add_trial_ids(number);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/graph/adjacency_list.hpp"
@@ -75,6 +76,34 @@ std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_
     }
   }
   return remaining;
+}
+
+double RemainingCriticalPathBelow(const StageTree& tree, double seconds_per_step, NodeId node,
+                                  absl::flat_hash_map<NodeId, double>& memo) {
+  if (auto known = memo.find(node); known != memo.end()) return known->second;
+  // Post-order without recursion (a tree may be as deep as it has splits): a node is taken off
+  // the stack once its children's values are known.
+  std::vector<std::pair<NodeId, bool>> stack = {{node, false}};
+  while (!stack.empty()) {
+    auto& [at, expanded] = stack.back();
+    if (memo.contains(at)) {
+      stack.pop_back();
+      continue;
+    }
+    const NodeId current = at;
+    if (!expanded) {
+      expanded = true;
+      for (NodeId child : tree.Children(current)) {
+        if (!memo.contains(child)) stack.emplace_back(child, false);
+      }
+      continue;
+    }
+    stack.pop_back();
+    double below = 0;
+    for (NodeId child : tree.Children(current)) below = std::max(below, memo.at(child));
+    memo[current] = OwnRemainingSteps(tree.node(current)) * seconds_per_step + below;
+  }
+  return memo.at(node);
 }
 
 std::string ToDot(const StageTree& tree) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "stage_tree/stage_tree.h"
 
 namespace hippo::stage_tree {
@@ -26,6 +27,13 @@ std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_
 // plus the larger of its longest child's value and its continuation.
 std::vector<double> RemainingCriticalPath(const StageTree& tree, double seconds_per_step,
                                           const std::vector<double>& continuation);
+
+// The value RemainingCriticalPath(tree, seconds_per_step) has at `node`, from a walk of the
+// node's subtree only. `memo` keeps every value computed (by node) for the next calls: a reader
+// that lists a tree a page of nodes at a time asks for each page's nodes and walks each subtree
+// once in all, where the whole computation would cost the whole tree per page.
+double RemainingCriticalPathBelow(const StageTree& tree, double seconds_per_step, NodeId node,
+                                  absl::flat_hash_map<NodeId, double>& memo);
 
 // Graphviz DOT text of the tree: one box per stage with its steps, state and the values of
 // every hyper-parameter at its first step; edges from parent to child.

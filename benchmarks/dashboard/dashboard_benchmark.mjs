@@ -109,8 +109,8 @@ results.screenshot = path.join(server.dir, "study-100k.png");
 
 // 2. Dispatch rate: no dashboard, 10 node clients, 10 Chromium pages at the lowest priority and
 // at normal priority, in alternating rounds.
-// Dashboards go idle 20 s after their last request (the mirror stops polling), so "none"
-// rounds wait that long first.
+// Dashboards go idle 20 s after their last request or stream (the mirror stops following the
+// engine), so "none" waits that long first.
 // Completed trials of the running study, read from the store's file (SQLite in WAL mode takes
 // readers beside the coordinator's writer), so that measuring wakes no dashboard and costs no
 // engine call.
@@ -148,15 +148,21 @@ const chromiumReads = byKind(); // per round: the ten pages' reads while watchin
 // browser's other processes (browser, GPU, network and other utilities) in all, and the nice
 // value its renderers ran at.
 const chromiumCpu = byKind();
+// This process's own CPU per trial: with node clients, mostly theirs (reading and parsing ten
+// event streams), on the coordinator's cores as the browsers are.
+const ownCpuPerTrial = byKind();
 async function rate(seconds, kind) {
   const a = completed();
   const cpu = cpuSeconds();
   const dashboardCpu = dashboardCpuSeconds();
+  const own = process.cpuUsage();
   const t = Date.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const trials = completed() - a;
   cpuPerTrial[kind].push((1000 * (cpuSeconds() - cpu)) / Math.max(1, trials));
   dashboardCpuPerTrial[kind].push((1000 * (dashboardCpuSeconds() - dashboardCpu)) / Math.max(1, trials));
+  const used = process.cpuUsage(own);
+  ownCpuPerTrial[kind].push((used.user + used.system) / 1000 / Math.max(1, trials));
   return trials / ((Date.now() - t) / 1000);
 }
 // The processes of a browser (the launched one and its descendants), by Chromium's --type
@@ -268,7 +274,7 @@ async function watchWithPages(browser, kind) {
   chromiumReads[kind].push(reads);
   // Whether the pages kept up: the trials completed each page shows against the store's count
   // read just before (a page that gets little CPU shows an older state; one that keeps up is
-  // behind by what the coordinator completes in a refresh of the mirror, 0.8 s).
+  // behind by what the coordinator completes in a refresh of the mirror and an event, 0.5 s each).
   const truth = completed();
   const behind = [];
   for (const context of contexts) {
@@ -341,7 +347,9 @@ for (let round = 0; round < Number(args.rounds); round++) {
   const order = [...KINDS.slice(round % KINDS.length), ...KINDS.slice(0, round % KINDS.length)];
   results.orders.push(order);
   for (const kind of order) {
-    await new Promise((r) => setTimeout(r, 8000)); // what the previous kind started settles
+    // What the previous kind started settles; before "none", the dashboard too: its mirror
+    // follows the engine for 20 s after the last request or stream (Mirror::Options::idle_after).
+    await new Promise((r) => setTimeout(r, kind === "none" ? 22000 : 8000));
     rounds[kind].push(await measure[kind]());
   }
 }
@@ -351,6 +359,7 @@ await browser.close();
 results.dispatch_rate = rounds;
 results.coordinator_cpu_ms_per_trial = cpuPerTrial;
 results.dashboard_threads_cpu_ms_per_trial = dashboardCpuPerTrial;
+results.benchmark_process_cpu_ms_per_trial = ownCpuPerTrial;
 results.node_clients_streamed = streamed;
 results.chromium_pages_reads_per_round = chromiumReads;
 results.chromium_cpu = chromiumCpu;
@@ -368,7 +377,13 @@ const summary = {
   dispatch_per_s: Object.fromEntries(KINDS.map((kind) => [kind, round2(median(rounds[kind]))])),
   dispatch_change_vs_none_percent: Object.fromEntries(KINDS.slice(1).map((kind) => [kind, round2(change(kind))])),
   coordinator_cpu_ms_per_trial: Object.fromEntries(KINDS.map((kind) => [kind, round2(median(cpuPerTrial[kind]))])),
-  dashboard_threads_cpu_ms_per_trial: Object.fromEntries(KINDS.slice(1).map((kind) => [kind, round2(median(dashboardCpuPerTrial[kind]))])),
+  dashboard_threads_cpu_ms_per_trial: Object.fromEntries(KINDS.map((kind) => [kind, round2(median(dashboardCpuPerTrial[kind]))])),
+  // The coordinator's CPU per trial against no dashboard's, round by round (the median): what
+  // ten watchers cost the coordinator itself, whatever the browsers beside it take.
+  coordinator_cpu_change_vs_none_percent: Object.fromEntries(KINDS.slice(1).map((kind) => [kind, round2(median(cpuPerTrial[kind].map((c, i) => (100 * (c - cpuPerTrial.none[i])) / cpuPerTrial.none[i])))])),
+  benchmark_process_cpu_ms_per_trial: Object.fromEntries(KINDS.map((kind) => [kind, round2(median(ownCpuPerTrial[kind]))])),
+  node_clients_events: streamed.events,
+  node_clients_bytes_per_event: Math.round(streamed.bytes / Math.max(1, streamed.events)),
   chromium_renderer_cpu_s_per_page_minute: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, round2(median(chromiumCpu[kind].map((c) => c.renderer_cpu_s_per_page_minute)))])),
   chromium_other_processes_cpu_s_per_minute: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, round2(median(chromiumCpu[kind].map((c) => c.other_processes_cpu_s_per_minute)))])),
   chromium_thread_nice_by_policy: Object.fromEntries(["chromium_idle", "chromium"].map((kind) => [kind, chromiumCpu[kind][0]?.thread_nice_by_policy])),

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <set>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -25,23 +26,42 @@ constexpr int64_t kHistoryBins = 1000;
 constexpr size_t kSampleRows = 1000;
 constexpr size_t kBestRows = 50;
 constexpr int kImportanceBins = 10;
+constexpr size_t kPoolRows = 20000;
 
 bool Better(const StudyData& study, const TrialEntry& a, const TrialEntry& b) {
   return study.maximize ? a.objective > b.objective : a.objective < b.objective;
 }
 
-// Trial numbers with an objective, best first.
-std::vector<int32_t> Ranked(const StudyData& study) {
-  std::vector<int32_t> ranked;
+// The numbers of the trials with an objective.
+std::vector<int32_t> WithObjective(const StudyData& study) {
+  std::vector<int32_t> numbers;
+  numbers.reserve(study.trials.size());
   for (size_t i = 0; i < study.trials.size(); ++i) {
     const TrialEntry& trial = study.trials[i];
     if (trial.has_objective && !std::isnan(trial.objective))
-      ranked.push_back(static_cast<int32_t>(i));
+      numbers.push_back(static_cast<int32_t>(i));
   }
-  std::stable_sort(ranked.begin(), ranked.end(), [&](int32_t a, int32_t b) {
-    return Better(study, study.trials[a], study.trials[b]);
-  });
-  return ranked;
+  return numbers;
+}
+
+// Best first, ties by trial number.
+auto BestFirst(const StudyData& study) {
+  return [&study](int32_t a, int32_t b) {
+    const TrialEntry& x = study.trials[a];
+    const TrialEntry& y = study.trials[b];
+    if (x.objective != y.objective) return Better(study, x, y);
+    return a < b;
+  };
+}
+
+// The `count` best of `numbers`, best first: a partial sort, linear in the study's size (a
+// running study's charts are made again as it grows; a full sort of every trial was their
+// largest cost).
+std::vector<int32_t> Best(const StudyData& study, std::vector<int32_t> numbers, size_t count) {
+  count = std::min(count, numbers.size());
+  std::partial_sort(numbers.begin(), numbers.begin() + count, numbers.end(), BestFirst(study));
+  numbers.resize(count);
+  return numbers;
 }
 
 void AddCurve(const TrialEntry& trial, int64_t number, api::Curve* curve) {
@@ -56,14 +76,12 @@ void AddCurve(const TrialEntry& trial, int64_t number, api::Curve* curve) {
 // The 1st and 99th percentiles of the curves' finite values (a sample of them at most), so
 // that a few diverged curves do not flatten the rest.
 std::pair<double, double> ValueRange(const StudyData& study) {
-  size_t points = 0;
-  for (const TrialEntry& trial : study.trials) points += trial.curve_values.size();
-  const size_t stride = std::max<size_t>(1, points / 200000);
+  // Every stride-th trial's curve: the sample costs its size, not the study's.
+  const size_t stride = std::max<size_t>(1, study.trials.size() / 20000);
   std::vector<float> sample;
-  size_t seen = 0;
-  for (const TrialEntry& trial : study.trials) {
-    for (float value : trial.curve_values) {
-      if (seen++ % stride == 0 && std::isfinite(value)) sample.push_back(value);
+  for (size_t i = 0; i < study.trials.size(); i += stride) {
+    for (float value : study.trials[i].curve_values) {
+      if (std::isfinite(value)) sample.push_back(value);
     }
   }
   if (sample.empty()) return {0, 1};
@@ -145,9 +163,8 @@ absl::StatusOr<api::CurvesOverview> Curves(const Mirror& mirror, const std::stri
     }
     *response.mutable_completed_density() = {completed.begin(), completed.end()};
     *response.mutable_pruned_density() = {pruned.begin(), pruned.end()};
-    const std::vector<int32_t> ranked = Ranked(study);
-    for (size_t i = 0; i < ranked.size() && i < kBestCurves; ++i) {
-      AddCurve(study.trials[ranked[i]], ranked[i], response.add_best());
+    for (int32_t number : Best(study, WithObjective(study), kBestCurves)) {
+      AddCurve(study.trials[number], number, response.add_best());
     }
     response.set_best_trial_id(study.view.has_best_trial() ? study.view.best_trial().id() : -1);
     if (all) {
@@ -202,15 +219,25 @@ absl::StatusOr<api::ParameterSample> ParametersOf(const Mirror& mirror,
   api::ParameterSample response;
   absl::Status status = mirror.ReadStudy(study_id, [&](const StudyData& study) {
     response.set_version(study.version);
-    const std::vector<int32_t> ranked = Ranked(study);
-    response.set_sampled_from(static_cast<int64_t>(ranked.size()));
-    // The best rows, then an even spread of the others (ranked order: all quality levels).
-    std::vector<int32_t> rows(ranked.begin(), ranked.begin() + std::min(kBestRows, ranked.size()));
-    if (ranked.size() > kBestRows) {
-      const size_t rest = ranked.size() - kBestRows;
-      const size_t take = std::min(rest, kSampleRows - kBestRows);
-      for (size_t k = 0; k < take; ++k) rows.push_back(ranked[kBestRows + k * rest / take]);
+    const std::vector<int32_t> scored = WithObjective(study);
+    response.set_sampled_from(static_cast<int64_t>(scored.size()));
+    // A pool of at most kPoolRows trials spread evenly over the trial numbers, ranked: the
+    // sample's spread and the importance come from it, so a large study costs a pass over its
+    // trials and the sort of the pool, not a sort of every trial.
+    const size_t stride = std::max<size_t>(1, scored.size() / kPoolRows);
+    std::vector<int32_t> pool;
+    for (size_t i = 0; i < scored.size(); i += stride) pool.push_back(scored[i]);
+    std::sort(pool.begin(), pool.end(), BestFirst(study));
+    // The best rows, then an even spread of the pool's others (ranked order: all quality
+    // levels).
+    std::vector<int32_t> rows = Best(study, scored, kBestRows);
+    const std::set<int32_t> best(rows.begin(), rows.end());
+    std::vector<int32_t> rest;
+    for (int32_t number : pool) {
+      if (!best.contains(number)) rest.push_back(number);
     }
+    const size_t take = std::min(rest.size(), kSampleRows - rows.size());
+    for (size_t k = 0; k < take; ++k) rows.push_back(rest[k * rest.size() / take]);
     const size_t axes = study.parameters.size();
     for (size_t a = 0; a < axes; ++a) {
       const ParameterColumn& column = study.parameters[a];
@@ -237,9 +264,6 @@ absl::StatusOr<api::ParameterSample> ParametersOf(const Mirror& mirror,
     }
     // Importance: the share of the objective's variance explained by each parameter's
     // quantile bins (its correlation ratio), normalised to sum to 1 over the parameters.
-    const size_t stride = std::max<size_t>(1, ranked.size() / 20000);
-    std::vector<int32_t> pool;
-    for (size_t i = 0; i < ranked.size(); i += stride) pool.push_back(ranked[i]);
     if (pool.size() < 3) return;
     double mean = 0;
     for (int32_t i : pool) mean += study.trials[i].objective;

@@ -346,6 +346,31 @@ absl::StatusOr<api::TrialsPage> TrialsPage(const Mirror& mirror, const std::stri
   return response;
 }
 
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ChangedTrialRanges(
+    const Mirror& mirror, const std::string& study_id, int64_t since) {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  absl::Status status = mirror.ReadStudy(study_id, [&](const StudyData& study) {
+    if (since <= 0) {
+      if (!study.trials.empty()) ranges.emplace_back(0, study.trials.size() - 1);
+      return;
+    }
+    std::vector<int32_t> numbers;
+    for (auto it = study.by_version.upper_bound(since); it != study.by_version.end(); ++it) {
+      numbers.push_back(it->second);
+    }
+    std::sort(numbers.begin(), numbers.end());
+    for (int32_t number : numbers) {
+      if (!ranges.empty() && number <= ranges.back().second + 1) {
+        ranges.back().second = std::max<int64_t>(ranges.back().second, number);
+      } else {
+        ranges.emplace_back(number, number);
+      }
+    }
+  });
+  if (!status.ok()) return status;
+  return ranges;
+}
+
 absl::StatusOr<api::Savings> SavingsOf(const Mirror& mirror, const std::string& study_id) {
   api::Savings response;
   absl::Status status = mirror.ReadStudy(study_id, [&](const StudyData& study) {

@@ -14,6 +14,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dashboard/api/dashboard.pb.h"
@@ -27,6 +29,11 @@ absl::StatusOr<api::StudiesPage> StudiesPage(const Mirror& mirror, const Query& 
 absl::StatusOr<api::StudyRow> StudyRowOf(const Mirror& mirror, const std::string& study_id);
 absl::StatusOr<api::TrialsPage> TrialsPage(const Mirror& mirror, const std::string& study_id,
                                            const Query& query);
+// The numbers of the study's trials changed after version `since` (every trial for 0), as
+// ranges of consecutive numbers (first, last), ascending: a running study's changes are mostly
+// its newest trials, so a few ranges name them all.
+absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ChangedTrialRanges(
+    const Mirror& mirror, const std::string& study_id, int64_t since);
 absl::StatusOr<api::CurvesOverview> Curves(const Mirror& mirror, const std::string& study_id,
                                            const Query& query);
 absl::StatusOr<api::History> HistoryOf(const Mirror& mirror, const std::string& study_id);

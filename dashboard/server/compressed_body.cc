@@ -33,29 +33,33 @@ std::string Gzip(const std::string& plain, int level) {
 
 }  // namespace
 
+bool CompressedBody::compressible() const { return plain_.size() > kCompressAbove; }
+
+const std::string& CompressedBody::gzip() const {
+  std::call_once(gzipped_, [this] {
+    if (!compressible()) return;
+    gzip_ = Gzip(plain_, level_);
+    if (gzip_.size() >= plain_.size()) gzip_.clear();
+  });
+  return gzip_;
+}
+
 std::shared_ptr<const CompressedBody> MakeBody(std::string plain, std::string content_type,
                                                int level) {
-  auto body = std::make_shared<CompressedBody>();
-  body->content_type = std::move(content_type);
-  body->plain = std::move(plain);
-  if (body->plain.size() > kCompressAbove) {
-    body->gzip = Gzip(body->plain, level);
-    if (body->gzip.size() >= body->plain.size()) body->gzip.clear();
-  }
-  return body;
+  return std::make_shared<const CompressedBody>(std::move(plain), std::move(content_type), level);
 }
 
 void SendBody(const httplib::Request& request, httplib::Response& response,
               std::shared_ptr<const CompressedBody> body) {
-  const bool gzip =
-      !body->gzip.empty() && absl::StrContains(request.get_header_value("Accept-Encoding"), "gzip");
-  if (!body->gzip.empty()) response.set_header("Vary", "Accept-Encoding");
+  const bool accepts = absl::StrContains(request.get_header_value("Accept-Encoding"), "gzip");
+  const bool gzip = accepts && body->compressible() && !body->gzip().empty();
+  if (body->compressible()) response.set_header("Vary", "Accept-Encoding");
   if (gzip) response.set_header("Content-Encoding", "gzip");
-  const std::string* bytes = gzip ? &body->gzip : &body->plain;
+  const std::string* bytes = gzip ? &body->gzip() : &body->plain();
   // A provider of known length: cpp-httplib sends it as it is (it compresses only set_content
   // bodies and chunked providers). The provider holds the body while the response is written.
   response.set_content_provider(
-      bytes->size(), body->content_type,
+      bytes->size(), body->content_type(),
       [body, bytes](size_t offset, size_t length, httplib::DataSink& sink) {
         return sink.write(bytes->data() + offset, length);
       });

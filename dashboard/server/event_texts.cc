@@ -15,6 +15,8 @@ namespace {
 // Indices into StreamState::sent.
 constexpr size_t kTrialsPart = 0;
 constexpr size_t kWorkersPart = 6;
+// The changed trials pushed as rows in an event, at most (the rest as ranges of numbers).
+constexpr int64_t kPushedTrialRows = 20;
 // The changed studies' rows ride along when at most this many changed.
 constexpr int kMaxRows = 20;
 // A study of at most this many trials has all its curves drawn in full (the page's rule).
@@ -109,7 +111,7 @@ EventTexts::Made EventTexts::Make(const StreamState& stream, const api::Change& 
         "push:workers", mirror_->version(),
         [&]() -> absl::StatusOr<std::string> { return ToJson(WorkersOf(*mirror_)); });
     if (workers.ok() && workers->version != made.sent[kWorkersPart]) {
-      AppendField(json, "workers_page", workers->body->plain);
+      AppendField(json, "workers_page", workers->body->plain());
       made.sent[kWorkersPart] = workers->version;
       any = true;
     }
@@ -137,23 +139,40 @@ bool EventTexts::AppendStudyParts(const StreamState& stream, int64_t at, Made& m
   }
   api::StudyParts head;
   head.set_study_id(id);
+  // The trials changed since the stream's last event (all of them in its first), at each new
+  // version: the first kPushedTrialRows by id as rows, and when more changed, every changed
+  // number as ranges (the page reads again only the rows it shows among them). Cheap (the
+  // mirror's index by version) and bounded whatever the rate of changes. Noted as sent at the
+  // event's version, so that streams that opened apart share their texts from then on (a trial
+  // changed after that version comes again in the next event: the page takes it twice).
+  std::string trials_json;
+  const bool first_trials = made.sent[kTrialsPart] == 0;
+  if (at > 0 || first_trials) {
+    const int64_t since = first_trials ? 0 : stream.last;
+    absl::StatusOr<api::TrialsPage> trials =
+        TrialsPage(*mirror_, id,
+                   {{"since", absl::StrCat(since)}, {"page_size", absl::StrCat(kPushedTrialRows)}});
+    if (trials.ok()) {
+      if (!trials->next_page_token().empty()) {
+        absl::StatusOr<std::vector<std::pair<int64_t, int64_t>>> ranges =
+            ChangedTrialRanges(*mirror_, id, since);
+        if (ranges.ok()) {
+          for (const auto& [first, last] : *ranges) {
+            head.add_changed_trials(first);
+            head.add_changed_trials(last);
+          }
+        }
+      }
+      trials_json = ToJson(*trials);
+      made.sent[kTrialsPart] = at > 0 ? at : trials->version();
+    }
+  }
   std::string parts = ToJson(head);
   parts.pop_back();
   bool any = false;
-  // The trials changed since the stream's last event (all of them, a page of 1000 by id, in
-  // its first), at each new version: cheap (the mirror's index by version). Noted as sent at
-  // the event's version, so that streams that opened apart share their texts from then on (a
-  // trial changed after that version comes again in the next event: the page takes it twice).
-  const bool first_trials = made.sent[kTrialsPart] == 0;
-  if (at > 0 || first_trials) {
-    absl::StatusOr<api::TrialsPage> trials = TrialsPage(
-        *mirror_, id,
-        {{"since", absl::StrCat(first_trials ? 0 : stream.last)}, {"page_size", "1000"}});
-    if (trials.ok()) {
-      AppendField(parts, "trials", ToJson(*trials));
-      made.sent[kTrialsPart] = at > 0 ? at : trials->version();
-      any = true;
-    }
+  if (!trials_json.empty()) {
+    AppendField(parts, "trials", trials_json);
+    any = true;
   }
   struct Part {
     size_t index;
@@ -177,7 +196,7 @@ bool EventTexts::AppendStudyParts(const StreamState& stream, int64_t at, Made& m
     if (!body.ok()) continue;  // the study vanished meanwhile: its page finds out by itself
     if (body->version < version) made.behind = true;
     if (body->version == made.sent[part.index]) continue;
-    AppendField(parts, part.field, body->body->plain);
+    AppendField(parts, part.field, body->body->plain());
     made.sent[part.index] = body->version;
     any = true;
   }

@@ -29,11 +29,18 @@ namespace hippo::dashboard {
 
 // A pushed chart (the learning curves, history, parameters, savings and the tree's first
 // window) is made again, and so sent, at most this often while its study changes; the summary
-// row and the changed trials go with every change. A page shows a chart's change within this
-// and the mirror's refresh interval (0.8 s) of the change. Each page parses and draws the
+// row and the changed trials go with every event. A page shows a chart's change within this
+// and the mirror's refresh interval (0.5 s) of the change. Each page parses and draws the
 // charts, the bulk of an event, at most once per interval: ten pages on the coordinator's
 // machine take its cores from the dispatch path in proportion.
 inline constexpr std::chrono::milliseconds kPartInterval{2000};
+
+// A stream sends at most one event per this interval, however often its study changes: the
+// changes of an interval go out together, so what an event costs (making it once, writing it to
+// each stream, each page parsing and drawing it) is paid per interval, not per change, and its
+// share per trial falls as the dispatch rate rises. With the mirror's refresh interval (also
+// 0.5 s) a page shows a change within about a second.
+inline constexpr std::chrono::milliseconds kEventInterval{500};
 
 // What one event stream watches and what it was sent.
 struct StreamState {

@@ -323,13 +323,16 @@ void HttpServer::Route() {
     mirror->Watch();
     auto quiet_since =
         std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    auto last_event = std::make_shared<std::chrono::steady_clock::time_point>();
     response.set_chunked_content_provider(
         "text/event-stream",
-        [mirror, events, stream, quiet_since](size_t, httplib::DataSink& sink) {
-          // One event per change (and per part made again while the stream was behind on it),
-          // a comment after 15 s of nothing so that proxies keep the stream open; the stream
-          // ends when the server stops or the client is gone.
+        [mirror, events, stream, quiet_since, last_event](size_t, httplib::DataSink& sink) {
+          // One event for the changes of each kEventInterval at most (and for a part made again
+          // while the stream was behind on it), a comment after 15 s of nothing so that proxies
+          // keep the stream open; the stream ends when the server stops or the client is gone.
           constexpr auto kKeepAlive = std::chrono::seconds(15);
+          mirror->PauseUntil(*last_event + kEventInterval);
+          if (mirror->stopping()) return false;
           const api::Change change = mirror->WaitForChange(
               stream->last, stream->behind ? std::chrono::milliseconds(kPartInterval)
                                            : std::chrono::milliseconds(kKeepAlive));
@@ -338,6 +341,7 @@ void HttpServer::Route() {
           const auto now = std::chrono::steady_clock::now();
           if (text != nullptr) {
             *quiet_since = now;
+            *last_event = now;
             return sink.write(text->data(), text->size());
           }
           if (now - *quiet_since < kKeepAlive) return true;
@@ -355,6 +359,7 @@ void HttpServer::Route() {
     std::shared_ptr<const CompressedBody> body =
         MakeBody(std::string(asset.data.data(), asset.data.size()), std::string(asset.content_type),
                  /*level=*/9);
+    body->gzip();  // at start-up, not on a first page load
     auto serve = [asset, body](const httplib::Request& request, httplib::Response& response) {
       response.set_header("Cache-Control", asset.path.starts_with("/assets/")
                                                ? "public, max-age=31536000, immutable"

@@ -196,6 +196,7 @@ void Mirror::Stop() {
   refreshed_.notify_all();
   { std::lock_guard<std::mutex> lock(change_mutex_); }
   changed_.notify_all();
+  stopped_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -270,6 +271,11 @@ api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds tim
   }
   for (const std::string& id : studies) change.add_studies(id);
   return change;
+}
+
+void Mirror::PauseUntil(SteadyClock::time_point until) {
+  std::unique_lock<std::mutex> lock(change_mutex_);
+  stopped_.wait_until(lock, until, [this] { return stopping_.load(); });
 }
 
 void Mirror::Refresh(bool all) {

@@ -106,11 +106,11 @@ struct WorkerData {
 class Mirror {
  public:
   struct Options {
-    std::chrono::milliseconds min_interval{800};  // between two refreshes, at least
+    std::chrono::milliseconds min_interval{500};  // between two refreshes, at least
     double backoff = 4;                   // a study's trials at most every fetch time × this
     std::chrono::seconds idle_after{20};  // no stream and no request for this long: stop reading
     std::chrono::seconds worker_history{360};  // utilisation kept per worker
-    size_t savings_points = 2000;              // savings points kept per study (thinned)
+    size_t savings_points = 500;               // savings points kept per study (thinned)
     size_t max_spec_bytes = 8 << 20;           // new studies' specs read a refresh, at most
     size_t max_trial_pages = 20;               // pages of a study's trials a refresh, at most
   };
@@ -140,6 +140,8 @@ class Mirror {
   // the workers did.
   int64_t version() const { return published_.load(); }
   api::Change WaitForChange(int64_t version, std::chrono::milliseconds timeout);
+  // Blocks until `until` or until Stop() was called (an event stream's pause between events).
+  void PauseUntil(std::chrono::steady_clock::time_point until);
 
   // Runs `reader` with the study's data under a shared lock; NotFound for an unknown study.
   template <typename Reader>
@@ -215,6 +217,7 @@ class Mirror {
   std::mutex change_mutex_;
   std::condition_variable changed_;
   std::deque<std::pair<int64_t, std::string>> changes_;
+  std::condition_variable stopped_;  // PauseUntil's: woken by Stop() only, not by changes
 
   // Set by the engine's change listener, which wakes the refresh thread (shared with the
   // listener, so that it stays valid whichever of the engine and the mirror goes first). The

@@ -13,7 +13,12 @@
 namespace hippo::dashboard {
 
 inline constexpr std::chrono::milliseconds kCheapRead{10};
-inline constexpr double kRemakeBackoff = 40;
+// 200: the charts of a large running study are each made again at most every 200 times what
+// they cost (a 50 ms one every 10 s), each at most half a percent of a core; at 40, four of them
+// (curves, history, parameters, the tree's index, each tens of milliseconds at 100 000 trials)
+// could take a tenth of a core, as much as the rest of the coordinator's work for 80 trials a
+// second.
+inline constexpr double kRemakeBackoff = 200;
 inline constexpr std::chrono::seconds kMaxStale{20};
 
 inline std::chrono::steady_clock::duration RemakeAfter(std::chrono::steady_clock::duration cost) {

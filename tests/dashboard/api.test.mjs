@@ -4,7 +4,7 @@
 // plain HTTP refused off loopback.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HIPPO, api, eventually, startServer, startWorker, stopAll, submit } from "./harness.mjs";
@@ -78,7 +78,8 @@ test("savings compare like with like: the work done so far, not every trial's fu
   assert.ok(Number(last.executed_steps) <= Number(last.trial_steps), "never more than trial by trial");
 });
 
-// The events of GET events?QUERY, as raw texts and parsed, until `enough(events)` or `ms`.
+// The events of GET events?QUERY, as raw texts, parsed and when they came, until
+// `enough(events)` or `ms`.
 async function readEvents(query, enough, ms = 20000) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), ms);
@@ -95,7 +96,7 @@ async function readEvents(query, enough, ms = 20000) {
         const text = buffered.slice(0, end);
         buffered = buffered.slice(end + 2);
         const data = text.split("\n").find((line) => line.startsWith("data: "));
-        if (data) events.push({ text, data: JSON.parse(data.slice(6)) });
+        if (data) events.push({ text, data: JSON.parse(data.slice(6)), at: Date.now() });
       }
       if (enough(events)) break;
     }
@@ -117,6 +118,19 @@ test("a stream watching a study pushes its page's parts as they change, and the 
   const first = withParts[0].data.study;
   assert.equal(first.study_id, studyId);
   assert.ok(Number(first.trials.total) >= 40 && first.trials.trials.length > 0, "the trials");
+  // Bounded whatever the number of changes: 20 rows at most, and then every changed trial's
+  // number in ranges (the first event: every trial).
+  for (const parts of withParts.map((e) => e.data.study).filter((p) => p.trials)) {
+    assert.ok(parts.trials.trials.length <= 20, `${parts.trials.trials.length} rows pushed`);
+    if (!parts.trials.next_page_token) continue;
+    const ranges = (parts.changed_trials ?? []).map(Number);
+    assert.ok(ranges.length >= 2 && ranges.length % 2 === 0, "changed trials as ranges");
+    for (const row of parts.trials.trials) {
+      const id = Number(row.trial.id ?? 0);
+      assert.ok(ranges.some((low, k) => k % 2 === 0 && id >= low && id <= ranges[k + 1]), `trial ${id} is in a range`);
+    }
+  }
+  assert.deepEqual(first.changed_trials.map(Number), [0, Number(first.trials.total) - 1]);
   assert.equal(first.curves.completed_density.length, Number(first.curves.step_bins) * Number(first.curves.value_bins));
   assert.ok(first.history.trial.length > 0, "the history");
   assert.deepEqual(first.parameters.axes.map((a) => a.name).sort(), ["lr", "optimizer", "weight_decay"]);
@@ -158,6 +172,34 @@ test("streams in the same state get the same event, made once", async () => {
     same = true;
   }
   assert.ok(same, "two streams never got their first event at the same version");
+});
+
+// The store's count of metric points (each one a change of a trial's view), read beside the
+// coordinator (SQLite takes readers beside its writer): the changes as they are committed.
+function metricPoints() {
+  return Number(execFileSync("sqlite3", [server.db, "select count(*) from metrics"]).toString().trim());
+}
+
+test("a stream coalesces changes: at most one event per half second, and one within 2 s of a change", async () => {
+  const before = metricPoints();
+  const started = Date.now();
+  const events = await readEvents(`study=${studyId}`, () => false, 8000);
+  const seconds = (Date.now() - started) / 1000;
+  const changes = metricPoints() - before;
+  console.log(`${changes} metric points committed in ${seconds.toFixed(1)} s: ${events.length} events`);
+  // Many changes, few events: one at the start, then at most one per 0.5 s whatever the rate
+  // of changes (the server paces them; a client slowed down by the machine's load may read two
+  // at once, so their gaps are judged by the median).
+  assert.ok(events.length <= Math.ceil(seconds / 0.5) + 1, `${events.length} events in ${seconds.toFixed(1)} s`);
+  assert.ok(changes >= 2 * events.length, `${changes} changes for ${events.length} events: not coalesced`);
+  const gaps = events.slice(1).map((event, i) => event.at - events[i].at);
+  const median = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length / 2)];
+  assert.ok(median >= 400, `events a median ${median} ms apart`);
+  // Still live: the study changes all along, and the events came within 2 s of each other (nine
+  // in ten: a client starved by the machine's load reads some late).
+  assert.ok(events.length >= 4, `${events.length} events while the study ran`);
+  const slow = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length * 0.9)];
+  assert.ok(slow <= 2000, `events ${slow} ms apart (90th percentile) while the study changed`);
 });
 
 test("a read since a version returns only what changed after it", async () => {

@@ -85,6 +85,34 @@ TEST(GraphViewTest, ParentsWithLargerIdsThanTheirChildrenAreComputedAfterThem) {
   EXPECT_DOUBLE_EQ(remaining[kRootNode], 80 * 1.5);  // [20, 100) of the first trial
 }
 
+TEST(GraphViewTest, ASubtreeWalkGivesTheWholeComputationsValuePageByPage) {
+  StageTree tree("family", {"lr"});
+  // Shared prefixes, splits that give parents ids above their children, a done stage.
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.1, 99), 100).ok());
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.05, 50), 100).ok());
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.02, 80), 90).ok());
+  const TrialId late = *tree.Insert(Constant(0.1, 0.01, 20), 30);
+  ASSERT_TRUE(tree.Insert(Constant(0.1, 0.03, 20), 70).ok());
+  ASSERT_TRUE(tree.MarkRunning(tree.Path(late)[0]).ok());
+  ASSERT_TRUE(tree.MarkDone(tree.Path(late)[0]).ok());
+  const std::vector<double> whole = RemainingCriticalPath(tree, 1.5);
+  // Pages of two nodes in id order, each with a memo of its own, as a listing reads them.
+  for (NodeId first = 0; first < tree.node_count(); first += 2) {
+    absl::flat_hash_map<NodeId, double> memo;
+    for (NodeId node = first; node < std::min<NodeId>(first + 2, tree.node_count()); ++node) {
+      EXPECT_DOUBLE_EQ(RemainingCriticalPathBelow(tree, 1.5, node, memo), whole[node])
+          << "node " << node;
+    }
+  }
+  // One memo for every node: each subtree is walked once, the values are the same.
+  absl::flat_hash_map<NodeId, double> memo;
+  EXPECT_DOUBLE_EQ(RemainingCriticalPathBelow(tree, 1.5, kRootNode, memo), whole[kRootNode]);
+  EXPECT_EQ(memo.size(), tree.node_count());
+  for (NodeId node = 0; node < tree.node_count(); ++node) {
+    EXPECT_DOUBLE_EQ(memo.at(node), whole[node]) << "node " << node;
+  }
+}
+
 TEST(GraphViewTest, DotHasOneVertexPerStageAndOneEdgePerChild) {
   StageTree tree("family", {"lr"});
   ASSERT_TRUE(tree.Insert(Constant(0.1, 0.01, 20), 100).ok());

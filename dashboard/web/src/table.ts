@@ -14,6 +14,7 @@ export class TrialTable {
   private desc = false;
   private filters = new Map<string, string>();
   private pages = new Map<number, Json[]>();
+  private pageVersions = new Map<number, number>(); // the version each held page was read at
   private loading = new Set<number>();
   private matching = 0;
   private total = 0;
@@ -58,29 +59,51 @@ export class TrialTable {
   }
 
   /**
-   * Takes the trials the event stream pushed (those changed since its last event, by id) into
+   * Takes the trials the event stream pushed (those changed since its last event, by id: the
+   * first rows, and when more changed, `ranges` of every changed number, pairs first, last) into
    * the rows held, when their places are known: sorted by trial number, unfiltered (a trial's
-   * row is its number). False when the table must read its rows again: another order or a
-   * filter (a changed value moves rows), or more changes than one pushed page.
+   * row is its number). A held page with a changed row that was not carried is dropped, and read
+   * again only when it is in view. False when the table must read its rows again: another
+   * order or a filter (a changed value moves rows).
    */
-  apply(changes: Json): boolean {
+  apply(changes: Json, ranges: number[] = []): boolean {
     const rows: Json[] = changes.trials ?? [];
     const total = num(changes.total);
     const byNumber = this.sort === "id" && !this.desc && ![...this.filters.values()].some((v) => v.trim());
-    if (changes.next_page_token || (!byNumber && (rows.length > 0 || total !== this.total))) return false;
+    if (changes.next_page_token && ranges.length === 0) return false;
+    if (!byNumber && (rows.length > 0 || ranges.length > 0 || total !== this.total)) return false;
     this.version = Math.max(this.version, num(changes.version));
     if (!byNumber) return true;
     // The rows drawn are drawn again only when one of them changed or the view has room for
     // rows that were not there: a running study's new trials are mostly out of view.
     const [first, count] = this.inView();
     let redraw = this.matching < first + count && total !== this.matching;
+    const carried = new Set<number>();
     for (const row of rows) {
       const id = num(row.trial?.id);
+      carried.add(id);
       const offset = Math.floor(id / PAGE) * PAGE;
       const page = this.pages.get(offset);
       // A page not held is read when scrolled to; a held page takes the row at its place.
       if (page && id - offset <= page.length) page[id - offset] = row;
       if (id >= first && id < first + count) redraw = true;
+    }
+    for (let k = 0; k + 1 < ranges.length; k += 2) {
+      const low = ranges[k];
+      const high = ranges[k + 1];
+      for (const [offset, page] of [...this.pages]) {
+        // A page read at the event's version or later holds its changes already.
+        if ((this.pageVersions.get(offset) ?? 0) >= num(changes.version)) continue;
+        const from = Math.max(low, offset);
+        const to = Math.min(high, offset + page.length - 1);
+        for (let id = from; id <= to; id++) {
+          if (carried.has(id)) continue;
+          // In view: read again (shown as held meanwhile); else dropped, read when scrolled to.
+          if (offset < first + count && offset + PAGE > first) void this.load(offset).then(() => this.render(), (error) => console.warn(error));
+          else this.pages.delete(offset);
+          break;
+        }
+      }
     }
     if (total !== this.total || total !== this.matching) {
       this.total = total;
@@ -90,6 +113,12 @@ export class TrialTable {
     }
     if (redraw) this.render();
     return true;
+  }
+
+  /** Whether trial `id` is in `ranges` (pairs first, last, as the event stream sends them). */
+  static inRanges(ranges: number[], id: number): boolean {
+    for (let k = 0; k + 1 < ranges.length; k += 2) if (id >= ranges[k] && id <= ranges[k + 1]) return true;
+    return false;
   }
 
   /** The first row in view and how many rows the view holds (and two more). */
@@ -117,6 +146,7 @@ export class TrialTable {
       this.total = num(page.total);
       this.version = Math.max(this.version, num(page.version));
       this.pages.set(offset, page.trials ?? []);
+      this.pageVersions.set(offset, num(page.version));
       this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
     } finally {
       this.loading.delete(offset);

@@ -4,7 +4,7 @@
 // the study and pushes the parts that change (live.ts), and the page asks again only for what
 // the stream does not carry: a selected trial's curve, tree windows opened by hand, the rows of
 // a table sorted or filtered otherwise than by trial number.
-import { ApiError, get, Json, num, post, studyPath } from "../api";
+import { ApiError, get, Json, num, nums, post, studyPath } from "../api";
 import { drawCurves } from "../charts/curves";
 import { drawHistory } from "../charts/history";
 import { drawSavings, drawSchedule } from "../charts/misc";
@@ -253,9 +253,11 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       if (tree.openedByHand()) refreshTree();
     }
     if (parts.trials) {
-      if (!table.apply(parts.trials)) refreshTable();
+      const ranges = nums(parts.changed_trials);
+      if (!table.apply(parts.trials, ranges)) refreshTable();
       // The selected trial's curve (not pushed in a large study) when it changed.
-      if (ownCurves && (parts.trials.trials ?? []).some((r: Json) => num(r.trial?.id) === num(selected?.id))) refreshCurves();
+      const id = num(selected?.id);
+      if (ownCurves && ((parts.trials.trials ?? []).some((r: Json) => num(r.trial?.id) === id) || TrialTable.inRanges(ranges, id))) refreshCurves();
     }
   };
   // Events are taken in once per animation frame: the newest summary row and the newest of
@@ -285,7 +287,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     heldRow = heldParts = null;
     heldTrials = [];
     askStudy = askTable = false;
-    for (const page of trials) applyParts({ trials: page });
+    for (const { trials: page, changed_trials } of trials) applyParts({ trials: page, changed_trials });
     if (parts) applyParts(parts);
   };
   const stop = subscribe((change) => {
@@ -298,9 +300,9 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (changedRow) heldRow = changedRow;
     else if (change.studies.has(studyId)) askStudy = true;
     if (change.parts?.study_id === studyId) {
-      const { trials, ...charts } = change.parts;
+      const { trials, changed_trials, ...charts } = change.parts;
       if (trials) {
-        heldTrials.push(trials);
+        heldTrials.push({ trials, changed_trials });
         if (heldTrials.length > kHeldTrials) {
           heldTrials = [];
           askTable = true;
