@@ -39,7 +39,7 @@ struct ServerCommandOptions {
   int64_t worker_bytes_per_second = 1 << 20;
   int64_t client_bytes_per_second = 1 << 20;
   // The CPU time the study service's calls may take, all clients together, in cores.
-  double client_cpu_cores = 0.1;
+  double client_cpu_cores = 0.5;
   // The dashboard's HTTP address (host:port); "off" serves none.
   std::string http = "127.0.0.1:8080";
 };

@@ -260,9 +260,9 @@ int main(int argc, char** argv) {
                    "CPU time the coordinator spends on study-service calls, all clients "
                    "together, in cores: each call is charged the CPU time it took, and calls "
                    "wait while more was spent than this rate pays for (2.5 s of the rate may "
-                   "be spent at once: 0.25 s of CPU at 0.1); past 10 s of queue a call is "
+                   "be spent at once: 1.25 s of CPU at 0.5); past 10 s of queue a call is "
                    "refused with RESOURCE_EXHAUSTED")
-      ->default_val(0.1)
+      ->default_val(0.5)
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {
             double cores = 0;

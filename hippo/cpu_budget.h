@@ -34,8 +34,8 @@ namespace hippo::coordinator {
 
 struct CpuBudgetOptions {
   // CPU seconds a second (cores) for all clients' calls together.
-  double cores = 0.1;
-  // The bucket holds this many seconds of the rate (cores x burst_seconds of CPU time: 0.25 s by
+  double cores = 0.5;
+  // The bucket holds this many seconds of the rate (cores x burst_seconds of CPU time: 1.25 s by
   // default), spent at once by a burst of calls on an idle coordinator without a wait.
   double burst_seconds = 2.5;
   // A call whose wait would pass this is refused instead.

@@ -168,8 +168,8 @@ TEST(CpuBudgetTest, ABurstOfCallsOnATinyBudgetIsSlowedOrRefusedNamingTheFlag) {
               tiny.answered, tiny.refused, tiny.stats.charged_seconds, tiny.stats.waited_seconds);
   EXPECT_EQ(free.refused, 0);
   EXPECT_GT(free.stats.charged_seconds, 0.0);
-  // The default budget's burst (0.25 s) pays for more than a second and a half of such calls at
-  // 0.1 of a core, unless each took over 2 ms of CPU.
+  // The default budget's burst (1.25 s of CPU) pays for all of such a burst's calls, unless each
+  // took over 10 ms of CPU.
   ASSERT_GE(free.answered, 4);
   EXPECT_LE(tiny.answered * 2, free.answered);
   EXPECT_GE(tiny.refused, 1);
