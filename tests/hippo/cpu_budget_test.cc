@@ -155,13 +155,14 @@ Burst AskBurst(CpuBudgetOptions cpu) {
 }
 
 // The burst's CPU time is charged to the budget: on a budget of a thousandth of a core that
-// holds 10 ms, the calls after the first few wait for the bucket (the longest wait is 2 s, so
-// they are refused once more than that is owed), and far fewer are answered than on the default
+// holds 10 ms, the calls after the first few wait for the bucket (the longest wait is 0.5 s, so
+// they are refused once more than half a millisecond of CPU is owed: a 2 s wait let a fast
+// machine's cheaper calls wait their turn through the whole burst without a refusal), and far fewer are answered than on the default
 // budget, which the same burst does not slow.
 TEST(CpuBudgetTest, ABurstOfCallsOnATinyBudgetIsSlowedOrRefusedNamingTheFlag) {
   const Burst free = AskBurst(CpuBudgetOptions());
   const Burst tiny =
-      AskBurst(CpuBudgetOptions{.cores = 0.001, .burst_seconds = 10, .max_wait_seconds = 2});
+      AskBurst(CpuBudgetOptions{.cores = 0.001, .burst_seconds = 10, .max_wait_seconds = 0.5});
   std::printf("default budget: %d answered, %d refused, %.3f s of CPU charged\n", free.answered,
               free.refused, free.stats.charged_seconds);
   std::printf("tiny budget: %d answered, %d refused, %.3f s of CPU charged, %.2f s waited\n",
