@@ -19,6 +19,7 @@
 #include "hippo/engine.h"
 #include "tests/support/db_digest.h"
 #include "tests/support/e2e_harness.h"
+#include "tests/support/study_specs.h"
 
 namespace hippo::e2e {
 namespace {
@@ -52,20 +53,7 @@ std::string Bytes(const std::string& path) {
   return bytes.str();
 }
 
-v1::StudySpec ExternalStudy(int64_t max_trials) {
-  v1::StudySpec spec;
-  spec.set_name("ask-tell");
-  spec.mutable_objective()->set_metric("loss");
-  spec.mutable_objective()->set_direction(v1::MINIMIZE);
-  v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
-  lr.set_name("lr");
-  lr.mutable_float_()->set_low(0.001);
-  lr.mutable_float_()->set_high(0.1);
-  spec.mutable_algorithm()->set_name("external");
-  spec.mutable_budget()->set_max_steps(10);
-  spec.mutable_budget()->set_max_trials(max_trials);
-  return spec;
-}
+v1::StudySpec ExternalStudy(int64_t max_trials) { return test_support::AskTellSpec(max_trials); }
 
 v1::StudySpec SimStudy(const std::string& name, int64_t max_trials) {
   v1::StudySpec spec;

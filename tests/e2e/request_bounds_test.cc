@@ -21,6 +21,7 @@
 #include "hippo/v1/hippo.grpc.pb.h"
 #include "tests/support/db_digest.h"
 #include "tests/support/e2e_harness.h"
+#include "tests/support/study_specs.h"
 
 namespace hippo::e2e {
 namespace {
@@ -134,17 +135,7 @@ TEST(RequestBoundsTest, EveryFieldOfEveryRequestOverItsBoundIsRefusedNamingItAnd
   {
     grpc::ClientContext context;
     v1::CreateStudyRequest request;
-    v1::StudySpec& spec = *request.mutable_spec();
-    spec.set_name("bounded");
-    spec.mutable_objective()->set_metric("loss");
-    spec.mutable_objective()->set_direction(v1::MINIMIZE);
-    v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
-    lr.set_name("lr");
-    lr.mutable_float_()->set_low(0.001);
-    lr.mutable_float_()->set_high(0.1);
-    spec.mutable_algorithm()->set_name("external");
-    spec.mutable_budget()->set_max_steps(10);
-    spec.mutable_budget()->set_max_trials(10);
+    *request.mutable_spec() = test_support::AskTellSpec(/*max_trials=*/10);
     ASSERT_TRUE(typed->CreateStudy(&context, request, &study).ok());
   }
   const std::string before = DatabaseSha256(db);

@@ -19,6 +19,7 @@
 
 #include "hippo/server.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "tests/support/loopback_coordinator.h"
 
 namespace hippo::coordinator {
 namespace {
@@ -64,29 +65,18 @@ TEST(ByteBudgetTest, AMessageWhoseWaitWouldPassTheLongestIsRefusedUnchargedUnles
 }
 
 // A coordinator in this process on a loopback port, with small budgets.
-struct BudgetedServer {
-  explicit BudgetedServer(double max_wait_seconds) {
+struct BudgetedServer : test_support::LoopbackCoordinator {
+  explicit BudgetedServer(double max_wait_seconds)
+      : LoopbackCoordinator(Options(max_wait_seconds)), address(LoopbackCoordinator::address()) {}
+
+  static ServerOptions Options(double max_wait_seconds) {
     ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.db_path = db;
-    options.insecure = true;
     options.worker_large_messages = Small(max_wait_seconds);
     options.client_large_messages = Small(max_wait_seconds);
-    absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(options);
-    EXPECT_TRUE(started.ok()) << started.status();
-    server = *std::move(started);
-    address = "127.0.0.1:" + std::to_string(server->port());
-  }
-  ~BudgetedServer() {
-    server.reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+    return options;
   }
 
-  const std::string db = (std::filesystem::temp_directory_path() /
-                          ("hippo-budget-test-" + std::to_string(getpid()) + ".db"))
-                             .string();
-  std::unique_ptr<Server> server;
-  std::string address;
+  const std::string address;
 };
 
 // One report about an attempt nobody holds (ignored by the engine, counted as stale), with

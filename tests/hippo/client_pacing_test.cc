@@ -18,6 +18,8 @@
 
 #include "hippo/server.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "tests/support/loopback_coordinator.h"
+#include "tests/support/study_specs.h"
 
 namespace hippo::coordinator {
 namespace {
@@ -29,33 +31,18 @@ using std::chrono::milliseconds;
 // with a 64 KiB burst, and an Ask's trials charged `ask_work_bytes_per_trial` each for their
 // making (0: its answer alone); every other setting is the server's default (large_message_bytes
 // included).
-struct PacedServer {
-  explicit PacedServer(double bytes_per_second = 64 << 10, int64_t ask_work_bytes_per_trial = 0) {
+struct PacedServer : test_support::LoopbackCoordinator {
+  explicit PacedServer(double bytes_per_second = 64 << 10, int64_t ask_work_bytes_per_trial = 0)
+      : LoopbackCoordinator(Options(bytes_per_second, ask_work_bytes_per_trial)) {}
+
+  static ServerOptions Options(double bytes_per_second, int64_t ask_work_bytes_per_trial) {
     ServerOptions options;
     options.ask_work_bytes_per_trial = ask_work_bytes_per_trial;
-    options.listen = "127.0.0.1:0";
-    options.db_path = db;
-    options.insecure = true;
     options.client_large_messages.bytes_per_second = bytes_per_second;
     options.client_large_messages.burst_bytes = 64 << 10;
     options.client_large_messages.max_wait_seconds = 30;
-    absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(options);
-    EXPECT_TRUE(started.ok()) << started.status();
-    server = *std::move(started);
-    stub = v1::StudyService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials()));
+    return options;
   }
-  ~PacedServer() {
-    stub.reset();
-    server.reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  }
-
-  const std::string db = (std::filesystem::temp_directory_path() /
-                          ("hippo-pacing-test-" + std::to_string(getpid()) + ".db"))
-                             .string();
-  std::unique_ptr<Server> server;
-  std::unique_ptr<v1::StudyService::Stub> stub;
 };
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -92,21 +79,8 @@ TEST(ClientPacingTest, EveryRequestIsChargedOnArrivalSoManyRequestsAreSlowedByTh
               static_cast<long long>(request_bytes), seconds, least);
 }
 
-v1::StudySpec ExternalStudy() {
-  v1::StudySpec spec;
-  spec.set_name("ask-tell");
-  spec.mutable_objective()->set_metric("loss");
-  spec.mutable_objective()->set_direction(v1::MINIMIZE);
-  // A long name: each trial of the answer carries it (about 300 bytes a trial).
-  v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
-  lr.set_name(std::string(256, 'p'));
-  lr.mutable_float_()->set_low(0.001);
-  lr.mutable_float_()->set_high(0.1);
-  spec.mutable_algorithm()->set_name("external");
-  spec.mutable_budget()->set_max_steps(10);
-  spec.mutable_budget()->set_max_trials(10'000);
-  return spec;
-}
+// A long parameter name: each trial of an answer carries it (about 300 bytes a trial).
+v1::StudySpec ExternalStudy() { return test_support::AskTellSpec(10'000, std::string(256, 'p')); }
 
 grpc::Status AskFor(v1::StudyService::Stub& stub, const std::string& study_id, int64_t count,
                     v1::AskResponse* asked) {

@@ -17,6 +17,8 @@
 #include "hippo/server.h"
 #include "hippo/token_bucket.h"
 #include "hippo/v1/hippo.grpc.pb.h"
+#include "tests/support/loopback_coordinator.h"
+#include "tests/support/study_specs.h"
 
 namespace hippo::coordinator {
 namespace {
@@ -63,46 +65,17 @@ TEST(CpuBudgetTest, ThreadCpuSecondsCountsWorkNotSleep) {
 
 // A coordinator in this process on a loopback port with the clients' CPU budget `cpu`; the byte
 // budgets are its defaults.
-struct CpuBudgetedServer {
-  explicit CpuBudgetedServer(CpuBudgetOptions cpu) {
-    ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    options.db_path = db;
-    options.insecure = true;
-    options.client_cpu = cpu;
-    absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(options);
-    EXPECT_TRUE(started.ok()) << started.status();
-    server = *std::move(started);
-    stub = v1::StudyService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials()));
-  }
-  ~CpuBudgetedServer() {
-    stub.reset();
-    server.reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  }
+struct CpuBudgetedServer : test_support::LoopbackCoordinator {
+  explicit CpuBudgetedServer(CpuBudgetOptions cpu) : LoopbackCoordinator(Options(cpu)) {}
 
-  const std::string db = (std::filesystem::temp_directory_path() /
-                          ("hippo-cpu-budget-test-" + std::to_string(getpid()) + ".db"))
-                             .string();
-  std::unique_ptr<Server> server;
-  std::unique_ptr<v1::StudyService::Stub> stub;
+  static ServerOptions Options(CpuBudgetOptions cpu) {
+    ServerOptions options;
+    options.client_cpu = cpu;
+    return options;
+  }
 };
 
-v1::StudySpec ExternalStudy() {
-  v1::StudySpec spec;
-  spec.set_name("ask-tell");
-  spec.mutable_objective()->set_metric("loss");
-  spec.mutable_objective()->set_direction(v1::MINIMIZE);
-  v1::Parameter& lr = *spec.mutable_search_space()->add_parameters();
-  lr.set_name("lr");
-  lr.mutable_float_()->set_low(0.001);
-  lr.mutable_float_()->set_high(0.1);
-  spec.mutable_algorithm()->set_name("external");
-  spec.mutable_budget()->set_max_steps(10);
-  spec.mutable_budget()->set_max_trials(1'000'000);
-  return spec;
-}
+v1::StudySpec ExternalStudy() { return test_support::AskTellSpec(1'000'000); }
 
 grpc::Status Ask(v1::StudyService::Stub& stub, const std::string& study_id, int count) {
   grpc::ClientContext context;
@@ -157,8 +130,8 @@ Burst AskBurst(CpuBudgetOptions cpu) {
 // The burst's CPU time is charged to the budget: on a budget of a thousandth of a core that
 // holds 10 ms, the calls after the first few wait for the bucket (the longest wait is 0.5 s, so
 // they are refused once more than half a millisecond of CPU is owed: a 2 s wait let a fast
-// machine's cheaper calls wait their turn through the whole burst without a refusal), and far fewer are answered than on the default
-// budget, which the same burst does not slow.
+// machine's cheaper calls wait their turn through the whole burst without a refusal), and far fewer
+// are answered than on the default budget, which the same burst does not slow.
 TEST(CpuBudgetTest, ABurstOfCallsOnATinyBudgetIsSlowedOrRefusedNamingTheFlag) {
   const Burst free = AskBurst(CpuBudgetOptions());
   const Burst tiny =
