@@ -149,6 +149,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def print_dashboard_url(server_log):
+    """Prints the dashboard's address, as the coordinator this script started logged it."""
+    if not os.path.exists(server_log):
+        return  # --coordinator: not ours
+    with open(server_log) as log:
+        for line in log:
+            if "dashboard at " in line:
+                print("dashboard:", line.split("dashboard at ", 1)[1].strip(), flush=True)
+                return
+
+
 def find_hippo(given):
     for candidate in (given, os.path.join(REPO, "build", "cli", "hippo"), shutil.which("hippo")):
         if candidate and os.access(candidate, os.X_OK):
@@ -177,9 +188,11 @@ def main():
         if args.coordinator is None:
             args.coordinator = f"127.0.0.1:{free_port()}"
             log = open(os.path.join(scratch, "server.log"), "w")
+            # Its dashboard on a free loopback port of its own (the default, 8080, may be taken).
             children.append(subprocess.Popen(
                 [find_hippo(args.hippo), "server", "--listen", args.coordinator, "--db",
-                 os.path.join(scratch, "hippo.db")], stdout=log, stderr=subprocess.STDOUT))
+                 os.path.join(scratch, "hippo.db"), "--http", f"127.0.0.1:{free_port()}"],
+                stdout=log, stderr=subprocess.STDOUT))
             # The server writes its token beside its database before it listens; this process
             # and the SDK workers below find it through $HIPPO_TOKEN_FILE.
             os.environ["HIPPO_TOKEN_FILE"] = os.path.join(scratch, "hippo.db.token")
@@ -190,6 +203,7 @@ def main():
                 break
             except hippo.HippoError:  # not listening yet, or its token file not written yet
                 time.sleep(0.2)
+        print_dashboard_url(os.path.join(scratch, "server.log"))
         for i in range(args.workers):
             children.append(subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--serve", "--coordinator",
