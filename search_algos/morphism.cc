@@ -199,8 +199,39 @@ int64_t MorphismEvolution::ChildrenInFlight() const {
   return in_flight;
 }
 
+double MorphismEvolution::Standing(TrialNumber trial) const {
+  if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return 0.5;
+  const Trial& record = trials_[trial];
+  if (!record.has_objective || std::isnan(record.objective)) return 0.5;
+  double beaten = 0;
+  int64_t readings = 0;
+  for (const Trial& other : trials_) {
+    if (!other.has_objective || std::isnan(other.objective) || other.target != record.target) {
+      continue;
+    }
+    ++readings;
+    if (Better(record.objective, other.objective)) {
+      beaten += 1;
+    } else if (!Better(other.objective, record.objective)) {
+      beaten += 0.5;  // a tie, itself included
+    }
+  }
+  return beaten / static_cast<double>(readings);
+}
+
+bool MorphismEvolution::Beats(TrialNumber a, TrialNumber b) const {
+  const double fitness_a = trials_[a].objective;
+  const double fitness_b = trials_[b].objective;
+  const double standing_a = Standing(a);
+  const double standing_b = Standing(b);
+  if (standing_a != standing_b) return standing_a > standing_b;
+  return Better(fitness_a, fitness_b);
+}
+
 Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winner) const {
-  winner = Tournament(random, nullptr).trial;
+  winner = Tournament(random, [this](const Member& a, const Member& b) {
+             return Beats(a.trial, b.trial);
+           }).trial;
   const Point& parent = trials_[winner].point;
   Request request{Request::Kind::kNewTrial, parent, options_.initial_steps, -1, 0};
   Point& child = request.point;

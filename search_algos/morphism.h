@@ -7,8 +7,13 @@
 //
 //   - The first population_size (P) trials are random points trained from scratch for
 //     initial_steps.
-//   - Each of the `children` (C) trials: parent = the fittest of sample_size (S) members drawn
-//     uniformly, with replacement, from the population (the first drawn wins a tie). Mutations
+//   - Each of the `children` (C) trials: parent = the winner of sample_size (S) members drawn
+//     uniformly, with replacement, from the population, compared at equal steps: the member
+//     with the higher standing among all the trials read at its own target (Standing) wins,
+//     then the fitter, then the first drawn. Members are read after different steps (1 to
+//     max_steps along a chain), and one read later reads higher for its longer training alone;
+//     compared by objective, the longest chains won every tournament and the search collapsed
+//     onto one family (benchmarks/README.md, "morphism"). Mutations
 //     are morphisms when possible: if the parent uses a `grow` dimension that has a larger value,
 //     that no earlier child of the parent grew, and the child's steps fit in budget.max_steps,
 //     one such dimension, drawn uniformly, rises to its next larger value (the child extends
@@ -32,8 +37,9 @@
 //     (the appended layer starts as an identity of the layer before it), and are drawn afresh
 //     otherwise; those it takes out of use get their placeholder back.
 //   - Fitness: the objective a trial reports at its target. A trial that reaches its target
-//     joins the population; when it then holds more than P members the OLDEST leaves (aging).
-//     A failed trial never joins. Members stay paused (their state is kept for their children);
+//     joins the population; when it then holds more than P members the OLDEST leaves (aging),
+//     except the fittest member, which stays (elitism: the best network found so far keeps
+//     being drawn, and the next oldest leaves instead). A failed trial never joins. Members stay paused (their state is kept for their children);
 //     once every trial was proposed and none trains, every trial that reached its target ends
 //     as completed there (kStop with its target) and the study ends.
 //   - Children start once S members scored; at most max(1, P / 2) children train at once.
@@ -70,6 +76,14 @@ class MorphismEvolution : public PopulationSearch {
   // The member a child was made from (its tournament's winner), whether it inherited or not; -1
   // for an initial member or an unknown trial.
   TrialNumber ParentOf(TrialNumber trial) const;
+  // A scored trial's standing among every trial read at the same target (after as many steps):
+  // the share of those readings its objective beats, a tie counting half (itself included), in
+  // (0, 1); 0.5 for a trial not scored.
+  double Standing(TrialNumber trial) const;
+  // Whether member `a` wins a tournament against member `b`: the higher standing, then the
+  // fitter. So a network read after 1 step is judged against the others read after 1 step, not
+  // against one read after 5 (whose objective is higher for its longer training alone).
+  bool Beats(TrialNumber a, TrialNumber b) const;
 
  private:
   struct Options {
@@ -92,7 +106,7 @@ class MorphismEvolution : public PopulationSearch {
 
   MorphismEvolution(const stage_tree::SearchSpace& space, Sizes sizes, Options options,
                     const AlgorithmContext& context)
-      : PopulationSearch(space, sizes, context.minimize, context.seed),
+      : PopulationSearch(space, sizes, context.minimize, context.seed, Aging::kOldestButTheBest),
         options_(std::move(options)) {}
 
   // The next child: tournament, then a morph of the winner if it can grow, else a mutation.

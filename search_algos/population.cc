@@ -61,9 +61,16 @@ std::mt19937_64 PopulationSearch::ChildGenerator(TrialNumber number) const {
 
 void PopulationSearch::Join(TrialNumber trial, double fitness) {
   population_.push_back(Member{trial, fitness});
-  if (static_cast<int64_t>(population_.size()) > sizes_.population_size) {
-    population_.pop_front();
+  if (static_cast<int64_t>(population_.size()) <= sizes_.population_size) return;
+  auto leaving = population_.begin();
+  if (aging_ == Aging::kOldestButTheBest) {
+    auto fittest = population_.begin();
+    for (auto member = population_.begin(); member != population_.end(); ++member) {
+      if (Better(member->fitness, fittest->fitness)) fittest = member;
+    }
+    if (leaving == fittest) ++leaving;
   }
+  population_.erase(leaving);
 }
 
 const PopulationSearch::Member& PopulationSearch::Tournament(
@@ -73,6 +80,17 @@ const PopulationSearch::Member& PopulationSearch::Tournament(
     const Member& candidate = population_[random() % population_.size()];
     if (drawn != nullptr) drawn->push_back(candidate.trial);
     if (best == nullptr || Better(candidate.fitness, best->fitness)) best = &candidate;
+  }
+  return *best;
+}
+
+const PopulationSearch::Member& PopulationSearch::Tournament(
+    std::mt19937_64& random,
+    absl::FunctionRef<bool(const Member&, const Member&)> better) const {
+  const Member* best = nullptr;
+  for (int64_t draw = 0; draw < sizes_.sample_size; ++draw) {
+    const Member& candidate = population_[random() % population_.size()];
+    if (best == nullptr || better(candidate, *best)) best = &candidate;
   }
   return *best;
 }

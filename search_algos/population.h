@@ -48,8 +48,15 @@ class PopulationSearch : public SearchAlgorithm {
                                          int64_t sample_size, int64_t children,
                                          const AlgorithmContext& context, Sizes defaults);
 
-  PopulationSearch(const stage_tree::SearchSpace& space, Sizes sizes, bool minimize, uint64_t seed)
-      : space_(space), sizes_(sizes), minimize_(minimize), seed_(seed) {}
+  // Who leaves a full population when a member joins.
+  enum class Aging {
+    kOldest,            // the oldest member (regularized evolution)
+    kOldestButTheBest,  // the oldest but the fittest: the best member stays (elitism)
+  };
+
+  PopulationSearch(const stage_tree::SearchSpace& space, Sizes sizes, bool minimize, uint64_t seed,
+                   Aging aging = Aging::kOldest)
+      : space_(space), sizes_(sizes), minimize_(minimize), seed_(seed), aging_(aging) {}
 
   bool Better(double a, double b) const { return minimize_ ? a < b : a > b; }
   // The index-th initial member's point.
@@ -58,12 +65,17 @@ class PopulationSearch : public SearchAlgorithm {
   std::mt19937_64 ChildGenerator(TrialNumber number) const;
 
   // Aging: `trial` joins at the back; when the population then holds more than population_size
-  // members, the OLDEST leaves, not the worst.
+  // members, the OLDEST leaves, not the worst; with Aging::kOldestButTheBest the oldest that is
+  // not the fittest (the first of the fittest, if several tie) leaves, so the best member found
+  // so far is never aged out.
   void Join(TrialNumber trial, double fitness);
   // Tournament: the fittest of sample_size members drawn uniformly, with replacement, from the
   // population (the first drawn wins a tie); the members drawn are appended to `drawn` when it
   // is given. The population must not be empty.
   const Member& Tournament(std::mt19937_64& random, std::vector<TrialNumber>* drawn) const;
+  // The same draws, the winner by `better(a, b)` (a beats b) instead of by fitness.
+  const Member& Tournament(std::mt19937_64& random,
+                           absl::FunctionRef<bool(const Member&, const Member&)> better) const;
 
   // The dimensions of `point` a mutation may change: those it uses (stage_tree::IsActive) with
   // more than one value, in space order.
@@ -90,6 +102,7 @@ class PopulationSearch : public SearchAlgorithm {
   Sizes sizes_;
   bool minimize_ = false;
   uint64_t seed_ = 0;
+  Aging aging_ = Aging::kOldest;
   std::deque<Member> population_;  // oldest first
 };
 

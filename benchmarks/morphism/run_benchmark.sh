@@ -6,8 +6,10 @@
 # epochs each trained, and the epochs each needed to reach evolution's best.
 # `uptime` before and after each run goes beside its figures. Runs of other seeds already in the
 # output folder are kept, so that the seeds can be run in separate invocations (each short
-# enough to hold the shared benchmark lock).
-# Usage: benchmarks/morphism/run_benchmark.sh [BUILD_DIR [SEED...]]
+# enough to hold the shared benchmark lock). ALGORITHMS (default "evolution morphism") runs only
+# the arms named, e.g. ALGORITHMS=morphism to run that arm in a hold of its own beside
+# evolution's runs already in the folder.
+# Usage: [ALGORITHMS=...] benchmarks/morphism/run_benchmark.sh [BUILD_DIR [SEED...]]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-build}"
@@ -19,7 +21,7 @@ out="$build/benchmarks/morphism"
 mkdir -p "$out"
 load() { cut -d' ' -f1 /proc/loadavg; }
 for seed in "${seeds[@]}"; do
-  for algorithm in evolution morphism; do
+  for algorithm in ${ALGORITHMS:-evolution morphism}; do
     run="$out/$algorithm-$seed"
     rm -rf "$run".*
     sed "s/SEED/$seed/g" "$here/$algorithm.yaml" > "$run.yaml"

@@ -2,7 +2,9 @@
 each algorithm reaches with the epochs it trained, and within as many epochs as evolution from
 scratch trained with the same seed (equal epochs), (b) the epochs each needed to reach evolution
 from scratch's best accuracy of the same seed; and the anytime curve: the best accuracy each run
-had once it had trained 10, 20, ..., 70 epochs.
+had once it had trained 10, 20, ..., 70 epochs; and, for a morphism run, how many networks
+trained from scratch (initial or mutations) started the lineages that reached budget.max_steps,
+and which one the best network grew from.
 
 Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
 ALGORITHM-SEED.db (its SQLite file), ALGORITHM-SEED.checkpoints (its state files) and
@@ -55,6 +57,40 @@ def timeline(db_path: pathlib.Path):
             best = max(best, accuracy)
         points.append((epochs, best))
     return points
+
+
+def lineages(db_path: pathlib.Path, max_steps: int):
+    """For a morphism run: (the roots of the inheritance lineages whose networks were trained to
+    `max_steps`, the root of the best network's lineage), a root being the trial trained from
+    scratch that a chain of inheriting children grew from; read from the algorithm's saved state
+    (search_algos/morphism.cc, "morphism-v2": per trial its state, target, parent, inherits,
+    has objective, objective, point). None for another algorithm."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    row = db.execute("SELECT state FROM algorithm_states").fetchone()
+    if row is None:
+        return None
+    text = row[0].decode() if isinstance(row[0], bytes) else row[0]
+    lines = text.split("\n")
+    if lines[0] != "morphism-v2":
+        return None
+    count = int(lines[1].split()[0])
+    trials = []
+    for line in lines[2:2 + count]:
+        tokens = line.split()
+        trials.append({"target": int(tokens[1]), "parent": int(tokens[2]),
+                       "inherits": tokens[3] == "1", "scored": tokens[4] == "1",
+                       "objective": float(tokens[5])})
+
+    def root(trial: int) -> int:
+        while trials[trial]["inherits"]:
+            trial = trials[trial]["parent"]
+        return trial
+
+    full = {root(t) for t, trial in enumerate(trials) if trial["target"] == max_steps and
+            trial["scored"]}
+    scored = [t for t, trial in enumerate(trials) if trial["scored"]]
+    best = max(scored, key=lambda t: trials[t]["objective"]) if scored else None
+    return full, (None if best is None else root(best))
 
 
 # The epochs at which summarize's anytime table reads each run's best accuracy so far.
@@ -141,6 +177,27 @@ def main(directory: str) -> None:
                    for i in range(len(CHECKPOINTS))]
         print(f"| {algorithm} | **median** | " + " | ".join(f"**{cell(v)}**" for v in medians) +
               " |")
+
+
+    # Where a morphism run's full-length networks came from: one lineage, or several.
+    rows = []
+    for algorithm, by_seed in runs.items():
+        for seed in sorted(by_seed):
+            db = pathlib.Path(directory) / f"{algorithm}-{seed}.db"
+            spec = db.with_suffix(".yaml").read_text() if db.with_suffix(".yaml").exists() else ""
+            max_steps = next((int(line.split("max_steps:")[1].strip(" }\n"))
+                              for line in spec.splitlines() if "max_steps:" in line), None)
+            found = lineages(db, max_steps) if max_steps else None
+            if found is not None:
+                full, best = found
+                rows.append(f"| {algorithm} | {seed} | {len(full)} | "
+                            f"{', '.join(str(t) for t in sorted(full))} | {best} |")
+    if rows:
+        print()
+        print("| algorithm | seed | lineages trained to max_steps | their roots (trials from scratch) "
+              "| root of the best network |")
+        print("| --- | --- | --- | --- | --- |")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 // The `morphism` algorithm (search_algos/morphism.h): children that only grow a `grow`
 // dimension of their parent inherit its state at its target (kMorph) and train child_steps
 // more, whenever the parent can grow; a fully grown parent trains on by the identity morphism,
-// then under another learning rate; one trained to max_steps has children from scratch; the study
-// ends with every member stopped; the state reads back exactly; bad configs name their field.
+// then under another learning rate; one trained to max_steps has children from scratch; the best
+// member never ages out; tournaments compare members among the readings after as many steps;
+// the study ends with every member stopped; the state reads back exactly; bad configs name their
+// field.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 
 #include "search_algos/morphism.h"
@@ -174,6 +177,94 @@ TEST(MorphismSearchTest,
   EXPECT_GT(continued, 0) << "no fully grown parent trained on";
   EXPECT_GT(rescheduled, 0) << "no parent trained on once trained on under another schedule";
   EXPECT_GT(scratch, 0) << "no parent trained to max_steps had a child";
+}
+
+TEST(MorphismSearchTest, TheBestMemberIsNeverAgedOutOfThePopulation) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = Context(space);
+  context.config.mutable_morphism()->set_children(24);
+  context.max_steps = 12;
+  // Trial 1 is the best network of the study whatever its steps; the others read higher the later
+  // they came and the longer they trained, but never as high.
+  test_support::StudyRunner runner(
+      context, test_support::StudyRunner::TrialObjective([](TrialNumber trial, Step step) {
+        return trial == 1 ? 100.0 : 0.01 * static_cast<double>(trial) + static_cast<double>(step);
+      }));
+  const auto holds = [](const MorphismEvolution& algorithm, TrialNumber trial) {
+    const auto& population = algorithm.population();
+    return std::any_of(population.begin(), population.end(),
+                       [&](const PopulationSearch::Member& member) { return member.trial == trial; });
+  };
+  bool joined = false;
+  int checked = 0;
+  runner.before_suggest = [&](SearchAlgorithm& algorithm) {
+    const auto& morphism = dynamic_cast<const MorphismEvolution&>(algorithm);
+    if (joined) {
+      EXPECT_TRUE(holds(morphism, 1)) << "the best member left the population";
+      ++checked;
+    }
+    joined |= holds(morphism, 1);
+  };
+  runner.Run();
+  EXPECT_TRUE(joined);
+  EXPECT_GT(checked, 10);
+  // Aging still goes on around it: the other initial members, older than any child, left.
+  const auto& algorithm = dynamic_cast<const MorphismEvolution&>(runner.algorithm());
+  EXPECT_EQ(algorithm.population().size(), 4u);
+  EXPECT_TRUE(holds(algorithm, 1));
+  for (TrialNumber initial : {0, 2, 3}) EXPECT_FALSE(holds(algorithm, initial)) << initial;
+}
+
+TEST(MorphismSearchTest, TournamentsCompareMembersAmongTheReadingsAfterAsManySteps) {
+  const stage_tree::SearchSpace space = Space();
+  AlgorithmContext context = Context(space);
+  context.config.mutable_morphism()->set_children(24);
+  context.max_steps = 12;
+  // A network trained longer reads higher for that alone (1 a step); among the readings after
+  // as many steps, a trial's own quality (0 to 0.9, from its number) orders them.
+  const auto objective = [](TrialNumber trial, Step step) {
+    return static_cast<double>(step) + 0.1 * static_cast<double>((trial * 7) % 10);
+  };
+  test_support::StudyRunner runner(context, test_support::StudyRunner::TrialObjective(objective));
+  runner.Run();
+  const auto& algorithm = dynamic_cast<const MorphismEvolution&>(runner.algorithm());
+  const auto& trials = runner.trials();
+  // The trials read at each target, and their objectives there.
+  std::map<Step, std::vector<TrialNumber>> by_target;
+  for (size_t number = 0; number < trials.size(); ++number) {
+    by_target[trials[number].targets.front()].push_back(static_cast<TrialNumber>(number));
+  }
+  const auto read = [&](TrialNumber trial) {
+    return objective(trial, trials[trial].targets.front() - 1);
+  };
+  // A standing is the share of the same-target readings a trial beats: higher for a higher
+  // objective, within (0, 1).
+  for (const auto& [target, readings] : by_target) {
+    for (TrialNumber a : readings) {
+      EXPECT_GT(algorithm.Standing(a), 0.0);
+      EXPECT_LT(algorithm.Standing(a), 1.0);
+      for (TrialNumber b : readings) {
+        if (read(a) > read(b)) {
+          EXPECT_GT(algorithm.Standing(a), algorithm.Standing(b));
+        }
+      }
+    }
+  }
+  // The best of the readings after the fewest steps beats the worst of those after the most (of
+  // several readings), though the latter's objective is higher (it trained longer).
+  std::erase_if(by_target, [](const auto& entry) { return entry.second.size() < 2; });
+  ASSERT_GE(by_target.size(), 2u);
+  const std::vector<TrialNumber>& young = by_target.begin()->second;
+  const std::vector<TrialNumber>& old = by_target.rbegin()->second;
+  const TrialNumber best_young =
+      *std::max_element(young.begin(), young.end(),
+                        [&](TrialNumber a, TrialNumber b) { return read(a) < read(b); });
+  const TrialNumber worst_old =
+      *std::min_element(old.begin(), old.end(),
+                        [&](TrialNumber a, TrialNumber b) { return read(a) < read(b); });
+  EXPECT_GT(read(worst_old), read(best_young));
+  EXPECT_TRUE(algorithm.Beats(best_young, worst_old));
+  EXPECT_FALSE(algorithm.Beats(worst_old, best_young));
 }
 
 // Per-layer widths as in examples/nas: layers 1..3, channels_0 always, channels_1 only for 2 or
