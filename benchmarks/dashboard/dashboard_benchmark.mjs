@@ -12,6 +12,8 @@
 //      cores, the worst case), each once a round in an order rotated from round to round; the
 //      coordinator's CPU per trial, and the
 //      browsers' CPU (each page's renderer, and the browser's other processes) in each.
+// Since the seventh round a page's renderer CPU is every renderer's CPU divided by the ten
+// pages (it was divided by the count of renderer processes, about 21: half of what a page costs).
 // Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 4] [--seconds 20]
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
@@ -285,7 +287,10 @@ async function watchWithPages(browser, kind) {
     } catch {} // a page that did not answer within 5 s: left out
   }
   chromiumCpu[kind].push({
-    renderer_cpu_s_per_page_minute: (after.renderer - before.renderer) / Math.max(1, after.renderers) / minutes,
+    // Every renderer's CPU over the ten pages: the browser runs 21 renderers for them (each
+    // context's page and another, and a spare), all counted; until the seventh round this was
+    // divided by the count of renderers, which halved what a page costs.
+    renderer_cpu_s_per_page_minute: (after.renderer - before.renderer) / contexts.length / minutes,
     other_processes_cpu_s_per_minute: (after.other - before.other) / minutes,
     renderers: after.renderers,
     thread_nice_by_policy: after.threads,
