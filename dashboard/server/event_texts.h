@@ -30,7 +30,7 @@ namespace hippo::dashboard {
 // A pushed chart (the learning curves, history, parameters, savings and the tree's first
 // window) is made again, and so sent, at most this often while its study changes; the summary
 // row and the changed trials go with every event. A page shows a chart's change within this
-// and the mirror's refresh interval (0.5 s) of the change. Each page parses and draws the
+// and the mirror's refresh interval (0.5 s) of the change (an event each second carries it). Each page parses and draws the
 // charts, the bulk of an event, at most once per interval: ten pages on the coordinator's
 // machine take its cores from the dispatch path in proportion.
 inline constexpr std::chrono::milliseconds kPartInterval{2000};
