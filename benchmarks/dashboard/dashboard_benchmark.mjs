@@ -12,6 +12,11 @@
 //      cores, the worst case), each once a round in an order rotated from round to round; the
 //      coordinator's CPU per trial, and the
 //      browsers' CPU (each page's renderer, and the browser's other processes) in each.
+// Since the seventh round the watching pages run with no DevTools client attached, as a user's
+// do (bare_browser.mjs says why and how: playwright's sessions cost the browsers about an
+// eighth of their CPU, and this process more), and a page's renderer CPU is every renderer's
+// CPU divided by the ten pages (it was divided by the count of renderer processes, about 21:
+// half of what a page costs).
 // Usage: node dashboard_benchmark.mjs --db BIG.db [--page-runs 5] [--rounds 4] [--seconds 20]
 //        [--out FILE]   (run_benchmark.sh makes BIG.db and passes it)
 // Env: HIPPO_BIN (the hippo binary), HIPPO_NODE_MODULES (build/dashboard/web/node_modules).
@@ -22,6 +27,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, eventually, playwright, startServer, startWorker, stopAll, submit } from "../../tests/dashboard/harness.mjs";
+import { argumentsOf, BareBrowser } from "./bare_browser.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -243,56 +249,62 @@ function nodeDashboard(url, study, signal) {
     } catch {}
   })();
 }
-// Ten real study pages of the running study, each in its own context (its own renderer),
-// watching for `seconds`: the dispatch rate meanwhile, the pages' reads (the event streams
-// left out, counted after their first reads) and the browser's CPU.
+// Ten real study pages of the running study, each in its own context and window (its own
+// renderer), watching for `seconds` with no DevTools client attached (bare_browser.mjs): the
+// dispatch rate meanwhile, the pages' reads (the event streams left out, counted after their
+// first reads, from each page's own resource timing) and the browser's CPU.
+const READS = `performance.getEntriesByType("resource").filter((e) => e.name.includes("/api/v1/") && !e.name.includes("/api/v1/events"))`;
 async function watchWithPages(browser, kind) {
-  const contexts = [];
-  let counting = false;
-  let reads = 0;
-  for (let i = 0; i < 10; i++) {
-    const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
-    const page = await context.newPage();
-    page.on("request", (request) => {
-      if (counting && request.url().includes("/api/v1/") && !request.url().includes("/api/v1/events")) reads++;
-    });
-    // On this loaded machine a navigation can fail once (a connection refused as Chromium
-    // opens it): try again.
-    await eventually(async () => (await page.goto(studyUrl(running), { waitUntil: "commit", timeout: 60000 }), true), "a study page of the running study", 120000);
-    contexts.push(context);
+  const pages = [];
+  for (let i = 0; i < 10; i++) pages.push(await browser.open(studyUrl(running), 1440, 1000));
+  // On this loaded machine a navigation can fail once (a connection refused as Chromium opens
+  // it): such a page is navigated again.
+  for (const page of pages) {
+    await eventually(async () => {
+      const [protocol, built] = await browser.evaluate(page, `[location.protocol, !!document.querySelector(".stat")]`);
+      if (protocol === "chrome-error:") await browser.navigate(page, studyUrl(running));
+      return built;
+    }, "a study page of the running study", 120000);
   }
   const root = browser.rootPid;
   if (kind === "chromium_idle") setIdle(root, true);
   await new Promise((r) => setTimeout(r, 5000));
-  counting = true;
+  // Each page's clock when the count of its reads starts (its resource-timing buffer made
+  // large enough to hold every read).
+  const starts = [];
+  for (const page of pages) starts.push(await browser.evaluate(page, `performance.setResourceTimingBufferSize(100000), performance.now()`));
   const before = browserCpu(root);
   const t = Date.now();
   const perSecond = await rate(seconds, kind);
   const after = browserCpu(root);
   const minutes = (Date.now() - t) / 60000;
-  counting = false;
-  chromiumReads[kind].push(reads);
   // Whether the pages kept up: the trials completed each page shows against the store's count
   // read just before (a page that gets little CPU shows an older state; one that keeps up is
-  // behind by what the coordinator completes in a refresh of the mirror and an event, 0.5 s each).
+  // behind by what the coordinator completes in a refresh of the mirror and an event).
   const truth = completed();
   const behind = [];
-  for (const context of contexts) {
+  let reads = 0;
+  for (const [i, page] of pages.entries()) {
     try {
-      const read = context.pages()[0].evaluate(() => document.querySelector(".stat:nth-child(3) .value")?.textContent ?? "");
-      const shown = await Promise.race([read, new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 5 s")), 5000))]);
+      const read = browser.evaluate(page, `[document.querySelector(".stat:nth-child(3) .value")?.textContent ?? "", ${READS}.filter((e) => e.startTime >= ${starts[i]}).length]`);
+      const [shown, pageReads] = await Promise.race([read, new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 5 s")), 5000))]);
       behind.push(truth - Number(shown.split("/")[0].replace(/\D/g, "")));
+      reads += pageReads;
     } catch {} // a page that did not answer within 5 s: left out
   }
+  chromiumReads[kind].push(reads);
   chromiumCpu[kind].push({
-    renderer_cpu_s_per_page_minute: (after.renderer - before.renderer) / Math.max(1, after.renderers) / minutes,
+    // Every renderer's CPU over the ten pages: the browser runs 21 renderers for them (each
+    // context's page and another, and a spare), all counted; until the seventh round this was
+    // divided by the count of renderers, which halved what a page costs.
+    renderer_cpu_s_per_page_minute: (after.renderer - before.renderer) / pages.length / minutes,
     other_processes_cpu_s_per_minute: (after.other - before.other) / minutes,
     renderers: after.renderers,
     thread_nice_by_policy: after.threads,
     pages_behind_trials: behind,
   });
   if (kind === "chromium_idle") setIdle(root, false);
-  for (const context of contexts) await context.close();
+  for (const page of pages) await browser.closeContext(page);
   return perSecond;
 }
 const seconds = Number(args.seconds);
@@ -313,19 +325,14 @@ function setIdle(root, idle) {
   }
 }
 results.sched_autogroup_enabled = existsSync("/proc/sys/kernel/sched_autogroup_enabled") ? readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() : "absent";
-// A launched browser's process: the child of this one that was not there before the launch.
-const launchedBrowsers = new Set();
-async function launch(executablePath) {
-  const browser = await playwright().chromium.launch({ executablePath, args: ["--no-sandbox"] });
-  const started = browserProcesses(process.pid).filter((p) => p.parent === process.pid && !launchedBrowsers.has(p.pid));
-  for (const p of started) launchedBrowsers.add(p.pid);
-  if (started.length !== 1) throw new Error(`${executablePath}: expected one new child process, found ${JSON.stringify(started)}`);
-  browser.rootPid = started[0].pid;
-  return browser;
-}
-for (const p of browserProcesses(process.pid)) launchedBrowsers.add(p.pid); // the server, workers, the first part's browser
-const pagesBrowser = await launch("/usr/bin/chromium");
-const idlePagesBrowser = await launch("/usr/bin/chromium");
+// The pages' browsers: started with the arguments playwright gave the first part's browser
+// (the same flags), driven without a DevTools client while they watch (bare_browser.mjs).
+const firstBrowser = browserProcesses(process.pid).find((p) => p.parent === process.pid && p.type === "browser" && /chrom/.test(p.command));
+if (!firstBrowser) throw new Error("the first part's browser process was not found");
+const browserArgs = argumentsOf(firstBrowser.pid);
+results.chromium_arguments = browserArgs;
+const pagesBrowser = new BareBrowser("/usr/bin/chromium", browserArgs);
+const idlePagesBrowser = new BareBrowser("/usr/bin/chromium", browserArgs);
 // Each round measures every kind once, in an order rotated from round to round, so that each
 // kind takes each place in turn: the running study grows all along, and whatever that or the
 // machine's load changes over a round does not always fall on the same kind.
@@ -353,8 +360,8 @@ for (let round = 0; round < Number(args.rounds); round++) {
     rounds[kind].push(await measure[kind]());
   }
 }
-await idlePagesBrowser.close();
-await pagesBrowser.close();
+idlePagesBrowser.close();
+pagesBrowser.close();
 await browser.close();
 results.dispatch_rate = rounds;
 results.coordinator_cpu_ms_per_trial = cpuPerTrial;

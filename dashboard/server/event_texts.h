@@ -30,17 +30,20 @@ namespace hippo::dashboard {
 // A pushed chart (the learning curves, history, parameters, savings and the tree's first
 // window) is made again, and so sent, at most this often while its study changes; the summary
 // row and the changed trials go with every event. A page shows a chart's change within this
-// and the mirror's refresh interval (0.5 s) of the change. Each page parses and draws the
+// and the mirror's refresh interval (0.5 s) of the change (an event each second carries it). Each page parses and draws the
 // charts, the bulk of an event, at most once per interval: ten pages on the coordinator's
 // machine take its cores from the dispatch path in proportion.
 inline constexpr std::chrono::milliseconds kPartInterval{2000};
 
 // A stream sends at most one event per this interval, however often its study changes: the
 // changes of an interval go out together, so what an event costs (making it once, writing it to
-// each stream, each page parsing and drawing it) is paid per interval, not per change, and its
-// share per trial falls as the dispatch rate rises. With the mirror's refresh interval (also
-// 0.5 s) a page shows a change within about a second.
-inline constexpr std::chrono::milliseconds kEventInterval{500};
+// each stream, each page parsing it and drawing a frame) is paid per interval, not per change,
+// and its share per trial falls as the dispatch rate rises. With the mirror's refresh interval
+// (0.5 s) a page shows a change within 1.5 s (a second on average). A second, not half of one:
+// ten pages on the coordinator's two cores cost it dispatch rate in proportion to the frames
+// they draw, and most of a page's CPU while it watches is paid per event (receiving and parsing
+// it, a frame for the summary's figures), not per byte.
+inline constexpr std::chrono::milliseconds kEventInterval{1000};
 
 // What one event stream watches and what it was sent.
 struct StreamState {

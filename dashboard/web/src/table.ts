@@ -27,6 +27,10 @@ export class TrialTable {
   private viewport = h("div", { class: "tviewport" });
   private count = h("span", { class: "muted small" });
   selected = -1;
+  // The viewport's scroll offset and height, kept from its scroll and resize events: reading
+  // them from the element after the page changed the DOM would force a layout at every event.
+  private top = 0;
+  private height = 0;
 
   constructor(
     private readonly studyId: string,
@@ -34,8 +38,14 @@ export class TrialTable {
   ) {
     this.viewport.append(this.spacer, this.body);
     this.element = h("div", { class: "trials" }, h("div", { class: "ttools" }, this.count), h("div", { class: "tscroll" }, this.head, this.filterRow, this.viewport));
-    this.viewport.addEventListener("scroll", () => this.render());
-    new ResizeObserver(() => this.render()).observe(this.viewport);
+    this.viewport.addEventListener("scroll", () => {
+      this.top = this.viewport.scrollTop;
+      this.render();
+    });
+    new ResizeObserver(() => {
+      this.height = this.viewport.clientHeight;
+      this.render();
+    }).observe(this.viewport);
   }
 
   private params(offset: number): Record<string, string | number | boolean> {
@@ -123,11 +133,11 @@ export class TrialTable {
 
   /** The first row in view and how many rows the view holds (and two more). */
   private inView(): [number, number] {
-    return [Math.floor(this.viewport.scrollTop / ROW), Math.ceil(this.viewport.clientHeight / ROW) + 2];
+    return [Math.floor(this.top / ROW), Math.ceil(this.height / ROW) + 2];
   }
 
   private firstVisiblePage(): number {
-    return Math.floor(this.viewport.scrollTop / ROW / PAGE) * PAGE;
+    return Math.floor(this.top / ROW / PAGE) * PAGE;
   }
 
   private async load(offset: number) {
@@ -182,6 +192,7 @@ export class TrialTable {
         timer = window.setTimeout(() => {
           this.filters.set(column, input.value);
           this.viewport.scrollTop = 0;
+          this.top = 0;
           void this.reload();
         }, 250);
       });

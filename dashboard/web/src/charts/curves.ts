@@ -126,10 +126,14 @@ export function drawCurves(plot: Plot, overview: Json, legend: HTMLElement) {
     data as uPlot.AlignedData,
     `curves-${shown.map((c) => c.id).join(",")}-${bestId}`,
   );
-  legend.replaceChildren();
-  legend.innerHTML =
+  // The legend's nodes are made again only when its text changed.
+  const html =
     `<span class="key" style="--c:${COLORS.best}"></span>best trial ${bestId >= 0 ? bestId : "—"}` +
     `<span class="key" style="--c:${COLORS.line}"></span>top ${best.length}` +
     `<span class="key" style="--c:rgba(66,99,235,.4)"></span>all trials (density)` +
     `<span class="key" style="--c:${COLORS.pruned}"></span>pruned`;
+  if (legend.dataset.shown !== html) {
+    legend.dataset.shown = html;
+    legend.innerHTML = html;
+  }
 }

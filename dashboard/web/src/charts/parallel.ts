@@ -3,27 +3,39 @@
 import { Json, num, nums } from "../api";
 import { fmtNumber } from "../format";
 
-function color(t: number): string {
-  // From pale blue (worst) to deep orange (best).
+// From pale blue (worst) to deep orange (best), in 256 steps made once: a line's colour is
+// then a lookup, not a string made and parsed by the canvas for each of the thousand lines.
+const STEPS = 255;
+const COLORS = [...Array(STEPS + 1).keys()].map((k) => {
+  const t = k / STEPS;
   const a = [165, 185, 230];
   const b = [232, 89, 12];
   const mix = a.map((v, i) => Math.round(v + (b[i] - v) * t));
-  return `rgba(${mix[0]}, ${mix[1]}, ${mix[2]}, ${0.25 + 0.6 * t})`;
-}
+  return `rgba(${mix[0]}, ${mix[1]}, ${mix[2]}, ${(0.25 + 0.6 * t).toFixed(3)})`;
+});
+const color = (t: number) => COLORS[Math.round(Math.max(0, Math.min(1, t)) * STEPS)];
 
-export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: string, maximize: boolean) {
+/**
+ * Draws the sample on `canvas`, whose CSS size is `size` (the caller keeps it from a
+ * ResizeObserver: reading it here, after the page changed the DOM, would force a layout).
+ */
+export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: string, maximize: boolean, size: { width: number; height: number }) {
   const axes: Json[] = sample.axes ?? [];
   const values = nums(sample.values);
   const columns = axes.length + 1;
   const rows = columns > 0 ? Math.floor(values.length / columns) : 0;
   const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth;
-  const height = canvas.clientHeight;
-  canvas.width = width * ratio;
-  canvas.height = height * ratio;
+  const { width, height } = size;
+  // The backing store is made again only when the size changed (setting it clears and
+  // reallocates it even when equal).
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+  }
   const ctx = canvas.getContext("2d")!;
-  ctx.scale(ratio, ratio);
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, width, height);
+  ctx.textAlign = "start"; // the last drawing's, kept with the canvas
   ctx.font = "11px system-ui, sans-serif";
   if (rows === 0) {
     ctx.fillStyle = "#868e96";
@@ -96,6 +108,10 @@ export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: st
 
 export function drawImportance(container: HTMLElement, sample: Json) {
   const axes: Json[] = [...(sample.axes ?? [])].sort((a, b) => num(b.importance) - num(a.importance));
+  // Rows rebuilt only when what they show changed (a running study's shares move slowly).
+  const shown = JSON.stringify(axes.map((a) => [a.name, (num(a.importance) * 100).toFixed(1)]));
+  if (container.dataset.shown === shown) return;
+  container.dataset.shown = shown;
   container.replaceChildren();
   if (axes.length === 0 || axes.every((a) => num(a.importance) === 0)) {
     container.innerHTML = `<p class="muted">Needs a few completed trials.</p>`;

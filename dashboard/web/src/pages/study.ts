@@ -191,9 +191,11 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (changed("history", body)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
+  // The parallel coordinates' size, from its ResizeObserver (below).
+  let parallelSize = { width: 0, height: 0 };
   const drawParameters = () => {
     if (!parameters) return;
-    drawParallel(parallelCanvas, parameters, row?.study?.spec?.objective?.metric ?? "objective", row?.study?.spec?.objective?.direction === "MAXIMIZE");
+    drawParallel(parallelCanvas, parameters, row?.study?.spec?.objective?.metric ?? "objective", row?.study?.spec?.objective?.direction === "MAXIMIZE", parallelSize);
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
@@ -208,7 +210,11 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   }, 2000);
   const refreshTree = throttle(async () => void (await tree.refresh()), 2000);
   const refreshTable = throttle(async () => void (await table.update()), 1000);
-  const observer = new ResizeObserver(drawParameters);
+  const observer = new ResizeObserver((entries) => {
+    const box = entries[entries.length - 1].contentRect;
+    parallelSize = { width: box.width, height: box.height };
+    drawParameters();
+  });
   observer.observe(parallelCanvas);
 
   // First what the page is judged by (the summary, the learning curves, the trial table), then
