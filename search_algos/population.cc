@@ -75,21 +75,18 @@ void PopulationSearch::Join(TrialNumber trial, double fitness) {
 
 const PopulationSearch::Member& PopulationSearch::Tournament(
     std::mt19937_64& random, std::vector<TrialNumber>* drawn) const {
+  return Tournament(
+      random, [this](const Member& a, const Member& b) { return Better(a.fitness, b.fitness); },
+      drawn);
+}
+
+const PopulationSearch::Member& PopulationSearch::Tournament(
+    std::mt19937_64& random, absl::FunctionRef<bool(const Member&, const Member&)> better,
+    std::vector<TrialNumber>* drawn) const {
   const Member* best = nullptr;
   for (int64_t draw = 0; draw < sizes_.sample_size; ++draw) {
     const Member& candidate = population_[random() % population_.size()];
     if (drawn != nullptr) drawn->push_back(candidate.trial);
-    if (best == nullptr || Better(candidate.fitness, best->fitness)) best = &candidate;
-  }
-  return *best;
-}
-
-const PopulationSearch::Member& PopulationSearch::Tournament(
-    std::mt19937_64& random,
-    absl::FunctionRef<bool(const Member&, const Member&)> better) const {
-  const Member* best = nullptr;
-  for (int64_t draw = 0; draw < sizes_.sample_size; ++draw) {
-    const Member& candidate = population_[random() % population_.size()];
     if (best == nullptr || better(candidate, *best)) best = &candidate;
   }
   return *best;

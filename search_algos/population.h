@@ -75,7 +75,8 @@ class PopulationSearch : public SearchAlgorithm {
   const Member& Tournament(std::mt19937_64& random, std::vector<TrialNumber>* drawn) const;
   // The same draws, the winner by `better(a, b)` (a beats b) instead of by fitness.
   const Member& Tournament(std::mt19937_64& random,
-                           absl::FunctionRef<bool(const Member&, const Member&)> better) const;
+                           absl::FunctionRef<bool(const Member&, const Member&)> better,
+                           std::vector<TrialNumber>* drawn = nullptr) const;
 
   // The dimensions of `point` a mutation may change: those it uses (stage_tree::IsActive) with
   // more than one value, in space order.
