@@ -6,6 +6,7 @@ token from `token`, a token file, $HIPPO_TOKEN, the file $HIPPO_TOKEN_FILE, or .
 ``x-hippo-token``. Token files that other users may read are refused, as by the CLI.
 """
 
+import json
 import os
 import stat
 
@@ -75,6 +76,27 @@ def read_token(token=None, token_file=None):
     return None
 
 
+# A StudyService call that fails UNAVAILABLE is tried again, up to 4 times within about a second
+# and a half: a connection or TLS handshake that failed once, or a database busy for a moment,
+# then costs the caller nothing. The coordinator answers UNAVAILABLE only for a call it did not
+# carry out (not connected, shutting down, SQLite busy before its commit), so a retried
+# CreateStudy or Tell is not applied twice. A coordinator that stays unreachable still raises
+# hippo.Unavailable, about a second and a half later. (The worker's stream is not retried: the
+# worker reconnects on its own.)
+RETRY_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "hippo.v1.StudyService"}],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.2s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+
 def make_channel(address, tls=False):
     """A gRPC channel to `address`: plaintext when tls is False; with TLS when tls is True
     (system roots), a path to a PEM file of root certificates, or grpc.ChannelCredentials."""
@@ -83,7 +105,9 @@ def make_channel(address, tls=False):
                ("grpc.max_send_message_length", 64 << 20),
                ("grpc.initial_reconnect_backoff_ms", 100),
                ("grpc.min_reconnect_backoff_ms", 100),
-               ("grpc.max_reconnect_backoff_ms", 2000)]
+               ("grpc.max_reconnect_backoff_ms", 2000),
+               ("grpc.enable_retries", 1),
+               ("grpc.service_config", RETRY_SERVICE_CONFIG)]
     if tls is False or tls is None:
         return grpc.insecure_channel(address, options=options)
     if tls is True:
