@@ -16,7 +16,15 @@
 #     short table last.
 #   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
 #   --phases LIST: only these of tests, throughput, fork, gap, reference, study, workers (default all),
-#     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults).
+#     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults), and
+#     morphism: the morphism benchmark (benchmarks/morphism) on the machine's CPU cores, several
+#     runs at once; not in the default. Its environment: MORPHISM_SEEDS (default "0 1 2"),
+#     MORPHISM_ROUNDS (default "evolution,morphism"; one output folder per entry, each entry the
+#     arms it runs, e.g. "evolution,morphism evolution" for a second run of evolution per seed),
+#     MORPHISM_JOBS (runs at once over all rounds; default cores / 2 - 1, each run keeping two
+#     one-thread workers busy), MORPHISM_SECONDS (no run starts later than this after the phase
+#     starts; default 400; MORPHISM_UNTIL, seconds since the epoch, overrides it). Each round's runs (JSON, SQLite files, timelines) come back in
+#     morphism.tar.gz, summarize.py's tables in morphism-table.txt.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,13 +40,14 @@ deb_packages=(
 fetch_debs() {
   mkdir -p .gpu/debs .gpu/fashion-mnist
   (cd .gpu/debs && apt-get download "${deb_packages[@]}") || return 1
-  # The study trains on the first 10000 training and 2000 test images (train_limit/val_limit in
-  # examples/gpu/w1_resnet20_fmnist.yaml); the GPU machine has no copy of the dataset.
+  # The study trains on the first 6400 training and 2000 test images (train_limit/val_limit in
+  # examples/gpu/w1_resnet20_fmnist.yaml), the morphism benchmark on the first 6000 and 5000
+  # (benchmarks/morphism/*.yaml); the GPU machine has no copy of the dataset.
   python3 - <<'EOF' || return 1
 import gzip, os
 src = "/usr/share/datasets/fashion-mnist"
 dst = ".gpu/fashion-mnist"
-for name, count in [("train", 10000), ("t10k", 2000)]:
+for name, count in [("train", 10000), ("t10k", 5000)]:
     with gzip.open(f"{src}/{name}-images-idx3-ubyte.gz") as f:
         data = f.read()
     header = bytearray(data[:16]); header[4:8] = count.to_bytes(4, "big")
@@ -103,9 +112,10 @@ export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   nvidia-smi
   nproc
+  lscpu
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
 } >"$out/machine.txt" 2>&1
-note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores"
+note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
 
 # --- dependencies: the Debian packages, unpacked into a prefix ------------------------------------
 deps=/opt/deps
@@ -147,8 +157,12 @@ fi
 grep -E "torch trainer|LibTorch" "$out/configure.log" | tee -a "$summary"
 
 # Only what the checks need: the torch trainer's tests, the workers tests, hippo, the benchmark.
-wanted=(torch_trainer_benchmark)
+wanted=()
+for phase in throughput fork gap diagnose; do
+  runs "$phase" && wanted+=(torch_trainer_benchmark) && break
+done
 ((study)) && wanted+=(hippo)
+runs morphism && wanted+=(hippo)
 runs workers && wanted+=(hippo)
 available=$(cmake --build "$build" --target help 2>/dev/null)
 if ((tests)); then
@@ -236,13 +250,16 @@ if ((reference)); then
 fi
 
 # --- the merging study ---------------------------------------------------------------------------
-if ((study)); then
-  # The study's Fashion-MNIST subset, where the trainer looks by default (after the tests: the
-  # loader's test expects the full set or none).
+# The Fashion-MNIST subset, where the trainer looks by default (after the tests: the loader's
+# test expects the full set or none).
+install_fashion_mnist() {
   if [[ -d .gpu/fashion-mnist && ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
     mkdir -p /usr/share/datasets/fashion-mnist
     cp .gpu/fashion-mnist/* /usr/share/datasets/fashion-mnist/
   fi
+}
+if ((study)); then
+  install_fashion_mnist
   hippo="$build/cli/hippo"
   if [[ ! -x "$hippo" ]]; then
     note "study: hippo not built"
@@ -257,6 +274,46 @@ if ((study)); then
           2>"$out/study-$mode.log"
       note "study $mode: exit $? ($(elapsed) s)"
     done
+  fi
+fi
+
+# --- the morphism benchmark on the CPU cores ------------------------------------------------------
+if runs morphism; then
+  install_fashion_mnist
+  if [[ ! -x "$build/cli/hippo" ]]; then
+    note "morphism: hippo not built"
+  else
+    read -r -a rounds <<<"${MORPHISM_ROUNDS:-evolution,morphism}"
+    total_jobs=${MORPHISM_JOBS:-$(($(nproc) / 2 - 1))}
+    deadline=${MORPHISM_UNTIL:-$(($(date +%s) + ${MORPHISM_SECONDS:-400}))}
+    arms=0
+    for round in "${rounds[@]}"; do arms=$((arms + $(tr ',' '\n' <<<"$round" | wc -l))); done
+    # The trainer's threads: 1 sets LibTorch's; these keep any other pool to one thread too.
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    note "morphism: rounds ${rounds[*]}, seeds ${MORPHISM_SEEDS:-0 1 2}, $total_jobs runs at once"
+    # The rounds' folders (their checkpoints too) stay out of $out, which is packed whole.
+    rounds_dir=${TMPDIR:-/tmp}/gpu-check-morphism
+    rm -rf "$rounds_dir" && mkdir -p "$rounds_dir"
+    pids=()
+    for i in "${!rounds[@]}"; do
+      round=${rounds[$i]}
+      n=$(tr ',' '\n' <<<"$round" | wc -l)
+      # The runs at once, shared among the rounds by their arms.
+      jobs=$(((total_jobs * n + arms / 2) / arms)); ((jobs >= 1)) || jobs=1
+      # shellcheck disable=SC2086  # the seeds are words
+      OUT_DIR="$rounds_dir/round$((i + 1))" ALGORITHMS="${round//,/ }" JOBS=$jobs \
+        DEADLINE=$deadline benchmarks/morphism/run_benchmark.sh "$build" ${MORPHISM_SEEDS:-0 1 2} \
+        >"$out/morphism-round$((i + 1)).log" 2>&1 &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    note "morphism: runs done ($(elapsed) s)"
+    python3 benchmarks/morphism/summarize.py "$rounds_dir"/round* >"$out/morphism-table.txt" 2>&1
+    cp "$out/morphism-table.txt" "$out"/morphism-round*.log "$rounds_dir/"
+    (cd "$rounds_dir" && tar -czf "$out/morphism.tar.gz" morphism-table.txt morphism-round*.log \
+      $(find round* -maxdepth 1 -type f \( -name '*.json' -o -name '*.yaml' -o -name '*.db*' \
+        -o -name '*.load' -o -name '*.uptime' -o -name '*.timeline' \)))
+    [[ -n "${OUT:-}" ]] && cp "$out/morphism.tar.gz" "$out/morphism-table.txt" "$OUT/"
   fi
 fi
 
