@@ -46,17 +46,17 @@ one_run() {
 failed=0
 for seed in "${seeds[@]}"; do
   for algorithm in ${ALGORITHMS:-evolution morphism}; do
+    # A free slot first (with JOBS > 1), then the deadline.
+    while (($(jobs -rp | wc -l) >= jobs)); do wait -n || failed=1; done
     if [[ -n "${DEADLINE:-}" ]] && (($(date +%s) >= DEADLINE)); then
       echo "run_benchmark: past DEADLINE, $algorithm seed $seed not started" >&2
       continue
     fi
     if ((jobs <= 1)); then
       one_run "$algorithm" "$seed"
-      continue
+    else
+      one_run "$algorithm" "$seed" &
     fi
-    while (($(jobs -rp | wc -l) >= jobs)); do wait -n || failed=1; done
-    [[ -z "${DEADLINE:-}" ]] || (($(date +%s) < DEADLINE)) || continue
-    one_run "$algorithm" "$seed" &
   done
 done
 while (($(jobs -rp | wc -l) > 0)); do wait -n || failed=1; done
