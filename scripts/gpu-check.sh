@@ -3,8 +3,10 @@
 #
 # Here, once (needs apt-get and network; writes only git-ignored .gpu/):
 #   scripts/gpu-check.sh --fetch-debs
-#     Debian packages the build needs (gRPC, protobuf, abseil, SQLite, yaml-cpp, ...) into
-#     .gpu/debs, and a Fashion-MNIST subset (the study's data) into .gpu/fashion-mnist.
+#     Debian packages the build needs (gRPC, protobuf, abseil, SQLite, yaml-cpp, cpp-httplib,
+#     ...) into .gpu/debs, a Fashion-MNIST subset (the study's data) into .gpu/fashion-mnist, and
+#     the dashboard's web app as built here (build/dashboard/assets.cc, or ASSETS=FILE) into
+#     .gpu/dashboard-assets.cc.
 #
 # On the GPU machine (the device tool's run, with carry: [".gpu"]):
 #   scripts/gpu-check.sh [--quick] [--no-study] [--no-reference] [--no-tests]
@@ -35,11 +37,20 @@ deb_packages=(
   libcli11-dev libgrpc++-dev libgrpc++1.51 libgrpc-dev libgrpc29 libprotobuf-dev libprotobuf32
   libprotoc32 libre2-9 libre2-dev libsqlite3-dev libsqlite3-0 protobuf-compiler
   protobuf-compiler-grpc libgtest-dev libgmock-dev libyaml-cpp-dev libyaml-cpp0.7 zlib1g-dev
-  libssl-dev)
+  libssl-dev libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1)
 
 fetch_debs() {
   mkdir -p .gpu/debs .gpu/fashion-mnist
   (cd .gpu/debs && apt-get download "${deb_packages[@]}") || return 1
+  # The dashboard's web app, built here (npm needs its registry, which the GPU machine cannot
+  # reach): hippo embeds it (dashboard/CMakeLists.txt, HIPPO_DASHBOARD_ASSETS).
+  local assets=${ASSETS:-build/dashboard/assets.cc}
+  if [[ -f "$assets" ]]; then
+    cp "$assets" .gpu/dashboard-assets.cc
+  else
+    echo "gpu-check: no $assets (build the hippo_dashboard target here first, or set ASSETS)" >&2
+    return 1
+  fi
   # The study trains on the first 6400 training and 2000 test images (train_limit/val_limit in
   # examples/gpu/w1_resnet20_fmnist.yaml), the morphism benchmark on the first 6000 and 5000
   # (benchmarks/morphism/*.yaml); the GPU machine has no copy of the dataset.
@@ -149,6 +160,8 @@ if ! cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DProtobuf_INCLUDE_DIR="$deps/usr/include" -DProtobuf_LIBRARY="$lib/libprotobuf.so" \
     -DSQLite3_INCLUDE_DIR="$deps/usr/include" -DSQLite3_LIBRARY="$lib/libsqlite3.so" \
     -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CXX_FLAGS=-g \
+    -DHIPPO_DASHBOARD_ASSETS="$(ls "$repo/.gpu/dashboard-assets.cc" 2>/dev/null)" \
+    -DHIPPO_BUILD_TESTS="$( ((tests)) && echo ON || echo OFF)" \
     >"$out/configure.log" 2>&1; then
   note "gpu-check: configure failed after $(elapsed) s; see configure.log"
   tail -40 "$out/configure.log"
