@@ -25,7 +25,9 @@
 #     arms it runs, e.g. "evolution,morphism evolution" for a second run of evolution per seed),
 #     MORPHISM_JOBS (runs at once over all rounds; default cores / 2 - 1, each run keeping two
 #     one-thread workers busy), MORPHISM_SECONDS (no run starts later than this after the phase
-#     starts; default 400; MORPHISM_UNTIL, seconds since the epoch, overrides it). Each round's runs (JSON, SQLite files, timelines) come back in
+#     starts; default 400; MORPHISM_UNTIL, seconds since the epoch, overrides it), MORPHISM_STOP
+#     (seconds since the epoch: the runs still going then are stopped, and the tables made of
+#     those that finished, so that the phase ends inside the device tool's limit). Each round's runs (JSON, SQLite files, timelines) come back in
 #     morphism.tar.gz, summarize.py's tables in morphism-table.txt.
 set -uo pipefail
 
@@ -314,13 +316,21 @@ if runs morphism; then
       # The runs at once, shared among the rounds by their arms.
       jobs=$(((total_jobs * n + arms / 2) / arms)); ((jobs >= 1)) || jobs=1
       # shellcheck disable=SC2086  # the seeds are words
+      # A process group of its own (setsid), so that MORPHISM_STOP can stop its runs too.
       OUT_DIR="$rounds_dir/round$((i + 1))" ALGORITHMS="${round//,/ }" JOBS=$jobs \
-        DEADLINE=$deadline benchmarks/morphism/run_benchmark.sh "$build" ${MORPHISM_SEEDS:-0 1 2} \
-        >"$out/morphism-round$((i + 1)).log" 2>&1 &
+        DEADLINE=$deadline setsid benchmarks/morphism/run_benchmark.sh "$build" \
+        ${MORPHISM_SEEDS:-0 1 2} >"$out/morphism-round$((i + 1)).log" 2>&1 &
       pids+=($!)
     done
+    if [[ -n "${MORPHISM_STOP:-}" ]]; then
+      (sleep $((MORPHISM_STOP - $(date +%s))) 2>/dev/null
+       for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done) &
+      stopper=$!
+    fi
     for pid in "${pids[@]}"; do wait "$pid"; done
-    note "morphism: runs done ($(elapsed) s)"
+    [[ -n "${stopper:-}" ]] && kill "$stopper" 2>/dev/null
+    note "morphism: runs done ($(elapsed) s; $(ls "$rounds_dir"/round*/*.json | wc -l) started," \
+         "$(find "$rounds_dir" -name '*.json' -size +0 | wc -l) finished)"
     python3 benchmarks/morphism/summarize.py "$rounds_dir"/round* >"$out/morphism-table.txt" 2>&1
     cp "$out/morphism-table.txt" "$out"/morphism-round*.log "$rounds_dir/"
     (cd "$rounds_dir" && tar -czf "$out/morphism.tar.gz" morphism-table.txt morphism-round*.log \
