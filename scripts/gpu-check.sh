@@ -3,8 +3,10 @@
 #
 # Here, once (needs apt-get and network; writes only git-ignored .gpu/):
 #   scripts/gpu-check.sh --fetch-debs
-#     Debian packages the build needs (gRPC, protobuf, abseil, SQLite, yaml-cpp, ...) into
-#     .gpu/debs, and a Fashion-MNIST subset (the study's data) into .gpu/fashion-mnist.
+#     Debian packages the build needs (gRPC, protobuf, abseil, SQLite, yaml-cpp, cpp-httplib,
+#     ...) into .gpu/debs, a Fashion-MNIST subset (the study's data) into .gpu/fashion-mnist, and
+#     the dashboard's web app as built here (build/dashboard/assets.cc, or ASSETS=FILE) into
+#     .gpu/dashboard-assets.cc.
 #
 # On the GPU machine (the device tool's run, with carry: [".gpu"]):
 #   scripts/gpu-check.sh [--quick] [--no-study] [--no-reference] [--no-tests]
@@ -16,7 +18,17 @@
 #     short table last.
 #   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
 #   --phases LIST: only these of tests, throughput, fork, gap, reference, study, workers (default all),
-#     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults).
+#     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults), and
+#     morphism: the morphism benchmark (benchmarks/morphism) on the machine's CPU cores, several
+#     runs at once; not in the default. Its environment: MORPHISM_SEEDS (default "0 1 2"),
+#     MORPHISM_ROUNDS (default "evolution,morphism"; one output folder per entry, each entry the
+#     arms it runs, e.g. "evolution,morphism evolution" for a second run of evolution per seed),
+#     MORPHISM_JOBS (runs at once over all rounds; default cores / 2 - 1, each run keeping two
+#     one-thread workers busy), MORPHISM_SECONDS (no run starts later than this after the phase
+#     starts; default 400; MORPHISM_UNTIL, seconds since the epoch, overrides it), MORPHISM_STOP
+#     (seconds since the epoch: the runs still going then are stopped, and the tables made of
+#     those that finished, so that the phase ends inside the device tool's limit). Each round's runs (JSON, SQLite files, timelines) come back in
+#     morphism.tar.gz, summarize.py's tables in morphism-table.txt.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,18 +39,28 @@ deb_packages=(
   libcli11-dev libgrpc++-dev libgrpc++1.51 libgrpc-dev libgrpc29 libprotobuf-dev libprotobuf32
   libprotoc32 libre2-9 libre2-dev libsqlite3-dev libsqlite3-0 protobuf-compiler
   protobuf-compiler-grpc libgtest-dev libgmock-dev libyaml-cpp-dev libyaml-cpp0.7 zlib1g-dev
-  libssl-dev)
+  libssl-dev libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1)
 
 fetch_debs() {
   mkdir -p .gpu/debs .gpu/fashion-mnist
   (cd .gpu/debs && apt-get download "${deb_packages[@]}") || return 1
-  # The study trains on the first 10000 training and 2000 test images (train_limit/val_limit in
-  # examples/gpu/w1_resnet20_fmnist.yaml); the GPU machine has no copy of the dataset.
+  # The dashboard's web app, built here (npm needs its registry, which the GPU machine cannot
+  # reach): hippo embeds it (dashboard/CMakeLists.txt, HIPPO_DASHBOARD_ASSETS).
+  local assets=${ASSETS:-build/dashboard/assets.cc}
+  if [[ -f "$assets" ]]; then
+    cp "$assets" .gpu/dashboard-assets.cc
+  else
+    echo "gpu-check: no $assets (build the hippo_dashboard target here first, or set ASSETS)" >&2
+    return 1
+  fi
+  # The study trains on the first 6400 training and 2000 test images (train_limit/val_limit in
+  # examples/gpu/w1_resnet20_fmnist.yaml), the morphism benchmark on the first 6000 and 5000
+  # (benchmarks/morphism/*.yaml); the GPU machine has no copy of the dataset.
   python3 - <<'EOF' || return 1
 import gzip, os
 src = "/usr/share/datasets/fashion-mnist"
 dst = ".gpu/fashion-mnist"
-for name, count in [("train", 10000), ("t10k", 2000)]:
+for name, count in [("train", 10000), ("t10k", 5000)]:
     with gzip.open(f"{src}/{name}-images-idx3-ubyte.gz") as f:
         data = f.read()
     header = bytearray(data[:16]); header[4:8] = count.to_bytes(4, "big")
@@ -103,9 +125,10 @@ export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   nvidia-smi
   nproc
+  lscpu
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
 } >"$out/machine.txt" 2>&1
-note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores"
+note "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
 
 # --- dependencies: the Debian packages, unpacked into a prefix ------------------------------------
 deps=/opt/deps
@@ -139,6 +162,8 @@ if ! cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DProtobuf_INCLUDE_DIR="$deps/usr/include" -DProtobuf_LIBRARY="$lib/libprotobuf.so" \
     -DSQLite3_INCLUDE_DIR="$deps/usr/include" -DSQLite3_LIBRARY="$lib/libsqlite3.so" \
     -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CXX_FLAGS=-g \
+    -DHIPPO_DASHBOARD_ASSETS="$(ls "$repo/.gpu/dashboard-assets.cc" 2>/dev/null)" \
+    -DHIPPO_BUILD_TESTS="$( ((tests)) && echo ON || echo OFF)" \
     >"$out/configure.log" 2>&1; then
   note "gpu-check: configure failed after $(elapsed) s; see configure.log"
   tail -40 "$out/configure.log"
@@ -147,8 +172,12 @@ fi
 grep -E "torch trainer|LibTorch" "$out/configure.log" | tee -a "$summary"
 
 # Only what the checks need: the torch trainer's tests, the workers tests, hippo, the benchmark.
-wanted=(torch_trainer_benchmark)
+wanted=()
+for phase in throughput fork gap diagnose; do
+  runs "$phase" && wanted+=(torch_trainer_benchmark) && break
+done
 ((study)) && wanted+=(hippo)
+runs morphism && wanted+=(hippo)
 runs workers && wanted+=(hippo)
 available=$(cmake --build "$build" --target help 2>/dev/null)
 if ((tests)); then
@@ -236,13 +265,16 @@ if ((reference)); then
 fi
 
 # --- the merging study ---------------------------------------------------------------------------
-if ((study)); then
-  # The study's Fashion-MNIST subset, where the trainer looks by default (after the tests: the
-  # loader's test expects the full set or none).
+# The Fashion-MNIST subset, where the trainer looks by default (after the tests: the loader's
+# test expects the full set or none).
+install_fashion_mnist() {
   if [[ -d .gpu/fashion-mnist && ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
     mkdir -p /usr/share/datasets/fashion-mnist
     cp .gpu/fashion-mnist/* /usr/share/datasets/fashion-mnist/
   fi
+}
+if ((study)); then
+  install_fashion_mnist
   hippo="$build/cli/hippo"
   if [[ ! -x "$hippo" ]]; then
     note "study: hippo not built"
@@ -257,6 +289,54 @@ if ((study)); then
           2>"$out/study-$mode.log"
       note "study $mode: exit $? ($(elapsed) s)"
     done
+  fi
+fi
+
+# --- the morphism benchmark on the CPU cores ------------------------------------------------------
+if runs morphism; then
+  install_fashion_mnist
+  if [[ ! -x "$build/cli/hippo" ]]; then
+    note "morphism: hippo not built"
+  else
+    read -r -a rounds <<<"${MORPHISM_ROUNDS:-evolution,morphism}"
+    total_jobs=${MORPHISM_JOBS:-$(($(nproc) / 2 - 1))}
+    deadline=${MORPHISM_UNTIL:-$(($(date +%s) + ${MORPHISM_SECONDS:-400}))}
+    arms=0
+    for round in "${rounds[@]}"; do arms=$((arms + $(tr ',' '\n' <<<"$round" | wc -l))); done
+    # The trainer's threads: 1 sets LibTorch's; these keep any other pool to one thread too.
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    note "morphism: rounds ${rounds[*]}, seeds ${MORPHISM_SEEDS:-0 1 2}, $total_jobs runs at once"
+    # The rounds' folders (their checkpoints too) stay out of $out, which is packed whole.
+    rounds_dir=${TMPDIR:-/tmp}/gpu-check-morphism
+    rm -rf "$rounds_dir" && mkdir -p "$rounds_dir"
+    pids=()
+    for i in "${!rounds[@]}"; do
+      round=${rounds[$i]}
+      n=$(tr ',' '\n' <<<"$round" | wc -l)
+      # The runs at once, shared among the rounds by their arms.
+      jobs=$(((total_jobs * n + arms / 2) / arms)); ((jobs >= 1)) || jobs=1
+      # shellcheck disable=SC2086  # the seeds are words
+      # A process group of its own (setsid), so that MORPHISM_STOP can stop its runs too.
+      OUT_DIR="$rounds_dir/round$((i + 1))" ALGORITHMS="${round//,/ }" JOBS=$jobs \
+        DEADLINE=$deadline setsid benchmarks/morphism/run_benchmark.sh "$build" \
+        ${MORPHISM_SEEDS:-0 1 2} >"$out/morphism-round$((i + 1)).log" 2>&1 &
+      pids+=($!)
+    done
+    if [[ -n "${MORPHISM_STOP:-}" ]]; then
+      (sleep $((MORPHISM_STOP - $(date +%s))) 2>/dev/null
+       for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done) &
+      stopper=$!
+    fi
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    [[ -n "${stopper:-}" ]] && kill "$stopper" 2>/dev/null
+    note "morphism: runs done ($(elapsed) s; $(ls "$rounds_dir"/round*/*.json | wc -l) started," \
+         "$(find "$rounds_dir" -name '*.json' -size +0 | wc -l) finished)"
+    python3 benchmarks/morphism/summarize.py "$rounds_dir"/round* >"$out/morphism-table.txt" 2>&1
+    cp "$out/morphism-table.txt" "$out"/morphism-round*.log "$rounds_dir/"
+    (cd "$rounds_dir" && tar -czf "$out/morphism.tar.gz" morphism-table.txt morphism-round*.log \
+      $(find round* -maxdepth 1 -type f \( -name '*.json' -o -name '*.yaml' -o -name '*.db*' \
+        -o -name '*.load' -o -name '*.uptime' -o -name '*.timeline' \)))
+    [[ -n "${OUT:-}" ]] && cp "$out/morphism.tar.gz" "$out/morphism-table.txt" "$OUT/"
   fi
 fi
 

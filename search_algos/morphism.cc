@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -36,6 +39,34 @@ std::optional<double> NextLarger(const Dimension& dimension, double value) {
   const double step = std::max(dimension.step, dimension.kind == DimensionKind::kInt ? 1.0 : 0.0);
   if (value + step <= dimension.high + 1e-9 * step) return value + step;
   return std::nullopt;
+}
+
+// The larger values of an ordered numeric dimension within `steps` steps of `value`, in order.
+std::vector<double> LargerWithin(const Dimension& dimension, double value, int64_t steps) {
+  std::vector<double> larger;
+  for (std::optional<double> next = NextLarger(dimension, value);
+       next && static_cast<int64_t>(larger.size()) < steps; next = NextLarger(dimension, *next)) {
+    larger.push_back(*next);
+  }
+  return larger;
+}
+
+// A `grow` entry: a dimension's name, or NAME+N (it may rise by up to N steps at once). The
+// most steps, 0 if the entry is malformed.
+std::pair<std::string, int64_t> ParseGrow(const std::string& entry,
+                                          const std::vector<Dimension>& dimensions) {
+  const auto named = [&](const std::string& name) {
+    return std::any_of(dimensions.begin(), dimensions.end(),
+                       [&](const Dimension& d) { return d.name == name; });
+  };
+  const size_t plus = entry.rfind('+');
+  if (named(entry) || plus == std::string::npos) return {entry, 1};
+  const std::string digits = entry.substr(plus + 1);
+  if (digits.empty() || digits.size() > 6 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return {entry, 0};
+  }
+  return {entry.substr(0, plus), std::stoll(digits)};
 }
 
 // The smallest value of an ordered numeric dimension that is at least `value`, else its
@@ -83,8 +114,16 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
   }
   options.initial_steps = config.initial_steps();
   options.child_steps = config.child_steps();
-  for (const std::string& name : config.grow()) {
+  for (const std::string& entry : config.grow()) {
     const auto& dimensions = context.space->dimensions;
+    const std::pair<std::string, int64_t> parsed = ParseGrow(entry, dimensions);
+    const std::string& name = parsed.first;
+    const int64_t most_steps = parsed.second;
+    if (most_steps < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "algorithm.morphism.grow: '", entry,
+          "': NAME+N needs a whole number of steps N >= 1 (the most a morph raises NAME at once)"));
+    }
     const auto found = std::find_if(dimensions.begin(), dimensions.end(),
                                     [&](const Dimension& d) { return d.name == name; });
     const auto index = static_cast<size_t>(found - dimensions.begin());
@@ -105,6 +144,7 @@ absl::StatusOr<std::unique_ptr<SearchAlgorithm>> MorphismEvolution::Create(
           "(an int, a float with a step or a choice of numbers, structural: true)"));
     }
     options.grow.push_back(index);
+    options.most_steps.push_back(most_steps);
   }
   options.max_steps = context.max_steps;
   // The dimensions of structural parameters (the architecture); the others make the trial's
@@ -190,6 +230,12 @@ bool MorphismEvolution::Grows(size_t dimension) const {
   return std::find(options_.grow.begin(), options_.grow.end(), dimension) != options_.grow.end();
 }
 
+int64_t MorphismEvolution::MostSteps(size_t dimension) const {
+  const auto found = std::find(options_.grow.begin(), options_.grow.end(), dimension);
+  if (found == options_.grow.end()) return 0;
+  return options_.most_steps[static_cast<size_t>(found - options_.grow.begin())];
+}
+
 int64_t MorphismEvolution::ChildrenInFlight() const {
   int64_t in_flight = 0;
   for (TrialNumber trial = sizes_.population_size; trial < static_cast<TrialNumber>(trials_.size());
@@ -267,7 +313,11 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
   size_t d = 0;
   if (!growable.empty()) {
     d = growable[random() % growable.size()];
-    child[d] = *NextLarger(space_.dimensions[d], std::get<double>(parent[d]));
+    // Up to the entry's most steps larger, drawn uniformly (no draw when one step is allowed, so
+    // that a plain entry makes the children it made before NAME+N existed).
+    const std::vector<double> larger =
+        LargerWithin(space_.dimensions[d], std::get<double>(parent[d]), MostSteps(d));
+    child[d] = larger.size() == 1 ? larger.front() : larger[random() % larger.size()];
     continue_parent();
   } else if (continued <= options_.max_steps && !inherited_before(parent)) {
     // Nothing left to grow: the identity morphism, the same network trained further.

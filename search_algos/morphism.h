@@ -17,8 +17,10 @@
 //     are morphisms when possible: if the parent uses a `grow` dimension that has a larger value,
 //     that no earlier child of the parent grew, and the child's steps fit in budget.max_steps,
 //     one such dimension, drawn uniformly, rises to its next larger value (the child extends
-//     its parent); the child inherits the parent's state at the parent's target and trains
-//     child_steps more (a kMorph request). A child of a morphed child inherits again, so chains
+//     its parent), or, for a `grow` entry NAME+N, to one of its next N larger values drawn
+//     uniformly (so that a chain of few generations can reach the large networks); the child
+//     inherits the parent's state at the parent's target and trains child_steps more (a kMorph
+//     request). A child of a morphed child inherits again, so chains
 //     of morphisms grow a network step by step for up to (max_steps - initial_steps) /
 //     child_steps generations. Its hyper-parameter sequences
 //     are its parent's, read at the steps it trains: the learning-rate schedule goes on from
@@ -90,6 +92,7 @@ class MorphismEvolution : public PopulationSearch {
     Step initial_steps = 0;
     Step child_steps = 0;
     std::vector<size_t> grow;  // dimension indices
+    std::vector<int64_t> most_steps;  // per `grow` entry: the most steps a morph raises it at once
     Step max_steps = 0;
     std::vector<bool> structural;  // per dimension: of a structural parameter
   };
@@ -113,6 +116,8 @@ class MorphismEvolution : public PopulationSearch {
   // `winner` is set to the parent.
   Request MakeChild(std::mt19937_64& random, TrialNumber& winner) const;
   bool Grows(size_t dimension) const;
+  // The most steps a morph raises a `grow` dimension at once (NAME+N: N; a plain name: 1).
+  int64_t MostSteps(size_t dimension) const;
   // `child` (the parent's point) with one dimension of a non-structural parameter (a
   // hyper-parameter sequence, e.g. the learning-rate schedule) drawn afresh; false if there is
   // none to change.

@@ -6,10 +6,17 @@ had once it had trained 10, 20, ..., 70 epochs; and, for a morphism run, how man
 trained from scratch (initial or mutations) started the lineages that reached budget.max_steps,
 and which one the best network grew from.
 
-Usage: summarize.py DIR, where DIR holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
+Usage: summarize.py DIR [DIR...], where each DIR (a round) holds, per run, ALGORITHM-SEED.json (`hippo run --json`),
 ALGORITHM-SEED.db (its SQLite file), ALGORITHM-SEED.checkpoints (its state files) and
 ALGORITHM-SEED.load (the 1-minute load average before and after the run); run_benchmark.sh
-writes them.
+writes them. With several rounds (e.g. a second run of evolution per seed), the tables come
+per round, then the paired comparison over them all: per seed, every other arm's run against
+every evolution run of that seed, the medians over seeds 0-2 (the issue's) and over all seeds,
+and a sign test over seeds.
+
+A run's timeline is kept in ALGORITHM-SEED.timeline (JSON) the first time it is read from the
+checkpoints, and read from there when the checkpoints are gone (runs copied off another
+machine without them).
 
 Epochs to a target come from the run's timeline: every stage writes its state file when it
 ends, so the files' modification times order the stages as they finished. Walking them in that
@@ -29,7 +36,18 @@ import urllib.parse
 
 
 def timeline(db_path: pathlib.Path):
-    """(epochs so far, best accuracy so far) after each finished stage, in finishing order."""
+    """(epochs so far, best accuracy so far) after each finished stage, in finishing order; from
+    the checkpoints where they are (written to the .timeline file), else that file."""
+    cache = db_path.with_suffix(".timeline")
+    if not db_path.with_suffix(".checkpoints").is_dir() and cache.exists():
+        return [tuple(point) for point in json.loads(cache.read_text())]
+    points = timeline_from_checkpoints(db_path)
+    cache.write_text(json.dumps(points))
+    return points
+
+
+def timeline_from_checkpoints(db_path: pathlib.Path):
+    """timeline() read from the state files' modification times."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     targets = {}  # family -> the steps where one of its trials ends (its result)
     for family, target in db.execute("SELECT family_id, target_step FROM trials"):
@@ -119,11 +137,16 @@ def ratio(evolution_epochs, epochs) -> str:
     return f"{evolution_epochs / epochs:.1f}x"
 
 
-def main(directory: str) -> None:
+def load_runs(directory: str):
+    """algorithm -> seed -> the run's figures, for the runs in `directory`."""
     runs = {}  # algorithm -> seed -> figures
     for path in sorted(pathlib.Path(directory).glob("*-*.json")):
         algorithm, seed = path.stem.rsplit("-", 1)
-        summary = json.loads(path.read_text())
+        try:
+            summary = json.loads(path.read_text())
+        except json.JSONDecodeError:  # a run that did not finish
+            print(f"summarize: {path} holds no result; left out", file=sys.stderr)
+            continue
         load_path = path.with_suffix(".load")
         load = load_path.read_text().split() if load_path.exists() else ["?", "?"]
         best = summary["best_trial"]["value"] if summary["best_trial"] else float("nan")
@@ -131,6 +154,11 @@ def main(directory: str) -> None:
             "best": best, "epochs": summary["executed_steps"], "trials": summary["trials"],
             "seconds": summary["wall_seconds"], "load": f"{load[0]}–{load[1]}",
             "timeline": timeline(path.with_suffix(".db"))}
+    return runs
+
+
+def print_round(directory: str, runs) -> None:
+    """summarize's tables for the runs of one round (output folder)."""
     baseline = runs.get("evolution", {})
     print("| algorithm | seed | best val_accuracy | epochs trained | best within evolution's epochs "
           "| epochs to evolution's best | fewer epochs than evolution | trials | wall s | load avg. |")
@@ -200,5 +228,96 @@ def main(directory: str) -> None:
         print("\n".join(rows))
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test: the chance of a split at least this uneven between wins and losses
+    (ties left out) if either side were equally likely."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def pair(run, evolution):
+    """(the run's best within evolution's epochs minus evolution's best, in points; evolution's
+    epochs to its best over the run's epochs to it, 0 if the run never reached it)."""
+    within = best_within(run["timeline"], evolution["epochs"])
+    difference = 100 * (within - best_within(evolution["timeline"], evolution["epochs"]))
+    own = epochs_to(evolution["timeline"], evolution["best"])
+    to_target = epochs_to(run["timeline"], evolution["best"])
+    faster = 0.0 if not own or not to_target else own / to_target
+    return difference, faster
+
+
+def print_pairs(rounds) -> None:
+    """Every arm's runs against every evolution run of the same seed, over all rounds."""
+    evolution = {}  # seed -> evolution's runs over the rounds
+    arms = {}  # arm -> seed -> its runs
+    for runs in rounds:
+        for algorithm, by_seed in runs.items():
+            for seed, run in by_seed.items():
+                target = evolution if algorithm == "evolution" else arms.setdefault(algorithm, {})
+                target.setdefault(seed, []).append(run)
+    if not arms:
+        return
+    print()
+    print("Paired by seed over the rounds: each run of the arm against each evolution run of the "
+          "seed. Equal epochs: the arm's best within evolution's epochs minus evolution's best, "
+          "in points; fewer epochs: evolution's epochs to its best over the arm's to it.")
+    print()
+    print("| arm | seed | pairs | equal-epoch difference (points) | mean | fewer epochs | median |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    summaries = []
+    for arm, by_seed in sorted(arms.items()):
+        means, ratios = {}, {}
+        for seed in sorted(by_seed):
+            if seed not in evolution:
+                continue
+            found = [pair(run, base) for run in by_seed[seed] for base in evolution[seed]]
+            means[seed] = statistics.mean(d for d, _ in found)
+            ratios[seed] = statistics.median(r for _, r in found)
+            print(f"| {arm} | {seed} | {len(found)} | "
+                  f"{', '.join(f'{d:+.2f}' for d, _ in found)} | {means[seed]:+.2f} | "
+                  f"{', '.join(f'{r:.1f}x' for _, r in found)} | {ratios[seed]:.1f}x |")
+        for label, seeds in (("seeds 0-2", [s for s in means if s in (0, 1, 2)]),
+                             ("all seeds", list(means))):
+            if not seeds:
+                continue
+            wins = sum(means[s] > 0 for s in seeds)
+            losses = sum(means[s] < 0 for s in seeds)
+            summaries.append(
+                f"| {arm} | {label} | {len(seeds)} | "
+                f"{statistics.median(means[s] for s in seeds):+.2f} | "
+                f"{statistics.median(ratios[s] for s in seeds):.2f}x | "
+                f"{sum(ratios[s] >= 2 for s in seeds)} | {wins} / {losses} / "
+                f"{len(seeds) - wins - losses} | {sign_test(wins, losses):.3f} |")
+    print()
+    print("| arm | over | seeds | median equal-epoch difference (points) | median fewer epochs "
+          "| seeds at 2x or more | seeds ahead / behind / even | sign test p (two-sided) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(summaries))
+    # How far apart two runs of evolution with the same seed land: the noise of one run.
+    noise = [100 * (runs[1]["best"] - runs[0]["best"]) for runs in evolution.values()
+             if len(runs) > 1]
+    if noise:
+        print()
+        print(f"Evolution, second run minus first, best accuracy (points), {len(noise)} seeds: "
+              f"{', '.join(f'{d:+.2f}' for d in noise)}; median absolute "
+              f"{statistics.median(abs(d) for d in noise):.2f}.")
+
+
+def main(directories) -> None:
+    rounds = []
+    for directory in directories:
+        runs = load_runs(directory)
+        if len(directories) > 1:
+            print(f"### {directory}")
+            print()
+        print_round(directory, runs)
+        print()
+        rounds.append(runs)
+    print_pairs(rounds)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

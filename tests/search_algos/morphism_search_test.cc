@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "search_algos/morphism.h"
 #include "tests/support/fake_coordinator.h"
@@ -331,6 +332,47 @@ TEST(MorphismSearchTest, AMorphThatAppendsALayerGivesItTheWidthOfTheLayerBeforeI
   EXPECT_GT(deepened, 0) << "no morph appended a layer";
 }
 
+// The rises of `channels` (steps of 4) in the morphs of studies (seeds 0 to 9) whose grow
+// entries are `grow`.
+std::vector<double> ChannelRises(const std::vector<std::string>& grow) {
+  const stage_tree::SearchSpace space = Space();
+  std::vector<double> rises;
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    AlgorithmContext context = Context(space);
+    context.seed = seed;
+    v1::MorphismConfig* morphism = context.config.mutable_morphism();
+    morphism->set_children(40);
+    morphism->clear_grow();
+    for (const std::string& entry : grow) morphism->add_grow(entry);
+    test_support::StudyRunner runner(context,
+                                     test_support::StudyRunner::PointObjective(Accuracy));
+    runner.Run();
+    for (const test_support::FakeCoordinator::Trial& child : runner.trials()) {
+      if (!child.morphed) continue;
+      const Point& parent = runner.trials().at(child.forked_from).point;
+      const double rise = std::get<double>(child.point[0]) - std::get<double>(parent[0]);
+      if (rise != 0) rises.push_back(rise);
+    }
+  }
+  return rises;
+}
+
+TEST(MorphismSearchTest, AGrowEntryWithPlusNRisesByUpToNStepsAtOnce) {
+  // channels (4..16 step 4) may rise by 1 to 3 steps at once; some morph takes more than one.
+  const std::vector<double> jumps = ChannelRises({"channels+3", "layers"});
+  ASSERT_FALSE(jumps.empty());
+  for (double rise : jumps) {
+    EXPECT_TRUE(rise == 4 || rise == 8 || rise == 12) << rise;
+  }
+  EXPECT_TRUE(std::any_of(jumps.begin(), jumps.end(), [](double rise) { return rise > 4; }))
+      << "no morph rose by more than one step";
+  // A plain entry (and NAME+1) rises by exactly one step, and NAME+1 makes the same study.
+  const std::vector<double> steps = ChannelRises({"channels", "layers"});
+  ASSERT_FALSE(steps.empty());
+  for (double rise : steps) EXPECT_EQ(rise, 4);
+  EXPECT_EQ(ChannelRises({"channels+1", "layers"}), steps);
+}
+
 TEST(MorphismSearchTest, RestoredFromItsSavedStateBeforeEverySuggestItMakesTheSameRequests) {
   const stage_tree::SearchSpace space = Space();
   test_support::StudyRunner straight(Context(space),
@@ -353,6 +395,14 @@ TEST(MorphismSearchTest, ConfigsWithoutStepsOrWithUnknownGrowDimensionsAreRefuse
   refused = MorphismEvolution::Create(unknown);
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status()));
   EXPECT_NE(refused.status().message().find("algorithm.morphism.grow: 'lr'"), std::string::npos);
+
+  for (const char* entry : {"channels+0", "channels+x", "channels+"}) {
+    AlgorithmContext bad_steps = Context(space);
+    bad_steps.config.mutable_morphism()->add_grow(entry);
+    refused = MorphismEvolution::Create(bad_steps);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << entry;
+    EXPECT_NE(refused.status().message().find(entry), std::string::npos) << entry;
+  }
 
   v1::StudySpec spec;
   spec.mutable_budget()->set_max_steps(40);

@@ -1,6 +1,7 @@
 #include "workers/torch/morphism.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <cmath>
