@@ -27,7 +27,9 @@
 #     one-thread workers busy), MORPHISM_SECONDS (no run starts later than this after the phase
 #     starts; default 400; MORPHISM_UNTIL, seconds since the epoch, overrides it), MORPHISM_STOP
 #     (seconds since the epoch: the runs still going then are stopped, and the tables made of
-#     those that finished, so that the phase ends inside the device tool's limit). Each round's runs (JSON, SQLite files, timelines) come back in
+#     those that finished, so that the phase ends inside the device tool's limit),
+#     MORPHISM_DEVICE (e.g. cuda:0: the runs train on that GPU, `hippo run --device`; default
+#     the CPU). Each round's runs (JSON, SQLite files, timelines) come back in
 #     morphism.tar.gz, summarize.py's tables in morphism-table.txt.
 set -uo pipefail
 
@@ -318,6 +320,7 @@ if runs morphism; then
       # shellcheck disable=SC2086  # the seeds are words
       # A process group of its own (setsid), so that MORPHISM_STOP can stop its runs too.
       OUT_DIR="$rounds_dir/round$((i + 1))" ALGORITHMS="${round//,/ }" JOBS=$jobs \
+        DEVICE=${MORPHISM_DEVICE:-} \
         DEADLINE=$deadline setsid benchmarks/morphism/run_benchmark.sh "$build" \
         ${MORPHISM_SEEDS:-0 1 2} >"$out/morphism-round$((i + 1)).log" 2>&1 &
       pids+=($!)

@@ -16,6 +16,8 @@
 #   DEADLINE (seconds since the epoch): no run starts after it (the runs started finish).
 #   OUT_DIR (default BUILD_DIR/benchmarks/morphism): the output folder, e.g. one per round of
 #     the same seeds.
+#   DEVICE (default: none, the CPU): passed to `hippo run --device`, e.g. cuda:0 to train both
+#     workers of every run on that GPU (the specs' threads: 1 then only feeds it).
 # Usage: [ALGORITHMS=...] [JOBS=N] [OUT_DIR=...] benchmarks/morphism/run_benchmark.sh
 #        [BUILD_DIR [SEED...]]
 set -euo pipefail
@@ -38,7 +40,7 @@ one_run() {
   uptime > "$run.uptime"
   local before
   before="$(load)"
-  "$hippo" run "$run.yaml" --workers 2 --json --db "$run.db" \
+  "$hippo" run "$run.yaml" --workers 2 --json --db "$run.db" ${DEVICE:+--device "$DEVICE"} \
     --checkpoint-dir "$run.checkpoints" --no-checkpoint-gc > "$run.json"
   echo "$before $(load)" > "$run.load"
   uptime >> "$run.uptime"
