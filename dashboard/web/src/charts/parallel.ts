@@ -2,6 +2,7 @@
 // line per sampled trial coloured by its objective's rank (best ones bright, drawn last).
 import { Json, num, nums } from "../api";
 import { fmtNumber } from "../format";
+import { Surface } from "./surface";
 
 // From pale blue (worst) to deep orange (best), in 256 steps made once: a line's colour is
 // then a lookup, not a string made and parsed by the canvas for each of the thousand lines.
@@ -16,25 +17,25 @@ const COLORS = [...Array(STEPS + 1).keys()].map((k) => {
 const color = (t: number) => COLORS[Math.round(Math.max(0, Math.min(1, t)) * STEPS)];
 
 /**
- * Draws the sample on `canvas`, whose CSS size is `size` (the caller keeps it from a
+ * Draws the sample on `surface`, whose canvas's CSS size is `size` (the caller keeps it from a
  * ResizeObserver: reading it here, after the page changed the DOM, would force a layout).
  */
-export function drawParallel(canvas: HTMLCanvasElement, sample: Json, metric: string, maximize: boolean, size: { width: number; height: number }) {
+export function drawParallel(surface: Surface, sample: Json, metric: string, maximize: boolean, size: { width: number; height: number }) {
   const axes: Json[] = sample.axes ?? [];
   const values = nums(sample.values);
   const columns = axes.length + 1;
   const rows = columns > 0 ? Math.floor(values.length / columns) : 0;
-  const ratio = window.devicePixelRatio || 1;
   const { width, height } = size;
-  // The backing store is made again only when the size changed (setting it clears and
-  // reallocates it even when equal).
-  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-    canvas.width = Math.round(width * ratio);
-    canvas.height = Math.round(height * ratio);
+  if (width === 0 || height === 0) return;
+  const ctx = surface.begin(width, height);
+  try {
+    drawLines(ctx, axes, values, columns, rows, metric, maximize, size);
+  } finally {
+    surface.end();
   }
-  const ctx = canvas.getContext("2d")!;
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
+}
+
+function drawLines(ctx: OffscreenCanvasRenderingContext2D, axes: Json[], values: number[], columns: number, rows: number, metric: string, maximize: boolean, { width, height }: { width: number; height: number }) {
   ctx.textAlign = "start"; // the last drawing's, kept with the canvas
   ctx.font = "11px system-ui, sans-serif";
   if (rows === 0) {
