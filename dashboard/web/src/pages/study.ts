@@ -164,6 +164,9 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       flush(entry.target);
     }
   });
+  // The trial table takes the pushed rows all along but shows them only on screen (table.ts).
+  const tableSeen = new IntersectionObserver((entries) => table.show(entries[entries.length - 1].isIntersecting));
+  tableSeen.observe(table.element);
   const onVisible = () => [...waiting.keys()].forEach(flush);
   document.addEventListener("visibilitychange", onVisible);
   const whenSeen = (element: Element, draw: () => void) => {
@@ -328,6 +331,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     cancelAnimationFrame(frame);
     clearInterval(timer);
     visibility.disconnect();
+    tableSeen.disconnect();
     document.removeEventListener("visibilitychange", onVisible);
     clearTimeout(retry);
     observer.disconnect();
