@@ -70,7 +70,9 @@ export class Plot {
   /** Hands uPlot's drawing to the canvas shown (uPlot's "draw" hook: after every drawing). */
   private present(u: uPlot) {
     const drawing = ++this.drawings;
-    void createImageBitmap(u.ctx.canvas).then((bitmap) => {
+    const drawn = u.ctx.canvas;
+    if (drawn.width === 0 || drawn.height === 0) return; // no bitmap of nothing
+    void createImageBitmap(drawn).then((bitmap) => {
       if (drawing !== this.drawings || u !== this.plot || !this.shown) bitmap.close();
       else show(this.shown, bitmap);
     });
