@@ -88,8 +88,10 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (value !== null && cells.value.textContent !== value) cells.value.textContent = value;
     if (cells.sub.textContent !== sub) cells.sub.textContent = sub;
   };
+  let headShown = 0; // when the summary was last drawn (performance.now())
   const renderHead = () => {
     if (!row) return;
+    headShown = performance.now();
     const study: Json = row.study;
     const steps: Json = study.steps ?? {};
     // The trial-by-trial steps of the work done so far (each trial up to the step it reached).
@@ -325,7 +327,9 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     }
     if (!frame) frame = requestAnimationFrame(takeIn);
   }, `study=${encodeURIComponent(studyId)}`);
-  const timer = setInterval(renderHead, 5000); // the elapsed clock
+  // The elapsed clock, when no event drew the summary meanwhile (each event draws it with the
+  // clock: a timer of its own would draw a frame of its own).
+  const timer = setInterval(() => performance.now() - headShown >= 4500 && renderHead(), 5000);
   return () => {
     stop();
     cancelAnimationFrame(frame);
