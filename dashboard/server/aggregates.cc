@@ -28,6 +28,20 @@ constexpr size_t kBestRows = 50;
 constexpr int kImportanceBins = 10;
 constexpr size_t kPoolRows = 20000;
 
+// A value as the charts are sent it: to 6 significant digits, whose difference from the whole
+// double no chart of a few thousand pixels shows. The JSON of a whole double takes up to 17
+// digits: the history's 3 000 values and the parameter sample's 3 000 or more, most of the bytes
+// of an event with the charts (made once, then written to every watching stream and parsed by
+// every page), were twice as long, and printing them took the dashboard's threads a fifth more
+// CPU. Rounding keeps the order: a sample's axis bounds stay the bounds of its rounded values.
+double Charted(double value) {
+  if (!std::isfinite(value) || value == 0) return value;
+  const int digits = 5 - static_cast<int>(std::floor(std::log10(std::abs(value))));
+  if (digits < 0 || digits > 22) return value;  // 10^digits is exact up to 10^22
+  const double scale = std::pow(10.0, digits);
+  return std::round(value * scale) / scale;
+}
+
 bool Better(const StudyData& study, const TrialEntry& a, const TrialEntry& b) {
   return study.maximize ? a.objective > b.objective : a.objective < b.objective;
 }
@@ -69,7 +83,7 @@ void AddCurve(const TrialEntry& trial, int64_t number, api::Curve* curve) {
   curve->set_state(static_cast<v1::TrialState>(trial.state));
   for (size_t i = 0; i < trial.curve_steps.size(); ++i) {
     curve->add_steps(trial.curve_steps[i]);
-    curve->add_values(trial.curve_values[i]);
+    curve->add_values(Charted(trial.curve_values[i]));
   }
 }
 
@@ -142,8 +156,8 @@ absl::StatusOr<api::CurvesOverview> Curves(const Mirror& mirror, const std::stri
     response.set_value_bins(kValueBins);
     response.set_step_low(0);
     response.set_step_high(static_cast<double>(std::max<int64_t>(max_step, 1)));
-    response.set_value_low(low);
-    response.set_value_high(high);
+    response.set_value_low(Charted(low));
+    response.set_value_high(Charted(high));
     std::vector<int32_t> completed(step_bins * kValueBins, 0);
     std::vector<int32_t> pruned(step_bins * kValueBins, 0);
     const double step_scale = static_cast<double>(step_bins) / response.step_high();
@@ -205,9 +219,9 @@ absl::StatusOr<api::History> HistoryOf(const Mirror& mirror, const std::string& 
         }
       }
       response.add_trial(start);
-      response.add_low(low);
-      response.add_high(high);
-      response.add_best_so_far(best);
+      response.add_low(Charted(low));
+      response.add_high(Charted(high));
+      response.add_best_so_far(Charted(best));
     }
   });
   if (!status.ok()) return status;
@@ -253,14 +267,14 @@ absl::StatusOr<api::ParameterSample> ParametersOf(const Mirror& mirror,
         low = std::min(low, value);
         high = std::max(high, value);
       }
-      axis->set_low(std::isfinite(low) ? low : 0);
-      axis->set_high(std::isfinite(high) ? high : 1);
+      axis->set_low(std::isfinite(low) ? Charted(low) : 0);
+      axis->set_high(std::isfinite(high) ? Charted(high) : 1);
     }
     for (int32_t row : rows) {
       const TrialEntry& trial = study.trials[row];
       response.add_trial_ids(row);
-      for (size_t a = 0; a < axes; ++a) response.add_values(trial.parameters[a]);
-      response.add_values(trial.objective);
+      for (size_t a = 0; a < axes; ++a) response.add_values(Charted(trial.parameters[a]));
+      response.add_values(Charted(trial.objective));
     }
     // Importance: the share of the objective's variance explained by each parameter's
     // quantile bins (its correlation ratio), normalised to sum to 1 over the parameters.

@@ -253,6 +253,12 @@ test("aggregates stay bounded: curves density, history bins, a parameter sample"
   const parameters = (await api(server.url, `studies/${studyId}/parameters`)).body;
   assert.deepEqual(parameters.axes.map((a) => a.name).sort(), ["lr", "optimizer", "weight_decay"]);
   assert.equal(parameters.values.length, parameters.trial_ids.length * (parameters.axes.length + 1));
+  // The charts' values come to 6 significant digits (a whole double's JSON takes up to 17).
+  for (const [what, valuesOf] of [["history", (b) => [...b.low, ...b.high, ...b.best_so_far]], ["parameters", (b) => b.values], ["curves", (b) => b.best.flatMap((c) => c.values)]]) {
+    const values = valuesOf((await api(server.url, `studies/${studyId}/${what}`)).body).filter((v) => typeof v === "number" && v !== 0);
+    const digits = values.map((v) => v.toExponential().split("e")[0].replace(/[-.]/g, "").length);
+    assert.ok(values.length > 0 && Math.max(...digits) <= 6, `${what}: values of up to ${Math.max(...digits)} significant digits`);
+  }
   const tree = (await api(server.url, `studies/${studyId}/tree?depth=2&max_children=2&trial=5`)).body;
   assert.ok(tree.nodes.length >= 1 && Number(tree.total_nodes) >= tree.nodes.length);
   assert.ok(tree.highlighted.length >= 1, "trial 5's path is highlighted");

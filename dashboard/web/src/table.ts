@@ -31,6 +31,12 @@ export class TrialTable {
   // them from the element after the page changed the DOM would force a layout at every event.
   private top = 0;
   private height = 0;
+  // Whether the table is on screen (the page's IntersectionObserver says: `show`). Off screen it
+  // keeps the rows pushed to it but writes nothing to the page and reads nothing (a running
+  // study changes its count and rows at every event, and each write costs the page a layout and
+  // a paint of it); `stale` until it shows its state again.
+  private shown = true;
+  private stale = false;
 
   constructor(
     private readonly studyId: string,
@@ -59,6 +65,20 @@ export class TrialTable {
     this.pages.clear();
     await this.load(this.firstVisiblePage());
     this.render();
+  }
+
+  /** Says whether the table is on screen; coming back, it shows its state at once. */
+  show(shown: boolean) {
+    this.shown = shown;
+    if (!shown || !this.stale) return;
+    this.stale = false;
+    this.showCount();
+    this.render();
+  }
+
+  private showCount() {
+    this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
+    this.spacer.style.height = `${this.matching * ROW}px`;
   }
 
   /** Reloads only if a trial changed since the version held (an incremental read); the version answered. */
@@ -109,7 +129,7 @@ export class TrialTable {
         for (let id = from; id <= to; id++) {
           if (carried.has(id)) continue;
           // In view: read again (shown as held meanwhile); else dropped, read when scrolled to.
-          if (offset < first + count && offset + PAGE > first) void this.load(offset).then(() => this.render(), (error) => console.warn(error));
+          if (this.shown && offset < first + count && offset + PAGE > first) void this.load(offset).then(() => this.render(), (error) => console.warn(error));
           else this.pages.delete(offset);
           break;
         }
@@ -118,10 +138,13 @@ export class TrialTable {
     if (total !== this.total || total !== this.matching) {
       this.total = total;
       this.matching = total;
-      this.count.textContent = `${fmtInt(this.matching)} of ${fmtInt(this.total)} trials`;
-      this.spacer.style.height = `${this.matching * ROW}px`;
+      if (this.shown) this.showCount();
+      else this.stale = true;
     }
-    if (redraw) this.render();
+    if (redraw) {
+      if (this.shown) this.render();
+      else this.stale = true;
+    }
     return true;
   }
 

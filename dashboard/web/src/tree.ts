@@ -4,6 +4,7 @@
 // a click on it loads them; a click on a bar collapses or expands it. Wheel zooms (shift: rows
 // only), drag pans, a search by trial number loads and highlights that trial's path.
 import { get, Json, num, nums, studyPath } from "./api";
+import { Surface } from "./charts/surface";
 import { fmtInt, h } from "./format";
 
 type Node = {
@@ -32,6 +33,7 @@ const STATE_COLOR: Record<string, string> = {
 export class TreeView {
   readonly element: HTMLElement;
   private canvas = h("canvas", { class: "tree-canvas" });
+  private surface = new Surface(this.canvas); // surface.ts: why drawn offscreen
   private info = h("div", { class: "tree-info muted small" });
   private tip = h("div", { class: "tree-tip", hidden: "" });
   private nodes = new Map<number, Node>();
@@ -202,7 +204,6 @@ export class TreeView {
 
   draw() {
     const canvas = this.canvas;
-    const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth;
     const height = canvas.clientHeight;
     if (width === 0) return;
@@ -211,11 +212,15 @@ export class TreeView {
       this.panX = this.panY = 0;
       this.fitted = true;
     }
-    canvas.width = width * ratio;
-    canvas.height = height * ratio;
-    const ctx = canvas.getContext("2d")!;
-    ctx.scale(ratio, ratio);
-    ctx.clearRect(0, 0, width, height);
+    const ctx = this.surface.begin(width, height);
+    try {
+      this.drawStages(ctx, width, height);
+    } finally {
+      this.surface.end();
+    }
+  }
+
+  private drawStages(ctx: OffscreenCanvasRenderingContext2D, width: number, height: number) {
     const rowH = this.rowHeight();
     const bar = Math.max(1.5, Math.min(14, rowH * 0.55));
     ctx.font = "10px system-ui, sans-serif";

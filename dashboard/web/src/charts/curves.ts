@@ -124,8 +124,12 @@ export function drawCurves(plot: Plot, overview: Json, legend: HTMLElement) {
       hooks: { drawAxes: [(u: uPlot) => drawDensity(u, drawn.get(plot)!)] },
     },
     data as uPlot.AlignedData,
-    `curves-${shown.map((c) => c.id).join(",")}-${bestId}`,
+    // The chart is made again only when the series' looks change: a new trial among the best
+    // (a running study's top ten change often) only changes the data.
+    `curves-${series.map((s) => `${s.stroke}/${s.width}/${s.dash ?? ""}`).join(",")}`,
   );
+  // The labels follow the trials shown (the chart's own series are copies of `series`).
+  plot.plot?.series.forEach((s, i) => (s.label = series[i]?.label ?? s.label));
   // The legend's nodes are made again only when its text changed.
   const html =
     `<span class="key" style="--c:${COLORS.best}"></span>best trial ${bestId >= 0 ? bestId : "—"}` +

@@ -10,6 +10,7 @@ import { drawHistory } from "../charts/history";
 import { drawSavings, drawSchedule } from "../charts/misc";
 import { drawImportance, drawParallel } from "../charts/parallel";
 import { Plot } from "../charts/plot";
+import { Surface } from "../charts/surface";
 import { badge, fmtDuration, fmtInt, fmtNumber, h, markOnce } from "../format";
 import { subscribe, throttle } from "../live";
 import { elapsedOf } from "./studies";
@@ -32,6 +33,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   const curvesBox = h("div", { class: "chart" });
   const curvesLegend = h("div", { class: "legend small" });
   const parallelCanvas = h("canvas", { class: "parallel" });
+  const parallelSurface = new Surface(parallelCanvas);
   const importanceBox = h("div", { class: "importance" });
   const savingsBox = h("div", { class: "chart" });
   const scheduleBox = h("div", { class: "chart" });
@@ -86,8 +88,10 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     if (value !== null && cells.value.textContent !== value) cells.value.textContent = value;
     if (cells.sub.textContent !== sub) cells.sub.textContent = sub;
   };
+  let headShown = 0; // when the summary was last drawn (performance.now())
   const renderHead = () => {
     if (!row) return;
+    headShown = performance.now();
     const study: Json = row.study;
     const steps: Json = study.steps ?? {};
     // The trial-by-trial steps of the work done so far (each trial up to the step it reached).
@@ -162,6 +166,9 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
       flush(entry.target);
     }
   });
+  // The trial table takes the pushed rows all along but shows them only on screen (table.ts).
+  const tableSeen = new IntersectionObserver((entries) => table.show(entries[entries.length - 1].isIntersecting));
+  tableSeen.observe(table.element);
   const onVisible = () => [...waiting.keys()].forEach(flush);
   document.addEventListener("visibilitychange", onVisible);
   const whenSeen = (element: Element, draw: () => void) => {
@@ -172,41 +179,43 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   // A part is drawn again only when what it shows changed (a read answered from the server's
   // cache comes back at the version already drawn): redrawing costs the browser, not the
   // coordinator, but ten pages on one machine share its cores.
+  // The chart's element says the version it shows (`data-version`: the browser test reads it).
   const drawnAt = new Map<string, number>();
-  const changed = (part: string, body: Json) => {
+  const changed = (part: string, body: Json, element: HTMLElement) => {
     const version = num(body.version);
     if (drawnAt.get(part) === version) return false;
     drawnAt.set(part, version);
+    element.dataset.version = String(version);
     return true;
   };
   const refreshCurves = throttle(async () => {
     const total = num(row?.study?.trials_total);
     const trials = total > 0 && total <= 200 ? "all" : selected ? String(num(selected.id)) : "";
     const body = await get(studyPath(studyId, "curves"), { trials });
-    if (changed(`curves ${trials}`, body)) drawCurves(curves, body, curvesLegend);
+    if (changed(`curves ${trials}`, body, curvesBox)) drawCurves(curves, body, curvesLegend);
     markOnce("hippo:curves");
   }, 1500);
   const refreshHistory = throttle(async () => {
     const body = await get(studyPath(studyId, "history"));
-    if (changed("history", body)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
+    if (changed("history", body, historyBox)) drawHistory(history, body, row?.study?.spec?.objective?.metric ?? "objective");
   }, 1500);
   let parameters: Json | null = null;
   // The parallel coordinates' size, from its ResizeObserver (below).
   let parallelSize = { width: 0, height: 0 };
   const drawParameters = () => {
     if (!parameters) return;
-    drawParallel(parallelCanvas, parameters, row?.study?.spec?.objective?.metric ?? "objective", row?.study?.spec?.objective?.direction === "MAXIMIZE", parallelSize);
+    drawParallel(parallelSurface, parameters, row?.study?.spec?.objective?.metric ?? "objective", row?.study?.spec?.objective?.direction === "MAXIMIZE", parallelSize);
     drawImportance(importanceBox, parameters);
   };
   const refreshParameters = throttle(async () => {
     const body = await get(studyPath(studyId, "parameters"));
-    if (!changed("parameters", body)) return;
+    if (!changed("parameters", body, parallelCanvas)) return;
     parameters = body;
     drawParameters();
   }, 2000);
   const refreshSavings = throttle(async () => {
     const body = await get(studyPath(studyId, "savings"));
-    if (changed("savings", body)) drawSavings(savings, body);
+    if (changed("savings", body, savingsBox)) drawSavings(savings, body);
   }, 2000);
   const refreshTree = throttle(async () => void (await tree.refresh()), 2000);
   const refreshTable = throttle(async () => void (await table.update()), 1000);
@@ -243,16 +252,16 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     const { curves: curvesPart, history: historyPart, parameters: parametersPart, savings: savingsPart, tree: treePart } = parts;
     if (curvesPart && !ownCurves) {
       whenSeen(curvesBox, () => {
-        if (changed("curves", curvesPart)) drawCurves(curves, curvesPart, curvesLegend);
+        if (changed("curves", curvesPart, curvesBox)) drawCurves(curves, curvesPart, curvesLegend);
         markOnce("hippo:curves");
       });
     }
-    if (historyPart) whenSeen(historyBox, () => changed("history", historyPart) && drawHistory(history, historyPart, row?.study?.spec?.objective?.metric ?? "objective"));
+    if (historyPart) whenSeen(historyBox, () => changed("history", historyPart, historyBox) && drawHistory(history, historyPart, row?.study?.spec?.objective?.metric ?? "objective"));
     if (parametersPart) {
       parameters = parametersPart;
-      whenSeen(parallelCanvas, () => changed("parameters", parametersPart) && drawParameters());
+      whenSeen(parallelCanvas, () => changed("parameters", parametersPart, parallelCanvas) && drawParameters());
     }
-    if (savingsPart) whenSeen(savingsBox, () => changed("savings", savingsPart) && drawSavings(savings, savingsPart));
+    if (savingsPart) whenSeen(savingsBox, () => changed("savings", savingsPart, savingsBox) && drawSavings(savings, savingsPart));
     if (treePart) {
       whenSeen(tree.element, () => tree.apply(treePart));
       // Windows opened by hand are not pushed: read again.
@@ -318,12 +327,15 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     }
     if (!frame) frame = requestAnimationFrame(takeIn);
   }, `study=${encodeURIComponent(studyId)}`);
-  const timer = setInterval(renderHead, 5000); // the elapsed clock
+  // The elapsed clock, when no event drew the summary meanwhile (each event draws it with the
+  // clock: a timer of its own would draw a frame of its own).
+  const timer = setInterval(() => performance.now() - headShown >= 4500 && renderHead(), 5000);
   return () => {
     stop();
     cancelAnimationFrame(frame);
     clearInterval(timer);
     visibility.disconnect();
+    tableSeen.disconnect();
     document.removeEventListener("visibilitychange", onVisible);
     clearTimeout(retry);
     observer.disconnect();
