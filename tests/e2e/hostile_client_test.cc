@@ -434,14 +434,8 @@ TEST(HostileClientTest, TheClientsCpuBudgetIsAServerFlag) {
   }
   auto stub = Connect(address);
   v1::Study study;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    v1::CreateStudyRequest request;
-    *request.mutable_spec() = ExternalStudy(100'000);
-    const grpc::Status created = stub->CreateStudy(&context, request, &study);
-    ASSERT_TRUE(created.ok()) << created.error_message() << "\n" << Bytes(dir.File("server.log"));
-  }
+  const grpc::Status created = Create(*stub, ExternalStudy(100'000), &study);
+  ASSERT_TRUE(created.ok()) << created.error_message() << "\n" << Bytes(dir.File("server.log"));
   grpc::Status status;
   int answered = 0;
   for (int i = 0; i < 5 && status.ok(); ++i) {
