@@ -200,15 +200,17 @@ void MorphismEvolution::OnMetric(TrialNumber trial, Step step, double objective)
   Trial& record = trials_[trial];
   // Fitness is the objective at the trial's target (the last step it trains).
   if (step != record.target - 1) return;
+  RemoveReading(record);
   record.has_objective = true;
   record.objective = objective;
+  AddReading(record);
 }
 
 void MorphismEvolution::OnTrialReachedTarget(TrialNumber trial, Step target) {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
   Trial& record = trials_[trial];
   if (record.state != TrialState::kTraining || target != record.target) return;
-  record.state = TrialState::kReached;
+  SetState(trial, TrialState::kReached);
   JoinIfScored(trial);
 }
 
@@ -216,7 +218,7 @@ void MorphismEvolution::OnTrialEnded(TrialNumber trial, TrialOutcome outcome) {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return;
   Trial& record = trials_[trial];
   const bool was_training = record.state == TrialState::kTraining;
-  record.state = TrialState::kEnded;
+  SetState(trial, TrialState::kEnded);
   // A trial trained to max_steps completes without pausing: it joins as one that reached.
   if (was_training && outcome == TrialOutcome::kCompleted) JoinIfScored(trial);
 }
@@ -236,33 +238,67 @@ int64_t MorphismEvolution::MostSteps(size_t dimension) const {
   return options_.most_steps[static_cast<size_t>(found - options_.grow.begin())];
 }
 
-int64_t MorphismEvolution::ChildrenInFlight() const {
-  int64_t in_flight = 0;
-  for (TrialNumber trial = sizes_.population_size; trial < static_cast<TrialNumber>(trials_.size());
-       ++trial) {
-    if (trials_[trial].state == TrialState::kTraining) ++in_flight;
+void MorphismEvolution::Admit(Trial trial) {
+  const auto number = static_cast<TrialNumber>(trials_.size());
+  if (trial.inherits) trials_[trial.parent].heirs.push_back(number);
+  ++training_;
+  if (number >= sizes_.population_size) ++children_training_;
+  trials_.push_back(std::move(trial));
+}
+
+void MorphismEvolution::SetState(TrialNumber trial, TrialState state) {
+  Trial& record = trials_[trial];
+  const int64_t change = (state == TrialState::kTraining) - (record.state == TrialState::kTraining);
+  training_ += change;
+  if (trial >= sizes_.population_size) children_training_ += change;
+  record.state = state;
+}
+
+void MorphismEvolution::AddReading(const Trial& record) {
+  if (!record.has_objective || std::isnan(record.objective)) return;
+  std::vector<double>& readings = readings_[record.target];
+  readings.insert(std::upper_bound(readings.begin(), readings.end(), record.objective),
+                  record.objective);
+}
+
+void MorphismEvolution::RemoveReading(const Trial& record) {
+  if (!record.has_objective || std::isnan(record.objective)) return;
+  const auto found = readings_.find(record.target);
+  if (found == readings_.end()) return;
+  std::vector<double>& readings = found->second;
+  const auto at = std::lower_bound(readings.begin(), readings.end(), record.objective);
+  if (at != readings.end() && *at == record.objective) readings.erase(at);
+}
+
+void MorphismEvolution::Reindex() {
+  readings_.clear();
+  training_ = 0;
+  children_training_ = 0;
+  for (Trial& record : trials_) record.heirs.clear();
+  for (TrialNumber number = 0; number < static_cast<TrialNumber>(trials_.size()); ++number) {
+    const Trial& record = trials_[number];
+    if (record.inherits) trials_[record.parent].heirs.push_back(number);
+    if (record.state == TrialState::kTraining) {
+      ++training_;
+      if (number >= sizes_.population_size) ++children_training_;
+    }
+    AddReading(record);
   }
-  return in_flight;
 }
 
 double MorphismEvolution::Standing(TrialNumber trial) const {
   if (trial < 0 || trial >= static_cast<TrialNumber>(trials_.size())) return 0.5;
   const Trial& record = trials_[trial];
   if (!record.has_objective || std::isnan(record.objective)) return 0.5;
-  double beaten = 0;
-  int64_t readings = 0;
-  for (const Trial& other : trials_) {
-    if (!other.has_objective || std::isnan(other.objective) || other.target != record.target) {
-      continue;
-    }
-    ++readings;
-    if (Better(record.objective, other.objective)) {
-      beaten += 1;
-    } else if (!Better(other.objective, record.objective)) {
-      beaten += 0.5;  // a tie, itself included
-    }
-  }
-  return beaten / static_cast<double>(readings);
+  // Its own reading is among them, so `readings` is never empty.
+  const std::vector<double>& readings = readings_.at(record.target);
+  const auto low = std::lower_bound(readings.begin(), readings.end(), record.objective);
+  const auto high = std::upper_bound(low, readings.end(), record.objective);
+  const double below = static_cast<double>(low - readings.begin());
+  const double above = static_cast<double>(readings.end() - high);
+  const double ties = static_cast<double>(high - low);  // itself included, counting half each
+  const double beaten = minimize_ ? above : below;
+  return (beaten + ties / 2) / static_cast<double>(readings.size());
 }
 
 bool MorphismEvolution::Beats(TrialNumber a, TrialNumber b) const {
@@ -287,10 +323,10 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
   std::vector<size_t> growable;
   if (trials_[winner].target + options_.child_steps <= options_.max_steps) {
     for (size_t g : options_.grow) {
-      const bool grown_before =
-          std::any_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
-            return other.inherits && other.parent == winner && other.point[g] != parent[g];
-          });
+      const std::vector<TrialNumber>& heirs = trials_[winner].heirs;
+      const bool grown_before = std::any_of(heirs.begin(), heirs.end(), [&](TrialNumber heir) {
+        return trials_[heir].point[g] != parent[g];
+      });
       if (!grown_before && stage_tree::IsActive(space_.dimensions, parent, g) &&
           NextLarger(space_.dimensions[g], std::get<double>(parent[g]))) {
         growable.push_back(g);
@@ -306,9 +342,9 @@ Request MorphismEvolution::MakeChild(std::mt19937_64& random, TrialNumber& winne
   };
   // Whether an earlier child of the winner inherited its state with the point `point`.
   const auto inherited_before = [&](const Point& point) {
-    return std::any_of(trials_.begin(), trials_.end(), [&](const Trial& other) {
-      return other.inherits && other.parent == winner && other.point == point;
-    });
+    const std::vector<TrialNumber>& heirs = trials_[winner].heirs;
+    return std::any_of(heirs.begin(), heirs.end(),
+                       [&](TrialNumber heir) { return trials_[heir].point == point; });
   };
   size_t d = 0;
   if (!growable.empty()) {
@@ -371,22 +407,20 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
     member.point = InitialPoint(trials_.size());
     member.target = options_.initial_steps;
     requests.push_back(Request{Request::Kind::kNewTrial, member.point, member.target, -1, 0});
-    trials_.push_back(std::move(member));
+    Admit(std::move(member));
     --room;
   }
   const auto proposed = static_cast<int64_t>(trials_.size());
   if (proposed < sizes_.population_size) return requests;
   const int64_t children = proposed - sizes_.population_size;
-  const bool initial_done =
-      std::none_of(trials_.begin(), trials_.begin() + sizes_.population_size,
-                   [](const Trial& trial) { return trial.state == TrialState::kTraining; });
+  const bool initial_done = training_ == children_training_;  // no initial member trains
   const bool can_select =
       !population_.empty() &&
       (static_cast<int64_t>(population_.size()) >= sizes_.sample_size || initial_done);
   const int64_t most_in_flight = std::max<int64_t>(1, sizes_.population_size / 2);
   int64_t made = 0;
   while (can_select && children + made < sizes_.children && room > 0 &&
-         ChildrenInFlight() < most_in_flight) {
+         children_training_ < most_in_flight) {
     const auto number = static_cast<TrialNumber>(trials_.size());
     std::mt19937_64 random = ChildGenerator(number);
     Trial child;
@@ -394,7 +428,7 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
     child.point = request.point;
     child.target = request.target;
     child.inherits = request.kind == Request::Kind::kMorph;
-    trials_.push_back(std::move(child));
+    Admit(std::move(child));
     requests.push_back(std::move(request));
     ++made;
     --room;
@@ -402,14 +436,12 @@ std::vector<Request> MorphismEvolution::Suggest(int64_t max_new_trials) {
   // Everything proposed and trained: the members waiting for children are done.
   const bool all_proposed =
       static_cast<int64_t>(trials_.size()) >= sizes_.population_size + sizes_.children ||
-      (population_.empty() && ChildrenInFlight() == 0 && initial_done);
-  if (all_proposed && !stopped_members_ &&
-      std::none_of(trials_.begin(), trials_.end(),
-                   [](const Trial& trial) { return trial.state == TrialState::kTraining; })) {
+      (population_.empty() && children_training_ == 0 && initial_done);
+  if (all_proposed && !stopped_members_ && training_ == 0) {
     stopped_members_ = true;
     for (TrialNumber trial = 0; trial < static_cast<TrialNumber>(trials_.size()); ++trial) {
       if (trials_[trial].state != TrialState::kReached) continue;
-      trials_[trial].state = TrialState::kEnded;
+      SetState(trial, TrialState::kEnded);
       // Trained to its own target: it completes there (its objective counts for the best).
       requests.push_back(Request{Request::Kind::kStop, {}, trials_[trial].target, trial, 0});
     }
@@ -485,6 +517,7 @@ absl::Status MorphismEvolution::LoadState(const std::string& state) {
   trials_ = std::move(trials);
   population_ = *std::move(population);
   stopped_members_ = stopped != 0;
+  Reindex();
   return absl::OkStatus();
 }
 

@@ -216,6 +216,48 @@ TEST(MorphismSearchTest, TheBestMemberIsNeverAgedOutOfThePopulation) {
   for (TrialNumber initial : {0, 2, 3}) EXPECT_FALSE(holds(algorithm, initial)) << initial;
 }
 
+// Standing is kept in an index of the readings per target (morphism.h, readings_); it must equal
+// its definition, counted over every trial, with ties (half each, itself included), in both
+// directions, and after the state is read back (the runner restores it before every Suggest).
+TEST(MorphismSearchTest, StandingIsTheShareOfTheSameTargetReadingsBeatenWithTiesCountingHalf) {
+  const stage_tree::SearchSpace space = Space();
+  for (const bool minimize : {false, true}) {
+    AlgorithmContext context = Context(space);
+    context.minimize = minimize;
+    context.config.mutable_morphism()->set_children(30);
+    context.max_steps = 12;
+    // Three quality levels only, so that many readings tie.
+    const auto objective = [](TrialNumber trial, Step step) {
+      return static_cast<double>(step) + 0.25 * static_cast<double>((trial * 7) % 3);
+    };
+    test_support::StudyRunner runner(context, test_support::StudyRunner::TrialObjective(objective),
+                                     /*restore=*/true);
+    int checked = 0;
+    runner.before_suggest = [&](SearchAlgorithm& algorithm) {
+      const auto& morphism = dynamic_cast<const MorphismEvolution&>(algorithm);
+      const auto& trials = runner.trials();
+      const auto read = [&](size_t trial) {
+        return objective(static_cast<TrialNumber>(trial), trials[trial].targets.front() - 1);
+      };
+      for (size_t a = 0; a < trials.size(); ++a) {
+        double beaten = 0;
+        int readings = 0;
+        for (size_t b = 0; b < trials.size(); ++b) {
+          if (trials[b].targets.front() != trials[a].targets.front()) continue;
+          ++readings;
+          const bool better = minimize ? read(a) < read(b) : read(a) > read(b);
+          beaten += better ? 1.0 : read(a) == read(b) ? 0.5 : 0.0;
+        }
+        EXPECT_DOUBLE_EQ(morphism.Standing(static_cast<TrialNumber>(a)), beaten / readings)
+            << "trial " << a << (minimize ? " (minimize)" : " (maximize)");
+        ++checked;
+      }
+    };
+    runner.Run();
+    EXPECT_GT(checked, 100);
+  }
+}
+
 TEST(MorphismSearchTest, TournamentsCompareMembersAmongTheReadingsAfterAsManySteps) {
   const stage_tree::SearchSpace space = Space();
   AlgorithmContext context = Context(space);
