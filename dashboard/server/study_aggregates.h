@@ -12,7 +12,7 @@
 //   CurveDensity   the learning curves' density over fixed bins: a changed trial takes its old
 //                  curve out and puts its new one in. The value range (the 1st to 99th
 //                  percentiles of a sample of the curves' values) is estimated again whenever
-//                  1 % of the trials changed; the density is rebuilt when it moved by more than
+//                  5 % of the trials changed; the density is rebuilt when it moved by more than
 //                  1 % of its width or the step bins changed (a study's range settles early, so
 //                  rebuilds are rare).
 //
