@@ -180,8 +180,12 @@ class EngineImpl {
     int drains = 0;                                  // drains in a row, for the doubling
     std::optional<Clock::time_point> drained_until;  // given no stage before then
     std::string last_error;
-    // (global lineage id, step) of the states in its fork cache.
-    absl::flat_hash_set<std::pair<int64_t, int64_t>> cached_states;
+    // (global lineage id, step) of the states in its fork cache. Ordered, so that its view
+    // (WorkerInfo.fork_cache: the most recent 64) is read off the end: a worker's cache grows
+    // with every state it writes, and a copy and partial sort of all of them at each
+    // ListWorkers (the dashboard lists the workers at each refresh of its mirror) cost the
+    // engine's lock a pass over hundreds of thousands of states.
+    absl::btree_set<std::pair<int64_t, int64_t>> cached_states;
     // (family id, node) of the stage it finished last, whose model it still holds: a ready
     // child of it continues without loading a state (AssignTo prefers one). Cleared when an
     // attempt fails and when it says hello again (a new process).

@@ -22,16 +22,13 @@ constexpr size_t kForkCacheShown = 64;
 
 // WorkerInfo.fork_cache: a bounded list of the worker's cached states, the most recent stages
 // (highest ids) first, so that a worker holding thousands of states keeps its view small.
-void AddForkCache(const absl::flat_hash_set<std::pair<int64_t, int64_t>>& cached,
+void AddForkCache(const absl::btree_set<std::pair<int64_t, int64_t>>& cached,
                   v1::WorkerInfo& info) {
-  std::vector<std::pair<int64_t, int64_t>> states(cached.begin(), cached.end());
-  const size_t shown = std::min(states.size(), kForkCacheShown);
-  std::partial_sort(states.begin(), states.begin() + shown, states.end(),
-                    std::greater<std::pair<int64_t, int64_t>>());
-  for (size_t i = 0; i < shown; ++i) {
+  size_t shown = 0;
+  for (auto it = cached.rbegin(); it != cached.rend() && shown < kForkCacheShown; ++it, ++shown) {
     v1::CachedState* state = info.add_fork_cache();
-    state->set_stage_id(states[i].first);
-    state->set_step(states[i].second);
+    state->set_stage_id(it->first);
+    state->set_step(it->second);
   }
 }
 

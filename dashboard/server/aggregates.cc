@@ -1,6 +1,7 @@
 // The server-side aggregates of a study (api.h): learning-curve density, optimization history
 // bins, a parallel-coordinates sample with parameter importance. Each is bounded in size
-// whatever the number of trials.
+// whatever the number of trials, and made from what the mirror keeps up to date as trials
+// change (study_aggregates.h), so that making one costs its size, not the study's.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,8 +19,6 @@ namespace {
 
 namespace v1 = ::hippo::v1;
 
-constexpr int64_t kMaxStepBins = 200;
-constexpr int64_t kValueBins = 80;
 constexpr int kBestCurves = 10;
 constexpr int64_t kMaxSelected = 500;
 constexpr int64_t kHistoryBins = 1000;
@@ -42,42 +41,6 @@ double Charted(double value) {
   return std::round(value * scale) / scale;
 }
 
-bool Better(const StudyData& study, const TrialEntry& a, const TrialEntry& b) {
-  return study.maximize ? a.objective > b.objective : a.objective < b.objective;
-}
-
-// The numbers of the trials with an objective.
-std::vector<int32_t> WithObjective(const StudyData& study) {
-  std::vector<int32_t> numbers;
-  numbers.reserve(study.trials.size());
-  for (size_t i = 0; i < study.trials.size(); ++i) {
-    const TrialEntry& trial = study.trials[i];
-    if (trial.has_objective && !std::isnan(trial.objective))
-      numbers.push_back(static_cast<int32_t>(i));
-  }
-  return numbers;
-}
-
-// Best first, ties by trial number.
-auto BestFirst(const StudyData& study) {
-  return [&study](int32_t a, int32_t b) {
-    const TrialEntry& x = study.trials[a];
-    const TrialEntry& y = study.trials[b];
-    if (x.objective != y.objective) return Better(study, x, y);
-    return a < b;
-  };
-}
-
-// The `count` best of `numbers`, best first: a partial sort, linear in the study's size (a
-// running study's charts are made again as it grows; a full sort of every trial was their
-// largest cost).
-std::vector<int32_t> Best(const StudyData& study, std::vector<int32_t> numbers, size_t count) {
-  count = std::min(count, numbers.size());
-  std::partial_sort(numbers.begin(), numbers.begin() + count, numbers.end(), BestFirst(study));
-  numbers.resize(count);
-  return numbers;
-}
-
 void AddCurve(const TrialEntry& trial, int64_t number, api::Curve* curve) {
   curve->set_trial_id(number);
   curve->set_state(static_cast<v1::TrialState>(trial.state));
@@ -85,28 +48,6 @@ void AddCurve(const TrialEntry& trial, int64_t number, api::Curve* curve) {
     curve->add_steps(trial.curve_steps[i]);
     curve->add_values(Charted(trial.curve_values[i]));
   }
-}
-
-// The 1st and 99th percentiles of the curves' finite values (a sample of them at most), so
-// that a few diverged curves do not flatten the rest.
-std::pair<double, double> ValueRange(const StudyData& study) {
-  // Every stride-th trial's curve: the sample costs its size, not the study's.
-  const size_t stride = std::max<size_t>(1, study.trials.size() / 20000);
-  std::vector<float> sample;
-  for (size_t i = 0; i < study.trials.size(); i += stride) {
-    for (float value : study.trials[i].curve_values) {
-      if (std::isfinite(value)) sample.push_back(value);
-    }
-  }
-  if (sample.empty()) return {0, 1};
-  const size_t low_at = sample.size() / 100;
-  const size_t high_at = sample.size() - 1 - sample.size() / 100;
-  std::nth_element(sample.begin(), sample.begin() + low_at, sample.end());
-  const double low = sample[low_at];
-  std::nth_element(sample.begin(), sample.begin() + high_at, sample.end());
-  double high = sample[high_at];
-  if (high <= low) high = low + 1;
-  return {low, high};
 }
 
 }  // namespace
@@ -145,39 +86,19 @@ absl::StatusOr<api::CurvesOverview> Curves(const Mirror& mirror, const std::stri
                        " trials (this one has ", trials, "); name the trials to send in full"));
       return;
     }
-    int64_t max_step = study.Spec().budget().max_steps();
-    for (const TrialEntry& trial : study.trials) {
-      if (!trial.curve_steps.empty())
-        max_step = std::max<int64_t>(max_step, trial.curve_steps.back() + 1);
-    }
-    const int64_t step_bins = std::clamp<int64_t>(max_step, 1, kMaxStepBins);
-    const auto [low, high] = ValueRange(study);
-    response.set_step_bins(step_bins);
-    response.set_value_bins(kValueBins);
+    // The density as the mirror keeps it (study_aggregates.h): over its bins, counted as the
+    // trials changed.
+    const CurveDensity& density = study.aggregates.density();
+    const DensityBins& bins = density.bins();
+    response.set_step_bins(bins.step_bins);
+    response.set_value_bins(CurveDensity::kValueBins);
     response.set_step_low(0);
-    response.set_step_high(static_cast<double>(std::max<int64_t>(max_step, 1)));
-    response.set_value_low(Charted(low));
-    response.set_value_high(Charted(high));
-    std::vector<int32_t> completed(step_bins * kValueBins, 0);
-    std::vector<int32_t> pruned(step_bins * kValueBins, 0);
-    const double step_scale = static_cast<double>(step_bins) / response.step_high();
-    const double value_scale = kValueBins / (high - low);
-    for (const TrialEntry& trial : study.trials) {
-      std::vector<int32_t>& density =
-          trial.state == v1::TRIAL_STOPPED || trial.state == v1::TRIAL_FAILED ? pruned : completed;
-      for (size_t i = 0; i < trial.curve_steps.size(); ++i) {
-        const float value = trial.curve_values[i];
-        if (!std::isfinite(value)) continue;
-        const int64_t step_bin = std::min<int64_t>(
-            step_bins - 1, static_cast<int64_t>(trial.curve_steps[i] * step_scale));
-        const int64_t value_bin = static_cast<int64_t>((value - low) * value_scale);
-        if (value_bin < 0 || value_bin >= kValueBins) continue;
-        ++density[step_bin * kValueBins + value_bin];
-      }
-    }
-    *response.mutable_completed_density() = {completed.begin(), completed.end()};
-    *response.mutable_pruned_density() = {pruned.begin(), pruned.end()};
-    for (int32_t number : Best(study, WithObjective(study), kBestCurves)) {
+    response.set_step_high(bins.step_high);
+    response.set_value_low(Charted(bins.value_low));
+    response.set_value_high(Charted(bins.value_high));
+    *response.mutable_completed_density() = {density.completed().begin(), density.completed().end()};
+    *response.mutable_pruned_density() = {density.pruned().begin(), density.pruned().end()};
+    for (int32_t number : study.aggregates.ranked().Best(kBestCurves)) {
       AddCurve(study.trials[number], number, response.add_best());
     }
     response.set_best_trial_id(study.view.has_best_trial() ? study.view.best_trial().id() : -1);
@@ -199,29 +120,14 @@ absl::StatusOr<api::History> HistoryOf(const Mirror& mirror, const std::string& 
   absl::Status status = mirror.ReadStudy(study_id, [&](const StudyData& study) {
     response.set_version(study.version);
     response.set_maximize(study.maximize);
-    const int64_t trials = static_cast<int64_t>(study.trials.size());
-    const int64_t width = std::max<int64_t>(1, (trials + kHistoryBins - 1) / kHistoryBins);
-    response.set_bin_width(width);
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    double best = nan;
-    for (int64_t start = 0; start < trials; start += width) {
-      double low = nan, high = nan;
-      for (int64_t i = start; i < std::min(trials, start + width); ++i) {
-        const TrialEntry& trial = study.trials[i];
-        if (!trial.has_objective || std::isnan(trial.objective)) continue;
-        low = std::isnan(low) ? trial.objective : std::min(low, trial.objective);
-        high = std::isnan(high) ? trial.objective : std::max(high, trial.objective);
-        // The best so far counts completed trials only, as the study's best trial does.
-        if (trial.state == v1::TRIAL_COMPLETED &&
-            (std::isnan(best) ||
-             (study.maximize ? trial.objective > best : trial.objective < best))) {
-          best = trial.objective;
-        }
-      }
-      response.add_trial(start);
-      response.add_low(Charted(low));
-      response.add_high(Charted(high));
-      response.add_best_so_far(Charted(best));
+    // From the mirror's summaries of blocks of trials (study_aggregates.h): a few blocks a bin.
+    const HistoryBins bins = study.aggregates.history().Make(study.trials, kHistoryBins);
+    response.set_bin_width(bins.bin_width);
+    for (size_t i = 0; i < bins.first_trial.size(); ++i) {
+      response.add_trial(bins.first_trial[i]);
+      response.add_low(Charted(bins.low[i]));
+      response.add_high(Charted(bins.high[i]));
+      response.add_best_so_far(Charted(bins.best_so_far[i]));
     }
   });
   if (!status.ok()) return status;
@@ -233,18 +139,28 @@ absl::StatusOr<api::ParameterSample> ParametersOf(const Mirror& mirror,
   api::ParameterSample response;
   absl::Status status = mirror.ReadStudy(study_id, [&](const StudyData& study) {
     response.set_version(study.version);
-    const std::vector<int32_t> scored = WithObjective(study);
-    response.set_sampled_from(static_cast<int64_t>(scored.size()));
-    // A pool of at most kPoolRows trials spread evenly over the trial numbers, ranked: the
-    // sample's spread and the importance come from it, so a large study costs a pass over its
-    // trials and the sort of the pool, not a sort of every trial.
-    const size_t stride = std::max<size_t>(1, scored.size() / kPoolRows);
+    const RankedTrials& ranked = study.aggregates.ranked();
+    response.set_sampled_from(static_cast<int64_t>(ranked.size()));
+    // A pool of at most kPoolRows trials spread evenly over the trial numbers (every stride-th
+    // number, those with an objective), ranked: the sample's spread and the importance come
+    // from it, so a large study costs the sort of the pool, not a pass over every trial. Sorted
+    // as (objective, number) pairs, best first: contiguous keys, not rows all over the study.
+    const size_t stride = std::max<size_t>(1, study.trials.size() / kPoolRows);
+    std::vector<std::pair<double, int32_t>> keys;
+    keys.reserve(study.trials.size() / stride + 1);
+    for (size_t i = 0; i < study.trials.size(); i += stride) {
+      const TrialEntry& trial = study.trials[i];
+      if (!Scored(trial)) continue;
+      keys.emplace_back(study.maximize ? -trial.objective : trial.objective,
+                        static_cast<int32_t>(i));
+    }
+    std::sort(keys.begin(), keys.end());
     std::vector<int32_t> pool;
-    for (size_t i = 0; i < scored.size(); i += stride) pool.push_back(scored[i]);
-    std::sort(pool.begin(), pool.end(), BestFirst(study));
-    // The best rows, then an even spread of the pool's others (ranked order: all quality
-    // levels).
-    std::vector<int32_t> rows = Best(study, scored, kBestRows);
+    pool.reserve(keys.size());
+    for (const auto& [key, number] : keys) pool.push_back(number);
+    // The best rows (the mirror's ranking), then an even spread of the pool's others (ranked
+    // order: all quality levels).
+    std::vector<int32_t> rows = ranked.Best(kBestRows);
     const std::set<int32_t> best(rows.begin(), rows.end());
     std::vector<int32_t> rest;
     for (int32_t number : pool) {

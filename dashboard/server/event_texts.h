@@ -28,12 +28,16 @@
 namespace hippo::dashboard {
 
 // A pushed chart (the learning curves, history, parameters, savings and the tree's first
-// window) is made again, and so sent, at most this often while its study changes; the summary
-// row and the changed trials go with every event. A page shows a chart's change within this
-// and the mirror's refresh interval (0.5 s) of the change (an event each second carries it). Each page parses and draws the
-// charts, the bulk of an event, at most once per interval: ten pages on the coordinator's
-// machine take its cores from the dispatch path in proportion.
-inline constexpr std::chrono::milliseconds kPartInterval{2000};
+// window) is made again at most this often while its study changes, so at most once an event:
+// streams out of step with each other share one making instead of one each. The charts are
+// made from what the mirror keeps up to date as trials change (study_aggregates.h), a few
+// milliseconds each however large the study, so they go with every event that follows a change
+// and a page shows a chart's change within 1.5 s of it, as it shows the summary and the table
+// (the mirror's refresh, 0.5 s, then the next event, 1 s). An expensive read (over 10 ms: the
+// stage tree of a large running study, which is read from the engine whole) is made again as
+// remake_policy.h allows, and lags by as much. Until the charts were kept incrementally they
+// went every 2 s, since making them from every trial doubled the dashboard's CPU.
+inline constexpr std::chrono::milliseconds kPartInterval{1000};
 
 // A stream sends at most one event per this interval, however often its study changes: the
 // changes of an interval go out together, so what an event costs (making it once, writing it to

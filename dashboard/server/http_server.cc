@@ -142,7 +142,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(coordinator::Engin
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->token_ = options.token;
   server->mirror_ = std::make_unique<Mirror>(engine, options.mirror);
-  server->trees_ = std::make_unique<TreeWindows>(engine);
+  server->trees_ = std::make_unique<TreeWindows>(engine, server->mirror_.get());
   if (tls) {
     auto https = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
                                                       options.tls_key_file.c_str());

@@ -434,6 +434,7 @@ void Mirror::MergeTrials(const v1::Study& view, const std::shared_ptr<const v1::
   if (slot == nullptr) {
     slot = std::make_unique<StudyData>();
     slot->view = view;  // shown while its first listing goes on
+    slot->aggregates.SetDirection(spec->objective().direction() == v1::MAXIMIZE);
     order_.push_back(view.id());
   }
   StudyData& study = *slot;
@@ -458,8 +459,10 @@ void Mirror::MergeTrials(const v1::Study& view, const std::shared_ptr<const v1::
     study.trials_version = rows[i].version;
     if (row.version > 0) study.by_version.erase(row.version);
     study.by_version.emplace(rows[i].version, static_cast<int32_t>(number));
-    row = std::move(rows[i]);
+    const TrialEntry before = std::exchange(row, std::move(rows[i]));
+    study.aggregates.TrialChanged(study.trials, number, before);
   }
+  study.aggregates.Settle(study.trials, spec->budget().max_steps());
   // Listed as changed while a long first read goes on, not only once it ends.
   study.version = std::max(study.version, study.trials_version);
 }

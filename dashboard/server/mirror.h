@@ -35,26 +35,12 @@
 #include <vector>
 
 #include "dashboard/api/dashboard.pb.h"
+#include "dashboard/server/study_aggregates.h"
+#include "dashboard/server/trial_entry.h"
 #include "hippo/engine.h"
 #include "hippo/v1/hippo.pb.h"
 
 namespace hippo::dashboard {
-
-// One trial as the mirror keeps it.
-struct TrialEntry {
-  std::string bytes;  // the serialized hippo.v1.Trial
-  int64_t version = 0;
-  int state = 0;  // hippo.v1.TrialState
-  bool has_objective = false;
-  double objective = 0;
-  int64_t reached_step = 0;
-  int64_t target_step = 0;
-  // Per parameter of the study (StudyData::parameters): the number a column sorts by: the
-  // value of a numeric scalar, the category index of a string, a sequence's value at step 0.
-  std::vector<double> parameters;
-  std::vector<int32_t> curve_steps;  // the objective metric by step
-  std::vector<float> curve_values;
-};
 
 // A parameter column of a study.
 struct ParameterColumn {
@@ -90,6 +76,8 @@ struct StudyData {
   int64_t ended_trials = 0;               // trials not running
   std::vector<SavingsSample> savings;
   std::set<int64_t> family_ids;  // families its trials are in
+  // What the charts are made from, kept up to date as each trial changes (study_aggregates.h).
+  StudyAggregates aggregates;
 };
 
 struct WorkerData {

@@ -13,11 +13,13 @@
 namespace hippo::dashboard {
 
 inline constexpr std::chrono::milliseconds kCheapRead{10};
-// 200: the charts of a large running study are each made again at most every 200 times what
-// they cost (a 50 ms one every 10 s), each at most half a percent of a core; at 40, four of them
-// (curves, history, parameters, the tree's index, each tens of milliseconds at 100 000 trials)
+// 200: an expensive read of a large running study is made again at most every 200 times what
+// it cost (a 50 ms one every 10 s), each at most half a percent of a core; at 40, four of them
 // could take a tenth of a core, as much as the rest of the coordinator's work for 80 trials a
-// second.
+// second. The charts and the tree's index are now kept up to date as trials change
+// (study_aggregates.h, stage_index.h) and cost milliseconds at any size, so this holds back
+// only what is still expensive: the tree's update of a deep tree whose shared stages carry
+// thousands of trials, and the tree read whole again (tree_window.h).
 inline constexpr double kRemakeBackoff = 200;
 inline constexpr std::chrono::seconds kMaxStale{20};
 
