@@ -100,6 +100,9 @@ export function segmentValue(segment: Json, step: number): number {
 }
 
 /** A performance mark set the first time a part of a page is shown (read by the benchmark). */
+const marked = new Set<string>(); // asked at every event: a set, not a search of the entries
 export function markOnce(name: string) {
+  if (marked.has(name)) return;
+  marked.add(name);
   if (performance.getEntriesByName(name, "mark").length === 0) performance.mark(name);
 }

@@ -13,8 +13,10 @@ function curvesOf(list: Json[] | undefined): Curve[] {
 }
 
 // The density as an image of one pixel per (step bin, value bin), scaled onto the plot: two
-// layers of 200 × 80 cells cost one drawImage rather than 32 000 rectangles.
-function densityImage(overview: Json): HTMLCanvasElement | null {
+// layers of 200 × 80 cells cost one drawImage rather than 32 000 rectangles. Drawn on an
+// OffscreenCanvas kept with the chart (one made at each redraw was a canvas element and its
+// context allocated again every couple of seconds).
+function densityImage(overview: Json, kept: OffscreenCanvas | null): OffscreenCanvas | null {
   const stepBins = num(overview.step_bins);
   const valueBins = num(overview.value_bins);
   if (stepBins === 0 || valueBins === 0) return null;
@@ -43,14 +45,12 @@ function densityImage(overview: Json): HTMLCanvasElement | null {
       }
     }
   }
-  const canvas = document.createElement("canvas");
-  canvas.width = stepBins;
-  canvas.height = valueBins;
+  const canvas = kept && kept.width === stepBins && kept.height === valueBins ? kept : new OffscreenCanvas(stepBins, valueBins);
   canvas.getContext("2d")!.putImageData(image, 0, 0);
   return canvas;
 }
 
-type Shown = { overview: Json; image: HTMLCanvasElement | null; low: number; high: number };
+type Shown = { overview: Json; image: OffscreenCanvas | null; low: number; high: number };
 const drawn = new WeakMap<Plot, Shown>();
 
 function drawDensity(u: uPlot, { overview, image }: Shown) {
@@ -113,7 +113,7 @@ export function drawCurves(plot: Plot, overview: Json, legend: HTMLElement) {
   }
   const pad = (high - low) * 0.04;
   // Read by the chart's hooks, which outlive this call when only the data changes.
-  drawn.set(plot, { overview, image: densityImage(overview), low: low - pad, high: high + pad });
+  drawn.set(plot, { overview, image: densityImage(overview, drawn.get(plot)?.image ?? null), low: low - pad, high: high + pad });
   plot.set(
     {
       series,

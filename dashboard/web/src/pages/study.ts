@@ -74,19 +74,22 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
   // changed (a click on the button is not undone by the next event), each figure's text only
   // when it changed, so that an event that moves a few numbers costs a few text nodes.
   let titleShown = "";
-  const statCells = new Map<string, { value: HTMLElement; sub: HTMLElement }>();
+  // Each figure's cells with the text they show (kept here: reading it back from the DOM at
+  // every event costs a string made from each cell).
+  const statCells = new Map<string, { value: HTMLElement; sub: HTMLElement; shownValue: string | null; shownSub: string }>();
   const progressFill = h("div", { class: "fill" });
   const progress = h("div", { class: "progress" }, progressFill);
+  let widthShown = "";
   const setStat = (label: string, value: string | null, sub: string) => {
     let cells = statCells.get(label);
     if (!cells) {
-      cells = { value: h("div", { class: "value" }), sub: h("div", { class: "sub muted" }) };
+      cells = { value: h("div", { class: "value" }), sub: h("div", { class: "sub muted" }), shownValue: null, shownSub: "" };
       statCells.set(label, cells);
       stats.append(h("div", { class: "stat" }, h("div", { class: "label" }, label), cells.value, cells.sub));
       if (value === null) cells.value.append(progress);
     }
-    if (value !== null && cells.value.textContent !== value) cells.value.textContent = value;
-    if (cells.sub.textContent !== sub) cells.sub.textContent = sub;
+    if (value !== null && cells.shownValue !== value) cells.value.textContent = cells.shownValue = value;
+    if (cells.shownSub !== sub) cells.sub.textContent = cells.shownSub = sub;
   };
   let headShown = 0; // when the summary was last drawn (performance.now())
   const renderHead = () => {
@@ -122,7 +125,7 @@ export function mountStudy(app: HTMLElement, studyId: string): () => void {
     const best = study.best_trial;
     const fraction = num(row.progress);
     const width = `${Math.max(0, Math.min(1, fraction)) * 100}%`;
-    if (progressFill.style.width !== width) progressFill.style.width = width;
+    if (widthShown !== width) progressFill.style.width = widthShown = width;
     setStat("Progress", null, `${(fraction * 100).toFixed(1)} %`);
     setStat("Best", best ? fmtNumber(num(best.objective_value)) : "—", best ? `trial ${num(best.id)}` : "");
     setStat("Trials", `${fmtInt(num(study.trials_completed))} / ${fmtInt(num(study.trials_total))}`, "completed / created");
