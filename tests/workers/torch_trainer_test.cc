@@ -233,6 +233,41 @@ TEST(TorchTrainerTest, CudaStraightStagedAndForkedAreIdenticalWhenDeterministic)
   }
 }
 
+// A NAS worker trains a new network nearly every stage. On a GPU (skipped where this build or
+// machine has none), what the CUDA caching allocator reserves stays near what the kept
+// workspaces use, however many networks went before: an evicted workspace's graph pool and the
+// workspaces cuDNN's autotuning tried go back to the driver, for the other worker processes on
+// the GPU. Twenty networks of about one size, each a new shape (a new workspace and graph). On
+// the CPU the trainer reserves nothing on a device.
+TEST(TorchTrainerTest, CudaReservedMemoryStaysBoundedAcrossManyNetworks) {
+  EXPECT_EQ(CpuTrainer()->device_bytes_reserved(), 0);
+  if (!TorchTrainer::Create("cuda:0").ok()) GTEST_SKIP() << "no CUDA device";
+  std::unique_ptr<TorchTrainer> trainer = TrainerOn("cuda:0");
+  std::vector<int64_t> reserved;
+  for (int channels = 16; channels < 36; ++channels) {
+    Trial trial;
+    trial.horizon = 2;
+    trial.config = absl::StrCat(
+        "{\"dataset\": \"synthetic\", \"image_size\": 32, \"image_channels\": 3, "
+        "\"train_limit\": 512, \"val_limit\": 256, \"batch_size\": 64, "
+        "\"iterations_per_step\": 4, \"model\": \"cnn\", \"layers\": 2, \"channels\": ",
+        channels, "}");
+    trial.parameters["lr"] = {Segment{0, trial.horizon, SegmentFunction::Constant(0.05)}};
+    auto state = trainer->NewState(TaskFor(trial, 0, trial.horizon));
+    ASSERT_TRUE(state.ok()) << state.status();
+    Curve curve;
+    TrainStage(*trainer, trial, 0, trial.horizon, **state, curve);
+    ASSERT_EQ(curve.size(), 2u) << channels << " channels";
+    reserved.push_back(trainer->device_bytes_reserved());
+  }
+  const int64_t settled = *std::max_element(reserved.begin(), reserved.begin() + 3);
+  for (size_t i = 3; i < reserved.size(); ++i) {
+    EXPECT_LE(reserved[i], 2 * settled)
+        << "network " << i << ": " << reserved[i] << " bytes reserved, against " << settled
+        << " after the first three";
+  }
+}
+
 TEST(TorchTrainerTest, MidStageCheckpointResumesBitIdentically) {
   Trial trial;
   trial.config = SyntheticConfig("\"model\": \"cnn\", \"layers\": 1, \"channels\": 4");

@@ -10,6 +10,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -165,6 +166,7 @@ struct Workspace {
   int64_t order_epoch = -1;
   bool graph_tried = false;
   std::string graph_error;
+  bool released_after_first_stage = false;  // ReleaseCachedMemory after its first Train
 #ifdef HIPPO_TORCH_CUDA
   c10::optional<c10::cuda::CUDAStream> stream;
   std::unique_ptr<at::cuda::CUDAGraph> graph;
@@ -311,6 +313,27 @@ void Synchronize(const Workspace& w) {
 }
 
 #ifdef HIPPO_TORCH_CUDA
+// Capturing a CUDA graph and handing cached memory back to the driver exclude each other across
+// the trainers of a process (`hippo run --workers 2` runs two in one): a cudaFree, which
+// synchronizes the device, must not fall inside another thread's capture.
+std::mutex& CaptureMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+// Hands back to the driver what the caching allocator holds but no tensor uses: the private
+// pool of an evicted workspace's CUDA graph (the allocator frees it only on an OOM in this
+// process or here), and the workspaces cuDNN's autotuning tried for a new network's shapes.
+// Without this, a worker process of a NAS study, where nearly every stage brings a new network,
+// kept growing its cache: twelve worker processes on one H100 held ~12 GiB each, and those that
+// met "CUDA out of memory" were drained. Returning it keeps each process at what its (at most
+// kMaxWorkspaces) workspaces use, so worker processes can share a GPU.
+void ReleaseCachedMemory() {
+  std::lock_guard<std::mutex> lock(CaptureMutex());
+  c10::cuda::device_synchronize();
+  c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
 // Ends a capture that an exception interrupted, so that the stream can run eager work again.
 // Best effort: the exception being handled is the error reported; the CUDA calls' own statuses
 // are dropped, and the sticky error they may leave is cleared last.
@@ -334,6 +357,7 @@ void CaptureGraph(Workspace& w) {
     w.batch_indices.copy_(at::arange(w.settings.batch_size, w.batch_indices.options()));
     for (int i = 0; i < kWarmupIterations; ++i) Iteration(w);
     w.stream->synchronize();
+    std::lock_guard<std::mutex> lock(CaptureMutex());
     auto graph = std::make_unique<at::cuda::CUDAGraph>();
     graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     Iteration(w);
@@ -476,7 +500,16 @@ struct TorchTrainer::Impl {
     }
 #endif
     workspaces.push_front(std::move(w));
-    while (workspaces.size() > kMaxWorkspaces) workspaces.pop_back();
+    bool evicted = false;
+    while (workspaces.size() > kMaxWorkspaces) {
+      workspaces.pop_back();
+      evicted = true;
+    }
+#ifdef HIPPO_TORCH_CUDA
+    if (evicted && device.is_cuda()) ReleaseCachedMemory();
+#else
+    (void)evicted;
+#endif
     return workspaces.front().get();
   }
 
@@ -625,6 +658,14 @@ struct TorchTrainer::Impl {
     }
     Store(w, state);
     Synchronize(w);
+#ifdef HIPPO_TORCH_CUDA
+    // A new network's first stage autotuned cuDNN for its shapes, training and evaluation: the
+    // workspaces it tried stay cached, unused from now on.
+    if (device.is_cuda() && !w.released_after_first_stage) {
+      w.released_after_first_stage = true;
+      ReleaseCachedMemory();
+    }
+#endif
     return StageOutcome{};
   }
 };
@@ -699,6 +740,18 @@ absl::StatusOr<std::unique_ptr<TrainingState>> TorchTrainer::Morph(const StageTa
 }
 
 bool TorchTrainer::last_train_used_graph() const { return impl_->last_used_graph; }
+
+int64_t TorchTrainer::device_bytes_reserved() const {
+#ifdef HIPPO_TORCH_CUDA
+  if (!impl_->device.is_cuda()) return 0;
+  // reserved_bytes[0]: the aggregate over the allocator's pools (StatType::AGGREGATE).
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(impl_->device.index())
+      .reserved_bytes[0]
+      .current;
+#else
+  return 0;
+#endif
+}
 
 std::string TorchTrainer::last_graph_error() const { return impl_->last_graph_error; }
 

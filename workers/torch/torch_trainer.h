@@ -58,6 +58,10 @@ class TorchTrainer : public Trainer {
   // with cuda_graph: false, or after a failed capture; see last_graph_error()).
   bool last_train_used_graph() const;
   std::string last_graph_error() const;
+  // What the CUDA caching allocator holds on this trainer's device, in use or cached, for the
+  // whole process (0 on the CPU). Stays near what the kept workspaces use: cached memory goes
+  // back to the driver when a workspace is evicted and after a new network's first steps.
+  int64_t device_bytes_reserved() const;
 
   struct Impl;
 
