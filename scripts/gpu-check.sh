@@ -17,6 +17,7 @@
 #     (examples/gpu), writes every log and JSON under $OUT (./gpu-out when unset) and prints a
 #     short table last.
 #   --quick: a short benchmark (ResNet-20, batch 128, few iterations) and no study.
+#   GPU_TESTS=REGEX: only the torch trainer's tests whose ctest name matches (e.g. Cuda).
 #   --phases LIST: only these of tests, throughput, fork, gap, reference, study, workers (default all),
 #     and diagnose (the fork measurement step by step, then under cuda-gdb: where it faults), and
 #     morphism: the morphism benchmark (benchmarks/morphism) on the machine's CPU cores, several
@@ -183,8 +184,9 @@ runs morphism && wanted+=(hippo)
 runs workers && wanted+=(hippo)
 available=$(cmake --build "$build" --target help 2>/dev/null)
 if ((tests)); then
-  wanted+=(sim_trainer_test checkpoint_store_test fork_cache_test worker_session_test
-           command_trainer_test)
+  # GPU_TESTS (a ctest regex) narrows the tests to the torch trainer's that match it.
+  [[ -z "${GPU_TESTS:-}" ]] && wanted+=(sim_trainer_test checkpoint_store_test fork_cache_test
+                                        worker_session_test command_trainer_test)
   while read -r name; do wanted+=("$name"); done < <(echo "$available" |
     grep -oE '\btorch[a-z_]*_test\b' | sort -u)
 fi
@@ -211,7 +213,7 @@ done
 if ((tests)); then
   # Everything under tests/workers that was built (the torch trainer's tests live there too).
   timeout 300 ctest --test-dir "$build/tests/workers" -j8 --output-on-failure \
-      -E "_NOT_BUILT" >"$out/tests.log" 2>&1
+      -E "_NOT_BUILT" ${GPU_TESTS:+-R "$GPU_TESTS"} >"$out/tests.log" 2>&1
   note "tests: $(grep -E 'tests passed|tests failed' "$out/tests.log" | tail -1) ($(elapsed) s)"
   grep -E "^\s+[0-9]+ - .*\((Failed|Timeout|Exception|SEGFAULT|Subprocess)" "$out/tests.log" |
     head -20 | tee -a "$summary"
@@ -311,6 +313,16 @@ if runs morphism; then
     # The rounds' folders (their checkpoints too) stay out of $out, which is packed whole.
     rounds_dir=${TMPDIR:-/tmp}/gpu-check-morphism
     rm -rf "$rounds_dir" && mkdir -p "$rounds_dir"
+    # The GPU's memory while the runs train on it, every 5 s: the whole card and each process.
+    if [[ -n "${MORPHISM_DEVICE:-}" ]]; then
+      nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader \
+          -l 5 >"$out/morphism-gpu-memory.csv" 2>&1 &
+      sampler=$!
+      (while sleep 5; do
+         nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | sed "s/^/$(date +%s), /"
+       done) >"$out/morphism-gpu-processes.csv" 2>&1 &
+      process_sampler=$!
+    fi
     pids=()
     for i in "${!rounds[@]}"; do
       round=${rounds[$i]}
@@ -332,6 +344,12 @@ if runs morphism; then
     fi
     for pid in "${pids[@]}"; do wait "$pid"; done
     [[ -n "${stopper:-}" ]] && kill "$stopper" 2>/dev/null
+    if [[ -n "${sampler:-}" ]]; then
+      kill "$sampler" "$process_sampler" 2>/dev/null
+      note "morphism: GPU memory used, most at once $(cut -d, -f2 "$out/morphism-gpu-memory.csv" |
+        sort -n | tail -1) MiB; one process at most $(cut -d, -f3 "$out/morphism-gpu-processes.csv" |
+        sort -n | tail -1) MiB"
+    fi
     note "morphism: runs done ($(elapsed) s; $(ls "$rounds_dir"/round*/*.json | wc -l) started," \
          "$(find "$rounds_dir" -name '*.json' -size +0 | wc -l) finished)"
     python3 benchmarks/morphism/summarize.py "$rounds_dir"/round* >"$out/morphism-table.txt" 2>&1
