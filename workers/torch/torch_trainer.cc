@@ -401,6 +401,13 @@ struct TorchTrainer::Impl {
   std::list<std::unique_ptr<Workspace>> workspaces;  // most recently used first
   bool last_used_graph = false;
   std::string last_graph_error;
+#ifdef HIPPO_TORCH_CUDA
+  // The stream every workspace of this trainer runs and captures on (it trains one at a time).
+  // One per trainer, not one per workspace: cuBLAS keeps a workspace (~66 MiB on an H100) for
+  // each stream it has run on until the process ends, so a stream per network grew a NAS
+  // worker's memory by that much per network.
+  c10::optional<c10::cuda::CUDAStream> stream;
+#endif
 
   absl::StatusOr<TorchSettings> Settings(const StageTask& task) const {
     absl::StatusOr<TorchSettings> settings = torch_trainer::ParseTorchSettings(task);
@@ -496,7 +503,10 @@ struct TorchTrainer::Impl {
         settings.iterations_per_step > 0 ? settings.iterations_per_step : w->batches_per_epoch;
 #ifdef HIPPO_TORCH_CUDA
     if (device.is_cuda()) {
-      w->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+      if (!stream.has_value()) {
+        stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+      }
+      w->stream = stream;
     }
 #endif
     workspaces.push_front(std::move(w));
@@ -608,7 +618,10 @@ struct TorchTrainer::Impl {
       device_guard.emplace(device.index());
       // States were made or copied on other streams.
       c10::cuda::device_synchronize();
-      if (settings->cuda_graph && !w.graph_tried) CaptureGraph(w);
+      if (settings->cuda_graph && !w.graph_tried) {
+        CaptureGraph(w);
+        stream = w.stream;  // a fresh one after a failed capture
+      }
     }
     c10::optional<c10::cuda::CUDAStreamGuard> stream_guard;
     if (w.stream.has_value()) stream_guard.emplace(*w.stream);
