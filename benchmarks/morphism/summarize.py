@@ -214,7 +214,8 @@ def print_round(directory: str, runs) -> None:
             db = pathlib.Path(directory) / f"{algorithm}-{seed}.db"
             spec = db.with_suffix(".yaml").read_text() if db.with_suffix(".yaml").exists() else ""
             max_steps = next((int(line.split("max_steps:")[1].strip(" }\n"))
-                              for line in spec.splitlines() if "max_steps:" in line), None)
+                              for line in spec.splitlines()
+                              if line.startswith("budget:") and "max_steps:" in line), None)
             found = lineages(db, max_steps) if max_steps else None
             if found is not None:
                 full, best = found
