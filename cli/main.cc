@@ -1,10 +1,13 @@
 // hippo: the command line of the Hippo hyper-parameter optimization service.
 #include <cmath>
+#include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/debugging/failure_signal_handler.h"
+#include "absl/debugging/symbolize.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -85,6 +88,13 @@ int main(int argc, char** argv) {
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC's locks included) would
   // keep a lock graph for deadlock detection on each lock and unlock: a debugging aid, off here.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) prints the signal and the stack, with
+  // function names, to stderr before the process dies as it would have: a coordinator's or
+  // worker's log then says where. SIGTERM keeps its default (a plain stop), which the handler
+  // would otherwise report as a failure.
+  absl::InitializeSymbolizer(argv[0]);
+  absl::InstallFailureSignalHandler(absl::FailureSignalHandlerOptions());
+  std::signal(SIGTERM, SIG_DFL);
 #ifdef HIPPO_WITH_TORCH
   hippo::workers::RegisterTorchTrainer();
 #endif
