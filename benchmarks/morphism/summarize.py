@@ -67,7 +67,7 @@ def timeline_from_checkpoints(db_path: pathlib.Path):
             if row is not None and row[0] is not None:
                 accuracy = row[0]
         finished.append((path.stat().st_mtime, end - start, accuracy))
-    finished.sort()
+    finished.sort(key=lambda stage: stage[0])  # by time alone: ties must not compare accuracies
     points, epochs, best = [], 0, float("-inf")
     for _, steps, accuracy in finished:
         epochs += steps
