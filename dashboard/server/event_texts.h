@@ -32,22 +32,21 @@ namespace hippo::dashboard {
 // streams out of step with each other share one making instead of one each. The charts are
 // made from what the mirror keeps up to date as trials change (study_aggregates.h), a few
 // milliseconds each however large the study, so they go with every event that follows a change
-// and a page shows a chart's change within 1.5 s of it, as it shows the summary and the table
-// (the mirror's refresh, 0.5 s, then the next event, 1 s). An expensive read (over 10 ms: the
+// and a page shows a chart's change with the next event, as it shows the summary and the
+// table (within the mirror's period and a refresh). An expensive read (over 10 ms: the
 // stage tree of a large running study, which is read from the engine whole) is made again as
 // remake_policy.h allows, and lags by as much. Until the charts were kept incrementally they
 // went every 2 s, since making them from every trial doubled the dashboard's CPU.
 inline constexpr std::chrono::milliseconds kPartInterval{1000};
 
-// A stream sends at most one event per this interval, however often its study changes: the
-// changes of an interval go out together, so what an event costs (making it once, writing it to
-// each stream, each page parsing it and drawing a frame) is paid per interval, not per change,
-// and its share per trial falls as the dispatch rate rises. With the mirror's refresh interval
-// (0.5 s) a page shows a change within 1.5 s (a second on average). A second, not half of one:
-// ten pages on the coordinator's two cores cost it dispatch rate in proportion to the frames
-// they draw, and most of a page's CPU while it watches is paid per event (receiving and parsing
-// it, a frame for the summary's figures), not per byte.
-inline constexpr std::chrono::milliseconds kEventInterval{1000};
+// A stream sends at most one event a tick of the mirror's clock (Mirror::Options::period,
+// 1.5 s), right after the tick's refresh published: the changes of a tick go out together, so
+// what an event costs (making it once, writing it to each stream, each page parsing it and
+// drawing a frame) is paid per tick, not per change, and its share per trial falls as the
+// dispatch rate rises. A page shows a change within a period and a refresh. Most of a watching
+// page's CPU is paid per event (receiving and parsing it, a frame for the summary's figures,
+// the charts redrawn), not per byte, and ten pages on the coordinator's two cores cost it
+// dispatch rate in proportion.
 
 // What one event stream watches and what it was sent.
 struct StreamState {

@@ -327,11 +327,12 @@ void HttpServer::Route() {
     response.set_chunked_content_provider(
         "text/event-stream",
         [mirror, events, stream, quiet_since, last_event](size_t, httplib::DataSink& sink) {
-          // One event for the changes of each kEventInterval at most (and for a part made again
-          // while the stream was behind on it), a comment after 15 s of nothing so that proxies
-          // keep the stream open; the stream ends when the server stops or the client is gone.
+          // One event a tick of the mirror's clock at most, once the tick's refresh published
+          // (and for a part made again while the stream was behind on it), a comment after 15 s
+          // of nothing so that proxies keep the stream open; the stream ends when the server
+          // stops or the client is gone.
           constexpr auto kKeepAlive = std::chrono::seconds(15);
-          mirror->PauseUntil(*last_event + kEventInterval);
+          mirror->PauseUntil(mirror->NextTick(*last_event));
           if (mirror->stopping()) return false;
           const api::Change change = mirror->WaitForChange(
               stream->last, stream->behind ? std::chrono::milliseconds(kPartInterval)

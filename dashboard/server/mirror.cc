@@ -163,26 +163,22 @@ void Mirror::Start() {
     (void)pthread_setname_np(pthread_self(), "hippo-mirror");
     Refresh(/*all=*/true);
     while (!stopping_.load()) {
-      const SteadyClock::time_point started = SteadyClock::now();
-      {
-        std::unique_lock<std::mutex> lock(signal_->mutex);
-        // Asleep until a change while watched, a request after an idle spell, or a stop.
-        signal_->wake.wait(lock, [this] {
-          return stopping_.load() || urgent_.load() || (signal_->changed.load() && Watched());
-        });
-      }
-      if (stopping_.load()) break;
-      Refresh(urgent_.exchange(false));
-      {
-        std::lock_guard<std::mutex> lock(signal_->mutex);
-        ++refreshes_;
-      }
-      refreshed_.notify_all();
-      // Coalesce: the changes of the next min_interval wait for one refresh (a stop or a first
-      // request does not wait).
       std::unique_lock<std::mutex> lock(signal_->mutex);
-      signal_->wake.wait_until(lock, started + options_.min_interval,
+      // Asleep until a change while watched, a request after an idle spell, or a stop.
+      signal_->wake.wait(lock, [this] {
+        return stopping_.load() || urgent_.load() || (signal_->changed.load() && Watched());
+      });
+      // Coalesce: the changes until the next tick are read together (a stop or a first request
+      // does not wait).
+      signal_->wake.wait_until(lock, NextTick(SteadyClock::now()),
                                [this] { return stopping_.load() || urgent_.load(); });
+      if (stopping_.load()) break;
+      lock.unlock();
+      Refresh(urgent_.exchange(false));
+      lock.lock();
+      ++refreshes_;
+      lock.unlock();
+      refreshed_.notify_all();
     }
   });
 }
@@ -233,15 +229,26 @@ void Mirror::Unwatch() {
 int64_t Mirror::Bump() { return version_.fetch_add(1) + 1; }
 
 void Mirror::Notify(const std::string& study_id, bool workers) {
+  const int64_t version = version_.load();
+  if (!study_id.empty()) pending_.emplace_back(version, study_id);
+  if (workers) pending_.emplace_back(version, "");
+}
+
+void Mirror::Publish() {
+  if (pending_.empty()) return;
   {
     std::lock_guard<std::mutex> lock(change_mutex_);
-    const int64_t version = version_.load();
-    published_.store(version);
-    if (!study_id.empty()) changes_.emplace_back(version, study_id);
-    if (workers) changes_.emplace_back(version, "");
+    published_.store(version_.load());
+    for (auto& change : pending_) changes_.push_back(std::move(change));
     while (changes_.size() > 10000) changes_.pop_front();
   }
+  pending_.clear();
   changed_.notify_all();
+}
+
+SteadyClock::time_point Mirror::NextTick(SteadyClock::time_point after) const {
+  const SteadyClock::duration period = options_.period;
+  return SteadyClock::time_point((after.time_since_epoch() / period + 1) * period);
 }
 
 api::Change Mirror::WaitForChange(int64_t version, std::chrono::milliseconds timeout) {
@@ -324,6 +331,7 @@ void Mirror::Refresh(bool all) {
   } while (offset < total);
   if (deferred) signal_->changed.store(true);
   RefreshWorkers();
+  Publish();
 }
 
 bool Mirror::RefreshTrials(const v1::Study& view, std::string bytes,
@@ -363,7 +371,7 @@ bool Mirror::RefreshTrials(const v1::Study& view, std::string bytes,
     if (!page.ok()) {
       // Not found: the study vanished between the two reads. Another failure (the store): try
       // again later, not at every refresh, from the listing's start.
-      throttle.next = now + options_.min_interval * 10;
+      throttle.next = now + options_.period * 4;
       throttle.listing_version = 0;
       throttle.after_version = 0;
       throttle.after_trial = -1;
@@ -380,8 +388,9 @@ bool Mirror::RefreshTrials(const v1::Study& view, std::string bytes,
   throttle.after_version = 0;
   throttle.after_trial = -1;
   const double elapsed = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  // At least half a period: read again at the next tick, whenever in its tick this one began.
   throttle.next = now + std::max<SteadyClock::duration>(
-                            options_.min_interval,
+                            options_.period / 2,
                             std::chrono::duration_cast<SteadyClock::duration>(
                                 std::chrono::duration<double>(elapsed * options_.backoff)));
 

@@ -6,9 +6,12 @@
 // dashboards cost the engine what one does. The thread is event-driven: it sleeps until the
 // engine signals a change (Engine::AddChangeListener) and reads nothing while nobody watches
 // (no open event stream and no request in the last Options::idle_after), so an idle dashboard,
-// or one watching a coordinator where nothing happens, costs nothing. Changes are coalesced: a
-// refresh follows the last one by Options::min_interval at least, whatever the number of
-// changes and of watchers. A refresh reads only the studies whose view changed, and their
+// or one watching a coordinator where nothing happens, costs nothing. Changes are coalesced on a
+// clock: a change is read at the next tick (multiples of Options::period), one refresh a tick at
+// most whatever the number of changes and of watchers, and what a refresh read is published
+// when it ends, so that the event streams, which send just after a tick (NextTick), carry a
+// whole refresh and show a change within one period and a refresh. A refresh reads only the
+// studies whose view changed, and their
 // trials a page at a time, after a study's first read only those the engine says changed since
 // (TrialQuery::changed_since): it costs the changes, not the study's size. A study's trials are
 // not read again sooner than its last read took times Options::backoff.
@@ -94,7 +97,10 @@ struct WorkerData {
 class Mirror {
  public:
   struct Options {
-    std::chrono::milliseconds min_interval{500};  // between two refreshes, at least
+    // The clock of refreshes and events. With 1.5 s a page shows a change within about 1.6 s,
+    // and each of ten pages on the coordinator's cores parses and draws two events in three
+    // seconds (with 0.5 s refreshes and an event a second it was within 1.5 s, three in three).
+    std::chrono::milliseconds period{1500};
     double backoff = 4;                   // a study's trials at most every fetch time × this
     std::chrono::seconds idle_after{20};  // no stream and no request for this long: stop reading
     std::chrono::seconds worker_history{360};  // utilisation kept per worker
@@ -130,6 +136,9 @@ class Mirror {
   api::Change WaitForChange(int64_t version, std::chrono::milliseconds timeout);
   // Blocks until `until` or until Stop() was called (an event stream's pause between events).
   void PauseUntil(std::chrono::steady_clock::time_point until);
+  // The first tick of the refresh clock after `after`: a refresh starts there when something
+  // changed, and an event stream that sent at `after` sends again when it has published.
+  std::chrono::steady_clock::time_point NextTick(std::chrono::steady_clock::time_point after) const;
 
   // Runs `reader` with the study's data under a shared lock; NotFound for an unknown study.
   template <typename Reader>
@@ -197,9 +206,12 @@ class Mirror {
   std::map<std::string, WorkerData> workers_;
   std::map<std::string, Throttle> throttles_;  // refresh thread only
   std::atomic<int64_t> version_{0};
-  // The version of the last change published to WaitForChange (at the end of a refresh of a
-  // study or of the workers), so that an event never stops halfway through one.
+  // The version of the last change published to WaitForChange (at the end of a refresh pass),
+  // so that an event never stops halfway through one.
   std::atomic<int64_t> published_{0};
+  // What the refresh pass under way changed, published when it ends (refresh thread only).
+  std::vector<std::pair<int64_t, std::string>> pending_;
+  void Publish();
 
   // Changes for WaitForChange: (version, study id or "" for workers).
   std::mutex change_mutex_;
