@@ -238,7 +238,7 @@ test("a study is stopped from its page", async () => {
   await page.click("#stop-study");
   await eventually(async () => (await text(".study-head .badge")) === "stopped", "the page to show the study stopped");
   assert.ok(await page.locator("#stop-study").isHidden(), "the stop button is gone once stopped");
-  // The API reads the dashboard's mirror, refreshed every 0.5 s (later on a loaded machine); the
+  // The API reads the dashboard's mirror, refreshed at once after a stop (later on a loaded machine); the
   // page shows the stop's own answer at once.
   await eventually(async () => (await api(server.url, `studies/${fresh}`)).body.study.state === "STUDY_STOPPED", "the API to show the study stopped");
   await page.screenshot({ path: path.join(ARTIFACTS, "study-stopped.png"), fullPage: true });
