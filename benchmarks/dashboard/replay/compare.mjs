@@ -3,8 +3,10 @@
 // the page's own work.
 //
 //   HIPPO_NODE_MODULES=build/dashboard/web/node_modules node benchmarks/dashboard/replay/compare.mjs \
-//     --recording REC.json [--pages 4] [--runs 3] [--start 15] [--seconds 60] NAME=DIST NAME=DIST ...
+//     --recording REC.json [--pages 4] [--runs 3] [--start 15] [--seconds 60] NAME=DIST[@REC2.json] ...
 //
+// A variant may name a recording of its own (`@REC2.json`, e.g. made by transform.mjs: the same
+// page fed other events); the others replay --recording.
 // Each run starts, for every variant, a browser of its own (bare_browser.mjs: as the
 // benchmark's watching pages, no DevTools client attached while they watch) and a replay
 // server, opens the pages round-robin (each variant's pages open at about the same times),
@@ -31,11 +33,19 @@ const { values: options, positionals } = parseArgs({
   },
 });
 const pages = Number(options.pages), runs = Number(options.runs), start = Number(options.start), seconds = Number(options.seconds);
-const recording = loadRecording(options.recording);
-if (start + seconds > recording.seconds) console.warn(`warning: the recording's events end at ${recording.seconds.toFixed(0)} s, before ${start + seconds} s`);
+const recordings = new Map();
+const recordingOf = (file) => {
+  if (!recordings.has(file)) {
+    const recording = loadRecording(file);
+    if (start + seconds > recording.seconds) console.warn(`warning: ${file}'s events end at ${recording.seconds.toFixed(0)} s, before ${start + seconds} s`);
+    recordings.set(file, recording);
+  }
+  return recordings.get(file);
+};
 const variants = positionals.map((spec) => {
-  const [name, dist] = spec.split("=");
-  return { name, dist, results: [] };
+  const [name, rest] = spec.split("=");
+  const [dist, file] = rest.split("@");
+  return { name, dist, recording: recordingOf(file ?? options.recording), results: [] };
 });
 
 // The arguments playwright starts Chromium with (headless mode and all), for the bare browsers.
@@ -56,8 +66,8 @@ const shownExpression = `["#curves .chart", "#history .chart", "#parallel canvas
 for (let run = 0; run < runs; run++) {
   const order = run % 2 ? [...variants].reverse() : variants;
   const active = [];
-  for (const variant of order) active.push({ variant, browser: new BareBrowser("/usr/bin/chromium", args), replay: await serveReplay(variant.dist, recording), opened: [] });
-  for (let i = 0; i < pages; i++) for (const a of active) a.opened.push(await a.browser.open(`${a.replay.url}#/study/${recording.id}`, 1440, 1000));
+  for (const variant of order) active.push({ variant, browser: new BareBrowser("/usr/bin/chromium", args), replay: await serveReplay(variant.dist, variant.recording), opened: [] });
+  for (let i = 0; i < pages; i++) for (const a of active) a.opened.push(await a.browser.open(`${a.replay.url}#/study/${a.variant.recording.id}`, 1440, 1000));
   await sleep(start * 1000);
   for (const a of active) a.before = threads(a.browser.rootPid);
   const began = Date.now();
