@@ -1,9 +1,10 @@
 // Makes a recording (record.mjs) into another one as a different server would have sent it, to
 // measure with compare.mjs what a change of the events would save a page before making it:
 //
-//   node transform.mjs IN.json OUT.json [--every N] [--drop PART,...] [--history-bins K]
+//   node transform.mjs IN.json OUT.json [--every N] [--charts-every N] [--drop PART,...] [--history-bins K]
 //
 // --every N keeps every Nth event (at its own time; an event a second becomes one every N s);
+// --charts-every N keeps the charts (every part of the study's but the trials) in every Nth;
 // --drop removes the watched study's parts named (curves, history, parameters, savings, tree,
 // trials) from every event; --history-bins K merges the history's bins, a few at a time, down to
 // at most K (a merged bin's range is its bins' lowest and highest, its best so far its last).
@@ -13,7 +14,7 @@ import { parseArgs } from "node:util";
 
 const { values: options, positionals } = parseArgs({
   allowPositionals: true,
-  options: { every: { type: "string", default: "1" }, drop: { type: "string", default: "" }, "history-bins": { type: "string", default: "0" } },
+  options: { every: { type: "string", default: "1" }, "charts-every": { type: "string", default: "1" }, drop: { type: "string", default: "" }, "history-bins": { type: "string", default: "0" } },
 });
 const [input, output] = positionals;
 const recording = JSON.parse(readFileSync(input, "utf8"));
@@ -50,6 +51,7 @@ function mergeHistory(history, most) {
 }
 
 const every = Number(options.every);
+const chartsEvery = Number(options["charts-every"]);
 const drop = options.drop.split(",").filter(Boolean);
 const bins = Number(options["history-bins"]);
 const kept = [];
@@ -60,6 +62,9 @@ for (const { t, block } of events) {
   const lines = block.split("\n");
   const data = JSON.parse(lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n"));
   for (const part of drop) delete data.study?.[part];
+  if (data.study && (kept.length % chartsEvery) !== 0) {
+    for (const part of Object.keys(data.study)) if (!["study_id", "trials", "changed_trials"].includes(part)) delete data.study[part];
+  }
   if (bins > 0 && data.study?.history) mergeHistory(data.study.history, bins);
   const head = lines.filter((l) => l && !l.startsWith("data:")).join("\n");
   kept.push({ t, data: Buffer.from(`${head}\ndata: ${JSON.stringify(data)}\n\n`).toString("base64") });
