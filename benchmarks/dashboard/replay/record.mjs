@@ -4,12 +4,14 @@
 // its time from the stream's opening.
 //
 //   HIPPO_BIN=build/cli/hippo HIPPO_NODE_MODULES=build/dashboard/web/node_modules \
-//     node benchmarks/dashboard/replay/record.mjs OUT.json [SECONDS=100] [DIST=build/dashboard/web/dist]
+//     node benchmarks/dashboard/replay/record.mjs OUT.json [SECONDS=100] [DIST=build/dashboard/web/dist] [AFTER=0]
 //
 // The coordinator is started here (`hippo server --http` on a free port, a fresh store) with
 // the benchmark's running study (../running.yaml) and two sim workers, as
 // dashboard_benchmark.mjs does; the page (headless Chromium, 1440 × 1000) watches it through a
-// proxy that serves DIST and records what passes.
+// proxy that serves DIST and records what passes, from AFTER seconds after the study started
+// (a running study's events change as it grows: its sample and bins thin out, its best moves
+// less often).
 import http from "node:http";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -17,8 +19,8 @@ import { fileURLToPath } from "node:url";
 import { api, eventually, playwright, startServer, startWorker, stopAll, submit } from "../../../tests/dashboard/harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const [out, secondsArg, distArg] = process.argv.slice(2);
-if (!out) throw new Error("usage: record.mjs OUT.json [SECONDS] [DIST]");
+const [out, secondsArg, distArg, afterArg] = process.argv.slice(2);
+if (!out) throw new Error("usage: record.mjs OUT.json [SECONDS] [DIST] [AFTER]");
 const seconds = Number(secondsArg ?? 100);
 const dist = distArg ?? path.join(path.dirname(process.env.HIPPO_NODE_MODULES ?? "."), "dist");
 
@@ -27,6 +29,7 @@ startWorker(server, "w1");
 startWorker(server, "w2");
 const id = await eventually(async () => submit(server, path.join(here, "..", "running.yaml")), "the running study submitted", 120000);
 await eventually(async () => Number((await api(server.url, `studies/${id}`)).body.study?.trials_completed ?? 0) > 50, "the study running", 120000);
+await new Promise((resolve) => setTimeout(resolve, Number(afterArg ?? 0) * 1000));
 
 const target = new URL(server.url);
 const started = Date.now();
