@@ -166,7 +166,8 @@ absl::StatusOr<api::ParameterSample> ParametersOf(const Mirror& mirror,
     // trials at every event, and each page drew its thousand lines again.
     std::vector<int32_t> rows = ranked.Best(kBestRows);
     const std::set<int32_t> best(rows.begin(), rows.end());
-    for (int32_t row : StrideSample(study.trials.size(), kSampleRows - rows.size(), [&](size_t i) {
+    const size_t others = ranked.size() - rows.size();
+    for (int32_t row : StrideSample(study.trials.size(), others, kSampleRows - rows.size(), [&](size_t i) {
            return Scored(study.trials[i]) && !best.contains(static_cast<int32_t>(i));
          })) {
       rows.push_back(row);
