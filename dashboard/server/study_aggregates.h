@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -106,6 +107,16 @@ class CurveDensity {
 // The 1st and 99th percentiles of the curves' finite values, from every stride-th trial's curve
 // (at most about 20 000 curves): a few diverged curves do not flatten the rest. {0, 1} for none.
 std::pair<double, double> SampledValueRange(const std::vector<TrialEntry>& trials);
+
+// The numbers below `count` that `eligible` takes (at most `room`), among every stride-th
+// number, the stride the smallest power of two that leaves `expected` eligible numbers (how many
+// there are in all, a count that only grows) within nine tenths of `room`: the parallel
+// coordinates' sample of a study's trials besides its best (aggregates.cc), which stays as the
+// study grows (a new number joins it when it is a multiple of the stride; the stride doubles,
+// thinning the sample out, only when the eligible numbers did), so that the page draws only the
+// lines that joined it since its last drawing.
+std::vector<int32_t> StrideSample(size_t count, size_t expected, size_t room,
+                                  const std::function<bool(size_t)>& eligible);
 
 class StudyAggregates {
  public:

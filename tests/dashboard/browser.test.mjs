@@ -73,6 +73,24 @@ async function liveLags(selector, pattern, rounding, source, ms = 9000) {
   });
 }
 
+// A screenshot of the whole page as it is now: the study page draws a card only while it is on
+// screen (a chart, the stage tree and the trial table out of view keep what is pushed to them
+// and draw it once scrolled to), and a full-page screenshot does not scroll. So each card is
+// scrolled into view first, long enough to be drawn (two frames), then the page back to the top.
+async function fullPageScreenshot(file) {
+  await page.evaluate(async () => {
+    const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+    for (const card of document.querySelectorAll(".card")) {
+      card.scrollIntoView();
+      await frame();
+      await frame();
+    }
+    window.scrollTo(0, 0);
+    await frame();
+  });
+  await page.screenshot({ path: path.join(ARTIFACTS, file), fullPage: true });
+}
+
 // The issue's goal: the page shows a change within 2 s (the median of the changes seen; at
 // least two changes seen, every one shown in the end).
 function assertLive(lags, what) {
@@ -146,7 +164,7 @@ test("the study page shows curves, history, parameters, the stage tree and the t
   await page.fill("#tree input[type=search]", "0");
   await page.press("#tree input[type=search]", "Enter");
   await page.waitForTimeout(500);
-  await page.screenshot({ path: path.join(ARTIFACTS, "study.png"), fullPage: true });
+  await fullPageScreenshot("study.png");
 });
 
 test("the study page draws its charts on screen, and one below the fold only once scrolled to, within 2 s", async () => {
@@ -192,6 +210,34 @@ test("the study page draws its charts on screen, and one below the fold only onc
   await eventually(async () => (await drawnVersion()) > first, "the savings chart to catch up in view", 2000);
   console.log(`savings chart caught up ${Date.now() - scrolled} ms after it came into view`);
   assert.ok((await inked("#savings canvas")) > 500, "the savings chart shows a drawing");
+  await page.evaluate(() => window.scrollTo(0, 0));
+});
+
+test("the stage tree below the fold draws nothing new until scrolled to, then catches up within 2 s", async () => {
+  // A study of its own, so that its stages grow all along this test.
+  const fresh = submit(server, SPEC);
+  // The tree's count of stages ("N of TOTAL stages shown"), as the page shows it and as the
+  // coordinator has it.
+  const shownStages = async () => Number(((await text("#tree .tree-info")).match(/of ([\d,]+)/)?.[1] ?? "0").replace(/,/g, ""));
+  const stages = async () => Number((await api(server.url, `studies/${fresh}/tree`)).body.total_nodes ?? 0);
+  // Opened once the study has stages: the page's first read draws the tree wherever it is;
+  // the windows pushed later are drawn in view only.
+  await eventually(async () => (await stages()) > 0, "the study's first stages", 30000);
+  await page.goto(`${server.url}#/study/${fresh}`);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await eventually(async () => (await shownStages()) > 0, "the tree's first read", 20000);
+  assert.ok(await page.evaluate(() => document.querySelector("#tree canvas").getBoundingClientRect().top > innerHeight), "the tree is below the fold");
+  await page.waitForTimeout(2500); // the first reads' second round (the study new to the dashboard)
+  const before = await shownStages();
+  await eventually(async () => (await stages()) > before, "the study's stages to grow", 30000);
+  await page.waitForTimeout(2500); // an event with the tree's window came meanwhile
+  assert.equal(await shownStages(), before, "the stage tree drew new stages out of view");
+  // Scrolled into view, it shows at least what the coordinator had before the scroll, within 2 s.
+  const target = await stages();
+  const scrolled = Date.now();
+  await page.evaluate(() => document.querySelector("#tree").scrollIntoView());
+  await eventually(async () => (await shownStages()) >= target, "the stage tree to catch up in view", 2000);
+  console.log(`stage tree caught up ${Date.now() - scrolled} ms after it came into view (${before} -> ${await shownStages()} stages)`);
   await page.evaluate(() => window.scrollTo(0, 0));
 });
 
@@ -241,7 +287,7 @@ test("a study is stopped from its page", async () => {
   // The API reads the dashboard's mirror, refreshed at once after a stop (later on a loaded machine); the
   // page shows the stop's own answer at once.
   await eventually(async () => (await api(server.url, `studies/${fresh}`)).body.study.state === "STUDY_STOPPED", "the API to show the study stopped");
-  await page.screenshot({ path: path.join(ARTIFACTS, "study-stopped.png"), fullPage: true });
+  await fullPageScreenshot("study-stopped.png");
 });
 
 test("the page reconnects on its own after the coordinator restarts", async () => {

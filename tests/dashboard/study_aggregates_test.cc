@@ -246,5 +246,29 @@ TEST(StudyAggregatesTest, DensityRangeFollowsTheCurvesValues) {
   EXPECT_EQ(aggregates.density().completed(), completed);
 }
 
+// The parallel coordinates' sample (besides the best trials) stays as the study grows: the
+// numbers sampled from a study are sampled from it grown, until the stride doubles; within
+// `room`, and the stride as small as fits.
+TEST(StudyAggregatesTest, StrideSampleStaysAsTheStudyGrows) {
+  const auto every = [](size_t) { return true; };
+  const std::vector<int32_t> before = StrideSample(40000, 40000, 950, every);
+  const std::vector<int32_t> after = StrideSample(48000, 48000, 950, every);
+  ASSERT_EQ(before.size(), 40000u / 64);  // 64: the smallest power of two that fits 855
+  for (int32_t number : before) EXPECT_TRUE(std::binary_search(after.begin(), after.end(), number)) << number;
+  EXPECT_LE(after.size(), 950u);
+  // The study doubled: every other number left, none joined but new ones.
+  const std::vector<int32_t> doubled = StrideSample(80000, 80000, 950, every);
+  EXPECT_EQ(doubled.size(), 80000u / 128);
+  for (int32_t number : doubled) EXPECT_EQ(number % 128, 0);
+  // Numbers not eligible (unscored trials, the best ones) are skipped and the stride is as small
+  // as fits the eligible ones; never more than `room` (more eligible numbers than expected).
+  const auto odd = [](size_t i) { return i % 2 == 1; };
+  const std::vector<int32_t> small = StrideSample(1500, 750, 950, odd);
+  EXPECT_EQ(small.size(), 750u);
+  EXPECT_TRUE(std::all_of(small.begin(), small.end(), [](int32_t n) { return n % 2 == 1; }));
+  EXPECT_TRUE(StrideSample(0, 0, 950, every).empty());
+  EXPECT_EQ(StrideSample(4000, 100, 950, [](size_t i) { return i < 1000; }).size(), 950u);
+}
+
 }  // namespace
 }  // namespace hippo::dashboard
